@@ -1,0 +1,87 @@
+"""All settings, one place. Every option is also an environment variable (prefix ``COLDPROXY_``).
+
+``TrainSettings`` drives ``coldproxy train``/``export`` and the benchmarks; ``ServiceSettings``
+drives ``coldproxy serve``. Both read the environment and a ``.env`` file if present.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATASETS = (REPO_ROOT / ".." / "shared" / "datasets").resolve()
+
+
+class TrainSettings(BaseSettings):
+    """Data, split, encoders, ID model, proxy model and artefact locations."""
+
+    model_config = SettingsConfigDict(env_prefix="COLDPROXY_", env_file=".env", extra="ignore")
+
+    # data
+    data_dir: Path = Field(DEFAULT_DATASETS / "movielens-posters", description="dataset directory")
+    data_format: Literal["movielens", "generic"] = "movielens"
+    positive_threshold: float = Field(4.0, description="MovieLens rating >= this is a positive")
+    max_items: int | None = Field(None, description="keep only the N most popular items (tests, demos)")
+    seed: int = 0
+    split_ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)
+
+    # encoders
+    cache_dir: Path = Field(REPO_ROOT / "artifacts" / "cache", description="feature cache")
+    text_max_len: int = 128
+    encode_batch: int = 64
+
+    # ID model (MF-BPR)
+    dim: int = 64
+    id_epochs: int = 60
+    id_lr: float = 5e-3
+    id_reg: float = 1e-4
+    id_batch: int = 2048
+    eval_every: int = 5
+    patience: int = 4
+
+    # proxy model
+    proxy_hidden: int = 256
+    proxy_dropout: float = 0.1
+    proxy_epochs: int = 40
+    proxy_lr: float = 1e-3
+    proxy_weight_decay: float = 1e-5
+    proxy_batch: int = 1024
+    proxy_mse_weight: float = 1.0
+    modality_dropout: float = Field(0.1, description="chance of hiding one modality of a training item")
+
+    # artefacts
+    work_dir: Path = Field(REPO_ROOT / "artifacts" / "train", description="training checkpoint")
+    bundle_dir: Path = Field(REPO_ROOT / "artifacts" / "bundle", description="exported bundle")
+    parity_items: int = 16
+    parity_tolerance: float = 1e-4
+
+
+class ServiceSettings(BaseSettings):
+    """HTTP service: bundle, Redis, limits and auth."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="COLDPROXY_", env_file=".env", extra="ignore", populate_by_name=True
+    )
+
+    bundle_dir: Path = REPO_ROOT / "artifacts" / "bundle"
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0",
+        validation_alias=AliasChoices("REDIS_URL", "COLDPROXY_REDIS_URL", "redis_url"),
+    )
+    redis_prefix: str = "coldproxy"
+    allow_memory_store: bool = Field(False, description="fall back to an in-process store without Redis")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    api_key: str | None = Field(None, description="required on write endpoints when set")
+    max_request_bytes: int = 8 * 1024 * 1024
+    max_image_pixels: int = 40_000_000
+    max_text_chars: int = 10_000
+    max_candidates: int = 10_000
+    max_k: int = 1000
+    max_item_id_len: int = 128
+    ort_intra_threads: int = 0
+    ort_providers: list[str] | None = Field(None, description="ONNX Runtime providers; default: CUDA if present, else CPU")

@@ -1,0 +1,86 @@
+"""Input preprocessing shared by training and serving (numpy + PIL + tokenizers, no torch).
+
+Training extracts features with exactly these functions and the service feeds the ONNX graphs
+with them, so the two can never drift apart. The constants are written into the bundle manifest.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+IMAGE_SIZE = 224
+PIXEL_MEAN = 127.0
+PIXEL_SCALE = 128.0
+IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP")
+
+
+class ImageError(ValueError):
+    """The bytes are not an image we accept (corrupt, truncated, wrong format or too large)."""
+
+
+def decode_image(data: bytes, max_pixels: int = 40_000_000) -> Image.Image:
+    """Decode and fully load an image, refusing unknown formats and decompression bombs."""
+    if not data:
+        raise ImageError("image is empty")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
+            if img.width * img.height > max_pixels:
+                raise ImageError(f"image has {img.width}x{img.height} pixels, limit is {max_pixels}")
+            img.load()
+    except ImageError:
+        raise
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+        raise ImageError(f"image too large: {exc}") from exc
+    except Exception as exc:  # PIL raises many types for corrupt input
+        raise ImageError(f"cannot decode image: {exc.__class__.__name__}: {exc}") from exc
+    return img
+
+
+def image_to_array(img: Image.Image) -> np.ndarray:
+    """RGB, resized to 224x224 (bilinear), scaled (x - 127) / 128, channels first: float32 [3, 224, 224]."""
+    rgb = img.convert("RGB").resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR)
+    arr = (np.asarray(rgb, dtype=np.float32) - PIXEL_MEAN) / PIXEL_SCALE
+    return np.ascontiguousarray(arr.transpose(2, 0, 1))
+
+
+def load_image_file(path: Path, max_pixels: int = 40_000_000) -> np.ndarray:
+    return image_to_array(decode_image(Path(path).read_bytes(), max_pixels))
+
+
+class TextTokenizer:
+    """WordPiece tokenizer from a ``tokenizer.json``; truncates to ``max_len`` tokens and pads per batch."""
+
+    def __init__(self, tokenizer_file: Path, max_len: int = 128):
+        from tokenizers import Tokenizer
+
+        self.max_len = max_len
+        self._tok = Tokenizer.from_file(str(tokenizer_file))
+        self._tok.enable_truncation(max_length=max_len)
+        self._tok.enable_padding(pad_id=self._tok.token_to_id("[PAD]") or 0, pad_token="[PAD]")
+
+    def __call__(self, texts: list[str]) -> dict[str, np.ndarray]:
+        enc = self._tok.encode_batch(texts)
+        return {
+            "input_ids": np.array([e.ids for e in enc], dtype=np.int64),
+            "attention_mask": np.array([e.attention_mask for e in enc], dtype=np.int64),
+        }
+
+
+def preprocessing_manifest(text_max_len: int) -> dict:
+    """The constants the manifest records, so a bundle states how its inputs were prepared."""
+    return {
+        "image_size": IMAGE_SIZE,
+        "pixel_mean": PIXEL_MEAN,
+        "pixel_scale": PIXEL_SCALE,
+        "image_resize": "bilinear, no crop",
+        "image_formats": list(IMAGE_FORMATS),
+        "text_max_len": text_max_len,
+        "text_pooling": "mean over attention mask, l2-normalised",
+    }

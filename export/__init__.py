@@ -1,0 +1,1 @@
+"""ONNX export of the serving components and the bundle directory the service loads."""

@@ -1,0 +1,67 @@
+"""torch -> ONNX for each serving component, and the torch-vs-ONNX-Runtime parity check.
+
+Graph I/O names are part of the bundle contract the service relies on:
+
+* text encoder:  input_ids, attention_mask [B, L] int64  -> text_features [B, 384]
+* image encoder: pixels [B, 3, 224, 224] float32         -> image_features [B, 1280]
+* proxy model:   text_features, image_features, modality_mask [B, 2] -> proxy [B, d]
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from coldproxy.ort import make_session
+
+OPSET = 17
+
+
+def _export(module: torch.nn.Module, args: tuple, path: Path, inputs: list[str], outputs: list[str], dynamic: dict) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.onnx")
+    module.eval()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module, args, str(tmp), input_names=inputs, output_names=outputs,
+            dynamic_axes=dynamic, opset_version=OPSET, dynamo=False, do_constant_folding=True,
+        )
+    tmp.replace(path)
+    return path
+
+
+def export_text_encoder(encoder, path: Path) -> Path:
+    ids = torch.ones(2, 8, dtype=torch.int64)
+    return _export(
+        encoder, (ids, torch.ones_like(ids)), path, ["input_ids", "attention_mask"], ["text_features"],
+        {"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"}, "text_features": {0: "batch"}},
+    )
+
+
+def export_image_encoder(encoder, path: Path) -> Path:
+    return _export(
+        encoder, (torch.zeros(2, 3, 224, 224),), path, ["pixels"], ["image_features"],
+        {"pixels": {0: "batch"}, "image_features": {0: "batch"}},
+    )
+
+
+def export_proxy(model, path: Path) -> Path:
+    args = (torch.zeros(2, model.text_dim), torch.zeros(2, model.image_dim), torch.ones(2, 2))
+    return _export(
+        model, args, path, ["text_features", "image_features", "modality_mask"], ["proxy"],
+        {"text_features": {0: "batch"}, "image_features": {0: "batch"}, "modality_mask": {0: "batch"}, "proxy": {0: "batch"}},
+    )
+
+
+@torch.no_grad()
+def parity(module: torch.nn.Module, onnx_path: Path, feeds: dict[str, np.ndarray]) -> float:
+    """max |torch - ONNX Runtime| over the outputs for the given real inputs (CPU provider)."""
+    module.eval()
+    want = module(*[torch.from_numpy(v) for v in feeds.values()]).numpy()
+    got = make_session(onnx_path, ["CPUExecutionProvider"]).run(None, feeds)[0]
+    return float(np.abs(want - got).max())
