@@ -1,0 +1,105 @@
+"""The model bundle: one directory, one schema, written by ``export`` and read by ``service``.
+
+Layout: ``text_encoder.onnx``, ``image_encoder.onnx``, ``proxy.onnx``, ``tokenizer.json``,
+``embeddings.npz`` (user_ids, user_emb, item_ids, item_emb, warm items' content features) and
+``manifest.json`` (this schema). Loading verifies every file's sha256 and the dimensions, and
+refuses the bundle on any mismatch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel
+
+MANIFEST = "manifest.json"
+SCHEMA_VERSION = 1
+COMPONENTS = {
+    "text_encoder": "text_encoder.onnx",
+    "image_encoder": "image_encoder.onnx",
+    "proxy": "proxy.onnx",
+    "tokenizer": "tokenizer.json",
+    "embeddings": "embeddings.npz",
+}
+
+
+class BundleError(RuntimeError):
+    """The bundle directory is missing, incomplete, tampered with or inconsistent."""
+
+
+class Dims(BaseModel):
+    id_dim: int
+    text_dim: int
+    image_dim: int
+
+
+class Manifest(BaseModel):
+    schema_version: int = SCHEMA_VERSION
+    version: str
+    created_at: str
+    dims: Dims
+    encoders: dict[str, str]
+    preprocessing: dict
+    files: dict[str, str]  # component -> sha256
+    parity: dict[str, float]
+    metrics: dict
+    provenance: dict
+    counts: dict[str, int]
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass
+class Bundle:
+    path: Path
+    manifest: Manifest
+    user_ids: list[str]
+    user_emb: np.ndarray
+    item_ids: list[str]
+    item_emb: np.ndarray
+
+    def file(self, component: str) -> Path:
+        return self.path / COMPONENTS[component]
+
+
+def load_bundle(path: Path) -> Bundle:
+    path = Path(path)
+    if not (path / MANIFEST).exists():
+        raise BundleError(f"no {MANIFEST} in {path}; run `coldproxy export` first")
+    try:
+        manifest = Manifest.model_validate_json((path / MANIFEST).read_text())
+    except Exception as exc:
+        raise BundleError(f"{path / MANIFEST} is not a valid manifest: {exc}") from exc
+    if manifest.schema_version != SCHEMA_VERSION:
+        raise BundleError(f"bundle schema {manifest.schema_version}, this service reads {SCHEMA_VERSION}")
+    for comp, name in COMPONENTS.items():
+        f = path / name
+        if not f.exists():
+            raise BundleError(f"bundle is missing {name}")
+        want = manifest.files.get(comp)
+        if want is None or sha256_file(f) != want:
+            raise BundleError(f"{name}: sha256 does not match the manifest")
+    z = np.load(path / COMPONENTS["embeddings"])
+    user_emb, item_emb = z["user_emb"].astype(np.float32), z["item_emb"].astype(np.float32)
+    d = manifest.dims.id_dim
+    if user_emb.shape[1] != d or item_emb.shape[1] != d:
+        raise BundleError(f"embedding dims {user_emb.shape[1]}/{item_emb.shape[1]} != manifest id_dim {d}")
+    if len(z["user_ids"]) != len(user_emb) or len(z["item_ids"]) != len(item_emb):
+        raise BundleError("embedding rows do not match their id lists")
+    return Bundle(path, manifest, [str(x) for x in z["user_ids"]], user_emb, [str(x) for x in z["item_ids"]], item_emb)
+
+
+def write_manifest(path: Path, manifest: Manifest) -> None:
+    tmp = Path(path) / (MANIFEST + ".tmp")
+    tmp.write_text(json.dumps(manifest.model_dump(), indent=2, default=float))
+    tmp.replace(Path(path) / MANIFEST)

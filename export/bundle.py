@@ -1,0 +1,91 @@
+"""Build a bundle directory from a training checkpoint: export, parity-check, hash, manifest.
+
+Every graph is checked against torch on real dataset inputs; an export whose max |delta| exceeds
+the tolerance is refused, so a bundle on disk always serves what training measured.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from coldproxy.bundle import COMPONENTS, Dims, Manifest, load_bundle, sha256_file, write_manifest
+from coldproxy.preprocess import load_image_file, preprocessing_manifest
+from export.graphs import export_image_encoder, export_proxy, export_text_encoder, parity
+from models.data import load_dataset
+from models.encoders import IMAGE_DIM, IMAGE_ENCODER, TEXT_DIM, TEXT_ENCODER, ImageEncoder, TextEncoder, text_model_dir, tokenizer
+from models.train import load_proxy
+
+
+class ParityError(RuntimeError):
+    pass
+
+
+def _parity_inputs(s, n: int) -> tuple[dict, dict, dict]:
+    """Real inputs: the first ``n`` items with a poster, their texts, and their features."""
+    ds = load_dataset(s)
+    idx = [i for i, p in enumerate(ds.item_images) if p is not None][:n]
+    text = tokenizer(s.text_max_len)([ds.item_texts[i] for i in idx])
+    pixels = {"pixels": np.stack([load_image_file(ds.item_images[i]) for i in idx])}
+    return text, pixels, idx
+
+
+def build_bundle(s, progress: bool = True) -> Path:
+    work, out = Path(s.work_dir), Path(s.bundle_dir)
+    if not (work / "proxy.pt").exists():
+        raise FileNotFoundError(f"no checkpoint in {work}; run `coldproxy train` first")
+    stage = out.with_name(out.name + ".staging")
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir(parents=True)
+    text_enc, image_enc, proxy = TextEncoder(), ImageEncoder(), load_proxy(work)
+    export_text_encoder(text_enc, stage / COMPONENTS["text_encoder"])
+    export_image_encoder(image_enc, stage / COMPONENTS["image_encoder"])
+    export_proxy(proxy, stage / COMPONENTS["proxy"])
+    shutil.copy(text_model_dir() / "tokenizer.json", stage / COMPONENTS["tokenizer"])
+    shutil.copy(work / "embeddings.npz", stage / COMPONENTS["embeddings"])
+
+    text_feeds, pixel_feeds, _ = _parity_inputs(s, s.parity_items)
+    z = np.load(stage / COMPONENTS["embeddings"])
+    k = min(s.parity_items, len(z["item_text"]))
+    proxy_feeds = {"text_features": z["item_text"][:k], "image_features": z["item_image"][:k], "modality_mask": z["item_mask"][:k].copy()}
+    missing = {**proxy_feeds, "modality_mask": proxy_feeds["modality_mask"] * np.array([1, 0], np.float32)}
+    report = {
+        "text_encoder": parity(text_enc, stage / COMPONENTS["text_encoder"], text_feeds),
+        "image_encoder": parity(image_enc, stage / COMPONENTS["image_encoder"], pixel_feeds),
+        "proxy": parity(proxy, stage / COMPONENTS["proxy"], proxy_feeds),
+        "proxy_text_only": parity(proxy, stage / COMPONENTS["proxy"], missing),
+    }
+    bad = {k: v for k, v in report.items() if not v < s.parity_tolerance}
+    if bad:
+        raise ParityError(f"ONNX vs torch max |delta| over {s.parity_tolerance}: {bad}")
+
+    metrics = json.loads((work / "metrics.json").read_text())
+    files = {c: sha256_file(stage / n) for c, n in COMPONENTS.items()}
+    digest = hashlib.sha256("".join(files[c] for c in sorted(files)).encode()).hexdigest()[:12]
+    now = datetime.now(timezone.utc)
+    manifest = Manifest(
+        version=f"{now:%Y%m%d}-{digest}",
+        created_at=now.isoformat(),
+        dims=Dims(id_dim=proxy.out_dim, text_dim=TEXT_DIM, image_dim=IMAGE_DIM),
+        encoders={"text": TEXT_ENCODER, "image": IMAGE_ENCODER, "proxy": "mlp", "id_model": metrics["id_model"]["type"]},
+        preprocessing=preprocessing_manifest(s.text_max_len),
+        files=files,
+        parity=report,
+        metrics={k: metrics[k] for k in ("test", "id_model", "proxy", "split")},
+        provenance=metrics["dataset"],
+        counts={"users": int(len(z["user_ids"])), "warm_items": int(len(z["item_ids"]))},
+    )
+    write_manifest(stage, manifest)
+    load_bundle(stage)  # the service's own check, before the bundle replaces the old one
+    old = out.with_name(out.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if out.exists():
+        out.rename(old)
+    stage.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
+    return out

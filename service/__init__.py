@@ -1,0 +1,1 @@
+"""The coldproxy HTTP service: reads only a bundle, runs ONNX Runtime, stores proxies in Redis."""

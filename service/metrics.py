@@ -1,0 +1,30 @@
+"""Prometheus metrics, one registry per app instance (so several apps can live in one process)."""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("coldproxy_requests_total", "HTTP requests", ["route", "method", "status"], registry=r)
+        self.latency = Histogram("coldproxy_request_seconds", "HTTP request latency", ["route", "method"], buckets=LATENCY_BUCKETS, registry=r)
+        self.stage = Histogram("coldproxy_stage_seconds", "Pipeline stage latency", ["stage"], buckets=LATENCY_BUCKETS, registry=r)
+        self.batch_size = Histogram("coldproxy_batch_size", "Items per model call", ["graph"], buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=r)
+        self.lookups = Counter("coldproxy_item_lookups_total", "Item embedding lookups by source", ["source"], registry=r)
+        self.items_indexed = Gauge("coldproxy_index_items", "Items in the FAISS index", ["kind"], registry=r)
+
+    @contextmanager
+    def time_stage(self, stage: str):
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.stage.labels(stage).observe(time.perf_counter() - t)

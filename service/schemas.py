@@ -1,0 +1,53 @@
+"""Typed request and response models of the HTTP API (v1)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+ITEM_ID_PATTERN = r"^[A-Za-z0-9._:\-]{1,128}$"
+
+
+class ItemJSON(BaseModel):
+    item_id: str = Field(pattern=ITEM_ID_PATTERN)
+    text: str | None = None
+    image_base64: str | None = Field(None, description="the image file's bytes, base64-encoded")
+    overwrite: bool = False
+
+
+class ItemOut(BaseModel):
+    item_id: str
+    bundle_version: str
+    source: str = Field(description="'proxy' (computed from content)")
+    modalities: list[str]
+    embedding: list[float]
+
+
+class EmbeddingOut(BaseModel):
+    item_id: str
+    bundle_version: str
+    source: str = Field(description="'id' for a warm item of the ID model, 'proxy' for a cold item")
+    embedding: list[float]
+
+
+class RankIn(BaseModel):
+    user_id: str = Field(min_length=1, max_length=128)
+    item_ids: list[str] = Field(min_length=1)
+
+
+class Scored(BaseModel):
+    item_id: str
+    score: float
+    source: str | None = None
+
+
+class RankOut(BaseModel):
+    user_id: str
+    bundle_version: str
+    scores: list[Scored]
+    missing: list[str] = Field(description="candidate IDs with no embedding (unknown or not yet ingested)")
+
+
+class RecommendOut(BaseModel):
+    user_id: str
+    bundle_version: str
+    items: list[Scored]

@@ -1,0 +1,96 @@
+"""Proxy-embedding store in Redis, keyed by bundle version and item ID.
+
+Key layout (``P`` = prefix, ``V`` = bundle version):
+* ``P:V:item:<item_id>`` — hash {emb: float32 bytes, modalities, created_at}
+* ``P:V:items`` — set of the cold item IDs stored for this bundle version (index rebuild)
+
+Keys carry the bundle version, so proxies of two bundles never mix. A write is acknowledged
+only after Redis has it. ``MemoryStore`` is the demo-only fallback when no Redis answers.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import redis.asyncio as aioredis
+
+
+class StoreUnavailable(RuntimeError):
+    pass
+
+
+class RedisStore:
+    def __init__(self, url: str, prefix: str, version: str, dim: int):
+        self.client = aioredis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
+        self.base, self.dim = f"{prefix}:{version}", dim
+
+    def _key(self, item_id: str) -> str:
+        return f"{self.base}:item:{item_id}"
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self.client.ping())
+        except Exception:
+            return False
+
+    async def put(self, item_id: str, emb: np.ndarray, modalities: list[str], overwrite: bool) -> bool:
+        """Store; returns False (and writes nothing) when the item exists and ``overwrite`` is off."""
+        key = self._key(item_id)
+        mapping = {"emb": emb.astype(np.float32).tobytes(), "modalities": ",".join(modalities), "created_at": str(time.time())}
+        try:
+            if not overwrite and await self.client.exists(key):
+                return False
+            async with self.client.pipeline(transaction=True) as pipe:
+                pipe.hset(key, mapping=mapping)
+                pipe.sadd(f"{self.base}:items", item_id)
+                await pipe.execute()
+            return True
+        except Exception as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    async def get_many(self, item_ids: list[str]) -> dict[str, np.ndarray]:
+        if not item_ids:
+            return {}
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for i in item_ids:
+                    pipe.hget(self._key(i), "emb")
+                raw = await pipe.execute()
+        except Exception as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        return {i: np.frombuffer(r, dtype=np.float32) for i, r in zip(item_ids, raw) if r is not None}
+
+    async def all_ids(self) -> list[str]:
+        try:
+            return sorted(m.decode() for m in await self.client.smembers(f"{self.base}:items"))
+        except Exception as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+class MemoryStore(RedisStore):
+    """In-process stand-in for the one-command demo only; tests always use Redis."""
+
+    def __init__(self, version: str, dim: int):
+        self.base, self.dim, self.data = f"memory:{version}", dim, {}
+
+    async def ping(self) -> bool:
+        return True
+
+    async def put(self, item_id, emb, modalities, overwrite):
+        if not overwrite and item_id in self.data:
+            return False
+        self.data[item_id] = emb.astype(np.float32).copy()
+        return True
+
+    async def get_many(self, item_ids):
+        return {i: self.data[i] for i in item_ids if i in self.data}
+
+    async def all_ids(self):
+        return sorted(self.data)
+
+    async def close(self):
+        pass
