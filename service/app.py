@@ -104,7 +104,7 @@ async def _read_item(request: Request, s: ServiceSettings) -> tuple[str, str | N
     ctype = request.headers.get("content-type", "")
     if int(request.headers.get("content-length") or 0) > s.max_request_bytes:
         raise HTTPException(413, f"request larger than {s.max_request_bytes} bytes")
-    if ctype.startswith("multipart/form-data"):
+    if ctype.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
         try:
             form = await request.form(max_files=1, max_fields=10, max_part_size=s.max_request_bytes)
         except HTTPException:
@@ -128,14 +128,14 @@ async def _read_item(request: Request, s: ServiceSettings) -> tuple[str, str | N
         try:
             body = ItemJSON.model_validate_json(await request.body())
         except ValidationError as exc:
-            raise HTTPException(422, exc.errors(include_url=False, include_context=False)) from exc
+            raise HTTPException(422, exc.errors(include_url=False, include_context=False, include_input=False)) from exc
         item_id, text, overwrite = body.item_id, body.text, body.overwrite
         try:
             image = base64.b64decode(body.image_base64, validate=True) if body.image_base64 else None
         except (binascii.Error, ValueError) as exc:
             raise HTTPException(422, f"image_base64 is not valid base64: {exc}") from exc
     else:
-        raise HTTPException(415, "send multipart/form-data or application/json")
+        raise HTTPException(415, "send multipart/form-data (or a url-encoded form without image) or application/json")
     check_item_id(item_id)
     if text is not None:
         text = text.strip() or None

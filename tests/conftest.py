@@ -1,0 +1,120 @@
+"""Shared fixtures: a small real bundle (MovieLens-posters, 400 most popular movies) trained and
+exported once per session, and a real uvicorn server on a free loopback port backed by real Redis."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+import uvicorn
+
+from coldproxy.config import DEFAULT_DATASETS, ServiceSettings, TrainSettings
+
+MOVIELENS = DEFAULT_DATASETS / "movielens-posters"
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture(scope="session")
+def movielens_dir() -> Path:
+    if not (MOVIELENS / "ratings.csv").exists():
+        pytest.fail(f"MovieLens-posters not found at {MOVIELENS}")
+    return MOVIELENS
+
+
+@pytest.fixture(scope="session")
+def train_settings(tmp_path_factory, movielens_dir) -> TrainSettings:
+    root = tmp_path_factory.mktemp("coldproxy")
+    return TrainSettings(
+        data_dir=movielens_dir, max_items=400, seed=0, id_epochs=20, proxy_epochs=8, eval_every=5,
+        cache_dir=root / "cache", work_dir=root / "train", bundle_dir=root / "bundle",
+    )
+
+
+@pytest.fixture(scope="session")
+def trained(train_settings):
+    from models.train import save_checkpoint, train
+
+    result = train(train_settings, progress=False)
+    save_checkpoint(result, train_settings.work_dir)
+    return result
+
+
+@pytest.fixture(scope="session")
+def bundle_dir(trained, train_settings) -> Path:
+    from export.bundle import build_bundle
+
+    return build_bundle(train_settings, progress=False)
+
+
+@pytest.fixture(scope="session")
+def redis_client():
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.ping()
+    except redis.ConnectionError:
+        pytest.fail("tests need a real Redis at 127.0.0.1:6379 (.ci/run starts one)")
+    yield client
+    client.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LiveServer:
+    def __init__(self, settings: ServiceSettings):
+        from service.app import create_app
+
+        self.app = create_app(settings)
+        self.settings = settings
+        self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=settings.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.url = f"http://127.0.0.1:{settings.port}"
+
+    def __enter__(self) -> "LiveServer":
+        self.thread.start()
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            if not self.thread.is_alive():
+                raise RuntimeError("server thread died during start-up")
+            time.sleep(0.2)
+        raise RuntimeError("server did not become ready")
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def redis_prefix(redis_client):
+    prefix = f"coldproxy-test-{uuid.uuid4().hex[:8]}"
+    yield prefix
+    keys = list(redis_client.scan_iter(f"{prefix}:*"))
+    if keys:
+        redis_client.delete(*keys)
+
+
+@pytest.fixture(scope="session")
+def server(bundle_dir, redis_prefix):
+    settings = ServiceSettings(bundle_dir=bundle_dir, redis_url=REDIS_URL, redis_prefix=redis_prefix, port=_free_port())
+    with LiveServer(settings) as live:
+        yield live
+
+
+@pytest.fixture()
+def client(server):
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        yield c

@@ -1,0 +1,58 @@
+"""Loaders and the item cold-start split."""
+
+import numpy as np
+import pytest
+
+from models.data import cold_start_split, load_generic, load_movielens
+
+
+@pytest.fixture(scope="module")
+def movielens(movielens_dir):
+    return load_movielens(movielens_dir, 4.0)
+
+
+def test_movielens_counts_and_content(movielens):
+    assert movielens.n_items == 9742
+    assert len(movielens.items) == 48580  # ratings >= 4 of 100,836
+    assert movielens.item_texts[0].startswith("Toy Story (1995). Genres: Adventure")
+    assert sum(p is None for p in movielens.item_images) == 9742 - 9517
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_split_leaks_no_cold_interaction(movielens, seed):
+    sp = cold_start_split(movielens, seed)
+    cold = np.concatenate([sp.val_items, sp.test_items])
+    assert not np.isin(sp.train.items, cold).any()
+    assert not np.isin(sp.warm_val.items, cold).any() and not np.isin(sp.warm_test.items, cold).any()
+    assert np.isin(sp.cold_test.items, sp.test_items).all() and np.isin(sp.cold_val.items, sp.val_items).all()
+    # items are partitioned 8:1:1 and every interaction lands in exactly one part
+    assert len(np.intersect1d(sp.warm_items, cold)) == 0 and len(np.intersect1d(sp.val_items, sp.test_items)) == 0
+    assert len(sp.warm_items) + len(cold) == movielens.n_items
+    assert abs(len(sp.test_items) - 0.1 * movielens.n_items) <= 1
+    parts = (sp.train, sp.warm_val, sp.warm_test, sp.cold_val, sp.cold_test)
+    assert sum(len(p) for p in parts) == len(movielens.items)
+
+
+def test_split_is_seeded(movielens):
+    a, b, c = cold_start_split(movielens, 7), cold_start_split(movielens, 7), cold_start_split(movielens, 8)
+    assert np.array_equal(a.test_items, b.test_items) and np.array_equal(a.train.users, b.train.users)
+    assert not np.array_equal(a.test_items, c.test_items)
+
+
+def test_generic_format(tmp_path, movielens_dir):
+    poster = movielens_dir / "posters" / "1.jpg"
+    (tmp_path / "items.csv").write_text(f"item_id,text,image\na,first item,{poster}\nb,,\nc,third item,\n")
+    (tmp_path / "interactions.csv").write_text("user_id,item_id,timestamp,weight\nu1,a,1,1\nu1,b,2,1\nu2,c,3,0\nu2,zzz,4,1\n")
+    ds = load_generic(tmp_path)
+    assert ds.item_ids == ["a", "b", "c"] and ds.item_images[0] == poster and ds.item_images[1] is None
+    assert ds.item_texts[1] == ""
+    # weight 0 and unknown items are dropped
+    assert ds.user_ids == ["u1"] and list(ds.items) == [0, 1]
+
+
+def test_most_popular_slice(movielens):
+    sub = movielens.most_popular(50)
+    assert sub.n_items == 50 and sub.items.max() < 50
+    counts = np.bincount(movielens.items, minlength=movielens.n_items)
+    kept = {movielens.item_ids.index(i) for i in sub.item_ids}
+    assert min(counts[list(kept)]) >= np.sort(counts)[-50]

@@ -1,0 +1,61 @@
+"""ONNX graphs match torch on real inputs; the bundle is verified on load."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from coldproxy.bundle import BundleError, load_bundle
+from coldproxy.preprocess import load_image_file
+from export.graphs import parity
+from models.encoders import ImageEncoder, TextEncoder, tokenizer
+from models.train import load_proxy
+
+TOL = 1e-4
+
+
+def test_manifest_records_parity_and_dims(bundle_dir):
+    b = load_bundle(bundle_dir)
+    m = b.manifest
+    assert m.dims.id_dim == 64 and m.dims.text_dim == 384 and m.dims.image_dim == 1280
+    assert set(m.parity) == {"text_encoder", "image_encoder", "proxy", "proxy_text_only"}
+    assert all(v < TOL for v in m.parity.values())
+    assert b.user_emb.shape[1] == 64 and len(b.item_ids) == len(b.item_emb)
+    assert "ratings_sha256" in m.provenance and "cold" in m.metrics["test"]
+
+
+def test_text_and_image_graphs_match_torch(bundle_dir, trained):
+    ds = trained.dataset
+    idx = [i for i, p in enumerate(ds.item_images) if p is not None][20:28]
+    feeds = tokenizer(128)([ds.item_texts[i] for i in idx])
+    assert parity(TextEncoder(), bundle_dir / "text_encoder.onnx", feeds) < TOL
+    pixels = np.stack([load_image_file(ds.item_images[i]) for i in idx])
+    assert parity(ImageEncoder(), bundle_dir / "image_encoder.onnx", {"pixels": pixels}) < TOL
+
+
+@pytest.mark.parametrize("mask", [(1, 1), (1, 0), (0, 1)])
+def test_proxy_graph_matches_torch_with_missing_modalities(bundle_dir, trained, train_settings, mask):
+    f = trained.features.rows(trained.split.test_items[:16])
+    feeds = {"text_features": f.text, "image_features": f.image,
+             "modality_mask": (f.mask * np.array(mask, np.float32)).astype(np.float32)}
+    assert parity(load_proxy(train_settings.work_dir), bundle_dir / "proxy.onnx", feeds) < TOL
+
+
+def test_bundle_with_tampered_file_is_refused(bundle_dir, tmp_path):
+    bad = tmp_path / "bundle"
+    shutil.copytree(bundle_dir, bad)
+    with open(bad / "proxy.onnx", "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(BundleError, match="sha256"):
+        load_bundle(bad)
+
+
+def test_bundle_with_wrong_dims_is_refused(bundle_dir, tmp_path):
+    bad = tmp_path / "bundle"
+    shutil.copytree(bundle_dir, bad)
+    m = json.loads((bad / "manifest.json").read_text())
+    m["dims"]["id_dim"] = 32
+    (bad / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(BundleError, match="dims"):
+        load_bundle(bad)

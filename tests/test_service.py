@@ -1,0 +1,188 @@
+"""The service end to end: real uvicorn, real HTTP (httpx), real Redis, the exported bundle."""
+
+import base64
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from coldproxy.preprocess import load_image_file
+from models.encoders import ImageEncoder, TextEncoder, tokenizer
+from models.train import load_proxy
+
+
+@pytest.fixture(scope="module")
+def held_out(trained):
+    """A test-cold movie (never seen in training) with a poster and a text."""
+    ds = trained.dataset
+    i = next(int(i) for i in trained.split.test_items if ds.item_images[i] is not None)
+    return {"item_id": ds.item_ids[i], "text": ds.item_texts[i], "poster": ds.item_images[i]}
+
+
+@torch.no_grad()
+def torch_proxy(work_dir, text, poster):
+    """The same computation in torch, independently of ONNX Runtime."""
+    t = tokenizer(128)([text])
+    tf = TextEncoder()(torch.from_numpy(t["input_ids"]), torch.from_numpy(t["attention_mask"]))
+    imf = ImageEncoder()(torch.from_numpy(load_image_file(poster)[None]))
+    return load_proxy(work_dir)(tf, imf, torch.ones(1, 2))[0].numpy()
+
+
+def post_item(client, item_id, text=None, image=None, **extra):
+    files = {"image": ("poster.jpg", image, "image/jpeg")} if image is not None else None
+    data = {"item_id": item_id, **({"text": text} if text is not None else {}), **extra}
+    return client.post("/v1/items", data=data, files=files)
+
+
+def test_health_and_readiness(client):
+    assert client.get("/healthz").json() == {"status": "alive"}
+    r = client.get("/readyz")
+    assert r.status_code == 200 and r.json()["status"] == "ready"
+
+
+def test_post_get_rank_recommend_held_out_movie(client, held_out, train_settings, trained, redis_client, server):
+    r = post_item(client, held_out["item_id"], held_out["text"], held_out["poster"].read_bytes())
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["modalities"] == ["text", "image"] and body["source"] == "proxy"
+    posted = np.array(body["embedding"], dtype=np.float32)
+    np.testing.assert_allclose(posted, torch_proxy(train_settings.work_dir, held_out["text"], held_out["poster"]), atol=1e-4)
+
+    got = client.get(f"/v1/items/{held_out['item_id']}/embedding").json()
+    assert got["source"] == "proxy" and got["bundle_version"] == body["bundle_version"]
+    np.testing.assert_array_equal(np.array(got["embedding"], dtype=np.float32), posted)
+    # it really is in Redis, under a key that carries the bundle version
+    key = f"{server.settings.redis_prefix}:{body['bundle_version']}:item:{held_out['item_id']}"
+    np.testing.assert_array_equal(np.frombuffer(redis_client.hget(key, "emb"), dtype=np.float32), posted)
+
+    ds, warm = trained.dataset, trained.split.warm_items
+    user = ds.user_ids[0]
+    candidates = [held_out["item_id"]] + [ds.item_ids[i] for i in warm[:20]] + ["never-posted"]
+    ranked = client.post("/v1/rank", json={"user_id": user, "item_ids": candidates}).json()
+    scores = {s["item_id"]: s["score"] for s in ranked["scores"]}
+    assert held_out["item_id"] in scores and ranked["missing"] == ["never-posted"]
+    values = [s["score"] for s in ranked["scores"]]
+    assert values == sorted(values, reverse=True)
+    u = trained.user_emb[0]
+    assert scores[held_out["item_id"]] == pytest.approx(float(posted @ u), rel=1e-4, abs=1e-4)
+
+    recs = client.get(f"/v1/users/{user}/recommendations", params={"k": 5}).json()["items"]
+    assert len(recs) == 5 and [r["score"] for r in recs] == sorted([r["score"] for r in recs], reverse=True)
+    # a user whose best match is the new item gets it from the FAISS index
+    probe_user = int(np.argmax(trained.user_emb @ posted - (trained.user_emb @ trained.item_emb.T).max(1)))
+    recs = client.get(f"/v1/users/{ds.user_ids[probe_user]}/recommendations", params={"k": 1}).json()["items"]
+    if float(trained.user_emb[probe_user] @ posted) > float((trained.user_emb[probe_user] @ trained.item_emb.T).max()):
+        assert recs[0]["item_id"] == held_out["item_id"]
+
+
+def test_json_body_with_base64_image_and_single_modalities(client, movielens_dir):
+    img = base64.b64encode((movielens_dir / "posters" / "3.jpg").read_bytes()).decode()
+    r = client.post("/v1/items", json={"item_id": "json-image-only", "image_base64": img})
+    assert r.status_code == 200, r.text
+    assert r.json()["modalities"] == ["image"]
+    r = post_item(client, "text-only-item", "A quiet drama about a lighthouse keeper.")
+    assert r.status_code == 200 and r.json()["modalities"] == ["text"]
+    assert np.isfinite(r.json()["embedding"]).all()
+
+
+def test_reposting_is_explicit(client, movielens_dir):
+    poster = (movielens_dir / "posters" / "5.jpg").read_bytes()
+    first = post_item(client, "dup-item", "first text", poster)
+    assert first.status_code == 200
+    again = post_item(client, "dup-item", "other text", poster)
+    assert again.status_code == 409 and "overwrite" in again.json()["detail"]
+    kept = client.get("/v1/items/dup-item/embedding").json()["embedding"]
+    assert kept == first.json()["embedding"]
+    replaced = post_item(client, "dup-item", "other text", poster, overwrite="true")
+    assert replaced.status_code == 200
+    assert client.get("/v1/items/dup-item/embedding").json()["embedding"] == replaced.json()["embedding"]
+
+
+def test_warm_item_is_served_from_id_model(client, trained):
+    warm_id = trained.dataset.item_ids[trained.split.warm_items[0]]
+    got = client.get(f"/v1/items/{warm_id}/embedding").json()
+    assert got["source"] == "id"
+    np.testing.assert_allclose(got["embedding"], trained.item_emb[trained.split.warm_items[0]], atol=1e-6)
+    assert post_item(client, warm_id, "some text").status_code == 409
+
+
+@pytest.mark.parametrize(
+    "kwargs, status",
+    [
+        ({"item_id": "no-content"}, 422),
+        ({"item_id": "blank-text", "text": "   "}, 422),
+        ({"item_id": "not-an-image", "image": b"this is not a jpeg"}, 422),
+        ({"item_id": "truncated", "image": "TRUNCATED"}, 422),
+        ({"item_id": "bad id with spaces", "text": "x"}, 422),
+        ({"item_id": "x" * 129, "text": "x"}, 422),
+        ({"item_id": "huge-text", "text": "y" * 10_001}, 413),
+    ],
+)
+def test_bad_items_get_clear_4xx(client, movielens_dir, kwargs, status):
+    if kwargs.get("image") == "TRUNCATED":
+        kwargs["image"] = (movielens_dir / "posters" / "1.jpg").read_bytes()[:2000]
+    r = post_item(client, **kwargs)
+    assert r.status_code == status, r.text
+    assert isinstance(r.json()["detail"], (str, list)) and r.json()["detail"]
+    assert client.get("/healthz").status_code == 200
+
+
+def test_wrong_content_type_and_bad_json(client):
+    assert client.post("/v1/items", content=b"item_id=a", headers={"content-type": "text/plain"}).status_code == 415
+    assert client.post("/v1/items", content=b"{not json", headers={"content-type": "application/json"}).status_code == 422
+    assert client.post("/v1/items", json={"item_id": "b64", "image_base64": "%%%"}).status_code == 422
+
+
+def test_decompression_bomb_is_refused(client):
+    buf = io.BytesIO()
+    Image.new("L", (10_000, 5_000)).save(buf, format="PNG")  # 50 Mpx, a few KB compressed
+    r = post_item(client, "bomb", image=buf.getvalue())
+    assert r.status_code == 422 and "pixels" in r.json()["detail"]
+
+
+def test_unknowns_are_404(client):
+    assert client.get("/v1/items/never-seen/embedding").status_code == 404
+    assert client.post("/v1/rank", json={"user_id": "no-such-user", "item_ids": ["1"]}).status_code == 404
+    assert client.get("/v1/users/no-such-user/recommendations").status_code == 404
+    assert client.post("/v1/rank", json={"user_id": "1", "item_ids": []}).status_code == 422
+    assert client.get("/v1/users/1/recommendations", params={"k": 0}).status_code == 422
+
+
+def test_metrics_expose_routes_and_stages(client):
+    text = client.get("/metrics").text
+    assert 'coldproxy_requests_total{method="POST",route="/v1/items",status="200"}' in text
+    for stage in ("decode", "image_encoder", "tokenise", "text_encoder", "proxy", "store", "index"):
+        assert f'coldproxy_stage_seconds_count{{stage="{stage}"}}' in text
+
+
+def test_restarted_server_rebuilds_index_from_redis(server, bundle_dir, held_out, redis_prefix):
+    """A second process-like app on the same Redis sees the items the first one stored."""
+    import httpx
+
+    from coldproxy.config import ServiceSettings
+    from tests.conftest import REDIS_URL, LiveServer, _free_port
+
+    settings = ServiceSettings(bundle_dir=bundle_dir, redis_url=REDIS_URL, redis_prefix=redis_prefix, port=_free_port())
+    with LiveServer(settings) as other:
+        with httpx.Client(base_url=other.url, timeout=30) as c:
+            r = c.get(f"/v1/items/{held_out['item_id']}/embedding")
+            assert r.status_code == 200 and r.json()["source"] == "proxy"
+            gauge = [l for l in c.get("/metrics").text.splitlines() if l.startswith('coldproxy_index_items{kind="cold"}')]
+            assert gauge and float(gauge[0].split()[-1]) >= 1
+
+
+def test_api_key_guards_writes(bundle_dir, redis_prefix):
+    import httpx
+
+    from coldproxy.config import ServiceSettings
+    from tests.conftest import REDIS_URL, LiveServer, _free_port
+
+    settings = ServiceSettings(bundle_dir=bundle_dir, redis_url=REDIS_URL, redis_prefix=redis_prefix,
+                               port=_free_port(), api_key="s3cret")
+    with LiveServer(settings) as live, httpx.Client(base_url=live.url, timeout=30) as c:
+        assert c.post("/v1/items", data={"item_id": "k1", "text": "t"}).status_code == 401
+        assert c.post("/v1/items", data={"item_id": "k1", "text": "t"}, headers={"X-API-Key": "wrong"}).status_code == 401
+        assert c.post("/v1/items", data={"item_id": "k1", "text": "t"}, headers={"X-API-Key": "s3cret"}).status_code == 200
+        assert c.get("/v1/items/k1/embedding").status_code == 200  # reads stay open
