@@ -51,6 +51,20 @@ class Dataset:
             h.update(f"{iid}\x1f{text}\x1f{img.name if img else ''}\x1f{size}\x1e".encode())
         return h.hexdigest()[:16]
 
+    @classmethod
+    def from_rows(cls, name, item_ids, texts, images, user_of_row, item_of_row, ts, provenance, weights=None) -> "Dataset":
+        """Build from per-interaction rows: external user IDs and item indices; users indexed in order of appearance."""
+        user_ids = list(dict.fromkeys(user_of_row))
+        index = {u: i for i, u in enumerate(user_ids)}
+        return cls(
+            name=name, item_ids=item_ids, item_texts=texts, item_images=images, user_ids=user_ids,
+            users=np.array([index[u] for u in user_of_row], dtype=np.int64),
+            items=np.array(item_of_row, dtype=np.int64),
+            timestamps=np.array(ts, dtype=np.int64),
+            weights=None if weights is None else np.array(weights, dtype=np.float32),
+            provenance=provenance,
+        )
+
     def most_popular(self, max_items: int) -> "Dataset":
         """Keep the ``max_items`` items with the most interactions (ties by index), and their users."""
         counts = np.bincount(self.items, minlength=self.n_items)
@@ -71,11 +85,6 @@ class Dataset:
             weights=None if self.weights is None else self.weights[mask],
             provenance={**self.provenance, "max_items": max_items},
         )
-
-
-def _index(values: list[str]) -> tuple[list[str], dict[str, int]]:
-    uniq = list(dict.fromkeys(values))
-    return uniq, {v: i for i, v in enumerate(uniq)}
 
 
 def _file_sha(path: Path) -> str:
@@ -114,24 +123,13 @@ def load_movielens(path: Path, positive_threshold: float = 4.0) -> Dataset:
                 u_raw.append(row["userId"])
                 i_raw.append(item_index[row["movieId"]])
                 ts.append(int(row["timestamp"]))
-    user_ids, user_index = _index(u_raw)
-    return Dataset(
-        name="movielens-posters",
-        item_ids=item_ids,
-        item_texts=texts,
-        item_images=images,
-        user_ids=user_ids,
-        users=np.array([user_index[u] for u in u_raw], dtype=np.int64),
-        items=np.array(i_raw, dtype=np.int64),
-        timestamps=np.array(ts, dtype=np.int64),
-        provenance={
-            "dataset": "movielens-posters",
-            "path": str(path),
-            "positive_threshold": positive_threshold,
-            "ratings_sha256": _file_sha(path / "ratings.csv"),
-            "movies_sha256": _file_sha(path / "movies.csv"),
-        },
-    )
+    return Dataset.from_rows("movielens-posters", item_ids, texts, images, u_raw, i_raw, ts, {
+        "dataset": "movielens-posters",
+        "path": str(path),
+        "positive_threshold": positive_threshold,
+        "ratings_sha256": _file_sha(path / "ratings.csv"),
+        "movies_sha256": _file_sha(path / "movies.csv"),
+    })
 
 
 def load_generic(path: Path) -> Dataset:
@@ -146,6 +144,12 @@ def load_generic(path: Path) -> Dataset:
             images.append((path / img) if img else None)
     if len(set(item_ids)) != len(item_ids):
         raise ValueError(f"{path / 'items.csv'}: duplicate item_id")
+    empty = [iid for iid, t, im in zip(item_ids, texts, images) if not t and im is None]
+    if empty:
+        raise ValueError(f"{path / 'items.csv'}: {len(empty)} items have neither text nor image, e.g. {empty[:5]}")
+    missing = [str(im) for im in images if im is not None and not im.exists()]
+    if missing:
+        raise ValueError(f"{path / 'items.csv'}: {len(missing)} image files do not exist, e.g. {missing[:3]}")
     item_index = {m: i for i, m in enumerate(item_ids)}
     u_raw, i_raw, ts, ws = [], [], [], []
     with (path / "interactions.csv").open(newline="", encoding="utf-8") as f:
@@ -160,24 +164,12 @@ def load_generic(path: Path) -> Dataset:
             i_raw.append(item_index[row["item_id"]])
             ts.append(int(float(row["timestamp"])) if has_ts and row["timestamp"] else 0)
             ws.append(w)
-    user_ids, user_index = _index(u_raw)
-    return Dataset(
-        name=path.name,
-        item_ids=item_ids,
-        item_texts=texts,
-        item_images=images,
-        user_ids=user_ids,
-        users=np.array([user_index[u] for u in u_raw], dtype=np.int64),
-        items=np.array(i_raw, dtype=np.int64),
-        timestamps=np.array(ts, dtype=np.int64),
-        weights=np.array(ws, dtype=np.float32),
-        provenance={
-            "dataset": "generic",
-            "path": str(path),
-            "interactions_sha256": _file_sha(path / "interactions.csv"),
-            "items_sha256": _file_sha(path / "items.csv"),
-        },
-    )
+    return Dataset.from_rows(path.name, item_ids, texts, images, u_raw, i_raw, ts, {
+        "dataset": "generic",
+        "path": str(path),
+        "interactions_sha256": _file_sha(path / "interactions.csv"),
+        "items_sha256": _file_sha(path / "items.csv"),
+    }, weights=ws)
 
 
 def load_dataset(settings) -> Dataset:

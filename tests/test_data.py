@@ -41,11 +41,11 @@ def test_split_is_seeded(movielens):
 
 def test_generic_format(tmp_path, movielens_dir):
     poster = movielens_dir / "posters" / "1.jpg"
-    (tmp_path / "items.csv").write_text(f"item_id,text,image\na,first item,{poster}\nb,,\nc,third item,\n")
+    (tmp_path / "items.csv").write_text(f"item_id,text,image\na,first item,{poster}\nb,only text,\nc,third item,\n")
     (tmp_path / "interactions.csv").write_text("user_id,item_id,timestamp,weight\nu1,a,1,1\nu1,b,2,1\nu2,c,3,0\nu2,zzz,4,1\n")
     ds = load_generic(tmp_path)
     assert ds.item_ids == ["a", "b", "c"] and ds.item_images[0] == poster and ds.item_images[1] is None
-    assert ds.item_texts[1] == ""
+    assert ds.item_texts[1] == "only text"
     # weight 0 and unknown items are dropped
     assert ds.user_ids == ["u1"] and list(ds.items) == [0, 1]
 
@@ -56,3 +56,13 @@ def test_most_popular_slice(movielens):
     counts = np.bincount(movielens.items, minlength=movielens.n_items)
     kept = {movielens.item_ids.index(i) for i in sub.item_ids}
     assert min(counts[list(kept)]) >= np.sort(counts)[-50]
+
+
+def test_generic_format_refuses_items_without_content(tmp_path):
+    (tmp_path / "items.csv").write_text("item_id,text,image\na,some text,\nb,,\n")
+    (tmp_path / "interactions.csv").write_text("user_id,item_id\nu1,a\n")
+    with pytest.raises(ValueError, match="neither text nor image.*'b'"):
+        load_generic(tmp_path)
+    (tmp_path / "items.csv").write_text("item_id,text,image\na,some text,missing.jpg\n")
+    with pytest.raises(ValueError, match="do not exist"):
+        load_generic(tmp_path)
