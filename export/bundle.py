@@ -26,16 +26,16 @@ class ParityError(RuntimeError):
     pass
 
 
-def _parity_inputs(s, n: int) -> tuple[dict, dict, dict]:
+def _parity_inputs(s, n: int) -> tuple[dict, dict]:
     """Real inputs: the first ``n`` items with a poster, their texts, and their features."""
     ds = load_dataset(s)
     idx = [i for i, p in enumerate(ds.item_images) if p is not None][:n]
     text = tokenizer(s.text_max_len)([ds.item_texts[i] for i in idx])
     pixels = {"pixels": np.stack([load_image_file(ds.item_images[i]) for i in idx])}
-    return text, pixels, idx
+    return text, pixels
 
 
-def build_bundle(s, progress: bool = True) -> Path:
+def build_bundle(s) -> Path:
     work, out = Path(s.work_dir), Path(s.bundle_dir)
     if not (work / "proxy.pt").exists():
         raise FileNotFoundError(f"no checkpoint in {work}; run `coldproxy train` first")
@@ -49,7 +49,7 @@ def build_bundle(s, progress: bool = True) -> Path:
     shutil.copy(text_model_dir() / "tokenizer.json", stage / COMPONENTS["tokenizer"])
     shutil.copy(work / "embeddings.npz", stage / COMPONENTS["embeddings"])
 
-    text_feeds, pixel_feeds, _ = _parity_inputs(s, s.parity_items)
+    text_feeds, pixel_feeds = _parity_inputs(s, s.parity_items)
     z = np.load(stage / COMPONENTS["embeddings"])
     k = min(s.parity_items, len(z["item_text"]))
     proxy_feeds = {"text_features": z["item_text"][:k], "image_features": z["item_image"][:k], "modality_mask": z["item_mask"][:k].copy()}

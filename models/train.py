@@ -21,9 +21,6 @@ from models.features import Features, extract_features
 from models.idmodel import train_mf
 from models.proxy import ProxyMLP, predict, train_proxy
 
-CHECKPOINT_FILES = ("proxy.pt", "embeddings.npz", "metrics.json")
-
-
 @dataclass
 class TrainResult:
     settings: object

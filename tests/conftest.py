@@ -49,7 +49,7 @@ def trained(train_settings):
 def bundle_dir(trained, train_settings) -> Path:
     from export.bundle import build_bundle
 
-    return build_bundle(train_settings, progress=False)
+    return build_bundle(train_settings)
 
 
 @pytest.fixture(scope="session")
