@@ -1,0 +1,186 @@
+"""Scenarios, the bounded async load loop, and the report (JSON + PNG).
+
+Each scenario is a function that sends one request with an ``httpx.AsyncClient``. The loop runs
+either closed-loop (``concurrency`` workers back to back) or open-loop at a fixed ``rate``
+(requests/s, arrivals on a schedule, so a slow server shows up as latency, not as fewer requests).
+It always stops by itself: after ``requests`` requests or ``duration`` seconds, whichever comes first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import itertools
+import json
+import random
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+import httpx
+import numpy as np
+
+from loadtest.payloads import Payloads
+
+SCENARIOS = ("ingest", "get", "rank", "recommend", "mix")
+MIX = (("get", 0.5), ("rank", 0.3), ("recommend", 0.15), ("ingest", 0.05))
+
+
+def require_loopback(url: str) -> None:
+    """Refuse any target that is not this machine: load is only ever sent to loopback."""
+    host = urlparse(url).hostname or ""
+    if host == "localhost":
+        return
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return
+    except ValueError:
+        pass
+    raise ValueError(f"refusing to send load to {host!r}: only loopback targets (127.0.0.0/8, ::1, localhost)")
+
+
+@dataclass
+class Sample:
+    scenario: str
+    start: float
+    latency: float
+    status: int  # 0 for a transport error
+
+
+@dataclass
+class Scenarios:
+    payloads: Payloads
+    candidates: int = 1000
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+    _counter: itertools.count = field(default_factory=itertools.count)
+    ingested: list[str] = field(default_factory=list)
+
+    async def ingest(self, c: httpx.AsyncClient) -> httpx.Response:
+        n = next(self._counter)
+        movie, text, poster = self.payloads.items[n % len(self.payloads.items)]
+        item_id = f"lt-{self.run_id}-{n}-{movie}"
+        files = {"image": ("poster.jpg", poster.read_bytes(), "image/jpeg")} if poster else None
+        r = await c.post("/v1/items", data={"item_id": item_id, "text": text}, files=files)
+        if r.status_code == 200:
+            self.ingested.append(item_id)
+        return r
+
+    known_items: list[str] = field(default_factory=list)
+    known_users: list[str] = field(default_factory=list)
+
+    async def discover(self, c: httpx.AsyncClient, probes: int = 200) -> None:
+        """Untimed: keep the dataset's users and items that this bundle knows, so reads never 404 by design."""
+        for movie, _, _ in self.payloads.items[:probes]:
+            if (await c.get(f"/v1/items/{movie}/embedding")).status_code == 200:
+                self.known_items.append(movie)
+        for user in self.payloads.users[:probes]:
+            if (await c.get(f"/v1/users/{user}/recommendations", params={"k": 1})).status_code == 200:
+                self.known_users.append(user)
+        if not self.known_items or not self.known_users:
+            raise RuntimeError("the service knows none of the dataset's items or users: wrong --data for this bundle?")
+
+    def _item(self) -> str:
+        if self.ingested and random.random() < 0.5:
+            return random.choice(self.ingested)
+        return random.choice(self.known_items)
+
+    async def get(self, c: httpx.AsyncClient) -> httpx.Response:
+        return await c.get(f"/v1/items/{self._item()}/embedding")
+
+    async def rank(self, c: httpx.AsyncClient) -> httpx.Response:
+        ids = [self._item() for _ in range(self.candidates)]
+        return await c.post("/v1/rank", json={"user_id": random.choice(self.known_users), "item_ids": ids})
+
+    async def recommend(self, c: httpx.AsyncClient) -> httpx.Response:
+        return await c.get(f"/v1/users/{random.choice(self.known_users)}/recommendations", params={"k": 20})
+
+    def pick(self, scenario: str) -> str:
+        if scenario != "mix":
+            return scenario
+        return random.choices([s for s, _ in MIX], weights=[w for _, w in MIX])[0]
+
+
+async def run_load(url: str, scenario: str, scenarios: Scenarios, requests: int, duration: float,
+                   concurrency: int = 8, rate: float | None = None, headers: dict | None = None) -> list[Sample]:
+    require_loopback(url)
+    if scenario not in SCENARIOS:
+        raise ValueError(f"unknown scenario {scenario!r}; choose from {SCENARIOS}")
+    samples: list[Sample] = []
+    issued = itertools.count()
+    limits = httpx.Limits(max_connections=max(concurrency, 64))
+
+    async def one(c: httpx.AsyncClient) -> None:
+        name = scenarios.pick(scenario)
+        start = time.perf_counter()
+        try:
+            status = (await getattr(scenarios, name)(c)).status_code
+        except httpx.HTTPError:
+            status = 0
+        samples.append(Sample(name, start - t0, time.perf_counter() - start, status))
+
+    async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits, headers=headers) as c:
+        await scenarios.discover(c)
+        t0 = time.perf_counter()
+        deadline = t0 + duration
+        if rate:
+            tasks = []
+            for n in range(requests):
+                at = t0 + n / rate
+                if at >= deadline:
+                    break
+                await asyncio.sleep(max(0.0, at - time.perf_counter()))
+                tasks.append(asyncio.create_task(one(c)))
+            await asyncio.gather(*tasks)
+        else:
+            async def worker() -> None:
+                while time.perf_counter() < deadline and next(issued) < requests:
+                    await one(c)
+
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return samples
+
+
+def summarise(samples: list[Sample], wall: float) -> dict:
+    """Throughput, latency percentiles (ms) and errors by status, overall and per scenario."""
+
+    def block(ss: list[Sample]) -> dict:
+        lat = np.array([s.latency for s in ss]) * 1000 if ss else np.zeros(1)
+        statuses = Counter(s.status for s in ss)
+        return {
+            "requests": len(ss),
+            "throughput_rps": len(ss) / wall if wall > 0 else 0.0,
+            "latency_ms": {p: float(np.percentile(lat, q)) for p, q in (("p50", 50), ("p95", 95), ("p99", 99))}
+            | {"max": float(lat.max()), "mean": float(lat.mean())},
+            "status": {str(k): v for k, v in sorted(statuses.items())},
+            "errors": sum(v for k, v in statuses.items() if k == 0 or k >= 400),
+        }
+
+    by = {name: block([s for s in samples if s.scenario == name]) for name in sorted({s.scenario for s in samples})}
+    return {"wall_s": wall, "overall": block(samples), "by_scenario": by}
+
+
+def write_report(samples: list[Sample], summary: dict, out: Path, title: str) -> tuple[Path, Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    json_path, png_path = out / "loadtest.json", out / "loadtest.png"
+    json_path.write_text(json.dumps({"title": title, **summary}, indent=2))
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    for name in sorted({s.scenario for s in samples}):
+        ss = [s for s in samples if s.scenario == name]
+        a.scatter([s.start for s in ss], [s.latency * 1000 for s in ss], s=4, label=name, alpha=0.6)
+        b.hist([s.latency * 1000 for s in ss], bins=50, alpha=0.6, label=name)
+    a.set(xlabel="time since start (s)", ylabel="latency (ms)", yscale="log", title="latency over time")
+    b.set(xlabel="latency (ms)", ylabel="requests", title="latency distribution")
+    a.legend(), b.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=110)
+    plt.close(fig)
+    return json_path, png_path
