@@ -30,6 +30,7 @@ from service.metrics import Metrics
 from service.pipeline import ProxyPipeline
 from service.schemas import ITEM_ID_PATTERN, EmbeddingOut, ItemJSON, ItemOut, RankIn, RankOut, RecommendOut, Scored
 from service.store import MemoryStore, RedisStore, StoreUnavailable
+from service.sync import IndexSync
 
 log = logging.getLogger("coldproxy")
 ITEM_ID_RE = re.compile(ITEM_ID_PATTERN)
@@ -60,18 +61,17 @@ class State:
             self.store = MemoryStore(self.version, dim)
         self.index = ItemIndex(dim)
         self.index.upsert(self.bundle.item_ids, self.bundle.item_emb)
-        cold_ids = await self.store.all_ids()
-        cold = await self.store.get_many(cold_ids)
-        if cold:
-            self.index.upsert(list(cold), np.stack(list(cold.values())))
+        self.sync = IndexSync(self.store, self.index, self.metrics, self.warm)
+        n_cold = await self.sync.start()
         self.metrics.items_indexed.labels("warm").set(len(self.warm))
-        self.metrics.items_indexed.labels("cold").set(len(cold))
         log.info("bundle %s loaded: %d users, %d warm items, %d cold items from the store, providers %s",
-                 self.version, len(self.users), len(self.warm), len(cold), self.pipeline.providers)
+                 self.version, len(self.users), len(self.warm), n_cold, self.pipeline.providers)
         self.ready = True
 
     async def stop(self) -> None:
         self.ready = False
+        if hasattr(self, "sync"):
+            await self.sync.stop()
         if hasattr(self, "store"):
             await self.store.close()
 
@@ -233,7 +233,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         if not stored:
             raise HTTPException(409, f"item {item_id} already exists for bundle {st.version}; send overwrite=true to replace it")
         with st.metrics.time_stage("index"):
-            st.index.upsert([item_id], emb[None])
+            st.sync.add([item_id], emb[None])
         return ItemOut(item_id=item_id, bundle_version=st.version, source="proxy", modalities=present, embedding=emb.tolist())
 
     async def lookup(st: State, item_ids: list[str]) -> dict[str, tuple[np.ndarray, str]]:

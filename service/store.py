@@ -3,6 +3,7 @@
 Key layout (``P`` = prefix, ``V`` = bundle version):
 * ``P:V:item:<item_id>`` — hash {emb: float32 bytes, modalities, created_at}
 * ``P:V:items`` — set of the cold item IDs stored for this bundle version (index rebuild)
+* ``P:V:events`` — pub/sub channel: the ID of every item written, so other replicas index it
 
 Keys carry the bundle version, so proxies of two bundles never mix. A write is acknowledged
 only after Redis has it. ``MemoryStore`` is the demo-only fallback when no Redis answers.
@@ -22,8 +23,10 @@ class StoreUnavailable(RuntimeError):
 
 class RedisStore:
     def __init__(self, url: str, prefix: str, version: str, dim: int):
+        self.url = url
         self.client = aioredis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
         self.base, self.dim = f"{prefix}:{version}", dim
+        self.channel = f"{self.base}:events"
 
     def _key(self, item_id: str) -> str:
         return f"{self.base}:item:{item_id}"
@@ -44,6 +47,7 @@ class RedisStore:
             async with self.client.pipeline(transaction=True) as pipe:
                 pipe.hset(key, mapping=mapping)
                 pipe.sadd(f"{self.base}:items", item_id)
+                pipe.publish(self.channel, item_id)
                 await pipe.execute()
             return True
         except Exception as exc:
@@ -66,6 +70,13 @@ class RedisStore:
             return sorted(m.decode() for m in await self.client.smembers(f"{self.base}:items"))
         except Exception as exc:
             raise StoreUnavailable(str(exc)) from exc
+
+    async def subscribe(self):
+        """A pub/sub connection subscribed to the item-written channel (no read timeout: it idles)."""
+        client = aioredis.from_url(self.url, socket_connect_timeout=2.0)
+        pubsub = client.pubsub(ignore_subscribe_messages=True)
+        await pubsub.subscribe(self.channel)
+        return pubsub
 
     async def close(self) -> None:
         await self.client.aclose()
@@ -91,6 +102,9 @@ class MemoryStore(RedisStore):
 
     async def all_ids(self):
         return sorted(self.data)
+
+    async def subscribe(self):
+        return None  # one process: nothing to hear from
 
     async def close(self):
         pass

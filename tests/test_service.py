@@ -196,3 +196,50 @@ def test_service_does_not_import_torch():
 
     code = "import sys, service.app; sys.exit(1 if 'torch' in sys.modules else 0)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_item_posted_on_one_replica_is_recommendable_on_another_within_a_second(server, client, bundle_dir, redis_prefix, trained):
+    """Two replicas on one Redis: the second indexes the first's new item via pub/sub, without a restart."""
+    import time
+
+    import httpx
+
+    from coldproxy.config import ServiceSettings
+    from tests.conftest import REDIS_URL, LiveServer, _free_port
+
+    settings = ServiceSettings(bundle_dir=bundle_dir, redis_url=REDIS_URL, redis_prefix=redis_prefix, port=_free_port())
+    with LiveServer(settings) as other, httpx.Client(base_url=other.url, timeout=30) as c2:
+        r = post_item(client, "replica-item", "A documentary about deep-sea creatures.")
+        assert r.status_code == 200
+        posted = np.array(r.json()["embedding"], dtype=np.float32)
+        user = trained.dataset.user_ids[0]
+        deadline, seen = time.monotonic() + 1.0, None
+        while time.monotonic() < deadline and seen is None:
+            items = c2.get(f"/v1/users/{user}/recommendations", params={"k": 1000}).json()["items"]
+            seen = next((it for it in items if it["item_id"] == "replica-item"), None)
+            time.sleep(0.02)
+        assert seen is not None, "replica 2 did not index the item within 1 s"
+        assert seen["score"] == pytest.approx(float(posted @ trained.user_emb[0]), rel=1e-4, abs=1e-4)
+        ranked = c2.post("/v1/rank", json={"user_id": user, "item_ids": ["replica-item"]}).json()
+        assert [s["item_id"] for s in ranked["scores"]] == ["replica-item"]
+
+
+def test_replica_resubscribes_after_losing_its_pubsub_connection(server, client, bundle_dir, redis_prefix, redis_client, trained):
+    import time
+
+    import httpx
+
+    from coldproxy.config import ServiceSettings
+    from tests.conftest import REDIS_URL, LiveServer, _free_port
+
+    settings = ServiceSettings(bundle_dir=bundle_dir, redis_url=REDIS_URL, redis_prefix=redis_prefix, port=_free_port())
+    with LiveServer(settings) as other, httpx.Client(base_url=other.url, timeout=30) as c2:
+        assert redis_client.client_kill_filter(_type="pubsub") >= 1
+        assert post_item(client, "after-disconnect", "A heist film set on a night train.").status_code == 200
+        user = trained.dataset.user_ids[0]
+        deadline, found = time.monotonic() + 10.0, False
+        while time.monotonic() < deadline and not found:
+            items = c2.get(f"/v1/users/{user}/recommendations", params={"k": 1000}).json()["items"]
+            found = any(it["item_id"] == "after-disconnect" for it in items)
+            time.sleep(0.1)
+        assert found, "replica 2 did not recover its subscription and reload the store"
