@@ -28,7 +28,7 @@ from coldproxy.preprocess import ImageError
 from service.index import ItemIndex
 from service.metrics import Metrics
 from service.pipeline import ProxyPipeline
-from service.schemas import ITEM_ID_PATTERN, EmbeddingOut, ItemJSON, ItemOut, RankIn, RankOut, RecommendOut, Scored
+from service.schemas import ITEM_ID_PATTERN, EmbeddingOut, ItemJSON, ItemOut, ModelOut, RankIn, RankOut, RecommendOut, Scored
 from service.store import MemoryStore, RedisStore, StoreUnavailable
 from service.sync import IndexSync
 
@@ -213,6 +213,13 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     @app.get("/metrics")
     async def metrics(st: AppState):
         return PlainTextResponse(generate_latest(st.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/v1/model", response_model=ModelOut)
+    async def model(st: AppState) -> ModelOut:
+        m = st.bundle.manifest
+        return ModelOut(bundle_version=m.version, created_at=m.created_at, dims=m.dims.model_dump(), encoders=m.encoders,
+                        counts=m.counts, cold_items_indexed=len(st.index) - len(st.warm),
+                        providers=st.pipeline.providers, test_metrics=m.metrics.get("test", {}))
 
     @app.post("/v1/items", response_model=ItemOut, openapi_extra=ITEM_BODY, dependencies=[Depends(require_api_key)])
     async def post_item(request: Request, st: AppState) -> ItemOut:

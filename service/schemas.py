@@ -51,3 +51,14 @@ class RecommendOut(BaseModel):
     user_id: str
     bundle_version: str
     items: list[Scored]
+
+
+class ModelOut(BaseModel):
+    bundle_version: str
+    created_at: str
+    dims: dict[str, int]
+    encoders: dict[str, str]
+    counts: dict[str, int]
+    cold_items_indexed: int
+    providers: list[str]
+    test_metrics: dict

@@ -36,10 +36,13 @@ def post_item(client, item_id, text=None, image=None, **extra):
     return client.post("/v1/items", data=data, files=files)
 
 
-def test_health_and_readiness(client):
+def test_health_and_readiness(client, bundle_dir):
     assert client.get("/healthz").json() == {"status": "alive"}
     r = client.get("/readyz")
     assert r.status_code == 200 and r.json()["status"] == "ready"
+    m = client.get("/v1/model").json()
+    assert m["bundle_version"] == r.json()["bundle_version"] and m["dims"]["id_dim"] == 64
+    assert m["providers"][-1] == "CPUExecutionProvider" and "cold" in m["test_metrics"]
 
 
 def test_post_get_rank_recommend_held_out_movie(client, held_out, train_settings, trained, redis_client, server):
