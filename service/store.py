@@ -3,7 +3,8 @@
 Key layout (``P`` = prefix, ``V`` = bundle version):
 * ``P:V:item:<item_id>`` — hash {emb: float32 bytes, modalities, created_at}
 * ``P:V:items`` — set of the cold item IDs stored for this bundle version (index rebuild)
-* ``P:V:events`` — pub/sub channel: the ID of every item written, so other replicas index it
+* ``P:V:events`` — pub/sub channel: ``"<origin> <item_id>"`` for every item written, so other
+  replicas index it (``origin`` identifies the writing store, so a replica skips its own writes)
 
 Keys carry the bundle version, so proxies of two bundles never mix. A write is acknowledged
 only after Redis has it. ``MemoryStore`` is the demo-only fallback when no Redis answers.
@@ -12,9 +13,11 @@ only after Redis has it. ``MemoryStore`` is the demo-only fallback when no Redis
 from __future__ import annotations
 
 import time
+import uuid
 
 import numpy as np
 import redis.asyncio as aioredis
+from redis.exceptions import WatchError
 
 
 class StoreUnavailable(RuntimeError):
@@ -27,6 +30,7 @@ class RedisStore:
         self.client = aioredis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
         self.base, self.dim = f"{prefix}:{version}", dim
         self.channel = f"{self.base}:events"
+        self.origin = uuid.uuid4().hex
 
     def _key(self, item_id: str) -> str:
         return f"{self.base}:item:{item_id}"
@@ -42,14 +46,19 @@ class RedisStore:
         key = self._key(item_id)
         mapping = {"emb": emb.astype(np.float32).tobytes(), "modalities": ",".join(modalities), "created_at": str(time.time())}
         try:
-            if not overwrite and await self.client.exists(key):
-                return False
             async with self.client.pipeline(transaction=True) as pipe:
+                if not overwrite:  # check and write atomically: a concurrent writer aborts this one
+                    await pipe.watch(key)
+                    if await pipe.exists(key):
+                        return False
+                    pipe.multi()
                 pipe.hset(key, mapping=mapping)
                 pipe.sadd(f"{self.base}:items", item_id)
-                pipe.publish(self.channel, item_id)
+                pipe.publish(self.channel, f"{self.origin} {item_id}")
                 await pipe.execute()
             return True
+        except WatchError:
+            return False
         except Exception as exc:
             raise StoreUnavailable(str(exc)) from exc
 
@@ -86,7 +95,7 @@ class MemoryStore(RedisStore):
     """In-process stand-in for the one-command demo only; tests always use Redis."""
 
     def __init__(self, version: str, dim: int):
-        self.base, self.dim, self.data = f"memory:{version}", dim, {}
+        self.base, self.dim, self.data, self.origin = f"memory:{version}", dim, {}, "memory"
 
     async def ping(self) -> bool:
         return True

@@ -57,7 +57,9 @@ class IndexSync:
                     log.info("index sync reconnected and reloaded the store")
                 async for msg in self._pubsub.listen():
                     if msg.get("type") == "message":
-                        await self._index_ids([msg["data"].decode()])
+                        origin, _, item_id = msg["data"].decode().partition(" ")
+                        if origin != self.store.origin:  # our own writes are indexed by the POST itself
+                            await self._index_ids([item_id])
                         delay = 0.5
                 raise ConnectionError("subscription ended")
             except asyncio.CancelledError:

@@ -246,3 +246,4 @@ def test_replica_resubscribes_after_losing_its_pubsub_connection(server, client,
             found = any(it["item_id"] == "after-disconnect" for it in items)
             time.sleep(0.1)
         assert found, "replica 2 did not recover its subscription and reload the store"
+
