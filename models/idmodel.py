@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from models.data import ColdStartSplit
 from models.evaluate import evaluate_candidates
-from models.training import bpr_loss, seed_everything
+from models.training import EarlyStopping, bpr_loss, seed_everything
 
 
 class MF(nn.Module):
@@ -33,7 +33,7 @@ def train_mf(n_users: int, n_items: int, split: ColdStartSplit, s, progress: boo
     users = torch.from_numpy(split.train.users)
     items = torch.from_numpy(split.train.items)
     warm = split.warm_items
-    best, best_state, bad, log = -1.0, None, 0, []
+    stopper, log = EarlyStopping(s.patience), []
     bar = tqdm(range(s.id_epochs), desc="ID model (MF-BPR)", disable=not progress)
     for epoch in bar:
         perm = torch.from_numpy(rng.permutation(len(users)))
@@ -53,15 +53,8 @@ def train_mf(n_users: int, n_items: int, split: ColdStartSplit, s, progress: boo
             ndcg = evaluate_candidates(U, I, warm, split.warm_val, split.train, (20,))["ndcg@20"]
             log.append({"epoch": epoch + 1, "loss": total / len(perm), "warm_val_ndcg@20": ndcg})
             bar.set_postfix(loss=f"{total / len(perm):.4f}", val_ndcg20=f"{ndcg:.4f}")
-            if ndcg > best:
-                best, bad = ndcg, 0
-                best_state = (U.copy(), I.copy())
-            else:
-                bad += 1
-                if bad >= s.patience:
-                    break
-    U, I = best_state
-    I = I.copy()
-    cold = np.setdiff1d(np.arange(n_items), warm)
-    I[cold] = 0.0
-    return U.astype(np.float32), I.astype(np.float32), {"best_warm_val_ndcg@20": best, "history": log}
+            if stopper.step(ndcg, lambda: (U.copy(), I.copy())):
+                break
+    U, I = stopper.state
+    I[np.setdiff1d(np.arange(n_items), warm)] = 0.0
+    return U.astype(np.float32), I.astype(np.float32), {"best_warm_val_ndcg@20": stopper.best, "history": log}

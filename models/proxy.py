@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from models.data import ColdStartSplit
 from models.evaluate import validation_cold_ndcg
 from models.features import Features
-from models.training import bpr_loss, seed_everything
+from models.training import EarlyStopping, bpr_loss, seed_everything
 
 
 class ProxyMLP(nn.Module):
@@ -87,7 +87,7 @@ def train_proxy(
     warm = split.warm_items
     n = len(split.train) if bpr_weight > 0 else len(warm)
     probe = np.zeros_like(item_emb)
-    best, best_state, bad, log = -1.0, None, 0, []
+    stopper, log = EarlyStopping(s.patience), []
     bar = tqdm(range(s.proxy_epochs), desc=desc, disable=not progress)
     for epoch in bar:
         model.train()
@@ -112,13 +112,8 @@ def train_proxy(
         ndcg = validation_cold_ndcg(user_emb, probe, split)
         log.append({"epoch": epoch + 1, "loss": total / n, "val_cold_ndcg@20": ndcg})
         bar.set_postfix(loss=f"{total / n:.4f}", val_cold_ndcg20=f"{ndcg:.4f}")
-        if ndcg > best:
-            best, bad = ndcg, 0
-            best_state = {k: v.clone() for k, v in model.state_dict().items()}
-        else:
-            bad += 1
-            if bad >= s.patience:
-                break
-    model.load_state_dict(best_state)
+        if stopper.step(ndcg, lambda: {k: v.clone() for k, v in model.state_dict().items()}):
+            break
+    model.load_state_dict(stopper.state)
     model.eval()
-    return model, {"best_val_cold_ndcg@20": best, "epochs_run": len(log), "history": log}
+    return model, {"best_val_cold_ndcg@20": stopper.best, "epochs_run": len(log), "history": log}

@@ -21,3 +21,18 @@ def seed_everything(seed: int) -> np.random.Generator:
 def bpr_loss(pos_scores: torch.Tensor, neg_scores: torch.Tensor) -> torch.Tensor:
     """Bayesian personalised ranking: mean of -ln sigma(s_ui - s_uj)."""
     return -F.logsigmoid(pos_scores - neg_scores).mean()
+
+
+class EarlyStopping:
+    """Keeps the best validation score's snapshot; says stop after ``patience`` checks without a gain."""
+
+    def __init__(self, patience: int):
+        self.patience, self.best, self.state, self._bad = patience, -1.0, None, 0
+
+    def step(self, score: float, snapshot) -> bool:
+        """``snapshot()`` is called only on a new best. Returns True when training should stop."""
+        if score > self.best:
+            self.best, self.state, self._bad = score, snapshot(), 0
+            return False
+        self._bad += 1
+        return self._bad >= self.patience

@@ -108,9 +108,19 @@ def redis_prefix(redis_client):
 
 
 @pytest.fixture(scope="session")
-def server(bundle_dir, redis_prefix):
-    settings = ServiceSettings(bundle_dir=bundle_dir, redis_url=REDIS_URL, redis_prefix=redis_prefix, port=_free_port())
-    with LiveServer(settings) as live:
+def replica(bundle_dir, redis_prefix):
+    """``with replica(**overrides) as live:`` starts one more server on the test bundle and Redis prefix."""
+
+    def make(**overrides) -> LiveServer:
+        base = {"bundle_dir": bundle_dir, "redis_url": REDIS_URL, "redis_prefix": redis_prefix, "port": _free_port()}
+        return LiveServer(ServiceSettings(**(base | overrides)))
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def server(replica):
+    with replica() as live:
         yield live
 
 

@@ -14,8 +14,7 @@ import httpx
 import pytest
 import redis
 
-from coldproxy.config import ServiceSettings
-from tests.conftest import LiveServer, _free_port
+from tests.conftest import _free_port
 
 
 class PrivateRedis:
@@ -45,11 +44,9 @@ class PrivateRedis:
         self.proc.wait(timeout=10)
 
 
-def test_redis_restart_loses_no_acknowledged_item(bundle_dir, tmp_path):
+def test_redis_restart_loses_no_acknowledged_item(replica, tmp_path):
     r = PrivateRedis(tmp_path)
     r.start()
-    settings = ServiceSettings(bundle_dir=bundle_dir, redis_url=f"redis://127.0.0.1:{r.port}/0",
-                               redis_prefix="restart-test", port=_free_port())
     acked, statuses, retry_after = [], [], []
     stop = threading.Event()
 
@@ -67,7 +64,7 @@ def test_redis_restart_loses_no_acknowledged_item(bundle_dir, tmp_path):
                 n += 1
 
     try:
-        with LiveServer(settings) as live:
+        with replica(redis_url=f"redis://127.0.0.1:{r.port}/0", redis_prefix="restart-test") as live:
             t = threading.Thread(target=writer, args=(live.url,))
             t.start()
             time.sleep(1.5)

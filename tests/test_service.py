@@ -2,7 +2,9 @@
 
 import base64
 import io
+import time
 
+import httpx
 import numpy as np
 import pytest
 import torch
@@ -161,15 +163,9 @@ def test_metrics_expose_routes_and_stages(client):
         assert f'coldproxy_stage_seconds_count{{stage="{stage}"}}' in text
 
 
-def test_restarted_server_rebuilds_index_from_redis(server, bundle_dir, held_out, redis_prefix):
+def test_restarted_server_rebuilds_index_from_redis(server, replica, held_out):
     """A second process-like app on the same Redis sees the items the first one stored."""
-    import httpx
-
-    from coldproxy.config import ServiceSettings
-    from tests.conftest import REDIS_URL, LiveServer, _free_port
-
-    settings = ServiceSettings(bundle_dir=bundle_dir, redis_url=REDIS_URL, redis_prefix=redis_prefix, port=_free_port())
-    with LiveServer(settings) as other:
+    with replica() as other:
         with httpx.Client(base_url=other.url, timeout=30) as c:
             r = c.get(f"/v1/items/{held_out['item_id']}/embedding")
             assert r.status_code == 200 and r.json()["source"] == "proxy"
@@ -177,15 +173,8 @@ def test_restarted_server_rebuilds_index_from_redis(server, bundle_dir, held_out
             assert gauge and float(gauge[0].split()[-1]) >= 1
 
 
-def test_api_key_guards_writes(bundle_dir, redis_prefix):
-    import httpx
-
-    from coldproxy.config import ServiceSettings
-    from tests.conftest import REDIS_URL, LiveServer, _free_port
-
-    settings = ServiceSettings(bundle_dir=bundle_dir, redis_url=REDIS_URL, redis_prefix=redis_prefix,
-                               port=_free_port(), api_key="s3cret")
-    with LiveServer(settings) as live, httpx.Client(base_url=live.url, timeout=30) as c:
+def test_api_key_guards_writes(replica):
+    with replica(api_key="s3cret") as live, httpx.Client(base_url=live.url, timeout=30) as c:
         assert c.post("/v1/items", data={"item_id": "k1", "text": "t"}).status_code == 401
         assert c.post("/v1/items", data={"item_id": "k1", "text": "t"}, headers={"X-API-Key": "wrong"}).status_code == 401
         assert c.post("/v1/items", data={"item_id": "k1", "text": "t"}, headers={"X-API-Key": "s3cret"}).status_code == 200
@@ -201,17 +190,9 @@ def test_service_does_not_import_torch():
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
-def test_item_posted_on_one_replica_is_recommendable_on_another_within_a_second(server, client, bundle_dir, redis_prefix, trained):
+def test_item_posted_on_one_replica_is_recommendable_on_another_within_a_second(client, replica, trained):
     """Two replicas on one Redis: the second indexes the first's new item via pub/sub, without a restart."""
-    import time
-
-    import httpx
-
-    from coldproxy.config import ServiceSettings
-    from tests.conftest import REDIS_URL, LiveServer, _free_port
-
-    settings = ServiceSettings(bundle_dir=bundle_dir, redis_url=REDIS_URL, redis_prefix=redis_prefix, port=_free_port())
-    with LiveServer(settings) as other, httpx.Client(base_url=other.url, timeout=30) as c2:
+    with replica() as other, httpx.Client(base_url=other.url, timeout=30) as c2:
         r = post_item(client, "replica-item", "A documentary about deep-sea creatures.")
         assert r.status_code == 200
         posted = np.array(r.json()["embedding"], dtype=np.float32)
@@ -227,16 +208,8 @@ def test_item_posted_on_one_replica_is_recommendable_on_another_within_a_second(
         assert [s["item_id"] for s in ranked["scores"]] == ["replica-item"]
 
 
-def test_replica_resubscribes_after_losing_its_pubsub_connection(server, client, bundle_dir, redis_prefix, redis_client, trained):
-    import time
-
-    import httpx
-
-    from coldproxy.config import ServiceSettings
-    from tests.conftest import REDIS_URL, LiveServer, _free_port
-
-    settings = ServiceSettings(bundle_dir=bundle_dir, redis_url=REDIS_URL, redis_prefix=redis_prefix, port=_free_port())
-    with LiveServer(settings) as other, httpx.Client(base_url=other.url, timeout=30) as c2:
+def test_replica_resubscribes_after_losing_its_pubsub_connection(client, replica, redis_client, trained):
+    with replica() as other, httpx.Client(base_url=other.url, timeout=30) as c2:
         assert redis_client.client_kill_filter(_type="pubsub") >= 1
         assert post_item(client, "after-disconnect", "A heist film set on a night train.").status_code == 200
         user = trained.dataset.user_ids[0]
