@@ -76,7 +76,13 @@ class ServiceSettings(BaseSettings):
     allow_memory_store: bool = Field(False, description="fall back to an in-process store without Redis")
     host: str = "127.0.0.1"
     port: int = 8000
-    api_key: str | None = Field(None, description="required on write endpoints when set")
+    api_key: str | None = Field(None, description="an API key; when any key is set, writes need one")
+    api_keys: list[str] = Field(default_factory=list, description="more API keys (JSON list in the env var)")
+    api_keys_file: Path | None = Field(None, description="file of API keys, `name:key` per line; re-read when it changes")
+    auth_reads: bool = Field(False, description="also require an API key on read endpoints")
+    rate_limit_rps: float = Field(0.0, description="per-client requests/s on /v1 routes (0 = no limit); per replica")
+    rate_limit_burst: int = Field(20, description="requests a client may send at once before the rate applies")
+    reload_grace_s: float = Field(10.0, description="after a bundle reload, seconds the old bundle stays open for in-flight requests")
     max_request_bytes: int = 8 * 1024 * 1024
     max_image_pixels: int = 40_000_000
     max_text_chars: int = 10_000

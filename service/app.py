@@ -1,14 +1,15 @@
 """FastAPI app factory: lifespan loads the bundle, opens the store, builds the FAISS index.
 
 Endpoints (v1): POST /v1/items, GET /v1/items/{id}/embedding, POST /v1/rank,
-GET /v1/users/{id}/recommendations, /healthz, /readyz, /metrics. Docs at /docs.
+GET /v1/users/{id}/recommendations, GET /v1/model, POST /v1/admin/reload, /healthz, /readyz,
+/metrics. Docs at /docs.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
-import hmac
 import logging
 import re
 import time
@@ -18,17 +19,19 @@ from typing import Annotated
 import numpy as np
 from anyio import to_thread
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
-from coldproxy.bundle import load_bundle
+from coldproxy.bundle import BundleError, load_bundle
 from coldproxy.config import ServiceSettings
 from coldproxy.preprocess import ImageError
+from service.auth import KeyRing, RateLimiter
 from service.index import ItemIndex
 from service.metrics import Metrics
 from service.pipeline import ProxyPipeline
-from service.schemas import ITEM_ID_PATTERN, EmbeddingOut, ItemJSON, ItemOut, ModelOut, RankIn, RankOut, RecommendOut, Scored
+from service.schemas import ITEM_ID_PATTERN, EmbeddingOut, ItemJSON, ItemOut, ModelOut, RankIn, RankOut, RecommendOut, ReloadOut, Scored
 from service.store import MemoryStore, RedisStore, StoreUnavailable
 from service.sync import IndexSync
 
@@ -36,44 +39,105 @@ log = logging.getLogger("coldproxy")
 ITEM_ID_RE = re.compile(ITEM_ID_PATTERN)
 
 
-class State:
-    """Everything the lifespan builds; routes get it through the ``AppState`` dependency."""
+class Serving:
+    """One loaded bundle and what hangs off it: ONNX pipeline, store namespace, FAISS index, sync.
 
-    def __init__(self, settings: ServiceSettings):
-        self.settings = settings
-        self.metrics = Metrics()
-        self.ready = False
+    Requests take the current ``Serving`` once and use it throughout, so a bundle reload never
+    mixes two bundles' spaces inside one request.
+    """
 
-    async def start(self) -> None:
-        s = self.settings
-        self.bundle = load_bundle(s.bundle_dir)
+    @classmethod
+    async def open(cls, settings: ServiceSettings, metrics: Metrics) -> "Serving":
+        self = cls()
+        s = settings
+        self.bundle = await to_thread.run_sync(load_bundle, s.bundle_dir)  # hashes every file: off the loop
         self.version = self.bundle.manifest.version
         dim = self.bundle.manifest.dims.id_dim
-        self.pipeline = ProxyPipeline(self.bundle, self.metrics, s.ort_providers, s.ort_intra_threads, s.max_image_pixels)
+        self.pipeline = await to_thread.run_sync(
+            lambda: ProxyPipeline(self.bundle, metrics, s.ort_providers, s.ort_intra_threads, s.max_image_pixels))
         self.users = {u: i for i, u in enumerate(self.bundle.user_ids)}
         self.warm = {it: i for i, it in enumerate(self.bundle.item_ids)}
         self.store = RedisStore(s.redis_url, s.redis_prefix, self.version, dim)
         if not await self.store.ping():
             if not s.allow_memory_store:
-                raise RuntimeError(f"Redis at {s.redis_url} does not answer (set COLDPROXY_ALLOW_MEMORY_STORE=1 for a demo without it)")
+                await self.store.close()
+                raise StoreUnavailable(f"Redis at {s.redis_url} does not answer (set COLDPROXY_ALLOW_MEMORY_STORE=1 for a demo without it)")
             log.warning("Redis at %s does not answer: using an in-process store; nothing will persist", s.redis_url)
             await self.store.close()
             self.store = MemoryStore(self.version, dim)
         self.index = ItemIndex(dim)
         self.index.upsert(self.bundle.item_ids, self.bundle.item_emb)
-        self.sync = IndexSync(self.store, self.index, self.metrics, self.warm)
-        n_cold = await self.sync.start()
-        self.metrics.items_indexed.labels("warm").set(len(self.warm))
+        self.sync = IndexSync(self.store, self.index, metrics, self.warm)
+        try:
+            n_cold = await self.sync.start()
+        except Exception:
+            await self.close()
+            raise
+        metrics.items_indexed.labels("warm").set(len(self.warm))
         log.info("bundle %s loaded: %d users, %d warm items, %d cold items from the store, providers %s",
                  self.version, len(self.users), len(self.warm), n_cold, self.pipeline.providers)
-        self.ready = True
+        return self
 
-    async def stop(self) -> None:
-        self.ready = False
+    async def close(self) -> None:
         if hasattr(self, "sync"):
             await self.sync.stop()
         if hasattr(self, "store"):
             await self.store.close()
+
+
+class State:
+    """Settings, metrics, auth and the current ``Serving``; routes get it through ``AppState``."""
+
+    def __init__(self, settings: ServiceSettings):
+        self.settings = settings
+        self.metrics = Metrics()
+        self.keys = KeyRing([k for k in [settings.api_key, *settings.api_keys] if k], settings.api_keys_file)
+        self.limiter = RateLimiter(settings.rate_limit_rps, settings.rate_limit_burst)
+        self.serving: Serving | None = None
+        self._reload_lock = asyncio.Lock()
+        self._retiring: set[asyncio.Task] = set()
+
+    @property
+    def ready(self) -> bool:
+        return self.serving is not None
+
+    async def start(self) -> None:
+        self.serving = await Serving.open(self.settings, self.metrics)
+
+    async def reload(self) -> tuple[str, str]:
+        """Load the bundle directory again; swap only once the new bundle is fully ready.
+
+        Raises ``BundleError``/``StoreUnavailable`` and keeps serving the old bundle on failure.
+        Returns (previous version, serving version).
+        """
+        async with self._reload_lock:
+            old = self.serving
+            new = await Serving.open(self.settings, self.metrics)
+            if old is not None and new.version == old.version:
+                await new.close()
+                return old.version, old.version
+            self.serving = new
+            if old is not None:
+                task = asyncio.create_task(self._retire(old))
+                self._retiring.add(task)
+                task.add_done_callback(self._retiring.discard)
+            log.info("now serving bundle %s (was %s)", new.version, old.version if old else None)
+            return (old.version if old else ""), new.version
+
+    async def _retire(self, old: Serving) -> None:
+        try:
+            await asyncio.sleep(self.settings.reload_grace_s)  # let requests that hold it finish
+        finally:
+            await old.close()
+
+    async def stop(self) -> None:
+        serving, self.serving = self.serving, None
+        retiring = list(self._retiring)
+        for task in retiring:
+            task.cancel()
+        await asyncio.gather(*retiring, return_exceptions=True)
+        if serving is not None:
+            await serving.close()
 
 
 def get_state(request: Request) -> State:
@@ -83,10 +147,32 @@ def get_state(request: Request) -> State:
 AppState = Annotated[State, Depends(get_state)]
 
 
-def require_api_key(request: Request, state: AppState) -> None:
-    key = state.settings.api_key
-    if key and not hmac.compare_digest(request.headers.get("x-api-key", "").encode(), key.encode()):
-        raise HTTPException(401, "missing or wrong X-API-Key")
+def get_serving(st: AppState) -> Serving:
+    if st.serving is None:
+        raise HTTPException(503, "no bundle loaded yet", headers={"Retry-After": "1"})
+    return st.serving
+
+
+Live = Annotated[Serving, Depends(get_serving)]
+
+
+def access(write: bool):
+    """Dependency: API key (writes always, reads when ``auth_reads``) then the per-client rate limit."""
+
+    async def check(request: Request, st: AppState) -> None:  # async: runs on the loop, no thread races
+        who = None
+        if st.keys.enabled:
+            who = st.keys.identify(request.headers.get("x-api-key"))
+            if who is None and (write or st.settings.auth_reads):
+                raise HTTPException(401, "missing or wrong X-API-Key")
+        if st.limiter.enabled:
+            client = f"key:{who}" if who else f"addr:{request.client.host if request.client else 'unknown'}"
+            wait = st.limiter.acquire(client)
+            if wait > 0:
+                raise HTTPException(429, f"rate limit of {st.settings.rate_limit_rps:g} requests/s exceeded",
+                                    headers={"Retry-After": RateLimiter.retry_after(wait)})
+
+    return Depends(check)
 
 
 def check_item_id(item_id: str) -> str:
@@ -193,6 +279,12 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             state.metrics.requests.labels(path, request.method, str(status)).inc()
             state.metrics.latency.labels(path, request.method).observe(time.perf_counter() - t)
 
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError):
+        # FastAPI's default echoes the input back, which fails to render for inf/NaN (a 500): keep the message only
+        errors = [{k: e[k] for k in ("type", "loc", "msg") if k in e} for e in exc.errors()]
+        return JSONResponse({"detail": errors}, status_code=422)
+
     @app.exception_handler(Exception)
     async def unhandled(request: Request, exc: Exception):
         log.exception("unhandled error on %s", request.url.path)
@@ -204,50 +296,63 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
 
     @app.get("/readyz")
     async def readyz(st: AppState):
-        if not st.ready:
+        sv = st.serving
+        if sv is None:
             return JSONResponse({"status": "loading"}, status_code=503)
-        if not await st.store.ping():
+        if not await sv.store.ping():
             return JSONResponse({"status": "store unavailable"}, status_code=503)
-        return {"status": "ready", "bundle_version": st.version}
+        return {"status": "ready", "bundle_version": sv.version}
 
     @app.get("/metrics")
     async def metrics(st: AppState):
         return PlainTextResponse(generate_latest(st.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/v1/model", response_model=ModelOut)
-    async def model(st: AppState) -> ModelOut:
-        m = st.bundle.manifest
+    @app.get("/v1/model", response_model=ModelOut, dependencies=[access(write=False)])
+    async def model(sv: Live) -> ModelOut:
+        m = sv.bundle.manifest
         return ModelOut(bundle_version=m.version, created_at=m.created_at, dims=m.dims.model_dump(), encoders=m.encoders,
-                        counts=m.counts, cold_items_indexed=len(st.index) - len(st.warm),
-                        providers=st.pipeline.providers, test_metrics=m.metrics.get("test", {}))
+                        counts=m.counts, cold_items_indexed=len(sv.index) - len(sv.warm),
+                        providers=sv.pipeline.providers, test_metrics=m.metrics.get("test", {}))
 
-    @app.post("/v1/items", response_model=ItemOut, openapi_extra=ITEM_BODY, dependencies=[Depends(require_api_key)])
-    async def post_item(request: Request, st: AppState) -> ItemOut:
+    @app.post("/v1/admin/reload", response_model=ReloadOut, dependencies=[access(write=True)])
+    async def reload(st: AppState) -> ReloadOut:
+        """Load the bundle directory again and switch to it once it is ready; the old one serves until then."""
+        current = st.serving.version if st.serving else None
+        try:
+            previous, version = await st.reload()
+        except BundleError as exc:
+            raise HTTPException(422, f"bundle refused, still serving {current}: {exc}") from exc
+        except StoreUnavailable as exc:
+            raise unavailable(exc) from exc
+        return ReloadOut(previous_version=previous, bundle_version=version, changed=previous != version)
+
+    @app.post("/v1/items", response_model=ItemOut, openapi_extra=ITEM_BODY, dependencies=[access(write=True)])
+    async def post_item(request: Request, st: AppState, sv: Live) -> ItemOut:
         item_id, text, image, overwrite = await _read_item(request, st.settings)
-        if item_id in st.warm:
+        if item_id in sv.warm:
             raise HTTPException(409, f"item {item_id} is warm: it is served from the ID model")
         try:
-            emb, present = await to_thread.run_sync(st.pipeline.embed, text, image)
+            emb, present = await to_thread.run_sync(sv.pipeline.embed, text, image)
         except ImageError as exc:
             raise HTTPException(422, str(exc)) from exc
         if not np.isfinite(emb).all():
-            raise HTTPException(422, "the model produced a non-finite embedding for this input")
+            raise HTTPException(422, "the model produced a non-finite embedding for this input; nothing was stored")
         with st.metrics.time_stage("store"):
             try:
-                stored = await st.store.put(item_id, emb, present, overwrite)
+                stored = await sv.store.put(item_id, emb, present, overwrite)
             except StoreUnavailable as exc:
                 raise unavailable(exc) from exc
         if not stored:
-            raise HTTPException(409, f"item {item_id} already exists for bundle {st.version}; send overwrite=true to replace it")
+            raise HTTPException(409, f"item {item_id} already exists for bundle {sv.version}; send overwrite=true to replace it")
         with st.metrics.time_stage("index"):
-            st.sync.add([item_id], emb[None])
-        return ItemOut(item_id=item_id, bundle_version=st.version, source="proxy", modalities=present, embedding=emb.tolist())
+            sv.sync.add([item_id], emb[None])
+        return ItemOut(item_id=item_id, bundle_version=sv.version, source="proxy", modalities=present, embedding=emb.tolist())
 
-    async def lookup(st: State, item_ids: list[str]) -> dict[str, tuple[np.ndarray, str]]:
-        out = {i: (st.bundle.item_emb[st.warm[i]], "id") for i in item_ids if i in st.warm}
-        rest = [i for i in item_ids if i not in st.warm and ITEM_ID_RE.fullmatch(i)]
+    async def lookup(st: State, sv: Serving, item_ids: list[str]) -> dict[str, tuple[np.ndarray, str]]:
+        out = {i: (sv.bundle.item_emb[sv.warm[i]], "id") for i in item_ids if i in sv.warm}
+        rest = [i for i in item_ids if i not in sv.warm and ITEM_ID_RE.fullmatch(i)]
         try:
-            cold = await st.store.get_many(rest)
+            cold = await sv.store.get_many(rest)
         except StoreUnavailable as exc:
             raise unavailable(exc) from exc
         out.update({i: (v, "proxy") for i, v in cold.items()})
@@ -256,43 +361,43 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         st.metrics.lookups.labels("miss").inc(len(item_ids) - len(out))
         return out
 
-    @app.get("/v1/items/{item_id}/embedding", response_model=EmbeddingOut)
-    async def get_embedding(item_id: str, st: AppState) -> EmbeddingOut:
+    @app.get("/v1/items/{item_id}/embedding", response_model=EmbeddingOut, dependencies=[access(write=False)])
+    async def get_embedding(item_id: str, st: AppState, sv: Live) -> EmbeddingOut:
         check_item_id(item_id)
-        found = await lookup(st, [item_id])
+        found = await lookup(st, sv, [item_id])
         if item_id not in found:
             raise HTTPException(404, f"unknown item {item_id}")
         emb, source = found[item_id]
-        return EmbeddingOut(item_id=item_id, bundle_version=st.version, source=source, embedding=emb.tolist())
+        return EmbeddingOut(item_id=item_id, bundle_version=sv.version, source=source, embedding=emb.tolist())
 
-    def user_vector(st: State, user_id: str) -> np.ndarray:
-        if user_id not in st.users:
+    def user_vector(sv: Serving, user_id: str) -> np.ndarray:
+        if user_id not in sv.users:
             raise HTTPException(404, f"unknown user {user_id}")
-        return st.bundle.user_emb[st.users[user_id]]
+        return sv.bundle.user_emb[sv.users[user_id]]
 
-    @app.post("/v1/rank", response_model=RankOut)
-    async def rank(body: RankIn, st: AppState) -> RankOut:
+    @app.post("/v1/rank", response_model=RankOut, dependencies=[access(write=False)])
+    async def rank(body: RankIn, st: AppState, sv: Live) -> RankOut:
         if len(body.item_ids) > st.settings.max_candidates:
             raise HTTPException(413, f"at most {st.settings.max_candidates} candidates per request")
-        u = user_vector(st, body.user_id)
+        u = user_vector(sv, body.user_id)
         ids = list(dict.fromkeys(body.item_ids))
-        found = await lookup(st, ids)
+        found = await lookup(st, sv, ids)
         known = [i for i in ids if i in found]
         scores = np.stack([found[i][0] for i in known]) @ u if known else np.zeros(0)
         order = np.argsort(-scores, kind="stable")
         return RankOut(
-            user_id=body.user_id, bundle_version=st.version,
+            user_id=body.user_id, bundle_version=sv.version,
             scores=[Scored(item_id=known[j], score=float(scores[j]), source=found[known[j]][1]) for j in order],
             missing=[i for i in ids if i not in found],
         )
 
-    @app.get("/v1/users/{user_id}/recommendations", response_model=RecommendOut)
-    async def recommend(user_id: str, st: AppState, k: Annotated[int, Query(ge=1)] = 10) -> RecommendOut:
+    @app.get("/v1/users/{user_id}/recommendations", response_model=RecommendOut, dependencies=[access(write=False)])
+    async def recommend(user_id: str, st: AppState, sv: Live, k: Annotated[int, Query(ge=1)] = 10) -> RecommendOut:
         if k > st.settings.max_k:
             raise HTTPException(422, f"k must be at most {st.settings.max_k}")
-        u = user_vector(st, user_id)
-        hits = st.index.search(u, k)
-        return RecommendOut(user_id=user_id, bundle_version=st.version,
-                            items=[Scored(item_id=i, score=s, source="id" if i in st.warm else "proxy") for i, s in hits])
+        u = user_vector(sv, user_id)
+        hits = sv.index.search(u, k)
+        return RecommendOut(user_id=user_id, bundle_version=sv.version,
+                            items=[Scored(item_id=i, score=s, source="id" if i in sv.warm else "proxy") for i, s in hits])
 
     return app

@@ -62,3 +62,9 @@ class ModelOut(BaseModel):
     cold_items_indexed: int
     providers: list[str]
     test_metrics: dict
+
+
+class ReloadOut(BaseModel):
+    previous_version: str
+    bundle_version: str
+    changed: bool = Field(description="False when the bundle directory still holds the serving version")

@@ -12,6 +12,7 @@ only after Redis has it. ``MemoryStore`` is the demo-only fallback when no Redis
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 
@@ -20,8 +21,17 @@ import redis.asyncio as aioredis
 from redis.exceptions import WatchError
 
 
+log = logging.getLogger("coldproxy.store")
+
+
 class StoreUnavailable(RuntimeError):
     pass
+
+
+def check_vector(emb: np.ndarray, dim: int) -> None:
+    """Nothing but finite vectors of the bundle's dimension is ever stored."""
+    if emb.shape != (dim,) or not np.isfinite(emb).all():
+        raise ValueError(f"refusing to store a {emb.shape} vector with non-finite values or a dim other than {dim}")
 
 
 class RedisStore:
@@ -43,6 +53,7 @@ class RedisStore:
 
     async def put(self, item_id: str, emb: np.ndarray, modalities: list[str], overwrite: bool) -> bool:
         """Store; returns False (and writes nothing) when the item exists and ``overwrite`` is off."""
+        check_vector(emb, self.dim)
         key = self._key(item_id)
         mapping = {"emb": emb.astype(np.float32).tobytes(), "modalities": ",".join(modalities), "created_at": str(time.time())}
         try:
@@ -72,7 +83,16 @@ class RedisStore:
                 raw = await pipe.execute()
         except Exception as exc:
             raise StoreUnavailable(str(exc)) from exc
-        return {i: np.frombuffer(r, dtype=np.float32) for i, r in zip(item_ids, raw) if r is not None}
+        out = {}
+        for i, r in zip(item_ids, raw):
+            if r is None:
+                continue
+            v = np.frombuffer(r, dtype=np.float32)
+            if v.shape != (self.dim,) or not np.isfinite(v).all():
+                log.error("stored embedding of %s is corrupt (%d floats); treated as missing", i, v.size)
+                continue
+            out[i] = v
+        return out
 
     async def all_ids(self) -> list[str]:
         try:
@@ -101,6 +121,7 @@ class MemoryStore(RedisStore):
         return True
 
     async def put(self, item_id, emb, modalities, overwrite):
+        check_vector(emb, self.dim)
         if not overwrite and item_id in self.data:
             return False
         self.data[item_id] = emb.astype(np.float32).copy()

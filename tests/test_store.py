@@ -4,6 +4,7 @@ import asyncio
 import uuid
 
 import numpy as np
+import pytest
 
 from service.store import RedisStore
 from tests.conftest import REDIS_URL
@@ -27,6 +28,30 @@ def test_concurrent_first_writes_of_one_id_store_exactly_one(redis_client):
         won, vectors, stored = asyncio.run(race())
         assert sum(won) == 1, won
         np.testing.assert_array_equal(stored, vectors[won.index(True)])
+    finally:
+        keys = list(redis_client.scan_iter(f"{prefix}:*"))
+        if keys:
+            redis_client.delete(*keys)
+
+
+def test_non_finite_or_wrong_dim_vectors_are_never_stored_and_corrupt_entries_read_as_missing(redis_client):
+    prefix = f"store-test-{uuid.uuid4().hex[:8]}"
+
+    async def scenario():
+        store = RedisStore(REDIS_URL, prefix, "v1", 4)
+        try:
+            for bad in (np.array([1, np.nan, 0, 0], np.float32), np.array([np.inf, 0, 0, 0], np.float32), np.ones(3, np.float32)):
+                with pytest.raises(ValueError):
+                    await store.put("bad", bad, ["text"], overwrite=True)
+            redis_client.hset(f"{prefix}:v1:item:corrupt", "emb", np.array([1, np.nan, 0, 0], np.float32).tobytes())
+            redis_client.hset(f"{prefix}:v1:item:short", "emb", b"\x00" * 8)
+            return await store.get_many(["bad", "corrupt", "short"])
+        finally:
+            await store.close()
+
+    try:
+        assert asyncio.run(scenario()) == {}
+        assert not redis_client.exists(f"{prefix}:v1:item:bad")
     finally:
         keys = list(redis_client.scan_iter(f"{prefix}:*"))
         if keys:

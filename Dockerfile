@@ -1,0 +1,37 @@
+# coldproxy service image: serves an exported bundle (ONNX Runtime, no torch).
+# Build:  docker build -t coldproxy:0.1.0 .
+# Run:    docker run -p 8000:8000 -v "$PWD/artifacts/bundle:/bundle:ro" -e REDIS_URL=redis://redis:6379/0 coldproxy:0.1.0
+# The bundle is mounted, not baked in: one image serves any bundle, and a rollout changes the volume.
+
+FROM python:3.11-slim-bookworm AS build
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+RUN python -m venv /opt/venv
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY coldproxy ./coldproxy
+COPY service ./service
+COPY loadtest ./loadtest
+COPY models ./models
+COPY export ./export
+# the serving dependencies only (the `train` extra, with torch, stays out of the image)
+RUN /opt/venv/bin/pip install --no-cache-dir . \
+ && /opt/venv/bin/python -c "import service.app, sys; sys.exit('torch' in sys.modules)"
+
+FROM python:3.11-slim-bookworm
+LABEL org.opencontainers.image.title="coldproxy" \
+      org.opencontainers.image.description="Proxy embeddings for cold-start items, served over HTTP"
+RUN groupadd --system --gid 10001 coldproxy \
+ && useradd --system --uid 10001 --gid coldproxy --no-create-home --shell /usr/sbin/nologin coldproxy
+COPY --from=build /opt/venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    COLDPROXY_BUNDLE_DIR=/bundle \
+    COLDPROXY_HOST=0.0.0.0 \
+    COLDPROXY_PORT=8000
+USER 10001:10001
+WORKDIR /tmp
+EXPOSE 8000
+HEALTHCHECK --interval=15s --timeout=3s --start-period=60s --retries=3 \
+  CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('COLDPROXY_PORT', '8000'), timeout=2)"]
+ENTRYPOINT ["coldproxy"]
+CMD ["serve"]

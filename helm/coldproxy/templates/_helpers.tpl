@@ -1,0 +1,39 @@
+{{- define "coldproxy.name" -}}
+{{- .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "coldproxy.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "coldproxy.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{ include "coldproxy.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{- define "coldproxy.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "coldproxy.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "coldproxy.redisUrl" -}}
+{{- if .Values.redis.internal.enabled -}}
+{{- printf "redis://%s-redis:6379/0" (include "coldproxy.fullname" .) -}}
+{{- else -}}
+{{- required "redis.url is required when redis.internal.enabled is false" .Values.redis.url -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "coldproxy.apiKeysSecret" -}}
+{{- if .Values.apiKeys.existingSecret -}}
+{{- .Values.apiKeys.existingSecret -}}
+{{- else if .Values.apiKeys.keys -}}
+{{- printf "%s-api-keys" (include "coldproxy.fullname" .) -}}
+{{- end -}}
+{{- end -}}
