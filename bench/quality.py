@@ -1,10 +1,13 @@
-"""Cold-start quality benchmark on MovieLens-posters: baselines vs the skeleton proxy, 3 seeds.
+"""Cold-start quality benchmark on MovieLens-posters: every baseline, the proxy generator on MF and
+on LightGCN, and its ablations, over 3 seeds.
 
-For each seed: split items 8:1:1, train the ID model (MF-BPR) on warm interactions, then every
-method produces embeddings for the cold items (warm items keep their ID embeddings) and is scored
-in the cold, warm and all-items scenarios. Writes bench/results/quality_movielens.{json,md,png}.
+For each seed: split items 8:1:1, train the ID model on warm interactions, then every method
+produces embeddings for the cold items (warm items keep their ID embeddings) and is scored in the
+cold, warm and all-items scenarios (Recall/NDCG@10/20). Ablations retrain the generator with one
+part switched off; "50% images removed" evaluates the full generator with the poster hidden for a
+random half of the test-cold items. Writes bench/results/quality_movielens.{json,md,png}.
 
-    python bench/quality.py [--seeds 0 1 2]
+    python bench/quality.py [--seeds 0 1 2] [--only full CB2CF ...]
 """
 
 from __future__ import annotations
@@ -17,40 +20,99 @@ from pathlib import Path
 import numpy as np
 
 from coldproxy.config import TrainSettings
-from models.baselines import cb2cf_embeddings, knn_embeddings, random_embeddings
+from models.baselines import (cb2cf_embeddings, clcrec_embeddings, dropoutnet_embeddings, knn_embeddings,
+                              random_embeddings)
 from models.evaluate import evaluate_split
-from models.train import train
+from models.idmodel import train_id_model
+from models.proxy import ProxyMLP, predict, tensors, train_proxy
+from models.train import fit_generator, train
 
 RESULTS = Path(__file__).resolve().parent / "results"
-METHODS = ("random", "content-kNN", "CB2CF", "proxy (MLP, BPR+MSE)")
 METRICS = ("recall@10", "ndcg@10", "recall@20", "ndcg@20")
 SCENARIOS = ("cold", "warm", "all")
+BASELINES = ("random", "content-kNN", "CB2CF", "DropoutNet", "CLCRec", "skeleton MLP (BPR+MSE)")
+FULL = "proxy generator (MF)"
+ABLATIONS = {  # name -> settings changed from the full generator
+    "w/o MoE (one linear expert)": {"proxy_experts": 1, "proxy_top_k": 1},
+    "whitening experts": {"proxy_expert_type": "whitening"},
+    "w/o adaptive fusion (mean)": {"proxy_fusion": "mean"},
+    "w/o alignment loss": {"lambda_align": 0.0},
+    "w/o PAL": {"lambda_pal": 0.0},
+    "coarse only": {"proxy_fine": False},
+    "text only": {"proxy_modalities": "text"},
+    "image only": {"proxy_modalities": "image"},
+}
+ROBUST = "full, 50% test images removed"
+LIGHTGCN = "proxy generator (LightGCN)"
+METHODS = BASELINES + (FULL, LIGHTGCN, *ABLATIONS, ROBUST)
 
 
-def run_seed(seed: int) -> dict[str, dict]:
+def served(model, f, item_emb, cold, mask=None) -> np.ndarray:
+    out = item_emb.copy()
+    if mask is None:
+        out[cold] = predict(model, f, cold)
+    else:
+        model.eval()
+        import torch
+
+        with torch.no_grad():
+            out[cold] = model(*tensors(f, cold, mask))["proxy"].numpy()
+    return out
+
+
+def run_seed(seed: int, only: set[str] | None) -> dict[str, dict]:
     s = TrainSettings(seed=seed)
+    want = lambda m: only is None or m in only  # noqa: E731
     r = train(s)
-    sp, U, I = r.split, r.user_emb, r.item_emb
+    f, sp, U, I = r.features, r.split, r.user_emb, r.item_emb
     cold = np.concatenate([sp.val_items, sp.test_items])
-    cb2cf, _ = cb2cf_embeddings(r.features, sp, U, I, cold, s)
-    embs = {
-        "random": random_embeddings(I, cold, seed),
-        "content-kNN": knn_embeddings(r.features, I, sp.warm_items, cold, n=5),
-        "CB2CF": cb2cf,
-        "proxy (MLP, BPR+MSE)": r.served_item_emb(),
-    }
-    return {m: evaluate_split(U, e, sp) for m, e in embs.items()}
+    res: dict[str, dict] = {}
+
+    def score(name, emb, users=U):
+        res[name] = evaluate_split(users, emb, sp)
+        print(f"seed {seed} {name}: cold R@20 {res[name]['cold']['recall@20']:.4f} NDCG@20 {res[name]['cold']['ndcg@20']:.4f}",
+              flush=True)
+
+    score(FULL, r.served_item_emb())
+    if want("random"):
+        score("random", random_embeddings(I, cold, seed))
+    if want("content-kNN"):
+        score("content-kNN", knn_embeddings(f, I, sp.warm_items, cold, n=5))
+    for name, fn in (("CB2CF", cb2cf_embeddings), ("DropoutNet", dropoutnet_embeddings), ("CLCRec", clcrec_embeddings)):
+        if want(name):
+            score(name, fn(f, sp, U, I, cold, s)[0])
+    if want("skeleton MLP (BPR+MSE)"):
+        def build():
+            return ProxyMLP(f.text.shape[1], f.image.shape[1], U.shape[1], s.proxy_hidden, s.proxy_dropout)
+
+        mlp, _ = train_proxy(build, f, sp, U, I, s, mse_weight=s.proxy_mse_weight, desc="skeleton MLP")
+        score("skeleton MLP (BPR+MSE)", served(mlp, f, I, cold))
+    if want(ROBUST):
+        mask = f.mask[cold].copy()
+        test = np.isin(cold, sp.test_items)
+        drop = test & (np.random.default_rng(seed).random(len(cold)) < 0.5)
+        mask[drop, 1] = 0.0
+        score(ROBUST, served(r.proxy, f, I, cold, mask))
+    for name, over in ABLATIONS.items():
+        if want(name):
+            model, _ = fit_generator(f, sp, U, I, s.model_copy(update=over), desc=name)
+            score(name, served(model, f, I, cold))
+    if want(LIGHTGCN):
+        sl = s.model_copy(update={"id_model": "lightgcn"})
+        U2, I2, _ = train_id_model(r.dataset.n_users, r.dataset.n_items, sp, sl)
+        model, _ = fit_generator(f, sp, U2, I2, sl, desc="generator on LightGCN")
+        score(LIGHTGCN, served(model, f, I2, cold), users=U2)
+    return res
 
 
 def summarise(per_seed: list[dict]) -> dict:
     out = {}
     for m in METHODS:
-        out[m] = {}
-        for sc in SCENARIOS:
-            out[m][sc] = {}
-            for k in METRICS:
-                v = np.array([run[m][sc][k] for run in per_seed])
-                out[m][sc][k] = {"mean": float(v.mean()), "std": float(v.std(ddof=0)), "values": v.tolist()}
+        runs = [run[m] for run in per_seed if m in run]
+        if not runs:
+            continue
+        out[m] = {sc: {k: (lambda v: {"mean": float(v.mean()), "std": float(v.std(ddof=0)), "values": v.tolist()})(
+            np.array([run[sc][k] for run in runs])) for k in METRICS} for sc in SCENARIOS}
     return out
 
 
@@ -59,9 +121,8 @@ def markdown(summary: dict, seeds: list[int]) -> str:
     for sc in SCENARIOS:
         lines += [f"\n**{sc}** scenario — mean ± std over seeds {seeds}\n",
                   "| method | " + " | ".join(METRICS) + " |", "|---|" + "---|" * len(METRICS)]
-        for m in METHODS:
-            cells = [f"{summary[m][sc][k]['mean']:.4f} ± {summary[m][sc][k]['std']:.4f}" for k in METRICS]
-            lines.append(f"| {m} | " + " | ".join(cells) + " |")
+        for m, v in summary.items():
+            lines.append(f"| {m} | " + " | ".join(f"{v[sc][k]['mean']:.4f} ± {v[sc][k]['std']:.4f}" for k in METRICS) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -71,13 +132,15 @@ def plot(summary: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    means = [summary[m]["cold"]["recall@20"]["mean"] for m in METHODS]
-    stds = [summary[m]["cold"]["recall@20"]["std"] for m in METHODS]
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    ax.bar(range(len(METHODS)), means, yerr=stds, capsize=4, color=["#bbb", "#8ab", "#79c", "#e73"])
-    ax.set_xticks(range(len(METHODS)), METHODS, rotation=15, ha="right")
+    names = list(summary)
+    means = [summary[m]["cold"]["recall@20"]["mean"] for m in names]
+    stds = [summary[m]["cold"]["recall@20"]["std"] for m in names]
+    colors = ["#aaa" if m in BASELINES else "#e73" if m in (FULL, LIGHTGCN) else "#79c" for m in names]
+    fig, ax = plt.subplots(figsize=(11, 4.5))
+    ax.bar(range(len(names)), means, yerr=stds, capsize=3, color=colors)
+    ax.set_xticks(range(len(names)), names, rotation=35, ha="right", fontsize=8)
     ax.set_ylabel("cold Recall@20")
-    ax.set_title("MovieLens-posters item cold-start (mean ± std, 3 seeds)")
+    ax.set_title("MovieLens-posters item cold-start: baselines (grey), generator (orange), ablations (blue); mean ± std")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
@@ -85,18 +148,21 @@ def plot(summary: dict, path: Path) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--only", nargs="+", help="method names to run besides the full generator")
+    p.add_argument("--out", default="quality_movielens", help="results file stem under bench/results")
     a = p.parse_args()
     t = time.time()
-    per_seed = [run_seed(seed) for seed in a.seeds]
+    per_seed = [run_seed(seed, set(a.only) if a.only else None) for seed in a.seeds]
     summary = summarise(per_seed)
     RESULTS.mkdir(parents=True, exist_ok=True)
     table = markdown(summary, a.seeds)
-    (RESULTS / "quality_movielens.json").write_text(json.dumps(
-        {"dataset": "movielens-posters", "seeds": a.seeds, "seconds": time.time() - t, "summary": summary}, indent=2))
-    (RESULTS / "quality_movielens.md").write_text("# Cold-start quality, MovieLens-posters\n" + table)
-    plot(summary, RESULTS / "quality_movielens.png")
+    (RESULTS / f"{a.out}.json").write_text(json.dumps(
+        {"dataset": "movielens-posters", "seeds": a.seeds, "seconds": time.time() - t, "summary": summary,
+         "per_seed": per_seed}, indent=2, default=float))
+    (RESULTS / f"{a.out}.md").write_text("# Cold-start quality, MovieLens-posters\n" + table)
+    plot(summary, RESULTS / f"{a.out}.png")
     print(table)
-    print(f"wrote {RESULTS}/quality_movielens.{{json,md,png}} in {time.time() - t:.0f}s")
+    print(f"wrote {RESULTS}/{a.out}.{{json,md,png}} in {time.time() - t:.0f}s")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import numpy as np
 from pydantic import BaseModel
 
 MANIFEST = "manifest.json"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: multi-layer encoder outputs; proxy graph also returns fusion weights
 COMPONENTS = {
     "text_encoder": "text_encoder.onnx",
     "image_encoder": "image_encoder.onnx",
@@ -35,6 +35,8 @@ class Dims(BaseModel):
     id_dim: int
     text_dim: int
     image_dim: int
+    text_layers: int
+    image_stage_dim: int
 
 
 class Manifest(BaseModel):

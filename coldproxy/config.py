@@ -34,7 +34,9 @@ class TrainSettings(BaseSettings):
     text_max_len: int = 128
     encode_batch: int = 64
 
-    # ID model (MF-BPR)
+    # ID model: MF-BPR or LightGCN, both trained with BPR on warm interactions
+    id_model: Literal["mf", "lightgcn"] = "mf"
+    lightgcn_layers: int = 3
     dim: int = 64
     id_epochs: int = 60
     id_lr: float = 5e-3
@@ -43,14 +45,27 @@ class TrainSettings(BaseSettings):
     eval_every: int = 5
     patience: int = 4
 
-    # proxy model
+    # proxy generator (MAMEX adapters + fusion, IDProxy coarse -> fine); ablations switch parts off
+    proxy_experts: int = Field(4, description="K experts per modality (MAMEX: 4, 6, 8)")
+    proxy_top_k: int = Field(2, description="experts routed per item (MAMEX: 2, 3, 4)")
+    proxy_expert_type: Literal["linear", "whitening"] = "linear"
+    proxy_fusion: Literal["gate", "mean"] = Field("gate", description="adaptive gate, or the average (ablation)")
+    proxy_fine: bool = Field(True, description="IDProxy fine stage from multi-layer states (False: coarse only)")
+    proxy_modalities: Literal["both", "text", "image"] = "both"
+    proxy_layer_groups: int = Field(3, description="k-means groups over the text encoder's layers")
+    lambda_align: float = Field(0.1, description="MAMEX eq. 8 weight (lambda_1)")
+    lambda_adapter: float = Field(0.01, description="MAMEX eq. 4 weight (lambda_2)")
+    lambda_fusion: float = Field(0.01, description="MAMEX eq. 7 weight (lambda_3)")
+    lambda_pal: float = Field(0.1, description="IDProxy PAL weight")
+    pal_temperature: float = 0.1
+    lambda_mse: float = Field(0.0, description="MSE pull of the generator's proxy to the item's raw ID embedding")
     proxy_hidden: int = 256
     proxy_dropout: float = 0.1
     proxy_epochs: int = 40
     proxy_lr: float = 1e-3
     proxy_weight_decay: float = 1e-5
     proxy_batch: int = 1024
-    proxy_mse_weight: float = 1.0
+    proxy_mse_weight: float = Field(1.0, description="MSE pull to ID embeddings (CB2CF baseline and skeleton MLP)")
     modality_dropout: float = Field(0.1, description="chance of hiding one modality of a training item")
 
     # artefacts

@@ -16,9 +16,10 @@ import numpy as np
 
 from coldproxy.bundle import COMPONENTS, Dims, Manifest, load_bundle, sha256_file, write_manifest
 from coldproxy.preprocess import load_image_file, preprocessing_manifest
-from export.graphs import export_image_encoder, export_proxy, export_text_encoder, parity
+from export.graphs import PROXY_INPUTS, export_image_encoder, export_proxy, export_text_encoder, parity
 from models.data import load_dataset
-from models.encoders import IMAGE_DIM, IMAGE_ENCODER, TEXT_DIM, TEXT_ENCODER, ImageEncoder, TextEncoder, text_model_dir, tokenizer
+from models.encoders import (IMAGE_DIM, IMAGE_ENCODER, IMAGE_STAGE_DIM, TEXT_DIM, TEXT_ENCODER, TEXT_LAYERS, ImageEncoder,
+                             TextEncoder, text_model_dir, tokenizer)
 from models.train import load_proxy
 
 
@@ -51,15 +52,17 @@ def build_bundle(s) -> Path:
 
     text_feeds, pixel_feeds = _parity_inputs(s, s.parity_items)
     z = np.load(stage / COMPONENTS["embeddings"])
-    k = min(s.parity_items, len(z["item_text"]))
-    proxy_feeds = {"text_features": z["item_text"][:k], "image_features": z["item_image"][:k], "modality_mask": z["item_mask"][:k].copy()}
-    missing = {**proxy_feeds, "modality_mask": proxy_feeds["modality_mask"] * np.array([1, 0], np.float32)}
+    real = np.load(work / "parity_inputs.npz")
+    proxy_feeds = {name: real[name] for name in PROXY_INPUTS}
+    serving = proxy.serving()
     report = {
         "text_encoder": parity(text_enc, stage / COMPONENTS["text_encoder"], text_feeds),
         "image_encoder": parity(image_enc, stage / COMPONENTS["image_encoder"], pixel_feeds),
-        "proxy": parity(proxy, stage / COMPONENTS["proxy"], proxy_feeds),
-        "proxy_text_only": parity(proxy, stage / COMPONENTS["proxy"], missing),
+        "proxy": parity(serving, stage / COMPONENTS["proxy"], proxy_feeds),
     }
+    for name, keep in (("proxy_text_only", [1, 0]), ("proxy_image_only", [0, 1])):
+        feeds = {**proxy_feeds, "modality_mask": proxy_feeds["modality_mask"] * np.array(keep, np.float32)}
+        report[name] = parity(serving, stage / COMPONENTS["proxy"], feeds)
     bad = {k: v for k, v in report.items() if not v < s.parity_tolerance}
     if bad:
         raise ParityError(f"ONNX vs torch max |delta| over {s.parity_tolerance}: {bad}")
@@ -71,8 +74,10 @@ def build_bundle(s) -> Path:
     manifest = Manifest(
         version=f"{now:%Y%m%d}-{digest}",
         created_at=now.isoformat(),
-        dims=Dims(id_dim=proxy.out_dim, text_dim=TEXT_DIM, image_dim=IMAGE_DIM),
-        encoders={"text": TEXT_ENCODER, "image": IMAGE_ENCODER, "proxy": "mlp", "id_model": metrics["id_model"]["type"]},
+        dims=Dims(id_dim=proxy.out_dim, text_dim=TEXT_DIM, image_dim=IMAGE_DIM, text_layers=TEXT_LAYERS,
+                  image_stage_dim=IMAGE_STAGE_DIM),
+        encoders={"text": TEXT_ENCODER, "image": IMAGE_ENCODER, "proxy": "moe-fusion-coarse-fine" if proxy.cfg.fine
+                  else "moe-fusion-coarse", "id_model": metrics["id_model"]["type"]},
         preprocessing=preprocessing_manifest(s.text_max_len),
         files=files,
         parity=report,

@@ -2,9 +2,10 @@
 
 Graph I/O names are part of the bundle contract the service relies on:
 
-* text encoder:  input_ids, attention_mask [B, L] int64  -> text_features [B, 384]
-* image encoder: pixels [B, 3, 224, 224] float32         -> image_features [B, 1280]
-* proxy model:   text_features, image_features, modality_mask [B, 2] -> proxy [B, d]
+* text encoder:  input_ids, attention_mask [B, L] int64  -> text_features [B, 384], text_layers [B, 7, 384]
+* image encoder: pixels [B, 3, 224, 224] float32         -> image_features [B, 1280], image_stages [B, 784]
+* proxy model:   text_features, image_features, text_layers, image_stages, modality_mask [B, 2]
+                 -> proxy [B, d], fusion_weights [B, 2] (text, image)
 """
 
 from __future__ import annotations
@@ -38,30 +39,37 @@ def _export(module: torch.nn.Module, args: tuple, path: Path, inputs: list[str],
 def export_text_encoder(encoder, path: Path) -> Path:
     ids = torch.ones(2, 8, dtype=torch.int64)
     return _export(
-        encoder, (ids, torch.ones_like(ids)), path, ["input_ids", "attention_mask"], ["text_features"],
-        {"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"}, "text_features": {0: "batch"}},
+        encoder, (ids, torch.ones_like(ids)), path, ["input_ids", "attention_mask"], ["text_features", "text_layers"],
+        {"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"}, "text_features": {0: "batch"},
+         "text_layers": {0: "batch"}},
     )
 
 
 def export_image_encoder(encoder, path: Path) -> Path:
     return _export(
-        encoder, (torch.zeros(2, 3, 224, 224),), path, ["pixels"], ["image_features"],
-        {"pixels": {0: "batch"}, "image_features": {0: "batch"}},
+        encoder, (torch.zeros(2, 3, 224, 224),), path, ["pixels"], ["image_features", "image_stages"],
+        {"pixels": {0: "batch"}, "image_features": {0: "batch"}, "image_stages": {0: "batch"}},
     )
+
+
+PROXY_INPUTS = ["text_features", "image_features", "text_layers", "image_stages", "modality_mask"]
+PROXY_OUTPUTS = ["proxy", "fusion_weights"]
 
 
 def export_proxy(model, path: Path) -> Path:
-    args = (torch.zeros(2, model.text_dim), torch.zeros(2, model.image_dim), torch.ones(2, 2))
-    return _export(
-        model, args, path, ["text_features", "image_features", "modality_mask"], ["proxy"],
-        {"text_features": {0: "batch"}, "image_features": {0: "batch"}, "modality_mask": {0: "batch"}, "proxy": {0: "batch"}},
-    )
+    """``model``: a ``models.generator.ProxyGenerator``; exported through its serving wrapper."""
+    c = model.cfg
+    args = (torch.zeros(2, c.text_dim), torch.zeros(2, c.image_dim), torch.zeros(2, c.n_text_layers, c.text_dim),
+            torch.zeros(2, c.image_stage_dim), torch.ones(2, 2))
+    dynamic = {name: {0: "batch"} for name in PROXY_INPUTS + PROXY_OUTPUTS}
+    return _export(model.serving(), args, path, PROXY_INPUTS, PROXY_OUTPUTS, dynamic)
 
 
 @torch.no_grad()
 def parity(module: torch.nn.Module, onnx_path: Path, feeds: dict[str, np.ndarray]) -> float:
-    """max |torch - ONNX Runtime| over the outputs for the given real inputs (CPU provider)."""
+    """max |torch - ONNX Runtime| over every output for the given real inputs (CPU provider)."""
     module.eval()
-    want = module(*[torch.from_numpy(v) for v in feeds.values()]).numpy()
-    got = make_session(onnx_path, ["CPUExecutionProvider"]).run(None, feeds)[0]
-    return float(np.abs(want - got).max())
+    want = module(*[torch.from_numpy(v) for v in feeds.values()])
+    want = [w.numpy() for w in (want if isinstance(want, (tuple, list)) else (want,))]
+    got = make_session(onnx_path, ["CPUExecutionProvider"]).run(None, feeds)
+    return max(float(np.abs(w - g).max()) for w, g in zip(want, got))

@@ -1,7 +1,8 @@
-"""The "existing recommender": matrix factorisation trained with BPR on warm interactions.
+"""The "existing recommender": MF or LightGCN, trained with BPR on warm interactions.
 
 Its user embeddings and warm-item embeddings define the space that proxies must live in.
-Early stopping on warm-validation NDCG@20.
+LightGCN (He et al., 2020) propagates the base embeddings over the symmetric-normalised
+user-item graph and averages the layers. Early stopping on warm-validation NDCG@20.
 """
 
 from __future__ import annotations
@@ -24,32 +25,72 @@ class MF(nn.Module):
         nn.init.normal_(self.user.weight, std=0.1)
         nn.init.normal_(self.item.weight, std=0.1)
 
+    def embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.user.weight, self.item.weight
 
-def train_mf(n_users: int, n_items: int, split: ColdStartSplit, s, progress: bool = True) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Returns (user_emb [n_users, d], item_emb [n_items, d] with zero rows for cold items, log)."""
+
+class LightGCN(MF):
+    def __init__(self, n_users: int, n_items: int, dim: int, users: np.ndarray, items: np.ndarray, layers: int):
+        super().__init__(n_users, n_items, dim)
+        self.n_users, self.layers = n_users, layers
+        self.adj = normalised_adjacency(n_users, n_items, users, items)
+
+    def embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        e = torch.cat([self.user.weight, self.item.weight])
+        out = [e]
+        for _ in range(self.layers):
+            e = torch.sparse.mm(self.adj, e)
+            out.append(e)
+        e = torch.stack(out).mean(0)
+        return e[: self.n_users], e[self.n_users :]
+
+
+def normalised_adjacency(n_users: int, n_items: int, users: np.ndarray, items: np.ndarray) -> torch.Tensor:
+    """D^-1/2 A D^-1/2 of the bipartite user-item graph (users first, then items), sparse."""
+    pairs = np.unique(np.stack([users, items], 1), axis=0)
+    rows = np.concatenate([pairs[:, 0], n_users + pairs[:, 1]])
+    cols = np.concatenate([n_users + pairs[:, 1], pairs[:, 0]])
+    n = n_users + n_items
+    deg = np.bincount(rows, minlength=n).astype(np.float32)
+    inv = np.zeros(n, np.float32)
+    np.power(deg, -0.5, out=inv, where=deg > 0)
+    vals = inv[rows] * inv[cols]
+    return torch.sparse_coo_tensor(torch.from_numpy(np.stack([rows, cols])), torch.from_numpy(vals), (n, n)).coalesce()
+
+
+def train_id_model(n_users: int, n_items: int, split: ColdStartSplit, s, progress: bool = True) -> tuple[np.ndarray, np.ndarray, dict]:
+    """``s.id_model`` ("mf" | "lightgcn"). Returns (user_emb [n_users, d], item_emb [n_items, d] with
+    zero rows for cold items, log)."""
     rng = seed_everything(s.seed)
-    model = MF(n_users, n_items, s.dim)
+    if s.id_model == "lightgcn":
+        model = LightGCN(n_users, n_items, s.dim, split.train.users, split.train.items, s.lightgcn_layers)
+    else:
+        model = MF(n_users, n_items, s.dim)
     opt = torch.optim.Adam(model.parameters(), lr=s.id_lr)
     users = torch.from_numpy(split.train.users)
     items = torch.from_numpy(split.train.items)
     warm = split.warm_items
     stopper, log = EarlyStopping(s.patience), []
-    bar = tqdm(range(s.id_epochs), desc="ID model (MF-BPR)", disable=not progress)
+    bar = tqdm(range(s.id_epochs), desc=f"ID model ({s.id_model}, BPR)", disable=not progress)
     for epoch in bar:
         perm = torch.from_numpy(rng.permutation(len(users)))
         neg_all = torch.from_numpy(warm[rng.integers(0, len(warm), len(users))])
         total = 0.0
         for b in range(0, len(perm), s.id_batch):
             idx = perm[b : b + s.id_batch]
-            u, i, j = model.user(users[idx]), model.item(items[idx]), model.item(neg_all[b : b + s.id_batch])
+            neg = neg_all[b : b + s.id_batch]
+            U_all, I_all = model.embeddings()
+            u, i, j = U_all[users[idx]], I_all[items[idx]], I_all[neg]
             loss = bpr_loss((u * i).sum(-1), (u * j).sum(-1))
-            loss = loss + s.id_reg * (u.pow(2).sum() + i.pow(2).sum() + j.pow(2).sum()) / len(idx)
+            u0, i0, j0 = model.user(users[idx]), model.item(items[idx]), model.item(neg)  # L2 on the base embeddings
+            loss = loss + s.id_reg * (u0.pow(2).sum() + i0.pow(2).sum() + j0.pow(2).sum()) / len(idx)
             opt.zero_grad()
             loss.backward()
             opt.step()
             total += loss.item() * len(idx)
         if (epoch + 1) % s.eval_every == 0 or epoch + 1 == s.id_epochs:
-            U, I = model.user.weight.detach().numpy(), model.item.weight.detach().numpy()
+            with torch.no_grad():
+                U, I = (t.numpy().copy() for t in model.embeddings())
             ndcg = evaluate_candidates(U, I, warm, split.warm_val, split.train, (20,))["ndcg@20"]
             log.append({"epoch": epoch + 1, "loss": total / len(perm), "warm_val_ndcg@20": ndcg})
             bar.set_postfix(loss=f"{total / len(perm):.4f}", val_ndcg20=f"{ndcg:.4f}")

@@ -1,12 +1,17 @@
-"""The skeleton proxy model: an MLP from [text; image; presence mask] features to the ID space.
+"""Training loop shared by every content -> ID-space model, and the skeleton MLP.
 
-Trained with BPR against the frozen ID-model user embeddings plus an MSE pull towards the warm
-items' ID embeddings (``bpr_weight=0`` gives the CB2CF-style regression baseline). Input
-standardisation statistics are buffers, so they are baked into the exported ONNX graph. A missing
-modality is zeroed *after* standardisation and flagged in the mask, so it carries no signal.
+``train_proxy`` fits a model whose forward takes (text, image, text_layers, image_stages, mask)
+and returns a dict with ``proxy``: BPR against the frozen ID-model user embeddings, an optional
+MSE pull towards the warm items' ID embeddings, and the model's own auxiliary losses (the
+generator's balance, alignment and PAL terms) weighted by ``weights``; early stopping on
+validation-cold NDCG@20. ``ProxyMLP`` (the skeleton's model) is kept for the CB2CF-style
+regression baseline (``bpr_weight=0``). A missing modality is zeroed *after* standardisation and
+flagged in the mask, so it carries no signal.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -39,20 +44,27 @@ class ProxyMLP(nn.Module):
             getattr(self, f"{name}_mean").copy_(torch.from_numpy(x.mean(0)))
             getattr(self, f"{name}_std").copy_(torch.from_numpy(x.std(0) + 1e-4))
 
-    def forward(self, text: torch.Tensor, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, text, image, text_layers, image_stages, mask) -> dict[str, torch.Tensor]:
         t = (text - self.text_mean) / self.text_std * mask[:, 0:1]
         i = (image - self.image_mean) / self.image_std * mask[:, 1:2]
-        return self.net(torch.cat([t, i, mask], dim=-1))
+        return {"proxy": self.net(torch.cat([t, i, mask], dim=-1))}
+
+    def aux_losses(self, out, targets, pal_temperature) -> dict[str, torch.Tensor]:
+        return {}
 
 
-def tensors(f: Features, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    return torch.from_numpy(f.text[idx]), torch.from_numpy(f.image[idx]), torch.from_numpy(f.mask[idx])
+def tensors(f: Features, idx: np.ndarray, mask: np.ndarray | None = None) -> tuple[torch.Tensor, ...]:
+    """Model inputs for rows ``idx``: text, image, text_layers, image_stages, modality mask."""
+    m = f.mask[idx] if mask is None else mask
+    return (torch.from_numpy(f.text[idx]), torch.from_numpy(f.image[idx]), torch.from_numpy(f.text_layers[idx]),
+            torch.from_numpy(f.image_stages[idx]), torch.from_numpy(np.ascontiguousarray(m, dtype=np.float32)))
 
 
 @torch.no_grad()
-def predict(model: nn.Module, f: Features, idx: np.ndarray, batch: int = 4096) -> np.ndarray:
+def predict(model: nn.Module, f: Features, idx: np.ndarray, batch: int = 4096, key: str = "proxy") -> np.ndarray:
+    """``key`` of the model's output for rows ``idx`` (``alpha`` for a generator's fusion weights)."""
     model.eval()
-    out = [model(*tensors(f, idx[s : s + batch])).numpy() for s in range(0, len(idx), batch)]
+    out = [model(*tensors(f, idx[s : s + batch]))[key].numpy() for s in range(0, len(idx), batch)]
     return np.concatenate(out) if out else np.zeros((0, model.out_dim), dtype=np.float32)
 
 
@@ -70,17 +82,19 @@ def _drop_modality(mask: torch.Tensor, p: float, gen: torch.Generator) -> torch.
 
 
 def train_proxy(
-    f: Features, split: ColdStartSplit, user_emb: np.ndarray, item_emb: np.ndarray, s,
-    bpr_weight: float = 1.0, mse_weight: float | None = None, desc: str = "proxy", progress: bool = True,
-) -> tuple[ProxyMLP, dict]:
-    """BPR (over training interactions) + MSE to ID embeddings; early stopping on val-cold NDCG@20.
+    build: Callable[[], nn.Module], f: Features, split: ColdStartSplit, user_emb: np.ndarray, item_emb: np.ndarray, s,
+    bpr_weight: float = 1.0, mse_weight: float = 0.0, weights: dict[str, float] | None = None,
+    desc: str = "proxy", progress: bool = True,
+) -> tuple[nn.Module, dict]:
+    """Seed, ``build()`` the model (so its initialisation depends on ``s.seed`` only), fit it
+    (normalisation from warm items); early stopping on val-cold NDCG@20.
 
     With ``bpr_weight == 0`` the loop runs over warm items instead (pure content -> ID regression).
     """
     rng = seed_everything(s.seed)
     gen = torch.Generator().manual_seed(s.seed)
-    mse_weight = s.proxy_mse_weight if mse_weight is None else mse_weight
-    model = ProxyMLP(f.text.shape[1], f.image.shape[1], user_emb.shape[1], s.proxy_hidden, s.proxy_dropout)
+    model = build()
+    weights = weights or {}
     model.fit_normalisation(f.rows(split.warm_items))
     opt = torch.optim.AdamW(model.parameters(), lr=s.proxy_lr, weight_decay=s.proxy_weight_decay)
     U, I = torch.from_numpy(user_emb), torch.from_numpy(item_emb)
@@ -93,27 +107,44 @@ def train_proxy(
         model.train()
         perm = rng.permutation(n)
         total = 0.0
+        parts = dict.fromkeys(weights, 0.0)
         for b in range(0, n, s.proxy_batch):
             idx = perm[b : b + s.proxy_batch]
             pos = split.train.items[idx] if bpr_weight > 0 else warm[idx]
             neg = warm[rng.integers(0, len(warm), len(idx))]
             both = np.concatenate([pos, neg])
-            t, im, m = tensors(f, both)
-            p = model(t, im, _drop_modality(m, s.modality_dropout, gen))
-            loss = mse_weight * F.mse_loss(p, I[torch.from_numpy(both)])
+            x = tensors(f, both)
+            out = model(*x[:-1], _drop_modality(x[-1], s.modality_dropout, gen))
+            p = out["proxy"]
+            loss = torch.zeros(())
+            if mse_weight > 0:
+                loss = loss + mse_weight * F.mse_loss(p, I[torch.from_numpy(both)])
             if bpr_weight > 0:
                 u = U[torch.from_numpy(split.train.users[idx])]
                 loss = loss + bpr_weight * bpr_loss((u * p[: len(idx)]).sum(-1), (u * p[len(idx) :]).sum(-1))
+            if weights:
+                _, first = np.unique(both, return_index=True)  # PAL: each item once, others are in-batch negatives
+                sel = torch.from_numpy(np.sort(first))
+                aux = model.aux_losses({k: _rows(v, sel) for k, v in out.items()}, I[torch.from_numpy(both)][sel],
+                                       s.pal_temperature)
+                for k, w in weights.items():
+                    if w > 0 and k in aux:
+                        loss = loss + w * aux[k]
+                        parts[k] += float(aux[k].detach()) * len(idx)
             opt.zero_grad()
             loss.backward()
             opt.step()
             total += loss.item() * len(idx)
         probe[split.val_items] = predict(model, f, split.val_items)
         ndcg = validation_cold_ndcg(user_emb, probe, split)
-        log.append({"epoch": epoch + 1, "loss": total / n, "val_cold_ndcg@20": ndcg})
+        log.append({"epoch": epoch + 1, "loss": total / n, "val_cold_ndcg@20": ndcg} | {k: v / n for k, v in parts.items()})
         bar.set_postfix(loss=f"{total / n:.4f}", val_cold_ndcg20=f"{ndcg:.4f}")
         if stopper.step(ndcg, lambda: {k: v.clone() for k, v in model.state_dict().items()}):
             break
     model.load_state_dict(stopper.state)
     model.eval()
     return model, {"best_val_cold_ndcg@20": stopper.best, "epochs_run": len(log), "history": log}
+
+
+def _rows(v, sel: torch.Tensor):
+    return tuple(_rows(t, sel) for t in v) if isinstance(v, tuple) else v[sel]

@@ -1,8 +1,9 @@
-"""Staged training of the default bundle: data -> split -> features -> ID model -> proxy.
+"""Staged training of the default bundle: data -> split -> features -> ID model -> proxy generator.
 
 ``train`` returns everything in memory (the benchmark uses it directly); ``save_checkpoint`` writes
-what ``export`` needs into ``work_dir``: the proxy weights, the ID embeddings with their external IDs,
-the warm items' content features, and ``metrics.json``.
+what ``export`` needs into ``work_dir``: the generator's weights and config, the ID embeddings with
+their external IDs, the warm items' content features, a few real inputs for the parity check, and
+``metrics.json``.
 """
 
 from __future__ import annotations
@@ -18,8 +19,11 @@ import torch
 from models.data import ColdStartSplit, Dataset, cold_start_split, load_dataset
 from models.evaluate import evaluate_split
 from models.features import Features, extract_features
-from models.idmodel import train_mf
-from models.proxy import ProxyMLP, predict, train_proxy
+from models.generator import GeneratorConfig, ProxyGenerator, layer_groups
+from models.idmodel import train_id_model
+from models.proxy import predict, train_proxy
+
+MODALITIES = {"both": (1, 1), "text": (1, 0), "image": (0, 1)}
 
 @dataclass
 class TrainResult:
@@ -29,7 +33,7 @@ class TrainResult:
     features: Features
     user_emb: np.ndarray
     item_emb: np.ndarray  # ID embeddings, zero rows for cold items
-    proxy: ProxyMLP
+    proxy: ProxyGenerator
     metrics: dict
 
     def served_item_emb(self) -> np.ndarray:
@@ -40,15 +44,39 @@ class TrainResult:
         return out
 
 
+def build_generator(f: Features, split: ColdStartSplit, item_emb: np.ndarray, s) -> ProxyGenerator:
+    """A generator configured from the settings; text layer groups by k-means over warm items' states."""
+    warm = split.warm_items
+    with_text = warm[f.has_text[warm]][:2000]
+    groups = layer_groups(f.text_layers[with_text], s.proxy_layer_groups, s.seed) if len(with_text) else []
+    cfg = GeneratorConfig(
+        text_dim=f.text.shape[1], image_dim=f.image.shape[1], n_text_layers=f.text_layers.shape[1],
+        image_stage_dim=f.image_stages.shape[1], out_dim=item_emb.shape[1], hidden=s.proxy_hidden,
+        experts=s.proxy_experts, top_k=s.proxy_top_k, expert_type=s.proxy_expert_type, fusion=s.proxy_fusion,
+        fine=s.proxy_fine, modalities=MODALITIES[s.proxy_modalities], text_groups=groups, dropout=s.proxy_dropout,
+        init_scale=float(np.linalg.norm(item_emb[warm], axis=1).mean()),
+    )
+    return ProxyGenerator(cfg)
+
+
+def generator_weights(s) -> dict[str, float]:
+    return {"align": s.lambda_align, "adapter": s.lambda_adapter, "fusion": s.lambda_fusion, "pal": s.lambda_pal}
+
+
+def fit_generator(f, split, U, I, s, desc: str = "proxy generator", progress: bool = True):
+    return train_proxy(lambda: build_generator(f, split, I, s), f, split, U, I, s, mse_weight=s.lambda_mse,
+                       weights=generator_weights(s), desc=desc, progress=progress)
+
+
 def train(s, progress: bool = True) -> TrainResult:
     t0 = time.time()
     ds = load_dataset(s)
     split = cold_start_split(ds, s.seed, s.split_ratios)
     feats = extract_features(ds, s.cache_dir, s.text_max_len, s.encode_batch, progress)
     t_feat = time.time()
-    U, I, id_log = train_mf(ds.n_users, ds.n_items, split, s, progress)
+    U, I, id_log = train_id_model(ds.n_users, ds.n_items, split, s, progress)
     t_id = time.time()
-    proxy, proxy_log = train_proxy(feats, split, U, I, s, progress=progress)
+    proxy, proxy_log = fit_generator(feats, split, U, I, s, progress=progress)
     result = TrainResult(s, ds, split, feats, U, I, proxy, {})
     result.metrics = {
         "dataset": ds.provenance | {"name": ds.name, "users": ds.n_users, "items": ds.n_items, "interactions": len(ds.items)},
@@ -57,8 +85,8 @@ def train(s, progress: bool = True) -> TrainResult:
             "val_cold_items": len(split.val_items), "test_cold_items": len(split.test_items),
             "train_interactions": len(split.train),
         },
-        "id_model": {"type": "mf-bpr", **{k: v for k, v in id_log.items() if k != "history"}},
-        "proxy": {"type": "mlp", **{k: v for k, v in proxy_log.items() if k != "history"}},
+        "id_model": {"type": f"{s.id_model}-bpr", **{k: v for k, v in id_log.items() if k != "history"}},
+        "proxy": {"type": "generator", "config": proxy.cfg.to_dict(), **{k: v for k, v in proxy_log.items() if k != "history"}},
         "test": evaluate_split(U, result.served_item_emb(), split),
         "seconds": {"features": t_feat - t0, "id_model": t_id - t_feat, "proxy": time.time() - t_id},
         "history": {"id_model": id_log["history"], "proxy": proxy_log["history"]},
@@ -69,27 +97,25 @@ def train(s, progress: bool = True) -> TrainResult:
 def save_checkpoint(r: TrainResult, work_dir: Path) -> Path:
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
-    p = r.proxy
-    torch.save(
-        {"state_dict": p.state_dict(), "config": {"text_dim": p.text_dim, "image_dim": p.image_dim, "out_dim": p.out_dim,
-                                                   "hidden": r.settings.proxy_hidden, "dropout": r.settings.proxy_dropout}},
-        work_dir / "proxy.pt",
-    )
+    torch.save({"state_dict": r.proxy.state_dict(), "config": r.proxy.cfg.to_dict()}, work_dir / "proxy.pt")
     warm = r.split.warm_items
+    f = r.features
     np.savez(
         work_dir / "embeddings.npz",
         user_ids=np.array(r.dataset.user_ids), user_emb=r.user_emb,
         item_ids=np.array([r.dataset.item_ids[i] for i in warm]), item_emb=r.item_emb[warm],
-        item_text=r.features.text[warm], item_image=r.features.image[warm],
-        item_mask=r.features.mask[warm],
+        item_text=f.text[warm], item_image=f.image[warm], item_mask=f.mask[warm],
     )
+    k = warm[: r.settings.parity_items]
+    np.savez(work_dir / "parity_inputs.npz", text_features=f.text[k], image_features=f.image[k],
+             text_layers=f.text_layers[k], image_stages=f.image_stages[k], modality_mask=f.mask[k])
     (work_dir / "metrics.json").write_text(json.dumps(r.metrics, indent=2, default=float))
     return work_dir
 
 
-def load_proxy(work_dir: Path) -> ProxyMLP:
+def load_proxy(work_dir: Path) -> ProxyGenerator:
     ck = torch.load(Path(work_dir) / "proxy.pt", weights_only=True)
     c = ck["config"]
-    model = ProxyMLP(c["text_dim"], c["image_dim"], c["out_dim"], c["hidden"], c["dropout"])
+    model = ProxyGenerator(GeneratorConfig(**(c | {"modalities": tuple(c["modalities"])})))
     model.load_state_dict(ck["state_dict"])
     return model.eval()

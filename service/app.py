@@ -332,7 +332,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         if item_id in sv.warm:
             raise HTTPException(409, f"item {item_id} is warm: it is served from the ID model")
         try:
-            emb, present = await to_thread.run_sync(sv.pipeline.embed, text, image)
+            emb, present, alpha = await to_thread.run_sync(sv.pipeline.embed, text, image)
         except ImageError as exc:
             raise HTTPException(422, str(exc)) from exc
         if not np.isfinite(emb).all():
@@ -346,7 +346,8 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             raise HTTPException(409, f"item {item_id} already exists for bundle {sv.version}; send overwrite=true to replace it")
         with st.metrics.time_stage("index"):
             sv.sync.add([item_id], emb[None])
-        return ItemOut(item_id=item_id, bundle_version=sv.version, source="proxy", modalities=present, embedding=emb.tolist())
+        return ItemOut(item_id=item_id, bundle_version=sv.version, source="proxy", modalities=present,
+                       fusion_weights={"text": float(alpha[0]), "image": float(alpha[1])}, embedding=emb.tolist())
 
     async def lookup(st: State, sv: Serving, item_ids: list[str]) -> dict[str, tuple[np.ndarray, str]]:
         out = {i: (sv.bundle.item_emb[sv.warm[i]], "id") for i in item_ids if i in sv.warm}

@@ -19,6 +19,7 @@ class ItemOut(BaseModel):
     bundle_version: str
     source: str = Field(description="'proxy' (computed from content)")
     modalities: list[str]
+    fusion_weights: dict[str, float] = Field(description="the generator's adaptive fusion weights; 0 for a missing modality")
     embedding: list[float]
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from coldproxy.bundle import BundleError, load_bundle
 from coldproxy.preprocess import load_image_file
+from coldproxy.ort import make_session
 from export.graphs import parity
 from models.encoders import ImageEncoder, TextEncoder, tokenizer
 from models.train import load_proxy
@@ -19,7 +20,8 @@ def test_manifest_records_parity_and_dims(bundle_dir):
     b = load_bundle(bundle_dir)
     m = b.manifest
     assert m.dims.id_dim == 64 and m.dims.text_dim == 384 and m.dims.image_dim == 1280
-    assert set(m.parity) == {"text_encoder", "image_encoder", "proxy", "proxy_text_only"}
+    assert m.dims.text_layers == 7 and m.dims.image_stage_dim == 784
+    assert set(m.parity) == {"text_encoder", "image_encoder", "proxy", "proxy_text_only", "proxy_image_only"}
     assert all(v < TOL for v in m.parity.values())
     assert b.user_emb.shape[1] == 64 and len(b.item_ids) == len(b.item_emb)
     assert "ratings_sha256" in m.provenance and "cold" in m.metrics["test"]
@@ -36,10 +38,15 @@ def test_text_and_image_graphs_match_torch(bundle_dir, trained):
 
 @pytest.mark.parametrize("mask", [(1, 1), (1, 0), (0, 1)])
 def test_proxy_graph_matches_torch_with_missing_modalities(bundle_dir, trained, train_settings, mask):
+    """The whole generator (adapters, fusion, coarse + fine, residual gate) is one graph; outputs proxy and α."""
     f = trained.features.rows(trained.split.test_items[:16])
-    feeds = {"text_features": f.text, "image_features": f.image,
+    feeds = {"text_features": f.text, "image_features": f.image, "text_layers": f.text_layers, "image_stages": f.image_stages,
              "modality_mask": (f.mask * np.array(mask, np.float32)).astype(np.float32)}
-    assert parity(load_proxy(train_settings.work_dir), bundle_dir / "proxy.onnx", feeds) < TOL
+    gen = load_proxy(train_settings.work_dir)
+    assert parity(gen.serving(), bundle_dir / "proxy.onnx", feeds) < TOL
+    alpha = make_session(bundle_dir / "proxy.onnx").run(["fusion_weights"], feeds)[0]
+    np.testing.assert_allclose(alpha.sum(1), feeds["modality_mask"].max(1), atol=1e-6)
+    assert (alpha[feeds["modality_mask"] == 0] == 0).all()
 
 
 def test_bundle_with_tampered_file_is_refused(bundle_dir, tmp_path):

@@ -27,9 +27,10 @@ def held_out(trained):
 def torch_proxy(work_dir, text, poster):
     """The same computation in torch, independently of ONNX Runtime."""
     t = tokenizer(128)([text])
-    tf = TextEncoder()(torch.from_numpy(t["input_ids"]), torch.from_numpy(t["attention_mask"]))
-    imf = ImageEncoder()(torch.from_numpy(load_image_file(poster)[None]))
-    return load_proxy(work_dir)(tf, imf, torch.ones(1, 2))[0].numpy()
+    tf, tl = TextEncoder()(torch.from_numpy(t["input_ids"]), torch.from_numpy(t["attention_mask"]))
+    imf, ims = ImageEncoder()(torch.from_numpy(load_image_file(poster)[None]))
+    out = load_proxy(work_dir)(tf, imf, tl, ims, torch.ones(1, 2))
+    return out["proxy"][0].numpy(), out["alpha"][0].numpy()
 
 
 def post_item(client, item_id, text=None, image=None, **extra):
@@ -53,7 +54,11 @@ def test_post_get_rank_recommend_held_out_movie(client, held_out, train_settings
     body = r.json()
     assert body["modalities"] == ["text", "image"] and body["source"] == "proxy"
     posted = np.array(body["embedding"], dtype=np.float32)
-    np.testing.assert_allclose(posted, torch_proxy(train_settings.work_dir, held_out["text"], held_out["poster"]), atol=1e-4)
+    want, alpha = torch_proxy(train_settings.work_dir, held_out["text"], held_out["poster"])
+    np.testing.assert_allclose(posted, want, atol=1e-4)
+    weights = body["fusion_weights"]
+    np.testing.assert_allclose([weights["text"], weights["image"]], alpha, atol=1e-5)
+    assert weights["text"] + weights["image"] == pytest.approx(1.0, abs=1e-5) and min(weights.values()) > 0
 
     got = client.get(f"/v1/items/{held_out['item_id']}/embedding").json()
     assert got["source"] == "proxy" and got["bundle_version"] == body["bundle_version"]
@@ -87,9 +92,10 @@ def test_json_body_with_base64_image_and_single_modalities(client, movielens_dir
     img = base64.b64encode((movielens_dir / "posters" / "3.jpg").read_bytes()).decode()
     r = client.post("/v1/items", json={"item_id": "json-image-only", "image_base64": img})
     assert r.status_code == 200, r.text
-    assert r.json()["modalities"] == ["image"]
+    assert r.json()["modalities"] == ["image"] and r.json()["fusion_weights"] == {"text": 0.0, "image": 1.0}
     r = post_item(client, "text-only-item", "A quiet drama about a lighthouse keeper.")
     assert r.status_code == 200 and r.json()["modalities"] == ["text"]
+    assert r.json()["fusion_weights"] == {"text": 1.0, "image": 0.0}
     assert np.isfinite(r.json()["embedding"]).all()
 
 
