@@ -101,6 +101,8 @@ class ServiceSettings(BaseSettings):
     max_request_bytes: int = 8 * 1024 * 1024
     max_image_pixels: int = 40_000_000
     max_text_chars: int = 10_000
+    max_batch_items: int = Field(64, description="items per POST /v1/items:batch")
+    max_batch_bytes: int = Field(64 * 1024 * 1024, description="largest POST /v1/items:batch body")
     max_candidates: int = 10_000
     max_k: int = 1000
     max_item_id_len: int = 128

@@ -1,6 +1,6 @@
 """FastAPI app factory: lifespan loads the bundle, opens the store, builds the FAISS index.
 
-Endpoints (v1): POST /v1/items, GET /v1/items/{id}/embedding, POST /v1/rank,
+Endpoints (v1): POST /v1/items, POST /v1/items:batch, GET /v1/items/{id}/embedding, POST /v1/rank,
 GET /v1/users/{id}/recommendations, GET /v1/model, POST /v1/admin/reload, /healthz, /readyz,
 /metrics. Docs at /docs.
 """
@@ -31,7 +31,8 @@ from service.auth import KeyRing, RateLimiter
 from service.index import ItemIndex
 from service.metrics import Metrics
 from service.pipeline import ProxyPipeline
-from service.schemas import ITEM_ID_PATTERN, EmbeddingOut, ItemJSON, ItemOut, ModelOut, RankIn, RankOut, RecommendOut, ReloadOut, Scored
+from service.schemas import (ITEM_ID_PATTERN, BatchOut, BatchResult, EmbeddingOut, ItemJSON, ItemOut, ItemsBatchIn, ModelOut,
+                             RankIn, RankOut, RecommendOut, ReloadOut, Scored)
 from service.store import MemoryStore, RedisStore, StoreUnavailable
 from service.sync import IndexSync
 
@@ -211,17 +212,31 @@ async def _read_item(request: Request, s: ServiceSettings) -> tuple[str, str | N
             image = await upload.read()
         overwrite = str(form.get("overwrite", "false")).lower() in ("1", "true", "yes")
     elif ctype.startswith("application/json"):
-        try:
-            body = ItemJSON.model_validate_json(await request.body())
-        except ValidationError as exc:
-            raise HTTPException(422, exc.errors(include_url=False, include_context=False, include_input=False)) from exc
-        item_id, text, overwrite = body.item_id, body.text, body.overwrite
-        try:
-            image = base64.b64decode(body.image_base64, validate=True) if body.image_base64 else None
-        except (binascii.Error, ValueError) as exc:
-            raise HTTPException(422, f"image_base64 is not valid base64: {exc}") from exc
+        body = _parse_json(ItemJSON, await request.body())
+        return _check_json_item(body, s)
     else:
         raise HTTPException(415, "send multipart/form-data (or a url-encoded form without image) or application/json")
+    return _check_item(item_id, text, image, overwrite, s)
+
+
+def _parse_json(model, raw: bytes):
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        raise HTTPException(422, exc.errors(include_url=False, include_context=False, include_input=False)) from exc
+
+
+def _check_json_item(body: ItemJSON, s: ServiceSettings) -> tuple[str, str | None, bytes | None, bool]:
+    try:
+        image = base64.b64decode(body.image_base64, validate=True) if body.image_base64 else None
+    except (binascii.Error, ValueError) as exc:
+        raise HTTPException(422, f"image_base64 is not valid base64: {exc}") from exc
+    return _check_item(body.item_id, body.text, image, body.overwrite, s)
+
+
+def _check_item(item_id: str, text: str | None, image: bytes | None, overwrite: bool,
+                s: ServiceSettings) -> tuple[str, str | None, bytes | None, bool]:
+    """The checks every ingested item passes, whatever its transport; HTTPException on the first failure."""
     check_item_id(item_id)
     if text is not None:
         text = text.strip() or None
@@ -326,15 +341,11 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             raise unavailable(exc) from exc
         return ReloadOut(previous_version=previous, bundle_version=version, changed=previous != version)
 
-    @app.post("/v1/items", response_model=ItemOut, openapi_extra=ITEM_BODY, dependencies=[access(write=True)])
-    async def post_item(request: Request, st: AppState, sv: Live) -> ItemOut:
-        item_id, text, image, overwrite = await _read_item(request, st.settings)
-        if item_id in sv.warm:
-            raise HTTPException(409, f"item {item_id} is warm: it is served from the ID model")
-        try:
-            emb, present, alpha = await to_thread.run_sync(sv.pipeline.embed, text, image)
-        except ImageError as exc:
-            raise HTTPException(422, str(exc)) from exc
+    async def store_item(st: State, sv: Serving, item_id: str, overwrite: bool, result) -> ItemOut:
+        """Embedding result -> Redis -> FAISS; HTTPException (409, 422, 503) when it cannot be stored."""
+        if isinstance(result, ImageError):
+            raise HTTPException(422, str(result))
+        emb, present, alpha = result
         if not np.isfinite(emb).all():
             raise HTTPException(422, "the model produced a non-finite embedding for this input; nothing was stored")
         with st.metrics.time_stage("store"):
@@ -348,6 +359,52 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             sv.sync.add([item_id], emb[None])
         return ItemOut(item_id=item_id, bundle_version=sv.version, source="proxy", modalities=present,
                        fusion_weights={"text": float(alpha[0]), "image": float(alpha[1])}, embedding=emb.tolist())
+
+    def refuse_warm(sv: Serving, item_id: str) -> None:
+        if item_id in sv.warm:
+            raise HTTPException(409, f"item {item_id} is warm: it is served from the ID model")
+
+    @app.post("/v1/items", response_model=ItemOut, openapi_extra=ITEM_BODY, dependencies=[access(write=True)])
+    async def post_item(request: Request, st: AppState, sv: Live) -> ItemOut:
+        item_id, text, image, overwrite = await _read_item(request, st.settings)
+        refuse_warm(sv, item_id)
+        result = (await to_thread.run_sync(sv.pipeline.embed_many, [(text, image)]))[0]
+        return await store_item(st, sv, item_id, overwrite, result)
+
+    @app.post("/v1/items:batch", response_model=BatchOut, dependencies=[access(write=True)])
+    async def post_items_batch(request: Request, st: AppState, sv: Live) -> BatchOut:
+        """Bulk ingestion: JSON {"items": [...]} as for POST /v1/items; each graph runs once per batch.
+
+        Answers 200 with one result per item, in order: the item, or its own status and detail
+        (409, 422, 413, 503), so one bad item never fails the others.
+        """
+        s = st.settings
+        if int(request.headers.get("content-length") or 0) > s.max_batch_bytes:
+            raise HTTPException(413, f"request larger than {s.max_batch_bytes} bytes")
+        if not request.headers.get("content-type", "").startswith("application/json"):
+            raise HTTPException(415, "send application/json: {\"items\": [{\"item_id\", \"text\", \"image_base64\"}, ...]}")
+        body = _parse_json(ItemsBatchIn, await request.body())
+        if len(body.items) > s.max_batch_items:
+            raise HTTPException(413, f"at most {s.max_batch_items} items per batch")
+        results: list[BatchResult] = [BatchResult(item_id=it.item_id, status=200) for it in body.items]
+        todo: list[tuple[int, str, bool, tuple]] = []
+        for n, it in enumerate(body.items):
+            try:
+                item_id, text, image, overwrite = _check_json_item(it, s)
+                refuse_warm(sv, item_id)
+                todo.append((n, item_id, overwrite, (text, image)))
+            except HTTPException as exc:
+                results[n] = BatchResult(item_id=it.item_id, status=exc.status_code, detail=exc.detail)
+        embedded = await to_thread.run_sync(sv.pipeline.embed_many, [t[3] for t in todo]) if todo else []
+
+        async def one(n: int, item_id: str, overwrite: bool, result) -> None:
+            try:
+                results[n] = BatchResult(item_id=item_id, status=200, item=await store_item(st, sv, item_id, overwrite, result))
+            except HTTPException as exc:
+                results[n] = BatchResult(item_id=item_id, status=exc.status_code, detail=exc.detail)
+
+        await asyncio.gather(*(one(n, i, o, r) for (n, i, o, _), r in zip(todo, embedded)))
+        return BatchOut(bundle_version=sv.version, stored=sum(r.status == 200 for r in results), results=results)
 
     async def lookup(st: State, sv: Serving, item_ids: list[str]) -> dict[str, tuple[np.ndarray, str]]:
         out = {i: (sv.bundle.item_emb[sv.warm[i]], "id") for i in item_ids if i in sv.warm}

@@ -23,6 +23,23 @@ class ItemOut(BaseModel):
     embedding: list[float]
 
 
+class ItemsBatchIn(BaseModel):
+    items: list[ItemJSON] = Field(min_length=1)
+
+
+class BatchResult(BaseModel):
+    item_id: str
+    status: int = Field(description="200 stored; else the status POST /v1/items would have answered for this item")
+    detail: str | list | None = None
+    item: ItemOut | None = None
+
+
+class BatchOut(BaseModel):
+    bundle_version: str
+    stored: int
+    results: list[BatchResult]
+
+
 class EmbeddingOut(BaseModel):
     item_id: str
     bundle_version: str

@@ -226,3 +226,38 @@ def test_replica_resubscribes_after_losing_its_pubsub_connection(client, replica
             time.sleep(0.1)
         assert found, "replica 2 did not recover its subscription and reload the store"
 
+
+
+def test_batch_ingestion_stores_good_items_and_reports_bad_ones_each(client, movielens_dir, trained, train_settings):
+    posters = [(movielens_dir / "posters" / f"{i}.jpg").read_bytes() for i in (6, 7)]
+    b64 = [base64.b64encode(p).decode() for p in posters]
+    warm_id = trained.dataset.item_ids[trained.split.warm_items[0]]
+    items = [
+        {"item_id": "batch-1", "text": "A space opera about a lost fleet.", "image_base64": b64[0]},
+        {"item_id": "batch-2", "image_base64": b64[1]},
+        {"item_id": "batch-3", "text": "A courtroom drama in a small town."},
+        {"item_id": "batch-bad-image", "text": "x", "image_base64": base64.b64encode(b"not an image").decode()},
+        {"item_id": "batch-empty"},
+        {"item_id": warm_id, "text": "warm"},
+        {"item_id": "batch-1", "text": "the same ID twice in one batch"},
+    ]
+    r = client.post("/v1/items:batch", json={"items": items})
+    assert r.status_code == 200, r.text
+    res = r.json()["results"]
+    assert [x["item_id"] for x in res] == [it["item_id"] for it in items]
+    assert [x["status"] for x in res[1:6]] == [200, 200, 422, 422, 409]
+    assert sorted([res[0]["status"], res[6]["status"]]) == [200, 409]  # one of the two batch-1 writes wins, never both
+    assert r.json()["stored"] == 3
+    assert res[1]["item"]["modalities"] == ["image"] and res[2]["item"]["fusion_weights"]["image"] == 0.0
+    # the batched graphs give what the one-item endpoint gives for the same item
+    single = post_item(client, "batch-1-single", "A space opera about a lost fleet.", posters[0]).json()
+    winner = res[0] if res[0]["status"] == 200 else res[6]
+    if winner is res[0]:
+        np.testing.assert_allclose(single["embedding"], res[0]["item"]["embedding"], atol=1e-5)
+    for x in res:
+        if x["status"] == 200:
+            got = client.get(f"/v1/items/{x['item_id']}/embedding").json()
+            np.testing.assert_array_equal(got["embedding"], x["item"]["embedding"])
+    assert client.post("/v1/items:batch", json={"items": []}).status_code == 422
+    assert client.post("/v1/items:batch", json={"items": [{"item_id": f"b{i}", "text": "t"} for i in range(65)]}).status_code == 413
+    assert client.post("/v1/items:batch", content=b"x", headers={"content-type": "text/plain"}).status_code == 415
