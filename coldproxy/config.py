@@ -106,5 +106,10 @@ class ServiceSettings(BaseSettings):
     max_candidates: int = 10_000
     max_k: int = 1000
     max_item_id_len: int = 128
+    micro_batching: bool = Field(True, description="batch concurrent POST /v1/items through the graphs")
+    batch_max_size: int = Field(32, description="largest micro-batch")
+    batch_max_wait_ms: float = Field(5.0, description="how long a batch waits to fill once its first item is in")
+    batch_queue_max: int = Field(256, description="items waiting for the model before POSTs get 503")
+    batch_workers: int = Field(2, description="micro-batches run concurrently")
     ort_intra_threads: int = 0
     ort_providers: list[str] | None = Field(None, description="ONNX Runtime providers; default: CUDA if present, else CPU")

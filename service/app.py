@@ -28,6 +28,7 @@ from coldproxy.bundle import BundleError, load_bundle
 from coldproxy.config import ServiceSettings
 from coldproxy.preprocess import ImageError
 from service.auth import KeyRing, RateLimiter
+from service.batcher import MicroBatcher, QueueFull
 from service.index import ItemIndex
 from service.metrics import Metrics
 from service.pipeline import ProxyPipeline
@@ -56,6 +57,11 @@ class Serving:
         dim = self.bundle.manifest.dims.id_dim
         self.pipeline = await to_thread.run_sync(
             lambda: ProxyPipeline(self.bundle, metrics, s.ort_providers, s.ort_intra_threads, s.max_image_pixels))
+        self.batcher = None
+        if s.micro_batching:
+            self.batcher = MicroBatcher(self.pipeline.infer, metrics, s.batch_max_size, s.batch_max_wait_ms / 1000,
+                                        s.batch_queue_max, s.batch_workers)
+            self.batcher.start()
         self.users = {u: i for i, u in enumerate(self.bundle.user_ids)}
         self.warm = {it: i for i, it in enumerate(self.bundle.item_ids)}
         self.store = RedisStore(s.redis_url, s.redis_prefix, self.version, dim)
@@ -80,6 +86,8 @@ class Serving:
         return self
 
     async def close(self) -> None:
+        if getattr(self, "batcher", None) is not None:
+            await self.batcher.stop()
         if hasattr(self, "sync"):
             await self.sync.stop()
         if hasattr(self, "store"):
@@ -368,7 +376,14 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     async def post_item(request: Request, st: AppState, sv: Live) -> ItemOut:
         item_id, text, image, overwrite = await _read_item(request, st.settings)
         refuse_warm(sv, item_id)
-        result = (await to_thread.run_sync(sv.pipeline.embed_many, [(text, image)]))[0]
+        prepared = await to_thread.run_sync(sv.pipeline.prepare, text, image)  # decode in a thread, in parallel
+        if sv.batcher is None:
+            result = (await to_thread.run_sync(sv.pipeline.infer, [prepared]))[0]
+        else:
+            try:
+                result = await sv.batcher.submit(prepared)
+            except QueueFull as exc:
+                raise HTTPException(503, f"overloaded: {exc}", headers={"Retry-After": "1"}) from exc
         return await store_item(st, sv, item_id, overwrite, result)
 
     @app.post("/v1/items:batch", response_model=BatchOut, dependencies=[access(write=True)])

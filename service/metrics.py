@@ -19,6 +19,7 @@ class Metrics:
         self.stage = Histogram("coldproxy_stage_seconds", "Pipeline stage latency", ["stage"], buckets=LATENCY_BUCKETS, registry=r)
         self.batch_size = Histogram("coldproxy_batch_size", "Items per model call", ["graph"], buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=r)
         self.lookups = Counter("coldproxy_item_lookups_total", "Item embedding lookups by source", ["source"], registry=r)
+        self.queue_depth = Gauge("coldproxy_batch_queue_depth", "Items waiting for the micro-batcher", registry=r)
         self.items_indexed = Gauge("coldproxy_index_items", "Items in the FAISS index", ["kind"], registry=r)
 
     @contextmanager

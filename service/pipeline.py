@@ -3,11 +3,14 @@
 Operators, each one graph of the bundle: tokenise -> text encoder; decode -> image encoder;
 proxy generator over (final features, multi-layer states, modality mask) -> (proxy, fusion
 weights). A missing modality is fed as zeros and masked out (its fusion weight is 0).
-Calls are synchronous; the app runs them in a worker thread, off the event loop. ``embed_many``
-runs each graph once over a batch (``POST /v1/items:batch``); ``embed`` is the one-item case.
+Calls are synchronous; the app runs them in worker threads, off the event loop. ``prepare`` is the
+per-item CPU work (image decode), ``infer`` runs each graph once over a batch of prepared items
+(the micro-batcher's batches), ``embed_many`` is both for one request's items (``/v1/items:batch``).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -27,44 +30,39 @@ class ProxyPipeline:
         self.proxy = make_session(bundle.file("proxy"), providers, intra_threads)
         self.providers = self.proxy.get_providers()
 
-    def embed(self, text: str | None, image: bytes | None) -> tuple[np.ndarray, list[str], np.ndarray]:
-        """One item -> (proxy [d], present modalities, fusion weights (text, image)).
-
-        Raises ``coldproxy.preprocess.ImageError`` for an unusable image.
-        """
-        out = self.embed_many([(text, image)])[0]
-        if isinstance(out, ImageError):
-            raise out
-        return out
-
     def embed_many(self, items: list[tuple[str | None, bytes | None]]) -> list[tuple[np.ndarray, list[str], np.ndarray] | ImageError]:
         """Several items, each graph run once over the batch; an unusable image fails only its own item."""
+        return self.infer([self.prepare(text, image) for text, image in items])
+
+    def prepare(self, text: str | None, image: bytes | None) -> Prepared:
+        """Per-item CPU work before the graphs: decode + resize the image (tokenising is batched in ``infer``)."""
+        if image is None:
+            return Prepared(text, None, None)
+        try:
+            with self.metrics.time_stage("decode"):
+                return Prepared(text, image_to_array(decode_image(image, self.max_pixels)), None)
+        except ImageError as exc:
+            return Prepared(text, None, exc)
+
+    def infer(self, items: list[Prepared]) -> list[tuple[np.ndarray, list[str], np.ndarray] | ImageError]:
+        """The graphs over a batch of prepared items -> (proxy, present modalities, fusion weights) or the item's ImageError."""
         n, d = len(items), self.dims
         text_f = np.zeros((n, d.text_dim), np.float32)
         image_f = np.zeros((n, d.image_dim), np.float32)
         text_l = np.zeros((n, d.text_layers, d.text_dim), np.float32)
         image_s = np.zeros((n, d.image_stage_dim), np.float32)
         mask = np.zeros((n, 2), np.float32)
-        errors: dict[int, ImageError] = {}
-        pixels, img_rows = [], []
-        for r, (_, image) in enumerate(items):
-            if image is None:
-                continue
-            try:
-                with self.metrics.time_stage("decode"):
-                    pixels.append(image_to_array(decode_image(image, self.max_pixels)))
-                img_rows.append(r)
-            except ImageError as exc:
-                errors[r] = exc
+        errors = {r: it.error for r, it in enumerate(items) if it.error is not None}
+        img_rows = [r for r, it in enumerate(items) if it.pixels is not None]
         if img_rows:
             with self.metrics.time_stage("image_encoder"):
-                image_f[img_rows], image_s[img_rows] = self.image.run(None, {"pixels": np.stack(pixels)})
+                image_f[img_rows], image_s[img_rows] = self.image.run(None, {"pixels": np.stack([items[r].pixels for r in img_rows])})
             self.metrics.batch_size.labels("image_encoder").observe(len(img_rows))
             mask[img_rows, 1] = 1.0
-        txt_rows = [r for r, (text, _) in enumerate(items) if text is not None and r not in errors]
+        txt_rows = [r for r, it in enumerate(items) if it.text is not None and r not in errors]
         if txt_rows:
             with self.metrics.time_stage("tokenise"):
-                feeds = self.tokenizer([items[r][0] for r in txt_rows])
+                feeds = self.tokenizer([items[r].text for r in txt_rows])
             with self.metrics.time_stage("text_encoder"):
                 text_f[txt_rows], text_l[txt_rows] = self.text.run(None, feeds)
             self.metrics.batch_size.labels("text_encoder").observe(len(txt_rows))
@@ -83,3 +81,10 @@ class ProxyPipeline:
         for r, exc in errors.items():
             results[r] = exc
         return results
+
+
+@dataclass
+class Prepared:
+    text: str | None
+    pixels: np.ndarray | None
+    error: ImageError | None

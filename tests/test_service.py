@@ -165,8 +165,9 @@ def test_unknowns_are_404(client):
 def test_metrics_expose_routes_and_stages(client):
     text = client.get("/metrics").text
     assert 'coldproxy_requests_total{method="POST",route="/v1/items",status="200"}' in text
-    for stage in ("decode", "image_encoder", "tokenise", "text_encoder", "proxy", "store", "index"):
+    for stage in ("decode", "queue", "image_encoder", "tokenise", "text_encoder", "proxy", "store", "index"):
         assert f'coldproxy_stage_seconds_count{{stage="{stage}"}}' in text
+    assert "coldproxy_batch_queue_depth" in text
 
 
 def test_restarted_server_rebuilds_index_from_redis(server, replica, held_out):

@@ -1,0 +1,249 @@
+"""Serving benchmark: one run, one machine, the default bundle (artifacts/bundle).
+
+Starts ``coldproxy serve`` as its own process on loopback (real Redis, a private key prefix) and
+measures, in order:
+
+(a) ingestion items/s and latency at concurrency 1, 8, 32 (POST /v1/items, real posters + texts),
+    against a plain torch eager pipeline that encodes one item at a time (tokenise, MiniLM,
+    EfficientNet, generator) at the same concurrency levels (a thread per concurrent caller);
+(b) GET and rank (1,000 candidates) latency at a fixed open-loop request rate;
+(c) the encoders' + generator's FLOPs per item (torch's FLOP counter) against this machine's
+    measured float32 matrix-multiply FLOP/s, and the fraction ingestion achieves;
+(d) a mixed load at a fixed rate for ``--soak`` seconds with the service's RSS sampled every 5 s
+    (growth after warm-up), and the peak RSS of the whole run.
+
+Prints and writes bench/results/serving.{json,png}.
+
+    python bench/serving.py [--soak 300] [--rate 200] [--soak-rate 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from coldproxy.config import DEFAULT_DATASETS, REPO_ROOT
+from loadtest.payloads import Payloads
+from loadtest.runner import Scenarios, run_load, summarise
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def start_server(port: int, prefix: str, bundle: Path) -> subprocess.Popen:
+    env = os.environ | {"COLDPROXY_REDIS_PREFIX": prefix, "COLDPROXY_BUNDLE_DIR": str(bundle)}
+    proc = subprocess.Popen([sys.executable, "-m", "coldproxy.cli", "serve", "--port", str(port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            raise RuntimeError("the service exited during start-up")
+        time.sleep(0.5)
+    proc.kill()
+    raise RuntimeError("the service did not become ready")
+
+
+def matmul_flops(n: int = 2048, repeats: int = 5) -> float:
+    a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
+    b = np.random.default_rng(1).standard_normal((n, n), dtype=np.float32)
+    a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(repeats))
+    return 2 * n**3 / best
+
+
+def _timed(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+class TorchEager:
+    """The naive pipeline: the training-side torch modules, one item per call."""
+
+    def __init__(self, work_dir: Path):
+        import torch
+
+        from models.encoders import ImageEncoder, TextEncoder, tokenizer
+        from models.train import load_proxy
+
+        self.torch, self.tok = torch, tokenizer(128)
+        self.text, self.image, self.gen = TextEncoder(), ImageEncoder(), load_proxy(work_dir)
+
+    def __call__(self, text: str, poster: Path):
+        from coldproxy.preprocess import load_image_file
+
+        torch = self.torch
+        with torch.no_grad():
+            t = self.tok([text])
+            tf, tl = self.text(torch.from_numpy(t["input_ids"]), torch.from_numpy(t["attention_mask"]))
+            imf, ims = self.image(torch.from_numpy(load_image_file(poster)[None]))
+            return self.gen(tf, imf, tl, ims, torch.ones(1, 2))["proxy"][0].numpy()
+
+    def flops(self, text: str, poster: Path) -> int:
+        from torch.utils.flop_counter import FlopCounterMode
+
+        with FlopCounterMode(display=False) as counter:
+            self(text, poster)
+        return counter.get_total_flops()
+
+
+def torch_eager_levels(pipe: TorchEager, items: list, levels: list[int], n: int) -> list[dict]:
+    out = []
+    for c in levels:
+        lat = []
+
+        def one(k):
+            _, text, poster = items[k % len(items)]
+            t = time.perf_counter()
+            pipe(text, poster)
+            lat.append(time.perf_counter() - t)
+
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(c) as pool:
+            list(pool.map(one, range(n)))
+        wall = time.perf_counter() - t0
+        out.append({"concurrency": c, "items": n, "items_per_s": n / wall, "p50_ms": 1000 * float(np.percentile(lat, 50)),
+                    "p99_ms": 1000 * float(np.percentile(lat, 99))})
+        print("torch eager", json.dumps(out[-1]), flush=True)
+    return out
+
+
+def load(url: str, scenario: str, payloads: Payloads, **kw) -> dict:
+    samples = asyncio.run(run_load(url, scenario, Scenarios(payloads), **kw))
+    wall = max(x.start + x.latency for x in samples)  # from the first request, after the untimed discovery
+    o = summarise(samples, wall)["overall"]
+    row = {"scenario": scenario, **kw, "requests": o["requests"], "throughput_rps": o["throughput_rps"], "latency_ms": o["latency_ms"],
+           "errors": o["errors"], "status": o["status"]}
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--port", type=int, default=8021)
+    p.add_argument("--bundle", type=Path, default=REPO_ROOT / "artifacts" / "bundle")
+    p.add_argument("--work-dir", type=Path, default=REPO_ROOT / "artifacts" / "train")
+    p.add_argument("--levels", type=int, nargs="+", default=[1, 8, 32])
+    p.add_argument("--ingest-items", type=int, default=192, help="items per service concurrency level")
+    p.add_argument("--torch-items", type=int, default=64, help="items per torch-eager concurrency level")
+    p.add_argument("--rate", type=float, default=200.0, help="fixed request rate for GET and rank")
+    p.add_argument("--read-seconds", type=float, default=20.0)
+    p.add_argument("--soak", type=float, default=300.0, help="seconds of mixed load for the RSS check (0: skip)")
+    p.add_argument("--soak-rate", type=float, default=60.0)
+    a = p.parse_args()
+    payloads = Payloads.from_movielens(DEFAULT_DATASETS / "movielens-posters")
+    with_poster = [it for it in payloads.items if it[2] is not None]
+    prefix = f"bench-serving-{uuid.uuid4().hex[:6]}"
+    url = f"http://127.0.0.1:{a.port}"
+    report: dict = {"machine": {"cpus": os.cpu_count()}, "config": {k: str(v) for k, v in vars(a).items()}}
+    t_all = time.time()
+    server = start_server(a.port, prefix, a.bundle)
+    try:
+        report["rss_mb_after_start"] = rss_mb(server.pid)
+        report["ingest_service"] = [dict(load(url, "ingest", payloads, requests=a.ingest_items, duration=600, concurrency=c),
+                                         concurrency=c) for c in a.levels]
+        report["read_at_rate"] = [load(url, sc, payloads, requests=int(a.rate * a.read_seconds), duration=a.read_seconds,
+                                       rate=a.rate) for sc in ("get", "rank")]
+        if a.soak > 0:
+            rss, stop = [], threading.Event()
+
+            def sample():
+                t0 = time.time()
+                while not stop.is_set():
+                    rss.append((time.time() - t0, rss_mb(server.pid)))
+                    stop.wait(5)
+
+            th = threading.Thread(target=sample)
+            th.start()
+            report["soak"] = load(url, "mix", payloads, requests=int(a.soak * a.soak_rate) + 1, duration=a.soak, rate=a.soak_rate)
+            stop.set()
+            th.join()
+            warm = [m for t, m in rss if t >= min(30.0, a.soak / 4)]
+            report["soak"]["rss_mb"] = rss
+            report["soak"]["rss_growth_after_warmup"] = (warm[-1] - warm[0]) / warm[0] if len(warm) > 1 else None
+        report["peak_rss_mb"] = rss_mb(server.pid, "VmHWM")
+    finally:
+        server.terminate()
+        server.wait(30)
+        import redis
+
+        r = redis.Redis.from_url(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+        keys = list(r.scan_iter(f"{prefix}:*"))
+        if keys:
+            r.delete(*keys)
+
+    pipe = TorchEager(a.work_dir)
+    report["ingest_torch_eager"] = torch_eager_levels(pipe, with_poster, a.levels, a.torch_items)
+    flops = [pipe.flops(text, poster) for _, text, poster in with_poster[:16]]
+    report["flops_per_item"] = float(np.mean(flops))
+    report["matmul_flops_per_s"] = matmul_flops()
+    best = max(r["throughput_rps"] for r in report["ingest_service"])
+    report["ingest_achieved_flops_per_s"] = best * report["flops_per_item"]
+    report["ingest_fraction_of_matmul_bound"] = report["ingest_achieved_flops_per_s"] / report["matmul_flops_per_s"]
+    by_c = {r["concurrency"]: r for r in report["ingest_torch_eager"]}
+    report["ratios"] = {f"service_c{r['concurrency']}_over_torch_c{r['concurrency']}": r["throughput_rps"] / by_c[r["concurrency"]]["items_per_s"]
+                        for r in report["ingest_service"] if r["concurrency"] in by_c}
+    report["ratios"]["service_c32_over_torch_c1"] = (
+        next(r["throughput_rps"] for r in report["ingest_service"] if r["concurrency"] == max(a.levels)) / by_c[1]["items_per_s"]
+        if 1 in by_c else None)
+    report["seconds"] = time.time() - t_all
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "serving.json").write_text(json.dumps(report, indent=2))
+    plot(report, RESULTS / "serving.png")
+    print(json.dumps({k: report[k] for k in ("ratios", "flops_per_item", "matmul_flops_per_s", "ingest_fraction_of_matmul_bound",
+                                            "peak_rss_mb")}, indent=2))
+    print(f"wrote {RESULTS}/serving.{{json,png}} in {report['seconds']:.0f}s")
+
+
+def plot(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    svc = report["ingest_service"]
+    eager = {r["concurrency"]: r["items_per_s"] for r in report["ingest_torch_eager"]}
+    x = np.arange(len(svc))
+    a.bar(x - 0.2, [r["throughput_rps"] for r in svc], 0.4, label="service (ONNX Runtime, micro-batched)", color="#e73")
+    a.bar(x + 0.2, [eager.get(r["concurrency"], 0) for r in svc], 0.4, label="torch eager, one item per call", color="#aaa")
+    a.set_xticks(x, [f"c={r['concurrency']}" for r in svc])
+    a.set_ylabel("items/s")
+    a.set_title("ingestion throughput")
+    a.legend(fontsize=8)
+    if "soak" in report:
+        t, m = zip(*report["soak"]["rss_mb"])
+        b.plot(t, m, color="#79c")
+        b.set_xlabel("s")
+        b.set_ylabel("service RSS (MB)")
+        b.set_title(f"RSS during {report['config']['soak']} s mixed load")
+        b.set_ylim(0, max(m) * 1.2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+if __name__ == "__main__":
+    main()
