@@ -34,6 +34,7 @@ BASELINES = ("random", "content-kNN", "CB2CF", "DropoutNet", "CLCRec", "skeleton
 FULL = "proxy generator (MF)"
 ABLATIONS = {  # name -> settings changed from the full generator
     "w/o MoE (one linear expert)": {"proxy_experts": 1, "proxy_top_k": 1},
+    "MoE top-2 (K=4, k=2)": {"proxy_top_k": 2},
     "whitening experts": {"proxy_expert_type": "whitening"},
     "w/o adaptive fusion (mean)": {"proxy_fusion": "mean"},
     "w/o alignment loss": {"lambda_align": 0.0},

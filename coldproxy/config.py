@@ -47,7 +47,7 @@ class TrainSettings(BaseSettings):
 
     # proxy generator (MAMEX adapters + fusion, IDProxy coarse -> fine); ablations switch parts off
     proxy_experts: int = Field(4, description="K experts per modality (MAMEX: 4, 6, 8)")
-    proxy_top_k: int = Field(2, description="experts routed per item (MAMEX: 2, 3, 4)")
+    proxy_top_k: int = Field(1, description="experts routed per item (MAMEX: 2-4; 1 was best on validation here)")
     proxy_expert_type: Literal["linear", "whitening"] = "linear"
     proxy_fusion: Literal["gate", "mean"] = Field("gate", description="adaptive gate, or the average (ablation)")
     proxy_fine: bool = Field(True, description="IDProxy fine stage from multi-layer states (False: coarse only)")

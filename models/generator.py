@@ -37,7 +37,7 @@ class GeneratorConfig:
     out_dim: int
     hidden: int = 256
     experts: int = 4  # K, per modality
-    top_k: int = 2  # k experts routed per item
+    top_k: int = 1  # k experts routed per item (top-1 was best on MovieLens validation)
     expert_type: str = "linear"  # "linear" | "whitening"
     fusion: str = "gate"  # "gate" (adaptive, eq. 5) | "mean" (ablation: average of present modalities)
     fine: bool = True  # False: coarse only (p = W_c p_coarse)
