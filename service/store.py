@@ -69,9 +69,22 @@ class RedisStore:
                 await pipe.execute()
             return True
         except WatchError:
-            return False
+            # Either another writer got there first, or the connection dropped while watching (redis-py
+            # reports that as WatchError too) -- possibly after our EXEC had landed. Look, don't guess.
+            return await self._settle_conflict(key, mapping["emb"])
         except Exception as exc:
             raise StoreUnavailable(str(exc)) from exc
+
+    async def _settle_conflict(self, key: str, emb: bytes) -> bool:
+        """After a WatchError: True if the key holds exactly our vector (our write landed), False if it
+        holds another one (a real conflict), StoreUnavailable if it is absent or Redis cannot say."""
+        try:
+            stored = await self.client.hget(key, "emb")
+        except Exception as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        if stored is None:
+            raise StoreUnavailable("the write was interrupted before it landed; retry")
+        return stored == emb
 
     async def get_many(self, item_ids: list[str]) -> dict[str, np.ndarray]:
         if not item_ids:

@@ -56,3 +56,34 @@ def test_non_finite_or_wrong_dim_vectors_are_never_stored_and_corrupt_entries_re
         keys = list(redis_client.scan_iter(f"{prefix}:*"))
         if keys:
             redis_client.delete(*keys)
+
+
+def test_a_lost_watch_settles_by_what_redis_holds(redis_client):
+    """redis-py reports a connection drop while watching as WatchError: the store then reads the key
+    instead of answering 409 -- our own vector there means the write landed, nothing there means retry."""
+    from service.store import StoreUnavailable
+
+    prefix = f"store-test-{uuid.uuid4().hex[:8]}"
+
+    async def scenario():
+        store = RedisStore(REDIS_URL, prefix, "v1", 4)
+        try:
+            same = np.full(4, 3, np.float32)
+            won = await asyncio.gather(*(store.put("same-id", same.copy(), ["text"], overwrite=False) for _ in range(6)))
+            key = store._key("same-id")
+            mine = await store._settle_conflict(key, same.tobytes())
+            theirs = await store._settle_conflict(key, np.zeros(4, np.float32).tobytes())
+            with pytest.raises(StoreUnavailable):
+                await store._settle_conflict(store._key("never-written"), same.tobytes())
+            return won, mine, theirs
+        finally:
+            await store.close()
+
+    try:
+        won, mine, theirs = asyncio.run(scenario())
+        assert any(won), won
+        assert mine is True and theirs is False
+    finally:
+        keys = list(redis_client.scan_iter(f"{prefix}:*"))
+        if keys:
+            redis_client.delete(*keys)
