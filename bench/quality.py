@@ -5,9 +5,12 @@ For each seed: split items 8:1:1, train the ID model on warm interactions, then 
 produces embeddings for the cold items (warm items keep their ID embeddings) and is scored in the
 cold, warm and all-items scenarios (Recall/NDCG@10/20). Ablations retrain the generator with one
 part switched off; "50% images removed" evaluates the full generator with the poster hidden for a
-random half of the test-cold items. Writes bench/results/quality_movielens.{json,md,png}.
+random half of the test-cold items. The MoDiffE rows add the diffusion expert (conditioned on the
+full generator's proxy, started from the similarity anchor) and the cold-aware gate, with the gate
+trained without pseudo-cold augmentation and the diffusion started from pure noise as ablations.
+Writes bench/results/quality_movielens.{json,md,png}.
 
-    python bench/quality.py [--seeds 0 1 2] [--only full CB2CF ...]
+    python bench/quality.py [--seeds 0 1 2] [--only full CB2CF ...] [--merge]
 """
 
 from __future__ import annotations
@@ -45,7 +48,9 @@ ABLATIONS = {  # name -> settings changed from the full generator
 }
 ROBUST = "full, 50% test images removed"
 LIGHTGCN = "proxy generator (LightGCN)"
-METHODS = BASELINES + (FULL, LIGHTGCN, *ABLATIONS, ROBUST)
+DIFFUSION = ("proxy + diffusion (average)", "proxy + diffusion + cold-aware gate", "  gate w/o augmentation",
+             "  gate, diffusion w/o anchor (pure-noise start)")
+METHODS = BASELINES + (FULL, LIGHTGCN, *ABLATIONS, ROBUST, *DIFFUSION)
 
 
 def served(model, f, item_emb, cold, mask=None) -> np.ndarray:
@@ -98,12 +103,45 @@ def run_seed(seed: int, only: set[str] | None) -> dict[str, dict]:
         if want(name):
             model, _ = fit_generator(f, sp, U, I, s.model_copy(update=over), desc=name)
             score(name, served(model, f, I, cold))
+    if any(want(m) for m in DIFFUSION):
+        diffusion_rows(r, cold, score, want)
     if want(LIGHTGCN):
         sl = s.model_copy(update={"id_model": "lightgcn"})
         U2, I2, _ = train_id_model(r.dataset.n_users, r.dataset.n_items, sp, sl)
         model, _ = fit_generator(f, sp, U2, I2, sl, desc="generator on LightGCN")
         score(LIGHTGCN, served(model, f, I2, cold), users=U2)
     return res
+
+
+def diffusion_rows(r, cold, score, want) -> None:
+    """MoDiffE stages on top of the full generator: diffusion expert, gate, and their ablations."""
+    from dataclasses import replace
+
+    from models.experts import fit_experts, served_cold
+    from models.gate import train_gate
+    from models.samplers import sample
+
+    f, sp, U, I, s = r.features, r.split, r.user_emb, r.item_emb, r.settings
+    n = r.dataset.n_items
+    ex = fit_experts(f, sp, U, I, predict(r.proxy, f, np.arange(n)), s)
+
+    def with_cold(emb_cold):
+        out = I.copy()
+        out[cold] = emb_cold
+        return out
+
+    score(DIFFUSION[0], with_cold(0.5 * (ex.proxy[cold] + ex.diffusion[cold])))
+    score(DIFFUSION[1], with_cold(served_cold(ex, cold)[0]))
+    if want(DIFFUSION[2]):
+        stacked, available = ex.stacked(I, sp.warm_items, n)
+        gate, _ = train_gate(stacked, available, ex.features, U, sp, s.model_copy(update={"gate_aug_ratio": 0.0}), desc="gate w/o aug")
+        score(DIFFUSION[2], with_cold(served_cold(replace(ex, gate=gate), cold)[0]))
+    if want(DIFFUSION[3]):
+        kw = {"method": s.sampler, "steps": s.sampler_steps, "spacing": s.sampler_spacing, "from_noise": True, "seed": s.seed}
+        noisy = replace(ex, diffusion=sample(ex.denoiser, ex.anchor, ex.proxy, **kw))
+        stacked, available = noisy.stacked(I, sp.warm_items, n)
+        gate, _ = train_gate(stacked, available, noisy.features, U, sp, s, desc="gate, noise start")
+        score(DIFFUSION[3], with_cold(served_cold(replace(noisy, gate=gate), cold)[0]))
 
 
 def summarise(per_seed: list[dict]) -> dict:
@@ -136,12 +174,14 @@ def plot(summary: dict, path: Path) -> None:
     names = list(summary)
     means = [summary[m]["cold"]["recall@20"]["mean"] for m in names]
     stds = [summary[m]["cold"]["recall@20"]["std"] for m in names]
-    colors = ["#aaa" if m in BASELINES else "#e73" if m in (FULL, LIGHTGCN) else "#79c" for m in names]
+    colors = ["#aaa" if m in BASELINES else "#e73" if m in (FULL, LIGHTGCN) else "#5a5" if m in DIFFUSION else "#79c"
+              for m in names]
     fig, ax = plt.subplots(figsize=(11, 4.5))
     ax.bar(range(len(names)), means, yerr=stds, capsize=3, color=colors)
     ax.set_xticks(range(len(names)), names, rotation=35, ha="right", fontsize=8)
     ax.set_ylabel("cold Recall@20")
-    ax.set_title("MovieLens-posters item cold-start: baselines (grey), generator (orange), ablations (blue); mean ± std")
+    ax.set_title("MovieLens-posters item cold-start: baselines (grey), generator (orange), ablations (blue), "
+                 "diffusion + gate (green); mean ± std", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
@@ -151,9 +191,15 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--only", nargs="+", help="method names to run besides the full generator")
     p.add_argument("--out", default="quality_movielens", help="results file stem under bench/results")
+    p.add_argument("--merge", action="store_true", help="add the rows run now to the existing results file (same seeds)")
     a = p.parse_args()
     t = time.time()
     per_seed = [run_seed(seed, set(a.only) if a.only else None) for seed in a.seeds]
+    if a.merge and (RESULTS / f"{a.out}.json").exists():
+        old = json.loads((RESULTS / f"{a.out}.json").read_text())
+        if old["seeds"] != a.seeds:
+            raise SystemExit(f"--merge needs the same seeds as the file ({old['seeds']})")
+        per_seed = [prev | new for prev, new in zip(old["per_seed"], per_seed)]
     summary = summarise(per_seed)
     RESULTS.mkdir(parents=True, exist_ok=True)
     table = markdown(summary, a.seeds)

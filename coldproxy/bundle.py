@@ -2,7 +2,8 @@
 
 Layout: ``text_encoder.onnx``, ``image_encoder.onnx``, ``proxy.onnx``, ``tokenizer.json``,
 ``embeddings.npz`` (user_ids, user_emb, item_ids, item_emb, warm items' content features) and
-``manifest.json`` (this schema). Loading verifies every file's sha256 and the dimensions, and
+``manifest.json`` (this schema); with the diffusion expert also ``sampler.onnx`` and ``gate.onnx``
+(``manifest.experts`` says how they were built). Loading verifies every file's sha256 and the dimensions, and
 refuses the bundle on any mismatch.
 """
 
@@ -17,7 +18,7 @@ import numpy as np
 from pydantic import BaseModel
 
 MANIFEST = "manifest.json"
-SCHEMA_VERSION = 2  # 2: multi-layer encoder outputs; proxy graph also returns fusion weights
+SCHEMA_VERSION = 3  # 2: multi-layer encoder outputs, fusion weights; 3: optional diffusion sampler + gate
 COMPONENTS = {
     "text_encoder": "text_encoder.onnx",
     "image_encoder": "image_encoder.onnx",
@@ -25,6 +26,7 @@ COMPONENTS = {
     "tokenizer": "tokenizer.json",
     "embeddings": "embeddings.npz",
 }
+EXPERT_COMPONENTS = {"sampler": "sampler.onnx", "gate": "gate.onnx"}  # present when manifest.experts is set
 
 
 class BundleError(RuntimeError):
@@ -51,6 +53,7 @@ class Manifest(BaseModel):
     metrics: dict
     provenance: dict
     counts: dict[str, int]
+    experts: dict | None = None  # sampler (method, steps, spacing, t_start), anchor_n, gate features/experts
 
 
 def sha256_file(path: Path) -> str:
@@ -70,8 +73,12 @@ class Bundle:
     item_ids: list[str]
     item_emb: np.ndarray
 
+    @property
+    def has_experts(self) -> bool:
+        return self.manifest.experts is not None
+
     def file(self, component: str) -> Path:
-        return self.path / COMPONENTS[component]
+        return self.path / (COMPONENTS | EXPERT_COMPONENTS)[component]
 
 
 def load_bundle(path: Path) -> Bundle:
@@ -84,7 +91,8 @@ def load_bundle(path: Path) -> Bundle:
         raise BundleError(f"{path / MANIFEST} is not a valid manifest: {exc}") from exc
     if manifest.schema_version != SCHEMA_VERSION:
         raise BundleError(f"bundle schema {manifest.schema_version}, this service reads {SCHEMA_VERSION}")
-    for comp, name in COMPONENTS.items():
+    expected = COMPONENTS | (EXPERT_COMPONENTS if manifest.experts is not None else {})
+    for comp, name in expected.items():
         f = path / name
         if not f.exists():
             raise BundleError(f"bundle is missing {name}")

@@ -68,6 +68,27 @@ class TrainSettings(BaseSettings):
     proxy_mse_weight: float = Field(1.0, description="MSE pull to ID embeddings (CB2CF baseline and skeleton MLP)")
     modality_dropout: float = Field(0.1, description="chance of hiding one modality of a training item")
 
+    # diffusion expert + cold-aware gate (MoDiffE §4.2-4.4); stages 3 and 4 of the pipeline
+    diffusion: bool = Field(True, description="train the diffusion expert and the cold-aware gate over experts")
+    diffusion_T: int = Field(500, description="training noise steps T")
+    diffusion_schedule: Literal["linear", "cosine"] = "linear"
+    diffusion_hidden: int = 256
+    diffusion_epochs: int = 200
+    diffusion_lr: float = 1e-3
+    diffusion_weight_decay: float = 1e-5
+    diffusion_batch: int = 256
+    diffusion_cond_dropout: float = Field(0.1, description="Gaussian noise on the condition in training, x its std")
+    sampler: Literal["ddpm", "dpmpp1", "dpmpp2m"] = Field("dpmpp2m", description="DPM-Solver++ 2M, first order, or DDPM")
+    sampler_steps: int = Field(3, description="denoiser calls per item (S)")
+    sampler_spacing: Literal["time", "logsnr"] = "logsnr"
+    sampler_start: float = Field(0.5, description="anchor's noise level, as a fraction of T")
+    anchor_n: int = Field(5, description="warm items averaged into the anchor (eq. 14)")
+    gate_epochs: int = 30
+    gate_lr: float = 1e-2
+    gate_batch: int = 1024
+    gate_aug_ratio: float = Field(0.5, description="pseudo-cold triples per real one (eta, eq. 23)")
+    gate_aug_alpha: float = Field(0.4, description="lambda ~ Beta(alpha, alpha) for pseudo-cold items")
+
     # artefacts
     work_dir: Path = Field(REPO_ROOT / "artifacts" / "train", description="training checkpoint")
     bundle_dir: Path = Field(REPO_ROOT / "artifacts" / "bundle", description="exported bundle")

@@ -14,13 +14,17 @@ from pathlib import Path
 
 import numpy as np
 
-from coldproxy.bundle import COMPONENTS, Dims, Manifest, load_bundle, sha256_file, write_manifest
+from coldproxy.bundle import COMPONENTS, EXPERT_COMPONENTS, Dims, Manifest, load_bundle, sha256_file, write_manifest
 from coldproxy.preprocess import load_image_file, preprocessing_manifest
-from export.graphs import PROXY_INPUTS, export_image_encoder, export_proxy, export_text_encoder, parity
+from export.graphs import (GATE_INPUTS, PROXY_INPUTS, SAMPLER_INPUTS, export_gate, export_image_encoder, export_proxy,
+                           export_sampler, export_text_encoder, parity)
 from models.data import load_dataset
 from models.encoders import (IMAGE_DIM, IMAGE_ENCODER, IMAGE_STAGE_DIM, TEXT_DIM, TEXT_ENCODER, TEXT_LAYERS, ImageEncoder,
                              TextEncoder, text_model_dir, tokenizer)
-from models.train import load_proxy
+from models.diffusion import NoiseSchedule
+from models.gate import EXPERTS, GATE_FEATURES
+from models.samplers import UnrolledSampler, make_plan
+from models.train import load_experts, load_proxy
 
 
 class ParityError(RuntimeError):
@@ -63,12 +67,14 @@ def build_bundle(s) -> Path:
     for name, keep in (("proxy_text_only", [1, 0]), ("proxy_image_only", [0, 1])):
         feeds = {**proxy_feeds, "modality_mask": proxy_feeds["modality_mask"] * np.array(keep, np.float32)}
         report[name] = parity(serving, stage / COMPONENTS["proxy"], feeds)
+    experts = _export_experts(work, stage, proxy.out_dim, report)
     bad = {k: v for k, v in report.items() if not v < s.parity_tolerance}
     if bad:
         raise ParityError(f"ONNX vs torch max |delta| over {s.parity_tolerance}: {bad}")
 
     metrics = json.loads((work / "metrics.json").read_text())
-    files = {c: sha256_file(stage / n) for c, n in COMPONENTS.items()}
+    metrics_keys = ("test", "id_model", "proxy", "split") + (("diffusion", "gate") if experts else ())
+    files = {c: sha256_file(stage / n) for c, n in (COMPONENTS | (EXPERT_COMPONENTS if experts else {})).items()}
     digest = hashlib.sha256("".join(files[c] for c in sorted(files)).encode()).hexdigest()[:12]
     now = datetime.now(timezone.utc)
     manifest = Manifest(
@@ -81,9 +87,10 @@ def build_bundle(s) -> Path:
         preprocessing=preprocessing_manifest(s.text_max_len),
         files=files,
         parity=report,
-        metrics={k: metrics[k] for k in ("test", "id_model", "proxy", "split")},
+        metrics={k: metrics[k] for k in metrics_keys if k in metrics},
         provenance=metrics["dataset"],
         counts={"users": int(len(z["user_ids"])), "warm_items": int(len(z["item_ids"]))},
+        experts=experts,
     )
     write_manifest(stage, manifest)
     load_bundle(stage)  # the service's own check, before the bundle replaces the old one
@@ -94,3 +101,25 @@ def build_bundle(s) -> Path:
     stage.rename(out)
     shutil.rmtree(old, ignore_errors=True)
     return out
+
+
+def _export_experts(work: Path, stage: Path, dim: int, report: dict) -> dict | None:
+    """Sampler (DPM-Solver++ steps unrolled) and gate graphs, parity-checked into ``report``."""
+    loaded = load_experts(work)
+    if loaded is None:
+        return None
+    den, gate, kw, anchor_n = loaded
+    if kw["method"] == "ddpm":
+        raise ValueError("the ancestral DDPM sampler is stochastic; export a DPM-Solver++ sampler")
+    sampler = UnrolledSampler(den, make_plan(NoiseSchedule(den.cfg.schedule, den.cfg.T), kw["method"], kw["steps"],
+                                             kw["t_start"], kw["spacing"]))
+    export_sampler(sampler, stage / EXPERT_COMPONENTS["sampler"])
+    export_gate(gate, dim, stage / EXPERT_COMPONENTS["gate"])
+    real = np.load(work / "parity_experts.npz")
+    report["sampler"] = parity(sampler, stage / EXPERT_COMPONENTS["sampler"], {k: real[k] for k in SAMPLER_INPUTS})
+    gate_feeds = {k: real[k] for k in GATE_INPUTS}
+    report["gate"] = parity(gate, stage / EXPERT_COMPONENTS["gate"], gate_feeds)
+    cold = gate_feeds | {"expert_available": gate_feeds["expert_available"] * np.array([0, 1, 1], np.float32)}
+    report["gate_without_id"] = parity(gate, stage / EXPERT_COMPONENTS["gate"], cold)
+    return {"sampler": kw, "denoiser": den.cfg.to_dict(), "anchor_n": anchor_n, "experts": list(EXPERTS),
+            "gate_features": list(GATE_FEATURES)}

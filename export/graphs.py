@@ -6,6 +6,9 @@ Graph I/O names are part of the bundle contract the service relies on:
 * image encoder: pixels [B, 3, 224, 224] float32         -> image_features [B, 1280], image_stages [B, 784]
 * proxy model:   text_features, image_features, text_layers, image_stages, modality_mask [B, 2]
                  -> proxy [B, d], fusion_weights [B, 2] (text, image)
+* sampler:       anchor [B, d], condition [B, d] -> diffusion [B, d]  (DPM-Solver++ steps unrolled)
+* gate:          gate_features [B, 3], expert_available [B, 3], id_embedding, proxy, diffusion [B, d]
+                 -> embedding [B, d], expert_weights [B, 3] (id, proxy, diffusion)
 """
 
 from __future__ import annotations
@@ -63,6 +66,25 @@ def export_proxy(model, path: Path) -> Path:
             torch.zeros(2, c.image_stage_dim), torch.ones(2, 2))
     dynamic = {name: {0: "batch"} for name in PROXY_INPUTS + PROXY_OUTPUTS}
     return _export(model.serving(), args, path, PROXY_INPUTS, PROXY_OUTPUTS, dynamic)
+
+
+def export_sampler(module, path: Path) -> Path:
+    """``module``: a ``models.samplers.UnrolledSampler`` (deterministic plan, constants baked in)."""
+    d, c = module.denoiser.cfg.dim, module.denoiser.cfg.cond_dim
+    return _export(module, (torch.zeros(2, d), torch.zeros(2, c)), path, SAMPLER_INPUTS, ["diffusion"],
+                   {name: {0: "batch"} for name in SAMPLER_INPUTS + ["diffusion"]})
+
+
+SAMPLER_INPUTS = ["anchor", "condition"]
+GATE_INPUTS = ["gate_features", "expert_available", "id_embedding", "proxy", "diffusion"]
+GATE_OUTPUTS = ["embedding", "expert_weights"]
+
+
+def export_gate(gate, dim: int, path: Path) -> Path:
+    """``gate``: a ``models.gate.ColdAwareGate``."""
+    n_f, n_e = gate.lin.in_features, gate.lin.out_features
+    args = (torch.zeros(2, n_f), torch.ones(2, n_e), torch.zeros(2, dim), torch.zeros(2, dim), torch.zeros(2, dim))
+    return _export(gate, args, path, GATE_INPUTS, GATE_OUTPUTS, {name: {0: "batch"} for name in GATE_INPUTS + GATE_OUTPUTS})
 
 
 @torch.no_grad()

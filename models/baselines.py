@@ -3,13 +3,13 @@ DropoutNet and a CLCRec-style contrastive mapping."""
 
 from __future__ import annotations
 
-import faiss
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from coldproxy import anchors
 from models.data import ColdStartSplit
 from models.evaluate import validation_cold_ndcg
 from models.features import Features
@@ -19,10 +19,8 @@ from models.training import EarlyStopping, seed_everything
 
 
 def content_vectors(f: Features) -> np.ndarray:
-    """Cosine-ready content vector: [text; l2(image)] with missing parts zeroed, l2-normalised."""
-    img = f.image / np.maximum(np.linalg.norm(f.image, axis=1, keepdims=True), 1e-12)
-    v = np.concatenate([f.text * f.has_text[:, None], img * f.has_image[:, None]], axis=1).astype(np.float32)
-    return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+    """Cosine-ready content vector of every item (see ``coldproxy.anchors``)."""
+    return anchors.content_vectors(f.text, f.image, f.mask)
 
 
 def random_embeddings(item_emb: np.ndarray, items: np.ndarray, seed: int) -> np.ndarray:
@@ -32,13 +30,11 @@ def random_embeddings(item_emb: np.ndarray, items: np.ndarray, seed: int) -> np.
 
 
 def knn_embeddings(f: Features, item_emb: np.ndarray, warm: np.ndarray, items: np.ndarray, n: int = 5) -> np.ndarray:
-    """Each item in ``items`` gets the mean ID embedding of its ``n`` nearest warm items by content (FAISS, IP on unit vectors)."""
+    """Each item in ``items`` gets the mean ID embedding of its ``n`` nearest warm items by content
+    (FAISS, IP on unit vectors): the similarity anchor on its own."""
     vec = content_vectors(f)
-    index = faiss.IndexFlatIP(vec.shape[1])
-    index.add(vec[warm])
-    _, nn_idx = index.search(vec[items], n)
     out = item_emb.copy()
-    out[items] = item_emb[warm[nn_idx]].mean(axis=1)
+    out[items] = anchors.AnchorIndex(vec[warm], item_emb[warm], n).anchors(vec[items])
     return out
 
 

@@ -18,6 +18,9 @@ import torch
 
 from models.data import ColdStartSplit, Dataset, cold_start_split, load_dataset
 from models.evaluate import evaluate_split
+from models.diffusion import Denoiser, DenoiserConfig
+from models.experts import Experts, fit_experts, sampler_kwargs, served_cold
+from models.gate import ColdAwareGate
 from models.features import Features, extract_features
 from models.generator import GeneratorConfig, ProxyGenerator, layer_groups
 from models.idmodel import train_id_model
@@ -35,12 +38,14 @@ class TrainResult:
     item_emb: np.ndarray  # ID embeddings, zero rows for cold items
     proxy: ProxyGenerator
     metrics: dict
+    experts: Experts | None = None  # diffusion expert + cold-aware gate, when trained
 
     def served_item_emb(self) -> np.ndarray:
-        """What the service would answer per item: ID embedding if warm, proxy otherwise."""
+        """What the service would answer per item: ID embedding if warm; for a cold item the proxy,
+        or the gate's mix of proxy and diffusion proxy when those stages were trained."""
         out = self.item_emb.copy()
         cold = np.setdiff1d(np.arange(self.dataset.n_items), self.split.warm_items)
-        out[cold] = predict(self.proxy, self.features, cold)
+        out[cold] = predict(self.proxy, self.features, cold) if self.experts is None else served_cold(self.experts, cold)[0]
         return out
 
 
@@ -77,7 +82,11 @@ def train(s, progress: bool = True) -> TrainResult:
     U, I, id_log = train_id_model(ds.n_users, ds.n_items, split, s, progress)
     t_id = time.time()
     proxy, proxy_log = fit_generator(feats, split, U, I, s, progress=progress)
-    result = TrainResult(s, ds, split, feats, U, I, proxy, {})
+    t_proxy = time.time()
+    experts = None
+    if s.diffusion:
+        experts = fit_experts(feats, split, U, I, predict(proxy, feats, np.arange(ds.n_items)), s, progress)
+    result = TrainResult(s, ds, split, feats, U, I, proxy, {}, experts)
     result.metrics = {
         "dataset": ds.provenance | {"name": ds.name, "users": ds.n_users, "items": ds.n_items, "interactions": len(ds.items)},
         "split": {
@@ -88,9 +97,14 @@ def train(s, progress: bool = True) -> TrainResult:
         "id_model": {"type": f"{s.id_model}-bpr", **{k: v for k, v in id_log.items() if k != "history"}},
         "proxy": {"type": "generator", "config": proxy.cfg.to_dict(), **{k: v for k, v in proxy_log.items() if k != "history"}},
         "test": evaluate_split(U, result.served_item_emb(), split),
-        "seconds": {"features": t_feat - t0, "id_model": t_id - t_feat, "proxy": time.time() - t_id},
+        "seconds": {"features": t_feat - t0, "id_model": t_id - t_feat, "proxy": t_proxy - t_id,
+                    "diffusion+gate": time.time() - t_proxy},
         "history": {"id_model": id_log["history"], "proxy": proxy_log["history"]},
     }
+    if experts is not None:
+        for stage, lg in experts.logs.items():
+            result.metrics[stage] = {k: v for k, v in lg.items() if k != "history"}
+            result.metrics["history"][stage] = lg["history"]
     return result
 
 
@@ -109,8 +123,28 @@ def save_checkpoint(r: TrainResult, work_dir: Path) -> Path:
     k = warm[: r.settings.parity_items]
     np.savez(work_dir / "parity_inputs.npz", text_features=f.text[k], image_features=f.image[k],
              text_layers=f.text_layers[k], image_stages=f.image_stages[k], modality_mask=f.mask[k])
+    if r.experts is not None:
+        ex, s = r.experts, r.settings
+        torch.save({"denoiser": ex.denoiser.state_dict(), "denoiser_config": ex.denoiser.cfg.to_dict(),
+                    "gate": ex.gate.state_dict(), "sampler": sampler_kwargs(s), "anchor_n": s.anchor_n}, work_dir / "experts.pt")
+        stacked, available = ex.stacked(r.item_emb, warm, r.dataset.n_items)
+        np.savez(work_dir / "parity_experts.npz", anchor=ex.anchor[k], condition=ex.proxy[k], gate_features=ex.features[k],
+                 expert_available=available[k], id_embedding=stacked[k, 0], proxy=stacked[k, 1], diffusion=stacked[k, 2])
     (work_dir / "metrics.json").write_text(json.dumps(r.metrics, indent=2, default=float))
     return work_dir
+
+
+def load_experts(work_dir: Path):
+    """(denoiser, gate, sampler kwargs, anchor_n) from ``experts.pt``, or None when not trained."""
+    path = Path(work_dir) / "experts.pt"
+    if not path.exists():
+        return None
+    ck = torch.load(path, weights_only=True)
+    den = Denoiser(DenoiserConfig(**ck["denoiser_config"]))
+    den.load_state_dict(ck["denoiser"])
+    gate = ColdAwareGate()
+    gate.load_state_dict(ck["gate"])
+    return den.eval(), gate.eval(), ck["sampler"], ck["anchor_n"]
 
 
 def load_proxy(work_dir: Path) -> ProxyGenerator:

@@ -32,7 +32,7 @@ from service.batcher import MicroBatcher, QueueFull
 from service.index import ItemIndex
 from service.metrics import Metrics
 from service.pipeline import ProxyPipeline
-from service.schemas import (ITEM_ID_PATTERN, BatchOut, BatchResult, EmbeddingOut, ItemJSON, ItemOut, ItemsBatchIn, ModelOut,
+from service.schemas import (ITEM_ID_PATTERN, BatchOut, BatchResult, EmbeddingOut, InteractionsIn, ItemJSON, ItemOut, ItemsBatchIn, ModelOut,
                              RankIn, RankOut, RecommendOut, ReloadOut, Scored)
 from service.store import MemoryStore, RedisStore, StoreUnavailable
 from service.sync import IndexSync
@@ -353,20 +353,27 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         """Embedding result -> Redis -> FAISS; HTTPException (409, 422, 503) when it cannot be stored."""
         if isinstance(result, ImageError):
             raise HTTPException(422, str(result))
-        emb, present, alpha = result
+        emb = result.embedding
         if not np.isfinite(emb).all():
             raise HTTPException(422, "the model produced a non-finite embedding for this input; nothing was stored")
         with st.metrics.time_stage("store"):
             try:
-                stored = await sv.store.put(item_id, emb, present, overwrite)
+                extra = result.parts and result.parts | {
+                    "interactions": 0, "fusion_weights": ",".join(f"{float(a):.9g}" for a in result.fusion_weights)}
+                stored = await sv.store.put(item_id, emb, result.modalities, overwrite, extra)
             except StoreUnavailable as exc:
                 raise unavailable(exc) from exc
         if not stored:
             raise HTTPException(409, f"item {item_id} already exists for bundle {sv.version}; send overwrite=true to replace it")
         with st.metrics.time_stage("index"):
             sv.sync.add([item_id], emb[None])
-        return ItemOut(item_id=item_id, bundle_version=sv.version, source="proxy", modalities=present,
-                       fusion_weights={"text": float(alpha[0]), "image": float(alpha[1])}, embedding=emb.tolist())
+        return item_out(sv, item_id, emb, result.modalities, result.fusion_weights, result.expert_weights)
+
+    def item_out(sv: Serving, item_id, emb, modalities, alpha, experts, interactions=None) -> ItemOut:
+        return ItemOut(item_id=item_id, bundle_version=sv.version, source="proxy", modalities=modalities,
+                       fusion_weights={"text": float(alpha[0]), "image": float(alpha[1])},
+                       expert_weights=None if experts is None else dict(zip(sv.bundle.manifest.experts["experts"], map(float, experts))),
+                       interactions=interactions, embedding=emb.tolist())
 
     def refuse_warm(sv: Serving, item_id: str) -> None:
         if item_id in sv.warm:
@@ -385,6 +392,50 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             except QueueFull as exc:
                 raise HTTPException(503, f"overloaded: {exc}", headers={"Retry-After": "1"}) from exc
         return await store_item(st, sv, item_id, overwrite, result)
+
+    @app.post("/v1/items/{item_id}/interactions", response_model=ItemOut, dependencies=[access(write=True)])
+    async def post_interactions(item_id: str, request: Request, st: AppState, sv: Live) -> ItemOut:
+        """Warm-up path: tell the service how many interactions a new item has had (and, optionally, the
+        ID embedding your recommender has learnt for it so far); the cold-aware gate re-mixes the
+        experts and the served embedding moves from content towards the ID embedding as the gate says.
+        Once retraining makes the item warm, the new bundle serves it from the ID model."""
+        check_item_id(item_id)
+        refuse_warm(sv, item_id)
+        if not sv.bundle.has_experts:
+            raise HTTPException(409, f"bundle {sv.version} has no cold-aware gate; interaction counts do not change its proxies")
+        body = _parse_json(InteractionsIn, await request.body())
+        d = sv.bundle.manifest.dims.id_dim
+        id_emb = None
+        if body.id_embedding is not None:
+            id_emb = np.asarray(body.id_embedding, dtype=np.float32)
+            if id_emb.shape != (d,) or not np.isfinite(id_emb).all():
+                raise HTTPException(422, f"id_embedding must be {d} finite numbers")
+        try:
+            rec = await sv.store.get_record(item_id)
+        except StoreUnavailable as exc:
+            raise unavailable(exc) from exc
+        if rec is None:
+            raise HTTPException(404, f"unknown item {item_id}; POST /v1/items first")
+        if not {"proxy", "diffusion", "fusion_weights"} <= rec.keys() or any(
+                rec[k].shape != (d,) or not np.isfinite(rec[k]).all() for k in ("proxy", "diffusion")):
+            raise HTTPException(409, f"item {item_id} has no usable stored expert outputs; re-POST it with overwrite=true")
+        mask = np.array([[float("text" in rec["modalities"]), float("image" in rec["modalities"])]], np.float32)
+        emb, w = await to_thread.run_sync(sv.pipeline.regate, rec["proxy"][None], rec["diffusion"][None], mask,
+                                          np.array([body.count]), None if id_emb is None else id_emb[None])
+        emb, w = emb[0], w[0]
+        extra = {"proxy": rec["proxy"], "diffusion": rec["diffusion"], "interactions": body.count,
+                 "fusion_weights": rec["fusion_weights"]}
+        if id_emb is not None:
+            extra["id_embedding"] = id_emb
+        with st.metrics.time_stage("store"):
+            try:
+                await sv.store.put(item_id, emb, rec["modalities"], True, extra)
+            except StoreUnavailable as exc:
+                raise unavailable(exc) from exc
+        with st.metrics.time_stage("index"):
+            sv.sync.add([item_id], emb[None])
+        alpha = [float(a) for a in rec["fusion_weights"].split(",")]
+        return item_out(sv, item_id, emb, rec["modalities"], alpha, w, body.count)
 
     @app.post("/v1/items:batch", response_model=BatchOut, dependencies=[access(write=True)])
     async def post_items_batch(request: Request, st: AppState, sv: Live) -> BatchOut:

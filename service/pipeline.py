@@ -2,7 +2,11 @@
 
 Operators, each one graph of the bundle: tokenise -> text encoder; decode -> image encoder;
 proxy generator over (final features, multi-layer states, modality mask) -> (proxy, fusion
-weights). A missing modality is fed as zeros and masked out (its fusion weight is 0).
+weights). A missing modality is fed as zeros and masked out (its fusion weight is 0). With a
+diffusion expert in the bundle, three more steps follow: similarity anchor (FAISS over the warm
+items' content, MoDiffE eq. 14) -> sampler graph (DPM-Solver++ from the anchor, conditioned on the
+proxy) -> cold-aware gate graph over {ID (absent for a new item), proxy, diffusion}, whose mix is
+the served embedding.
 Calls are synchronous; the app runs them in worker threads, off the event loop. ``prepare`` is the
 per-item CPU work (image decode), ``infer`` runs each graph once over a batch of prepared items
 (the micro-batcher's batches), ``embed_many`` is both for one request's items (``/v1/items:batch``).
@@ -14,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from coldproxy.anchors import AnchorIndex, content_vectors
 from coldproxy.bundle import Bundle
 from coldproxy.ort import make_session
 from coldproxy.preprocess import ImageError, TextTokenizer, decode_image, image_to_array
@@ -29,8 +34,15 @@ class ProxyPipeline:
         self.image = make_session(bundle.file("image_encoder"), providers, intra_threads)
         self.proxy = make_session(bundle.file("proxy"), providers, intra_threads)
         self.providers = self.proxy.get_providers()
+        self.sampler = self.gate = self.anchors = None
+        if bundle.has_experts:
+            self.sampler = make_session(bundle.file("sampler"), providers, intra_threads)
+            self.gate = make_session(bundle.file("gate"), providers, intra_threads)
+            z = np.load(bundle.file("embeddings"))
+            warm_vec = content_vectors(z["item_text"], z["item_image"], z["item_mask"])
+            self.anchors = AnchorIndex(warm_vec, bundle.item_emb, bundle.manifest.experts["anchor_n"])
 
-    def embed_many(self, items: list[tuple[str | None, bytes | None]]) -> list[tuple[np.ndarray, list[str], np.ndarray] | ImageError]:
+    def embed_many(self, items: list[tuple[str | None, bytes | None]]) -> list[Embedded | ImageError]:
         """Several items, each graph run once over the batch; an unusable image fails only its own item."""
         return self.infer([self.prepare(text, image) for text, image in items])
 
@@ -44,8 +56,8 @@ class ProxyPipeline:
         except ImageError as exc:
             return Prepared(text, None, exc)
 
-    def infer(self, items: list[Prepared]) -> list[tuple[np.ndarray, list[str], np.ndarray] | ImageError]:
-        """The graphs over a batch of prepared items -> (proxy, present modalities, fusion weights) or the item's ImageError."""
+    def infer(self, items: list[Prepared]) -> list[Embedded | ImageError]:
+        """The graphs over a batch of prepared items -> an ``Embedded`` per item, or the item's ImageError."""
         n, d = len(items), self.dims
         text_f = np.zeros((n, d.text_dim), np.float32)
         image_f = np.zeros((n, d.image_dim), np.float32)
@@ -75,12 +87,46 @@ class ProxyPipeline:
                                                    "text_layers": text_l[ok], "image_stages": image_s[ok],
                                                    "modality_mask": mask[ok]})
             self.metrics.batch_size.labels("proxy").observe(len(ok))
+            if self.sampler is None:
+                served, weights, diffusion = out, None, None
+            else:
+                served, weights, diffusion = self._experts(out, text_f[ok], image_f[ok], mask[ok])
             for j, r in enumerate(ok):
                 present = [m for m, k in (("text", 0), ("image", 1)) if mask[r, k] > 0]
-                results[r] = (out[j], present, alpha[j])
+                results[r] = Embedded(served[j], present, alpha[j], None if weights is None else weights[j],
+                                      {} if diffusion is None else {"proxy": out[j], "diffusion": diffusion[j]})
         for r, exc in errors.items():
             results[r] = exc
         return results
+
+    def _experts(self, proxy: np.ndarray, text_f: np.ndarray, image_f: np.ndarray, mask: np.ndarray):
+        """anchor -> diffusion proxy -> gated embedding and expert weights (id, proxy, diffusion)."""
+        with self.metrics.time_stage("anchor"):
+            anchor = self.anchors.anchors(content_vectors(text_f, image_f, mask)).astype(np.float32)
+        with self.metrics.time_stage("sampler"):
+            (diffusion,) = self.sampler.run(None, {"anchor": anchor, "condition": proxy})
+        emb, weights = self.regate(proxy, diffusion, mask, np.zeros(len(proxy)), None)  # a new item: no clicks, no ID
+        return emb, weights, diffusion
+
+    def regate(self, proxy: np.ndarray, diffusion: np.ndarray, mask: np.ndarray, counts: np.ndarray,
+               id_emb: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """The cold-aware gate graph: features (log1p count, modalities), the ID expert only when given."""
+        n = len(proxy)
+        features = np.concatenate([np.log1p(np.asarray(counts, np.float32))[:, None], mask], axis=1).astype(np.float32)
+        available = np.tile(np.array([0.0 if id_emb is None else 1.0, 1.0, 1.0], np.float32), (n, 1))
+        with self.metrics.time_stage("gate"):
+            return self.gate.run(None, {"gate_features": features, "expert_available": available,
+                                        "id_embedding": np.zeros_like(proxy) if id_emb is None else id_emb.astype(np.float32),
+                                        "proxy": proxy, "diffusion": diffusion})
+
+
+@dataclass
+class Embedded:
+    embedding: np.ndarray  # what is served: the proxy, or the gate's mix of the experts
+    modalities: list[str]
+    fusion_weights: np.ndarray  # (text, image)
+    expert_weights: np.ndarray | None  # (id, proxy, diffusion), with a gate
+    parts: dict[str, np.ndarray]  # the experts' outputs kept for re-gating ("proxy", "diffusion")
 
 
 @dataclass

@@ -20,7 +20,15 @@ class ItemOut(BaseModel):
     source: str = Field(description="'proxy' (computed from content)")
     modalities: list[str]
     fusion_weights: dict[str, float] = Field(description="the generator's adaptive fusion weights; 0 for a missing modality")
+    expert_weights: dict[str, float] | None = Field(
+        None, description="cold-aware gate weights over the experts (id, proxy, diffusion), when the bundle has them")
+    interactions: int | None = Field(None, description="interaction count the gate used (after POST .../interactions)")
     embedding: list[float]
+
+
+class InteractionsIn(BaseModel):
+    count: int = Field(ge=0, le=10**9, description="interactions the item has had so far")
+    id_embedding: list[float] | None = Field(None, description="the item's ID embedding in your recommender, if it has one yet")
 
 
 class ItemsBatchIn(BaseModel):

@@ -1,7 +1,8 @@
 """Proxy-embedding store in Redis, keyed by bundle version and item ID.
 
 Key layout (``P`` = prefix, ``V`` = bundle version):
-* ``P:V:item:<item_id>`` — hash {emb: float32 bytes, modalities, created_at}
+* ``P:V:item:<item_id>`` — hash {emb: float32 bytes, modalities, created_at}, plus the experts'
+  outputs (``proxy``, ``diffusion``) and ``interactions`` when the bundle has a cold-aware gate
 * ``P:V:items`` — set of the cold item IDs stored for this bundle version (index rebuild)
 * ``P:V:events`` — pub/sub channel: ``"<origin> <item_id>"`` for every item written, so other
   replicas index it (``origin`` identifies the writing store, so a replica skips its own writes)
@@ -51,11 +52,18 @@ class RedisStore:
         except Exception:
             return False
 
-    async def put(self, item_id: str, emb: np.ndarray, modalities: list[str], overwrite: bool) -> bool:
-        """Store; returns False (and writes nothing) when the item exists and ``overwrite`` is off."""
+    async def put(self, item_id: str, emb: np.ndarray, modalities: list[str], overwrite: bool,
+                  extra: dict[str, np.ndarray | int] | None = None) -> bool:
+        """Store; returns False (and writes nothing) when the item exists and ``overwrite`` is off.
+        ``extra``: more vectors (the experts' outputs) or integers kept in the item's hash."""
         check_vector(emb, self.dim)
         key = self._key(item_id)
         mapping = {"emb": emb.astype(np.float32).tobytes(), "modalities": ",".join(modalities), "created_at": str(time.time())}
+        for name, value in (extra or {}).items():
+            if isinstance(value, np.ndarray):
+                check_vector(value, self.dim)
+                value = value.astype(np.float32).tobytes()
+            mapping[name] = value
         try:
             async with self.client.pipeline(transaction=True) as pipe:
                 if not overwrite:  # check and write atomically: a concurrent writer aborts this one
@@ -107,6 +115,14 @@ class RedisStore:
             out[i] = v
         return out
 
+    async def get_record(self, item_id: str) -> dict | None:
+        """The item's whole hash: vectors as float32 arrays, ``modalities`` as a list, ints as ints."""
+        try:
+            raw = await self.client.hgetall(self._key(item_id))
+        except Exception as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        return _decode_record(raw) if raw else None
+
     async def all_ids(self) -> list[str]:
         try:
             return sorted(m.decode() for m in await self.client.smembers(f"{self.base}:items"))
@@ -128,17 +144,21 @@ class MemoryStore(RedisStore):
     """In-process stand-in for the one-command demo only; tests always use Redis."""
 
     def __init__(self, version: str, dim: int):
-        self.base, self.dim, self.data, self.origin = f"memory:{version}", dim, {}, "memory"
+        self.base, self.dim, self.data, self.records, self.origin = f"memory:{version}", dim, {}, {}, "memory"
 
     async def ping(self) -> bool:
         return True
 
-    async def put(self, item_id, emb, modalities, overwrite):
+    async def put(self, item_id, emb, modalities, overwrite, extra=None):
         check_vector(emb, self.dim)
         if not overwrite and item_id in self.data:
             return False
         self.data[item_id] = emb.astype(np.float32).copy()
+        self.records[item_id] = {"emb": self.data[item_id], "modalities": list(modalities), **(extra or {})}
         return True
+
+    async def get_record(self, item_id):
+        return self.records.get(item_id)
 
     async def get_many(self, item_ids):
         return {i: self.data[i] for i in item_ids if i in self.data}
@@ -151,3 +171,18 @@ class MemoryStore(RedisStore):
 
     async def close(self):
         pass
+
+
+def _decode_record(raw: dict) -> dict:
+    out: dict = {}
+    for k, v in raw.items():
+        k = k.decode()
+        if k in ("emb", "proxy", "diffusion", "id_embedding"):
+            out[k] = np.frombuffer(v, dtype=np.float32)
+        elif k == "modalities":
+            out[k] = [m for m in v.decode().split(",") if m]
+        elif k == "interactions":
+            out[k] = int(v)
+        else:
+            out[k] = v.decode()
+    return out

@@ -31,7 +31,8 @@ def movielens_dir() -> Path:
 def train_settings(tmp_path_factory, movielens_dir) -> TrainSettings:
     root = tmp_path_factory.mktemp("coldproxy")
     return TrainSettings(
-        data_dir=movielens_dir, max_items=400, seed=0, id_epochs=20, proxy_epochs=8, eval_every=5,
+        data_dir=movielens_dir, max_items=400, seed=0, id_epochs=20, proxy_epochs=8, eval_every=5, diffusion=True,
+        diffusion_epochs=20, gate_epochs=5,
         cache_dir=root / "cache", work_dir=root / "train", bundle_dir=root / "bundle",
     )
 

@@ -3,6 +3,7 @@
 import base64
 import io
 import time
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -10,9 +11,11 @@ import pytest
 import torch
 from PIL import Image
 
+from coldproxy.anchors import AnchorIndex, content_vectors
 from coldproxy.preprocess import load_image_file
 from models.encoders import ImageEncoder, TextEncoder, tokenizer
-from models.train import load_proxy
+from models.samplers import sample
+from models.train import load_experts, load_proxy
 
 
 @pytest.fixture(scope="module")
@@ -25,12 +28,25 @@ def held_out(trained):
 
 @torch.no_grad()
 def torch_proxy(work_dir, text, poster):
-    """The same computation in torch, independently of ONNX Runtime."""
+    """The same computation in torch, independently of ONNX Runtime: proxy generator, then (when the
+    bundle has them) anchor -> DPM-Solver++ -> cold-aware gate. Returns (served, fusion α, expert weights)."""
     t = tokenizer(128)([text])
     tf, tl = TextEncoder()(torch.from_numpy(t["input_ids"]), torch.from_numpy(t["attention_mask"]))
     imf, ims = ImageEncoder()(torch.from_numpy(load_image_file(poster)[None]))
     out = load_proxy(work_dir)(tf, imf, tl, ims, torch.ones(1, 2))
-    return out["proxy"][0].numpy(), out["alpha"][0].numpy()
+    proxy, alpha = out["proxy"][0].numpy(), out["alpha"][0].numpy()
+    experts = load_experts(work_dir)
+    if experts is None:
+        return proxy, alpha, None
+    den, gate, kw, anchor_n = experts
+    z = np.load(Path(work_dir) / "embeddings.npz")
+    index = AnchorIndex(content_vectors(z["item_text"], z["item_image"], z["item_mask"]), z["item_emb"], anchor_n)
+    anchor = index.anchors(content_vectors(tf.detach().numpy(), imf.detach().numpy(), np.ones((1, 2), np.float32)))
+    diffusion = sample(den, anchor, proxy[None], **kw)
+    with torch.no_grad():
+        emb, w = gate(torch.tensor([[0.0, 1.0, 1.0]]), torch.tensor([[0.0, 1.0, 1.0]]), torch.zeros(1, len(proxy)),
+                      torch.from_numpy(proxy[None]), torch.from_numpy(diffusion))
+    return emb[0].numpy(), alpha, w[0].numpy()
 
 
 def post_item(client, item_id, text=None, image=None, **extra):
@@ -54,8 +70,11 @@ def test_post_get_rank_recommend_held_out_movie(client, held_out, train_settings
     body = r.json()
     assert body["modalities"] == ["text", "image"] and body["source"] == "proxy"
     posted = np.array(body["embedding"], dtype=np.float32)
-    want, alpha = torch_proxy(train_settings.work_dir, held_out["text"], held_out["poster"])
+    want, alpha, expert_w = torch_proxy(train_settings.work_dir, held_out["text"], held_out["poster"])
     np.testing.assert_allclose(posted, want, atol=1e-4)
+    ew = body["expert_weights"]  # the test bundle has the diffusion expert and the gate
+    assert list(ew) == ["id", "proxy", "diffusion"] and ew["id"] == 0.0 and sum(ew.values()) == pytest.approx(1.0, abs=1e-5)
+    np.testing.assert_allclose(list(ew.values()), expert_w, atol=1e-5)
     weights = body["fusion_weights"]
     np.testing.assert_allclose([weights["text"], weights["image"]], alpha, atol=1e-5)
     assert weights["text"] + weights["image"] == pytest.approx(1.0, abs=1e-5) and min(weights.values()) > 0
@@ -262,3 +281,46 @@ def test_batch_ingestion_stores_good_items_and_reports_bad_ones_each(client, mov
     assert client.post("/v1/items:batch", json={"items": []}).status_code == 422
     assert client.post("/v1/items:batch", json={"items": [{"item_id": f"b{i}", "text": "t"} for i in range(65)]}).status_code == 413
     assert client.post("/v1/items:batch", content=b"x", headers={"content-type": "text/plain"}).status_code == 415
+
+
+def test_interaction_counts_re_gate_a_new_item_towards_its_id_embedding(client, trained):
+    """Warm-up path: count (+ the recommender's ID embedding) in, the gate's new mix out, served everywhere."""
+    from models.train import load_experts
+
+    r = post_item(client, "warmup-1", "A slow-burning heist thriller set in Lisbon.")
+    assert r.status_code == 200, r.text
+    first = r.json()
+    assert first["expert_weights"]["id"] == 0.0 and first["interactions"] is None
+    gate = load_experts(trained.settings.work_dir)[1]
+    id_emb = trained.item_emb[trained.split.warm_items[0]]
+
+    r = client.post("/v1/items/warmup-1/interactions", json={"count": 200, "id_embedding": id_emb.tolist()})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    w = body["expert_weights"]
+    assert body["interactions"] == 200 and w["id"] > 0 and sum(w.values()) == pytest.approx(1.0, abs=1e-5)
+    assert body["fusion_weights"] == first["fusion_weights"] and body["modalities"] == ["text"]
+    # the same mix in torch, from the experts' outputs the service kept
+    with torch.no_grad():
+        feats = torch.tensor([[float(np.log1p(200.0)), 1.0, 0.0]])
+        want_w = gate.weights(feats, torch.ones(1, 3))[0].numpy()
+    np.testing.assert_allclose(list(w.values()), want_w, atol=1e-5)
+    new = np.array(body["embedding"], np.float32)
+    assert not np.allclose(new, first["embedding"])
+    got = client.get("/v1/items/warmup-1/embedding").json()
+    np.testing.assert_array_equal(np.array(got["embedding"], np.float32), new)
+
+    # count back to 0 and no ID embedding: the original cold mix again
+    r = client.post("/v1/items/warmup-1/interactions", json={"count": 0})
+    np.testing.assert_allclose(r.json()["embedding"], first["embedding"], atol=1e-5)
+
+    warm_id = trained.dataset.item_ids[trained.split.warm_items[0]]
+    bad = [("/v1/items/warmup-1/interactions", {"count": -1}, 422),
+           ("/v1/items/warmup-1/interactions", {"count": 3, "id_embedding": [1.0, 2.0]}, 422),
+           ("/v1/items/warmup-1/interactions", {"count": "many"}, 422),
+           ("/v1/items/never-posted/interactions", {"count": 3}, 404),
+           (f"/v1/items/{warm_id}/interactions", {"count": 3}, 409)]
+    for url, payload, status in bad:
+        r = client.post(url, json=payload)
+        assert r.status_code == status, (url, payload, r.text)
+        assert r.json()["detail"]

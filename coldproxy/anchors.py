@@ -1,0 +1,39 @@
+"""Content vectors and similarity anchors (MoDiffE eq. 14), shared by training and the service.
+
+An item's content vector is [text; ℓ2(image)] with missing parts zeroed, ℓ2-normalised; its anchor
+is the mean ID embedding of its ``n`` most similar warm items by inner product (FAISS), the item
+itself excluded when it is warm. numpy + FAISS only: the service imports this without torch.
+"""
+
+from __future__ import annotations
+
+import faiss
+import numpy as np
+
+
+def content_vectors(text: np.ndarray, image: np.ndarray, modality_mask: np.ndarray) -> np.ndarray:
+    img = image / np.maximum(np.linalg.norm(image, axis=1, keepdims=True), 1e-12)
+    v = np.concatenate([text * modality_mask[:, 0:1], img * modality_mask[:, 1:2]], axis=1).astype(np.float32)
+    return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+
+
+class AnchorIndex:
+    """FAISS inner-product index over warm items' content vectors, with their ID embeddings."""
+
+    def __init__(self, warm_vectors: np.ndarray, warm_emb: np.ndarray, n: int = 5):
+        self.n, self.emb = n, np.ascontiguousarray(warm_emb, dtype=np.float32)
+        self.index = faiss.IndexFlatIP(warm_vectors.shape[1])
+        self.index.add(np.ascontiguousarray(warm_vectors, dtype=np.float32))
+
+    def neighbours(self, vectors: np.ndarray, exclude: np.ndarray | None = None) -> np.ndarray:
+        """Rows of the ``n`` nearest warm items; ``exclude[i]`` (a warm row, or -1) is skipped."""
+        k = self.n + (exclude is not None)
+        _, idx = self.index.search(np.ascontiguousarray(vectors, dtype=np.float32), k)
+        if exclude is None:
+            return idx
+        keep = idx != exclude[:, None]
+        keep[keep.sum(1) > self.n, -1] = False  # self not among them: drop the farthest instead
+        return idx[keep].reshape(len(idx), self.n)
+
+    def anchors(self, vectors: np.ndarray, exclude: np.ndarray | None = None) -> np.ndarray:
+        return self.emb[self.neighbours(vectors, exclude)].mean(axis=1)
