@@ -81,16 +81,23 @@ def _timed(fn) -> float:
 
 
 class TorchEager:
-    """The naive pipeline: the training-side torch modules, one item per call."""
+    """The naive pipeline: the training-side torch modules, one item per call (with the diffusion
+    expert and the gate when the checkpoint has them, as the service does)."""
 
     def __init__(self, work_dir: Path):
         import torch
 
+        from coldproxy.anchors import AnchorIndex, content_vectors
         from models.encoders import ImageEncoder, TextEncoder, tokenizer
-        from models.train import load_proxy
+        from models.train import load_experts, load_proxy
 
         self.torch, self.tok = torch, tokenizer(128)
         self.text, self.image, self.gen = TextEncoder(), ImageEncoder(), load_proxy(work_dir)
+        self.experts, self.content_vectors = load_experts(work_dir), content_vectors
+        if self.experts is not None:  # the same served path: anchor -> DPM-Solver++ -> gate
+            z = np.load(Path(work_dir) / "embeddings.npz")
+            self.anchors = AnchorIndex(content_vectors(z["item_text"], z["item_image"], z["item_mask"]), z["item_emb"],
+                                       self.experts[3])
 
     def __call__(self, text: str, poster: Path):
         from coldproxy.preprocess import load_image_file
@@ -100,7 +107,16 @@ class TorchEager:
             t = self.tok([text])
             tf, tl = self.text(torch.from_numpy(t["input_ids"]), torch.from_numpy(t["attention_mask"]))
             imf, ims = self.image(torch.from_numpy(load_image_file(poster)[None]))
-            return self.gen(tf, imf, tl, ims, torch.ones(1, 2))["proxy"][0].numpy()
+            proxy = self.gen(tf, imf, tl, ims, torch.ones(1, 2))["proxy"]
+            if self.experts is None:
+                return proxy[0].numpy()
+            from models.samplers import sample
+
+            den, gate, kw, _ = self.experts
+            anchor = self.anchors.anchors(self.content_vectors(tf.numpy(), imf.numpy(), np.ones((1, 2), np.float32)))
+            diffusion = torch.from_numpy(sample(den, anchor, proxy.numpy(), **kw))
+            cold = torch.tensor([[0.0, 1.0, 1.0]])
+            return gate(cold, cold, torch.zeros_like(proxy), proxy, diffusion)[0][0].numpy()
 
     def flops(self, text: str, poster: Path) -> int:
         from torch.utils.flop_counter import FlopCounterMode
