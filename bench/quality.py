@@ -79,7 +79,7 @@ def run_seed(seed: int, only: set[str] | None) -> dict[str, dict]:
         print(f"seed {seed} {name}: cold R@20 {res[name]['cold']['recall@20']:.4f} NDCG@20 {res[name]['cold']['ndcg@20']:.4f}",
               flush=True)
 
-    score(FULL, r.served_item_emb())
+    score(FULL, served(r.proxy, f, I, cold))  # the generator's proxy alone (the experts have their own rows)
     if want("random"):
         score("random", random_embeddings(I, cold, seed))
     if want("content-kNN"):
@@ -123,7 +123,7 @@ def diffusion_rows(r, cold, score, want) -> None:
 
     f, sp, U, I, s = r.features, r.split, r.user_emb, r.item_emb, r.settings
     n = r.dataset.n_items
-    ex = fit_experts(f, sp, U, I, predict(r.proxy, f, np.arange(n)), s)
+    ex = r.experts or fit_experts(f, sp, U, I, predict(r.proxy, f, np.arange(n)), s)
 
     def with_cold(emb_cold):
         out = I.copy()

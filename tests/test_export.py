@@ -21,8 +21,11 @@ def test_manifest_records_parity_and_dims(bundle_dir):
     m = b.manifest
     assert m.dims.id_dim == 64 and m.dims.text_dim == 384 and m.dims.image_dim == 1280
     assert m.dims.text_layers == 7 and m.dims.image_stage_dim == 784
-    assert set(m.parity) == {"text_encoder", "image_encoder", "proxy", "proxy_text_only", "proxy_image_only"}
+    assert set(m.parity) == {"text_encoder", "image_encoder", "proxy", "proxy_text_only", "proxy_image_only",
+                             "sampler", "gate", "gate_without_id"}
     assert all(v < TOL for v in m.parity.values())
+    assert m.experts["experts"] == ["id", "proxy", "diffusion"] and m.experts["sampler"]["method"] == "dpmpp2m"
+    assert {"sampler", "gate"} <= set(m.files) and b.has_experts
     assert b.user_emb.shape[1] == 64 and len(b.item_ids) == len(b.item_emb)
     assert "ratings_sha256" in m.provenance and "cold" in m.metrics["test"]
 
@@ -66,3 +69,16 @@ def test_bundle_with_wrong_dims_is_refused(bundle_dir, tmp_path):
     (bad / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(BundleError, match="dims"):
         load_bundle(bad)
+
+
+def test_sampler_graph_matches_torch_on_cold_items(bundle_dir, trained, train_settings):
+    """The unrolled DPM-Solver++ graph vs the torch sampler, on test-cold items' anchors and proxies."""
+    from models.samplers import sample
+    from models.train import load_experts
+
+    den, _, kw, _ = load_experts(train_settings.work_dir)
+    cold = trained.split.test_items[:16]
+    anchor, cond = trained.experts.anchor[cold], trained.experts.proxy[cold]
+    got = make_session(bundle_dir / "sampler.onnx").run(None, {"anchor": anchor, "condition": cond})[0]
+    np.testing.assert_allclose(got, sample(den, anchor, cond, **kw), atol=TOL)
+    np.testing.assert_allclose(got, trained.experts.diffusion[cold], atol=TOL)  # what training scored
