@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from coldproxy.config import TrainSettings
 from models.evaluate import evaluate_split
@@ -42,7 +41,6 @@ def variants() -> list[tuple[str, dict]]:
 
 def run_seed(seed: int, start: float) -> dict:
     s = TrainSettings(seed=seed, sampler_start=start)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     r = train(s)
     f, sp, U, I = r.features, r.split, r.user_emb, r.item_emb
     n = r.dataset.n_items
