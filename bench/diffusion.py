@@ -44,8 +44,8 @@ def run_seed(seed: int, start: float) -> dict:
     r = train(s)
     f, sp, U, I = r.features, r.split, r.user_emb, r.item_emb
     n = r.dataset.n_items
-    proxy = predict(r.proxy, f, np.arange(n))
-    ex = fit_experts(f, sp, U, I, proxy, s, gate=False)
+    ex = r.experts or fit_experts(f, sp, U, I, predict(r.proxy, f, np.arange(n)), s, gate=False)
+    proxy = ex.proxy
     cold = np.setdiff1d(np.arange(n), sp.warm_items)
     res = {}
 
