@@ -117,7 +117,7 @@ def diffusion_rows(r, cold, score, want) -> None:
     """MoDiffE stages on top of the full generator: diffusion expert, gate, and their ablations."""
     from dataclasses import replace
 
-    from models.experts import fit_experts, served_cold
+    from models.experts import fit_experts, sampler_kwargs, served_cold
     from models.gate import train_gate
     from models.samplers import sample
 
@@ -137,7 +137,7 @@ def diffusion_rows(r, cold, score, want) -> None:
         gate, _ = train_gate(stacked, available, ex.features, U, sp, s.model_copy(update={"gate_aug_ratio": 0.0}), desc="gate w/o aug")
         score(DIFFUSION[2], with_cold(served_cold(replace(ex, gate=gate), cold)[0]))
     if want(DIFFUSION[3]):
-        kw = {"method": s.sampler, "steps": s.sampler_steps, "spacing": s.sampler_spacing, "from_noise": True, "seed": s.seed}
+        kw = sampler_kwargs(s) | {"from_noise": True, "seed": s.seed}
         noisy = replace(ex, diffusion=sample(ex.denoiser, ex.anchor, ex.proxy, **kw))
         stacked, available = noisy.stacked(I, sp.warm_items, n)
         gate, _ = train_gate(stacked, available, noisy.features, U, sp, s, desc="gate, noise start")

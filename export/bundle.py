@@ -22,7 +22,7 @@ from models.data import load_dataset
 from models.encoders import (IMAGE_DIM, IMAGE_ENCODER, IMAGE_STAGE_DIM, TEXT_DIM, TEXT_ENCODER, TEXT_LAYERS, ImageEncoder,
                              TextEncoder, text_model_dir, tokenizer)
 from models.diffusion import NoiseSchedule
-from models.gate import EXPERTS, GATE_FEATURES
+from coldproxy.experts import EXPERTS, GATE_FEATURES
 from models.samplers import UnrolledSampler, make_plan
 from models.train import load_experts, load_proxy
 

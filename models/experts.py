@@ -17,7 +17,8 @@ from models.data import ColdStartSplit
 from models.diffusion import Denoiser, train_diffusion
 from models.evaluate import validation_cold_ndcg
 from models.features import Features
-from models.gate import ColdAwareGate, cold_features, train_gate
+from coldproxy.experts import cold_features
+from models.gate import ColdAwareGate, train_gate
 from models.samplers import sample
 
 

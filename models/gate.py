@@ -20,17 +20,10 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from coldproxy.experts import EXPERTS, GATE_FEATURES
 from models.data import ColdStartSplit, Interactions
 from models.evaluate import evaluate_candidates, validation_cold_ndcg
 from models.training import EarlyStopping, bpr_loss, seed_everything
-
-EXPERTS = ("id", "proxy", "diffusion")
-GATE_FEATURES = ("log1p_count", "has_text", "has_image")
-
-
-def cold_features(counts: np.ndarray, modality_mask: np.ndarray) -> np.ndarray:
-    return np.concatenate([np.log1p(np.asarray(counts, np.float32))[:, None], modality_mask], axis=1).astype(np.float32)
-
 
 class ColdAwareGate(nn.Module):
     def __init__(self, n_features: int = len(GATE_FEATURES), n_experts: int = len(EXPERTS)):
@@ -50,14 +43,19 @@ class ColdAwareGate(nn.Module):
         return emb, w
 
 
-def _second_positive(inter: Interactions, rng: np.random.Generator, rows: np.ndarray) -> np.ndarray:
-    """For interaction rows, another positive of the same user (possibly the same item)."""
-    order = np.argsort(inter.users, kind="stable")
-    users_sorted = inter.users[order]
-    start = np.searchsorted(users_sorted, inter.users[rows], "left")
-    end = np.searchsorted(users_sorted, inter.users[rows], "right")
-    pick = start + (rng.random(len(rows)) * (end - start)).astype(np.int64)
-    return inter.items[order[pick]]
+class _PositivesByUser:
+    """Draws, for interaction rows, another positive of the same user (possibly the same item);
+    the interactions are sorted by user once, not per batch."""
+
+    def __init__(self, inter: Interactions):
+        self.inter, self.order = inter, np.argsort(inter.users, kind="stable")
+        self.users_sorted = inter.users[self.order]
+
+    def draw(self, rng: np.random.Generator, rows: np.ndarray) -> np.ndarray:
+        start = np.searchsorted(self.users_sorted, self.inter.users[rows], "left")
+        end = np.searchsorted(self.users_sorted, self.inter.users[rows], "right")
+        pick = start + (rng.random(len(rows)) * (end - start)).astype(np.int64)
+        return self.inter.items[self.order[pick]]
 
 
 def train_gate(experts: np.ndarray, available: np.ndarray, features: np.ndarray, user_emb: np.ndarray,
@@ -68,6 +66,7 @@ def train_gate(experts: np.ndarray, available: np.ndarray, features: np.ndarray,
     opt = torch.optim.Adam(gate.parameters(), lr=s.gate_lr)
     E, A, Fe, U = (torch.from_numpy(x.astype(np.float32)) for x in (experts, available, features, user_emb))
     inter = split.warm_val if len(split.warm_val) else split.train
+    partners = _PositivesByUser(inter)
     warm = split.warm_items
     n_aug = int(round(s.gate_aug_ratio * s.gate_batch))
     beta = torch.distributions.Beta(torch.tensor(s.gate_aug_alpha), torch.tensor(s.gate_aug_alpha))
@@ -98,7 +97,7 @@ def train_gate(experts: np.ndarray, available: np.ndarray, features: np.ndarray,
             if n_aug > 0:
                 r = rows[rng.integers(0, len(rows), n_aug)]
                 ua = U[torch.from_numpy(inter.users[r])]
-                p1, p2 = torch.from_numpy(inter.items[r]), torch.from_numpy(_second_positive(inter, rng, r))
+                p1, p2 = torch.from_numpy(inter.items[r]), torch.from_numpy(partners.draw(rng, r))
                 n1, n2 = (torch.from_numpy(warm[rng.integers(0, len(warm), n_aug)]) for _ in range(2))
                 lam = beta.sample((n_aug,))
                 loss = loss + s.gate_aug_ratio * bpr_loss((ua * embed(p1, p2, lam)).sum(-1), (ua * embed(n1, n2, lam)).sum(-1))

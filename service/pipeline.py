@@ -20,6 +20,7 @@ import numpy as np
 
 from coldproxy.anchors import AnchorIndex, content_vectors
 from coldproxy.bundle import Bundle
+from coldproxy.experts import cold_features
 from coldproxy.ort import make_session
 from coldproxy.preprocess import ImageError, TextTokenizer, decode_image, image_to_array
 from service.metrics import Metrics
@@ -112,7 +113,7 @@ class ProxyPipeline:
                id_emb: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """The cold-aware gate graph: features (log1p count, modalities), the ID expert only when given."""
         n = len(proxy)
-        features = np.concatenate([np.log1p(np.asarray(counts, np.float32))[:, None], mask], axis=1).astype(np.float32)
+        features = cold_features(counts, mask)
         available = np.tile(np.array([0.0 if id_emb is None else 1.0, 1.0, 1.0], np.float32), (n, 1))
         with self.metrics.time_stage("gate"):
             return self.gate.run(None, {"gate_features": features, "expert_available": available,

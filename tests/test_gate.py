@@ -5,9 +5,10 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
+from coldproxy.experts import cold_features
 from export.graphs import GATE_INPUTS, export_gate, parity
 from models.data import ColdStartSplit, Interactions
-from models.gate import ColdAwareGate, cold_features, train_gate
+from models.gate import ColdAwareGate, train_gate
 
 
 def test_weights_sum_to_one_and_an_absent_id_embedding_gets_zero_weight():
