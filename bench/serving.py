@@ -147,8 +147,10 @@ def torch_eager_levels(pipe: TorchEager, items: list, levels: list[int], n: int)
     return out
 
 
-def load(url: str, scenario: str, payloads: Payloads, **kw) -> dict:
-    samples = asyncio.run(run_load(url, scenario, Scenarios(payloads), **kw))
+def load(url: str, scenario: str, scenarios: Scenarios, **kw) -> dict:
+    """One bounded load; ``scenarios`` is shared by the whole run, so reads draw half their IDs from the
+    cold items ingested earlier (proxies) and half from warm ones."""
+    samples = asyncio.run(run_load(url, scenario, scenarios, **kw))
     wall = max(x.start + x.latency for x in samples)  # from the first request, after the untimed discovery
     o = summarise(samples, wall)["overall"]
     row = {"scenario": scenario, **kw, "requests": o["requests"], "throughput_rps": o["throughput_rps"], "latency_ms": o["latency_ms"],
@@ -172,6 +174,7 @@ def main() -> None:
     a = p.parse_args()
     payloads = Payloads.from_movielens(DEFAULT_DATASETS / "movielens-posters")
     with_poster = [it for it in payloads.items if it[2] is not None]
+    scenarios = Scenarios(payloads)
     prefix = f"bench-serving-{uuid.uuid4().hex[:6]}"
     url = f"http://127.0.0.1:{a.port}"
     report: dict = {"machine": {"cpus": os.cpu_count()}, "config": {k: str(v) for k, v in vars(a).items()}}
@@ -179,9 +182,9 @@ def main() -> None:
     server = start_server(a.port, prefix, a.bundle)
     try:
         report["rss_mb_after_start"] = rss_mb(server.pid)
-        report["ingest_service"] = [dict(load(url, "ingest", payloads, requests=a.ingest_items, duration=600, concurrency=c),
+        report["ingest_service"] = [dict(load(url, "ingest", scenarios, requests=a.ingest_items, duration=600, concurrency=c),
                                          concurrency=c) for c in a.levels]
-        report["read_at_rate"] = [load(url, sc, payloads, requests=int(a.rate * a.read_seconds), duration=a.read_seconds,
+        report["read_at_rate"] = [load(url, sc, scenarios, requests=int(a.rate * a.read_seconds), duration=a.read_seconds,
                                        rate=a.rate) for sc in ("get", "rank")]
         if a.soak > 0:
             rss, stop = [], threading.Event()
@@ -194,7 +197,7 @@ def main() -> None:
 
             th = threading.Thread(target=sample)
             th.start()
-            report["soak"] = load(url, "mix", payloads, requests=int(a.soak * a.soak_rate) + 1, duration=a.soak, rate=a.soak_rate)
+            report["soak"] = load(url, "mix", scenarios, requests=int(a.soak * a.soak_rate) + 1, duration=a.soak, rate=a.soak_rate)
             stop.set()
             th.join()
             warm = [m for t, m in rss if t >= min(30.0, a.soak / 4)]

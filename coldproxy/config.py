@@ -132,5 +132,9 @@ class ServiceSettings(BaseSettings):
     batch_max_wait_ms: float = Field(5.0, description="how long a batch waits to fill once its first item is in")
     batch_queue_max: int = Field(256, description="items waiting for the model before POSTs get 503")
     batch_workers: int = Field(2, description="micro-batches run concurrently")
+    local_reads: bool = Field(True, description="answer GET / rank for cold items this replica has indexed from memory "
+                              "(kept in step with Redis by pub/sub); off: every cold read goes to Redis")
     ort_intra_threads: int = 0
+    faiss_threads: int = Field(1, description="OpenMP threads per FAISS search (one query per request: more threads only "
+                               "spin against each other and the encoders)")
     ort_providers: list[str] | None = Field(None, description="ONNX Runtime providers; default: CUDA if present, else CPU")

@@ -16,11 +16,13 @@ import time
 from contextlib import asynccontextmanager
 from typing import Annotated
 
+import faiss
 import numpy as np
 from anyio import to_thread
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
+import orjson
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
@@ -33,7 +35,7 @@ from service.index import ItemIndex
 from service.metrics import Metrics
 from service.pipeline import ProxyPipeline
 from service.schemas import (ITEM_ID_PATTERN, BatchOut, BatchResult, EmbeddingOut, InteractionsIn, ItemJSON, ItemOut, ItemsBatchIn, ModelOut,
-                             RankIn, RankOut, RecommendOut, ReloadOut, Scored)
+                             RankIn, RankOut, RecommendOut, ReloadOut)
 from service.store import MemoryStore, RedisStore, StoreUnavailable
 from service.sync import IndexSync
 
@@ -72,6 +74,7 @@ class Serving:
             log.warning("Redis at %s does not answer: using an in-process store; nothing will persist", s.redis_url)
             await self.store.close()
             self.store = MemoryStore(self.version, dim)
+        faiss.omp_set_num_threads(s.faiss_threads)
         self.index = ItemIndex(dim)
         self.index.upsert(self.bundle.item_ids, self.bundle.item_emb)
         self.sync = IndexSync(self.store, self.index, metrics, self.warm)
@@ -188,6 +191,13 @@ def check_item_id(item_id: str) -> str:
     if not ITEM_ID_RE.fullmatch(item_id or ""):
         raise HTTPException(422, f"item_id must match {ITEM_ID_PATTERN}")
     return item_id
+
+
+def fast_json(payload: dict) -> Response:
+    """Hot read paths: the payload already has the route's ``response_model`` shape (kept for the OpenAPI
+    schema); orjson writes it directly instead of FastAPI re-validating and encoding every field
+    (10x the cost of the handler for a 1,000-candidate ranking)."""
+    return Response(orjson.dumps(payload), media_type="application/json")
 
 
 def unavailable(exc: Exception) -> HTTPException:
@@ -473,26 +483,33 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         return BatchOut(bundle_version=sv.version, stored=sum(r.status == 200 for r in results), results=results)
 
     async def lookup(st: State, sv: Serving, item_ids: list[str]) -> dict[str, tuple[np.ndarray, str]]:
+        """Warm items from the bundle; cold ones from this replica's index when it holds them
+        (``local_reads``), else from Redis (an item another replica wrote in the last instant)."""
         out = {i: (sv.bundle.item_emb[sv.warm[i]], "id") for i in item_ids if i in sv.warm}
         rest = [i for i in item_ids if i not in sv.warm and ITEM_ID_RE.fullmatch(i)]
+        local = sv.index.vectors(rest) if st.settings.local_reads and rest else {}
+        remote = [i for i in rest if i not in local]
         try:
-            cold = await sv.store.get_many(rest)
+            cold = await sv.store.get_many(remote)
         except StoreUnavailable as exc:
             raise unavailable(exc) from exc
+        out.update({i: (v, "proxy") for i, v in local.items()})
         out.update({i: (v, "proxy") for i, v in cold.items()})
-        for source in ("id", "proxy"):
-            st.metrics.lookups.labels(source).inc(sum(1 for _, s in out.values() if s == source))
-        st.metrics.lookups.labels("miss").inc(len(item_ids) - len(out))
+        m = st.metrics.lookups
+        m.labels("id").inc(len(out) - len(local) - len(cold))
+        m.labels("proxy_local").inc(len(local))
+        m.labels("proxy_redis").inc(len(cold))
+        m.labels("miss").inc(len(item_ids) - len(out))
         return out
 
     @app.get("/v1/items/{item_id}/embedding", response_model=EmbeddingOut, dependencies=[access(write=False)])
-    async def get_embedding(item_id: str, st: AppState, sv: Live) -> EmbeddingOut:
+    async def get_embedding(item_id: str, st: AppState, sv: Live) -> Response:
         check_item_id(item_id)
         found = await lookup(st, sv, [item_id])
         if item_id not in found:
             raise HTTPException(404, f"unknown item {item_id}")
         emb, source = found[item_id]
-        return EmbeddingOut(item_id=item_id, bundle_version=sv.version, source=source, embedding=emb.tolist())
+        return fast_json({"item_id": item_id, "bundle_version": sv.version, "source": source, "embedding": emb.tolist()})
 
     def user_vector(sv: Serving, user_id: str) -> np.ndarray:
         if user_id not in sv.users:
@@ -500,7 +517,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         return sv.bundle.user_emb[sv.users[user_id]]
 
     @app.post("/v1/rank", response_model=RankOut, dependencies=[access(write=False)])
-    async def rank(body: RankIn, st: AppState, sv: Live) -> RankOut:
+    async def rank(body: RankIn, st: AppState, sv: Live) -> Response:
         if len(body.item_ids) > st.settings.max_candidates:
             raise HTTPException(413, f"at most {st.settings.max_candidates} candidates per request")
         u = user_vector(sv, body.user_id)
@@ -509,19 +526,18 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         known = [i for i in ids if i in found]
         scores = np.stack([found[i][0] for i in known]) @ u if known else np.zeros(0)
         order = np.argsort(-scores, kind="stable")
-        return RankOut(
-            user_id=body.user_id, bundle_version=sv.version,
-            scores=[Scored(item_id=known[j], score=float(scores[j]), source=found[known[j]][1]) for j in order],
-            missing=[i for i in ids if i not in found],
-        )
+        ranked = [{"item_id": known[j], "score": sc, "source": found[known[j]][1]}
+                  for j, sc in zip(order.tolist(), scores[order].tolist())]
+        return fast_json({"user_id": body.user_id, "bundle_version": sv.version, "scores": ranked,
+                          "missing": [i for i in ids if i not in found]})
 
     @app.get("/v1/users/{user_id}/recommendations", response_model=RecommendOut, dependencies=[access(write=False)])
-    async def recommend(user_id: str, st: AppState, sv: Live, k: Annotated[int, Query(ge=1)] = 10) -> RecommendOut:
+    async def recommend(user_id: str, st: AppState, sv: Live, k: Annotated[int, Query(ge=1)] = 10) -> Response:
         if k > st.settings.max_k:
             raise HTTPException(422, f"k must be at most {st.settings.max_k}")
         u = user_vector(sv, user_id)
         hits = sv.index.search(u, k)
-        return RecommendOut(user_id=user_id, bundle_version=sv.version,
-                            items=[Scored(item_id=i, score=s, source="id" if i in sv.warm else "proxy") for i, s in hits])
+        return fast_json({"user_id": user_id, "bundle_version": sv.version,
+                          "items": [{"item_id": i, "score": s, "source": "id" if i in sv.warm else "proxy"} for i, s in hits]})
 
     return app

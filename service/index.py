@@ -1,4 +1,8 @@
-"""FAISS inner-product index over warm + cold items, with string item IDs."""
+"""FAISS inner-product index over warm + cold items, with string item IDs.
+
+It also keeps each item's vector by ID (a plain float32 matrix beside FAISS), so reads of items
+this replica has indexed (GET, rank) are answered from memory without a Redis round trip.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ class ItemIndex:
         self._index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
         self._ids: list[str] = []
         self._row: dict[str, int] = {}
+        self._vecs = np.zeros((0, dim), np.float32)  # row -> vector, grown by doubling
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -29,7 +34,20 @@ class ItemIndex:
                     self._row[i] = len(self._ids)
                     self._ids.append(i)
                 rows.append(self._row[i])
-            self._index.add_with_ids(np.ascontiguousarray(emb, dtype=np.float32), np.array(rows, dtype=np.int64))
+            emb = np.ascontiguousarray(emb, dtype=np.float32)
+            self._index.add_with_ids(emb, np.array(rows, dtype=np.int64))
+            if len(self._ids) > len(self._vecs):
+                grown = np.zeros((max(len(self._ids), 2 * len(self._vecs)), emb.shape[1]), np.float32)
+                grown[: len(self._vecs)] = self._vecs
+                self._vecs = grown
+            self._vecs[rows] = emb
+
+    def vectors(self, item_ids: list[str]) -> dict[str, np.ndarray]:
+        """The indexed vectors of those of ``item_ids`` this index holds (copies)."""
+        with self._lock:
+            found = [(i, self._row[i]) for i in item_ids if i in self._row]
+            rows = self._vecs[[r for _, r in found]] if found else self._vecs[:0]
+        return {i: rows[k] for k, (i, _) in enumerate(found)}
 
     def search(self, query: np.ndarray, k: int) -> list[tuple[str, float]]:
         with self._lock:

@@ -324,3 +324,21 @@ def test_interaction_counts_re_gate_a_new_item_towards_its_id_embedding(client, 
         r = client.post(url, json=payload)
         assert r.status_code == status, (url, payload, r.text)
         assert r.json()["detail"]
+
+
+def test_local_reads_follow_an_overwrite_made_on_another_replica(client, replica):
+    """Reads come from the replica's in-memory copy; an overwrite on another replica must reach it (pub/sub),
+    never leave it serving the old vector."""
+    first = post_item(client, "local-read-item", "A quiet drama about two sisters.")
+    assert first.status_code == 200
+    assert client.get("/v1/items/local-read-item/embedding").json()["embedding"] == first.json()["embedding"]
+    with replica() as other, httpx.Client(base_url=other.url, timeout=30) as c2:
+        new = post_item(c2, "local-read-item", "A loud action film with car chases.", overwrite="true")
+        assert new.status_code == 200 and new.json()["embedding"] != first.json()["embedding"]
+        deadline, got = time.monotonic() + 1.0, None
+        while time.monotonic() < deadline and got != new.json()["embedding"]:
+            got = client.get("/v1/items/local-read-item/embedding").json()["embedding"]
+            time.sleep(0.02)
+        assert got == new.json()["embedding"], "replica 1 still serves the overwritten vector after 1 s"
+    metrics = client.get("/metrics").text
+    assert 'coldproxy_item_lookups_total{source="proxy_local"}' in metrics
