@@ -40,7 +40,7 @@ from models.data import Interactions
 from models.diffusion import train_diffusion
 from models.evaluate import ranking_metrics
 from models.experts import sampler_kwargs
-from models.gate import ColdAwareGate
+from models.gate import ColdAwareGate, PositivesByUser
 from models.idmodel import LightGCN
 from models.samplers import sample
 from models.training import EarlyStopping, bpr_loss, seed_everything
@@ -248,6 +248,15 @@ class HierarchicalGate(nn.Module):
         return torch.cat([g[:, 0:1] * rB, g[:, 1:2] * rI], 1), g, wB, wI
 
 
+def _anchors(cond: np.ndarray, emb: np.ndarray, warm: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Similarity anchor of every row (mean ``emb`` of its ``n`` nearest warm rows by condition, itself
+    excluded) and the rows that are not warm."""
+    index = AnchorIndex(_unit(cond[warm]), emb[warm], n)
+    exclude = -np.ones(len(cond), np.int64)
+    exclude[warm] = np.arange(len(warm))
+    return index.anchors(_unit(cond), exclude), np.setdiff1d(np.arange(len(cond)), warm)
+
+
 def fit_view_experts(d: BundleData, prior: Prior, comp: np.ndarray, s: BundleSettings, progress: bool = True):
     """Stage 2: the two diffusion experts and every bundle's diffusion representation per view."""
     warm_b = d.warm_bundles
@@ -261,11 +270,7 @@ def fit_view_experts(d: BundleData, prior: Prior, comp: np.ndarray, s: BundleSet
         return evaluate(d, d.tune, lambda us: view_scores(us, prior.uB, bB, prior.uI, bI))["ndcg@20"]
 
     # B view: bundle level
-    anchor_b = AnchorIndex(_unit(cond_b[warm_b]), prior.bB[warm_b], s.anchor_n)
-    excl_b = -np.ones(d.n_bundles, np.int64)
-    excl_b[warm_b] = np.arange(len(warm_b))
-    anchors_b = anchor_b.anchors(_unit(cond_b), excl_b)
-    cold_b = np.setdiff1d(np.arange(d.n_bundles), warm_b)
+    anchors_b, cold_b = _anchors(cond_b, prior.bB, warm_b, s.anchor_n)
 
     def val_b(model):
         out = prior.bB.copy()
@@ -276,11 +281,7 @@ def fit_view_experts(d: BundleData, prior: Prior, comp: np.ndarray, s: BundleSet
     dB = sample(den_b, anchors_b, cond_b, **kw)
 
     # I view: item level, aggregated like the prior
-    anchor_i = AnchorIndex(_unit(comp[warm_i]), prior.iI[warm_i], s.anchor_n)
-    excl_i = -np.ones(d.n_items, np.int64)
-    excl_i[warm_i] = np.arange(len(warm_i))
-    anchors_i = anchor_i.anchors(_unit(comp), excl_i)
-    cold_i = np.setdiff1d(np.arange(d.n_items), warm_i)
+    anchors_i, cold_i = _anchors(comp, prior.iI, warm_i, s.anchor_n)
 
     def items_to_bundles(model):
         iI = prior.iI.copy()
@@ -293,17 +294,6 @@ def fit_view_experts(d: BundleData, prior: Prior, comp: np.ndarray, s: BundleSet
     return (den_b, den_i), dB.astype(np.float32), dI.astype(np.float32), dI_items, {"B": log_b, "I": log_i}
 
 
-class _Positives:
-    def __init__(self, inter: Interactions):
-        self.order = np.argsort(inter.users, kind="stable")
-        self.sorted = inter.users[self.order]
-        self.items = inter.items
-
-    def draw(self, rng, users: np.ndarray) -> np.ndarray:
-        lo, hi = np.searchsorted(self.sorted, users, "left"), np.searchsorted(self.sorted, users, "right")
-        return self.items[self.order[lo + (rng.random(len(users)) * (hi - lo)).astype(np.int64)]]
-
-
 def train_gates(d: BundleData, prior: Prior, ex: ViewExperts, s: BundleSettings, eta: float, progress: bool = True):
     """Stage 3: BPR over the scenario's training triples plus η pseudo-cold triples per real one."""
     rng = seed_everything(s.seed)
@@ -312,7 +302,7 @@ def train_gates(d: BundleData, prior: Prior, ex: ViewExperts, s: BundleSettings,
     T = {k: torch.from_numpy(getattr(ex, k)) for k in ("eB", "dB", "eI", "dI", "aB", "aI")}
     U = torch.from_numpy(np.concatenate([prior.uB, prior.uI], 1))
     inter, warm = d.train, d.warm_bundles
-    partners = _Positives(inter)
+    partners = PositivesByUser(inter)
     n_aug = int(round(min(eta, 1.0) * s.gate_batch)) if eta > 0 else 0
     beta = torch.distributions.Beta(torch.tensor(s.gate_aug_alpha), torch.tensor(s.gate_aug_alpha))
     torch.manual_seed(s.seed)
@@ -342,7 +332,7 @@ def train_gates(d: BundleData, prior: Prior, ex: ViewExperts, s: BundleSettings,
             if n_aug:
                 r = rows[rng.integers(0, len(rows), n_aug)]
                 ua = U[torch.from_numpy(inter.users[r])]
-                p1, p2 = torch.from_numpy(inter.items[r]), torch.from_numpy(partners.draw(rng, inter.users[r]))
+                p1, p2 = torch.from_numpy(inter.items[r]), torch.from_numpy(partners.draw(rng, r))
                 n1, n2 = (torch.from_numpy(warm[rng.integers(0, len(warm), n_aug)]) for _ in range(2))
                 lam = beta.sample((n_aug,))
                 pseudo = (ua * embed(p1, p2, lam)).sum(-1)

@@ -43,7 +43,7 @@ class ColdAwareGate(nn.Module):
         return emb, w
 
 
-class _PositivesByUser:
+class PositivesByUser:
     """Draws, for interaction rows, another positive of the same user (possibly the same item);
     the interactions are sorted by user once, not per batch."""
 
@@ -66,7 +66,7 @@ def train_gate(experts: np.ndarray, available: np.ndarray, features: np.ndarray,
     opt = torch.optim.Adam(gate.parameters(), lr=s.gate_lr)
     E, A, Fe, U = (torch.from_numpy(x.astype(np.float32)) for x in (experts, available, features, user_emb))
     inter = split.warm_val if len(split.warm_val) else split.train
-    partners = _PositivesByUser(inter)
+    partners = PositivesByUser(inter)
     warm = split.warm_items
     n_aug = int(round(s.gate_aug_ratio * s.gate_batch))
     beta = torch.distributions.Beta(torch.tensor(s.gate_aug_alpha), torch.tensor(s.gate_aug_alpha))
