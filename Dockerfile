@@ -2,6 +2,7 @@
 # Build:  docker build -t coldproxy:0.1.0 .
 # Run:    docker run -p 8000:8000 -v "$PWD/artifacts/bundle:/bundle:ro" -e REDIS_URL=redis://redis:6379/0 coldproxy:0.1.0
 # The bundle is mounted, not baked in: one image serves any bundle, and a rollout changes the volume.
+# Bundles (/v1/bundles) too, when a bundle recommender package is mounted at /bundle-recommender.
 
 FROM python:3.11-slim-bookworm AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
@@ -26,6 +27,7 @@ COPY --from=build /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     COLDPROXY_BUNDLE_DIR=/bundle \
+    COLDPROXY_BUNDLE_RECOMMENDER_DIR=/bundle-recommender \
     COLDPROXY_HOST=0.0.0.0 \
     COLDPROXY_PORT=8000
 USER 10001:10001

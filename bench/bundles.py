@@ -39,8 +39,8 @@ def run(scenario: str, seed: int, base: dict, progress: bool) -> dict:
     prior, _ = train_prior(d, s, progress)
     comp = composition_features(d, s, progress)
     aB, aI = cold_aware_features(d, d.bundle_counts())
-    _, dB, dI, _, _ = fit_view_experts(d, prior, comp, s, progress)
-    ex = ViewExperts(prior.bB, dB, prior.bI, dI, aB, aI)
+    vd = fit_view_experts(d, prior, comp, s, progress)
+    ex = ViewExperts(prior.bB, vd.dB, prior.bI, vd.dI, aB, aI)
     U = np.concatenate([prior.uB, prior.uI], 1)
 
     def test(bundle_vectors: np.ndarray) -> dict:

@@ -75,7 +75,7 @@ def summarise(per_seed: list[dict]) -> dict:
 
 
 def markdown(summary: dict, seeds, start) -> str:
-    lines = [f"# Diffusion expert: samplers on the MovieLens-posters cold split\n",
+    lines = ["# Diffusion expert: samplers on the MovieLens-posters cold split\n",
              f"seeds {seeds}; anchor start at t = {start} T; mean ± std over seeds; torch CPU timings\n",
              "| sampler | cold Recall@20 | cold NDCG@20 | denoiser calls / item | ms per 1,000 items |", "|---|---|---|---|---|"]
     for n, v in summary.items():

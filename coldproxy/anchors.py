@@ -11,10 +11,14 @@ import faiss
 import numpy as np
 
 
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit ℓ2 norm (an all-zero row stays zero)."""
+    return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+
 def content_vectors(text: np.ndarray, image: np.ndarray, modality_mask: np.ndarray) -> np.ndarray:
-    img = image / np.maximum(np.linalg.norm(image, axis=1, keepdims=True), 1e-12)
-    v = np.concatenate([text * modality_mask[:, 0:1], img * modality_mask[:, 1:2]], axis=1).astype(np.float32)
-    return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+    v = np.concatenate([text * modality_mask[:, 0:1], unit_rows(image) * modality_mask[:, 1:2]], axis=1)
+    return unit_rows(v)
 
 
 class AnchorIndex:

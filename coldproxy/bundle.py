@@ -64,6 +64,17 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def verify_files(path: Path, expected: dict[str, str], hashes: dict[str, str]) -> None:
+    """Every component file exists and has the sha256 its manifest records; BundleError otherwise."""
+    for comp, name in expected.items():
+        f = path / name
+        if not f.exists():
+            raise BundleError(f"{path} is missing {name}")
+        want = hashes.get(comp)
+        if want is None or sha256_file(f) != want:
+            raise BundleError(f"{name}: sha256 does not match the manifest")
+
+
 @dataclass
 class Bundle:
     path: Path
@@ -81,24 +92,24 @@ class Bundle:
         return self.path / (COMPONENTS | EXPERT_COMPONENTS)[component]
 
 
+def read_manifest(path: Path, model: type[BaseModel], schema_version: int, what: str, command: str):
+    """``path``'s manifest parsed as ``model`` (a schema with ``schema_version``); BundleError when it is
+    missing, invalid, or of another schema version. ``what`` names the package, ``command`` makes one."""
+    if not (path / MANIFEST).exists():
+        raise BundleError(f"no {MANIFEST} in {path}; run `{command}` first")
+    try:
+        manifest = model.model_validate_json((path / MANIFEST).read_text())
+    except Exception as exc:
+        raise BundleError(f"{path / MANIFEST} is not a valid {what} manifest: {exc}") from exc
+    if manifest.schema_version != schema_version:
+        raise BundleError(f"{what} schema {manifest.schema_version}, this service reads {schema_version}")
+    return manifest
+
+
 def load_bundle(path: Path) -> Bundle:
     path = Path(path)
-    if not (path / MANIFEST).exists():
-        raise BundleError(f"no {MANIFEST} in {path}; run `coldproxy export` first")
-    try:
-        manifest = Manifest.model_validate_json((path / MANIFEST).read_text())
-    except Exception as exc:
-        raise BundleError(f"{path / MANIFEST} is not a valid manifest: {exc}") from exc
-    if manifest.schema_version != SCHEMA_VERSION:
-        raise BundleError(f"bundle schema {manifest.schema_version}, this service reads {SCHEMA_VERSION}")
-    expected = COMPONENTS | (EXPERT_COMPONENTS if manifest.experts is not None else {})
-    for comp, name in expected.items():
-        f = path / name
-        if not f.exists():
-            raise BundleError(f"bundle is missing {name}")
-        want = manifest.files.get(comp)
-        if want is None or sha256_file(f) != want:
-            raise BundleError(f"{name}: sha256 does not match the manifest")
+    manifest = read_manifest(path, Manifest, SCHEMA_VERSION, "bundle", "coldproxy export")
+    verify_files(path, COMPONENTS | (EXPERT_COMPONENTS if manifest.experts is not None else {}), manifest.files)
     z = np.load(path / COMPONENTS["embeddings"])
     user_emb, item_emb = z["user_emb"].astype(np.float32), z["item_emb"].astype(np.float32)
     d = manifest.dims.id_dim
@@ -109,7 +120,7 @@ def load_bundle(path: Path) -> Bundle:
     return Bundle(path, manifest, [str(x) for x in z["user_ids"]], user_emb, [str(x) for x in z["item_ids"]], item_emb)
 
 
-def write_manifest(path: Path, manifest: Manifest) -> None:
+def write_manifest(path: Path, manifest: BaseModel) -> None:
     tmp = Path(path) / (MANIFEST + ".tmp")
     tmp.write_text(json.dumps(manifest.model_dump(), indent=2, default=float))
     tmp.replace(Path(path) / MANIFEST)

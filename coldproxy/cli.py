@@ -1,4 +1,5 @@
-"""``coldproxy`` command line: train, export, serve, and ``up`` (train + export if needed, then serve).
+"""``coldproxy`` command line: train, export, serve, train-bundles, and ``up`` (train + export what is
+missing, then serve).
 
 Flags override the settings of ``coldproxy.config``; every other option is an environment variable
 (``COLDPROXY_<NAME>``, e.g. ``COLDPROXY_PROXY_EPOCHS=20``).
@@ -43,6 +44,21 @@ def cmd_export(a) -> None:
     print(f"bundle written to {out}: {(out / 'manifest.json').read_text()[:400]}...")
 
 
+def cmd_train_bundles(a) -> None:
+    from export.bundle_recommender import build_bundle_recommender
+    from models.bundles import BundleSettings, train_bundle_model
+    from models.youshu import load_youshu
+
+    over = {k: v for k, v in {"data_dir": getattr(a, "bundles_data", None), "scenario": getattr(a, "scenario", None),
+                              "seed": a.seed, "package_dir": getattr(a, "package_dir", None)}.items() if v is not None}
+    s = BundleSettings(**over)
+    t = time.time()
+    m = train_bundle_model(load_youshu(s.data_dir, s.scenario), s)
+    out = build_bundle_recommender(m, s)
+    print((out / "manifest.json").read_text()[:600])
+    print(f"bundle recommender written to {out} in {time.time() - t:.0f}s")
+
+
 def cmd_serve(a) -> None:
     import uvicorn
 
@@ -61,6 +77,10 @@ def cmd_up(a) -> None:
         cmd_train(a)
     if not (Path(s.bundle_dir) / "manifest.json").exists():
         cmd_export(a)
+    package = ServiceSettings().bundle_recommender_dir
+    if not a.no_bundles and package is not None and not package.exists():
+        a.package_dir = package
+        cmd_train_bundles(a)
     a.allow_memory_store = True
     cmd_serve(a)
 
@@ -88,15 +108,23 @@ def main(argv: list[str] | None = None) -> None:
         ("export", cmd_export, "export the checkpoint to an ONNX bundle, parity-checked"),
         ("serve", cmd_serve, "serve a bundle over HTTP"),
         ("up", cmd_up, "train and export if missing, then serve"),
+        ("train-bundles", cmd_train_bundles, "train the bundle recommender (Youshu, MoDiffE) and export its package"),
     ):
         sp = sub.add_parser(name, help=helptext)
         sp.set_defaults(fn=fn)
-        if name != "serve":
-            data_flags(sp)
-        else:
+        if name == "serve":
             sp.add_argument("--bundle-dir", type=Path)
+        elif name == "train-bundles":
+            sp.add_argument("--bundles-data", type=Path, help="Youshu directory (COLDPROXY_BUNDLES_DATA_DIR)")
+            sp.add_argument("--scenario", choices=["cold", "warm", "all"], help="split trained on (COLDPROXY_BUNDLES_SCENARIO)")
+            sp.add_argument("--seed", type=int)
+            sp.add_argument("--package-dir", type=Path, help="output (COLDPROXY_BUNDLES_PACKAGE_DIR)")
+        else:
+            data_flags(sp)
         if name in ("serve", "up"):
             serve_flags(sp)
+        if name == "up":
+            sp.add_argument("--no-bundles", action="store_true", help="do not train the bundle recommender when missing")
     a = p.parse_args(argv)
     a.fn(a)
 

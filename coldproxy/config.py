@@ -134,6 +134,11 @@ class ServiceSettings(BaseSettings):
     batch_workers: int = Field(2, description="micro-batches run concurrently")
     local_reads: bool = Field(True, description="answer GET / rank for cold items this replica has indexed from memory "
                               "(kept in step with Redis by pub/sub); off: every cold read goes to Redis")
+    bundle_recommender_dir: Path | None = Field(
+        REPO_ROOT / "artifacts" / "bundle_recommender",
+        description="bundle recommender package (`coldproxy train-bundles`); served under /v1/bundles when the "
+                    "directory exists (a directory that is there but invalid stops start-up); empty: no bundles")
+    max_bundle_members: int = Field(1000, description="member items per POST /v1/bundles")
     ort_intra_threads: int = 0
     faiss_threads: int = Field(1, description="OpenMP threads per FAISS search (one query per request: more threads only "
                                "spin against each other and the encoders)")

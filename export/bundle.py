@@ -44,9 +44,7 @@ def build_bundle(s) -> Path:
     work, out = Path(s.work_dir), Path(s.bundle_dir)
     if not (work / "proxy.pt").exists():
         raise FileNotFoundError(f"no checkpoint in {work}; run `coldproxy train` first")
-    stage = out.with_name(out.name + ".staging")
-    shutil.rmtree(stage, ignore_errors=True)
-    stage.mkdir(parents=True)
+    stage = staging_dir(out)
     text_enc, image_enc, proxy = TextEncoder(), ImageEncoder(), load_proxy(work)
     export_text_encoder(text_enc, stage / COMPONENTS["text_encoder"])
     export_image_encoder(image_enc, stage / COMPONENTS["image_encoder"])
@@ -75,10 +73,9 @@ def build_bundle(s) -> Path:
     metrics = json.loads((work / "metrics.json").read_text())
     metrics_keys = ("test", "id_model", "proxy", "split") + (("diffusion", "gate") if experts else ())
     files = {c: sha256_file(stage / n) for c, n in (COMPONENTS | (EXPERT_COMPONENTS if experts else {})).items()}
-    digest = hashlib.sha256("".join(files[c] for c in sorted(files)).encode()).hexdigest()[:12]
     now = datetime.now(timezone.utc)
     manifest = Manifest(
-        version=f"{now:%Y%m%d}-{digest}",
+        version=package_version(files, now),
         created_at=now.isoformat(),
         dims=Dims(id_dim=proxy.out_dim, text_dim=TEXT_DIM, image_dim=IMAGE_DIM, text_layers=TEXT_LAYERS,
                   image_stage_dim=IMAGE_STAGE_DIM),
@@ -94,6 +91,25 @@ def build_bundle(s) -> Path:
     )
     write_manifest(stage, manifest)
     load_bundle(stage)  # the service's own check, before the bundle replaces the old one
+    return replace_dir(stage, out)
+
+
+def package_version(files: dict[str, str], now: datetime) -> str:
+    """``YYYYMMDD-<12 hex>``: the date and a digest of the component hashes."""
+    digest = hashlib.sha256("".join(files[c] for c in sorted(files)).encode()).hexdigest()[:12]
+    return f"{now:%Y%m%d}-{digest}"
+
+
+def staging_dir(out: Path) -> Path:
+    """An empty directory beside ``out`` to build a package in."""
+    stage = out.with_name(out.name + ".staging")
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir(parents=True)
+    return stage
+
+
+def replace_dir(stage: Path, out: Path) -> Path:
+    """Move a checked package from ``stage`` to ``out``, replacing what was there."""
     old = out.with_name(out.name + ".old")
     shutil.rmtree(old, ignore_errors=True)
     if out.exists():

@@ -9,6 +9,9 @@ Graph I/O names are part of the bundle contract the service relies on:
 * sampler:       anchor [B, d], condition [B, d] -> diffusion [B, d]  (DPM-Solver++ steps unrolled)
 * gate:          gate_features [B, 3], expert_available [B, 3], id_embedding, proxy, diffusion [B, d]
                  -> embedding [B, d], expert_weights [B, 3] (id, proxy, diffusion)
+* bundle gate:   bundle_features [B, 1], item_features [B, 2], bundle_prior, bundle_diffusion, item_prior,
+                 item_diffusion [B, d] -> embedding [B, 2d], view_weights, bundle_view_weights,
+                 item_view_weights [B, 2]  (names in ``coldproxy.bundle_recommender``)
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from coldproxy.bundle_recommender import GATE_INPUTS as BUNDLE_GATE_INPUTS, GATE_OUTPUTS as BUNDLE_GATE_OUTPUTS
 from coldproxy.ort import make_session
 
 OPSET = 17
@@ -85,6 +89,14 @@ def export_gate(gate, dim: int, path: Path) -> Path:
     n_f, n_e = gate.lin.in_features, gate.lin.out_features
     args = (torch.zeros(2, n_f), torch.ones(2, n_e), torch.zeros(2, dim), torch.zeros(2, dim), torch.zeros(2, dim))
     return _export(gate, args, path, GATE_INPUTS, GATE_OUTPUTS, {name: {0: "batch"} for name in GATE_INPUTS + GATE_OUTPUTS})
+
+
+def export_bundle_gate(gate, dim: int, path: Path) -> Path:
+    """``gate``: a ``models.bundles.HierarchicalGate``."""
+    n_b, n_i = gate.view_b.lin.in_features, gate.view_i.lin.in_features
+    args = (torch.zeros(2, n_b), torch.zeros(2, n_i), *(torch.zeros(2, dim) for _ in range(4)))
+    return _export(gate, args, path, BUNDLE_GATE_INPUTS, BUNDLE_GATE_OUTPUTS,
+                   {name: {0: "batch"} for name in BUNDLE_GATE_INPUTS + BUNDLE_GATE_OUTPUTS})
 
 
 @torch.no_grad()

@@ -2,6 +2,7 @@
 
     python -m loadtest --scenario mix --rate 200 --duration 60 --requests 20000
     python -m loadtest --scenario ingest --concurrency 32 --requests 500
+    python -m loadtest --scenario bundle_ingest --concurrency 8 --requests 500   # needs a bundle recommender
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ import time
 from pathlib import Path
 
 from coldproxy.config import DEFAULT_DATASETS
-from loadtest.payloads import Payloads
-from loadtest.runner import SCENARIOS, Scenarios, run_load, summarise, write_report
+from loadtest.payloads import BundlePayloads, Payloads
+from loadtest.runner import BUNDLE_SCENARIOS, SCENARIOS, Scenarios, run_load, summarise, write_report
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -27,6 +28,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--rate", type=float, default=None, help="open-loop arrivals per second")
     p.add_argument("--candidates", type=int, default=1000, help="candidates per rank request")
     p.add_argument("--data", type=Path, default=DEFAULT_DATASETS / "movielens-posters")
+    p.add_argument("--bundles-data", type=Path, default=DEFAULT_DATASETS / "youshu", help="Youshu, for the bundle_* scenarios")
     p.add_argument("--api-key", default=None)
     p.add_argument("--out", type=Path, default=Path("loadtest/results"))
     p.add_argument("--seed", type=int, default=0)
@@ -34,7 +36,8 @@ def main(argv: list[str] | None = None) -> dict:
     import random
 
     random.seed(a.seed)
-    scenarios = Scenarios(Payloads.from_movielens(a.data, a.seed), candidates=a.candidates)
+    bundles = BundlePayloads.from_youshu(a.bundles_data, a.seed) if a.scenario in BUNDLE_SCENARIOS else None
+    scenarios = Scenarios(Payloads.from_movielens(a.data, a.seed), candidates=a.candidates, bundles=bundles)
     t = time.perf_counter()
     samples = asyncio.run(run_load(a.url, a.scenario, scenarios, a.requests, a.duration, a.concurrency, a.rate,
                                    {"X-API-Key": a.api_key} if a.api_key else None))

@@ -23,9 +23,11 @@ from urllib.parse import urlparse
 import httpx
 import numpy as np
 
-from loadtest.payloads import Payloads
+from loadtest.payloads import BundlePayloads, Payloads
 
-SCENARIOS = ("ingest", "get", "rank", "recommend", "mix")
+ITEM_SCENARIOS = ("ingest", "get", "rank", "recommend", "mix")
+BUNDLE_SCENARIOS = ("bundle_ingest", "bundle_get", "bundle_rank", "bundle_recommend")  # need a bundle recommender
+SCENARIOS = ITEM_SCENARIOS + BUNDLE_SCENARIOS
 MIX = (("get", 0.5), ("rank", 0.3), ("recommend", 0.15), ("ingest", 0.05))
 
 
@@ -100,6 +102,50 @@ class Scenarios:
     async def recommend(self, c: httpx.AsyncClient) -> httpx.Response:
         return await c.get(f"/v1/users/{random.choice(self.known_users)}/recommendations", params={"k": 20})
 
+    bundles: BundlePayloads | None = None
+    known_bundles: list[str] = field(default_factory=list)
+    bundle_users: list[str] = field(default_factory=list)
+    posted_bundles: list[str] = field(default_factory=list)
+
+    async def discover_bundles(self, c: httpx.AsyncClient, probes: int = 200) -> None:
+        """Untimed, like ``discover``: the Youshu bundles and users the served bundle recommender knows."""
+        if self.known_bundles and self.bundle_users:
+            return
+        if self.bundles is None:
+            raise RuntimeError("bundle scenarios need Youshu payloads (--bundles-data)")
+        for b, _ in self.bundles.bundles[:probes]:
+            if (await c.get(f"/v1/bundles/{b}/embedding")).status_code == 200:
+                self.known_bundles.append(b)
+        for user in self.bundles.users[:probes]:
+            if (await c.get(f"/v1/users/{user}/bundle-recommendations", params={"k": 1})).status_code == 200:
+                self.bundle_users.append(user)
+        if not self.known_bundles or not self.bundle_users:
+            raise RuntimeError("the service serves none of Youshu's bundles or users: no bundle recommender loaded?")
+
+    async def bundle_ingest(self, c: httpx.AsyncClient) -> httpx.Response:
+        n = next(self._counter)
+        b, members = self.bundles.bundles[n % len(self.bundles.bundles)]
+        bundle_id = f"lt-{self.run_id}-{n}-b{b}"
+        r = await c.post("/v1/bundles", json={"bundle_id": bundle_id, "item_ids": members})
+        if r.status_code == 200:
+            self.posted_bundles.append(bundle_id)
+        return r
+
+    def _bundle(self) -> str:
+        if self.posted_bundles and random.random() < 0.5:
+            return random.choice(self.posted_bundles)
+        return random.choice(self.known_bundles)
+
+    async def bundle_get(self, c: httpx.AsyncClient) -> httpx.Response:
+        return await c.get(f"/v1/bundles/{self._bundle()}/embedding")
+
+    async def bundle_rank(self, c: httpx.AsyncClient) -> httpx.Response:
+        ids = [self._bundle() for _ in range(self.candidates)]
+        return await c.post("/v1/bundles/rank", json={"user_id": random.choice(self.bundle_users), "bundle_ids": ids})
+
+    async def bundle_recommend(self, c: httpx.AsyncClient) -> httpx.Response:
+        return await c.get(f"/v1/users/{random.choice(self.bundle_users)}/bundle-recommendations", params={"k": 20})
+
     def pick(self, scenario: str) -> str:
         if scenario != "mix":
             return scenario
@@ -125,7 +171,10 @@ async def run_load(url: str, scenario: str, scenarios: Scenarios, requests: int,
         samples.append(Sample(name, start - t0, time.perf_counter() - start, status))
 
     async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits, headers=headers) as c:
-        await scenarios.discover(c)
+        if scenario in BUNDLE_SCENARIOS:
+            await scenarios.discover_bundles(c)
+        else:
+            await scenarios.discover(c)
         t0 = time.perf_counter()
         deadline = t0 + duration
         if rate:

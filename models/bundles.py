@@ -34,7 +34,8 @@ from pydantic_settings import SettingsConfigDict
 from torch import nn
 from tqdm.auto import tqdm
 
-from coldproxy.anchors import AnchorIndex
+from coldproxy.anchors import AnchorIndex, unit_rows
+from coldproxy.bundle_recommender import B_FEATURES, I_FEATURES, bundle_condition
 from coldproxy.config import DEFAULT_DATASETS, REPO_ROOT, TrainSettings
 from models.data import Interactions
 from models.diffusion import train_diffusion
@@ -45,9 +46,6 @@ from models.idmodel import LightGCN
 from models.samplers import sample
 from models.training import EarlyStopping, bpr_loss, seed_everything
 from models.youshu import BundleData
-
-B_FEATURES = ("log1p_bundle_count",)
-I_FEATURES = ("warm_item_fraction", "mean_log1p_item_count")
 
 
 class BundleSettings(TrainSettings):
@@ -71,7 +69,10 @@ class BundleSettings(TrainSettings):
                                       description="pseudo-cold triples per real one, per scenario (eta, eq. 23)")
     output_gate: bool = Field(True, description="tanh output-layer gate over views (False: both views weight 1)")
     use_diffusion: bool = True
-    work_dir: Path = REPO_ROOT / "artifacts" / "bundles"
+    package_dir: Path = Field(REPO_ROOT / "artifacts" / "bundle_recommender",
+                              description="where `coldproxy train-bundles` writes the served package")
+    parity_bundles: int = Field(64, description="bundles each exported graph is checked on against torch")
+    parity_tolerance: float = 1e-4
 
 
 def mean_matrix(groups: Interactions, n_groups: int, n_members: int) -> torch.Tensor:
@@ -195,16 +196,6 @@ def composition_features(d: BundleData, s: BundleSettings, progress: bool = True
         return model.embeddings()[1].numpy().copy()
 
 
-def bundle_condition(members_mean: np.ndarray, comp_items: np.ndarray, iI: np.ndarray) -> np.ndarray:
-    """B-view condition [n, 2·dim]: mean composition embedding and mean I-view embedding of the members.
-    ``members_mean`` is the [n, n_items] row-normalised membership (dense or scipy-like with ``@``)."""
-    return np.concatenate([members_mean @ comp_items, members_mean @ iI], axis=1).astype(np.float32)
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
 @dataclass
 class ViewExperts:
     """Per view, the prior (e) and diffusion (d) bundle representations [n_bundles, dim], and the gate features."""
@@ -239,8 +230,9 @@ class HierarchicalGate(nn.Module):
 
     def forward(self, aB, aI, eB, dB, eI, dI):
         """-> (served bundle vector [n, 2·dim], view weights [n, 2], expert weights B [n, 2], I [n, 2])."""
-        both = torch.ones(len(aB), 2)
-        has_id = torch.stack([(aB[:, 0] > 0).float(), torch.ones(len(aB))], 1)  # a B-int cold bundle has no prior B vector
+        one = torch.ones_like(aB[:, :1])  # shapes from the inputs, not len(): the ONNX graph keeps a dynamic batch
+        both = torch.cat([one, one], 1)
+        has_id = torch.cat([(aB[:, :1] > 0).float(), one], 1)  # a B-int cold bundle has no prior B vector
         wB, wI = self.view_b.weights(aB, has_id), self.view_i.weights(aI, both)
         rB = wB[:, 0:1] * eB + wB[:, 1:2] * dB
         rI = wI[:, 0:1] * eI + wI[:, 1:2] * dI
@@ -251,13 +243,26 @@ class HierarchicalGate(nn.Module):
 def _anchors(cond: np.ndarray, emb: np.ndarray, warm: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Similarity anchor of every row (mean ``emb`` of its ``n`` nearest warm rows by condition, itself
     excluded) and the rows that are not warm."""
-    index = AnchorIndex(_unit(cond[warm]), emb[warm], n)
+    index = AnchorIndex(unit_rows(cond[warm]), emb[warm], n)
     exclude = -np.ones(len(cond), np.int64)
     exclude[warm] = np.arange(len(warm))
-    return index.anchors(_unit(cond), exclude), np.setdiff1d(np.arange(len(cond)), warm)
+    return index.anchors(unit_rows(cond), exclude), np.setdiff1d(np.arange(len(cond)), warm)
 
 
-def fit_view_experts(d: BundleData, prior: Prior, comp: np.ndarray, s: BundleSettings, progress: bool = True):
+@dataclass
+class ViewDiffusion:
+    """Stage 2's output: the denoisers (B, I), every bundle's diffusion vector per view, every item's
+    I-view diffusion vector (its prior where it has clicks), and every bundle's B-view condition."""
+
+    denoisers: tuple
+    dB: np.ndarray
+    dI: np.ndarray
+    item_diffusion: np.ndarray
+    condition: np.ndarray
+    log: dict
+
+
+def fit_view_experts(d: BundleData, prior: Prior, comp: np.ndarray, s: BundleSettings, progress: bool = True) -> ViewDiffusion:
     """Stage 2: the two diffusion experts and every bundle's diffusion representation per view."""
     warm_b = d.warm_bundles
     agg = mean_matrix(d.bundle_item, d.n_bundles, d.n_items)
@@ -291,7 +296,8 @@ def fit_view_experts(d: BundleData, prior: Prior, comp: np.ndarray, s: BundleSet
     den_i, log_i = train_diffusion(prior.iI[warm_i], comp[warm_i], s, lambda m: tune_ndcg(prior.bB, items_to_bundles(m)[0]),
                                    progress, desc="diffusion I view")
     dI, dI_items = items_to_bundles(den_i)
-    return (den_b, den_i), dB.astype(np.float32), dI.astype(np.float32), dI_items, {"B": log_b, "I": log_i}
+    return ViewDiffusion((den_b, den_i), dB.astype(np.float32), dI.astype(np.float32), dI_items.astype(np.float32),
+                         cond_b, {"B": log_b, "I": log_i})
 
 
 def train_gates(d: BundleData, prior: Prior, ex: ViewExperts, s: BundleSettings, eta: float, progress: bool = True):
@@ -359,7 +365,7 @@ class BundleModel:
     prior: Prior
     comp: np.ndarray  # composition item embeddings [n_items, dim]
     experts: ViewExperts
-    denoisers: tuple | None
+    diffusion: ViewDiffusion | None
     gate: HierarchicalGate | None
     log: dict
 
@@ -387,7 +393,7 @@ def train_bundle_model(d: BundleData, s: BundleSettings, progress: bool = True) 
     if not s.use_diffusion:
         ex = ViewExperts(prior.bB, prior.bB, prior.bI, prior.bI, aB, aI)
         return BundleModel(d, prior, comp, ex, None, None, {"prior": log_p})
-    dens, dB, dI, _, log_d = fit_view_experts(d, prior, comp, s, progress)
-    ex = ViewExperts(prior.bB, dB, prior.bI, dI, aB, aI)
+    vd = fit_view_experts(d, prior, comp, s, progress)
+    ex = ViewExperts(prior.bB, vd.dB, prior.bI, vd.dI, aB, aI)
     gate, log_g = train_gates(d, prior, ex, s, s.aug_eta[d.scenario], progress)
-    return BundleModel(d, prior, comp, ex, dens, gate, {"prior": log_p, "diffusion": log_d, "gate": log_g})
+    return BundleModel(d, prior, comp, ex, vd, gate, {"prior": log_p, "diffusion": vd.log, "gate": log_g})

@@ -11,197 +11,29 @@ import asyncio
 import base64
 import binascii
 import logging
-import re
 import time
 from contextlib import asynccontextmanager
 from typing import Annotated
 
-import faiss
 import numpy as np
 from anyio import to_thread
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
-import orjson
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import ValidationError
 
-from coldproxy.bundle import BundleError, load_bundle
+from coldproxy.bundle import BundleError
 from coldproxy.config import ServiceSettings
 from coldproxy.preprocess import ImageError
-from service.auth import KeyRing, RateLimiter
-from service.batcher import MicroBatcher, QueueFull
-from service.index import ItemIndex
-from service.metrics import Metrics
-from service.pipeline import ProxyPipeline
-from service.schemas import (ITEM_ID_PATTERN, BatchOut, BatchResult, EmbeddingOut, InteractionsIn, ItemJSON, ItemOut, ItemsBatchIn, ModelOut,
-                             RankIn, RankOut, RecommendOut, ReloadOut)
-from service.store import MemoryStore, RedisStore, StoreUnavailable
-from service.sync import IndexSync
+from service.batcher import QueueFull
+from service.bundle_routes import router as bundle_router
+from service.http import check_item_id, fast_json, fetch, parse_json, rank_in, top_k_in, unavailable
+from service.schemas import (ITEM_ID_PATTERN, BatchOut, BatchResult, EmbeddingOut, InteractionsIn, ItemJSON, ItemOut,
+                             ItemsBatchIn, ModelOut, RankIn, RankOut, RecommendOut, ReloadOut)
+from service.state import AppState, Live, Serving, State, access
+from service.store import StoreUnavailable
 
 log = logging.getLogger("coldproxy")
-ITEM_ID_RE = re.compile(ITEM_ID_PATTERN)
-
-
-class Serving:
-    """One loaded bundle and what hangs off it: ONNX pipeline, store namespace, FAISS index, sync.
-
-    Requests take the current ``Serving`` once and use it throughout, so a bundle reload never
-    mixes two bundles' spaces inside one request.
-    """
-
-    @classmethod
-    async def open(cls, settings: ServiceSettings, metrics: Metrics) -> "Serving":
-        self = cls()
-        s = settings
-        self.bundle = await to_thread.run_sync(load_bundle, s.bundle_dir)  # hashes every file: off the loop
-        self.version = self.bundle.manifest.version
-        dim = self.bundle.manifest.dims.id_dim
-        self.pipeline = await to_thread.run_sync(
-            lambda: ProxyPipeline(self.bundle, metrics, s.ort_providers, s.ort_intra_threads, s.max_image_pixels))
-        self.batcher = None
-        if s.micro_batching:
-            self.batcher = MicroBatcher(self.pipeline.infer, metrics, s.batch_max_size, s.batch_max_wait_ms / 1000,
-                                        s.batch_queue_max, s.batch_workers)
-            self.batcher.start()
-        self.users = {u: i for i, u in enumerate(self.bundle.user_ids)}
-        self.warm = {it: i for i, it in enumerate(self.bundle.item_ids)}
-        self.store = RedisStore(s.redis_url, s.redis_prefix, self.version, dim)
-        if not await self.store.ping():
-            if not s.allow_memory_store:
-                await self.store.close()
-                raise StoreUnavailable(f"Redis at {s.redis_url} does not answer (set COLDPROXY_ALLOW_MEMORY_STORE=1 for a demo without it)")
-            log.warning("Redis at %s does not answer: using an in-process store; nothing will persist", s.redis_url)
-            await self.store.close()
-            self.store = MemoryStore(self.version, dim)
-        faiss.omp_set_num_threads(s.faiss_threads)
-        self.index = ItemIndex(dim)
-        self.index.upsert(self.bundle.item_ids, self.bundle.item_emb)
-        self.sync = IndexSync(self.store, self.index, metrics, self.warm)
-        try:
-            n_cold = await self.sync.start()
-        except Exception:
-            await self.close()
-            raise
-        metrics.items_indexed.labels("warm").set(len(self.warm))
-        log.info("bundle %s loaded: %d users, %d warm items, %d cold items from the store, providers %s",
-                 self.version, len(self.users), len(self.warm), n_cold, self.pipeline.providers)
-        return self
-
-    async def close(self) -> None:
-        if getattr(self, "batcher", None) is not None:
-            await self.batcher.stop()
-        if hasattr(self, "sync"):
-            await self.sync.stop()
-        if hasattr(self, "store"):
-            await self.store.close()
-
-
-class State:
-    """Settings, metrics, auth and the current ``Serving``; routes get it through ``AppState``."""
-
-    def __init__(self, settings: ServiceSettings):
-        self.settings = settings
-        self.metrics = Metrics()
-        self.keys = KeyRing([k for k in [settings.api_key, *settings.api_keys] if k], settings.api_keys_file)
-        self.limiter = RateLimiter(settings.rate_limit_rps, settings.rate_limit_burst)
-        self.serving: Serving | None = None
-        self._reload_lock = asyncio.Lock()
-        self._retiring: set[asyncio.Task] = set()
-
-    @property
-    def ready(self) -> bool:
-        return self.serving is not None
-
-    async def start(self) -> None:
-        self.serving = await Serving.open(self.settings, self.metrics)
-
-    async def reload(self) -> tuple[str, str]:
-        """Load the bundle directory again; swap only once the new bundle is fully ready.
-
-        Raises ``BundleError``/``StoreUnavailable`` and keeps serving the old bundle on failure.
-        Returns (previous version, serving version).
-        """
-        async with self._reload_lock:
-            old = self.serving
-            new = await Serving.open(self.settings, self.metrics)
-            if old is not None and new.version == old.version:
-                await new.close()
-                return old.version, old.version
-            self.serving = new
-            if old is not None:
-                task = asyncio.create_task(self._retire(old))
-                self._retiring.add(task)
-                task.add_done_callback(self._retiring.discard)
-            log.info("now serving bundle %s (was %s)", new.version, old.version if old else None)
-            return (old.version if old else ""), new.version
-
-    async def _retire(self, old: Serving) -> None:
-        try:
-            await asyncio.sleep(self.settings.reload_grace_s)  # let requests that hold it finish
-        finally:
-            await old.close()
-
-    async def stop(self) -> None:
-        serving, self.serving = self.serving, None
-        retiring = list(self._retiring)
-        for task in retiring:
-            task.cancel()
-        await asyncio.gather(*retiring, return_exceptions=True)
-        if serving is not None:
-            await serving.close()
-
-
-def get_state(request: Request) -> State:
-    return request.app.state.coldproxy
-
-
-AppState = Annotated[State, Depends(get_state)]
-
-
-def get_serving(st: AppState) -> Serving:
-    if st.serving is None:
-        raise HTTPException(503, "no bundle loaded yet", headers={"Retry-After": "1"})
-    return st.serving
-
-
-Live = Annotated[Serving, Depends(get_serving)]
-
-
-def access(write: bool):
-    """Dependency: API key (writes always, reads when ``auth_reads``) then the per-client rate limit."""
-
-    async def check(request: Request, st: AppState) -> None:  # async: runs on the loop, no thread races
-        who = None
-        if st.keys.enabled:
-            who = st.keys.identify(request.headers.get("x-api-key"))
-            if who is None and (write or st.settings.auth_reads):
-                raise HTTPException(401, "missing or wrong X-API-Key")
-        if st.limiter.enabled:
-            client = f"key:{who}" if who else f"addr:{request.client.host if request.client else 'unknown'}"
-            wait = st.limiter.acquire(client)
-            if wait > 0:
-                raise HTTPException(429, f"rate limit of {st.settings.rate_limit_rps:g} requests/s exceeded",
-                                    headers={"Retry-After": RateLimiter.retry_after(wait)})
-
-    return Depends(check)
-
-
-def check_item_id(item_id: str) -> str:
-    if not ITEM_ID_RE.fullmatch(item_id or ""):
-        raise HTTPException(422, f"item_id must match {ITEM_ID_PATTERN}")
-    return item_id
-
-
-def fast_json(payload: dict) -> Response:
-    """Hot read paths: the payload already has the route's ``response_model`` shape (kept for the OpenAPI
-    schema); orjson writes it directly instead of FastAPI re-validating and encoding every field
-    (10x the cost of the handler for a 1,000-candidate ranking)."""
-    return Response(orjson.dumps(payload), media_type="application/json")
-
-
-def unavailable(exc: Exception) -> HTTPException:
-    return HTTPException(503, f"store unavailable: {exc}", headers={"Retry-After": "1"})
 
 
 async def _read_item(request: Request, s: ServiceSettings) -> tuple[str, str | None, bytes | None, bool]:
@@ -230,18 +62,11 @@ async def _read_item(request: Request, s: ServiceSettings) -> tuple[str, str | N
             image = await upload.read()
         overwrite = str(form.get("overwrite", "false")).lower() in ("1", "true", "yes")
     elif ctype.startswith("application/json"):
-        body = _parse_json(ItemJSON, await request.body())
+        body = parse_json(ItemJSON, await request.body())
         return _check_json_item(body, s)
     else:
         raise HTTPException(415, "send multipart/form-data (or a url-encoded form without image) or application/json")
     return _check_item(item_id, text, image, overwrite, s)
-
-
-def _parse_json(model, raw: bytes):
-    try:
-        return model.model_validate_json(raw)
-    except ValidationError as exc:
-        raise HTTPException(422, exc.errors(include_url=False, include_context=False, include_input=False)) from exc
 
 
 def _check_json_item(body: ItemJSON, s: ServiceSettings) -> tuple[str, str | None, bytes | None, bool]:
@@ -332,7 +157,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         sv = st.serving
         if sv is None:
             return JSONResponse({"status": "loading"}, status_code=503)
-        if not await sv.store.ping():
+        if not await sv.items.store.ping():
             return JSONResponse({"status": "store unavailable"}, status_code=503)
         return {"status": "ready", "bundle_version": sv.version}
 
@@ -344,7 +169,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     async def model(sv: Live) -> ModelOut:
         m = sv.bundle.manifest
         return ModelOut(bundle_version=m.version, created_at=m.created_at, dims=m.dims.model_dump(), encoders=m.encoders,
-                        counts=m.counts, cold_items_indexed=len(sv.index) - len(sv.warm),
+                        counts=m.counts, cold_items_indexed=sv.items.cold_indexed,
                         providers=sv.pipeline.providers, test_metrics=m.metrics.get("test", {}))
 
     @app.post("/v1/admin/reload", response_model=ReloadOut, dependencies=[access(write=True)])
@@ -370,13 +195,13 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             try:
                 extra = result.parts and result.parts | {
                     "interactions": 0, "fusion_weights": ",".join(f"{float(a):.9g}" for a in result.fusion_weights)}
-                stored = await sv.store.put(item_id, emb, result.modalities, overwrite, extra)
+                stored = await sv.items.store.put(item_id, emb, result.modalities, overwrite, extra)
             except StoreUnavailable as exc:
                 raise unavailable(exc) from exc
         if not stored:
             raise HTTPException(409, f"item {item_id} already exists for bundle {sv.version}; send overwrite=true to replace it")
         with st.metrics.time_stage("index"):
-            sv.sync.add([item_id], emb[None])
+            sv.items.add([item_id], emb[None])
         return item_out(sv, item_id, emb, result.modalities, result.fusion_weights, result.expert_weights)
 
     def item_out(sv: Serving, item_id, emb, modalities, alpha, experts, interactions=None) -> ItemOut:
@@ -386,7 +211,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
                        interactions=interactions, embedding=emb.tolist())
 
     def refuse_warm(sv: Serving, item_id: str) -> None:
-        if item_id in sv.warm:
+        if item_id in sv.items.warm:
             raise HTTPException(409, f"item {item_id} is warm: it is served from the ID model")
 
     @app.post("/v1/items", response_model=ItemOut, openapi_extra=ITEM_BODY, dependencies=[access(write=True)])
@@ -413,7 +238,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         refuse_warm(sv, item_id)
         if not sv.bundle.has_experts:
             raise HTTPException(409, f"bundle {sv.version} has no cold-aware gate; interaction counts do not change its proxies")
-        body = _parse_json(InteractionsIn, await request.body())
+        body = parse_json(InteractionsIn, await request.body())
         d = sv.bundle.manifest.dims.id_dim
         id_emb = None
         if body.id_embedding is not None:
@@ -421,7 +246,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             if id_emb.shape != (d,) or not np.isfinite(id_emb).all():
                 raise HTTPException(422, f"id_embedding must be {d} finite numbers")
         try:
-            rec = await sv.store.get_record(item_id)
+            rec = await sv.items.store.get_record(item_id)
         except StoreUnavailable as exc:
             raise unavailable(exc) from exc
         if rec is None:
@@ -439,11 +264,11 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             extra["id_embedding"] = id_emb
         with st.metrics.time_stage("store"):
             try:
-                await sv.store.put(item_id, emb, rec["modalities"], True, extra)
+                await sv.items.store.put(item_id, emb, rec["modalities"], True, extra)
             except StoreUnavailable as exc:
                 raise unavailable(exc) from exc
         with st.metrics.time_stage("index"):
-            sv.sync.add([item_id], emb[None])
+            sv.items.add([item_id], emb[None])
         alpha = [float(a) for a in rec["fusion_weights"].split(",")]
         return item_out(sv, item_id, emb, rec["modalities"], alpha, w, body.count)
 
@@ -459,7 +284,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             raise HTTPException(413, f"request larger than {s.max_batch_bytes} bytes")
         if not request.headers.get("content-type", "").startswith("application/json"):
             raise HTTPException(415, "send application/json: {\"items\": [{\"item_id\", \"text\", \"image_base64\"}, ...]}")
-        body = _parse_json(ItemsBatchIn, await request.body())
+        body = parse_json(ItemsBatchIn, await request.body())
         if len(body.items) > s.max_batch_items:
             raise HTTPException(413, f"at most {s.max_batch_items} items per batch")
         results: list[BatchResult] = [BatchResult(item_id=it.item_id, status=200) for it in body.items]
@@ -482,62 +307,25 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         await asyncio.gather(*(one(n, i, o, r) for (n, i, o, _), r in zip(todo, embedded)))
         return BatchOut(bundle_version=sv.version, stored=sum(r.status == 200 for r in results), results=results)
 
-    async def lookup(st: State, sv: Serving, item_ids: list[str]) -> dict[str, tuple[np.ndarray, str]]:
-        """Warm items from the bundle; cold ones from this replica's index when it holds them
-        (``local_reads``), else from Redis (an item another replica wrote in the last instant)."""
-        out = {i: (sv.bundle.item_emb[sv.warm[i]], "id") for i in item_ids if i in sv.warm}
-        rest = [i for i in item_ids if i not in sv.warm and ITEM_ID_RE.fullmatch(i)]
-        local = sv.index.vectors(rest) if st.settings.local_reads and rest else {}
-        remote = [i for i in rest if i not in local]
-        try:
-            cold = await sv.store.get_many(remote)
-        except StoreUnavailable as exc:
-            raise unavailable(exc) from exc
-        out.update({i: (v, "proxy") for i, v in local.items()})
-        out.update({i: (v, "proxy") for i, v in cold.items()})
-        m = st.metrics.lookups
-        m.labels("id").inc(len(out) - len(local) - len(cold))
-        m.labels("proxy_local").inc(len(local))
-        m.labels("proxy_redis").inc(len(cold))
-        m.labels("miss").inc(len(item_ids) - len(out))
-        return out
-
     @app.get("/v1/items/{item_id}/embedding", response_model=EmbeddingOut, dependencies=[access(write=False)])
-    async def get_embedding(item_id: str, st: AppState, sv: Live) -> Response:
+    async def get_embedding(item_id: str, sv: Live) -> Response:
         check_item_id(item_id)
-        found = await lookup(st, sv, [item_id])
-        if item_id not in found:
-            raise HTTPException(404, f"unknown item {item_id}")
-        emb, source = found[item_id]
+        emb, source = await fetch(sv.items, item_id, "item")
         return fast_json({"item_id": item_id, "bundle_version": sv.version, "source": source, "embedding": emb.tolist()})
-
-    def user_vector(sv: Serving, user_id: str) -> np.ndarray:
-        if user_id not in sv.users:
-            raise HTTPException(404, f"unknown user {user_id}")
-        return sv.bundle.user_emb[sv.users[user_id]]
 
     @app.post("/v1/rank", response_model=RankOut, dependencies=[access(write=False)])
     async def rank(body: RankIn, st: AppState, sv: Live) -> Response:
-        if len(body.item_ids) > st.settings.max_candidates:
-            raise HTTPException(413, f"at most {st.settings.max_candidates} candidates per request")
-        u = user_vector(sv, body.user_id)
-        ids = list(dict.fromkeys(body.item_ids))
-        found = await lookup(st, sv, ids)
-        known = [i for i in ids if i in found]
-        scores = np.stack([found[i][0] for i in known]) @ u if known else np.zeros(0)
-        order = np.argsort(-scores, kind="stable")
-        ranked = [{"item_id": known[j], "score": sc, "source": found[known[j]][1]}
-                  for j, sc in zip(order.tolist(), scores[order].tolist())]
-        return fast_json({"user_id": body.user_id, "bundle_version": sv.version, "scores": ranked,
-                          "missing": [i for i in ids if i not in found]})
+        ranked, missing = await rank_in(sv.items, body.user_id, body.item_ids, st.settings)
+        return fast_json({"user_id": body.user_id, "bundle_version": sv.version, "missing": missing,
+                          "scores": [{"item_id": i, "score": sc, "source": src} for i, sc, src in ranked]})
 
     @app.get("/v1/users/{user_id}/recommendations", response_model=RecommendOut, dependencies=[access(write=False)])
     async def recommend(user_id: str, st: AppState, sv: Live, k: Annotated[int, Query(ge=1)] = 10) -> Response:
-        if k > st.settings.max_k:
-            raise HTTPException(422, f"k must be at most {st.settings.max_k}")
-        u = user_vector(sv, user_id)
-        hits = sv.index.search(u, k)
+        hits = top_k_in(sv.items, user_id, k, st.settings)
         return fast_json({"user_id": user_id, "bundle_version": sv.version,
-                          "items": [{"item_id": i, "score": s, "source": "id" if i in sv.warm else "proxy"} for i, s in hits]})
+                          "items": [{"item_id": i, "score": sc, "source": src} for i, sc, src in hits]})
 
+    app.include_router(bundle_router)
     return app
+
+

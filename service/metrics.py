@@ -18,9 +18,11 @@ class Metrics:
         self.latency = Histogram("coldproxy_request_seconds", "HTTP request latency", ["route", "method"], buckets=LATENCY_BUCKETS, registry=r)
         self.stage = Histogram("coldproxy_stage_seconds", "Pipeline stage latency", ["stage"], buckets=LATENCY_BUCKETS, registry=r)
         self.batch_size = Histogram("coldproxy_batch_size", "Items per model call", ["graph"], buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=r)
-        self.lookups = Counter("coldproxy_item_lookups_total", "Item embedding lookups by source", ["source"], registry=r)
+        self.lookups = Counter("coldproxy_item_lookups_total", "Embedding lookups by catalog (items, bundles) and source",
+                               ["catalog", "source"], registry=r)
         self.queue_depth = Gauge("coldproxy_batch_queue_depth", "Items waiting for the micro-batcher", registry=r)
-        self.items_indexed = Gauge("coldproxy_index_items", "Items in the FAISS index", ["kind"], registry=r)
+        self.items_indexed = Gauge("coldproxy_index_items", "Entries in the FAISS index by catalog and kind", ["catalog", "kind"],
+                                   registry=r)
 
     @contextmanager
     def time_stage(self, stage: str):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 from pydantic import BaseModel, Field
 
-ITEM_ID_PATTERN = r"^[A-Za-z0-9._:\-]{1,128}$"
+ITEM_ID_PATTERN = r"^[A-Za-z0-9._:\-]{1,128}$"  # item, bundle and user IDs alike
+ITEM_ID_RE = re.compile(ITEM_ID_PATTERN)
 
 
 class ItemJSON(BaseModel):
@@ -94,3 +97,52 @@ class ReloadOut(BaseModel):
     previous_version: str
     bundle_version: str
     changed: bool = Field(description="False when the bundle directory still holds the serving version")
+
+
+class BundleIn(BaseModel):
+    bundle_id: str = Field(pattern=ITEM_ID_PATTERN)
+    item_ids: list[str] = Field(min_length=1, description="member item IDs of the bundle recommender's catalogue, "
+                                "with or without interactions; repeats count once")
+    overwrite: bool = False
+
+
+class BundleOut(BaseModel):
+    bundle_id: str
+    model_version: str = Field(description="the bundle recommender package's version")
+    source: str = Field(description="'proxy' (computed from the members)")
+    members: int = Field(description="distinct member items")
+    view_weights: dict[str, float] = Field(description="output-layer gate: weight of the bundle-level and item-level view")
+    expert_weights: dict[str, dict[str, float]] = Field(
+        description="per view, the view-layer gate's weights over the prior and the diffusion expert")
+    embedding: list[float]
+
+
+class BundleEmbeddingOut(BaseModel):
+    bundle_id: str
+    model_version: str
+    source: str = Field(description="'id' for a bundle the model was trained with, 'proxy' for one posted since")
+    embedding: list[float]
+
+
+class BundleRankIn(BaseModel):
+    user_id: str = Field(min_length=1, max_length=128)
+    bundle_ids: list[str] = Field(min_length=1)
+
+
+class ScoredBundle(BaseModel):
+    bundle_id: str
+    score: float
+    source: str | None = None
+
+
+class BundleRankOut(BaseModel):
+    user_id: str
+    model_version: str
+    scores: list[ScoredBundle]
+    missing: list[str] = Field(description="candidate bundle IDs with no embedding (unknown or not yet posted)")
+
+
+class BundleRecommendOut(BaseModel):
+    user_id: str
+    model_version: str
+    bundles: list[ScoredBundle]

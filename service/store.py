@@ -173,6 +173,19 @@ class MemoryStore(RedisStore):
         pass
 
 
+async def open_store(s, prefix: str, version: str, dim: int) -> RedisStore:
+    """The Redis store of one model version under ``prefix``; with ``s.allow_memory_store`` an
+    in-process one when Redis does not answer (demo only), else ``StoreUnavailable``."""
+    store = RedisStore(s.redis_url, prefix, version, dim)
+    if await store.ping():
+        return store
+    await store.close()
+    if not s.allow_memory_store:
+        raise StoreUnavailable(f"Redis at {s.redis_url} does not answer (set COLDPROXY_ALLOW_MEMORY_STORE=1 for a demo without it)")
+    log.warning("Redis at %s does not answer: using an in-process store for %s; nothing will persist", s.redis_url, prefix)
+    return MemoryStore(version, dim)
+
+
 def _decode_record(raw: dict) -> dict:
     out: dict = {}
     for k, v in raw.items():

@@ -21,15 +21,15 @@ log = logging.getLogger("coldproxy.sync")
 
 
 class IndexSync:
-    def __init__(self, store: RedisStore, index: ItemIndex, metrics: Metrics, warm: dict[str, int]):
-        self.store, self.index, self.metrics, self.warm = store, index, metrics, warm
+    def __init__(self, store: RedisStore, index: ItemIndex, metrics: Metrics, warm: dict[str, int], catalog: str = "items"):
+        self.store, self.index, self.metrics, self.warm, self.catalog = store, index, metrics, warm, catalog
         self._task: asyncio.Task | None = None
         self._pubsub = None
 
     def add(self, item_ids: list[str], emb: np.ndarray) -> None:
         """Upsert cold items into this replica's index (its own POSTs, and what the store announces)."""
         self.index.upsert(item_ids, emb)
-        self.metrics.items_indexed.labels("cold").set(len(self.index) - len(self.warm))
+        self.metrics.items_indexed.labels(self.catalog, "cold").set(len(self.index) - len(self.warm))
 
     async def _index_ids(self, item_ids: list[str]) -> int:
         found = await self.store.get_many([i for i in item_ids if i not in self.warm])

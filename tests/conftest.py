@@ -113,7 +113,8 @@ def replica(bundle_dir, redis_prefix):
     """``with replica(**overrides) as live:`` starts one more server on the test bundle and Redis prefix."""
 
     def make(**overrides) -> LiveServer:
-        base = {"bundle_dir": bundle_dir, "redis_url": REDIS_URL, "redis_prefix": redis_prefix, "port": _free_port()}
+        base = {"bundle_dir": bundle_dir, "redis_url": REDIS_URL, "redis_prefix": redis_prefix, "port": _free_port(),
+                "bundle_recommender_dir": None}
         return LiveServer(ServiceSettings(**(base | overrides)))
 
     return make

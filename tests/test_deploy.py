@@ -82,3 +82,14 @@ def test_helm_api_keys_secret_and_internal_redis():
     assert "HorizontalPodAutoscaler" not in docs and docs["Deployment"][0]["spec"]["replicas"] == 2
     pod = docs["Deployment"][0]["spec"]["template"]["spec"]
     assert any(v.get("secret", {}).get("secretName") == "rel-coldproxy-api-keys" for v in pod["volumes"])
+
+
+def test_helm_mounts_a_bundle_recommender_only_when_given_one():
+    (dep,) = render("bundleRecommender.volume.persistentVolumeClaim.claimName=shelves")["Deployment"]
+    pod = dep["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    assert {m["mountPath"] for m in c["volumeMounts"]} == {"/bundle", "/bundle-recommender", "/tmp"}
+    (vol,) = [v for v in pod["volumes"] if v["name"] == "bundle-recommender"]
+    assert vol["persistentVolumeClaim"]["claimName"] == "shelves"
+    (cm,) = render()["ConfigMap"]
+    assert cm["data"]["COLDPROXY_BUNDLE_RECOMMENDER_DIR"] == "/bundle-recommender"

@@ -195,7 +195,7 @@ def test_restarted_server_rebuilds_index_from_redis(server, replica, held_out):
         with httpx.Client(base_url=other.url, timeout=30) as c:
             r = c.get(f"/v1/items/{held_out['item_id']}/embedding")
             assert r.status_code == 200 and r.json()["source"] == "proxy"
-            gauge = [l for l in c.get("/metrics").text.splitlines() if l.startswith('coldproxy_index_items{kind="cold"}')]
+            gauge = [l for l in c.get("/metrics").text.splitlines() if l.startswith('coldproxy_index_items{catalog="items",kind="cold"}')]
             assert gauge and float(gauge[0].split()[-1]) >= 1
 
 
@@ -341,4 +341,4 @@ def test_local_reads_follow_an_overwrite_made_on_another_replica(client, replica
             time.sleep(0.02)
         assert got == new.json()["embedding"], "replica 1 still serves the overwritten vector after 1 s"
     metrics = client.get("/metrics").text
-    assert 'coldproxy_item_lookups_total{source="proxy_local"}' in metrics
+    assert 'coldproxy_item_lookups_total{catalog="items",source="proxy_local"}' in metrics
