@@ -118,14 +118,15 @@ class BundleVectors:
 class BundleEmbedder:
     """New bundles' vectors from their members through the package's two ONNX graphs."""
 
-    def __init__(self, rec: BundleRecommender, providers: list[str] | None = None, intra_threads: int = 0):
+    def __init__(self, rec: BundleRecommender, ort: dict | None = None):
+        """``ort``: ``coldproxy.ort.make_session`` options."""
         a, self.dim = rec.arrays, rec.manifest.dim
         self.item_prior, self.item_diffusion, self.item_comp = a["item_prior"], a["item_diffusion"], a["item_composition"]
         self.log_counts = np.log1p(a["item_counts"].astype(np.float32))
         self.clicked = (a["item_counts"] > 0).astype(np.float32)
         self.anchors = AnchorIndex(unit_rows(a["bundle_condition"]), a["bundle_prior"], rec.manifest.anchor_n)
-        self.sampler = make_session(rec.file("sampler"), providers, intra_threads)
-        self.gate = make_session(rec.file("gate"), providers, intra_threads)
+        self.sampler = make_session(rec.file("sampler"), **(ort or {}))
+        self.gate = make_session(rec.file("gate"), **(ort or {}))
         self.providers = self.sampler.get_providers()
 
     def embed(self, members: list[np.ndarray]) -> BundleVectors:

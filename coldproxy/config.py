@@ -139,7 +139,16 @@ class ServiceSettings(BaseSettings):
         description="bundle recommender package (`coldproxy train-bundles`); served under /v1/bundles when the "
                     "directory exists (a directory that is there but invalid stops start-up); empty: no bundles")
     max_bundle_members: int = Field(1000, description="member items per POST /v1/bundles")
-    ort_intra_threads: int = 0
+    ort_intra_threads: int = Field(0, description="ONNX Runtime threads per graph call (0: one per core)")
+    ort_graph_optimization: Literal["disable", "basic", "extended", "all"] = "all"
+    ort_cpu_mem_arena: bool = Field(True, description="ONNX Runtime CPU allocator arena")
+    ort_mem_pattern: bool = Field(True, description="ONNX Runtime memory-pattern planning for repeated shapes")
     faiss_threads: int = Field(1, description="OpenMP threads per FAISS search (one query per request: more threads only "
                                "spin against each other and the encoders)")
     ort_providers: list[str] | None = Field(None, description="ONNX Runtime providers; default: CUDA if present, else CPU")
+
+    def ort_options(self) -> dict:
+        """Keyword arguments of ``coldproxy.ort.make_session`` for every graph the service runs."""
+        return {"providers": self.ort_providers, "intra_threads": self.ort_intra_threads,
+                "graph_optimization": self.ort_graph_optimization, "cpu_mem_arena": self.ort_cpu_mem_arena,
+                "mem_pattern": self.ort_mem_pattern}

@@ -31,7 +31,7 @@ class ParityError(RuntimeError):
     pass
 
 
-def _parity_inputs(s, n: int) -> tuple[dict, dict]:
+def parity_inputs(s, n: int) -> tuple[dict, dict]:
     """Real inputs: the first ``n`` items with a poster, their texts, and their features."""
     ds = load_dataset(s)
     idx = [i for i, p in enumerate(ds.item_images) if p is not None][:n]
@@ -52,7 +52,7 @@ def build_bundle(s) -> Path:
     shutil.copy(text_model_dir() / "tokenizer.json", stage / COMPONENTS["tokenizer"])
     shutil.copy(work / "embeddings.npz", stage / COMPONENTS["embeddings"])
 
-    text_feeds, pixel_feeds = _parity_inputs(s, s.parity_items)
+    text_feeds, pixel_feeds = parity_inputs(s, s.parity_items)
     z = np.load(stage / COMPONENTS["embeddings"])
     real = np.load(work / "parity_inputs.npz")
     proxy_feeds = {name: real[name] for name in PROXY_INPUTS}

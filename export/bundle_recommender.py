@@ -79,7 +79,7 @@ def build_bundle_recommender(m: BundleModel, s: BundleSettings, out: Path | None
     write_manifest(stage, manifest)
     if len(new):  # the package end to end, through the service's code, on bundles without interactions
         members = d.members()
-        got = BundleEmbedder(load_bundle_recommender(stage), ["CPUExecutionProvider"]).embed([members[b] for b in new])
+        got = BundleEmbedder(load_bundle_recommender(stage), {"providers": ["CPUExecutionProvider"]}).embed([members[b] for b in new])
         report["end_to_end"] = float(np.abs(got.embedding - served[new]).max())
         write_manifest(stage, manifest.model_copy(update={"parity": report}))
     bad = {k: v for k, v in report.items() if not v < s.parity_tolerance}

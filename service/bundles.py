@@ -30,7 +30,7 @@ class BundleServing:
         self = cls()
         self.rec = await to_thread.run_sync(load_bundle_recommender, s.bundle_recommender_dir)
         self.version = self.rec.version
-        self.embedder = await to_thread.run_sync(lambda: BundleEmbedder(self.rec, s.ort_providers, s.ort_intra_threads))
+        self.embedder = await to_thread.run_sync(lambda: BundleEmbedder(self.rec, s.ort_options()))
         self.metrics = metrics
         a = self.rec.arrays
         self.item_row = {str(x): i for i, x in enumerate(a["item_ids"])}

@@ -27,18 +27,19 @@ from service.metrics import Metrics
 
 
 class ProxyPipeline:
-    def __init__(self, bundle: Bundle, metrics: Metrics, providers: list[str] | None, intra_threads: int, max_pixels: int):
+    def __init__(self, bundle: Bundle, metrics: Metrics, ort: dict, max_pixels: int):
+        """``ort``: ``coldproxy.ort.make_session`` options (``ServiceSettings.ort_options()``)."""
         m = bundle.manifest
         self.dims, self.metrics, self.max_pixels = m.dims, metrics, max_pixels
         self.tokenizer = TextTokenizer(bundle.file("tokenizer"), m.preprocessing["text_max_len"])
-        self.text = make_session(bundle.file("text_encoder"), providers, intra_threads)
-        self.image = make_session(bundle.file("image_encoder"), providers, intra_threads)
-        self.proxy = make_session(bundle.file("proxy"), providers, intra_threads)
+        self.text = make_session(bundle.file("text_encoder"), **ort)
+        self.image = make_session(bundle.file("image_encoder"), **ort)
+        self.proxy = make_session(bundle.file("proxy"), **ort)
         self.providers = self.proxy.get_providers()
         self.sampler = self.gate = self.anchors = None
         if bundle.has_experts:
-            self.sampler = make_session(bundle.file("sampler"), providers, intra_threads)
-            self.gate = make_session(bundle.file("gate"), providers, intra_threads)
+            self.sampler = make_session(bundle.file("sampler"), **ort)
+            self.gate = make_session(bundle.file("gate"), **ort)
             z = np.load(bundle.file("embeddings"))
             warm_vec = content_vectors(z["item_text"], z["item_image"], z["item_mask"])
             self.anchors = AnchorIndex(warm_vec, bundle.item_emb, bundle.manifest.experts["anchor_n"])

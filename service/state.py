@@ -43,7 +43,7 @@ class Serving:
         self.version = self.bundle.manifest.version
         dim = self.bundle.manifest.dims.id_dim
         self.pipeline = await to_thread.run_sync(
-            lambda: ProxyPipeline(self.bundle, metrics, s.ort_providers, s.ort_intra_threads, s.max_image_pixels))
+            lambda: ProxyPipeline(self.bundle, metrics, s.ort_options(), s.max_image_pixels))
         self.batcher = None
         if s.micro_batching:
             self.batcher = MicroBatcher(self.pipeline.infer, metrics, s.batch_max_size, s.batch_max_wait_ms / 1000,

@@ -82,3 +82,25 @@ def test_sampler_graph_matches_torch_on_cold_items(bundle_dir, trained, train_se
     got = make_session(bundle_dir / "sampler.onnx").run(None, {"anchor": anchor, "condition": cond})[0]
     np.testing.assert_allclose(got, sample(den, anchor, cond, **kw), atol=TOL)
     np.testing.assert_allclose(got, trained.experts.diffusion[cold], atol=TOL)  # what training scored
+
+
+def test_int8_bundle_is_a_new_verified_bundle_that_serves_close_to_float32(bundle_dir, trained, train_settings, tmp_path):
+    from export.quantize import quantize_bundle
+    from service.metrics import Metrics
+    from service.pipeline import ProxyPipeline
+
+    b = load_bundle(bundle_dir)
+    bq = load_bundle(quantize_bundle(bundle_dir, tmp_path / "int8", train_settings))
+    assert bq.manifest.version != b.manifest.version and "int8" in bq.manifest.encoders["quantization"]
+    assert bq.file("text_encoder").stat().st_size < 0.5 * b.file("text_encoder").stat().st_size
+    assert bq.manifest.files["image_encoder"] == b.manifest.files["image_encoder"]  # text only by default
+    assert 0 < bq.manifest.parity["text_encoder_int8"] < 1.0
+    ds = trained.dataset
+    items = [(ds.item_texts[i], ds.item_images[i].read_bytes() if ds.item_images[i] else None)
+             for i in trained.split.test_items[:16]]
+    ort = {"providers": ["CPUExecutionProvider"]}
+    e = np.stack([r.embedding for r in ProxyPipeline(b, Metrics(), ort, 40_000_000).embed_many(items)])
+    eq = np.stack([r.embedding for r in ProxyPipeline(bq, Metrics(), ort, 40_000_000).embed_many(items)])
+    cos = (e * eq).sum(1) / np.linalg.norm(e, axis=1) / np.linalg.norm(eq, axis=1)
+    # int8 moves every vector a little (the quality change on the cold split is bench/quantize.py's job)
+    assert not np.allclose(e, eq) and cos.mean() > 0.9 and cos.min() > 0.5, cos
