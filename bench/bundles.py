@@ -56,6 +56,7 @@ def run(scenario: str, seed: int, base: dict, progress: bool) -> dict:
             vec = gate(*(torch.from_numpy(x) for x in (aB, aI, ex.eB, ex.dB, ex.eI, ex.dI)))[0].numpy()
         out[name] = test(vec)
     out["seconds"] = time.time() - t
+    out["aug_eta"] = eta
     print(scenario, seed, json.dumps(out), flush=True)
     return out
 
@@ -122,7 +123,8 @@ def main() -> None:
         for sh in shards:
             for sc, by_seed in sh["runs"].items():
                 runs.setdefault(sc, {}).update(by_seed)
-        base, seeds = shards[0]["settings"], sorted({int(k) for by in runs.values() for k in by})
+        seeds = sorted({int(k) for by in runs.values() for k in by})
+        base = [{"scenarios": list(sh["runs"]), "settings": sh["settings"]} for sh in shards]  # later shards win
         write({"settings": base, "seeds": seeds, "runs": runs, "table": summarise(runs),
                "seconds": sum(r["seconds"] for by in runs.values() for r in by.values())})
         return

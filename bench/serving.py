@@ -12,9 +12,10 @@ measures, in order:
 (d) a mixed load at a fixed rate for ``--soak`` seconds with the service's RSS sampled every 5 s
     (growth after warm-up), and the peak RSS of the whole run.
 
-Prints and writes bench/results/serving.{json,png}.
+Prints and writes bench/results/<name>.{json,png} (``--name``, default ``serving``).
 
     python bench/serving.py [--soak 300] [--rate 200] [--soak-rate 60]
+    python bench/serving.py --bundle artifacts/bundle-int8-text --name serving-int8-text --soak 0
 """
 
 from __future__ import annotations
@@ -171,6 +172,7 @@ def main() -> None:
     p.add_argument("--read-seconds", type=float, default=20.0)
     p.add_argument("--soak", type=float, default=300.0, help="seconds of mixed load for the RSS check (0: skip)")
     p.add_argument("--soak-rate", type=float, default=60.0)
+    p.add_argument("--name", default="serving", help="results file name under bench/results/")
     a = p.parse_args()
     payloads = Payloads.from_movielens(DEFAULT_DATASETS / "movielens-posters")
     with_poster = [it for it in payloads.items if it[2] is not None]
@@ -230,11 +232,11 @@ def main() -> None:
         if 1 in by_c else None)
     report["seconds"] = time.time() - t_all
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "serving.json").write_text(json.dumps(report, indent=2))
-    plot(report, RESULTS / "serving.png")
+    (RESULTS / f"{a.name}.json").write_text(json.dumps(report, indent=2))
+    plot(report, RESULTS / f"{a.name}.png")
     print(json.dumps({k: report[k] for k in ("ratios", "flops_per_item", "matmul_flops_per_s", "ingest_fraction_of_matmul_bound",
                                             "peak_rss_mb")}, indent=2))
-    print(f"wrote {RESULTS}/serving.{{json,png}} in {report['seconds']:.0f}s")
+    print(f"wrote {RESULTS}/{a.name}.{{json,png}} in {report['seconds']:.0f}s")
 
 
 def plot(report: dict, path: Path) -> None:

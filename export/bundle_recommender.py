@@ -18,11 +18,11 @@ import numpy as np
 import torch
 
 from coldproxy.bundle import sha256_file, write_manifest
-from coldproxy.bundle_recommender import (FILES, SAMPLER_INPUTS, BundleEmbedder, BundleRecommenderManifest,
+from coldproxy.bundle_recommender import (FILES, GATE_INPUTS, SAMPLER_INPUTS, BundleEmbedder, BundleRecommenderManifest,
                                           load_bundle_recommender)
 from export.bundle import ParityError, package_version, replace_dir, staging_dir
 from export.graphs import export_bundle_gate, export_sampler, parity
-from models.bundles import BundleModel, BundleSettings, _anchors
+from models.bundles import BundleModel, BundleSettings, warm_anchors
 from models.diffusion import NoiseSchedule
 from models.experts import sampler_kwargs
 from models.samplers import UnrolledSampler, make_plan
@@ -55,13 +55,12 @@ def build_bundle_recommender(m: BundleModel, s: BundleSettings, out: Path | None
     new = np.setdiff1d(np.arange(d.n_bundles), warm)
     new = rng.choice(new, min(s.parity_bundles, len(new)), replace=False) if len(new) else new
     known = rng.choice(warm, min(s.parity_bundles, len(warm)), replace=False)
-    anchors, _ = _anchors(vd.condition, m.prior.bB, warm, s.anchor_n)
+    anchors, _ = warm_anchors(vd.condition, m.prior.bB, warm, s.anchor_n)
     probe = np.concatenate([new, known])
     report = {
         "sampler": parity(sampler, stage / FILES["sampler"], dict(zip(SAMPLER_INPUTS, (anchors[probe], vd.condition[probe])))),
         "gate": parity(m.gate, stage / FILES["gate"], dict(zip(
-            ("bundle_features", "item_features", "bundle_prior", "bundle_diffusion", "item_prior", "item_diffusion"),
-            (ex.aB[probe], ex.aI[probe], ex.eB[probe], ex.dB[probe], ex.eI[probe], ex.dI[probe])))),
+            GATE_INPUTS, (ex.aB[probe], ex.aI[probe], ex.eB[probe], ex.dB[probe], ex.eI[probe], ex.dI[probe])))),
     }
     files = {c: sha256_file(stage / n) for c, n in FILES.items()}
     now = datetime.now(timezone.utc)
@@ -73,7 +72,9 @@ def build_bundle_recommender(m: BundleModel, s: BundleSettings, out: Path | None
         metrics={"test": metrics, "prior": {"best_tune_ndcg@20": m.log["prior"]["best_tune_ndcg@20"]},
                  "gate": {"best_tune_ndcg@20": m.log["gate"]["best_tune_ndcg@20"]}},
         provenance={"data_dir": str(s.data_dir), "scenario": d.scenario, "seed": s.seed,
-                    "sizes": {"users": d.n_users, "bundles": d.n_bundles, "items": d.n_items}},
+                    "sizes": {"users": d.n_users, "bundles": d.n_bundles, "items": d.n_items},
+                    "settings": s.model_dump(mode="json", exclude={"data_dir", "package_dir", "cache_dir", "work_dir",
+                                                                   "bundle_dir"})},
         counts={"users": d.n_users, "items": d.n_items, "warm_bundles": len(warm)},
     )
     write_manifest(stage, manifest)

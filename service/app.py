@@ -1,8 +1,9 @@
-"""FastAPI app factory: lifespan loads the bundle, opens the store, builds the FAISS index.
+"""FastAPI app factory: lifespan loads the bundle, opens the store, builds the FAISS index
+(``service.state``), and the item routes.
 
 Endpoints (v1): POST /v1/items, POST /v1/items:batch, GET /v1/items/{id}/embedding, POST /v1/rank,
 GET /v1/users/{id}/recommendations, GET /v1/model, POST /v1/admin/reload, /healthz, /readyz,
-/metrics. Docs at /docs.
+/metrics; the bundle routes (POST /v1/bundles, ...) are in ``service.bundle_routes``. Docs at /docs.
 """
 
 from __future__ import annotations
@@ -168,9 +169,15 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     @app.get("/v1/model", response_model=ModelOut, dependencies=[access(write=False)])
     async def model(sv: Live) -> ModelOut:
         m = sv.bundle.manifest
+        recs = None
+        if sv.bundles is not None:
+            bm = sv.bundles.rec.manifest
+            recs = {"version": bm.version, "created_at": bm.created_at, "scenario": bm.scenario, "dim": 2 * bm.dim,
+                    "counts": bm.counts, "cold_bundles_indexed": sv.bundles.catalog.cold_indexed,
+                    "test_metrics": bm.metrics.get("test", {})}
         return ModelOut(bundle_version=m.version, created_at=m.created_at, dims=m.dims.model_dump(), encoders=m.encoders,
                         counts=m.counts, cold_items_indexed=sv.items.cold_indexed,
-                        providers=sv.pipeline.providers, test_metrics=m.metrics.get("test", {}))
+                        providers=sv.pipeline.providers, test_metrics=m.metrics.get("test", {}), bundle_recommender=recs)
 
     @app.post("/v1/admin/reload", response_model=ReloadOut, dependencies=[access(write=True)])
     async def reload(st: AppState) -> ReloadOut:

@@ -32,6 +32,8 @@ async def post_bundle(request: Request, st: AppState, sv: Live) -> BundleOut:
     """A new bundle from its member items: the vector is computed, stored in Redis (with the members)
     and indexed, so the bundle can be fetched and ranked at once. 422 names unknown member items."""
     bs = bundles_of(sv)
+    if int(request.headers.get("content-length") or 0) > st.settings.max_request_bytes:
+        raise HTTPException(413, f"request larger than {st.settings.max_request_bytes} bytes")
     body = parse_json(BundleIn, await request.body())
     if body.bundle_id in bs.catalog.warm:
         raise HTTPException(409, f"bundle {body.bundle_id} is known to the model: it is served from its interactions")

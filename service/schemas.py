@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Annotated
 
 from pydantic import BaseModel, Field
 
@@ -91,6 +92,9 @@ class ModelOut(BaseModel):
     cold_items_indexed: int
     providers: list[str]
     test_metrics: dict
+    bundle_recommender: dict | None = Field(
+        None, description="the bundle recommender package served under /v1/bundles: version, scenario, counts, "
+                          "cold bundles indexed, test metrics; null when there is none")
 
 
 class ReloadOut(BaseModel):
@@ -101,8 +105,9 @@ class ReloadOut(BaseModel):
 
 class BundleIn(BaseModel):
     bundle_id: str = Field(pattern=ITEM_ID_PATTERN)
-    item_ids: list[str] = Field(min_length=1, description="member item IDs of the bundle recommender's catalogue, "
-                                "with or without interactions; repeats count once")
+    item_ids: list[Annotated[str, Field(pattern=ITEM_ID_PATTERN)]] = Field(
+        min_length=1, description="member item IDs of the bundle recommender's catalogue, with or without interactions; "
+                                  "repeats count once")
     overwrite: bool = False
 
 

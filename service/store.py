@@ -7,7 +7,8 @@ Key layout (``P`` = prefix, ``V`` = bundle version):
 * ``P:V:events`` — pub/sub channel: ``"<origin> <item_id>"`` for every item written, so other
   replicas index it (``origin`` identifies the writing store, so a replica skips its own writes)
 
-Keys carry the bundle version, so proxies of two bundles never mix. A write is acknowledged
+Posted bundles (``service.bundles``) use the same layout under ``P:bundles:<package version>``, with
+their ``members`` in the hash. Keys carry the model's version, so proxies of two versions never mix. A write is acknowledged
 only after Redis has it. ``MemoryStore`` is the demo-only fallback when no Redis answers.
 """
 

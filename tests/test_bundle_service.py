@@ -127,6 +127,8 @@ def test_a_posted_cold_bundle_gets_the_models_vector_and_is_stored_fetched_and_r
     recs = bc.get(f"/v1/users/{user}/bundle-recommendations", params={"k": k}).json()["bundles"]
     assert f"cold-{b}" in [x["bundle_id"] for x in recs]
     assert 'coldproxy_item_lookups_total{catalog="bundles",source="proxy_local"}' in bc.get("/metrics").text
+    info = bc.get("/v1/model").json()["bundle_recommender"]
+    assert info["version"] == version and info["cold_bundles_indexed"] >= 1 and info["dim"] == len(want)
 
 
 def test_unknown_members_are_named_and_nothing_is_stored(bc, model):
@@ -143,6 +145,7 @@ def test_unknown_members_are_named_and_nothing_is_stored(bc, model):
     ({"bundle_id": "no-members"}, 422),
     ({"bundle_id": "huge", "item_ids": [str(i) for i in range(1001)]}, 413),
     ({"bundle_id": "x", "item_ids": "1,2"}, 422),
+    ({"bundle_id": "y", "item_ids": ["1", "not an id", "x" * 200]}, 422),
 ])
 def test_malformed_bundles_are_refused(bc, body, status):
     r = bc.post("/v1/bundles", json=body)
@@ -169,6 +172,7 @@ def test_unknown_users_and_a_deployment_without_bundles_answer_404(bc, client):
     assert bc.get("/v1/users/nobody/bundle-recommendations").status_code == 404
     r = client.post("/v1/bundles", json={"bundle_id": "b", "item_ids": ["1"]})  # the shared server has no package
     assert r.status_code == 404 and "bundle recommender" in r.json()["detail"]
+    assert client.get("/v1/model").json()["bundle_recommender"] is None
 
 
 def test_a_bundle_posted_on_one_replica_is_served_by_another(bundle_server, replica, package, model):
