@@ -78,12 +78,8 @@ class Scenarios:
         Once per ``Scenarios``: later loads with the same object reuse what was found."""
         if self.known_items and self.known_users:
             return
-        for movie, _, _ in self.payloads.items[:probes]:
-            if (await c.get(f"/v1/items/{movie}/embedding")).status_code == 200:
-                self.known_items.append(movie)
-        for user in self.payloads.users[:probes]:
-            if (await c.get(f"/v1/users/{user}/recommendations", params={"k": 1})).status_code == 200:
-                self.known_users.append(user)
+        self.known_items = await _answered(c, "/v1/items/{}/embedding", [m for m, _, _ in self.payloads.items[:probes]])
+        self.known_users = await _answered(c, "/v1/users/{}/recommendations?k=1", self.payloads.users[:probes])
         if not self.known_items or not self.known_users:
             raise RuntimeError("the service knows none of the dataset's items or users: wrong --data for this bundle?")
 
@@ -113,12 +109,8 @@ class Scenarios:
             return
         if self.bundles is None:
             raise RuntimeError("bundle scenarios need Youshu payloads (--bundles-data)")
-        for b, _ in self.bundles.bundles[:probes]:
-            if (await c.get(f"/v1/bundles/{b}/embedding")).status_code == 200:
-                self.known_bundles.append(b)
-        for user in self.bundles.users[:probes]:
-            if (await c.get(f"/v1/users/{user}/bundle-recommendations", params={"k": 1})).status_code == 200:
-                self.bundle_users.append(user)
+        self.known_bundles = await _answered(c, "/v1/bundles/{}/embedding", [b for b, _ in self.bundles.bundles[:probes]])
+        self.bundle_users = await _answered(c, "/v1/users/{}/bundle-recommendations?k=1", self.bundles.users[:probes])
         if not self.known_bundles or not self.bundle_users:
             raise RuntimeError("the service serves none of Youshu's bundles or users: no bundle recommender loaded?")
 
@@ -150,6 +142,11 @@ class Scenarios:
         if scenario != "mix":
             return scenario
         return random.choices([s for s, _ in MIX], weights=[w for _, w in MIX])[0]
+
+
+async def _answered(c: httpx.AsyncClient, path: str, ids: list[str]) -> list[str]:
+    """Those of ``ids`` for which GET ``path.format(id)`` answers 200 (untimed discovery)."""
+    return [i for i in ids if (await c.get(path.format(i))).status_code == 200]
 
 
 async def run_load(url: str, scenario: str, scenarios: Scenarios, requests: int, duration: float,
