@@ -79,8 +79,14 @@ def cmd_up(a) -> None:
         cmd_export(a)
     package = ServiceSettings().bundle_recommender_dir
     if not a.no_bundles and package is not None and not package.exists():
-        a.package_dir = package
-        cmd_train_bundles(a)
+        from models.bundles import BundleSettings
+
+        youshu = BundleSettings().data_dir
+        if (youshu / "bundle_item.txt").exists():
+            a.package_dir = package
+            cmd_train_bundles(a)
+        else:
+            logging.getLogger("coldproxy").warning("no Youshu data at %s: serving without bundles", youshu)
     a.allow_memory_store = True
     cmd_serve(a)
 
