@@ -6,10 +6,11 @@ drives ``coldproxy serve``. Both read the environment and a ``.env`` file if pre
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -139,7 +140,9 @@ class ServiceSettings(BaseSettings):
         description="bundle recommender package (`coldproxy train-bundles`); served under /v1/bundles when the "
                     "directory exists (a directory that is there but invalid stops start-up); empty: no bundles")
     max_bundle_members: int = Field(1000, description="member items per POST /v1/bundles")
-    ort_intra_threads: int = Field(0, description="ONNX Runtime threads per graph call (0: one per core)")
+    ort_intra_threads: int = Field(0, description="ONNX Runtime threads per graph call; 0: the cores shared out among "
+                                   "the batches in flight (cores // batch_workers, at least 1), so concurrent batches "
+                                   "do not oversubscribe the CPU")
     ort_graph_optimization: Literal["disable", "basic", "extended", "all"] = "all"
     ort_cpu_mem_arena: bool = Field(True, description="ONNX Runtime CPU allocator arena")
     ort_mem_pattern: bool = Field(True, description="ONNX Runtime memory-pattern planning for repeated shapes")
@@ -147,8 +150,15 @@ class ServiceSettings(BaseSettings):
                                "spin against each other and the encoders)")
     ort_providers: list[str] | None = Field(None, description="ONNX Runtime providers; default: CUDA if present, else CPU")
 
+    @field_validator("bundle_recommender_dir", mode="before")
+    @classmethod
+    def _empty_is_none(cls, v):
+        """``COLDPROXY_BUNDLE_RECOMMENDER_DIR=`` (empty) means no bundle recommender, not the current directory."""
+        return None if isinstance(v, str) and not v.strip() else v
+
     def ort_options(self) -> dict:
         """Keyword arguments of ``coldproxy.ort.make_session`` for every graph the service runs."""
-        return {"providers": self.ort_providers, "intra_threads": self.ort_intra_threads,
+        threads = self.ort_intra_threads or max(1, (os.cpu_count() or 1) // max(1, self.batch_workers))
+        return {"providers": self.ort_providers, "intra_threads": threads,
                 "graph_optimization": self.ort_graph_optimization, "cpu_mem_arena": self.ort_cpu_mem_arena,
                 "mem_pattern": self.ort_mem_pattern}

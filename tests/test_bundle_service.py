@@ -205,3 +205,12 @@ def test_load_generator_bundle_scenarios_run_without_errors(bundle_server, movie
                                  "--concurrency", "4", "--candidates", "100", "--data", str(movielens_dir),
                                  "--bundles-data", str(YOUSHU), "--out", str(tmp_path / scenario)])
         assert summary["overall"]["requests"] == 20 and summary["overall"]["errors"] == 0, (scenario, summary["overall"])
+
+
+def test_an_empty_package_setting_means_no_bundles(monkeypatch):
+    from coldproxy.config import ServiceSettings
+
+    monkeypatch.setenv("COLDPROXY_BUNDLE_RECOMMENDER_DIR", "")
+    assert ServiceSettings().bundle_recommender_dir is None
+    monkeypatch.setenv("COLDPROXY_BUNDLE_RECOMMENDER_DIR", "/srv/shelves")
+    assert str(ServiceSettings().bundle_recommender_dir) == "/srv/shelves"
