@@ -198,17 +198,14 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         emb = result.embedding
         if not np.isfinite(emb).all():
             raise HTTPException(422, "the model produced a non-finite embedding for this input; nothing was stored")
-        with st.metrics.time_stage("store"):
-            try:
-                extra = result.parts and result.parts | {
-                    "interactions": 0, "fusion_weights": ",".join(f"{float(a):.9g}" for a in result.fusion_weights)}
-                stored = await sv.items.store.put(item_id, emb, result.modalities, overwrite, extra)
-            except StoreUnavailable as exc:
-                raise unavailable(exc) from exc
+        extra = result.parts and result.parts | {
+            "interactions": 0, "fusion_weights": ",".join(f"{float(a):.9g}" for a in result.fusion_weights)}
+        try:
+            stored = await sv.items.put(item_id, emb, result.modalities, overwrite, extra)
+        except StoreUnavailable as exc:
+            raise unavailable(exc) from exc
         if not stored:
             raise HTTPException(409, f"item {item_id} already exists for bundle {sv.version}; send overwrite=true to replace it")
-        with st.metrics.time_stage("index"):
-            sv.items.add([item_id], emb[None])
         return item_out(sv, item_id, emb, result.modalities, result.fusion_weights, result.expert_weights)
 
     def item_out(sv: Serving, item_id, emb, modalities, alpha, experts, interactions=None) -> ItemOut:
@@ -269,13 +266,10 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
                  "fusion_weights": rec["fusion_weights"]}
         if id_emb is not None:
             extra["id_embedding"] = id_emb
-        with st.metrics.time_stage("store"):
-            try:
-                await sv.items.store.put(item_id, emb, rec["modalities"], True, extra)
-            except StoreUnavailable as exc:
-                raise unavailable(exc) from exc
-        with st.metrics.time_stage("index"):
-            sv.items.add([item_id], emb[None])
+        try:
+            await sv.items.put(item_id, emb, rec["modalities"], True, extra)
+        except StoreUnavailable as exc:
+            raise unavailable(exc) from exc
         alpha = [float(a) for a in rec["fusion_weights"].split(",")]
         return item_out(sv, item_id, emb, rec["modalities"], alpha, w, body.count)
 

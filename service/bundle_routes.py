@@ -53,16 +53,13 @@ async def post_bundle(request: Request, st: AppState, sv: Live) -> BundleOut:
     experts = {view: dict(zip(VIEW_EXPERTS, map(float, w[0])))
                for view, w in zip(VIEWS, (out.bundle_view_weights, out.item_view_weights))}
     extra = {"members": ",".join(members), "view_weights": ",".join(f"{w:.9g}" for w in view_w.values())}
-    with st.metrics.time_stage("store"):
-        try:
-            stored = await bs.catalog.store.put(body.bundle_id, emb, [], body.overwrite, extra)
-        except StoreUnavailable as exc:
-            raise unavailable(exc) from exc
+    try:
+        stored = await bs.catalog.put(body.bundle_id, emb, [], body.overwrite, extra)
+    except StoreUnavailable as exc:
+        raise unavailable(exc) from exc
     if not stored:
         raise HTTPException(409, f"bundle {body.bundle_id} already exists for bundle recommender {bs.version}; "
                                  "send overwrite=true to replace it")
-    with st.metrics.time_stage("index"):
-        bs.catalog.add([body.bundle_id], emb[None])
     return BundleOut(bundle_id=body.bundle_id, model_version=bs.version, source="proxy", members=len(rows),
                      view_weights=view_w, expert_weights=experts, embedding=emb.tolist())
 

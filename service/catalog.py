@@ -73,6 +73,13 @@ class Catalog:
     def top_k(self, user: np.ndarray, k: int) -> list[tuple[str, float, str]]:
         return [(i, s, "id" if i in self.warm else "proxy") for i, s in self.index.search(user, k)]
 
-    def add(self, ids: list[str], emb: np.ndarray) -> None:
-        """Index entries this replica has just stored (others hear of them through the store)."""
-        self.sync.add(ids, emb)
+    async def put(self, key: str, emb: np.ndarray, modalities: list[str], overwrite: bool, extra: dict | None = None) -> bool:
+        """Store in Redis (acknowledged write), then index on this replica (others hear of it through the
+        store); False, and nothing written, when ``key`` exists and ``overwrite`` is off. Raises
+        ``StoreUnavailable``."""
+        with self.metrics.time_stage("store"):
+            stored = await self.store.put(key, emb, modalities, overwrite, extra)
+        if stored:
+            with self.metrics.time_stage("index"):
+                self.sync.add([key], emb[None])
+        return stored
