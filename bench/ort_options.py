@@ -10,14 +10,15 @@ split through ``service.pipeline.ProxyPipeline`` in batches of 32 (bench/quantiz
 from __future__ import annotations
 
 import json
-import os
 import resource
 import subprocess
 import sys
 from pathlib import Path
 
+from coldproxy.config import usable_cores
+
 RESULTS = Path(__file__).resolve().parent / "results"
-CORES = os.cpu_count() or 1
+CORES = usable_cores()
 SETTINGS = {  # one stream of batches here: the service's default thread split (cores // batch_workers) is not what this measures
     f"all, arena, pattern, {CORES} threads": {"ort_intra_threads": CORES},
     "graph optimisation basic": {"ort_graph_optimization": "basic", "ort_intra_threads": CORES},

@@ -34,16 +34,6 @@ RESULTS = Path(__file__).resolve().parent / "results"
 STAGES = ("tokenise", "text_encoder", "decode", "image_encoder")
 
 
-def stage_seconds(metrics: Metrics) -> dict[str, float]:
-    out = {}
-    for fam in metrics.registry.collect():
-        if fam.name == "coldproxy_stage_seconds":
-            for smp in fam.samples:
-                if smp.name.endswith("_sum"):
-                    out[smp.labels["stage"]] = smp.value
-    return out
-
-
 def run(bundle_dir: Path, ds, split, batch: int, settings: ServiceSettings | None = None) -> dict:
     """Every test-cold item through the serving pipeline of ``bundle_dir`` (ONNX Runtime options from
     ``settings``): served-vector quality, items/s, encoder ms per item."""
@@ -67,7 +57,7 @@ def run(bundle_dir: Path, ds, split, batch: int, settings: ServiceSettings | Non
     user_row = {u: r for r, u in enumerate(b.user_ids)}
     U = np.stack([b.user_emb[user_row[u]] for u in ds.user_ids])
     m = evaluate_split(U, served, split)
-    stages = stage_seconds(metrics)
+    stages = metrics.stage_seconds()
     return {"bundle": b.manifest.version, "quantization": b.manifest.encoders.get("quantization", "none (float32)"),
             "cold": {k: float(m["cold"][k]) for k in ("recall@20", "ndcg@20")},
             "all": {k: float(m["all"][k]) for k in ("recall@20", "ndcg@20")},

@@ -35,7 +35,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from coldproxy.config import DEFAULT_DATASETS, REPO_ROOT
+from coldproxy.config import DEFAULT_DATASETS, REPO_ROOT, usable_cores
 from loadtest.payloads import Payloads
 from loadtest.runner import Scenarios, run_load, summarise
 
@@ -179,7 +179,7 @@ def main() -> None:
     scenarios = Scenarios(payloads)
     prefix = f"bench-serving-{uuid.uuid4().hex[:6]}"
     url = f"http://127.0.0.1:{a.port}"
-    report: dict = {"machine": {"cpus": os.cpu_count()}, "config": {k: str(v) for k, v in vars(a).items()}}
+    report: dict = {"machine": {"cpus": usable_cores()}, "config": {k: str(v) for k, v in vars(a).items()}}
     t_all = time.time()
     server = start_server(a.port, prefix, a.bundle)
     try:

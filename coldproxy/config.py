@@ -17,6 +17,11 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATASETS = (REPO_ROOT / ".." / "shared" / "datasets").resolve()
 
 
+def usable_cores() -> int:
+    """Cores this process may run on: its CPU affinity (taskset, a container's cpuset), not the host's count."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 class TrainSettings(BaseSettings):
     """Data, split, encoders, ID model, proxy model and artefact locations."""
 
@@ -132,6 +137,9 @@ class ServiceSettings(BaseSettings):
     batch_max_size: int = Field(32, description="largest micro-batch")
     batch_max_wait_ms: float = Field(5.0, description="how long a batch waits to fill once its first item is in")
     batch_queue_max: int = Field(256, description="items waiting for the model before POSTs get 503")
+    pad_image_batches: Literal["auto", "on", "off"] = Field(
+        "auto", description="run the image encoder at power-of-two batch sizes only, each warmed up at start-up; "
+                            "auto: when it runs on CUDA, whose per-shape set-up costs 0.4-0.7 s")
     batch_workers: int = Field(2, description="micro-batches run concurrently")
     local_reads: bool = Field(True, description="answer GET / rank for cold items this replica has indexed from memory "
                               "(kept in step with Redis by pub/sub); off: every cold read goes to Redis")
@@ -149,6 +157,10 @@ class ServiceSettings(BaseSettings):
     faiss_threads: int = Field(1, description="OpenMP threads per FAISS search (one query per request: more threads only "
                                "spin against each other and the encoders)")
     ort_providers: list[str] | None = Field(None, description="ONNX Runtime providers; default: CUDA if present, else CPU")
+    ort_cuda_conv_algo_search: Literal["EXHAUSTIVE", "HEURISTIC", "DEFAULT"] = Field(
+        "HEURISTIC", description="CUDA provider: how cuDNN picks a convolution algorithm for each new batch shape")
+    ort_cuda_tf32: bool = Field(False, description="CUDA provider: TF32 matrix products (vectors drift from the "
+                                "CPU's that export checked)")
 
     @field_validator("bundle_recommender_dir", mode="before")
     @classmethod
@@ -158,7 +170,8 @@ class ServiceSettings(BaseSettings):
 
     def ort_options(self) -> dict:
         """Keyword arguments of ``coldproxy.ort.make_session`` for every graph the service runs."""
-        threads = self.ort_intra_threads or max(1, (os.cpu_count() or 1) // max(1, self.batch_workers))
+        threads = self.ort_intra_threads or max(1, usable_cores() // max(1, self.batch_workers))
         return {"providers": self.ort_providers, "intra_threads": threads,
                 "graph_optimization": self.ort_graph_optimization, "cpu_mem_arena": self.ort_cpu_mem_arena,
-                "mem_pattern": self.ort_mem_pattern}
+                "mem_pattern": self.ort_mem_pattern, "cuda_conv_algo_search": self.ort_cuda_conv_algo_search,
+                "cuda_tf32": self.ort_cuda_tf32}

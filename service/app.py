@@ -224,7 +224,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         refuse_warm(sv, item_id)
         prepared = await to_thread.run_sync(sv.pipeline.prepare, text, image)  # decode in a thread, in parallel
         if sv.batcher is None:
-            result = (await to_thread.run_sync(sv.pipeline.infer, [prepared]))[0]
+            result = (await sv.graphs.run(sv.pipeline.infer, [prepared]))[0]
         else:
             try:
                 result = await sv.batcher.submit(prepared)
@@ -259,7 +259,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
                 rec[k].shape != (d,) or not np.isfinite(rec[k]).all() for k in ("proxy", "diffusion")):
             raise HTTPException(409, f"item {item_id} has no usable stored expert outputs; re-POST it with overwrite=true")
         mask = np.array([[float("text" in rec["modalities"]), float("image" in rec["modalities"])]], np.float32)
-        emb, w = await to_thread.run_sync(sv.pipeline.regate, rec["proxy"][None], rec["diffusion"][None], mask,
+        emb, w = await sv.graphs.run(sv.pipeline.regate, rec["proxy"][None], rec["diffusion"][None], mask,
                                           np.array([body.count]), None if id_emb is None else id_emb[None])
         emb, w = emb[0], w[0]
         extra = {"proxy": rec["proxy"], "diffusion": rec["diffusion"], "interactions": body.count,
@@ -297,7 +297,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
                 todo.append((n, item_id, overwrite, (text, image)))
             except HTTPException as exc:
                 results[n] = BatchResult(item_id=it.item_id, status=exc.status_code, detail=exc.detail)
-        embedded = await to_thread.run_sync(sv.pipeline.embed_many, [t[3] for t in todo]) if todo else []
+        embedded = await sv.graphs.run(sv.pipeline.embed_many, [t[3] for t in todo]) if todo else []
 
         async def one(n: int, item_id: str, overwrite: bool, result) -> None:
             try:

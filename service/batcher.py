@@ -26,8 +26,10 @@ class QueueFull(RuntimeError):
 
 
 class MicroBatcher:
-    def __init__(self, infer, metrics: Metrics, max_batch: int, max_wait_s: float, max_queue: int, workers: int):
-        self.infer, self.metrics = infer, metrics
+    def __init__(self, infer, metrics: Metrics, max_batch: int, max_wait_s: float, max_queue: int, workers: int,
+                 run=to_thread.run_sync):
+        """``run``: how a batch's ``infer`` call is run off the event loop (the service: ``GraphThreads.run``)."""
+        self.infer, self.metrics, self.run = infer, metrics, run
         self.max_batch, self.max_wait_s, self.workers = max_batch, max_wait_s, workers
         self.queue: asyncio.Queue = asyncio.Queue(maxsize=max_queue)
         self._tasks: list[asyncio.Task] = []
@@ -62,7 +64,7 @@ class MicroBatcher:
             for _, _, queued in batch:
                 self.metrics.stage.labels("queue").observe(now - queued)
             try:
-                results = await to_thread.run_sync(self.infer, [p for p, _, _ in batch])
+                results = await self.run(self.infer, [p for p, _, _ in batch])
             except Exception as exc:  # a failed batch fails its own requests, never the loop
                 log.exception("batch of %d failed", len(batch))
                 for _, fut, _ in batch:

@@ -31,3 +31,8 @@ class Metrics:
             yield
         finally:
             self.stage.labels(stage).observe(time.perf_counter() - t)
+
+    def stage_seconds(self) -> dict[str, float]:
+        """Total seconds spent so far in each pipeline stage (the stage histograms' sums), for benchmarks."""
+        return {smp.labels["stage"]: smp.value for fam in self.registry.collect() if fam.name == "coldproxy_stage_seconds"
+                for smp in fam.samples if smp.name.endswith("_sum")}

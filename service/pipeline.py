@@ -14,6 +14,7 @@ per-item CPU work (image decode), ``infer`` runs each graph once over a batch of
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,21 +22,38 @@ import numpy as np
 from coldproxy.anchors import AnchorIndex, content_vectors
 from coldproxy.bundle import Bundle
 from coldproxy.experts import cold_features
-from coldproxy.ort import make_session
-from coldproxy.preprocess import ImageError, TextTokenizer, decode_image, image_to_array
+from coldproxy.ort import CUDA, make_session
+from coldproxy.preprocess import IMAGE_SIZE, ImageError, TextTokenizer, decode_image, image_to_array
 from service.metrics import Metrics
 
 
+def padded_batch(n: int) -> int:
+    """The image batch shape ``n`` images run at when padding: the next power of two."""
+    return 1 << max(0, n - 1).bit_length()
+
+
 class ProxyPipeline:
-    def __init__(self, bundle: Bundle, metrics: Metrics, ort: dict, max_pixels: int):
-        """``ort``: ``coldproxy.ort.make_session`` options (``ServiceSettings.ort_options()``)."""
+    def __init__(self, bundle: Bundle, metrics: Metrics, ort: dict, max_pixels: int, pad_images: bool | None = None):
+        """``ort``: ``coldproxy.ort.make_session`` options (``ServiceSettings.ort_options()``).
+        ``pad_images``: run the image encoder only at power-of-two batch sizes (zero rows added, their
+        outputs dropped), each size in a session of its own. On the CUDA provider, cuDNN finalises
+        (and compiles with NVRTC) its convolution plans again whenever a session's input shape
+        changes -- 0.2-0.7 s a time for this encoder on an H100 (py-spy: ``cudnnBackendFinalize`` ->
+        ``nvrtcCompileProgram`` under ``Session.run``) -- so one session fed a micro-batcher's varying
+        batch sizes spends most of its time there. One session per padded size sees one shape only,
+        built once by ``warm_up``. None: pad when the image encoder runs on CUDA (on the CPU the
+        padding would be wasted work and the extra sessions memory)."""
         m = bundle.manifest
         self.dims, self.metrics, self.max_pixels = m.dims, metrics, max_pixels
+        self._local = threading.local()  # warm-up runs record into a throwaway Metrics, per thread
         self.tokenizer = TextTokenizer(bundle.file("tokenizer"), m.preprocessing["text_max_len"])
         self.text = make_session(bundle.file("text_encoder"), **ort)
         self.image = make_session(bundle.file("image_encoder"), **ort)
         self.proxy = make_session(bundle.file("proxy"), **ort)
         self.providers = self.proxy.get_providers()
+        self.pad_images = self.image.get_providers()[0] == CUDA if pad_images is None else pad_images
+        self._image_path, self._ort = bundle.file("image_encoder"), ort
+        self._image_by_batch, self._image_lock = {1: self.image}, threading.Lock()
         self.sampler = self.gate = self.anchors = None
         if bundle.has_experts:
             self.sampler = make_session(bundle.file("sampler"), **ort)
@@ -43,6 +61,35 @@ class ProxyPipeline:
             z = np.load(bundle.file("embeddings"))
             warm_vec = content_vectors(z["item_text"], z["item_image"], z["item_mask"])
             self.anchors = AnchorIndex(warm_vec, bundle.item_emb, bundle.manifest.experts["anchor_n"])
+
+    def _image_session(self, n: int):
+        """(session, batch size to run) for ``n`` images: with padding, the padded size's own session."""
+        if not self.pad_images:
+            return self.image, n
+        b = padded_batch(n)
+        with self._image_lock:
+            if b not in self._image_by_batch:
+                self._image_by_batch[b] = make_session(self._image_path, **self._ort)
+            return self._image_by_batch[b], b
+
+    @property
+    def _metrics(self) -> Metrics:
+        return getattr(self._local, "metrics", None) or self.metrics
+
+    def warm_up(self, max_batch: int) -> int:
+        """Run every graph once in the calling thread -- with ``pad_images``, at every padded image batch
+        shape up to ``max_batch`` -- so that no request pays a provider's first-run set-up (the CUDA
+        provider's per-thread handles, each padded size's cuDNN plans). Not counted in the service's metrics.
+        Returns the number of image batch shapes run."""
+        shapes = sorted({padded_batch(n) for n in range(1, max_batch + 1)}) if self.pad_images else [1]
+        pixels = np.zeros((3, IMAGE_SIZE, IMAGE_SIZE), np.float32)
+        self._local.metrics = Metrics()
+        try:
+            for b in shapes:
+                self.infer([Prepared("warm-up", pixels, None)] * b)
+        finally:
+            del self._local.metrics
+        return len(shapes)
 
     def embed_many(self, items: list[tuple[str | None, bytes | None]]) -> list[Embedded | ImageError]:
         """Several items, each graph run once over the batch; an unusable image fails only its own item."""
@@ -53,7 +100,7 @@ class ProxyPipeline:
         if image is None:
             return Prepared(text, None, None)
         try:
-            with self.metrics.time_stage("decode"):
+            with self._metrics.time_stage("decode"):
                 return Prepared(text, image_to_array(decode_image(image, self.max_pixels)), None)
         except ImageError as exc:
             return Prepared(text, None, exc)
@@ -69,26 +116,30 @@ class ProxyPipeline:
         errors = {r: it.error for r, it in enumerate(items) if it.error is not None}
         img_rows = [r for r, it in enumerate(items) if it.pixels is not None]
         if img_rows:
-            with self.metrics.time_stage("image_encoder"):
-                image_f[img_rows], image_s[img_rows] = self.image.run(None, {"pixels": np.stack([items[r].pixels for r in img_rows])})
-            self.metrics.batch_size.labels("image_encoder").observe(len(img_rows))
+            pixels = np.stack([items[r].pixels for r in img_rows])
+            session, b = self._image_session(len(pixels))
+            pixels = np.concatenate([pixels, np.zeros((b - len(pixels), *pixels.shape[1:]), np.float32)])
+            with self._metrics.time_stage("image_encoder"):
+                f, st = session.run(None, {"pixels": pixels})
+            image_f[img_rows], image_s[img_rows] = f[: len(img_rows)], st[: len(img_rows)]
+            self._metrics.batch_size.labels("image_encoder").observe(len(img_rows))
             mask[img_rows, 1] = 1.0
         txt_rows = [r for r, it in enumerate(items) if it.text is not None and r not in errors]
         if txt_rows:
-            with self.metrics.time_stage("tokenise"):
+            with self._metrics.time_stage("tokenise"):
                 feeds = self.tokenizer([items[r].text for r in txt_rows])
-            with self.metrics.time_stage("text_encoder"):
+            with self._metrics.time_stage("text_encoder"):
                 text_f[txt_rows], text_l[txt_rows] = self.text.run(None, feeds)
-            self.metrics.batch_size.labels("text_encoder").observe(len(txt_rows))
+            self._metrics.batch_size.labels("text_encoder").observe(len(txt_rows))
             mask[txt_rows, 0] = 1.0
         ok = [r for r in range(n) if r not in errors]
         results: list = list(range(n))
         if ok:
-            with self.metrics.time_stage("proxy"):
+            with self._metrics.time_stage("proxy"):
                 out, alpha = self.proxy.run(None, {"text_features": text_f[ok], "image_features": image_f[ok],
                                                    "text_layers": text_l[ok], "image_stages": image_s[ok],
                                                    "modality_mask": mask[ok]})
-            self.metrics.batch_size.labels("proxy").observe(len(ok))
+            self._metrics.batch_size.labels("proxy").observe(len(ok))
             if self.sampler is None:
                 served, weights, diffusion = out, None, None
             else:
@@ -103,9 +154,9 @@ class ProxyPipeline:
 
     def _experts(self, proxy: np.ndarray, text_f: np.ndarray, image_f: np.ndarray, mask: np.ndarray):
         """anchor -> diffusion proxy -> gated embedding and expert weights (id, proxy, diffusion)."""
-        with self.metrics.time_stage("anchor"):
+        with self._metrics.time_stage("anchor"):
             anchor = self.anchors.anchors(content_vectors(text_f, image_f, mask)).astype(np.float32)
-        with self.metrics.time_stage("sampler"):
+        with self._metrics.time_stage("sampler"):
             (diffusion,) = self.sampler.run(None, {"anchor": anchor, "condition": proxy})
         emb, weights = self.regate(proxy, diffusion, mask, np.zeros(len(proxy)), None)  # a new item: no clicks, no ID
         return emb, weights, diffusion
@@ -116,7 +167,7 @@ class ProxyPipeline:
         n = len(proxy)
         features = cold_features(counts, mask)
         available = np.tile(np.array([0.0 if id_emb is None else 1.0, 1.0, 1.0], np.float32), (n, 1))
-        with self.metrics.time_stage("gate"):
+        with self._metrics.time_stage("gate"):
             return self.gate.run(None, {"gate_features": features, "expert_available": available,
                                         "id_embedding": np.zeros_like(proxy) if id_emb is None else id_emb.astype(np.float32),
                                         "proxy": proxy, "diffusion": diffusion})

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -20,6 +21,7 @@ from service.auth import KeyRing, RateLimiter
 from service.batcher import MicroBatcher
 from service.bundles import BundleServing
 from service.catalog import Catalog
+from service.graph_threads import GraphThreads
 from service.metrics import Metrics
 from service.pipeline import ProxyPipeline
 from service.store import open_store
@@ -43,11 +45,17 @@ class Serving:
         self.version = self.bundle.manifest.version
         dim = self.bundle.manifest.dims.id_dim
         self.pipeline = await to_thread.run_sync(
-            lambda: ProxyPipeline(self.bundle, metrics, s.ort_options(), s.max_image_pixels))
+            lambda: ProxyPipeline(self.bundle, metrics, s.ort_options(), s.max_image_pixels,
+                                  {"auto": None, "on": True, "off": False}[s.pad_image_batches]))
+        self.graphs = GraphThreads(s.batch_workers)
+        t = time.perf_counter()
+        shapes = await self.graphs.on_every_thread(lambda: self.pipeline.warm_up(max(s.batch_max_size, s.max_batch_items)))
+        log.info("graphs warmed up on %d threads (%d image batch shapes) in %.1f s", self.graphs.n, shapes[0],
+                 time.perf_counter() - t)
         self.batcher = None
         if s.micro_batching:
             self.batcher = MicroBatcher(self.pipeline.infer, metrics, s.batch_max_size, s.batch_max_wait_ms / 1000,
-                                        s.batch_queue_max, s.batch_workers)
+                                        s.batch_queue_max, s.batch_workers, self.graphs.run)
             self.batcher.start()
         self.bundles = None
         try:
@@ -69,6 +77,8 @@ class Serving:
     async def close(self) -> None:
         if getattr(self, "batcher", None) is not None:
             await self.batcher.stop()
+        if getattr(self, "graphs", None) is not None:
+            self.graphs.close()
         for catalog in (getattr(self, "items", None), getattr(getattr(self, "bundles", None), "catalog", None)):
             if catalog is not None:
                 await catalog.close()

@@ -104,3 +104,29 @@ def test_int8_bundle_is_a_new_verified_bundle_that_serves_close_to_float32(bundl
     cos = (e * eq).sum(1) / np.linalg.norm(e, axis=1) / np.linalg.norm(eq, axis=1)
     # int8 moves every vector a little (the quality change on the cold split is bench/quantize.py's job)
     assert not np.allclose(e, eq) and cos.mean() > 0.9 and cos.min() > 0.5, cos
+
+
+def test_padded_image_batches_serve_the_same_vectors(bundle_dir, trained):
+    """The CUDA layout (power-of-two image batches, zero rows dropped) changes no vector, and warm-up
+    runs each padded shape once."""
+    from service.metrics import Metrics
+    from prometheus_client import generate_latest
+
+    from service.pipeline import ProxyPipeline, padded_batch
+
+    assert [padded_batch(n) for n in (1, 2, 3, 5, 8, 9, 32, 33)] == [1, 2, 4, 8, 8, 16, 32, 64]
+    b, ds = load_bundle(bundle_dir), trained.dataset
+    rows = [i for i in trained.split.test_items if ds.item_images[i]][:5]
+    items = [(ds.item_texts[i], ds.item_images[i].read_bytes()) for i in rows] + [(ds.item_texts[rows[0]], None)]
+    ort = {"providers": ["CPUExecutionProvider"]}
+    plain = ProxyPipeline(b, Metrics(), ort, 40_000_000, pad_images=False)
+    metrics = Metrics()
+    padded = ProxyPipeline(b, metrics, ort, 40_000_000, pad_images=True)
+    assert not plain.pad_images and not ProxyPipeline(b, Metrics(), ort, 40_000_000).pad_images  # auto: CPU -> no padding
+    got = padded.embed_many(items)
+    np.testing.assert_allclose(np.stack([r.embedding for r in got]),
+                               np.stack([r.embedding for r in plain.embed_many(items)]), atol=1e-5)
+    assert got[-1].modalities == ["text"]
+    assert padded.warm_up(32) == 6 and plain.warm_up(32) == 1
+    assert sorted(padded._image_by_batch) == [1, 2, 4, 8, 16, 32] and list(plain._image_by_batch) == [1]  # one shape each
+    assert 'stage="image_encoder"} 1.0' in generate_latest(metrics.registry).decode()  # warm-up is not counted
