@@ -154,6 +154,8 @@ class ServiceSettings(BaseSettings):
     ort_graph_optimization: Literal["disable", "basic", "extended", "all"] = "all"
     ort_cpu_mem_arena: bool = Field(True, description="ONNX Runtime CPU allocator arena")
     ort_mem_pattern: bool = Field(True, description="ONNX Runtime memory-pattern planning for repeated shapes")
+    gc_freeze: bool = Field(True, description="after start-up, move every object to the collector's permanent "
+                            "generation (gc.freeze), so full collections do not walk the loaded bundle during requests")
     faiss_threads: int = Field(1, description="OpenMP threads per FAISS search (one query per request: more threads only "
                                "spin against each other and the encoders)")
     ort_providers: list[str] | None = Field(None, description="ONNX Runtime providers; default: CUDA if present, else CPU")

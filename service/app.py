@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import gc
 import logging
 import time
 from contextlib import asynccontextmanager
@@ -115,6 +116,11 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         await state.start()
+        if settings.gc_freeze:
+            # the loaded bundle, catalogs and libraries are long-lived objects; frozen, the
+            # collector's full passes skip them instead of walking them all during requests
+            gc.collect()
+            gc.freeze()
         try:
             yield
         finally:

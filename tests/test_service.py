@@ -1,6 +1,7 @@
 """The service end to end: real uvicorn, real HTTP (httpx), real Redis, the exported bundle."""
 
 import base64
+import gc
 import io
 import time
 from pathlib import Path
@@ -62,6 +63,8 @@ def test_health_and_readiness(client, bundle_dir):
     m = client.get("/v1/model").json()
     assert m["bundle_version"] == r.json()["bundle_version"] and m["dims"]["id_dim"] == 64
     assert m["providers"][-1] == "CPUExecutionProvider" and "cold" in m["test_metrics"]
+    # COLDPROXY_GC_FREEZE (default on): the loaded state sits in the collector's permanent generation
+    assert gc.get_freeze_count() > 10_000
 
 
 def test_post_get_rank_recommend_held_out_movie(client, held_out, train_settings, trained, redis_client, server):
