@@ -3,8 +3,9 @@ onnxruntime build has it (``onnxruntime-gpu``).
 
 Real posters + texts (the MovieLens-posters folder, or a slice of it with the same layout) go through
 ``service.pipeline.ProxyPipeline`` -- decode, tokenise, encoders, proxy, anchor, sampler, gate, what
-POST /v1/items runs -- in batches of each size given, once per variant: the CPU provider, and the
-CUDA provider with each cuDNN convolution-algorithm search (``COLDPROXY_ORT_CUDA_CONV_ALGO_SEARCH``).
+POST /v1/items runs -- in batches of each size given, once per variant: the CPU provider; the CUDA
+provider as the service configures it (float32, HEURISTIC cuDNN search); with TF32
+(``COLDPROXY_ORT_CUDA_TF32``); and with EXHAUSTIVE search (``COLDPROXY_ORT_CUDA_CONV_ALGO_SEARCH``).
 For each: the providers the sessions really got, items/s, ms per item by stage, the first call at
 each new batch size (what a fresh server pays for a new shape), and the largest difference between
 its vectors and the CPU provider's for the same items.

@@ -138,8 +138,10 @@ class ServiceSettings(BaseSettings):
     batch_max_wait_ms: float = Field(5.0, description="how long a batch waits to fill once its first item is in")
     batch_queue_max: int = Field(256, description="items waiting for the model before POSTs get 503")
     pad_image_batches: Literal["auto", "on", "off"] = Field(
-        "auto", description="run the image encoder at power-of-two batch sizes only, each warmed up at start-up; "
-                            "auto: when it runs on CUDA, whose per-shape set-up costs 0.4-0.7 s")
+        "auto", description="run the image encoder at power-of-two batch sizes, one session per size, each warmed "
+                            "up at start-up; "
+                            "auto: on CUDA, where cuDNN rebuilds its plans whenever a session's input shape changes "
+                            "(0.2-0.7 s a time on an H100)")
     batch_workers: int = Field(2, description="micro-batches run concurrently")
     local_reads: bool = Field(True, description="answer GET / rank for cold items this replica has indexed from memory "
                               "(kept in step with Redis by pub/sub); off: every cold read goes to Redis")

@@ -10,7 +10,6 @@ import onnxruntime as ort
 log = logging.getLogger(__name__)
 
 CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
-CUDA_CONV_ALGO_SEARCH = ("EXHAUSTIVE", "HEURISTIC", "DEFAULT")
 
 
 def default_providers() -> list[str]:
@@ -50,9 +49,10 @@ def make_session(path: Path, providers: list[str] | None = None, intra_threads: 
     """``intra_threads`` 0: ONNX Runtime's default (one per core); ``graph_optimization`` one of
     GRAPH_OPTIMIZATION; ``cpu_mem_arena`` / ``mem_pattern``: ONNX Runtime's allocator arena and
     shape-pattern planning (faster repeated runs, more resident memory); ``cuda_conv_algo_search``:
-    how the CUDA provider picks a cuDNN convolution algorithm for each new input shape (one of
-    CUDA_CONV_ALGO_SEARCH); ``cuda_tf32``: let the CUDA provider round float32 matrix products to TF32
-    (faster on Ampere and later, but the vectors no longer match the CPU's, which export checked)."""
+    how the CUDA provider picks a cuDNN convolution algorithm for each new input shape
+    (``EXHAUSTIVE``, ``HEURISTIC`` or ``DEFAULT``); ``cuda_tf32``: let the CUDA provider round float32
+    matrix products to TF32 (meant for speed on Ampere and later; for these graphs on an H100 it was not
+    faster, and the vectors no longer matched the CPU's, which export checked)."""
     so = ort.SessionOptions()
     so.graph_optimization_level = GRAPH_OPTIMIZATION[graph_optimization]
     so.intra_op_num_threads = intra_threads

@@ -118,7 +118,8 @@ class ProxyPipeline:
         if img_rows:
             pixels = np.stack([items[r].pixels for r in img_rows])
             session, b = self._image_session(len(pixels))
-            pixels = np.concatenate([pixels, np.zeros((b - len(pixels), *pixels.shape[1:]), np.float32)])
+            if b > len(pixels):
+                pixels = np.concatenate([pixels, np.zeros((b - len(pixels), *pixels.shape[1:]), np.float32)])
             with self._metrics.time_stage("image_encoder"):
                 f, st = session.run(None, {"pixels": pixels})
             image_f[img_rows], image_s[img_rows] = f[: len(img_rows)], st[: len(img_rows)]
