@@ -53,7 +53,13 @@ class Sample:
     status: int  # 0 for a transport error
 
 
-def _candidates(known: list[str], posted: list[str], n: int) -> list[str]:
+def pick_one(known: list[str], posted: list[str]) -> str:
+    """One read target: from ``posted`` (this run's new items or bundles) with even odds when there are
+    any, else from ``known`` (the ones the model was trained with)."""
+    return random.choice(posted) if posted and random.random() < 0.5 else random.choice(known)
+
+
+def draw_candidates(known: list[str], posted: list[str], n: int) -> list[str]:
     """``n`` rank candidates, half from ``posted`` (this run's new items, when there are any), half from
     ``known``. Drawn with one ``random.choices`` call per list: the load generator shares the service's
     cores, and a Python-level draw per candidate cost it more CPU than the service spent ranking them."""
@@ -97,16 +103,11 @@ class Scenarios:
         if not self.known_items or not self.known_users:
             raise RuntimeError("the service knows none of the dataset's items or users: wrong --data for this bundle?")
 
-    def _item(self) -> str:
-        if self.ingested and random.random() < 0.5:
-            return random.choice(self.ingested)
-        return random.choice(self.known_items)
-
     async def get(self, c: httpx.AsyncClient) -> httpx.Response:
-        return await c.get(f"/v1/items/{self._item()}/embedding")
+        return await c.get(f"/v1/items/{pick_one(self.known_items, self.ingested)}/embedding")
 
     async def rank(self, c: httpx.AsyncClient) -> httpx.Response:
-        body = {"user_id": random.choice(self.known_users), "item_ids": _candidates(self.known_items, self.ingested, self.candidates)}
+        body = {"user_id": random.choice(self.known_users), "item_ids": draw_candidates(self.known_items, self.ingested, self.candidates)}
         return await _post_json(c, "/v1/rank", body)
 
     async def recommend(self, c: httpx.AsyncClient) -> httpx.Response:
@@ -137,17 +138,12 @@ class Scenarios:
             self.posted_bundles.append(bundle_id)
         return r
 
-    def _bundle(self) -> str:
-        if self.posted_bundles and random.random() < 0.5:
-            return random.choice(self.posted_bundles)
-        return random.choice(self.known_bundles)
-
     async def bundle_get(self, c: httpx.AsyncClient) -> httpx.Response:
-        return await c.get(f"/v1/bundles/{self._bundle()}/embedding")
+        return await c.get(f"/v1/bundles/{pick_one(self.known_bundles, self.posted_bundles)}/embedding")
 
     async def bundle_rank(self, c: httpx.AsyncClient) -> httpx.Response:
         body = {"user_id": random.choice(self.bundle_users),
-                "bundle_ids": _candidates(self.known_bundles, self.posted_bundles, self.candidates)}
+                "bundle_ids": draw_candidates(self.known_bundles, self.posted_bundles, self.candidates)}
         return await _post_json(c, "/v1/bundles/rank", body)
 
     async def bundle_recommend(self, c: httpx.AsyncClient) -> httpx.Response:

@@ -17,7 +17,7 @@ import orjson
 
 from coldproxy.config import DEFAULT_DATASETS
 from loadtest.payloads import Payloads
-from loadtest.runner import Scenarios, _candidates, run_load
+from loadtest.runner import Scenarios, draw_candidates, pick_one, run_load
 
 
 def main() -> None:
@@ -39,11 +39,10 @@ def main() -> None:
     a.out.mkdir(parents=True, exist_ok=True)
     with (a.out / "get.txt").open("w") as f:
         for _ in range(4000):
-            item = random.choice(sc.ingested) if sc.ingested and random.random() < 0.5 else random.choice(sc.known_items)
-            f.write(f"GET /v1/items/{item}/embedding\n")
+            f.write(f"GET /v1/items/{pick_one(sc.known_items, sc.ingested)}/embedding\n")
     with (a.out / "rank.txt").open("w") as f:
         for _ in range(500):
-            body = {"user_id": random.choice(sc.known_users), "item_ids": _candidates(sc.known_items, sc.ingested, a.candidates)}
+            body = {"user_id": random.choice(sc.known_users), "item_ids": draw_candidates(sc.known_items, sc.ingested, a.candidates)}
             f.write(f"POST /v1/rank {orjson.dumps(body).decode()}\n")
     print(f"{len(sc.ingested)} items ingested; wrote {a.out / 'get.txt'} and {a.out / 'rank.txt'}")
 
