@@ -6,6 +6,8 @@ lookups, ranking and top-k are the same code for both.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from service.index import ItemIndex
@@ -13,6 +15,19 @@ from service.metrics import Metrics
 from service.schemas import ITEM_ID_RE
 from service.store import RedisStore
 from service.sync import IndexSync
+
+
+@dataclass(frozen=True)
+class Found:
+    """Known entries of a lookup: ``pos`` (their positions in the IDs asked for), ``vectors`` (one row
+    each, same order) and ``warm`` (how many leading rows are warm, from the model; the rest are proxies)."""
+
+    pos: np.ndarray
+    vectors: np.ndarray
+    warm: int
+
+    def source(self, row: int) -> str:
+        return "id" if row < self.warm else "proxy"
 
 
 class Catalog:
@@ -43,32 +58,57 @@ class Catalog:
         row = self.users.get(user_id)
         return None if row is None else self.user_emb[row]
 
-    async def lookup(self, ids: list[str]) -> dict[str, tuple[np.ndarray, str]]:
-        """id -> (vector, source) for the known ones: warm from the model; cold from this replica's index
-        when it holds them (``local_reads``), else from Redis (written by another replica an instant ago).
-        Raises ``StoreUnavailable``."""
-        out = {i: (self.warm_emb[self.warm[i]], "id") for i in ids if i in self.warm}
-        rest = [i for i in ids if i not in self.warm and ITEM_ID_RE.fullmatch(i)]
-        local = self.index.vectors(rest) if self.local_reads and rest else {}
-        cold = await self.store.get_many([i for i in rest if i not in local])
-        out.update({i: (v, "proxy") for i, v in local.items()})
-        out.update({i: (v, "proxy") for i, v in cold.items()})
+    async def gather(self, ids: list[str]) -> Found:
+        """The known ones among ``ids``: warm from the model; cold from this replica's index when it holds
+        them (``local_reads``), else from Redis (written by another replica an instant ago). Rows are
+        gathered with one fancy index per source, not one array per ID. Raises ``StoreUnavailable``."""
+        warm_pos, warm_rows, rest = [], [], []
+        get = self.warm.get
+        for k, i in enumerate(ids):
+            r = get(i)
+            if r is None:
+                rest.append(k)
+            else:
+                warm_pos.append(k)
+                warm_rows.append(r)
+        rest = [k for k in rest if ITEM_ID_RE.fullmatch(ids[k])]
+        pos, parts = [warm_pos], [self.warm_emb[warm_rows]]
+        local = 0
+        if rest and self.local_reads:
+            hit, vecs = self.index.vectors([ids[k] for k in rest])
+            pos.append([rest[j] for j in hit])
+            parts.append(vecs)
+            local, held = len(hit), set(hit)
+            rest = [k for j, k in enumerate(rest) if j not in held]
+        cold = await self.store.get_many([ids[k] for k in rest])
+        if cold:
+            pos.append([k for k in rest if ids[k] in cold])
+            parts.append(np.stack([cold[ids[k]] for k in pos[-1]]))
+        found = Found(np.array([k for p in pos for k in p], np.int64), np.concatenate(parts), len(warm_pos))
         m = self.metrics.lookups
-        m.labels(self.name, "id").inc(len(out) - len(local) - len(cold))
-        m.labels(self.name, "proxy_local").inc(len(local))
+        m.labels(self.name, "id").inc(found.warm)
+        m.labels(self.name, "proxy_local").inc(local)
         m.labels(self.name, "proxy_redis").inc(len(cold))
-        m.labels(self.name, "miss").inc(len(ids) - len(out))
-        return out
+        m.labels(self.name, "miss").inc(len(ids) - len(found.pos))
+        return found
+
+    async def lookup(self, ids: list[str]) -> dict[str, tuple[np.ndarray, str]]:
+        """id -> (vector, source) for the known ones among ``ids``; see ``gather``."""
+        f = await self.gather(ids)
+        return {ids[k]: (f.vectors[j], f.source(j)) for j, k in enumerate(f.pos.tolist())}
 
     async def rank(self, user: np.ndarray, ids: list[str]) -> tuple[list[tuple[str, float, str]], list[str]]:
-        """Distinct ``ids`` scored by inner product with ``user``, best first; and the unknown ones."""
+        """Distinct ``ids`` scored by inner product with ``user``, best first (ties in request order);
+        and the unknown ones."""
         ids = list(dict.fromkeys(ids))
-        found = await self.lookup(ids)
-        known = [i for i in ids if i in found]
-        scores = np.stack([found[i][0] for i in known]) @ user if known else np.zeros(0)
-        order = np.argsort(-scores, kind="stable")
-        ranked = [(known[j], sc, found[known[j]][1]) for j, sc in zip(order.tolist(), scores[order].tolist())]
-        return ranked, [i for i in ids if i not in found]
+        f = await self.gather(ids)
+        scores = f.vectors @ user
+        order = np.lexsort((f.pos, -scores))
+        ranked = [(ids[k], sc, f.source(j))
+                  for j, k, sc in zip(order.tolist(), f.pos[order].tolist(), scores[order].tolist())]
+        unknown = np.ones(len(ids), bool)
+        unknown[f.pos] = False
+        return ranked, [ids[k] for k in np.flatnonzero(unknown).tolist()]
 
     def top_k(self, user: np.ndarray, k: int) -> list[tuple[str, float, str]]:
         return [(i, s, "id" if i in self.warm else "proxy") for i, s in self.index.search(user, k)]

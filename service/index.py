@@ -42,12 +42,15 @@ class ItemIndex:
                 self._vecs = grown
             self._vecs[rows] = emb
 
-    def vectors(self, item_ids: list[str]) -> dict[str, np.ndarray]:
-        """The indexed vectors of those of ``item_ids`` this index holds (copies)."""
+    def vectors(self, item_ids: list[str]) -> tuple[list[int], np.ndarray]:
+        """Which of ``item_ids`` this index holds (their positions in ``item_ids``) and their vectors, one
+        row each in that order (a copy): one gather, however many are asked for."""
+        get = self._row.get
         with self._lock:
-            found = [(i, self._row[i]) for i in item_ids if i in self._row]
-            rows = self._vecs[[r for _, r in found]] if found else self._vecs[:0]
-        return {i: rows[k] for k, (i, _) in enumerate(found)}
+            rows = [get(i) for i in item_ids]
+            found = [k for k, r in enumerate(rows) if r is not None]
+            vecs = self._vecs[[rows[k] for k in found]]
+        return found, vecs
 
     def search(self, query: np.ndarray, k: int) -> list[tuple[str, float]]:
         with self._lock:

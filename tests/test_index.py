@@ -14,16 +14,16 @@ def test_vectors_follow_upserts_through_growth_and_overwrites():
     index.upsert([f"j{k}" for k in range(20)], more)
     replaced = rng.standard_normal((1, 8)).astype(np.float32)
     index.upsert(["i2"], replaced)
-    got = index.vectors(["i0", "i2", "j19", "unknown"])
-    assert set(got) == {"i0", "i2", "j19"}
-    np.testing.assert_array_equal(got["i0"], first[0])
-    np.testing.assert_array_equal(got["i2"], replaced[0])
-    np.testing.assert_array_equal(got["j19"], more[19])
+    found, got = index.vectors(["i0", "unknown", "i2", "j19"])
+    assert found == [0, 2, 3] and got.shape == (3, 8)
+    np.testing.assert_array_equal(got[0], first[0])
+    np.testing.assert_array_equal(got[1], replaced[0])
+    np.testing.assert_array_equal(got[2], more[19])
     assert len(index) == 25
     # FAISS and the by-ID copy hold the same vectors: every search score is the stored vector's inner product
     q = rng.standard_normal(8).astype(np.float32)
     hits = index.search(q, 25)
-    stored = index.vectors([i for i, _ in hits])
-    assert len(hits) == 25
-    for item_id, score in hits:
-        assert score == np.float32(stored[item_id] @ q) or abs(score - float(stored[item_id] @ q)) < 1e-5
+    found, stored = index.vectors([i for i, _ in hits])
+    assert len(hits) == 25 and found == list(range(25))
+    for (item_id, score), vec in zip(hits, stored):
+        assert abs(score - float(vec @ q)) < 1e-5
