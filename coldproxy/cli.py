@@ -68,7 +68,7 @@ def cmd_serve(a) -> None:
     if a.allow_memory_store:
         over["allow_memory_store"] = True
     s = ServiceSettings(**over)
-    uvicorn.run(create_app(s), host=s.host, port=s.port, log_level="info")
+    uvicorn.run(create_app(s), host=s.host, port=s.port, log_level="info", access_log=s.access_log)
 
 
 def cmd_up(a) -> None:

@@ -13,7 +13,6 @@ import base64
 import binascii
 import gc
 import logging
-import time
 from contextlib import asynccontextmanager
 from typing import Annotated
 
@@ -29,7 +28,8 @@ from coldproxy.config import ServiceSettings
 from coldproxy.preprocess import ImageError
 from service.batcher import QueueFull
 from service.bundle_routes import router as bundle_router
-from service.http import check_item_id, fast_json, fetch, parse_json, rank_in, top_k_in, unavailable
+from service.http import check_item_id, fast_json, fetch, json_body, parse_json, rank_in, read_json, top_k_in, unavailable
+from service.metrics import RequestMetrics
 from service.schemas import (ITEM_ID_PATTERN, BatchOut, BatchResult, EmbeddingOut, InteractionsIn, ItemJSON, ItemOut,
                              ItemsBatchIn, ModelOut, RankIn, RankOut, RecommendOut, ReloadOut)
 from service.state import AppState, Live, Serving, State, access
@@ -130,19 +130,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
                   description="Proxy embeddings for cold-start items, aligned to the recommender's ID space.")
     app.state.coldproxy = state
 
-    @app.middleware("http")
-    async def observe(request: Request, call_next):
-        t = time.perf_counter()
-        status = 500
-        try:
-            response = await call_next(request)
-            status = response.status_code
-            return response
-        finally:
-            route = request.scope.get("route")
-            path = getattr(route, "path", "unmatched")
-            state.metrics.requests.labels(path, request.method, str(status)).inc()
-            state.metrics.latency.labels(path, request.method).observe(time.perf_counter() - t)
+    app.add_middleware(RequestMetrics, metrics=state.metrics)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
@@ -238,7 +226,8 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
                 raise HTTPException(503, f"overloaded: {exc}", headers={"Retry-After": "1"}) from exc
         return await store_item(st, sv, item_id, overwrite, result)
 
-    @app.post("/v1/items/{item_id}/interactions", response_model=ItemOut, dependencies=[access(write=True)])
+    @app.post("/v1/items/{item_id}/interactions", response_model=ItemOut, openapi_extra=json_body(InteractionsIn),
+              dependencies=[access(write=True)])
     async def post_interactions(item_id: str, request: Request, st: AppState, sv: Live) -> ItemOut:
         """Warm-up path: tell the service how many interactions a new item has had (and, optionally, the
         ID embedding your recommender has learnt for it so far); the cold-aware gate re-mixes the
@@ -248,7 +237,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         refuse_warm(sv, item_id)
         if not sv.bundle.has_experts:
             raise HTTPException(409, f"bundle {sv.version} has no cold-aware gate; interaction counts do not change its proxies")
-        body = parse_json(InteractionsIn, await request.body())
+        body = await read_json(request, InteractionsIn, st.settings.max_request_bytes)
         d = sv.bundle.manifest.dims.id_dim
         id_emb = None
         if body.id_embedding is not None:
@@ -287,11 +276,9 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         (409, 422, 413, 503), so one bad item never fails the others.
         """
         s = st.settings
-        if int(request.headers.get("content-length") or 0) > s.max_batch_bytes:
-            raise HTTPException(413, f"request larger than {s.max_batch_bytes} bytes")
         if not request.headers.get("content-type", "").startswith("application/json"):
             raise HTTPException(415, "send application/json: {\"items\": [{\"item_id\", \"text\", \"image_base64\"}, ...]}")
-        body = parse_json(ItemsBatchIn, await request.body())
+        body = await read_json(request, ItemsBatchIn, s.max_batch_bytes)
         if len(body.items) > s.max_batch_items:
             raise HTTPException(413, f"at most {s.max_batch_items} items per batch")
         results: list[BatchResult] = [BatchResult(item_id=it.item_id, status=200) for it in body.items]
@@ -320,8 +307,9 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         emb, source = await fetch(sv.items, item_id, "item")
         return fast_json({"item_id": item_id, "bundle_version": sv.version, "source": source, "embedding": emb.tolist()})
 
-    @app.post("/v1/rank", response_model=RankOut, dependencies=[access(write=False)])
-    async def rank(body: RankIn, st: AppState, sv: Live) -> Response:
+    @app.post("/v1/rank", response_model=RankOut, openapi_extra=json_body(RankIn), dependencies=[access(write=False)])
+    async def rank(request: Request, st: AppState, sv: Live) -> Response:
+        body = await read_json(request, RankIn, st.settings.max_request_bytes)
         ranked, missing = await rank_in(sv.items, body.user_id, body.item_ids, st.settings)
         return fast_json({"user_id": body.user_id, "bundle_version": sv.version, "missing": missing,
                           "scores": [{"item_id": i, "score": sc, "source": src} for i, sc, src in ranked]})

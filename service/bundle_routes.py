@@ -12,7 +12,7 @@ from fastapi.responses import Response
 
 from coldproxy.bundle_recommender import VIEW_EXPERTS, VIEWS
 from service.bundles import BundleServing, UnknownMembers
-from service.http import check_item_id, fast_json, fetch, parse_json, rank_in, top_k_in, unavailable
+from service.http import check_item_id, fast_json, fetch, json_body, rank_in, read_json, top_k_in, unavailable
 from service.schemas import BundleEmbeddingOut, BundleIn, BundleOut, BundleRankIn, BundleRankOut, BundleRecommendOut
 from service.state import AppState, Live, Serving, access
 from service.store import StoreUnavailable
@@ -27,14 +27,12 @@ def bundles_of(sv: Serving) -> BundleServing:
     return sv.bundles
 
 
-@router.post("/v1/bundles", response_model=BundleOut, dependencies=[access(write=True)])
+@router.post("/v1/bundles", response_model=BundleOut, openapi_extra=json_body(BundleIn), dependencies=[access(write=True)])
 async def post_bundle(request: Request, st: AppState, sv: Live) -> BundleOut:
     """A new bundle from its member items: the vector is computed, stored in Redis (with the members)
     and indexed, so the bundle can be fetched and ranked at once. 422 names unknown member items."""
     bs = bundles_of(sv)
-    if int(request.headers.get("content-length") or 0) > st.settings.max_request_bytes:
-        raise HTTPException(413, f"request larger than {st.settings.max_request_bytes} bytes")
-    body = parse_json(BundleIn, await request.body())
+    body = await read_json(request, BundleIn, st.settings.max_request_bytes)
     if body.bundle_id in bs.catalog.warm:
         raise HTTPException(409, f"bundle {body.bundle_id} is known to the model: it is served from its interactions")
     if len(body.item_ids) > st.settings.max_bundle_members:
@@ -72,9 +70,11 @@ async def get_bundle_embedding(bundle_id: str, sv: Live) -> Response:
     return fast_json({"bundle_id": bundle_id, "model_version": bs.version, "source": source, "embedding": emb.tolist()})
 
 
-@router.post("/v1/bundles/rank", response_model=BundleRankOut, dependencies=[access(write=False)])
-async def rank_bundles(body: BundleRankIn, st: AppState, sv: Live) -> Response:
+@router.post("/v1/bundles/rank", response_model=BundleRankOut, openapi_extra=json_body(BundleRankIn),
+             dependencies=[access(write=False)])
+async def rank_bundles(request: Request, st: AppState, sv: Live) -> Response:
     bs = bundles_of(sv)
+    body = await read_json(request, BundleRankIn, st.settings.max_request_bytes)
     ranked, missing = await rank_in(bs.catalog, body.user_id, body.bundle_ids, st.settings)
     return fast_json({"user_id": body.user_id, "model_version": bs.version, "missing": missing,
                       "scores": [{"bundle_id": b, "score": sc, "source": src} for b, sc, src in ranked]})

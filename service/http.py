@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import orjson
-from fastapi import HTTPException
+from fastapi import HTTPException, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
@@ -37,6 +37,20 @@ def parse_json(model, raw: bytes):
         return model.model_validate_json(raw)
     except ValidationError as exc:
         raise HTTPException(422, exc.errors(include_url=False, include_context=False, include_input=False)) from exc
+
+
+async def read_json(request: Request, model, limit: int):
+    """The request body as ``model``; 413 past ``limit`` bytes. Parsed by pydantic's JSON parser in one
+    pass: a ``body: Model`` parameter has FastAPI run ``json.loads`` and then validate the Python objects,
+    twice the cost for 1,000 candidate IDs."""
+    if int(request.headers.get("content-length") or 0) > limit:
+        raise HTTPException(413, f"request larger than {limit} bytes")
+    return parse_json(model, await request.body())
+
+
+def json_body(model) -> dict:
+    """``openapi_extra`` of a route that reads its JSON body with ``read_json``, so /docs still shows it."""
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
 
 
 async def fetch(catalog: Catalog, key: str, what: str) -> tuple[np.ndarray, str]:

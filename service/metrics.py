@@ -1,4 +1,5 @@
-"""Prometheus metrics, one registry per app instance (so several apps can live in one process)."""
+"""Prometheus metrics, one registry per app instance (so several apps can live in one process), and the
+ASGI middleware that counts and times every HTTP request by route."""
 
 from __future__ import annotations
 
@@ -36,3 +37,32 @@ class Metrics:
         """Total seconds spent so far in each pipeline stage (the stage histograms' sums), for benchmarks."""
         return {smp.labels["stage"]: smp.value for fam in self.registry.collect() if fam.name == "coldproxy_stage_seconds"
                 for smp in fam.samples if smp.name.endswith("_sum")}
+
+
+class RequestMetrics:
+    """Plain ASGI middleware: request count by (route, method, status) and latency by (route, method).
+
+    Starlette's ``@app.middleware("http")`` runs each request through a task group and memory streams;
+    this only wraps ``send`` to see the status, which is all it needs."""
+
+    def __init__(self, app, metrics: Metrics):
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        t = time.perf_counter()
+        status = 500
+
+        async def send_status(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            path = getattr(scope.get("route"), "path", "unmatched")  # the router sets it on the shared scope
+            self.metrics.requests.labels(path, scope["method"], str(status)).inc()
+            self.metrics.latency.labels(path, scope["method"]).observe(time.perf_counter() - t)

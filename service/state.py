@@ -139,14 +139,14 @@ class State:
             await serving.close()
 
 
-def get_state(request: Request) -> State:
+async def get_state(request: Request) -> State:  # async: FastAPI runs plain-def dependencies in a thread pool
     return request.app.state.coldproxy
 
 
 AppState = Annotated[State, Depends(get_state)]
 
 
-def get_serving(st: AppState) -> Serving:
+async def get_serving(st: AppState) -> Serving:
     if st.serving is None:
         raise HTTPException(503, "no bundle loaded yet", headers={"Retry-After": "1"})
     return st.serving

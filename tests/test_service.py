@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from coldproxy.anchors import AnchorIndex, content_vectors
+from coldproxy.config import ServiceSettings
 from coldproxy.preprocess import load_image_file
 from models.encoders import ImageEncoder, TextEncoder, tokenizer
 from models.samplers import sample
@@ -190,6 +191,23 @@ def test_metrics_expose_routes_and_stages(client):
     for stage in ("decode", "queue", "image_encoder", "tokenise", "text_encoder", "proxy", "store", "index"):
         assert f'coldproxy_stage_seconds_count{{stage="{stage}"}}' in text
     assert "coldproxy_batch_queue_depth" in text
+
+
+def test_request_metrics_count_each_answer_by_route_and_status(client):
+    def count(line: str) -> float:
+        found = [x for x in client.get("/metrics").text.splitlines() if x.startswith(line + " ")]
+        return float(found[0].split()[-1]) if found else 0.0
+
+    rank_404 = 'coldproxy_requests_total{method="POST",route="/v1/rank",status="404"}'
+    rank_413 = 'coldproxy_requests_total{method="POST",route="/v1/rank",status="413"}'
+    lost = 'coldproxy_requests_total{method="GET",route="unmatched",status="404"}'
+    timed = 'coldproxy_request_seconds_count{method="POST",route="/v1/rank"}'
+    before = [count(x) for x in (rank_404, rank_413, lost, timed)]
+    assert client.post("/v1/rank", json={"user_id": "no-such-user", "item_ids": ["1"]}).status_code == 404
+    too_big = b" " * (ServiceSettings().max_request_bytes + 1)
+    assert client.post("/v1/rank", content=too_big, headers={"content-type": "application/json"}).status_code == 413
+    assert client.get("/no/such/route").status_code == 404
+    assert [count(x) for x in (rank_404, rank_413, lost, timed)] == [b + d for b, d in zip(before, (1, 1, 1, 2))]
 
 
 def test_restarted_server_rebuilds_index_from_redis(server, replica, held_out):
