@@ -160,8 +160,9 @@ class ServiceSettings(BaseSettings):
                              "requests by route and status; the line costs the event loop ~0.14 ms a request)")
     gc_freeze: bool = Field(True, description="after start-up, move every object to the collector's permanent "
                             "generation (gc.freeze), so full collections do not walk the loaded bundle during requests")
-    faiss_threads: int = Field(1, description="OpenMP threads per FAISS search (one query per request: more threads only "
-                               "spin against each other and the encoders)")
+    faiss_threads: int = Field(1, description="OpenMP threads per FAISS search, set on every thread that searches (the "
+                               "event loop's: top-k; the graph threads': anchors). One query per request or a "
+                               "micro-batch of them: more threads only spin against each other and the encoders")
     ort_providers: list[str] | None = Field(None, description="ONNX Runtime providers; default: CUDA if present, else CPU")
     ort_cuda_conv_algo_search: Literal["EXHAUSTIVE", "HEURISTIC", "DEFAULT"] = Field(
         "HEURISTIC", description="CUDA provider: how cuDNN picks a convolution algorithm for each new batch shape")

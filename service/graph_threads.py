@@ -17,9 +17,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 
 class GraphThreads:
-    def __init__(self, n: int):
+    def __init__(self, n: int, init=None):
+        """``init()`` runs once at the start of each thread (per-thread library settings)."""
         self.n = max(1, n)
-        self.pool = ThreadPoolExecutor(self.n, thread_name_prefix="coldproxy-graphs")
+        self.pool = ThreadPoolExecutor(self.n, thread_name_prefix="coldproxy-graphs", initializer=init)
 
     async def run(self, fn, *args):
         """``fn(*args)`` on one of the graph threads, awaited without blocking the event loop."""
