@@ -2,8 +2,8 @@
 
 Each request decodes and tokenises its own item in a worker thread (off the event loop, in
 parallel), then queues it. ``workers`` batch loops each take the first waiting item, gather more
-for at most ``max_wait_s`` or until ``max_batch`` items, and run the graphs once over the batch
-in a thread. The queue is bounded: when ``max_queue`` items are waiting, ``submit`` raises
+until ``max_batch`` items -- waiting up to ``max_wait_s`` for them only while every other worker is
+busy -- and run the graphs once over the batch in a thread. The queue is bounded: when ``max_queue`` items are waiting, ``submit`` raises
 ``QueueFull`` at once (the route answers 503 with Retry-After) instead of letting latency grow
 without bound.
 """
@@ -33,6 +33,7 @@ class MicroBatcher:
         self.max_batch, self.max_wait_s, self.workers = max_batch, max_wait_s, workers
         self.queue: asyncio.Queue = asyncio.Queue(maxsize=max_queue)
         self._tasks: list[asyncio.Task] = []
+        self._idle = 0  # workers waiting for an item
 
     def start(self) -> None:
         self._tasks = [asyncio.create_task(self._loop()) for _ in range(self.workers)]
@@ -49,9 +50,21 @@ class MicroBatcher:
 
     async def _loop(self) -> None:
         while True:
-            batch = [await self.queue.get()]
-            deadline = time.perf_counter() + self.max_wait_s
+            self._idle += 1
+            try:
+                batch = [await self.queue.get()]
+            finally:
+                self._idle -= 1
+            # Another worker idle: there is hardware free now, so take what is queued and go; waiting would
+            # only delay a lone request (at concurrency 1, by max_wait_s every time). Every other worker
+            # busy: wait up to max_wait_s for a fuller batch, which costs no idle hardware.
+            deadline = time.perf_counter() + (0.0 if self._idle else self.max_wait_s)
             while len(batch) < self.max_batch:
+                try:
+                    batch.append(self.queue.get_nowait())
+                    continue
+                except asyncio.QueueEmpty:
+                    pass
                 remaining = deadline - time.perf_counter()
                 if remaining <= 0:
                     break

@@ -2,6 +2,7 @@
 
 import asyncio
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -29,6 +30,42 @@ def test_concurrent_items_are_batched_up_to_the_limit_and_answered_in_order():
 
     assert asyncio.run(scenario()) == [i * 10 for i in range(10)]
     assert max(sizes) == 4 and sum(sizes) == 10 and len(sizes) == 3
+
+
+def test_a_lone_item_runs_at_once_while_a_worker_is_idle_and_waits_for_company_when_all_are_busy():
+    sizes, release = [], threading.Event()
+
+    def infer(batch):
+        sizes.append(len(batch))
+        if batch == ["slow"]:
+            release.wait(5)
+        return batch
+
+    async def scenario():
+        b = MicroBatcher(infer, Metrics(), max_batch=8, max_wait_s=0.5, max_queue=100, workers=2)
+        b.start()
+        await asyncio.sleep(0.01)  # both workers waiting for items, as in a running service
+        try:
+            t = time.perf_counter()
+            assert await b.submit("alone") == "alone"
+            lone = time.perf_counter() - t
+            slow = asyncio.create_task(b.submit("slow"))  # keeps one worker busy
+            await asyncio.sleep(0.05)
+            t = time.perf_counter()
+            first = asyncio.create_task(b.submit("x"))  # the other worker takes it and, none idle, waits to fill
+            await asyncio.sleep(0.1)
+            got = await asyncio.gather(first, b.submit("y"), b.submit("z"))
+            filled = time.perf_counter() - t
+            release.set()
+            await slow
+            return lone, got, filled
+        finally:
+            await b.stop()
+
+    lone, got, filled = asyncio.run(scenario())
+    assert lone < 0.25, lone  # not held for max_wait_s
+    assert got == ["x", "y", "z"] and sizes == [1, 1, 3]
+    assert filled >= 0.45, filled  # held for company, which came
 
 
 def test_full_queue_is_refused_at_once_and_a_failing_batch_fails_only_its_requests():
