@@ -10,11 +10,13 @@ from __future__ import annotations
 import faiss
 import numpy as np
 
-# Below this many queries FAISS scans the whole database once per query; from it on, one matrix product
-# serves them all. The scan is memory-bound (MovieLens: 7,794 x 1,664 float32, 52 MB, 3.2 ms a query on
-# one core here), the product 6-7 ms for 1-8 queries and 14.5 ms for 32. FAISS's default (128,000 in
-# this release) kept every micro-batch of the service, and training's 7,794 queries, on the scan.
-faiss.cvar.distance_compute_blas_threshold = 4
+# A flat FAISS search scans the database once per query while queries x dim < this threshold, and from
+# it on computes all the products in one BLAS call. Content vectors (MovieLens: 7,794 x 1,664 float32,
+# 52 MB) make the scan memory-bound: 3.2 ms a query on one core here, against 6-7 ms for one product
+# over 4-8 queries and 14.5 ms over 32. FAISS's default (128,000: 77 queries at this dim) kept every
+# micro-batch of the service on the scan. Below 4 queries the scan stays: one product over 1 query took
+# 6.9 ms, and threads each running their own (torch eager at concurrency 8) fell from 17.7 to 3.9 items/s.
+BLAS_FROM_QUERIES = 4
 
 
 def unit_rows(x: np.ndarray) -> np.ndarray:
@@ -33,6 +35,7 @@ class AnchorIndex:
     def __init__(self, warm_vectors: np.ndarray, warm_emb: np.ndarray, n: int = 5):
         self.n, self.emb = n, np.ascontiguousarray(warm_emb, dtype=np.float32)
         self.index = faiss.IndexFlatIP(warm_vectors.shape[1])
+        faiss.cvar.distance_compute_blas_threshold = BLAS_FROM_QUERIES * warm_vectors.shape[1]  # global; same dim everywhere
         self.index.add(np.ascontiguousarray(warm_vectors, dtype=np.float32))
 
     def neighbours(self, vectors: np.ndarray, exclude: np.ndarray | None = None) -> np.ndarray:
