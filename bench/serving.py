@@ -6,7 +6,8 @@ measures, in order:
 (a) ingestion items/s and latency at concurrency 1, 8, 32 (POST /v1/items, real posters + texts),
     against a plain torch eager pipeline that encodes one item at a time (tokenise, MiniLM,
     EfficientNet, generator) at the same concurrency levels (a thread per concurrent caller);
-(b) GET and rank (1,000 candidates) latency at a fixed open-loop request rate;
+(b) GET and rank (1,000 candidates) latency at a fixed open-loop request rate (and, for every load,
+    the service's CPU time per request, from /proc);
 (c) the encoders' + generator's FLOPs per item (torch's FLOP counter) against this machine's
     measured float32 matrix-multiply FLOP/s, and the fraction ingestion achieves;
 (d) a mixed load at a fixed rate for ``--soak`` seconds with the service's RSS sampled every 5 s
@@ -47,6 +48,12 @@ def rss_mb(pid: int, field: str = "VmRSS") -> float:
         if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def start_server(port: int, prefix: str, bundle: Path) -> subprocess.Popen:
@@ -148,14 +155,17 @@ def torch_eager_levels(pipe: TorchEager, items: list, levels: list[int], n: int)
     return out
 
 
-def load(url: str, scenario: str, scenarios: Scenarios, **kw) -> dict:
+def load(url: str, scenario: str, scenarios: Scenarios, server_pid: int, **kw) -> dict:
     """One bounded load; ``scenarios`` is shared by the whole run, so reads draw half their IDs from the
-    cold items ingested earlier (proxies) and half from warm ones."""
+    cold items ingested earlier (proxies) and half from warm ones. Also the service's CPU time per
+    request over the load (discovery included, a few hundred untimed GETs the first time)."""
+    cpu0 = cpu_seconds(server_pid)
     samples = asyncio.run(run_load(url, scenario, scenarios, **kw))
+    cpu = cpu_seconds(server_pid) - cpu0
     wall = max(x.start + x.latency for x in samples)  # from the first request, after the untimed discovery
     o = summarise(samples, wall)["overall"]
     row = {"scenario": scenario, **kw, "requests": o["requests"], "throughput_rps": o["throughput_rps"], "latency_ms": o["latency_ms"],
-           "errors": o["errors"], "status": o["status"]}
+           "errors": o["errors"], "status": o["status"], "server_cpu_ms_per_request": 1000 * cpu / o["requests"]}
     print(json.dumps(row), flush=True)
     return row
 
@@ -166,7 +176,7 @@ def main() -> None:
     p.add_argument("--bundle", type=Path, default=REPO_ROOT / "artifacts" / "bundle")
     p.add_argument("--work-dir", type=Path, default=REPO_ROOT / "artifacts" / "train")
     p.add_argument("--levels", type=int, nargs="+", default=[1, 8, 32])
-    p.add_argument("--ingest-items", type=int, default=192, help="items per service concurrency level")
+    p.add_argument("--ingest-items", type=int, default=384, help="items per service concurrency level")
     p.add_argument("--torch-items", type=int, default=64, help="items per torch-eager concurrency level")
     p.add_argument("--rate", type=float, default=200.0, help="fixed request rate for GET and rank")
     p.add_argument("--read-seconds", type=float, default=20.0)
@@ -184,9 +194,9 @@ def main() -> None:
     server = start_server(a.port, prefix, a.bundle)
     try:
         report["rss_mb_after_start"] = rss_mb(server.pid)
-        report["ingest_service"] = [dict(load(url, "ingest", scenarios, requests=a.ingest_items, duration=600, concurrency=c),
+        report["ingest_service"] = [dict(load(url, "ingest", scenarios, server.pid, requests=a.ingest_items, duration=600, concurrency=c),
                                          concurrency=c) for c in a.levels]
-        report["read_at_rate"] = [load(url, sc, scenarios, requests=int(a.rate * a.read_seconds), duration=a.read_seconds,
+        report["read_at_rate"] = [load(url, sc, scenarios, server.pid, requests=int(a.rate * a.read_seconds), duration=a.read_seconds,
                                        rate=a.rate) for sc in ("get", "rank")]
         if a.soak > 0:
             rss, stop = [], threading.Event()
@@ -199,7 +209,7 @@ def main() -> None:
 
             th = threading.Thread(target=sample)
             th.start()
-            report["soak"] = load(url, "mix", scenarios, requests=int(a.soak * a.soak_rate) + 1, duration=a.soak, rate=a.soak_rate)
+            report["soak"] = load(url, "mix", scenarios, server.pid, requests=int(a.soak * a.soak_rate) + 1, duration=a.soak, rate=a.soak_rate)
             stop.set()
             th.join()
             warm = [m for t, m in rss if t >= min(30.0, a.soak / 4)]

@@ -135,7 +135,8 @@ class ServiceSettings(BaseSettings):
     max_item_id_len: int = 128
     micro_batching: bool = Field(True, description="batch concurrent POST /v1/items through the graphs")
     batch_max_size: int = Field(32, description="largest micro-batch")
-    batch_max_wait_ms: float = Field(5.0, description="how long a batch waits to fill once its first item is in")
+    batch_max_wait_ms: float = Field(5.0, description="how long a batch waits to fill once its first item is in, "
+                                     "while every other batch worker is busy (with one idle, it runs at once)")
     batch_queue_max: int = Field(256, description="items waiting for the model before POSTs get 503")
     pad_image_batches: Literal["auto", "on", "off"] = Field(
         "auto", description="run the image encoder at power-of-two batch sizes, one session per size, each warmed "
