@@ -41,8 +41,8 @@ def parse_json(model, raw: bytes):
 
 async def read_json(request: Request, model, limit: int):
     """The request body as ``model``; 413 past ``limit`` bytes. Parsed by pydantic's JSON parser in one
-    pass: a ``body: Model`` parameter has FastAPI run ``json.loads`` and then validate the Python objects,
-    twice the cost for 1,000 candidate IDs."""
+    pass: a ``body: Model`` parameter has FastAPI run ``json.loads`` and then validate the Python objects
+    (72 us against 45 us for 1,000 candidate IDs, before FastAPI's own handling of the body field)."""
     if int(request.headers.get("content-length") or 0) > limit:
         raise HTTPException(413, f"request larger than {limit} bytes")
     return parse_json(model, await request.body())
