@@ -334,14 +334,12 @@ def train_gates(d: BundleData, prior: Prior, ex: ViewExperts, s: BundleSettings,
         total = 0.0
         for b in range(0, len(perm), s.gate_batch):
             rows = perm[b : b + s.gate_batch]
-            u = U[torch.from_numpy(inter.users[rows])]
-            pos, neg = torch.from_numpy(inter.items[rows]), torch.from_numpy(warm[rng.integers(0, len(warm), len(rows))])
+            users, pos, neg = partners.triples(rng, rows, warm)
+            u = U[users]
             loss = bpr_loss((u * embed(pos)).sum(-1), (u * embed(neg)).sum(-1))
             if n_aug:
-                r = rows[rng.integers(0, len(rows), n_aug)]
+                r, p1, p2, n1, n2 = partners.pseudo_cold(rng, rows, warm, n_aug)
                 ua = U[torch.from_numpy(inter.users[r])]
-                p1, p2 = torch.from_numpy(inter.items[r]), torch.from_numpy(partners.draw(rng, r))
-                n1, n2 = (torch.from_numpy(warm[rng.integers(0, len(warm), n_aug)]) for _ in range(2))
                 lam = beta.sample((n_aug,))
                 pseudo = (ua * embed(p1, p2, lam)).sum(-1)
                 # against pseudo-cold negatives (cold vs cold) and real warm ones (cold vs warm, as at test time)

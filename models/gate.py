@@ -44,8 +44,9 @@ class ColdAwareGate(nn.Module):
 
 
 class PositivesByUser:
-    """Draws, for interaction rows, another positive of the same user (possibly the same item);
-    the interactions are sorted by user once, not per batch."""
+    """The gates' training draws over one set of interactions (the item gate's and the bundle gates'):
+    BPR triples, pseudo-cold triples, and for interaction rows another positive of the same user
+    (possibly the same item). The interactions are sorted by user once, not per batch."""
 
     def __init__(self, inter: Interactions):
         self.inter, self.order = inter, np.argsort(inter.users, kind="stable")
@@ -56,6 +57,20 @@ class PositivesByUser:
         end = np.searchsorted(self.users_sorted, self.inter.users[rows], "right")
         pick = start + (rng.random(len(rows)) * (end - start)).astype(np.int64)
         return self.inter.items[self.order[pick]]
+
+    def triples(self, rng: np.random.Generator, rows: np.ndarray, warm: np.ndarray):
+        """BPR triples of a batch's interaction ``rows``: (users, positives, negatives drawn from ``warm``)."""
+        return (torch.from_numpy(self.inter.users[rows]), torch.from_numpy(self.inter.items[rows]),
+                torch.from_numpy(warm[rng.integers(0, len(warm), len(rows))]))
+
+    def pseudo_cold(self, rng: np.random.Generator, rows: np.ndarray, warm: np.ndarray, n: int):
+        """Draws for ``n`` pseudo-cold triples of a batch (mixup, IDProxy-style augmentation): ``n`` of its
+        interaction ``rows``; for each, two positives of that row's user to mix (the row's item and
+        another) and two random ``warm`` items to mix as the negative. Returns (rows, p1, p2, n1, n2)."""
+        r = rows[rng.integers(0, len(rows), n)]
+        p1, p2 = torch.from_numpy(self.inter.items[r]), torch.from_numpy(self.draw(rng, r))
+        n1, n2 = (torch.from_numpy(warm[rng.integers(0, len(warm), n)]) for _ in range(2))
+        return r, p1, p2, n1, n2
 
 
 def train_gate(experts: np.ndarray, available: np.ndarray, features: np.ndarray, user_emb: np.ndarray,
@@ -91,14 +106,12 @@ def train_gate(experts: np.ndarray, available: np.ndarray, features: np.ndarray,
         total = 0.0
         for b in range(0, len(perm), s.gate_batch):
             rows = perm[b : b + s.gate_batch]
-            u = U[torch.from_numpy(inter.users[rows])]
-            pos, neg = torch.from_numpy(inter.items[rows]), torch.from_numpy(warm[rng.integers(0, len(warm), len(rows))])
+            users, pos, neg = partners.triples(rng, rows, warm)
+            u = U[users]
             loss = bpr_loss((u * embed(pos)).sum(-1), (u * embed(neg)).sum(-1))
             if n_aug > 0:
-                r = rows[rng.integers(0, len(rows), n_aug)]
+                r, p1, p2, n1, n2 = partners.pseudo_cold(rng, rows, warm, n_aug)
                 ua = U[torch.from_numpy(inter.users[r])]
-                p1, p2 = torch.from_numpy(inter.items[r]), torch.from_numpy(partners.draw(rng, r))
-                n1, n2 = (torch.from_numpy(warm[rng.integers(0, len(warm), n_aug)]) for _ in range(2))
                 lam = beta.sample((n_aug,))
                 loss = loss + s.gate_aug_ratio * bpr_loss((ua * embed(p1, p2, lam)).sum(-1), (ua * embed(n1, n2, lam)).sum(-1))
             opt.zero_grad()
