@@ -1,8 +1,8 @@
-# coldproxy service image: serves an exported bundle (ONNX Runtime, no torch).
+# coldproxy service image: serves an exported model package (ONNX Runtime, no torch).
 # Build:  docker build -t coldproxy:0.1.0 .
-# Run:    docker run -p 8000:8000 -v "$PWD/artifacts/bundle:/bundle:ro" -e REDIS_URL=redis://redis:6379/0 coldproxy:0.1.0
-# The bundle is mounted, not baked in: one image serves any bundle, and a rollout changes the volume.
-# Bundles (/v1/bundles) too, when a bundle recommender package is mounted at /bundle-recommender.
+# Run:    docker run -p 8000:8000 -v "$PWD/artifacts/package:/package:ro" -e REDIS_URL=redis://redis:6379/0 coldproxy:0.1.0
+# The package is mounted, not baked in: one image serves any package, and a rollout changes the volume.
+# Bundles (/v1/bundles) too, when a bundle model package is mounted at /bundle-package.
 
 FROM python:3.11-slim-bookworm AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
@@ -10,6 +10,7 @@ RUN python -m venv /opt/venv
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY coldproxy ./coldproxy
+COPY coldproxy_cli ./coldproxy_cli
 COPY service ./service
 COPY loadtest ./loadtest
 COPY models ./models
@@ -26,8 +27,8 @@ RUN groupadd --system --gid 10001 coldproxy \
 COPY --from=build /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
-    COLDPROXY_BUNDLE_DIR=/bundle \
-    COLDPROXY_BUNDLE_RECOMMENDER_DIR=/bundle-recommender \
+    COLDPROXY_PACKAGE_DIR=/package \
+    COLDPROXY_BUNDLE_PACKAGE_DIR=/bundle-package \
     COLDPROXY_HOST=0.0.0.0 \
     COLDPROXY_PORT=8000
 USER 10001:10001

@@ -20,9 +20,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.bundles import (BundleSettings, ViewExperts, cold_aware_features, composition_features, evaluate,
-                            fit_view_experts, train_gates, train_prior)
-from models.youshu import load_youshu
+from coldproxy.config import BundleSettings
+from models.bundles.model import (ViewExperts, cold_aware_features, composition_features, evaluate, fit_view_experts,
+                                  train_gates, train_prior)
+from models.bundles.data import load_youshu
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PUBLISHED = {  # MoDiffE Table 3, Youshu: (Recall@20, NDCG@20)

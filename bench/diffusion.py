@@ -21,10 +21,11 @@ import numpy as np
 
 from coldproxy.config import TrainSettings
 from models.evaluate import evaluate_split
-from models.experts import fit_experts
-from models.proxy import predict
+from models.items.experts import fit_experts
+from models.items.proxy_training import predict
 from models.samplers import sample
-from models.train import train
+from export.encoders import encoder_graphs
+from models.items.train import train
 
 RESULTS = Path(__file__).resolve().parent / "results"
 STEPS = (1, 2, 3, 5, 10)
@@ -41,7 +42,7 @@ def variants() -> list[tuple[str, dict]]:
 
 def run_seed(seed: int, start: float) -> dict:
     s = TrainSettings(seed=seed, sampler_start=start)
-    r = train(s)
+    r = train(s, encoder_graphs)
     f, sp, U, I = r.features, r.split, r.user_emb, r.item_emb
     n = r.dataset.n_items
     ex = r.experts or fit_experts(f, sp, U, I, predict(r.proxy, f, np.arange(n)), s, gate=False)

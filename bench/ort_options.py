@@ -1,7 +1,7 @@
 """ONNX Runtime session options on the serving pipeline (one stream of batches): ingestion speed and peak RSS.
 
 Each setting runs in its own process (so peak RSS is its own): every test-cold item of the default
-split through ``service.pipeline.ProxyPipeline`` in batches of 32 (bench/quantize.run), with the
+split through ``service.engine.pipeline.ProxyPipeline`` in batches of 32 (bench/quantize.run), with the
 ``COLDPROXY_ORT_*`` values given. Writes bench/results/ort_options.json.
 
     python bench/ort_options.py
@@ -37,7 +37,7 @@ def one(over: dict) -> dict:
 
     s = TrainSettings()
     ds = load_dataset(s)
-    r = run(s.bundle_dir, ds, cold_start_split(ds, s.seed, s.split_ratios), 32, ServiceSettings(**over))
+    r = run(s.package_dir, ds, cold_start_split(ds, s.seed, s.split_ratios), 32, ServiceSettings(**over))
     return {"items_per_s": r["items_per_s"], "ms_per_item": r["ms_per_item"], "cold_recall@20": r["cold"]["recall@20"],
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 

@@ -2,7 +2,7 @@
 onnxruntime build has it (``onnxruntime-gpu``).
 
 Real posters + texts (the MovieLens-posters folder, or a slice of it with the same layout) go through
-``service.pipeline.ProxyPipeline`` -- decode, tokenise, encoders, proxy, anchor, sampler, gate, what
+``service.engine.pipeline.ProxyPipeline`` -- decode, tokenise, encoders, proxy, anchor, sampler, gate, what
 POST /v1/items runs -- in batches of each size given, once per variant: the CPU provider; the CUDA
 provider as the service configures it (float32, HEURISTIC cuDNN search); with TF32
 (``COLDPROXY_ORT_CUDA_TF32``); and with EXHAUSTIVE search (``COLDPROXY_ORT_CUDA_CONV_ALGO_SEARCH``).
@@ -29,12 +29,12 @@ import numpy as np
 import onnxruntime as ort
 from tqdm.auto import tqdm
 
-from coldproxy.bundle import load_bundle
+from coldproxy.package import load_package
 from coldproxy.config import DEFAULT_DATASETS, ServiceSettings, usable_cores
 from coldproxy.ort import CPU, CUDA, default_providers
 from loadtest.payloads import Payloads
 from service.metrics import Metrics
-from service.pipeline import ProxyPipeline
+from service.engine.pipeline import ProxyPipeline
 
 RESULTS = Path(__file__).resolve().parent / "results"
 STAGES = ("decode", "tokenise", "text_encoder", "image_encoder", "proxy", "anchor", "sampler", "gate")
@@ -57,10 +57,10 @@ def variants() -> dict[str, dict]:
     return out
 
 
-def run_variant(bundle, payload: list[tuple[str, bytes | None]], batches: list[int], ort_opts: dict, max_pixels: int) -> dict:
+def run_variant(package, payload: list[tuple[str, bytes | None]], batches: list[int], ort_opts: dict, max_pixels: int) -> dict:
     metrics = Metrics()
     t = time.perf_counter()
-    pipe = ProxyPipeline(bundle, metrics, ort_opts, max_pixels)
+    pipe = ProxyPipeline(package, metrics, ort_opts, max_pixels)
     out = {"load_s": time.perf_counter() - t,
            "providers": {g: s.get_providers()[0] for g, s in (("text_encoder", pipe.text), ("image_encoder", pipe.image),
                                                              ("proxy", pipe.proxy))},
@@ -91,22 +91,22 @@ def difference(a: np.ndarray, b: np.ndarray) -> dict:
 def main() -> None:
     s = ServiceSettings()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--bundle-dir", type=Path, default=s.bundle_dir)
+    p.add_argument("--package-dir", "--bundle-dir", type=Path, default=s.package_dir)
     p.add_argument("--data", type=Path, default=DEFAULT_DATASETS / "movielens-posters")
     p.add_argument("--items", type=int, default=512)
     p.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32, 64])
     p.add_argument("--name", default="providers")
     a = p.parse_args()
-    bundle = load_bundle(a.bundle_dir)
+    package = load_package(a.package_dir)
     items = [it for it in Payloads.from_movielens(a.data).items if it[2] is not None][: a.items]
     payload = [(text, poster.read_bytes()) for _, text, poster in items]
     out = {"onnxruntime": ort.__version__, "available_providers": ort.get_available_providers(), "gpu": gpu_name(),
-           "cpu_count": usable_cores(), "machine": platform.node(), "bundle": bundle.manifest.version,
+           "cpu_count": usable_cores(), "machine": platform.node(), "package": package.manifest.version,
            "items": len(payload), "batches": a.batches, "variants": {}}
     cpu_vectors = None
     for label, extra in variants().items():
         print(f"== {label}")
-        res, vectors = run_variant(bundle, payload, a.batches, {**s.ort_options(), **extra}, s.max_image_pixels)
+        res, vectors = run_variant(package, payload, a.batches, {**s.ort_options(), **extra}, s.max_image_pixels)
         if cpu_vectors is None:
             cpu_vectors = vectors
         res["vs_cpu"] = {k: difference(vectors[k], cpu_vectors[k]) for k in vectors}

@@ -23,12 +23,13 @@ from pathlib import Path
 import numpy as np
 
 from coldproxy.config import TrainSettings
-from models.baselines import (cb2cf_embeddings, clcrec_embeddings, dropoutnet_embeddings, knn_embeddings,
+from models.items.baselines import (cb2cf_embeddings, clcrec_embeddings, dropoutnet_embeddings, knn_embeddings,
                               random_embeddings)
 from models.evaluate import evaluate_split
 from models.idmodel import train_id_model
-from models.proxy import ProxyMLP, predict, tensors, train_proxy
-from models.train import fit_generator, train
+from models.items.proxy_training import ProxyMLP, predict, tensors, train_proxy
+from export.encoders import encoder_graphs
+from models.items.train import fit_generator, train
 
 RESULTS = Path(__file__).resolve().parent / "results"
 METRICS = ("recall@10", "ndcg@10", "recall@20", "ndcg@20")
@@ -53,23 +54,23 @@ DIFFUSION = ("proxy + diffusion (average)", "proxy + diffusion + cold-aware gate
 METHODS = BASELINES + (FULL, LIGHTGCN, *ABLATIONS, ROBUST, *DIFFUSION)
 
 
-def served(model, f, item_emb, cold, mask=None) -> np.ndarray:
+def served(model, features, item_emb, cold, mask=None) -> np.ndarray:
     out = item_emb.copy()
     if mask is None:
-        out[cold] = predict(model, f, cold)
+        out[cold] = predict(model, features, cold)
     else:
         model.eval()
         import torch
 
         with torch.no_grad():
-            out[cold] = model(*tensors(f, cold, mask))["proxy"].numpy()
+            out[cold] = model(*tensors(features, cold, mask))["proxy"].numpy()
     return out
 
 
 def run_seed(seed: int, only: set[str] | None) -> dict[str, dict]:
     s = TrainSettings(seed=seed)
     want = lambda m: only is None or m in only  # noqa: E731
-    r = train(s)
+    r = train(s, encoder_graphs)
     f, sp, U, I = r.features, r.split, r.user_emb, r.item_emb
     cold = np.concatenate([sp.val_items, sp.test_items])
     res: dict[str, dict] = {}
@@ -83,7 +84,7 @@ def run_seed(seed: int, only: set[str] | None) -> dict[str, dict]:
     if want("random"):
         score("random", random_embeddings(I, cold, seed))
     if want("content-kNN"):
-        score("content-kNN", knn_embeddings(f, I, sp.warm_items, cold, n=5))
+        score("content-kNN", knn_embeddings(f, I, sp.warm_items, cold, neighbours=5))
     for name, fn in (("CB2CF", cb2cf_embeddings), ("DropoutNet", dropoutnet_embeddings), ("CLCRec", clcrec_embeddings)):
         if want(name):
             score(name, fn(f, sp, U, I, cold, s)[0])
@@ -113,17 +114,17 @@ def run_seed(seed: int, only: set[str] | None) -> dict[str, dict]:
     return res
 
 
-def diffusion_rows(r, cold, score, want) -> None:
+def diffusion_rows(result, cold, score, want) -> None:
     """MoDiffE stages on top of the full generator: diffusion expert, gate, and their ablations."""
     from dataclasses import replace
 
-    from models.experts import fit_experts, sampler_kwargs, served_cold
+    from models.items.experts import fit_experts, served_cold
     from models.gate import train_gate
-    from models.samplers import sample
+    from models.samplers import sample, sampler_kwargs
 
-    f, sp, U, I, s = r.features, r.split, r.user_emb, r.item_emb, r.settings
-    n = r.dataset.n_items
-    ex = r.experts or fit_experts(f, sp, U, I, predict(r.proxy, f, np.arange(n)), s)
+    f, sp, U, I, s = result.features, result.split, result.user_emb, result.item_emb, result.settings
+    n = result.dataset.n_items
+    ex = result.experts or fit_experts(f, sp, U, I, predict(result.proxy, f, np.arange(n)), s)
 
     def with_cold(emb_cold):
         out = I.copy()

@@ -1,13 +1,13 @@
 """int8 encoders vs float32: quality on the cold split and ingestion speed, through the serving pipeline.
 
-For the default bundle and two int8 twins (``python -m export.quantize``: text encoder only, and text +
+For the default model package and two int8 twins (``python -m export.quantize``: text encoder only, and text +
 image encoders), every test-cold item's raw
-text and poster go through ``service.pipeline.ProxyPipeline`` -- decode, tokenise, encoders, proxy,
+text and poster go through ``service.engine.pipeline.ProxyPipeline`` -- decode, tokenise, encoders, proxy,
 anchor, sampler, gate, exactly what POST /v1/items runs -- in batches of 32; the served vectors are
 evaluated with the training protocol (cold and all scenarios, Recall/NDCG@20), and the encoders'
 time per item is taken from the pipeline's stage histograms.
 
-    python bench/quantize.py [--bundle-dir artifacts/bundle]
+    python bench/quantize.py [--package-dir artifacts/package]
 
 Writes bench/results/quantize.{json,md}.
 """
@@ -22,22 +22,22 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from coldproxy.bundle import load_bundle
+from coldproxy.package import load_package
 from coldproxy.config import ServiceSettings, TrainSettings
-from export.quantize import ENCODERS, quantize_bundle
+from export.quantize import ENCODERS, quantize_package
 from models.data import cold_start_split, load_dataset
 from models.evaluate import evaluate_split
 from service.metrics import Metrics
-from service.pipeline import ProxyPipeline
+from service.engine.pipeline import ProxyPipeline
 
 RESULTS = Path(__file__).resolve().parent / "results"
 STAGES = ("tokenise", "text_encoder", "decode", "image_encoder")
 
 
-def run(bundle_dir: Path, ds, split, batch: int, settings: ServiceSettings | None = None) -> dict:
-    """Every test-cold item through the serving pipeline of ``bundle_dir`` (ONNX Runtime options from
+def run(package_dir: Path, ds, split, batch: int, settings: ServiceSettings | None = None) -> dict:
+    """Every test-cold item through the serving pipeline of ``package_dir`` (ONNX Runtime options from
     ``settings``): served-vector quality, items/s, encoder ms per item."""
-    b = load_bundle(bundle_dir)
+    b = load_package(package_dir)
     metrics = Metrics()
     settings = settings or ServiceSettings()
     pipe = ProxyPipeline(b, metrics, settings.ort_options(), settings.max_image_pixels)
@@ -69,12 +69,12 @@ def run(bundle_dir: Path, ds, split, batch: int, settings: ServiceSettings | Non
 def main() -> None:
     s = TrainSettings()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--bundle-dir", type=Path, default=s.bundle_dir)
+    p.add_argument("--package-dir", "--bundle-dir", type=Path, default=s.package_dir)
     p.add_argument("--batch", type=int, default=32)
     a = p.parse_args()
-    variants = {"float32": a.bundle_dir}
+    variants = {"float32": a.package_dir}
     for name, comps in (("int8 text", ("text_encoder",)), ("int8 text+image", ENCODERS)):
-        variants[name] = quantize_bundle(a.bundle_dir, a.bundle_dir.with_name(f"{a.bundle_dir.name}-{name.replace(' ', '-')}"), s, comps)
+        variants[name] = quantize_package(a.package_dir, a.package_dir.with_name(f"{a.package_dir.name}-{name.replace(' ', '-')}"), s, comps)
     ds = load_dataset(s)
     split = cold_start_split(ds, s.seed, s.split_ratios)
     out = {name: run(path, ds, split, a.batch) for name, path in variants.items()}

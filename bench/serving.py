@@ -1,4 +1,4 @@
-"""Serving benchmark: one run, one machine, the default bundle (artifacts/bundle).
+"""Serving benchmark: one run, one machine, the default model package (artifacts/package).
 
 Starts ``coldproxy serve`` as its own process on loopback (real Redis, a private key prefix) and
 measures, in order:
@@ -16,7 +16,7 @@ measures, in order:
 Prints and writes bench/results/<name>.{json,png} (``--name``, default ``serving``).
 
     python bench/serving.py [--soak 300] [--rate 200] [--soak-rate 60]
-    python bench/serving.py --bundle artifacts/bundle-int8-text --name serving-int8-text --soak 0
+    python bench/serving.py --package artifacts/package-int8-text --name serving-int8-text --soak 0
 """
 
 from __future__ import annotations
@@ -56,9 +56,9 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def start_server(port: int, prefix: str, bundle: Path) -> subprocess.Popen:
-    env = os.environ | {"COLDPROXY_REDIS_PREFIX": prefix, "COLDPROXY_BUNDLE_DIR": str(bundle)}
-    proc = subprocess.Popen([sys.executable, "-m", "coldproxy.cli", "serve", "--port", str(port)], env=env,
+def start_server(port: int, prefix: str, package: Path) -> subprocess.Popen:
+    env = os.environ | {"COLDPROXY_REDIS_PREFIX": prefix, "COLDPROXY_PACKAGE_DIR": str(package)}
+    proc = subprocess.Popen([sys.executable, "-m", "coldproxy_cli.commands", "serve", "--port", str(port)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 180
     while time.time() < deadline:
@@ -74,12 +74,12 @@ def start_server(port: int, prefix: str, bundle: Path) -> subprocess.Popen:
     raise RuntimeError("the service did not become ready")
 
 
-def matmul_flops(n: int = 2048, repeats: int = 5) -> float:
-    a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
-    b = np.random.default_rng(1).standard_normal((n, n), dtype=np.float32)
+def matmul_flops(size: int = 2048, repeats: int = 5) -> float:
+    a = np.random.default_rng(0).standard_normal((size, size), dtype=np.float32)
+    b = np.random.default_rng(1).standard_normal((size, size), dtype=np.float32)
     a @ b
     best = min(_timed(lambda: a @ b) for _ in range(repeats))
-    return 2 * n**3 / best
+    return 2 * size**3 / best
 
 
 def _timed(fn) -> float:
@@ -97,7 +97,7 @@ class TorchEager:
 
         from coldproxy.anchors import AnchorIndex, content_vectors
         from models.encoders import ImageEncoder, TextEncoder, tokenizer
-        from models.train import load_experts, load_proxy
+        from models.items.train import load_experts, load_proxy
 
         self.torch, self.tok = torch, tokenizer(128)
         self.text, self.image, self.gen = TextEncoder(), ImageEncoder(), load_proxy(work_dir)
@@ -134,7 +134,7 @@ class TorchEager:
         return counter.get_total_flops()
 
 
-def torch_eager_levels(pipe: TorchEager, items: list, levels: list[int], n: int) -> list[dict]:
+def torch_eager_levels(pipe: TorchEager, items: list, levels: list[int], count: int) -> list[dict]:
     out = []
     for c in levels:
         lat = []
@@ -147,9 +147,9 @@ def torch_eager_levels(pipe: TorchEager, items: list, levels: list[int], n: int)
 
         t0 = time.perf_counter()
         with ThreadPoolExecutor(c) as pool:
-            list(pool.map(one, range(n)))
+            list(pool.map(one, range(count)))
         wall = time.perf_counter() - t0
-        out.append({"concurrency": c, "items": n, "items_per_s": n / wall, "p50_ms": 1000 * float(np.percentile(lat, 50)),
+        out.append({"concurrency": c, "items": count, "items_per_s": count / wall, "p50_ms": 1000 * float(np.percentile(lat, 50)),
                     "p99_ms": 1000 * float(np.percentile(lat, 99))})
         print("torch eager", json.dumps(out[-1]), flush=True)
     return out
@@ -173,7 +173,7 @@ def load(url: str, scenario: str, scenarios: Scenarios, server_pid: int, **kw) -
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--port", type=int, default=8021)
-    p.add_argument("--bundle", type=Path, default=REPO_ROOT / "artifacts" / "bundle")
+    p.add_argument("--package", "--bundle", type=Path, default=REPO_ROOT / "artifacts" / "package")
     p.add_argument("--work-dir", type=Path, default=REPO_ROOT / "artifacts" / "train")
     p.add_argument("--levels", type=int, nargs="+", default=[1, 8, 32])
     p.add_argument("--ingest-items", type=int, default=384, help="items per service concurrency level")
@@ -191,7 +191,7 @@ def main() -> None:
     url = f"http://127.0.0.1:{a.port}"
     report: dict = {"machine": {"cpus": usable_cores()}, "config": {k: str(v) for k, v in vars(a).items()}}
     t_all = time.time()
-    server = start_server(a.port, prefix, a.bundle)
+    server = start_server(a.port, prefix, a.package)
     try:
         report["rss_mb_after_start"] = rss_mb(server.pid)
         report["ingest_service"] = [dict(load(url, "ingest", scenarios, server.pid, requests=a.ingest_items, duration=600, concurrency=c),

@@ -17,10 +17,11 @@ import numpy as np
 from coldproxy.config import TrainSettings
 from models.data import cold_start_split, load_dataset
 from models.evaluate import evaluate_split
+from export.encoders import encoder_graphs
 from models.features import extract_features
 from models.idmodel import train_id_model
-from models.proxy import predict
-from models.train import fit_generator
+from models.items.proxy_training import predict
+from models.items.train import fit_generator
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -32,7 +33,7 @@ def main() -> None:
     a = p.parse_args()
     base = TrainSettings()
     ds = load_dataset(base)
-    f = extract_features(ds, base.cache_dir, base.text_max_len, base.encode_batch)
+    f = extract_features(ds, encoder_graphs, base.cache_dir, base.text_max_len, base.encode_batch)
     states = {}
     for seed in a.seeds:
         s = base.model_copy(update={"seed": seed})

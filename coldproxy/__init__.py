@@ -1,8 +1,9 @@
 """coldproxy: proxy embeddings for cold-start items, aligned to a recommender's ID space.
 
-This package holds what every stage shares and what must not pull in torch: settings, the
-bundle schema, preprocessing constants and the command line. Training code lives in
-``models``, ONNX export in ``export``, the HTTP service in ``service``.
+This package is the no-torch core every stage shares, and it imports nothing else of ours: settings,
+the model-package schemas and graph I/O names, preprocessing, anchors, IDs and errors. Training code
+lives in ``models``, ONNX export in ``export``, the HTTP service in ``service``, the command line in
+``coldproxy_cli``.
 """
 
 __version__ = "0.1.0"

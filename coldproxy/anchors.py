@@ -11,11 +11,8 @@ import faiss
 import numpy as np
 
 # A flat FAISS search scans the database once per query while queries x dim < this threshold, and from
-# it on computes all the products in one BLAS call. Content vectors (MovieLens: 7,794 x 1,664 float32,
-# 52 MB) make the scan memory-bound: 3.2 ms a query on one core here, against 6-7 ms for one product
-# over 4-8 queries and 14.5 ms over 32. FAISS's default (128,000: 77 queries at this dim) kept every
-# micro-batch of the service on the scan. Below 4 queries the scan stays: one product over 1 query took
-# 6.9 ms, and threads each running their own (torch eager at concurrency 8) fell from 17.7 to 3.9 items/s.
+# it on computes all the products in one BLAS call. The scan is memory-bound on content vectors, so
+# from 4 queries on one product is faster; below that the scan stays (measured: bench/results/design_measurements.md).
 BLAS_FROM_QUERIES = 4
 
 
@@ -32,8 +29,8 @@ def content_vectors(text: np.ndarray, image: np.ndarray, modality_mask: np.ndarr
 class AnchorIndex:
     """FAISS inner-product index over warm items' content vectors, with their ID embeddings."""
 
-    def __init__(self, warm_vectors: np.ndarray, warm_emb: np.ndarray, n: int = 5):
-        self.n, self.emb = n, np.ascontiguousarray(warm_emb, dtype=np.float32)
+    def __init__(self, warm_vectors: np.ndarray, warm_emb: np.ndarray, neighbours: int = 5):
+        self.n, self.emb = neighbours, np.ascontiguousarray(warm_emb, dtype=np.float32)
         self.index = faiss.IndexFlatIP(warm_vectors.shape[1])
         faiss.cvar.distance_compute_blas_threshold = BLAS_FROM_QUERIES * warm_vectors.shape[1]  # global; same dim everywhere
         self.index.add(np.ascontiguousarray(warm_vectors, dtype=np.float32))

@@ -1,7 +1,8 @@
 """All settings, one place. Every option is also an environment variable (prefix ``COLDPROXY_``).
 
-``TrainSettings`` drives ``coldproxy train``/``export`` and the benchmarks; ``ServiceSettings``
-drives ``coldproxy serve``. Both read the environment and a ``.env`` file if present.
+``TrainSettings`` drives ``coldproxy train``/``export`` and the benchmarks, ``BundleSettings``
+``coldproxy train-bundles``; ``ServiceSettings`` drives ``coldproxy serve``.
+All read the environment and a ``.env`` file if present.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+M = "bench/results/design_measurements.md"  # why some defaults are what they are
 DEFAULT_DATASETS = (REPO_ROOT / ".." / "shared" / "datasets").resolve()
 
 
@@ -97,19 +99,50 @@ class TrainSettings(BaseSettings):
 
     # artefacts
     work_dir: Path = Field(REPO_ROOT / "artifacts" / "train", description="training checkpoint")
-    bundle_dir: Path = Field(REPO_ROOT / "artifacts" / "bundle", description="exported bundle")
+    package_dir: Path = Field(REPO_ROOT / "artifacts" / "package", description="exported model package",
+                              validation_alias=AliasChoices("package_dir", "COLDPROXY_PACKAGE_DIR", "COLDPROXY_BUNDLE_DIR"))
     parity_items: int = 16
     parity_tolerance: float = 1e-4
 
 
+class BundleSettings(TrainSettings):
+    """MoDiffE on bundles; inherits the diffusion / sampler / gate settings (``COLDPROXY_BUNDLES_*``)."""
+
+    model_config = SettingsConfigDict(env_prefix="COLDPROXY_BUNDLES_", env_file=".env", extra="ignore")
+    data_dir: Path = Field(DEFAULT_DATASETS / "youshu", description="Youshu (CoHeat release) directory")
+    scenario: Literal["cold", "warm", "all"] = "cold"
+    lightgcn_layers: int = 2
+    id_epochs: int = 100
+    id_lr: float = 5e-3
+    id_reg: float = 1e-4
+    id_batch: int = 2048
+    contrast_weight: float = Field(0.04, description="CrossCBR cross-view InfoNCE weight")
+    contrast_temp: float = 0.25
+    item_bpr_weight: float = Field(1.0, description="BPR on user-item interactions in the item-level view (eq. 2: CF on Y)")
+    composition_epochs: int = Field(20, description="bundle-item LightGCN epochs for the composition features")
+    diffusion_epochs: int = 100
+    anchor_n: int = Field(10, description="warm neighbours averaged into the anchor (MoDiffE: 10 on Youshu)")
+    aug_eta: dict[str, float] = Field({"cold": 30.0, "warm": 0.1, "all": 0.5},
+                                      description="weight of the pseudo-cold loss (eta, eq. 23; at most one pseudo-cold "
+                                                  "triple per real one), per scenario; cold chosen on the cold tune split "
+                                                  f"({M})")
+    output_gate: bool = Field(True, description="tanh output-layer gate over views (False: both views weight 1)")
+    use_diffusion: bool = True
+    package_dir: Path = Field(REPO_ROOT / "artifacts" / "bundle_package",
+                              description="where `coldproxy train-bundles` writes the served package")
+    parity_bundles: int = Field(64, description="bundles each exported graph is checked on against torch")
+    parity_tolerance: float = 1e-4
+
+
 class ServiceSettings(BaseSettings):
-    """HTTP service: bundle, Redis, limits and auth."""
+    """HTTP service: model package, Redis, limits and auth."""
 
     model_config = SettingsConfigDict(
         env_prefix="COLDPROXY_", env_file=".env", extra="ignore", populate_by_name=True
     )
 
-    bundle_dir: Path = REPO_ROOT / "artifacts" / "bundle"
+    package_dir: Path = Field(REPO_ROOT / "artifacts" / "package", description="the model package served",
+                              validation_alias=AliasChoices("package_dir", "COLDPROXY_PACKAGE_DIR", "COLDPROXY_BUNDLE_DIR"))
     redis_url: str = Field(
         "redis://127.0.0.1:6379/0",
         validation_alias=AliasChoices("REDIS_URL", "COLDPROXY_REDIS_URL", "redis_url"),
@@ -124,7 +157,7 @@ class ServiceSettings(BaseSettings):
     auth_reads: bool = Field(False, description="also require an API key on read endpoints")
     rate_limit_rps: float = Field(0.0, description="per-client requests/s on /v1 routes (0 = no limit); per replica")
     rate_limit_burst: int = Field(20, description="requests a client may send at once before the rate applies")
-    reload_grace_s: float = Field(10.0, description="after a bundle reload, seconds the old bundle stays open for in-flight requests")
+    reload_grace_s: float = Field(10.0, description="after a model package reload, seconds the old package stays open for in-flight requests")
     max_request_bytes: int = 8 * 1024 * 1024
     max_image_pixels: int = 40_000_000
     max_text_chars: int = 10_000
@@ -142,12 +175,14 @@ class ServiceSettings(BaseSettings):
         "auto", description="run the image encoder at power-of-two batch sizes, one session per size, each warmed "
                             "up at start-up; "
                             "auto: on CUDA, where cuDNN rebuilds its plans whenever a session's input shape changes "
-                            "(0.2-0.7 s a time on an H100)")
+                            f"({M})")
     batch_workers: int = Field(2, description="micro-batches run concurrently")
     local_reads: bool = Field(True, description="answer GET / rank for cold items this replica has indexed from memory "
                               "(kept in step with Redis by pub/sub); off: every cold read goes to Redis")
-    bundle_recommender_dir: Path | None = Field(
-        REPO_ROOT / "artifacts" / "bundle_recommender",
+    bundle_package_dir: Path | None = Field(
+        REPO_ROOT / "artifacts" / "bundle_package",
+        validation_alias=AliasChoices("bundle_package_dir", "COLDPROXY_BUNDLE_PACKAGE_DIR",
+                                      "COLDPROXY_BUNDLE_RECOMMENDER_DIR"),
         description="bundle recommender package (`coldproxy train-bundles`); served under /v1/bundles when the "
                     "directory exists (a directory that is there but invalid stops start-up); empty: no bundles")
     max_bundle_members: int = Field(1000, description="member items per POST /v1/bundles")
@@ -158,9 +193,9 @@ class ServiceSettings(BaseSettings):
     ort_cpu_mem_arena: bool = Field(True, description="ONNX Runtime CPU allocator arena")
     ort_mem_pattern: bool = Field(True, description="ONNX Runtime memory-pattern planning for repeated shapes")
     access_log: bool = Field(False, description="uvicorn's access log, a line per request (off: /metrics counts "
-                             "requests by route and status; the line costs the event loop ~0.14 ms a request)")
+                             f"requests by route and status; the line costs the event loop time: {M})")
     gc_freeze: bool = Field(True, description="after start-up, move every object to the collector's permanent "
-                            "generation (gc.freeze), so full collections do not walk the loaded bundle during requests")
+                            "generation (gc.freeze), so full collections do not walk the loaded model package during requests")
     faiss_threads: int = Field(1, description="OpenMP threads per FAISS search, set on every thread that searches (the "
                                "event loop's: top-k; the graph threads': anchors). One query per request or a "
                                "micro-batch of them: more threads only spin against each other and the encoders")
@@ -170,11 +205,11 @@ class ServiceSettings(BaseSettings):
     ort_cuda_tf32: bool = Field(False, description="CUDA provider: TF32 matrix products (vectors drift from the "
                                 "CPU's that export checked)")
 
-    @field_validator("bundle_recommender_dir", mode="before")
+    @field_validator("bundle_package_dir", mode="before")
     @classmethod
-    def _empty_is_none(cls, v):
+    def _empty_is_none(cls, value):
         """``COLDPROXY_BUNDLE_RECOMMENDER_DIR=`` (empty) means no bundle recommender, not the current directory."""
-        return None if isinstance(v, str) and not v.strip() else v
+        return None if isinstance(value, str) and not value.strip() else value
 
     def ort_options(self) -> dict:
         """Keyword arguments of ``coldproxy.ort.make_session`` for every graph the service runs."""

@@ -1,7 +1,7 @@
 """Input preprocessing shared by training and serving (numpy + PIL + tokenizers, no torch).
 
 Training extracts features with exactly these functions and the service feeds the ONNX graphs
-with them, so the two can never drift apart. The constants are written into the bundle manifest.
+with them, so the two can never drift apart. The constants are written into the model package's manifest.
 """
 
 from __future__ import annotations
@@ -13,14 +13,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from coldproxy.errors import ImageError
+from coldproxy.graph_io import TEXT_INPUTS
+
 IMAGE_SIZE = 224
 PIXEL_MEAN = 127.0
 PIXEL_SCALE = 128.0
 IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP")
 
 
-class ImageError(ValueError):
-    """The bytes are not an image we accept (corrupt, truncated, wrong format or too large)."""
 
 
 def decode_image(data: bytes, max_pixels: int = 40_000_000) -> Image.Image:
@@ -67,14 +68,13 @@ class TextTokenizer:
 
     def __call__(self, texts: list[str]) -> dict[str, np.ndarray]:
         enc = self._tok.encode_batch(texts)
-        return {
-            "input_ids": np.array([e.ids for e in enc], dtype=np.int64),
-            "attention_mask": np.array([e.attention_mask for e in enc], dtype=np.int64),
-        }
+        ids, mask = TEXT_INPUTS
+        return {ids: np.array([e.ids for e in enc], dtype=np.int64),
+                mask: np.array([e.attention_mask for e in enc], dtype=np.int64)}
 
 
 def preprocessing_manifest(text_max_len: int) -> dict:
-    """The constants the manifest records, so a bundle states how its inputs were prepared."""
+    """The constants the manifest records, so a model package states how its inputs were prepared."""
     return {
         "image_size": IMAGE_SIZE,
         "pixel_mean": PIXEL_MEAN,

@@ -1,1 +1,1 @@
-"""ONNX export of the serving components and the bundle directory the service loads."""
+"""ONNX export of the serving components into the model package directories the service loads."""

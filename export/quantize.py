@@ -9,7 +9,7 @@ in ``encoders.quantization`` what was quantised and, in ``parity``, each encoder
 on real inputs -- informational, not bounded: the quality change is measured by
 ``bench/quantize.py`` on the cold split, through the serving pipeline.
 
-    python -m export.quantize [--bundle-dir artifacts/bundle] [--out artifacts/bundle-int8] [--image]
+    python -m export.quantize [--package-dir artifacts/package] [--out artifacts/package-int8] [--image]
 """
 
 from __future__ import annotations
@@ -22,17 +22,17 @@ from pathlib import Path
 import numpy as np
 from onnxruntime.quantization import QuantType, quantize_dynamic
 
-from coldproxy.bundle import MANIFEST, load_bundle, sha256_file, write_manifest
+from coldproxy.package import MANIFEST, load_package, sha256_file, write_manifest
 from coldproxy.config import TrainSettings
 from coldproxy.ort import make_session
-from export.bundle import parity_inputs, package_version, replace_dir, staging_dir
+from export.package import parity_inputs, package_version, replace_dir, staging_dir
 
 ENCODERS = ("text_encoder", "image_encoder")
 
 
-def quantize_bundle(src: Path, out: Path, s: TrainSettings | None = None, components: tuple[str, ...] = ("text_encoder",)) -> Path:
-    s = s or TrainSettings()
-    b = load_bundle(src)
+def quantize_package(src: Path, out: Path, settings: TrainSettings | None = None, components: tuple[str, ...] = ("text_encoder",)) -> Path:
+    settings = settings or TrainSettings()
+    b = load_package(src)
     stage = staging_dir(Path(out))
     for f in Path(src).iterdir():
         if f.is_file() and f.name != MANIFEST:
@@ -41,7 +41,7 @@ def quantize_bundle(src: Path, out: Path, s: TrainSettings | None = None, compon
         raise ValueError(f"only the encoders {ENCODERS} are quantised, not {components}")
     for comp in components:
         quantize_dynamic(str(b.file(comp)), str(stage / b.file(comp).name), weight_type=QuantType.QInt8)
-    text_feeds, pixel_feeds = parity_inputs(s, s.parity_items)
+    text_feeds, pixel_feeds = parity_inputs(settings, settings.parity_items)
     deltas = {}
     for comp, feeds in (("text_encoder", text_feeds), ("image_encoder", pixel_feeds)):
         if comp not in components:
@@ -54,11 +54,11 @@ def quantize_bundle(src: Path, out: Path, s: TrainSettings | None = None, compon
     m = b.manifest
     manifest = m.model_copy(update={
         "version": package_version(files, now), "created_at": now.isoformat(), "files": files,
-        "encoders": m.encoders | {"quantization": f"int8 dynamic ({', '.join(components)}) of bundle {m.version}"},
+        "encoders": m.encoders | {"quantization": f"int8 dynamic ({', '.join(components)}) of model package {m.version}"},
         "parity": m.parity | deltas,
     })
     write_manifest(stage, manifest)
-    load_bundle(stage)
+    load_package(stage)
     return replace_dir(stage, Path(out))
 
 
@@ -66,13 +66,13 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m export.quantize", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     s = TrainSettings()
-    p.add_argument("--bundle-dir", type=Path, default=s.bundle_dir)
-    p.add_argument("--out", type=Path, default=s.bundle_dir.with_name(s.bundle_dir.name + "-int8"))
+    p.add_argument("--package-dir", "--bundle-dir", type=Path, default=s.package_dir)
+    p.add_argument("--out", type=Path, default=s.package_dir.with_name(s.package_dir.name + "-int8"))
     p.add_argument("--image", action="store_true", help="quantise the image encoder too (slower on CPU here)")
     a = p.parse_args(argv)
-    out = quantize_bundle(a.bundle_dir, a.out, s, ENCODERS if a.image else ("text_encoder",))
-    m = load_bundle(out).manifest
-    print(f"int8 bundle {m.version} written to {out}; max |int8 - fp32|: "
+    out = quantize_package(a.package_dir, a.out, s, ENCODERS if a.image else ("text_encoder",))
+    m = load_package(out).manifest
+    print(f"int8 model package {m.version} written to {out}; max |int8 - fp32|: "
           f"{ {k: v for k, v in m.parity.items() if k.endswith('_int8')} }")
 
 

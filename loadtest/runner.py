@@ -60,17 +60,17 @@ def pick_one(known: list[str], posted: list[str]) -> str:
     return random.choice(posted) if posted and random.random() < 0.5 else random.choice(known)
 
 
-def draw_candidates(known: list[str], posted: list[str], n: int) -> list[str]:
+def draw_candidates(known: list[str], posted: list[str], count: int) -> list[str]:
     """``n`` rank candidates, half from ``posted`` (this run's new items, when there are any), half from
     ``known``. Drawn with one ``random.choices`` call per list: the load generator shares the service's
     cores, and a Python-level draw per candidate cost it more CPU than the service spent ranking them."""
-    from_posted = n // 2 if posted else 0
-    return random.choices(known, k=n - from_posted) + (random.choices(posted, k=from_posted) if from_posted else [])
+    from_posted = count // 2 if posted else 0
+    return random.choices(known, k=count - from_posted) + (random.choices(posted, k=from_posted) if from_posted else [])
 
 
-async def _post_json(c: httpx.AsyncClient, path: str, body: dict) -> httpx.Response:
+async def _post_json(client: httpx.AsyncClient, path: str, body: dict) -> httpx.Response:
     """POST a JSON body encoded with orjson (several times faster than httpx's json.dumps for 1,000 IDs)."""
-    return await c.post(path, content=orjson.dumps(body), headers={"content-type": "application/json"})
+    return await client.post(path, content=orjson.dumps(body), headers={"content-type": "application/json"})
 
 
 @dataclass
@@ -81,12 +81,12 @@ class Scenarios:
     _counter: itertools.count = field(default_factory=itertools.count)
     ingested: list[str] = field(default_factory=list)
 
-    async def ingest(self, c: httpx.AsyncClient) -> httpx.Response:
+    async def ingest(self, client: httpx.AsyncClient) -> httpx.Response:
         n = next(self._counter)
         movie, text, poster = self.payloads.items[n % len(self.payloads.items)]
         item_id = f"lt-{self.run_id}-{n}-{movie}"
         files = {"image": ("poster.jpg", poster.read_bytes(), "image/jpeg")} if poster else None
-        r = await c.post("/v1/items", data={"item_id": item_id, "text": text}, files=files)
+        r = await client.post("/v1/items", data={"item_id": item_id, "text": text}, files=files)
         if r.status_code == 200:
             self.ingested.append(item_id)
         return r
@@ -94,61 +94,61 @@ class Scenarios:
     known_items: list[str] = field(default_factory=list)
     known_users: list[str] = field(default_factory=list)
 
-    async def discover(self, c: httpx.AsyncClient, probes: int = 200) -> None:
-        """Untimed: keep the dataset's users and items that this bundle knows, so reads never 404 by design.
+    async def discover(self, client: httpx.AsyncClient, probes: int = 200) -> None:
+        """Untimed: keep the dataset's users and items that this model package knows, so reads never 404 by design.
         Once per ``Scenarios``: later loads with the same object reuse what was found."""
         if self.known_items and self.known_users:
             return
-        self.known_items = await _answered(c, "/v1/items/{}/embedding", [m for m, _, _ in self.payloads.items[:probes]])
-        self.known_users = await _answered(c, "/v1/users/{}/recommendations?k=1", self.payloads.users[:probes])
+        self.known_items = await _answered(client, "/v1/items/{}/embedding", [m for m, _, _ in self.payloads.items[:probes]])
+        self.known_users = await _answered(client, "/v1/users/{}/recommendations?k=1", self.payloads.users[:probes])
         if not self.known_items or not self.known_users:
-            raise RuntimeError("the service knows none of the dataset's items or users: wrong --data for this bundle?")
+            raise RuntimeError("the service knows none of the dataset's items or users: wrong --data for this model package?")
 
-    async def get(self, c: httpx.AsyncClient) -> httpx.Response:
-        return await c.get(f"/v1/items/{pick_one(self.known_items, self.ingested)}/embedding")
+    async def get(self, client: httpx.AsyncClient) -> httpx.Response:
+        return await client.get(f"/v1/items/{pick_one(self.known_items, self.ingested)}/embedding")
 
-    async def rank(self, c: httpx.AsyncClient) -> httpx.Response:
+    async def rank(self, client: httpx.AsyncClient) -> httpx.Response:
         body = {"user_id": random.choice(self.known_users), "item_ids": draw_candidates(self.known_items, self.ingested, self.candidates)}
-        return await _post_json(c, "/v1/rank", body)
+        return await _post_json(client, "/v1/rank", body)
 
-    async def recommend(self, c: httpx.AsyncClient) -> httpx.Response:
-        return await c.get(f"/v1/users/{random.choice(self.known_users)}/recommendations", params={"k": 20})
+    async def recommend(self, client: httpx.AsyncClient) -> httpx.Response:
+        return await client.get(f"/v1/users/{random.choice(self.known_users)}/recommendations", params={"k": 20})
 
     bundles: BundlePayloads | None = None
     known_bundles: list[str] = field(default_factory=list)
     bundle_users: list[str] = field(default_factory=list)
     posted_bundles: list[str] = field(default_factory=list)
 
-    async def discover_bundles(self, c: httpx.AsyncClient, probes: int = 200) -> None:
+    async def discover_bundles(self, client: httpx.AsyncClient, probes: int = 200) -> None:
         """Untimed, like ``discover``: the Youshu bundles and users the served bundle recommender knows."""
         if self.known_bundles and self.bundle_users:
             return
         if self.bundles is None:
             raise RuntimeError("bundle scenarios need Youshu payloads (--bundles-data)")
-        self.known_bundles = await _answered(c, "/v1/bundles/{}/embedding", [b for b, _ in self.bundles.bundles[:probes]])
-        self.bundle_users = await _answered(c, "/v1/users/{}/bundle-recommendations?k=1", self.bundles.users[:probes])
+        self.known_bundles = await _answered(client, "/v1/bundles/{}/embedding", [b for b, _ in self.bundles.bundles[:probes]])
+        self.bundle_users = await _answered(client, "/v1/users/{}/bundle-recommendations?k=1", self.bundles.users[:probes])
         if not self.known_bundles or not self.bundle_users:
             raise RuntimeError("the service serves none of Youshu's bundles or users: no bundle recommender loaded?")
 
-    async def bundle_ingest(self, c: httpx.AsyncClient) -> httpx.Response:
+    async def bundle_ingest(self, client: httpx.AsyncClient) -> httpx.Response:
         n = next(self._counter)
         b, members = self.bundles.bundles[n % len(self.bundles.bundles)]
         bundle_id = f"lt-{self.run_id}-{n}-b{b}"
-        r = await c.post("/v1/bundles", json={"bundle_id": bundle_id, "item_ids": members})
+        r = await client.post("/v1/bundles", json={"bundle_id": bundle_id, "item_ids": members})
         if r.status_code == 200:
             self.posted_bundles.append(bundle_id)
         return r
 
-    async def bundle_get(self, c: httpx.AsyncClient) -> httpx.Response:
-        return await c.get(f"/v1/bundles/{pick_one(self.known_bundles, self.posted_bundles)}/embedding")
+    async def bundle_get(self, client: httpx.AsyncClient) -> httpx.Response:
+        return await client.get(f"/v1/bundles/{pick_one(self.known_bundles, self.posted_bundles)}/embedding")
 
-    async def bundle_rank(self, c: httpx.AsyncClient) -> httpx.Response:
+    async def bundle_rank(self, client: httpx.AsyncClient) -> httpx.Response:
         body = {"user_id": random.choice(self.bundle_users),
                 "bundle_ids": draw_candidates(self.known_bundles, self.posted_bundles, self.candidates)}
-        return await _post_json(c, "/v1/bundles/rank", body)
+        return await _post_json(client, "/v1/bundles/rank", body)
 
-    async def bundle_recommend(self, c: httpx.AsyncClient) -> httpx.Response:
-        return await c.get(f"/v1/users/{random.choice(self.bundle_users)}/bundle-recommendations", params={"k": 20})
+    async def bundle_recommend(self, client: httpx.AsyncClient) -> httpx.Response:
+        return await client.get(f"/v1/users/{random.choice(self.bundle_users)}/bundle-recommendations", params={"k": 20})
 
     def pick(self, scenario: str) -> str:
         if scenario != "mix":
@@ -156,9 +156,9 @@ class Scenarios:
         return random.choices([s for s, _ in MIX], weights=[w for _, w in MIX])[0]
 
 
-async def _answered(c: httpx.AsyncClient, path: str, ids: list[str]) -> list[str]:
+async def _answered(client: httpx.AsyncClient, path: str, ids: list[str]) -> list[str]:
     """Those of ``ids`` for which GET ``path.format(id)`` answers 200 (untimed discovery)."""
-    return [i for i in ids if (await c.get(path.format(i))).status_code == 200]
+    return [i for i in ids if (await client.get(path.format(i))).status_code == 200]
 
 
 async def run_load(url: str, scenario: str, scenarios: Scenarios, requests: int, duration: float,
@@ -170,11 +170,11 @@ async def run_load(url: str, scenario: str, scenarios: Scenarios, requests: int,
     issued = itertools.count()
     limits = httpx.Limits(max_connections=max(concurrency, 64))
 
-    async def one(c: httpx.AsyncClient) -> None:
+    async def one(client: httpx.AsyncClient) -> None:
         name = scenarios.pick(scenario)
         start = time.perf_counter()
         try:
-            status = (await getattr(scenarios, name)(c)).status_code
+            status = (await getattr(scenarios, name)(client)).status_code
         except httpx.HTTPError:
             status = 0
         samples.append(Sample(name, start - t0, time.perf_counter() - start, status))
@@ -185,7 +185,7 @@ async def run_load(url: str, scenario: str, scenarios: Scenarios, requests: int,
         else:
             await scenarios.discover(c)
         # The generator's own full garbage collections walked every object its libraries had made and
-        # paused it for 40-75 ms, a few times a run: each made a cluster of slow samples that set the p99.
+        # paused it, a few times a run: each made a cluster of slow samples that set the p99 (bench/results/design_measurements.md).
         # Frozen, those objects are skipped; only what the run itself allocates is collected.
         gc.collect()
         gc.freeze()

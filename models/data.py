@@ -212,10 +212,10 @@ class ColdStartSplit:
     seed: int
 
 
-def _ratio_cuts(n: int, ratios: tuple[float, float, float]) -> tuple[int, int]:
+def _ratio_cuts(count: int, ratios: tuple[float, float, float]) -> tuple[int, int]:
     total = sum(ratios)
-    a = int(round(n * ratios[0] / total))
-    b = a + int(round(n * ratios[1] / total))
+    a = int(round(count * ratios[0] / total))
+    b = a + int(round(count * ratios[1] / total))
     return a, b
 
 

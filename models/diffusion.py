@@ -110,42 +110,42 @@ class Denoiser(nn.Module):
         return self.body(h) + self.skip(c)
 
 
-def train_diffusion(x0: np.ndarray, cond: np.ndarray, s, validate=None, progress: bool = True,
+def train_diffusion(x0: np.ndarray, cond: np.ndarray, settings, validate=None, progress: bool = True,
                     desc: str = "diffusion") -> tuple[Denoiser, dict]:
     """Algorithm 1: fit f_θ on (warm ID embedding x₀, condition c) pairs with the x₀-prediction loss.
 
     ``validate(model) -> float`` (higher is better) drives early stopping every ``s.eval_every``
     epochs when given; otherwise the last epoch is kept.
     """
-    rng = seed_everything(s.seed)
-    cfg = DenoiserConfig(dim=x0.shape[1], cond_dim=cond.shape[1], hidden=s.diffusion_hidden,
-                         T=s.diffusion_T, schedule=s.diffusion_schedule)
+    rng = seed_everything(settings.seed)
+    cfg = DenoiserConfig(dim=x0.shape[1], cond_dim=cond.shape[1], hidden=settings.diffusion_hidden,
+                         T=settings.diffusion_T, schedule=settings.diffusion_schedule)
     model = Denoiser(cfg)
     sched = NoiseSchedule(cfg.schedule, cfg.T)
-    opt = torch.optim.AdamW(model.parameters(), lr=s.diffusion_lr, weight_decay=s.diffusion_weight_decay)
+    opt = torch.optim.AdamW(model.parameters(), lr=settings.diffusion_lr, weight_decay=settings.diffusion_weight_decay)
     X, C = torch.from_numpy(x0.astype(np.float32)), torch.from_numpy(cond.astype(np.float32))
-    gen = torch.Generator().manual_seed(s.seed)
-    stopper, log = EarlyStopping(s.patience), []
-    bar = tqdm(range(s.diffusion_epochs), desc=desc, disable=not progress)
+    gen = torch.Generator().manual_seed(settings.seed)
+    stopper, log = EarlyStopping(settings.patience), []
+    bar = tqdm(range(settings.diffusion_epochs), desc=desc, disable=not progress)
     for epoch in bar:
         model.train()
         perm = rng.permutation(len(X))
         total = 0.0
-        for b in range(0, len(X), s.diffusion_batch):
-            idx = torch.from_numpy(perm[b : b + s.diffusion_batch])
+        for b in range(0, len(X), settings.diffusion_batch):
+            idx = torch.from_numpy(perm[b : b + settings.diffusion_batch])
             t = torch.randint(1, cfg.T + 1, (len(idx),), generator=gen)
             noise = torch.randn(len(idx), cfg.dim, generator=gen)
             x_t = sched.q_sample(X[idx], t, noise)
             c = C[idx]
-            if s.diffusion_cond_dropout > 0:  # c is in-sample for warm items; noise it so cold items' c is not a surprise
-                c = c + s.diffusion_cond_dropout * c.std(0, keepdim=True) * torch.randn(c.shape, generator=gen)
+            if settings.diffusion_cond_dropout > 0:  # c is in-sample for warm items; noise it so cold items' c is not a surprise
+                c = c + settings.diffusion_cond_dropout * c.std(0, keepdim=True) * torch.randn(c.shape, generator=gen)
             loss = ((model(x_t, c, t.float()) - X[idx]) ** 2).sum(-1).mean()
             opt.zero_grad()
             loss.backward()
             opt.step()
             total += loss.item() * len(idx)
         entry = {"epoch": epoch + 1, "loss": total / len(X)}
-        if validate is not None and ((epoch + 1) % s.eval_every == 0 or epoch + 1 == s.diffusion_epochs):
+        if validate is not None and ((epoch + 1) % settings.eval_every == 0 or epoch + 1 == settings.diffusion_epochs):
             model.eval()
             entry["val_cold_ndcg@20"] = validate(model)
             if stopper.step(entry["val_cold_ndcg@20"], lambda: {k: v.clone() for k, v in model.state_dict().items()}):

@@ -1,22 +1,24 @@
 """Batched content-feature extraction for a dataset, cached on disk by encoder + data hash.
 
-The frozen encoders are exported to ONNX once (cached beside the features) and run with ONNX
-Runtime: on this 2-core CPU that is ~8x faster than torch eager for EfficientNet-Lite0, and it is
-the very graph the service runs, so training and serving features agree by construction.
+The frozen encoders are exported to ONNX once (``export.encoders.encoder_graphs``, passed in by the
+caller, cached beside the features) and run with ONNX Runtime: faster than torch eager on the CPU
+(bench/results/design_measurements.md), and the very graph the service runs, so training and serving
+features agree by construction.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from coldproxy.graph_io import IMAGE_INPUTS
 from coldproxy.ort import make_session
 from coldproxy.preprocess import load_image_file
-from models.encoders import (IMAGE_DIM, IMAGE_ENCODER, IMAGE_STAGE_DIM, TEXT_DIM, TEXT_ENCODER, TEXT_LAYERS, ImageEncoder,
-                             TextEncoder, tokenizer)
+from models.encoders import IMAGE_DIM, IMAGE_ENCODER, IMAGE_STAGE_DIM, TEXT_DIM, TEXT_ENCODER, TEXT_LAYERS, tokenizer
 
 FEATURES_VERSION = 2  # 2: multi-layer text states and image stage outputs beside the final features
 FIELDS = ("text", "image", "text_layers", "image_stages", "has_text", "has_image")
@@ -45,19 +47,6 @@ class Features:
         return Features(**({k: getattr(self, k) for k in FIELDS} | fields))
 
 
-def encoder_graphs(cache_dir: Path) -> tuple[Path, Path]:
-    """ONNX graphs of the frozen text and image encoders, exported on first use."""
-    from export.graphs import export_image_encoder, export_text_encoder
-
-    text_path = Path(cache_dir) / "encoders" / f"{TEXT_ENCODER}-v{FEATURES_VERSION}.onnx"
-    image_path = Path(cache_dir) / "encoders" / f"{IMAGE_ENCODER}-v{FEATURES_VERSION}.onnx"
-    if not text_path.exists():
-        export_text_encoder(TextEncoder(), text_path)
-    if not image_path.exists():
-        export_image_encoder(ImageEncoder(), image_path)
-    return text_path, image_path
-
-
 def encode_texts(graph: Path, texts: list[str], max_len: int, batch: int, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
     sess, tok = make_session(graph), tokenizer(max_len)
     out = np.zeros((len(texts), TEXT_DIM), dtype=np.float32)
@@ -73,12 +62,17 @@ def encode_images(graph: Path, paths: list[Path], batch: int, progress: bool = T
     stages = np.zeros((len(paths), IMAGE_STAGE_DIM), dtype=np.float32)
     for s in tqdm(range(0, len(paths), batch), desc="image features", disable=not progress):
         pix = np.stack([load_image_file(p) for p in paths[s : s + batch]])
-        out[s : s + batch], stages[s : s + batch] = sess.run(None, {"pixels": pix})
+        out[s : s + batch], stages[s : s + batch] = sess.run(None, {IMAGE_INPUTS[0]: pix})
     return out, stages
 
 
-def extract_features(ds, cache_dir: Path, max_len: int = 128, batch: int = 64, progress: bool = True) -> Features:
-    """Encode every item's text and image; items without one get zeros and a false presence flag."""
+EncoderGraphs = Callable[[Path], tuple[Path, Path]]  # cache_dir -> (text, image) ONNX graphs
+
+
+def extract_features(ds, encoder_graphs: EncoderGraphs, cache_dir: Path, max_len: int = 128, batch: int = 64,
+                     progress: bool = True) -> Features:
+    """Encode every item's text and image; items without one get zeros and a false presence flag.
+    ``encoder_graphs`` gives the encoders' ONNX graphs; it is called only when the cache misses."""
     key = f"v{FEATURES_VERSION}-{TEXT_ENCODER}-{IMAGE_ENCODER}-len{max_len}-{ds.content_key()}"
     cache = Path(cache_dir) / f"features-{key}.npz"
     if cache.exists():

@@ -63,29 +63,29 @@ class PositivesByUser:
         return (torch.from_numpy(self.inter.users[rows]), torch.from_numpy(self.inter.items[rows]),
                 torch.from_numpy(warm[rng.integers(0, len(warm), len(rows))]))
 
-    def pseudo_cold(self, rng: np.random.Generator, rows: np.ndarray, warm: np.ndarray, n: int):
+    def pseudo_cold(self, rng: np.random.Generator, rows: np.ndarray, warm: np.ndarray, count: int):
         """Draws for ``n`` pseudo-cold triples of a batch (mixup, IDProxy-style augmentation): ``n`` of its
         interaction ``rows``; for each, two positives of that row's user to mix (the row's item and
         another) and two random ``warm`` items to mix as the negative. Returns (rows, p1, p2, n1, n2)."""
-        r = rows[rng.integers(0, len(rows), n)]
+        r = rows[rng.integers(0, len(rows), count)]
         p1, p2 = torch.from_numpy(self.inter.items[r]), torch.from_numpy(self.draw(rng, r))
-        n1, n2 = (torch.from_numpy(warm[rng.integers(0, len(warm), n)]) for _ in range(2))
+        n1, n2 = (torch.from_numpy(warm[rng.integers(0, len(warm), count)]) for _ in range(2))
         return r, p1, p2, n1, n2
 
 
 def train_gate(experts: np.ndarray, available: np.ndarray, features: np.ndarray, user_emb: np.ndarray,
-               split: ColdStartSplit, s, progress: bool = True, desc: str = "cold-aware gate") -> tuple[ColdAwareGate, dict]:
+               split: ColdStartSplit, settings, progress: bool = True, desc: str = "cold-aware gate") -> tuple[ColdAwareGate, dict]:
     """``experts`` [N, 3, d], ``available`` [N, 3], ``features`` [N, 3] over all items (rows = item index)."""
-    rng = seed_everything(s.seed)
+    rng = seed_everything(settings.seed)
     gate = ColdAwareGate(features.shape[1], experts.shape[1])
-    opt = torch.optim.Adam(gate.parameters(), lr=s.gate_lr)
+    opt = torch.optim.Adam(gate.parameters(), lr=settings.gate_lr)
     E, A, Fe, U = (torch.from_numpy(x.astype(np.float32)) for x in (experts, available, features, user_emb))
     inter = split.warm_val if len(split.warm_val) else split.train
     partners = PositivesByUser(inter)
     warm = split.warm_items
-    n_aug = int(round(s.gate_aug_ratio * s.gate_batch))
-    beta = torch.distributions.Beta(torch.tensor(s.gate_aug_alpha), torch.tensor(s.gate_aug_alpha))
-    torch.manual_seed(s.seed)
+    n_aug = int(round(settings.gate_aug_ratio * settings.gate_batch))
+    beta = torch.distributions.Beta(torch.tensor(settings.gate_aug_alpha), torch.tensor(settings.gate_aug_alpha))
+    torch.manual_seed(settings.seed)
     no_id = torch.tensor([0.0, 1.0, 1.0])
 
     def embed(items_a, items_b=None, lam=None):
@@ -99,13 +99,13 @@ def train_gate(experts: np.ndarray, available: np.ndarray, features: np.ndarray,
         return gate(f, a, *e.unbind(1))[0]
 
     val_probe = np.zeros((experts.shape[0], experts.shape[2]), np.float32)
-    stopper, log = EarlyStopping(s.patience), []
-    bar = tqdm(range(s.gate_epochs), desc=desc, disable=not progress)
+    stopper, log = EarlyStopping(settings.patience), []
+    bar = tqdm(range(settings.gate_epochs), desc=desc, disable=not progress)
     for epoch in bar:
         perm = rng.permutation(len(inter))
         total = 0.0
-        for b in range(0, len(perm), s.gate_batch):
-            rows = perm[b : b + s.gate_batch]
+        for b in range(0, len(perm), settings.gate_batch):
+            rows = perm[b : b + settings.gate_batch]
             users, pos, neg = partners.triples(rng, rows, warm)
             u = U[users]
             loss = bpr_loss((u * embed(pos)).sum(-1), (u * embed(neg)).sum(-1))
@@ -113,7 +113,7 @@ def train_gate(experts: np.ndarray, available: np.ndarray, features: np.ndarray,
                 r, p1, p2, n1, n2 = partners.pseudo_cold(rng, rows, warm, n_aug)
                 ua = U[torch.from_numpy(inter.users[r])]
                 lam = beta.sample((n_aug,))
-                loss = loss + s.gate_aug_ratio * bpr_loss((ua * embed(p1, p2, lam)).sum(-1), (ua * embed(n1, n2, lam)).sum(-1))
+                loss = loss + settings.gate_aug_ratio * bpr_loss((ua * embed(p1, p2, lam)).sum(-1), (ua * embed(n1, n2, lam)).sum(-1))
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -58,37 +58,37 @@ def normalised_adjacency(n_users: int, n_items: int, users: np.ndarray, items: n
     return torch.sparse_coo_tensor(torch.from_numpy(np.stack([rows, cols])), torch.from_numpy(vals), (n, n)).coalesce()
 
 
-def train_id_model(n_users: int, n_items: int, split: ColdStartSplit, s, progress: bool = True) -> tuple[np.ndarray, np.ndarray, dict]:
+def train_id_model(n_users: int, n_items: int, split: ColdStartSplit, settings, progress: bool = True) -> tuple[np.ndarray, np.ndarray, dict]:
     """``s.id_model`` ("mf" | "lightgcn"). Returns (user_emb [n_users, d], item_emb [n_items, d] with
     zero rows for cold items, log)."""
-    rng = seed_everything(s.seed)
-    if s.id_model == "lightgcn":
-        model = LightGCN(n_users, n_items, s.dim, split.train.users, split.train.items, s.lightgcn_layers)
+    rng = seed_everything(settings.seed)
+    if settings.id_model == "lightgcn":
+        model = LightGCN(n_users, n_items, settings.dim, split.train.users, split.train.items, settings.lightgcn_layers)
     else:
-        model = MF(n_users, n_items, s.dim)
-    opt = torch.optim.Adam(model.parameters(), lr=s.id_lr)
+        model = MF(n_users, n_items, settings.dim)
+    opt = torch.optim.Adam(model.parameters(), lr=settings.id_lr)
     users = torch.from_numpy(split.train.users)
     items = torch.from_numpy(split.train.items)
     warm = split.warm_items
-    stopper, log = EarlyStopping(s.patience), []
-    bar = tqdm(range(s.id_epochs), desc=f"ID model ({s.id_model}, BPR)", disable=not progress)
+    stopper, log = EarlyStopping(settings.patience), []
+    bar = tqdm(range(settings.id_epochs), desc=f"ID model ({settings.id_model}, BPR)", disable=not progress)
     for epoch in bar:
         perm = torch.from_numpy(rng.permutation(len(users)))
         neg_all = torch.from_numpy(warm[rng.integers(0, len(warm), len(users))])
         total = 0.0
-        for b in range(0, len(perm), s.id_batch):
-            idx = perm[b : b + s.id_batch]
-            neg = neg_all[b : b + s.id_batch]
+        for b in range(0, len(perm), settings.id_batch):
+            idx = perm[b : b + settings.id_batch]
+            neg = neg_all[b : b + settings.id_batch]
             U_all, I_all = model.embeddings()
             u, i, j = U_all[users[idx]], I_all[items[idx]], I_all[neg]
             loss = bpr_loss((u * i).sum(-1), (u * j).sum(-1))
             u0, i0, j0 = model.user(users[idx]), model.item(items[idx]), model.item(neg)  # L2 on the base embeddings
-            loss = loss + s.id_reg * (u0.pow(2).sum() + i0.pow(2).sum() + j0.pow(2).sum()) / len(idx)
+            loss = loss + settings.id_reg * (u0.pow(2).sum() + i0.pow(2).sum() + j0.pow(2).sum()) / len(idx)
             opt.zero_grad()
             loss.backward()
             opt.step()
             total += loss.item() * len(idx)
-        if (epoch + 1) % s.eval_every == 0 or epoch + 1 == s.id_epochs:
+        if (epoch + 1) % settings.eval_every == 0 or epoch + 1 == settings.id_epochs:
             with torch.no_grad():
                 U, I = (t.numpy().copy() for t in model.embeddings())
             ndcg = evaluate_candidates(U, I, warm, split.warm_val, split.train, (20,))["ndcg@20"]

@@ -112,6 +112,12 @@ def make_plan(sched: NoiseSchedule, method: str, steps: int, t_start: float | No
     raise ValueError(f"unknown sampler {method!r} (ddpm, dpmpp1, dpmpp2m)")
 
 
+def sampler_kwargs(settings) -> dict:
+    """``sample``'s method, steps, spacing and start from training settings (items' or bundles')."""
+    return {"method": settings.sampler, "steps": settings.sampler_steps, "spacing": settings.sampler_spacing,
+            "t_start": settings.sampler_start * settings.diffusion_T}
+
+
 @torch.no_grad()
 def sample(denoiser, anchor: np.ndarray, cond: np.ndarray, method: str = "dpmpp2m", steps: int = 3,
            t_start: float | None = None, spacing: str = "logsnr", from_noise: bool = False, seed: int = 0,

@@ -1,1 +1,1 @@
-"""The coldproxy HTTP service: reads only a bundle, runs ONNX Runtime, stores proxies in Redis."""
+"""The coldproxy HTTP service: reads only a model package, runs ONNX Runtime, stores proxies in Redis."""

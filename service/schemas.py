@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated
 
 from pydantic import BaseModel, Field
 
-ITEM_ID_PATTERN = r"^[A-Za-z0-9._:\-]{1,128}$"  # item, bundle and user IDs alike
-ITEM_ID_RE = re.compile(ITEM_ID_PATTERN)
+from coldproxy.ids import ID_PATTERN
 
 
 class ItemJSON(BaseModel):
-    item_id: str = Field(pattern=ITEM_ID_PATTERN)
+    item_id: str = Field(pattern=ID_PATTERN)
     text: str | None = None
     image_base64: str | None = Field(None, description="the image file's bytes, base64-encoded")
     overwrite: bool = False
@@ -25,7 +23,7 @@ class ItemOut(BaseModel):
     modalities: list[str]
     fusion_weights: dict[str, float] = Field(description="the generator's adaptive fusion weights; 0 for a missing modality")
     expert_weights: dict[str, float] | None = Field(
-        None, description="cold-aware gate weights over the experts (id, proxy, diffusion), when the bundle has them")
+        None, description="cold-aware gate weights over the experts (id, proxy, diffusion), when the model package has them")
     interactions: int | None = Field(None, description="interaction count the gate used (after POST .../interactions)")
     embedding: list[float]
 
@@ -100,12 +98,12 @@ class ModelOut(BaseModel):
 class ReloadOut(BaseModel):
     previous_version: str
     bundle_version: str
-    changed: bool = Field(description="False when the bundle directory still holds the serving version")
+    changed: bool = Field(description="False when the model package directory still holds the serving version")
 
 
 class BundleIn(BaseModel):
-    bundle_id: str = Field(pattern=ITEM_ID_PATTERN)
-    item_ids: list[Annotated[str, Field(pattern=ITEM_ID_PATTERN)]] = Field(
+    bundle_id: str = Field(pattern=ID_PATTERN)
+    item_ids: list[Annotated[str, Field(pattern=ID_PATTERN)]] = Field(
         min_length=1, description="member item IDs of the bundle recommender's catalogue, with or without interactions; "
                                   "repeats count once")
     overwrite: bool = False

@@ -1,5 +1,5 @@
-"""What a running service holds: the current ``Serving`` (a loaded model bundle, its ONNX pipeline and
-catalogs, and the bundle recommender when there is one), the app-wide ``State`` (settings, metrics,
+"""What a running service holds: the current ``Serving`` (a loaded model package, its ONNX pipeline and
+catalogs, and the bundle model package when there is one), the app-wide ``State`` (settings, metrics,
 auth, reload), and the FastAPI dependencies routes use to reach them.
 """
 
@@ -13,65 +13,69 @@ from typing import Annotated
 
 import faiss
 from anyio import to_thread
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, Request
 
-from coldproxy.bundle import load_bundle
+from coldproxy.package import load_package
 from coldproxy.config import ServiceSettings
+from coldproxy.errors import NotReady, RateLimited, Unauthorized
 from service.auth import KeyRing, RateLimiter
-from service.batcher import MicroBatcher
-from service.bundles import BundleServing
-from service.catalog import Catalog
-from service.graph_threads import GraphThreads
+from service.engine.batcher import MicroBatcher
+from service.bundle_serving import BundleServing
+from service.storage.catalog import Catalog
+from service.engine.graph_threads import GraphThreads
 from service.metrics import Metrics
-from service.pipeline import ProxyPipeline
-from service.store import open_store
+from service.engine.pipeline import ProxyPipeline
+from service.storage.store import open_store
 
 log = logging.getLogger("coldproxy")
 
 
 class Serving:
-    """One loaded bundle and what hangs off it: ONNX pipeline, micro-batcher, the item catalog (store
-    namespace, FAISS index, sync) and, when its directory exists, the bundle recommender.
+    """One loaded model package and what hangs off it: ONNX pipeline, micro-batcher, the item catalog
+    (store namespace, FAISS index, sync) and, when its directory exists, the bundle model package.
 
-    Requests take the current ``Serving`` once and use it throughout, so a bundle reload never
-    mixes two bundles' spaces inside one request.
+    Requests take the current ``Serving`` once and use it throughout, so a package reload never
+    mixes two packages' spaces inside one request.
     """
 
     @classmethod
     async def open(cls, settings: ServiceSettings, metrics: Metrics) -> "Serving":
         self = cls()
-        s = settings
-        self.bundle = await to_thread.run_sync(load_bundle, s.bundle_dir)  # hashes every file: off the loop
-        self.version = self.bundle.manifest.version
-        dim = self.bundle.manifest.dims.id_dim
+        # hashes every file: off the loop
+        self.package = await to_thread.run_sync(load_package, settings.package_dir)
+        self.version = self.package.manifest.version
+        dim = self.package.manifest.dims.id_dim
         self.pipeline = await to_thread.run_sync(
-            lambda: ProxyPipeline(self.bundle, metrics, s.ort_options(), s.max_image_pixels,
-                                  {"auto": None, "on": True, "off": False}[s.pad_image_batches]))
-        # OpenMP's thread count is per calling thread: set on the event loop's thread only, the anchor
-        # searches on the graph threads ran 2-thread FAISS beside the encoders (4.1 ms an item at c=32)
-        self.graphs = GraphThreads(s.batch_workers, lambda: faiss.omp_set_num_threads(s.faiss_threads))
+            lambda: ProxyPipeline(self.package, metrics, settings.ort_options(), settings.max_image_pixels,
+                                  {"auto": None, "on": True, "off": False}[settings.pad_image_batches]))
+        # OpenMP's thread count is per calling thread: set here on every graph thread too, or the anchor
+        # searches there run multi-threaded FAISS beside the encoders (bench/results/design_measurements.md)
+        self.graphs = GraphThreads(settings.batch_workers, lambda: faiss.omp_set_num_threads(settings.faiss_threads))
         t = time.perf_counter()
-        shapes = await self.graphs.on_every_thread(lambda: self.pipeline.warm_up(max(s.batch_max_size, s.max_batch_items)))
+        largest = max(settings.batch_max_size, settings.max_batch_items)
+        shapes = await self.graphs.on_every_thread(lambda: self.pipeline.warm_up(largest))
         log.info("graphs warmed up on %d threads (%d image batch shapes) in %.1f s", self.graphs.n, shapes[0],
                  time.perf_counter() - t)
         self.batcher = None
-        if s.micro_batching:
-            self.batcher = MicroBatcher(self.pipeline.infer, metrics, s.batch_max_size, s.batch_max_wait_ms / 1000,
-                                        s.batch_queue_max, s.batch_workers, self.graphs.run)
+        if settings.micro_batching:
+            self.batcher = MicroBatcher(self.pipeline.infer, metrics, settings.batch_max_size,
+                                        settings.batch_max_wait_ms / 1000, settings.batch_queue_max,
+                                        settings.batch_workers, self.graphs.run)
             self.batcher.start()
         self.bundles = None
         try:
-            store = await open_store(s, s.redis_prefix, self.version, dim)
-            faiss.omp_set_num_threads(s.faiss_threads)
-            b = self.bundle
-            self.items = Catalog("items", b.user_ids, b.user_emb, b.item_ids, b.item_emb, store, metrics, s.local_reads)
+            store = await open_store(settings, settings.redis_prefix, self.version, dim)
+            faiss.omp_set_num_threads(settings.faiss_threads)
+            package = self.package
+            self.items = Catalog("items", package.user_ids, package.user_emb, package.item_ids, package.item_emb, store,
+                                 metrics, settings.local_reads)
             n_cold = await self.items.start()
-            if s.bundle_recommender_dir is not None and Path(s.bundle_recommender_dir).exists():
-                self.bundles = await BundleServing.open(s, metrics)
+            if settings.bundle_package_dir is not None and Path(settings.bundle_package_dir).exists():
+                self.bundles = await BundleServing.open(settings, metrics)
         except Exception:
             await self.close()
             raise
-        log.info("bundle %s loaded: %d users, %d warm items, %d cold items from the store, providers %s; %s",
+        log.info("model package %s loaded: %d users, %d warm items, %d cold items from the store, providers %s; %s",
                  self.version, len(self.items.users), len(self.items.warm), n_cold, self.pipeline.providers,
                  f"bundle recommender {self.bundles.version}" if self.bundles else "no bundle recommender")
         return self
@@ -106,9 +110,9 @@ class State:
         self.serving = await Serving.open(self.settings, self.metrics)
 
     async def reload(self) -> tuple[str, str]:
-        """Load the bundle directory again; swap only once the new bundle is fully ready.
+        """Load the model package directory again; swap only once the new package is fully ready.
 
-        Raises ``BundleError``/``StoreUnavailable`` and keeps serving the old bundle on failure.
+        Raises ``PackageError``/``StoreUnavailable`` and keeps serving the old package on failure.
         Returns (previous version, serving version).
         """
         async with self._reload_lock:
@@ -122,7 +126,7 @@ class State:
                 task = asyncio.create_task(self._retire(old))
                 self._retiring.add(task)
                 task.add_done_callback(self._retiring.discard)
-            log.info("now serving bundle %s (was %s)", new.version, old.version if old else None)
+            log.info("now serving model package %s (was %s)", new.version, old.version if old else None)
             return (old.version if old else ""), new.version
 
     async def _retire(self, old: Serving) -> None:
@@ -150,7 +154,7 @@ AppState = Annotated[State, Depends(get_state)]
 
 async def get_serving(st: AppState) -> Serving:
     if st.serving is None:
-        raise HTTPException(503, "no bundle loaded yet", headers={"Retry-After": "1"})
+        raise NotReady("no model package loaded yet")
     return st.serving
 
 
@@ -165,12 +169,12 @@ def access(write: bool):
         if st.keys.enabled:
             who = st.keys.identify(request.headers.get("x-api-key"))
             if who is None and (write or st.settings.auth_reads):
-                raise HTTPException(401, "missing or wrong X-API-Key")
+                raise Unauthorized("missing or wrong X-API-Key")
         if st.limiter.enabled:
             client = f"key:{who}" if who else f"addr:{request.client.host if request.client else 'unknown'}"
             wait = st.limiter.acquire(client)
             if wait > 0:
-                raise HTTPException(429, f"rate limit of {st.settings.rate_limit_rps:g} requests/s exceeded",
-                                    headers={"Retry-After": RateLimiter.retry_after(wait)})
+                raise RateLimited(f"rate limit of {st.settings.rate_limit_rps:g} requests/s exceeded",
+                                  RateLimiter.retry_after(wait))
 
     return Depends(check)

@@ -1,5 +1,9 @@
-"""Shared fixtures: a small real bundle (MovieLens-posters, 400 most popular movies) trained and
-exported once per session, and a real uvicorn server on a free loopback port backed by real Redis."""
+"""Shared fixtures: a small real model package (MovieLens-posters, 400 most popular movies) trained
+and exported once per session, and a real uvicorn server on a free loopback port backed by real Redis.
+
+Tiers: a test that needs a trained model (``trained``, ``package_dir``, the bundle model) or a live
+server on one is marked ``slow`` here; ``pytest -m "not slow"`` runs the rest in well under a minute.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +21,13 @@ import uvicorn
 from coldproxy.config import DEFAULT_DATASETS, ServiceSettings, TrainSettings
 
 MOVIELENS = DEFAULT_DATASETS / "movielens-posters"
+SLOW_FIXTURES = {"trained", "package_dir", "replica", "server", "client", "trained_bundles"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
@@ -33,24 +44,25 @@ def train_settings(tmp_path_factory, movielens_dir) -> TrainSettings:
     return TrainSettings(
         data_dir=movielens_dir, max_items=400, seed=0, id_epochs=20, proxy_epochs=8, eval_every=5, diffusion=True,
         diffusion_epochs=20, gate_epochs=5,
-        cache_dir=root / "cache", work_dir=root / "train", bundle_dir=root / "bundle",
+        cache_dir=root / "cache", work_dir=root / "train", package_dir=root / "package",
     )
 
 
 @pytest.fixture(scope="session")
 def trained(train_settings):
-    from models.train import save_checkpoint, train
+    from export.encoders import encoder_graphs
+    from models.items.train import save_checkpoint, train
 
-    result = train(train_settings, progress=False)
+    result = train(train_settings, encoder_graphs, progress=False)
     save_checkpoint(result, train_settings.work_dir)
     return result
 
 
 @pytest.fixture(scope="session")
-def bundle_dir(trained, train_settings) -> Path:
-    from export.bundle import build_bundle
+def package_dir(trained, train_settings) -> Path:
+    from export.package import build_package
 
-    return build_bundle(train_settings)
+    return build_package(train_settings)
 
 
 @pytest.fixture(scope="session")
@@ -109,12 +121,12 @@ def redis_prefix(redis_client):
 
 
 @pytest.fixture(scope="session")
-def replica(bundle_dir, redis_prefix):
-    """``with replica(**overrides) as live:`` starts one more server on the test bundle and Redis prefix."""
+def replica(package_dir, redis_prefix):
+    """``with replica(**overrides) as live:`` starts one more server on the test model package and Redis prefix."""
 
     def make(**overrides) -> LiveServer:
-        base = {"bundle_dir": bundle_dir, "redis_url": REDIS_URL, "redis_prefix": redis_prefix, "port": _free_port(),
-                "bundle_recommender_dir": None}
+        base = {"package_dir": package_dir, "redis_url": REDIS_URL, "redis_prefix": redis_prefix, "port": _free_port(),
+                "bundle_package_dir": None}
         return LiveServer(ServiceSettings(**(base | overrides)))
 
     return make
@@ -124,6 +136,28 @@ def replica(bundle_dir, redis_prefix):
 def server(replica):
     with replica() as live:
         yield live
+
+
+@pytest.fixture(scope="session")
+def tiny_package_dir(tmp_path_factory) -> Path:
+    """The fast tier's model package: tiny random encoders and generator (``tests/tiny_package.py``)."""
+    from tests.tiny_package import build_tiny_package
+
+    return build_tiny_package(tmp_path_factory.mktemp("tiny") / "package")
+
+
+@pytest.fixture(scope="session")
+def tiny_server(tiny_package_dir, redis_prefix):
+    settings = ServiceSettings(package_dir=tiny_package_dir, redis_url=REDIS_URL, redis_prefix=f"{redis_prefix}:tiny",
+                               port=_free_port(), bundle_package_dir=None)
+    with LiveServer(settings) as live:
+        yield live
+
+
+@pytest.fixture()
+def tiny(tiny_server):
+    with httpx.Client(base_url=tiny_server.url, timeout=30) as c:
+        yield c
 
 
 @pytest.fixture()

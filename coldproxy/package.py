@@ -1,0 +1,127 @@
+"""The model package: one directory, one schema, written by ``export`` and read by ``service``.
+
+Layout: ``text_encoder.onnx``, ``image_encoder.onnx``, ``proxy.onnx``, ``tokenizer.json``,
+``embeddings.npz`` (user_ids, user_emb, item_ids, item_emb, warm items' content features) and
+``manifest.json`` (this schema); with the diffusion expert also ``sampler.onnx`` and ``gate.onnx``
+(``manifest.experts`` says how they were built). Loading verifies every file's sha256 and the dimensions, and
+refuses the package on any mismatch. (The v1 HTTP API names its version ``bundle_version``, kept
+for compatibility; "bundle" everywhere else means a group of items.)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel
+
+from coldproxy.errors import PackageError
+
+MANIFEST = "manifest.json"
+SCHEMA_VERSION = 3  # 2: multi-layer encoder outputs, fusion weights; 3: optional diffusion sampler + gate
+COMPONENTS = {
+    "text_encoder": "text_encoder.onnx",
+    "image_encoder": "image_encoder.onnx",
+    "proxy": "proxy.onnx",
+    "tokenizer": "tokenizer.json",
+    "embeddings": "embeddings.npz",
+}
+EXPERT_COMPONENTS = {"sampler": "sampler.onnx", "gate": "gate.onnx"}  # present when manifest.experts is set
+
+
+
+
+class Dims(BaseModel):
+    id_dim: int
+    text_dim: int
+    image_dim: int
+    text_layers: int
+    image_stage_dim: int
+
+
+class Manifest(BaseModel):
+    schema_version: int = SCHEMA_VERSION
+    version: str
+    created_at: str
+    dims: Dims
+    encoders: dict[str, str]
+    preprocessing: dict
+    files: dict[str, str]  # component -> sha256
+    parity: dict[str, float]
+    metrics: dict
+    provenance: dict
+    counts: dict[str, int]
+    experts: dict | None = None  # sampler (method, steps, spacing, t_start), anchor_n, gate features/experts
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def verify_files(path: Path, expected: dict[str, str], hashes: dict[str, str]) -> None:
+    """Every component file exists and has the sha256 its manifest records; PackageError otherwise."""
+    for comp, name in expected.items():
+        f = path / name
+        if not f.exists():
+            raise PackageError(f"{path} is missing {name}")
+        want = hashes.get(comp)
+        if want is None or sha256_file(f) != want:
+            raise PackageError(f"{name}: sha256 does not match the manifest")
+
+
+@dataclass
+class ModelPackage:
+    path: Path
+    manifest: Manifest
+    user_ids: list[str]
+    user_emb: np.ndarray
+    item_ids: list[str]
+    item_emb: np.ndarray
+
+    @property
+    def has_experts(self) -> bool:
+        return self.manifest.experts is not None
+
+    def file(self, component: str) -> Path:
+        return self.path / (COMPONENTS | EXPERT_COMPONENTS)[component]
+
+
+def read_manifest(path: Path, model: type[BaseModel], schema_version: int, what: str, command: str):
+    """``path``'s manifest parsed as ``model`` (a schema with ``schema_version``); PackageError when it is
+    missing, invalid, or of another schema version. ``what`` names the package, ``command`` makes one."""
+    if not (path / MANIFEST).exists():
+        raise PackageError(f"no {MANIFEST} in {path}; run `{command}` first")
+    try:
+        manifest = model.model_validate_json((path / MANIFEST).read_text())
+    except Exception as exc:
+        raise PackageError(f"{path / MANIFEST} is not a valid {what} manifest: {exc}") from exc
+    if manifest.schema_version != schema_version:
+        raise PackageError(f"{what} schema {manifest.schema_version}, this service reads {schema_version}")
+    return manifest
+
+
+def load_package(path: Path) -> ModelPackage:
+    path = Path(path)
+    manifest = read_manifest(path, Manifest, SCHEMA_VERSION, "model package", "coldproxy export")
+    verify_files(path, COMPONENTS | (EXPERT_COMPONENTS if manifest.experts is not None else {}), manifest.files)
+    z = np.load(path / COMPONENTS["embeddings"])
+    user_emb, item_emb = z["user_emb"].astype(np.float32), z["item_emb"].astype(np.float32)
+    d = manifest.dims.id_dim
+    if user_emb.shape[1] != d or item_emb.shape[1] != d:
+        raise PackageError(f"embedding dims {user_emb.shape[1]}/{item_emb.shape[1]} != manifest id_dim {d}")
+    if len(z["user_ids"]) != len(user_emb) or len(z["item_ids"]) != len(item_emb):
+        raise PackageError("embedding rows do not match their id lists")
+    return ModelPackage(path, manifest, [str(x) for x in z["user_ids"]], user_emb, [str(x) for x in z["item_ids"]], item_emb)
+
+
+def write_manifest(path: Path, manifest: BaseModel) -> None:
+    tmp = Path(path) / (MANIFEST + ".tmp")
+    tmp.write_text(json.dumps(manifest.model_dump(), indent=2, default=float))
+    tmp.replace(Path(path) / MANIFEST)

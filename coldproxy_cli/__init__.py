@@ -1,0 +1,1 @@
+"""The ``coldproxy`` command (``coldproxy_cli.commands``): the top layer, above every other package."""

@@ -1,0 +1,141 @@
+"""``coldproxy`` command line: train, export, serve, train-bundles, and ``up`` (train + export what is
+missing, then serve). The one module that imports every layer: ``coldproxy`` (settings), ``models``
+(training), ``export`` (model packages) and ``service`` (the HTTP app), each only inside its command.
+
+Flags override the settings of ``coldproxy.config``; every other option is an environment variable
+(``COLDPROXY_<NAME>``, e.g. ``COLDPROXY_PROXY_EPOCHS=20``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from coldproxy.config import BundleSettings, ServiceSettings, TrainSettings
+
+
+def _train_settings(args: argparse.Namespace) -> TrainSettings:
+    over = {k: v for k, v in {
+        "data_dir": args.data, "data_format": args.format, "seed": args.seed, "max_items": args.max_items,
+        "work_dir": args.work_dir, "package_dir": getattr(args, "package_dir", None),
+    }.items() if v is not None}
+    return TrainSettings(**over)
+
+
+def cmd_train(args) -> None:
+    from export.encoders import encoder_graphs
+    from models.items.train import save_checkpoint, train
+
+    s = _train_settings(args)
+    t = time.time()
+    r = train(s, encoder_graphs)
+    out = save_checkpoint(r, s.work_dir)
+    print(json.dumps(r.metrics["test"], indent=2))
+    print(f"checkpoint written to {out} in {time.time() - t:.0f}s")
+
+
+def cmd_export(args) -> None:
+    from export.package import build_package
+
+    s = _train_settings(args)
+    out = build_package(s)
+    print(f"model package written to {out}: {(out / 'manifest.json').read_text()[:400]}...")
+
+
+def cmd_train_bundles(args) -> None:
+    from export.bundle_package import build_bundle_package
+    from models.bundles.data import load_youshu
+    from models.bundles.model import train_bundle_model
+
+    over = {k: v for k, v in {"data_dir": getattr(args, "bundles_data", None), "scenario": getattr(args, "scenario", None),
+                              "seed": args.seed, "package_dir": getattr(args, "bundle_package_dir", None)}.items()
+            if v is not None}
+    s = BundleSettings(**over)
+    t = time.time()
+    m = train_bundle_model(load_youshu(s.data_dir, s.scenario), s)
+    out = build_bundle_package(m, s)
+    print((out / "manifest.json").read_text()[:600])
+    print(f"bundle model package written to {out} in {time.time() - t:.0f}s")
+
+
+def cmd_serve(args) -> None:
+    import uvicorn
+
+    from service.app import create_app
+
+    over = {k: v for k, v in {"package_dir": args.package_dir, "host": args.host, "port": args.port}.items() if v is not None}
+    if args.allow_memory_store:
+        over["allow_memory_store"] = True
+    s = ServiceSettings(**over)
+    uvicorn.run(create_app(s), host=s.host, port=s.port, log_level="info", access_log=s.access_log)
+
+
+def cmd_up(args) -> None:
+    s = _train_settings(args)
+    if not (Path(s.work_dir) / "proxy.pt").exists():
+        cmd_train(args)
+    if not (Path(s.package_dir) / "manifest.json").exists():
+        cmd_export(args)
+    package = ServiceSettings().bundle_package_dir
+    if not args.no_bundles and package is not None and not package.exists():
+        youshu = BundleSettings().data_dir
+        if (youshu / "bundle_item.txt").exists():
+            args.bundle_package_dir = package
+            cmd_train_bundles(args)
+        else:
+            logging.getLogger("coldproxy").warning("no Youshu data at %s: serving without bundles", youshu)
+    args.allow_memory_store = True
+    cmd_serve(args)
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    p = argparse.ArgumentParser(prog="coldproxy", description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    def data_flags(sp):
+        sp.add_argument("--data", type=Path, help="dataset directory (COLDPROXY_DATA_DIR)")
+        sp.add_argument("--format", choices=["movielens", "generic"], help="dataset format (COLDPROXY_DATA_FORMAT)")
+        sp.add_argument("--seed", type=int)
+        sp.add_argument("--max-items", type=int, help="keep the N most popular items")
+        sp.add_argument("--work-dir", type=Path, help="checkpoint directory (COLDPROXY_WORK_DIR)")
+        sp.add_argument("--package-dir", "--bundle-dir", type=Path, help="model package directory (COLDPROXY_PACKAGE_DIR)")
+
+    def serve_flags(sp):
+        sp.add_argument("--host")
+        sp.add_argument("--port", type=int)
+        sp.add_argument("--allow-memory-store", action="store_true", help="demo: run without Redis")
+
+    for name, fn, helptext in (
+        ("train", cmd_train, "train the ID model and the proxy; write a checkpoint"),
+        ("export", cmd_export, "export the checkpoint to an ONNX model package, parity-checked"),
+        ("serve", cmd_serve, "serve a model package over HTTP"),
+        ("up", cmd_up, "train and export if missing, then serve"),
+        ("train-bundles", cmd_train_bundles, "train the bundle model (Youshu, MoDiffE) and export its package"),
+    ):
+        sp = sub.add_parser(name, help=helptext)
+        sp.set_defaults(fn=fn)
+        if name == "serve":
+            sp.add_argument("--package-dir", "--bundle-dir", type=Path, help="model package directory")
+        elif name == "train-bundles":
+            sp.add_argument("--bundles-data", type=Path, help="Youshu directory (COLDPROXY_BUNDLES_DATA_DIR)")
+            sp.add_argument("--scenario", choices=["cold", "warm", "all"], help="split trained on (COLDPROXY_BUNDLES_SCENARIO)")
+            sp.add_argument("--seed", type=int)
+            sp.add_argument("--bundle-package-dir", "--package-dir", dest="bundle_package_dir", type=Path,
+                            help="output (COLDPROXY_BUNDLES_PACKAGE_DIR)")
+        else:
+            data_flags(sp)
+        if name in ("serve", "up"):
+            serve_flags(sp)
+        if name == "up":
+            sp.add_argument("--no-bundles", action="store_true", help="do not train the bundle model package when missing")
+    a = p.parse_args(argv)
+    a.fn(a)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

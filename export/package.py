@@ -1,0 +1,139 @@
+"""Build a model package directory from a training checkpoint: export, parity-check, hash, manifest.
+
+Every graph is checked against torch on real dataset inputs; an export whose max |delta| exceeds
+the tolerance is refused, so a package on disk always serves what training measured.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from coldproxy.errors import ParityError
+from coldproxy.package import COMPONENTS, EXPERT_COMPONENTS, Dims, Manifest, load_package, sha256_file, write_manifest
+from coldproxy.preprocess import load_image_file, preprocessing_manifest
+from coldproxy.graph_io import GATE_INPUTS, PROXY_INPUTS, SAMPLER_INPUTS
+from export.encoders import export_image_encoder, export_text_encoder
+from export.graphs import export_gate, export_proxy, export_sampler, parity
+from models.data import load_dataset
+from models.encoders import (IMAGE_DIM, IMAGE_ENCODER, IMAGE_STAGE_DIM, TEXT_DIM, TEXT_ENCODER, TEXT_LAYERS, ImageEncoder,
+                             TextEncoder, text_model_dir, tokenizer)
+from models.diffusion import NoiseSchedule
+from coldproxy.experts import EXPERTS, GATE_FEATURES
+from models.samplers import UnrolledSampler, make_plan
+from models.items.train import load_experts, load_proxy
+
+
+def parity_inputs(settings, count: int) -> tuple[dict, dict]:
+    """Real inputs: the first ``n`` items with a poster, their texts, and their features."""
+    ds = load_dataset(settings)
+    idx = [i for i, p in enumerate(ds.item_images) if p is not None][:count]
+    text = tokenizer(settings.text_max_len)([ds.item_texts[i] for i in idx])
+    pixels = {"pixels": np.stack([load_image_file(ds.item_images[i]) for i in idx])}
+    return text, pixels
+
+
+def build_package(settings) -> Path:
+    work, out = Path(settings.work_dir), Path(settings.package_dir)
+    if not (work / "proxy.pt").exists():
+        raise FileNotFoundError(f"no checkpoint in {work}; run `coldproxy train` first")
+    stage = staging_dir(out)
+    text_enc, image_enc, proxy = TextEncoder(), ImageEncoder(), load_proxy(work)
+    export_text_encoder(text_enc, stage / COMPONENTS["text_encoder"])
+    export_image_encoder(image_enc, stage / COMPONENTS["image_encoder"])
+    export_proxy(proxy, stage / COMPONENTS["proxy"])
+    shutil.copy(text_model_dir() / "tokenizer.json", stage / COMPONENTS["tokenizer"])
+    shutil.copy(work / "embeddings.npz", stage / COMPONENTS["embeddings"])
+
+    text_feeds, pixel_feeds = parity_inputs(settings, settings.parity_items)
+    z = np.load(stage / COMPONENTS["embeddings"])
+    real = np.load(work / "parity_inputs.npz")
+    proxy_feeds = {name: real[name] for name in PROXY_INPUTS}
+    serving = proxy.serving()
+    report = {
+        "text_encoder": parity(text_enc, stage / COMPONENTS["text_encoder"], text_feeds),
+        "image_encoder": parity(image_enc, stage / COMPONENTS["image_encoder"], pixel_feeds),
+        "proxy": parity(serving, stage / COMPONENTS["proxy"], proxy_feeds),
+    }
+    for name, keep in (("proxy_text_only", [1, 0]), ("proxy_image_only", [0, 1])):
+        feeds = {**proxy_feeds, "modality_mask": proxy_feeds["modality_mask"] * np.array(keep, np.float32)}
+        report[name] = parity(serving, stage / COMPONENTS["proxy"], feeds)
+    experts = _export_experts(work, stage, proxy.out_dim, report)
+    bad = {k: v for k, v in report.items() if not v < settings.parity_tolerance}
+    if bad:
+        raise ParityError(f"ONNX vs torch max |delta| over {settings.parity_tolerance}: {bad}")
+
+    metrics = json.loads((work / "metrics.json").read_text())
+    metrics_keys = ("test", "id_model", "proxy", "split") + (("diffusion", "gate") if experts else ())
+    files = {c: sha256_file(stage / n) for c, n in (COMPONENTS | (EXPERT_COMPONENTS if experts else {})).items()}
+    now = datetime.now(timezone.utc)
+    manifest = Manifest(
+        version=package_version(files, now),
+        created_at=now.isoformat(),
+        dims=Dims(id_dim=proxy.out_dim, text_dim=TEXT_DIM, image_dim=IMAGE_DIM, text_layers=TEXT_LAYERS,
+                  image_stage_dim=IMAGE_STAGE_DIM),
+        encoders={"text": TEXT_ENCODER, "image": IMAGE_ENCODER, "proxy": "moe-fusion-coarse-fine" if proxy.cfg.fine
+                  else "moe-fusion-coarse", "id_model": metrics["id_model"]["type"]},
+        preprocessing=preprocessing_manifest(settings.text_max_len),
+        files=files,
+        parity=report,
+        metrics={k: metrics[k] for k in metrics_keys if k in metrics},
+        provenance=metrics["dataset"],
+        counts={"users": int(len(z["user_ids"])), "warm_items": int(len(z["item_ids"]))},
+        experts=experts,
+    )
+    write_manifest(stage, manifest)
+    load_package(stage)  # the service's own check, before the package replaces the old one
+    return replace_dir(stage, out)
+
+
+def package_version(files: dict[str, str], now: datetime) -> str:
+    """``YYYYMMDD-<12 hex>``: the date and a digest of the component hashes."""
+    digest = hashlib.sha256("".join(files[c] for c in sorted(files)).encode()).hexdigest()[:12]
+    return f"{now:%Y%m%d}-{digest}"
+
+
+def staging_dir(out: Path) -> Path:
+    """An empty directory beside ``out`` to build a package in."""
+    stage = out.with_name(out.name + ".staging")
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir(parents=True)
+    return stage
+
+
+def replace_dir(stage: Path, out: Path) -> Path:
+    """Move a checked package from ``stage`` to ``out``, replacing what was there."""
+    old = out.with_name(out.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if out.exists():
+        out.rename(old)
+    stage.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
+    return out
+
+
+def _export_experts(work: Path, stage: Path, dim: int, report: dict) -> dict | None:
+    """Sampler (DPM-Solver++ steps unrolled) and gate graphs, parity-checked into ``report``."""
+    loaded = load_experts(work)
+    if loaded is None:
+        return None
+    den, gate, kw, anchor_n = loaded
+    if kw["method"] == "ddpm":
+        raise ValueError("the ancestral DDPM sampler is stochastic; export a DPM-Solver++ sampler")
+    sampler = UnrolledSampler(den, make_plan(NoiseSchedule(den.cfg.schedule, den.cfg.T), kw["method"], kw["steps"],
+                                             kw["t_start"], kw["spacing"]))
+    export_sampler(sampler, stage / EXPERT_COMPONENTS["sampler"])
+    export_gate(gate, dim, stage / EXPERT_COMPONENTS["gate"])
+    real = np.load(work / "parity_experts.npz")
+    report["sampler"] = parity(sampler, stage / EXPERT_COMPONENTS["sampler"], {k: real[k] for k in SAMPLER_INPUTS})
+    gate_feeds = {k: real[k] for k in GATE_INPUTS}
+    report["gate"] = parity(gate, stage / EXPERT_COMPONENTS["gate"], gate_feeds)
+    cold = gate_feeds | {"expert_available": gate_feeds["expert_available"] * np.array([0, 1, 1], np.float32)}
+    report["gate_without_id"] = parity(gate, stage / EXPERT_COMPONENTS["gate"], cold)
+    return {"sampler": kw, "denoiser": den.cfg.to_dict(), "anchor_n": anchor_n, "experts": list(EXPERTS),
+            "gate_features": list(GATE_FEATURES)}

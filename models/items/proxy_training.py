@@ -1,0 +1,150 @@
+"""Training loop shared by every content -> ID-space model, and the skeleton MLP.
+
+``train_proxy`` fits a model whose forward takes (text, image, text_layers, image_stages, mask)
+and returns a dict with ``proxy``: BPR against the frozen ID-model user embeddings, an optional
+MSE pull towards the warm items' ID embeddings, and the model's own auxiliary losses (the
+generator's balance, alignment and PAL terms) weighted by ``weights``; early stopping on
+validation-cold NDCG@20. ``ProxyMLP`` (the skeleton's model) is kept for the CB2CF-style
+regression baseline (``bpr_weight=0``). A missing modality is zeroed *after* standardisation and
+flagged in the mask, so it carries no signal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from models.data import ColdStartSplit
+from models.evaluate import validation_cold_ndcg
+from models.features import Features
+from models.training import EarlyStopping, bpr_loss, seed_everything
+
+
+class ProxyMLP(nn.Module):
+    def __init__(self, text_dim: int, image_dim: int, out_dim: int, hidden: int = 256, dropout: float = 0.1):
+        super().__init__()
+        self.text_dim, self.image_dim, self.out_dim = text_dim, image_dim, out_dim
+        for name, dim in (("text", text_dim), ("image", image_dim)):
+            self.register_buffer(f"{name}_mean", torch.zeros(dim))
+            self.register_buffer(f"{name}_std", torch.ones(dim))
+        self.net = nn.Sequential(
+            nn.Linear(text_dim + image_dim + 2, hidden), nn.GELU(), nn.Dropout(dropout),
+            nn.Linear(hidden, hidden), nn.GELU(), nn.Dropout(dropout),
+            nn.Linear(hidden, out_dim),
+        )
+
+    def fit_normalisation(self, features: Features) -> None:
+        for name, x, present in (("text", features.text, features.has_text), ("image", features.image, features.has_image)):
+            x = x[present] if present.any() else x
+            getattr(self, f"{name}_mean").copy_(torch.from_numpy(x.mean(0)))
+            getattr(self, f"{name}_std").copy_(torch.from_numpy(x.std(0) + 1e-4))
+
+    def forward(self, text, image, text_layers, image_stages, mask) -> dict[str, torch.Tensor]:
+        t = (text - self.text_mean) / self.text_std * mask[:, 0:1]
+        i = (image - self.image_mean) / self.image_std * mask[:, 1:2]
+        return {"proxy": self.net(torch.cat([t, i, mask], dim=-1))}
+
+    def aux_losses(self, out, targets, pal_temperature) -> dict[str, torch.Tensor]:
+        return {}
+
+
+def tensors(features: Features, idx: np.ndarray, mask: np.ndarray | None = None) -> tuple[torch.Tensor, ...]:
+    """Model inputs for rows ``idx``: text, image, text_layers, image_stages, modality mask."""
+    m = features.mask[idx] if mask is None else mask
+    return (torch.from_numpy(features.text[idx]), torch.from_numpy(features.image[idx]), torch.from_numpy(features.text_layers[idx]),
+            torch.from_numpy(features.image_stages[idx]), torch.from_numpy(np.ascontiguousarray(m, dtype=np.float32)))
+
+
+@torch.no_grad()
+def predict(model: nn.Module, features: Features, idx: np.ndarray, batch: int = 4096, key: str = "proxy") -> np.ndarray:
+    """``key`` of the model's output for rows ``idx`` (``alpha`` for a generator's fusion weights)."""
+    model.eval()
+    out = [model(*tensors(features, idx[s : s + batch]))[key].numpy() for s in range(0, len(idx), batch)]
+    return np.concatenate(out) if out else np.zeros((0, model.out_dim), dtype=np.float32)
+
+
+def _drop_modality(mask: torch.Tensor, p: float, gen: torch.Generator) -> torch.Tensor:
+    """Hide one present modality of a random share of items, never both."""
+    if p <= 0:
+        return mask
+    drop = torch.rand(len(mask), generator=gen) < p
+    which = (torch.rand(len(mask), generator=gen) < 0.5).long()
+    both = mask.sum(1) == 2
+    out = mask.clone()
+    rows = torch.nonzero(drop & both).squeeze(1)
+    out[rows, which[rows]] = 0.0
+    return out
+
+
+def train_proxy(
+    build: Callable[[], nn.Module], features: Features, split: ColdStartSplit, user_emb: np.ndarray, item_emb: np.ndarray, settings,
+    bpr_weight: float = 1.0, mse_weight: float = 0.0, weights: dict[str, float] | None = None,
+    desc: str = "proxy", progress: bool = True,
+) -> tuple[nn.Module, dict]:
+    """Seed, ``build()`` the model (so its initialisation depends on ``s.seed`` only), fit it
+    (normalisation from warm items); early stopping on val-cold NDCG@20.
+
+    With ``bpr_weight == 0`` the loop runs over warm items instead (pure content -> ID regression).
+    """
+    rng = seed_everything(settings.seed)
+    gen = torch.Generator().manual_seed(settings.seed)
+    model = build()
+    weights = weights or {}
+    model.fit_normalisation(features.rows(split.warm_items))
+    opt = torch.optim.AdamW(model.parameters(), lr=settings.proxy_lr, weight_decay=settings.proxy_weight_decay)
+    U, I = torch.from_numpy(user_emb), torch.from_numpy(item_emb)
+    warm = split.warm_items
+    n = len(split.train) if bpr_weight > 0 else len(warm)
+    probe = np.zeros_like(item_emb)
+    stopper, log = EarlyStopping(settings.patience), []
+    bar = tqdm(range(settings.proxy_epochs), desc=desc, disable=not progress)
+    for epoch in bar:
+        model.train()
+        perm = rng.permutation(n)
+        total = 0.0
+        parts = dict.fromkeys(weights, 0.0)
+        for b in range(0, n, settings.proxy_batch):
+            idx = perm[b : b + settings.proxy_batch]
+            pos = split.train.items[idx] if bpr_weight > 0 else warm[idx]
+            neg = warm[rng.integers(0, len(warm), len(idx))]
+            both = np.concatenate([pos, neg])
+            x = tensors(features, both)
+            out = model(*x[:-1], _drop_modality(x[-1], settings.modality_dropout, gen))
+            p = out["proxy"]
+            loss = torch.zeros(())
+            if mse_weight > 0:
+                loss = loss + mse_weight * F.mse_loss(p, I[torch.from_numpy(both)])
+            if bpr_weight > 0:
+                u = U[torch.from_numpy(split.train.users[idx])]
+                loss = loss + bpr_weight * bpr_loss((u * p[: len(idx)]).sum(-1), (u * p[len(idx) :]).sum(-1))
+            if weights:
+                _, first = np.unique(both, return_index=True)  # PAL: each item once, others are in-batch negatives
+                sel = torch.from_numpy(np.sort(first))
+                aux = model.aux_losses({k: _rows(v, sel) for k, v in out.items()}, I[torch.from_numpy(both)][sel],
+                                       settings.pal_temperature)
+                for k, w in weights.items():
+                    if w > 0 and k in aux:
+                        loss = loss + w * aux[k]
+                        parts[k] += float(aux[k].detach()) * len(idx)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx)
+        probe[split.val_items] = predict(model, features, split.val_items)
+        ndcg = validation_cold_ndcg(user_emb, probe, split)
+        log.append({"epoch": epoch + 1, "loss": total / n, "val_cold_ndcg@20": ndcg} | {k: v / n for k, v in parts.items()})
+        bar.set_postfix(loss=f"{total / n:.4f}", val_cold_ndcg20=f"{ndcg:.4f}")
+        if stopper.step(ndcg, lambda: {k: v.clone() for k, v in model.state_dict().items()}):
+            break
+    model.load_state_dict(stopper.state)
+    model.eval()
+    return model, {"best_val_cold_ndcg@20": stopper.best, "epochs_run": len(log), "history": log}
+
+
+def _rows(value, sel: torch.Tensor):
+    return tuple(_rows(t, sel) for t in value) if isinstance(value, tuple) else value[sel]

@@ -1,0 +1,158 @@
+"""Staged training of the default item model: data -> split -> features -> ID model -> proxy generator.
+
+``train`` returns everything in memory (the benchmark uses it directly); ``save_checkpoint`` writes
+what ``export`` needs into ``work_dir``: the generator's weights and config, the ID embeddings with
+their external IDs, the warm items' content features, a few real inputs for the parity check, and
+``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models.data import ColdStartSplit, Dataset, cold_start_split, load_dataset
+from models.evaluate import evaluate_split
+from models.diffusion import Denoiser, DenoiserConfig
+from models.items.experts import Experts, fit_experts, served_cold
+from models.gate import ColdAwareGate
+from models.features import EncoderGraphs, Features, extract_features
+from models.items.generator import GeneratorConfig, ProxyGenerator, layer_groups
+from models.idmodel import train_id_model
+from models.items.proxy_training import predict, train_proxy
+from models.samplers import sampler_kwargs
+
+MODALITIES = {"both": (1, 1), "text": (1, 0), "image": (0, 1)}
+
+@dataclass
+class TrainResult:
+    settings: object
+    dataset: Dataset
+    split: ColdStartSplit
+    features: Features
+    user_emb: np.ndarray
+    item_emb: np.ndarray  # ID embeddings, zero rows for cold items
+    proxy: ProxyGenerator
+    metrics: dict
+    experts: Experts | None = None  # diffusion expert + cold-aware gate, when trained
+
+    def served_item_emb(self) -> np.ndarray:
+        """What the service would answer per item: ID embedding if warm; for a cold item the proxy,
+        or the gate's mix of proxy and diffusion proxy when those stages were trained."""
+        out = self.item_emb.copy()
+        cold = np.setdiff1d(np.arange(self.dataset.n_items), self.split.warm_items)
+        out[cold] = predict(self.proxy, self.features, cold) if self.experts is None else served_cold(self.experts, cold)[0]
+        return out
+
+
+def build_generator(features: Features, split: ColdStartSplit, item_emb: np.ndarray, settings) -> ProxyGenerator:
+    """A generator configured from the settings; text layer groups by k-means over warm items' states."""
+    warm = split.warm_items
+    with_text = warm[features.has_text[warm]][:2000]
+    groups = layer_groups(features.text_layers[with_text], settings.proxy_layer_groups, settings.seed) if len(with_text) else []
+    cfg = GeneratorConfig(
+        text_dim=features.text.shape[1], image_dim=features.image.shape[1], n_text_layers=features.text_layers.shape[1],
+        image_stage_dim=features.image_stages.shape[1], out_dim=item_emb.shape[1], hidden=settings.proxy_hidden,
+        experts=settings.proxy_experts, top_k=settings.proxy_top_k, expert_type=settings.proxy_expert_type, fusion=settings.proxy_fusion,
+        fine=settings.proxy_fine, modalities=MODALITIES[settings.proxy_modalities], text_groups=groups, dropout=settings.proxy_dropout,
+        init_scale=float(np.linalg.norm(item_emb[warm], axis=1).mean()),
+    )
+    return ProxyGenerator(cfg)
+
+
+def generator_weights(settings) -> dict[str, float]:
+    return {"align": settings.lambda_align, "adapter": settings.lambda_adapter, "fusion": settings.lambda_fusion, "pal": settings.lambda_pal}
+
+
+def fit_generator(features, split, user_emb, item_emb, settings, desc: str = "proxy generator", progress: bool = True):
+    return train_proxy(lambda: build_generator(features, split, item_emb, settings), features, split, user_emb, item_emb, settings, mse_weight=settings.lambda_mse,
+                       weights=generator_weights(settings), desc=desc, progress=progress)
+
+
+def train(settings, encoder_graphs: EncoderGraphs, progress: bool = True) -> TrainResult:
+    """Every stage on the settings' dataset; ``encoder_graphs`` (``export.encoders.encoder_graphs``) gives
+    the ONNX encoders the features are computed with, on a feature-cache miss."""
+    t0 = time.time()
+    ds = load_dataset(settings)
+    split = cold_start_split(ds, settings.seed, settings.split_ratios)
+    feats = extract_features(ds, encoder_graphs, settings.cache_dir, settings.text_max_len, settings.encode_batch, progress)
+    t_feat = time.time()
+    U, I, id_log = train_id_model(ds.n_users, ds.n_items, split, settings, progress)
+    t_id = time.time()
+    proxy, proxy_log = fit_generator(feats, split, U, I, settings, progress=progress)
+    t_proxy = time.time()
+    experts = None
+    if settings.diffusion:
+        experts = fit_experts(feats, split, U, I, predict(proxy, feats, np.arange(ds.n_items)), settings, progress)
+    result = TrainResult(settings, ds, split, feats, U, I, proxy, {}, experts)
+    result.metrics = {
+        "dataset": ds.provenance | {"name": ds.name, "users": ds.n_users, "items": ds.n_items, "interactions": len(ds.items)},
+        "split": {
+            "seed": settings.seed, "ratios": list(settings.split_ratios), "warm_items": len(split.warm_items),
+            "val_cold_items": len(split.val_items), "test_cold_items": len(split.test_items),
+            "train_interactions": len(split.train),
+        },
+        "id_model": {"type": f"{settings.id_model}-bpr", **{k: v for k, v in id_log.items() if k != "history"}},
+        "proxy": {"type": "generator", "config": proxy.cfg.to_dict(), **{k: v for k, v in proxy_log.items() if k != "history"}},
+        "test": evaluate_split(U, result.served_item_emb(), split),
+        "seconds": {"features": t_feat - t0, "id_model": t_id - t_feat, "proxy": t_proxy - t_id,
+                    "diffusion+gate": time.time() - t_proxy},
+        "history": {"id_model": id_log["history"], "proxy": proxy_log["history"]},
+    }
+    if experts is not None:
+        for stage, lg in experts.logs.items():
+            result.metrics[stage] = {k: v for k, v in lg.items() if k != "history"}
+            result.metrics["history"][stage] = lg["history"]
+    return result
+
+
+def save_checkpoint(result: TrainResult, work_dir: Path) -> Path:
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": result.proxy.state_dict(), "config": result.proxy.cfg.to_dict()}, work_dir / "proxy.pt")
+    warm = result.split.warm_items
+    f = result.features
+    np.savez(
+        work_dir / "embeddings.npz",
+        user_ids=np.array(result.dataset.user_ids), user_emb=result.user_emb,
+        item_ids=np.array([result.dataset.item_ids[i] for i in warm]), item_emb=result.item_emb[warm],
+        item_text=f.text[warm], item_image=f.image[warm], item_mask=f.mask[warm],
+    )
+    k = warm[: result.settings.parity_items]
+    np.savez(work_dir / "parity_inputs.npz", text_features=f.text[k], image_features=f.image[k],
+             text_layers=f.text_layers[k], image_stages=f.image_stages[k], modality_mask=f.mask[k])
+    if result.experts is not None:
+        ex, s = result.experts, result.settings
+        torch.save({"denoiser": ex.denoiser.state_dict(), "denoiser_config": ex.denoiser.cfg.to_dict(),
+                    "gate": ex.gate.state_dict(), "sampler": sampler_kwargs(s), "anchor_n": s.anchor_n}, work_dir / "experts.pt")
+        stacked, available = ex.stacked(result.item_emb, warm, result.dataset.n_items)
+        np.savez(work_dir / "parity_experts.npz", anchor=ex.anchor[k], condition=ex.proxy[k], gate_features=ex.features[k],
+                 expert_available=available[k], id_embedding=stacked[k, 0], proxy=stacked[k, 1], diffusion=stacked[k, 2])
+    (work_dir / "metrics.json").write_text(json.dumps(result.metrics, indent=2, default=float))
+    return work_dir
+
+
+def load_experts(work_dir: Path):
+    """(denoiser, gate, sampler kwargs, anchor_n) from ``experts.pt``, or None when not trained."""
+    path = Path(work_dir) / "experts.pt"
+    if not path.exists():
+        return None
+    ck = torch.load(path, weights_only=True)
+    den = Denoiser(DenoiserConfig(**ck["denoiser_config"]))
+    den.load_state_dict(ck["denoiser"])
+    gate = ColdAwareGate()
+    gate.load_state_dict(ck["gate"])
+    return den.eval(), gate.eval(), ck["sampler"], ck["anchor_n"]
+
+
+def load_proxy(work_dir: Path) -> ProxyGenerator:
+    ck = torch.load(Path(work_dir) / "proxy.pt", weights_only=True)
+    c = ck["config"]
+    model = ProxyGenerator(GeneratorConfig(**(c | {"modalities": tuple(c["modalities"])})))
+    model.load_state_dict(ck["state_dict"])
+    return model.eval()

@@ -1,0 +1,64 @@
+"""Bundle routes (v1): POST /v1/bundles, GET /v1/bundles/{id}/embedding, POST /v1/bundles/rank,
+GET /v1/users/{id}/bundle-recommendations. They answer 404 when the deployment has no bundle model
+package; users here are the package's users, not the item model's. The write path is
+``service.bundle_serving``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+
+from coldproxy.errors import NotFound
+from coldproxy.ids import check_id
+from service.api.http import fast_json, fetch, json_body, rank_in, read_json, top_k_in
+from service.bundle_serving import BundleServing
+from service.schemas import BundleEmbeddingOut, BundleIn, BundleOut, BundleRankIn, BundleRankOut, BundleRecommendOut
+from service.state import AppState, Live, Serving, access
+
+router = APIRouter()
+
+
+def bundles_of(sv: Serving) -> BundleServing:
+    if sv.bundles is None:
+        raise NotFound("this deployment serves no bundle recommender (COLDPROXY_BUNDLE_PACKAGE_DIR; "
+                       "build one with `coldproxy train-bundles`)")
+    return sv.bundles
+
+
+@router.post("/v1/bundles", response_model=BundleOut, openapi_extra=json_body(BundleIn), dependencies=[access(write=True)])
+async def post_bundle(request: Request, st: AppState, sv: Live) -> BundleOut:
+    """A new bundle from its member items: the vector is computed, stored in Redis (with the members)
+    and indexed, so the bundle can be fetched and ranked at once. 422 names unknown member items."""
+    bundles = bundles_of(sv)
+    body = await read_json(request, BundleIn, st.settings.max_request_bytes)
+    return await bundles.create(body.bundle_id, body.item_ids, body.overwrite, st.settings.max_bundle_members)
+
+
+@router.get("/v1/bundles/{bundle_id}/embedding", response_model=BundleEmbeddingOut, dependencies=[access(write=False)])
+async def get_bundle_embedding(bundle_id: str, sv: Live) -> Response:
+    bundles = bundles_of(sv)
+    check_id(bundle_id, "bundle_id")
+    emb, source = await fetch(bundles.catalog, bundle_id, "bundle")
+    return fast_json({"bundle_id": bundle_id, "model_version": bundles.version, "source": source,
+                      "embedding": emb.tolist()})
+
+
+@router.post("/v1/bundles/rank", response_model=BundleRankOut, openapi_extra=json_body(BundleRankIn),
+             dependencies=[access(write=False)])
+async def rank_bundles(request: Request, st: AppState, sv: Live) -> Response:
+    bundles = bundles_of(sv)
+    body = await read_json(request, BundleRankIn, st.settings.max_request_bytes)
+    ranked, missing = await rank_in(bundles.catalog, body.user_id, body.bundle_ids, st.settings)
+    return fast_json({"user_id": body.user_id, "model_version": bundles.version, "missing": missing,
+                      "scores": [{"bundle_id": b, "score": sc, "source": src} for b, sc, src in ranked]})
+
+
+@router.get("/v1/users/{user_id}/bundle-recommendations", response_model=BundleRecommendOut,
+            dependencies=[access(write=False)])
+async def recommend_bundles(user_id: str, st: AppState, sv: Live, k: Annotated[int, Query(ge=1)] = 10) -> Response:
+    bundles = bundles_of(sv)
+    hits = top_k_in(bundles.catalog, user_id, k, st.settings)
+    return fast_json({"user_id": user_id, "model_version": bundles.version,
+                      "bundles": [{"bundle_id": b, "score": sc, "source": src} for b, sc, src in hits]})

@@ -1,0 +1,74 @@
+"""HTTP helpers shared by the routers: JSON in (one-pass pydantic parse, size-limited) and out
+(orjson), and the read paths over a ``Catalog`` (fetch one, rank candidates, top-k) with their 4xx."""
+
+from __future__ import annotations
+
+import numpy as np
+import orjson
+from fastapi import Request
+from fastapi.responses import Response
+from pydantic import ValidationError
+
+from coldproxy.config import ServiceSettings
+from coldproxy.errors import InvalidInput, NotFound, TooLarge
+from service.storage.catalog import Catalog
+
+
+def fast_json(payload: dict) -> Response:
+    """Hot read paths: the payload already has the route's ``response_model`` shape (kept for the OpenAPI
+    schema); orjson writes it directly instead of FastAPI re-validating and encoding every field
+    (bench/results/design_measurements.md)."""
+    return Response(orjson.dumps(payload), media_type="application/json")
+
+
+def parse_json(model, raw: bytes):
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        raise InvalidInput(exc.errors(include_url=False, include_context=False, include_input=False)) from exc
+
+
+def check_length(request: Request, limit: int) -> None:
+    """413 when the declared body is larger than ``limit`` bytes."""
+    if int(request.headers.get("content-length") or 0) > limit:
+        raise TooLarge(f"request larger than {limit} bytes")
+
+
+async def read_json(request: Request, model, limit: int):
+    """The request body as ``model``; 413 past ``limit`` bytes. Parsed by pydantic's JSON parser in one
+    pass: a ``body: Model`` parameter has FastAPI run ``json.loads`` and then validate the Python objects
+    (bench/results/design_measurements.md)."""
+    check_length(request, limit)
+    return parse_json(model, await request.body())
+
+
+def json_body(model) -> dict:
+    """``openapi_extra`` of a route that reads its JSON body with ``read_json``, so /docs still shows it."""
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
+
+
+async def fetch(catalog: Catalog, key: str, what: str) -> tuple[np.ndarray, str]:
+    """One entry's (vector, source); 404 when unknown, 503 when the store is down."""
+    found = await catalog.lookup([key])
+    if key not in found:
+        raise NotFound(f"unknown {what} {key}")
+    return found[key]
+
+
+def user_vector(catalog: Catalog, user_id: str) -> np.ndarray:
+    vector = catalog.user_vector(user_id)
+    if vector is None:
+        raise NotFound(f"unknown user {user_id}")
+    return vector
+
+
+async def rank_in(catalog: Catalog, user_id: str, ids: list[str], settings: ServiceSettings):
+    if len(ids) > settings.max_candidates:
+        raise TooLarge(f"at most {settings.max_candidates} candidates per request")
+    return await catalog.rank(user_vector(catalog, user_id), ids)
+
+
+def top_k_in(catalog: Catalog, user_id: str, k: int, settings: ServiceSettings):
+    if k > settings.max_k:
+        raise InvalidInput(f"k must be at most {settings.max_k}")
+    return catalog.top_k(user_vector(catalog, user_id), k)

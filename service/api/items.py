@@ -1,0 +1,116 @@
+"""Item routes (v1): POST /v1/items (multipart or JSON), POST /v1/items:batch, POST
+/v1/items/{id}/interactions and GET /v1/items/{id}/embedding. Handlers parse and answer; the write
+path itself is ``service.items``."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from fastapi import APIRouter, Request
+from starlette.exceptions import HTTPException
+from fastapi.responses import Response
+
+from coldproxy.config import ServiceSettings
+from coldproxy.errors import BadRequest, ColdproxyError, InvalidInput, TooLarge, UnsupportedMediaType
+from coldproxy.ids import ID_PATTERN, check_id
+from service.api.http import check_length, fast_json, fetch, json_body, parse_json, read_json
+from service.items import NewItem, ingest, ingest_many, record_interactions
+from service.schemas import BatchOut, BatchResult, EmbeddingOut, InteractionsIn, ItemJSON, ItemOut, ItemsBatchIn
+from service.state import AppState, Live, access
+
+router = APIRouter()
+
+ITEM_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {"schema": {"type": "object", "required": ["item_id"], "properties": {
+                "item_id": {"type": "string", "pattern": ID_PATTERN}, "text": {"type": "string"},
+                "image": {"type": "string", "format": "binary"}, "overwrite": {"type": "boolean"}}}},
+            "application/json": {"schema": ItemJSON.model_json_schema()},
+        },
+    }
+}
+
+
+async def read_new_item(request: Request, settings: ServiceSettings) -> NewItem:
+    """Parse multipart (item_id, text, image file, overwrite) or JSON (image as base64)."""
+    ctype = request.headers.get("content-type", "")
+    check_length(request, settings.max_request_bytes)
+    if ctype.startswith("application/json"):
+        return json_item(parse_json(ItemJSON, await request.body()), settings)
+    if not ctype.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
+        raise UnsupportedMediaType(
+            "send multipart/form-data (or a url-encoded form without image) or application/json")
+    try:
+        form = await request.form(max_files=1, max_fields=10, max_part_size=settings.max_request_bytes)
+    except HTTPException:  # Starlette's own answer to too many parts or fields
+        raise
+    except Exception as exc:
+        raise BadRequest(f"malformed multipart body: {exc}") from exc
+    item_id, text, upload = form.get("item_id"), form.get("text"), form.get("image")
+    if not isinstance(item_id, str):
+        raise InvalidInput("form field item_id is required")
+    if text is not None and not isinstance(text, str):
+        raise InvalidInput("form field text must be a string")
+    if isinstance(upload, str):
+        raise InvalidInput("form field image must be a file")
+    image = None if upload is None else await upload.read()
+    overwrite = str(form.get("overwrite", "false")).lower() in ("1", "true", "yes")
+    return NewItem.checked(item_id, text, image, overwrite, settings)
+
+
+def json_item(body: ItemJSON, settings: ServiceSettings) -> NewItem:
+    try:
+        image = base64.b64decode(body.image_base64, validate=True) if body.image_base64 else None
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidInput(f"image_base64 is not valid base64: {exc}") from exc
+    return NewItem.checked(body.item_id, body.text, image, body.overwrite, settings)
+
+
+@router.post("/v1/items", response_model=ItemOut, openapi_extra=ITEM_BODY, dependencies=[access(write=True)])
+async def post_item(request: Request, st: AppState, sv: Live) -> ItemOut:
+    return await ingest(sv, await read_new_item(request, st.settings))
+
+
+@router.post("/v1/items/{item_id}/interactions", response_model=ItemOut, openapi_extra=json_body(InteractionsIn),
+             dependencies=[access(write=True)])
+async def post_interactions(item_id: str, request: Request, st: AppState, sv: Live) -> ItemOut:
+    """Warm-up path: tell the service how many interactions a new item has had (and, optionally, the
+    ID embedding your recommender has learnt for it so far); the cold-aware gate re-mixes the
+    experts and the served embedding moves from content towards the ID embedding as the gate says.
+    Once retraining makes the item warm, the new model package serves it from the ID model."""
+    check_id(item_id)
+    body = await read_json(request, InteractionsIn, st.settings.max_request_bytes)
+    return await record_interactions(sv, item_id, body.count, body.id_embedding)
+
+
+@router.post("/v1/items:batch", response_model=BatchOut, dependencies=[access(write=True)])
+async def post_items_batch(request: Request, st: AppState, sv: Live) -> BatchOut:
+    """Bulk ingestion: JSON {"items": [...]} as for POST /v1/items; each graph runs once per batch.
+
+    Answers 200 with one result per item, in order: the item, or its own status and detail
+    (409, 422, 413, 503), so one bad item never fails the others.
+    """
+    settings = st.settings
+    if not request.headers.get("content-type", "").startswith("application/json"):
+        raise UnsupportedMediaType("send application/json: {\"items\": [{\"item_id\", \"text\", \"image_base64\"}, ...]}")
+    body = await read_json(request, ItemsBatchIn, settings.max_batch_bytes)
+    if len(body.items) > settings.max_batch_items:
+        raise TooLarge(f"at most {settings.max_batch_items} items per batch")
+    items: list[NewItem | BatchResult] = []
+    for it in body.items:
+        try:
+            items.append(json_item(it, settings))
+        except ColdproxyError as exc:
+            items.append(BatchResult(item_id=it.item_id, status=exc.status, detail=exc.detail))
+    results = await ingest_many(sv, items)
+    return BatchOut(bundle_version=sv.version, stored=sum(r.status == 200 for r in results), results=results)
+
+
+@router.get("/v1/items/{item_id}/embedding", response_model=EmbeddingOut, dependencies=[access(write=False)])
+async def get_embedding(item_id: str, sv: Live) -> Response:
+    check_id(item_id)
+    emb, source = await fetch(sv.items, item_id, "item")
+    return fast_json({"item_id": item_id, "bundle_version": sv.version, "source": source, "embedding": emb.tolist()})

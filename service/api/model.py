@@ -1,0 +1,38 @@
+"""Model routes: GET /v1/model (what is served) and POST /v1/admin/reload (load the model package
+directory again; the old package serves until the new one is ready)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from coldproxy.errors import PackageError
+from service.schemas import ModelOut, ReloadOut
+from service.state import AppState, Live, access
+
+router = APIRouter()
+
+
+@router.get("/v1/model", response_model=ModelOut, dependencies=[access(write=False)])
+async def model(sv: Live) -> ModelOut:
+    manifest = sv.package.manifest
+    bundles = None
+    if sv.bundles is not None:
+        bm = sv.bundles.package.manifest
+        bundles = {"version": bm.version, "created_at": bm.created_at, "scenario": bm.scenario, "dim": 2 * bm.dim,
+                   "counts": bm.counts, "cold_bundles_indexed": sv.bundles.catalog.cold_indexed,
+                   "test_metrics": bm.metrics.get("test", {})}
+    return ModelOut(bundle_version=manifest.version, created_at=manifest.created_at, dims=manifest.dims.model_dump(),
+                    encoders=manifest.encoders, counts=manifest.counts, cold_items_indexed=sv.items.cold_indexed,
+                    providers=sv.pipeline.providers, test_metrics=manifest.metrics.get("test", {}),
+                    bundle_recommender=bundles)
+
+
+@router.post("/v1/admin/reload", response_model=ReloadOut, dependencies=[access(write=True)])
+async def reload(st: AppState) -> ReloadOut:
+    """Load the model package directory again and switch to it once it is ready; the old one serves until then."""
+    current = st.serving.version if st.serving else None
+    try:
+        previous, version = await st.reload()
+    except PackageError as exc:
+        raise PackageError(f"model package refused, still serving {current}: {exc}") from exc
+    return ReloadOut(previous_version=previous, bundle_version=version, changed=previous != version)

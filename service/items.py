@@ -1,0 +1,140 @@
+"""The item write path, below the routes: a ``NewItem`` (however it arrived) -> the ONNX pipeline
+(through the micro-batcher) -> Redis and this replica's index; and the warm-up path that re-gates a
+stored item when its interaction count (or ID embedding) arrives. Failures are ``ColdproxyError``s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, replace
+
+import numpy as np
+from anyio import to_thread
+
+from coldproxy.config import ServiceSettings
+from coldproxy.errors import ColdproxyError, Conflict, ImageError, InvalidInput, NotFound, TooLarge
+from coldproxy.ids import check_id
+from service.schemas import BatchResult, ItemOut
+from service.engine.pipeline import Embedded
+from service.state import Serving
+from service.storage.store import StoredItem
+
+
+@dataclass(frozen=True)
+class NewItem:
+    """An item to ingest, checked: a valid ID, stripped text and/or image bytes within the limits."""
+
+    item_id: str
+    text: str | None
+    image: bytes | None
+    overwrite: bool = False
+
+    @classmethod
+    def checked(cls, item_id: str, text: str | None, image: bytes | None, overwrite: bool,
+                settings: ServiceSettings) -> "NewItem":
+        """The checks every ingested item passes, whatever its transport; a ``ColdproxyError`` on the first failure."""
+        check_id(item_id)
+        if text is not None:
+            text = text.strip() or None
+            if text and len(text) > settings.max_text_chars:
+                raise TooLarge(f"text longer than {settings.max_text_chars} characters")
+        if image is not None and len(image) == 0:
+            image = None
+        if image is not None and len(image) > settings.max_request_bytes:
+            raise TooLarge(f"image larger than {settings.max_request_bytes} bytes")
+        if text is None and image is None:
+            raise InvalidInput("an item needs text, an image, or both")
+        return cls(item_id, text, image, overwrite)
+
+
+def refuse_warm(serving: Serving, item_id: str) -> None:
+    if item_id in serving.items.warm:
+        raise Conflict(f"item {item_id} is warm: it is served from the ID model")
+
+
+def item_out(serving: Serving, item_id: str, emb: np.ndarray, modalities: list[str], alpha, experts,
+             interactions: int | None = None) -> ItemOut:
+    names = serving.package.manifest.experts["experts"] if experts is not None else None
+    return ItemOut(item_id=item_id, bundle_version=serving.version, source="proxy", modalities=modalities,
+                   fusion_weights={"text": float(alpha[0]), "image": float(alpha[1])},
+                   expert_weights=None if experts is None else dict(zip(names, map(float, experts))),
+                   interactions=interactions, embedding=emb.tolist())
+
+
+async def store_embedded(serving: Serving, item_id: str, overwrite: bool, result: Embedded | ImageError) -> ItemOut:
+    """Embedding result -> Redis -> FAISS; 409, 422 or 503 (``ColdproxyError``) when it cannot be stored."""
+    if isinstance(result, ImageError):
+        raise result
+    emb = result.embedding
+    if not np.isfinite(emb).all():
+        raise InvalidInput("the model produced a non-finite embedding for this input; nothing was stored")
+    record = StoredItem(emb, result.modalities)
+    if result.parts:  # a package with a cold-aware gate: keep what re-gating the item needs
+        record = StoredItem(emb, result.modalities, result.parts["proxy"], result.parts["diffusion"],
+                            [float(a) for a in result.fusion_weights], 0)
+    if not await serving.items.put(item_id, record, overwrite):
+        raise Conflict(f"item {item_id} already exists for model package {serving.version}; send overwrite=true to replace it")
+    return item_out(serving, item_id, emb, result.modalities, result.fusion_weights, result.expert_weights)
+
+
+async def ingest(serving: Serving, item: NewItem) -> ItemOut:
+    """One item: decode in a thread (in parallel with others), then the graphs through the micro-batcher."""
+    refuse_warm(serving, item.item_id)
+    prepared = await to_thread.run_sync(serving.pipeline.prepare, item.text, item.image)
+    if serving.batcher is None:
+        result = (await serving.graphs.run(serving.pipeline.infer, [prepared]))[0]
+    else:
+        result = await serving.batcher.submit(prepared)
+    return await store_embedded(serving, item.item_id, item.overwrite, result)
+
+
+async def ingest_many(serving: Serving, items: list[NewItem | BatchResult]) -> list[BatchResult]:
+    """A batch: each graph once over the items that passed their checks (the others arrive as their
+    ``BatchResult`` already); one result per item, in order, so one bad item never fails the others."""
+    results: list[BatchResult] = [it if isinstance(it, BatchResult) else BatchResult(item_id=it.item_id, status=200)
+                                  for it in items]
+    todo: list[tuple[int, NewItem]] = []
+    for n, it in enumerate(items):
+        if isinstance(it, NewItem):
+            try:
+                refuse_warm(serving, it.item_id)
+                todo.append((n, it))
+            except ColdproxyError as exc:
+                results[n] = BatchResult(item_id=it.item_id, status=exc.status, detail=exc.detail)
+    embedded = (await serving.graphs.run(serving.pipeline.embed_many, [(it.text, it.image) for _, it in todo])
+                if todo else [])
+
+    async def one(position: int, it: NewItem, result) -> None:
+        try:
+            results[position] = BatchResult(item_id=it.item_id, status=200,
+                                     item=await store_embedded(serving, it.item_id, it.overwrite, result))
+        except ColdproxyError as exc:
+            results[position] = BatchResult(item_id=it.item_id, status=exc.status, detail=exc.detail)
+
+    await asyncio.gather(*(one(n, it, r) for (n, it), r in zip(todo, embedded)))
+    return results
+
+
+async def record_interactions(serving: Serving, item_id: str, count: int, id_embedding: list[float] | None) -> ItemOut:
+    """Re-gate a stored new item with its interaction count (and the recommender's ID embedding, if sent)."""
+    refuse_warm(serving, item_id)
+    if not serving.package.has_experts:
+        raise Conflict(f"model package {serving.version} has no cold-aware gate; interaction counts do not change its proxies")
+    dim = serving.package.manifest.dims.id_dim
+    id_emb = None
+    if id_embedding is not None:
+        id_emb = np.asarray(id_embedding, dtype=np.float32)
+        if id_emb.shape != (dim,) or not np.isfinite(id_emb).all():
+            raise InvalidInput(f"id_embedding must be {dim} finite numbers")
+    rec = await serving.items.store.get_record(item_id)
+    if rec is None:
+        raise NotFound(f"unknown item {item_id}; POST /v1/items first")
+    if not rec.has_experts(dim):
+        raise Conflict(f"item {item_id} has no usable stored expert outputs; re-POST it with overwrite=true")
+    mask = np.array([[float("text" in rec.modalities), float("image" in rec.modalities)]], np.float32)
+    emb, weights = await serving.graphs.run(serving.pipeline.regate, rec.proxy[None], rec.diffusion[None], mask,
+                                            np.array([count]), None if id_emb is None else id_emb[None])
+    emb, weights = emb[0], weights[0]
+    await serving.items.put(item_id, replace(rec, embedding=emb, interactions=count,
+                                             id_embedding=rec.id_embedding if id_emb is None else id_emb), True)
+    return item_out(serving, item_id, emb, rec.modalities, rec.fusion_weights, weights, count)

@@ -1,0 +1,230 @@
+"""Proxy-embedding store in Redis, keyed by model package version and item ID.
+
+Key layout (``P`` = prefix, ``V`` = model package version):
+* ``P:V:item:<item_id>`` — hash {emb: float32 bytes, modalities, created_at}, plus the experts'
+  outputs (``proxy``, ``diffusion``) and ``interactions`` when the package has a cold-aware gate
+* ``P:V:items`` — set of the cold item IDs stored for this package version (index rebuild)
+* ``P:V:events`` — pub/sub channel: ``"<origin> <item_id>"`` for every item written, so other
+  replicas index it (``origin`` identifies the writing store, so a replica skips its own writes)
+
+Posted bundles (``service.bundle_serving``) use the same layout under ``P:bundles:<package version>``, with
+their ``members`` in the hash. Keys carry the model's version, so proxies of two versions never mix. A write is acknowledged
+only after Redis has it. ``MemoryStore`` is the demo-only fallback when no Redis answers.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import numpy as np
+import redis.asyncio as aioredis
+from redis.exceptions import WatchError
+
+from coldproxy.errors import StoreUnavailable
+
+log = logging.getLogger("coldproxy.store")
+
+
+def check_vector(emb: np.ndarray, dim: int) -> None:
+    """Nothing but finite vectors of the package's dimension is ever stored."""
+    if emb.shape != (dim,) or not np.isfinite(emb).all():
+        raise ValueError(f"refusing to store a {emb.shape} vector with non-finite values or a dim other than {dim}")
+
+
+VECTOR_FIELDS = ("emb", "proxy", "diffusion", "id_embedding")
+
+
+@dataclass(frozen=True)
+class StoredItem:
+    """One entry's hash as stored: the served ``embedding`` and its ``modalities``; for items of a
+    package with a cold-aware gate also the experts' outputs (``proxy``, ``diffusion``), the generator's
+    ``fusion_weights``, the ``interactions`` count the gate last used and the recommender's
+    ``id_embedding`` when one was sent; anything else (a bundle's ``members``...) in ``fields``."""
+
+    embedding: np.ndarray
+    modalities: list[str]
+    proxy: np.ndarray | None = None
+    diffusion: np.ndarray | None = None
+    fusion_weights: list[float] | None = None
+    interactions: int | None = None
+    id_embedding: np.ndarray | None = None
+    fields: dict[str, str] = field(default_factory=dict)
+
+    def vectors(self) -> dict[str, np.ndarray]:
+        """The hash's vector fields that are set, by field name."""
+        return {name: v for name, v in zip(VECTOR_FIELDS, (self.embedding, self.proxy, self.diffusion,
+                                                           self.id_embedding)) if v is not None}
+
+    def to_hash(self) -> dict[str, bytes | str | int]:
+        """The Redis hash: vectors as float32 bytes, lists comma-joined, ``fields`` as given."""
+        out: dict = {name: v.astype(np.float32).tobytes() for name, v in self.vectors().items()}
+        out["modalities"] = ",".join(self.modalities)
+        if self.fusion_weights is not None:
+            out["fusion_weights"] = ",".join(f"{float(w):.9g}" for w in self.fusion_weights)
+        if self.interactions is not None:
+            out["interactions"] = int(self.interactions)
+        return out | self.fields
+
+    @classmethod
+    def from_hash(cls, raw: dict[bytes, bytes]) -> "StoredItem":
+        values = {key.decode(): value for key, value in raw.items()}
+        vec = {name: np.frombuffer(values.pop(name), dtype=np.float32) for name in VECTOR_FIELDS if name in values}
+        modalities = values.pop("modalities", b"").decode()
+        weights, interactions = values.pop("fusion_weights", None), values.pop("interactions", None)
+        return cls(vec["emb"], [m for m in modalities.split(",") if m], vec.get("proxy"), vec.get("diffusion"),
+                   None if weights is None else [float(w) for w in weights.decode().split(",")],
+                   None if interactions is None else int(interactions), vec.get("id_embedding"),
+                   {k: v.decode() for k, v in values.items()})
+
+    def has_experts(self, dim: int) -> bool:
+        """Whether the experts' outputs needed to re-gate the item are here, finite and of ``dim``."""
+        return self.fusion_weights is not None and all(
+            v is not None and v.shape == (dim,) and bool(np.isfinite(v).all()) for v in (self.proxy, self.diffusion))
+
+
+class RedisStore:
+    def __init__(self, url: str, prefix: str, version: str, dim: int):
+        self.url = url
+        self.client = aioredis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
+        self.base, self.dim = f"{prefix}:{version}", dim
+        self.channel = f"{self.base}:events"
+        self.origin = uuid.uuid4().hex
+
+    def _key(self, item_id: str) -> str:
+        return f"{self.base}:item:{item_id}"
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self.client.ping())
+        except Exception:
+            return False
+
+    async def put(self, item_id: str, record: StoredItem, overwrite: bool) -> bool:
+        """Store; returns False (and writes nothing) when the item exists and ``overwrite`` is off."""
+        for vector in record.vectors().values():
+            check_vector(vector, self.dim)
+        key = self._key(item_id)
+        mapping = record.to_hash() | {"created_at": str(time.time())}
+        try:
+            async with self.client.pipeline(transaction=True) as pipe:
+                if not overwrite:  # check and write atomically: a concurrent writer aborts this one
+                    await pipe.watch(key)
+                    if await pipe.exists(key):
+                        return False
+                    pipe.multi()
+                pipe.hset(key, mapping=mapping)
+                pipe.sadd(f"{self.base}:items", item_id)
+                pipe.publish(self.channel, f"{self.origin} {item_id}")
+                await pipe.execute()
+            return True
+        except WatchError:
+            # Either another writer got there first, or the connection dropped while watching (redis-py
+            # reports that as WatchError too) -- possibly after our EXEC had landed. Look, don't guess.
+            return await self._settle_conflict(key, mapping["emb"])
+        except Exception as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    async def _settle_conflict(self, key: str, emb: bytes) -> bool:
+        """After a WatchError: True if the key holds exactly our vector (our write landed), False if it
+        holds another one (a real conflict), StoreUnavailable if it is absent or Redis cannot say."""
+        try:
+            stored = await self.client.hget(key, "emb")
+        except Exception as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        if stored is None:
+            raise StoreUnavailable("the write was interrupted before it landed; retry")
+        return stored == emb
+
+    async def get_many(self, item_ids: list[str]) -> dict[str, np.ndarray]:
+        if not item_ids:
+            return {}
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for i in item_ids:
+                    pipe.hget(self._key(i), "emb")
+                raw = await pipe.execute()
+        except Exception as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        out = {}
+        for i, r in zip(item_ids, raw):
+            if r is None:
+                continue
+            v = np.frombuffer(r, dtype=np.float32)
+            if v.shape != (self.dim,) or not np.isfinite(v).all():
+                log.error("stored embedding of %s is corrupt (%d floats); treated as missing", i, v.size)
+                continue
+            out[i] = v
+        return out
+
+    async def get_record(self, item_id: str) -> StoredItem | None:
+        """The item's whole hash as a ``StoredItem``; None when there is none."""
+        try:
+            raw = await self.client.hgetall(self._key(item_id))
+        except Exception as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        return StoredItem.from_hash(raw) if raw else None
+
+    async def all_ids(self) -> list[str]:
+        try:
+            return sorted(m.decode() for m in await self.client.smembers(f"{self.base}:items"))
+        except Exception as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    async def subscribe(self):
+        """A pub/sub connection subscribed to the item-written channel (no read timeout: it idles)."""
+        client = aioredis.from_url(self.url, socket_connect_timeout=2.0)
+        pubsub = client.pubsub(ignore_subscribe_messages=True)
+        await pubsub.subscribe(self.channel)
+        return pubsub
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+class MemoryStore(RedisStore):
+    """In-process stand-in for the one-command demo only; tests always use Redis."""
+
+    def __init__(self, version: str, dim: int):
+        self.base, self.dim, self.records, self.origin = f"memory:{version}", dim, {}, "memory"
+
+    async def ping(self) -> bool:
+        return True
+
+    async def put(self, item_id, record, overwrite):
+        for vector in record.vectors().values():
+            check_vector(vector, self.dim)
+        if not overwrite and item_id in self.records:
+            return False
+        self.records[item_id] = record
+        return True
+
+    async def get_record(self, item_id):
+        return self.records.get(item_id)
+
+    async def get_many(self, item_ids):
+        return {i: self.records[i].embedding for i in item_ids if i in self.records}
+
+    async def all_ids(self):
+        return sorted(self.records)
+
+    async def subscribe(self):
+        return None  # one process: nothing to hear from
+
+    async def close(self):
+        pass
+
+
+async def open_store(settings, prefix: str, version: str, dim: int) -> RedisStore:
+    """The Redis store of one model version under ``prefix``; with ``s.allow_memory_store`` an
+    in-process one when Redis does not answer (demo only), else ``StoreUnavailable``."""
+    store = RedisStore(settings.redis_url, prefix, version, dim)
+    if await store.ping():
+        return store
+    await store.close()
+    if not settings.allow_memory_store:
+        raise StoreUnavailable(f"Redis at {settings.redis_url} does not answer (set COLDPROXY_ALLOW_MEMORY_STORE=1 for a demo without it)")
+    log.warning("Redis at %s does not answer: using an in-process store for %s; nothing will persist", settings.redis_url, prefix)
+    return MemoryStore(version, dim)

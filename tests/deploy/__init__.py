@@ -1,0 +1,1 @@
+"""Dockerfile and Helm chart linted and rendered."""

@@ -1,0 +1,1 @@
+"""Training code (torch): data, metrics, encoders, generator, diffusion, gate, bundles."""

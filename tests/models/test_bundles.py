@@ -1,0 +1,97 @@
+"""Youshu loader (counts, scenario splits as given) and the bundle model's hierarchical gate."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from coldproxy.config import DEFAULT_DATASETS
+from models.bundles.model import HierarchicalGate, cold_aware_features, evaluate, mean_matrix
+from models.bundles.data import load_youshu
+
+YOUSHU = Path(DEFAULT_DATASETS) / "youshu"
+
+
+@pytest.fixture(scope="module")
+def cold():
+    return load_youshu(YOUSHU, "cold")
+
+
+def test_counts_match_the_size_file(cold):
+    users, bundles, items = (int(x) for x in (YOUSHU / "Youshu_data_size.txt").read_text().split())
+    assert (cold.n_users, cold.n_bundles, cold.n_items) == (users, bundles, items) == (8039, 4771, 32770)
+    for part, name in ((cold.train, "train"), (cold.tune, "tune"), (cold.test, "test")):
+        lines = (YOUSHU / "cold" / f"user_bundle_{name}.txt").read_text().splitlines()
+        assert len(part) == len(lines)
+    assert len(cold.bundle_item) == len((YOUSHU / "bundle_item.txt").read_text().splitlines())
+    assert sum(len(m) for m in cold.members()) == len(cold.bundle_item)
+    assert int((cold.item_counts() > 0).sum()) == 21034  # warm items, MoDiffE §5.1.3
+
+
+def test_cold_test_bundles_never_appear_in_training(cold):
+    train = set(cold.train.items.tolist())
+    assert not train & set(cold.test.items.tolist())
+    assert not train & set(cold.tune.items.tolist())
+    warm = load_youshu(YOUSHU, "warm")  # in the warm scenario most test bundles do have training interactions
+    seen = np.isin(np.unique(warm.test.items), warm.train.items)
+    assert seen.mean() > 0.8
+
+
+def test_unknown_scenario_is_refused():
+    with pytest.raises(ValueError, match="scenario"):
+        load_youshu(YOUSHU, "lukewarm")
+
+
+def test_cold_aware_features_and_membership_mean(cold):
+    aB, aI = cold_aware_features(cold, cold.bundle_counts())
+    test_bundles = np.unique(cold.test.items)
+    assert (aB[test_bundles] == 0).all() and (aB[cold.warm_bundles] > 0).all()
+    assert ((aI[:, 0] >= 0) & (aI[:, 0] <= 1 + 1e-5)).all()
+    members = cold.members()
+    b = int(test_bundles[0])
+    expected = (cold.item_counts()[members[b]] > 0).mean()
+    assert aI[b, 0] == pytest.approx(expected, rel=1e-6)
+    agg = mean_matrix(cold.bundle_item, cold.n_bundles, cold.n_items)
+    row = agg.to_dense()[b].numpy()
+    assert row.sum() == pytest.approx(1.0, rel=1e-5) and set(np.flatnonzero(row)) == set(members[b].tolist())
+
+
+def test_hierarchical_gate_masks_the_prior_of_a_bundle_without_interactions_and_bounds_view_weights():
+    torch.manual_seed(0)
+    gate = HierarchicalGate()
+    with torch.no_grad():
+        gate.view_b.lin.bias[:] = torch.tensor([5.0, 0.0])  # prefers the prior wherever it is allowed
+        gate.out.weight.normal_()
+    n, d = 4, 6
+    aB = torch.tensor([[0.0], [0.0], [2.0], [3.0]])
+    aI = torch.rand(n, 2)
+    eB, dB, eI, dI = (torch.randn(n, d) for _ in range(4))
+    vec, g, wB, wI = gate(aB, aI, eB, dB, eI, dI)
+    assert vec.shape == (n, 2 * d)
+    assert torch.allclose(wB[:2], torch.tensor([[0.0, 1.0]] * 2))  # cold: diffusion only
+    assert (wB[2:, 0] > 0.9).all()
+    assert torch.allclose(wB.sum(1), torch.ones(n)) and torch.allclose(wI.sum(1), torch.ones(n))
+    assert (g.abs() < 1).all()  # tanh output gate (eq. 20)
+    torch.testing.assert_close(vec[:2, :d], g[:2, 0:1] * dB[:2])
+    gate.output_gate = False
+    assert torch.equal(gate(aB, aI, eB, dB, eI, dI)[1], torch.ones(n, 2))
+
+
+def test_evaluation_masks_training_bundles_and_finds_a_perfect_scorer(cold):
+    """An oracle that scores each user's test bundles highest gets recall 1 where <= 20 positives."""
+    pos = {}
+    for u, b in zip(cold.test.users, cold.test.items):
+        pos.setdefault(int(u), set()).add(int(b))
+
+    def oracle(users):
+        s = np.zeros((len(users), cold.n_bundles))
+        for r, u in enumerate(users):
+            s[r, list(pos[int(u)])] = 1.0
+        return s
+
+    m = evaluate(cold, cold.test, oracle)
+    small = np.mean([len(v) <= 20 for v in pos.values()])
+    assert m["recall@20"] >= small - 1e-9 and m["ndcg@20"] > 0.9
+    train_lover = lambda users: np.ones((len(users), cold.n_bundles))  # noqa: E731 -- ties: masked train rows must lose
+    assert evaluate(cold, cold.test, train_lover)["users"] == len(pos)

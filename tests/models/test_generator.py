@@ -1,0 +1,113 @@
+"""The proxy generator's parts on small hand-made inputs: top-k routing, balance losses, masked
+fusion, PAL, layer grouping; LightGCN's graph normalisation."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from models.items.generator import GeneratorConfig, MoEAdapter, ProxyGenerator, kl_to_uniform, layer_groups, pal_loss
+from models.idmodel import normalised_adjacency
+
+
+@pytest.mark.parametrize("experts, k, kind", [(4, 2, "linear"), (6, 3, "whitening"), (8, 4, "linear"), (4, 1, "linear")])
+def test_top_k_gating_selects_exactly_k_experts_and_gradients_flow(experts, k, kind):
+    torch.manual_seed(0)
+    moe = MoEAdapter(10, 5, experts, k, kind)
+    x = torch.randn(32, 10)
+    sparse, probs = moe.gates(x)
+    assert ((sparse > 0).sum(1) == k).all()
+    torch.testing.assert_close(probs.sum(1), torch.ones(32))
+    torch.testing.assert_close(sparse[sparse > 0], probs[sparse > 0])  # the kept gates are the router's probabilities
+    chosen = sparse > 0  # the k largest router logits
+    top = moe.router(x).topk(k, dim=-1).indices
+    assert chosen.gather(1, top).all()
+    z, _ = moe(x)
+    z.pow(2).sum().backward()
+    assert moe.router.weight.grad.abs().sum() > 0  # through the gate values of the chosen experts
+    used = chosen.any(0)
+    per_expert = moe.weight.grad.abs().sum(dim=(1, 2))
+    assert (per_expert[used] > 0).all() and (per_expert[~used] == 0).all()
+
+
+def test_balance_losses_zero_when_uniform_positive_otherwise():
+    assert float(kl_to_uniform(torch.full((4,), 0.25))) == pytest.approx(0.0, abs=1e-7)
+    assert float(kl_to_uniform(torch.tensor([0.5, 0.5]))) == pytest.approx(0.0, abs=1e-7)
+    skew = torch.tensor([0.7, 0.1, 0.1, 0.1])
+    assert float(kl_to_uniform(skew)) == pytest.approx(float((skew * (skew * 4).log()).sum()), rel=1e-6)
+    assert float(kl_to_uniform(torch.tensor([0.9, 0.1]))) > 0
+
+
+def test_pal_matches_a_hand_computed_case():
+    h = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    e = torch.tensor([[3.0, 0.0], [1.0, 1.0]])
+    tau = 0.5
+    hn, en = F.normalize(h, dim=-1), F.normalize(e, dim=-1)
+    s = hn @ en.T / tau  # [[1/0.5, 0.7071/0.5], [0, 0.7071/0.5]]
+    by_hand = -0.5 * (np.log(np.exp(2.0) / (np.exp(2.0) + np.exp(np.sqrt(0.5) / tau)))
+                      + np.log(np.exp(np.sqrt(0.5) / tau) / (np.exp(0.0) + np.exp(np.sqrt(0.5) / tau))))
+    assert float(s[0, 0]) == pytest.approx(2.0)
+    assert float(pal_loss(h, e, tau)) == pytest.approx(by_hand, rel=1e-6)
+
+
+def small_generator(**kw) -> ProxyGenerator:
+    torch.manual_seed(0)
+    cfg = GeneratorConfig(text_dim=6, image_dim=8, n_text_layers=4, image_stage_dim=5, out_dim=3, hidden=7,
+                          text_groups=[0, 0, 1, 2], **kw)
+    return ProxyGenerator(cfg).eval()
+
+
+def inputs(n=5, mask=(1, 1)):
+    g = torch.Generator().manual_seed(1)
+    return (torch.randn(n, 6, generator=g), torch.randn(n, 8, generator=g), torch.randn(n, 4, 6, generator=g),
+            torch.randn(n, 5, generator=g), torch.tensor([mask] * n, dtype=torch.float32))
+
+
+@pytest.mark.parametrize("mask", [(1, 0), (0, 1)])
+def test_masked_modality_gets_zero_fusion_weight_and_no_influence(mask):
+    gen = small_generator()
+    x = inputs(mask=mask)
+    out = gen(*x)
+    missing = mask.index(0)
+    assert (out["alpha"][:, missing] == 0).all() and torch.allclose(out["alpha"].sum(1), torch.ones(5))
+    # whatever the missing modality's features are, the proxy does not change
+    noisy = list(x)
+    if missing == 0:
+        noisy[0], noisy[2] = noisy[0] * 100, noisy[2] - 50
+    else:
+        noisy[1], noisy[3] = noisy[1] * 100, noisy[3] - 50
+    torch.testing.assert_close(gen(*noisy)["proxy"], out["proxy"])
+
+
+def test_mean_fusion_ablation_and_losses_on_a_batch():
+    gen = small_generator(fusion="mean")
+    out = gen(*inputs())
+    torch.testing.assert_close(out["alpha"], torch.full((5, 2), 0.5))
+    losses = gen.aux_losses(out, torch.randn(5, 3), 0.1)
+    assert float(losses["fusion"]) == 0.0 and float(losses["adapter"]) >= 0 and float(losses["align"]) > 0
+    assert torch.isfinite(losses["pal"])
+
+
+def test_coarse_proxy_is_unit_norm_and_fine_stage_adds_a_gated_residual():
+    full, coarse = small_generator(), small_generator(fine=False)
+    out_f, out_c = full(*inputs()), coarse(*inputs())
+    torch.testing.assert_close(out_c["coarse"].norm(dim=1), torch.ones(5))
+    torch.testing.assert_close(out_c["proxy"], coarse.w_c(out_c["coarse"]))
+    assert not torch.allclose(out_f["proxy"], full.w_c(out_f["coarse"]))
+
+
+def test_layer_groups_by_kmeans_are_ordered_shallow_to_deep():
+    rng = np.random.default_rng(0)
+    base = [rng.normal(size=(300, 16)) for _ in range(3)]
+    # 7 layers in three families: layers 0-1 alike, 2-4 alike, 5-6 alike
+    layers = np.stack([base[0], base[0] + 0.05 * rng.normal(size=(300, 16)), base[1], base[1] * 1.1, base[1] + 0.05,
+                       base[2], base[2] * 0.9], axis=1).astype(np.float32)
+    assert layer_groups(layers, 3) == [0, 0, 1, 1, 1, 2, 2]
+
+
+def test_lightgcn_adjacency_is_symmetric_normalised():
+    adj = normalised_adjacency(2, 3, np.array([0, 0, 1]), np.array([0, 1, 1])).to_dense().numpy()
+    assert np.allclose(adj, adj.T)
+    deg = np.array([2, 1, 1, 2, 0])  # users 0, 1; items 0, 1, 2 (item 2 has no edge)
+    assert adj[0, 2 + 1] == pytest.approx(1 / np.sqrt(deg[0] * deg[3]))
+    assert (adj[4] == 0).all()

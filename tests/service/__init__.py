@@ -1,0 +1,1 @@
+"""The HTTP service against real Redis and real uvicorn."""

@@ -1,0 +1,131 @@
+"""Dynamic micro-batching: the batching logic on its own, then through the real service."""
+
+import asyncio
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import numpy as np
+import pytest
+
+from coldproxy.errors import QueueFull
+from service.engine.batcher import MicroBatcher
+from service.metrics import Metrics
+
+
+def test_concurrent_items_are_batched_up_to_the_limit_and_answered_in_order():
+    sizes = []
+
+    def infer(batch):
+        sizes.append(len(batch))
+        return [x * 10 for x in batch]
+
+    async def scenario():
+        b = MicroBatcher(infer, Metrics(), max_batch=4, max_wait_s=0.05, max_queue=100, workers=1)
+        b.start()
+        try:
+            return await asyncio.gather(*(b.submit(i) for i in range(10)))
+        finally:
+            await b.stop()
+
+    assert asyncio.run(scenario()) == [i * 10 for i in range(10)]
+    assert max(sizes) == 4 and sum(sizes) == 10 and len(sizes) == 3
+
+
+def test_a_lone_item_runs_at_once_while_a_worker_is_idle_and_waits_for_company_when_all_are_busy():
+    sizes, release = [], threading.Event()
+
+    def infer(batch):
+        sizes.append(len(batch))
+        if batch == ["slow"]:
+            release.wait(5)
+        return batch
+
+    async def scenario():
+        b = MicroBatcher(infer, Metrics(), max_batch=8, max_wait_s=0.5, max_queue=100, workers=2)
+        b.start()
+        await asyncio.sleep(0.01)  # both workers waiting for items, as in a running service
+        try:
+            t = time.perf_counter()
+            assert await b.submit("alone") == "alone"
+            lone = time.perf_counter() - t
+            slow = asyncio.create_task(b.submit("slow"))  # keeps one worker busy
+            await asyncio.sleep(0.05)
+            t = time.perf_counter()
+            first = asyncio.create_task(b.submit("x"))  # the other worker takes it and, none idle, waits to fill
+            await asyncio.sleep(0.1)
+            got = await asyncio.gather(first, b.submit("y"), b.submit("z"))
+            filled = time.perf_counter() - t
+            release.set()
+            await slow
+            return lone, got, filled
+        finally:
+            await b.stop()
+
+    lone, got, filled = asyncio.run(scenario())
+    assert lone < 0.25, lone  # not held for max_wait_s
+    assert got == ["x", "y", "z"] and sizes == [1, 1, 3]
+    assert filled >= 0.45, filled  # held for company, which came
+
+
+def test_full_queue_is_refused_at_once_and_a_failing_batch_fails_only_its_requests():
+    release = threading.Event()
+
+    def infer(batch):
+        release.wait(5)
+        if "boom" in batch:
+            raise RuntimeError("graph failed")
+        return batch
+
+    async def scenario():
+        b = MicroBatcher(infer, Metrics(), max_batch=1, max_wait_s=0.0, max_queue=2, workers=1)
+        b.start()
+        try:
+            first = asyncio.create_task(b.submit("boom"))  # taken by the worker, which blocks
+            await asyncio.sleep(0.05)
+            queued = [asyncio.create_task(b.submit(x)) for x in ("a", "b")]
+            await asyncio.sleep(0.01)
+            with pytest.raises(QueueFull):
+                await b.submit("c")
+            release.set()
+            with pytest.raises(RuntimeError, match="graph failed"):
+                await first
+            return await asyncio.gather(*queued)
+        finally:
+            await b.stop()
+
+    assert asyncio.run(scenario()) == ["a", "b"]
+
+
+def _post(url, item_id, text, poster):
+    with httpx.Client(base_url=url, timeout=60) as c:
+        return c.post("/v1/items", data={"item_id": item_id, "text": text}, files={"image": ("p.jpg", poster, "image/jpeg")})
+
+
+def test_concurrent_posts_are_batched_and_equal_to_unbatched(server, replica, movielens_dir):
+    posters = [(movielens_dir / "posters" / f"{i}.jpg").read_bytes() for i in range(10, 22)]
+    texts = [f"Movie number {i}, a story about {w}." for i, w in enumerate("ships trains wolves rivers kings "
+                                                                             "robots gardens storms spies bakers maps owls".split())]
+    with ThreadPoolExecutor(12) as pool:
+        batched = list(pool.map(lambda k: _post(server.url, f"mb-{k}", texts[k], posters[k]), range(12)))
+    assert [r.status_code for r in batched] == [200] * 12
+    sizes = [l for l in httpx.get(server.url + "/metrics").text.splitlines() if l.startswith('coldproxy_batch_size_bucket{graph="proxy",le="1.0"}')
+             or l.startswith('coldproxy_batch_size_count{graph="proxy"}')]
+    le1, count = (float(l.split()[-1]) for l in sizes)
+    assert count > le1  # at least one proxy run held more than one item
+    with replica(micro_batching=False) as plain:
+        for k in (0, 5, 11):
+            alone = _post(plain.url, f"mb-plain-{k}", texts[k], posters[k])
+            np.testing.assert_allclose(alone.json()["embedding"], batched[k].json()["embedding"], atol=1e-5)
+
+
+def test_overload_answers_503_with_retry_after_never_500(replica, movielens_dir):
+    poster = (movielens_dir / "posters" / "30.jpg").read_bytes()
+    with replica(batch_queue_max=1, batch_workers=1, batch_max_size=1) as live:
+        with ThreadPoolExecutor(24) as pool:
+            rs = list(pool.map(lambda k: _post(live.url, f"ovl-{k}", "An overloaded evening.", poster), range(24)))
+        codes = [r.status_code for r in rs]
+        assert set(codes) <= {200, 503} and 503 in codes and 200 in codes, codes
+        assert all(r.headers.get("Retry-After") == "1" for r in rs if r.status_code == 503)
+        assert httpx.get(live.url + "/readyz").status_code == 200

@@ -1,0 +1,217 @@
+"""Bundles end to end: a (briefly trained) MoDiffE bundle model on the real Youshu cold split, exported
+to a package, served by a real uvicorn app over real HTTP and real Redis.
+
+What is checked: the package reproduces the trained model (ONNX + numpy vs torch); POST /v1/bundles
+of a held-out cold bundle serves exactly the vector the model gives it; the bundle is stored in
+Redis under its own namespace, fetched, ranked and recommended; bad input is a 4xx that names the
+problem and stores nothing; a second replica sees the bundle.
+"""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import numpy as np
+import pytest
+
+from coldproxy.errors import PackageError
+from coldproxy.bundle_package import FILES, load_bundle_package
+from coldproxy.config import DEFAULT_DATASETS
+
+YOUSHU = DEFAULT_DATASETS / "youshu"
+
+
+@pytest.fixture(scope="module")
+def trained_bundles(tmp_path_factory):
+    from export.bundle_package import build_bundle_package
+    from coldproxy.config import BundleSettings
+    from models.bundles.model import train_bundle_model
+    from models.bundles.data import load_youshu
+
+    s = BundleSettings(data_dir=YOUSHU, scenario="cold", id_epochs=1, id_batch=16384, eval_every=1, composition_epochs=1,
+                       diffusion_epochs=1, gate_epochs=1, package_dir=tmp_path_factory.mktemp("bundles") / "package")
+    d = load_youshu(s.data_dir, s.scenario)
+    m = train_bundle_model(d, s, progress=False)
+    return m, build_bundle_package(m, s)
+
+
+@pytest.fixture(scope="module")
+def package(trained_bundles):
+    return trained_bundles[1]
+
+
+@pytest.fixture(scope="module")
+def model(trained_bundles):
+    return trained_bundles[0]
+
+
+@pytest.fixture(scope="module")
+def bundle_server(replica, package):
+    with replica(bundle_package_dir=package) as live:
+        yield live
+
+
+@pytest.fixture()
+def bc(bundle_server):
+    with httpx.Client(base_url=bundle_server.url, timeout=30) as c:
+        yield c
+
+
+def cold_bundles(model, n: int) -> list[int]:
+    """Held-out test bundles of the cold split: no training interactions, not in the package."""
+    return [int(b) for b in np.unique(model.data.test.items)[:n]]
+
+
+def members_of(model, b: int) -> list[str]:
+    return [str(i) for i in model.data.members()[b]]
+
+
+def test_package_reproduces_the_trained_model_and_refuses_tampering(package, model, tmp_path):
+    rec = load_bundle_package(package)
+    assert rec.manifest.parity["end_to_end"] < 1e-4 and rec.manifest.parity["gate"] < 1e-4
+    warm = model.data.warm_bundles
+    assert rec.arrays["bundle_ids"].tolist() == [str(b) for b in warm]
+    np.testing.assert_allclose(rec.arrays["bundle_emb"], model.bundle_vectors()[warm], atol=1e-6)
+    assert rec.arrays["user_emb"].shape == (model.data.n_users, 2 * rec.manifest.dim)
+
+    import shutil
+    bad = tmp_path / "tampered"
+    shutil.copytree(package, bad)
+    with open(bad / FILES["gate"], "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(PackageError, match="sha256"):
+        load_bundle_package(bad)
+
+
+def test_a_posted_cold_bundle_gets_the_models_vector_and_is_stored_fetched_and_ranked(bc, model, redis_client,
+                                                                                        redis_prefix, package):
+    b = cold_bundles(model, 1)[0]
+    members = members_of(model, b)
+    r = bc.post("/v1/bundles", json={"bundle_id": f"cold-{b}", "item_ids": members + members[:1]})  # a repeat counts once
+    assert r.status_code == 200, r.text
+    out = r.json()
+    want = model.bundle_vectors()[b]
+    np.testing.assert_allclose(out["embedding"], want, atol=1e-4)
+    assert out["members"] == len(members) and out["source"] == "proxy"
+    assert out["expert_weights"]["bundle"] == {"prior": 0.0, "diffusion": 1.0}  # no interactions: the B prior is masked
+    assert sum(out["expert_weights"]["item"].values()) == pytest.approx(1.0, abs=1e-5)
+    assert all(-1 < w < 1 for w in out["view_weights"].values())  # tanh output gate
+
+    version = load_bundle_package(package).version
+    key = f"{redis_prefix}:bundles:{version}:item:cold-{b}"
+    stored = redis_client.hgetall(key)
+    assert np.allclose(np.frombuffer(stored[b"emb"], np.float32), out["embedding"])
+    assert stored[b"members"].decode().split(",") == members
+
+    got = bc.get(f"/v1/bundles/cold-{b}/embedding").json()
+    assert got["source"] == "proxy" and np.allclose(got["embedding"], out["embedding"])
+    warm_id = str(int(model.data.warm_bundles[0]))
+    assert bc.get(f"/v1/bundles/{warm_id}/embedding").json()["source"] == "id"
+
+    U = model.user_vectors()
+    r = bc.post("/v1/bundles/rank", json={"user_id": "7", "bundle_ids": [f"cold-{b}", warm_id, "no-such-bundle"]})
+    assert r.status_code == 200, r.text
+    ranked = r.json()
+    assert ranked["missing"] == ["no-such-bundle"]
+    scores = {s["bundle_id"]: s["score"] for s in ranked["scores"]}
+    assert scores[f"cold-{b}"] == pytest.approx(float(U[7] @ want), abs=1e-3)
+    assert scores[warm_id] == pytest.approx(float(U[7] @ model.bundle_vectors()[int(warm_id)]), abs=1e-3)
+    assert [s["score"] for s in ranked["scores"]] == sorted(scores.values(), reverse=True)
+
+    # the user for whom the new bundle ranks highest among the warm ones gets it in top-k
+    warm_scores = U @ model.bundle_vectors()[model.data.warm_bundles].T
+    above = (warm_scores > (U @ want)[:, None]).sum(1)
+    user = int(np.argmin(above))
+    k = int(above[user]) + 1
+    assert k <= 1000
+    recs = bc.get(f"/v1/users/{user}/bundle-recommendations", params={"k": k}).json()["bundles"]
+    assert f"cold-{b}" in [x["bundle_id"] for x in recs]
+    assert 'coldproxy_item_lookups_total{catalog="bundles",source="proxy_local"}' in bc.get("/metrics").text
+    info = bc.get("/v1/model").json()["bundle_recommender"]
+    assert info["version"] == version and info["cold_bundles_indexed"] >= 1 and info["dim"] == len(want)
+
+
+def test_unknown_members_are_named_and_nothing_is_stored(bc, model):
+    members = members_of(model, cold_bundles(model, 2)[1])
+    r = bc.post("/v1/bundles", json={"bundle_id": "with-strangers", "item_ids": members + ["99999999", "not-an-item"]})
+    assert r.status_code == 422
+    assert r.json()["detail"]["unknown_item_ids"] == ["99999999", "not-an-item"]
+    assert bc.get("/v1/bundles/with-strangers/embedding").status_code == 404
+
+
+@pytest.mark.parametrize("body, status", [
+    ({"bundle_id": "empty", "item_ids": []}, 422),
+    ({"bundle_id": "bad id!", "item_ids": ["1"]}, 422),
+    ({"bundle_id": "no-members"}, 422),
+    ({"bundle_id": "huge", "item_ids": [str(i) for i in range(1001)]}, 413),
+    ({"bundle_id": "x", "item_ids": "1,2"}, 422),
+    ({"bundle_id": "y", "item_ids": ["1", "not an id", "x" * 200]}, 422),
+])
+def test_malformed_bundles_are_refused(bc, body, status):
+    r = bc.post("/v1/bundles", json=body)
+    assert r.status_code == status, r.text
+    assert bc.get(f"/v1/bundles/{body['bundle_id']}/embedding").status_code in (404, 422)
+
+
+def test_existing_bundles_are_not_overwritten_unless_asked(bc, model):
+    b1, b2 = cold_bundles(model, 4)[2:4]
+    assert bc.post("/v1/bundles", json={"bundle_id": "shelf", "item_ids": members_of(model, b1)}).status_code == 200
+    first = bc.get("/v1/bundles/shelf/embedding").json()["embedding"]
+    r = bc.post("/v1/bundles", json={"bundle_id": "shelf", "item_ids": members_of(model, b2)})
+    assert r.status_code == 409
+    assert bc.get("/v1/bundles/shelf/embedding").json()["embedding"] == first
+    r = bc.post("/v1/bundles", json={"bundle_id": "shelf", "item_ids": members_of(model, b2), "overwrite": True})
+    assert r.status_code == 200
+    np.testing.assert_allclose(bc.get("/v1/bundles/shelf/embedding").json()["embedding"], model.bundle_vectors()[b2], atol=1e-4)
+    warm_id = str(int(model.data.warm_bundles[1]))
+    assert bc.post("/v1/bundles", json={"bundle_id": warm_id, "item_ids": ["1"]}).status_code == 409
+
+
+def test_unknown_users_and_a_deployment_without_bundles_answer_404(bc, client):
+    assert bc.post("/v1/bundles/rank", json={"user_id": "nobody", "bundle_ids": ["1"]}).status_code == 404
+    assert bc.get("/v1/users/nobody/bundle-recommendations").status_code == 404
+    r = client.post("/v1/bundles", json={"bundle_id": "b", "item_ids": ["1"]})  # the shared server has no package
+    assert r.status_code == 404 and "bundle recommender" in r.json()["detail"]
+    assert client.get("/v1/model").json()["bundle_recommender"] is None
+
+
+def test_a_bundle_posted_on_one_replica_is_served_by_another(bundle_server, replica, package, model):
+    b = cold_bundles(model, 5)[4]
+    with replica(bundle_package_dir=package) as other, httpx.Client(timeout=30) as c:
+        r = c.post(bundle_server.url + "/v1/bundles", json={"bundle_id": "shared-shelf", "item_ids": members_of(model, b)})
+        assert r.status_code == 200
+        deadline = time.time() + 5
+        while time.time() < deadline:
+            got = c.get(other.url + "/v1/bundles/shared-shelf/embedding")
+            if got.status_code == 200:
+                break
+            time.sleep(0.05)
+        assert got.status_code == 200 and np.allclose(got.json()["embedding"], r.json()["embedding"])
+        deadline = time.time() + 5  # and the other replica's index has it (pub/sub), not just a Redis read
+        gauge = 'coldproxy_index_items{catalog="bundles",kind="cold"}'
+        while time.time() < deadline:
+            lines = [l for l in c.get(other.url + "/metrics").text.splitlines() if l.startswith(gauge)]
+            if lines and float(lines[0].split()[-1]) >= 1:
+                break
+            time.sleep(0.05)
+        assert lines and float(lines[0].split()[-1]) >= 1
+
+
+def test_load_generator_bundle_scenarios_run_without_errors(bundle_server, movielens_dir, tmp_path):
+    from loadtest.__main__ import main as loadtest_main
+
+    for scenario in ("bundle_ingest", "bundle_rank", "bundle_get", "bundle_recommend"):
+        summary = loadtest_main(["--url", bundle_server.url, "--scenario", scenario, "--requests", "20", "--duration", "60",
+                                 "--concurrency", "4", "--candidates", "100", "--data", str(movielens_dir),
+                                 "--bundles-data", str(YOUSHU), "--out", str(tmp_path / scenario)])
+        assert summary["overall"]["requests"] == 20 and summary["overall"]["errors"] == 0, (scenario, summary["overall"])
+
+
+def test_an_empty_package_setting_means_no_bundles(monkeypatch):
+    from coldproxy.config import ServiceSettings
+
+    monkeypatch.setenv("COLDPROXY_BUNDLE_RECOMMENDER_DIR", "")
+    assert ServiceSettings().bundle_package_dir is None
+    monkeypatch.setenv("COLDPROXY_BUNDLE_RECOMMENDER_DIR", "/srv/shelves")
+    assert str(ServiceSettings().bundle_package_dir) == "/srv/shelves"
