@@ -1,4 +1,4 @@
-"""Cold-start quality benchmark on MovieLens-posters: every baseline, the proxy generator on MF and
+"""Cold-start quality benchmark (MovieLens-posters by default, or any dataset): every baseline, the proxy generator on MF and
 on LightGCN, and its ablations, over 3 seeds.
 
 For each seed: split items 8:1:1, train the ID model on warm interactions, then every method
@@ -8,9 +8,10 @@ part switched off; "50% images removed" evaluates the full generator with the po
 random half of the test-cold items. The MoDiffE rows add the diffusion expert (conditioned on the
 full generator's proxy, started from the similarity anchor) and the cold-aware gate, with the gate
 trained without pseudo-cold augmentation and the diffusion started from pure noise as ablations.
-Writes bench/results/quality_movielens.{json,md,png}.
+Writes bench/results/<out>.{json,md,png} (default quality_movielens), titled with the dataset's name.
 
     python bench/quality.py [--seeds 0 1 2] [--only full CB2CF ...] [--merge]
+    python bench/quality.py --data DIR --format generic --out quality_mydata   # your own catalogue
 """
 
 from __future__ import annotations
@@ -67,8 +68,9 @@ def served(model, features, item_emb, cold, mask=None) -> np.ndarray:
     return out
 
 
-def run_seed(seed: int, only: set[str] | None) -> dict[str, dict]:
-    s = TrainSettings(seed=seed)
+def run_seed(seed: int, only: set[str] | None, data: dict) -> tuple[dict[str, dict], str]:
+    """Every method's scenarios on one seed, and the dataset's name."""
+    s = TrainSettings(seed=seed, **data)
     want = lambda m: only is None or m in only  # noqa: E731
     r = train(s, encoder_graphs)
     f, sp, U, I = r.features, r.split, r.user_emb, r.item_emb
@@ -111,7 +113,7 @@ def run_seed(seed: int, only: set[str] | None) -> dict[str, dict]:
         U2, I2, _ = train_id_model(r.dataset.n_users, r.dataset.n_items, sp, sl)
         model, _ = fit_generator(f, sp, U2, I2, sl, desc="generator on LightGCN")
         score(LIGHTGCN, served(model, f, I2, cold), users=U2)
-    return res
+    return res, r.dataset.name
 
 
 def diffusion_rows(result, cold, score, want) -> None:
@@ -166,7 +168,7 @@ def markdown(summary: dict, seeds: list[int]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(summary: dict, path: Path) -> None:
+def plot(summary: dict, path: Path, dataset: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -181,7 +183,7 @@ def plot(summary: dict, path: Path) -> None:
     ax.bar(range(len(names)), means, yerr=stds, capsize=3, color=colors)
     ax.set_xticks(range(len(names)), names, rotation=35, ha="right", fontsize=8)
     ax.set_ylabel("cold Recall@20")
-    ax.set_title("MovieLens-posters item cold-start: baselines (grey), generator (orange), ablations (blue), "
+    ax.set_title(f"{dataset} item cold-start: baselines (grey), generator (orange), ablations (blue), "
                  "diffusion + gate (green); mean ± std", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -193,9 +195,13 @@ def main() -> None:
     p.add_argument("--only", nargs="+", help="method names to run besides the full generator")
     p.add_argument("--out", default="quality_movielens", help="results file stem under bench/results")
     p.add_argument("--merge", action="store_true", help="add the rows run now to the existing results file (same seeds)")
+    p.add_argument("--data", type=Path, help="dataset directory (default: COLDPROXY_DATA_DIR, MovieLens-posters)")
+    p.add_argument("--format", choices=["movielens", "generic"], help="dataset format (COLDPROXY_DATA_FORMAT)")
     a = p.parse_args()
+    data = {k: v for k, v in (("data_dir", a.data), ("data_format", a.format)) if v is not None}
     t = time.time()
-    per_seed = [run_seed(seed, set(a.only) if a.only else None) for seed in a.seeds]
+    runs = [run_seed(seed, set(a.only) if a.only else None, data) for seed in a.seeds]
+    per_seed, dataset = [res for res, _ in runs], runs[0][1]
     if a.merge and (RESULTS / f"{a.out}.json").exists():
         old = json.loads((RESULTS / f"{a.out}.json").read_text())
         if old["seeds"] != a.seeds:
@@ -205,10 +211,10 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     table = markdown(summary, a.seeds)
     (RESULTS / f"{a.out}.json").write_text(json.dumps(
-        {"dataset": "movielens-posters", "seeds": a.seeds, "seconds": time.time() - t, "summary": summary,
+        {"dataset": dataset, "seeds": a.seeds, "seconds": time.time() - t, "summary": summary,
          "per_seed": per_seed}, indent=2, default=float))
-    (RESULTS / f"{a.out}.md").write_text("# Cold-start quality, MovieLens-posters\n" + table)
-    plot(summary, RESULTS / f"{a.out}.png")
+    (RESULTS / f"{a.out}.md").write_text(f"# Cold-start quality, {dataset}\n" + table)
+    plot(summary, RESULTS / f"{a.out}.png", dataset)
     print(table)
     print(f"wrote {RESULTS}/{a.out}.{{json,md,png}} in {time.time() - t:.0f}s")
 
