@@ -34,6 +34,7 @@ from models.items.train import fit_generator, train
 
 RESULTS = Path(__file__).resolve().parent / "results"
 METRICS = ("recall@10", "ndcg@10", "recall@20", "ndcg@20")
+HIT_RATES = ("hit_rate@20", "new_item_hit_rate@20", "new_item_share_of_positives")  # all scenario only
 SCENARIOS = ("cold", "warm", "all")
 BASELINES = ("random", "content-kNN", "CB2CF", "DropoutNet", "CLCRec", "skeleton MLP (BPR+MSE)")
 FULL = "proxy generator (MF)"
@@ -52,7 +53,8 @@ ROBUST = "full, 50% test images removed"
 LIGHTGCN = "proxy generator (LightGCN)"
 DIFFUSION = ("proxy + diffusion (average)", "proxy + diffusion + cold-aware gate", "  gate w/o augmentation",
              "  gate, diffusion w/o anchor (pure-noise start)")
-METHODS = BASELINES + (FULL, LIGHTGCN, *ABLATIONS, ROBUST, *DIFFUSION)
+CALIBRATED = "proxy + diffusion + gate + calibration (default)"
+METHODS = BASELINES + (FULL, LIGHTGCN, *ABLATIONS, ROBUST, *DIFFUSION, CALIBRATED)
 
 
 def served(model, features, item_emb, cold, mask=None) -> np.ndarray:
@@ -79,8 +81,10 @@ def run_seed(seed: int, only: set[str] | None, data: dict) -> tuple[dict[str, di
 
     def score(name, emb, users=U):
         res[name] = evaluate_split(users, emb, sp)
-        print(f"seed {seed} {name}: cold R@20 {res[name]['cold']['recall@20']:.4f} NDCG@20 {res[name]['cold']['ndcg@20']:.4f}",
-              flush=True)
+        every = res[name]["all"]
+        print(f"seed {seed} {name}: cold R@20 {res[name]['cold']['recall@20']:.4f} NDCG@20 {res[name]['cold']['ndcg@20']:.4f}"
+              f" | all R@20 {every['recall@20']:.4f} NDCG@20 {every['ndcg@20']:.4f}"
+              f" new-item hit@20 {every['new_item_hit_rate@20']:.4f} (all {every['hit_rate@20']:.4f})", flush=True)
 
     score(FULL, served(r.proxy, f, I, cold))  # the generator's proxy alone (the experts have their own rows)
     if want("random"):
@@ -135,6 +139,8 @@ def diffusion_rows(result, cold, score, want) -> None:
 
     score(DIFFUSION[0], with_cold(0.5 * (ex.proxy[cold] + ex.diffusion[cold])))
     score(DIFFUSION[1], with_cold(served_cold(ex, cold)[0]))
+    if result.calibration is not None and result.experts is not None:
+        score(CALIBRATED, result.served_item_emb())  # what the default package serves
     if want(DIFFUSION[2]):
         stacked, available = ex.stacked(I, sp.warm_items, n)
         gate, _ = train_gate(stacked, available, ex.features, U, sp, s.model_copy(update={"gate_aug_ratio": 0.0}), desc="gate w/o aug")
@@ -153,8 +159,9 @@ def summarise(per_seed: list[dict]) -> dict:
         runs = [run[m] for run in per_seed if m in run]
         if not runs:
             continue
-        out[m] = {sc: {k: (lambda v: {"mean": float(v.mean()), "std": float(v.std(ddof=0)), "values": v.tolist()})(
-            np.array([run[sc][k] for run in runs])) for k in METRICS} for sc in SCENARIOS}
+        stats = lambda v: {"mean": float(v.mean()), "std": float(v.std(ddof=0)), "values": v.tolist()}  # noqa: E731
+        out[m] = {sc: {k: stats(np.array([run[sc][k] for run in runs]))
+                       for k in METRICS + (HIT_RATES if sc == "all" else ()) if k in runs[0][sc]} for sc in SCENARIOS}
     return out
 
 
@@ -165,6 +172,13 @@ def markdown(summary: dict, seeds: list[int]) -> str:
                   "| method | " + " | ".join(METRICS) + " |", "|---|" + "---|" * len(METRICS)]
         for m, v in summary.items():
             lines.append(f"| {m} | " + " | ".join(f"{v[sc][k]['mean']:.4f} ± {v[sc][k]['std']:.4f}" for k in METRICS) + " |")
+    lines += [f"\n**all** scenario: share of positives reaching the user's top 20 (all; test-cold items) and the "
+              f"test-cold items' share of the positives — mean ± std over seeds {seeds}\n",
+              "| method | " + " | ".join(HIT_RATES) + " |", "|---|" + "---|" * len(HIT_RATES)]
+    for m, v in summary.items():
+        if all(k in v["all"] for k in HIT_RATES):
+            lines.append(f"| {m} | " + " | ".join(f"{v['all'][k]['mean']:.4f} ± {v['all'][k]['std']:.4f}"
+                                                  for k in HIT_RATES) + " |")
     return "\n".join(lines) + "\n"
 
 

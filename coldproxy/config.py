@@ -96,6 +96,8 @@ class TrainSettings(BaseSettings):
     gate_batch: int = 1024
     gate_aug_ratio: float = Field(0.5, description="pseudo-cold triples per real one (eta, eq. 23)")
     gate_aug_alpha: float = Field(0.4, description="lambda ~ Beta(alpha, alpha) for pseudo-cold items")
+    calibration: bool = Field(True, description="fit the affine map of new items' vectors to the warm items' "
+                              "score scale on the validation all-items ranking (models/items/calibration.py)")
 
     # artefacts
     work_dir: Path = Field(REPO_ROOT / "artifacts" / "train", description="training checkpoint")
@@ -186,6 +188,10 @@ class ServiceSettings(BaseSettings):
         description="bundle recommender package (`coldproxy train-bundles`); served under /v1/bundles when the "
                     "directory exists (a directory that is there but invalid stops start-up); empty: no bundles")
     max_bundle_members: int = Field(1000, description="member items per POST /v1/bundles")
+    cold_boost: float = Field(0.0, ge=0.0, le=10.0, description="exploration: a new item's served vector is "
+                              "multiplied by 1 + cold_boost when it is POSTed (items stored before keep theirs; the "
+                              "warm-up path re-gates without it), so it reaches more users' top k; 0 serves the "
+                              "package's calibrated vector as it is. Shown in /v1/model")
     ort_intra_threads: int = Field(0, description="ONNX Runtime threads per graph call; 0: the cores shared out among "
                                    "the batches in flight (cores // batch_workers, at least 1), so concurrent batches "
                                    "do not oversubscribe the CPU")

@@ -33,13 +33,14 @@ def export_graph(module: torch.nn.Module, args: tuple, path: Path, inputs: list[
     return path
 
 
-def export_proxy(model, path: Path) -> Path:
-    """``model``: a ``models.items.generator.ProxyGenerator``; exported through its serving wrapper."""
+def export_proxy(model, path: Path, serving=None) -> Path:
+    """``model``: a ``models.items.generator.ProxyGenerator``; exported through its serving wrapper, or
+    ``serving`` when given (the wrapper with a calibration on top)."""
     c = model.cfg
     args = (torch.zeros(2, c.text_dim), torch.zeros(2, c.image_dim), torch.zeros(2, c.n_text_layers, c.text_dim),
             torch.zeros(2, c.image_stage_dim), torch.ones(2, 2))
     dynamic = {name: {0: "batch"} for name in PROXY_INPUTS + PROXY_OUTPUTS}
-    return export_graph(model.serving(), args, path, PROXY_INPUTS, PROXY_OUTPUTS, dynamic)
+    return export_graph(serving or model.serving(), args, path, PROXY_INPUTS, PROXY_OUTPUTS, dynamic)
 
 
 def export_sampler(module, path: Path) -> Path:

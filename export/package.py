@@ -26,6 +26,7 @@ from models.encoders import (IMAGE_DIM, IMAGE_ENCODER, IMAGE_STAGE_DIM, TEXT_DIM
 from models.diffusion import NoiseSchedule
 from coldproxy.experts import EXPERTS, GATE_FEATURES
 from models.samplers import UnrolledSampler, make_plan
+from models.items.calibration import Calibration, CalibratedGate, CalibratedProxy
 from models.items.train import load_experts, load_proxy
 
 
@@ -44,9 +45,13 @@ def build_package(settings) -> Path:
         raise FileNotFoundError(f"no checkpoint in {work}; run `coldproxy train` first")
     stage = staging_dir(out)
     text_enc, image_enc, proxy = TextEncoder(), ImageEncoder(), load_proxy(work)
+    calibration = Calibration.load(work)
+    serving = proxy.serving()
+    if calibration is not None and not (work / "experts.pt").exists():  # with a gate, the gate graph calibrates
+        serving = CalibratedProxy(serving, calibration)
     export_text_encoder(text_enc, stage / COMPONENTS["text_encoder"])
     export_image_encoder(image_enc, stage / COMPONENTS["image_encoder"])
-    export_proxy(proxy, stage / COMPONENTS["proxy"])
+    export_proxy(proxy, stage / COMPONENTS["proxy"], serving)
     shutil.copy(text_model_dir() / "tokenizer.json", stage / COMPONENTS["tokenizer"])
     shutil.copy(work / "embeddings.npz", stage / COMPONENTS["embeddings"])
 
@@ -54,7 +59,6 @@ def build_package(settings) -> Path:
     z = np.load(stage / COMPONENTS["embeddings"])
     real = np.load(work / "parity_inputs.npz")
     proxy_feeds = {name: real[name] for name in PROXY_INPUTS}
-    serving = proxy.serving()
     report = {
         "text_encoder": parity(text_enc, stage / COMPONENTS["text_encoder"], text_feeds),
         "image_encoder": parity(image_enc, stage / COMPONENTS["image_encoder"], pixel_feeds),
@@ -63,13 +67,14 @@ def build_package(settings) -> Path:
     for name, keep in (("proxy_text_only", [1, 0]), ("proxy_image_only", [0, 1])):
         feeds = {**proxy_feeds, "modality_mask": proxy_feeds["modality_mask"] * np.array(keep, np.float32)}
         report[name] = parity(serving, stage / COMPONENTS["proxy"], feeds)
-    experts = _export_experts(work, stage, proxy.out_dim, report)
+    experts = _export_experts(work, stage, proxy.out_dim, report, calibration)
     bad = {k: v for k, v in report.items() if not v < settings.parity_tolerance}
     if bad:
         raise ParityError(f"ONNX vs torch max |delta| over {settings.parity_tolerance}: {bad}")
 
     metrics = json.loads((work / "metrics.json").read_text())
-    metrics_keys = ("test", "id_model", "proxy", "split") + (("diffusion", "gate") if experts else ())
+    metrics_keys = ("test", "test_uncalibrated", "calibration", "id_model", "proxy", "split") + (
+        ("diffusion", "gate") if experts else ())
     files = {c: sha256_file(stage / n) for c, n in (COMPONENTS | (EXPERT_COMPONENTS if experts else {})).items()}
     now = datetime.now(timezone.utc)
     manifest = Manifest(
@@ -117,12 +122,15 @@ def replace_dir(stage: Path, out: Path) -> Path:
     return out
 
 
-def _export_experts(work: Path, stage: Path, dim: int, report: dict) -> dict | None:
-    """Sampler (DPM-Solver++ steps unrolled) and gate graphs, parity-checked into ``report``."""
+def _export_experts(work: Path, stage: Path, dim: int, report: dict, calibration: Calibration | None) -> dict | None:
+    """Sampler (DPM-Solver++ steps unrolled) and gate graphs, parity-checked into ``report``; the gate
+    calibrates its content experts when a calibration was fitted."""
     loaded = load_experts(work)
     if loaded is None:
         return None
     den, gate, kw, anchor_n = loaded
+    if calibration is not None:
+        gate = CalibratedGate(gate, calibration).eval()
     if kw["method"] == "ddpm":
         raise ValueError("the ancestral DDPM sampler is stochastic; export a DPM-Solver++ sampler")
     sampler = UnrolledSampler(den, make_plan(NoiseSchedule(den.cfg.schedule, den.cfg.T), kw["method"], kw["steps"],
@@ -136,4 +144,5 @@ def _export_experts(work: Path, stage: Path, dim: int, report: dict) -> dict | N
     cold = gate_feeds | {"expert_available": gate_feeds["expert_available"] * np.array([0, 1, 1], np.float32)}
     report["gate_without_id"] = parity(gate, stage / EXPERT_COMPONENTS["gate"], cold)
     return {"sampler": kw, "denoiser": den.cfg.to_dict(), "anchor_n": anchor_n, "experts": list(EXPERTS),
-            "gate_features": list(GATE_FEATURES)}
+            "gate_features": list(GATE_FEATURES),
+            "calibration": None if calibration is None else {"scale": calibration.scale, "shift": calibration.shift}}

@@ -34,6 +34,18 @@ def ranking_metrics(scores: np.ndarray, relevant: list[np.ndarray], ks=KS) -> di
     return {k: (v / n if n else 0.0) for k, v in out.items()} | {"users": n}
 
 
+def hit_rates(scores: np.ndarray, relevant: list[np.ndarray], marked: list[np.ndarray], k: int) -> dict[str, float]:
+    """Share of all relevant candidates, and of the ``marked`` ones among them, that reach their user's top k:
+    in the all-items scenario, whether new items get into the lists at their share of the positives."""
+    kmax = min(k, scores.shape[1])
+    top = np.argpartition(-scores, kmax - 1, axis=1)[:, :kmax]
+    found = [np.isin(rel, row) for row, rel in zip(top, relevant)]
+    hits, flags = np.concatenate(found), np.concatenate(marked)
+    return {f"hit_rate@{k}": float(hits.mean()) if len(hits) else 0.0,
+            f"new_item_hit_rate@{k}": float(hits[flags].mean()) if flags.any() else 0.0,
+            "new_item_share_of_positives": float(flags.mean()) if len(flags) else 0.0}
+
+
 def evaluate_candidates(
     user_emb: np.ndarray,
     item_emb: np.ndarray,
@@ -41,8 +53,10 @@ def evaluate_candidates(
     test: Interactions,
     exclude: Interactions | None = None,
     ks=KS,
+    new_items: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """Rank ``candidates`` (item indices; rows of ``item_emb``) for every user with a test positive among them."""
+    """Rank ``candidates`` (item indices; rows of ``item_emb``) for every user with a test positive among
+    them; with ``new_items``, also the hit rates of ``hit_rates`` at the largest K for those items."""
     col = -np.ones(item_emb.shape[0], dtype=np.int64)
     col[candidates] = np.arange(len(candidates))
     keep = col[test.items] >= 0
@@ -58,7 +72,11 @@ def evaluate_candidates(
     relevant: list[list[int]] = [[] for _ in users]
     for u, i in zip(row[test.users[keep]], col[test.items[keep]]):
         relevant[u].append(i)
-    return ranking_metrics(scores, [np.array(r) for r in relevant], ks)
+    relevant_cols = [np.array(r, np.int64) for r in relevant]
+    out = ranking_metrics(scores, relevant_cols, ks)
+    if new_items is not None:
+        out |= hit_rates(scores, relevant_cols, [np.isin(candidates[r], new_items) for r in relevant_cols], max(ks))
+    return out
 
 
 def _concat(*parts: Interactions) -> Interactions:
@@ -73,7 +91,7 @@ def evaluate_split(user_emb: np.ndarray, item_emb: np.ndarray, split: ColdStartS
         "warm": evaluate_candidates(user_emb, item_emb, split.warm_items, split.warm_test, seen, ks),
         "all": evaluate_candidates(
             user_emb, item_emb, np.concatenate([split.warm_items, split.test_items]),
-            _concat(split.warm_test, split.cold_test), seen, ks,
+            _concat(split.warm_test, split.cold_test), seen, ks, new_items=split.test_items,
         ),
     }
 

@@ -66,6 +66,8 @@ async def store_embedded(serving: Serving, item_id: str, overwrite: bool, result
     if isinstance(result, ImageError):
         raise result
     emb = result.embedding
+    if serving.cold_boost:
+        emb = (emb * (1.0 + serving.cold_boost)).astype(np.float32)
     if not np.isfinite(emb).all():
         raise InvalidInput("the model produced a non-finite embedding for this input; nothing was stored")
     record = StoredItem(emb, result.modalities)

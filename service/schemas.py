@@ -90,6 +90,12 @@ class ModelOut(BaseModel):
     cold_items_indexed: int
     providers: list[str]
     test_metrics: dict
+    calibration: dict | None = Field(
+        None, description="the package's calibration of new items to the warm items' score scale (scale, shift), "
+                          "chosen on validation; null when it has none")
+    cold_boost: float = Field(0.0, description="COLDPROXY_COLD_BOOST: extra exposure for new items (0: none)")
+    warnings: list[str] = Field(default_factory=list, description="what training found wrong with this package, e.g. an "
+                                "ID model no better than popularity on warm validation")
     bundle_recommender: dict | None = Field(
         None, description="the bundle recommender package served under /v1/bundles: version, scenario, counts, "
                           "cold bundles indexed, test metrics; null when there is none")

@@ -44,6 +44,7 @@ class Serving:
         # hashes every file: off the loop
         self.package = await to_thread.run_sync(load_package, settings.package_dir)
         self.version = self.package.manifest.version
+        self.cold_boost = settings.cold_boost
         dim = self.package.manifest.dims.id_dim
         self.pipeline = await to_thread.run_sync(
             lambda: ProxyPipeline(self.package, metrics, settings.ort_options(), settings.max_image_pixels,

@@ -19,6 +19,7 @@ import torch
 from models.data import ColdStartSplit, Dataset, cold_start_split, load_dataset
 from models.evaluate import evaluate_split
 from models.diffusion import Denoiser, DenoiserConfig
+from models.items.calibration import FILE as CALIBRATION_FILE, Calibration, fit_calibration
 from models.items.experts import Experts, fit_experts, served_cold
 from models.gate import ColdAwareGate
 from models.features import EncoderGraphs, Features, extract_features
@@ -40,13 +41,17 @@ class TrainResult:
     proxy: ProxyGenerator
     metrics: dict
     experts: Experts | None = None  # diffusion expert + cold-aware gate, when trained
+    calibration: Calibration | None = None  # new items' vectors to the warm items' scale, when fitted
 
-    def served_item_emb(self) -> np.ndarray:
+    def served_item_emb(self, calibrated: bool = True) -> np.ndarray:
         """What the service would answer per item: ID embedding if warm; for a cold item the proxy,
-        or the gate's mix of proxy and diffusion proxy when those stages were trained."""
+        or the gate's mix of proxy and diffusion proxy when those stages were trained, calibrated
+        when a calibration was fitted (and ``calibrated``)."""
         out = self.item_emb.copy()
         cold = np.setdiff1d(np.arange(self.dataset.n_items), self.split.warm_items)
         out[cold] = predict(self.proxy, self.features, cold) if self.experts is None else served_cold(self.experts, cold)[0]
+        if calibrated and self.calibration is not None:
+            out[cold] = self.calibration.apply(out[cold])
         return out
 
 
@@ -90,6 +95,9 @@ def train(settings, encoder_graphs: EncoderGraphs, progress: bool = True) -> Tra
     if settings.diffusion:
         experts = fit_experts(feats, split, U, I, predict(proxy, feats, np.arange(ds.n_items)), settings, progress)
     result = TrainResult(settings, ds, split, feats, U, I, proxy, {}, experts)
+    calibration_log = None
+    if settings.calibration:
+        result.calibration, calibration_log = fit_calibration(U, I, result.served_item_emb(), split)
     result.metrics = {
         "dataset": ds.provenance | {"name": ds.name, "users": ds.n_users, "items": ds.n_items, "interactions": len(ds.items)},
         "split": {
@@ -100,10 +108,13 @@ def train(settings, encoder_graphs: EncoderGraphs, progress: bool = True) -> Tra
         "id_model": {"type": f"{settings.id_model}-bpr", **{k: v for k, v in id_log.items() if k != "history"}},
         "proxy": {"type": "generator", "config": proxy.cfg.to_dict(), **{k: v for k, v in proxy_log.items() if k != "history"}},
         "test": evaluate_split(U, result.served_item_emb(), split),
+        "test_uncalibrated": evaluate_split(U, result.served_item_emb(calibrated=False), split)["all"],
         "seconds": {"features": t_feat - t0, "id_model": t_id - t_feat, "proxy": t_proxy - t_id,
                     "diffusion+gate": time.time() - t_proxy},
         "history": {"id_model": id_log["history"], "proxy": proxy_log["history"]},
     }
+    if calibration_log is not None:
+        result.metrics["calibration"] = calibration_log
     if experts is not None:
         for stage, lg in experts.logs.items():
             result.metrics[stage] = {k: v for k, v in lg.items() if k != "history"}
@@ -115,6 +126,10 @@ def save_checkpoint(result: TrainResult, work_dir: Path) -> Path:
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     torch.save({"state_dict": result.proxy.state_dict(), "config": result.proxy.cfg.to_dict()}, work_dir / "proxy.pt")
+    if result.calibration is not None:
+        result.calibration.save(work_dir)
+    else:
+        (work_dir / CALIBRATION_FILE).unlink(missing_ok=True)  # none fitted: no stale one from an earlier run
     warm = result.split.warm_items
     f = result.features
     np.savez(

@@ -24,7 +24,21 @@ async def model(sv: Live) -> ModelOut:
     return ModelOut(bundle_version=manifest.version, created_at=manifest.created_at, dims=manifest.dims.model_dump(),
                     encoders=manifest.encoders, counts=manifest.counts, cold_items_indexed=sv.items.cold_indexed,
                     providers=sv.pipeline.providers, test_metrics=manifest.metrics.get("test", {}),
-                    bundle_recommender=bundles)
+                    calibration=calibration_of(manifest), cold_boost=sv.cold_boost, bundle_recommender=bundles,
+                    warnings=warnings_of(manifest))
+
+
+def warnings_of(manifest) -> list[str]:
+    warning = manifest.metrics.get("id_model", {}).get("diagnostics", {}).get("warning")
+    return [warning] if warning else []
+
+
+def calibration_of(manifest) -> dict | None:
+    fitted = manifest.metrics.get("calibration")
+    if not fitted:
+        return None
+    return {k: fitted[k] for k in ("scale", "shift", "chosen_on", "val_all_ndcg20", "val_all_ndcg20_uncalibrated")
+            if k in fitted}
 
 
 @router.post("/v1/admin/reload", response_model=ReloadOut, dependencies=[access(write=True)])

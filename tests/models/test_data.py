@@ -66,3 +66,21 @@ def test_generic_format_refuses_items_without_content(tmp_path):
     (tmp_path / "items.csv").write_text("item_id,text,image\na,some text,missing.jpg\n")
     with pytest.raises(ValueError, match="do not exist"):
         load_generic(tmp_path)
+
+
+def test_id_model_diagnostics_warn_when_the_id_space_is_no_better_than_popularity():
+    from models.data import ColdStartSplit, Interactions
+    from models.idmodel import id_model_diagnostics
+
+    rng = np.random.default_rng(0)
+    n_users, n_items = 200, 100
+    pop = np.arange(n_items, 0, -1, dtype=float) ** 2  # a steep popularity curve, nothing else
+    draw = lambda n: Interactions(rng.integers(0, n_users, n), rng.choice(n_items, n, p=pop / pop.sum()))  # noqa: E731
+    empty = Interactions(np.zeros(0, int), np.zeros(0, int))
+    split = ColdStartSplit(np.arange(n_items), np.zeros(0, int), np.zeros(0, int), draw(4000), draw(600), empty,
+                           empty, empty, 0)
+    weak = id_model_diagnostics(0.05, n_users, n_items, split, seed=0)
+    assert weak["popularity_ndcg@20"] > weak["random_ndcg@20"] and not weak["learnt"]
+    assert "not clearly better than popularity" in weak["warning"]
+    strong = id_model_diagnostics(2.0 * weak["popularity_ndcg@20"], n_users, n_items, split, seed=0)
+    assert strong["learnt"] and strong["warning"] is None

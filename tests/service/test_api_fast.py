@@ -101,6 +101,25 @@ def test_probes_model_and_metrics(tiny, tiny_package_dir):
     assert tiny.get("/readyz").json() == {"status": "ready", "bundle_version": version}
     model = tiny.get("/v1/model").json()
     assert model["bundle_version"] == version and model["bundle_recommender"] is None and model["counts"]["users"] == 20
+    assert model["warnings"] == [] and model["calibration"] is None
     metrics = tiny.get("/metrics").text
     assert 'coldproxy_requests_total{method="POST",route="/v1/items",status="200"}' in metrics
     assert 'coldproxy_stage_seconds_count{stage="proxy"}' in metrics
+
+
+def test_cold_boost_scales_new_items_and_is_reported(tiny, tiny_package_dir, redis_prefix):
+    from coldproxy.config import ServiceSettings
+    from tests.conftest import REDIS_URL, LiveServer, _free_port
+
+    settings = ServiceSettings(package_dir=tiny_package_dir, redis_url=REDIS_URL, redis_prefix=f"{redis_prefix}:boost",
+                               port=_free_port(), bundle_package_dir=None, cold_boost=1.5)
+    with LiveServer(settings) as boosted:
+        import httpx
+
+        with httpx.Client(base_url=boosted.url, timeout=30) as other:
+            model = other.get("/v1/model").json()
+            assert model["cold_boost"] == 1.5 and model["calibration"] is None
+            plain = tiny.post("/v1/items", json={"item_id": _new_id(), "text": "a lamp"}).json()["embedding"]
+            more = other.post("/v1/items", json={"item_id": _new_id(), "text": "a lamp"}).json()["embedding"]
+    np.testing.assert_allclose(np.array(more), 2.5 * np.array(plain), rtol=1e-5, atol=1e-6)
+    assert tiny.get("/v1/model").json()["cold_boost"] == 0.0

@@ -17,6 +17,7 @@ from coldproxy.config import ServiceSettings
 from coldproxy.preprocess import load_image_file
 from models.encoders import ImageEncoder, TextEncoder, tokenizer
 from models.samplers import sample
+from models.items.calibration import Calibration
 from models.items.train import load_experts, load_proxy
 
 
@@ -31,15 +32,18 @@ def held_out(trained):
 @torch.no_grad()
 def torch_proxy(work_dir, text, poster):
     """The same computation in torch, independently of ONNX Runtime: proxy generator, then (when the
-    package has them) anchor -> DPM-Solver++ -> cold-aware gate. Returns (served, fusion α, expert weights)."""
+    package has them) anchor -> DPM-Solver++ -> cold-aware gate, then the calibration to the warm
+    items' scale (applied after the mix here, inside the graphs in the package). Returns (served,
+    fusion α, expert weights)."""
     t = tokenizer(128)([text])
     tf, tl = TextEncoder()(torch.from_numpy(t["input_ids"]), torch.from_numpy(t["attention_mask"]))
     imf, ims = ImageEncoder()(torch.from_numpy(load_image_file(poster)[None]))
     out = load_proxy(work_dir)(tf, imf, tl, ims, torch.ones(1, 2))
     proxy, alpha = out["proxy"][0].numpy(), out["alpha"][0].numpy()
-    experts = load_experts(work_dir)
+    experts, calibration = load_experts(work_dir), Calibration.load(work_dir)
+    calibrate = (lambda v: v) if calibration is None else calibration.apply
     if experts is None:
-        return proxy, alpha, None
+        return calibrate(proxy), alpha, None
     den, gate, kw, anchor_n = experts
     z = np.load(Path(work_dir) / "embeddings.npz")
     index = AnchorIndex(content_vectors(z["item_text"], z["item_image"], z["item_mask"]), z["item_emb"], anchor_n)
@@ -48,7 +52,7 @@ def torch_proxy(work_dir, text, poster):
     with torch.no_grad():
         emb, w = gate(torch.tensor([[0.0, 1.0, 1.0]]), torch.tensor([[0.0, 1.0, 1.0]]), torch.zeros(1, len(proxy)),
                       torch.from_numpy(proxy[None]), torch.from_numpy(diffusion))
-    return emb[0].numpy(), alpha, w[0].numpy()
+    return calibrate(emb[0].numpy()), alpha, w[0].numpy()
 
 
 def post_item(client, item_id, text=None, image=None, **extra):
@@ -363,3 +367,29 @@ def test_local_reads_follow_an_overwrite_made_on_another_replica(client, replica
         assert got == new.json()["embedding"], "replica 1 still serves the overwritten vector after 1 s"
     metrics = client.get("/metrics").text
     assert 'coldproxy_item_lookups_total{catalog="items",source="proxy_local"}' in metrics
+
+
+def test_a_new_item_is_scored_on_the_warm_items_scale_for_the_users_who_clicked_it(client, trained):
+    """Issue 16: a ranking that mixes new and warm candidates must be able to show the new item."""
+    ds, split = trained.dataset, trained.split
+    clicks = np.bincount(split.cold_test.items, minlength=ds.n_items)
+    item = int(max((i for i in split.test_items if ds.item_images[i] is not None), key=lambda i: clicks[i]))
+    item_id = f"scale-{ds.item_ids[item]}"
+    assert post_item(client, item_id, ds.item_texts[item], ds.item_images[item].read_bytes()).status_code == 200
+    info = client.get("/v1/model").json()
+    assert info["calibration"]["scale"] > 0 and info["cold_boost"] == 0.0
+    warm_ids = [ds.item_ids[i] for i in split.warm_items]
+    inside, percentile = [], []
+    for user in sorted(set(split.cold_test.users[split.cold_test.items == item].tolist()))[:30]:
+        body = client.post("/v1/rank", json={"user_id": ds.user_ids[user], "item_ids": [item_id, *warm_ids]}).json()
+        scores = {s["item_id"]: s["score"] for s in body["scores"]}
+        warm = np.array([scores[i] for i in warm_ids])
+        inside.append(warm.min() <= scores[item_id] <= warm.max())
+        percentile.append(float((warm < scores[item_id]).mean()))
+    # it competes: above most warm items for the users who clicked it. (On this 400-item slice the
+    # validation picks the grid's largest scale, where half the positives are new items', so it often
+    # lands above every warm item; on the full default model 82% of clickers see it inside the warm
+    # range, bench/results/calibration.md.) Uncalibrated, the same item sat below the median here.
+    assert len(inside) >= 3 and np.median(percentile) > 0.5 and np.mean(inside) > 0.0
+    # the calibration was chosen on validation; on test it must not lose the all-items scenario
+    assert trained.metrics["test"]["all"]["recall@20"] >= trained.metrics["test_uncalibrated"]["recall@20"]
