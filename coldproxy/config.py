@@ -154,6 +154,13 @@ class ServiceSettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     api_key: str | None = Field(None, description="an API key; when any key is set, writes need one")
+    admin_api_keys: list[str] = Field(default_factory=list, description="keys for the admin routes (POST "
+                                      "/v1/admin/reload); they also pass where a write key does. With any key "
+                                      "configured, admin routes need one of these")
+    admin_api_keys_file: Path | None = Field(None, description="file of admin keys, `name:key` per line; re-read "
+                                             "when it changes")
+    allow_anonymous_writes: bool = Field(False, description="serve writes without API keys on a non-loopback "
+                                         "address; off, such a service refuses to start")
     api_keys: list[str] = Field(default_factory=list, description="more API keys (JSON list in the env var)")
     api_keys_file: Path | None = Field(None, description="file of API keys, `name:key` per line; re-read when it changes")
     auth_reads: bool = Field(False, description="also require an API key on read endpoints")

@@ -60,11 +60,15 @@ class Unavailable(ColdproxyError):
 
 
 class StoreUnavailable(Unavailable):
-    """Redis did not answer, or a write was interrupted before it landed."""
+    """Redis did not answer, or a write was interrupted before it landed. Clients get a fixed message;
+    the ``reason`` (a Redis error, an address) is for the logs only."""
 
     def __init__(self, reason: str):
-        super().__init__(f"store unavailable: {reason}")
+        super().__init__("store unavailable; retry shortly")
         self.reason = reason
+
+    def __str__(self) -> str:
+        return f"store unavailable: {self.reason}"
 
 
 class QueueFull(Unavailable):
@@ -76,6 +80,10 @@ class QueueFull(Unavailable):
 
 class NotReady(Unavailable):
     """No model package is loaded yet."""
+
+
+class InsecureSettings(ColdproxyError):
+    """Start-up: the settings would expose writes to anyone who can reach the port."""
 
 
 class ParityError(ColdproxyError):

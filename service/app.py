@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from coldproxy.config import ServiceSettings
 from coldproxy.errors import ColdproxyError
 from service.api import bundles, health, items, model, ranking
+from service.api.limits import BodyLimit
 from service.metrics import RequestMetrics
 from service.state import State
 
@@ -23,6 +24,8 @@ log = logging.getLogger("coldproxy")
 
 
 async def coldproxy_error(request: Request, exc: ColdproxyError) -> JSONResponse:
+    if exc.status >= 500:  # the client gets the fixed detail; the reason (a Redis error...) goes to the log
+        log.warning("%s on %s: %s", exc.status, request.url.path, exc)
     return JSONResponse({"detail": exc.detail}, status_code=exc.status, headers=exc.headers)
 
 
@@ -57,6 +60,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app = FastAPI(title="coldproxy", version="1", lifespan=lifespan,
                   description="Proxy embeddings for cold-start items, aligned to the recommender's ID space.")
     app.state.coldproxy = state
+    app.add_middleware(BodyLimit, settings=settings)
     app.add_middleware(RequestMetrics, metrics=state.metrics)
     app.add_exception_handler(ColdproxyError, coldproxy_error)
     app.add_exception_handler(RequestValidationError, invalid_request)

@@ -23,6 +23,9 @@ from pathlib import Path
 log = logging.getLogger("coldproxy.auth")
 
 
+MIN_KEY_LENGTH = 8
+
+
 def parse_keys(text: str, source: str) -> dict[str, str]:
     """``name:key`` or ``key`` per line -> {key: name}; blank lines and ``#`` comments skipped."""
     keys: dict[str, str] = {}
@@ -34,8 +37,8 @@ def parse_keys(text: str, source: str) -> dict[str, str]:
         if not sep:
             name, key = f"{source}#{n}", line
         key = key.strip()
-        if len(key) < 8:
-            raise ValueError(f"{source} line {n}: API keys must be at least 8 characters")
+        if len(key) < MIN_KEY_LENGTH:
+            raise ValueError(f"{source} line {n}: API keys must be at least {MIN_KEY_LENGTH} characters")
         keys[key] = name.strip() or f"{source}#{n}"
     return keys
 
@@ -44,6 +47,9 @@ class KeyRing:
     """The configured API keys; ``enabled`` is False when none is configured."""
 
     def __init__(self, static: list[str], keys_file: Path | None, recheck_s: float = 1.0):
+        short = [i for i, k in enumerate(static) if k and len(k) < MIN_KEY_LENGTH]
+        if short:
+            raise ValueError(f"API keys must be at least {MIN_KEY_LENGTH} characters (key #{short[0]} is not)")
         self.static = {k: f"key#{i}" for i, k in enumerate(static) if k}
         self.keys_file, self.recheck_s = keys_file, recheck_s
         self._file_keys: dict[str, str] = {}
@@ -62,7 +68,10 @@ class KeyRing:
             return
         if force or mtime != self._mtime:
             try:
-                self._file_keys = parse_keys(Path(self.keys_file).read_text(), Path(self.keys_file).name)
+                keys = parse_keys(Path(self.keys_file).read_text(), Path(self.keys_file).name)
+                if not keys:  # fail closed: an emptied file must not turn authentication off
+                    raise ValueError(f"api key file {self.keys_file} holds no keys")
+                self._file_keys = keys
             except ValueError:
                 if force:
                     raise

@@ -128,6 +128,10 @@ async def record_interactions(serving: Serving, item_id: str, count: int, id_emb
         id_emb = np.asarray(id_embedding, dtype=np.float32)
         if id_emb.shape != (dim,) or not np.isfinite(id_emb).all():
             raise InvalidInput(f"id_embedding must be {dim} finite numbers")
+        norm = float(np.linalg.norm(id_emb))
+        if norm > serving.max_item_norm:
+            raise InvalidInput(f"id_embedding has norm {norm:.4g}, above every warm item's "
+                               f"(at most {serving.max_item_norm:.4g}): not an embedding of this ID space")
     rec = await serving.items.store.get_record(item_id)
     if rec is None:
         raise NotFound(f"unknown item {item_id}; POST /v1/items first")

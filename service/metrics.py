@@ -39,6 +39,9 @@ class Metrics:
                 for smp in fam.samples if smp.name.endswith("_sum")}
 
 
+METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+
+
 class RequestMetrics:
     """Plain ASGI middleware: request count by (route, method, status) and latency by (route, method).
 
@@ -64,5 +67,7 @@ class RequestMetrics:
             await self.app(scope, receive, send_status)
         finally:
             path = getattr(scope.get("route"), "path", "unmatched")  # the router sets it on the shared scope
-            self.metrics.requests.labels(path, scope["method"], str(status)).inc()
-            self.metrics.latency.labels(path, scope["method"]).observe(time.perf_counter() - t)
+            # the method comes from the client: any string would be a new label value (unbounded series)
+            method = scope["method"] if scope["method"] in METHODS else "other"
+            self.metrics.requests.labels(path, method, str(status)).inc()
+            self.metrics.latency.labels(path, method).observe(time.perf_counter() - t)

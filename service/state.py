@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Annotated
 
 import faiss
+import numpy as np
 from anyio import to_thread
 from fastapi import Depends, Request
 
 from coldproxy.package import load_package
 from coldproxy.config import ServiceSettings
-from coldproxy.errors import NotReady, RateLimited, Unauthorized
+from coldproxy.errors import InsecureSettings, NotReady, RateLimited, Unauthorized
 from service.auth import KeyRing, RateLimiter
 from service.engine.batcher import MicroBatcher
 from service.bundle_serving import BundleServing
@@ -45,6 +46,9 @@ class Serving:
         self.package = await to_thread.run_sync(load_package, settings.package_dir)
         self.version = self.package.manifest.version
         self.cold_boost = settings.cold_boost
+        # an ID embedding sent for a new item may not be longer than any warm item's: one with a huge
+        # norm would top every user's ranking
+        self.max_item_norm = float(np.linalg.norm(self.package.item_emb, axis=1).max(initial=0.0))
         dim = self.package.manifest.dims.id_dim
         self.pipeline = await to_thread.run_sync(
             lambda: ProxyPipeline(self.package, metrics, settings.ort_options(), settings.max_image_pixels,
@@ -98,6 +102,8 @@ class State:
         self.settings = settings
         self.metrics = Metrics()
         self.keys = KeyRing([k for k in [settings.api_key, *settings.api_keys] if k], settings.api_keys_file)
+        self.admin_keys = KeyRing(settings.admin_api_keys, settings.admin_api_keys_file)
+        check_exposure(settings, self.keys.enabled or self.admin_keys.enabled)
         self.limiter = RateLimiter(settings.rate_limit_rps, settings.rate_limit_burst)
         self.serving: Serving | None = None
         self._reload_lock = asyncio.Lock()
@@ -162,20 +168,39 @@ async def get_serving(st: AppState) -> Serving:
 Live = Annotated[Serving, Depends(get_serving)]
 
 
-def access(write: bool):
-    """Dependency: API key (writes always, reads when ``auth_reads``) then the per-client rate limit."""
+READ, WRITE, ADMIN = "read", "write", "admin"
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def check_exposure(settings: ServiceSettings, keys_configured: bool) -> None:
+    """Safe by default: no service reachable beyond this machine takes anonymous writes unless told to."""
+    if settings.host not in LOOPBACK and not keys_configured and not settings.allow_anonymous_writes:
+        raise InsecureSettings(
+            f"refusing to serve on {settings.host} without API keys: anyone who reaches the port could write items "
+            "and reload the model. Set COLDPROXY_API_KEYS_FILE (and COLDPROXY_ADMIN_API_KEYS_FILE), or "
+            "COLDPROXY_ALLOW_ANONYMOUS_WRITES=true to accept that")
+
+
+def access(level: str):
+    """Dependency: the per-client rate limit (failed keys count against the client's address), then
+    the API key: with any key configured, writes need a write or admin key, admin routes an admin
+    key, reads one when ``auth_reads``."""
 
     async def check(request: Request, st: AppState) -> None:  # async: runs on the loop, no thread races
-        who = None
-        if st.keys.enabled:
-            who = st.keys.identify(request.headers.get("x-api-key"))
-            if who is None and (write or st.settings.auth_reads):
-                raise Unauthorized("missing or wrong X-API-Key")
+        presented = request.headers.get("x-api-key")
+        admin = st.admin_keys.identify(presented) if st.admin_keys.enabled else None
+        who = admin or (st.keys.identify(presented) if st.keys.enabled else None)
         if st.limiter.enabled:
             client = f"key:{who}" if who else f"addr:{request.client.host if request.client else 'unknown'}"
             wait = st.limiter.acquire(client)
             if wait > 0:
                 raise RateLimited(f"rate limit of {st.settings.rate_limit_rps:g} requests/s exceeded",
                                   RateLimiter.retry_after(wait))
+        if not (st.keys.enabled or st.admin_keys.enabled):
+            return  # no keys at all: a loopback demo, or anonymous writes allowed explicitly
+        if level == ADMIN and admin is None:
+            raise Unauthorized("admin routes need an admin X-API-Key (COLDPROXY_ADMIN_API_KEYS_FILE)")
+        if who is None and (level == WRITE or st.settings.auth_reads):
+            raise Unauthorized("missing or wrong X-API-Key")
 
     return Depends(check)

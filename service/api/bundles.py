@@ -15,7 +15,7 @@ from coldproxy.ids import check_id
 from service.api.http import fast_json, fetch, json_body, rank_in, read_json, top_k_in
 from service.bundle_serving import BundleServing
 from service.schemas import BundleEmbeddingOut, BundleIn, BundleOut, BundleRankIn, BundleRankOut, BundleRecommendOut
-from service.state import AppState, Live, Serving, access
+from service.state import READ, WRITE, AppState, Live, Serving, access
 
 router = APIRouter()
 
@@ -27,7 +27,7 @@ def bundles_of(sv: Serving) -> BundleServing:
     return sv.bundles
 
 
-@router.post("/v1/bundles", response_model=BundleOut, openapi_extra=json_body(BundleIn), dependencies=[access(write=True)])
+@router.post("/v1/bundles", response_model=BundleOut, openapi_extra=json_body(BundleIn), dependencies=[access(WRITE)])
 async def post_bundle(request: Request, st: AppState, sv: Live) -> BundleOut:
     """A new bundle from its member items: the vector is computed, stored in Redis (with the members)
     and indexed, so the bundle can be fetched and ranked at once. 422 names unknown member items."""
@@ -36,7 +36,7 @@ async def post_bundle(request: Request, st: AppState, sv: Live) -> BundleOut:
     return await bundles.create(body.bundle_id, body.item_ids, body.overwrite, st.settings.max_bundle_members)
 
 
-@router.get("/v1/bundles/{bundle_id}/embedding", response_model=BundleEmbeddingOut, dependencies=[access(write=False)])
+@router.get("/v1/bundles/{bundle_id}/embedding", response_model=BundleEmbeddingOut, dependencies=[access(READ)])
 async def get_bundle_embedding(bundle_id: str, sv: Live) -> Response:
     bundles = bundles_of(sv)
     check_id(bundle_id, "bundle_id")
@@ -46,7 +46,7 @@ async def get_bundle_embedding(bundle_id: str, sv: Live) -> Response:
 
 
 @router.post("/v1/bundles/rank", response_model=BundleRankOut, openapi_extra=json_body(BundleRankIn),
-             dependencies=[access(write=False)])
+             dependencies=[access(READ)])
 async def rank_bundles(request: Request, st: AppState, sv: Live) -> Response:
     bundles = bundles_of(sv)
     body = await read_json(request, BundleRankIn, st.settings.max_request_bytes)
@@ -56,7 +56,7 @@ async def rank_bundles(request: Request, st: AppState, sv: Live) -> Response:
 
 
 @router.get("/v1/users/{user_id}/bundle-recommendations", response_model=BundleRecommendOut,
-            dependencies=[access(write=False)])
+            dependencies=[access(READ)])
 async def recommend_bundles(user_id: str, st: AppState, sv: Live, k: Annotated[int, Query(ge=1)] = 10) -> Response:
     bundles = bundles_of(sv)
     hits = top_k_in(bundles.catalog, user_id, k, st.settings)

@@ -17,7 +17,7 @@ from coldproxy.ids import ID_PATTERN, check_id
 from service.api.http import check_length, fast_json, fetch, json_body, parse_json, read_json
 from service.items import NewItem, ingest, ingest_many, record_interactions
 from service.schemas import BatchOut, BatchResult, EmbeddingOut, InteractionsIn, ItemJSON, ItemOut, ItemsBatchIn
-from service.state import AppState, Live, access
+from service.state import READ, WRITE, AppState, Live, access
 
 router = APIRouter()
 
@@ -45,7 +45,7 @@ async def read_new_item(request: Request, settings: ServiceSettings) -> NewItem:
             "send multipart/form-data (or a url-encoded form without image) or application/json")
     try:
         form = await request.form(max_files=1, max_fields=10, max_part_size=settings.max_request_bytes)
-    except HTTPException:  # Starlette's own answer to too many parts or fields
+    except (HTTPException, ColdproxyError):  # Starlette's answer to too many parts or fields; our 413
         raise
     except Exception as exc:
         raise BadRequest(f"malformed multipart body: {exc}") from exc
@@ -69,13 +69,13 @@ def json_item(body: ItemJSON, settings: ServiceSettings) -> NewItem:
     return NewItem.checked(body.item_id, body.text, image, body.overwrite, settings)
 
 
-@router.post("/v1/items", response_model=ItemOut, openapi_extra=ITEM_BODY, dependencies=[access(write=True)])
+@router.post("/v1/items", response_model=ItemOut, openapi_extra=ITEM_BODY, dependencies=[access(WRITE)])
 async def post_item(request: Request, st: AppState, sv: Live) -> ItemOut:
     return await ingest(sv, await read_new_item(request, st.settings))
 
 
 @router.post("/v1/items/{item_id}/interactions", response_model=ItemOut, openapi_extra=json_body(InteractionsIn),
-             dependencies=[access(write=True)])
+             dependencies=[access(WRITE)])
 async def post_interactions(item_id: str, request: Request, st: AppState, sv: Live) -> ItemOut:
     """Warm-up path: tell the service how many interactions a new item has had (and, optionally, the
     ID embedding your recommender has learnt for it so far); the cold-aware gate re-mixes the
@@ -86,7 +86,7 @@ async def post_interactions(item_id: str, request: Request, st: AppState, sv: Li
     return await record_interactions(sv, item_id, body.count, body.id_embedding)
 
 
-@router.post("/v1/items:batch", response_model=BatchOut, dependencies=[access(write=True)])
+@router.post("/v1/items:batch", response_model=BatchOut, dependencies=[access(WRITE)])
 async def post_items_batch(request: Request, st: AppState, sv: Live) -> BatchOut:
     """Bulk ingestion: JSON {"items": [...]} as for POST /v1/items; each graph runs once per batch.
 
@@ -109,7 +109,7 @@ async def post_items_batch(request: Request, st: AppState, sv: Live) -> BatchOut
     return BatchOut(bundle_version=sv.version, stored=sum(r.status == 200 for r in results), results=results)
 
 
-@router.get("/v1/items/{item_id}/embedding", response_model=EmbeddingOut, dependencies=[access(write=False)])
+@router.get("/v1/items/{item_id}/embedding", response_model=EmbeddingOut, dependencies=[access(READ)])
 async def get_embedding(item_id: str, sv: Live) -> Response:
     check_id(item_id)
     emb, source = await fetch(sv.items, item_id, "item")

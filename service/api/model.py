@@ -7,12 +7,12 @@ from fastapi import APIRouter
 
 from coldproxy.errors import PackageError
 from service.schemas import ModelOut, ReloadOut
-from service.state import AppState, Live, access
+from service.state import ADMIN, READ, AppState, Live, access
 
 router = APIRouter()
 
 
-@router.get("/v1/model", response_model=ModelOut, dependencies=[access(write=False)])
+@router.get("/v1/model", response_model=ModelOut, dependencies=[access(READ)])
 async def model(sv: Live) -> ModelOut:
     manifest = sv.package.manifest
     bundles = None
@@ -41,7 +41,7 @@ def calibration_of(manifest) -> dict | None:
             if k in fitted}
 
 
-@router.post("/v1/admin/reload", response_model=ReloadOut, dependencies=[access(write=True)])
+@router.post("/v1/admin/reload", response_model=ReloadOut, dependencies=[access(ADMIN)])
 async def reload(st: AppState) -> ReloadOut:
     """Load the model package directory again and switch to it once it is ready; the old one serves until then."""
     current = st.serving.version if st.serving else None

@@ -10,12 +10,12 @@ from fastapi.responses import Response
 
 from service.api.http import fast_json, json_body, rank_in, read_json, top_k_in
 from service.schemas import RankIn, RankOut, RecommendOut
-from service.state import AppState, Live, access
+from service.state import READ, AppState, Live, access
 
 router = APIRouter()
 
 
-@router.post("/v1/rank", response_model=RankOut, openapi_extra=json_body(RankIn), dependencies=[access(write=False)])
+@router.post("/v1/rank", response_model=RankOut, openapi_extra=json_body(RankIn), dependencies=[access(READ)])
 async def rank(request: Request, st: AppState, sv: Live) -> Response:
     body = await read_json(request, RankIn, st.settings.max_request_bytes)
     ranked, missing = await rank_in(sv.items, body.user_id, body.item_ids, st.settings)
@@ -23,7 +23,7 @@ async def rank(request: Request, st: AppState, sv: Live) -> Response:
                       "scores": [{"item_id": i, "score": sc, "source": src} for i, sc, src in ranked]})
 
 
-@router.get("/v1/users/{user_id}/recommendations", response_model=RecommendOut, dependencies=[access(write=False)])
+@router.get("/v1/users/{user_id}/recommendations", response_model=RecommendOut, dependencies=[access(READ)])
 async def recommend(user_id: str, st: AppState, sv: Live, k: Annotated[int, Query(ge=1)] = 10) -> Response:
     hits = top_k_in(sv.items, user_id, k, st.settings)
     return fast_json({"user_id": user_id, "bundle_version": sv.version,

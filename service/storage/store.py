@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from urllib.parse import urlsplit, urlunsplit
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,6 +27,15 @@ from redis.exceptions import WatchError
 from coldproxy.errors import StoreUnavailable
 
 log = logging.getLogger("coldproxy.store")
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced by ``***``, for logs and messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def check_vector(emb: np.ndarray, dim: int) -> None:
@@ -225,6 +235,7 @@ async def open_store(settings, prefix: str, version: str, dim: int) -> RedisStor
         return store
     await store.close()
     if not settings.allow_memory_store:
-        raise StoreUnavailable(f"Redis at {settings.redis_url} does not answer (set COLDPROXY_ALLOW_MEMORY_STORE=1 for a demo without it)")
-    log.warning("Redis at %s does not answer: using an in-process store for %s; nothing will persist", settings.redis_url, prefix)
+        raise StoreUnavailable(f"Redis at {redact_url(settings.redis_url)} does not answer "
+                               "(set COLDPROXY_ALLOW_MEMORY_STORE=1 for a demo without it)")
+    log.warning("Redis at %s does not answer: using an in-process store for %s; nothing will persist", redact_url(settings.redis_url), prefix)
     return MemoryStore(version, dim)

@@ -20,7 +20,8 @@ def test_every_error_is_a_coldproxy_error_with_a_4xx_or_5xx_status():
 
 def test_statuses_and_headers_of_the_cases_clients_retry_or_read():
     down = errors.StoreUnavailable("connection refused")
-    assert (down.status, down.headers, down.detail) == (503, {"Retry-After": "1"}, "store unavailable: connection refused")
+    assert (down.status, down.headers, down.detail) == (503, {"Retry-After": "1"}, "store unavailable; retry shortly")
+    assert str(down) == "store unavailable: connection refused"  # the reason, for the log
     assert errors.QueueFull("full").detail == "overloaded: full" and errors.QueueFull("x").status == 503
     limited = errors.RateLimited("slow down", "3")
     assert (limited.status, limited.headers) == (429, {"Retry-After": "3"})

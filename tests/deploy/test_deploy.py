@@ -1,6 +1,7 @@
 """Deployment files: the Dockerfile passes hadolint, the Helm chart passes `helm lint` and renders
 what a cluster needs; every COLDPROXY_* variable they set is a real service setting."""
 
+import base64
 import re
 import shutil
 import subprocess
@@ -63,18 +64,25 @@ def test_helm_renders_probes_security_config_and_hpa():
     assert c["livenessProbe"]["httpGet"]["path"] == "/healthz" and c["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert pod["securityContext"]["runAsNonRoot"] is True and c["securityContext"]["readOnlyRootFilesystem"] is True
     assert dep["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
-    assert {"Service", "ConfigMap", "HorizontalPodAutoscaler"} <= set(docs)
-    assert "Secret" not in docs and "StatefulSet" not in docs
+    assert {"Service", "ConfigMap", "HorizontalPodAutoscaler", "Secret"} <= set(docs)
+    assert "StatefulSet" not in docs
+    (secret,) = docs["Secret"]  # safe by default: no keys given, so the chart generates one of each
+    keys = {name: base64.b64decode(value).decode() for name, value in secret["data"].items()}
+    assert len(keys["api-keys"].split(":")[1]) == 40 and len(keys["admin-keys"].split(":")[1]) == 40
     (cm,) = docs["ConfigMap"]
     assert set(cm["data"]) <= SETTINGS, set(cm["data"]) - SETTINGS
     assert cm["data"]["REDIS_URL"] == "redis://redis:6379/0"
-    assert {m["mountPath"] for m in c["volumeMounts"]} == {"/package", "/tmp"}
+    assert {m["mountPath"] for m in c["volumeMounts"]} == {"/package", "/tmp", "/etc/coldproxy"}
+    assert cm["data"]["COLDPROXY_ADMIN_API_KEYS_FILE"] == "/etc/coldproxy/admin-keys"
+    assert "COLDPROXY_ALLOW_ANONYMOUS_WRITES" not in cm["data"]
+    (open_cm,) = render("allowAnonymousWrites=true")["ConfigMap"]
+    assert open_cm["data"]["COLDPROXY_ALLOW_ANONYMOUS_WRITES"] == "true" and "Secret" not in render("allowAnonymousWrites=true")
 
 
 def test_helm_api_keys_secret_and_internal_redis():
     docs = render("apiKeys.keys={ranker:abcdefgh123}", "redis.internal.enabled=true", "autoscaling.enabled=false")
     (secret,) = docs["Secret"]
-    assert "ranker:abcdefgh123" in secret["stringData"]["api-keys"]
+    assert base64.b64decode(secret["data"]["api-keys"]).decode() == "ranker:abcdefgh123"
     (cm,) = docs["ConfigMap"]
     assert cm["data"]["COLDPROXY_API_KEYS_FILE"] == "/etc/coldproxy/api-keys"
     assert cm["data"]["REDIS_URL"] == "redis://rel-coldproxy-redis:6379/0"
@@ -88,7 +96,7 @@ def test_helm_mounts_a_bundle_package_only_when_given_one():
     (dep,) = render("bundlePackage.volume.persistentVolumeClaim.claimName=shelves")["Deployment"]
     pod = dep["spec"]["template"]["spec"]
     (c,) = pod["containers"]
-    assert {m["mountPath"] for m in c["volumeMounts"]} == {"/package", "/bundle-package", "/tmp"}
+    assert {m["mountPath"] for m in c["volumeMounts"]} == {"/package", "/bundle-package", "/tmp", "/etc/coldproxy"}
     (vol,) = [v for v in pod["volumes"] if v["name"] == "bundle-package"]
     assert vol["persistentVolumeClaim"]["claimName"] == "shelves"
     (cm,) = render()["ConfigMap"]

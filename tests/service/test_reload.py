@@ -51,8 +51,10 @@ def test_reload_swaps_bundle_without_a_failed_request(replica, package_dir, tmp_
         assert c.get("/v1/items/before-reload/embedding").status_code == 200
 
 
-def test_reload_needs_the_write_key(replica):
-    with replica(api_key="admin-key-1234") as live, httpx.Client(base_url=live.url, timeout=30) as c:
+def test_reload_needs_an_admin_key(replica):
+    with replica(api_key="write-key-1234", admin_api_keys=["admin-key-1234"]) as live, \
+            httpx.Client(base_url=live.url, timeout=30) as c:
         assert c.post("/v1/admin/reload").status_code == 401
+        assert c.post("/v1/admin/reload", headers={"X-API-Key": "write-key-1234"}).status_code == 401
         r = c.post("/v1/admin/reload", headers={"X-API-Key": "admin-key-1234"})
         assert r.status_code == 200 and r.json()["changed"] is False

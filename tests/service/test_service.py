@@ -225,10 +225,10 @@ def test_restarted_server_rebuilds_index_from_redis(server, replica, held_out):
 
 
 def test_api_key_guards_writes(replica):
-    with replica(api_key="s3cret") as live, httpx.Client(base_url=live.url, timeout=30) as c:
+    with replica(api_key="s3cret-key") as live, httpx.Client(base_url=live.url, timeout=30) as c:
         assert c.post("/v1/items", data={"item_id": "k1", "text": "t"}).status_code == 401
         assert c.post("/v1/items", data={"item_id": "k1", "text": "t"}, headers={"X-API-Key": "wrong"}).status_code == 401
-        assert c.post("/v1/items", data={"item_id": "k1", "text": "t"}, headers={"X-API-Key": "s3cret"}).status_code == 200
+        assert c.post("/v1/items", data={"item_id": "k1", "text": "t"}, headers={"X-API-Key": "s3cret-key"}).status_code == 200
         assert c.get("/v1/items/k1/embedding").status_code == 200  # reads stay open
 
 
@@ -342,6 +342,7 @@ def test_interaction_counts_re_gate_a_new_item_towards_its_id_embedding(client, 
     warm_id = trained.dataset.item_ids[trained.split.warm_items[0]]
     bad = [("/v1/items/warmup-1/interactions", {"count": -1}, 422),
            ("/v1/items/warmup-1/interactions", {"count": 3, "id_embedding": [1.0, 2.0]}, 422),
+           ("/v1/items/warmup-1/interactions", {"count": 3, "id_embedding": [100.0] * 64}, 422),  # pushes to every top
            ("/v1/items/warmup-1/interactions", {"count": "many"}, 422),
            ("/v1/items/never-posted/interactions", {"count": 3}, 404),
            (f"/v1/items/{warm_id}/interactions", {"count": 3}, 409)]

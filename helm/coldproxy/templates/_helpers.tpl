@@ -30,10 +30,12 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 {{- end -}}
 
+{{/* The Secret with the `api-keys` and `admin-keys` files: the user's, or this chart's (from
+apiKeys.keys / adminKeys, or generated). None only with allowAnonymousWrites. */}}
 {{- define "coldproxy.apiKeysSecret" -}}
 {{- if .Values.apiKeys.existingSecret -}}
 {{- .Values.apiKeys.existingSecret -}}
-{{- else if .Values.apiKeys.keys -}}
+{{- else if not .Values.allowAnonymousWrites -}}
 {{- printf "%s-api-keys" (include "coldproxy.fullname" .) -}}
 {{- end -}}
 {{- end -}}
