@@ -180,6 +180,7 @@ class ServiceSettings(BaseSettings):
     batch_max_wait_ms: float = Field(5.0, description="how long a batch waits to fill once its first item is in, "
                                      "while every other batch worker is busy (with one idle, it runs at once)")
     batch_queue_max: int = Field(256, description="items waiting for the model before POSTs get 503")
+    batch_deadline_s: float = Field(30.0, gt=0, description="a POST waiting longer than this for the model gets a 503")
     pad_image_batches: Literal["auto", "on", "off"] = Field(
         "auto", description="run the image encoder at power-of-two batch sizes, one session per size, each warmed "
                             "up at start-up; "

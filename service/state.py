@@ -65,7 +65,7 @@ class Serving:
         if settings.micro_batching:
             self.batcher = MicroBatcher(self.pipeline.infer, metrics, settings.batch_max_size,
                                         settings.batch_max_wait_ms / 1000, settings.batch_queue_max,
-                                        settings.batch_workers, self.graphs.run)
+                                        settings.batch_workers, self.graphs.run, settings.batch_deadline_s)
             self.batcher.start()
         self.bundles = None
         try:

@@ -12,7 +12,11 @@ router = APIRouter()
 
 
 @router.get("/healthz")
-async def healthz() -> dict:
+async def healthz(st: AppState):
+    """Alive, unless a batch worker died: then the pod should be restarted (liveness fails)."""
+    batcher = st.serving.batcher if st.serving is not None else None
+    if batcher is not None and not batcher.healthy:
+        return JSONResponse({"status": "batch workers down", "detail": batcher.dead}, status_code=503)
     return {"status": "alive"}
 
 

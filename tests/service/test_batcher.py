@@ -129,3 +129,92 @@ def test_overload_answers_503_with_retry_after_never_500(replica, movielens_dir)
         assert set(codes) <= {200, 503} and 503 in codes and 200 in codes, codes
         assert all(r.headers.get("Retry-After") == "1" for r in rs if r.status_code == 503)
         assert httpx.get(live.url + "/readyz").status_code == 200
+
+
+def test_a_failing_batch_is_retried_item_by_item_so_only_the_bad_item_fails():
+    calls = []
+
+    def infer(batch):
+        calls.append(list(batch))
+        if "boom" in batch:
+            raise RuntimeError("graph failed")
+        return [x.upper() for x in batch]
+
+    async def scenario():
+        b = MicroBatcher(infer, Metrics(), max_batch=8, max_wait_s=0.05, max_queue=100, workers=1)
+        b.start()
+        await asyncio.sleep(0.01)
+        try:
+            return await asyncio.gather(*(b.submit(x) for x in ("a", "boom", "b")), return_exceptions=True)
+        finally:
+            await b.stop()
+
+    a, boom, b = asyncio.run(scenario())
+    assert (a, b) == ("A", "B") and isinstance(boom, RuntimeError)
+    assert calls[0] == ["a", "boom", "b"] and ["boom"] in calls[1:]
+
+
+def test_every_submit_ends_on_a_stop_or_a_deadline_and_a_dead_worker_is_reported():
+    from coldproxy.errors import Unavailable
+
+    release = threading.Event()
+
+    def slow(batch):
+        release.wait(5)
+        return batch
+
+    class Crash(BaseException):
+        pass
+
+    async def crash(fn, items):
+        raise Crash("worker killed")
+
+    async def scenario():
+        b = MicroBatcher(slow, Metrics(), max_batch=1, max_wait_s=0.0, max_queue=10, workers=1, deadline_s=0.2)
+        b.start()
+        t = time.perf_counter()
+        with pytest.raises(Unavailable, match="within 0.2 s"):
+            await b.submit("late")  # the model is stuck: answered within the deadline anyway
+        waited = time.perf_counter() - t
+        in_flight = asyncio.create_task(b.submit("x"))
+        await asyncio.sleep(0.05)
+        await b.stop()  # a stop mid-batch answers the batch instead of stranding it
+        with pytest.raises(QueueFull):
+            await asyncio.wait_for(in_flight, 1)
+        with pytest.raises(QueueFull):
+            await b.submit("after stop")
+        release.set()
+        dying = MicroBatcher(slow, Metrics(), max_batch=1, max_wait_s=0.0, max_queue=10, workers=1, deadline_s=0.5,
+                             run=crash)
+        dying.start()
+        with pytest.raises(Unavailable):
+            await dying.submit("y")
+        assert not dying.healthy and "worker killed" in dying.dead
+        with pytest.raises(Unavailable, match="not running"):
+            await dying.submit("z")
+        await dying.stop()
+        return waited
+
+    assert asyncio.run(scenario()) < 1.0
+
+
+def test_healthz_fails_when_a_batch_worker_died(tiny_package_dir, redis_prefix):
+    from coldproxy.config import ServiceSettings
+    from tests.conftest import REDIS_URL, LiveServer, _free_port
+
+    class Crash(BaseException):
+        pass
+
+    async def crash(fn, items):
+        raise Crash("worker killed")
+
+    settings = ServiceSettings(package_dir=tiny_package_dir, redis_url=REDIS_URL, redis_prefix=f"{redis_prefix}:dead",
+                               port=_free_port(), bundle_package_dir=None, batch_workers=1, batch_deadline_s=1.0)
+    with LiveServer(settings) as live, httpx.Client(base_url=live.url, timeout=30) as c:
+        assert c.get("/healthz").status_code == 200
+        live.app.state.coldproxy.serving.batcher.run = crash  # what a bug in the loop would do to the worker
+        r = c.post("/v1/items", json={"item_id": "dies", "text": "x"})
+        assert r.status_code == 503 and r.headers["Retry-After"] == "1"
+        health = c.get("/healthz")
+        assert health.status_code == 503 and "worker killed" in health.json()["detail"]
+        assert c.post("/v1/items", json={"item_id": "dies-2", "text": "x"}).status_code == 503  # at once, not at the deadline
