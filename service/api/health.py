@@ -1,4 +1,5 @@
-"""Probes and metrics: /healthz (alive), /readyz (a model package loaded and Redis answering), /metrics."""
+"""Probes and metrics: /healthz (alive, batch workers running), /readyz (a model package loaded; degraded
+without Redis), /metrics."""
 
 from __future__ import annotations
 
@@ -22,11 +23,15 @@ async def healthz(st: AppState):
 
 @router.get("/readyz")
 async def readyz(st: AppState):
+    """Ready once a model package is loaded. Without Redis the pod stays in the Service, degraded:
+    warm items are read from the package and every replica shares the one Redis, so taking them all
+    out would only turn those reads into errors too."""
     sv = st.serving
     if sv is None:
         return JSONResponse({"status": "loading"}, status_code=503)
     if not await sv.items.store.ping():
-        return JSONResponse({"status": "store unavailable"}, status_code=503)
+        return {"status": "degraded", "bundle_version": sv.version,
+                "detail": "store unavailable: warm items are served; writes and new items' reads answer 503"}
     return {"status": "ready", "bundle_version": sv.version}
 
 

@@ -25,8 +25,22 @@ import redis.asyncio as aioredis
 from redis.exceptions import WatchError
 
 from coldproxy.errors import StoreUnavailable
+from coldproxy.ids import ID_RE
 
 log = logging.getLogger("coldproxy.store")
+
+
+def stored_id(raw: bytes) -> str | None:
+    """An ID read back from Redis, or None (logged) when it is not one this service could have written:
+    a corrupt or foreign entry must not stop a replica from starting."""
+    try:
+        value = raw.decode()
+    except UnicodeDecodeError:
+        value = None
+    if value is None or not ID_RE.fullmatch(value):
+        log.error("skipping an entry in the store that is not a valid ID: %r", raw[:80])
+        return None
+    return value
 
 
 def redact_url(url: str) -> str:
@@ -179,9 +193,10 @@ class RedisStore:
 
     async def all_ids(self) -> list[str]:
         try:
-            return sorted(m.decode() for m in await self.client.smembers(f"{self.base}:items"))
+            members = await self.client.smembers(f"{self.base}:items")
         except Exception as exc:
             raise StoreUnavailable(str(exc)) from exc
+        return sorted(filter(None, map(stored_id, members)))
 
     async def subscribe(self):
         """A pub/sub connection subscribed to the item-written channel (no read timeout: it idles)."""

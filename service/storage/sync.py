@@ -15,7 +15,7 @@ import numpy as np
 
 from service.storage.index import ItemIndex
 from service.metrics import Metrics
-from service.storage.store import RedisStore
+from service.storage.store import RedisStore, stored_id
 
 log = logging.getLogger("coldproxy.sync")
 
@@ -57,8 +57,9 @@ class IndexSync:
                     log.info("index sync reconnected and reloaded the store")
                 async for msg in self._pubsub.listen():
                     if msg.get("type") == "message":
-                        origin, _, item_id = msg["data"].decode().partition(" ")
-                        if origin != self.store.origin:  # our own writes are indexed by the POST itself
+                        origin, _, raw_id = bytes(msg["data"]).partition(b" ")
+                        item_id = stored_id(raw_id)
+                        if item_id is not None and origin != self.store.origin.encode():  # ours: indexed by the POST
                             await self._index_ids([item_id])
                         delay = 0.5
                 raise ConnectionError("subscription ended")

@@ -95,3 +95,24 @@ def test_body_limits_hold_for_chunked_bodies_without_a_length(tiny_package_dir, 
                           headers={"content-type": form.headers["content-type"]})
         assert streamed.status_code == 413  # a multipart image part, chunked: cut off at the limit too
         assert c.get("/healthz").status_code == 200
+
+
+def test_corrupt_ids_in_redis_neither_stop_a_replica_nor_its_sync(tiny, tiny_server, tiny_package_dir, redis_prefix,
+                                                                     redis_client):
+    from coldproxy.package import load_package
+
+    version = load_package(tiny_package_dir).manifest.version
+    prefix = f"{redis_prefix}:corrupt"
+    base = f"{prefix}:{version}"
+    redis_client.sadd(f"{base}:items", b"\xff\xfe-not-utf8", b"bad id!", b"good-one")
+    redis_client.hset(f"{base}:item:good-one", mapping={"emb": (b"\x00" * 4 * 8), "modalities": "text"})
+    with LiveServer(_settings(tiny_package_dir, prefix)) as live, httpx.Client(base_url=live.url, timeout=30) as c:
+        assert c.get("/readyz").status_code == 200 and c.get("/v1/model").json()["cold_items_indexed"] == 1
+        redis_client.publish(f"{base}:events", b"someone \xff\xfe")  # a corrupt announcement
+        other = _settings(tiny_package_dir, prefix)
+        with LiveServer(other) as writer, httpx.Client(base_url=writer.url, timeout=30) as w:
+            assert w.post("/v1/items", json={"item_id": "after-corrupt", "text": "still synced"}).status_code == 200
+        deadline = time.time() + 5
+        while c.get("/v1/model").json()["cold_items_indexed"] < 2 and time.time() < deadline:
+            time.sleep(0.1)
+        assert c.get("/v1/model").json()["cold_items_indexed"] == 2  # the announcement after it was indexed
