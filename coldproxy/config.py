@@ -166,9 +166,13 @@ class ServiceSettings(BaseSettings):
     auth_reads: bool = Field(False, description="also require an API key on read endpoints")
     rate_limit_rps: float = Field(0.0, description="per-client requests/s on /v1 routes (0 = no limit); per replica")
     rate_limit_burst: int = Field(20, description="requests a client may send at once before the rate applies")
+    shutdown_grace_s: float = Field(20.0, gt=0, description="on SIGTERM: stop accepting, then wait up to this long for "
+                                    "requests in flight to finish (keep it under the pod's termination grace period)")
     reload_grace_s: float = Field(10.0, description="after a model package reload, seconds the old package stays open for in-flight requests")
     max_request_bytes: int = 8 * 1024 * 1024
     max_image_pixels: int = 40_000_000
+    max_decode_bytes: int = Field(512 * 1024 * 1024, description="decoded image bytes in flight at once (width x height "
+                                  "x 4 from each header); further decodes wait, so huge images cannot exhaust memory")
     max_text_chars: int = 10_000
     max_batch_items: int = Field(64, description="items per POST /v1/items:batch")
     max_batch_bytes: int = Field(64 * 1024 * 1024, description="largest POST /v1/items:batch body")

@@ -70,8 +70,9 @@ def cmd_serve(args) -> None:
     over = {k: v for k, v in {"package_dir": args.package_dir, "host": args.host, "port": args.port}.items() if v is not None}
     if args.allow_memory_store:
         over["allow_memory_store"] = True
-    s = ServiceSettings(**over)
-    uvicorn.run(create_app(s), host=s.host, port=s.port, log_level="info", access_log=s.access_log)
+    settings = ServiceSettings(**over)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info",
+                access_log=settings.access_log, timeout_graceful_shutdown=settings.shutdown_grace_s)
 
 
 def cmd_up(args) -> None:

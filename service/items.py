@@ -14,6 +14,7 @@ from anyio import to_thread
 from coldproxy.config import ServiceSettings
 from coldproxy.errors import ColdproxyError, Conflict, ImageError, InvalidInput, NotFound, TooLarge
 from coldproxy.ids import check_id
+from coldproxy.preprocess import image_pixels
 from service.schemas import BatchResult, ItemOut
 from service.engine.pipeline import Embedded
 from service.state import Serving
@@ -82,7 +83,11 @@ async def store_embedded(serving: Serving, item_id: str, overwrite: bool, result
 async def ingest(serving: Serving, item: NewItem) -> ItemOut:
     """One item: decode in a thread (in parallel with others), then the graphs through the micro-batcher."""
     refuse_warm(serving, item.item_id)
-    prepared = await to_thread.run_sync(serving.pipeline.prepare, item.text, item.image)
+    if serving.batcher is not None:
+        serving.batcher.check_room()  # a full queue refuses before the decode is paid for
+    pixels = image_pixels(item.image) if item.image is not None else 0
+    async with serving.decode_budget.reserve(pixels):
+        prepared = await to_thread.run_sync(serving.pipeline.prepare, item.text, item.image)
     if serving.batcher is None:
         result = (await serving.graphs.run(serving.pipeline.infer, [prepared]))[0]
     else:
@@ -103,8 +108,11 @@ async def ingest_many(serving: Serving, items: list[NewItem | BatchResult]) -> l
                 todo.append((n, it))
             except ColdproxyError as exc:
                 results[n] = BatchResult(item_id=it.item_id, status=exc.status, detail=exc.detail)
-    embedded = (await serving.graphs.run(serving.pipeline.embed_many, [(it.text, it.image) for _, it in todo])
-                if todo else [])
+    embedded = []
+    if todo:
+        pixels = sum(image_pixels(it.image) for _, it in todo if it.image is not None)
+        async with serving.decode_budget.reserve(pixels):
+            embedded = await serving.graphs.run(serving.pipeline.embed_many, [(it.text, it.image) for _, it in todo])
 
     async def one(position: int, it: NewItem, result) -> None:
         try:

@@ -21,6 +21,7 @@ from coldproxy.config import ServiceSettings
 from coldproxy.errors import InsecureSettings, NotReady, RateLimited, Unauthorized
 from service.auth import KeyRing, RateLimiter
 from service.engine.batcher import MicroBatcher
+from service.engine.decode_budget import DecodeBudget
 from service.bundle_serving import BundleServing
 from service.storage.catalog import Catalog
 from service.engine.graph_threads import GraphThreads
@@ -46,6 +47,7 @@ class Serving:
         self.package = await to_thread.run_sync(load_package, settings.package_dir)
         self.version = self.package.manifest.version
         self.cold_boost = settings.cold_boost
+        self.decode_budget = DecodeBudget(settings.max_decode_bytes)
         # an ID embedding sent for a new item may not be longer than any warm item's: one with a huge
         # norm would top every user's ranking
         self.max_item_norm = float(np.linalg.norm(self.package.item_emb, axis=1).max(initial=0.0))

@@ -54,6 +54,13 @@ class MicroBatcher:
     def healthy(self) -> bool:
         return self.dead is None
 
+    def check_room(self) -> None:
+        """``QueueFull`` now when the queue is full, before a caller decodes an item it could not queue."""
+        if self._stopped:
+            raise QueueFull("service shutting down")
+        if self.queue.full():
+            raise QueueFull(f"{self.queue.maxsize} items are already waiting for the model")
+
     async def submit(self, prepared):
         """Queue one prepared item; returns what ``infer`` gives for it, or raises within ``deadline_s``."""
         if self._stopped:

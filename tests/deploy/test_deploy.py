@@ -64,6 +64,11 @@ def test_helm_renders_probes_security_config_and_hpa():
     assert c["livenessProbe"]["httpGet"]["path"] == "/healthz" and c["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert pod["securityContext"]["runAsNonRoot"] is True and c["securityContext"]["readOnlyRootFilesystem"] is True
     assert dep["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["automountServiceAccountToken"] is False and pod["terminationGracePeriodSeconds"] == 30
+    assert "sleep(5)" in " ".join(c["lifecycle"]["preStop"]["exec"]["command"])
+    (pdb,) = docs["PodDisruptionBudget"]
+    assert pdb["spec"]["maxUnavailable"] == 1
     assert {"Service", "ConfigMap", "HorizontalPodAutoscaler", "Secret"} <= set(docs)
     assert "StatefulSet" not in docs
     (secret,) = docs["Secret"]  # safe by default: no keys given, so the chart generates one of each
@@ -87,6 +92,10 @@ def test_helm_api_keys_secret_and_internal_redis():
     assert cm["data"]["COLDPROXY_API_KEYS_FILE"] == "/etc/coldproxy/api-keys"
     assert cm["data"]["REDIS_URL"] == "redis://rel-coldproxy-redis:6379/0"
     assert docs["StatefulSet"][0]["metadata"]["name"] == "rel-coldproxy-redis"
+    args = docs["StatefulSet"][0]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--maxmemory-policy") + 1] == "noeviction" and "--maxmemory" in args
+    (policy,) = docs["NetworkPolicy"]  # only this release's coldproxy pods reach the in-cluster Redis
+    assert policy["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/instance"] == "rel"
     assert "HorizontalPodAutoscaler" not in docs and docs["Deployment"][0]["spec"]["replicas"] == 2
     pod = docs["Deployment"][0]["spec"]["template"]["spec"]
     assert any(v.get("secret", {}).get("secretName") == "rel-coldproxy-api-keys" for v in pod["volumes"])

@@ -218,3 +218,28 @@ def test_healthz_fails_when_a_batch_worker_died(tiny_package_dir, redis_prefix):
         health = c.get("/healthz")
         assert health.status_code == 503 and "worker killed" in health.json()["detail"]
         assert c.post("/v1/items", json={"item_id": "dies-2", "text": "x"}).status_code == 503  # at once, not at the deadline
+
+
+def test_decoded_image_bytes_in_flight_stay_within_the_budget():
+    from service.engine.decode_budget import BYTES_PER_PIXEL, DecodeBudget
+
+    async def scenario():
+        budget = DecodeBudget(max_bytes=100 * BYTES_PER_PIXEL)
+        peak, order = 0, []
+
+        async def decode(name, pixels):
+            nonlocal peak
+            async with budget.reserve(pixels):
+                peak = max(peak, budget.in_flight)
+                order.append(f"start {name}")
+                await asyncio.sleep(0.05)
+                order.append(f"end {name}")
+
+        await asyncio.gather(decode("a", 60), decode("b", 60), decode("c", 30), decode("huge", 500))
+        return peak, order, budget.in_flight
+
+    peak, order, left = asyncio.run(scenario())
+    assert left == 0 and order.index("end a") < order.index("start b")  # b waited for a's bytes
+    assert peak <= 500 * 4 and "start huge" in order  # an image alone always passes
+    assert all(order.index(f"end {x}") < order.index("start huge") or order.index("end huge") < order.index(f"start {x}")
+               for x in "abc")  # the huge one decoded alone
