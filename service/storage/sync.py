@@ -3,7 +3,9 @@
 On start it subscribes to the store's item-written channel and only then loads every stored
 cold item (so nothing written in between is missed); afterwards each announced item ID is read
 from the store and upserted into the index. When the connection drops it reconnects with a
-back-off and reloads everything, covering any announcement it missed while away.
+back-off and reloads everything, covering any announcement it missed while away. Its own
+announcements are skipped only when the index already holds the item (a POST whose Redis reply was
+lost after the write landed did not index it).
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ class IndexSync:
         """Upsert cold items into this replica's index (its own POSTs, and what the store announces)."""
         self.index.upsert(item_ids, emb)
         self.metrics.items_indexed.labels(self.catalog, "cold").set(len(self.index) - len(self.warm))
+
+    def _holds(self, item_id: str) -> bool:
+        return bool(self.index.vectors([item_id])[0])
 
     async def _index_ids(self, item_ids: list[str]) -> int:
         found = await self.store.get_many([i for i in item_ids if i not in self.warm])
@@ -59,7 +64,9 @@ class IndexSync:
                     if msg.get("type") == "message":
                         origin, _, raw_id = bytes(msg["data"]).partition(b" ")
                         item_id = stored_id(raw_id)
-                        if item_id is not None and origin != self.store.origin.encode():  # ours: indexed by the POST
+                        if item_id is not None and (origin != self.store.origin.encode() or not self._holds(item_id)):
+                            # our own writes are indexed by the POST -- unless its reply from Redis was lost
+                            # after the write landed, so the POST failed here while the item is in the store
                             await self._index_ids([item_id])
                         delay = 0.5
                 raise ConnectionError("subscription ended")

@@ -87,3 +87,39 @@ def test_a_lost_watch_settles_by_what_redis_holds(redis_client):
         keys = list(redis_client.scan_iter(f"{prefix}:*"))
         if keys:
             redis_client.delete(*keys)
+
+
+def test_an_own_write_whose_reply_was_lost_is_still_indexed_from_its_announcement(redis_client):
+    """The POST saw an error (the reply from Redis was lost) but the write landed and was announced
+    with this replica's own origin: the replica must not skip it as already indexed."""
+    import asyncio
+
+    import numpy as np
+
+    from service.metrics import Metrics
+    from service.storage.index import ItemIndex
+    from service.storage.sync import IndexSync
+
+    async def scenario():
+        store = RedisStore(REDIS_URL, "own-origin-test", "v1", 4)
+        index = ItemIndex(4)
+        sync = IndexSync(store, index, Metrics(), {})
+        await sync.start()
+        try:
+            emb = np.arange(4, dtype=np.float32)
+            redis_client.hset("own-origin-test:v1:item:lost-reply", mapping={"emb": emb.tobytes(), "modalities": "text"})
+            redis_client.sadd("own-origin-test:v1:items", "lost-reply")
+            redis_client.publish(store.channel, f"{store.origin} lost-reply")
+            for _ in range(50):
+                if len(index):
+                    break
+                await asyncio.sleep(0.05)
+            return index.vectors(["lost-reply"])
+        finally:
+            await sync.stop()
+            await store.close()
+            for key in redis_client.scan_iter("own-origin-test:*"):
+                redis_client.delete(key)
+
+    hit, vectors = asyncio.run(scenario())
+    assert hit == [0] and vectors[0].tolist() == [0.0, 1.0, 2.0, 3.0]
