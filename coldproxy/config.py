@@ -15,7 +15,7 @@ from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-M = "bench/results/design_measurements.md"  # why some defaults are what they are
+MEASURED = "bench/results/design_measurements.md"  # why some defaults are what they are
 DEFAULT_DATASETS = (REPO_ROOT / ".." / "shared" / "datasets").resolve()
 
 
@@ -127,7 +127,7 @@ class BundleSettings(TrainSettings):
     aug_eta: dict[str, float] = Field({"cold": 30.0, "warm": 0.1, "all": 0.5},
                                       description="weight of the pseudo-cold loss (eta, eq. 23; at most one pseudo-cold "
                                                   "triple per real one), per scenario; cold chosen on the cold tune split "
-                                                  f"({M})")
+                                                  f"({MEASURED})")
     output_gate: bool = Field(True, description="tanh output-layer gate over views (False: both views weight 1)")
     use_diffusion: bool = True
     package_dir: Path = Field(REPO_ROOT / "artifacts" / "bundle_package",
@@ -189,7 +189,7 @@ class ServiceSettings(BaseSettings):
         "auto", description="run the image encoder at power-of-two batch sizes, one session per size, each warmed "
                             "up at start-up; "
                             "auto: on CUDA, where cuDNN rebuilds its plans whenever a session's input shape changes "
-                            f"({M})")
+                            f"({MEASURED})")
     batch_workers: int = Field(2, description="micro-batches run concurrently")
     local_reads: bool = Field(True, description="answer GET / rank for cold items this replica has indexed from memory "
                               "(kept in step with Redis by pub/sub); off: every cold read goes to Redis")
@@ -211,7 +211,7 @@ class ServiceSettings(BaseSettings):
     ort_cpu_mem_arena: bool = Field(True, description="ONNX Runtime CPU allocator arena")
     ort_mem_pattern: bool = Field(True, description="ONNX Runtime memory-pattern planning for repeated shapes")
     access_log: bool = Field(False, description="uvicorn's access log, a line per request (off: /metrics counts "
-                             f"requests by route and status; the line costs the event loop time: {M})")
+                             f"requests by route and status; the line costs the event loop time: {MEASURED})")
     gc_freeze: bool = Field(True, description="after start-up, move every object to the collector's permanent "
                             "generation (gc.freeze), so full collections do not walk the loaded model package during requests")
     faiss_threads: int = Field(1, description="OpenMP threads per FAISS search, set on every thread that searches (the "
