@@ -14,12 +14,19 @@ from models.data import ColdStartSplit, Interactions
 KS = (10, 20)
 
 
-def ranking_metrics(scores: np.ndarray, relevant: list[np.ndarray], ks=KS) -> dict[str, float]:
-    """scores [U, C] (higher is better), relevant[u] = candidate columns relevant to row u."""
-    kmax = min(max(ks), scores.shape[1])
+def top_columns(scores: np.ndarray, k: int) -> np.ndarray:
+    """Each row's ``k`` best columns (fewer when there are fewer), best first."""
+    kmax = min(k, scores.shape[1])
     top = np.argpartition(-scores, kmax - 1, axis=1)[:, :kmax]
     order = np.take_along_axis(scores, top, axis=1).argsort(axis=1, kind="stable")[:, ::-1]
-    top = np.take_along_axis(top, order, axis=1)
+    return np.take_along_axis(top, order, axis=1)
+
+
+def ranking_metrics(scores: np.ndarray, relevant: list[np.ndarray], ks=KS, top: np.ndarray | None = None) -> dict[str, float]:
+    """scores [U, C] (higher is better), relevant[u] = candidate columns relevant to row u; ``top``:
+    ``top_columns(scores, max(ks))`` when the caller has it already."""
+    kmax = min(max(ks), scores.shape[1])
+    top = top_columns(scores, kmax) if top is None else top
     discounts = 1.0 / np.log2(np.arange(2, kmax + 2))
     out = {f"{m}@{k}": 0.0 for k in ks for m in ("recall", "ndcg")}
     n = 0
@@ -34,12 +41,11 @@ def ranking_metrics(scores: np.ndarray, relevant: list[np.ndarray], ks=KS) -> di
     return {k: (v / n if n else 0.0) for k, v in out.items()} | {"users": n}
 
 
-def hit_rates(scores: np.ndarray, relevant: list[np.ndarray], marked: list[np.ndarray], k: int) -> dict[str, float]:
-    """Share of all relevant candidates, and of the ``marked`` ones among them, that reach their user's top k:
-    in the all-items scenario, whether new items get into the lists at their share of the positives."""
-    kmax = min(k, scores.shape[1])
-    top = np.argpartition(-scores, kmax - 1, axis=1)[:, :kmax]
-    found = [np.isin(rel, row) for row, rel in zip(top, relevant)]
+def hit_rates(top: np.ndarray, relevant: list[np.ndarray], marked: list[np.ndarray], k: int) -> dict[str, float]:
+    """Share of all relevant candidates, and of the ``marked`` ones among them, that reach their user's top
+    k (``top``: ``top_columns`` of the scores, at least k wide): in the all-items scenario, whether new items
+    get into the lists at their share of the positives."""
+    found = [np.isin(rel, row[:k]) for row, rel in zip(top, relevant)]
     hits, flags = np.concatenate(found), np.concatenate(marked)
     return {f"hit_rate@{k}": float(hits.mean()) if len(hits) else 0.0,
             f"new_item_hit_rate@{k}": float(hits[flags].mean()) if flags.any() else 0.0,
@@ -73,9 +79,10 @@ def evaluate_candidates(
     for u, i in zip(row[test.users[keep]], col[test.items[keep]]):
         relevant[u].append(i)
     relevant_cols = [np.array(r, np.int64) for r in relevant]
-    out = ranking_metrics(scores, relevant_cols, ks)
+    top = top_columns(scores, max(ks))  # once, for the metrics and the hit rates
+    out = ranking_metrics(scores, relevant_cols, ks, top)
     if new_items is not None:
-        out |= hit_rates(scores, relevant_cols, [np.isin(candidates[r], new_items) for r in relevant_cols], max(ks))
+        out |= hit_rates(top, relevant_cols, [np.isin(candidates[r], new_items) for r in relevant_cols], max(ks))
     return out
 
 

@@ -23,6 +23,9 @@ class ItemIndex:
     def __len__(self) -> int:
         return len(self._ids)
 
+    def __contains__(self, item_id: str) -> bool:
+        return item_id in self._row
+
     def upsert(self, item_ids: list[str], emb: np.ndarray) -> None:
         with self._lock:
             existing = np.array([self._row[i] for i in item_ids if i in self._row], dtype=np.int64)

@@ -33,9 +33,6 @@ class IndexSync:
         self.index.upsert(item_ids, emb)
         self.metrics.items_indexed.labels(self.catalog, "cold").set(len(self.index) - len(self.warm))
 
-    def _holds(self, item_id: str) -> bool:
-        return bool(self.index.vectors([item_id])[0])
-
     async def _index_ids(self, item_ids: list[str]) -> int:
         found = await self.store.get_many([i for i in item_ids if i not in self.warm])
         if found:
@@ -64,7 +61,7 @@ class IndexSync:
                     if msg.get("type") == "message":
                         origin, _, raw_id = bytes(msg["data"]).partition(b" ")
                         item_id = stored_id(raw_id)
-                        if item_id is not None and (origin != self.store.origin.encode() or not self._holds(item_id)):
+                        if item_id is not None and (origin != self.store.origin.encode() or item_id not in self.index):
                             # our own writes are indexed by the POST -- unless its reply from Redis was lost
                             # after the write landed, so the POST failed here while the item is in the store
                             await self._index_ids([item_id])

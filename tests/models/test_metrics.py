@@ -44,11 +44,11 @@ def test_excluded_training_positives_cannot_be_hits():
 
 
 def test_hit_rates_count_each_positive_and_the_new_items_among_them():
-    from models.evaluate import hit_rates
+    from models.evaluate import hit_rates, top_columns
 
     scores = np.array([[5.0, 4.0, 3.0, 2.0], [1.0, 2.0, 3.0, 4.0]])
     relevant = [np.array([0, 3]), np.array([0, 3])]  # top 2: {0, 1} and {3, 2}
     marked = [np.array([False, True]), np.array([True, False])]
-    out = hit_rates(scores, relevant, marked, k=2)
+    out = hit_rates(top_columns(scores, 2), relevant, marked, k=2)
     assert out["hit_rate@2"] == 0.5  # positives 0 (user 0) and 3 (user 1) are in; 3 (user 0) and 0 (user 1) are not
     assert out["new_item_hit_rate@2"] == 0.0 and out["new_item_share_of_positives"] == 0.5
