@@ -10,7 +10,7 @@ full generator's proxy, started from the similarity anchor) and the cold-aware g
 trained without pseudo-cold augmentation and the diffusion started from pure noise as ablations.
 Writes bench/results/<out>.{json,md,png} (default quality_movielens), titled with the dataset's name.
 
-    python bench/quality.py [--seeds 0 1 2] [--only full CB2CF ...] [--merge]
+    python bench/quality.py [--seeds 0 1 2] [--only full CB2CF ...] [--merge]   # --merge: more rows, or more seeds
     python bench/quality.py --data DIR --format generic --out quality_mydata   # your own catalogue
 """
 
@@ -37,7 +37,7 @@ METRICS = ("recall@10", "ndcg@10", "recall@20", "ndcg@20")
 HIT_RATES = ("hit_rate@20", "new_item_hit_rate@20", "new_item_share_of_positives")  # all scenario only
 SCENARIOS = ("cold", "warm", "all")
 BASELINES = ("random", "content-kNN", "CB2CF", "DropoutNet", "CLCRec", "skeleton MLP (BPR+MSE)")
-FULL = "proxy generator (MF)"
+FULL = "proxy generator"  # the validation-chosen generator, on the validation-chosen ID model
 ABLATIONS = {  # name -> settings changed from the full generator
     "w/o MoE (one linear expert)": {"proxy_experts": 1, "proxy_top_k": 1},
     "MoE top-2 (K=4, k=2)": {"proxy_top_k": 2},
@@ -53,8 +53,8 @@ ROBUST = "full, 50% test images removed"
 LIGHTGCN = "proxy generator (LightGCN)"
 DIFFUSION = ("proxy + diffusion (average)", "proxy + diffusion + cold-aware gate", "  gate w/o augmentation",
              "  gate, diffusion w/o anchor (pure-noise start)")
-CALIBRATED = "proxy + diffusion + gate + calibration (default)"
-METHODS = BASELINES + (FULL, LIGHTGCN, *ABLATIONS, ROBUST, *DIFFUSION, CALIBRATED)
+CALIBRATED = "default: validation-chosen + calibration"  # what the package serves
+METHODS = BASELINES + (CALIBRATED, FULL, LIGHTGCN, *ABLATIONS, ROBUST, *DIFFUSION)
 
 
 def served(model, features, item_emb, cold, mask=None) -> np.ndarray:
@@ -86,7 +86,11 @@ def run_seed(seed: int, only: set[str] | None, data: dict) -> tuple[dict[str, di
               f" | all R@20 {every['recall@20']:.4f} NDCG@20 {every['ndcg@20']:.4f}"
               f" new-item hit@20 {every['new_item_hit_rate@20']:.4f} (all {every['hit_rate@20']:.4f})", flush=True)
 
-    score(FULL, served(r.proxy, f, I, cold))  # the generator's proxy alone (the experts have their own rows)
+    score(CALIBRATED, r.served_item_emb())  # what the package serves
+    res["_choices"] = {"selection": r.metrics["selection"], "id_model": r.metrics["id_model"]["type"],
+                       "id_fallback": r.metrics["id_model"].get("fallback")}
+    print(f"seed {seed} chose on validation: {res['_choices']}", flush=True)
+    score(FULL, served(r.proxy, f, I, cold))  # the (validation-chosen) generator's proxy alone
     if want("random"):
         score("random", random_embeddings(I, cold, seed))
     if want("content-kNN"):
@@ -108,7 +112,11 @@ def run_seed(seed: int, only: set[str] | None, data: dict) -> tuple[dict[str, di
         score(ROBUST, served(r.proxy, f, I, cold, mask))
     for name, over in ABLATIONS.items():
         if want(name):
-            model, _ = fit_generator(f, sp, U, I, s.model_copy(update=over), desc=name)
+            # the single-modality generators training already fitted (as served: routed to the fused one
+            # for items without that modality), else fitted here
+            model = r.generators.get(over.get("proxy_modalities"))
+            if model is None:
+                model, _ = fit_generator(f, sp, U, I, s.model_copy(update=over), desc=name)
             score(name, served(model, f, I, cold))
     if any(want(m) for m in DIFFUSION):
         diffusion_rows(r, cold, score, want)
@@ -138,9 +146,7 @@ def diffusion_rows(result, cold, score, want) -> None:
         return out
 
     score(DIFFUSION[0], with_cold(0.5 * (ex.proxy[cold] + ex.diffusion[cold])))
-    score(DIFFUSION[1], with_cold(served_cold(ex, cold)[0]))
-    if result.calibration is not None and result.experts is not None:
-        score(CALIBRATED, result.served_item_emb())  # what the default package serves
+    score(DIFFUSION[1], with_cold(served_cold(replace(ex, choice="gate"), cold)[0]))
     if want(DIFFUSION[2]):
         stacked, available = ex.stacked(I, sp.warm_items, n)
         gate, _ = train_gate(stacked, available, ex.features, U, sp, s.model_copy(update={"gate_aug_ratio": 0.0}), desc="gate w/o aug")
@@ -216,16 +222,20 @@ def main() -> None:
     t = time.time()
     runs = [run_seed(seed, set(a.only) if a.only else None, data) for seed in a.seeds]
     per_seed, dataset = [res for res, _ in runs], runs[0][1]
+    seeds = a.seeds
     if a.merge and (RESULTS / f"{a.out}.json").exists():
         old = json.loads((RESULTS / f"{a.out}.json").read_text())
-        if old["seeds"] != a.seeds:
-            raise SystemExit(f"--merge needs the same seeds as the file ({old['seeds']})")
-        per_seed = [prev | new for prev, new in zip(old["per_seed"], per_seed)]
+        if old["seeds"] == a.seeds:  # more rows for the same seeds
+            per_seed = [prev | new for prev, new in zip(old["per_seed"], per_seed)]
+        elif not set(old["seeds"]) & set(a.seeds):  # more seeds (e.g. each run on a core of its own)
+            seeds, per_seed = old["seeds"] + a.seeds, old["per_seed"] + per_seed
+        else:
+            raise SystemExit(f"--merge needs the file's seeds ({old['seeds']}) or none of them")
     summary = summarise(per_seed)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    table = markdown(summary, a.seeds)
+    table = markdown(summary, seeds)
     (RESULTS / f"{a.out}.json").write_text(json.dumps(
-        {"dataset": dataset, "seeds": a.seeds, "seconds": time.time() - t, "summary": summary,
+        {"dataset": dataset, "seeds": seeds, "seconds": time.time() - t, "summary": summary,
          "per_seed": per_seed}, indent=2, default=float))
     (RESULTS / f"{a.out}.md").write_text(f"# Cold-start quality, {dataset}\n" + table)
     plot(summary, RESULTS / f"{a.out}.png", dataset)

@@ -52,6 +52,9 @@ class TrainSettings(BaseSettings):
     id_batch: int = 2048
     eval_every: int = 5
     patience: int = 4
+    id_fallback: bool = Field(True, description="when the ID model is not clearly better than popularity and random "
+                              "on warm validation, also train the other ID model and a more regularised one, and "
+                              "keep the validation-best")
 
     # proxy generator (MAMEX adapters + fusion, IDProxy coarse -> fine); ablations switch parts off
     proxy_experts: int = Field(4, description="K experts per modality (MAMEX: 4, 6, 8)")
@@ -96,6 +99,13 @@ class TrainSettings(BaseSettings):
     gate_batch: int = 1024
     gate_aug_ratio: float = Field(0.5, description="pseudo-cold triples per real one (eta, eq. 23)")
     gate_aug_alpha: float = Field(0.4, description="lambda ~ Beta(alpha, alpha) for pseudo-cold items")
+    served: Literal["auto", "gate", "proxy", "diffusion", "anchor"] = Field(
+        "auto", description="what a new item is served: the validation-best of the gate's mix and each single "
+        "expert (auto), or that one; the package records the choice and every candidate's validation score")
+    select_modalities: bool = Field(False, description="also train text-only and image-only generators and serve "
+                                    "the validation-best of the three; off by default: on MovieLens it chose text-only "
+                                    "on validation for 3 of 3 seeds and lost on test on 2 (early stopping on the same "
+                                    "validation split biases the choice; bench/results/quality_movielens_select_modalities.md)")
     calibration: bool = Field(True, description="fit the affine map of new items' vectors to the warm items' "
                               "score scale on the validation all-items ranking (models/items/calibration.py)")
 
@@ -150,6 +160,8 @@ class ServiceSettings(BaseSettings):
         validation_alias=AliasChoices("REDIS_URL", "COLDPROXY_REDIS_URL", "redis_url"),
     )
     redis_prefix: str = "coldproxy"
+    sync_stream_maxlen: int = Field(100_000, ge=100, description="entries kept (about) in each catalogue's event "
+                                    "stream; a replica further behind reloads the whole set from Redis")
     allow_memory_store: bool = Field(False, description="fall back to an in-process store without Redis")
     host: str = "127.0.0.1"
     port: int = 8000
@@ -192,7 +204,7 @@ class ServiceSettings(BaseSettings):
                             f"({MEASURED})")
     batch_workers: int = Field(2, description="micro-batches run concurrently")
     local_reads: bool = Field(True, description="answer GET / rank for cold items this replica has indexed from memory "
-                              "(kept in step with Redis by pub/sub); off: every cold read goes to Redis")
+                              "(kept in step with Redis by its event stream); off: every cold read goes to Redis")
     bundle_package_dir: Path | None = Field(
         REPO_ROOT / "artifacts" / "bundle_package",
         validation_alias=AliasChoices("bundle_package_dir", "COLDPROXY_BUNDLE_PACKAGE_DIR",

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-EXPERTS = ("id", "proxy", "diffusion")
+EXPERTS = ("id", "proxy", "diffusion", "anchor")  # anchor: content-kNN, the mean ID embedding of similar warm items
+CONTENT_EXPERTS = EXPERTS[1:]  # what a new item has
 GATE_FEATURES = ("log1p_count", "has_text", "has_image")
 
 

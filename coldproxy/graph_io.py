@@ -7,8 +7,9 @@ cannot drift apart.
 * proxy model:   text_features, image_features, text_layers, image_stages, modality_mask [B, 2]
                  -> proxy [B, d], fusion_weights [B, 2] (text, image)
 * sampler:       anchor [B, d], condition [B, d] -> diffusion [B, d]  (DPM-Solver++ steps unrolled)
-* gate:          gate_features [B, 3], expert_available [B, 3], id_embedding, proxy, diffusion [B, d]
-                 -> embedding [B, d], expert_weights [B, 3] (id, proxy, diffusion)
+* gate:          gate_features [B, 3], expert_available [B, 4], id_embedding, proxy, diffusion, anchor [B, d]
+                 -> embedding [B, d], expert_weights [B, 4] (id, proxy, diffusion, anchor); packages built
+                 before the anchor expert have no ``anchor`` input and 3 weights
 * bundle gate:   bundle_features [B, 1], item_features [B, 2], bundle_prior, bundle_diffusion, item_prior,
                  item_diffusion [B, d] -> embedding [B, 2d], view_weights, bundle_view_weights,
                  item_view_weights [B, 2]
@@ -24,7 +25,7 @@ PROXY_INPUTS = ["text_features", "image_features", "text_layers", "image_stages"
 PROXY_OUTPUTS = ["proxy", "fusion_weights"]
 SAMPLER_INPUTS = ["anchor", "condition"]
 SAMPLER_OUTPUTS = ["diffusion"]
-GATE_INPUTS = ["gate_features", "expert_available", "id_embedding", "proxy", "diffusion"]
+GATE_INPUTS = ["gate_features", "expert_available", "id_embedding", "proxy", "diffusion", "anchor"]
 GATE_OUTPUTS = ["embedding", "expert_weights"]
 BUNDLE_GATE_INPUTS = ["bundle_features", "item_features", "bundle_prior", "bundle_diffusion", "item_prior",
                       "item_diffusion"]

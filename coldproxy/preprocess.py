@@ -22,18 +22,32 @@ PIXEL_SCALE = 128.0
 IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP")
 
 
+def draft_scale(img: Image.Image) -> int:
+    """How much a JPEG is reduced while decoding (1, 2, 4 or 8: libjpeg's DCT scaling): the most that
+    keeps both sides at least ``IMAGE_SIZE``, since the image is resized to that anyway. Other formats: 1."""
+    if img.format != "JPEG":
+        return 1
+    scale = 1
+    while scale < 8 and min(img.width, img.height) // (2 * scale) >= IMAGE_SIZE:
+        scale *= 2
+    return scale
+
+
 def image_pixels(data: bytes) -> int:
-    """Width x height from the image's header alone (microseconds, nothing decoded); 0 when the header
-    cannot be read (``decode_image`` then says why)."""
+    """Pixels ``decode_image`` will hold for this image, from its header alone (microseconds, nothing
+    decoded): width x height, reduced by the JPEG draft scale; 0 when the header cannot be read
+    (``decode_image`` then says why)."""
     try:
         with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as img:
-            return int(img.width) * int(img.height)
+            s = draft_scale(img)
+            return -(-int(img.width) // s) * -(-int(img.height) // s)
     except Exception:
         return 0
 
 
 def decode_image(data: bytes, max_pixels: int = 40_000_000) -> Image.Image:
-    """Decode and fully load an image, refusing unknown formats and decompression bombs."""
+    """Decode and fully load an image, refusing unknown formats and decompression bombs; a JPEG much
+    larger than ``IMAGE_SIZE`` is decoded reduced (``draft_scale``)."""
     if not data:
         raise ImageError("image is empty")
     try:
@@ -42,6 +56,8 @@ def decode_image(data: bytes, max_pixels: int = 40_000_000) -> Image.Image:
             img = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
             if img.width * img.height > max_pixels:
                 raise ImageError(f"image has {img.width}x{img.height} pixels, limit is {max_pixels}")
+            if (scale := draft_scale(img)) > 1:  # decode a large JPEG at 1/2..1/8 size: a fraction of the memory
+                img.draft(img.mode, (-(-img.width // scale), -(-img.height // scale)))
             img.load()
     except ImageError:
         raise

@@ -51,9 +51,10 @@ def export_sampler(module, path: Path) -> Path:
 
 
 def export_gate(gate, dim: int, path: Path) -> Path:
-    """``gate``: a ``models.gate.ColdAwareGate``."""
+    """``gate``: a ``models.gate.ColdAwareGate`` over the experts of ``coldproxy.experts.EXPERTS``, or a
+    wrapper of one with the same inputs."""
     n_f, n_e = gate.lin.in_features, gate.lin.out_features
-    args = (torch.zeros(2, n_f), torch.ones(2, n_e), torch.zeros(2, dim), torch.zeros(2, dim), torch.zeros(2, dim))
+    args = (torch.zeros(2, n_f), torch.ones(2, n_e), *(torch.zeros(2, dim) for _ in range(n_e)))
     return export_graph(gate, args, path, GATE_INPUTS, GATE_OUTPUTS, {name: {0: "batch"} for name in GATE_INPUTS + GATE_OUTPUTS})
 
 

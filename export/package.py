@@ -24,9 +24,10 @@ from models.data import load_dataset
 from models.encoders import (IMAGE_DIM, IMAGE_ENCODER, IMAGE_STAGE_DIM, TEXT_DIM, TEXT_ENCODER, TEXT_LAYERS, ImageEncoder,
                              TextEncoder, text_model_dir, tokenizer)
 from models.diffusion import NoiseSchedule
-from coldproxy.experts import EXPERTS, GATE_FEATURES
+from coldproxy.experts import CONTENT_EXPERTS, EXPERTS, GATE_FEATURES
 from models.samplers import UnrolledSampler, make_plan
 from models.items.calibration import Calibration, CalibratedGate, CalibratedProxy
+from models.items.generator import RoutedGenerator
 from models.items.train import load_experts, load_proxy
 
 
@@ -73,7 +74,7 @@ def build_package(settings) -> Path:
         raise ParityError(f"ONNX vs torch max |delta| over {settings.parity_tolerance}: {bad}")
 
     metrics = json.loads((work / "metrics.json").read_text())
-    metrics_keys = ("test", "test_uncalibrated", "calibration", "id_model", "proxy", "split") + (
+    metrics_keys = ("test", "test_uncalibrated", "calibration", "id_model", "proxy", "selection", "split") + (
         ("diffusion", "gate") if experts else ())
     files = {c: sha256_file(stage / n) for c, n in (COMPONENTS | (EXPERT_COMPONENTS if experts else {})).items()}
     now = datetime.now(timezone.utc)
@@ -82,8 +83,8 @@ def build_package(settings) -> Path:
         created_at=now.isoformat(),
         dims=Dims(id_dim=proxy.out_dim, text_dim=TEXT_DIM, image_dim=IMAGE_DIM, text_layers=TEXT_LAYERS,
                   image_stage_dim=IMAGE_STAGE_DIM),
-        encoders={"text": TEXT_ENCODER, "image": IMAGE_ENCODER, "proxy": "moe-fusion-coarse-fine" if proxy.cfg.fine
-                  else "moe-fusion-coarse", "id_model": metrics["id_model"]["type"]},
+        encoders={"text": TEXT_ENCODER, "image": IMAGE_ENCODER, "proxy": generator_name(proxy),
+                  "id_model": metrics["id_model"]["type"]},
         preprocessing=preprocessing_manifest(settings.text_max_len),
         files=files,
         parity=report,
@@ -95,6 +96,14 @@ def build_package(settings) -> Path:
     write_manifest(stage, manifest)
     load_package(stage)  # the service's own check, before the package replaces the old one
     return replace_dir(stage, out)
+
+
+def generator_name(proxy) -> str:
+    """The served generator in words: "moe-fusion-coarse[-fine]", or "<modality>-only ... (fused where absent)"."""
+    name = "moe-fusion-coarse-fine" if proxy.cfg.fine else "moe-fusion-coarse"
+    if isinstance(proxy, RoutedGenerator):
+        return f"{('text', 'image')[proxy.modality]}-only {name} (the fused generator where that modality is absent)"
+    return name
 
 
 def package_version(files: dict[str, str], now: datetime) -> str:
@@ -129,6 +138,7 @@ def _export_experts(work: Path, stage: Path, dim: int, report: dict, calibration
     if loaded is None:
         return None
     den, gate, kw, anchor_n = loaded
+    served = gate.choice
     if calibration is not None:
         gate = CalibratedGate(gate, calibration).eval()
     if kw["method"] == "ddpm":
@@ -141,8 +151,8 @@ def _export_experts(work: Path, stage: Path, dim: int, report: dict, calibration
     report["sampler"] = parity(sampler, stage / EXPERT_COMPONENTS["sampler"], {k: real[k] for k in SAMPLER_INPUTS})
     gate_feeds = {k: real[k] for k in GATE_INPUTS}
     report["gate"] = parity(gate, stage / EXPERT_COMPONENTS["gate"], gate_feeds)
-    cold = gate_feeds | {"expert_available": gate_feeds["expert_available"] * np.array([0, 1, 1], np.float32)}
+    cold = gate_feeds | {"expert_available": gate_feeds["expert_available"] * np.array([0] + [1] * len(CONTENT_EXPERTS), np.float32)}
     report["gate_without_id"] = parity(gate, stage / EXPERT_COMPONENTS["gate"], cold)
-    return {"sampler": kw, "denoiser": den.cfg.to_dict(), "anchor_n": anchor_n, "experts": list(EXPERTS),
+    return {"sampler": kw, "denoiser": den.cfg.to_dict(), "anchor_n": anchor_n, "experts": list(EXPERTS), "served": served,
             "gate_features": list(GATE_FEATURES),
             "calibration": None if calibration is None else {"scale": calibration.scale, "shift": calibration.shift}}

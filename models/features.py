@@ -20,7 +20,7 @@ from coldproxy.ort import make_session
 from coldproxy.preprocess import load_image_file
 from models.encoders import IMAGE_DIM, IMAGE_ENCODER, IMAGE_STAGE_DIM, TEXT_DIM, TEXT_ENCODER, TEXT_LAYERS, tokenizer
 
-FEATURES_VERSION = 2  # 2: multi-layer text states and image stage outputs beside the final features
+FEATURES_VERSION = 3  # 2: multi-layer text states and image stage outputs; 3: large JPEGs decoded reduced (draft)
 FIELDS = ("text", "image", "text_layers", "image_stages", "has_text", "has_image")
 
 

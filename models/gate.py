@@ -1,8 +1,10 @@
 """Cold-aware gate over experts (MoDiffE §4.3.1, eq. 18) and its training with cold-start gating
 augmentation (§4.4.2, eq. 23).
 
-Experts, in this order: the item's ID embedding (only when it has one), the content proxy, and the
-diffusion proxy. The gate is a linear map of cold-aware features — log(1 + interaction count), text
+Experts, in this order (``coldproxy.experts.EXPERTS``): the item's ID embedding (only when it has
+one), the content proxy, the diffusion proxy, and the similarity anchor itself (content-kNN: the mean
+ID embedding of the most similar warm items, the strongest signal where items come in near-duplicate
+variants; issue 21). The gate is a linear map of cold-aware features — log(1 + interaction count), text
 present, image present — followed by a softmax over the *available* experts (an absent ID
 embedding is masked out, never weighted as zeros). The served embedding is Σ_k g_k · expert_k.
 
@@ -36,11 +38,17 @@ class ColdAwareGate(nn.Module):
         logits = self.lin(features) + (available - 1.0) * 1e4
         return torch.softmax(logits, dim=-1) * available
 
-    def forward(self, features, available, id_embedding, proxy, diffusion):
-        """Serving graph: (features [B,3], available [B,3], three experts [B,d]) -> (embedding, weights)."""
-        w = self.weights(features, available)
-        emb = w[:, 0:1] * id_embedding + w[:, 1:2] * proxy + w[:, 2:3] * diffusion
-        return emb, w
+    def forward(self, features, available, *experts):
+        """Serving graph: (features [B,3], available [B,K], K experts [B,d]) -> (embedding, weights)."""
+        return mix(self.weights(features, available), experts)
+
+
+def mix(weights: torch.Tensor, experts) -> tuple[torch.Tensor, torch.Tensor]:
+    """(Σ_k w_k · expert_k, w) for weights [B, K] and K experts [B, d]."""
+    emb = weights[:, 0:1] * experts[0]
+    for k in range(1, len(experts)):
+        emb = emb + weights[:, k : k + 1] * experts[k]
+    return emb, weights
 
 
 class PositivesByUser:
@@ -75,7 +83,8 @@ class PositivesByUser:
 
 def train_gate(experts: np.ndarray, available: np.ndarray, features: np.ndarray, user_emb: np.ndarray,
                split: ColdStartSplit, settings, progress: bool = True, desc: str = "cold-aware gate") -> tuple[ColdAwareGate, dict]:
-    """``experts`` [N, 3, d], ``available`` [N, 3], ``features`` [N, 3] over all items (rows = item index)."""
+    """``experts`` [N, K, d] (the ID embedding first), ``available`` [N, K], ``features`` [N, 3] over all
+    items (rows = item index)."""
     rng = seed_everything(settings.seed)
     gate = ColdAwareGate(features.shape[1], experts.shape[1])
     opt = torch.optim.Adam(gate.parameters(), lr=settings.gate_lr)
@@ -86,7 +95,8 @@ def train_gate(experts: np.ndarray, available: np.ndarray, features: np.ndarray,
     n_aug = int(round(settings.gate_aug_ratio * settings.gate_batch))
     beta = torch.distributions.Beta(torch.tensor(settings.gate_aug_alpha), torch.tensor(settings.gate_aug_alpha))
     torch.manual_seed(settings.seed)
-    no_id = torch.tensor([0.0, 1.0, 1.0])
+    no_id = torch.ones(experts.shape[1])
+    no_id[0] = 0.0
 
     def embed(items_a, items_b=None, lam=None):
         if items_b is None:

@@ -132,3 +132,26 @@ def id_model_diagnostics(ndcg: float, n_users: int, n_items: int, split: ColdSta
                           "imitates it; try id_model=lightgcn, more data per user, or stronger regularisation")
         log.warning("%s", out["warning"])
     return out
+
+
+def train_id_model_checked(n_users: int, n_items: int, split: ColdStartSplit, settings, progress: bool = True
+                           ) -> tuple[np.ndarray, np.ndarray, dict]:
+    """``train_id_model``; when its diagnostics say it learnt nothing that generalises and
+    ``settings.id_fallback`` is on, also the other architecture and the same one with 10x the L2,
+    keeping the warm-validation best (the test split is never looked at). The log's ``type`` names
+    what was kept; ``fallback`` every candidate's warm-validation NDCG@20."""
+    U, I, first = train_id_model(n_users, n_items, split, settings, progress)
+    first["type"] = settings.id_model
+    if first["diagnostics"]["learnt"] or not settings.id_fallback:
+        return U, I, first
+    other = "lightgcn" if settings.id_model == "mf" else "mf"
+    tried = {settings.id_model: (U, I, first)}
+    for name, update in ((other, {"id_model": other}), (f"{settings.id_model}-l2x10", {"id_reg": 10 * settings.id_reg})):
+        Un, In, lg = train_id_model(n_users, n_items, split, settings.model_copy(update=update), progress)
+        tried[name] = (Un, In, lg | {"type": update.get("id_model", settings.id_model)})
+    best = max(tried, key=lambda k: tried[k][2]["best_warm_val_ndcg@20"])
+    U, I, chosen = tried[best]
+    chosen["fallback"] = {"chosen": best, "chosen_on": "warm-validation NDCG@20",
+                          "warm_val_ndcg@20": {k: v[2]["best_warm_val_ndcg@20"] for k, v in tried.items()}}
+    log.warning("ID model fallback: kept %s (warm-validation NDCG@20 %s)", best, chosen["fallback"]["warm_val_ndcg@20"])
+    return U, I, chosen

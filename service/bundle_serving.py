@@ -15,6 +15,7 @@ from coldproxy.bundle_package import VIEW_EXPERTS, VIEWS, BundleEmbedder, Bundle
 from coldproxy.config import ServiceSettings
 from coldproxy.errors import Conflict, InvalidInput, TooLarge, UnknownMembers
 from service.storage.catalog import Catalog
+from service.engine.graph_threads import Admission
 from service.metrics import Metrics
 from service.schemas import BundleOut
 from service.storage.store import StoredItem, open_store
@@ -22,8 +23,9 @@ from service.storage.store import StoredItem, open_store
 
 class BundleServing:
     @classmethod
-    async def open(cls, settings: ServiceSettings, metrics: Metrics) -> "BundleServing":
+    async def open(cls, settings: ServiceSettings, metrics: Metrics, admission: Admission) -> "BundleServing":
         self = cls()
+        self.admission = admission
         self.package = await to_thread.run_sync(load_bundle_package, settings.bundle_package_dir)
         self.version = self.package.version
         self.embedder = await to_thread.run_sync(lambda: BundleEmbedder(self.package, settings.ort_options()))
@@ -51,8 +53,9 @@ class BundleServing:
         return np.array([self.item_row[i] for i in distinct], np.int64)
 
     async def embed(self, rows: list[np.ndarray]) -> BundleVectors:
-        with self.metrics.time_stage("bundle_embed"):
-            return await to_thread.run_sync(self.embedder.embed, rows)
+        async with self.admission.admit(len(rows)):
+            with self.metrics.time_stage("bundle_embed"):
+                return await to_thread.run_sync(self.embedder.embed, rows)
 
     async def create(self, bundle_id: str, item_ids: list[str], overwrite: bool, max_members: int) -> BundleOut:
         """A new bundle's vector from its members, stored with them in Redis and indexed here: 409 for a

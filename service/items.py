@@ -74,7 +74,7 @@ async def store_embedded(serving: Serving, item_id: str, overwrite: bool, result
     record = StoredItem(emb, result.modalities)
     if result.parts:  # a package with a cold-aware gate: keep what re-gating the item needs
         record = StoredItem(emb, result.modalities, result.parts["proxy"], result.parts["diffusion"],
-                            [float(a) for a in result.fusion_weights], 0)
+                            [float(a) for a in result.fusion_weights], 0, anchor=result.parts.get("anchor"))
     if not await serving.items.put(item_id, record, overwrite):
         raise Conflict(f"item {item_id} already exists for model package {serving.version}; send overwrite=true to replace it")
     return item_out(serving, item_id, emb, result.modalities, result.fusion_weights, result.expert_weights)
@@ -89,7 +89,8 @@ async def ingest(serving: Serving, item: NewItem) -> ItemOut:
     async with serving.decode_budget.reserve(pixels):
         prepared = await to_thread.run_sync(serving.pipeline.prepare, item.text, item.image)
     if serving.batcher is None:
-        result = (await serving.graphs.run(serving.pipeline.infer, [prepared]))[0]
+        async with serving.admission.admit(1):
+            result = (await serving.graphs.run(serving.pipeline.infer, [prepared]))[0]
     else:
         result = await serving.batcher.submit(prepared)
     return await store_embedded(serving, item.item_id, item.overwrite, result)
@@ -111,7 +112,7 @@ async def ingest_many(serving: Serving, items: list[NewItem | BatchResult]) -> l
     embedded = []
     if todo:
         pixels = sum(image_pixels(it.image) for _, it in todo if it.image is not None)
-        async with serving.decode_budget.reserve(pixels):
+        async with serving.admission.admit(len(todo)), serving.decode_budget.reserve(pixels):
             embedded = await serving.graphs.run(serving.pipeline.embed_many, [(it.text, it.image) for _, it in todo])
 
     async def one(position: int, it: NewItem, result) -> None:
@@ -143,11 +144,13 @@ async def record_interactions(serving: Serving, item_id: str, count: int, id_emb
     rec = await serving.items.store.get_record(item_id)
     if rec is None:
         raise NotFound(f"unknown item {item_id}; POST /v1/items first")
-    if not rec.has_experts(dim):
+    if not rec.has_experts(dim, serving.pipeline.gate_has_anchor):
         raise Conflict(f"item {item_id} has no usable stored expert outputs; re-POST it with overwrite=true")
     mask = np.array([[float("text" in rec.modalities), float("image" in rec.modalities)]], np.float32)
-    emb, weights = await serving.graphs.run(serving.pipeline.regate, rec.proxy[None], rec.diffusion[None], mask,
-                                            np.array([count]), None if id_emb is None else id_emb[None])
+    anchor = rec.anchor[None] if rec.anchor is not None else None
+    async with serving.admission.admit(1):
+        emb, weights = await serving.graphs.run(serving.pipeline.regate, rec.proxy[None], rec.diffusion[None], anchor, mask,
+                                                np.array([count]), None if id_emb is None else id_emb[None])
     emb, weights = emb[0], weights[0]
     await serving.items.put(item_id, replace(rec, embedding=emb, interactions=count,
                                              id_embedding=rec.id_embedding if id_emb is None else id_emb), True)

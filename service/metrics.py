@@ -24,6 +24,8 @@ class Metrics:
         self.queue_depth = Gauge("coldproxy_batch_queue_depth", "Items waiting for the micro-batcher", registry=r)
         self.items_indexed = Gauge("coldproxy_index_items", "Entries in the FAISS index by catalog and kind", ["catalog", "kind"],
                                    registry=r)
+        self.sync_reloads = Counter("coldproxy_sync_reloads_total", "Full index reloads from the store by catalog: start-up, "
+                                    "and a replica that fell behind the trimmed event stream", ["catalog"], registry=r)
 
     @contextmanager
     def time_stage(self, stage: str):

@@ -94,6 +94,9 @@ class ModelOut(BaseModel):
         None, description="the package's calibration of new items to the warm items' score scale (scale, shift), "
                           "chosen on validation; null when it has none")
     cold_boost: float = Field(0.0, description="COLDPROXY_COLD_BOOST: extra exposure for new items (0: none)")
+    selection: dict | None = Field(
+        None, description="what a new item is served (served: the gate's mix or one expert; generator: the fused or a "
+        "single-modality generator), chosen on validation, with every candidate's validation-cold NDCG@20")
     warnings: list[str] = Field(default_factory=list, description="what training found wrong with this package, e.g. an "
                                 "ID model no better than popularity on warm validation")
     bundle_recommender: dict | None = Field(

@@ -24,7 +24,7 @@ from service.engine.batcher import MicroBatcher
 from service.engine.decode_budget import DecodeBudget
 from service.bundle_serving import BundleServing
 from service.storage.catalog import Catalog
-from service.engine.graph_threads import GraphThreads
+from service.engine.graph_threads import Admission, GraphThreads
 from service.metrics import Metrics
 from service.engine.pipeline import ProxyPipeline
 from service.storage.store import open_store
@@ -58,6 +58,7 @@ class Serving:
         # OpenMP's thread count is per calling thread: set here on every graph thread too, or the anchor
         # searches there run multi-threaded FAISS beside the encoders (bench/results/design_measurements.md)
         self.graphs = GraphThreads(settings.batch_workers, lambda: faiss.omp_set_num_threads(settings.faiss_threads))
+        self.admission = Admission(settings.batch_queue_max)
         t = time.perf_counter()
         largest = max(settings.batch_max_size, settings.max_batch_items)
         shapes = await self.graphs.on_every_thread(lambda: self.pipeline.warm_up(largest))
@@ -78,7 +79,7 @@ class Serving:
                                  metrics, settings.local_reads)
             n_cold = await self.items.start()
             if settings.bundle_package_dir is not None and Path(settings.bundle_package_dir).exists():
-                self.bundles = await BundleServing.open(settings, metrics)
+                self.bundles = await BundleServing.open(settings, metrics, Admission(settings.batch_queue_max))
         except Exception:
             await self.close()
             raise

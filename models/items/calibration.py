@@ -101,12 +101,14 @@ class CalibratedProxy(nn.Module):
 
 
 class CalibratedGate(nn.Module):
-    """The cold-aware gate with its content experts (proxy, diffusion) calibrated; the ID expert as is."""
+    """The cold-aware gate with its content experts (proxy, diffusion, anchor) calibrated; the ID expert as
+    is. For a new item the weights sum to one over the content experts, so this is the calibration of
+    the served mix that ``fit_calibration`` chose."""
 
     def __init__(self, gate: nn.Module, calibration: Calibration):
         super().__init__()
         self.gate, self.calibrate = gate, _Calibrate(calibration)
         self.lin = gate.lin  # the graph's input and output widths, for export
 
-    def forward(self, features, available, id_embedding, proxy, diffusion):
-        return self.gate(features, available, id_embedding, self.calibrate(proxy), self.calibrate(diffusion))
+    def forward(self, features, available, id_embedding, *content):
+        return self.gate(features, available, id_embedding, *(self.calibrate(e) for e in content))

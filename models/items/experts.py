@@ -1,6 +1,8 @@
 """Stages 3 and 4 of the pipeline (MoDiffE Alg. 3), on top of a trained ID model and generator:
 the diffusion expert conditioned on the item's content proxy, started from its similarity anchor,
-then the cold-aware gate over {ID embedding, content proxy, diffusion proxy}.
+then the cold-aware gate over {ID embedding, content proxy, diffusion proxy, similarity anchor}, and
+the choice of what a new item is served, made on validation (``select_served``): the gate's mix, or a
+single expert when one alone scores higher there (issue 21: the default must not lose to its parts).
 
 ``Experts`` holds every item's expert outputs (row = item index) so the benchmark can rescore
 variants (another sampler, no gate) without retraining.
@@ -8,17 +10,19 @@ variants (another sampler, no gate) without retraining.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
+import torch
+from torch import nn
 
 from coldproxy.anchors import AnchorIndex, content_vectors
 from models.data import ColdStartSplit
 from models.diffusion import Denoiser, train_diffusion
 from models.evaluate import validation_cold_ndcg
 from models.features import Features
-from coldproxy.experts import cold_features
-from models.gate import ColdAwareGate, train_gate
+from coldproxy.experts import CONTENT_EXPERTS, EXPERTS, cold_features
+from models.gate import ColdAwareGate, mix, train_gate
 from models.samplers import sample, sampler_kwargs
 
 
@@ -32,12 +36,37 @@ class Experts:
     denoiser: Denoiser
     gate: ColdAwareGate | None
     logs: dict
+    choice: str = "gate"  # what a new item is served: "gate" or one of CONTENT_EXPERTS
 
     def stacked(self, item_emb: np.ndarray, warm: np.ndarray, n_items: int) -> tuple[np.ndarray, np.ndarray]:
-        available = np.zeros((n_items, 3), np.float32)
-        available[:, 1:] = 1.0
+        """[N, 4, d] experts in ``EXPERTS`` order and [N, 4] availability (the ID expert for warm rows only)."""
+        available = np.ones((n_items, len(EXPERTS)), np.float32)
+        available[:, 0] = 0.0
         available[warm, 0] = 1.0
-        return np.stack([item_emb, self.proxy, self.diffusion], axis=1), available
+        return np.stack([item_emb, self.proxy, self.diffusion, self.anchor], axis=1), available
+
+
+CHOICES = ("gate",) + CONTENT_EXPERTS
+
+
+class ServedGate(nn.Module):
+    """The package's gate graph: the learned gate, except that an item without an ID embedding gets the
+    chosen single expert when the validation choice is one (an item with one keeps the learned mix)."""
+
+    def __init__(self, gate: ColdAwareGate, choice: str = "gate"):
+        super().__init__()
+        self.gate, self.lin, self.choice = gate, gate.lin, choice  # lin: the graph's widths, for export
+        one_hot = torch.zeros(len(EXPERTS))
+        if choice != "gate":
+            one_hot[EXPERTS.index(choice)] = 1.0
+        self.register_buffer("one_hot", one_hot)
+
+    def forward(self, features, available, *experts):
+        w = self.gate.weights(features, available)
+        if self.choice != "gate":
+            new = 1.0 - available[:, 0:1]
+            w = new * self.one_hot + (1.0 - new) * w
+        return mix(w, experts)
 
 
 def anchors_for(features: Features, item_emb: np.ndarray, warm: np.ndarray, neighbours: int) -> np.ndarray:
@@ -71,15 +100,25 @@ def fit_experts(features: Features, split: ColdStartSplit, user_emb: np.ndarray,
 
 
 def served_cold(ex: Experts, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Gated embedding and expert weights for cold items (no ID embedding, count 0 at serving time);
-    without a gate, the plain average of the two proxies (MoDiffE's "w/o moe")."""
-    import torch
-
+    """Served embedding and expert weights for cold items (no ID embedding, count 0 at serving time):
+    the gate's graph with ``ex.choice``; without a gate, the plain average of the two proxies
+    (MoDiffE's "w/o moe")."""
     if ex.gate is None:
-        return 0.5 * (ex.proxy[items] + ex.diffusion[items]), np.tile([0.0, 0.5, 0.5], (len(items), 1)).astype(np.float32)
+        return 0.5 * (ex.proxy[items] + ex.diffusion[items]), np.tile([0.0, 0.5, 0.5, 0.0], (len(items), 1)).astype(np.float32)
     feats = cold_features(np.zeros(len(items)), ex.features[items, 1:])
-    avail = np.tile(np.array([0.0, 1.0, 1.0], np.float32), (len(items), 1))
+    avail = np.tile(np.array([0.0] + [1.0] * len(CONTENT_EXPERTS), np.float32), (len(items), 1))
     with torch.no_grad():
-        emb, w = ex.gate(*(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)) for x in
-                           (feats, avail, np.zeros_like(ex.proxy[items]), ex.proxy[items], ex.diffusion[items])))
+        emb, w = ServedGate(ex.gate, ex.choice)(*(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)) for x in (
+            feats, avail, np.zeros_like(ex.proxy[items]), ex.proxy[items], ex.diffusion[items], ex.anchor[items])))
     return emb.numpy(), w.numpy()
+
+
+def select_served(ex: Experts, user_emb: np.ndarray, split: ColdStartSplit) -> tuple[str, dict[str, float]]:
+    """The validation-best of the gate's mix and each single content expert for new items
+    (validation-cold NDCG@20); ties go to the gate. Returns (choice, every choice's score)."""
+    probe, v = np.zeros_like(ex.proxy), split.val_items
+    scores = {}
+    for choice in CHOICES:
+        probe[v] = served_cold(replace(ex, choice=choice), v)[0]
+        scores[choice] = validation_cold_ndcg(user_emb, probe, split)
+    return max(CHOICES, key=lambda c: scores[c]), scores

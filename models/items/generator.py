@@ -175,10 +175,32 @@ class ProxyGenerator(nn.Module):
         return _Serving(self)
 
 
+class RoutedGenerator(nn.Module):
+    """A single-modality generator wherever its modality is present, the fused generator otherwise:
+    what a package serves when a single-modality generator won on validation, so that an item sent
+    with only the other modality still gets a proxy (and the choice cannot lose on such items)."""
+
+    def __init__(self, single: ProxyGenerator, fused: ProxyGenerator):
+        super().__init__()
+        if single.cfg.modalities not in ((1, 0), (0, 1)):
+            raise ValueError(f"routing needs a single-modality generator, not modalities {single.cfg.modalities}")
+        self.single, self.fused = single, fused
+        self.cfg, self.out_dim = single.cfg, single.out_dim
+        self.modality = single.cfg.modalities.index(1)
+
+    def forward(self, text, image, text_layers, image_stages, mask) -> dict[str, torch.Tensor]:
+        a, b = (g(text, image, text_layers, image_stages, mask) for g in (self.single, self.fused))
+        has = (mask[:, self.modality : self.modality + 1] > 0).to(mask.dtype)
+        return {k: has * a[k] + (1.0 - has) * b[k] for k in ("proxy", "alpha")}
+
+    def serving(self) -> nn.Module:
+        return _Serving(self)
+
+
 class _Serving(nn.Module):
     """What the model package's proxy graph computes: (proxy, fusion weights)."""
 
-    def __init__(self, gen: ProxyGenerator):
+    def __init__(self, gen: nn.Module):
         super().__init__()
         self.gen = gen
 

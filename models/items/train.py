@@ -1,4 +1,11 @@
-"""Staged training of the default item model: data -> split -> features -> ID model -> proxy generator.
+"""Staged training of the default item model: data -> split -> features -> ID model -> proxy generator
+-> diffusion expert + cold-aware gate -> served choice -> calibration.
+
+Every choice is made on validation (issue 21): the ID model falls back to another when it learnt
+nothing (``train_id_model_checked``); single-modality generators are trained beside the fused one
+and the validation-best is kept (``select_modalities``); what a new item is served -- the gate's mix
+or one expert -- is the validation-best (``select_served``); and ``check_selection`` fails the run
+loudly if the served choice scores below any candidate on validation.
 
 ``train`` returns everything in memory (the benchmark uses it directly); ``save_checkpoint`` writes
 what ``export`` needs into ``work_dir``: the generator's weights and config, the ID embeddings with
@@ -10,21 +17,22 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from models.data import ColdStartSplit, Dataset, cold_start_split, load_dataset
-from models.evaluate import evaluate_split
+from models.evaluate import evaluate_split, validation_cold_ndcg
 from models.diffusion import Denoiser, DenoiserConfig
 from models.items.calibration import FILE as CALIBRATION_FILE, Calibration, fit_calibration
-from models.items.experts import Experts, fit_experts, served_cold
+from models.items.experts import Experts, ServedGate, fit_experts, select_served, served_cold
 from models.gate import ColdAwareGate
 from models.features import EncoderGraphs, Features, extract_features
-from models.items.generator import GeneratorConfig, ProxyGenerator, layer_groups
-from models.idmodel import train_id_model
+from models.items.generator import GeneratorConfig, ProxyGenerator, RoutedGenerator, layer_groups
+from models.idmodel import train_id_model_checked
 from models.items.proxy_training import predict, train_proxy
 from models.samplers import sampler_kwargs
 
@@ -38,10 +46,11 @@ class TrainResult:
     features: Features
     user_emb: np.ndarray
     item_emb: np.ndarray  # ID embeddings, zero rows for cold items
-    proxy: ProxyGenerator
+    proxy: ProxyGenerator | RoutedGenerator  # the validation-chosen generator
     metrics: dict
     experts: Experts | None = None  # diffusion expert + cold-aware gate, when trained
     calibration: Calibration | None = None  # new items' vectors to the warm items' scale, when fitted
+    generators: dict = field(default_factory=dict)  # every candidate generator by modalities, as served (routed)
 
     def served_item_emb(self, calibrated: bool = True) -> np.ndarray:
         """What the service would answer per item: ID embedding if warm; for a cold item the proxy,
@@ -79,6 +88,36 @@ def fit_generator(features, split, user_emb, item_emb, settings, desc: str = "pr
                        weights=generator_weights(settings), desc=desc, progress=progress)
 
 
+def generator_candidates(features: Features, split: ColdStartSplit, user_emb: np.ndarray, item_emb: np.ndarray, settings,
+                         progress: bool = True) -> tuple[nn.Module, dict, dict[str, float], dict[str, nn.Module]]:
+    """The configured generator and, with ``select_modalities`` and both modalities in the data, a
+    text-only and an image-only one, each served through ``RoutedGenerator`` (the fused generator for
+    items without its modality). Returns the validation-best with its training log, and every
+    candidate's validation-cold NDCG@20 (keys "generator:<modalities>") and every candidate."""
+    fused, fused_log = fit_generator(features, split, user_emb, item_emb, settings, progress=progress)
+    fitted = {settings.proxy_modalities: (fused, fused_log)}
+    if settings.select_modalities and settings.proxy_modalities == "both" and features.has_text.any() and features.has_image.any():
+        for m in ("text", "image"):
+            single, lg = fit_generator(features, split, user_emb, item_emb, settings.model_copy(update={"proxy_modalities": m}),
+                                       desc=f"proxy generator ({m} only)", progress=progress)
+            fitted[m] = (RoutedGenerator(single, fused).eval(), lg)
+    scores, probe = {}, np.zeros_like(item_emb)
+    for m, (model, _) in fitted.items():
+        probe[split.val_items] = predict(model, features, split.val_items)
+        scores[f"generator:{m}"] = validation_cold_ndcg(user_emb, probe, split)
+    best = max(fitted, key=lambda m: scores[f"generator:{m}"])  # ties: the configured one
+    return fitted[best][0], fitted[best][1], scores, {m: model for m, (model, _) in fitted.items()}
+
+
+def check_selection(selection: dict) -> None:
+    """The served choice must score at least every candidate on validation; a run where it does not
+    is refused, not shipped (issue 21)."""
+    served, best = selection["validation"][selection["served"]], max(selection["validation"].values())
+    if served < best - 1e-9:
+        raise RuntimeError(f"the served choice {selection['served']} scores {served:.5f} validation-cold NDCG@20, "
+                           f"below a candidate's {best:.5f}: {selection['validation']}")
+
+
 def train(settings, encoder_graphs: EncoderGraphs, progress: bool = True) -> TrainResult:
     """Every stage on the settings' dataset; ``encoder_graphs`` (``export.encoders.encoder_graphs``) gives
     the ONNX encoders the features are computed with, on a feature-cache miss."""
@@ -87,14 +126,23 @@ def train(settings, encoder_graphs: EncoderGraphs, progress: bool = True) -> Tra
     split = cold_start_split(ds, settings.seed, settings.split_ratios)
     feats = extract_features(ds, encoder_graphs, settings.cache_dir, settings.text_max_len, settings.encode_batch, progress)
     t_feat = time.time()
-    U, I, id_log = train_id_model(ds.n_users, ds.n_items, split, settings, progress)
+    U, I, id_log = train_id_model_checked(ds.n_users, ds.n_items, split, settings, progress)
     t_id = time.time()
-    proxy, proxy_log = fit_generator(feats, split, U, I, settings, progress=progress)
+    proxy, proxy_log, candidates, generators = generator_candidates(feats, split, U, I, settings, progress)
+    selection = {"chosen_on": "validation-cold NDCG@20", "validation": dict(candidates),
+                 "generator": max(candidates, key=candidates.get).split(":")[1], "served": "proxy"}
+    selection["validation"]["proxy"] = max(candidates.values())
     t_proxy = time.time()
     experts = None
     if settings.diffusion:
         experts = fit_experts(feats, split, U, I, predict(proxy, feats, np.arange(ds.n_items)), settings, progress)
-    result = TrainResult(settings, ds, split, feats, U, I, proxy, {}, experts)
+        choice, scores = select_served(experts, U, split)
+        experts.choice = choice if settings.served == "auto" else settings.served
+        selection["validation"] |= scores
+        selection["served"] = experts.choice
+    if settings.served == "auto":
+        check_selection(selection)
+    result = TrainResult(settings, ds, split, feats, U, I, proxy, {}, experts, generators=generators)
     calibration_log = None
     if settings.calibration:
         result.calibration, calibration_log = fit_calibration(U, I, result.served_item_emb(), split)
@@ -105,8 +153,9 @@ def train(settings, encoder_graphs: EncoderGraphs, progress: bool = True) -> Tra
             "val_cold_items": len(split.val_items), "test_cold_items": len(split.test_items),
             "train_interactions": len(split.train),
         },
-        "id_model": {"type": f"{settings.id_model}-bpr", **{k: v for k, v in id_log.items() if k != "history"}},
+        "id_model": {**{k: v for k, v in id_log.items() if k != "history"}, "type": f"{id_log['type']}-bpr"},
         "proxy": {"type": "generator", "config": proxy.cfg.to_dict(), **{k: v for k, v in proxy_log.items() if k != "history"}},
+        "selection": selection,
         "test": evaluate_split(U, result.served_item_emb(), split),
         "test_uncalibrated": evaluate_split(U, result.served_item_emb(calibrated=False), split)["all"],
         "seconds": {"features": t_feat - t0, "id_model": t_id - t_feat, "proxy": t_proxy - t_id,
@@ -125,7 +174,7 @@ def train(settings, encoder_graphs: EncoderGraphs, progress: bool = True) -> Tra
 def save_checkpoint(result: TrainResult, work_dir: Path) -> Path:
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
-    torch.save({"state_dict": result.proxy.state_dict(), "config": result.proxy.cfg.to_dict()}, work_dir / "proxy.pt")
+    torch.save(generator_checkpoint(result.proxy), work_dir / "proxy.pt")
     if result.calibration is not None:
         result.calibration.save(work_dir)
     else:
@@ -144,7 +193,8 @@ def save_checkpoint(result: TrainResult, work_dir: Path) -> Path:
     if result.experts is not None:
         ex, s = result.experts, result.settings
         torch.save({"denoiser": ex.denoiser.state_dict(), "denoiser_config": ex.denoiser.cfg.to_dict(),
-                    "gate": ex.gate.state_dict(), "sampler": sampler_kwargs(s), "anchor_n": s.anchor_n}, work_dir / "experts.pt")
+                    "gate": ex.gate.state_dict(), "sampler": sampler_kwargs(s), "anchor_n": s.anchor_n, "served": ex.choice},
+                   work_dir / "experts.pt")
         stacked, available = ex.stacked(result.item_emb, warm, result.dataset.n_items)
         np.savez(work_dir / "parity_experts.npz", anchor=ex.anchor[k], condition=ex.proxy[k], gate_features=ex.features[k],
                  expert_available=available[k], id_embedding=stacked[k, 0], proxy=stacked[k, 1], diffusion=stacked[k, 2])
@@ -153,7 +203,7 @@ def save_checkpoint(result: TrainResult, work_dir: Path) -> Path:
 
 
 def load_experts(work_dir: Path):
-    """(denoiser, gate, sampler kwargs, anchor_n) from ``experts.pt``, or None when not trained."""
+    """(denoiser, served gate, sampler kwargs, anchor_n) from ``experts.pt``, or None when not trained."""
     path = Path(work_dir) / "experts.pt"
     if not path.exists():
         return None
@@ -162,12 +212,22 @@ def load_experts(work_dir: Path):
     den.load_state_dict(ck["denoiser"])
     gate = ColdAwareGate()
     gate.load_state_dict(ck["gate"])
-    return den.eval(), gate.eval(), ck["sampler"], ck["anchor_n"]
+    return den.eval(), ServedGate(gate.eval(), ck.get("served", "gate")).eval(), ck["sampler"], ck["anchor_n"]
 
 
-def load_proxy(work_dir: Path) -> ProxyGenerator:
-    ck = torch.load(Path(work_dir) / "proxy.pt", weights_only=True)
+def generator_checkpoint(model: nn.Module) -> dict:
+    """A generator's weights and config; a routed one's with its fused generator under "fused"."""
+    if isinstance(model, RoutedGenerator):
+        return generator_checkpoint(model.single) | {"fused": generator_checkpoint(model.fused)}
+    return {"state_dict": model.state_dict(), "config": model.cfg.to_dict()}
+
+
+def load_proxy(work_dir: Path, ck: dict | None = None) -> nn.Module:
+    """The served generator of a checkpoint: a ``ProxyGenerator``, or a ``RoutedGenerator``."""
+    ck = torch.load(Path(work_dir) / "proxy.pt", weights_only=True) if ck is None else ck
     c = ck["config"]
     model = ProxyGenerator(GeneratorConfig(**(c | {"modalities": tuple(c["modalities"])})))
     model.load_state_dict(ck["state_dict"])
+    if "fused" in ck:
+        return RoutedGenerator(model.eval(), load_proxy(work_dir, ck["fused"])).eval()
     return model.eval()

@@ -24,13 +24,19 @@ async def model(sv: Live) -> ModelOut:
     return ModelOut(bundle_version=manifest.version, created_at=manifest.created_at, dims=manifest.dims.model_dump(),
                     encoders=manifest.encoders, counts=manifest.counts, cold_items_indexed=sv.items.cold_indexed,
                     providers=sv.pipeline.providers, test_metrics=manifest.metrics.get("test", {}),
-                    calibration=calibration_of(manifest), cold_boost=sv.cold_boost, bundle_recommender=bundles,
+                    calibration=calibration_of(manifest), selection=manifest.metrics.get("selection"),
+                    cold_boost=sv.cold_boost, bundle_recommender=bundles,
                     warnings=warnings_of(manifest))
 
 
 def warnings_of(manifest) -> list[str]:
-    warning = manifest.metrics.get("id_model", {}).get("diagnostics", {}).get("warning")
-    return [warning] if warning else []
+    id_model = manifest.metrics.get("id_model", {})
+    out = [w for w in (id_model.get("diagnostics", {}).get("warning"),) if w]
+    if "fallback" in id_model:
+        f = id_model["fallback"]
+        out.append(f"the configured ID model learnt nothing that generalises; training kept {f['chosen']} instead, "
+                   f"chosen on {f['chosen_on']} ({', '.join(f'{k} {v:.4f}' for k, v in f['warm_val_ndcg@20'].items())})")
+    return out
 
 
 def calibration_of(manifest) -> dict | None:

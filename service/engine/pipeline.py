@@ -5,7 +5,7 @@ proxy generator over (final features, multi-layer states, modality mask) -> (pro
 weights). A missing modality is fed as zeros and masked out (its fusion weight is 0). With a
 diffusion expert in the package, three more steps follow: similarity anchor (FAISS over the warm
 items' content, MoDiffE eq. 14) -> sampler graph (DPM-Solver++ from the anchor, conditioned on the
-proxy) -> cold-aware gate graph over {ID (absent for a new item), proxy, diffusion}, whose mix is
+proxy) -> cold-aware gate graph over {ID (absent for a new item), proxy, diffusion, anchor}, whose mix is
 the served embedding.
 Calls are synchronous; the app runs them in worker threads, off the event loop. ``prepare`` is the
 per-item CPU work (image decode), ``infer`` runs each graph once over a batch of prepared items
@@ -56,9 +56,11 @@ class ProxyPipeline:
         self._image_path, self._ort = package.file("image_encoder"), ort
         self._image_by_batch, self._image_lock = {1: self.image}, threading.Lock()
         self.sampler = self.gate = self.anchors = None
+        self.experts: tuple[str, ...] = ()  # the gate's experts, in order
         if package.has_experts:
             self.sampler = make_session(package.file("sampler"), **ort)
             self.gate = make_session(package.file("gate"), **ort)
+            self.experts = tuple(m.experts["experts"])  # packages from before the anchor expert have 3
             z = np.load(package.file("embeddings"))
             warm_vec = content_vectors(z["item_text"], z["item_image"], z["item_mask"])
             self.anchors = AnchorIndex(warm_vec, package.item_emb, package.manifest.experts["anchor_n"])
@@ -72,6 +74,10 @@ class ProxyPipeline:
             if b not in self._image_by_batch:
                 self._image_by_batch[b] = make_session(self._image_path, **self._ort)
             return self._image_by_batch[b], b
+
+    @property
+    def gate_has_anchor(self) -> bool:
+        return "anchor" in self.experts
 
     @property
     def _metrics(self) -> Metrics:
@@ -142,36 +148,39 @@ class ProxyPipeline:
                     text_f[ok], image_f[ok], text_l[ok], image_s[ok], mask[ok]))))
             self._metrics.batch_size.labels("proxy").observe(len(ok))
             if self.sampler is None:
-                served, weights, diffusion = out, None, None
+                served, weights, diffusion, anchor = out, None, None, None
             else:
-                served, weights, diffusion = self._experts(out, text_f[ok], image_f[ok], mask[ok])
+                served, weights, diffusion, anchor = self._experts(out, text_f[ok], image_f[ok], mask[ok])
             for j, r in enumerate(ok):
                 present = [m for m, k in (("text", 0), ("image", 1)) if mask[r, k] > 0]
                 results[r] = Embedded(served[j], present, alpha[j], None if weights is None else weights[j],
-                                      {} if diffusion is None else {"proxy": out[j], "diffusion": diffusion[j]})
+                                      {} if diffusion is None else {"proxy": out[j], "diffusion": diffusion[j],
+                                                                     "anchor": anchor[j]})
         for r, exc in errors.items():
             results[r] = exc
         return results
 
     def _experts(self, proxy: np.ndarray, text_f: np.ndarray, image_f: np.ndarray, mask: np.ndarray):
-        """anchor -> diffusion proxy -> gated embedding and expert weights (id, proxy, diffusion)."""
+        """anchor -> diffusion proxy -> gated embedding and expert weights (id, proxy, diffusion, anchor)."""
         with self._metrics.time_stage("anchor"):
             anchor = self.anchors.anchors(content_vectors(text_f, image_f, mask)).astype(np.float32)
         with self._metrics.time_stage("sampler"):
             (diffusion,) = self.sampler.run(None, dict(zip(SAMPLER_INPUTS, (anchor, proxy))))
-        emb, weights = self.regate(proxy, diffusion, mask, np.zeros(len(proxy)), None)  # a new item: no clicks, no ID
-        return emb, weights, diffusion
+        emb, weights = self.regate(proxy, diffusion, anchor, mask, np.zeros(len(proxy)), None)  # a new item: no clicks, no ID
+        return emb, weights, diffusion, anchor
 
-    def regate(self, proxy: np.ndarray, diffusion: np.ndarray, mask: np.ndarray, counts: np.ndarray,
-               id_emb: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        """The cold-aware gate graph: features (log1p count, modalities), the ID expert only when given."""
+    def regate(self, proxy: np.ndarray, diffusion: np.ndarray, anchor: np.ndarray | None, mask: np.ndarray,
+               counts: np.ndarray, id_emb: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """The cold-aware gate graph: features (log1p count, modalities), the ID expert only when given;
+        ``anchor`` is fed only to a gate that has that expert."""
         n = len(proxy)
         features = cold_features(counts, mask)
-        available = np.tile(np.array([0.0 if id_emb is None else 1.0, 1.0, 1.0], np.float32), (n, 1))
+        available = np.ones((n, len(self.experts)), np.float32)
+        available[:, 0] = 0.0 if id_emb is None else 1.0
+        values = (features, available, np.zeros_like(proxy) if id_emb is None else id_emb.astype(np.float32),
+                  proxy, diffusion, anchor)
         with self._metrics.time_stage("gate"):
-            return self.gate.run(None, dict(zip(GATE_INPUTS, (
-                features, available, np.zeros_like(proxy) if id_emb is None else id_emb.astype(np.float32),
-                proxy, diffusion))))
+            return self.gate.run(None, dict(zip(GATE_INPUTS[: 2 + len(self.experts)], values)))
 
 
 @dataclass
@@ -179,8 +188,8 @@ class Embedded:
     embedding: np.ndarray  # what is served: the proxy, or the gate's mix of the experts
     modalities: list[str]
     fusion_weights: np.ndarray  # (text, image)
-    expert_weights: np.ndarray | None  # (id, proxy, diffusion), with a gate
-    parts: dict[str, np.ndarray]  # the experts' outputs kept for re-gating ("proxy", "diffusion")
+    expert_weights: np.ndarray | None  # (id, proxy, diffusion, anchor), with a gate
+    parts: dict[str, np.ndarray]  # the experts' outputs kept for re-gating ("proxy", "diffusion", "anchor")
 
 
 @dataclass

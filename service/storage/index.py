@@ -26,6 +26,11 @@ class ItemIndex:
     def __contains__(self, item_id: str) -> bool:
         return item_id in self._row
 
+    def ids(self) -> list[str]:
+        """Every indexed item ID (a copy)."""
+        with self._lock:
+            return list(self._ids)
+
     def upsert(self, item_ids: list[str], emb: np.ndarray) -> None:
         with self._lock:
             existing = np.array([self._row[i] for i in item_ids if i in self._row], dtype=np.int64)

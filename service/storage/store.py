@@ -4,8 +4,10 @@ Key layout (``P`` = prefix, ``V`` = model package version):
 * ``P:V:item:<item_id>`` — hash {emb: float32 bytes, modalities, created_at}, plus the experts'
   outputs (``proxy``, ``diffusion``) and ``interactions`` when the package has a cold-aware gate
 * ``P:V:items`` — set of the cold item IDs stored for this package version (index rebuild)
-* ``P:V:events`` — pub/sub channel: ``"<origin> <item_id>"`` for every item written, so other
-  replicas index it (``origin`` identifies the writing store, so a replica skips its own writes)
+* ``P:V:events`` — a Redis Stream with an entry {id, origin} for every item written, added in the
+  write's own transaction, so other replicas index it from where they last read (a resume position
+  survives disconnects and failovers; ``origin`` identifies the writing store). Trimmed to about
+  ``COLDPROXY_SYNC_STREAM_MAXLEN`` entries; a replica that fell further behind reloads the set.
 
 Posted bundles (``service.bundle_serving``) use the same layout under ``P:bundles:<package version>``, with
 their ``members`` in the hash. Keys carry the model's version, so proxies of two versions never mix. A write is acknowledged
@@ -22,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import redis.asyncio as aioredis
-from redis.exceptions import WatchError
+from redis.exceptions import ResponseError, WatchError
 
 from coldproxy.errors import StoreUnavailable
 from coldproxy.ids import ID_RE
@@ -52,19 +54,25 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+def stream_id(entry_id: str | bytes) -> tuple[int, int]:
+    """A stream entry ID as a comparable (milliseconds, sequence)."""
+    ms, _, seq = (entry_id.decode() if isinstance(entry_id, bytes) else entry_id).partition("-")
+    return int(ms), int(seq or 0)
+
+
 def check_vector(emb: np.ndarray, dim: int) -> None:
     """Nothing but finite vectors of the package's dimension is ever stored."""
     if emb.shape != (dim,) or not np.isfinite(emb).all():
         raise ValueError(f"refusing to store a {emb.shape} vector with non-finite values or a dim other than {dim}")
 
 
-VECTOR_FIELDS = ("emb", "proxy", "diffusion", "id_embedding")
+VECTOR_FIELDS = ("emb", "proxy", "diffusion", "id_embedding", "anchor")
 
 
 @dataclass(frozen=True)
 class StoredItem:
     """One entry's hash as stored: the served ``embedding`` and its ``modalities``; for items of a
-    package with a cold-aware gate also the experts' outputs (``proxy``, ``diffusion``), the generator's
+    package with a cold-aware gate also the experts' outputs (``proxy``, ``diffusion``, ``anchor``), the generator's
     ``fusion_weights``, the ``interactions`` count the gate last used and the recommender's
     ``id_embedding`` when one was sent; anything else (a bundle's ``members``...) in ``fields``."""
 
@@ -76,11 +84,12 @@ class StoredItem:
     interactions: int | None = None
     id_embedding: np.ndarray | None = None
     fields: dict[str, str] = field(default_factory=dict)
+    anchor: np.ndarray | None = None
 
     def vectors(self) -> dict[str, np.ndarray]:
         """The hash's vector fields that are set, by field name."""
         return {name: v for name, v in zip(VECTOR_FIELDS, (self.embedding, self.proxy, self.diffusion,
-                                                           self.id_embedding)) if v is not None}
+                                                           self.id_embedding, self.anchor)) if v is not None}
 
     def to_hash(self) -> dict[str, bytes | str | int]:
         """The Redis hash: vectors as float32 bytes, lists comma-joined, ``fields`` as given."""
@@ -101,20 +110,22 @@ class StoredItem:
         return cls(vec["emb"], [m for m in modalities.split(",") if m], vec.get("proxy"), vec.get("diffusion"),
                    None if weights is None else [float(w) for w in weights.decode().split(",")],
                    None if interactions is None else int(interactions), vec.get("id_embedding"),
-                   {k: v.decode() for k, v in values.items()})
+                   {k: v.decode() for k, v in values.items()}, vec.get("anchor"))
 
-    def has_experts(self, dim: int) -> bool:
-        """Whether the experts' outputs needed to re-gate the item are here, finite and of ``dim``."""
+    def has_experts(self, dim: int, anchor: bool = True) -> bool:
+        """Whether the experts' outputs needed to re-gate the item are here, finite and of ``dim`` (the
+        anchor only for a package whose gate has that expert)."""
+        parts = (self.proxy, self.diffusion) + ((self.anchor,) if anchor else ())
         return self.fusion_weights is not None and all(
-            v is not None and v.shape == (dim,) and bool(np.isfinite(v).all()) for v in (self.proxy, self.diffusion))
+            v is not None and v.shape == (dim,) and bool(np.isfinite(v).all()) for v in parts)
 
 
 class RedisStore:
-    def __init__(self, url: str, prefix: str, version: str, dim: int):
+    def __init__(self, url: str, prefix: str, version: str, dim: int, stream_maxlen: int = 100_000):
         self.url = url
         self.client = aioredis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
         self.base, self.dim = f"{prefix}:{version}", dim
-        self.channel = f"{self.base}:events"
+        self.stream, self.stream_maxlen = f"{self.base}:events", stream_maxlen
         self.origin = uuid.uuid4().hex
 
     def _key(self, item_id: str) -> str:
@@ -141,7 +152,7 @@ class RedisStore:
                     pipe.multi()
                 pipe.hset(key, mapping=mapping)
                 pipe.sadd(f"{self.base}:items", item_id)
-                pipe.publish(self.channel, f"{self.origin} {item_id}")
+                pipe.xadd(self.stream, {"id": item_id, "origin": self.origin}, maxlen=self.stream_maxlen, approximate=True)
                 await pipe.execute()
             return True
         except WatchError:
@@ -198,12 +209,45 @@ class RedisStore:
             raise StoreUnavailable(str(exc)) from exc
         return sorted(filter(None, map(stored_id, members)))
 
-    async def subscribe(self):
-        """A pub/sub connection subscribed to the item-written channel (no read timeout: it idles)."""
-        client = aioredis.from_url(self.url, socket_connect_timeout=2.0)
-        pubsub = client.pubsub(ignore_subscribe_messages=True)
-        await pubsub.subscribe(self.channel)
-        return pubsub
+    async def stream_position(self) -> str:
+        """The newest event's ID ("0-0" when there is none): where a replica that loads the whole set
+        now resumes following (read before the set, so nothing written in between is missed)."""
+        try:
+            newest = await self.client.xrevrange(self.stream, count=1)
+        except Exception as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        return newest[0][0].decode() if newest else "0-0"
+
+    async def missed_since(self, position: str) -> bool:
+        """Whether trimming may have removed events after ``position`` (a replica that lagged more than
+        the stream's length behind): then it must reload the whole set. (Trimming does not move Redis's
+        max-deleted-entry-id, so the oldest entry left is what tells.)"""
+        try:
+            info = await self.client.xinfo_stream(self.stream)
+        except ResponseError:  # no stream yet: nothing written, nothing missed
+            return False
+        except Exception as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        first = info.get("first-entry")
+        if not first:
+            return False
+        if position == "0-0":  # the stream was empty at our last load: missed if anything was trimmed since
+            return int(info.get("entries-added", info.get("length", 0))) > int(info.get("length", 0))
+        return stream_id(first[0]) > stream_id(position)  # our position itself is gone: so may be what followed it
+
+    def follower(self, block_ms: int) -> aioredis.Redis:
+        """A connection for blocking reads of the event stream (its read timeout outlasts a block of
+        ``block_ms``; redis-py's default, 5 s here, would not), named so that operators (and tests) can
+        find it in CLIENT LIST."""
+        return aioredis.from_url(self.url, socket_connect_timeout=2.0, socket_timeout=block_ms / 1000 + 10.0,
+                                 client_name=f"coldproxy-sync-{self.origin[:8]}")
+
+    async def read_events(self, follower: aioredis.Redis, position: str, block_ms: int,
+                          count: int = 1000) -> list[tuple[str, bytes, bytes]]:
+        """Events after ``position``, waiting up to ``block_ms`` for one: (event ID, origin, raw item ID)."""
+        reply = await follower.xread({self.stream: position}, count=count, block=block_ms)
+        return [(eid.decode(), fields.get(b"origin", b""), fields.get(b"id", b"")) for _, entries in reply or []
+                for eid, fields in entries]
 
     async def close(self) -> None:
         await self.client.aclose()
@@ -235,7 +279,7 @@ class MemoryStore(RedisStore):
     async def all_ids(self):
         return sorted(self.records)
 
-    async def subscribe(self):
+    def follower(self, block_ms: int):
         return None  # one process: nothing to hear from
 
     async def close(self):
@@ -245,7 +289,7 @@ class MemoryStore(RedisStore):
 async def open_store(settings, prefix: str, version: str, dim: int) -> RedisStore:
     """The Redis store of one model version under ``prefix``; with ``s.allow_memory_store`` an
     in-process one when Redis does not answer (demo only), else ``StoreUnavailable``."""
-    store = RedisStore(settings.redis_url, prefix, version, dim)
+    store = RedisStore(settings.redis_url, prefix, version, dim, settings.sync_stream_maxlen)
     if await store.ping():
         return store
     await store.close()

@@ -1,11 +1,13 @@
 """Keeps this replica's FAISS index in step with the shared store.
 
-On start it subscribes to the store's item-written channel and only then loads every stored
-cold item (so nothing written in between is missed); afterwards each announced item ID is read
-from the store and upserted into the index. When the connection drops it reconnects with a
-back-off and reloads everything, covering any announcement it missed while away. Its own
-announcements are skipped only when the index already holds the item (a POST whose Redis reply was
-lost after the write landed did not index it).
+Every write adds an entry to the store's event stream (a Redis Stream) in the write's own
+transaction. On start the replica notes the stream's newest entry, then loads every stored item, and
+follows the stream from the noted position; each event's item is read from the store and upserted
+into the index. The position is kept across disconnects and failovers: after one it resumes where it
+was, so nothing written meanwhile is missed and nothing is reloaded -- unless the stream was trimmed
+past the position (a replica more than ``COLDPROXY_SYNC_STREAM_MAXLEN`` writes behind), which
+triggers a full reload. Its own writes are skipped only when the index already holds the item (a
+POST whose Redis reply was lost after the write landed did not index it).
 """
 
 from __future__ import annotations
@@ -23,10 +25,14 @@ log = logging.getLogger("coldproxy.sync")
 
 
 class IndexSync:
-    def __init__(self, store: RedisStore, index: ItemIndex, metrics: Metrics, warm: dict[str, int], catalog: str = "items"):
+    def __init__(self, store: RedisStore, index: ItemIndex, metrics: Metrics, warm: dict[str, int], catalog: str = "items",
+                 block_ms: int = 5000):
         self.store, self.index, self.metrics, self.warm, self.catalog = store, index, metrics, warm, catalog
+        self.block_ms = block_ms
+        self.position: str | None = None  # the last event read; None: reload everything first
+        self.reloads = 0
         self._task: asyncio.Task | None = None
-        self._pubsub = None
+        self._reader = None
 
     def add(self, item_ids: list[str], emb: np.ndarray) -> None:
         """Upsert cold items into this replica's index (its own POSTs, and what the store announces)."""
@@ -39,14 +45,19 @@ class IndexSync:
             self.add(list(found), np.stack(list(found.values())))
         return len(found)
 
-    async def _connect(self) -> int:
-        self._pubsub = await self.store.subscribe()
-        return await self._index_ids(await self.store.all_ids())
+    async def _reload(self) -> int:
+        """Every stored item, and the stream position to follow from (read first: nothing falls between)."""
+        position = await self.store.stream_position() if self._reader is not None else None
+        n = await self._index_ids(await self.store.all_ids())
+        self.position, self.reloads = position, self.reloads + 1
+        self.metrics.sync_reloads.labels(self.catalog).inc()
+        return n
 
     async def start(self) -> int:
-        """Initial load (raises if the store fails); then follows announcements in the background."""
-        n = await self._connect()
-        if self._pubsub is not None:
+        """Initial load (raises if the store fails); then follows the event stream in the background."""
+        self._reader = self.store.follower(self.block_ms)
+        n = await self._reload()
+        if self._reader is not None:
             self._task = asyncio.create_task(self._follow())
         return n
 
@@ -54,32 +65,41 @@ class IndexSync:
         delay = 0.5
         while True:
             try:
-                if self._pubsub is None:
-                    await self._connect()
-                    log.info("index sync reconnected and reloaded the store")
-                async for msg in self._pubsub.listen():
-                    if msg.get("type") == "message":
-                        origin, _, raw_id = bytes(msg["data"]).partition(b" ")
-                        item_id = stored_id(raw_id)
-                        if item_id is not None and (origin != self.store.origin.encode() or item_id not in self.index):
-                            # our own writes are indexed by the POST -- unless its reply from Redis was lost
-                            # after the write landed, so the POST failed here while the item is in the store
-                            await self._index_ids([item_id])
-                        delay = 0.5
-                raise ConnectionError("subscription ended")
+                if self._reader is None:
+                    self._reader = self.store.follower(self.block_ms)
+                    if await self.store.missed_since(self.position):
+                        await self._reload()
+                        log.warning("index sync fell behind the trimmed event stream; reloaded the store")
+                    else:
+                        log.info("index sync reconnected; resuming after event %s", self.position)
+                    delay = 0.5
+                events = await self.store.read_events(self._reader, self.position, self.block_ms)
+                own = self.store.origin.encode()
+                todo = []
+                for event_id, origin, raw_id in events:
+                    item_id = stored_id(raw_id)
+                    # our own writes are indexed by the POST -- unless its reply from Redis was lost after the
+                    # write landed, so the POST failed here while the item is in the store
+                    if item_id is not None and (origin != own or item_id not in self.index):
+                        todo.append(item_id)
+                if todo:
+                    await self._index_ids(list(dict.fromkeys(todo)))
+                if events:
+                    self.position = events[-1][0]
+                delay = 0.5
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("index sync lost the store (%s); retrying in %.1fs", exc, delay)
-                await self._close_pubsub()
+                log.warning("index sync lost the store (%s); retrying in %.1fs from event %s", exc, delay, self.position)
+                await self._close_reader()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
 
-    async def _close_pubsub(self) -> None:
-        ps, self._pubsub = self._pubsub, None
-        if ps is not None:
+    async def _close_reader(self) -> None:
+        reader, self._reader = self._reader, None
+        if reader is not None:
             try:
-                await ps.aclose()
+                await reader.aclose()
             except Exception:
                 pass
 
@@ -90,4 +110,4 @@ class IndexSync:
                 await self._task
             except (asyncio.CancelledError, Exception):
                 pass
-        await self._close_pubsub()
+        await self._close_reader()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import inspect
 
+import numpy as np
+
 import pytest
 
 from coldproxy import errors, graph_io
@@ -47,3 +49,29 @@ def test_graph_names_are_distinct_per_graph():
                             (graph_io.SAMPLER_INPUTS, graph_io.SAMPLER_OUTPUTS),
                             (graph_io.BUNDLE_GATE_INPUTS, graph_io.BUNDLE_GATE_OUTPUTS)):
         assert len(set(inputs)) == len(inputs) and not set(inputs) & set(outputs)
+
+
+def test_a_large_jpeg_decodes_reduced_and_the_decode_budget_counts_what_is_held():
+    """Issue 17: a 12 MP JPEG held 36 MB decoded before it was resized to 224 px; libjpeg's DCT scaling
+    (PIL draft) decodes it at 1/8 (500x375), and ``image_pixels`` reserves that, from the header alone.
+    A PNG cannot be drafted; an image near 224 px is left as it is (what training saw)."""
+    import io
+
+    from PIL import Image
+
+    from coldproxy.preprocess import IMAGE_SIZE, decode_image, image_pixels, image_to_array
+
+    rng = np.random.default_rng(0)
+    big = Image.fromarray((rng.random((3000, 4000, 3)) * 255).astype("uint8"))
+    data = {}
+    for fmt in ("JPEG", "PNG"):
+        buf = io.BytesIO()
+        big.save(buf, fmt)
+        data[fmt] = buf.getvalue()
+    jpeg = decode_image(data["JPEG"])
+    assert jpeg.size == (500, 375) and image_pixels(data["JPEG"]) == 500 * 375
+    assert min(jpeg.size) >= IMAGE_SIZE and image_to_array(jpeg).shape == (3, IMAGE_SIZE, IMAGE_SIZE)
+    assert decode_image(data["PNG"]).size == (4000, 3000) and image_pixels(data["PNG"]) == 12_000_000
+    buf = io.BytesIO()
+    Image.fromarray((rng.random((450, 300, 3)) * 255).astype("uint8")).save(buf, "JPEG")
+    assert decode_image(buf.getvalue()).size == (300, 450)

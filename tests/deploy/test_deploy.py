@@ -86,14 +86,23 @@ def test_helm_renders_probes_security_config_and_hpa():
 
 def test_helm_api_keys_secret_and_internal_redis():
     docs = render("apiKeys.keys={ranker:abcdefgh123}", "redis.internal.enabled=true", "autoscaling.enabled=false")
-    (secret,) = docs["Secret"]
+    (secret,) = [d for d in docs["Secret"] if d["metadata"]["name"] == "rel-coldproxy-api-keys"]
     assert base64.b64decode(secret["data"]["api-keys"]).decode() == "ranker:abcdefgh123"
     (cm,) = docs["ConfigMap"]
     assert cm["data"]["COLDPROXY_API_KEYS_FILE"] == "/etc/coldproxy/api-keys"
-    assert cm["data"]["REDIS_URL"] == "redis://rel-coldproxy-redis:6379/0"
+    assert "REDIS_URL" not in cm["data"]  # it carries the password: from the Secret, in the pod's env
     assert docs["StatefulSet"][0]["metadata"]["name"] == "rel-coldproxy-redis"
-    args = docs["StatefulSet"][0]["spec"]["template"]["spec"]["containers"][0]["args"]
+    redis = docs["StatefulSet"][0]["spec"]["template"]["spec"]["containers"][0]
+    args = redis["args"]
     assert args[args.index("--maxmemory-policy") + 1] == "noeviction" and "--maxmemory" in args
+    # the in-chart Redis requires a password, generated into its own Secret; the pods get it from there
+    (password_secret,) = [d for d in docs["Secret"] if d["metadata"]["name"] == "rel-coldproxy-redis"]
+    assert len(base64.b64decode(password_secret["data"]["password"])) >= 32
+    assert args[args.index("--requirepass") + 1] == "$(REDIS_PASSWORD)"
+    assert redis["env"][0]["valueFrom"]["secretKeyRef"] == {"name": "rel-coldproxy-redis", "key": "password"}
+    env = {e["name"]: e for e in docs["Deployment"][0]["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "rel-coldproxy-redis"
+    assert env["REDIS_URL"]["value"] == "redis://:$(REDIS_PASSWORD)@rel-coldproxy-redis:6379/0"
     (policy,) = docs["NetworkPolicy"]  # only this release's coldproxy pods reach the in-cluster Redis
     assert policy["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/instance"] == "rel"
     assert "HorizontalPodAutoscaler" not in docs and docs["Deployment"][0]["spec"]["replicas"] == 2

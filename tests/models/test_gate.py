@@ -1,4 +1,4 @@
-"""The cold-aware gate over {ID, proxy, diffusion}: masking, normalisation, and what training learns."""
+"""The cold-aware gate over {ID, proxy, diffusion, anchor}: masking, normalisation, and what training learns."""
 
 from types import SimpleNamespace
 
@@ -17,7 +17,7 @@ def test_weights_sum_to_one_and_an_absent_id_embedding_gets_zero_weight():
     gate = ColdAwareGate()
     torch.nn.init.normal_(gate.lin.weight, std=3.0)
     feats = torch.from_numpy(cold_features(np.array([0, 3, 200]), np.array([[1, 1], [1, 0], [0, 1]], np.float32)))
-    for available in (torch.ones(3, 3), torch.tensor([[0.0, 1, 1]] * 3)):
+    for available in (torch.ones(3, 4), torch.tensor([[0.0, 1, 1, 1]] * 3)):
         w = gate.weights(feats, available)
         torch.testing.assert_close(w.sum(-1), torch.ones(3))
         assert (w[available == 0] == 0).all() and (w[available == 1] > 0).all()
@@ -74,8 +74,30 @@ def test_onnx_gate_graph_matches_torch_with_and_without_the_id_expert(tmp_path):
     torch.nn.init.normal_(gate.lin.weight)
     path = export_gate(gate, 16, tmp_path / "gate.onnx")
     rng = np.random.default_rng(0)
-    feeds = dict(zip(GATE_INPUTS, [cold_features(rng.integers(0, 100, 6), np.ones((6, 2), np.float32)), np.ones((6, 3), np.float32),
-                                    *(rng.standard_normal((6, 16)).astype(np.float32) for _ in range(3))]))
+    feeds = dict(zip(GATE_INPUTS, [cold_features(rng.integers(0, 100, 6), np.ones((6, 2), np.float32)), np.ones((6, 4), np.float32),
+                                    *(rng.standard_normal((6, 16)).astype(np.float32) for _ in range(4))]))
     assert parity(gate, path, feeds) < 1e-5
     feeds["expert_available"][:, 0] = 0.0
     assert parity(gate, path, feeds) < 1e-5
+
+
+def test_served_choice_gives_a_new_item_the_chosen_expert_and_a_warmed_item_the_learned_mix(tmp_path):
+    from models.items.experts import ServedGate
+
+    torch.manual_seed(0)
+    gate = ColdAwareGate()
+    torch.nn.init.normal_(gate.lin.weight)
+    rng = np.random.default_rng(1)
+    experts = [torch.from_numpy(rng.standard_normal((4, 16)).astype(np.float32)) for _ in range(4)]
+    feats = torch.from_numpy(cold_features(np.array([0, 0, 5, 9]), np.ones((4, 2), np.float32)))
+    available = torch.tensor([[0.0, 1, 1, 1], [0.0, 1, 1, 1], [1.0, 1, 1, 1], [1.0, 1, 1, 1]])
+    served = ServedGate(gate, "anchor").eval()
+    with torch.no_grad():
+        emb, w = served(feats, available, *experts)
+        learned, lw = gate(feats, available, *experts)
+    torch.testing.assert_close(emb[:2], experts[3][:2])  # new items: the anchor alone
+    torch.testing.assert_close(emb[2:], learned[2:])  # with an ID embedding: the learned mix
+    assert (w[:2, 3] == 1).all() and not torch.equal(lw[:2], w[:2])
+    path = export_gate(served, 16, tmp_path / "served.onnx")
+    feeds = dict(zip(GATE_INPUTS, [feats.numpy(), available.numpy(), *(e.numpy() for e in experts)]))
+    assert parity(served, path, feeds) < 1e-5

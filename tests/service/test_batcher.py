@@ -131,6 +131,26 @@ def test_overload_answers_503_with_retry_after_never_500(replica, movielens_dir)
         assert httpx.get(live.url + "/readyz").status_code == 200
 
 
+def test_batch_posts_and_re_gating_go_through_the_same_back_pressure(replica, movielens_dir):
+    """POST /v1/items:batch does not use the micro-batcher's queue; it is bounded all the same: past
+    COLDPROXY_BATCH_QUEUE_MAX items waiting, a 503 with Retry-After, never a pile-up or a 500."""
+    import base64
+
+    poster = base64.b64encode((movielens_dir / "posters" / "30.jpg").read_bytes()).decode()
+    with replica(batch_queue_max=4, batch_workers=1) as live:
+        def post(k):
+            items = [{"item_id": f"bp-{k}-{j}", "text": "A crowded night.", "image_base64": poster} for j in range(4)]
+            return httpx.post(live.url + "/v1/items:batch", json={"items": items}, timeout=120)
+
+        with ThreadPoolExecutor(12) as pool:
+            rs = list(pool.map(post, range(12)))
+        codes = [r.status_code for r in rs]
+        assert set(codes) <= {200, 503} and 503 in codes and 200 in codes, codes
+        assert all(r.headers.get("Retry-After") == "1" and "waiting for the model" in r.json()["detail"]
+                   for r in rs if r.status_code == 503)
+        assert all(x["status"] == 200 for r in rs if r.status_code == 200 for x in r.json()["results"])
+
+
 def test_a_failing_batch_is_retried_item_by_item_so_only_the_bad_item_fails():
     calls = []
 

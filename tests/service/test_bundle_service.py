@@ -188,7 +188,7 @@ def test_a_bundle_posted_on_one_replica_is_served_by_another(bundle_server, repl
                 break
             time.sleep(0.05)
         assert got.status_code == 200 and np.allclose(got.json()["embedding"], r.json()["embedding"])
-        deadline = time.time() + 5  # and the other replica's index has it (pub/sub), not just a Redis read
+        deadline = time.time() + 5  # and the other replica's index has it (event stream), not just a Redis read
         gauge = 'coldproxy_index_items{catalog="bundles",kind="cold"}'
         while time.time() < deadline:
             lines = [l for l in c.get(other.url + "/metrics").text.splitlines() if l.startswith(gauge)]

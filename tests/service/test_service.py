@@ -32,7 +32,7 @@ def held_out(trained):
 @torch.no_grad()
 def torch_proxy(work_dir, text, poster):
     """The same computation in torch, independently of ONNX Runtime: proxy generator, then (when the
-    package has them) anchor -> DPM-Solver++ -> cold-aware gate, then the calibration to the warm
+    package has them) anchor -> DPM-Solver++ -> the served gate over (ID, proxy, diffusion, anchor), then the calibration to the warm
     items' scale (applied after the mix here, inside the graphs in the package). Returns (served,
     fusion α, expert weights)."""
     t = tokenizer(128)([text])
@@ -50,8 +50,8 @@ def torch_proxy(work_dir, text, poster):
     anchor = index.anchors(content_vectors(tf.detach().numpy(), imf.detach().numpy(), np.ones((1, 2), np.float32)))
     diffusion = sample(den, anchor, proxy[None], **kw)
     with torch.no_grad():
-        emb, w = gate(torch.tensor([[0.0, 1.0, 1.0]]), torch.tensor([[0.0, 1.0, 1.0]]), torch.zeros(1, len(proxy)),
-                      torch.from_numpy(proxy[None]), torch.from_numpy(diffusion))
+        emb, w = gate(torch.tensor([[0.0, 1.0, 1.0]]), torch.tensor([[0.0, 1.0, 1.0, 1.0]]), torch.zeros(1, len(proxy)),
+                      torch.from_numpy(proxy[None]), torch.from_numpy(diffusion), torch.from_numpy(anchor.astype(np.float32)))
     return calibrate(emb[0].numpy()), alpha, w[0].numpy()
 
 
@@ -68,6 +68,8 @@ def test_health_and_readiness(client, package_dir):
     m = client.get("/v1/model").json()
     assert m["bundle_version"] == r.json()["bundle_version"] and m["dims"]["id_dim"] == 64
     assert m["providers"][-1] == "CPUExecutionProvider" and "cold" in m["test_metrics"]
+    sel = m["selection"]  # what new items are served and why: every candidate's validation score
+    assert sel["served"] in ("gate", "proxy", "diffusion", "anchor") and sel["validation"][sel["served"]] == max(sel["validation"].values())
     # COLDPROXY_GC_FREEZE (default on): the loaded state sits in the collector's permanent generation
     assert gc.get_freeze_count() > 10_000
 
@@ -81,11 +83,15 @@ def test_post_get_rank_recommend_held_out_movie(client, held_out, train_settings
     want, alpha, expert_w = torch_proxy(train_settings.work_dir, held_out["text"], held_out["poster"])
     np.testing.assert_allclose(posted, want, atol=1e-4)
     ew = body["expert_weights"]  # the test package has the diffusion expert and the gate
-    assert list(ew) == ["id", "proxy", "diffusion"] and ew["id"] == 0.0 and sum(ew.values()) == pytest.approx(1.0, abs=1e-5)
+    assert list(ew) == ["id", "proxy", "diffusion", "anchor"] and ew["id"] == 0.0 and sum(ew.values()) == pytest.approx(1.0, abs=1e-5)
     np.testing.assert_allclose(list(ew.values()), expert_w, atol=1e-5)
     weights = body["fusion_weights"]
     np.testing.assert_allclose([weights["text"], weights["image"]], alpha, atol=1e-5)
-    assert weights["text"] + weights["image"] == pytest.approx(1.0, abs=1e-5) and min(weights.values()) > 0
+    assert weights["text"] + weights["image"] == pytest.approx(1.0, abs=1e-5)
+    if load_proxy(train_settings.work_dir).cfg.modalities == (1, 1):
+        assert min(weights.values()) > 0
+    else:  # a single-modality generator won on validation: it alone serves an item that has its modality
+        assert sorted(weights.values()) == [0.0, 1.0]
 
     got = client.get(f"/v1/items/{held_out['item_id']}/embedding").json()
     assert got["source"] == "proxy" and got["bundle_version"] == body["bundle_version"]
@@ -214,16 +220,6 @@ def test_request_metrics_count_each_answer_by_route_and_status(client):
     assert [count(x) for x in (rank_404, rank_413, lost, timed)] == [b + d for b, d in zip(before, (1, 1, 1, 2))]
 
 
-def test_restarted_server_rebuilds_index_from_redis(server, replica, held_out):
-    """A second process-like app on the same Redis sees the items the first one stored."""
-    with replica() as other:
-        with httpx.Client(base_url=other.url, timeout=30) as c:
-            r = c.get(f"/v1/items/{held_out['item_id']}/embedding")
-            assert r.status_code == 200 and r.json()["source"] == "proxy"
-            gauge = [l for l in c.get("/metrics").text.splitlines() if l.startswith('coldproxy_index_items{catalog="items",kind="cold"}')]
-            assert gauge and float(gauge[0].split()[-1]) >= 1
-
-
 def test_api_key_guards_writes(replica):
     with replica(api_key="s3cret-key") as live, httpx.Client(base_url=live.url, timeout=30) as c:
         assert c.post("/v1/items", data={"item_id": "k1", "text": "t"}).status_code == 401
@@ -239,38 +235,6 @@ def test_service_does_not_import_torch():
 
     code = "import sys, service.app; sys.exit(1 if 'torch' in sys.modules else 0)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
-
-
-def test_item_posted_on_one_replica_is_recommendable_on_another_within_a_second(client, replica, trained):
-    """Two replicas on one Redis: the second indexes the first's new item via pub/sub, without a restart."""
-    with replica() as other, httpx.Client(base_url=other.url, timeout=30) as c2:
-        r = post_item(client, "replica-item", "A documentary about deep-sea creatures.")
-        assert r.status_code == 200
-        posted = np.array(r.json()["embedding"], dtype=np.float32)
-        user = trained.dataset.user_ids[0]
-        deadline, seen = time.monotonic() + 1.0, None
-        while time.monotonic() < deadline and seen is None:
-            items = c2.get(f"/v1/users/{user}/recommendations", params={"k": 1000}).json()["items"]
-            seen = next((it for it in items if it["item_id"] == "replica-item"), None)
-            time.sleep(0.02)
-        assert seen is not None, "replica 2 did not index the item within 1 s"
-        assert seen["score"] == pytest.approx(float(posted @ trained.user_emb[0]), rel=1e-4, abs=1e-4)
-        ranked = c2.post("/v1/rank", json={"user_id": user, "item_ids": ["replica-item"]}).json()
-        assert [s["item_id"] for s in ranked["scores"]] == ["replica-item"]
-
-
-def test_replica_resubscribes_after_losing_its_pubsub_connection(client, replica, redis_client, trained):
-    with replica() as other, httpx.Client(base_url=other.url, timeout=30) as c2:
-        assert redis_client.client_kill_filter(_type="pubsub") >= 1
-        assert post_item(client, "after-disconnect", "A heist film set on a night train.").status_code == 200
-        user = trained.dataset.user_ids[0]
-        deadline, found = time.monotonic() + 10.0, False
-        while time.monotonic() < deadline and not found:
-            items = c2.get(f"/v1/users/{user}/recommendations", params={"k": 1000}).json()["items"]
-            found = any(it["item_id"] == "after-disconnect" for it in items)
-            time.sleep(0.1)
-        assert found, "replica 2 did not recover its subscription and reload the store"
-
 
 
 def test_batch_ingestion_stores_good_items_and_reports_bad_ones_each(client, movielens_dir, trained, train_settings):
@@ -328,7 +292,7 @@ def test_interaction_counts_re_gate_a_new_item_towards_its_id_embedding(client, 
     # the same mix in torch, from the experts' outputs the service kept
     with torch.no_grad():
         feats = torch.tensor([[float(np.log1p(200.0)), 1.0, 0.0]])
-        want_w = gate.weights(feats, torch.ones(1, 3))[0].numpy()
+        want_w = gate.gate.weights(feats, torch.ones(1, 4))[0].numpy()  # with an ID embedding: the learned mix
     np.testing.assert_allclose(list(w.values()), want_w, atol=1e-5)
     new = np.array(body["embedding"], np.float32)
     assert not np.allclose(new, first["embedding"])
@@ -350,24 +314,6 @@ def test_interaction_counts_re_gate_a_new_item_towards_its_id_embedding(client, 
         r = client.post(url, json=payload)
         assert r.status_code == status, (url, payload, r.text)
         assert r.json()["detail"]
-
-
-def test_local_reads_follow_an_overwrite_made_on_another_replica(client, replica):
-    """Reads come from the replica's in-memory copy; an overwrite on another replica must reach it (pub/sub),
-    never leave it serving the old vector."""
-    first = post_item(client, "local-read-item", "A quiet drama about two sisters.")
-    assert first.status_code == 200
-    assert client.get("/v1/items/local-read-item/embedding").json()["embedding"] == first.json()["embedding"]
-    with replica() as other, httpx.Client(base_url=other.url, timeout=30) as c2:
-        new = post_item(c2, "local-read-item", "A loud action film with car chases.", overwrite="true")
-        assert new.status_code == 200 and new.json()["embedding"] != first.json()["embedding"]
-        deadline, got = time.monotonic() + 1.0, None
-        while time.monotonic() < deadline and got != new.json()["embedding"]:
-            got = client.get("/v1/items/local-read-item/embedding").json()["embedding"]
-            time.sleep(0.02)
-        assert got == new.json()["embedding"], "replica 1 still serves the overwritten vector after 1 s"
-    metrics = client.get("/metrics").text
-    assert 'coldproxy_item_lookups_total{catalog="items",source="proxy_local"}' in metrics
 
 
 def test_a_new_item_is_scored_on_the_warm_items_scale_for_the_users_who_clicked_it(client, trained):

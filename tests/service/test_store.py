@@ -109,7 +109,7 @@ def test_an_own_write_whose_reply_was_lost_is_still_indexed_from_its_announcemen
             emb = np.arange(4, dtype=np.float32)
             redis_client.hset("own-origin-test:v1:item:lost-reply", mapping={"emb": emb.tobytes(), "modalities": "text"})
             redis_client.sadd("own-origin-test:v1:items", "lost-reply")
-            redis_client.publish(store.channel, f"{store.origin} lost-reply")
+            redis_client.xadd(store.stream, {"id": "lost-reply", "origin": store.origin})
             for _ in range(50):
                 if len(index):
                     break
@@ -123,3 +123,100 @@ def test_an_own_write_whose_reply_was_lost_is_still_indexed_from_its_announcemen
 
     hit, vectors = asyncio.run(scenario())
     assert hit == [0] and vectors[0].tolist() == [0.0, 1.0, 2.0, 3.0]
+
+
+def kill_sync_connections(redis_client, name: str = "coldproxy-sync-") -> int:
+    """CLIENT KILL the event-stream followers whose name starts with ``name`` (every replica's by
+    default; ``coldproxy-sync-<origin[:8]>`` for one store's); returns how many."""
+    ids = [c["id"] for c in redis_client.client_list() if c.get("name", "").startswith(name)]
+    for cid in ids:
+        redis_client.client_kill_filter(_id=cid)
+    return len(ids)
+
+
+@pytest.mark.parametrize("maxlen", [100_000, 100])
+def test_replica_index_matches_redis_after_its_sync_connection_is_killed_under_writes(redis_client, maxlen):
+    """Another replica writes 400 items while this one's stream connection is killed again and again
+    (and, with a short stream, stays away long enough for the events it missed to be trimmed). After
+    the writes, this replica's index must hold exactly what Redis holds; with the full stream it resumes
+    from its position (no reload beyond start-up), with the trimmed one it notices and reloads."""
+    import asyncio
+
+    import numpy as np
+
+    from service.metrics import Metrics
+    from service.storage.index import ItemIndex
+    from service.storage.store import StoredItem
+    from service.storage.sync import IndexSync
+
+    prefix = f"sync-kill-{maxlen}"
+
+    async def scenario():
+        store = RedisStore(REDIS_URL, prefix, "v1", 4, stream_maxlen=maxlen)
+        writer = RedisStore(REDIS_URL, prefix, "v1", 4, stream_maxlen=maxlen)
+        sync = IndexSync(store, ItemIndex(4), Metrics(), {}, block_ms=200)
+        await sync.start()
+        try:
+            kills = 0
+            for n in range(400):
+                v = np.full(4, n, np.float32)
+                assert await writer.put(f"w{n}", StoredItem(v, ["text"]), overwrite=False)
+                if n % 50 == 25:
+                    for _ in range(100):  # wait for the follower to be back from the last kill
+                        if (killed := kill_sync_connections(redis_client, f"coldproxy-sync-{store.origin[:8]}")):
+                            break
+                        await asyncio.sleep(0.05)
+                    kills += killed
+                    if maxlen < 400:
+                        for m in range(200):  # while this replica is away: more than the stream keeps
+                            await writer.put(f"away{n}-{m}", StoredItem(v, ["text"]), overwrite=False)
+            want = set(await store.all_ids())
+            for _ in range(200):
+                if set(sync.index.ids()) >= want:
+                    break
+                await asyncio.sleep(0.05)
+            return kills, want, set(sync.index.ids()), sync.reloads
+        finally:
+            await sync.stop()
+            await store.close()
+            await writer.close()
+            for key in redis_client.scan_iter(f"{prefix}:*"):
+                redis_client.delete(key)
+
+    kills, want, indexed, reloads = asyncio.run(scenario())
+    assert kills == 8 and len(want) >= 400
+    assert indexed == want
+    if maxlen >= 400:
+        assert reloads == 1  # start-up only: every reconnect resumed from its stream position
+    else:
+        assert reloads > 1  # it noticed the trimmed events and reloaded
+
+
+def test_a_quiet_event_stream_keeps_its_connection(redis_client):
+    """A blocking read that outlasts redis-py's default 5 s socket timeout must not drop and reconnect
+    every few seconds while nothing is written (the follower's read timeout outlasts its block)."""
+    import asyncio
+
+    from service.metrics import Metrics
+    from service.storage.index import ItemIndex
+    from service.storage.sync import IndexSync
+
+    def followers():
+        return {c["id"] for c in redis_client.client_list() if c.get("name", "").startswith("coldproxy-sync-")}
+
+    async def scenario():
+        store = RedisStore(REDIS_URL, f"quiet-{uuid.uuid4().hex[:8]}", "v1", 4)
+        sync = IndexSync(store, ItemIndex(4), Metrics(), {}, block_ms=5500)
+        before = followers()
+        await sync.start()
+        try:
+            await asyncio.sleep(1.0)
+            first = followers() - before
+            await asyncio.sleep(6.5)
+            return first, followers() - before
+        finally:
+            await sync.stop()
+            await store.close()
+
+    first, later = asyncio.run(scenario())
+    assert len(first) == 1 and later == first  # the same connection, never re-made

@@ -39,3 +39,10 @@ apiKeys.keys / adminKeys, or generated). None only with allowAnonymousWrites. */
 {{- printf "%s-api-keys" (include "coldproxy.fullname" .) -}}
 {{- end -}}
 {{- end -}}
+
+{{/* The in-chart Redis's password Secret (when it has one). */}}
+{{- define "coldproxy.redisSecret" -}}
+{{- if and .Values.redis.internal.enabled .Values.redis.internal.auth -}}
+{{- .Values.redis.internal.existingSecret | default (printf "%s-redis" (include "coldproxy.fullname" .)) -}}
+{{- end -}}
+{{- end -}}
