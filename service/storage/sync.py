@@ -5,7 +5,8 @@ transaction. On start the replica notes the stream's newest entry, then loads ev
 follows the stream from the noted position; each event's item is read from the store and upserted
 into the index. The position is kept across disconnects and failovers: after one it resumes where it
 was, so nothing written meanwhile is missed and nothing is reloaded -- unless the stream was trimmed
-past the position (a replica more than ``COLDPROXY_SYNC_STREAM_MAXLEN`` writes behind), which
+past the position (a replica more than ``COLDPROXY_SYNC_STREAM_MAXLEN`` writes behind, after a
+disconnect or by reading slower than the writes; checked with every batch it reads), which
 triggers a full reload. Its own writes are skipped only when the index already holds the item (a
 POST whose Redis reply was lost after the write landed did not index it).
 """
@@ -67,13 +68,15 @@ class IndexSync:
             try:
                 if self._reader is None:
                     self._reader = self.store.follower(self.block_ms)
-                    if await self.store.missed_since(self.position):
-                        await self._reload()
-                        log.warning("index sync fell behind the trimmed event stream; reloaded the store")
-                    else:
-                        log.info("index sync reconnected; resuming after event %s", self.position)
+                    log.info("index sync reconnected; resuming after event %s", self.position)
                     delay = 0.5
                 events = await self.store.read_events(self._reader, self.position, self.block_ms)
+                # behind by more than the stream keeps (after a disconnect, or reading slower than the
+                # writes): the events after our position are partly gone, so read the whole set again
+                if events and await self.store.missed_since(self.position):
+                    await self._reload()
+                    log.warning("index sync fell behind the trimmed event stream; reloaded the store")
+                    continue
                 own = self.store.origin.encode()
                 todo = []
                 for event_id, origin, raw_id in events:

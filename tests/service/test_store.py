@@ -220,3 +220,51 @@ def test_a_quiet_event_stream_keeps_its_connection(redis_client):
 
     first, later = asyncio.run(scenario())
     assert len(first) == 1 and later == first  # the same connection, never re-made
+
+
+def test_a_replica_reading_slower_than_the_stream_is_trimmed_reloads_instead_of_skipping(redis_client):
+    """No disconnect: the replica's follower just stops reading while 500 writes go to a 100-entry
+    stream, then reads on from its old position. The events it would read next are partly trimmed
+    away; it must notice and reload, not index only what is left."""
+    import asyncio
+
+    import numpy as np
+
+    from service.metrics import Metrics
+    from service.storage.index import ItemIndex
+    from service.storage.store import StoredItem
+    from service.storage.sync import IndexSync
+
+    prefix = f"sync-lag-{uuid.uuid4().hex[:8]}"
+
+    async def scenario():
+        store = RedisStore(REDIS_URL, prefix, "v1", 4, stream_maxlen=100)
+        writer = RedisStore(REDIS_URL, prefix, "v1", 4, stream_maxlen=100)
+        sync = IndexSync(store, ItemIndex(4), Metrics(), {}, block_ms=200)
+        await sync.start()
+        try:
+            assert await writer.put("first", StoredItem(np.zeros(4, np.float32), ["text"]), overwrite=False)
+            for _ in range(100):
+                if "first" in sync.index:
+                    break
+                await asyncio.sleep(0.02)
+            sync._task.cancel()  # the follower stops reading; its connection and position stay
+            await asyncio.gather(sync._task, return_exceptions=True)
+            for n in range(500):
+                await writer.put(f"w{n}", StoredItem(np.full(4, n, np.float32), ["text"]), overwrite=False)
+            sync._task = asyncio.create_task(sync._follow())  # and reads on from where it was
+            want = set(await store.all_ids())
+            for _ in range(200):
+                if set(sync.index.ids()) >= want:
+                    break
+                await asyncio.sleep(0.05)
+            return want, set(sync.index.ids()), sync.reloads
+        finally:
+            await sync.stop()
+            await store.close()
+            await writer.close()
+            for key in redis_client.scan_iter(f"{prefix}:*"):
+                redis_client.delete(key)
+
+    want, indexed, reloads = asyncio.run(scenario())
+    assert len(want) == 501 and indexed == want and reloads == 2
