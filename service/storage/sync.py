@@ -32,6 +32,7 @@ class IndexSync:
         self.block_ms = block_ms
         self.position: str | None = None  # the last event read; None: reload everything first
         self.reloads = 0
+        self._stopping = False
         self._task: asyncio.Task | None = None
         self._reader = None
 
@@ -64,7 +65,7 @@ class IndexSync:
 
     async def _follow(self) -> None:
         delay = 0.5
-        while True:
+        while not self._stopping:
             try:
                 if self._reader is None:
                     self._reader = self.store.follower(self.block_ms)
@@ -93,6 +94,8 @@ class IndexSync:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                if self._stopping:
+                    break
                 log.warning("index sync lost the store (%s); retrying in %.1fs from event %s", exc, delay, self.position)
                 await self._close_reader()
                 await asyncio.sleep(delay)
@@ -102,15 +105,26 @@ class IndexSync:
         reader, self._reader = self._reader, None
         if reader is not None:
             try:
-                await reader.aclose()
+                await asyncio.wait_for(reader.aclose(), 2.0)
             except Exception:
                 pass
 
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
+    async def stop(self, grace_s: float | None = None) -> None:
+        """Stops following. A cancellation that lands while redis-py's blocking XREAD is timing out can
+        be swallowed inside redis-py (seen with redis 8.1 on Python 3.11: the task then read on
+        forever and shutdown hung), so the loop also checks a flag, and the cancel is repeated until the
+        task ends -- within one blocking read's timeout at most, after which it is abandoned."""
+        self._stopping = True
+        task, self._task = self._task, None
+        if task is not None:
+            grace = self.block_ms / 1000 + 12.0 if grace_s is None else grace_s
+            deadline = asyncio.get_running_loop().time() + grace
+            while not task.done() and asyncio.get_running_loop().time() < deadline:
+                task.cancel()
+                await asyncio.wait({task}, timeout=0.25)
+            if task.done():
+                if not task.cancelled() and task.exception() is not None:
+                    log.warning("index sync ended with %r", task.exception())
+            else:
+                log.error("index sync did not stop within %.1fs; abandoning it", grace)
         await self._close_reader()

@@ -268,3 +268,43 @@ def test_a_replica_reading_slower_than_the_stream_is_trimmed_reloads_instead_of_
 
     want, indexed, reloads = asyncio.run(scenario())
     assert len(want) == 501 and indexed == want and reloads == 2
+
+
+def test_sync_stops_even_when_a_cancellation_is_swallowed_mid_read(redis_client):
+    """redis-py can swallow a cancellation that lands while a blocking XREAD times out (seen: redis
+    8.1, Python 3.11; a replica's shutdown -- and CI -- then hung for good). A store whose read swallows
+    the first cancellation, as that race does, must still let ``stop()`` end the follower promptly."""
+    import asyncio
+    import time
+
+    from service.metrics import Metrics
+    from service.storage.index import ItemIndex
+    from service.storage.sync import IndexSync
+
+    class SwallowingStore(RedisStore):
+        swallowed = 0
+
+        async def read_events(self, follower, position, block_ms, count=1000):
+            try:
+                return await super().read_events(follower, position, block_ms, count)
+            except asyncio.CancelledError:
+                if SwallowingStore.swallowed:
+                    raise
+                SwallowingStore.swallowed += 1
+                return []
+
+    async def scenario():
+        store = SwallowingStore(REDIS_URL, f"swallow-{uuid.uuid4().hex[:8]}", "v1", 4)
+        sync = IndexSync(store, ItemIndex(4), Metrics(), {}, block_ms=5000)
+        await sync.start()
+        try:
+            await asyncio.sleep(0.3)  # the follower is now inside its blocking read
+            task, started = sync._task, time.monotonic()
+            await sync.stop()
+            return task.done(), time.monotonic() - started
+        finally:
+            await store.close()
+
+    done, took = asyncio.run(scenario())
+    assert SwallowingStore.swallowed == 1
+    assert done and took < 2.0  # not the 5 s block, and not forever
