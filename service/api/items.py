@@ -33,6 +33,15 @@ ITEM_BODY = {
     }
 }
 
+BATCH_BODY = {  # documented by hand: the handler reads the body itself, to bound its size before parsing
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {
+            "type": "object", "required": ["items"],
+            "properties": {"items": {"type": "array", "minItems": 1, "items": ItemJSON.model_json_schema()}}}}},
+    }
+}
+
 
 async def read_new_item(request: Request, settings: ServiceSettings) -> NewItem:
     """Parse multipart (item_id, text, image file, overwrite) or JSON (image as base64)."""
@@ -86,7 +95,7 @@ async def post_interactions(item_id: str, request: Request, st: AppState, sv: Li
     return await record_interactions(sv, item_id, body.count, body.id_embedding)
 
 
-@router.post("/v1/items:batch", response_model=BatchOut, dependencies=[access(WRITE)])
+@router.post("/v1/items:batch", response_model=BatchOut, dependencies=[access(WRITE)], openapi_extra=BATCH_BODY)
 async def post_items_batch(request: Request, st: AppState, sv: Live) -> BatchOut:
     """Bulk ingestion: JSON {"items": [...]} as for POST /v1/items; each graph runs once per batch.
 
