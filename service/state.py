@@ -79,7 +79,8 @@ class Serving:
                                  metrics, settings.local_reads)
             n_cold = await self.items.start()
             if settings.bundle_package_dir is not None and Path(settings.bundle_package_dir).exists():
-                self.bundles = await BundleServing.open(settings, metrics, Admission(settings.batch_queue_max))
+                # one bound for all graph work outside the micro-batcher: item and bundle posts share it
+                self.bundles = await BundleServing.open(settings, metrics, self.admission)
         except Exception:
             await self.close()
             raise
