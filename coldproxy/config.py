@@ -103,9 +103,11 @@ class TrainSettings(BaseSettings):
         "auto", description="what a new item is served: the validation-best of the gate's mix and each single "
         "expert (auto), or that one; the package records the choice and every candidate's validation score")
     select_modalities: bool = Field(False, description="also train text-only and image-only generators and serve "
-                                    "the validation-best of the three; off by default: on MovieLens it chose text-only "
-                                    "on validation for 3 of 3 seeds and lost on test on 2 (early stopping on the same "
-                                    "validation split biases the choice; bench/results/quality_movielens_select_modalities.md)")
+                                    "the validation-best of the three; off by default: on MovieLens validation prefers "
+                                    "text-only and the test split does not agree (README, Models)")
+    selection_holdout: float = Field(0.0, ge=0.0, lt=1.0, description="share of the validation-cold items held out "
+                                     "from early stopping, to choose between trained candidates on (generator "
+                                     "modalities, the served expert); 0: choose on the early-stopping items")
     calibration: bool = Field(True, description="fit the affine map of new items' vectors to the warm items' "
                               "score scale on the validation all-items ranking (models/items/calibration.py)")
 

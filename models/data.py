@@ -199,6 +199,13 @@ class ColdStartSplit:
     Items are split warm / validation-cold / test-cold; every interaction of a cold item is removed
     from training. Warm items' interactions are split again train / warm-val / warm-test, for the
     warm and all-items scenarios.
+
+    The validation-cold items are split once more (``validation``): a "stop" part that every content
+    model early-stops on, and a disjoint "select" part that chooses between the trained candidates
+    (generator modalities, the served expert). A candidate's score on the items it stopped on is
+    inflated by a different amount for each candidate, so choosing on them picks the luckiest, not
+    the best (issue 21). Without a select part (``val_select_items`` None) both are every
+    validation-cold item.
     """
 
     warm_items: np.ndarray
@@ -210,6 +217,19 @@ class ColdStartSplit:
     cold_val: Interactions
     cold_test: Interactions
     seed: int
+    val_select_items: np.ndarray | None = None
+
+    def validation(self, part: str = "stop") -> tuple[np.ndarray, Interactions]:
+        """Validation-cold items and their interactions: "stop" (early stopping), "select" (choosing
+        between trained candidates) or "all"."""
+        if part not in ("stop", "select", "all"):
+            raise ValueError(f"unknown validation part {part!r}")
+        if part == "all" or self.val_select_items is None:
+            return self.val_items, self.cold_val
+        chosen = np.isin(self.val_items, self.val_select_items)
+        items = self.val_items[chosen if part == "select" else ~chosen]
+        keep = np.isin(self.cold_val.items, items)
+        return items, Interactions(self.cold_val.users[keep], self.cold_val.items[keep])
 
 
 def _ratio_cuts(count: int, ratios: tuple[float, float, float]) -> tuple[int, int]:
@@ -219,8 +239,10 @@ def _ratio_cuts(count: int, ratios: tuple[float, float, float]) -> tuple[int, in
     return a, b
 
 
-def cold_start_split(ds: Dataset, seed: int, ratios=(0.8, 0.1, 0.1)) -> ColdStartSplit:
-    """Seeded split; the same (dataset, seed, ratios) always gives the same split."""
+def cold_start_split(ds: Dataset, seed: int, ratios=(0.8, 0.1, 0.1), select_share: float = 0.0) -> ColdStartSplit:
+    """Seeded split; the same (dataset, seed, ratios, select_share) always gives the same split.
+    ``select_share`` of the validation-cold items become its "select" part (0: none, choose on the
+    early-stopping items); the rest of the split does not depend on it."""
     rng = np.random.default_rng(seed)
     perm = rng.permutation(ds.n_items)
     a, b = _ratio_cuts(ds.n_items, ratios)
@@ -250,4 +272,12 @@ def cold_start_split(ds: Dataset, seed: int, ratios=(0.8, 0.1, 0.1)) -> ColdStar
         cold_val=pick(r == 1),
         cold_test=pick(r == 2),
         seed=seed,
+        val_select_items=_select_part(val, seed, select_share),
     )
+
+
+def _select_part(val: np.ndarray, seed: int, share: float) -> np.ndarray | None:
+    count = int(round(len(val) * share))
+    if count == 0 or count == len(val):
+        return None
+    return np.sort(np.random.default_rng([seed, 21]).choice(val, count, replace=False))

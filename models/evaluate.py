@@ -103,6 +103,8 @@ def evaluate_split(user_emb: np.ndarray, item_emb: np.ndarray, split: ColdStartS
     }
 
 
-def validation_cold_ndcg(user_emb: np.ndarray, item_emb: np.ndarray, split: ColdStartSplit) -> float:
-    """NDCG@20 on the validation-cold items: the early-stopping signal for content models."""
-    return evaluate_candidates(user_emb, item_emb, split.val_items, split.cold_val, None, (20,))["ndcg@20"]
+def validation_cold_ndcg(user_emb: np.ndarray, item_emb: np.ndarray, split: ColdStartSplit, part: str = "stop") -> float:
+    """NDCG@20 on the validation-cold items of ``part`` (``ColdStartSplit.validation``): "stop" is the
+    early-stopping signal for content models, "select" the score trained candidates are chosen by."""
+    items, positives = split.validation(part)
+    return evaluate_candidates(user_emb, item_emb, items, positives, None, (20,))["ndcg@20"]

@@ -115,10 +115,11 @@ def served_cold(ex: Experts, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 
 def select_served(ex: Experts, user_emb: np.ndarray, split: ColdStartSplit) -> tuple[str, dict[str, float]]:
     """The validation-best of the gate's mix and each single content expert for new items
-    (validation-cold NDCG@20); ties go to the gate. Returns (choice, every choice's score)."""
+    (validation-cold NDCG@20 on the split's "select" part); ties go to the gate. Returns (choice,
+    every choice's score)."""
     probe, v = np.zeros_like(ex.proxy), split.val_items
     scores = {}
     for choice in CHOICES:
         probe[v] = served_cold(replace(ex, choice=choice), v)[0]
-        scores[choice] = validation_cold_ndcg(user_emb, probe, split)
+        scores[choice] = validation_cold_ndcg(user_emb, probe, split, "select")
     return max(CHOICES, key=lambda c: scores[c]), scores

@@ -104,7 +104,7 @@ def generator_candidates(features: Features, split: ColdStartSplit, user_emb: np
     scores, probe = {}, np.zeros_like(item_emb)
     for m, (model, _) in fitted.items():
         probe[split.val_items] = predict(model, features, split.val_items)
-        scores[f"generator:{m}"] = validation_cold_ndcg(user_emb, probe, split)
+        scores[f"generator:{m}"] = validation_cold_ndcg(user_emb, probe, split, "select")
     best = max(fitted, key=lambda m: scores[f"generator:{m}"])  # ties: the configured one
     return fitted[best][0], fitted[best][1], scores, {m: model for m, (model, _) in fitted.items()}
 
@@ -123,13 +123,14 @@ def train(settings, encoder_graphs: EncoderGraphs, progress: bool = True) -> Tra
     the ONNX encoders the features are computed with, on a feature-cache miss."""
     t0 = time.time()
     ds = load_dataset(settings)
-    split = cold_start_split(ds, settings.seed, settings.split_ratios)
+    split = cold_start_split(ds, settings.seed, settings.split_ratios, settings.selection_holdout)
     feats = extract_features(ds, encoder_graphs, settings.cache_dir, settings.text_max_len, settings.encode_batch, progress)
     t_feat = time.time()
     U, I, id_log = train_id_model_checked(ds.n_users, ds.n_items, split, settings, progress)
     t_id = time.time()
     proxy, proxy_log, candidates, generators = generator_candidates(feats, split, U, I, settings, progress)
-    selection = {"chosen_on": "validation-cold NDCG@20", "validation": dict(candidates),
+    selection = {"chosen_on": "validation-cold NDCG@20 on the part held out from early stopping"
+                 if split.val_select_items is not None else "validation-cold NDCG@20", "validation": dict(candidates),
                  "generator": max(candidates, key=candidates.get).split(":")[1], "served": "proxy"}
     selection["validation"]["proxy"] = max(candidates.values())
     t_proxy = time.time()

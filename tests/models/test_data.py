@@ -39,6 +39,25 @@ def test_split_is_seeded(movielens):
     assert not np.array_equal(a.test_items, c.test_items)
 
 
+def test_the_validation_items_split_into_disjoint_stop_and_select_parts_without_moving_anything_else(movielens):
+    """Issue 21: candidates are chosen on validation items no model early-stopped on; holding them out
+    leaves every other part of the split as it was."""
+    plain, held = cold_start_split(movielens, 3), cold_start_split(movielens, 3, select_share=0.5)
+    for a, b in ((plain.warm_items, held.warm_items), (plain.test_items, held.test_items), (plain.train.users, held.train.users)):
+        assert np.array_equal(a, b)
+    stop, stop_pos = held.validation("stop")
+    select, select_pos = held.validation("select")
+    assert len(np.intersect1d(stop, select)) == 0 and np.array_equal(np.union1d(stop, select), held.val_items)
+    assert abs(len(select) - len(held.val_items) / 2) <= 1
+    assert np.isin(stop_pos.items, stop).all() and np.isin(select_pos.items, select).all()
+    assert len(stop_pos) + len(select_pos) == len(held.cold_val)
+    # without a held-out part every part is the whole validation set; the parts are seeded
+    assert all(np.array_equal(plain.validation(p)[0], plain.val_items) for p in ("stop", "select", "all"))
+    assert np.array_equal(cold_start_split(movielens, 3, select_share=0.5).val_select_items, held.val_select_items)
+    with pytest.raises(ValueError):
+        held.validation("test")
+
+
 def test_generic_format(tmp_path, movielens_dir):
     poster = movielens_dir / "posters" / "1.jpg"
     (tmp_path / "items.csv").write_text(f"item_id,text,image\na,first item,{poster}\nb,only text,\nc,third item,\n")
