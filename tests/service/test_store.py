@@ -134,6 +134,15 @@ def kill_sync_connections(redis_client, name: str = "coldproxy-sync-") -> int:
     return len(ids)
 
 
+async def close_sync(redis_client, prefix: str, sync, *stores) -> None:
+    """Stop a replica's index sync, close its stores and delete what the test wrote under ``prefix``."""
+    await sync.stop()
+    for store in stores:
+        await store.close()
+    for key in redis_client.scan_iter(f"{prefix}:*"):
+        redis_client.delete(key)
+
+
 @pytest.mark.parametrize("maxlen", [100_000, 100])
 def test_replica_index_matches_redis_after_its_sync_connection_is_killed_under_writes(redis_client, maxlen):
     """Another replica writes 400 items while this one's stream connection is killed again and again
@@ -177,11 +186,7 @@ def test_replica_index_matches_redis_after_its_sync_connection_is_killed_under_w
                 await asyncio.sleep(0.05)
             return kills, want, set(sync.index.ids()), sync.reloads
         finally:
-            await sync.stop()
-            await store.close()
-            await writer.close()
-            for key in redis_client.scan_iter(f"{prefix}:*"):
-                redis_client.delete(key)
+            await close_sync(redis_client, prefix, sync, store, writer)
 
     kills, want, indexed, reloads = asyncio.run(scenario())
     assert kills == 8 and len(want) >= 400
@@ -260,11 +265,7 @@ def test_a_replica_reading_slower_than_the_stream_is_trimmed_reloads_instead_of_
                 await asyncio.sleep(0.05)
             return want, set(sync.index.ids()), sync.reloads
         finally:
-            await sync.stop()
-            await store.close()
-            await writer.close()
-            for key in redis_client.scan_iter(f"{prefix}:*"):
-                redis_client.delete(key)
+            await close_sync(redis_client, prefix, sync, store, writer)
 
     want, indexed, reloads = asyncio.run(scenario())
     assert len(want) == 501 and indexed == want and reloads == 2
