@@ -109,7 +109,7 @@ class IndexSync:
             except Exception:
                 pass
 
-    async def stop(self, grace_s: float | None = None) -> None:
+    async def stop(self) -> None:
         """Stops following. A cancellation that lands while redis-py's blocking XREAD is timing out can
         be swallowed inside redis-py (seen with redis 8.1 on Python 3.11: the task then read on
         forever and shutdown hung), so the loop also checks a flag, and the cancel is repeated until the
@@ -117,7 +117,7 @@ class IndexSync:
         self._stopping = True
         task, self._task = self._task, None
         if task is not None:
-            grace = self.block_ms / 1000 + 12.0 if grace_s is None else grace_s
+            grace = self.block_ms / 1000 + 12.0  # the follower's read timeout (block + 10 s), and a margin
             deadline = asyncio.get_running_loop().time() + grace
             while not task.done() and asyncio.get_running_loop().time() < deadline:
                 task.cancel()
