@@ -182,6 +182,25 @@ class ServiceSettings(BaseSettings):
     rate_limit_burst: int = Field(20, description="requests a client may send at once before the rate applies")
     shutdown_grace_s: float = Field(20.0, gt=0, description="on SIGTERM: stop accepting, then wait up to this long for "
                                     "requests in flight to finish (keep it under the pod's termination grace period)")
+    keep_features: Literal["float16", "float32", "off"] = Field(
+        "float16", description="keep each POSTed item's content features (the encoders' outputs) in Redis, so a new "
+        "model package with the same encoders re-embeds every stored item (10.3 KB per item as float16, 20.6 KB as "
+        "float32, for the MiniLM + EfficientNet encoders); off: a new package starts with no new items")
+    rollout_reembed: bool = Field(True, description="on POST /v1/admin/reload, re-embed every stored item for the new "
+                                  "package (when its encoders are the serving one's) before switching to it")
+    rollout_switch_fraction: float = Field(1.0, gt=0.0, le=1.0, description="switch once the new package holds this "
+                                           "share of the stored items")
+    rollout_wait_s: float = Field(30.0, ge=0.0, description="how long POST /v1/admin/reload waits for a rollout to "
+                                  "switch before answering 202 (the rollout goes on; GET /v1/model shows it)")
+    rollout_keep_old_s: float = Field(86400.0, ge=0.0, description="after a switch, the old version's keys expire "
+                                      "after this many seconds (replicas not yet reloaded still read them); 0: keep")
+    reembed_batch: int = Field(256, ge=1, description="items per graph call when re-embedding stored items")
+    candidate_package_dir: Path | None = Field(None, description="a second model package run in shadow beside the "
+                                               "served one: every POST is embedded and stored for it too, and stored "
+                                               "items are backfilled, but it is not served (except to canary users)")
+    canary_fraction: float = Field(0.0, ge=0.0, le=1.0, description="share of users (sticky, by a hash of the user "
+                                   "ID) whose rank and recommend requests the candidate package answers once its "
+                                   "backfill is complete")
     reload_grace_s: float = Field(10.0, description="after a model package reload, seconds the old package stays open for in-flight requests")
     max_request_bytes: int = 8 * 1024 * 1024
     max_image_pixels: int = 40_000_000
@@ -241,6 +260,11 @@ class ServiceSettings(BaseSettings):
     @classmethod
     def _empty_is_none(cls, value):
         """``COLDPROXY_BUNDLE_RECOMMENDER_DIR=`` (empty) means no bundle recommender, not the current directory."""
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("candidate_package_dir", mode="before")
+    @classmethod
+    def _no_candidate(cls, value):
         return None if isinstance(value, str) and not value.strip() else value
 
     def ort_options(self) -> dict:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +56,17 @@ class Manifest(BaseModel):
     provenance: dict
     counts: dict[str, int]
     experts: dict | None = None  # sampler (method, steps, spacing, t_start), anchor_n, gate features/experts
+    id_fingerprint: str | None = None  # ``id_fingerprint`` of the ID tables; verified at load when set
+
+
+def id_fingerprint(user_ids, user_emb: np.ndarray, item_ids, item_emb: np.ndarray) -> str:
+    """Identifies the recommender's ID space: a digest of its user and item ID tables. Two packages with
+    the same fingerprint serve vectors of the same space; with different ones, never mix their vectors."""
+    h = hashlib.sha256()
+    for ids, emb in ((user_ids, user_emb), (item_ids, item_emb)):
+        h.update("\n".join(map(str, ids)).encode())
+        h.update(np.ascontiguousarray(emb, dtype=np.float32).tobytes())
+    return h.hexdigest()[:16]
 
 
 def sha256_file(path: Path) -> str:
@@ -92,6 +104,19 @@ class ModelPackage:
     def file(self, component: str) -> Path:
         return self.path / (COMPONENTS | EXPERT_COMPONENTS)[component]
 
+    @cached_property
+    def id_fingerprint(self) -> str:
+        return id_fingerprint(self.user_ids, self.user_emb, self.item_ids, self.item_emb)
+
+    @cached_property
+    def encoder_fingerprint(self) -> str:
+        """Identifies the encoders and their preprocessing: packages that share it compute the same content
+        features for an item, so one's stored features feed the other's graphs."""
+        m = self.manifest
+        blob = json.dumps({"files": [m.files[c] for c in ("text_encoder", "image_encoder", "tokenizer")],
+                           "preprocessing": m.preprocessing, "dims": m.dims.model_dump()}, sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
 
 def read_manifest(path: Path, model: type[BaseModel], schema_version: int, what: str, command: str):
     """``path``'s manifest parsed as ``model`` (a schema with ``schema_version``); PackageError when it is
@@ -118,7 +143,11 @@ def load_package(path: Path) -> ModelPackage:
         raise PackageError(f"embedding dims {user_emb.shape[1]}/{item_emb.shape[1]} != manifest id_dim {d}")
     if len(z["user_ids"]) != len(user_emb) or len(z["item_ids"]) != len(item_emb):
         raise PackageError("embedding rows do not match their id lists")
-    return ModelPackage(path, manifest, [str(x) for x in z["user_ids"]], user_emb, [str(x) for x in z["item_ids"]], item_emb)
+    package = ModelPackage(path, manifest, [str(x) for x in z["user_ids"]], user_emb, [str(x) for x in z["item_ids"]],
+                           item_emb)
+    if manifest.id_fingerprint is not None and package.id_fingerprint != manifest.id_fingerprint:
+        raise PackageError(f"the ID tables' fingerprint {package.id_fingerprint} is not the manifest's {manifest.id_fingerprint}")
+    return package
 
 
 def write_manifest(path: Path, manifest: BaseModel) -> None:

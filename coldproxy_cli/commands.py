@@ -1,5 +1,5 @@
-"""``coldproxy`` command line: train, export, serve, train-bundles, and ``up`` (train + export what is
-missing, then serve). The one module that imports every layer: ``coldproxy`` (settings), ``models``
+"""``coldproxy`` command line: train, export, serve, train-bundles, reembed (a new package takes over the
+stored items), embed (a catalogue offline), and ``up`` (train + export what is missing, then serve). The one module that imports every layer: ``coldproxy`` (settings), ``models``
 (training), ``export`` (model packages) and ``service`` (the HTTP app), each only inside its command.
 
 Flags override the settings of ``coldproxy.config``; every other option is an environment variable
@@ -75,6 +75,50 @@ def cmd_serve(args) -> None:
                 access_log=settings.access_log, timeout_graceful_shutdown=settings.shutdown_grace_s)
 
 
+def cmd_reembed(args) -> None:
+    """Re-embed every stored item (its kept content features) for another package with the same encoders,
+    offline, e.g. as a job before a rollout; resumable, and never overwriting what is there."""
+    import asyncio
+
+    from tqdm import tqdm
+
+    from service.metrics import Metrics
+    from service.rollout import backfill
+    from service.state import Serving
+
+    settings = ServiceSettings(micro_batching=False)
+
+    async def run() -> dict:
+        target = await Serving.open(settings, Metrics(), args.to_bundle, bundles=False)
+        try:
+            with tqdm(unit="item", desc=f"re-embedding for {target.version}") as bar:
+                def progress(n: int, total: int) -> None:
+                    bar.total = total
+                    bar.update(n)
+                report = await backfill(target, args.batch or settings.reembed_batch, progress)
+            return report.as_dict() | {"version": target.version}
+        finally:
+            await target.close()
+
+    print(json.dumps(asyncio.run(run())))
+
+
+def cmd_embed(args) -> None:
+    """A whole catalogue through the ONNX pipeline, into a Parquet file or the service's Redis store."""
+    from models.data import catalogue_items
+    from service.batch_embed import embed_to_parquet, embed_to_redis
+
+    if (args.out is None) == (args.to is None):
+        raise SystemExit("coldproxy embed: give one of --out FILE.parquet and --to redis")
+    settings = ServiceSettings(micro_batching=False, **({"package_dir": args.package_dir} if args.package_dir else {}))
+    items = list(zip(*catalogue_items(args.data, args.format or "generic")))
+    if args.out is not None:
+        report = embed_to_parquet(settings, items, args.out, args.batch)
+    else:
+        report = embed_to_redis(settings, items, args.batch, args.overwrite)
+    print(json.dumps(report))
+
+
 def cmd_up(args) -> None:
     s = _train_settings(args)
     if not (Path(s.work_dir) / "proxy.pt").exists():
@@ -117,11 +161,25 @@ def main(argv: list[str] | None = None) -> None:
         ("serve", cmd_serve, "serve a model package over HTTP"),
         ("up", cmd_up, "train and export if missing, then serve"),
         ("train-bundles", cmd_train_bundles, "train the bundle model (Youshu, MoDiffE) and export its package"),
+        ("embed", cmd_embed, "embed a whole catalogue offline into a Parquet file or the service's Redis store"),
+        ("reembed", cmd_reembed, "re-embed every stored new item for another model package with the same encoders"),
     ):
         sp = sub.add_parser(name, help=helptext)
         sp.set_defaults(fn=fn)
         if name == "serve":
             sp.add_argument("--package-dir", "--bundle-dir", type=Path, help="model package directory")
+        elif name == "embed":
+            sp.add_argument("--data", type=Path, required=True, help="dataset directory (its items.csv, or movies.csv)")
+            sp.add_argument("--format", choices=["movielens", "generic"], help="default generic")
+            sp.add_argument("--package-dir", type=Path, help="model package (COLDPROXY_PACKAGE_DIR)")
+            sp.add_argument("--out", type=Path, help="Parquet file to write")
+            sp.add_argument("--to", choices=["redis"], help="store into the service's Redis instead")
+            sp.add_argument("--batch", type=int, default=64, help="items per graph call")
+            sp.add_argument("--overwrite", action="store_true", help="--to redis: replace items already stored")
+        elif name == "reembed":
+            sp.add_argument("--to-bundle", "--to-package", dest="to_bundle", type=Path, required=True,
+                            help="the model package to re-embed for")
+            sp.add_argument("--batch", type=int, help="items per graph call (COLDPROXY_REEMBED_BATCH)")
         elif name == "train-bundles":
             sp.add_argument("--bundles-data", type=Path, help="Youshu directory (COLDPROXY_BUNDLES_DATA_DIR)")
             sp.add_argument("--scenario", choices=["cold", "warm", "all"], help="split trained on (COLDPROXY_BUNDLES_SCENARIO)")

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from coldproxy.errors import ParityError
-from coldproxy.package import COMPONENTS, EXPERT_COMPONENTS, Dims, Manifest, load_package, sha256_file, write_manifest
+from coldproxy.package import (COMPONENTS, EXPERT_COMPONENTS, Dims, Manifest, id_fingerprint, load_package, sha256_file,
+                               write_manifest)
 from coldproxy.preprocess import load_image_file, preprocessing_manifest
 from coldproxy.graph_io import GATE_INPUTS, PROXY_INPUTS, SAMPLER_INPUTS
 from export.encoders import export_image_encoder, export_text_encoder
@@ -92,6 +93,8 @@ def build_package(settings) -> Path:
         provenance=metrics["dataset"],
         counts={"users": int(len(z["user_ids"])), "warm_items": int(len(z["item_ids"]))},
         experts=experts,
+        id_fingerprint=id_fingerprint([str(x) for x in z["user_ids"]], z["user_emb"], [str(x) for x in z["item_ids"]],
+                                      z["item_emb"]),
     )
     write_manifest(stage, manifest)
     load_package(stage)  # the service's own check, before the package replaces the old one

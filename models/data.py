@@ -91,8 +91,8 @@ def _file_sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
-def load_movielens(path: Path, positive_threshold: float = 4.0) -> Dataset:
-    """MovieLens latest-small with posters: positive = rating >= threshold; text = title + genres + tags."""
+def movielens_items(path: Path) -> tuple[list[str], list[str], list[Path | None]]:
+    """MovieLens-posters' items: (IDs, texts = title + genres + tags, poster paths or None)."""
     path = Path(path)
     tags: dict[str, list[str]] = {}
     tags_file = path / "tags.csv"
@@ -115,6 +115,13 @@ def load_movielens(path: Path, positive_threshold: float = 4.0) -> Dataset:
             item_ids.append(mid)
             texts.append(text)
             images.append(poster if poster.exists() else None)
+    return item_ids, texts, images
+
+
+def load_movielens(path: Path, positive_threshold: float = 4.0) -> Dataset:
+    """MovieLens latest-small with posters: positive = rating >= threshold; text = title + genres + tags."""
+    path = Path(path)
+    item_ids, texts, images = movielens_items(path)
     item_index = {m: i for i, m in enumerate(item_ids)}
     u_raw, i_raw, ts = [], [], []
     with (path / "ratings.csv").open(newline="", encoding="utf-8") as f:
@@ -132,8 +139,8 @@ def load_movielens(path: Path, positive_threshold: float = 4.0) -> Dataset:
     })
 
 
-def load_generic(path: Path) -> Dataset:
-    """The documented generic format (see module docstring)."""
+def generic_items(path: Path) -> tuple[list[str], list[str], list[Path | None]]:
+    """The generic format's ``items.csv``, checked: (IDs, texts, image paths or None)."""
     path = Path(path)
     item_ids, texts, images = [], [], []
     with (path / "items.csv").open(newline="", encoding="utf-8") as f:
@@ -150,6 +157,18 @@ def load_generic(path: Path) -> Dataset:
     missing = [str(im) for im in images if im is not None and not im.exists()]
     if missing:
         raise ValueError(f"{path / 'items.csv'}: {len(missing)} image files do not exist, e.g. {missing[:3]}")
+    return item_ids, texts, images
+
+
+def catalogue_items(path: Path, data_format: str) -> tuple[list[str], list[str], list[Path | None]]:
+    """A dataset directory's items without its interactions (``coldproxy embed``)."""
+    return movielens_items(path) if data_format == "movielens" else generic_items(path)
+
+
+def load_generic(path: Path) -> Dataset:
+    """The documented generic format (see module docstring)."""
+    path = Path(path)
+    item_ids, texts, images = generic_items(path)
     item_index = {m: i for i, m in enumerate(item_ids)}
     u_raw, i_raw, ts, ws = [], [], [], []
     with (path / "interactions.csv").open(newline="", encoding="utf-8") as f:

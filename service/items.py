@@ -6,6 +6,7 @@ stored item when its interaction count (or ID embedding) arrives. Failures are `
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -18,7 +19,8 @@ from coldproxy.preprocess import image_pixels
 from service.schemas import BatchResult, ItemOut
 from service.engine.pipeline import Embedded
 from service.state import Serving
-from service.storage.store import StoredItem
+
+log = logging.getLogger("coldproxy.items")
 
 
 @dataclass(frozen=True)
@@ -63,21 +65,17 @@ def item_out(serving: Serving, item_id: str, emb: np.ndarray, modalities: list[s
 
 
 async def store_embedded(serving: Serving, item_id: str, overwrite: bool, result: Embedded | ImageError) -> ItemOut:
-    """Embedding result -> Redis -> FAISS; 409, 422 or 503 (``ColdproxyError``) when it cannot be stored."""
+    """Embedding result -> Redis (with its content features) -> FAISS, and the same item into the package
+    being rolled out, when there is one; 409, 422 or 503 (``ColdproxyError``) when it cannot be stored."""
     if isinstance(result, ImageError):
         raise result
-    emb = result.embedding
-    if serving.cold_boost:
-        emb = (emb * (1.0 + serving.cold_boost)).astype(np.float32)
-    if not np.isfinite(emb).all():
-        raise InvalidInput("the model produced a non-finite embedding for this input; nothing was stored")
-    record = StoredItem(emb, result.modalities)
-    if result.parts:  # a package with a cold-aware gate: keep what re-gating the item needs
-        record = StoredItem(emb, result.modalities, result.parts["proxy"], result.parts["diffusion"],
-                            [float(a) for a in result.fusion_weights], 0, anchor=result.parts.get("anchor"))
-    if not await serving.items.put(item_id, record, overwrite):
+    record = serving.stored_record(result)
+    if not await serving.items.put(item_id, record, overwrite, result.features):
         raise Conflict(f"item {item_id} already exists for model package {serving.version}; send overwrite=true to replace it")
-    return item_out(serving, item_id, emb, result.modalities, result.fusion_weights, result.expert_weights)
+    serving.drift.observe(record.embedding, result.fusion_weights, result.expert_weights)
+    if serving.shadow is not None and result.features is not None:
+        await serving.shadow.write(item_id, overwrite, result.features)
+    return item_out(serving, item_id, record.embedding, result.modalities, result.fusion_weights, result.expert_weights)
 
 
 async def ingest(serving: Serving, item: NewItem) -> ItemOut:
@@ -154,4 +152,15 @@ async def record_interactions(serving: Serving, item_id: str, count: int, id_emb
     emb, weights = emb[0], weights[0]
     await serving.items.put(item_id, replace(rec, embedding=emb, interactions=count,
                                              id_embedding=rec.id_embedding if id_emb is None else id_emb), True)
+    if serving.items.store.features is not None:  # a re-embedding for a new package re-gates with these too
+        await serving.items.store.features.note_warm_up(item_id, count, id_emb, serving.package.id_fingerprint)
+    if id_emb is not None:
+        serving.drift.graduation(rec.proxy, id_emb)
+    if serving.shadow is not None:  # the package being rolled out holds the item too
+        target = serving.shadow.target
+        same_space = target.package.id_fingerprint == serving.package.id_fingerprint
+        try:
+            await record_interactions(target, item_id, count, id_embedding if same_space else None)
+        except ColdproxyError as exc:
+            log.warning("warm-up of %s not applied to %s: %s", item_id, target.version, exc.detail)
     return item_out(serving, item_id, emb, rec.modalities, rec.fusion_weights, weights, count)

@@ -102,12 +102,29 @@ class ModelOut(BaseModel):
     bundle_recommender: dict | None = Field(
         None, description="the bundle recommender package served under /v1/bundles: version, scenario, counts, "
                           "cold bundles indexed, test metrics; null when there is none")
+    id_fingerprint: str = Field("", description="identifies the recommender's ID space (its ID tables); vectors of "
+                                "packages with different fingerprints are never mixed")
+    encoder_fingerprint: str = Field("", description="identifies the encoders: a package with the same one re-embeds "
+                                     "the stored items from their kept content features")
+    rollout: RolloutOut | None = Field(None, description="a package being rolled out or run in shadow beside this one")
+
+
+class RolloutOut(BaseModel):
+    version: str = Field(description="the package being rolled out")
+    state: str = Field(description="backfilling, switched, shadow (kept beside the serving one, for canary users "
+                                   "only) or failed")
+    error: str | None = None
+    backfill: dict = Field(description="stored items: total, reembedded, present (already there), graduated (warm "
+                                       "in the new package), no_features, failed, covered (share), items_per_s")
 
 
 class ReloadOut(BaseModel):
     previous_version: str
-    bundle_version: str
-    changed: bool = Field(description="False when the model package directory still holds the serving version")
+    bundle_version: str = Field(description="the version serving now")
+    changed: bool = Field(description="False when the model package directory still holds the serving version, or "
+                                      "while its rollout is still backfilling (then answered with 202)")
+    rollout: RolloutOut | None = Field(None, description="the stored items' re-embedding for the new package; null "
+                                                          "when it was switched to at once (different encoders)")
 
 
 class BundleIn(BaseModel):

@@ -6,6 +6,7 @@ auth, reload), and the FastAPI dependencies routes use to reach them.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from pathlib import Path
@@ -18,16 +19,21 @@ from fastapi import Depends, Request
 
 from coldproxy.package import load_package
 from coldproxy.config import ServiceSettings
-from coldproxy.errors import InsecureSettings, NotReady, RateLimited, Unauthorized
+from coldproxy.errors import (Conflict, InsecureSettings, InvalidInput, NotReady, PackageError, RateLimited, StoreUnavailable,
+                              Unauthorized)
 from service.auth import KeyRing, RateLimiter
 from service.engine.batcher import MicroBatcher
 from service.engine.decode_budget import DecodeBudget
 from service.bundle_serving import BundleServing
+from service.drift import DriftMonitor
+from service.engine.features import feature_width
+from service.rollout import Rollout, expire_version, persist_version
 from service.storage.catalog import Catalog
 from service.engine.graph_threads import Admission, GraphThreads
 from service.metrics import Metrics
-from service.engine.pipeline import ProxyPipeline
-from service.storage.store import open_store
+from service.engine.pipeline import Embedded, ProxyPipeline
+from service.storage.kept_features import FeatureStore
+from service.storage.store import MemoryStore, StoredItem, open_store
 
 log = logging.getLogger("coldproxy")
 
@@ -41,10 +47,14 @@ class Serving:
     """
 
     @classmethod
-    async def open(cls, settings: ServiceSettings, metrics: Metrics) -> "Serving":
+    async def open(cls, settings: ServiceSettings, metrics: Metrics, package_dir: Path | None = None,
+                   bundles: bool = True) -> "Serving":
+        """``package_dir`` (default: the settings') opened as a ``Serving``; ``bundles``: with the bundle
+        recommender when one is configured (a candidate package in shadow goes without)."""
         self = cls()
+        self.metrics, self.shadow = metrics, None  # shadow: the package being rolled out (service.rollout)
         # hashes every file: off the loop
-        self.package = await to_thread.run_sync(load_package, settings.package_dir)
+        self.package = await to_thread.run_sync(load_package, package_dir or settings.package_dir)
         self.version = self.package.manifest.version
         self.cold_boost = settings.cold_boost
         self.decode_budget = DecodeBudget(settings.max_decode_bytes)
@@ -52,6 +62,8 @@ class Serving:
         # norm would top every user's ranking
         self.max_item_norm = float(np.linalg.norm(self.package.item_emb, axis=1).max(initial=0.0))
         dim = self.package.manifest.dims.id_dim
+        experts = tuple(self.package.manifest.experts["experts"]) if self.package.has_experts else ()
+        self.drift = DriftMonitor(metrics, self.version, self.package.user_emb, self.package.item_emb, experts)
         self.pipeline = await to_thread.run_sync(
             lambda: ProxyPipeline(self.package, metrics, settings.ort_options(), settings.max_image_pixels,
                                   {"auto": None, "on": True, "off": False}[settings.pad_image_batches]))
@@ -73,12 +85,15 @@ class Serving:
         self.bundles = None
         try:
             store = await open_store(settings, settings.redis_prefix, self.version, dim)
+            if settings.keep_features != "off" and not isinstance(store, MemoryStore):
+                store.features = FeatureStore(store.client, settings.redis_prefix, self.package.encoder_fingerprint,
+                                              feature_width(self.package.manifest.dims), settings.keep_features)
             faiss.omp_set_num_threads(settings.faiss_threads)
             package = self.package
             self.items = Catalog("items", package.user_ids, package.user_emb, package.item_ids, package.item_emb, store,
                                  metrics, settings.local_reads)
             n_cold = await self.items.start()
-            if settings.bundle_package_dir is not None and Path(settings.bundle_package_dir).exists():
+            if bundles and settings.bundle_package_dir is not None and Path(settings.bundle_package_dir).exists():
                 # one bound for all graph work outside the micro-batcher: item and bundle posts share it
                 self.bundles = await BundleServing.open(settings, metrics, self.admission)
         except Exception:
@@ -88,6 +103,19 @@ class Serving:
                  self.version, len(self.items.users), len(self.items.warm), n_cold, self.pipeline.providers,
                  f"bundle recommender {self.bundles.version}" if self.bundles else "no bundle recommender")
         return self
+
+    def stored_record(self, result: Embedded) -> StoredItem:
+        """What this package stores for an embedded new item: the served vector (with the exploration boost)
+        and, with a cold-aware gate, the experts' outputs that re-gating needs. ``InvalidInput`` when not finite."""
+        emb = result.embedding
+        if self.cold_boost:
+            emb = (emb * (1.0 + self.cold_boost)).astype(np.float32)
+        if not np.isfinite(emb).all():
+            raise InvalidInput("the model produced a non-finite embedding for this input; nothing was stored")
+        if result.parts:
+            return StoredItem(emb, result.modalities, result.parts["proxy"], result.parts["diffusion"],
+                              [float(a) for a in result.fusion_weights], 0, anchor=result.parts.get("anchor"))
+        return StoredItem(emb, result.modalities)
 
     async def close(self) -> None:
         if getattr(self, "batcher", None) is not None:
@@ -110,6 +138,7 @@ class State:
         check_exposure(settings, self.keys.enabled or self.admin_keys.enabled)
         self.limiter = RateLimiter(settings.rate_limit_rps, settings.rate_limit_burst)
         self.serving: Serving | None = None
+        self.rollout: Rollout | None = None  # a package being rolled out beside the serving one
         self._reload_lock = asyncio.Lock()
         self._retiring: set[asyncio.Task] = set()
 
@@ -119,34 +148,115 @@ class State:
 
     async def start(self) -> None:
         self.serving = await Serving.open(self.settings, self.metrics)
+        self.metrics.serving_version.labels(self.serving.version, "serving").set(1)
+        if self.settings.candidate_package_dir is not None:
+            candidate = await Serving.open(self.settings, self.metrics, self.settings.candidate_package_dir, bundles=False)
+            why_not = self._can_reembed(self.serving, candidate)
+            if why_not is not None:
+                await candidate.close()
+                await self.serving.close()
+                raise PackageError(f"candidate package {candidate.version} cannot run in shadow: {why_not}")
+            self._start_rollout(self.serving, candidate, shadow_only=True)
 
-    async def reload(self) -> tuple[str, str]:
-        """Load the model package directory again; swap only once the new package is fully ready.
+    def _can_reembed(self, old: Serving, new: Serving) -> str | None:
+        """Why ``new`` cannot take ``old``'s stored items over, or None when it can."""
+        if self.settings.keep_features == "off":
+            return "COLDPROXY_KEEP_FEATURES is off"
+        if old.items.store.features is None:
+            return "the store keeps nothing (no Redis)"
+        if old.package.encoder_fingerprint != new.package.encoder_fingerprint:
+            return "the new package's encoders differ from the serving one's: re-POST the new items"
+        return None
 
-        Raises ``PackageError``/``StoreUnavailable`` and keeps serving the old package on failure.
-        Returns (previous version, serving version).
+    def _start_rollout(self, old: Serving, new: Serving, shadow_only: bool) -> Rollout:
+        s = self.settings
+        self.rollout = Rollout(old, new, self._switch_rollout, s.reembed_batch, s.rollout_switch_fraction, shadow_only)
+        self.rollout.start()
+        return self.rollout
+
+    async def reload(self) -> tuple[str, str, dict | None]:
+        """Load the model package directory again. When its encoders are the serving package's, roll it out:
+        re-embed every stored item for it (``service.rollout``) while the old one serves, and switch once that
+        is done (waiting up to ``rollout_wait_s`` for it); otherwise switch as soon as it is ready.
+
+        Raises ``PackageError``/``StoreUnavailable`` and keeps serving the old package on failure, ``Conflict``
+        while another rollout is under way. Returns (previous version, serving version, rollout status or None).
         """
         async with self._reload_lock:
             old = self.serving
+            if self.rollout is not None and self.rollout.state == "backfilling":
+                raise Conflict(f"a rollout to {self.rollout.target.version} is under way; GET /v1/model shows it")
             new = await Serving.open(self.settings, self.metrics)
             if old is not None and new.version == old.version:
                 await new.close()
-                return old.version, old.version
-            self.serving = new
-            if old is not None:
-                task = asyncio.create_task(self._retire(old))
-                self._retiring.add(task)
-                task.add_done_callback(self._retiring.discard)
-            log.info("now serving model package %s (was %s)", new.version, old.version if old else None)
-            return (old.version if old else ""), new.version
-
-    async def _retire(self, old: Serving) -> None:
+                return old.version, old.version, None
+            if self.rollout is not None:  # a shadow candidate, or a finished rollout: this reload replaces it
+                await self._drop_candidate()
+            why_not = self._can_reembed(old, new) if old is not None and self.settings.rollout_reembed else "off"
+            if why_not is not None:
+                if old is not None and self.settings.rollout_reembed:
+                    log.warning("switching to %s without re-embedding the stored items: %s", new.version, why_not)
+                await self._switch(new)
+                return (old.version if old else ""), new.version, None
+            rollout = self._start_rollout(old, new, shadow_only=False)
         try:
+            await asyncio.wait_for(asyncio.shield(rollout.done.wait()), self.settings.rollout_wait_s)
+        except TimeoutError:
+            pass
+        if rollout.state == "failed":
+            raise StoreUnavailable(f"rollout of {new.version} failed, still serving {old.version}: {rollout.error}")
+        return old.version, self.serving.version, rollout.status()
+
+    async def promote(self) -> tuple[str, str, dict]:
+        """Serve the shadow candidate to everyone. ``Conflict`` when there is none, or it is still backfilling."""
+        rollout = self.rollout
+        if rollout is None or rollout.state != "shadow" or not rollout.shadow_only:
+            raise Conflict("no candidate package with a complete backfill to promote "
+                           f"({'state ' + rollout.state if rollout else 'none configured'})")
+        previous = self.serving.version
+        await self._switch_rollout(rollout)
+        rollout.state = "switched"
+        return previous, rollout.target.version, rollout.status()
+
+    async def _drop_candidate(self) -> None:
+        rollout, self.rollout = self.rollout, None
+        await rollout.cancel()
+        if rollout.state in ("backfilling", "shadow"):
+            self.metrics.serving_version.remove(rollout.target.version, "candidate")
+            await rollout.target.close()
+
+    async def _switch_rollout(self, rollout: Rollout) -> None:
+        """The rollout's backfill is complete: serve its package; the old version's keys expire later."""
+        async with self._reload_lock:
+            await persist_version(rollout.target.items.store)  # a roll-back: its keys had been set to expire
+            self.metrics.serving_version.remove(rollout.target.version, "candidate")
+            await self._switch(rollout.target, expire_old=True)
+
+    async def _switch(self, new: Serving, expire_old: bool = False) -> None:
+        old, self.serving = self.serving, new
+        self.metrics.serving_version.labels(new.version, "serving").set(1)
+        if old is not None:
+            self.metrics.serving_version.remove(old.version, "serving")
+            task = asyncio.create_task(self._retire(old, expire_old))
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
+        log.info("now serving model package %s (was %s)", new.version, old.version if old else None)
+
+    async def _retire(self, old: Serving, expire_old: bool) -> None:
+        try:
+            if expire_old:
+                n = await expire_version(old.items.store, self.settings.rollout_keep_old_s)
+                log.info("the %d items of %s expire in %.0f s", n, old.version, self.settings.rollout_keep_old_s)
             await asyncio.sleep(self.settings.reload_grace_s)  # let requests that hold it finish
+        except Exception:
+            log.exception("retiring %s", old.version)
         finally:
+            old.shadow = None
             await old.close()
 
     async def stop(self) -> None:
+        if self.rollout is not None:
+            await self._drop_candidate()
         serving, self.serving = self.serving, None
         retiring = list(self._retiring)
         for task in retiring:
@@ -154,6 +264,22 @@ class State:
         await asyncio.gather(*retiring, return_exceptions=True)
         if serving is not None:
             await serving.close()
+
+    def serving_for(self, user_id: str) -> Serving:
+        """The package that answers ``user_id``'s rank and recommend requests: the candidate for canary users
+        (a stable hash of the ID below ``canary_fraction``) once its backfill is done, else the serving one."""
+        serving, rollout = self.serving, self.rollout
+        if serving is None:
+            raise NotReady("no model package loaded yet")
+        if (rollout is not None and rollout.state == "shadow" and self.settings.canary_fraction > 0
+                and canary_bucket(user_id) < self.settings.canary_fraction):
+            return rollout.target
+        return serving
+
+
+def canary_bucket(user_id: str) -> float:
+    """A user's place in [0, 1), the same on every replica and every restart."""
+    return int.from_bytes(hashlib.blake2b(user_id.encode(), digest_size=8).digest(), "big") / 2 ** 64
 
 
 async def get_state(request: Request) -> State:  # async: FastAPI runs plain-def dependencies in a thread pool

@@ -84,3 +84,26 @@ def build_tiny_package(out: Path, seed: int = 0) -> Path:
         counts={"users": USERS, "warm_items": WARM_ITEMS}))
     load_package(out)
     return out
+
+
+def retrain_tiny_package(src: Path, out: Path, seed: int) -> Path:
+    """A package as a retrain of the recommender would give: ``src``'s encoders, a new proxy generator and new
+    ID tables (another ID space), another version."""
+    src, out = Path(src), Path(out)
+    shutil.copytree(src, out)
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    generator = ProxyGenerator(GeneratorConfig(text_dim=TEXT_DIM, image_dim=IMAGE_DIM, n_text_layers=TEXT_LAYERS,
+                                               image_stage_dim=STAGE_DIM, out_dim=ID_DIM, hidden=16, experts=2,
+                                               dropout=0.0)).eval()
+    export_proxy(generator, out / COMPONENTS["proxy"])
+    z = dict(np.load(src / COMPONENTS["embeddings"]))
+    z["user_emb"] = rng.standard_normal(z["user_emb"].shape).astype(np.float32)
+    z["item_emb"] = rng.standard_normal(z["item_emb"].shape).astype(np.float32)
+    np.savez(out / COMPONENTS["embeddings"], **z)
+    manifest = Manifest.model_validate_json((src / "manifest.json").read_text())
+    files = {name: sha256_file(out / file) for name, file in COMPONENTS.items()}
+    digest = hashlib.sha256("".join(files[c] for c in sorted(files)).encode()).hexdigest()[:12]
+    write_manifest(out, manifest.model_copy(update={"version": f"tiny-{digest}", "files": files}))
+    load_package(out)
+    return out

@@ -1,9 +1,11 @@
-"""Model routes: GET /v1/model (what is served) and POST /v1/admin/reload (load the model package
-directory again; the old package serves until the new one is ready)."""
+"""Model routes: GET /v1/model (what is served), POST /v1/admin/reload (load the model package directory
+again and roll it out; the old package serves until the new one holds every stored item) and POST
+/v1/admin/promote (serve the shadow candidate)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
+from fastapi.responses import JSONResponse
 
 from coldproxy.errors import PackageError
 from service.schemas import ModelOut, ReloadOut
@@ -13,7 +15,7 @@ router = APIRouter()
 
 
 @router.get("/v1/model", response_model=ModelOut, dependencies=[access(READ)])
-async def model(sv: Live) -> ModelOut:
+async def model(st: AppState, sv: Live) -> ModelOut:
     manifest = sv.package.manifest
     bundles = None
     if sv.bundles is not None:
@@ -26,7 +28,9 @@ async def model(sv: Live) -> ModelOut:
                     providers=sv.pipeline.providers, test_metrics=manifest.metrics.get("test", {}),
                     calibration=calibration_of(manifest), selection=manifest.metrics.get("selection"),
                     cold_boost=sv.cold_boost, bundle_recommender=bundles,
-                    warnings=warnings_of(manifest))
+                    warnings=warnings_of(manifest), id_fingerprint=sv.package.id_fingerprint,
+                    encoder_fingerprint=sv.package.encoder_fingerprint,
+                    rollout=st.rollout.status() if st.rollout is not None else None)
 
 
 def warnings_of(manifest) -> list[str]:
@@ -47,12 +51,24 @@ def calibration_of(manifest) -> dict | None:
             if k in fitted}
 
 
-@router.post("/v1/admin/reload", response_model=ReloadOut, dependencies=[access(ADMIN)])
-async def reload(st: AppState) -> ReloadOut:
-    """Load the model package directory again and switch to it once it is ready; the old one serves until then."""
+@router.post("/v1/admin/reload", response_model=ReloadOut, dependencies=[access(ADMIN)],
+             responses={202: {"model": ReloadOut, "description": "the new package's rollout is still backfilling"}})
+async def reload(st: AppState) -> JSONResponse:
+    """Load the model package directory again. With the serving package's encoders, the new one is rolled out:
+    every stored new item is re-embedded for it while the old one serves, then it is switched to (200); if that
+    takes longer than COLDPROXY_ROLLOUT_WAIT_S the answer is 202 and the rollout goes on (GET /v1/model)."""
     current = st.serving.version if st.serving else None
     try:
-        previous, version = await st.reload()
+        previous, version, rollout = await st.reload()
     except PackageError as exc:
         raise PackageError(f"model package refused, still serving {current}: {exc}") from exc
-    return ReloadOut(previous_version=previous, bundle_version=version, changed=previous != version)
+    out = ReloadOut(previous_version=previous, bundle_version=version, changed=previous != version, rollout=rollout)
+    return JSONResponse(out.model_dump(), status_code=202 if rollout and rollout["state"] == "backfilling" else 200)
+
+
+@router.post("/v1/admin/promote", response_model=ReloadOut, dependencies=[access(ADMIN)])
+async def promote(st: AppState) -> ReloadOut:
+    """Serve the candidate package run in shadow (COLDPROXY_CANDIDATE_PACKAGE_DIR) to every user, once its
+    backfill is complete."""
+    previous, version, rollout = await st.promote()
+    return ReloadOut(previous_version=previous, bundle_version=version, changed=True, rollout=rollout)

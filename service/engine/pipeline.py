@@ -9,7 +9,8 @@ proxy) -> cold-aware gate graph over {ID (absent for a new item), proxy, diffusi
 the served embedding.
 Calls are synchronous; the app runs them in worker threads, off the event loop. ``prepare`` is the
 per-item CPU work (image decode), ``infer`` runs each graph once over a batch of prepared items
-(the micro-batcher's batches), ``embed_many`` is both for one request's items (``/v1/items:batch``).
+(the micro-batcher's batches), ``embed_many`` is both for one request's items (``/v1/items:batch``);
+``from_features`` runs the graphs after the encoders alone, over stored content features (re-embedding).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from coldproxy.graph_io import GATE_INPUTS, IMAGE_INPUTS, PROXY_INPUTS, SAMPLER_
 from coldproxy.ort import CUDA, make_session
 from coldproxy.errors import ImageError
 from coldproxy.preprocess import IMAGE_SIZE, TextTokenizer, decode_image, image_to_array
+from service.engine.features import ContentFeatures
 from service.metrics import Metrics
 
 
@@ -114,12 +116,8 @@ class ProxyPipeline:
 
     def infer(self, items: list[Prepared]) -> list[Embedded | ImageError]:
         """The graphs over a batch of prepared items -> an ``Embedded`` per item, or the item's ImageError."""
-        n, d = len(items), self.dims
-        text_f = np.zeros((n, d.text_dim), np.float32)
-        image_f = np.zeros((n, d.image_dim), np.float32)
-        text_l = np.zeros((n, d.text_layers, d.text_dim), np.float32)
-        image_s = np.zeros((n, d.image_stage_dim), np.float32)
-        mask = np.zeros((n, 2), np.float32)
+        n = len(items)
+        f = ContentFeatures.zeros(n, self.dims)
         errors = {r: it.error for r, it in enumerate(items) if it.error is not None}
         img_rows = [r for r, it in enumerate(items) if it.pixels is not None]
         if img_rows:
@@ -128,37 +126,44 @@ class ProxyPipeline:
             if b > len(pixels):
                 pixels = np.concatenate([pixels, np.zeros((b - len(pixels), *pixels.shape[1:]), np.float32)])
             with self._metrics.time_stage("image_encoder"):
-                f, st = session.run(None, {IMAGE_INPUTS[0]: pixels})
-            image_f[img_rows], image_s[img_rows] = f[: len(img_rows)], st[: len(img_rows)]
+                out, st = session.run(None, {IMAGE_INPUTS[0]: pixels})
+            f.image[img_rows], f.image_stages[img_rows] = out[: len(img_rows)], st[: len(img_rows)]
             self._metrics.batch_size.labels("image_encoder").observe(len(img_rows))
-            mask[img_rows, 1] = 1.0
+            f.mask[img_rows, 1] = 1.0
         txt_rows = [r for r, it in enumerate(items) if it.text is not None and r not in errors]
         if txt_rows:
             with self._metrics.time_stage("tokenise"):
                 feeds = self.tokenizer([items[r].text for r in txt_rows])
             with self._metrics.time_stage("text_encoder"):
-                text_f[txt_rows], text_l[txt_rows] = self.text.run(None, feeds)
+                f.text[txt_rows], f.text_layers[txt_rows] = self.text.run(None, feeds)
             self._metrics.batch_size.labels("text_encoder").observe(len(txt_rows))
-            mask[txt_rows, 0] = 1.0
+            f.mask[txt_rows, 0] = 1.0
         ok = [r for r in range(n) if r not in errors]
         results: list = list(range(n))
-        if ok:
-            with self._metrics.time_stage("proxy"):
-                out, alpha = self.proxy.run(None, dict(zip(PROXY_INPUTS, (
-                    text_f[ok], image_f[ok], text_l[ok], image_s[ok], mask[ok]))))
-            self._metrics.batch_size.labels("proxy").observe(len(ok))
-            if self.sampler is None:
-                served, weights, diffusion, anchor = out, None, None, None
-            else:
-                served, weights, diffusion, anchor = self._experts(out, text_f[ok], image_f[ok], mask[ok])
-            for j, r in enumerate(ok):
-                present = [m for m, k in (("text", 0), ("image", 1)) if mask[r, k] > 0]
-                results[r] = Embedded(served[j], present, alpha[j], None if weights is None else weights[j],
-                                      {} if diffusion is None else {"proxy": out[j], "diffusion": diffusion[j],
-                                                                     "anchor": anchor[j]})
+        for r, embedded in zip(ok, self.from_features(f.take(ok)) if ok else []):
+            results[r] = embedded
         for r, exc in errors.items():
             results[r] = exc
         return results
+
+    def from_features(self, f: ContentFeatures) -> list[Embedded]:
+        """The graphs after the encoders (proxy generator, then the experts and the gate when the package has
+        them) over a batch of items' content features: what a POST runs after its encoders, and what re-embedding
+        a stored item for a new package with the same encoders runs alone."""
+        with self._metrics.time_stage("proxy"):
+            out, alpha = self.proxy.run(None, dict(zip(PROXY_INPUTS, (
+                f.text, f.image, f.text_layers, f.image_stages, f.mask))))
+        self._metrics.batch_size.labels("proxy").observe(len(out))
+        if self.sampler is None:
+            served, weights, diffusion, anchor = out, None, None, None
+        else:
+            served, weights, diffusion, anchor = self._experts(out, f.text, f.image, f.mask)
+        packed = f.pack()
+        return [Embedded(served[j], [m for m, k in (("text", 0), ("image", 1)) if f.mask[j, k] > 0], alpha[j],
+                         None if weights is None else weights[j],
+                         {} if diffusion is None else {"proxy": out[j], "diffusion": diffusion[j], "anchor": anchor[j]},
+                         packed[j])
+                for j in range(len(out))]
 
     def _experts(self, proxy: np.ndarray, text_f: np.ndarray, image_f: np.ndarray, mask: np.ndarray):
         """anchor -> diffusion proxy -> gated embedding and expert weights (id, proxy, diffusion, anchor)."""
@@ -190,6 +195,7 @@ class Embedded:
     fusion_weights: np.ndarray  # (text, image)
     expert_weights: np.ndarray | None  # (id, proxy, diffusion, anchor), with a gate
     parts: dict[str, np.ndarray]  # the experts' outputs kept for re-gating ("proxy", "diffusion", "anchor")
+    features: np.ndarray | None = None  # the packed content features (``ContentFeatures.pack``), kept for re-embedding
 
 
 @dataclass

@@ -114,12 +114,12 @@ class Catalog:
     def top_k(self, user: np.ndarray, k: int) -> list[tuple[str, float, str]]:
         return [(i, s, "id" if i in self.warm else "proxy") for i, s in self.index.search(user, k)]
 
-    async def put(self, key: str, record: StoredItem, overwrite: bool) -> bool:
-        """Store in Redis (acknowledged write), then index on this replica (others hear of it through the
-        store); False, and nothing written, when ``key`` exists and ``overwrite`` is off. Raises
-        ``StoreUnavailable``."""
+    async def put(self, key: str, record: StoredItem, overwrite: bool, features: np.ndarray | None = None) -> bool:
+        """Store in Redis (acknowledged write; with the item's content features when given), then index on this
+        replica (others hear of it through the store); False, and nothing written, when ``key`` exists and
+        ``overwrite`` is off. Raises ``StoreUnavailable``."""
         with self.metrics.time_stage("store"):
-            stored = await self.store.put(key, record, overwrite)
+            stored = await self.store.put(key, record, overwrite, features)
         if stored:
             with self.metrics.time_stage("index"):
                 self.sync.add([key], record.embedding[None])

@@ -9,6 +9,12 @@ Key layout (``P`` = prefix, ``V`` = model package version):
   survives disconnects and failovers; ``origin`` identifies the writing store). Trimmed to about
   ``COLDPROXY_SYNC_STREAM_MAXLEN`` entries; a replica that fell further behind reloads the set.
 
+Content features (``service.engine.features``), kept so that a new model package with the same encoders can
+re-embed every stored item (``service.rollout``), live outside the version, under the encoders' fingerprint ``F``:
+* ``P:features:F:item:<item_id>`` — hash {features: packed row (float16 or float32 bytes), dtype, interactions,
+  id_embedding + id_fingerprint when the recommender sent one}; written in the same transaction as the proxy
+* ``P:features:F:items`` — set of the item IDs with features
+
 Posted bundles (``service.bundle_serving``) use the same layout under ``P:bundles:<package version>``, with
 their ``members`` in the hash. Keys carry the model's version, so proxies of two versions never mix. A write is acknowledged
 only after Redis has it. ``MemoryStore`` is the demo-only fallback when no Redis answers.
@@ -122,13 +128,23 @@ class StoredItem:
 
 class RedisStore:
     def __init__(self, url: str, prefix: str, version: str, dim: int, stream_maxlen: int = 100_000):
-        self.url = url
+        self.url, self.prefix, self.version = url, prefix, version
         self.client = aioredis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
         self.base, self.dim = f"{prefix}:{version}", dim
         self.stream, self.stream_maxlen = f"{self.base}:events", stream_maxlen
         self.origin = uuid.uuid4().hex
+        self.features = None  # a ``service.storage.kept_features.FeatureStore`` on this client: ``put(..., features=)``
 
-    def _key(self, item_id: str) -> str:
+    async def exists_many(self, item_ids: list[str]) -> list[bool]:
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for i in item_ids:
+                    pipe.exists(self.item_key(i))
+                return [bool(n) for n in await pipe.execute()]
+        except Exception as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    def item_key(self, item_id: str) -> str:
         return f"{self.base}:item:{item_id}"
 
     async def ping(self) -> bool:
@@ -137,11 +153,15 @@ class RedisStore:
         except Exception:
             return False
 
-    async def put(self, item_id: str, record: StoredItem, overwrite: bool) -> bool:
-        """Store; returns False (and writes nothing) when the item exists and ``overwrite`` is off."""
+    async def put(self, item_id: str, record: StoredItem, overwrite: bool, features: np.ndarray | None = None) -> bool:
+        """Store; returns False (and writes nothing) when the item exists and ``overwrite`` is off. With
+        ``features`` and a feature store set, the item's content features go in the same transaction."""
         for vector in record.vectors().values():
             check_vector(vector, self.dim)
-        key = self._key(item_id)
+        keep = features is not None and self.features is not None
+        if keep:
+            self.features.check(features)
+        key = self.item_key(item_id)
         mapping = record.to_hash() | {"created_at": str(time.time())}
         try:
             async with self.client.pipeline(transaction=True) as pipe:
@@ -152,6 +172,8 @@ class RedisStore:
                     pipe.multi()
                 pipe.hset(key, mapping=mapping)
                 pipe.sadd(f"{self.base}:items", item_id)
+                if keep:
+                    self.features.queue(pipe, item_id, features)
                 pipe.xadd(self.stream, {"id": item_id, "origin": self.origin}, maxlen=self.stream_maxlen, approximate=True)
                 await pipe.execute()
             return True
@@ -179,7 +201,7 @@ class RedisStore:
         try:
             async with self.client.pipeline(transaction=False) as pipe:
                 for i in item_ids:
-                    pipe.hget(self._key(i), "emb")
+                    pipe.hget(self.item_key(i), "emb")
                 raw = await pipe.execute()
         except Exception as exc:
             raise StoreUnavailable(str(exc)) from exc
@@ -197,7 +219,7 @@ class RedisStore:
     async def get_record(self, item_id: str) -> StoredItem | None:
         """The item's whole hash as a ``StoredItem``; None when there is none."""
         try:
-            raw = await self.client.hgetall(self._key(item_id))
+            raw = await self.client.hgetall(self.item_key(item_id))
         except Exception as exc:
             raise StoreUnavailable(str(exc)) from exc
         return StoredItem.from_hash(raw) if raw else None
@@ -258,11 +280,15 @@ class MemoryStore(RedisStore):
 
     def __init__(self, version: str, dim: int):
         self.base, self.dim, self.records, self.origin = f"memory:{version}", dim, {}, "memory"
+        self.version, self.features = version, None  # nothing persists, so nothing to re-embed from
+
+    async def exists_many(self, item_ids):
+        return [i in self.records for i in item_ids]
 
     async def ping(self) -> bool:
         return True
 
-    async def put(self, item_id, record, overwrite):
+    async def put(self, item_id, record, overwrite, features=None):
         for vector in record.vectors().values():
             check_vector(vector, self.dim)
         if not overwrite and item_id in self.records:

@@ -2,6 +2,7 @@
 what a cluster needs; every COLDPROXY_* variable they set is a real service setting."""
 
 import base64
+import json
 import re
 import shutil
 import subprocess
@@ -119,3 +120,11 @@ def test_helm_mounts_a_bundle_package_only_when_given_one():
     assert vol["persistentVolumeClaim"]["claimName"] == "shelves"
     (cm,) = render()["ConfigMap"]
     assert cm["data"]["COLDPROXY_BUNDLE_PACKAGE_DIR"] == "/bundle-package"
+
+
+def test_helm_ships_the_grafana_dashboard_only_when_asked():
+    assert not [c for c in render().get("ConfigMap", []) if c["metadata"]["name"].endswith("-dashboard")]
+    maps = [c for c in render("grafana.dashboard.enabled=true")["ConfigMap"] if c["metadata"]["name"].endswith("-dashboard")]
+    assert len(maps) == 1 and maps[0]["metadata"]["labels"]["grafana_dashboard"] == "1"
+    shipped = json.loads(maps[0]["data"]["coldproxy.json"])
+    assert shipped == json.loads((CHART / "dashboards" / "coldproxy.json").read_text())

@@ -4,6 +4,7 @@ import shutil
 import threading
 
 import httpx
+import numpy as np
 
 from coldproxy.package import Manifest, write_manifest
 
@@ -16,6 +17,12 @@ def test_reload_swaps_bundle_without_a_failed_request(replica, package_dir, tmp_
     with replica(package_dir=live_dir, reload_grace_s=0.5) as live, httpx.Client(base_url=live.url, timeout=30) as c:
         v1 = c.get("/v1/model").json()["bundle_version"]
         assert c.post("/v1/items", data={"item_id": "before-reload", "text": "A film about clocks."}).status_code == 200
+        # warm-up: clicks and a learnt ID embedding; a rollout re-gates the re-embedded item with them too
+        learnt = c.get(f"/v1/items/{warm_id}/embedding").json()["embedding"]
+        r = c.post("/v1/items/before-reload/interactions", json={"count": 5, "id_embedding": learnt})
+        assert r.status_code == 200, r.text
+        served_before = np.array(c.get("/v1/items/before-reload/embedding").json()["embedding"])
+        assert f'coldproxy_graduation_cosine_count{{version="{v1}"}} 1.0' in c.get("/metrics").text
 
         codes, stop = [], threading.Event()
 
@@ -31,7 +38,10 @@ def test_reload_swaps_bundle_without_a_failed_request(replica, package_dir, tmp_
             write_manifest(live_dir, manifest.model_copy(update={"version": v1 + "-r2"}))
             r = c.post("/v1/admin/reload")
             assert r.status_code == 200, r.text
-            assert r.json() == {"previous_version": v1, "bundle_version": v1 + "-r2", "changed": True}
+            out = r.json()
+            assert {k: out[k] for k in ("previous_version", "bundle_version", "changed")} == {
+                "previous_version": v1, "bundle_version": v1 + "-r2", "changed": True}
+            assert out["rollout"]["state"] == "switched" and out["rollout"]["backfill"]["reembedded"] >= 1, out
             assert c.post("/v1/admin/reload").json()["changed"] is False  # same directory, same version
         finally:
             stop.set()
@@ -39,9 +49,16 @@ def test_reload_swaps_bundle_without_a_failed_request(replica, package_dir, tmp_
         assert len(codes) > 4 and set(codes) == {200}, codes
         assert c.get("/v1/model").json()["bundle_version"] == v1 + "-r2"
         assert c.get("/readyz").json()["bundle_version"] == v1 + "-r2"
-        # keys carry the package version: items of the old package are not served in the new space
-        assert c.get("/v1/items/before-reload/embedding").status_code == 404
-        assert c.post("/v1/items", data={"item_id": "before-reload", "text": "A film about clocks."}).status_code == 200
+        # keys carry the package version; the same encoders re-embedded the old package's items for the new one
+        got = c.get("/v1/items/before-reload/embedding")
+        assert got.status_code == 200 and got.json()["bundle_version"] == v1 + "-r2"
+        served_after = np.array(got.json()["embedding"])  # same graphs and ID space: the same re-gated vector
+        cos = served_after @ served_before / np.linalg.norm(served_after) / np.linalg.norm(served_before)
+        assert cos > 0.999, cos
+        fresh = c.post("/v1/items", data={"item_id": "no-clicks-yet", "text": "A film about clocks."}).json()["embedding"]
+        # ... which the warm-up moved: the same content without clicks is served another vector
+        assert np.linalg.norm(served_after - fresh) > 10 * np.linalg.norm(served_after - served_before)
+        assert c.post("/v1/items", data={"item_id": "before-reload", "text": "A film about clocks."}).status_code == 409
 
         # a broken package is refused and the serving one stays
         (live_dir / "proxy.onnx").write_bytes(b"tampered")

@@ -70,11 +70,11 @@ def test_a_lost_watch_settles_by_what_redis_holds(redis_client):
         try:
             same = np.full(4, 3, np.float32)
             won = await asyncio.gather(*(store.put("same-id", StoredItem(same.copy(), ["text"]), overwrite=False) for _ in range(6)))
-            key = store._key("same-id")
+            key = store.item_key("same-id")
             mine = await store._settle_conflict(key, same.tobytes())
             theirs = await store._settle_conflict(key, np.zeros(4, np.float32).tobytes())
             with pytest.raises(StoreUnavailable):
-                await store._settle_conflict(store._key("never-written"), same.tobytes())
+                await store._settle_conflict(store.item_key("never-written"), same.tobytes())
             return won, mine, theirs
         finally:
             await store.close()

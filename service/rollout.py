@@ -1,0 +1,265 @@
+"""Rolling a new model package out without losing a cached item.
+
+Every POSTed item's content features are kept in Redis under the encoders' fingerprint
+(``service.storage.store.FeatureStore``). A package with the same encoders re-embeds them without the
+original image or text:
+
+* ``Shadow``: while a package is being rolled out, every item POSTed to the serving package is embedded
+  for the new one as well, from the same features, and stored under its version (items that arrive
+  during the backfill land in both versions). Shadow mode keeps doing so without ever serving it.
+* ``backfill``: re-embeds every item with kept features that the new package does not hold yet, in
+  batches through the graphs after the encoders, with a resume position in Redis
+  (``P:<version>:reembed``); then catch-up passes until one finds nothing missing. Items the new
+  package knows as warm (the retrained recommender learnt them) graduate: they are not re-embedded.
+  Writes never overwrite (an item POSTed meanwhile has the newer content). ``coldproxy reembed`` runs it
+  offline, the service on ``POST /v1/admin/reload``.
+* ``Rollout``: the service's automatic mode: shadow + backfill, then the switch once the new package
+  holds at least ``COLDPROXY_ROLLOUT_SWITCH_FRACTION`` of the items (or never, in shadow mode); the old
+  version's keys expire ``COLDPROXY_ROLLOUT_KEEP_OLD_S`` after the switch.
+
+With several replicas, reload every one: each dual-writes from its reload until it switches, and each
+backfill covers what the others wrote meanwhile, so once the last replica has switched every item is in.
+The ID space of each package is its own (keys carry the version, ``ModelPackage.id_fingerprint``); an ID
+embedding sent on the warm-up path is re-used only by a package of the same ID space.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import asdict, dataclass, replace
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
+
+from coldproxy.errors import ColdproxyError
+from service.engine.features import ContentFeatures
+from service.storage.kept_features import KeptFeatures
+
+if TYPE_CHECKING:
+    from service.state import Serving
+
+log = logging.getLogger("coldproxy.rollout")
+
+
+@dataclass
+class BackfillReport:
+    total: int = 0  # items with kept features
+    reembedded: int = 0
+    present: int = 0  # already held by the new package (a POST during the backfill, or an earlier run)
+    graduated: int = 0  # warm in the new package
+    no_features: int = 0  # listed, but without usable features
+    failed: int = 0
+    passes: int = 0
+    seconds: float = 0.0
+
+    @property
+    def covered(self) -> float:
+        """Share of the items the new package now holds or serves as warm."""
+        if self.total == 0:
+            return 1.0
+        return min(1.0, (self.reembedded + self.present + self.graduated) / self.total)
+
+    def as_dict(self) -> dict:
+        return asdict(self) | {"covered": round(self.covered, 6),
+                               "items_per_s": round(self.reembedded / self.seconds, 1) if self.seconds else None}
+
+
+def reembed(target: "Serving", ids: list[str], kept: dict[str, KeptFeatures]) -> dict[str, object]:
+    """The stored records of ``target`` for items from their kept features (runs on a graph thread): the
+    graphs after the encoders, and the gate again for items that had interactions (with their ID embedding
+    when it is of ``target``'s ID space). item -> ``StoredItem``, or the exception that item raised."""
+    ids = [i for i in ids if i in kept]
+    if not ids:
+        return {}
+    features = ContentFeatures.unpack(np.stack([kept[i].features for i in ids]), target.package.manifest.dims)
+    out: dict[str, object] = {}
+    same_space = target.package.id_fingerprint
+    for i, embedded, mask in zip(ids, target.pipeline.from_features(features), features.mask):
+        try:
+            record = target.stored_record(embedded)
+            k = kept[i]
+            if k.interactions and record.proxy is not None:
+                id_emb = k.id_embedding if k.id_fingerprint == same_space else None
+                emb, _ = target.pipeline.regate(record.proxy[None], record.diffusion[None],
+                                                None if record.anchor is None else record.anchor[None], mask[None],
+                                                np.array([k.interactions]), None if id_emb is None else id_emb[None])
+                record = replace(record, embedding=emb[0], interactions=k.interactions, id_embedding=id_emb)
+            out[i] = record
+        except Exception as exc:  # one bad item never stops the others
+            out[i] = exc
+    return out
+
+
+async def _store(target: "Serving", records: dict[str, object], report: BackfillReport) -> int:
+    """Write re-embedded records without overwriting; returns how many were already there."""
+    metric, refused = target.metrics.reembedded, 0
+    for item_id, record in records.items():
+        if isinstance(record, Exception):
+            log.error("re-embedding %s for %s failed: %s", item_id, target.version, record)
+            report.failed += 1
+            metric.labels(target.version, "failed").inc()
+        elif await target.items.put(item_id, record, overwrite=False):
+            report.reembedded += 1
+            metric.labels(target.version, "reembedded").inc()
+        else:
+            refused += 1
+            metric.labels(target.version, "present").inc()
+    return refused
+
+
+async def backfill(target: "Serving", batch: int = 256, progress: Callable[[int, int], None] | None = None,
+                   max_passes: int = 5) -> BackfillReport:
+    """Re-embed every item with kept features that ``target`` does not hold (see the module docstring).
+    ``progress(n, total)`` is called as items are done. Raises ``StoreUnavailable`` when Redis fails."""
+    store = target.items.store
+    report, t0 = BackfillReport(), time.perf_counter()
+    if store.features is None:
+        return report
+    resume_key = f"{store.base}:reembed"
+    position = await store.client.hget(resume_key, "position")
+    position = position.decode() if position else None
+    warm = target.items.warm
+    for n_pass in range(max_passes):
+        ids = await store.features.all_ids()
+        cold = [i for i in ids if i not in warm]
+        report.total, report.graduated, report.passes = len(ids), len(ids) - len(cold), n_pass + 1
+        todo = [i for i in cold if position is None or i > position]
+        held, acted, report.no_features, written_before = len(cold) - len(todo), 0, 0, report.reembedded
+        for start in range(0, len(todo), batch):
+            chunk = todo[start: start + batch]
+            present = await store.exists_many(chunk)
+            need = [i for i, h in zip(chunk, present) if not h]
+            held += len(chunk) - len(need)
+            kept = await store.features.get_many(need)
+            report.no_features += len(need) - len(kept)
+            acted += len(kept)
+            held += await _store(target, await target.graphs.run(reembed, target, need, kept), report)
+            if n_pass == 0:
+                await store.client.hset(resume_key, mapping={"position": chunk[-1], "reembedded": report.reembedded})
+            report.present = held - written_before
+            target.metrics.rollout_progress.labels(target.version).set(report.covered)
+            if progress is not None:
+                progress(len(chunk), len(todo))
+        report.present = held - written_before
+        if acted == 0:  # a pass that found nothing it could add: done
+            break
+        position = None  # catch-up passes look at every item: shadow writes may have failed anywhere
+    report.seconds = time.perf_counter() - t0
+    await store.client.hset(resume_key, mapping={"state": "complete", "reembedded": report.reembedded})
+    target.metrics.rollout_progress.labels(target.version).set(report.covered)
+    return report
+
+
+class Shadow:
+    """The package being rolled out, fed every item the serving package stores (see the module docstring)."""
+
+    def __init__(self, target: "Serving"):
+        self.target = target
+
+    async def write(self, item_id: str, overwrite: bool, features: np.ndarray) -> None:
+        """Embed and store one item for the target; a failure is logged and counted, not the POST's: the
+        backfill's catch-up pass re-embeds whatever the target lacks."""
+        t, version = self.target, self.target.version
+        if item_id in t.items.warm:
+            return
+        try:
+            kept = {item_id: KeptFeatures(features)}
+            record = (await t.graphs.run(reembed, t, [item_id], kept))[item_id]
+            if isinstance(record, Exception):
+                raise record
+            await t.items.put(item_id, record, overwrite)
+            t.drift.observe(record.embedding, None, None)
+            t.metrics.reembedded.labels(version, "shadow").inc()
+        except (ColdproxyError, ValueError, RuntimeError) as exc:
+            log.error("shadow write of %s for %s failed (the backfill's catch-up covers it): %s", item_id, version, exc)
+            t.metrics.reembedded.labels(version, "shadow_failed").inc()
+
+
+class Rollout:
+    """A package rolled out beside the serving one: shadow writes and a backfill, then (unless ``shadow_only``)
+    the switch through ``switch(target)`` once it holds ``switch_fraction`` of the items."""
+
+    def __init__(self, source: "Serving", target: "Serving", switch: Callable, batch: int, switch_fraction: float,
+                 shadow_only: bool):
+        self.source, self.target, self.switch = source, target, switch
+        self.batch, self.switch_fraction, self.shadow_only = batch, switch_fraction, shadow_only
+        self.state, self.report, self.error = "backfilling", BackfillReport(), None
+        self.done = asyncio.Event()
+        self.task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self.source.shadow = Shadow(self.target)
+        self.target.metrics.serving_version.labels(self.target.version, "candidate").set(1)
+        self.task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        try:
+            self.report = await backfill(self.target, self.batch)
+            log.info("backfill of %s: %s", self.target.version, self.report.as_dict())
+            if self.shadow_only:
+                self.state = "shadow"
+            elif self.report.covered + 1e-9 < self.switch_fraction:
+                self.state, self.error = "failed", (f"the new package holds {self.report.covered:.4f} of the stored "
+                                                    f"items, below COLDPROXY_ROLLOUT_SWITCH_FRACTION {self.switch_fraction}")
+            else:
+                await self.switch(self)
+                self.state = "switched"
+        except Exception as exc:
+            log.exception("rollout of %s failed; still serving %s", self.target.version, self.source.version)
+            self.state, self.error = "failed", f"{type(exc).__name__}: {exc}"
+        finally:
+            if self.state == "failed":
+                self.source.shadow = None
+                self.target.metrics.serving_version.remove(self.target.version, "candidate")
+                await self.target.close()
+            self.done.set()
+
+    def status(self) -> dict:
+        return {"version": self.target.version, "state": self.state, "error": self.error,
+                "backfill": self.report.as_dict()}
+
+    async def cancel(self) -> None:
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+        self.source.shadow = None
+
+
+async def _each_item_key(store, command: str, batch: int, *args) -> int:
+    """Run ``command`` (a redis-py pipeline method) on every item key of ``store``'s version; how many."""
+    client, n, ids = store.client, 0, []
+
+    async def flush() -> None:
+        async with client.pipeline(transaction=False) as pipe:
+            for i in ids:
+                getattr(pipe, command)(store.item_key(i), *args)
+            await pipe.execute()
+
+    async for raw in client.sscan_iter(f"{store.base}:items", count=batch):
+        ids.append(raw.decode(errors="replace"))
+        if len(ids) >= batch:
+            await flush()
+            n, ids = n + len(ids), []
+    if ids:
+        await flush()
+        n += len(ids)
+    for key in (f"{store.base}:items", store.stream, f"{store.base}:reembed"):
+        await getattr(client, command)(key, *args)
+    return n
+
+
+async def expire_version(store, keep_s: float, batch: int = 1000) -> int:
+    """Let every key of a replaced package version expire in ``keep_s`` seconds (replicas still serving it
+    have until then to be reloaded); returns how many item keys were given the expiry. 0: keep them."""
+    if store.features is None or keep_s <= 0:  # a MemoryStore has nothing to expire
+        return 0
+    return await _each_item_key(store, "expire", batch, max(1, int(keep_s)))
+
+
+async def persist_version(store, batch: int = 1000) -> int:
+    """Undo ``expire_version`` (rolling back to a package within its keep time): every key stays."""
+    if store.features is None or await store.client.ttl(f"{store.base}:items") < 0:  # no expiry (or no set)
+        return 0
+    return await _each_item_key(store, "persist", batch)

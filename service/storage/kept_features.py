@@ -1,0 +1,104 @@
+"""Content features kept for re-embedding (``service.rollout``), on a ``RedisStore``'s client, under the
+encoders' fingerprint ``F`` (key layout in ``service.storage.store``): written in the same transaction as
+the item's proxy, read back by the backfill, and updated by the warm-up path.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import redis.asyncio as aioredis
+
+from coldproxy.errors import StoreUnavailable
+from service.storage.store import stored_id
+
+log = logging.getLogger("coldproxy.store")
+
+
+@dataclass(frozen=True)
+class KeptFeatures:
+    """An item's stored content features (float32 again), the interaction count last recorded and the ID
+    embedding the recommender sent with it, with the fingerprint of the ID space it belongs to."""
+
+    features: np.ndarray
+    interactions: int = 0
+    id_embedding: np.ndarray | None = None
+    id_fingerprint: str | None = None
+
+
+SET_IF_PRESENT = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('HSET', KEYS[1], unpack(ARGV))
+  return 1
+end
+return 0
+"""
+
+
+class FeatureStore:
+    """Items' content features under one encoder fingerprint (see the module docstring), on a store's client."""
+
+    def __init__(self, client: aioredis.Redis, prefix: str, fingerprint: str, width: int, dtype: str = "float16"):
+        self.client, self.width, self.dtype = client, width, np.dtype(dtype)
+        self.base = f"{prefix}:features:{fingerprint}"
+        self._set_if_present = client.register_script(SET_IF_PRESENT)
+
+    def key(self, item_id: str) -> str:
+        return f"{self.base}:item:{item_id}"
+
+    def check(self, features: np.ndarray) -> None:
+        if features.shape != (self.width,) or not np.isfinite(features).all():
+            raise ValueError(f"refusing to keep content features of shape {features.shape}, not ({self.width},)")
+
+    def queue(self, pipe, item_id: str, features: np.ndarray) -> None:
+        """Add the writes of ``item_id``'s (checked) features to a transaction (a new item starts with no
+        interactions)."""
+        pipe.delete(self.key(item_id))  # an overwrite forgets the old item's interactions and ID embedding
+        pipe.hset(self.key(item_id), mapping={"features": features.astype(self.dtype).tobytes(), "dtype": self.dtype.name})
+        pipe.sadd(f"{self.base}:items", item_id)
+
+    async def note_warm_up(self, item_id: str, interactions: int, id_embedding: np.ndarray | None,
+                           id_fingerprint: str) -> bool:
+        """Record the item's interaction count (and ID embedding) beside its features, if it has any."""
+        args: list = ["interactions", int(interactions)]
+        if id_embedding is not None:
+            args += ["id_embedding", id_embedding.astype(np.float32).tobytes(), "id_fingerprint", id_fingerprint]
+        try:
+            return bool(await self._set_if_present(keys=[self.key(item_id)], args=args))
+        except Exception as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    async def all_ids(self) -> list[str]:
+        try:
+            members = await self.client.smembers(f"{self.base}:items")
+        except Exception as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        return sorted(filter(None, map(stored_id, members)))
+
+    async def get_many(self, item_ids: list[str]) -> dict[str, KeptFeatures]:
+        """The kept features of those among ``item_ids`` that have usable ones."""
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for i in item_ids:
+                    pipe.hgetall(self.key(i))
+                raw = await pipe.execute()
+        except Exception as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        out = {}
+        for i, r in zip(item_ids, raw):
+            try:
+                f = np.frombuffer(r[b"features"], dtype=np.dtype(r[b"dtype"].decode())).astype(np.float32)
+            except (KeyError, TypeError, ValueError, UnicodeDecodeError):
+                if r:
+                    log.error("content features of %s are unreadable; it cannot be re-embedded", i)
+                continue
+            if f.shape != (self.width,) or not np.isfinite(f).all():
+                log.error("content features of %s have %d values, not %d; it cannot be re-embedded", i, f.size, self.width)
+                continue
+            id_emb = r.get(b"id_embedding")
+            out[i] = KeptFeatures(f, int(r.get(b"interactions", 0)),
+                                  None if id_emb is None else np.frombuffer(id_emb, np.float32),
+                                  r[b"id_fingerprint"].decode() if b"id_fingerprint" in r else None)
+        return out
