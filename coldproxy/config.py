@@ -247,6 +247,11 @@ class ServiceSettings(BaseSettings):
                              f"requests by route and status; the line costs the event loop time: {MEASURED})")
     gc_freeze: bool = Field(True, description="after start-up, move every object to the collector's permanent "
                             "generation (gc.freeze), so full collections do not walk the loaded model package during requests")
+    index: Literal["flat", "hnsw"] = Field("flat", description="recommendations' FAISS index: exact (flat), or "
+                                           "HNSW (approximate, for catalogues of millions; bench/scale.py)")
+    hnsw_m: int = Field(32, ge=4, description="HNSW links per node")
+    hnsw_ef_construction: int = Field(80, ge=8, description="HNSW candidate list while inserting")
+    hnsw_ef_search: int = Field(128, ge=8, description="HNSW candidate list while searching (recall against speed)")
     faiss_threads: int = Field(1, description="OpenMP threads per FAISS search, set on every thread that searches (the "
                                "event loop's: top-k; the graph threads': anchors). One query per request or a "
                                "micro-batch of them: more threads only spin against each other and the encoders")
@@ -266,6 +271,11 @@ class ServiceSettings(BaseSettings):
     @classmethod
     def _no_candidate(cls, value):
         return None if isinstance(value, str) and not value.strip() else value
+
+    def index_options(self) -> dict:
+        """Keyword arguments of ``service.storage.index.ItemIndex``."""
+        return {"kind": self.index, "hnsw_m": self.hnsw_m, "hnsw_ef_construction": self.hnsw_ef_construction,
+                "hnsw_ef_search": self.hnsw_ef_search}
 
     def ort_options(self) -> dict:
         """Keyword arguments of ``coldproxy.ort.make_session`` for every graph the service runs."""

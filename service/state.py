@@ -91,7 +91,7 @@ class Serving:
             faiss.omp_set_num_threads(settings.faiss_threads)
             package = self.package
             self.items = Catalog("items", package.user_ids, package.user_emb, package.item_ids, package.item_emb, store,
-                                 metrics, settings.local_reads)
+                                 metrics, settings.local_reads, settings.index_options())
             n_cold = await self.items.start()
             if bundles and settings.bundle_package_dir is not None and Path(settings.bundle_package_dir).exists():
                 # one bound for all graph work outside the micro-batcher: item and bundle posts share it

@@ -33,12 +33,12 @@ class Found:
 
 class Catalog:
     def __init__(self, name: str, user_ids: list[str], user_emb: np.ndarray, warm_ids: list[str], warm_emb: np.ndarray,
-                 store: RedisStore, metrics: Metrics, local_reads: bool):
+                 store: RedisStore, metrics: Metrics, local_reads: bool, index_options: dict | None = None):
         self.name, self.store, self.metrics, self.local_reads = name, store, metrics, local_reads
         self.users = {u: i for i, u in enumerate(user_ids)}
         self.user_emb, self.warm_emb = user_emb, warm_emb
         self.warm = {x: i for i, x in enumerate(warm_ids)}
-        self.index = ItemIndex(warm_emb.shape[1])
+        self.index = ItemIndex(warm_emb.shape[1], **(index_options or {}))
         self.index.upsert(list(warm_ids), warm_emb)
         self.sync = IndexSync(store, self.index, metrics, self.warm, name)
 

@@ -27,3 +27,53 @@ def test_vectors_follow_upserts_through_growth_and_overwrites():
     assert len(hits) == 25 and found == list(range(25))
     for (item_id, score), vec in zip(hits, stored):
         assert abs(score - float(vec @ q)) < 1e-5
+
+
+def test_hnsw_finds_what_flat_finds_and_skips_overwritten_nodes():
+    rng = np.random.default_rng(1)
+    vecs = rng.standard_normal((4000, 16)).astype(np.float32)
+    ids = [f"x{k}" for k in range(len(vecs))]
+    flat, hnsw = ItemIndex(16), ItemIndex(16, kind="hnsw", hnsw_ef_search=64)
+    for index in (flat, hnsw):
+        for start in range(0, len(ids), 500):  # built incrementally, as items arrive
+            index.upsert(ids[start: start + 500], vecs[start: start + 500])
+    queries = rng.standard_normal((50, 16)).astype(np.float32)
+    recall = np.mean([len({i for i, _ in hnsw.search(q, 10)} & {i for i, _ in flat.search(q, 10)}) / 10 for q in queries])
+    assert recall >= 0.95, recall
+    # an overwritten item: its new vector is found, once, and its old node never comes back
+    q = queries[0]
+    top = flat.search(q, 1)[0][0]
+    for index in (flat, hnsw):
+        index.upsert([top], (-q / np.linalg.norm(q))[None] * 10)
+    assert hnsw.stale == 1 and len(hnsw) == len(ids)
+    for index in (flat, hnsw):
+        hits = index.search(q, 50)
+        assert top not in [i for i, _ in hits]  # now the worst match, not the best
+        assert len(hits) == 50 and len({i for i, _ in hits}) == 50
+        worst = index.search(-q, 1)[0]
+        assert worst[0] == top and abs(worst[1] - 10 * float(np.linalg.norm(q))) < 1e-3
+
+
+def test_a_service_on_hnsw_recommends_new_items(tiny_package_dir, redis_client):
+    import uuid
+
+    import httpx
+
+    from coldproxy.config import ServiceSettings
+    from tests.conftest import REDIS_URL, LiveServer, _free_port
+
+    prefix = f"coldproxy-hnsw-{uuid.uuid4().hex[:8]}"
+    settings = ServiceSettings(package_dir=tiny_package_dir, redis_url=REDIS_URL, redis_prefix=prefix, port=_free_port(),
+                               bundle_package_dir=None, index="hnsw")
+    try:
+        with LiveServer(settings) as live, httpx.Client(base_url=live.url, timeout=30) as c:
+            for n in range(5):
+                assert c.post("/v1/items", data={"item_id": f"h-{n}", "text": f"Wool hat {n}"}).status_code == 200
+            items = c.get("/v1/users/3/recommendations", params={"k": 35}).json()["items"]
+            assert len(items) == 35 and {f"h-{n}" for n in range(5)} <= {i["item_id"] for i in items}
+            scores = [i["score"] for i in items]
+            assert scores == sorted(scores, reverse=True)
+    finally:
+        keys = list(redis_client.scan_iter(f"{prefix}:*"))
+        if keys:
+            redis_client.delete(*keys)
