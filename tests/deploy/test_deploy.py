@@ -128,3 +128,23 @@ def test_helm_ships_the_grafana_dashboard_only_when_asked():
     assert len(maps) == 1 and maps[0]["metadata"]["labels"]["grafana_dashboard"] == "1"
     shipped = json.loads(maps[0]["data"]["coldproxy.json"])
     assert shipped == json.loads((CHART / "dashboards" / "coldproxy.json").read_text())
+
+
+def test_helm_keda_scales_on_queue_depth_and_ingestion_latency_instead_of_cpu():
+    assert "ScaledObject" not in render() and render()["HorizontalPodAutoscaler"]
+    sets = ("autoscaling.keda.enabled=true", "autoscaling.keda.prometheusAddress=http://prom.monitoring.svc")
+    helm("lint", "--strict", str(CHART), *[a for s in sets for a in ("--set", s)])
+    docs = render(*sets)
+    assert "HorizontalPodAutoscaler" not in docs  # KEDA makes its own
+    (scaled,) = docs["ScaledObject"]
+    assert scaled["spec"]["scaleTargetRef"]["name"] == docs["Deployment"][0]["metadata"]["name"]
+    queries = {t["metricType"]: t["metadata"]["query"] for t in scaled["spec"]["triggers"]}
+    assert queries["AverageValue"].startswith("sum(coldproxy_batch_queue_depth{namespace=")
+    assert "coldproxy_request_seconds_bucket" in queries["Value"] and 'route=~"/v1/items|/v1/items:batch"' in queries["Value"]
+    assert all(t["metadata"]["serverAddress"] == "http://prom.monitoring.svc" for t in scaled["spec"]["triggers"])
+    # the queries use metrics the service exports, with those labels
+    from service.metrics import Metrics
+    from prometheus_client import generate_latest
+
+    exported = generate_latest(Metrics().registry).decode()
+    assert "coldproxy_batch_queue_depth" in exported and "coldproxy_request_seconds" in exported
