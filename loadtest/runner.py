@@ -77,6 +77,7 @@ async def _post_json(client: httpx.AsyncClient, path: str, body: dict) -> httpx.
 class Scenarios:
     payloads: Payloads
     candidates: int = 1000
+    recommend_k: int = 20
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     _counter: itertools.count = field(default_factory=itertools.count)
     ingested: list[str] = field(default_factory=list)
@@ -112,7 +113,8 @@ class Scenarios:
         return await _post_json(client, "/v1/rank", body)
 
     async def recommend(self, client: httpx.AsyncClient) -> httpx.Response:
-        return await client.get(f"/v1/users/{random.choice(self.known_users)}/recommendations", params={"k": 20})
+        return await client.get(f"/v1/users/{random.choice(self.known_users)}/recommendations",
+                                params={"k": self.recommend_k})
 
     bundles: BundlePayloads | None = None
     known_bundles: list[str] = field(default_factory=list)

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from coldproxy.errors import ColdproxyError
+from coldproxy.errors import ColdproxyError, Conflict
 from service.engine.features import ContentFeatures
 from service.storage.kept_features import KeptFeatures
 
@@ -53,6 +53,9 @@ class BackfillReport:
     failed: int = 0
     passes: int = 0
     seconds: float = 0.0
+    bundles_reembedded: int = 0  # POSTed bundles, for a new bundle recommender, from their stored members
+    bundles_present: int = 0
+    bundles_failed: int = 0  # e.g. a member the new bundle recommender does not know
 
     @property
     def covered(self) -> float:
@@ -152,11 +155,30 @@ async def backfill(target: "Serving", batch: int = 256, progress: Callable[[int,
     return report
 
 
+async def backfill_bundles(source: "Serving", target: "Serving", report: BackfillReport) -> None:
+    """Bundles POSTed for the serving bundle recommender, created for the new one from their stored members
+    (never overwriting). Nothing to do when both serve the same bundle package: its keys stay as they are."""
+    old, new = source.bundles, target.bundles
+    if old is None or new is None or old.version == new.version:
+        return
+    for bundle_id in await old.catalog.store.all_ids():
+        record = await old.catalog.store.get_record(bundle_id)
+        members = (record.fields.get("members") or "").split(",") if record is not None else []
+        try:
+            await new.create(bundle_id, [m for m in members if m], False, max(1, len(members)))
+            report.bundles_reembedded += 1
+        except Conflict:
+            report.bundles_present += 1
+        except ColdproxyError as exc:
+            log.error("bundle %s cannot be carried over to %s: %s", bundle_id, new.version, exc.detail)
+            report.bundles_failed += 1
+
+
 class Shadow:
     """The package being rolled out, fed every item the serving package stores (see the module docstring)."""
 
-    def __init__(self, target: "Serving"):
-        self.target = target
+    def __init__(self, target: "Serving", source_bundles=None):
+        self.target, self.source_bundles = target, source_bundles
 
     async def write(self, item_id: str, overwrite: bool, features: np.ndarray) -> None:
         """Embed and store one item for the target; a failure is logged and counted, not the POST's: the
@@ -176,6 +198,16 @@ class Shadow:
             log.error("shadow write of %s for %s failed (the backfill's catch-up covers it): %s", item_id, version, exc)
             t.metrics.reembedded.labels(version, "shadow_failed").inc()
 
+    async def write_bundle(self, bundle_id: str, item_ids: list[str], overwrite: bool, max_members: int) -> None:
+        """A bundle POSTed to the serving bundle recommender, created for the target's too (when it differs)."""
+        new = self.target.bundles
+        if new is None or new.version == getattr(self.source_bundles, "version", None):
+            return
+        try:
+            await new.create(bundle_id, item_ids, overwrite, max_members)
+        except ColdproxyError as exc:
+            log.warning("bundle %s not written for %s: %s", bundle_id, new.version, exc.detail)
+
 
 class Rollout:
     """A package rolled out beside the serving one: shadow writes and a backfill, then (unless ``shadow_only``)
@@ -190,13 +222,14 @@ class Rollout:
         self.task: asyncio.Task | None = None
 
     def start(self) -> None:
-        self.source.shadow = Shadow(self.target)
+        self.source.shadow = Shadow(self.target, self.source.bundles)
         self.target.metrics.serving_version.labels(self.target.version, "candidate").set(1)
         self.task = asyncio.create_task(self._run())
 
     async def _run(self) -> None:
         try:
             self.report = await backfill(self.target, self.batch)
+            await backfill_bundles(self.source, self.target, self.report)
             log.info("backfill of %s: %s", self.target.version, self.report.as_dict())
             if self.shadow_only:
                 self.state = "shadow"

@@ -33,7 +33,10 @@ async def post_bundle(request: Request, st: AppState, sv: Live) -> BundleOut:
     and indexed, so the bundle can be fetched and ranked at once. 422 names unknown member items."""
     bundles = bundles_of(sv)
     body = await read_json(request, BundleIn, st.settings.max_request_bytes)
-    return await bundles.create(body.bundle_id, body.item_ids, body.overwrite, st.settings.max_bundle_members)
+    out = await bundles.create(body.bundle_id, body.item_ids, body.overwrite, st.settings.max_bundle_members)
+    if sv.shadow is not None:  # a package being rolled out with another bundle recommender gets it too
+        await sv.shadow.write_bundle(body.bundle_id, body.item_ids, body.overwrite, st.settings.max_bundle_members)
+    return out
 
 
 @router.get("/v1/bundles/{bundle_id}/embedding", response_model=BundleEmbeddingOut, dependencies=[access(READ)])

@@ -41,11 +41,16 @@ class IndexSync:
         self.index.upsert(item_ids, emb)
         self.metrics.items_indexed.labels(self.catalog, "cold").set(len(self.index) - len(self.warm))
 
-    async def _index_ids(self, item_ids: list[str]) -> int:
-        found = await self.store.get_many([i for i in item_ids if i not in self.warm])
-        if found:
-            self.add(list(found), np.stack(list(found.values())))
-        return len(found)
+    async def _index_ids(self, item_ids: list[str], chunk: int = 10_000) -> int:
+        """Read and index ``item_ids`` in chunks: a replica loading millions of items never holds one
+        pipeline reply for all of them."""
+        item_ids, n = [i for i in item_ids if i not in self.warm], 0
+        for start in range(0, len(item_ids), chunk):
+            found = await self.store.get_many(item_ids[start: start + chunk])
+            if found:
+                self.add(list(found), np.stack(list(found.values())))
+            n += len(found)
+        return n
 
     async def _reload(self) -> int:
         """Every stored item, and the stream position to follow from (read first: nothing falls between)."""

@@ -215,3 +215,34 @@ def test_an_empty_package_setting_means_no_bundles(monkeypatch):
     assert ServiceSettings().bundle_package_dir is None
     monkeypatch.setenv("COLDPROXY_BUNDLE_RECOMMENDER_DIR", "/srv/shelves")
     assert str(ServiceSettings().bundle_package_dir) == "/srv/shelves"
+
+
+def test_a_rollout_carries_posted_bundles_over_to_a_new_bundle_recommender(replica, package_dir, package, model,
+                                                                          tmp_path):
+    """A reload to a new item package and a new bundle recommender: a bundle POSTed before the rollout is
+    served by the new bundle recommender, with the vector it computes for its members."""
+    import json
+    import shutil
+
+    items_dir, bundles_dir = tmp_path / "items", tmp_path / "bundles"
+    shutil.copytree(package_dir, items_dir)
+    shutil.copytree(package, bundles_dir)
+    b1, b2 = cold_bundles(model, 7)[5:7]
+    with replica(package_dir=items_dir, bundle_package_dir=bundles_dir, reload_grace_s=0.2) as live, \
+            httpx.Client(base_url=live.url, timeout=60) as c:
+        old = c.get("/v1/model").json()
+        first = c.post("/v1/bundles", json={"bundle_id": "carried-1", "item_ids": members_of(model, b1)})
+        assert first.status_code == 200
+        for d in (items_dir, bundles_dir):  # "retrained": same files, new versions
+            m = json.loads((d / "manifest.json").read_text())
+            m["version"] += "-r2"
+            (d / "manifest.json").write_text(json.dumps(m))
+        r = c.post("/v1/admin/reload")
+        assert r.status_code == 200, r.text
+        report = r.json()["rollout"]["backfill"]
+        assert report["bundles_reembedded"] == 1 and report["bundles_failed"] == 0, report
+        assert c.get("/v1/model").json()["bundle_recommender"]["version"] == old["bundle_recommender"]["version"] + "-r2"
+        got = c.get("/v1/bundles/carried-1/embedding")
+        assert got.status_code == 200 and got.json()["model_version"].endswith("-r2")
+        assert np.allclose(got.json()["embedding"], first.json()["embedding"], atol=1e-5)  # same model, same members
+        assert c.post("/v1/bundles", json={"bundle_id": "after", "item_ids": members_of(model, b2)}).status_code == 200
