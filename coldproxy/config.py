@@ -162,6 +162,10 @@ class ServiceSettings(BaseSettings):
         validation_alias=AliasChoices("REDIS_URL", "COLDPROXY_REDIS_URL", "redis_url"),
     )
     redis_prefix: str = "coldproxy"
+    redis_cluster: bool = Field(False, description="REDIS_URL names a node of a Redis Cluster: keys are partitioned "
+                                "by hash tags (service/storage/cluster.py)")
+    redis_cluster_partitions: int = Field(16, ge=1, le=16384, description="partitions of each key family on a "
+                                          "cluster (spread over its masters by their hash slots)")
     sync_stream_maxlen: int = Field(100_000, ge=100, description="entries kept (about) in each catalogue's event "
                                     "stream; a replica further behind reloads the whole set from Redis")
     allow_memory_store: bool = Field(False, description="fall back to an in-process store without Redis")

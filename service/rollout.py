@@ -261,25 +261,16 @@ class Rollout:
 
 
 async def _each_item_key(store, command: str, batch: int, *args) -> int:
-    """Run ``command`` (a redis-py pipeline method) on every item key of ``store``'s version; how many."""
-    client, n, ids = store.client, 0, []
-
-    async def flush() -> None:
-        async with client.pipeline(transaction=False) as pipe:
-            for i in ids:
+    """Run ``command`` (a redis-py pipeline method) on every key of ``store``'s version; how many items."""
+    ids, n = await store.all_ids(), 0
+    for start in range(0, len(ids), batch):
+        async with store.client.pipeline(transaction=False) as pipe:
+            for i in ids[start: start + batch]:
                 getattr(pipe, command)(store.item_key(i), *args)
             await pipe.execute()
-
-    async for raw in client.sscan_iter(f"{store.base}:items", count=batch):
-        ids.append(raw.decode(errors="replace"))
-        if len(ids) >= batch:
-            await flush()
-            n, ids = n + len(ids), []
-    if ids:
-        await flush()
-        n += len(ids)
-    for key in (f"{store.base}:items", store.stream, f"{store.base}:reembed"):
-        await getattr(client, command)(key, *args)
+        n += len(ids[start: start + batch])
+    for key in (*store.version_keys(), f"{store.base}:reembed"):
+        await getattr(store.client, command)(key, *args)
     return n
 
 
@@ -293,6 +284,6 @@ async def expire_version(store, keep_s: float, batch: int = 1000) -> int:
 
 async def persist_version(store, batch: int = 1000) -> int:
     """Undo ``expire_version`` (rolling back to a package within its keep time): every key stays."""
-    if store.features is None or await store.client.ttl(f"{store.base}:items") < 0:  # no expiry (or no set)
+    if store.features is None or max([await store.client.ttl(k) for k in store.version_keys()]) < 0:  # no expiry
         return 0
     return await _each_item_key(store, "persist", batch)

@@ -87,7 +87,8 @@ class Serving:
             store = await open_store(settings, settings.redis_prefix, self.version, dim)
             if settings.keep_features != "off" and not isinstance(store, MemoryStore):
                 store.features = FeatureStore(store.client, settings.redis_prefix, self.package.encoder_fingerprint,
-                                              feature_width(self.package.manifest.dims), settings.keep_features)
+                                              feature_width(self.package.manifest.dims), settings.keep_features,
+                                              settings.redis_cluster_partitions if settings.redis_cluster else 0)
             faiss.omp_set_num_threads(settings.faiss_threads)
             package = self.package
             self.items = Catalog("items", package.user_ids, package.user_emb, package.item_ids, package.item_emb, store,

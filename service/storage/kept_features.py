@@ -12,6 +12,7 @@ import numpy as np
 import redis.asyncio as aioredis
 
 from coldproxy.errors import StoreUnavailable
+from service.storage.cluster import partition_tag
 from service.storage.store import stored_id
 
 log = logging.getLogger("coldproxy.store")
@@ -40,13 +41,26 @@ return 0
 class FeatureStore:
     """Items' content features under one encoder fingerprint (see the module docstring), on a store's client."""
 
-    def __init__(self, client: aioredis.Redis, prefix: str, fingerprint: str, width: int, dtype: str = "float16"):
-        self.client, self.width, self.dtype = client, width, np.dtype(dtype)
+    def __init__(self, client: aioredis.Redis, prefix: str, fingerprint: str, width: int, dtype: str = "float16",
+                 partitions: int = 0):
+        """``partitions``: on a Redis Cluster, the store's partition count (``service.storage.cluster``): each
+        item's features then share its proxy's hash slot, so both are written in one transaction."""
+        self.client, self.width, self.dtype, self.partitions = client, width, np.dtype(dtype), partitions
         self.base = f"{prefix}:features:{fingerprint}"
         self._set_if_present = client.register_script(SET_IF_PRESENT)
 
+    def _part(self, item_id: str) -> str:
+        if not self.partitions:
+            return self.base
+        return f"{self.base}:{partition_tag(item_id, self.partitions)}"
+
     def key(self, item_id: str) -> str:
-        return f"{self.base}:item:{item_id}"
+        return f"{self._part(item_id)}:item:{item_id}"
+
+    def set_keys(self) -> list[str]:
+        if not self.partitions:
+            return [f"{self.base}:items"]
+        return [f"{self.base}:{{cp{p}}}:items" for p in range(self.partitions)]
 
     def check(self, features: np.ndarray) -> None:
         if features.shape != (self.width,) or not np.isfinite(features).all():
@@ -57,7 +71,7 @@ class FeatureStore:
         interactions)."""
         pipe.delete(self.key(item_id))  # an overwrite forgets the old item's interactions and ID embedding
         pipe.hset(self.key(item_id), mapping={"features": features.astype(self.dtype).tobytes(), "dtype": self.dtype.name})
-        pipe.sadd(f"{self.base}:items", item_id)
+        pipe.sadd(f"{self._part(item_id)}:items", item_id)
 
     async def note_warm_up(self, item_id: str, interactions: int, id_embedding: np.ndarray | None,
                            id_fingerprint: str) -> bool:
@@ -72,10 +86,13 @@ class FeatureStore:
 
     async def all_ids(self) -> list[str]:
         try:
-            members = await self.client.smembers(f"{self.base}:items")
+            async with self.client.pipeline(transaction=False) as pipe:
+                for key in self.set_keys():
+                    pipe.smembers(key)
+                sets = await pipe.execute()
         except Exception as exc:
             raise StoreUnavailable(str(exc)) from exc
-        return sorted(filter(None, map(stored_id, members)))
+        return sorted(filter(None, map(stored_id, (m for members in sets for m in members))))
 
     async def get_many(self, item_ids: list[str]) -> dict[str, KeptFeatures]:
         """The kept features of those among ``item_ids`` that have usable ones."""

@@ -66,6 +66,16 @@ def stream_id(entry_id: str | bytes) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
+def trimmed_past(info: dict, position: str) -> bool:
+    """From a stream's XINFO: whether trimming may have removed entries after ``position``."""
+    first = info.get("first-entry")
+    if not first:
+        return False
+    if position == "0-0":  # the stream was empty at our last load: missed if anything was trimmed since
+        return int(info.get("entries-added", info.get("length", 0))) > int(info.get("length", 0))
+    return stream_id(first[0]) > stream_id(position)  # our position itself is gone: so may be what followed it
+
+
 def check_vector(emb: np.ndarray, dim: int) -> None:
     """Nothing but finite vectors of the package's dimension is ever stored."""
     if emb.shape != (dim,) or not np.isfinite(emb).all():
@@ -147,6 +157,22 @@ class RedisStore:
     def item_key(self, item_id: str) -> str:
         return f"{self.base}:item:{item_id}"
 
+    def set_key(self, item_id: str) -> str:
+        """The set of stored IDs that ``item_id`` belongs in (one set here; one per partition in a cluster)."""
+        return f"{self.base}:items"
+
+    def stream_key(self, item_id: str) -> str:
+        """The event stream ``item_id``'s writes are announced on."""
+        return self.stream
+
+    def version_keys(self) -> list[str]:
+        """This version's keys other than the items': ID sets and event streams."""
+        return [f"{self.base}:items", self.stream]
+
+    def advance(self, position, events: list) -> str:
+        """The stream position after ``events`` (read from ``position``)."""
+        return events[-1][0] if events else position
+
     async def ping(self) -> bool:
         try:
             return bool(await self.client.ping())
@@ -167,14 +193,15 @@ class RedisStore:
             async with self.client.pipeline(transaction=True) as pipe:
                 if not overwrite:  # check and write atomically: a concurrent writer aborts this one
                     await pipe.watch(key)
-                    if await pipe.exists(key):
+                    if await pipe.hexists(key, "emb"):  # (a cluster pipeline's EXISTS answers no count)
                         return False
                     pipe.multi()
                 pipe.hset(key, mapping=mapping)
-                pipe.sadd(f"{self.base}:items", item_id)
+                pipe.sadd(self.set_key(item_id), item_id)
                 if keep:
                     self.features.queue(pipe, item_id, features)
-                pipe.xadd(self.stream, {"id": item_id, "origin": self.origin}, maxlen=self.stream_maxlen, approximate=True)
+                pipe.xadd(self.stream_key(item_id), {"id": item_id, "origin": self.origin}, maxlen=self.stream_maxlen,
+                          approximate=True)
                 await pipe.execute()
             return True
         except WatchError:
@@ -250,12 +277,7 @@ class RedisStore:
             return False
         except Exception as exc:
             raise StoreUnavailable(str(exc)) from exc
-        first = info.get("first-entry")
-        if not first:
-            return False
-        if position == "0-0":  # the stream was empty at our last load: missed if anything was trimmed since
-            return int(info.get("entries-added", info.get("length", 0))) > int(info.get("length", 0))
-        return stream_id(first[0]) > stream_id(position)  # our position itself is gone: so may be what followed it
+        return trimmed_past(info, position)
 
     def follower(self, block_ms: int) -> aioredis.Redis:
         """A connection for blocking reads of the event stream (its read timeout outlasts a block of
@@ -315,7 +337,17 @@ class MemoryStore(RedisStore):
 async def open_store(settings, prefix: str, version: str, dim: int) -> RedisStore:
     """The Redis store of one model version under ``prefix``; with ``s.allow_memory_store`` an
     in-process one when Redis does not answer (demo only), else ``StoreUnavailable``."""
-    store = RedisStore(settings.redis_url, prefix, version, dim, settings.sync_stream_maxlen)
+    if settings.redis_cluster:
+        from service.storage.cluster import ClusterStore
+
+        try:
+            store = ClusterStore(settings.redis_url, prefix, version, dim, settings.sync_stream_maxlen,
+                                 settings.redis_cluster_partitions)
+            await store.client.initialize()
+        except Exception as exc:
+            raise StoreUnavailable(f"Redis Cluster at {redact_url(settings.redis_url)} does not answer: {exc}") from exc
+    else:
+        store = RedisStore(settings.redis_url, prefix, version, dim, settings.sync_stream_maxlen)
     if await store.ping():
         return store
     await store.close()

@@ -93,8 +93,7 @@ class IndexSync:
                         todo.append(item_id)
                 if todo:
                     await self._index_ids(list(dict.fromkeys(todo)))
-                if events:
-                    self.position = events[-1][0]
+                self.position = self.store.advance(self.position, events)
                 delay = 0.5
             except asyncio.CancelledError:
                 raise

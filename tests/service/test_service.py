@@ -3,7 +3,6 @@
 import base64
 import gc
 import io
-import time
 from pathlib import Path
 
 import httpx
