@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from serving import RESULTS, rss_mb, start_server  # noqa: E402
 
 from coldproxy.config import DEFAULT_DATASETS, REPO_ROOT, ServiceSettings  # noqa: E402
-from coldproxy.package import Manifest, write_manifest  # noqa: E402
+from coldproxy.package import Manifest, load_package, write_manifest  # noqa: E402
 from loadtest.payloads import Payloads  # noqa: E402
 
 
@@ -71,6 +71,7 @@ def main() -> None:
 
     payloads = Payloads.from_movielens(args.data)
     pool = payloads.items
+    users = load_package(args.package).user_ids  # users the package knows: an unknown one is a 404 by design
     work = Path(tempfile.mkdtemp(prefix="coldproxy-rollout-"))
     live_dir = work / "live"
     shutil.copytree(args.package, live_dir)
@@ -96,7 +97,8 @@ def main() -> None:
             print(f"stored {len(acked)} items ({out['seed_items_per_s']} items/s)")
 
             stop, lock = threading.Event(), threading.Lock()
-            counts = {"posts": 0, "post_failed": 0, "ranks": 0, "rank_failed": 0, "gaps": 0, "missing_ids": 0}
+            counts = {"posts": 0, "post_failed": 0, "ranks": 0, "rank_failed": 0, "gaps": 0, "missing_ids": 0,
+                      "failed_statuses": {}}
             versions: dict[str, int] = {}
 
             def writer(k: int) -> None:
@@ -105,10 +107,13 @@ def main() -> None:
                     while not stop.is_set():
                         item = pool[(k * 7919 + n) % len(pool)]
                         i, n = f"live-{k}-{n}", n + 1
-                        ok = w.post("/v1/items", json=item_json(i, *item[1:])).status_code == 200
+                        status = w.post("/v1/items", json=item_json(i, *item[1:])).status_code
+                        ok = status == 200
                         with lock:
                             counts["posts"] += 1
                             counts["post_failed"] += not ok
+                            if not ok:
+                                counts["failed_statuses"][f"post {status}"] = counts["failed_statuses"].get(f"post {status}", 0) + 1
                             if ok:
                                 acked.append(i)
 
@@ -118,11 +123,13 @@ def main() -> None:
                     while not stop.is_set():
                         with lock:
                             ids = rng.sample(acked, 40) + acked[-10:]
-                        res = w.post("/v1/rank", json={"user_id": rng.choice(payloads.users), "item_ids": ids})
+                        res = w.post("/v1/rank", json={"user_id": rng.choice(users), "item_ids": ids})
                         with lock:
                             counts["ranks"] += 1
                             if res.status_code != 200:
                                 counts["rank_failed"] += 1
+                                key = f"rank {res.status_code}: {res.text[:80]}"
+                                counts["failed_statuses"][key] = counts["failed_statuses"].get(key, 0) + 1
                                 continue
                             body = res.json()
                             versions[body["bundle_version"]] = versions.get(body["bundle_version"], 0) + 1
@@ -180,6 +187,7 @@ def main() -> None:
           f"| POSTs during the run / failed | {load['posts']} / {load['post_failed']} |",
           f"| rank requests / failed / with a missing acknowledged item | {load['ranks']} / {load['rank_failed']} / {load['gaps']} |",
           f"| rankings by version | {load['rank_versions']} |",
+          f"| failed requests by status | {load['failed_statuses'] or 'none'} |",
           f"| acknowledged items not served by the new version afterwards | {out['unavailable_after_rollout']} of {out['acknowledged_items']} |",
           f"| kept content features per item in Redis (MEMORY USAGE) | {out['redis_bytes_per_item_features']} bytes |",
           f"| service RSS at the end | {out['server_rss_mb']} MB |"]
