@@ -51,6 +51,8 @@ class Metrics:
                                      "for a candidate (shadow, canary)", ["version", "role"], registry=r)
         self.answers = Counter("coldproxy_answers_total", "Rank and recommendation answers by the package version that "
                                "made them (a canary's share shows here)", ["route", "version"], registry=r)
+        self.index_ann_ready = Gauge("coldproxy_index_ann_ready", "1 once the HNSW graph serves searches (0 while it "
+                                     "is built and the exact index serves)", ["catalog"], registry=r)
         self.sync_reloads = Counter("coldproxy_sync_reloads_total", "Full index reloads from the store by catalog: start-up, "
                                     "and a replica that fell behind the trimmed event stream", ["catalog"], registry=r)
 

@@ -6,16 +6,21 @@ lookups, ranking and top-k are the same code for both.
 
 from __future__ import annotations
 
+import logging
+import threading
 from dataclasses import dataclass
 
 import numpy as np
 
+from coldproxy.config import usable_cores
 from coldproxy.ids import ID_RE
 
 from service.storage.index import ItemIndex
 from service.metrics import Metrics
 from service.storage.store import RedisStore, StoredItem
 from service.storage.sync import IndexSync
+
+log = logging.getLogger("coldproxy.catalog")
 
 
 @dataclass(frozen=True)
@@ -43,9 +48,21 @@ class Catalog:
         self.sync = IndexSync(store, self.index, metrics, self.warm, name)
 
     async def start(self) -> int:
-        """Index every cold entry in the store and follow other replicas' writes; returns how many."""
+        """Index every cold entry in the store and follow other replicas' writes; returns how many. With an
+        HNSW index, its graph is then built on a background thread while the exact index serves."""
         self.metrics.items_indexed.labels(self.name, "warm").set(len(self.warm))
-        return await self.sync.start()
+        n = await self.sync.start()
+        if self.index.kind == "hnsw":
+            self.metrics.index_ann_ready.labels(self.name).set(0)
+            threading.Thread(target=self._build_ann, name=f"coldproxy-hnsw-{self.name}", daemon=True).start()
+        return n
+
+    def _build_ann(self) -> None:
+        try:
+            self.index.build_ann(usable_cores())
+            self.metrics.index_ann_ready.labels(self.name).set(1)
+        except Exception:
+            log.exception("building the HNSW graph failed; searches stay exact")
 
     async def close(self) -> None:
         await self.sync.stop()

@@ -30,16 +30,33 @@ def test_vectors_follow_upserts_through_growth_and_overwrites():
 
 
 def test_hnsw_finds_what_flat_finds_and_skips_overwritten_nodes():
+    import threading
+
     rng = np.random.default_rng(1)
-    vecs = rng.standard_normal((4000, 16)).astype(np.float32)
+    vecs = (rng.standard_normal((6000, 16)) * rng.uniform(0.5, 2.0, (6000, 1))).astype(np.float32)  # varied norms
     ids = [f"x{k}" for k in range(len(vecs))]
-    flat, hnsw = ItemIndex(16), ItemIndex(16, kind="hnsw", hnsw_ef_search=64)
+    flat, hnsw = ItemIndex(16), ItemIndex(16, kind="hnsw")
     for index in (flat, hnsw):
-        for start in range(0, len(ids), 500):  # built incrementally, as items arrive
-            index.upsert(ids[start: start + 500], vecs[start: start + 500])
+        index.upsert(ids[:3000], vecs[:3000])
+    q0 = rng.standard_normal(16).astype(np.float32)
+    assert not hnsw.ann_ready and hnsw.search(q0, 10) == flat.search(q0, 10)  # exact until the graph is built
+    # the graph is built on a thread while items keep arriving; then it grows as they arrive
+    builder = threading.Thread(target=hnsw.build_ann, args=(2,))
+    builder.start()
+    for start in range(3000, 4500, 100):
+        for index in (flat, hnsw):
+            index.upsert(ids[start: start + 100], vecs[start: start + 100])
+    builder.join()
+    assert hnsw.ann_ready
+    for index in (flat, hnsw):
+        index.upsert(ids[4500:], vecs[4500:])
     queries = rng.standard_normal((50, 16)).astype(np.float32)
     recall = np.mean([len({i for i, _ in hnsw.search(q, 10)} & {i for i, _ in flat.search(q, 10)}) / 10 for q in queries])
     assert recall >= 0.95, recall
+    for q in queries[:5]:  # scores are the exact inner products, best first
+        hits = hnsw.search(q, 10)
+        _, stored = hnsw.vectors([i for i, _ in hits])
+        assert np.allclose([s for _, s in hits], stored @ q, atol=1e-5) and [s for _, s in hits] == sorted((s for _, s in hits), reverse=True)
     # an overwritten item: its new vector is found, once, and its old node never comes back
     q = queries[0]
     top = flat.search(q, 1)[0][0]
@@ -55,6 +72,7 @@ def test_hnsw_finds_what_flat_finds_and_skips_overwritten_nodes():
 
 
 def test_a_service_on_hnsw_recommends_new_items(tiny_package_dir, redis_client):
+    import time
     import uuid
 
     import httpx
@@ -69,8 +87,14 @@ def test_a_service_on_hnsw_recommends_new_items(tiny_package_dir, redis_client):
         with LiveServer(settings) as live, httpx.Client(base_url=live.url, timeout=30) as c:
             for n in range(5):
                 assert c.post("/v1/items", data={"item_id": f"h-{n}", "text": f"Wool hat {n}"}).status_code == 200
-            items = c.get("/v1/users/3/recommendations", params={"k": 35}).json()["items"]
-            assert len(items) == 35 and {f"h-{n}" for n in range(5)} <= {i["item_id"] for i in items}
+            deadline = time.time() + 30
+            while 'coldproxy_index_ann_ready{catalog="items"} 1.0' not in c.get("/metrics").text:
+                assert time.time() < deadline, "the HNSW graph was not built"
+                time.sleep(0.1)
+            for n in range(5, 8):  # after the graph is built, it grows as items arrive
+                assert c.post("/v1/items", data={"item_id": f"h-{n}", "text": f"Wool hat {n}"}).status_code == 200
+            items = c.get("/v1/users/3/recommendations", params={"k": 38}).json()["items"]
+            assert len(items) == 38 and {f"h-{n}" for n in range(8)} <= {i["item_id"] for i in items}
             scores = [i["score"] for i in items]
             assert scores == sorted(scores, reverse=True)
     finally:

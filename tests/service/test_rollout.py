@@ -217,3 +217,33 @@ def test_reembed_command_backfills_offline_and_resumes(tiny_package_dir, second_
     again = json.loads(subprocess.run(cmd, env=os.environ | env, capture_output=True, text=True,
                                       timeout=300).stdout.strip().splitlines()[-1])
     assert again["reembedded"] == 0 and again["present"] == 40, again
+
+
+def test_reloading_replicas_one_after_another_keeps_what_each_wrote(tiny_package_dir, second_package, prefix, tmp_path):
+    """Two replicas, reloaded in turn: items POSTed to the one not yet reloaded (old version only) are
+    re-embedded by its own rollout, and the first replica indexes them from the new version's stream."""
+    import shutil
+
+    dirs = [tmp_path / "a", tmp_path / "b"]
+    for d in dirs:
+        shutil.copytree(tiny_package_dir, d)
+    v2 = load_package(second_package).manifest.version
+    with live(dirs[0], prefix) as a, live(dirs[1], prefix) as b, \
+            httpx.Client(base_url=a.url, timeout=30) as ca, httpx.Client(base_url=b.url, timeout=30) as cb:
+        for n in range(10):
+            assert (ca if n % 2 else cb).post("/v1/items", data={"item_id": f"m-{n}", "text": text_of(f"m-{n}")}).status_code == 200
+        for name in ("proxy.onnx", "embeddings.npz", "manifest.json"):
+            for d in dirs:
+                shutil.copy(second_package / name, d / name)
+        assert ca.post("/v1/admin/reload").json()["bundle_version"] == v2
+        for n in range(10, 16):  # b still serves the old package: these land in the old version only
+            assert cb.post("/v1/items", data={"item_id": f"m-{n}", "text": text_of(f"m-{n}")}).status_code == 200
+        assert ca.get("/v1/items/m-12/embedding").status_code == 404
+        r = cb.post("/v1/admin/reload")
+        assert r.json()["bundle_version"] == v2 and r.json()["rollout"]["backfill"]["reembedded"] == 6, r.text
+        deadline = time.time() + 10
+        while ca.get("/v1/model").json()["cold_items_indexed"] < 16 and time.time() < deadline:
+            time.sleep(0.1)
+        for c in (ca, cb):
+            assert c.get("/v1/model").json()["cold_items_indexed"] == 16
+            assert all(c.get(f"/v1/items/m-{n}/embedding").json()["bundle_version"] == v2 for n in range(16))
