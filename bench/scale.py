@@ -22,6 +22,7 @@ import json
 import os
 import random
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -138,7 +139,8 @@ def main() -> None:
                 os.environ["COLDPROXY_INDEX"] = kind
                 port = 18000 + random.Random().randrange(1000)
                 t = time.perf_counter()
-                server = start_server(port, prefix, args.package)
+                server = start_server(port, prefix, args.package, Path(tempfile.gettempdir()) / f"coldproxy-{args.name}-server.log",
+                                      timeout=900)
                 start_s = time.perf_counter() - t
                 url = f"http://127.0.0.1:{port}"
                 try:

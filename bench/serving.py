@@ -56,11 +56,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def start_server(port: int, prefix: str, package: Path) -> subprocess.Popen:
+def start_server(port: int, prefix: str, package: Path, log: Path | None = None, timeout: float = 180) -> subprocess.Popen:
+    """``coldproxy serve`` as its own process; its output goes to ``log`` when given."""
     env = os.environ | {"COLDPROXY_REDIS_PREFIX": prefix, "COLDPROXY_PACKAGE_DIR": str(package)}
+    out = open(log, "ab") if log is not None else subprocess.DEVNULL
     proc = subprocess.Popen([sys.executable, "-m", "coldproxy_cli.commands", "serve", "--port", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 180
+                            stdout=out, stderr=subprocess.STDOUT if log is not None else subprocess.DEVNULL)
+    deadline = time.time() + timeout
     while time.time() < deadline:
         try:
             if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:

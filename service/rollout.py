@@ -146,9 +146,11 @@ async def backfill(target: "Serving", batch: int = 256, progress: Callable[[int,
             if progress is not None:
                 progress(len(chunk), len(todo))
         report.present = held - written_before
-        if acted == 0:  # a pass that found nothing it could add: done
+        if acted == 0 and position is None:  # a pass over every item that found nothing it could add: done
             break
-        position = None  # catch-up passes look at every item: shadow writes may have failed anywhere
+        # catch-up passes look at every item: shadow writes may have failed anywhere, and IDs written since an
+        # interrupted run's position may sort before it
+        position = None
     report.seconds = time.perf_counter() - t0
     await store.client.hset(resume_key, mapping={"state": "complete", "reembedded": report.reembedded})
     target.metrics.rollout_progress.labels(target.version).set(report.covered)

@@ -25,7 +25,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ResponseError
 
 from coldproxy.errors import StoreUnavailable
-from service.storage.store import RedisStore, stored_id, trimmed_past
+from service.storage.store import RedisStore, scan_members, trimmed_past
 
 POLL_S = 0.05  # a follower's pause between polls that found nothing new
 
@@ -74,11 +74,7 @@ class ClusterStore(RedisStore):
             raise StoreUnavailable(str(exc)) from exc
 
     async def all_ids(self) -> list[str]:
-        sets = await self._each("smembers", [f"{self.base}:{t}:items" for t in self.tags])
-        for reply in sets:
-            if isinstance(reply, Exception):
-                raise StoreUnavailable(str(reply))
-        return sorted(filter(None, map(stored_id, (m for members in sets for m in members))))
+        return await scan_members(self.client, [f"{self.base}:{t}:items" for t in self.tags])
 
     async def stream_position(self) -> dict[str, str]:
         newest = await self._each("xrevrange", self.streams, count=1)

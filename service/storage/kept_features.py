@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 
 from coldproxy.errors import StoreUnavailable
 from service.storage.cluster import partition_tag
-from service.storage.store import stored_id
+from service.storage.store import scan_members
 
 log = logging.getLogger("coldproxy.store")
 
@@ -85,14 +85,7 @@ class FeatureStore:
             raise StoreUnavailable(str(exc)) from exc
 
     async def all_ids(self) -> list[str]:
-        try:
-            async with self.client.pipeline(transaction=False) as pipe:
-                for key in self.set_keys():
-                    pipe.smembers(key)
-                sets = await pipe.execute()
-        except Exception as exc:
-            raise StoreUnavailable(str(exc)) from exc
-        return sorted(filter(None, map(stored_id, (m for members in sets for m in members))))
+        return await scan_members(self.client, self.set_keys())
 
     async def get_many(self, item_ids: list[str]) -> dict[str, KeptFeatures]:
         """The kept features of those among ``item_ids`` that have usable ones."""

@@ -76,6 +76,19 @@ def trimmed_past(info: dict, position: str) -> bool:
     return stream_id(first[0]) > stream_id(position)  # our position itself is gone: so may be what followed it
 
 
+async def scan_members(client, keys: list[str], count: int = 10_000) -> list[str]:
+    """Every valid ID in the sets ``keys``, sorted, read with SSCAN in pages: one SMEMBERS reply for millions
+    of members outlasts the client's socket timeout (a replica of 5M items could not start)."""
+    out: set[bytes] = set()
+    try:
+        for key in keys:
+            async for member in client.sscan_iter(key, count=count):
+                out.add(member)
+    except Exception as exc:
+        raise StoreUnavailable(str(exc)) from exc
+    return sorted(filter(None, map(stored_id, out)))
+
+
 def check_vector(emb: np.ndarray, dim: int) -> None:
     """Nothing but finite vectors of the package's dimension is ever stored."""
     if emb.shape != (dim,) or not np.isfinite(emb).all():
@@ -252,11 +265,7 @@ class RedisStore:
         return StoredItem.from_hash(raw) if raw else None
 
     async def all_ids(self) -> list[str]:
-        try:
-            members = await self.client.smembers(f"{self.base}:items")
-        except Exception as exc:
-            raise StoreUnavailable(str(exc)) from exc
-        return sorted(filter(None, map(stored_id, members)))
+        return await scan_members(self.client, [f"{self.base}:items"])
 
     async def stream_position(self) -> str:
         """The newest event's ID ("0-0" when there is none): where a replica that loads the whole set
