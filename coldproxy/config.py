@@ -268,15 +268,11 @@ class ServiceSettings(BaseSettings):
     ort_cuda_tf32: bool = Field(False, description="CUDA provider: TF32 matrix products (vectors drift from the "
                                 "CPU's that export checked)")
 
-    @field_validator("bundle_package_dir", mode="before")
+    @field_validator("bundle_package_dir", "candidate_package_dir", mode="before")
     @classmethod
     def _empty_is_none(cls, value):
-        """``COLDPROXY_BUNDLE_RECOMMENDER_DIR=`` (empty) means no bundle recommender, not the current directory."""
-        return None if isinstance(value, str) and not value.strip() else value
-
-    @field_validator("candidate_package_dir", mode="before")
-    @classmethod
-    def _no_candidate(cls, value):
+        """``COLDPROXY_BUNDLE_RECOMMENDER_DIR=`` (empty) means no bundle recommender, not the current directory
+        (and an empty ``COLDPROXY_CANDIDATE_PACKAGE_DIR`` no candidate)."""
         return None if isinstance(value, str) and not value.strip() else value
 
     def index_options(self) -> dict:

@@ -120,6 +120,16 @@ def redis_prefix(redis_client):
         redis_client.delete(*keys)
 
 
+@pytest.fixture()
+def fresh_prefix(redis_client):
+    """A Redis key prefix of this test's own, deleted afterwards (for tests that count what is stored)."""
+    prefix = f"coldproxy-test-{uuid.uuid4().hex[:8]}"
+    yield prefix
+    keys = list(redis_client.scan_iter(f"{prefix}:*"))
+    if keys:
+        redis_client.delete(*keys)
+
+
 @pytest.fixture(scope="session")
 def replica(package_dir, redis_prefix):
     """``with replica(**overrides) as live:`` starts one more server on the test model package and Redis prefix."""

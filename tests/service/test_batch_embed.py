@@ -66,25 +66,20 @@ def test_embed_writes_parquet_matching_the_http_path(tiny, tiny_package_dir, cat
         np.testing.assert_allclose(emb[k], post_like(tiny, d, rows[k]), rtol=1e-4, atol=1e-5)
 
 
-def test_embed_to_redis_stores_items_the_service_then_serves(tiny_package_dir, catalogue, redis_client):
+def test_embed_to_redis_stores_items_the_service_then_serves(tiny_package_dir, catalogue, redis_client, fresh_prefix):
     from coldproxy.config import ServiceSettings
     from tests.conftest import LiveServer, _free_port
 
     d, rows = catalogue
-    prefix = f"coldproxy-embed-{uuid.uuid4().hex[:8]}"
-    try:
-        env = {"COLDPROXY_REDIS_PREFIX": prefix, "COLDPROXY_BUNDLE_PACKAGE_DIR": ""}
-        first = embed("--data", str(d), "--package-dir", str(tiny_package_dir), "--to", "redis", **env)
-        assert first["stored"] == 12 and first["failed"] == 1, first
-        again = embed("--data", str(d), "--package-dir", str(tiny_package_dir), "--to", "redis", **env)
-        assert again["stored"] == 0 and again["exists"] == 12, again  # nothing silently overwritten
-        assert len(list(redis_client.scan_iter(f"{prefix}:features:*:item:*"))) == 12  # re-embeddable later
-        settings = ServiceSettings(package_dir=tiny_package_dir, redis_url=REDIS_URL, redis_prefix=prefix,
-                                   port=_free_port(), bundle_package_dir=None)
-        with LiveServer(settings) as live, httpx.Client(base_url=live.url, timeout=30) as c:
-            assert c.get("/v1/model").json()["cold_items_indexed"] == 12
-            assert c.get("/v1/items/cat-3/embedding").status_code == 200
-    finally:
-        keys = list(redis_client.scan_iter(f"{prefix}:*"))
-        if keys:
-            redis_client.delete(*keys)
+    prefix = fresh_prefix
+    env = {"COLDPROXY_REDIS_PREFIX": prefix, "COLDPROXY_BUNDLE_PACKAGE_DIR": ""}
+    first = embed("--data", str(d), "--package-dir", str(tiny_package_dir), "--to", "redis", **env)
+    assert first["stored"] == 12 and first["failed"] == 1, first
+    again = embed("--data", str(d), "--package-dir", str(tiny_package_dir), "--to", "redis", **env)
+    assert again["stored"] == 0 and again["exists"] == 12, again  # nothing silently overwritten
+    assert len(list(redis_client.scan_iter(f"{prefix}:features:*:item:*"))) == 12  # re-embeddable later
+    settings = ServiceSettings(package_dir=tiny_package_dir, redis_url=REDIS_URL, redis_prefix=prefix,
+                               port=_free_port(), bundle_package_dir=None)
+    with LiveServer(settings) as live, httpx.Client(base_url=live.url, timeout=30) as c:
+        assert c.get("/v1/model").json()["cold_items_indexed"] == 12
+        assert c.get("/v1/items/cat-3/embedding").status_code == 200

@@ -10,7 +10,6 @@ problem and stores nothing; a second replica sees the bundle.
 from __future__ import annotations
 
 import time
-import uuid
 
 import httpx
 import numpy as np
@@ -219,7 +218,7 @@ def test_an_empty_package_setting_means_no_bundles(monkeypatch):
 
 
 def test_a_rollout_carries_posted_bundles_over_to_a_new_bundle_recommender(replica, package_dir, package, model,
-                                                                          tmp_path, redis_client):
+                                                                          tmp_path, fresh_prefix):
     """A reload to a new item package and a new bundle recommender: a bundle POSTed before the rollout is
     served by the new bundle recommender, with the vector it computes for its members."""
     import json
@@ -229,8 +228,9 @@ def test_a_rollout_carries_posted_bundles_over_to_a_new_bundle_recommender(repli
     shutil.copytree(package_dir, items_dir)
     shutil.copytree(package, bundles_dir)
     b1, b2 = cold_bundles(model, 7)[5:7]
-    prefix = f"coldproxy-bundle-rollout-{uuid.uuid4().hex[:8]}"  # its own keys: no other test's bundles in them
-    with replica(package_dir=items_dir, bundle_package_dir=bundles_dir, reload_grace_s=0.2, redis_prefix=prefix) as live, \
+    # keys of its own: in the full suite other tests' bundles share the session's prefix
+    with replica(package_dir=items_dir, bundle_package_dir=bundles_dir, reload_grace_s=0.2,
+                 redis_prefix=fresh_prefix) as live, \
             httpx.Client(base_url=live.url, timeout=60) as c:
         old = c.get("/v1/model").json()
         first = c.post("/v1/bundles", json={"bundle_id": "carried-1", "item_ids": members_of(model, b1)})
@@ -248,6 +248,3 @@ def test_a_rollout_carries_posted_bundles_over_to_a_new_bundle_recommender(repli
         assert got.status_code == 200 and got.json()["model_version"].endswith("-r2")
         assert np.allclose(got.json()["embedding"], first.json()["embedding"], atol=1e-5)  # same model, same members
         assert c.post("/v1/bundles", json={"bundle_id": "after", "item_ids": members_of(model, b2)}).status_code == 200
-    keys = list(redis_client.scan_iter(f"{prefix}:*"))
-    if keys:
-        redis_client.delete(*keys)

@@ -71,33 +71,26 @@ def test_hnsw_finds_what_flat_finds_and_skips_overwritten_nodes():
         assert worst[0] == top and abs(worst[1] - 10 * float(np.linalg.norm(q))) < 1e-3
 
 
-def test_a_service_on_hnsw_recommends_new_items(tiny_package_dir, redis_client):
+def test_a_service_on_hnsw_recommends_new_items(tiny_package_dir, fresh_prefix):
     import time
-    import uuid
 
     import httpx
 
     from coldproxy.config import ServiceSettings
     from tests.conftest import REDIS_URL, LiveServer, _free_port
 
-    prefix = f"coldproxy-hnsw-{uuid.uuid4().hex[:8]}"
-    settings = ServiceSettings(package_dir=tiny_package_dir, redis_url=REDIS_URL, redis_prefix=prefix, port=_free_port(),
-                               bundle_package_dir=None, index="hnsw")
-    try:
-        with LiveServer(settings) as live, httpx.Client(base_url=live.url, timeout=30) as c:
-            for n in range(5):
-                assert c.post("/v1/items", data={"item_id": f"h-{n}", "text": f"Wool hat {n}"}).status_code == 200
-            deadline = time.time() + 30
-            while 'coldproxy_index_ann_ready{catalog="items"} 1.0' not in c.get("/metrics").text:
-                assert time.time() < deadline, "the HNSW graph was not built"
-                time.sleep(0.1)
-            for n in range(5, 8):  # after the graph is built, it grows as items arrive
-                assert c.post("/v1/items", data={"item_id": f"h-{n}", "text": f"Wool hat {n}"}).status_code == 200
-            items = c.get("/v1/users/3/recommendations", params={"k": 38}).json()["items"]
-            assert len(items) == 38 and {f"h-{n}" for n in range(8)} <= {i["item_id"] for i in items}
-            scores = [i["score"] for i in items]
-            assert scores == sorted(scores, reverse=True)
-    finally:
-        keys = list(redis_client.scan_iter(f"{prefix}:*"))
-        if keys:
-            redis_client.delete(*keys)
+    settings = ServiceSettings(package_dir=tiny_package_dir, redis_url=REDIS_URL, redis_prefix=fresh_prefix,
+                               port=_free_port(), bundle_package_dir=None, index="hnsw")
+    with LiveServer(settings) as live, httpx.Client(base_url=live.url, timeout=30) as c:
+        for n in range(5):
+            assert c.post("/v1/items", data={"item_id": f"h-{n}", "text": f"Wool hat {n}"}).status_code == 200
+        deadline = time.time() + 30
+        while 'coldproxy_index_ann_ready{catalog="items"} 1.0' not in c.get("/metrics").text:
+            assert time.time() < deadline, "the HNSW graph was not built"
+            time.sleep(0.1)
+        for n in range(5, 8):  # after the graph is built, it grows as items arrive
+            assert c.post("/v1/items", data={"item_id": f"h-{n}", "text": f"Wool hat {n}"}).status_code == 200
+        items = c.get("/v1/users/3/recommendations", params={"k": 38}).json()["items"]
+        assert len(items) == 38 and {f"h-{n}" for n in range(8)} <= {i["item_id"] for i in items}
+        scores = [i["score"] for i in items]
+        assert scores == sorted(scores, reverse=True)

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 
 import httpx
 import numpy as np
@@ -28,12 +27,8 @@ def second_package(tiny_package_dir, tmp_path_factory):
 
 
 @pytest.fixture()
-def prefix(redis_client):
-    p = f"coldproxy-rollout-{uuid.uuid4().hex[:8]}"
-    yield p
-    keys = list(redis_client.scan_iter(f"{p}:*"))
-    if keys:
-        redis_client.delete(*keys)
+def prefix(fresh_prefix):
+    return fresh_prefix
 
 
 def live(package_dir, prefix, **over) -> LiveServer:
