@@ -73,6 +73,16 @@ class ClusterStore(RedisStore):
         except Exception as exc:
             raise StoreUnavailable(str(exc)) from exc
 
+    async def _fetch_embeddings(self, item_ids: list[str], chunk: int = 2000) -> list[bytes | None]:
+        """A pipeline of HGETs (split by node): a script's keys would all have to share one slot."""
+        out: list[bytes | None] = []
+        for start in range(0, len(item_ids), chunk):
+            async with self.client.pipeline(transaction=False) as pipe:
+                for i in item_ids[start: start + chunk]:
+                    pipe.hget(self.item_key(i), "emb")
+                out += await pipe.execute()
+        return out
+
     async def all_ids(self) -> list[str]:
         return await scan_members(self.client, [f"{self.base}:{t}:items" for t in self.tags])
 
