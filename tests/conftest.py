@@ -111,23 +111,24 @@ class LiveServer:
         self.thread.join(timeout=10)
 
 
-@pytest.fixture(scope="session")
-def redis_prefix(redis_client):
+def _own_prefix(redis_client):
+    """A Redis key prefix nobody else uses; its keys are deleted afterwards."""
     prefix = f"coldproxy-test-{uuid.uuid4().hex[:8]}"
     yield prefix
     keys = list(redis_client.scan_iter(f"{prefix}:*"))
     if keys:
         redis_client.delete(*keys)
+
+
+@pytest.fixture(scope="session")
+def redis_prefix(redis_client):
+    yield from _own_prefix(redis_client)
 
 
 @pytest.fixture()
 def fresh_prefix(redis_client):
-    """A Redis key prefix of this test's own, deleted afterwards (for tests that count what is stored)."""
-    prefix = f"coldproxy-test-{uuid.uuid4().hex[:8]}"
-    yield prefix
-    keys = list(redis_client.scan_iter(f"{prefix}:*"))
-    if keys:
-        redis_client.delete(*keys)
+    """A prefix of this test's own (for tests that count what is stored)."""
+    yield from _own_prefix(redis_client)
 
 
 @pytest.fixture(scope="session")
