@@ -102,9 +102,10 @@ class TrainSettings(BaseSettings):
     served: Literal["auto", "gate", "proxy", "diffusion", "anchor"] = Field(
         "auto", description="what a new item is served: the validation-best of the gate's mix and each single "
         "expert (auto), or that one; the package records the choice and every candidate's validation score")
-    select_modalities: bool = Field(False, description="also train text-only and image-only generators and serve "
-                                    "the validation-best of the three; off by default: on MovieLens validation prefers "
-                                    "text-only and the test split does not agree (README, Models)")
+    select_modalities: bool = Field(True, description="also train text-only and image-only generators and serve "
+                                    "the validation-chosen blend of the three (false: the fused generator alone)")
+    blend_rounds: int = Field(10, ge=1, description="generators averaged at most in the validation-chosen blend "
+                              "(greedy ensemble selection, models/items/blend.py); 1: the single validation-best")
     selection_holdout: float = Field(0.0, ge=0.0, lt=1.0, description="share of the validation-cold items held out "
                                      "from early stopping, to choose between trained candidates on (generator "
                                      "modalities, the served expert); 0: choose on the early-stopping items")

@@ -28,7 +28,7 @@ from models.diffusion import NoiseSchedule
 from coldproxy.experts import CONTENT_EXPERTS, EXPERTS, GATE_FEATURES
 from models.samplers import UnrolledSampler, make_plan
 from models.items.calibration import Calibration, CalibratedGate, CalibratedProxy
-from models.items.generator import RoutedGenerator
+from models.items.generator import BlendedGenerator, RoutedGenerator
 from models.items.train import load_experts, load_proxy
 
 
@@ -106,6 +106,9 @@ def generator_name(proxy) -> str:
     name = "moe-fusion-coarse-fine" if proxy.cfg.fine else "moe-fusion-coarse"
     if isinstance(proxy, RoutedGenerator):
         return f"{('text', 'image')[proxy.modality]}-only {name} (the fused generator where that modality is absent)"
+    if isinstance(proxy, BlendedGenerator):
+        parts = {"both": "fused", "text": "text-only", "image": "image-only"}
+        return f"{name}, blend of " + " + ".join(f"{parts.get(m, m)} {w:.2f}" for m, w in proxy.weights.items())
     return name
 
 

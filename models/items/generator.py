@@ -175,6 +175,12 @@ class ProxyGenerator(nn.Module):
         return _Serving(self)
 
 
+def route(single: dict, fused: dict, mask: torch.Tensor, modality: int) -> dict[str, torch.Tensor]:
+    """A single-modality generator's outputs where its modality is present, the fused one's elsewhere."""
+    has = (mask[:, modality : modality + 1] > 0).to(mask.dtype)
+    return {k: has * single[k] + (1.0 - has) * fused[k] for k in ("proxy", "alpha")}
+
+
 class RoutedGenerator(nn.Module):
     """A single-modality generator wherever its modality is present, the fused generator otherwise:
     what a package serves when a single-modality generator won on validation, so that an item sent
@@ -190,8 +196,37 @@ class RoutedGenerator(nn.Module):
 
     def forward(self, text, image, text_layers, image_stages, mask) -> dict[str, torch.Tensor]:
         a, b = (g(text, image, text_layers, image_stages, mask) for g in (self.single, self.fused))
-        has = (mask[:, self.modality : self.modality + 1] > 0).to(mask.dtype)
-        return {k: has * a[k] + (1.0 - has) * b[k] for k in ("proxy", "alpha")}
+        return route(a, b, mask, self.modality)
+
+    def serving(self) -> nn.Module:
+        return _Serving(self)
+
+
+class BlendedGenerator(nn.Module):
+    """A weighted average of the fused generator and routed single-modality ones (each as
+    ``RoutedGenerator`` serves it), with weights chosen on validation by
+    ``models.items.blend.greedy_blend``; every generator runs once, and it exports as one proxy graph."""
+
+    def __init__(self, fused: ProxyGenerator, singles: dict[str, ProxyGenerator], weights: dict[str, float]):
+        """``singles`` by name ("text", "image"); ``weights`` by name, the fused generator's under any
+        other name (its modalities, "both")."""
+        super().__init__()
+        if len(weights) < 2 or abs(sum(weights.values()) - 1.0) > 1e-6 or not set(singles) <= set(weights):
+            raise ValueError(f"a blend needs two or more members with weights summing to 1, not {weights}")
+        self.fused, self.out_dim, self.cfg = fused, fused.out_dim, fused.cfg
+        self.names = list(singles)
+        self.singles = nn.ModuleList(singles[n] for n in self.names)
+        self.weights = dict(weights)
+        self.single_weights = [float(weights[n]) for n in self.names]
+        self.fused_weight = float(sum(w for n, w in weights.items() if n not in singles))
+
+    def forward(self, text, image, text_layers, image_stages, mask) -> dict[str, torch.Tensor]:
+        b = self.fused(text, image, text_layers, image_stages, mask)
+        out = {k: self.fused_weight * b[k] for k in ("proxy", "alpha")}
+        for single, w in zip(self.singles, self.single_weights):
+            routed = route(single(text, image, text_layers, image_stages, mask), b, mask, single.cfg.modalities.index(1))
+            out = {k: out[k] + w * routed[k] for k in out}
+        return out
 
     def serving(self) -> nn.Module:
         return _Serving(self)

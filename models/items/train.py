@@ -3,9 +3,10 @@
 
 Every choice is made on validation (issue 21): the ID model falls back to another when it learnt
 nothing (``train_id_model_checked``); single-modality generators are trained beside the fused one
-and the validation-best is kept (``select_modalities``); what a new item is served -- the gate's mix
-or one expert -- is the validation-best (``select_served``); and ``check_selection`` fails the run
-loudly if the served choice scores below any candidate on validation.
+(``select_modalities``) and the served generator is their validation-chosen blend
+(``models/items/blend.py``); what a new item is served -- the gate's mix or one expert -- is the
+validation-best (``select_served``); and ``check_selection`` fails the run loudly if the served
+choice scores below any candidate on validation.
 
 ``train`` returns everything in memory (the benchmark uses it directly); ``save_checkpoint`` writes
 what ``export`` needs into ``work_dir``: the generator's weights and config, the ID embeddings with
@@ -31,7 +32,8 @@ from models.items.calibration import FILE as CALIBRATION_FILE, Calibration, fit_
 from models.items.experts import Experts, ServedGate, fit_experts, select_served, served_cold
 from models.gate import ColdAwareGate
 from models.features import EncoderGraphs, Features, extract_features
-from models.items.generator import GeneratorConfig, ProxyGenerator, RoutedGenerator, layer_groups
+from models.items.blend import describe, greedy_blend
+from models.items.generator import BlendedGenerator, GeneratorConfig, ProxyGenerator, RoutedGenerator, layer_groups
 from models.idmodel import train_id_model_checked
 from models.items.proxy_training import predict, train_proxy
 from models.samplers import sampler_kwargs
@@ -89,11 +91,13 @@ def fit_generator(features, split, user_emb, item_emb, settings, desc: str = "pr
 
 
 def generator_candidates(features: Features, split: ColdStartSplit, user_emb: np.ndarray, item_emb: np.ndarray, settings,
-                         progress: bool = True) -> tuple[nn.Module, dict, dict[str, float], dict[str, nn.Module]]:
+                         progress: bool = True) -> tuple[nn.Module, dict, dict[str, float], dict[str, nn.Module], dict[str, float]]:
     """The configured generator and, with ``select_modalities`` and both modalities in the data, a
     text-only and an image-only one, each served through ``RoutedGenerator`` (the fused generator for
-    items without its modality). Returns the validation-best with its training log, and every
-    candidate's validation-cold NDCG@20 (keys "generator:<modalities>") and every candidate."""
+    items without its modality). Returns the validation-chosen generator (the greedy blend of the
+    candidates, ``models.items.blend``: a single one where it is best alone) with the training log of
+    its heaviest member, every candidate's validation-cold NDCG@20 (keys "generator:<modalities>",
+    and "generator:blend" for a blend), every candidate, and the blend's weights."""
     fused, fused_log = fit_generator(features, split, user_emb, item_emb, settings, progress=progress)
     fitted = {settings.proxy_modalities: (fused, fused_log)}
     if settings.select_modalities and settings.proxy_modalities == "both" and features.has_text.any() and features.has_image.any():
@@ -101,12 +105,22 @@ def generator_candidates(features: Features, split: ColdStartSplit, user_emb: np
             single, lg = fit_generator(features, split, user_emb, item_emb, settings.model_copy(update={"proxy_modalities": m}),
                                        desc=f"proxy generator ({m} only)", progress=progress)
             fitted[m] = (RoutedGenerator(single, fused).eval(), lg)
-    scores, probe = {}, np.zeros_like(item_emb)
-    for m, (model, _) in fitted.items():
-        probe[split.val_items] = predict(model, features, split.val_items)
-        scores[f"generator:{m}"] = validation_cold_ndcg(user_emb, probe, split, "select")
-    best = max(fitted, key=lambda m: scores[f"generator:{m}"])  # ties: the configured one
-    return fitted[best][0], fitted[best][1], scores, {m: model for m, (model, _) in fitted.items()}
+    val, probe = split.val_items, np.zeros_like(item_emb)
+
+    def score(vectors: np.ndarray) -> float:
+        probe[val] = vectors
+        return validation_cold_ndcg(user_emb, probe, split, "select")
+
+    weights, blend_score, singles = greedy_blend({m: predict(model, features, val) for m, (model, _) in fitted.items()}, score,
+                                                 settings.blend_rounds, prefer=settings.proxy_modalities)
+    scores = {f"generator:{m}": v for m, v in singles.items()}
+    order = sorted(weights, key=lambda m: -weights[m])
+    if len(order) == 1:
+        chosen = fitted[order[0]][0]
+    else:
+        chosen = BlendedGenerator(fused, {m: fitted[m][0].single for m in order if m != settings.proxy_modalities}, weights).eval()
+        scores["generator:blend"] = blend_score
+    return chosen, fitted[order[0]][1], scores, {m: model for m, (model, _) in fitted.items()}, weights
 
 
 def check_selection(selection: dict) -> None:
@@ -128,10 +142,10 @@ def train(settings, encoder_graphs: EncoderGraphs, progress: bool = True) -> Tra
     t_feat = time.time()
     U, I, id_log = train_id_model_checked(ds.n_users, ds.n_items, split, settings, progress)
     t_id = time.time()
-    proxy, proxy_log, candidates, generators = generator_candidates(feats, split, U, I, settings, progress)
+    proxy, proxy_log, candidates, generators, blend_weights = generator_candidates(feats, split, U, I, settings, progress)
     selection = {"chosen_on": "validation-cold NDCG@20 on the part held out from early stopping"
                  if split.val_select_items is not None else "validation-cold NDCG@20", "validation": dict(candidates),
-                 "generator": max(candidates, key=candidates.get).split(":")[1], "served": "proxy"}
+                 "generator": describe(blend_weights), "generator_weights": blend_weights, "served": "proxy"}
     selection["validation"]["proxy"] = max(candidates.values())
     t_proxy = time.time()
     experts = None
@@ -217,18 +231,25 @@ def load_experts(work_dir: Path):
 
 
 def generator_checkpoint(model: nn.Module) -> dict:
-    """A generator's weights and config; a routed one's with its fused generator under "fused"."""
+    """A generator's weights and config; a routed one's with its fused generator under "fused"; a blend's
+    fused generator's with the single-modality ones and the weights under "blend"."""
     if isinstance(model, RoutedGenerator):
         return generator_checkpoint(model.single) | {"fused": generator_checkpoint(model.fused)}
+    if isinstance(model, BlendedGenerator):
+        singles = {n: generator_checkpoint(g) for n, g in zip(model.names, model.singles)}
+        return generator_checkpoint(model.fused) | {"blend": {"weights": model.weights, "singles": singles}}
     return {"state_dict": model.state_dict(), "config": model.cfg.to_dict()}
 
 
 def load_proxy(work_dir: Path, ck: dict | None = None) -> nn.Module:
-    """The served generator of a checkpoint: a ``ProxyGenerator``, or a ``RoutedGenerator``."""
+    """The served generator of a checkpoint: a ``ProxyGenerator``, ``RoutedGenerator`` or ``BlendedGenerator``."""
     ck = torch.load(Path(work_dir) / "proxy.pt", weights_only=True) if ck is None else ck
     c = ck["config"]
     model = ProxyGenerator(GeneratorConfig(**(c | {"modalities": tuple(c["modalities"])})))
     model.load_state_dict(ck["state_dict"])
     if "fused" in ck:
         return RoutedGenerator(model.eval(), load_proxy(work_dir, ck["fused"])).eval()
+    if "blend" in ck:
+        singles = {n: load_proxy(work_dir, c) for n, c in ck["blend"]["singles"].items()}
+        return BlendedGenerator(model.eval(), singles, ck["blend"]["weights"]).eval()
     return model.eval()

@@ -1,0 +1,74 @@
+"""Proxy-graph latency of the blended generator against the fused one alone (issue 21): what the blend
+adds to every POST /v1/items, at the default package's widths, through ONNX Runtime on the CPU.
+
+    python bench/blend_latency.py [--threads 1] [--batches 1 32]
+
+Writes bench/results/blend_latency.json. Untrained weights: the cost does not depend on their values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+from export.graphs import export_proxy
+from models.items.generator import BlendedGenerator, GeneratorConfig, ProxyGenerator
+
+RESULTS = Path(__file__).parent / "results"
+WIDTHS = dict(text_dim=384, image_dim=1280, n_text_layers=7, image_stage_dim=784, out_dim=64)  # the default package's
+
+
+def generator(modalities) -> ProxyGenerator:
+    return ProxyGenerator(GeneratorConfig(**WIDTHS, modalities=modalities)).eval()
+
+
+def p50_ms(path: Path, batch: int, threads: int, runs: int) -> float:
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    shapes = {"text_features": (batch, 384), "image_features": (batch, 1280), "text_layers": (batch, 7, 384),
+              "image_stages": (batch, 784)}
+    feeds = {k: rng.standard_normal(v).astype(np.float32) for k, v in shapes.items()}
+    feeds["modality_mask"] = np.ones((batch, 2), np.float32)
+    for _ in range(10):
+        sess.run(None, feeds)
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        sess.run(None, feeds)
+        times.append((time.perf_counter() - t) * 1000)
+    return float(np.median(times))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--batches", type=int, nargs="+", default=[1, 32])
+    p.add_argument("--runs", type=int, default=200)
+    a = p.parse_args()
+    torch.manual_seed(0)
+    fused = generator((1, 1))
+    models = {"fused": fused,
+              "blend": BlendedGenerator(fused, {"text": generator((1, 0)), "image": generator((0, 1))},
+                                        {"both": 0.4, "text": 0.4, "image": 0.2}).eval()}
+    out = {"threads": a.threads, "p50_ms": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, model in models.items():
+            path = export_proxy(model, Path(tmp) / f"{name}.onnx")
+            out["p50_ms"][name] = {str(b): p50_ms(path, b, a.threads, a.runs) for b in a.batches}
+    for b in a.batches:
+        print(f"batch {b}: fused {out['p50_ms']['fused'][str(b)]:.3f} ms, blend {out['p50_ms']['blend'][str(b)]:.3f} ms (p50)")
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "blend_latency.json").write_text(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
