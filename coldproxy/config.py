@@ -93,6 +93,12 @@ class TrainSettings(BaseSettings):
     sampler_steps: int = Field(3, description="denoiser calls per item (S)")
     sampler_spacing: Literal["time", "logsnr"] = "logsnr"
     sampler_start: float = Field(0.5, description="anchor's noise level, as a fraction of T")
+    sampler_select: bool = Field(False, description="item model: choose the sampler's steps and start from the "
+                                 "grids below on validation (the configured ones win ties); off by default: "
+                                 "not a gain on both benchmark datasets (README, Models)")
+    sampler_steps_grid: list[int] = Field([1, 2, 3], description="steps S tried when sampler_select is on")
+    sampler_start_grid: list[float] = Field([0.3, 0.5, 0.7], description="starts (fraction of T) tried when "
+                                            "sampler_select is on")
     anchor_n: int = Field(5, description="warm items averaged into the anchor (eq. 14)")
     gate_epochs: int = 30
     gate_lr: float = 1e-2

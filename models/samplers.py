@@ -112,6 +112,9 @@ def make_plan(sched: NoiseSchedule, method: str, steps: int, t_start: float | No
     raise ValueError(f"unknown sampler {method!r} (ddpm, dpmpp1, dpmpp2m)")
 
 
+SAMPLER_KEYS = ("method", "steps", "spacing", "t_start")  # what a package records of its sampler
+
+
 def sampler_kwargs(settings) -> dict:
     """``sample``'s method, steps, spacing and start from training settings (items' or bundles')."""
     return {"method": settings.sampler, "steps": settings.sampler_steps, "spacing": settings.sampler_spacing,

@@ -1,8 +1,9 @@
 """Stages 3 and 4 of the pipeline (MoDiffE Alg. 3), on top of a trained ID model and generator:
-the diffusion expert conditioned on the item's content proxy, started from its similarity anchor,
+the diffusion expert conditioned on the item's content proxy, started from its similarity anchor
+(with ``sampler_select``, the sampler's steps and start chosen on validation: ``choose_sampler``),
 then the cold-aware gate over {ID embedding, content proxy, diffusion proxy, similarity anchor}, and
-the choice of what a new item is served, made on validation (``select_served``): the gate's mix, or a
-single expert when one alone scores higher there (issue 21: the default must not lose to its parts).
+the choice of what a new item is served, made on validation (``select_served``): the gate's mix, or
+a single expert when one alone scores higher there (issue 21: the default must not lose to its parts).
 
 ``Experts`` holds every item's expert outputs (row = item index) so the benchmark can rescore
 variants (another sampler, no gate) without retraining.
@@ -10,7 +11,7 @@ variants (another sampler, no gate) without retraining.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -23,7 +24,7 @@ from models.evaluate import validation_cold_ndcg
 from models.features import Features
 from coldproxy.experts import CONTENT_EXPERTS, EXPERTS, cold_features
 from models.gate import ColdAwareGate, mix, train_gate
-from models.samplers import sample, sampler_kwargs
+from models.samplers import SAMPLER_KEYS, sample, sampler_kwargs
 
 
 @dataclass
@@ -37,6 +38,7 @@ class Experts:
     gate: ColdAwareGate | None
     logs: dict
     choice: str = "gate"  # what a new item is served: "gate" or one of CONTENT_EXPERTS
+    sampler: dict = field(default_factory=dict)  # the diffusion expert's ``sample`` keywords (SAMPLER_KEYS)
 
     def stacked(self, item_emb: np.ndarray, warm: np.ndarray, n_items: int) -> tuple[np.ndarray, np.ndarray]:
         """[N, 4, d] experts in ``EXPERTS`` order and [N, 4] availability (the ID expert for warm rows only)."""
@@ -90,13 +92,32 @@ def fit_experts(features: Features, split: ColdStartSplit, user_emb: np.ndarray,
         return validation_cold_ndcg(user_emb, probe, split)
 
     denoiser, dlog = train_diffusion(item_emb[warm], proxy_emb[warm], settings, validate, progress)
+    if settings.sampler_select and settings.sampler != "ddpm" and not from_noise:
+        kw, dlog["sampler_validation"] = choose_sampler(denoiser, anchor, proxy_emb, user_emb, split, settings, kw)
     diffusion = sample(denoiser, anchor, proxy_emb, **kw)
     counts = np.bincount(split.train.items, minlength=n).astype(np.float32)
-    ex = Experts(proxy_emb, anchor, diffusion, counts, cold_features(counts, features.mask), denoiser, None, {"diffusion": dlog})
+    ex = Experts(proxy_emb, anchor, diffusion, counts, cold_features(counts, features.mask), denoiser, None, {"diffusion": dlog},
+                 sampler={k: kw[k] for k in SAMPLER_KEYS})
     if gate:
         stacked, available = ex.stacked(item_emb, warm, n)
         ex.gate, ex.logs["gate"] = train_gate(stacked, available, ex.features, user_emb, split, settings, progress)
     return ex
+
+
+def choose_sampler(denoiser: Denoiser, anchor: np.ndarray, proxy_emb: np.ndarray, user_emb: np.ndarray, split: ColdStartSplit,
+                   settings, kw: dict) -> tuple[dict, dict[str, float]]:
+    """The sampler's steps S and start (fraction of T) from the settings' grids, chosen by validation-cold
+    NDCG@20 of the diffusion expert on the split's "select" part; ties go to the configured ones.
+    Returns (the chosen ``sample`` keywords, every grid point's score)."""
+    v, probe = split.val_items, np.zeros_like(proxy_emb)
+    configured = (kw["steps"], kw["t_start"] / settings.diffusion_T)
+    grid = [configured] + [(s, t) for s in settings.sampler_steps_grid for t in settings.sampler_start_grid if (s, t) != configured]
+    scores = {}
+    for steps, start in grid:
+        probe[v] = sample(denoiser, anchor[v], proxy_emb[v], **(kw | {"steps": steps, "t_start": start * settings.diffusion_T}))
+        scores[f"S={steps} start={start:g}"] = validation_cold_ndcg(user_emb, probe, split, "select")
+    steps, start = max(grid, key=lambda g: scores[f"S={g[0]} start={g[1]:g}"])
+    return kw | {"steps": steps, "t_start": start * settings.diffusion_T}, scores
 
 
 def served_cold(ex: Experts, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

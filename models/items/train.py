@@ -155,6 +155,7 @@ def train(settings, encoder_graphs: EncoderGraphs, progress: bool = True) -> Tra
         experts.choice = choice if settings.served == "auto" else settings.served
         selection["validation"] |= scores
         selection["served"] = experts.choice
+        selection["sampler"] = experts.sampler
     if settings.served == "auto":
         check_selection(selection)
     result = TrainResult(settings, ds, split, feats, U, I, proxy, {}, experts, generators=generators)
@@ -208,7 +209,7 @@ def save_checkpoint(result: TrainResult, work_dir: Path) -> Path:
     if result.experts is not None:
         ex, s = result.experts, result.settings
         torch.save({"denoiser": ex.denoiser.state_dict(), "denoiser_config": ex.denoiser.cfg.to_dict(),
-                    "gate": ex.gate.state_dict(), "sampler": sampler_kwargs(s), "anchor_n": s.anchor_n, "served": ex.choice},
+                    "gate": ex.gate.state_dict(), "sampler": ex.sampler or sampler_kwargs(s), "anchor_n": s.anchor_n, "served": ex.choice},
                    work_dir / "experts.pt")
         stacked, available = ex.stacked(result.item_emb, warm, result.dataset.n_items)
         np.savez(work_dir / "parity_experts.npz", anchor=ex.anchor[k], condition=ex.proxy[k], gate_features=ex.features[k],

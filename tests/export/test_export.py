@@ -30,6 +30,7 @@ def test_manifest_records_parity_and_dims(package_dir):
     assert m.experts["served"] == selection["served"] in ("gate", "proxy", "diffusion", "anchor")
     assert selection["validation"][selection["served"]] == max(selection["validation"].values())
     assert {"gate", "proxy", "diffusion", "anchor", "generator:both"} <= set(selection["validation"])
+    assert m.experts["sampler"] == selection["sampler"]  # the sampler the package unrolls is the one training used
     assert {"sampler", "gate"} <= set(m.files) and b.has_experts
     assert b.user_emb.shape[1] == 64 and len(b.item_ids) == len(b.item_emb)
     assert "ratings_sha256" in m.provenance and "cold" in m.metrics["test"]

@@ -109,3 +109,30 @@ def test_onnx_sampler_graph_matches_torch(tmp_path):
     feeds = {"anchor": rng.standard_normal((5, 16)).astype(np.float32),
              "condition": rng.standard_normal((5, 16)).astype(np.float32)}
     assert parity(module, path, feeds) < 1e-4
+
+
+def test_the_sampler_is_chosen_on_validation_from_the_grid_and_the_configured_one_wins_ties():
+    from coldproxy.config import TrainSettings
+    from models.data import ColdStartSplit, Interactions
+    from models.evaluate import validation_cold_ndcg
+    from models.items.experts import choose_sampler
+    from models.samplers import sample, sampler_kwargs
+
+    rng = np.random.default_rng(0)
+    n, d, n_users = 60, 8, 30
+    users = rng.standard_normal((n_users, d)).astype(np.float32)
+    anchor, cond = (rng.standard_normal((n, d)).astype(np.float32) for _ in range(2))
+    torch.manual_seed(0)
+    den = Denoiser(DenoiserConfig(dim=d, cond_dim=d, hidden=16)).eval()
+    val, empty = np.arange(40, 60), Interactions(np.zeros(0, int), np.zeros(0, int))
+    positives = Interactions(rng.integers(0, n_users, 100), rng.choice(val, 100))
+    split = ColdStartSplit(np.arange(40), val, np.zeros(0, int), empty, empty, empty, positives, empty, 0)
+    s = TrainSettings(sampler_steps=3, sampler_start=0.5)
+    kw, scores = choose_sampler(den, anchor, cond, users, split, s, sampler_kwargs(s) | {"seed": 0})
+    assert len(scores) == 9 and scores[f"S={kw['steps']} start={kw['t_start'] / s.diffusion_T:g}"] == max(scores.values())
+    probe = np.zeros_like(anchor)
+    probe[val] = sample(den, anchor[val], cond[val], **kw)
+    assert validation_cold_ndcg(users, probe, split) == pytest.approx(max(scores.values()))
+    # users who cannot tell items apart: every grid point ties, and the configured sampler stays
+    kw, scores = choose_sampler(den, anchor, cond, np.zeros_like(users), split, s, sampler_kwargs(s) | {"seed": 0})
+    assert len(set(scores.values())) == 1 and (kw["steps"], kw["t_start"]) == (3, 0.5 * s.diffusion_T)
