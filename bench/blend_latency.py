@@ -1,9 +1,10 @@
 """Proxy-graph latency of the blended generator against the fused one alone (issue 21): what the blend
 adds to every POST /v1/items, at the default package's widths, through ONNX Runtime on the CPU.
 
-    python bench/blend_latency.py [--threads 1] [--batches 1 32]
+    python bench/blend_latency.py [--threads 1] [--batches 1 32] [--experts K]
 
-Writes bench/results/blend_latency.json. Untrained weights: the cost does not depend on their values.
+Writes bench/results/blend_latency[-K<experts>].json (no suffix for the default K). Untrained
+weights: the cost does not depend on their values.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
+from coldproxy.config import TrainSettings
 from export.graphs import export_proxy
 from models.items.generator import BlendedGenerator, GeneratorConfig, ProxyGenerator
 
@@ -25,8 +27,8 @@ RESULTS = Path(__file__).parent / "results"
 WIDTHS = dict(text_dim=384, image_dim=1280, n_text_layers=7, image_stage_dim=784, out_dim=64)  # the default package's
 
 
-def generator(modalities) -> ProxyGenerator:
-    return ProxyGenerator(GeneratorConfig(**WIDTHS, modalities=modalities)).eval()
+def generator(modalities, experts: int) -> ProxyGenerator:
+    return ProxyGenerator(GeneratorConfig(**WIDTHS, experts=experts, modalities=modalities)).eval()
 
 
 def p50_ms(path: Path, batch: int, threads: int, runs: int) -> float:
@@ -53,13 +55,14 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--batches", type=int, nargs="+", default=[1, 32])
     p.add_argument("--runs", type=int, default=200)
+    p.add_argument("--experts", type=int, default=TrainSettings().proxy_experts, help="adapter experts per modality")
     a = p.parse_args()
     torch.manual_seed(0)
-    fused = generator((1, 1))
+    fused = generator((1, 1), a.experts)
     models = {"fused": fused,
-              "blend": BlendedGenerator(fused, {"text": generator((1, 0)), "image": generator((0, 1))},
+              "blend": BlendedGenerator(fused, {"text": generator((1, 0), a.experts), "image": generator((0, 1), a.experts)},
                                         {"both": 0.4, "text": 0.4, "image": 0.2}).eval()}
-    out = {"threads": a.threads, "p50_ms": {}}
+    out = {"threads": a.threads, "experts": a.experts, "p50_ms": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for name, model in models.items():
             path = export_proxy(model, Path(tmp) / f"{name}.onnx")
@@ -67,7 +70,8 @@ def main() -> None:
     for b in a.batches:
         print(f"batch {b}: fused {out['p50_ms']['fused'][str(b)]:.3f} ms, blend {out['p50_ms']['blend'][str(b)]:.3f} ms (p50)")
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "blend_latency.json").write_text(json.dumps(out, indent=2))
+    name = "blend_latency" if a.experts == TrainSettings().proxy_experts else f"blend_latency-K{a.experts}"
+    (RESULTS / f"{name}.json").write_text(json.dumps(out, indent=2))
 
 
 if __name__ == "__main__":
