@@ -90,14 +90,22 @@ def fit_generator(features, split, user_emb, item_emb, settings, desc: str = "pr
                        weights=generator_weights(settings), desc=desc, progress=progress)
 
 
+@dataclass
+class GeneratorChoice:
+    """The validation-chosen generator and how it was chosen."""
+
+    model: nn.Module  # the greedy blend of the candidates (models.items.blend), a single one where it is best alone
+    log: dict  # the training log of its heaviest member
+    scores: dict[str, float]  # validation-cold NDCG@20: "generator:<modalities>", and "generator:blend" for a blend
+    candidates: dict[str, nn.Module]  # every candidate by modalities, as served (routed)
+    weights: dict[str, float]  # the blend's weights by modalities
+
+
 def generator_candidates(features: Features, split: ColdStartSplit, user_emb: np.ndarray, item_emb: np.ndarray, settings,
-                         progress: bool = True) -> tuple[nn.Module, dict, dict[str, float], dict[str, nn.Module], dict[str, float]]:
+                         progress: bool = True) -> GeneratorChoice:
     """The configured generator and, with ``select_modalities`` and both modalities in the data, a
     text-only and an image-only one, each served through ``RoutedGenerator`` (the fused generator for
-    items without its modality). Returns the validation-chosen generator (the greedy blend of the
-    candidates, ``models.items.blend``: a single one where it is best alone) with the training log of
-    its heaviest member, every candidate's validation-cold NDCG@20 (keys "generator:<modalities>",
-    and "generator:blend" for a blend), every candidate, and the blend's weights."""
+    items without its modality), blended on validation."""
     fused, fused_log = fit_generator(features, split, user_emb, item_emb, settings, progress=progress)
     fitted = {settings.proxy_modalities: (fused, fused_log)}
     if settings.select_modalities and settings.proxy_modalities == "both" and features.has_text.any() and features.has_image.any():
@@ -120,7 +128,7 @@ def generator_candidates(features: Features, split: ColdStartSplit, user_emb: np
     else:
         chosen = BlendedGenerator(fused, {m: fitted[m][0].single for m in order if m != settings.proxy_modalities}, weights).eval()
         scores["generator:blend"] = blend_score
-    return chosen, fitted[order[0]][1], scores, {m: model for m, (model, _) in fitted.items()}, weights
+    return GeneratorChoice(chosen, fitted[order[0]][1], scores, {m: model for m, (model, _) in fitted.items()}, weights)
 
 
 def check_selection(selection: dict) -> None:
@@ -142,11 +150,12 @@ def train(settings, encoder_graphs: EncoderGraphs, progress: bool = True) -> Tra
     t_feat = time.time()
     U, I, id_log = train_id_model_checked(ds.n_users, ds.n_items, split, settings, progress)
     t_id = time.time()
-    proxy, proxy_log, candidates, generators, blend_weights = generator_candidates(feats, split, U, I, settings, progress)
+    chosen = generator_candidates(feats, split, U, I, settings, progress)
+    proxy, proxy_log = chosen.model, chosen.log
     selection = {"chosen_on": "validation-cold NDCG@20 on the part held out from early stopping"
-                 if split.val_select_items is not None else "validation-cold NDCG@20", "validation": dict(candidates),
-                 "generator": describe(blend_weights), "generator_weights": blend_weights, "served": "proxy"}
-    selection["validation"]["proxy"] = max(candidates.values())
+                 if split.val_select_items is not None else "validation-cold NDCG@20", "validation": dict(chosen.scores),
+                 "generator": describe(chosen.weights), "generator_weights": chosen.weights, "served": "proxy"}
+    selection["validation"]["proxy"] = max(chosen.scores.values())
     t_proxy = time.time()
     experts = None
     if settings.diffusion:
@@ -158,7 +167,7 @@ def train(settings, encoder_graphs: EncoderGraphs, progress: bool = True) -> Tra
         selection["sampler"] = experts.sampler
     if settings.served == "auto":
         check_selection(selection)
-    result = TrainResult(settings, ds, split, feats, U, I, proxy, {}, experts, generators=generators)
+    result = TrainResult(settings, ds, split, feats, U, I, proxy, {}, experts, generators=chosen.candidates)
     calibration_log = None
     if settings.calibration:
         result.calibration, calibration_log = fit_calibration(U, I, result.served_item_emb(), split)
