@@ -36,8 +36,9 @@ def p50_ms(path: Path, batch: int, threads: int, runs: int) -> float:
     opts.intra_op_num_threads = threads
     sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(0)
-    shapes = {"text_features": (batch, 384), "image_features": (batch, 1280), "text_layers": (batch, 7, 384),
-              "image_stages": (batch, 784)}
+    w = WIDTHS
+    shapes = {"text_features": (batch, w["text_dim"]), "image_features": (batch, w["image_dim"]),
+              "text_layers": (batch, w["n_text_layers"], w["text_dim"]), "image_stages": (batch, w["image_stage_dim"])}
     feeds = {k: rng.standard_normal(v).astype(np.float32) for k, v in shapes.items()}
     feeds["modality_mask"] = np.ones((batch, 2), np.float32)
     for _ in range(10):

@@ -28,6 +28,7 @@ from models.diffusion import NoiseSchedule
 from coldproxy.experts import CONTENT_EXPERTS, EXPERTS, GATE_FEATURES
 from models.samplers import UnrolledSampler, make_plan
 from models.items.calibration import Calibration, CalibratedGate, CalibratedProxy
+from models.items.blend import describe
 from models.items.generator import BlendedGenerator, RoutedGenerator
 from models.items.train import load_experts, load_proxy
 
@@ -108,7 +109,7 @@ def generator_name(proxy) -> str:
         return f"{('text', 'image')[proxy.modality]}-only {name} (the fused generator where that modality is absent)"
     if isinstance(proxy, BlendedGenerator):
         parts = {"both": "fused", "text": "text-only", "image": "image-only"}
-        return f"{name}, blend of " + " + ".join(f"{parts.get(m, m)} {w:.2f}" for m, w in proxy.weights.items())
+        return f"{name}, blend of " + describe({parts.get(m, m): w for m, w in proxy.weights.items()})
     return name
 
 

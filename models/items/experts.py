@@ -115,9 +115,9 @@ def choose_sampler(denoiser: Denoiser, anchor: np.ndarray, proxy_emb: np.ndarray
     scores = {}
     for steps, start in grid:
         probe[v] = sample(denoiser, anchor[v], proxy_emb[v], **(kw | {"steps": steps, "t_start": start * settings.diffusion_T}))
-        scores[f"S={steps} start={start:g}"] = validation_cold_ndcg(user_emb, probe, split, "select")
-    steps, start = max(grid, key=lambda g: scores[f"S={g[0]} start={g[1]:g}"])
-    return kw | {"steps": steps, "t_start": start * settings.diffusion_T}, scores
+        scores[(steps, start)] = validation_cold_ndcg(user_emb, probe, split, "select")
+    steps, start = max(grid, key=scores.__getitem__)
+    return kw | {"steps": steps, "t_start": start * settings.diffusion_T}, {f"S={s} start={t:g}": v for (s, t), v in scores.items()}
 
 
 def served_cold(ex: Experts, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -216,14 +216,14 @@ class BlendedGenerator(nn.Module):
         self.fused, self.out_dim, self.cfg = fused, fused.out_dim, fused.cfg
         self.names = list(singles)
         self.singles = nn.ModuleList(singles[n] for n in self.names)
-        self.weights = dict(weights)
-        self.single_weights = [float(weights[n]) for n in self.names]
-        self.fused_weight = float(sum(w for n, w in weights.items() if n not in singles))
+        self.weights = {n: float(w) for n, w in weights.items()}
+        self.fused_weight = sum(w for n, w in self.weights.items() if n not in singles)
 
     def forward(self, text, image, text_layers, image_stages, mask) -> dict[str, torch.Tensor]:
         b = self.fused(text, image, text_layers, image_stages, mask)
         out = {k: self.fused_weight * b[k] for k in ("proxy", "alpha")}
-        for single, w in zip(self.singles, self.single_weights):
+        for name, single in zip(self.names, self.singles):
+            w = self.weights[name]
             routed = route(single(text, image, text_layers, image_stages, mask), b, mask, single.cfg.modalities.index(1))
             out = {k: out[k] + w * routed[k] for k in out}
         return out

@@ -36,7 +36,6 @@ from models.items.blend import describe, greedy_blend
 from models.items.generator import BlendedGenerator, GeneratorConfig, ProxyGenerator, RoutedGenerator, layer_groups
 from models.idmodel import train_id_model_checked
 from models.items.proxy_training import predict, train_proxy
-from models.samplers import sampler_kwargs
 
 MODALITIES = {"both": (1, 1), "text": (1, 0), "image": (0, 1)}
 
@@ -218,7 +217,7 @@ def save_checkpoint(result: TrainResult, work_dir: Path) -> Path:
     if result.experts is not None:
         ex, s = result.experts, result.settings
         torch.save({"denoiser": ex.denoiser.state_dict(), "denoiser_config": ex.denoiser.cfg.to_dict(),
-                    "gate": ex.gate.state_dict(), "sampler": ex.sampler or sampler_kwargs(s), "anchor_n": s.anchor_n, "served": ex.choice},
+                    "gate": ex.gate.state_dict(), "sampler": ex.sampler, "anchor_n": s.anchor_n, "served": ex.choice},
                    work_dir / "experts.pt")
         stacked, available = ex.stacked(result.item_emb, warm, result.dataset.n_items)
         np.savez(work_dir / "parity_experts.npz", anchor=ex.anchor[k], condition=ex.proxy[k], gate_features=ex.features[k],
