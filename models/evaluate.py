@@ -27,18 +27,20 @@ def ranking_metrics(scores: np.ndarray, relevant: list[np.ndarray], ks=KS, top: 
     ``top_columns(scores, max(ks))`` when the caller has it already."""
     kmax = min(max(ks), scores.shape[1])
     top = top_columns(scores, kmax) if top is None else top
+    sizes = np.array([len(r) for r in relevant])
+    relevant_mask = np.zeros((len(relevant), scores.shape[1]), bool)  # one pass instead of an isin per user
+    if len(relevant):
+        relevant_mask[np.repeat(np.arange(len(relevant)), sizes), np.concatenate(relevant).astype(np.int64)] = True
+    hits = np.take_along_axis(relevant_mask, top[:, :kmax], axis=1)[sizes > 0].astype(np.float64)
+    sizes = sizes[sizes > 0]
+    n = len(sizes)
     discounts = 1.0 / np.log2(np.arange(2, kmax + 2))
-    out = {f"{m}@{k}": 0.0 for k in ks for m in ("recall", "ndcg")}
-    n = 0
-    for row, rel in zip(top, relevant):
-        if len(rel) == 0:
-            continue
-        n += 1
-        hits = np.isin(row, rel).astype(np.float64)
-        for k in ks:
-            out[f"recall@{k}"] += hits[:k].sum() / len(rel)
-            out[f"ndcg@{k}"] += (hits[:k] * discounts[:k]).sum() / discounts[: min(len(rel), k)].sum()
-    return {k: (v / n if n else 0.0) for k, v in out.items()} | {"users": n}
+    ideal = np.concatenate([[1.0], np.cumsum(discounts)])  # ideal[j]: IDCG of j hits (0 unused)
+    out = {}
+    for k in ks:
+        out[f"recall@{k}"] = float((hits[:, :k].sum(1) / sizes).sum() / n) if n else 0.0
+        out[f"ndcg@{k}"] = float(((hits[:, :k] * discounts[:k]).sum(1) / ideal[np.minimum(sizes, min(k, kmax))]).sum() / n) if n else 0.0
+    return {f"{m}@{k}": out[f"{m}@{k}"] for k in ks for m in ("recall", "ndcg")} | {"users": n}
 
 
 def hit_rates(top: np.ndarray, relevant: list[np.ndarray], marked: list[np.ndarray], k: int) -> dict[str, float]:
