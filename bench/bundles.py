@@ -1,9 +1,13 @@
 """Bundle benchmark: MoDiffE-style model on Youshu, cold / warm / all scenarios, several seeds.
 
 Per scenario and seed, stages 1-2 (prior, composition features, diffusion experts) are trained once
-and the gate variants share them: the backbone (w/o diffusion: the prior's two views), the full model,
-w/o augmentation (η = 0) and w/o the output-layer gate (both views weight 1). Recall@20 / NDCG@20 on
-the scenario's test split, all-unrated-bundle protocol, beside MoDiffE's Table 3.
+and the variants share them: the backbone (w/o diffusion: the prior's two views), the full model as
+served (gate + cold calibration chosen on tune), w/o cold calibration (the gate's vectors as they
+are), the calibration w/o its size prior or w/o the anchor as bundle-view source, cold bundles
+ranked by the size prior alone (log members; warm bundles as served), w/o augmentation
+(η = 0) and w/o the output-layer gate (both views weight 1), each of the last two calibrated like the
+full model. Recall@20 / NDCG@20 on the scenario's test split, all-unrated-bundle protocol, beside
+MoDiffE's Table 3.
 
     python bench/bundles.py [--seeds 0 1 2] [--scenarios cold warm all]
 
@@ -21,8 +25,9 @@ import numpy as np
 import torch
 
 from coldproxy.config import BundleSettings
-from models.bundles.model import (ViewExperts, cold_aware_features, composition_features, evaluate, fit_view_experts,
-                                  train_gates, train_prior)
+from coldproxy.bundle_package import ColdCalibration, with_bias_column
+from models.bundles.model import (ViewExperts, calibrate_cold, cold_aware_features, composition_features, evaluate,
+                                  fit_view_experts, served_vectors, train_gates, train_prior)
 from models.bundles.data import load_youshu
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -30,7 +35,8 @@ PUBLISHED = {  # MoDiffE Table 3, Youshu: (Recall@20, NDCG@20)
     "MoDiffE (published)": {"cold": (0.1210, 0.0890), "all": (0.1838, 0.1090), "warm": (0.2846, 0.1697)},
     "CoHeat (published)": {"cold": (0.0183, 0.0105), "all": (0.1247, 0.0833), "warm": (0.2804, 0.1646)},
 }
-VARIANTS = ("backbone (w/o diffusion)", "full", "w/o augmentation", "w/o output gate")
+VARIANTS = ("backbone (w/o diffusion)", "size prior alone", "full", "w/o cold calibration", "calibration w/o size prior",
+            "calibration w/o anchor source", "w/o augmentation", "w/o output gate")
 
 
 def run(scenario: str, seed: int, base: dict, progress: bool) -> dict:
@@ -42,20 +48,33 @@ def run(scenario: str, seed: int, base: dict, progress: bool) -> dict:
     aB, aI = cold_aware_features(d, d.bundle_counts())
     vd = fit_view_experts(d, prior, comp, s, progress)
     ex = ViewExperts(prior.bB, vd.dB, prior.bI, vd.dI, aB, aI)
-    U = np.concatenate([prior.uB, prior.uI], 1)
+    users = np.concatenate([prior.uB, prior.uI], 1)
+    U = with_bias_column(users, 1.0)
 
     def test(bundle_vectors: np.ndarray) -> dict:
         m = evaluate(d, d.test, lambda us: U[us] @ bundle_vectors.T)
         return {"recall@20": float(m["recall@20"]), "ndcg@20": float(m["ndcg@20"])}
 
-    out = {"backbone (w/o diffusion)": test(np.concatenate([prior.bB, prior.bI], 1))}
+    def calibrated(gated: np.ndarray, s_c: BundleSettings) -> tuple[dict, dict]:
+        c, log = calibrate_cold(d, users, gated, vd.anchor, s_c, progress)
+        return test(served_vectors(d, gated, vd.anchor, c)), {"calibration": c.model_dump()} | log
+
+    out = {"backbone (w/o diffusion)": test(with_bias_column(np.concatenate([prior.bB, prior.bI], 1), 0.0)), "choices": {}}
     eta = s.aug_eta[scenario]
     for name, e, gate_out in (("full", eta, True), ("w/o augmentation", 0.0, True), ("w/o output gate", eta, False)):
         s_v = s.model_copy(update={"output_gate": gate_out})
         gate, _ = train_gates(d, prior, ex, s_v, e, progress)
         with torch.no_grad():
-            vec = gate(*(torch.from_numpy(x) for x in (aB, aI, ex.eB, ex.dB, ex.eI, ex.dI)))[0].numpy()
-        out[name] = test(vec)
+            gated = gate(*(torch.from_numpy(x) for x in (aB, aI, ex.eB, ex.dB, ex.eI, ex.dI)))[0].numpy()
+        out[name], out["choices"][name] = calibrated(gated, s)
+        if name == "full":
+            out["w/o cold calibration"] = test(served_vectors(d, gated, vd.anchor, ColdCalibration()))
+            # a cold bundle scored by log(members) alone: how much of the calibration is the size prior
+            out["size prior alone"] = test(served_vectors(d, gated, vd.anchor, ColdCalibration(bundle_view=0, item_view=0,
+                                                                                                log_size=1)))
+            for abl, update in (("calibration w/o size prior", {"calibration_size_grid": [0.0]}),
+                                ("calibration w/o anchor source", {"calibration_sources": ["gate"]})):
+                out[abl], out["choices"][abl] = calibrated(gated, s.model_copy(update=update))
     out["seconds"] = time.time() - t
     out["aug_eta"] = eta
     print(scenario, seed, json.dumps(out), flush=True)

@@ -17,13 +17,17 @@ A new bundle B with member items M, no interactions yet:
   (the gate masks it: the bundle has no interactions);
 * cold-aware features: log(1 + 0) for the bundle; fraction of members with user interactions and
   their mean log(1 + count) for the items;
-* served vector [g_B·r_B ; g_I·r_I] from the gate, scored against user vectors [u_B ; u_I].
+* served vector [g_B·r_B ; g_I·r_I] from the gate, then the cold calibration (``ColdCalibration``,
+  chosen on the tune split at training): the bundle view scaled by c_B (its source the gate's B view or
+  the anchor itself), the item view by c_I, and a last component α·log(|M|), the size prior; scored
+  against user vectors [u_B ; u_I ; 1]. Bundles with interactions are served as trained, last component 0.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel
@@ -34,7 +38,7 @@ from coldproxy.errors import PackageError
 from coldproxy.package import read_manifest, verify_files
 from coldproxy.ort import make_session
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the cold calibration and its size-prior component
 FILES = {"sampler": "bundle_sampler.onnx", "gate": "bundle_gate.onnx", "embeddings": "embeddings.npz"}
 VIEWS = ("bundle", "item")
 VIEW_EXPERTS = ("prior", "diffusion")
@@ -44,13 +48,39 @@ ARRAYS = ("user_ids", "user_emb", "item_ids", "item_prior", "item_diffusion", "i
           "bundle_ids", "bundle_emb", "bundle_condition", "bundle_prior")
 
 
+class ColdCalibration(BaseModel):
+    """How a bundle without interactions is served beside the others (MoDiffE's cold bundles carry no
+    popularity, and their gate-bounded view vectors sit on another scale than warm ones): per view a
+    scale, the bundle view's source, and a size prior α·log(members) in one extra component that user
+    vectors meet with a 1. The identity (gate, 1, 1, 0) serves the gate's vectors unchanged."""
+
+    bundle_source: Literal["gate", "anchor"] = "gate"  # anchor: the similarity anchor without denoising
+    bundle_view: float = 1.0
+    item_view: float = 1.0
+    log_size: float = 0.0
+
+    def cold(self, gated: np.ndarray, anchor: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+        """Served vectors [n, 2·dim + 1] of bundles without interactions from the gate's [n, 2·dim], their
+        B-view anchors [n, dim] and member counts [n]."""
+        d = anchor.shape[1]
+        b = anchor if self.bundle_source == "anchor" else gated[:, :d]
+        bias = self.log_size * np.log(np.maximum(sizes, 1)).astype(np.float32)[:, None]
+        return np.concatenate([self.bundle_view * b, self.item_view * gated[:, d:], bias], 1).astype(np.float32)
+
+
+def with_bias_column(vectors: np.ndarray, value: float = 0.0) -> np.ndarray:
+    """[n, k] -> [n, k + 1], the last column ``value``: warm bundles (0) and users (1)."""
+    return np.concatenate([vectors, np.full((len(vectors), 1), value, np.float32)], 1).astype(np.float32)
+
+
 class BundlePackageManifest(BaseModel):
     schema_version: int = SCHEMA_VERSION
     version: str
     created_at: str
-    dim: int  # per view; served vectors have 2 * dim
+    dim: int  # per view; served vectors have 2 * dim + 1 (the size prior)
     scenario: str
     anchor_n: int
+    calibration: ColdCalibration
     sampler: dict
     files: dict[str, str]  # component -> sha256
     parity: dict[str, float]
@@ -93,9 +123,9 @@ def load_bundle_package(path: Path) -> BundlePackage:
         if a[k].dtype.kind == "f":
             a[k] = a[k].astype(np.float32)
     d = m.dim
-    shapes = {"user_emb": (len(a["user_ids"]), 2 * d), "item_prior": (len(a["item_ids"]), d),
+    shapes = {"user_emb": (len(a["user_ids"]), 2 * d + 1), "item_prior": (len(a["item_ids"]), d),
               "item_diffusion": (len(a["item_ids"]), d), "item_composition": (len(a["item_ids"]), d),
-              "item_counts": (len(a["item_ids"]),), "bundle_emb": (len(a["bundle_ids"]), 2 * d),
+              "item_counts": (len(a["item_ids"]),), "bundle_emb": (len(a["bundle_ids"]), 2 * d + 1),
               "bundle_condition": (len(a["bundle_ids"]), 2 * d), "bundle_prior": (len(a["bundle_ids"]), d)}
     for k, shape in shapes.items():
         if a[k].shape != shape:
@@ -105,7 +135,7 @@ def load_bundle_package(path: Path) -> BundlePackage:
 
 @dataclass
 class BundleVectors:
-    """Per bundle: served vector [n, 2·dim]; view weights [n, 2] (bundle, item); each view's expert
+    """Per bundle: served vector [n, 2·dim + 1]; view weights [n, 2] (bundle, item); each view's expert
     weights [n, 2] (prior, diffusion)."""
 
     embedding: np.ndarray
@@ -126,6 +156,7 @@ class BundleEmbedder:
         self.anchors = AnchorIndex(unit_rows(a["bundle_condition"]), a["bundle_prior"], rec.manifest.anchor_n)
         self.sampler = make_session(rec.file("sampler"), **(ort or {}))
         self.gate = make_session(rec.file("gate"), **(ort or {}))
+        self.calibration = rec.manifest.calibration
         self.providers = self.sampler.get_providers()
 
     def embed(self, members: list[np.ndarray]) -> BundleVectors:
@@ -141,4 +172,6 @@ class BundleEmbedder:
             np.stack([mean(self.clicked[:, None])[:, 0], mean(self.log_counts[:, None])[:, 0]], 1),  # item features
             np.zeros((n, self.dim), np.float32),  # bundle-view prior: masked out by the gate for count 0
             diffusion, item_prior, item_diff)))
-        return BundleVectors(*self.gate.run(BUNDLE_GATE_OUTPUTS, feeds))
+        gated, *weights = self.gate.run(BUNDLE_GATE_OUTPUTS, feeds)
+        sizes = np.array([len(m) for m in members])
+        return BundleVectors(self.calibration.cold(gated, anchor, sizes), *weights)

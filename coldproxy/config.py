@@ -150,6 +150,15 @@ class BundleSettings(TrainSettings):
                                                   f"({MEASURED})")
     output_gate: bool = Field(True, description="tanh output-layer gate over views (False: both views weight 1)")
     use_diffusion: bool = True
+    cold_calibration: bool = Field(True, description="stage 4: choose on the tune split how bundles without "
+                                   "interactions are served (per-view scales, the bundle view's source, a "
+                                   "log(size) prior); off: the gate's vectors as they are")
+    calibration_view_grid: list[float] = Field([0.0, 0.5, 1.0, 2.0, 4.0, 8.0],
+                                               description="scales tried for each view of a cold bundle")
+    calibration_size_grid: list[float] = Field([0.0, 1.0, 2.0, 4.0, 8.0],
+                                               description="weights alpha tried for the size prior alpha*log(members)")
+    calibration_sources: list[Literal["gate", "anchor"]] = Field(["gate", "anchor"], description="bundle-view "
+                                                                 "sources tried: the gate's, or the anchor undenoised")
     package_dir: Path = Field(REPO_ROOT / "artifacts" / "bundle_package",
                               description="where `coldproxy train-bundles` writes the served package")
     parity_bundles: int = Field(64, description="bundles each exported graph is checked on against torch")

@@ -1,9 +1,9 @@
 """Export a trained bundle model (``models.bundles.model``) as a bundle recommender package the service serves.
 
-The B-view sampler and the hierarchical gate become ONNX graphs; the arrays a new bundle needs
-(members' item-view prior and diffusion vectors, composition embeddings, click counts, the warm
-bundles' conditions and B-view embeddings for anchors) and the vectors served as they are (users,
-warm bundles) go to ``embeddings.npz``. Each graph is checked against torch on real bundles, and the
+The B-view sampler and the hierarchical gate become ONNX graphs and the cold calibration a manifest
+entry; the arrays a new bundle needs (members' item-view prior and diffusion vectors, composition
+embeddings, click counts, the warm bundles' conditions and B-view embeddings for anchors) and the
+vectors served as they are (users, warm bundles) go to ``embeddings.npz``. Each graph is checked against torch on real bundles, and the
 package as a whole: ``coldproxy.bundle_package.BundleEmbedder`` -- the service's own code --
 must reproduce the trained model's vectors of bundles without interactions. A package over the
 tolerance is refused.
@@ -69,9 +69,10 @@ def build_bundle_package(model: BundleModel, settings: BundleSettings, out: Path
         metrics = {k: float(v) for k, v in model.test_metrics().items()}
     manifest = BundlePackageManifest(
         version=package_version(files, now), created_at=now.isoformat(), dim=settings.dim, scenario=d.scenario, anchor_n=settings.anchor_n,
-        sampler=kw, files=files, parity=report,
+        calibration=model.calibration, sampler=kw, files=files, parity=report,
         metrics={"test": metrics, "prior": {"best_tune_ndcg@20": model.log["prior"]["best_tune_ndcg@20"]},
-                 "gate": {"best_tune_ndcg@20": model.log["gate"]["best_tune_ndcg@20"]}},
+                 "gate": {"best_tune_ndcg@20": model.log["gate"]["best_tune_ndcg@20"]},
+                 "calibration": model.log.get("calibration")},
         provenance={"data_dir": str(settings.data_dir), "scenario": d.scenario, "seed": settings.seed,
                     "sizes": {"users": d.n_users, "bundles": d.n_bundles, "items": d.n_items},
                     "settings": settings.model_dump(mode="json", exclude={"data_dir", "package_dir", "cache_dir", "work_dir",

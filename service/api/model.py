@@ -20,8 +20,9 @@ async def model(st: AppState, sv: Live) -> ModelOut:
     bundles = None
     if sv.bundles is not None:
         bm = sv.bundles.package.manifest
-        bundles = {"version": bm.version, "created_at": bm.created_at, "scenario": bm.scenario, "dim": 2 * bm.dim,
-                   "counts": bm.counts, "cold_bundles_indexed": sv.bundles.catalog.cold_indexed,
+        bundles = {"version": bm.version, "created_at": bm.created_at, "scenario": bm.scenario, "dim": 2 * bm.dim + 1,
+                   "calibration": bm.calibration.model_dump(), "counts": bm.counts,
+                   "cold_bundles_indexed": sv.bundles.catalog.cold_indexed,
                    "test_metrics": bm.metrics.get("test", {})}
     return ModelOut(bundle_version=manifest.version, created_at=manifest.created_at, dims=manifest.dims.model_dump(),
                     encoders=manifest.encoders, counts=manifest.counts, cold_items_indexed=sv.items.cold_indexed,

@@ -1,4 +1,4 @@
-"""Youshu loader (counts, scenario splits as given) and the bundle model's hierarchical gate."""
+"""Youshu loader (counts, scenario splits as given), the bundle model's hierarchical gate and its cold calibration."""
 
 from pathlib import Path
 
@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from coldproxy.config import DEFAULT_DATASETS
-from models.bundles.model import HierarchicalGate, cold_aware_features, evaluate, mean_matrix
+from coldproxy.bundle_package import ColdCalibration, with_bias_column
+from coldproxy.config import DEFAULT_DATASETS, BundleSettings
+from models.bundles.model import HierarchicalGate, calibrate_cold, cold_aware_features, evaluate, mean_matrix, served_vectors
 from models.bundles.data import load_youshu
 
 YOUSHU = Path(DEFAULT_DATASETS) / "youshu"
@@ -95,3 +96,42 @@ def test_evaluation_masks_training_bundles_and_finds_a_perfect_scorer(cold):
     assert m["recall@20"] >= small - 1e-9 and m["ndcg@20"] > 0.9
     train_lover = lambda users: np.ones((len(users), cold.n_bundles))  # noqa: E731 -- ties: masked train rows must lose
     assert evaluate(cold, cold.test, train_lover)["users"] == len(pos)
+
+
+def test_cold_calibration_serves_warm_bundles_as_trained_and_cold_ones_scaled_with_the_size_prior(cold):
+    rng = np.random.default_rng(0)
+    d = 4
+    gated = rng.normal(size=(cold.n_bundles, 2 * d)).astype(np.float32)
+    anchor = rng.normal(size=(cold.n_bundles, d)).astype(np.float32)
+    c = ColdCalibration(bundle_source="anchor", bundle_view=3.0, item_view=0.5, log_size=2.0)
+    out = served_vectors(cold, gated, anchor, c)
+    warm, new = cold.warm_bundles, int(np.unique(cold.test.items)[0])
+    np.testing.assert_array_equal(out[warm], with_bias_column(gated[warm], 0.0))
+    np.testing.assert_allclose(out[new, :d], 3.0 * anchor[new], rtol=1e-6)
+    np.testing.assert_allclose(out[new, d:2 * d], 0.5 * gated[new, d:], rtol=1e-6)
+    assert out[new, -1] == pytest.approx(2.0 * np.log(len(cold.members()[new])), rel=1e-6)
+    np.testing.assert_array_equal(served_vectors(cold, gated, anchor, ColdCalibration())[new, :-1], gated[new])
+
+
+def test_calibration_is_the_tune_argmax_of_its_grid_and_never_below_the_gate_alone(cold):
+    """The fast scorer inside ``calibrate_cold`` agrees with serving its choice and evaluating that; on the
+    cold split, where bundle size carries popularity, the size prior is chosen over random vectors."""
+    rng = np.random.default_rng(1)
+    d = 4
+    users = rng.normal(size=(cold.n_users, 2 * d)).astype(np.float32)
+    gated = rng.normal(size=(cold.n_bundles, 2 * d)).astype(np.float32)
+    anchor = rng.normal(size=(cold.n_bundles, d)).astype(np.float32)
+    s = BundleSettings(calibration_view_grid=[0.0, 1.0], calibration_size_grid=[0.0, 4.0])
+    c, log = calibrate_cold(cold, users, gated, anchor, s, progress=False)
+    U = with_bias_column(users, 1.0)
+
+    def tune(cal):
+        V = served_vectors(cold, gated, anchor, cal)
+        return evaluate(cold, cold.tune, lambda us: U[us] @ V.T)["ndcg@20"]
+
+    assert log["tried"] == 1 + 2 * 2 * 2 * 2
+    assert log["tune_ndcg@20"] == pytest.approx(tune(c), abs=1e-12)
+    assert log["identity_tune_ndcg@20"] == pytest.approx(tune(ColdCalibration()), abs=1e-12)
+    assert c.log_size == 4.0 and log["tune_ndcg@20"] > log["identity_tune_ndcg@20"]
+    only_identity = BundleSettings(calibration_view_grid=[1.0], calibration_size_grid=[0.0], calibration_sources=["gate"])
+    assert calibrate_cold(cold, users, gated, anchor, only_identity, progress=False)[0] == ColdCalibration()

@@ -2,7 +2,8 @@
 to a package, served by a real uvicorn app over real HTTP and real Redis.
 
 What is checked: the package reproduces the trained model (ONNX + numpy vs torch); POST /v1/bundles
-of a held-out cold bundle serves exactly the vector the model gives it; the bundle is stored in
+of a held-out cold bundle serves exactly the vector the model gives it, its cold calibration included
+(set by hand to one that uses every part: the anchor as source, both view scales, the size prior); the bundle is stored in
 Redis under its own namespace, fetched, ranked and recommended; bad input is a 4xx that names the
 problem and stores nothing; a second replica sees the bundle.
 """
@@ -16,7 +17,7 @@ import numpy as np
 import pytest
 
 from coldproxy.errors import PackageError
-from coldproxy.bundle_package import FILES, load_bundle_package
+from coldproxy.bundle_package import FILES, ColdCalibration, load_bundle_package
 from coldproxy.config import DEFAULT_DATASETS
 
 YOUSHU = DEFAULT_DATASETS / "youshu"
@@ -30,10 +31,15 @@ def trained_bundles(tmp_path_factory):
     from models.bundles.data import load_youshu
 
     s = BundleSettings(data_dir=YOUSHU, scenario="cold", id_epochs=1, id_batch=16384, eval_every=1, composition_epochs=1,
-                       diffusion_epochs=1, gate_epochs=1, package_dir=tmp_path_factory.mktemp("bundles") / "package")
+                       diffusion_epochs=1, gate_epochs=1, cold_calibration=False,
+                       package_dir=tmp_path_factory.mktemp("bundles") / "package")
     d = load_youshu(s.data_dir, s.scenario)
     m = train_bundle_model(d, s, progress=False)
+    m.calibration = CALIBRATION  # its choice on tune is tested in tests/models/test_bundles.py
     return m, build_bundle_package(m, s)
+
+
+CALIBRATION = ColdCalibration(bundle_source="anchor", bundle_view=2.0, item_view=0.5, log_size=1.5)
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +79,9 @@ def test_package_reproduces_the_trained_model_and_refuses_tampering(package, mod
     warm = model.data.warm_bundles
     assert rec.arrays["bundle_ids"].tolist() == [str(b) for b in warm]
     np.testing.assert_allclose(rec.arrays["bundle_emb"], model.bundle_vectors()[warm], atol=1e-6)
-    assert rec.arrays["user_emb"].shape == (model.data.n_users, 2 * rec.manifest.dim)
+    assert rec.arrays["user_emb"].shape == (model.data.n_users, 2 * rec.manifest.dim + 1)
+    assert (rec.arrays["user_emb"][:, -1] == 1).all() and (rec.arrays["bundle_emb"][:, -1] == 0).all()
+    assert rec.manifest.calibration == CALIBRATION
 
     import shutil
     bad = tmp_path / "tampered"
@@ -93,6 +101,9 @@ def test_a_posted_cold_bundle_gets_the_models_vector_and_is_stored_fetched_and_r
     out = r.json()
     want = model.bundle_vectors()[b]
     np.testing.assert_allclose(out["embedding"], want, atol=1e-4)
+    d = model.user_vectors().shape[1] // 2
+    np.testing.assert_allclose(out["embedding"][:d], 2.0 * model.diffusion.anchor[b], atol=1e-4)  # the anchor, scaled
+    assert out["embedding"][-1] == pytest.approx(1.5 * np.log(len(members)), abs=1e-5)  # the size prior
     assert out["members"] == len(members) and out["source"] == "proxy"
     assert out["expert_weights"]["bundle"] == {"prior": 0.0, "diffusion": 1.0}  # no interactions: the B prior is masked
     assert sum(out["expert_weights"]["item"].values()) == pytest.approx(1.0, abs=1e-5)
@@ -130,6 +141,7 @@ def test_a_posted_cold_bundle_gets_the_models_vector_and_is_stored_fetched_and_r
     assert 'coldproxy_item_lookups_total{catalog="bundles",source="proxy_local"}' in bc.get("/metrics").text
     info = bc.get("/v1/model").json()["bundle_recommender"]
     assert info["version"] == version and info["cold_bundles_indexed"] >= 1 and info["dim"] == len(want)
+    assert info["calibration"] == CALIBRATION.model_dump()
 
 
 def test_unknown_members_are_named_and_nothing_is_stored(bc, model):
