@@ -27,7 +27,7 @@ import torch
 from coldproxy.config import BundleSettings
 from coldproxy.bundle_package import ColdCalibration, with_bias_column
 from models.bundles.model import (ViewExperts, calibrate_cold, cold_aware_features, composition_features, evaluate,
-                                  fit_view_experts, served_vectors, train_gates, train_prior)
+                                  fit_view_experts, gate_variant, served_vectors, train_gates, train_prior)
 from models.bundles.data import load_youshu
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -35,7 +35,9 @@ PUBLISHED = {  # MoDiffE Table 3, Youshu: (Recall@20, NDCG@20)
     "MoDiffE (published)": {"cold": (0.1210, 0.0890), "all": (0.1838, 0.1090), "warm": (0.2846, 0.1697)},
     "CoHeat (published)": {"cold": (0.0183, 0.0105), "all": (0.1247, 0.0833), "warm": (0.2804, 0.1646)},
 }
-VARIANTS = ("backbone (w/o diffusion)", "size prior alone", "full", "w/o cold calibration", "calibration w/o size prior",
+SERVED = "served (variant chosen on tune)"
+GATE_ROWS = {"full": "full", "no_augmentation": "w/o augmentation", "no_output_gate": "w/o output gate"}  # variant -> row
+VARIANTS = ("backbone (w/o diffusion)", "size prior alone", SERVED, "full", "w/o cold calibration", "calibration w/o size prior",
             "calibration w/o anchor source", "w/o augmentation", "w/o output gate")
 
 
@@ -61,8 +63,8 @@ def run(scenario: str, seed: int, base: dict, progress: bool) -> dict:
 
     out = {"backbone (w/o diffusion)": test(with_bias_column(np.concatenate([prior.bB, prior.bI], 1), 0.0)), "choices": {}}
     eta = s.aug_eta[scenario]
-    for name, e, gate_out in (("full", eta, True), ("w/o augmentation", 0.0, True), ("w/o output gate", eta, False)):
-        s_v = s.model_copy(update={"output_gate": gate_out})
+    for variant, name in GATE_ROWS.items():
+        s_v, e = gate_variant(s, scenario, variant)
         gate, _ = train_gates(d, prior, ex, s_v, e, progress)
         with torch.no_grad():
             gated = gate(*(torch.from_numpy(x) for x in (aB, aI, ex.eB, ex.dB, ex.eI, ex.dI)))[0].numpy()
@@ -75,10 +77,16 @@ def run(scenario: str, seed: int, base: dict, progress: bool) -> dict:
             for abl, update in (("calibration w/o size prior", {"calibration_size_grid": [0.0]}),
                                 ("calibration w/o anchor source", {"calibration_sources": ["gate"]})):
                 out[abl], out["choices"][abl] = calibrated(gated, s.model_copy(update=update))
+    out[SERVED] = out[served_variant(out)]
     out["seconds"] = time.time() - t
     out["aug_eta"] = eta
     print(scenario, seed, json.dumps(out), flush=True)
     return out
+
+
+def served_variant(out: dict) -> str:
+    """The row ``train_bundle_model`` serves: the calibrated gate variant best on tune, the first on a tie."""
+    return max(GATE_ROWS.values(), key=lambda row: out["choices"][row]["tune_ndcg@20"])
 
 
 def summarise(runs: dict) -> dict:

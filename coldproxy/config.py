@@ -150,6 +150,10 @@ class BundleSettings(TrainSettings):
                                                   f"({MEASURED})")
     output_gate: bool = Field(True, description="tanh output-layer gate over views (False: both views weight 1)")
     use_diffusion: bool = True
+    gate_variants: list[Literal["full", "no_augmentation", "no_output_gate"]] = Field(
+        ["full", "no_augmentation", "no_output_gate"], min_length=1, description="stage-3 variants trained (each calibrated); the "
+        "one best on the tune split is served, the first listed on a tie. full: as configured; no_augmentation: "
+        "eta 0; no_output_gate: both views weight 1")
     cold_calibration: bool = Field(True, description="stage 4: choose on the tune split how bundles without "
                                    "interactions are served (per-view scales, the bundle view's source, a "
                                    "log(size) prior); off: the gate's vectors as they are")

@@ -412,7 +412,9 @@ class BundleModel:
 
 
 def train_bundle_model(data: BundleData, settings: BundleSettings, progress: bool = True) -> BundleModel:
-    """Stages 1-3 (Alg. 3) and the cold calibration. Without ``use_diffusion`` it stops after the prior (the backbone)."""
+    """Stages 1-3 (Alg. 3) and the cold calibration; each of ``settings.gate_variants`` is trained and
+    calibrated, and the one best on the tune split served. Without ``use_diffusion`` it stops after the
+    prior (the backbone)."""
     prior, log_p = train_prior(data, settings, progress)
     comp = composition_features(data, settings, progress)
     aB, aI = cold_aware_features(data, data.bundle_counts())
@@ -421,9 +423,31 @@ def train_bundle_model(data: BundleData, settings: BundleSettings, progress: boo
         return BundleModel(data, prior, comp, ex, None, None, {"prior": log_p})
     vd = fit_view_experts(data, prior, comp, settings, progress)
     ex = ViewExperts(prior.bB, vd.dB, prior.bI, vd.dI, aB, aI)
-    gate, log_g = train_gates(data, prior, ex, settings, settings.aug_eta[data.scenario], progress)
-    model = BundleModel(data, prior, comp, ex, vd, gate, {"prior": log_p, "diffusion": vd.log, "gate": log_g})
-    if settings.cold_calibration:
-        model.calibration, model.log["calibration"] = calibrate_cold(data, model.user_vectors()[:, :-1], model.gated_vectors(),
-                                                                     vd.anchor, settings, progress)
+    candidates: dict[str, tuple[float, BundleModel]] = {}
+    for name in settings.gate_variants:
+        s_v, eta = gate_variant(settings, data.scenario, name)
+        gate, log_g = train_gates(data, prior, ex, s_v, eta, progress)
+        log = {"prior": log_p, "diffusion": vd.log, "gate": log_g | {"variant": name}}
+        model = BundleModel(data, prior, comp, ex, vd, gate, log)
+        tune = log_g["best_tune_ndcg@20"]
+        if settings.cold_calibration:
+            users = model.user_vectors()[:, :-1]
+            model.calibration, log["calibration"] = calibrate_cold(data, users, model.gated_vectors(), vd.anchor, settings, progress)
+            tune = model.log["calibration"]["tune_ndcg@20"]
+        candidates[name] = (tune, model)
+    chosen = max(candidates, key=lambda k: candidates[k][0])  # the first listed wins a tie
+    model = candidates[chosen][1]
+    model.log["gate_selection"] = {"chosen": chosen, "tune_ndcg@20": {k: v[0] for k, v in candidates.items()}}
     return model
+
+
+GATE_VARIANTS = ("full", "no_augmentation", "no_output_gate")
+
+
+def gate_variant(settings: BundleSettings, scenario: str, name: str) -> tuple[BundleSettings, float]:
+    """(settings, η) of a stage-3 variant: ``full`` as configured, ``no_augmentation`` with η = 0,
+    ``no_output_gate`` with both views weighted 1."""
+    if name not in GATE_VARIANTS:
+        raise ValueError(f"unknown gate variant {name!r}; one of {GATE_VARIANTS}")
+    eta = 0.0 if name == "no_augmentation" else settings.aug_eta[scenario]
+    return (settings.model_copy(update={"output_gate": False}) if name == "no_output_gate" else settings), eta

@@ -8,7 +8,8 @@ import torch
 
 from coldproxy.bundle_package import ColdCalibration, with_bias_column
 from coldproxy.config import DEFAULT_DATASETS, BundleSettings
-from models.bundles.model import HierarchicalGate, calibrate_cold, cold_aware_features, evaluate, mean_matrix, served_vectors
+from models.bundles.model import (HierarchicalGate, calibrate_cold, cold_aware_features, evaluate, gate_variant, mean_matrix,
+                                  served_vectors, train_bundle_model)
 from models.bundles.data import load_youshu
 
 YOUSHU = Path(DEFAULT_DATASETS) / "youshu"
@@ -135,3 +136,21 @@ def test_calibration_is_the_tune_argmax_of_its_grid_and_never_below_the_gate_alo
     assert c.log_size == 4.0 and log["tune_ndcg@20"] > log["identity_tune_ndcg@20"]
     only_identity = BundleSettings(calibration_view_grid=[1.0], calibration_size_grid=[0.0], calibration_sources=["gate"])
     assert calibrate_cold(cold, users, gated, anchor, only_identity, progress=False)[0] == ColdCalibration()
+
+
+def test_the_served_gate_variant_is_the_calibrated_one_best_on_tune(cold):
+    s = BundleSettings(id_epochs=1, id_batch=16384, eval_every=1, composition_epochs=1, diffusion_epochs=1, gate_epochs=1,
+                       gate_variants=["full", "no_output_gate"], calibration_view_grid=[1.0], calibration_size_grid=[0.0, 2.0],
+                       calibration_sources=["gate"])
+    m = train_bundle_model(cold, s, progress=False)
+    sel = m.log["gate_selection"]
+    assert set(sel["tune_ndcg@20"]) == {"full", "no_output_gate"}
+    assert sel["chosen"] == max(sel["tune_ndcg@20"], key=sel["tune_ndcg@20"].get) == m.log["gate"]["variant"]
+    assert m.gate.output_gate == (sel["chosen"] == "full")
+    assert m.log["calibration"]["tune_ndcg@20"] == sel["tune_ndcg@20"][sel["chosen"]]
+    U, V = m.user_vectors(), m.bundle_vectors()
+    served = evaluate(cold, cold.tune, lambda us: U[us] @ V.T)["ndcg@20"]
+    assert served == pytest.approx(sel["tune_ndcg@20"][sel["chosen"]], abs=1e-9)
+    assert gate_variant(s, "cold", "no_augmentation")[1] == 0.0
+    with pytest.raises(ValueError, match="gate variant"):
+        gate_variant(s, "cold", "no_such_variant")

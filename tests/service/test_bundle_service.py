@@ -31,7 +31,7 @@ def trained_bundles(tmp_path_factory):
     from models.bundles.data import load_youshu
 
     s = BundleSettings(data_dir=YOUSHU, scenario="cold", id_epochs=1, id_batch=16384, eval_every=1, composition_epochs=1,
-                       diffusion_epochs=1, gate_epochs=1, cold_calibration=False,
+                       diffusion_epochs=1, gate_epochs=1, gate_variants=["full"], cold_calibration=False,
                        package_dir=tmp_path_factory.mktemp("bundles") / "package")
     d = load_youshu(s.data_dir, s.scenario)
     m = train_bundle_model(d, s, progress=False)
