@@ -121,15 +121,16 @@ def write(report: dict, name: str = "bundles") -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(9, 4))
+    fig, ax = plt.subplots(figsize=(12, 4.5))
     names = list(report["table"]) + list(PUBLISHED)
     w = 0.8 / len(names)
+    colours = plt.cm.tab20(np.arange(len(names)) % 20)  # one colour per row: the default cycle repeats after 10
     for k, name in enumerate(names):
         ys = [report["table"][name][sc]["recall@20"][0] if name in report["table"] else PUBLISHED[name][sc][0] for sc in scen]
-        ax.bar(np.arange(len(scen)) + k * w, ys, w, label=name)
+        ax.bar(np.arange(len(scen)) + k * w, ys, w, label=name, color=colours[k])
     ax.set_xticks(np.arange(len(scen)) + 0.4 - w / 2, scen)
     ax.set(ylabel="Recall@20", title="Youshu bundles: ours (mean over seeds) vs MoDiffE Table 3")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(RESULTS / "bundles.png", dpi=110)
 
