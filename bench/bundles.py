@@ -26,8 +26,10 @@ import torch
 
 from coldproxy.config import BundleSettings
 from coldproxy.bundle_package import ColdCalibration, with_bias_column
-from models.bundles.model import (ViewExperts, calibrate_cold, cold_aware_features, composition_features, evaluate,
-                                  fit_view_experts, gate_variant, served_vectors, train_gates, train_prior)
+from models.bundles.calibration import calibrate_cold, served_vectors
+from models.bundles.model import (ViewExperts, cold_aware_features, composition_features, evaluate, fit_view_experts,
+                                  train_gates, train_prior)
+from models.bundles.train import gate_variant
 from models.bundles.data import load_youshu
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -49,7 +49,7 @@ def cmd_export(args) -> None:
 def cmd_train_bundles(args) -> None:
     from export.bundle_package import build_bundle_package
     from models.bundles.data import load_youshu
-    from models.bundles.model import train_bundle_model
+    from models.bundles.train import train_bundle_model
 
     over = {k: v for k, v in {"data_dir": getattr(args, "bundles_data", None), "scenario": getattr(args, "scenario", None),
                               "seed": args.seed, "package_dir": getattr(args, "bundle_package_dir", None)}.items()

@@ -24,7 +24,8 @@ from coldproxy.graph_io import BUNDLE_GATE_INPUTS, SAMPLER_INPUTS
 from coldproxy.package import sha256_file, write_manifest
 from export.graphs import export_bundle_gate, export_sampler, parity
 from export.package import package_version, replace_dir, staging_dir
-from models.bundles.model import BundleModel, warm_anchors
+from models.bundles.model import warm_anchors
+from models.bundles.train import BundleModel
 from models.diffusion import NoiseSchedule
 from models.samplers import UnrolledSampler, make_plan, sampler_kwargs
 

@@ -15,21 +15,14 @@ and the cold-aware hierarchical gate (MoDiffE §3.2, §4.2-4.4).
   features (eq. 17-18), the B-view prior masked out for a bundle without interactions; over views a tanh output gate weighting each view's score (eq. 19-20);
   trained by BPR with pseudo-cold bundles (two positives of a user interpolated, B-view features 0,
   η per scenario, eq. 23), ranked against pseudo-cold and real warm negatives.
-* **Cold calibration** (stage 4, ``calibrate_cold``): for bundles without interactions, a scale per
-  view, the bundle view's source (the gate's or the anchor itself) and a size prior α·log(members),
-  chosen on the tune split by grid search, the identity included (so never worse there than the gate
-  alone). Without it cold bundles carry no popularity: their gate-bounded vectors are on another
-  scale than warm ones, and log(size) (r ≈ 0.45 with interactions on Youshu) is averaged away.
 
-Served bundle vector: [g_B·r_b^B ; g_I·r_b^I ; 0] for a bundle with interactions, the calibrated
-[c_B·r_b^B ; c_I·r_b^I ; α·log|b|] for one without; user vector [r_u^B ; r_u^I ; 1], so y_ub is one
-inner product and FAISS ranks bundles like items.
+Stage 4 (the cold calibration) is ``models.bundles.calibration``; the pipeline and the served
+vectors are ``models.bundles.train``.
 """
 
 from __future__ import annotations
 
-import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -38,7 +31,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from coldproxy.anchors import AnchorIndex, unit_rows
-from coldproxy.bundle_package import B_FEATURES, I_FEATURES, ColdCalibration, bundle_condition, with_bias_column
+from coldproxy.bundle_package import B_FEATURES, I_FEATURES, bundle_condition
 from coldproxy.config import BundleSettings
 from models.data import Interactions
 from models.diffusion import train_diffusion
@@ -331,123 +324,3 @@ def train_gates(data: BundleData, prior: Prior, ex: ViewExperts, settings: Bundl
     gate.load_state_dict(stopper.state)
     gate.eval()
     return gate, {"best_tune_ndcg@20": stopper.best, "epochs_run": len(log), "history": log}
-
-
-def served_vectors(data: BundleData, gated: np.ndarray, anchor: np.ndarray, calibration: ColdCalibration) -> np.ndarray:
-    """[n_bundles, 2·dim + 1]: bundles with interactions as the gate gives them (size component 0),
-    the others through ``calibration`` -- what the package serves for a POSTed bundle."""
-    out = with_bias_column(gated, 0.0)
-    cold = data.bundle_counts() == 0
-    sizes = np.bincount(data.bundle_item.users, minlength=data.n_bundles)
-    out[cold] = calibration.cold(gated[cold], anchor[cold], sizes[cold])
-    return out
-
-
-def calibrate_cold(data: BundleData, users: np.ndarray, gated: np.ndarray, anchor: np.ndarray,
-                   settings: BundleSettings, progress: bool = True) -> tuple[ColdCalibration, dict]:
-    """Stage 4: the ``ColdCalibration`` with the best tune NDCG@20 over the settings' grids (sources x
-    per-view scales x size priors). The identity is tried first and only a strictly better one replaces
-    it, so the result is never below the gate alone on tune. ``users``: [n_users, 2·dim] (no 1 column)."""
-    identity = ColdCalibration()
-    grid = [identity] + [ColdCalibration(bundle_source=src, bundle_view=b, item_view=i, log_size=a)
-                         for src, b, i, a in itertools.product(settings.calibration_sources, settings.calibration_view_grid,
-                                                               settings.calibration_view_grid, settings.calibration_size_grid)]
-    # each candidate's scores on the tune users are a combination of a few products, computed once
-    d, cold = anchor.shape[1], np.flatnonzero(data.bundle_counts() == 0)
-    tune_users = np.unique(data.tune.users)
-    Ut = users[tune_users]
-    base = Ut @ gated.T
-    parts = {"gate": Ut[:, :d] @ gated[cold, :d].T, "anchor": Ut[:, :d] @ anchor[cold].T}
-    item_part = Ut[:, d:] @ gated[cold, d:].T
-    log_size = np.log(np.maximum(np.bincount(data.bundle_item.users, minlength=data.n_bundles)[cold], 1))
-    row = np.full(data.n_users, -1)
-    row[tune_users] = np.arange(len(tune_users))
-
-    def scorer(c: ColdCalibration):
-        def scores(us):
-            out = base[row[us]].copy()
-            r = row[us]
-            out[:, cold] = c.bundle_view * parts[c.bundle_source][r] + c.item_view * item_part[r] + c.log_size * log_size
-            return out
-        return scores
-
-    tried = [float(evaluate(data, data.tune, scorer(c))["ndcg@20"])
-             for c in tqdm(grid, desc=f"cold calibration ({data.scenario}, tune)", disable=not progress)]
-    best = int(np.argmax(tried))  # first maximum: the identity wins a tie
-    return grid[best], {"tune_ndcg@20": tried[best], "identity_tune_ndcg@20": tried[0], "tried": len(grid)}
-
-
-@dataclass
-class BundleModel:
-    data: BundleData
-    prior: Prior
-    comp: np.ndarray  # composition item embeddings [n_items, dim]
-    experts: ViewExperts
-    diffusion: ViewDiffusion | None
-    gate: HierarchicalGate | None
-    log: dict
-    calibration: ColdCalibration = field(default_factory=ColdCalibration)
-
-    def user_vectors(self) -> np.ndarray:
-        """[n_users, 2·dim + 1]: [r_u^B ; r_u^I ; 1]."""
-        return with_bias_column(np.concatenate([self.prior.uB, self.prior.uI], 1), 1.0)
-
-    def gated_vectors(self) -> np.ndarray:
-        """The hierarchical gate's [n_bundles, 2·dim]; without a gate, the prior's [r_b^B ; r_b^I] (the backbone)."""
-        if self.gate is None:
-            return np.concatenate([self.prior.bB, self.prior.bI], 1).astype(np.float32)
-        ex = self.experts
-        with torch.no_grad():
-            return self.gate(*(torch.from_numpy(x) for x in (ex.aB, ex.aI, ex.eB, ex.dB, ex.eI, ex.dI)))[0].numpy()
-
-    def bundle_vectors(self) -> np.ndarray:
-        """Served bundle vectors [n_bundles, 2·dim + 1] (``served_vectors``); the backbone's have size component 0."""
-        if self.diffusion is None:
-            return with_bias_column(self.gated_vectors(), 0.0)
-        return served_vectors(self.data, self.gated_vectors(), self.diffusion.anchor, self.calibration)
-
-    def test_metrics(self) -> dict[str, float]:
-        U, Bv = self.user_vectors(), self.bundle_vectors()
-        return evaluate(self.data, self.data.test, lambda us: U[us] @ Bv.T)
-
-
-def train_bundle_model(data: BundleData, settings: BundleSettings, progress: bool = True) -> BundleModel:
-    """Stages 1-3 (Alg. 3) and the cold calibration; each of ``settings.gate_variants`` is trained and
-    calibrated, and the one best on the tune split served. Without ``use_diffusion`` it stops after the
-    prior (the backbone)."""
-    prior, log_p = train_prior(data, settings, progress)
-    comp = composition_features(data, settings, progress)
-    aB, aI = cold_aware_features(data, data.bundle_counts())
-    if not settings.use_diffusion:
-        ex = ViewExperts(prior.bB, prior.bB, prior.bI, prior.bI, aB, aI)
-        return BundleModel(data, prior, comp, ex, None, None, {"prior": log_p})
-    vd = fit_view_experts(data, prior, comp, settings, progress)
-    ex = ViewExperts(prior.bB, vd.dB, prior.bI, vd.dI, aB, aI)
-    candidates: dict[str, tuple[float, BundleModel]] = {}
-    for name in settings.gate_variants:
-        s_v, eta = gate_variant(settings, data.scenario, name)
-        gate, log_g = train_gates(data, prior, ex, s_v, eta, progress)
-        log = {"prior": log_p, "diffusion": vd.log, "gate": log_g | {"variant": name}}
-        model = BundleModel(data, prior, comp, ex, vd, gate, log)
-        tune = log_g["best_tune_ndcg@20"]
-        if settings.cold_calibration:
-            users = model.user_vectors()[:, :-1]
-            model.calibration, log["calibration"] = calibrate_cold(data, users, model.gated_vectors(), vd.anchor, settings, progress)
-            tune = model.log["calibration"]["tune_ndcg@20"]
-        candidates[name] = (tune, model)
-    chosen = max(candidates, key=lambda k: candidates[k][0])  # the first listed wins a tie
-    model = candidates[chosen][1]
-    model.log["gate_selection"] = {"chosen": chosen, "tune_ndcg@20": {k: v[0] for k, v in candidates.items()}}
-    return model
-
-
-GATE_VARIANTS = ("full", "no_augmentation", "no_output_gate")
-
-
-def gate_variant(settings: BundleSettings, scenario: str, name: str) -> tuple[BundleSettings, float]:
-    """(settings, η) of a stage-3 variant: ``full`` as configured, ``no_augmentation`` with η = 0,
-    ``no_output_gate`` with both views weighted 1."""
-    if name not in GATE_VARIANTS:
-        raise ValueError(f"unknown gate variant {name!r}; one of {GATE_VARIANTS}")
-    eta = 0.0 if name == "no_augmentation" else settings.aug_eta[scenario]
-    return (settings.model_copy(update={"output_gate": False}) if name == "no_output_gate" else settings), eta

@@ -8,8 +8,9 @@ import torch
 
 from coldproxy.bundle_package import ColdCalibration, with_bias_column
 from coldproxy.config import DEFAULT_DATASETS, BundleSettings
-from models.bundles.model import (HierarchicalGate, calibrate_cold, cold_aware_features, evaluate, gate_variant, mean_matrix,
-                                  served_vectors, train_bundle_model)
+from models.bundles.calibration import calibrate_cold, served_vectors
+from models.bundles.model import HierarchicalGate, cold_aware_features, evaluate, mean_matrix
+from models.bundles.train import gate_variant, train_bundle_model
 from models.bundles.data import load_youshu
 
 YOUSHU = Path(DEFAULT_DATASETS) / "youshu"

@@ -27,7 +27,7 @@ YOUSHU = DEFAULT_DATASETS / "youshu"
 def trained_bundles(tmp_path_factory):
     from export.bundle_package import build_bundle_package
     from coldproxy.config import BundleSettings
-    from models.bundles.model import train_bundle_model
+    from models.bundles.train import train_bundle_model
     from models.bundles.data import load_youshu
 
     s = BundleSettings(data_dir=YOUSHU, scenario="cold", id_epochs=1, id_batch=16384, eval_every=1, composition_epochs=1,
