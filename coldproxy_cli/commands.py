@@ -119,6 +119,21 @@ def cmd_embed(args) -> None:
     print(json.dumps(report))
 
 
+def stale_bundle_package(package: Path) -> bool:
+    """A bundle package of another schema than this release serves (``coldproxy up`` trains a new one
+    in its place, as it does where there is none)."""
+    from coldproxy.bundle_package import SCHEMA_VERSION
+
+    try:
+        found = json.loads((package / "manifest.json").read_text()).get("schema_version")
+    except (OSError, ValueError):
+        return False  # unreadable: load_bundle_package says what is wrong when the service starts
+    if found != SCHEMA_VERSION:
+        logging.getLogger("coldproxy").warning("bundle package at %s has schema %s, this release serves %s: training "
+                                               "a new one", package, found, SCHEMA_VERSION)
+    return found != SCHEMA_VERSION
+
+
 def cmd_up(args) -> None:
     s = _train_settings(args)
     if not (Path(s.work_dir) / "proxy.pt").exists():
@@ -126,7 +141,7 @@ def cmd_up(args) -> None:
     if not (Path(s.package_dir) / "manifest.json").exists():
         cmd_export(args)
     package = ServiceSettings().bundle_package_dir
-    if not args.no_bundles and package is not None and not package.exists():
+    if not args.no_bundles and package is not None and (not package.exists() or stale_bundle_package(package)):
         youshu = BundleSettings().data_dir
         if (youshu / "bundle_item.txt").exists():
             args.bundle_package_dir = package

@@ -260,3 +260,21 @@ def test_a_rollout_carries_posted_bundles_over_to_a_new_bundle_recommender(repli
         assert got.status_code == 200 and got.json()["model_version"].endswith("-r2")
         assert np.allclose(got.json()["embedding"], first.json()["embedding"], atol=1e-5)  # same model, same members
         assert c.post("/v1/bundles", json={"bundle_id": "after", "item_ids": members_of(model, b2)}).status_code == 200
+
+
+def test_coldproxy_up_replaces_a_bundle_package_of_an_older_schema(package, tmp_path):
+    """A package from before the cold calibration (schema 1) is refused by the service, so `coldproxy up`
+    trains a new one in its place instead of failing to serve."""
+    import json
+    import shutil
+
+    from coldproxy_cli.commands import stale_bundle_package
+
+    assert not stale_bundle_package(package)
+    old = tmp_path / "schema1"
+    shutil.copytree(package, old)
+    manifest = json.loads((old / "manifest.json").read_text())
+    (old / "manifest.json").write_text(json.dumps(manifest | {"schema_version": 1}))
+    assert stale_bundle_package(old)
+    with pytest.raises(PackageError, match="schema 1"):
+        load_bundle_package(old)
