@@ -29,8 +29,7 @@ def served_vectors(data: BundleData, gated: np.ndarray, anchor: np.ndarray, cali
     the others through ``calibration`` -- what the package serves for a POSTed bundle."""
     out = with_bias_column(gated, 0.0)
     cold = data.bundle_counts() == 0
-    sizes = np.bincount(data.bundle_item.users, minlength=data.n_bundles)
-    out[cold] = calibration.cold(gated[cold], anchor[cold], sizes[cold])
+    out[cold] = calibration.cold(gated[cold], anchor[cold], data.bundle_sizes()[cold])
     return out
 
 
@@ -50,14 +49,14 @@ def calibrate_cold(data: BundleData, users: np.ndarray, gated: np.ndarray, ancho
     base = Ut @ gated.T
     parts = {"gate": Ut[:, :d] @ gated[cold, :d].T, "anchor": Ut[:, :d] @ anchor[cold].T}
     item_part = Ut[:, d:] @ gated[cold, d:].T
-    log_size = np.log(np.maximum(np.bincount(data.bundle_item.users, minlength=data.n_bundles)[cold], 1))
+    log_size = np.log(np.maximum(data.bundle_sizes()[cold], 1))
     row = np.full(data.n_users, -1)
     row[tune_users] = np.arange(len(tune_users))
 
     def scorer(c: ColdCalibration):
         def scores(us):
-            out = base[row[us]].copy()
             r = row[us]
+            out = base[r].copy()
             out[:, cold] = c.bundle_view * parts[c.bundle_source][r] + c.item_view * item_part[r] + c.log_size * log_size
             return out
         return scores

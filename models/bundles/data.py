@@ -38,13 +38,17 @@ class BundleData:
     def bundle_counts(self) -> np.ndarray:
         return np.bincount(self.train.items, minlength=self.n_bundles)
 
+    def bundle_sizes(self) -> np.ndarray:
+        """Member items of each bundle."""
+        return np.bincount(self.bundle_item.users, minlength=self.n_bundles)
+
     def item_counts(self) -> np.ndarray:
         return np.bincount(self.user_item.items, minlength=self.n_items)
 
     def members(self) -> list[np.ndarray]:
         """Item indices of each bundle."""
         order = np.argsort(self.bundle_item.users, kind="stable")
-        cuts = np.cumsum(np.bincount(self.bundle_item.users, minlength=self.n_bundles))[:-1]
+        cuts = np.cumsum(self.bundle_sizes())[:-1]
         return np.split(self.bundle_item.items[order], cuts)
 
 
