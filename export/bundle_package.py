@@ -1,11 +1,11 @@
-"""Export a trained bundle model (``models.bundles.model``) as a bundle recommender package the service serves.
+"""Export a trained bundle model (``models.bundles.train``) as a bundle recommender package the service serves.
 
 The B-view sampler and the hierarchical gate become ONNX graphs and the cold calibration a manifest
 entry; the arrays a new bundle needs (members' item-view prior and diffusion vectors, composition
 embeddings, click counts, the warm bundles' conditions and B-view embeddings for anchors) and the
-vectors served as they are (users, warm bundles) go to ``embeddings.npz``. Each graph is checked against torch on real bundles, and the
-package as a whole: ``coldproxy.bundle_package.BundleEmbedder`` -- the service's own code --
-must reproduce the trained model's vectors of bundles without interactions. A package over the
+vectors served as they are (users, warm bundles) go to ``embeddings.npz``. Each graph is checked
+against torch on real bundles, and the package as a whole: ``coldproxy.bundle_package.BundleEmbedder``
+-- the service's own code -- must reproduce the trained model's vectors of bundles without interactions. A package over the
 tolerance is refused.
 """
 
@@ -24,7 +24,6 @@ from coldproxy.graph_io import BUNDLE_GATE_INPUTS, SAMPLER_INPUTS
 from coldproxy.package import sha256_file, write_manifest
 from export.graphs import export_bundle_gate, export_sampler, parity
 from export.package import package_version, replace_dir, staging_dir
-from models.bundles.model import warm_anchors
 from models.bundles.train import BundleModel
 from models.diffusion import NoiseSchedule
 from models.samplers import UnrolledSampler, make_plan, sampler_kwargs
@@ -57,10 +56,9 @@ def build_bundle_package(model: BundleModel, settings: BundleSettings, out: Path
     new = np.setdiff1d(np.arange(d.n_bundles), warm)
     new = rng.choice(new, min(settings.parity_bundles, len(new)), replace=False) if len(new) else new
     known = rng.choice(warm, min(settings.parity_bundles, len(warm)), replace=False)
-    anchors, _ = warm_anchors(vd.condition, model.prior.bB, warm, settings.anchor_n)
     probe = np.concatenate([new, known])
     report = {
-        "sampler": parity(sampler, stage / FILES["sampler"], dict(zip(SAMPLER_INPUTS, (anchors[probe], vd.condition[probe])))),
+        "sampler": parity(sampler, stage / FILES["sampler"], dict(zip(SAMPLER_INPUTS, (vd.anchor[probe], vd.condition[probe])))),
         "gate": parity(model.gate, stage / FILES["gate"], dict(zip(
             BUNDLE_GATE_INPUTS, (ex.aB[probe], ex.aI[probe], ex.eB[probe], ex.dB[probe], ex.eI[probe], ex.dI[probe])))),
     }
