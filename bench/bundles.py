@@ -3,7 +3,7 @@
 Per scenario and seed, stages 1-2 (prior, composition features, diffusion experts) are trained once
 and the variants share them: the backbone (w/o diffusion: the prior's two views), the full model as
 served (gate + cold calibration chosen on tune), w/o cold calibration (the gate's vectors as they
-are), the calibration w/o its size prior or w/o the anchor as bundle-view source, cold bundles
+are), the calibration w/o its size prior, w/o the anchor as bundle-view source or w/o its offset, cold bundles
 ranked by the size prior alone (log members; warm bundles as served), w/o augmentation
 (η = 0) and w/o the output-layer gate (both views weight 1), each of the last two calibrated like the
 full model. Recall@20 / NDCG@20 on the scenario's test split, all-unrated-bundle protocol, beside
@@ -27,8 +27,8 @@ import torch
 from coldproxy.config import BundleSettings
 from coldproxy.bundle_package import ColdCalibration, with_bias_column
 from models.bundles.calibration import calibrate_cold, served_vectors
-from models.bundles.model import (ViewExperts, cold_aware_features, composition_features, evaluate, fit_view_experts,
-                                  train_gates, train_prior)
+from models.bundles.backbone import evaluate, train_prior
+from models.bundles.model import ViewExperts, cold_aware_features, composition_features, fit_view_experts, train_gates
 from models.bundles.train import gate_variant
 from models.bundles.data import load_youshu
 
@@ -40,7 +40,7 @@ PUBLISHED = {  # MoDiffE Table 3, Youshu: (Recall@20, NDCG@20)
 SERVED = "served (variant chosen on tune)"
 GATE_ROWS = {"full": "full", "no_augmentation": "w/o augmentation", "no_output_gate": "w/o output gate"}  # variant -> row
 VARIANTS = ("backbone (w/o diffusion)", "size prior alone", SERVED, "full", "w/o cold calibration", "calibration w/o size prior",
-            "calibration w/o anchor source", "w/o augmentation", "w/o output gate")
+            "calibration w/o anchor source", "calibration w/o offset", "w/o augmentation", "w/o output gate")
 
 
 def run(scenario: str, seed: int, base: dict, progress: bool) -> dict:
@@ -77,7 +77,8 @@ def run(scenario: str, seed: int, base: dict, progress: bool) -> dict:
             out["size prior alone"] = test(served_vectors(d, gated, vd.anchor, ColdCalibration(bundle_view=0, item_view=0,
                                                                                                 log_size=1)))
             for abl, update in (("calibration w/o size prior", {"calibration_size_grid": [0.0]}),
-                                ("calibration w/o anchor source", {"calibration_sources": ["gate"]})):
+                                ("calibration w/o anchor source", {"calibration_sources": ["gate"]}),
+                                ("calibration w/o offset", {"calibration_offset_grid": [0.0]})):
                 out[abl], out["choices"][abl] = calibrated(gated, s.model_copy(update=update))
     out[SERVED] = out[served_variant(out)]
     out["seconds"] = time.time() - t

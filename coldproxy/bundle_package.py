@@ -51,20 +51,22 @@ ARRAYS = ("user_ids", "user_emb", "item_ids", "item_prior", "item_diffusion", "i
 class ColdCalibration(BaseModel):
     """How a bundle without interactions is served beside the others (MoDiffE's cold bundles carry no
     popularity, and their gate-bounded view vectors sit on another scale than warm ones): per view a
-    scale, the bundle view's source, and a size prior α·log(members) in one extra component that user
-    vectors meet with a 1. The identity (gate, 1, 1, 0) serves the gate's vectors unchanged."""
+    scale, the bundle view's source, and a size prior α·log(members) + β in one extra component that
+    user vectors meet with a 1 (β, the offset, places new bundles against warm ones in a mixed ranking).
+    The identity (gate, 1, 1, 0, 0) serves the gate's vectors unchanged."""
 
     bundle_source: Literal["gate", "anchor"] = "gate"  # anchor: the similarity anchor without denoising
     bundle_view: float = 1.0
     item_view: float = 1.0
     log_size: float = 0.0
+    offset: float = 0.0  # absent from packages written before it: 0, what they served
 
     def cold(self, gated: np.ndarray, anchor: np.ndarray, sizes: np.ndarray) -> np.ndarray:
         """Served vectors [n, 2·dim + 1] of bundles without interactions from the gate's [n, 2·dim], their
         B-view anchors [n, dim] and member counts [n]."""
         d = anchor.shape[1]
         b = anchor if self.bundle_source == "anchor" else gated[:, :d]
-        bias = self.log_size * np.log(np.maximum(sizes, 1)).astype(np.float32)[:, None]
+        bias = (self.log_size * np.log(np.maximum(sizes, 1)) + self.offset).astype(np.float32)[:, None]
         return np.concatenate([self.bundle_view * b, self.item_view * gated[:, d:], bias], 1).astype(np.float32)
 
 

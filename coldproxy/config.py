@@ -134,6 +134,12 @@ class BundleSettings(TrainSettings):
     data_dir: Path = Field(DEFAULT_DATASETS / "youshu", description="Youshu (CoHeat release) directory")
     scenario: Literal["cold", "warm", "all"] = "cold"
     lightgcn_layers: int = 2
+    shared_user_table: bool = Field(False, description="one user table for both views (CrossCBR); off: one per view")
+    layer_combine: Literal["mean", "normalised_sum"] = Field("mean", description="how a view combines its layers: "
+                                                             "LightGCN's mean, or CrossCBR's layer 0 plus each "
+                                                             "propagated layer L2-normalised")
+    edge_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="share of the user-bundle, user-item and bundle-item "
+                                "edges dropped from the training graphs, resampled every epoch (CrossCBR's ED)")
     id_epochs: int = 100
     id_lr: float = 5e-3
     id_reg: float = 1e-4
@@ -161,6 +167,9 @@ class BundleSettings(TrainSettings):
                                                description="scales tried for each view of a cold bundle")
     calibration_size_grid: list[float] = Field([0.0, 1.0, 2.0, 4.0, 8.0],
                                                description="weights alpha tried for the size prior alpha*log(members)")
+    calibration_offset_grid: list[float] = Field([-2.0, -1.0, -0.5, -0.25, 0.0, 0.25, 0.5, 1.0, 2.0],
+                                                 description="offsets tried for every bundle without interactions, in "
+                                                             "units of the std of the tune users' warm-bundle scores")
     calibration_sources: list[Literal["gate", "anchor"]] = Field(["gate", "anchor"], description="bundle-view "
                                                                  "sources tried: the gate's, or the anchor undenoised")
     package_dir: Path = Field(REPO_ROOT / "artifacts" / "bundle_package",

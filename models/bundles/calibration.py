@@ -2,12 +2,14 @@
 
 For bundles without interactions: a scale per view, the bundle view's source (the gate's or the
 anchor itself) and a size prior α·log(members), chosen on the tune split by grid search, the identity
-included (so never worse there than the gate alone). Without it cold bundles carry no popularity:
+included (so never worse there than the gate alone); then, the rest fixed, an offset β added to every
+such bundle's score, in units of the spread of the tune users' scores of warm bundles (it only moves
+new bundles against warm ones, so it matters where tune mixes both: the all scenario). Without it cold bundles carry no popularity:
 their gate-bounded vectors sit on another scale than warm ones, and log(size) (r ≈ 0.45 with a
 bundle's interactions on Youshu) is averaged away by every path that builds a cold vector.
 
 Served bundle vector: [g_B·r_b^B ; g_I·r_b^I ; 0] for a bundle with interactions, the calibrated
-[c_B·r_b^B ; c_I·r_b^I ; α·log|b|] for one without; user vector [r_u^B ; r_u^I ; 1], so y_ub is one
+[c_B·r_b^B ; c_I·r_b^I ; α·log|b| + β] for one without; user vector [r_u^B ; r_u^I ; 1], so y_ub is one
 inner product and FAISS ranks bundles like items.
 """
 
@@ -21,7 +23,7 @@ from tqdm.auto import tqdm
 from coldproxy.bundle_package import ColdCalibration, with_bias_column
 from coldproxy.config import BundleSettings
 from models.bundles.data import BundleData
-from models.bundles.model import evaluate
+from models.bundles.backbone import evaluate
 
 
 def served_vectors(data: BundleData, gated: np.ndarray, anchor: np.ndarray, calibration: ColdCalibration) -> np.ndarray:
@@ -36,8 +38,9 @@ def served_vectors(data: BundleData, gated: np.ndarray, anchor: np.ndarray, cali
 def calibrate_cold(data: BundleData, users: np.ndarray, gated: np.ndarray, anchor: np.ndarray,
                    settings: BundleSettings, progress: bool = True) -> tuple[ColdCalibration, dict]:
     """Stage 4: the ``ColdCalibration`` with the best tune NDCG@20 over the settings' grids (sources x
-    per-view scales x size priors). The identity is tried first and only a strictly better one replaces
-    it, so the result is never below the gate alone on tune. ``users``: [n_users, 2·dim] (no 1 column)."""
+    per-view scales x size priors), then over the offsets with the rest fixed. The identity is tried
+    first and only a strictly better candidate replaces the best so far (offset 0 is the first of the
+    second pass), so the result is never below the gate alone on tune. ``users``: [n_users, 2·dim]."""
     identity = ColdCalibration()
     grid = [identity] + [ColdCalibration(bundle_source=src, bundle_view=b, item_view=i, log_size=a)
                          for src, b, i, a in itertools.product(settings.calibration_sources, settings.calibration_view_grid,
@@ -57,11 +60,19 @@ def calibrate_cold(data: BundleData, users: np.ndarray, gated: np.ndarray, ancho
         def scores(us):
             r = row[us]
             out = base[r].copy()
-            out[:, cold] = c.bundle_view * parts[c.bundle_source][r] + c.item_view * item_part[r] + c.log_size * log_size
+            out[:, cold] = (c.bundle_view * parts[c.bundle_source][r] + c.item_view * item_part[r]
+                            + c.log_size * log_size + c.offset)
             return out
         return scores
 
-    tried = [float(evaluate(data, data.tune, scorer(c))["ndcg@20"])
-             for c in tqdm(grid, desc=f"cold calibration ({data.scenario}, tune)", disable=not progress)]
-    best = int(np.argmax(tried))  # first maximum: the identity wins a tie
-    return grid[best], {"tune_ndcg@20": tried[best], "identity_tune_ndcg@20": tried[0], "tried": len(grid)}
+    def search(candidates: list[ColdCalibration], desc: str) -> tuple[ColdCalibration, list[float]]:
+        tried = [float(evaluate(data, data.tune, scorer(c))["ndcg@20"]) for c in tqdm(candidates, desc=desc, disable=not progress)]
+        return candidates[int(np.argmax(tried))], tried  # the first maximum: an earlier candidate wins a tie
+
+    best, tried = search(grid, f"cold calibration ({data.scenario}, tune)")
+    warm_scores = base[:, np.setdiff1d(np.arange(data.n_bundles), cold)]
+    spread = float(warm_scores.std()) if warm_scores.size else 1.0
+    offsets = [best] + [best.model_copy(update={"offset": round(k * spread, 6)}) for k in settings.calibration_offset_grid if k != 0]
+    best, tried_offsets = search(offsets, f"cold offset ({data.scenario}, tune)")
+    return best, {"tune_ndcg@20": max(tried_offsets), "identity_tune_ndcg@20": tried[0], "tried": len(grid) + len(offsets),
+                  "offset_unit": spread, "tune_ndcg@20_without_offset": tried_offsets[0]}

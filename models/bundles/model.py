@@ -1,10 +1,8 @@
 """MoDiffE for bundles on Youshu: dual-level two-view prior model, a diffusion expert per view,
 and the cold-aware hierarchical gate (MoDiffE §3.2, §4.2-4.4).
 
-* **Prior model** (stage 1, CrossCBR-style): the bundle-level interaction view is LightGCN on the
-  user-bundle graph; the item-level view is LightGCN on the user-item graph with a bundle the mean of
-  its items (eq. 5). y_ub = r_u^B·r_b^B + r_u^I·r_b^I, trained with BPR plus CrossCBR's cross-view
-  contrastive loss, early-stopped on the scenario's tune split.
+* **Prior model** (stage 1, ``models.bundles.backbone``): CrossCBR-style two views, y_ub =
+  r_u^B·r_b^B + r_u^I·r_b^I.
 * **Composition features**: items embedded by LightGCN + BPR on the bundle-item graph; a bundle's
   condition is the mean of its members' (so a new bundle of known items has one at once).
 * **Diffusion experts** (stage 2, models/diffusion.py): B view, x₀ = r_b^B of warm bundles, c =
@@ -26,122 +24,19 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
 from coldproxy.anchors import AnchorIndex, unit_rows
 from coldproxy.bundle_package import B_FEATURES, I_FEATURES, bundle_condition
 from coldproxy.config import BundleSettings
-from models.data import Interactions
 from models.diffusion import train_diffusion
-from models.evaluate import ranking_metrics
 from models.gate import ColdAwareGate, PositivesByUser
 from models.idmodel import LightGCN
 from models.samplers import sample, sampler_kwargs
 from models.training import EarlyStopping, bpr_loss, seed_everything
+from models.bundles.backbone import Prior, evaluate, mean_matrix, view_scores
 from models.bundles.data import BundleData
-
-
-def mean_matrix(groups: Interactions, n_groups: int, n_members: int) -> torch.Tensor:
-    """Sparse [n_groups, n_members] with 1/|group| at each (group, member)."""
-    size = np.bincount(groups.users, minlength=n_groups).astype(np.float32)
-    vals = 1.0 / np.maximum(size[groups.users], 1.0)
-    idx = torch.from_numpy(np.stack([groups.users, groups.items]))
-    return torch.sparse_coo_tensor(idx, torch.from_numpy(vals), (n_groups, n_members)).coalesce()
-
-
-class DualView(nn.Module):
-    def __init__(self, data: BundleData, settings: BundleSettings):
-        super().__init__()
-        self.b = LightGCN(data.n_users, data.n_bundles, settings.dim, data.train.users, data.train.items, settings.lightgcn_layers)
-        self.i = LightGCN(data.n_users, data.n_items, settings.dim, data.user_item.users, data.user_item.items, settings.lightgcn_layers)
-        self.agg = mean_matrix(data.bundle_item, data.n_bundles, data.n_items)
-
-    def embeddings(self):
-        """(r_u^B, r_b^B, r_u^I, r_b^I, r_i^I)."""
-        uB, bB = self.b.embeddings()
-        uI, iI = self.i.embeddings()
-        return uB, bB, uI, torch.sparse.mm(self.agg, iI), iI
-
-
-def _info_nce(a: torch.Tensor, b: torch.Tensor, temp: float) -> torch.Tensor:
-    a, b = F.normalize(a, dim=-1), F.normalize(b, dim=-1)
-    return F.cross_entropy(a @ b.T / temp, torch.arange(len(a)))
-
-
-@dataclass
-class Prior:
-    uB: np.ndarray
-    bB: np.ndarray
-    uI: np.ndarray
-    bI: np.ndarray
-    iI: np.ndarray
-
-
-def view_scores(users: np.ndarray, uB, bB, uI, bI, out_w: np.ndarray | None = None) -> np.ndarray:
-    """y_ub for ``users`` x all bundles (eq. 19); ``out_w`` [n_bundles, 2] the output gate's view weights."""
-    if out_w is None:
-        return uB[users] @ bB.T + uI[users] @ bI.T
-    return (uB[users] @ bB.T) * out_w[:, 0] + (uI[users] @ bI.T) * out_w[:, 1]
-
-
-def evaluate(data: BundleData, part: Interactions, scorer, ks=(20,)) -> dict[str, float]:
-    """All-unrated-bundle protocol: every bundle is a candidate except the user's training bundles."""
-    users = np.unique(part.users)
-    scores = scorer(users)
-    row = -np.ones(data.n_users, np.int64)
-    row[users] = np.arange(len(users))
-    seen = row[data.train.users] >= 0
-    scores[row[data.train.users[seen]], data.train.items[seen]] = -np.inf
-    relevant: list[list[int]] = [[] for _ in users]
-    for u, b in zip(row[part.users], part.items):
-        relevant[u].append(b)
-    return ranking_metrics(scores, [np.array(r) for r in relevant], ks)
-
-
-def train_prior(data: BundleData, settings: BundleSettings, progress: bool = True) -> tuple[Prior, dict]:
-    rng = seed_everything(settings.seed)
-    model = DualView(data, settings)
-    opt = torch.optim.Adam(model.parameters(), lr=settings.id_lr)
-    users, bundles = torch.from_numpy(data.train.users), torch.from_numpy(data.train.items)
-    ui_u, ui_i = torch.from_numpy(data.user_item.users), torch.from_numpy(data.user_item.items)
-    warm = data.warm_bundles
-    stopper, log = EarlyStopping(settings.patience), []
-    bar = tqdm(range(settings.id_epochs), desc=f"bundle prior ({data.scenario}, BPR + cross-view)", disable=not progress)
-    for epoch in bar:
-        perm = torch.from_numpy(rng.permutation(len(users)))
-        total = 0.0
-        for b in range(0, len(perm), settings.id_batch):
-            idx = perm[b : b + settings.id_batch]
-            neg = torch.from_numpy(warm[rng.integers(0, len(warm), len(idx))])
-            uB, bB, uI, bI, iI = model.embeddings()
-            u, p = users[idx], bundles[idx]
-            pos = (uB[u] * bB[p]).sum(-1) + (uI[u] * bI[p]).sum(-1)
-            ng = (uB[u] * bB[neg]).sum(-1) + (uI[u] * bI[neg]).sum(-1)
-            loss = bpr_loss(pos, ng)
-            if settings.item_bpr_weight > 0:
-                k = torch.from_numpy(rng.integers(0, len(ui_u), len(idx)))
-                uu, ii, jj = uI[ui_u[k]], iI[ui_i[k]], iI[torch.from_numpy(rng.integers(0, data.n_items, len(idx)))]
-                loss = loss + settings.item_bpr_weight * bpr_loss((uu * ii).sum(-1), (uu * jj).sum(-1))
-            if settings.contrast_weight > 0:
-                uu, pp = torch.unique(u), torch.unique(p)
-                loss = loss + settings.contrast_weight * (_info_nce(uB[uu], uI[uu], settings.contrast_temp) + _info_nce(bB[pp], bI[pp], settings.contrast_temp))
-            base = model.b.user(u).pow(2).sum() + model.b.item(p).pow(2).sum() + model.i.user(u).pow(2).sum()
-            loss = loss + settings.id_reg * base / len(idx)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(idx)
-        if (epoch + 1) % settings.eval_every == 0 or epoch + 1 == settings.id_epochs:
-            with torch.no_grad():
-                emb = [t.numpy().copy() for t in model.embeddings()]
-            ndcg = evaluate(data, data.tune, lambda us: view_scores(us, *emb[:4]))["ndcg@20"]
-            log.append({"epoch": epoch + 1, "loss": total / len(perm), "tune_ndcg@20": ndcg})
-            bar.set_postfix(loss=f"{total / len(perm):.4f}", tune_ndcg20=f"{ndcg:.4f}")
-            if stopper.step(ndcg, lambda: emb):
-                break
-    return Prior(*stopper.state), {"best_tune_ndcg@20": stopper.best, "history": log}
 
 
 def composition_features(data: BundleData, settings: BundleSettings, progress: bool = True) -> np.ndarray:

@@ -1,5 +1,5 @@
-"""The bundle model end to end (MoDiffE Alg. 3 and the cold calibration): stages 1-3 of
-``models.bundles.model``, stage 4 of ``models.bundles.calibration``, the choice of the served
+"""The bundle model end to end (MoDiffE Alg. 3 and the cold calibration): stage 1 of
+``models.bundles.backbone``, stages 2-3 of ``models.bundles.model``, stage 4 of ``models.bundles.calibration``, the choice of the served
 stage-3 variant on the tune split, and ``BundleModel``, what ``export.bundle_package`` packages.
 """
 
@@ -14,8 +14,9 @@ from coldproxy.bundle_package import ColdCalibration, with_bias_column
 from coldproxy.config import BundleSettings
 from models.bundles.calibration import calibrate_cold, served_vectors
 from models.bundles.data import BundleData
-from models.bundles.model import (HierarchicalGate, Prior, ViewDiffusion, ViewExperts, cold_aware_features,
-                                  composition_features, evaluate, fit_view_experts, train_gates, train_prior)
+from models.bundles.backbone import Prior, evaluate, train_prior
+from models.bundles.model import (HierarchicalGate, ViewDiffusion, ViewExperts, cold_aware_features, composition_features,
+                                  fit_view_experts, train_gates)
 
 
 @dataclass

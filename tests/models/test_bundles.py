@@ -9,7 +9,8 @@ import torch
 from coldproxy.bundle_package import ColdCalibration, with_bias_column
 from coldproxy.config import DEFAULT_DATASETS, BundleSettings
 from models.bundles.calibration import calibrate_cold, served_vectors
-from models.bundles.model import HierarchicalGate, cold_aware_features, evaluate, mean_matrix
+from models.bundles.backbone import DualView, evaluate, mean_matrix
+from models.bundles.model import HierarchicalGate, cold_aware_features
 from models.bundles.train import gate_variant, train_bundle_model
 from models.bundles.data import load_youshu
 
@@ -60,6 +61,28 @@ def test_cold_aware_features_and_membership_mean(cold):
     assert row.sum() == pytest.approx(1.0, rel=1e-5) and set(np.flatnonzero(row)) == set(members[b].tolist())
 
 
+def test_backbone_options_share_the_user_table_drop_edges_only_in_training_and_normalise_layers(cold):
+    s = BundleSettings(shared_user_table=True, layer_combine="normalised_sum", edge_dropout=0.3, lightgcn_layers=1, dim=8)
+    torch.manual_seed(0)
+    model = DualView(cold, s)
+    assert model.user_i is model.user_b and len(list(model.parameters())) == 3
+    full = [g._nnz() for g in model.full]
+    model.resample(np.random.default_rng(0), 0.3)
+    dropped = [g._nnz() for g in model.training_graphs]
+    for kept, total in zip(dropped, full):
+        assert 0.6 * total < kept < 0.8 * total
+    with torch.no_grad():
+        served, trained = model.embeddings(), model.embeddings(training=True)
+        uB, bB = served[0], served[1]
+        # normalised sum with one layer: layer 0 plus a unit-norm propagated layer
+        layer1 = torch.sparse.mm(model.full[0], torch.cat([model.user_b.weight, model.bundle.weight]))
+        expected = torch.cat([model.user_b.weight, model.bundle.weight]) + torch.nn.functional.normalize(layer1, dim=1)
+    assert torch.allclose(torch.cat([uB, bB]), expected, atol=1e-6)
+    assert not torch.allclose(served[3], trained[3])  # training reads the edge-dropped graphs, serving the full ones
+    separate = DualView(cold, BundleSettings(dim=8))
+    assert separate.user_i is not separate.user_b and len(list(separate.parameters())) == 4
+
+
 def test_hierarchical_gate_masks_the_prior_of_a_bundle_without_interactions_and_bounds_view_weights():
     torch.manual_seed(0)
     gate = HierarchicalGate()
@@ -105,13 +128,13 @@ def test_cold_calibration_serves_warm_bundles_as_trained_and_cold_ones_scaled_wi
     d = 4
     gated = rng.normal(size=(cold.n_bundles, 2 * d)).astype(np.float32)
     anchor = rng.normal(size=(cold.n_bundles, d)).astype(np.float32)
-    c = ColdCalibration(bundle_source="anchor", bundle_view=3.0, item_view=0.5, log_size=2.0)
+    c = ColdCalibration(bundle_source="anchor", bundle_view=3.0, item_view=0.5, log_size=2.0, offset=-0.5)
     out = served_vectors(cold, gated, anchor, c)
     warm, new = cold.warm_bundles, int(np.unique(cold.test.items)[0])
     np.testing.assert_array_equal(out[warm], with_bias_column(gated[warm], 0.0))
     np.testing.assert_allclose(out[new, :d], 3.0 * anchor[new], rtol=1e-6)
     np.testing.assert_allclose(out[new, d:2 * d], 0.5 * gated[new, d:], rtol=1e-6)
-    assert out[new, -1] == pytest.approx(2.0 * np.log(len(cold.members()[new])), rel=1e-6)
+    assert out[new, -1] == pytest.approx(2.0 * np.log(len(cold.members()[new])) - 0.5, rel=1e-6)
     np.testing.assert_array_equal(served_vectors(cold, gated, anchor, ColdCalibration())[new, :-1], gated[new])
 
 
@@ -123,7 +146,7 @@ def test_calibration_is_the_tune_argmax_of_its_grid_and_never_below_the_gate_alo
     users = rng.normal(size=(cold.n_users, 2 * d)).astype(np.float32)
     gated = rng.normal(size=(cold.n_bundles, 2 * d)).astype(np.float32)
     anchor = rng.normal(size=(cold.n_bundles, d)).astype(np.float32)
-    s = BundleSettings(calibration_view_grid=[0.0, 1.0], calibration_size_grid=[0.0, 4.0])
+    s = BundleSettings(calibration_view_grid=[0.0, 1.0], calibration_size_grid=[0.0, 4.0], calibration_offset_grid=[0.0, -1.0])
     c, log = calibrate_cold(cold, users, gated, anchor, s, progress=False)
     U = with_bias_column(users, 1.0)
 
@@ -131,12 +154,33 @@ def test_calibration_is_the_tune_argmax_of_its_grid_and_never_below_the_gate_alo
         V = served_vectors(cold, gated, anchor, cal)
         return evaluate(cold, cold.tune, lambda us: U[us] @ V.T)["ndcg@20"]
 
-    assert log["tried"] == 1 + 2 * 2 * 2 * 2
+    assert log["tried"] == 1 + 2 * 2 * 2 * 2 + 2
     assert log["tune_ndcg@20"] == pytest.approx(tune(c), abs=1e-12)
     assert log["identity_tune_ndcg@20"] == pytest.approx(tune(ColdCalibration()), abs=1e-12)
     assert c.log_size == 4.0 and log["tune_ndcg@20"] > log["identity_tune_ndcg@20"]
-    only_identity = BundleSettings(calibration_view_grid=[1.0], calibration_size_grid=[0.0], calibration_sources=["gate"])
+    assert c.offset == 0.0  # on the cold split a negative offset only lets warm bundles in
+    only_identity = BundleSettings(calibration_view_grid=[1.0], calibration_size_grid=[0.0], calibration_sources=["gate"],
+                                   calibration_offset_grid=[0.0])
     assert calibrate_cold(cold, users, gated, anchor, only_identity, progress=False)[0] == ColdCalibration()
+
+
+def test_the_calibration_offset_lifts_new_bundles_that_score_below_every_warm_one(cold):
+    """Warm bundles outscore every new one for every user; only a positive offset, chosen in the second
+    pass in units of the warm scores' spread, lets the new bundles (all of the cold tune split's
+    positives) into the top 20."""
+    rng = np.random.default_rng(2)
+    d = 4
+    users = np.abs(rng.normal(size=(cold.n_users, 2 * d))).astype(np.float32) + 1.0
+    gated = rng.normal(scale=0.1, size=(cold.n_bundles, 2 * d)).astype(np.float32)
+    gated[cold.warm_bundles] += 10.0
+    anchor = gated[:, :d].copy()
+    s = BundleSettings(calibration_view_grid=[1.0], calibration_size_grid=[0.0], calibration_sources=["gate"],
+                       calibration_offset_grid=[0.0, 100.0])
+    c, log = calibrate_cold(cold, users, gated, anchor, s, progress=False)
+    assert log["tune_ndcg@20_without_offset"] == 0.0 < log["tune_ndcg@20"]
+    assert c.offset == pytest.approx(100.0 * log["offset_unit"], rel=1e-5)
+    U, V = with_bias_column(users, 1.0), served_vectors(cold, gated, anchor, c)
+    assert evaluate(cold, cold.tune, lambda us: U[us] @ V.T)["ndcg@20"] == pytest.approx(log["tune_ndcg@20"], abs=1e-9)
 
 
 def test_the_served_gate_variant_is_the_calibrated_one_best_on_tune(cold):

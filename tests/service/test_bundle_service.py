@@ -39,7 +39,7 @@ def trained_bundles(tmp_path_factory):
     return m, build_bundle_package(m, s)
 
 
-CALIBRATION = ColdCalibration(bundle_source="anchor", bundle_view=2.0, item_view=0.5, log_size=1.5)
+CALIBRATION = ColdCalibration(bundle_source="anchor", bundle_view=2.0, item_view=0.5, log_size=1.5, offset=-0.75)
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +103,7 @@ def test_a_posted_cold_bundle_gets_the_models_vector_and_is_stored_fetched_and_r
     np.testing.assert_allclose(out["embedding"], want, atol=1e-4)
     d = model.user_vectors().shape[1] // 2
     np.testing.assert_allclose(out["embedding"][:d], 2.0 * model.diffusion.anchor[b], atol=1e-4)  # the anchor, scaled
-    assert out["embedding"][-1] == pytest.approx(1.5 * np.log(len(members)), abs=1e-5)  # the size prior
+    assert out["embedding"][-1] == pytest.approx(1.5 * np.log(len(members)) - 0.75, abs=1e-5)  # the size prior and the offset
     assert out["members"] == len(members) and out["source"] == "proxy"
     assert out["expert_weights"]["bundle"] == {"prior": 0.0, "diffusion": 1.0}  # no interactions: the B prior is masked
     assert sum(out["expert_weights"]["item"].values()) == pytest.approx(1.0, abs=1e-5)

@@ -1,0 +1,128 @@
+"""Bundle backbone (stage 1 alone) under CrossCBR's settings, one at a time and together (issue 16).
+
+Each variant trains the two-view prior (``models.bundles.backbone.train_prior``) on a Youshu
+scenario and reports its best tune NDCG@20 (what would choose between them) and test Recall/NDCG@20
+(what is reported), with the paired per-seed difference against the served settings.
+
+    python bench/bundle_backbone.py [--scenario warm] [--seeds 0 1 2] [--variants ...] [--out runs.jsonl]
+    python bench/bundle_backbone.py --merge runs.jsonl [more.jsonl ...]
+
+A run appends one JSON line per (seed, variant) to ``--out``; ``--merge`` writes
+bench/results/bundle_backbone.{json,md,png}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from coldproxy.config import BundleSettings
+from models.bundles.backbone import evaluate, train_prior, view_scores
+from models.bundles.data import load_youshu
+
+RESULTS = Path(__file__).resolve().parent / "results"
+CROSSCBR = {"edge_dropout": 0.2, "layer_combine": "normalised_sum", "shared_user_table": True}
+VARIANTS = {  # name -> BundleSettings overrides
+    "served (2 layers, lr 5e-3, mean of layers, a user table per view)": {},
+    "+ edge dropout 0.2": {"edge_dropout": 0.2},
+    "+ normalised layer sum": {"layer_combine": "normalised_sum"},
+    "+ shared user table": {"shared_user_table": True},
+    "+ shared user table + edge dropout": {"shared_user_table": True, "edge_dropout": 0.2},
+    "+ all three": CROSSCBR,
+    "CrossCBR's settings (all three, 1 layer, lr 1e-3)": CROSSCBR | {"lightgcn_layers": 1, "id_lr": 1e-3},
+}
+BASE = next(iter(VARIANTS))
+
+
+def run(scenario: str, seed: int, variant: str, progress: bool) -> dict:
+    s = BundleSettings(scenario=scenario, seed=seed, **VARIANTS[variant])
+    d = load_youshu(s.data_dir, scenario)
+    t = time.time()
+    prior, log = train_prior(d, s, progress)
+    m = evaluate(d, d.test, lambda us: view_scores(us, prior.uB, prior.bB, prior.uI, prior.bI))
+    best = max(log["history"], key=lambda r: r["tune_ndcg@20"])
+    return {"scenario": scenario, "seed": seed, "variant": variant, "tune_ndcg@20": log["best_tune_ndcg@20"],
+            "best_epoch": best["epoch"], "epochs_run": log["history"][-1]["epoch"], "recall@20": float(m["recall@20"]),
+            "ndcg@20": float(m["ndcg@20"]), "seconds": time.time() - t}
+
+
+def merge(rows: list[dict]) -> dict:
+    table: dict = {}
+    for sc in sorted({r["scenario"] for r in rows}):
+        by = {(r["variant"], r["seed"]): r for r in rows if r["scenario"] == sc}
+        seeds = sorted({s for _, s in by})
+        for v in VARIANTS:
+            if not all((v, s) in by for s in seeds):
+                continue
+            entry = {m: [by[v, s][m] for s in seeds] for m in ("tune_ndcg@20", "recall@20", "ndcg@20")}
+            entry["minus_served"] = {m: [by[v, s][m] - by[BASE, s][m] for s in seeds] for m in entry}
+            entry["best_epoch"] = [by[v, s]["best_epoch"] for s in seeds]
+            table.setdefault(sc, {"seeds": seeds, "variants": {}})["variants"][v] = entry
+    return table
+
+
+def write(table: dict) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "bundle_backbone.json").write_text(json.dumps(table, indent=2))
+    lines = []
+    for sc, t in table.items():
+        lines += [f"**{sc}** scenario, seeds {t['seeds']}: mean over seeds; Δ = paired per-seed difference against the "
+                  "served settings (tune chooses, test reports)", "",
+                  "| stage 1 | tune NDCG@20 | Δ tune per seed | test R@20 | test N@20 | Δ test R@20 per seed | best epoch |",
+                  "|---|---|---|---|---|---|---|"]
+        for v, e in t["variants"].items():
+            d = e["minus_served"]
+            lines.append(f"| {v} | {np.mean(e['tune_ndcg@20']):.4f} | {' / '.join(f'{x:+.4f}' for x in d['tune_ndcg@20'])} | "
+                         f"{np.mean(e['recall@20']):.4f} | {np.mean(e['ndcg@20']):.4f} | "
+                         f"{' / '.join(f'{x:+.4f}' for x in d['recall@20'])} | {e['best_epoch']} |")
+        lines.append("")
+    (RESULTS / "bundle_backbone.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(table), figsize=(7 * len(table), 4), squeeze=False)
+    for ax, (sc, t) in zip(axes[0], table.items()):
+        names = list(t["variants"])
+        for k, metric in enumerate(("tune_ndcg@20", "recall@20")):
+            vals = [t["variants"][v][metric] for v in names]
+            ax.barh(np.arange(len(names)) + 0.4 * k, [np.mean(x) for x in vals], 0.4, xerr=[np.std(x) for x in vals],
+                    label=f"{'tune NDCG@20' if k == 0 else 'test Recall@20'}")
+        ax.set_yticks(np.arange(len(names)) + 0.2, [n[:48] for n in names], fontsize=7)
+        ax.invert_yaxis()
+        ax.set(title=f"Youshu {sc}: bundle backbone (stage 1) variants", xlabel="mean ± std over seeds")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(RESULTS / "bundle_backbone.png", dpi=110)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--scenario", default="warm", choices=["cold", "warm", "all"])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS), metavar="VARIANT")
+    p.add_argument("--out", type=Path, default=RESULTS / "bundle_backbone_runs.jsonl")
+    p.add_argument("--merge", nargs="*", type=Path, help="runs' JSON-lines files to tabulate")
+    p.add_argument("--quiet", action="store_true")
+    a = p.parse_args()
+    if a.merge:
+        write(merge([json.loads(line) for f in a.merge for line in f.read_text().splitlines() if line.strip()]))
+        return
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    for seed in a.seeds:
+        for v in a.variants:
+            row = run(a.scenario, seed, v, not a.quiet)
+            print(json.dumps(row), flush=True)
+            with a.out.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+
+
+if __name__ == "__main__":
+    main()
