@@ -95,7 +95,7 @@ def write(table: dict) -> None:
             vals = [t["variants"][v][metric] for v in names]
             ax.barh(np.arange(len(names)) + 0.4 * k, [np.mean(x) for x in vals], 0.4, xerr=[np.std(x) for x in vals],
                     label=f"{'tune NDCG@20' if k == 0 else 'test Recall@20'}")
-        ax.set_yticks(np.arange(len(names)) + 0.2, [n[:48] for n in names], fontsize=7)
+        ax.set_yticks(np.arange(len(names)) + 0.2, [n.split(" (")[0] for n in names], fontsize=8)
         ax.invert_yaxis()
         ax.set(title=f"Youshu {sc}: bundle backbone (stage 1) variants", xlabel="mean ± std over seeds")
         ax.legend(fontsize=7)
