@@ -2,11 +2,12 @@
 
 For bundles without interactions: a scale per view, the bundle view's source (the gate's or the
 anchor itself) and a size prior α·log(members), chosen on the tune split by grid search, the identity
-included (so never worse there than the gate alone); then, the rest fixed, an offset β added to every
-such bundle's score, in units of the spread of the tune users' scores of warm bundles (it only moves
-new bundles against warm ones, so it matters where tune mixes both: the all scenario). Without it cold bundles carry no popularity:
-their gate-bounded vectors sit on another scale than warm ones, and log(size) (r ≈ 0.45 with a
-bundle's interactions on Youshu) is averaged away by every path that builds a cold vector.
+included (so never worse there than the gate alone). Without the calibration cold bundles carry no
+popularity: their gate-bounded vectors sit on another scale than warm ones, and log(size) (r ≈ 0.45
+with a bundle's interactions on Youshu) is averaged away by every path that builds a cold vector.
+Then, the rest fixed, an offset β is added to every such bundle's score, in units of the spread of
+the tune users' scores of warm bundles: it only moves new bundles against warm ones, so it matters
+where tune mixes both (the all scenario).
 
 Served bundle vector: [g_B·r_b^B ; g_I·r_b^I ; 0] for a bundle with interactions, the calibrated
 [c_B·r_b^B ; c_I·r_b^I ; α·log|b| + β] for one without; user vector [r_u^B ; r_u^I ; 1], so y_ub is one

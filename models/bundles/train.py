@@ -1,6 +1,7 @@
 """The bundle model end to end (MoDiffE Alg. 3 and the cold calibration): stage 1 of
-``models.bundles.backbone``, stages 2-3 of ``models.bundles.model``, stage 4 of ``models.bundles.calibration``, the choice of the served
-stage-3 variant on the tune split, and ``BundleModel``, what ``export.bundle_package`` packages.
+``models.bundles.backbone``, stages 2-3 of ``models.bundles.model``, stage 4 of
+``models.bundles.calibration``, the choice of the served stage-3 variant on the tune split, and
+``BundleModel``, what ``export.bundle_package`` packages.
 """
 
 from __future__ import annotations
