@@ -47,7 +47,7 @@ def run(scenario: str, seed: int, base: dict, progress: bool) -> dict:
     s = BundleSettings(scenario=scenario, seed=seed, **base)
     d = load_youshu(s.data_dir, scenario)
     t = time.time()
-    prior, _ = train_prior(d, s, progress)
+    prior, log_p = train_prior(d, s, progress)
     comp = composition_features(d, s, progress)
     aB, aI = cold_aware_features(d, d.bundle_counts())
     vd = fit_view_experts(d, prior, comp, s, progress)
@@ -63,7 +63,9 @@ def run(scenario: str, seed: int, base: dict, progress: bool) -> dict:
         c, log = calibrate_cold(d, users, gated, vd.anchor, s_c, progress)
         return test(served_vectors(d, gated, vd.anchor, c)), {"calibration": c.model_dump()} | log
 
-    out = {"backbone (w/o diffusion)": test(with_bias_column(np.concatenate([prior.bB, prior.bI], 1), 0.0)), "choices": {}}
+    out = {"backbone (w/o diffusion)": test(with_bias_column(np.concatenate([prior.bB, prior.bI], 1), 0.0)), "choices": {},
+           "prior": {"tune_ndcg@20": log_p["best_tune_ndcg@20"], "epochs_run": log_p["history"][-1]["epoch"],
+                     "fixed_epochs": log_p["fixed_epochs"]}}
     eta = s.aug_eta[scenario]
     for variant, name in GATE_ROWS.items():
         s_v, e = gate_variant(s, scenario, variant)

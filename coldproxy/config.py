@@ -133,20 +133,32 @@ class BundleSettings(TrainSettings):
     model_config = SettingsConfigDict(env_prefix="COLDPROXY_BUNDLES_", env_file=".env", extra="ignore")
     data_dir: Path = Field(DEFAULT_DATASETS / "youshu", description="Youshu (CoHeat release) directory")
     scenario: Literal["cold", "warm", "all"] = "cold"
-    lightgcn_layers: int = 2
-    shared_user_table: bool = Field(False, description="one user table for both views (CrossCBR); off: one per view")
-    layer_combine: Literal["mean", "normalised_sum"] = Field("mean", description="how a view combines its layers: "
+    # stage 1 (models/bundles/backbone.py): CrossCBR's published settings, chosen over stop 28's at stage 1 on
+    # the warm tune split, 3 seeds (bench/results/bundle_backbone.md)
+    lightgcn_layers: int = 1
+    shared_user_table: bool = Field(True, description="one user table for both views (CrossCBR); off: one per view")
+    layer_combine: Literal["mean", "normalised_sum"] = Field("normalised_sum", description="how a view combines its layers: "
                                                              "LightGCN's mean, or CrossCBR's layer 0 plus each "
                                                              "propagated layer L2-normalised")
-    edge_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="share of the user-bundle, user-item and bundle-item "
+    edge_dropout: float = Field(0.2, ge=0.0, lt=1.0, description="share of the user-bundle, user-item and bundle-item "
                                 "edges dropped from the training graphs, resampled every epoch (CrossCBR's ED)")
-    id_epochs: int = 100
-    id_lr: float = 5e-3
-    id_reg: float = 1e-4
+    init: Literal["normal", "xavier"] = Field("xavier", description="base tables' initialisation: N(0, 0.1), or "
+                                              "Xavier normal as CrossCBR (a small layer 0 beside normalised layers)")
+    id_epochs: int = Field(100, description="most stage-1 epochs; early-stopped on the tune split")
+    prior_fixed_epochs: dict[str, int] = Field({"cold": 60}, description="scenarios whose prior trains exactly this many "
+                                               "epochs (at most id_epochs) instead of early-stopping: the cold tune split "
+                                               "holds only bundles the prior never saw, so its NDCG is noise; 60: the "
+                                               "median best epoch on the warm tune split (40, 60, 100 over 3 seeds)")
+    id_lr: float = 1e-3
+    id_reg: float = Field(0.0, description="L2 on the batch's base embeddings, per triple")
+    id_weight_decay: float = Field(1e-4, ge=0.0, description="Adam weight decay on every stage-1 parameter, every step "
+                                   "(CrossCBR's l2_reg: 1e-4)")
     id_batch: int = 2048
-    contrast_weight: float = Field(0.04, description="CrossCBR cross-view InfoNCE weight")
+    contrast_weight: float = Field(0.02, description="weight of each cross-view InfoNCE term, users' and bundles' "
+                                   "(CrossCBR: 0.04 on their mean)")
     contrast_temp: float = 0.25
-    item_bpr_weight: float = Field(1.0, description="BPR on user-item interactions in the item-level view (eq. 2: CF on Y)")
+    item_bpr_weight: float = Field(0.0, description="BPR on user-item interactions in the item-level view (MoDiffE "
+                                   "eq. 2: CF on Y); off as in CrossCBR")
     composition_epochs: int = Field(20, description="bundle-item LightGCN epochs for the composition features")
     diffusion_epochs: int = 100
     anchor_n: int = Field(10, description="warm neighbours averaged into the anchor (MoDiffE: 10 on Youshu)")

@@ -13,6 +13,7 @@ every epoch (the full graphs are used to evaluate and to serve).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
@@ -50,19 +51,23 @@ class DualView(nn.Module):
         super().__init__()
         self.data, self.layers, self.combine = data, settings.lightgcn_layers, settings.layer_combine
         # created and initialised view by view, users first (the order of the RNG draws is part of a seed's result)
-        self.user_b, self.bundle = self._tables(data.n_users, data.n_bundles, dim=settings.dim)
+        tables = partial(self._tables, dim=settings.dim, init=settings.init)
+        self.user_b, self.bundle = tables(data.n_users, data.n_bundles)
         if settings.shared_user_table:
-            self.user_i, self.item = self.user_b, self._tables(data.n_items, dim=settings.dim)[0]
+            self.user_i, self.item = self.user_b, tables(data.n_items)[0]
         else:
-            self.user_i, self.item = self._tables(data.n_users, data.n_items, dim=settings.dim)
+            self.user_i, self.item = tables(data.n_users, data.n_items)
         self.full = self.graphs(None, 0.0)
         self.training_graphs = self.full
 
     @staticmethod
-    def _tables(*sizes: int, dim: int) -> list[nn.Embedding]:
+    def _tables(*sizes: int, dim: int, init: str) -> list[nn.Embedding]:
         tables = [nn.Embedding(n, dim) for n in sizes]
         for t in tables:
-            nn.init.normal_(t.weight, std=0.1)
+            if init == "xavier":
+                nn.init.xavier_normal_(t.weight)
+            else:
+                nn.init.normal_(t.weight, std=0.1)
         return tables
 
     def graphs(self, rng: np.random.Generator | None, dropout: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -131,12 +136,14 @@ def evaluate(data: BundleData, part: Interactions, scorer, ks=(20,)) -> dict[str
 def train_prior(data: BundleData, settings: BundleSettings, progress: bool = True) -> tuple[Prior, dict]:
     rng = seed_everything(settings.seed)
     model = DualView(data, settings)
-    opt = torch.optim.Adam(model.parameters(), lr=settings.id_lr)
+    opt = torch.optim.Adam(model.parameters(), lr=settings.id_lr, weight_decay=settings.id_weight_decay)
     users, bundles = torch.from_numpy(data.train.users), torch.from_numpy(data.train.items)
     ui_u, ui_i = torch.from_numpy(data.user_item.users), torch.from_numpy(data.user_item.items)
     warm = data.warm_bundles
+    fixed = settings.prior_fixed_epochs.get(data.scenario)  # None: early-stopped on tune
+    n_epochs = min(fixed, settings.id_epochs) if fixed else settings.id_epochs
     stopper, log = EarlyStopping(settings.patience), []
-    bar = tqdm(range(settings.id_epochs), desc=f"bundle prior ({data.scenario}, BPR + cross-view)", disable=not progress)
+    bar = tqdm(range(n_epochs), desc=f"bundle prior ({data.scenario}, BPR + cross-view)", disable=not progress)
     for epoch in bar:
         if settings.edge_dropout > 0:
             model.resample(rng, settings.edge_dropout)
@@ -165,12 +172,14 @@ def train_prior(data: BundleData, settings: BundleSettings, progress: bool = Tru
             loss.backward()
             opt.step()
             total += loss.item() * len(idx)
-        if (epoch + 1) % settings.eval_every == 0 or epoch + 1 == settings.id_epochs:
+        if (epoch + 1) % settings.eval_every == 0 or epoch + 1 == n_epochs:
             with torch.no_grad():
                 emb = [t.numpy().copy() for t in model.embeddings()]
             ndcg = evaluate(data, data.tune, lambda us: view_scores(us, *emb[:4]))["ndcg@20"]
             log.append({"epoch": epoch + 1, "loss": total / len(perm), "tune_ndcg@20": ndcg})
             bar.set_postfix(loss=f"{total / len(perm):.4f}", tune_ndcg20=f"{ndcg:.4f}")
-            if stopper.step(ndcg, lambda: emb):
+            if fixed:
+                stopper.best, stopper.state = ndcg, emb  # the last epoch's, whatever tune says
+            elif stopper.step(ndcg, lambda: emb):
                 break
-    return Prior(*stopper.state), {"best_tune_ndcg@20": stopper.best, "history": log}
+    return Prior(*stopper.state), {"best_tune_ndcg@20": stopper.best, "history": log, "fixed_epochs": fixed}

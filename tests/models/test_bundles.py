@@ -9,7 +9,7 @@ import torch
 from coldproxy.bundle_package import ColdCalibration, with_bias_column
 from coldproxy.config import DEFAULT_DATASETS, BundleSettings
 from models.bundles.calibration import calibrate_cold, served_vectors
-from models.bundles.backbone import DualView, evaluate, mean_matrix
+from models.bundles.backbone import DualView, evaluate, mean_matrix, train_prior
 from models.bundles.model import HierarchicalGate, cold_aware_features
 from models.bundles.train import gate_variant, train_bundle_model
 from models.bundles.data import load_youshu
@@ -79,8 +79,28 @@ def test_backbone_options_share_the_user_table_drop_edges_only_in_training_and_n
         expected = torch.cat([model.user_b.weight, model.bundle.weight]) + torch.nn.functional.normalize(layer1, dim=1)
     assert torch.allclose(torch.cat([uB, bB]), expected, atol=1e-6)
     assert not torch.allclose(served[3], trained[3])  # training reads the edge-dropped graphs, serving the full ones
-    separate = DualView(cold, BundleSettings(dim=8))
+    separate = DualView(cold, BundleSettings(dim=8, shared_user_table=False))
     assert separate.user_i is not separate.user_b and len(list(separate.parameters())) == 4
+
+
+def test_prior_xavier_init_weight_decay_and_fixed_epochs_where_tune_cannot_choose(cold):
+    """Xavier tables are CrossCBR's small layer 0; Adam's weight decay reaches rows no loss touches (cold
+    bundles); the cold scenario's prior trains its fixed epochs and keeps the last, whatever tune says."""
+    xavier = DualView(cold, BundleSettings(init="xavier", dim=8))
+    assert xavier.bundle.weight.std().item() == pytest.approx((2 / (cold.n_bundles + 8)) ** 0.5, rel=0.05)
+    new = np.unique(cold.test.items)
+    base = dict(init="xavier", dim=8, id_batch=16384, id_lr=1e-2, eval_every=1, patience=1, id_epochs=4,
+                layer_combine="normalised_sum", prior_fixed_epochs={"cold": 3})
+    norms = {}
+    for wd in (0.0, 1e-4):
+        prior, log = train_prior(cold, BundleSettings(id_weight_decay=wd, **base), progress=False)
+        norms[wd] = np.linalg.norm(prior.bB[new], axis=1).mean()
+    assert norms[1e-4] < 0.5 * norms[0.0]  # without decay a never-trained row keeps its initial norm
+    assert norms[0.0] == pytest.approx(np.linalg.norm(xavier.bundle.weight[new].detach().numpy(), axis=1).mean(), rel=0.1)
+    assert log["fixed_epochs"] == 3 and [r["epoch"] for r in log["history"]] == [1, 2, 3]
+    assert log["best_tune_ndcg@20"] == log["history"][-1]["tune_ndcg@20"]
+    capped = train_prior(cold, BundleSettings(**base | {"id_epochs": 2}), progress=False)[1]
+    assert [r["epoch"] for r in capped["history"]] == [1, 2]
 
 
 def test_hierarchical_gate_masks_the_prior_of_a_bundle_without_interactions_and_bounds_view_weights():
