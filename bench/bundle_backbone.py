@@ -39,6 +39,7 @@ VARIANTS = {  # name -> BundleSettings overrides; the first is the served defaul
     "  - edge dropout": {"edge_dropout": 0.0},
     "  + item-level BPR (MoDiffE eq. 2)": {"item_bpr_weight": 1.0},
     "  with 2 layers": {"lightgcn_layers": 2},
+    "  with at most 200 epochs": {"id_epochs": 200},
     "before (2 layers, lr 5e-3, mean of layers, a user table per view)": BEFORE,
     "+ edge dropout 0.2": BEFORE | {"edge_dropout": 0.2},
     "+ normalised layer sum": BEFORE | {"layer_combine": "normalised_sum"},

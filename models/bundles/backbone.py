@@ -1,14 +1,15 @@
-"""Stage 1 of the bundle model: the dual-level two-view prior (CrossCBR-style backbone, MoDiffE §3.2),
+"""Stage 1 of the bundle model: the dual-level two-view prior (CrossCBR backbone, MoDiffE §3.2),
 and the all-unrated-bundle evaluation every stage uses.
 
 The bundle-level view propagates users and bundles over the user-bundle graph; the item-level view
 propagates users and items over the user-item graph, a bundle being the mean of its items (eq. 5).
 y_ub = r_u^B·r_b^B + r_u^I·r_b^I, trained with BPR plus CrossCBR's cross-view contrastive loss and
-early-stopped on the scenario's tune split. CrossCBR's own settings are options
-(``BundleSettings``): one user table shared by both views, the layers combined as a sum of
-L2-normalised layers instead of LightGCN's mean, and edge dropout on the three graphs, resampled
-every epoch (the full graphs are used to evaluate and to serve).
-"""
+early-stopped on the scenario's tune split (the cold scenario's prior trains a fixed number of
+epochs: its tune split holds only bundles the prior never saw). The defaults are CrossCBR's
+published settings (``BundleSettings``): one user table shared by both views, layer 0 plus each
+propagated layer L2-normalised, Xavier init, Adam weight decay, and edge dropout on the three graphs,
+resampled every epoch (the full graphs are used to evaluate and to serve); LightGCN's mean of layers,
+N(0, 0.1) init, a user table per view and MoDiffE's item-level BPR are options."""
 
 from __future__ import annotations
 
