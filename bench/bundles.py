@@ -64,7 +64,7 @@ def run(scenario: str, seed: int, base: dict, progress: bool) -> dict:
         return test(served_vectors(d, gated, vd.anchor, c)), {"calibration": c.model_dump()} | log
 
     out = {"backbone (w/o diffusion)": test(with_bias_column(np.concatenate([prior.bB, prior.bI], 1), 0.0)), "choices": {},
-           "prior": {"tune_ndcg@20": log_p["best_tune_ndcg@20"], "epochs_run": log_p["history"][-1]["epoch"],
+           "prior": {"tune_ndcg@20": log_p["best_tune_ndcg@20"], "epochs_run": log_p["epochs_run"],
                      "fixed_epochs": log_p["fixed_epochs"]}}
     eta = s.aug_eta[scenario]
     for variant, name in GATE_ROWS.items():

@@ -69,7 +69,7 @@ def build_bundle_package(model: BundleModel, settings: BundleSettings, out: Path
     manifest = BundlePackageManifest(
         version=package_version(files, now), created_at=now.isoformat(), dim=settings.dim, scenario=d.scenario, anchor_n=settings.anchor_n,
         calibration=model.calibration, sampler=kw, files=files, parity=report,
-        metrics={"test": metrics, "prior": {"best_tune_ndcg@20": model.log["prior"]["best_tune_ndcg@20"]},
+        metrics={"test": metrics, "prior": {k: model.log["prior"].get(k) for k in ("best_tune_ndcg@20", "epochs_run", "fixed_epochs")},
                  "gate": {"best_tune_ndcg@20": model.log["gate"]["best_tune_ndcg@20"],
                           "variant": model.log["gate"].get("variant")},
                  "gate_selection": model.log.get("gate_selection"), "calibration": model.log.get("calibration")},

@@ -183,4 +183,5 @@ def train_prior(data: BundleData, settings: BundleSettings, progress: bool = Tru
                 stopper.best, stopper.state = ndcg, emb  # the last epoch's, whatever tune says
             elif stopper.step(ndcg, lambda: emb):
                 break
-    return Prior(*stopper.state), {"best_tune_ndcg@20": stopper.best, "history": log, "fixed_epochs": fixed}
+    return Prior(*stopper.state), {"best_tune_ndcg@20": stopper.best, "history": log, "epochs_run": log[-1]["epoch"],
+                                   "fixed_epochs": n_epochs if fixed else None}

@@ -100,7 +100,7 @@ def test_prior_xavier_init_weight_decay_and_fixed_epochs_where_tune_cannot_choos
     assert log["fixed_epochs"] == 3 and [r["epoch"] for r in log["history"]] == [1, 2, 3]
     assert log["best_tune_ndcg@20"] == log["history"][-1]["tune_ndcg@20"]
     capped = train_prior(cold, BundleSettings(**base | {"id_epochs": 2}), progress=False)[1]
-    assert [r["epoch"] for r in capped["history"]] == [1, 2]
+    assert [r["epoch"] for r in capped["history"]] == [1, 2] and capped["fixed_epochs"] == capped["epochs_run"] == 2
 
 
 def test_hierarchical_gate_masks_the_prior_of_a_bundle_without_interactions_and_bounds_view_weights():

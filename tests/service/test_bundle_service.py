@@ -82,6 +82,7 @@ def test_package_reproduces_the_trained_model_and_refuses_tampering(package, mod
     assert rec.arrays["user_emb"].shape == (model.data.n_users, 2 * rec.manifest.dim + 1)
     assert (rec.arrays["user_emb"][:, -1] == 1).all() and (rec.arrays["bundle_emb"][:, -1] == 0).all()
     assert rec.manifest.calibration == CALIBRATION
+    assert rec.manifest.metrics["prior"]["fixed_epochs"] == rec.manifest.metrics["prior"]["epochs_run"] == 1  # cold: fixed, capped
 
     import shutil
     bad = tmp_path / "tampered"
