@@ -31,6 +31,7 @@ BEFORE = {"lightgcn_layers": 2, "id_lr": 5e-3, "init": "normal", "id_weight_deca
           "item_bpr_weight": 1.0, "contrast_weight": 0.04, "shared_user_table": False, "layer_combine": "mean",
           "edge_dropout": 0.0}
 CROSSCBR = {"edge_dropout": 0.2, "layer_combine": "normalised_sum", "shared_user_table": True}
+OLD = "before (2 layers, lr 5e-3, mean of layers, a user table per view)"
 PUBLISHED = "CrossCBR as published (its settings + Xavier, weight decay, no item BPR, contrast 0.04 averaged)"
 VARIANTS = {  # name -> BundleSettings overrides; the first is the served default, the paired differences' base
     PUBLISHED: {},
@@ -40,7 +41,7 @@ VARIANTS = {  # name -> BundleSettings overrides; the first is the served defaul
     "  + item-level BPR (MoDiffE eq. 2)": {"item_bpr_weight": 1.0},
     "  with 2 layers": {"lightgcn_layers": 2},
     "  with at most 200 epochs": {"id_epochs": 200},
-    "before (2 layers, lr 5e-3, mean of layers, a user table per view)": BEFORE,
+    OLD: BEFORE,
     "+ edge dropout 0.2": BEFORE | {"edge_dropout": 0.2},
     "+ normalised layer sum": BEFORE | {"layer_combine": "normalised_sum"},
     "+ shared user table": BEFORE | {"shared_user_table": True},
@@ -51,7 +52,6 @@ VARIANTS = {  # name -> BundleSettings overrides; the first is the served defaul
     "+ Xavier init + normalised layer sum": BEFORE | {"init": "xavier", "layer_combine": "normalised_sum"},
 }
 BASE = next(iter(VARIANTS))
-OLD = "before (2 layers, lr 5e-3, mean of layers, a user table per view)"
 
 
 def reference(variant: str) -> str:
