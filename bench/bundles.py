@@ -3,7 +3,8 @@
 Per scenario and seed, stages 1-2 (prior, composition features, diffusion experts) are trained once
 and the variants share them: the backbone (w/o diffusion: the prior's two views), the full model as
 served (gate + cold calibration chosen on tune), w/o cold calibration (the gate's vectors as they
-are), the calibration w/o its size prior, w/o the anchor as bundle-view source or w/o its offset, cold bundles
+are), the calibration w/o its size prior, w/o the anchor as bundle-view source, w/o its offset or w/o
+the per-user placement, cold bundles
 ranked by the size prior alone (log members; warm bundles as served), w/o augmentation
 (η = 0) and w/o the output-layer gate (both views weight 1), each of the last two calibrated like the
 full model. Recall@20 / NDCG@20 on the scenario's test split, all-unrated-bundle protocol, beside
@@ -25,8 +26,8 @@ import numpy as np
 import torch
 
 from coldproxy.config import BundleSettings
-from coldproxy.bundle_package import ColdCalibration, with_bias_column
-from models.bundles.calibration import calibrate_cold, served_vectors
+from coldproxy.bundle_package import ColdCalibration, with_columns
+from models.bundles.calibration import calibrate_cold, served_users, served_vectors
 from models.bundles.backbone import evaluate, train_prior
 from models.bundles.model import ViewExperts, cold_aware_features, composition_features, fit_view_experts, train_gates
 from models.bundles.train import gate_variant
@@ -40,7 +41,8 @@ PUBLISHED = {  # MoDiffE Table 3, Youshu: (Recall@20, NDCG@20)
 SERVED = "served (variant chosen on tune)"
 GATE_ROWS = {"full": "full", "no_augmentation": "w/o augmentation", "no_output_gate": "w/o output gate"}  # variant -> row
 VARIANTS = ("backbone (w/o diffusion)", "size prior alone", SERVED, "full", "w/o cold calibration", "calibration w/o size prior",
-            "calibration w/o anchor source", "calibration w/o offset", "w/o augmentation", "w/o output gate")
+            "calibration w/o anchor source", "calibration w/o offset", "calibration w/o per-user placement", "w/o augmentation",
+            "w/o output gate")
 
 
 def run(scenario: str, seed: int, base: dict, progress: bool) -> dict:
@@ -53,17 +55,17 @@ def run(scenario: str, seed: int, base: dict, progress: bool) -> dict:
     vd = fit_view_experts(d, prior, comp, s, progress)
     ex = ViewExperts(prior.bB, vd.dB, prior.bI, vd.dI, aB, aI)
     users = np.concatenate([prior.uB, prior.uI], 1)
-    U = with_bias_column(users, 1.0)
 
-    def test(bundle_vectors: np.ndarray) -> dict:
+    def test(bundle_vectors: np.ndarray, placement: np.ndarray | float = 0.0) -> dict:
+        U = served_users(users, placement)
         m = evaluate(d, d.test, lambda us: U[us] @ bundle_vectors.T)
         return {"recall@20": float(m["recall@20"]), "ndcg@20": float(m["ndcg@20"])}
 
     def calibrated(gated: np.ndarray, s_c: BundleSettings) -> tuple[dict, dict]:
-        c, log = calibrate_cold(d, users, gated, vd.anchor, s_c, progress)
-        return test(served_vectors(d, gated, vd.anchor, c)), {"calibration": c.model_dump()} | log
+        c, placement, log = calibrate_cold(d, users, gated, vd.anchor, s_c, progress)
+        return test(served_vectors(d, gated, vd.anchor, c), placement), {"calibration": c.model_dump()} | log
 
-    out = {"backbone (w/o diffusion)": test(with_bias_column(np.concatenate([prior.bB, prior.bI], 1), 0.0)), "choices": {},
+    out = {"backbone (w/o diffusion)": test(with_columns(np.concatenate([prior.bB, prior.bI], 1), 0.0, 0.0)), "choices": {},
            "prior": {"tune_ndcg@20": log_p["best_tune_ndcg@20"], "epochs_run": log_p["epochs_run"],
                      "fixed_epochs": log_p["fixed_epochs"]}}
     eta = s.aug_eta[scenario]
@@ -80,7 +82,8 @@ def run(scenario: str, seed: int, base: dict, progress: bool) -> dict:
                                                                                                 log_size=1)))
             for abl, update in (("calibration w/o size prior", {"calibration_size_grid": [0.0]}),
                                 ("calibration w/o anchor source", {"calibration_sources": ["gate"]}),
-                                ("calibration w/o offset", {"calibration_offset_grid": [0.0]})):
+                                ("calibration w/o offset", {"calibration_offset_grid": [0.0]}),
+                                ("calibration w/o per-user placement", {"calibration_cold_slots_grid": []})):
                 out[abl], out["choices"][abl] = calibrated(gated, s.model_copy(update=update))
     out[SERVED] = out[served_variant(out)]
     out["seconds"] = time.time() - t

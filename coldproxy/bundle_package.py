@@ -19,8 +19,11 @@ A new bundle B with member items M, no interactions yet:
   their mean log(1 + count) for the items;
 * served vector [g_B·r_B ; g_I·r_I] from the gate, then the cold calibration (``ColdCalibration``,
   chosen on the tune split at training): the bundle view scaled by c_B (its source the gate's B view or
-  the anchor itself), the item view by c_I, and a last component α·log(|M|), the size prior; scored
-  against user vectors [u_B ; u_I ; 1]. Bundles with interactions are served as trained, last component 0.
+  the anchor itself), the item view by c_I, then two components: α·log(|M|) + β, the size prior, and 1,
+  the placement; scored against user vectors [u_B ; u_I ; 1 ; t_u]. t_u, the user's placement offset
+  (chosen at training on the tune split, 0 when off), aligns the user's k-th best new bundle with their
+  (20 - k)-th best warm one, so every user's top 20 holds about k new bundles whatever the scales of
+  their scores. Bundles with interactions are served as trained, last two components 0.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from coldproxy.errors import PackageError
 from coldproxy.package import read_manifest, verify_files
 from coldproxy.ort import make_session
 
-SCHEMA_VERSION = 2  # 2: the cold calibration and its size-prior component
+SCHEMA_VERSION = 3  # 2: the cold calibration and its size-prior component; 3: the per-user placement component
 FILES = {"sampler": "bundle_sampler.onnx", "gate": "bundle_gate.onnx", "embeddings": "embeddings.npz"}
 VIEWS = ("bundle", "item")
 VIEW_EXPERTS = ("prior", "diffusion")
@@ -52,34 +55,41 @@ class ColdCalibration(BaseModel):
     """How a bundle without interactions is served beside the others (MoDiffE's cold bundles carry no
     popularity, and their gate-bounded view vectors sit on another scale than warm ones): per view a
     scale, the bundle view's source, and a size prior α·log(members) + β in one extra component that
-    user vectors meet with a 1 (β, the offset, places new bundles against warm ones in a mixed ranking).
-    The identity (gate, 1, 1, 0, 0) serves the gate's vectors unchanged."""
+    user vectors meet with a 1 (β, the offset, places new bundles against warm ones in a mixed ranking),
+    then a component 1 that user vectors meet with their placement offset t_u (``cold_slots`` k: t_u
+    aligns the user's k-th best new bundle with their (``list_length`` - k)-th best warm one; 0: off).
+    The identity (gate, 1, 1, 0, 0, 0) serves the gate's vectors unchanged."""
 
     bundle_source: Literal["gate", "anchor"] = "gate"  # anchor: the similarity anchor without denoising
     bundle_view: float = 1.0
     item_view: float = 1.0
     log_size: float = 0.0
-    offset: float = 0.0  # absent from packages written before it: 0, what they served
+    offset: float = 0.0
+    cold_slots: int = 0  # the per-user placement's k; the offsets t_u are the users' last component
+    list_length: int = 20
 
     def cold(self, gated: np.ndarray, anchor: np.ndarray, sizes: np.ndarray) -> np.ndarray:
-        """Served vectors [n, 2·dim + 1] of bundles without interactions from the gate's [n, 2·dim], their
+        """Served vectors [n, 2·dim + 2] of bundles without interactions from the gate's [n, 2·dim], their
         B-view anchors [n, dim] and member counts [n]."""
         d = anchor.shape[1]
         b = anchor if self.bundle_source == "anchor" else gated[:, :d]
-        bias = (self.log_size * np.log(np.maximum(sizes, 1)) + self.offset).astype(np.float32)[:, None]
-        return np.concatenate([self.bundle_view * b, self.item_view * gated[:, d:], bias], 1).astype(np.float32)
+        bias = self.log_size * np.log(np.maximum(sizes, 1)) + self.offset
+        return with_columns(np.concatenate([self.bundle_view * b, self.item_view * gated[:, d:]], 1), bias, 1.0)
 
 
-def with_bias_column(vectors: np.ndarray, value: float = 0.0) -> np.ndarray:
-    """[n, k] -> [n, k + 1], the last column ``value``: warm bundles (0) and users (1)."""
-    return np.concatenate([vectors, np.full((len(vectors), 1), value, np.float32)], 1).astype(np.float32)
+def with_columns(vectors: np.ndarray, size_prior, placement) -> np.ndarray:
+    """[n, 2·dim] -> [n, 2·dim + 2], the served layout: the size-prior and placement components, each a
+    scalar or one value per row. Warm bundles (0, 0), new ones (α·log|b| + β, 1), users (1, t_u)."""
+    n = len(vectors)
+    extra = [np.broadcast_to(np.asarray(c, np.float32), (n,))[:, None] for c in (size_prior, placement)]
+    return np.concatenate([vectors, *extra], 1).astype(np.float32)
 
 
 class BundlePackageManifest(BaseModel):
     schema_version: int = SCHEMA_VERSION
     version: str
     created_at: str
-    dim: int  # per view; served vectors have 2 * dim + 1 (the size prior)
+    dim: int  # per view; served vectors have 2 * dim + 2 (the size prior, the placement)
     scenario: str
     anchor_n: int
     calibration: ColdCalibration
@@ -125,9 +135,9 @@ def load_bundle_package(path: Path) -> BundlePackage:
         if a[k].dtype.kind == "f":
             a[k] = a[k].astype(np.float32)
     d = m.dim
-    shapes = {"user_emb": (len(a["user_ids"]), 2 * d + 1), "item_prior": (len(a["item_ids"]), d),
+    shapes = {"user_emb": (len(a["user_ids"]), 2 * d + 2), "item_prior": (len(a["item_ids"]), d),
               "item_diffusion": (len(a["item_ids"]), d), "item_composition": (len(a["item_ids"]), d),
-              "item_counts": (len(a["item_ids"]),), "bundle_emb": (len(a["bundle_ids"]), 2 * d + 1),
+              "item_counts": (len(a["item_ids"]),), "bundle_emb": (len(a["bundle_ids"]), 2 * d + 2),
               "bundle_condition": (len(a["bundle_ids"]), 2 * d), "bundle_prior": (len(a["bundle_ids"]), d)}
     for k, shape in shapes.items():
         if a[k].shape != shape:
@@ -137,7 +147,7 @@ def load_bundle_package(path: Path) -> BundlePackage:
 
 @dataclass
 class BundleVectors:
-    """Per bundle: served vector [n, 2·dim + 1]; view weights [n, 2] (bundle, item); each view's expert
+    """Per bundle: served vector [n, 2·dim + 2]; view weights [n, 2] (bundle, item); each view's expert
     weights [n, 2] (prior, diffusion)."""
 
     embedding: np.ndarray

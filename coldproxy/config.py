@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -184,10 +184,21 @@ class BundleSettings(TrainSettings):
                                                              "units of the std of the tune users' warm-bundle scores")
     calibration_sources: list[Literal["gate", "anchor"]] = Field(["gate", "anchor"], description="bundle-view "
                                                                  "sources tried: the gate's, or the anchor undenoised")
+    calibration_cold_slots_grid: list[int] = Field(list(range(1, 20)), description="per-user placement: the k tried (0, "
+                                                   "off, is always tried first); each user's offset aligns their k-th best "
+                                                   "bundle without interactions with their (list_length - k)-th best warm one")
+    calibration_list_length: int = Field(20, ge=2, description="the ranked list the per-user placement fills")
     package_dir: Path = Field(REPO_ROOT / "artifacts" / "bundle_package",
                               description="where `coldproxy train-bundles` writes the served package")
     parity_bundles: int = Field(64, description="bundles each exported graph is checked on against torch")
     parity_tolerance: float = 1e-4
+
+    @model_validator(mode="after")
+    def _slots_inside_the_list(self):
+        bad = [k for k in self.calibration_cold_slots_grid if not 0 < k < self.calibration_list_length]
+        if bad:
+            raise ValueError(f"calibration_cold_slots_grid: {bad} outside 1..{self.calibration_list_length - 1}")
+        return self
 
 
 class ServiceSettings(BaseSettings):

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from coldproxy.bundle_package import ColdCalibration, with_bias_column
+from coldproxy.bundle_package import ColdCalibration, with_columns
 from coldproxy.config import BundleSettings
-from models.bundles.calibration import calibrate_cold, served_vectors
+from models.bundles.calibration import calibrate_cold, served_users, served_vectors
 from models.bundles.data import BundleData
 from models.bundles.backbone import Prior, evaluate, train_prior
 from models.bundles.model import (HierarchicalGate, ViewDiffusion, ViewExperts, cold_aware_features, composition_features,
@@ -30,10 +30,11 @@ class BundleModel:
     gate: HierarchicalGate | None
     log: dict
     calibration: ColdCalibration = field(default_factory=ColdCalibration)
+    placement: np.ndarray | float = 0.0  # the users' placement offsets t_u (stage 4), 0 when off
 
     def user_vectors(self) -> np.ndarray:
-        """[n_users, 2·dim + 1]: [r_u^B ; r_u^I ; 1]."""
-        return with_bias_column(np.concatenate([self.prior.uB, self.prior.uI], 1), 1.0)
+        """[n_users, 2·dim + 2]: [r_u^B ; r_u^I ; 1 ; t_u]."""
+        return served_users(np.concatenate([self.prior.uB, self.prior.uI], 1), self.placement)
 
     def gated_vectors(self) -> np.ndarray:
         """The hierarchical gate's [n_bundles, 2·dim]; without a gate, the prior's [r_b^B ; r_b^I] (the backbone)."""
@@ -44,9 +45,9 @@ class BundleModel:
             return self.gate(*(torch.from_numpy(x) for x in (ex.aB, ex.aI, ex.eB, ex.dB, ex.eI, ex.dI)))[0].numpy()
 
     def bundle_vectors(self) -> np.ndarray:
-        """Served bundle vectors [n_bundles, 2·dim + 1] (``served_vectors``); the backbone's have size component 0."""
+        """Served bundle vectors [n_bundles, 2·dim + 2] (``served_vectors``); the backbone's end in 0, 0."""
         if self.diffusion is None:
-            return with_bias_column(self.gated_vectors(), 0.0)
+            return with_columns(self.gated_vectors(), 0.0, 0.0)
         return served_vectors(self.data, self.gated_vectors(), self.diffusion.anchor, self.calibration)
 
     def test_metrics(self) -> dict[str, float]:
@@ -74,8 +75,9 @@ def train_bundle_model(data: BundleData, settings: BundleSettings, progress: boo
         model = BundleModel(data, prior, comp, ex, vd, gate, log)
         tune = log_g["best_tune_ndcg@20"]
         if settings.cold_calibration:
-            users = model.user_vectors()[:, :-1]
-            model.calibration, log["calibration"] = calibrate_cold(data, users, model.gated_vectors(), vd.anchor, settings, progress)
+            users = np.concatenate([prior.uB, prior.uI], 1)
+            model.calibration, model.placement, log["calibration"] = calibrate_cold(data, users, model.gated_vectors(), vd.anchor,
+                                                                                    settings, progress)
             tune = model.log["calibration"]["tune_ndcg@20"]
         candidates[name] = (tune, model)
     chosen = max(candidates, key=lambda k: candidates[k][0])  # the first listed wins a tie

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from coldproxy.bundle_package import ColdCalibration, with_bias_column
+from coldproxy.bundle_package import ColdCalibration, with_columns
 from coldproxy.config import DEFAULT_DATASETS, BundleSettings
-from models.bundles.calibration import calibrate_cold, served_vectors
+from models.bundles.calibration import calibrate_cold, placement_offsets, placement_tops, served_users, served_vectors
 from models.bundles.backbone import DualView, evaluate, mean_matrix, train_prior
 from models.bundles.model import HierarchicalGate, cold_aware_features
 from models.bundles.train import gate_variant, train_bundle_model
@@ -151,11 +151,12 @@ def test_cold_calibration_serves_warm_bundles_as_trained_and_cold_ones_scaled_wi
     c = ColdCalibration(bundle_source="anchor", bundle_view=3.0, item_view=0.5, log_size=2.0, offset=-0.5)
     out = served_vectors(cold, gated, anchor, c)
     warm, new = cold.warm_bundles, int(np.unique(cold.test.items)[0])
-    np.testing.assert_array_equal(out[warm], with_bias_column(gated[warm], 0.0))
+    np.testing.assert_array_equal(out[warm], with_columns(gated[warm], 0.0, 0.0))
     np.testing.assert_allclose(out[new, :d], 3.0 * anchor[new], rtol=1e-6)
     np.testing.assert_allclose(out[new, d:2 * d], 0.5 * gated[new, d:], rtol=1e-6)
-    assert out[new, -1] == pytest.approx(2.0 * np.log(len(cold.members()[new])) - 0.5, rel=1e-6)
-    np.testing.assert_array_equal(served_vectors(cold, gated, anchor, ColdCalibration())[new, :-1], gated[new])
+    assert out[new, -2] == pytest.approx(2.0 * np.log(len(cold.members()[new])) - 0.5, rel=1e-6)
+    assert out[new, -1] == 1.0  # met by the user's placement offset
+    np.testing.assert_array_equal(served_vectors(cold, gated, anchor, ColdCalibration())[new, :-2], gated[new])
 
 
 def test_calibration_is_the_tune_argmax_of_its_grid_and_never_below_the_gate_alone(cold):
@@ -166,21 +167,23 @@ def test_calibration_is_the_tune_argmax_of_its_grid_and_never_below_the_gate_alo
     users = rng.normal(size=(cold.n_users, 2 * d)).astype(np.float32)
     gated = rng.normal(size=(cold.n_bundles, 2 * d)).astype(np.float32)
     anchor = rng.normal(size=(cold.n_bundles, d)).astype(np.float32)
-    s = BundleSettings(calibration_view_grid=[0.0, 1.0], calibration_size_grid=[0.0, 4.0], calibration_offset_grid=[0.0, -1.0])
-    c, log = calibrate_cold(cold, users, gated, anchor, s, progress=False)
-    U = with_bias_column(users, 1.0)
+    s = BundleSettings(calibration_view_grid=[0.0, 1.0], calibration_size_grid=[0.0, 4.0], calibration_offset_grid=[0.0, -1.0],
+                       calibration_cold_slots_grid=[5])
+    c, placement, log = calibrate_cold(cold, users, gated, anchor, s, progress=False)
+    assert c.cold_slots == 0 and not placement.any()  # every tune positive is new: nothing to gain from warm ones
+    U = served_users(users)
 
     def tune(cal):
         V = served_vectors(cold, gated, anchor, cal)
         return evaluate(cold, cold.tune, lambda us: U[us] @ V.T)["ndcg@20"]
 
-    assert log["tried"] == 1 + 2 * 2 * 2 * 2 + 2
+    assert log["tried"] == 1 + 2 * 2 * 2 * 2 + 2 + 2
     assert log["tune_ndcg@20"] == pytest.approx(tune(c), abs=1e-12)
     assert log["identity_tune_ndcg@20"] == pytest.approx(tune(ColdCalibration()), abs=1e-12)
     assert c.log_size == 4.0 and log["tune_ndcg@20"] > log["identity_tune_ndcg@20"]
     assert c.offset == 0.0  # on the cold split a negative offset only lets warm bundles in
     only_identity = BundleSettings(calibration_view_grid=[1.0], calibration_size_grid=[0.0], calibration_sources=["gate"],
-                                   calibration_offset_grid=[0.0])
+                                   calibration_offset_grid=[0.0], calibration_cold_slots_grid=[])
     assert calibrate_cold(cold, users, gated, anchor, only_identity, progress=False)[0] == ColdCalibration()
 
 
@@ -195,12 +198,49 @@ def test_the_calibration_offset_lifts_new_bundles_that_score_below_every_warm_on
     gated[cold.warm_bundles] += 10.0
     anchor = gated[:, :d].copy()
     s = BundleSettings(calibration_view_grid=[1.0], calibration_size_grid=[0.0], calibration_sources=["gate"],
-                       calibration_offset_grid=[0.0, 100.0])
-    c, log = calibrate_cold(cold, users, gated, anchor, s, progress=False)
+                       calibration_offset_grid=[0.0, 100.0], calibration_cold_slots_grid=[])
+    c, _, log = calibrate_cold(cold, users, gated, anchor, s, progress=False)
     assert log["tune_ndcg@20_without_offset"] == 0.0 < log["tune_ndcg@20"]
     assert c.offset == pytest.approx(100.0 * log["offset_unit"], rel=1e-5)
-    U, V = with_bias_column(users, 1.0), served_vectors(cold, gated, anchor, c)
-    assert evaluate(cold, cold.tune, lambda us: U[us] @ V.T)["ndcg@20"] == pytest.approx(log["tune_ndcg@20"], abs=1e-9)
+    U, V = served_users(users), served_vectors(cold, gated, anchor, c)
+    # float32 at an offset of 100 spreads: the two summation orders may swap a few near-tied new bundles
+    assert evaluate(cold, cold.tune, lambda us: U[us] @ V.T)["ndcg@20"] == pytest.approx(log["tune_ndcg@20"], rel=5e-3)
+
+
+def test_the_per_user_placement_puts_k_new_bundles_in_every_top_list_and_k_is_chosen_on_tune():
+    """On the all split, new bundles' scores on a scale 100x below warm ones' (they seldom reach a top 20
+    and a shared offset cannot fix every user at once): each user's offset lifts exactly k of them into
+    their top 20; the k best on tune is chosen over placement off, and the fast tune scorer agrees
+    with serving the users' offsets."""
+    mixed = load_youshu(YOUSHU, "all")
+    rng = np.random.default_rng(3)
+    d = 8
+    users = rng.normal(size=(mixed.n_users, 2 * d)).astype(np.float32)
+    gated = np.zeros((mixed.n_bundles, 2 * d), np.float32)
+    for part in (mixed.train, mixed.tune):  # a signal the tune split can see
+        np.add.at(gated, part.items, users[part.users])
+    new = mixed.bundle_counts() == 0
+    gated[new] *= 0.01 * rng.uniform(0.5, 2.0, size=(int(new.sum()), 1)).astype(np.float32)
+    anchor = gated[:, :d].copy()
+    s = BundleSettings(calibration_view_grid=[1.0], calibration_size_grid=[0.0], calibration_sources=["gate"],
+                       calibration_offset_grid=[0.0], calibration_cold_slots_grid=[3, 10])
+    c, placement, log = calibrate_cold(mixed, users, gated, anchor, s, progress=False)
+    assert log["tune_ndcg@20_by_cold_slots"][0] == log["tune_ndcg@20_without_placement"] < log["tune_ndcg@20"]
+    assert c.cold_slots in (3, 10) and c.list_length == 20 and placement.shape == (mixed.n_users,)
+    U, V = served_users(users, placement), served_vectors(mixed, gated, anchor, c)
+    assert evaluate(mixed, mixed.tune, lambda us: U[us] @ V.T)["ndcg@20"] == pytest.approx(log["tune_ndcg@20"], abs=1e-9)
+    for k in (1, 7, 19):
+        t = placement_offsets(*placement_tops(mixed, users, V, 20), k)
+        scores = served_users(users[:300], t[:300]) @ V.T
+        scores[mixed.train.users[mixed.train.users < 300], mixed.train.items[mixed.train.users < 300]] = -np.inf
+        top = np.argsort(-scores, 1)[:, :20]
+        assert (new[top].sum(1) == k).all()
+
+
+@pytest.mark.parametrize("grid", [[0], [20], [3, 25]])
+def test_placement_slots_outside_the_list_are_refused(grid):
+    with pytest.raises(ValueError, match="calibration_cold_slots_grid"):
+        BundleSettings(calibration_cold_slots_grid=grid)
 
 
 def test_the_served_gate_variant_is_the_calibrated_one_best_on_tune(cold):

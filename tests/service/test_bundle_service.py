@@ -3,7 +3,8 @@ to a package, served by a real uvicorn app over real HTTP and real Redis.
 
 What is checked: the package reproduces the trained model (ONNX + numpy vs torch); POST /v1/bundles
 of a held-out cold bundle serves exactly the vector the model gives it, its cold calibration included
-(set by hand to one that uses every part: the anchor as source, both view scales, the size prior); the bundle is stored in
+(set by hand to one that uses every part: the anchor as source, both view scales, the size prior, the
+users' placement offsets); the bundle is stored in
 Redis under its own namespace, fetched, ranked and recommended; bad input is a 4xx that names the
 problem and stores nothing; a second replica sees the bundle.
 """
@@ -36,10 +37,11 @@ def trained_bundles(tmp_path_factory):
     d = load_youshu(s.data_dir, s.scenario)
     m = train_bundle_model(d, s, progress=False)
     m.calibration = CALIBRATION  # its choice on tune is tested in tests/models/test_bundles.py
+    m.placement = np.linspace(-1.0, 1.0, d.n_users).astype(np.float32)  # each user's own offset for new bundles
     return m, build_bundle_package(m, s)
 
 
-CALIBRATION = ColdCalibration(bundle_source="anchor", bundle_view=2.0, item_view=0.5, log_size=1.5, offset=-0.75)
+CALIBRATION = ColdCalibration(bundle_source="anchor", bundle_view=2.0, item_view=0.5, log_size=1.5, offset=-0.75, cold_slots=3)
 
 
 @pytest.fixture(scope="module")
@@ -79,8 +81,9 @@ def test_package_reproduces_the_trained_model_and_refuses_tampering(package, mod
     warm = model.data.warm_bundles
     assert rec.arrays["bundle_ids"].tolist() == [str(b) for b in warm]
     np.testing.assert_allclose(rec.arrays["bundle_emb"], model.bundle_vectors()[warm], atol=1e-6)
-    assert rec.arrays["user_emb"].shape == (model.data.n_users, 2 * rec.manifest.dim + 1)
-    assert (rec.arrays["user_emb"][:, -1] == 1).all() and (rec.arrays["bundle_emb"][:, -1] == 0).all()
+    assert rec.arrays["user_emb"].shape == (model.data.n_users, 2 * rec.manifest.dim + 2)
+    assert (rec.arrays["user_emb"][:, -2] == 1).all() and (rec.arrays["bundle_emb"][:, -2:] == 0).all()
+    np.testing.assert_array_equal(rec.arrays["user_emb"][:, -1], model.placement)
     assert rec.manifest.calibration == CALIBRATION
     assert rec.manifest.metrics["prior"]["fixed_epochs"] == rec.manifest.metrics["prior"]["epochs_run"] == 1  # cold: fixed, capped
 
@@ -102,9 +105,10 @@ def test_a_posted_cold_bundle_gets_the_models_vector_and_is_stored_fetched_and_r
     out = r.json()
     want = model.bundle_vectors()[b]
     np.testing.assert_allclose(out["embedding"], want, atol=1e-4)
-    d = model.user_vectors().shape[1] // 2
+    d = (model.user_vectors().shape[1] - 2) // 2
     np.testing.assert_allclose(out["embedding"][:d], 2.0 * model.diffusion.anchor[b], atol=1e-4)  # the anchor, scaled
-    assert out["embedding"][-1] == pytest.approx(1.5 * np.log(len(members)) - 0.75, abs=1e-5)  # the size prior and the offset
+    assert out["embedding"][-2] == pytest.approx(1.5 * np.log(len(members)) - 0.75, abs=1e-5)  # the size prior and the offset
+    assert out["embedding"][-1] == 1.0  # met by each user's placement offset
     assert out["members"] == len(members) and out["source"] == "proxy"
     assert out["expert_weights"]["bundle"] == {"prior": 0.0, "diffusion": 1.0}  # no interactions: the B prior is masked
     assert sum(out["expert_weights"]["item"].values()) == pytest.approx(1.0, abs=1e-5)
