@@ -39,6 +39,7 @@ PUBLISHED = {  # MoDiffE Table 3, Youshu: (Recall@20, NDCG@20)
     "CoHeat (published)": {"cold": (0.0183, 0.0105), "all": (0.1247, 0.0833), "warm": (0.2804, 0.1646)},
 }
 SERVED = "served (variant chosen on tune)"
+HITS = ("hit_rate@20", "new_item_hit_rate@20", "new_item_share_of_positives")  # new items: bundles without interactions
 GATE_ROWS = {"full": "full", "no_augmentation": "w/o augmentation", "no_output_gate": "w/o output gate"}  # variant -> row
 VARIANTS = ("backbone (w/o diffusion)", "size prior alone", SERVED, "full", "w/o cold calibration", "calibration w/o size prior",
             "calibration w/o anchor source", "calibration w/o offset", "calibration w/o per-user placement", "w/o augmentation",
@@ -56,10 +57,12 @@ def run(scenario: str, seed: int, base: dict, progress: bool) -> dict:
     ex = ViewExperts(prior.bB, vd.dB, prior.bI, vd.dI, aB, aI)
     users = np.concatenate([prior.uB, prior.uI], 1)
 
+    new = d.bundle_counts() == 0
+
     def test(bundle_vectors: np.ndarray, placement: np.ndarray | float = 0.0) -> dict:
         U = served_users(users, placement)
-        m = evaluate(d, d.test, lambda us: U[us] @ bundle_vectors.T)
-        return {"recall@20": float(m["recall@20"]), "ndcg@20": float(m["ndcg@20"])}
+        m = evaluate(d, d.test, lambda us: U[us] @ bundle_vectors.T, new=new)
+        return {k: float(m[k]) for k in ("recall@20", "ndcg@20") + HITS}
 
     def calibrated(gated: np.ndarray, s_c: BundleSettings) -> tuple[dict, dict]:
         c, placement, log = calibrate_cold(d, users, gated, vd.anchor, s_c, progress)
@@ -101,9 +104,10 @@ def summarise(runs: dict) -> dict:
     table = {}
     for sc, by_seed in runs.items():
         for v in VARIANTS:
-            for m in ("recall@20", "ndcg@20"):
-                x = np.array([r[v][m] for r in by_seed.values()])
-                table.setdefault(v, {}).setdefault(sc, {})[m] = (float(x.mean()), float(x.std()))
+            for m in ("recall@20", "ndcg@20") + HITS:
+                if all(m in r[v] for r in by_seed.values()):  # runs before the hit rates have none
+                    x = np.array([r[v][m] for r in by_seed.values()])
+                    table.setdefault(v, {}).setdefault(sc, {})[m] = (float(x.mean()), float(x.std()))
     return table
 
 
@@ -121,6 +125,12 @@ def write(report: dict, name: str = "bundles") -> None:
         lines.append(f"| {v} | " + " | ".join(cells) + " |")
     for name, by in PUBLISHED.items():
         lines.append(f"| {name} | " + " | ".join(f"{by[sc][0]:.4f} | {by[sc][1]:.4f}" for sc in scen) + " |")
+    if "all" in scen and all(HITS[0] in by["all"] for by in report["table"].values()):
+        lines += ["", "**all** scenario: share of test positives reaching the user's top 20 (all; bundles without "
+                  "interactions) and those bundles' share of the positives", "",
+                  "| model | " + " | ".join(HITS) + " |", "|---|" + "---|" * len(HITS)]
+        lines += [f"| {v} | " + " | ".join(f"{by['all'][m][0]:.4f} ± {by['all'][m][1]:.4f}" for m in HITS) + " |"
+                  for v, by in report["table"].items()]
     (RESULTS / "bundles.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

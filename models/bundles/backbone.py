@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from coldproxy.config import BundleSettings
 from models.bundles.data import BundleData
 from models.data import Interactions
-from models.evaluate import ranking_metrics
+from models.evaluate import hit_rates, ranking_metrics, top_columns
 from models.idmodel import normalised_adjacency
 from models.training import EarlyStopping, bpr_loss, seed_everything
 
@@ -120,8 +120,9 @@ def view_scores(users: np.ndarray, uB, bB, uI, bI, out_w: np.ndarray | None = No
     return (uB[users] @ bB.T) * out_w[:, 0] + (uI[users] @ bI.T) * out_w[:, 1]
 
 
-def evaluate(data: BundleData, part: Interactions, scorer, ks=(20,)) -> dict[str, float]:
-    """All-unrated-bundle protocol: every bundle is a candidate except the user's training bundles."""
+def evaluate(data: BundleData, part: Interactions, scorer, ks=(20,), new: np.ndarray | None = None) -> dict[str, float]:
+    """All-unrated-bundle protocol: every bundle is a candidate except the user's training bundles. With
+    ``new`` (a mask over bundles), also ``hit_rates`` at the largest K for those bundles."""
     users = np.unique(part.users)
     scores = scorer(users)
     row = -np.ones(data.n_users, np.int64)
@@ -131,7 +132,11 @@ def evaluate(data: BundleData, part: Interactions, scorer, ks=(20,)) -> dict[str
     relevant: list[list[int]] = [[] for _ in users]
     for u, b in zip(row[part.users], part.items):
         relevant[u].append(b)
-    return ranking_metrics(scores, [np.array(r) for r in relevant], ks)
+    relevant = [np.array(r, np.int64) for r in relevant]
+    if new is None:
+        return ranking_metrics(scores, relevant, ks)
+    top = top_columns(scores, max(ks))
+    return ranking_metrics(scores, relevant, ks, top) | hit_rates(top, relevant, [new[r] for r in relevant], max(ks))
 
 
 def train_prior(data: BundleData, settings: BundleSettings, progress: bool = True) -> tuple[Prior, dict]:

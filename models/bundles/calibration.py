@@ -118,7 +118,7 @@ def calibrate_cold(data: BundleData, users: np.ndarray, gated: np.ndarray, ancho
     spread = float(warm_scores.std()) if warm_scores.size else 1.0
     offsets = [best] + [best.model_copy(update={"offset": round(k * spread, 6)}) for k in settings.calibration_offset_grid if k != 0]
     best, tried_offsets = search(offsets, f"cold offset ({data.scenario}, tune)")
-    slots = [k for k in settings.calibration_cold_slots_grid if k]
+    slots = list(settings.calibration_cold_slots_grid)  # each in 1..length - 1 (BundleSettings checks)
     if slots:
         warm_top, cold_top = placement_tops(data, users, served_vectors(data, gated, anchor, best), length)
         placements |= {k: placement_offsets(warm_top, cold_top, k) for k in slots}
