@@ -32,6 +32,7 @@ from coldproxy.bundle_package import ColdCalibration, with_columns
 from coldproxy.config import BundleSettings
 from models.bundles.data import BundleData
 from models.bundles.backbone import evaluate
+from models.evaluate import top_columns
 
 
 def served_vectors(data: BundleData, gated: np.ndarray, anchor: np.ndarray, calibration: ColdCalibration) -> np.ndarray:
@@ -59,10 +60,9 @@ def placement_tops(data: BundleData, users: np.ndarray, served: np.ndarray, leng
         seen = (data.train.users >= a) & (data.train.users < a + chunk)
         s[data.train.users[seen] - a, data.train.items[seen]] = -np.inf
         for pool, out in ((s[:, ~cold], warm_top), (s[:, cold], cold_top)):
-            n = min(length, pool.shape[1])
-            if n:
-                top = -np.partition(-pool, n - 1, axis=1)[:, :n]
-                out[a : a + chunk, :n] = -np.sort(-top, axis=1)
+            if pool.shape[1]:
+                best = np.take_along_axis(pool, top_columns(pool, length), axis=1)
+                out[a : a + chunk, : best.shape[1]] = best
     return warm_top, cold_top
 
 
