@@ -55,7 +55,7 @@ def run(scenario: str, seed: int, base: dict, progress: bool) -> dict:
     aB, aI = cold_aware_features(d, d.bundle_counts())
     vd = fit_view_experts(d, prior, comp, s, progress)
     ex = ViewExperts(prior.bB, vd.dB, prior.bI, vd.dI, aB, aI)
-    users = np.concatenate([prior.uB, prior.uI], 1)
+    users = prior.users()
 
     new = d.bundle_counts() == 0
 

@@ -89,7 +89,7 @@ class BundlePackageManifest(BaseModel):
     schema_version: int = SCHEMA_VERSION
     version: str
     created_at: str
-    dim: int  # per view; served vectors have 2 * dim + 2 (the size prior, the placement)
+    dim: int  # per view; served vectors have ``served_dim``
     scenario: str
     anchor_n: int
     calibration: ColdCalibration
@@ -99,6 +99,11 @@ class BundlePackageManifest(BaseModel):
     metrics: dict
     provenance: dict
     counts: dict[str, int]
+
+    @property
+    def served_dim(self) -> int:
+        """Width of served user and bundle vectors: both views, then the size prior and the placement."""
+        return 2 * self.dim + 2
 
 
 def bundle_condition(members_mean, comp_items: np.ndarray, item_prior: np.ndarray) -> np.ndarray:
@@ -135,9 +140,9 @@ def load_bundle_package(path: Path) -> BundlePackage:
         if a[k].dtype.kind == "f":
             a[k] = a[k].astype(np.float32)
     d = m.dim
-    shapes = {"user_emb": (len(a["user_ids"]), 2 * d + 2), "item_prior": (len(a["item_ids"]), d),
+    shapes = {"user_emb": (len(a["user_ids"]), m.served_dim), "item_prior": (len(a["item_ids"]), d),
               "item_diffusion": (len(a["item_ids"]), d), "item_composition": (len(a["item_ids"]), d),
-              "item_counts": (len(a["item_ids"]),), "bundle_emb": (len(a["bundle_ids"]), 2 * d + 2),
+              "item_counts": (len(a["item_ids"]),), "bundle_emb": (len(a["bundle_ids"]), m.served_dim),
               "bundle_condition": (len(a["bundle_ids"]), 2 * d), "bundle_prior": (len(a["bundle_ids"]), d)}
     for k, shape in shapes.items():
         if a[k].shape != shape:

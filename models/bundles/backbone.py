@@ -112,6 +112,10 @@ class Prior:
     bI: np.ndarray
     iI: np.ndarray
 
+    def users(self) -> np.ndarray:
+        """[n_users, 2·dim]: each user's two views [r_u^B ; r_u^I]."""
+        return np.concatenate([self.uB, self.uI], 1)
+
 
 def view_scores(users: np.ndarray, uB, bB, uI, bI, out_w: np.ndarray | None = None) -> np.ndarray:
     """y_ub for ``users`` x all bundles (eq. 19); ``out_w`` [n_bundles, 2] the output gate's view weights."""

@@ -170,7 +170,7 @@ def train_gates(data: BundleData, prior: Prior, ex: ViewExperts, settings: Bundl
     gate = HierarchicalGate(ex.aB.shape[1], ex.aI.shape[1], settings.output_gate)
     opt = torch.optim.Adam(gate.parameters(), lr=settings.gate_lr)
     T = {k: torch.from_numpy(getattr(ex, k)) for k in ("eB", "dB", "eI", "dI", "aB", "aI")}
-    U = torch.from_numpy(np.concatenate([prior.uB, prior.uI], 1))
+    U = torch.from_numpy(prior.users())
     inter, warm = data.train, data.warm_bundles
     partners = PositivesByUser(inter)
     n_aug = int(round(min(eta, 1.0) * settings.gate_batch)) if eta > 0 else 0

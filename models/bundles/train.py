@@ -34,7 +34,7 @@ class BundleModel:
 
     def user_vectors(self) -> np.ndarray:
         """[n_users, 2·dim + 2]: [r_u^B ; r_u^I ; 1 ; t_u]."""
-        return served_users(np.concatenate([self.prior.uB, self.prior.uI], 1), self.placement)
+        return served_users(self.prior.users(), self.placement)
 
     def gated_vectors(self) -> np.ndarray:
         """The hierarchical gate's [n_bundles, 2·dim]; without a gate, the prior's [r_b^B ; r_b^I] (the backbone)."""
@@ -75,9 +75,8 @@ def train_bundle_model(data: BundleData, settings: BundleSettings, progress: boo
         model = BundleModel(data, prior, comp, ex, vd, gate, log)
         tune = log_g["best_tune_ndcg@20"]
         if settings.cold_calibration:
-            users = np.concatenate([prior.uB, prior.uI], 1)
-            model.calibration, model.placement, log["calibration"] = calibrate_cold(data, users, model.gated_vectors(), vd.anchor,
-                                                                                    settings, progress)
+            model.calibration, model.placement, log["calibration"] = calibrate_cold(data, prior.users(), model.gated_vectors(),
+                                                                                    vd.anchor, settings, progress)
             tune = model.log["calibration"]["tune_ndcg@20"]
         candidates[name] = (tune, model)
     chosen = max(candidates, key=lambda k: candidates[k][0])  # the first listed wins a tie

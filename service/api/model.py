@@ -20,7 +20,7 @@ async def model(st: AppState, sv: Live) -> ModelOut:
     bundles = None
     if sv.bundles is not None:
         bm = sv.bundles.package.manifest
-        bundles = {"version": bm.version, "created_at": bm.created_at, "scenario": bm.scenario, "dim": 2 * bm.dim + 2,
+        bundles = {"version": bm.version, "created_at": bm.created_at, "scenario": bm.scenario, "dim": bm.served_dim,
                    "calibration": bm.calibration.model_dump(), "counts": bm.counts,
                    "cold_bundles_indexed": sv.bundles.catalog.cold_indexed,
                    "test_metrics": bm.metrics.get("test", {})}
