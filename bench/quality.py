@@ -12,6 +12,7 @@ Writes bench/results/<out>.{json,md,png} (default quality_movielens), titled wit
 
     python bench/quality.py [--seeds 0 1 2] [--only full CB2CF ...] [--merge]   # --merge: more rows, or more seeds
     python bench/quality.py --data DIR --format generic --out quality_mydata   # your own catalogue
+    python bench/quality.py --combine s0.json s1.json s2.json --out quality_x   # per-seed runs into one table
 """
 
 from __future__ import annotations
@@ -217,12 +218,21 @@ def main() -> None:
     p.add_argument("--merge", action="store_true", help="add the rows run now to the existing results file (same seeds)")
     p.add_argument("--data", type=Path, help="dataset directory (default: COLDPROXY_DATA_DIR, MovieLens-posters)")
     p.add_argument("--format", choices=["movielens", "generic"], help="dataset format (COLDPROXY_DATA_FORMAT)")
+    p.add_argument("--combine", type=Path, nargs="+", help="write --out from these results files (e.g. one per "
+                   "seed, each run on a core of its own) instead of running")
     a = p.parse_args()
     data = {k: v for k, v in (("data_dir", a.data), ("data_format", a.format)) if v is not None}
     t = time.time()
-    runs = [run_seed(seed, set(a.only) if a.only else None, data) for seed in a.seeds]
-    per_seed, dataset = [res for res, _ in runs], runs[0][1]
-    seeds = a.seeds
+    if a.combine:
+        files = [json.loads(f.read_text()) for f in a.combine]
+        seeds = [seed for f in files for seed in f["seeds"]]
+        if len(set(seeds)) < len(seeds):
+            raise SystemExit(f"--combine: a seed appears twice ({seeds})")
+        per_seed, dataset = [run for f in files for run in f["per_seed"]], files[0]["dataset"]
+    else:
+        runs = [run_seed(seed, set(a.only) if a.only else None, data) for seed in a.seeds]
+        per_seed, dataset = [res for res, _ in runs], runs[0][1]
+        seeds = a.seeds
     if a.merge and (RESULTS / f"{a.out}.json").exists():
         old = json.loads((RESULTS / f"{a.out}.json").read_text())
         if old["seeds"] == a.seeds:  # more rows for the same seeds

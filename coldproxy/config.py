@@ -43,7 +43,10 @@ class TrainSettings(BaseSettings):
     encode_batch: int = 64
 
     # ID model: MF-BPR or LightGCN, both trained with BPR on warm interactions
-    id_model: Literal["mf", "lightgcn"] = "mf"
+    id_model: Literal["mf", "lightgcn"] = Field("lightgcn", description="the existing recommender every proxy imitates. "
+                                              "LightGCN: over 3 MovieLens seeds its served model scored higher on "
+                                              "validation-cold NDCG@20 than MF's (0.2873 against 0.2687; "
+                                              "bench/results/quality_movielens_lightgcn.md)")
     lightgcn_layers: int = 3
     dim: int = 64
     id_epochs: int = 60
@@ -55,6 +58,13 @@ class TrainSettings(BaseSettings):
     id_fallback: bool = Field(True, description="when the ID model is not clearly better than popularity and random "
                               "on warm validation, also train the other ID model and a more regularised one, and "
                               "keep the validation-best")
+
+    # text encoder fine-tuning (models/items/text_finetune.py)
+    text_finetune: bool = Field(False, description="fine-tune MiniLM's last layer on the warm items' ID embeddings "
+                                "before the generators train (the package's text encoder carries the layer)")
+    text_finetune_epochs: int = 10
+    text_finetune_lr: float = 5e-5
+    text_finetune_batch: int = 128
 
     # proxy generator (MAMEX adapters + fusion, IDProxy coarse -> fine); ablations switch parts off
     proxy_experts: int = Field(1, description="K experts per modality: 1, a single linear adapter, scored higher "

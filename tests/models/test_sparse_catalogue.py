@@ -74,13 +74,30 @@ def test_the_default_beats_knn_by_ten_percent_and_both_single_modality_generator
 def test_training_records_its_validation_choices_and_the_served_choice_is_validation_best(sparse_runs):
     for r in sparse_runs:
         m = r.metrics
-        # MF learns nothing that generalises on ~3 purchases per article: training says so and falls back
-        assert m["id_model"]["fallback"]["chosen_on"] == "warm-validation NDCG@20"
-        tried = m["id_model"]["fallback"]["warm_val_ndcg@20"]
-        assert set(tried) == {"mf", "lightgcn", "mf-l2x10"} and tried[m["id_model"]["fallback"]["chosen"]] == max(tried.values())
+        # the default ID model (LightGCN) learns here: no fallback needed (MF's is tested below)
+        assert m["id_model"]["type"] == "lightgcn-bpr" and m["id_model"]["diagnostics"]["learnt"], m["id_model"]
+        assert "fallback" not in m["id_model"]
         sel = m["selection"]
         assert {"generator:both", "generator:text", "generator:image", "gate", "proxy", "diffusion", "anchor"} <= set(sel["validation"])
         assert sel["validation"]["proxy"] == max(v for k, v in sel["validation"].items() if k.startswith("generator:"))
         assert sum(sel["generator_weights"].values()) == pytest.approx(1.0)
         assert sel["validation"][sel["served"]] == max(sel["validation"].values())
         assert r.experts.choice == sel["served"]
+
+
+def test_an_id_model_that_learns_nothing_falls_back_to_the_warm_validation_best(catalogue):
+    """MF learns nothing that generalises on ~3 purchases per article: training says so, also fits
+    LightGCN and a 10x-L2 MF, and keeps the warm-validation best (the test split is never looked at)."""
+    from models.data import cold_start_split, load_dataset
+    from models.idmodel import train_id_model_checked
+
+    root, data = catalogue
+    s = TrainSettings(data_dir=data, data_format="generic", seed=0, cache_dir=root / "cache", id_model="mf")
+    ds = load_dataset(s)
+    split = cold_start_split(ds, s.seed, s.split_ratios)
+    _, _, log = train_id_model_checked(ds.n_users, ds.n_items, split, s, progress=False)
+    fallback = log["fallback"]
+    assert fallback["chosen_on"] == "warm-validation NDCG@20"
+    tried = fallback["warm_val_ndcg@20"]
+    assert set(tried) == {"mf", "lightgcn", "mf-l2x10"} and tried[fallback["chosen"]] == max(tried.values())
+    assert tried["mf"] < tried["lightgcn"] and log["type"] == "lightgcn"
