@@ -30,6 +30,7 @@ from models.samplers import UnrolledSampler, make_plan
 from models.items.calibration import Calibration, CalibratedGate, CalibratedProxy
 from models.items.blend import describe
 from models.items.generator import BlendedGenerator, RoutedGenerator
+from models.items.text_finetune import LAYER_FILE, apply_text_layer
 from models.items.train import load_experts, load_proxy
 
 
@@ -47,7 +48,7 @@ def build_package(settings) -> Path:
     if not (work / "proxy.pt").exists():
         raise FileNotFoundError(f"no checkpoint in {work}; run `coldproxy train` first")
     stage = staging_dir(out)
-    text_enc, image_enc, proxy = TextEncoder(), ImageEncoder(), load_proxy(work)
+    text_enc, image_enc, proxy = apply_text_layer(TextEncoder(), work), ImageEncoder(), load_proxy(work)
     calibration = Calibration.load(work)
     serving = proxy.serving()
     if calibration is not None and not (work / "experts.pt").exists():  # with a gate, the gate graph calibrates
@@ -76,7 +77,7 @@ def build_package(settings) -> Path:
         raise ParityError(f"ONNX vs torch max |delta| over {settings.parity_tolerance}: {bad}")
 
     metrics = json.loads((work / "metrics.json").read_text())
-    metrics_keys = ("test", "test_uncalibrated", "calibration", "id_model", "proxy", "selection", "split") + (
+    metrics_keys = ("test", "test_uncalibrated", "calibration", "id_model", "text_finetune", "proxy", "selection", "split") + (
         ("diffusion", "gate") if experts else ())
     files = {c: sha256_file(stage / n) for c, n in (COMPONENTS | (EXPERT_COMPONENTS if experts else {})).items()}
     now = datetime.now(timezone.utc)
@@ -85,7 +86,7 @@ def build_package(settings) -> Path:
         created_at=now.isoformat(),
         dims=Dims(id_dim=proxy.out_dim, text_dim=TEXT_DIM, image_dim=IMAGE_DIM, text_layers=TEXT_LAYERS,
                   image_stage_dim=IMAGE_STAGE_DIM),
-        encoders={"text": TEXT_ENCODER, "image": IMAGE_ENCODER, "proxy": generator_name(proxy),
+        encoders={"text": TEXT_ENCODER + (" (last layer fine-tuned)" if (work / LAYER_FILE).exists() else ""), "image": IMAGE_ENCODER, "proxy": generator_name(proxy),
                   "id_model": metrics["id_model"]["type"]},
         preprocessing=preprocessing_manifest(settings.text_max_len),
         files=files,

@@ -35,6 +35,7 @@ from models.features import EncoderGraphs, Features, extract_features
 from models.items.blend import describe, greedy_blend
 from models.items.generator import BlendedGenerator, GeneratorConfig, ProxyGenerator, RoutedGenerator, layer_groups
 from models.idmodel import train_id_model_checked
+from models.items.text_finetune import LAYER_FILE, finetune_text_layer
 from models.items.proxy_training import predict, train_proxy
 
 MODALITIES = {"both": (1, 1), "text": (1, 0), "image": (0, 1)}
@@ -52,6 +53,7 @@ class TrainResult:
     experts: Experts | None = None  # diffusion expert + cold-aware gate, when trained
     calibration: Calibration | None = None  # new items' vectors to the warm items' scale, when fitted
     generators: dict = field(default_factory=dict)  # every candidate generator by modalities, as served (routed)
+    text_layer: dict | None = None  # the text encoder's fine-tuned last layer (state dict), when fine-tuned
 
     def served_item_emb(self, calibrated: bool = True) -> np.ndarray:
         """What the service would answer per item: ID embedding if warm; for a cold item the proxy,
@@ -148,6 +150,9 @@ def train(settings, encoder_graphs: EncoderGraphs, progress: bool = True) -> Tra
     feats = extract_features(ds, encoder_graphs, settings.cache_dir, settings.text_max_len, settings.encode_batch, progress)
     t_feat = time.time()
     U, I, id_log = train_id_model_checked(ds.n_users, ds.n_items, split, settings, progress)
+    text_layer = finetune_log = None
+    if settings.text_finetune:
+        feats, text_layer, finetune_log = finetune_text_layer(ds.item_texts, feats, split, U, I, settings, progress)
     t_id = time.time()
     chosen = generator_candidates(feats, split, U, I, settings, progress)
     proxy, proxy_log = chosen.model, chosen.log
@@ -166,7 +171,8 @@ def train(settings, encoder_graphs: EncoderGraphs, progress: bool = True) -> Tra
         selection["sampler"] = experts.sampler
     if settings.served == "auto":
         check_selection(selection)
-    result = TrainResult(settings, ds, split, feats, U, I, proxy, {}, experts, generators=chosen.candidates)
+    result = TrainResult(settings, ds, split, feats, U, I, proxy, {}, experts, generators=chosen.candidates,
+                         text_layer=text_layer)
     calibration_log = None
     if settings.calibration:
         result.calibration, calibration_log = fit_calibration(U, I, result.served_item_emb(), split)
@@ -188,6 +194,9 @@ def train(settings, encoder_graphs: EncoderGraphs, progress: bool = True) -> Tra
     }
     if calibration_log is not None:
         result.metrics["calibration"] = calibration_log
+    if finetune_log is not None:
+        result.metrics["text_finetune"] = {k: v for k, v in finetune_log.items() if k != "history"}
+        result.metrics["history"]["text_finetune"] = finetune_log["history"]
     if experts is not None:
         for stage, lg in experts.logs.items():
             result.metrics[stage] = {k: v for k, v in lg.items() if k != "history"}
@@ -203,6 +212,10 @@ def save_checkpoint(result: TrainResult, work_dir: Path) -> Path:
         result.calibration.save(work_dir)
     else:
         (work_dir / CALIBRATION_FILE).unlink(missing_ok=True)  # none fitted: no stale one from an earlier run
+    if result.text_layer is not None:
+        torch.save(result.text_layer, work_dir / LAYER_FILE)
+    else:
+        (work_dir / LAYER_FILE).unlink(missing_ok=True)  # the published encoder: no stale layer from an earlier run
     warm = result.split.warm_items
     f = result.features
     np.savez(
