@@ -77,8 +77,8 @@ def build_package(settings) -> Path:
         raise ParityError(f"ONNX vs torch max |delta| over {settings.parity_tolerance}: {bad}")
 
     metrics = json.loads((work / "metrics.json").read_text())
-    metrics_keys = ("test", "test_uncalibrated", "calibration", "id_model", "text_finetune", "proxy", "selection", "split") + (
-        ("diffusion", "gate") if experts else ())
+    metrics_keys = ("test", "test_uncalibrated", "calibration", "id_model", "text_finetune", "proxy", "selection",
+                    "split") + (("diffusion", "gate") if experts else ())
     files = {c: sha256_file(stage / n) for c, n in (COMPONENTS | (EXPERT_COMPONENTS if experts else {})).items()}
     now = datetime.now(timezone.utc)
     manifest = Manifest(
@@ -86,8 +86,8 @@ def build_package(settings) -> Path:
         created_at=now.isoformat(),
         dims=Dims(id_dim=proxy.out_dim, text_dim=TEXT_DIM, image_dim=IMAGE_DIM, text_layers=TEXT_LAYERS,
                   image_stage_dim=IMAGE_STAGE_DIM),
-        encoders={"text": TEXT_ENCODER + (" (last layer fine-tuned)" if (work / LAYER_FILE).exists() else ""), "image": IMAGE_ENCODER, "proxy": generator_name(proxy),
-                  "id_model": metrics["id_model"]["type"]},
+        encoders={"text": TEXT_ENCODER + (" (last layer fine-tuned)" if (work / LAYER_FILE).exists() else ""),
+                  "image": IMAGE_ENCODER, "proxy": generator_name(proxy), "id_model": metrics["id_model"]["type"]},
         preprocessing=preprocessing_manifest(settings.text_max_len),
         files=files,
         parity=report,

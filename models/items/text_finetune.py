@@ -27,6 +27,7 @@ from models.items.generator import pal_loss
 from models.training import EarlyStopping, seed_everything
 
 LAYER_FILE = "text_layer.pt"
+HEAD_LR = 1e-3  # the new head learns from scratch; the layer moves at settings.text_finetune_lr
 
 
 class LastLayer(nn.Module):
@@ -49,17 +50,19 @@ class LastLayer(nn.Module):
         return pooled, self.head(F.normalize(pooled, dim=-1))
 
 
-def penultimate_states(texts: list[str], max_len: int, batch: int = 64, progress: bool = True) -> list[torch.Tensor]:
-    """Every text's hidden states entering the last layer, [tokens, 384] each (no padding)."""
-    from models.encoders import TextEncoder, tokenizer
+def penultimate_states(encoder: nn.Module, texts: list[str], max_len: int, batch: int = 64,
+                       progress: bool = True) -> list[torch.Tensor]:
+    """Every text's hidden states entering ``models.encoders.TextEncoder``'s last layer, [tokens, 384]
+    each (no padding)."""
+    from models.encoders import tokenizer
 
-    enc, tok = TextEncoder(), tokenizer(max_len)
+    tok = tokenizer(max_len)
     out: list[torch.Tensor] = []
     with torch.no_grad():
         for s in tqdm(range(0, len(texts), batch), desc="text states (frozen layers)", disable=not progress):
             feeds = tok(texts[s : s + batch])
             ids, mask = (torch.from_numpy(v) for v in feeds.values())
-            states = enc.bert(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[-2]
+            states = encoder.bert(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[-2]
             out += [h[: int(n)].clone() for h, n in zip(states, mask.sum(1))]
     return out
 
@@ -104,15 +107,16 @@ def finetune_text_layer(texts: list[str], features: Features, split: ColdStartSp
     from models.encoders import TextEncoder
 
     rng = seed_everything(settings.seed)
-    has = features.has_text
+    encoder = TextEncoder()
     states = [torch.zeros(1, features.text.shape[1])] * len(texts)
-    rows = np.flatnonzero(has)
-    for r, st in zip(rows, penultimate_states([texts[r] for r in rows], settings.text_max_len, settings.encode_batch, progress)):
+    rows = np.flatnonzero(features.has_text)
+    for r, st in zip(rows, penultimate_states(encoder, [texts[r] for r in rows], settings.text_max_len,
+                                              settings.encode_batch, progress)):
         states[r] = st
     lengths = np.array([len(s) for s in states])
-    model = LastLayer(TextEncoder().bert.encoder.layer[-1], item_emb.shape[1])
+    model = LastLayer(encoder.bert.encoder.layer[-1], item_emb.shape[1])
     opt = torch.optim.AdamW([{"params": model.layer.parameters(), "lr": settings.text_finetune_lr},
-                             {"params": model.head.parameters(), "lr": 1e-3}], weight_decay=0.01)
+                             {"params": model.head.parameters(), "lr": HEAD_LR}], weight_decay=0.01)
     warm = np.intersect1d(split.warm_items, rows)
     val = np.intersect1d(split.val_items, rows)
     targets = torch.from_numpy(item_emb)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from coldproxy.config import TrainSettings
 from coldproxy.ort import make_session
@@ -17,12 +18,10 @@ def test_the_last_layer_on_the_frozen_states_reproduces_the_published_encoder(mo
              "A much longer description of a film, with tags: slow, moody, great soundtrack, rain."]
     enc = TextEncoder()
     feeds = tokenizer(128)(texts)
-    import torch
-
     with torch.no_grad():
         _, layers = enc(*(torch.from_numpy(v) for v in feeds.values()))
         model = LastLayer(enc.bert.encoder.layer[-1], 8)
-        pooled = model.pooled(*padded(penultimate_states(texts, 128, progress=False), np.arange(len(texts))))
+        pooled = model.pooled(*padded(penultimate_states(enc, texts, 128, progress=False), np.arange(len(texts))))
     np.testing.assert_allclose(pooled.numpy(), layers[:, -1].numpy(), atol=1e-4)
 
 
