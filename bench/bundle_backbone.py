@@ -41,6 +41,7 @@ VARIANTS = {  # name -> BundleSettings overrides; the first is the served defaul
     "  + item-level BPR (MoDiffE eq. 2)": {"item_bpr_weight": 1.0},
     "  with 2 layers": {"lightgcn_layers": 2},
     "  with at most 200 epochs": {"id_epochs": 200},
+    "  with 4 negatives per triple": {"bpr_negatives": 4},
     OLD: BEFORE,
     "+ edge dropout 0.2": BEFORE | {"edge_dropout": 0.2},
     "+ normalised layer sum": BEFORE | {"layer_combine": "normalised_sum"},

@@ -161,12 +161,12 @@ def train_prior(data: BundleData, settings: BundleSettings, progress: bool = Tru
         total = 0.0
         for b in range(0, len(perm), settings.id_batch):
             idx = perm[b : b + settings.id_batch]
-            neg = torch.from_numpy(warm[rng.integers(0, len(warm), len(idx))])
+            neg = torch.from_numpy(warm[rng.integers(0, len(warm), (len(idx), settings.bpr_negatives))])
             uB, bB, uI, bI, iI = model.embeddings(training=True)
             u, p = users[idx], bundles[idx]
             pos = (uB[u] * bB[p]).sum(-1) + (uI[u] * bI[p]).sum(-1)
-            ng = (uB[u] * bB[neg]).sum(-1) + (uI[u] * bI[neg]).sum(-1)
-            loss = bpr_loss(pos, ng)
+            ng = (uB[u][:, None] * bB[neg]).sum(-1) + (uI[u][:, None] * bI[neg]).sum(-1)
+            loss = bpr_loss(pos[:, None], ng)
             if settings.item_bpr_weight > 0:
                 k = torch.from_numpy(rng.integers(0, len(ui_u), len(idx)))
                 uu, ii, jj = uI[ui_u[k]], iI[ui_i[k]], iI[torch.from_numpy(rng.integers(0, data.n_items, len(idx)))]
