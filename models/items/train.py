@@ -150,10 +150,11 @@ def train(settings, encoder_graphs: EncoderGraphs, progress: bool = True) -> Tra
     feats = extract_features(ds, encoder_graphs, settings.cache_dir, settings.text_max_len, settings.encode_batch, progress)
     t_feat = time.time()
     U, I, id_log = train_id_model_checked(ds.n_users, ds.n_items, split, settings, progress)
+    t_id = time.time()
     text_layer = finetune_log = None
     if settings.text_finetune:
         feats, text_layer, finetune_log = finetune_text_layer(ds.item_texts, feats, split, U, I, settings, progress)
-    t_id = time.time()
+    t_text = time.time()
     chosen = generator_candidates(feats, split, U, I, settings, progress)
     proxy, proxy_log = chosen.model, chosen.log
     selection = {"chosen_on": "validation-cold NDCG@20 on the part held out from early stopping"
@@ -188,7 +189,7 @@ def train(settings, encoder_graphs: EncoderGraphs, progress: bool = True) -> Tra
         "selection": selection,
         "test": evaluate_split(U, result.served_item_emb(), split),
         "test_uncalibrated": evaluate_split(U, result.served_item_emb(calibrated=False), split)["all"],
-        "seconds": {"features": t_feat - t0, "id_model": t_id - t_feat, "proxy": t_proxy - t_id,
+        "seconds": {"features": t_feat - t0, "id_model": t_id - t_feat, "text_finetune": t_text - t_id, "proxy": t_proxy - t_text,
                     "diffusion+gate": time.time() - t_proxy},
         "history": {"id_model": id_log["history"], "proxy": proxy_log["history"]},
     }
