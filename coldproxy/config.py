@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, PositiveFloat, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -73,6 +73,9 @@ class TrainSettings(BaseSettings):
     proxy_top_k: int = Field(1, description="experts routed per item (MAMEX: 2-4; 1 was best on validation here)")
     proxy_expert_type: Literal["linear", "whitening"] = "linear"
     proxy_fusion: Literal["gate", "mean"] = Field("gate", description="adaptive gate, or the average (ablation)")
+    proxy_fusion_temperatures: list[PositiveFloat] = Field([0.25, 0.5, 1.0, 2.0, 4.0], min_length=1, description="softmax "
+                                                   "temperatures of the fused generator's gate tried on validation after "
+                                                   "training (at 1); the validation-best is served, 1 winning ties")
     proxy_fine: bool = Field(True, description="IDProxy fine stage from multi-layer states (False: coarse only)")
     proxy_modalities: Literal["both", "text", "image"] = "both"
     proxy_layer_groups: int = Field(3, description="k-means groups over the text encoder's layers")

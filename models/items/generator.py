@@ -40,6 +40,7 @@ class GeneratorConfig:
     top_k: int = 1  # k experts routed per item (top-1 was best on MovieLens validation)
     expert_type: str = "linear"  # "linear" | "whitening"
     fusion: str = "gate"  # "gate" (adaptive, eq. 5) | "mean" (ablation: average of present modalities)
+    fusion_temperature: float = 1.0  # the gate's softmax temperature; trained at 1, chosen on validation after
     fine: bool = True  # False: coarse only (p = W_c p_coarse)
     modalities: tuple[int, int] = (1, 1)  # (text, image) used at all; (1, 0) = text-only ablation
     text_groups: list[int] = field(default_factory=list)  # layer -> group (k-means), len n_text_layers
@@ -144,7 +145,7 @@ class ProxyGenerator(nn.Module):
         z_t, probs_t = self.adapters[0](self._norm("text", text) * mt)
         z_i, probs_i = self.adapters[1](self._norm("image", image) * mi)
         if c.fusion == "gate":
-            logits = self.fusion_gate(torch.cat([z_t, z_i], dim=-1)) + (1.0 - mask) * NEG
+            logits = self.fusion_gate(torch.cat([z_t, z_i], dim=-1)) / c.fusion_temperature + (1.0 - mask) * NEG
             alpha = logits.softmax(-1) * (mask.sum(1, keepdim=True) > 0).to(logits.dtype)
         else:
             alpha = mask / mask.sum(1, keepdim=True).clamp_min(1.0)

@@ -100,6 +100,7 @@ class GeneratorChoice:
     scores: dict[str, float]  # validation-cold NDCG@20: "generator:<modalities>", and "generator:blend" for a blend
     candidates: dict[str, nn.Module]  # every candidate by modalities, as served (routed)
     weights: dict[str, float]  # the blend's weights by modalities
+    fusion_temperature: dict = field(default_factory=dict)  # the fused generator's: chosen, and validation by temperature
 
 
 def generator_candidates(features: Features, split: ColdStartSplit, user_emb: np.ndarray, item_emb: np.ndarray, settings,
@@ -107,19 +108,20 @@ def generator_candidates(features: Features, split: ColdStartSplit, user_emb: np
     """The configured generator and, with ``select_modalities`` and both modalities in the data, a
     text-only and an image-only one, each served through ``RoutedGenerator`` (the fused generator for
     items without its modality), blended on validation."""
-    fused, fused_log = fit_generator(features, split, user_emb, item_emb, settings, progress=progress)
-    fitted = {settings.proxy_modalities: (fused, fused_log)}
-    if settings.select_modalities and settings.proxy_modalities == "both" and features.has_text.any() and features.has_image.any():
-        for m in ("text", "image"):
-            single, lg = fit_generator(features, split, user_emb, item_emb, settings.model_copy(update={"proxy_modalities": m}),
-                                       desc=f"proxy generator ({m} only)", progress=progress)
-            fitted[m] = (RoutedGenerator(single, fused).eval(), lg)
     val, probe = split.val_items, np.zeros_like(item_emb)
 
     def score(vectors: np.ndarray) -> float:
         probe[val] = vectors
         return validation_cold_ndcg(user_emb, probe, split, "select")
 
+    fused, fused_log = fit_generator(features, split, user_emb, item_emb, settings, progress=progress)
+    temperatures = choose_fusion_temperature(fused, features, val, score, settings.proxy_fusion_temperatures)
+    fitted = {settings.proxy_modalities: (fused, fused_log)}
+    if settings.select_modalities and settings.proxy_modalities == "both" and features.has_text.any() and features.has_image.any():
+        for m in ("text", "image"):
+            single, lg = fit_generator(features, split, user_emb, item_emb, settings.model_copy(update={"proxy_modalities": m}),
+                                       desc=f"proxy generator ({m} only)", progress=progress)
+            fitted[m] = (RoutedGenerator(single, fused).eval(), lg)
     weights, blend_score, singles = greedy_blend({m: predict(model, features, val) for m, (model, _) in fitted.items()}, score,
                                                  settings.blend_rounds, prefer=settings.proxy_modalities)
     scores = {f"generator:{m}": v for m, v in singles.items()}
@@ -129,7 +131,21 @@ def generator_candidates(features: Features, split: ColdStartSplit, user_emb: np
     else:
         chosen = BlendedGenerator(fused, {m: fitted[m][0].single for m in order if m != settings.proxy_modalities}, weights).eval()
         scores["generator:blend"] = blend_score
-    return GeneratorChoice(chosen, fitted[order[0]][1], scores, {m: model for m, (model, _) in fitted.items()}, weights)
+    return GeneratorChoice(chosen, fitted[order[0]][1], scores, {m: model for m, (model, _) in fitted.items()}, weights,
+                           temperatures)
+
+
+def choose_fusion_temperature(model: ProxyGenerator, features: Features, items: np.ndarray, score, grid: list[float]) -> dict:
+    """Sets ``model``'s fusion temperature to the one of ``grid`` whose proxies for ``items`` score best
+    (the trained 1 wins ties; a generator without a gate over two modalities keeps 1). Returns
+    {"chosen": t, "validation": {t: score}}, empty validation where nothing was tried."""
+    tried: dict[float, float] = {}
+    if model.cfg.fusion == "gate" and model.cfg.modalities == (1, 1):
+        for t in sorted(set(grid) | {1.0}, key=lambda t: t != 1.0):
+            model.cfg.fusion_temperature = float(t)
+            tried[float(t)] = float(score(predict(model, features, items)))
+    model.cfg.fusion_temperature = max(tried, key=tried.__getitem__) if tried else 1.0
+    return {"chosen": model.cfg.fusion_temperature, "validation": tried}
 
 
 def check_selection(selection: dict) -> None:
@@ -159,7 +175,8 @@ def train(settings, encoder_graphs: EncoderGraphs, progress: bool = True) -> Tra
     proxy, proxy_log = chosen.model, chosen.log
     selection = {"chosen_on": "validation-cold NDCG@20 on the part held out from early stopping"
                  if split.val_select_items is not None else "validation-cold NDCG@20", "validation": dict(chosen.scores),
-                 "generator": describe(chosen.weights), "generator_weights": chosen.weights, "served": "proxy"}
+                 "generator": describe(chosen.weights), "generator_weights": chosen.weights, "served": "proxy",
+                 "fusion_temperature": chosen.fusion_temperature}
     selection["validation"]["proxy"] = max(chosen.scores.values())
     t_proxy = time.time()
     experts = None

@@ -1,5 +1,6 @@
 """Validation choices in training (issue 21): a run whose served choice scores below a candidate is
-refused, and a single-modality generator serves only the items that have its modality."""
+refused, a single-modality generator serves only the items that have its modality, and the fused
+generator's fusion temperature is the validation-best."""
 
 import numpy as np
 import pytest
@@ -55,3 +56,39 @@ def test_a_routed_generator_round_trips_through_its_checkpoint_and_exports_as_on
     torch.testing.assert_close(a, b)
     path = export_proxy(loaded, tmp_path / "proxy.onnx")
     assert parity(loaded.serving(), path, feeds) < 1e-5
+
+
+def _features(n: int, seed: int):
+    from models.features import Features
+
+    rng = np.random.default_rng(seed)
+    return Features(rng.standard_normal((n, 8), dtype=np.float32), rng.standard_normal((n, 6), dtype=np.float32),
+                    rng.standard_normal((n, 3, 8), dtype=np.float32), rng.standard_normal((n, 5), dtype=np.float32),
+                    np.ones(n, bool), np.ones(n, bool))
+
+
+def test_the_fusion_temperature_is_chosen_by_the_validation_score_and_exported_with_the_generator(tmp_path):
+    from export.graphs import export_proxy, parity
+    from models.items.proxy_training import predict
+    from models.items.train import choose_fusion_temperature, generator_checkpoint, load_proxy
+
+    feats, items, gen = _features(16, 0), np.arange(16), _generator((1, 1), 4)
+    gen.cfg.fusion_temperature = 4.0
+    hot = predict(gen, feats, items, key="alpha")
+    target = predict(gen, feats, items)
+    assert np.abs(hot - 0.5).max() < np.abs(predict(_generator((1, 1), 4), feats, items, key="alpha") - 0.5).max()
+    # a score that prefers the proxies of temperature 4 chooses it, one that cannot tell them apart keeps 1
+    out = choose_fusion_temperature(gen, feats, items, lambda v: -float(np.abs(v - target).sum()), [0.5, 2.0, 4.0])
+    assert out["chosen"] == 4.0 == gen.cfg.fusion_temperature and set(out["validation"]) == {0.5, 1.0, 2.0, 4.0}
+    flat = choose_fusion_temperature(_generator((1, 1), 4), feats, items, lambda v: 0.3, [0.5, 2.0])
+    assert flat["chosen"] == 1.0
+    text_only = _generator((1, 0), 5)
+    assert choose_fusion_temperature(text_only, feats, items, lambda v: 0.3, [0.5]) == {"chosen": 1.0, "validation": {}}
+    # the chosen temperature travels in the checkpoint and is baked into the exported graph
+    torch.save(generator_checkpoint(gen), tmp_path / "proxy.pt")
+    loaded = load_proxy(tmp_path)
+    assert loaded.cfg.fusion_temperature == 4.0
+    np.testing.assert_allclose(predict(loaded, feats, items), target, atol=1e-6)
+    feeds = {"text_features": feats.text, "image_features": feats.image, "text_layers": feats.text_layers,
+             "image_stages": feats.image_stages, "modality_mask": feats.mask}
+    assert parity(loaded.serving(), export_proxy(loaded, tmp_path / "proxy.onnx"), feeds) < 1e-5
