@@ -204,13 +204,15 @@ class RoutedGenerator(nn.Module):
 
 
 class BlendedGenerator(nn.Module):
-    """A weighted average of the fused generator and routed single-modality ones (each as
-    ``RoutedGenerator`` serves it), with weights chosen on validation by
-    ``models.items.blend.greedy_blend``; every generator runs once, and it exports as one proxy graph."""
+    """A weighted average of the fused generator and further members -- single-modality generators, each
+    as ``RoutedGenerator`` serves it, and fused generators trained from other seeds, as they are -- with
+    weights chosen on validation by ``models.items.blend.greedy_blend``; every generator runs once, and it
+    exports as one proxy graph."""
 
     def __init__(self, fused: ProxyGenerator, singles: dict[str, ProxyGenerator], weights: dict[str, float]):
-        """``singles`` by name ("text", "image"); ``weights`` by name, the fused generator's under any
-        other name (its modalities, "both")."""
+        """``singles``: the other members by name ("text", "image", "both#2"); ``weights`` by name, the
+        fused generator's under any other name (its modalities, "both"), absent where it weighs 0 (it
+        still serves the items a single-modality member lacks the modality of)."""
         super().__init__()
         if len(weights) < 2 or abs(sum(weights.values()) - 1.0) > 1e-6 or not set(singles) <= set(weights):
             raise ValueError(f"a blend needs two or more members with weights summing to 1, not {weights}")
@@ -223,10 +225,11 @@ class BlendedGenerator(nn.Module):
     def forward(self, text, image, text_layers, image_stages, mask) -> dict[str, torch.Tensor]:
         b = self.fused(text, image, text_layers, image_stages, mask)
         out = {k: self.fused_weight * b[k] for k in ("proxy", "alpha")}
-        for name, single in zip(self.names, self.singles):
-            w = self.weights[name]
-            routed = route(single(text, image, text_layers, image_stages, mask), b, mask, single.cfg.modalities.index(1))
-            out = {k: out[k] + w * routed[k] for k in out}
+        for name, member in zip(self.names, self.singles):
+            o = member(text, image, text_layers, image_stages, mask)
+            if member.cfg.modalities != (1, 1):
+                o = route(o, b, mask, member.cfg.modalities.index(1))
+            out = {k: out[k] + self.weights[name] * o[k] for k in out}
         return out
 
     def serving(self) -> nn.Module:

@@ -39,6 +39,7 @@ from models.items.text_finetune import LAYER_FILE, finetune_text_layer
 from models.items.proxy_training import predict, train_proxy
 
 MODALITIES = {"both": (1, 1), "text": (1, 0), "image": (0, 1)}
+SEED_STRIDE = 1000  # generator_seeds: the j-th seed of a candidate is settings.seed + SEED_STRIDE * j
 
 @dataclass
 class TrainResult:
@@ -100,28 +101,35 @@ class GeneratorChoice:
     scores: dict[str, float]  # validation-cold NDCG@20: "generator:<modalities>", and "generator:blend" for a blend
     candidates: dict[str, nn.Module]  # every candidate by modalities, as served (routed)
     weights: dict[str, float]  # the blend's weights by modalities
-    fusion_temperature: dict = field(default_factory=dict)  # the fused generator's: chosen, and validation by temperature
+    fusion_temperature: dict = field(default_factory=dict)  # per fused generator: chosen, and validation by temperature
 
 
 def generator_candidates(features: Features, split: ColdStartSplit, user_emb: np.ndarray, item_emb: np.ndarray, settings,
                          progress: bool = True) -> GeneratorChoice:
     """The configured generator and, with ``select_modalities`` and both modalities in the data, a
-    text-only and an image-only one, each served through ``RoutedGenerator`` (the fused generator for
-    items without its modality), blended on validation."""
+    text-only and an image-only one, each served through ``RoutedGenerator`` (the first fused generator
+    for items without its modality); each of them from ``generator_seeds`` seeds (the second under
+    "<modalities>#2", ...); blended on validation. A fused generator's fusion temperature is chosen
+    on validation first (``choose_fusion_temperature``)."""
     val, probe = split.val_items, np.zeros_like(item_emb)
 
     def score(vectors: np.ndarray) -> float:
         probe[val] = vectors
         return validation_cold_ndcg(user_emb, probe, split, "select")
 
-    fused, fused_log = fit_generator(features, split, user_emb, item_emb, settings, progress=progress)
-    temperatures = choose_fusion_temperature(fused, features, val, score, settings.proxy_fusion_temperatures)
-    fitted = {settings.proxy_modalities: (fused, fused_log)}
-    if settings.select_modalities and settings.proxy_modalities == "both" and features.has_text.any() and features.has_image.any():
-        for m in ("text", "image"):
-            single, lg = fit_generator(features, split, user_emb, item_emb, settings.model_copy(update={"proxy_modalities": m}),
-                                       desc=f"proxy generator ({m} only)", progress=progress)
-            fitted[m] = (RoutedGenerator(single, fused).eval(), lg)
+    both = settings.select_modalities and settings.proxy_modalities == "both" and features.has_text.any() and features.has_image.any()
+    fitted, temperatures, fused = {}, {}, None
+    for j in range(settings.generator_seeds):
+        tag, s_j = ("", settings) if j == 0 else (f"#{j + 1}", settings.model_copy(update={"seed": settings.seed + SEED_STRIDE * j}))
+        gen, lg = fit_generator(features, split, user_emb, item_emb, s_j, desc=f"proxy generator{tag}", progress=progress)
+        temperatures[settings.proxy_modalities + tag] = choose_fusion_temperature(gen, features, val, score,
+                                                                                  settings.proxy_fusion_temperatures)
+        fused = gen if fused is None else fused
+        fitted[settings.proxy_modalities + tag] = (gen, lg)
+        for m in ("text", "image") if both else ():
+            single, lg = fit_generator(features, split, user_emb, item_emb, s_j.model_copy(update={"proxy_modalities": m}),
+                                       desc=f"proxy generator ({m} only){tag}", progress=progress)
+            fitted[m + tag] = (RoutedGenerator(single, fused).eval(), lg)
     weights, blend_score, singles = greedy_blend({m: predict(model, features, val) for m, (model, _) in fitted.items()}, score,
                                                  settings.blend_rounds, prefer=settings.proxy_modalities)
     scores = {f"generator:{m}": v for m, v in singles.items()}
@@ -129,7 +137,8 @@ def generator_candidates(features: Features, split: ColdStartSplit, user_emb: np
     if len(order) == 1:
         chosen = fitted[order[0]][0]
     else:
-        chosen = BlendedGenerator(fused, {m: fitted[m][0].single for m in order if m != settings.proxy_modalities}, weights).eval()
+        members = {m: getattr(fitted[m][0], "single", fitted[m][0]) for m in order if m != settings.proxy_modalities}
+        chosen = BlendedGenerator(fused, members, weights).eval()
         scores["generator:blend"] = blend_score
     return GeneratorChoice(chosen, fitted[order[0]][1], scores, {m: model for m, (model, _) in fitted.items()}, weights,
                            temperatures)

@@ -71,3 +71,27 @@ def test_a_blended_generator_is_the_weighted_mix_of_its_routed_members_round_tri
     assert generator_name(loaded).endswith("blend of fused 0.50 + text-only 0.30 + image-only 0.20")
     with pytest.raises(ValueError):
         BlendedGenerator(fused, {"text": text}, {"text": 1.0})
+
+
+def test_a_fused_generator_from_another_seed_joins_a_blend_unrouted_and_exports_with_it(tmp_path):
+    from export.graphs import export_proxy, parity
+    from export.package import generator_name
+    from models.items.train import generator_checkpoint, load_proxy
+
+    fused, fused2, text = _generator((1, 1), 0), _generator((1, 1), 7), _generator((1, 0), 1)
+    blend = BlendedGenerator(fused, {"both#2": fused2, "text": text}, {"both#2": 0.6, "text": 0.4}).eval()
+    rng = np.random.default_rng(4)
+    feeds = {"text_features": rng.standard_normal((4, 8)), "image_features": rng.standard_normal((4, 6)),
+             "text_layers": rng.standard_normal((4, 3, 8)), "image_stages": rng.standard_normal((4, 5)),
+             "modality_mask": np.array([[1, 1], [1, 0], [0, 1], [1, 1]])}
+    feeds = {k: v.astype(np.float32) for k, v in feeds.items()}
+    x = [torch.from_numpy(v) for v in feeds.values()]
+    with torch.no_grad():  # the first fused generator weighs 0 and only serves the text-only member's image-only items
+        want = 0.6 * fused2(*x)["proxy"] + 0.4 * RoutedGenerator(text, fused)(*x)["proxy"]
+        torch.testing.assert_close(blend(*x)["proxy"], want)
+    torch.save(generator_checkpoint(blend), tmp_path / "proxy.pt")
+    loaded = load_proxy(tmp_path)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(*x)["proxy"], want)
+    assert parity(loaded.serving(), export_proxy(loaded, tmp_path / "proxy.onnx"), feeds) < 1e-5
+    assert generator_name(loaded).endswith("blend of fused #2 0.60 + text-only 0.40")

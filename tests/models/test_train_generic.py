@@ -1,6 +1,7 @@
 """`coldproxy train --format generic` trains end to end on a user-supplied dataset directory."""
 
 import csv
+import json
 
 import numpy as np
 
@@ -28,6 +29,7 @@ def test_cli_trains_on_generic_format(tmp_path, movielens_dir, train_settings, t
     monkeypatch.setenv("COLDPROXY_CACHE_DIR", str(train_settings.cache_dir))
     monkeypatch.setenv("COLDPROXY_ID_EPOCHS", "5")
     monkeypatch.setenv("COLDPROXY_PROXY_EPOCHS", "2")
+    monkeypatch.setenv("COLDPROXY_GENERATOR_SEEDS", "2")  # and every candidate generator from a second seed
     work = tmp_path / "work"
     cli_main(["train", "--format", "generic", "--data", str(data), "--work-dir", str(work)])
     z = np.load(work / "embeddings.npz")
@@ -36,3 +38,7 @@ def test_cli_trains_on_generic_format(tmp_path, movielens_dir, train_settings, t
     mask = z["item_mask"]
     assert (mask.sum(1) >= 1).all() and (mask[:, 0] == 0).any() and (mask[:, 1] == 0).any()
     assert (work / "metrics.json").exists() and (work / "proxy.pt").exists()
+    selection = json.loads((work / "metrics.json").read_text())["selection"]
+    assert {"generator:both", "generator:both#2", "generator:text#2", "generator:image#2"} <= set(selection["validation"])
+    assert set(selection["fusion_temperature"]) == {"both", "both#2"}
+    assert all(str(t["chosen"]) in t["validation"] for t in selection["fusion_temperature"].values())  # JSON keys
