@@ -44,17 +44,22 @@ def _generator(modalities, seed):
                                           hidden=8, experts=2, modalities=modalities)).eval()
 
 
+def _feeds(seed: int) -> dict[str, np.ndarray]:
+    """A proxy graph's inputs for 4 items: both modalities, text only, image only, both."""
+    rng = np.random.default_rng(seed)
+    feeds = {"text_features": rng.standard_normal((4, 8)), "image_features": rng.standard_normal((4, 6)),
+             "text_layers": rng.standard_normal((4, 3, 8)), "image_stages": rng.standard_normal((4, 5)),
+             "modality_mask": np.array([[1, 1], [1, 0], [0, 1], [1, 1]])}
+    return {k: v.astype(np.float32) for k, v in feeds.items()}
+
+
 def test_a_blended_generator_is_the_weighted_mix_of_its_routed_members_round_trips_and_exports_as_one_graph(tmp_path):
     from export.graphs import export_proxy, parity
     from models.items.train import generator_checkpoint, load_proxy
 
     fused, text, image = _generator((1, 1), 0), _generator((1, 0), 1), _generator((0, 1), 2)
     blend = BlendedGenerator(fused, {"text": text, "image": image}, {"both": 0.5, "text": 0.3, "image": 0.2}).eval()
-    rng = np.random.default_rng(3)
-    feeds = {"text_features": rng.standard_normal((4, 8)), "image_features": rng.standard_normal((4, 6)),
-             "text_layers": rng.standard_normal((4, 3, 8)), "image_stages": rng.standard_normal((4, 5)),
-             "modality_mask": np.array([[1, 1], [1, 0], [0, 1], [1, 1]])}
-    feeds = {k: v.astype(np.float32) for k, v in feeds.items()}
+    feeds = _feeds(3)
     x = [torch.from_numpy(v) for v in feeds.values()]
     with torch.no_grad():
         got = blend(*x)["proxy"]
@@ -80,11 +85,7 @@ def test_a_fused_generator_from_another_seed_joins_a_blend_unrouted_and_exports_
 
     fused, fused2, text = _generator((1, 1), 0), _generator((1, 1), 7), _generator((1, 0), 1)
     blend = BlendedGenerator(fused, {"both#2": fused2, "text": text}, {"both#2": 0.6, "text": 0.4}).eval()
-    rng = np.random.default_rng(4)
-    feeds = {"text_features": rng.standard_normal((4, 8)), "image_features": rng.standard_normal((4, 6)),
-             "text_layers": rng.standard_normal((4, 3, 8)), "image_stages": rng.standard_normal((4, 5)),
-             "modality_mask": np.array([[1, 1], [1, 0], [0, 1], [1, 1]])}
-    feeds = {k: v.astype(np.float32) for k, v in feeds.items()}
+    feeds = _feeds(4)
     x = [torch.from_numpy(v) for v in feeds.values()]
     with torch.no_grad():  # the first fused generator weighs 0 and only serves the text-only member's image-only items
         want = 0.6 * fused2(*x)["proxy"] + 0.4 * RoutedGenerator(text, fused)(*x)["proxy"]
