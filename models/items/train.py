@@ -109,8 +109,9 @@ def generator_candidates(features: Features, split: ColdStartSplit, user_emb: np
     """The configured generator and, with ``select_modalities`` and both modalities in the data, a
     text-only and an image-only one, each served through ``RoutedGenerator`` (the first fused generator
     for items without its modality); each of them from ``generator_seeds`` seeds (the second under
-    "<modalities>#2", ...); blended on validation. A fused generator's fusion temperature is chosen
-    on validation first (``choose_fusion_temperature``)."""
+    "<modalities>#2", ...) and averaged over them uniformly, so the blend chooses between modalities
+    only (weights over seeds fitted on validation would fit its noise); blended on validation. A fused
+    generator's fusion temperature is chosen on validation first (``choose_fusion_temperature``)."""
     val, probe = split.val_items, np.zeros_like(item_emb)
 
     def score(vectors: np.ndarray) -> float:
@@ -130,8 +131,12 @@ def generator_candidates(features: Features, split: ColdStartSplit, user_emb: np
             single, lg = fit_generator(features, split, user_emb, item_emb, s_j.model_copy(update={"proxy_modalities": m}),
                                        desc=f"proxy generator ({m} only){tag}", progress=progress)
             fitted[m + tag] = (RoutedGenerator(single, fused).eval(), lg)
-    weights, blend_score, singles = greedy_blend({m: predict(model, features, val) for m, (model, _) in fitted.items()}, score,
-                                                 settings.blend_rounds, prefer=settings.proxy_modalities)
+    seeds: dict[str, list[str]] = {}  # modalities -> its generators' names, one per seed
+    for name in fitted:
+        seeds.setdefault(name.partition("#")[0], []).append(name)
+    outputs = {m: np.mean([predict(fitted[n][0], features, val) for n in names], axis=0) for m, names in seeds.items()}
+    by_modality, blend_score, singles = greedy_blend(outputs, score, settings.blend_rounds, prefer=settings.proxy_modalities)
+    weights = {n: w / len(seeds[m]) for m, w in by_modality.items() for n in seeds[m]}  # seeds share their modality's weight
     scores = {f"generator:{m}": v for m, v in singles.items()}
     order = sorted(weights, key=lambda m: -weights[m])
     if len(order) == 1:

@@ -39,6 +39,8 @@ def test_cli_trains_on_generic_format(tmp_path, movielens_dir, train_settings, t
     assert (mask.sum(1) >= 1).all() and (mask[:, 0] == 0).any() and (mask[:, 1] == 0).any()
     assert (work / "metrics.json").exists() and (work / "proxy.pt").exists()
     selection = json.loads((work / "metrics.json").read_text())["selection"]
-    assert {"generator:both", "generator:both#2", "generator:text#2", "generator:image#2"} <= set(selection["validation"])
+    assert {"generator:both", "generator:text", "generator:image"} <= set(selection["validation"])  # seeds averaged
+    weights = selection["generator_weights"]  # each modality's weight shared equally by its two seeds
+    assert all(weights[n] == weights[n.partition("#")[0] if "#" in n else n + "#2"] for n in weights)
     assert set(selection["fusion_temperature"]) == {"both", "both#2"}
     assert all(str(t["chosen"]) in t["validation"] for t in selection["fusion_temperature"].values())  # JSON keys
