@@ -98,9 +98,9 @@ class GeneratorChoice:
 
     model: nn.Module  # the greedy blend of the candidates (models.items.blend), a single one where it is best alone
     log: dict  # the training log of its heaviest member
-    scores: dict[str, float]  # validation-cold NDCG@20: "generator:<modalities>", and "generator:blend" for a blend
-    candidates: dict[str, nn.Module]  # every candidate by modalities, as served (routed)
-    weights: dict[str, float]  # the blend's weights by modalities
+    scores: dict[str, float]  # validation-cold NDCG@20: "generator:<modalities>" (its seeds averaged), "generator:blend"
+    candidates: dict[str, nn.Module]  # every generator trained, by name ("both", "text#2", ...), as served (routed)
+    weights: dict[str, float]  # the blend's weights by generator ("text", "text#2", ...; seeds share their modality's)
     fusion_temperature: dict = field(default_factory=dict)  # per fused generator: chosen, and validation by temperature
 
 
