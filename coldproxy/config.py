@@ -127,7 +127,8 @@ class TrainSettings(BaseSettings):
                                     "the validation-chosen blend of the three (false: the fused generator alone)")
     generator_seeds: int = Field(3, ge=1, description="each candidate generator (fused, text-only, image-only) "
                                  "trained from this many seeds and averaged uniformly over them before the blend; 3 "
-                                 "scored higher than 1 on MovieLens validation (README, Models)")
+                                 "scored higher than 1 on validation: MovieLens on the mean of 3 seeds, the sparse "
+                                 "catalogue on every seed (README, Models)")
     blend_rounds: int = Field(10, ge=1, description="generators averaged at most in the validation-chosen blend "
                               "(greedy ensemble selection, models/items/blend.py); 1: the single validation-best")
     selection_holdout: float = Field(0.0, ge=0.0, lt=1.0, description="share of the validation-cold items held out "
@@ -175,8 +176,8 @@ class BundleSettings(TrainSettings):
                                    "(CrossCBR: 0.04 on their mean)")
     contrast_temp: float = 0.25
     bpr_negatives: int = Field(4, ge=1, description="warm bundles sampled as negatives per (user, bundle) triple, "
-                               "the BPR loss averaged over them (CrossCBR: 1); 4 scored higher on the tune split of "
-                               "every scenario and seed, served model (bench/results/bundles.md)")
+                               "the BPR loss averaged over them (CrossCBR: 1); the served model scored higher on the tune "
+                               "split with 4 in 8 of 9 scenario x seed runs (bench/results/bundles.md)")
     item_bpr_weight: float = Field(0.0, description="BPR on user-item interactions in the item-level view (MoDiffE "
                                    "eq. 2: CF on Y); off as in CrossCBR")
     composition_epochs: int = Field(20, description="bundle-item LightGCN epochs for the composition features")

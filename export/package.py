@@ -110,7 +110,11 @@ def generator_name(proxy) -> str:
         return f"{('text', 'image')[proxy.modality]}-only {name} (the fused generator where that modality is absent)"
     if isinstance(proxy, BlendedGenerator):
         parts = {"both": "fused", "text": "text-only", "image": "image-only"}
-        words = lambda m: " #".join([parts.get(m.partition("#")[0], m.partition("#")[0])] + m.split("#")[1:])  # noqa: E731
+
+        def words(member: str) -> str:  # "text#2" -> "text-only #2"
+            base, _, seed = member.partition("#")
+            return parts.get(base, base) + (f" #{seed}" if seed else "")
+
         return f"{name}, blend of " + describe({words(m): w for m, w in proxy.weights.items()})
     return name
 

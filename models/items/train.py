@@ -125,7 +125,7 @@ def generator_candidates(features: Features, split: ColdStartSplit, user_emb: np
         gen, lg = fit_generator(features, split, user_emb, item_emb, s_j, desc=f"proxy generator{tag}", progress=progress)
         temperatures[settings.proxy_modalities + tag] = choose_fusion_temperature(gen, features, val, score,
                                                                                   settings.proxy_fusion_temperatures)
-        fused = gen if fused is None else fused
+        fused = gen if j == 0 else fused
         fitted[settings.proxy_modalities + tag] = (gen, lg)
         for m in ("text", "image") if both else ():
             single, lg = fit_generator(features, split, user_emb, item_emb, s_j.model_copy(update={"proxy_modalities": m}),
