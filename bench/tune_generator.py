@@ -1,6 +1,9 @@
 """Validation-only tuning of the proxy generator: for each settings override, train on seeds 0-2 and
 report validation-cold NDCG@20 (what early stopping and the choice of defaults look at) beside
-test-cold Recall@20 (reported, never used to choose). Writes bench/results/tune_generator.json.
+test-cold Recall@20 (reported, never used to choose). Writes bench/results/<--out>.json.
+With ``--generator-seeds N`` each override's proxies are averaged over N generator seeds (as training
+serves a candidate generator, ``COLDPROXY_GENERATOR_SEEDS``) and the average is what is scored; each
+generator's best epoch is listed.
 
     python bench/tune_generator.py '{}' '{"proxy_top_k": 2}' '{"proxy_experts": 1, "proxy_top_k": 1}'
 """
@@ -16,12 +19,12 @@ import numpy as np
 
 from coldproxy.config import TrainSettings
 from models.data import cold_start_split, load_dataset
-from models.evaluate import evaluate_split
+from models.evaluate import evaluate_split, validation_cold_ndcg
 from export.encoders import encoder_graphs
 from models.features import extract_features
 from models.idmodel import train_id_model
 from models.items.proxy_training import predict
-from models.items.train import fit_generator
+from models.items.train import SEED_STRIDE, fit_generator
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -30,6 +33,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("overrides", nargs="+", help="JSON objects of TrainSettings fields")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--generator-seeds", type=int, default=1, help="generators averaged per override and seed")
+    p.add_argument("--out", default="tune_generator", help="results' file name under bench/results, no suffix")
     a = p.parse_args()
     base = TrainSettings()
     ds = load_dataset(base)
@@ -41,19 +46,26 @@ def main() -> None:
         states[seed] = (sp, *train_id_model(ds.n_users, ds.n_items, sp, s, progress=False)[:2])
     rows = []
     for raw in a.overrides:
-        over, vals, tests, t = json.loads(raw), [], [], time.time()
+        over, vals, tests, epochs, t = json.loads(raw), [], [], [], time.time()
         for seed, (sp, U, I) in states.items():
-            model, log = fit_generator(f, sp, U, I, base.model_copy(update={"seed": seed, **over}), progress=False)
             cold = np.concatenate([sp.val_items, sp.test_items])
-            emb = I.copy()
-            emb[cold] = predict(model, f, cold)
-            vals.append(log["best_val_cold_ndcg@20"])
+            emb, best = I.copy(), []
+            emb[cold] = 0.0
+            for j in range(a.generator_seeds):
+                s = base.model_copy(update={"seed": seed + SEED_STRIDE * j, **over})
+                model, log = fit_generator(f, sp, U, I, s, progress=False)
+                emb[cold] += predict(model, f, cold) / a.generator_seeds
+                best.append(max(log["history"], key=lambda r: r["val_cold_ndcg@20"])["epoch"])
+            vals.append(validation_cold_ndcg(U, emb, sp))
             tests.append(evaluate_split(U, emb, sp)["cold"]["recall@20"])
+            epochs.append(best)
         rows.append({"override": over, "val_cold_ndcg@20": vals, "val_mean": float(np.mean(vals)),
-                     "test_cold_recall@20": tests, "test_mean": float(np.mean(tests)), "seconds": time.time() - t})
+                     "test_cold_recall@20": tests, "test_mean": float(np.mean(tests)), "best_epochs": epochs,
+                     "seconds": time.time() - t})
         print(json.dumps(over), f"val NDCG@20 {np.mean(vals):.4f} | test R@20 {np.mean(tests):.4f}", flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "tune_generator.json").write_text(json.dumps({"seeds": a.seeds, "rows": rows}, indent=2))
+    (RESULTS / f"{a.out}.json").write_text(json.dumps({"seeds": a.seeds, "generator_seeds": a.generator_seeds,
+                                                      "rows": rows}, indent=2))
 
 
 if __name__ == "__main__":
