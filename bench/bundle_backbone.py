@@ -25,7 +25,7 @@ import numpy as np
 from coldproxy.config import BundleSettings
 from models.bundles.backbone import evaluate, train_prior, view_scores
 from models.bundles.data import load_youshu
-from models.items.train import SEED_STRIDE
+from models.training import nth_seed
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # stop 28's defaults, spelled out: the rows measured against them stay what they were after the defaults moved
@@ -33,7 +33,7 @@ BEFORE = {"lightgcn_layers": 2, "id_lr": 5e-3, "init": "normal", "id_weight_deca
           "item_bpr_weight": 1.0, "contrast_weight": 0.04, "shared_user_table": False, "layer_combine": "mean",
           "edge_dropout": 0.0, "bpr_negatives": 1}
 CROSSCBR = {"edge_dropout": 0.2, "layer_combine": "normalised_sum", "shared_user_table": True}
-PRIORS = "priors"  # not a setting: that many stage-1 priors (seeds seed, seed + SEED_STRIDE, ...), their scores summed
+PRIORS = "priors"  # not a setting: that many stage-1 priors (seeds nth_seed(seed, j)), their scores summed
 NEG4 = "  with 4 negatives per triple"
 OLD = "before (2 layers, lr 5e-3, mean of layers, a user table per view)"
 PUBLISHED = "CrossCBR as published (its settings + Xavier, weight decay, no item BPR, contrast 0.04 averaged)"
@@ -79,7 +79,7 @@ def run(scenario: str, seed: int, variant: str, progress: bool) -> dict:
     d = load_youshu(BundleSettings().data_dir, scenario)
     t, priors = time.time(), []
     for j in range(n_priors):
-        prior, log = train_prior(d, BundleSettings(scenario=scenario, seed=seed + SEED_STRIDE * j, **over), progress)
+        prior, log = train_prior(d, BundleSettings(scenario=scenario, seed=nth_seed(seed, j), **over), progress)
         priors.append(prior)
         if j == 0:
             first = log

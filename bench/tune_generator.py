@@ -24,7 +24,8 @@ from export.encoders import encoder_graphs
 from models.features import extract_features
 from models.idmodel import train_id_model
 from models.items.proxy_training import predict
-from models.items.train import SEED_STRIDE, fit_generator
+from models.items.train import fit_generator
+from models.training import nth_seed
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -52,7 +53,7 @@ def main() -> None:
             emb, best = I.copy(), []
             emb[cold] = 0.0
             for j in range(a.generator_seeds):
-                s = base.model_copy(update={"seed": seed + SEED_STRIDE * j, **over})
+                s = base.model_copy(update={"seed": nth_seed(seed, j), **over})
                 model, log = fit_generator(f, sp, U, I, s, progress=False)
                 emb[cold] += predict(model, f, cold) / a.generator_seeds
                 best.append(max(log["history"], key=lambda r: r["val_cold_ndcg@20"])["epoch"])

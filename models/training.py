@@ -18,6 +18,14 @@ def seed_everything(seed: int) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
+SEED_STRIDE = 1000  # the j-th of several models trained from one seed s uses seed s + SEED_STRIDE * j
+
+
+def nth_seed(seed: int, j: int) -> int:
+    """The seed of the j-th model of an ensemble started from ``seed`` (j = 0 is ``seed`` itself)."""
+    return seed + SEED_STRIDE * j
+
+
 def bpr_loss(pos_scores: torch.Tensor, neg_scores: torch.Tensor) -> torch.Tensor:
     """Bayesian personalised ranking: mean of -ln sigma(s_ui - s_uj)."""
     return -F.logsigmoid(pos_scores - neg_scores).mean()

@@ -37,9 +37,9 @@ from models.items.generator import BlendedGenerator, GeneratorConfig, ProxyGener
 from models.idmodel import train_id_model_checked
 from models.items.text_finetune import LAYER_FILE, finetune_text_layer
 from models.items.proxy_training import predict, train_proxy
+from models.training import nth_seed
 
 MODALITIES = {"both": (1, 1), "text": (1, 0), "image": (0, 1)}
-SEED_STRIDE = 1000  # generator_seeds: the j-th seed of a candidate is settings.seed + SEED_STRIDE * j
 
 @dataclass
 class TrainResult:
@@ -121,7 +121,7 @@ def generator_candidates(features: Features, split: ColdStartSplit, user_emb: np
     both = settings.select_modalities and settings.proxy_modalities == "both" and features.has_text.any() and features.has_image.any()
     fitted, temperatures, fused = {}, {}, None
     for j in range(settings.generator_seeds):
-        tag, s_j = ("", settings) if j == 0 else (f"#{j + 1}", settings.model_copy(update={"seed": settings.seed + SEED_STRIDE * j}))
+        tag, s_j = ("", settings) if j == 0 else (f"#{j + 1}", settings.model_copy(update={"seed": nth_seed(settings.seed, j)}))
         gen, lg = fit_generator(features, split, user_emb, item_emb, s_j, desc=f"proxy generator{tag}", progress=progress)
         temperatures[settings.proxy_modalities + tag] = choose_fusion_temperature(gen, features, val, score,
                                                                                   settings.proxy_fusion_temperatures)
