@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, PositiveFloat, field_validator, model_validator
+from pydantic import AliasChoices, Field, PositiveFloat, PositiveInt, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -91,6 +91,11 @@ class TrainSettings(BaseSettings):
     proxy_lr: float = 1e-3
     proxy_weight_decay: float = 1e-5
     proxy_batch: int = 1024
+    proxy_negatives: PositiveInt = Field(1, description="warm negatives sampled per training click for the generator's "
+                                         "ranking loss")
+    proxy_ranking_loss: Literal["bpr", "softmax"] = Field("bpr", description="BPR averaged over a click's negatives, "
+                                                          "or a sampled softmax: each click against every negative of "
+                                                          "its batch (proxy_batch * proxy_negatives)")
     proxy_mse_weight: float = Field(1.0, description="MSE pull to ID embeddings (CB2CF baseline and skeleton MLP)")
     modality_dropout: float = Field(0.1, description="chance of hiding one modality of a training item")
 

@@ -1,7 +1,8 @@
 """Training loop shared by every content -> ID-space model, and the skeleton MLP.
 
 ``train_proxy`` fits a model whose forward takes (text, image, text_layers, image_stages, mask)
-and returns a dict with ``proxy``: BPR against the frozen ID-model user embeddings, an optional
+and returns a dict with ``proxy``: a ranking loss (``ranking_loss``: BPR over ``proxy_negatives`` warm
+negatives a click, or a sampled softmax over all the batch's negatives) against the frozen ID-model user embeddings, an optional
 MSE pull towards the warm items' ID embeddings, and the model's own auxiliary losses (the
 generator's balance, alignment and PAL terms) weighted by ``weights``; early stopping on
 validation-cold NDCG@20. ``ProxyMLP`` (the skeleton's model) is kept for the CB2CF-style
@@ -100,6 +101,7 @@ def train_proxy(
     U, I = torch.from_numpy(user_emb), torch.from_numpy(item_emb)
     warm = split.warm_items
     n = len(split.train) if bpr_weight > 0 else len(warm)
+    n_neg = settings.proxy_negatives if bpr_weight > 0 else 1
     probe = np.zeros_like(item_emb)
     stopper, log = EarlyStopping(settings.patience), []
     bar = tqdm(range(settings.proxy_epochs), desc=desc, disable=not progress)
@@ -111,7 +113,7 @@ def train_proxy(
         for b in range(0, n, settings.proxy_batch):
             idx = perm[b : b + settings.proxy_batch]
             pos = split.train.items[idx] if bpr_weight > 0 else warm[idx]
-            neg = warm[rng.integers(0, len(warm), len(idx))]
+            neg = warm[rng.integers(0, len(warm), len(idx) * n_neg)]  # row r's negatives: r, r + len(idx), ...
             both = np.concatenate([pos, neg])
             x = tensors(features, both)
             out = model(*x[:-1], _drop_modality(x[-1], settings.modality_dropout, gen))
@@ -121,7 +123,7 @@ def train_proxy(
                 loss = loss + mse_weight * F.mse_loss(p, I[torch.from_numpy(both)])
             if bpr_weight > 0:
                 u = U[torch.from_numpy(split.train.users[idx])]
-                loss = loss + bpr_weight * bpr_loss((u * p[: len(idx)]).sum(-1), (u * p[len(idx) :]).sum(-1))
+                loss = loss + bpr_weight * ranking_loss(u, p[: len(idx)], p[len(idx) :], settings.proxy_ranking_loss)
             if weights:
                 _, first = np.unique(both, return_index=True)  # PAL: each item once, others are in-batch negatives
                 sel = torch.from_numpy(np.sort(first))
@@ -144,6 +146,19 @@ def train_proxy(
     model.load_state_dict(stopper.state)
     model.eval()
     return model, {"best_val_cold_ndcg@20": stopper.best, "epochs_run": len(log), "history": log}
+
+
+def ranking_loss(users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, kind: str) -> torch.Tensor:
+    """The generator's ranking loss for B clicks (``users``, ``pos``: B x d) against ``neg`` (n*B x d,
+    row r's own negatives at r, r + B, ...): BPR averaged over each click's n pairs; or a sampled
+    softmax, each click against every negative of the batch (n*B of them, shared: no extra forward
+    pass), cross-entropy with the click as the class."""
+    s_pos = (users * pos).sum(-1)
+    if kind == "softmax":
+        logits = torch.cat([s_pos.unsqueeze(1), users @ neg.T], 1)
+        return F.cross_entropy(logits, torch.zeros(len(logits), dtype=torch.long))
+    s_neg = (users.unsqueeze(0) * neg.view(-1, *users.shape)).sum(-1).T  # B x n
+    return bpr_loss(s_pos.unsqueeze(1), s_neg)
 
 
 def _rows(value, sel: torch.Tensor):

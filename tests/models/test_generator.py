@@ -1,5 +1,5 @@
 """The proxy generator's parts on small hand-made inputs: top-k routing, balance losses, masked
-fusion, PAL, layer grouping; LightGCN's graph normalisation."""
+fusion, PAL, layer grouping, the ranking losses; LightGCN's graph normalisation."""
 
 import numpy as np
 import pytest
@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from models.items.generator import GeneratorConfig, MoEAdapter, ProxyGenerator, kl_to_uniform, layer_groups, pal_loss
 from models.idmodel import normalised_adjacency
+from models.items.proxy_training import ranking_loss
 
 
 @pytest.mark.parametrize("experts, k, kind", [(4, 2, "linear"), (6, 3, "whitening"), (8, 4, "linear"), (4, 1, "linear")])
@@ -111,3 +112,18 @@ def test_lightgcn_adjacency_is_symmetric_normalised():
     deg = np.array([2, 1, 1, 2, 0])  # users 0, 1; items 0, 1, 2 (item 2 has no edge)
     assert adj[0, 2 + 1] == pytest.approx(1 / np.sqrt(deg[0] * deg[3]))
     assert (adj[4] == 0).all()
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_ranking_losses_pair_each_click_with_its_own_negatives(n):
+    torch.manual_seed(0)
+    users, pos, neg = torch.randn(5, 4), torch.randn(5, 4), torch.randn(5 * n, 4)
+    s_pos = (users * pos).sum(-1)
+    s_neg = torch.stack([(users * neg[k * 5 : (k + 1) * 5]).sum(-1) for k in range(n)], 1)  # row r's k-th at r + 5k
+    expected_bpr = -F.logsigmoid(s_pos[:, None] - s_neg).mean()
+    every = users @ neg.T  # the softmax shares the batch's negatives: each click against all 5n of them
+    expected_softmax = (torch.logsumexp(torch.cat([s_pos[:, None], every], 1), 1) - s_pos).mean()
+    torch.testing.assert_close(ranking_loss(users, pos, neg, "bpr"), expected_bpr)
+    torch.testing.assert_close(ranking_loss(users, pos, neg, "softmax"), expected_softmax)
+    one = ranking_loss(users[:1], pos[:1], neg[:1], "softmax")  # one click, one negative: softmax over two is BPR
+    torch.testing.assert_close(one, -F.logsigmoid(s_pos[:1] - s_neg[:1, 0]).mean())
