@@ -1,8 +1,9 @@
 """Training loop shared by every content -> ID-space model, and the skeleton MLP.
 
 ``train_proxy`` fits a model whose forward takes (text, image, text_layers, image_stages, mask)
-and returns a dict with ``proxy``: a ranking loss (``ranking_loss``: BPR over ``proxy_negatives`` warm
-negatives a click, or a sampled softmax over all the batch's negatives) against the frozen ID-model user embeddings, an optional
+and returns a dict with ``proxy``: a ranking loss against the frozen ID-model user embeddings
+(``ranking_loss``: BPR over ``proxy_negatives`` warm negatives a click, or a sampled softmax over
+the batch's negatives), an optional
 MSE pull towards the warm items' ID embeddings, and the model's own auxiliary losses (the
 generator's balance, alignment and PAL terms) weighted by ``weights``; early stopping on
 validation-cold NDCG@20. ``ProxyMLP`` (the skeleton's model) is kept for the CB2CF-style
