@@ -1,6 +1,6 @@
 """Warm-validation tuning of the ID model: for each settings override, train the ID model on seeds 0-2 and
 report its best warm-validation NDCG@20 (what its early stopping looks at, over every warm item) and the
-epoch it stopped at. Warm validation holds about a tenth of the warm clicks, far more than the
+epoch of that best. Warm validation holds about a tenth of the warm clicks, far more than the
 validation-cold items, so it separates settings that validation-cold cannot. Nothing here reads the
 test split. Writes bench/results/<--out>.json.
 
