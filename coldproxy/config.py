@@ -90,6 +90,9 @@ class TrainSettings(BaseSettings):
     proxy_epochs: int = 40
     proxy_lr: float = 1e-3
     proxy_weight_decay: float = 1e-5
+    proxy_ema_decay: float = Field(0.0, ge=0.0, lt=1.0, description="exponential moving average of the generator's "
+                                   "weights, updated every step; validation, early stopping and the result use the "
+                                   "average (0: off, the last step's weights)")
     proxy_batch: int = 1024
     proxy_negatives: PositiveInt = Field(1, description="warm negatives sampled per training click for the generator's "
                                          "ranking loss")

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
 from models.data import ColdStartSplit
@@ -89,7 +90,9 @@ def train_proxy(
     desc: str = "proxy", progress: bool = True,
 ) -> tuple[nn.Module, dict]:
     """Seed, ``build()`` the model (so its initialisation depends on ``s.seed`` only), fit it
-    (normalisation from warm items); early stopping on val-cold NDCG@20.
+    (normalisation from warm items); early stopping on val-cold NDCG@20. With ``proxy_ema_decay`` > 0
+    an exponential moving average of the weights (``torch.optim.swa_utils``) is what is validated,
+    snapshot and returned: the average over the last ~1/(1 - decay) steps, steadier than one step's.
 
     With ``bpr_weight == 0`` the loop runs over warm items instead (pure content -> ID regression).
     """
@@ -99,6 +102,9 @@ def train_proxy(
     weights = weights or {}
     model.fit_normalisation(features.rows(split.warm_items))
     opt = torch.optim.AdamW(model.parameters(), lr=settings.proxy_lr, weight_decay=settings.proxy_weight_decay)
+    ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(settings.proxy_ema_decay), use_buffers=True)
+           if settings.proxy_ema_decay > 0 else None)
+    scored = ema.module if ema is not None else model  # what validation sees and training returns
     U, I = torch.from_numpy(user_emb), torch.from_numpy(item_emb)
     warm = split.warm_items
     n = len(split.train) if bpr_weight > 0 else len(warm)
@@ -137,12 +143,14 @@ def train_proxy(
             opt.zero_grad()
             loss.backward()
             opt.step()
+            if ema is not None:
+                ema.update_parameters(model)
             total += loss.item() * len(idx)
-        probe[split.val_items] = predict(model, features, split.val_items)
+        probe[split.val_items] = predict(scored, features, split.val_items)
         ndcg = validation_cold_ndcg(user_emb, probe, split)
         log.append({"epoch": epoch + 1, "loss": total / n, "val_cold_ndcg@20": ndcg} | {k: v / n for k, v in parts.items()})
         bar.set_postfix(loss=f"{total / n:.4f}", val_cold_ndcg20=f"{ndcg:.4f}")
-        if stopper.step(ndcg, lambda: {k: v.clone() for k, v in model.state_dict().items()}):
+        if stopper.step(ndcg, lambda: {k: v.clone() for k, v in scored.state_dict().items()}):
             break
     model.load_state_dict(stopper.state)
     model.eval()

@@ -127,3 +127,46 @@ def test_ranking_losses_pair_each_click_with_its_own_negatives(n):
     torch.testing.assert_close(ranking_loss(users, pos, neg, "softmax"), expected_softmax)
     one = ranking_loss(users[:1], pos[:1], neg[:1], "softmax")  # one click, one negative: softmax over two is BPR
     torch.testing.assert_close(one, -F.logsigmoid(s_pos[:1] - s_neg[:1, 0]).mean())
+
+
+def _tiny_split_and_features(seed: int = 0):
+    """60 items with random content, 40 users clicking the items whose content points their way."""
+    from models.data import Dataset, cold_start_split
+    from models.features import Features
+
+    rng = np.random.default_rng(seed)
+    n_items, n_users, d = 60, 40, 4
+    text = rng.standard_normal((n_items, 8)).astype(np.float32)
+    taste = rng.standard_normal((n_users, 8)).astype(np.float32)
+    users, items = np.nonzero(taste @ text.T > 1.0)
+    ds = Dataset("tiny", [str(i) for i in range(n_items)], [""] * n_items, [None] * n_items,
+                 [str(u) for u in range(n_users)], users.astype(np.int64), items.astype(np.int64))
+    feats = Features(text, rng.standard_normal((n_items, 6)).astype(np.float32),
+                     rng.standard_normal((n_items, 3, 8)).astype(np.float32),
+                     rng.standard_normal((n_items, 5)).astype(np.float32), np.ones(n_items, bool), np.ones(n_items, bool))
+    user_emb = rng.standard_normal((n_users, d)).astype(np.float32)
+    item_emb = rng.standard_normal((n_items, d)).astype(np.float32)
+    return cold_start_split(ds, seed), feats, user_emb, item_emb
+
+
+def test_the_weight_average_is_what_is_validated_and_returned_and_a_vanishing_decay_is_the_plain_run():
+    from coldproxy.config import TrainSettings
+    from models.evaluate import validation_cold_ndcg
+    from models.items.proxy_training import ProxyMLP, predict, train_proxy
+
+    split, feats, U, I = _tiny_split_and_features()
+
+    def run(decay: float):
+        s = TrainSettings(proxy_ema_decay=decay, proxy_epochs=3, patience=10, proxy_batch=32, proxy_lr=1e-2)
+        model, log = train_proxy(lambda: ProxyMLP(8, 6, 4, hidden=16), feats, split, U, I, s, progress=False)
+        out = predict(model, feats, np.arange(60))
+        probe = np.zeros_like(I)
+        probe[split.val_items] = out[split.val_items]
+        assert log["best_val_cold_ndcg@20"] == pytest.approx(validation_cold_ndcg(U, probe, split))  # validated = returned
+        return out
+
+    plain, vanishing, averaged = run(0.0), run(1e-12), run(0.9)
+    np.testing.assert_allclose(vanishing, plain, atol=1e-5)  # the average of the last step alone is that step
+    assert np.abs(averaged - plain).max() > 1e-3  # a real average is not the last step's weights
+    with pytest.raises(ValueError):
+        TrainSettings(proxy_ema_decay=1.0)
