@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from models.items.generator import GeneratorConfig, MoEAdapter, ProxyGenerator, kl_to_uniform, layer_groups, pal_loss
 from models.idmodel import normalised_adjacency
 from models.items.proxy_training import ranking_loss
+from tests.models.random_features import random_features
 
 
 @pytest.mark.parametrize("experts, k, kind", [(4, 2, "linear"), (6, 3, "whitening"), (8, 4, "linear"), (4, 1, "linear")])
@@ -130,20 +131,16 @@ def test_ranking_losses_pair_each_click_with_its_own_negatives(n):
 
 
 def _tiny_split_and_features(seed: int = 0):
-    """60 items with random content, 40 users clicking the items whose content points their way."""
+    """60 items with random content, 40 users clicking the items whose text points their way."""
     from models.data import Dataset, cold_start_split
-    from models.features import Features
 
     rng = np.random.default_rng(seed)
     n_items, n_users, d = 60, 40, 4
-    text = rng.standard_normal((n_items, 8)).astype(np.float32)
+    feats = random_features(n_items, seed)
     taste = rng.standard_normal((n_users, 8)).astype(np.float32)
-    users, items = np.nonzero(taste @ text.T > 1.0)
+    users, items = np.nonzero(taste @ feats.text.T > 1.0)
     ds = Dataset("tiny", [str(i) for i in range(n_items)], [""] * n_items, [None] * n_items,
                  [str(u) for u in range(n_users)], users.astype(np.int64), items.astype(np.int64))
-    feats = Features(text, rng.standard_normal((n_items, 6)).astype(np.float32),
-                     rng.standard_normal((n_items, 3, 8)).astype(np.float32),
-                     rng.standard_normal((n_items, 5)).astype(np.float32), np.ones(n_items, bool), np.ones(n_items, bool))
     user_emb = rng.standard_normal((n_users, d)).astype(np.float32)
     item_emb = rng.standard_normal((n_items, d)).astype(np.float32)
     return cold_start_split(ds, seed), feats, user_emb, item_emb

@@ -8,6 +8,7 @@ import torch
 
 from models.items.generator import GeneratorConfig, ProxyGenerator, RoutedGenerator
 from models.items.train import check_selection
+from tests.models.random_features import random_features
 
 
 def test_a_served_choice_below_a_candidate_on_validation_fails_the_run_loudly():
@@ -58,21 +59,12 @@ def test_a_routed_generator_round_trips_through_its_checkpoint_and_exports_as_on
     assert parity(loaded.serving(), path, feeds) < 1e-5
 
 
-def _features(n: int, seed: int):
-    from models.features import Features
-
-    rng = np.random.default_rng(seed)
-    return Features(rng.standard_normal((n, 8), dtype=np.float32), rng.standard_normal((n, 6), dtype=np.float32),
-                    rng.standard_normal((n, 3, 8), dtype=np.float32), rng.standard_normal((n, 5), dtype=np.float32),
-                    np.ones(n, bool), np.ones(n, bool))
-
-
 def test_the_fusion_temperature_is_chosen_by_the_validation_score_and_exported_with_the_generator(tmp_path):
     from export.graphs import export_proxy, parity
     from models.items.proxy_training import predict
     from models.items.train import choose_fusion_temperature, generator_checkpoint, load_proxy
 
-    feats, items, gen = _features(16, 0), np.arange(16), _generator((1, 1), 4)
+    feats, items, gen = random_features(16, 0), np.arange(16), _generator((1, 1), 4)
     gen.cfg.fusion_temperature = 4.0
     hot = predict(gen, feats, items, key="alpha")
     target = predict(gen, feats, items)
