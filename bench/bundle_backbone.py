@@ -55,6 +55,7 @@ VARIANTS = {  # name -> BundleSettings overrides; the first (the served default 
     "  with 4 negatives, contrast weight 0.04 each": {"bpr_negatives": 4, "contrast_weight": 0.04},
     "  with 4 negatives, contrast temperature 0.3": {"bpr_negatives": 4, "contrast_temp": 0.3},
     "  with 4 negatives, lr 2e-3": {"bpr_negatives": 4, "id_lr": 2e-3},
+    "  with 4 negatives, batch 1024": {"bpr_negatives": 4, "id_batch": 1024},
     OLD: BEFORE,
     "+ edge dropout 0.2": BEFORE | {"edge_dropout": 0.2},
     "+ normalised layer sum": BEFORE | {"layer_combine": "normalised_sum"},

@@ -17,10 +17,10 @@ from models.items.train import load_proxy
 TOL = 1e-4
 
 
-def test_manifest_records_parity_and_dims(package_dir):
+def test_manifest_records_parity_and_dims(package_dir, train_settings):
     b = load_package(package_dir)
     m = b.manifest
-    assert m.dims.id_dim == 64 and m.dims.text_dim == 384 and m.dims.image_dim == 1280
+    assert m.dims.id_dim == train_settings.dim and m.dims.text_dim == 384 and m.dims.image_dim == 1280
     assert m.dims.text_layers == 7 and m.dims.image_stage_dim == 784
     assert set(m.parity) == {"text_encoder", "image_encoder", "proxy", "proxy_text_only", "proxy_image_only",
                              "sampler", "gate", "gate_without_id"}
@@ -32,7 +32,7 @@ def test_manifest_records_parity_and_dims(package_dir):
     assert {"gate", "proxy", "diffusion", "anchor", "generator:both"} <= set(selection["validation"])
     assert m.experts["sampler"] == selection["sampler"]  # the sampler the package unrolls is the one training used
     assert {"sampler", "gate"} <= set(m.files) and b.has_experts
-    assert b.user_emb.shape[1] == 64 and len(b.item_ids) == len(b.item_emb)
+    assert b.user_emb.shape[1] == train_settings.dim and len(b.item_ids) == len(b.item_emb)
     assert "ratings_sha256" in m.provenance and "cold" in m.metrics["test"]
 
 

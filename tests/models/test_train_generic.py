@@ -34,7 +34,7 @@ def test_cli_trains_on_generic_format(tmp_path, movielens_dir, train_settings, t
     cli_main(["train", "--format", "generic", "--data", str(data), "--work-dir", str(work)])
     z = np.load(work / "embeddings.npz")
     assert z["item_ids"][0].startswith("sku-") and z["user_ids"][0].startswith("user-")
-    assert z["item_emb"].shape[1] == 64 and np.isfinite(z["item_emb"]).all()
+    assert z["item_emb"].shape[1] == train_settings.dim and np.isfinite(z["item_emb"]).all()
     mask = z["item_mask"]
     assert (mask.sum(1) >= 1).all() and (mask[:, 0] == 0).any() and (mask[:, 1] == 0).any()
     assert (work / "metrics.json").exists() and (work / "proxy.pt").exists()

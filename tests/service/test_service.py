@@ -60,12 +60,12 @@ def post_item(client, item_id, text=None, image=None, **extra):
     return client.post("/v1/items", data=data, files=files)
 
 
-def test_health_and_readiness(client, package_dir):
+def test_health_and_readiness(client, package_dir, train_settings):
     assert client.get("/healthz").json() == {"status": "alive"}
     r = client.get("/readyz")
     assert r.status_code == 200 and r.json()["status"] == "ready"
     m = client.get("/v1/model").json()
-    assert m["bundle_version"] == r.json()["bundle_version"] and m["dims"]["id_dim"] == 64
+    assert m["bundle_version"] == r.json()["bundle_version"] and m["dims"]["id_dim"] == train_settings.dim
     assert m["providers"][-1] == "CPUExecutionProvider" and "cold" in m["test_metrics"]
     sel = m["selection"]  # what new items are served and why: every candidate's validation score
     assert sel["served"] in ("gate", "proxy", "diffusion", "anchor") and sel["validation"][sel["served"]] == max(sel["validation"].values())
@@ -271,7 +271,7 @@ def test_batch_ingestion_stores_good_items_and_reports_bad_ones_each(client, mov
     assert client.post("/v1/items:batch", content=b"x", headers={"content-type": "text/plain"}).status_code == 415
 
 
-def test_interaction_counts_re_gate_a_new_item_towards_its_id_embedding(client, trained):
+def test_interaction_counts_re_gate_a_new_item_towards_its_id_embedding(client, trained, train_settings):
     """Warm-up path: count (+ the recommender's ID embedding) in, the gate's new mix out, served everywhere."""
     from models.items.train import load_experts
 
@@ -305,7 +305,7 @@ def test_interaction_counts_re_gate_a_new_item_towards_its_id_embedding(client, 
     warm_id = trained.dataset.item_ids[trained.split.warm_items[0]]
     bad = [("/v1/items/warmup-1/interactions", {"count": -1}, 422),
            ("/v1/items/warmup-1/interactions", {"count": 3, "id_embedding": [1.0, 2.0]}, 422),
-           ("/v1/items/warmup-1/interactions", {"count": 3, "id_embedding": [100.0] * 64}, 422),  # pushes to every top
+           ("/v1/items/warmup-1/interactions", {"count": 3, "id_embedding": [100.0] * train_settings.dim}, 422),  # pushes to every top
            ("/v1/items/warmup-1/interactions", {"count": "many"}, 422),
            ("/v1/items/never-posted/interactions", {"count": 3}, 404),
            (f"/v1/items/{warm_id}/interactions", {"count": 3}, 409)]
