@@ -13,6 +13,14 @@ Writes bench/results/<out>.{json,md,png} (default quality_movielens), titled wit
     python bench/quality.py [--seeds 0 1 2] [--only full CB2CF ...] [--merge]   # --merge: more rows, or more seeds
     python bench/quality.py --data DIR --format generic --out quality_mydata   # your own catalogue
     python bench/quality.py --combine s0.json s1.json s2.json --out quality_x   # per-seed runs into one table
+
+In a space coldproxy did not make (issue 38): ``--export-splits DIR`` writes each seed's warm training interactions
+(what an external recommender may see; never a cold item's) and stops; a recommender of your choice writes
+``DIR/seed{N}/items.parquet`` and ``users.parquet`` (``bench/external_space.py``: implicit's ALS); then
+``--id-space-dir DIR`` scores every method in that space, on the same splits and metrics:
+
+    python bench/quality.py --export-splits /tmp/splits && python bench/external_space.py /tmp/splits
+    python bench/quality.py --id-space-dir /tmp/splits --only content-kNN CB2CF CLCRec --out quality_movielens_als
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ import numpy as np
 from coldproxy.config import TrainSettings
 from models.items.baselines import (cb2cf_embeddings, clcrec_embeddings, dropoutnet_embeddings, knn_embeddings,
                               random_embeddings)
+from models.data import cold_start_split, load_dataset
 from models.evaluate import evaluate_split
 from models.idmodel import train_id_model
 from models.items.proxy_training import ProxyMLP, predict, tensors, train_proxy
@@ -71,11 +80,58 @@ def served(model, features, item_emb, cold, mask=None) -> np.ndarray:
     return out
 
 
-def run_seed(seed: int, only: set[str] | None, data: dict) -> tuple[dict[str, dict], str]:
-    """Every method's scenarios on one seed, and the dataset's name."""
-    s = TrainSettings(seed=seed, **data)
-    want = lambda m: only is None or m in only  # noqa: E731
+def export_splits(out: Path, seeds: list[int], data: dict) -> None:
+    """Each seed's split as an external recommender may see it (see the module docstring): its warm training
+    interactions, its warm-validation ones to tune on, the warm items and every user, as Parquet."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    for seed in seeds:
+        s = TrainSettings(seed=seed, **data)
+        ds = load_dataset(s)
+        sp = cold_start_split(ds, seed, s.split_ratios, s.selection_holdout)
+        d = out / f"seed{seed}"
+        d.mkdir(parents=True, exist_ok=True)
+        for name, part in (("train", sp.train), ("warm_val", sp.warm_val)):
+            pq.write_table(pa.table({"user_id": [ds.user_ids[u] for u in part.users],
+                                     "item_id": [ds.item_ids[i] for i in part.items]}), d / f"{name}.parquet")
+        pq.write_table(pa.table({"item_id": [ds.item_ids[i] for i in sp.warm_items]}), d / "warm_items.parquet")
+        pq.write_table(pa.table({"user_id": ds.user_ids}), d / "user_ids.parquet")
+        (d / "split.json").write_text(json.dumps({
+            "dataset": ds.name, "seed": seed, "ratios": list(s.split_ratios), "warm_items": len(sp.warm_items),
+            "users": ds.n_users, "train_interactions": len(sp.train), "warm_val_interactions": len(sp.warm_val),
+            "held_out": "validation-cold and test-cold items and their interactions; warm-test interactions"}, indent=2))
+        print(f"seed {seed}: {len(sp.train)} training interactions over {len(sp.warm_items)} warm items, "
+              f"{ds.n_users} users -> {d}")
+
+
+def space_settings(space_dir: Path | None, seed: int) -> dict:
+    """The settings that point training at the seed's given space (none without ``--id-space-dir``)."""
+    if space_dir is None:
+        return {}
+    d = space_dir / f"seed{seed}"
+    missing = [f for f in ("items.parquet", "users.parquet") if not (d / f).exists()]
+    if missing:
+        raise SystemExit(f"{d}: no {missing}; make the space first (bench/external_space.py {space_dir})")
+    return {"item_embeddings": d / "items.parquet", "user_embeddings": d / "users.parquet"}
+
+
+def check_no_cold_vectors(result) -> None:
+    """The external model must never have seen a cold item: a vector for one means the space leaks the test."""
+    cold = np.concatenate([result.split.val_items, result.split.test_items])
+    seen = cold[result.space.has_vector[cold]]
+    if len(seen):
+        raise SystemExit(f"the given space has vectors for {len(seen)} validation/test-cold items (e.g. "
+                         f"{[result.dataset.item_ids[i] for i in seen[:3]]}): it was not made from this seed's split")
+
+
+def run_seed(seed: int, only: set[str] | None, data: dict, space_dir: Path | None = None) -> tuple[dict[str, dict], str]:
+    """Every method's scenarios on one seed, and the dataset's name; with ``space_dir``, in the seed's given space."""
+    s = TrainSettings(seed=seed, **data, **space_settings(space_dir, seed))
+    want = lambda m: (only is None or m in only) and not (space_dir is not None and m == LIGHTGCN)  # noqa: E731
     r = train(s, encoder_graphs)
+    if r.space is not None:
+        check_no_cold_vectors(r)
     f, sp, U, I = r.features, r.split, r.user_emb, r.item_emb
     cold = np.concatenate([sp.val_items, sp.test_items])
     res: dict[str, dict] = {}
@@ -90,6 +146,10 @@ def run_seed(seed: int, only: set[str] | None, data: dict) -> tuple[dict[str, di
     score(CALIBRATED, r.served_item_emb())  # what the package serves
     res["_choices"] = {"selection": r.metrics["selection"], "id_model": r.metrics["id_model"]["type"],
                        "id_fallback": r.metrics["id_model"].get("fallback")}
+    if space_dir is not None:  # what made the space, as its maker recorded it
+        made = space_dir / f"seed{seed}" / "space.json"
+        res["_choices"]["id_space"] = r.metrics["id_space"] | {"made_by": json.loads(made.read_text()) if made.exists()
+                                                                else None}
     print(f"seed {seed} chose on validation: {res['_choices']}", flush=True)
     score(FULL, served(r.proxy, f, I, cold))  # the (validation-chosen) generator's proxy alone
     if want("random"):
@@ -220,9 +280,16 @@ def main() -> None:
     p.add_argument("--format", choices=["movielens", "generic"], help="dataset format (COLDPROXY_DATA_FORMAT)")
     p.add_argument("--combine", type=Path, nargs="+", help="write --out from these results files (e.g. one per "
                    "seed, each run on a core of its own) instead of running")
+    p.add_argument("--export-splits", type=Path, metavar="DIR", help="write each seed's warm training interactions "
+                   "for an external recommender to DIR/seed{N}/ and stop")
+    p.add_argument("--id-space-dir", type=Path, metavar="DIR", help="score every method in the ID space each seed's "
+                   "DIR/seed{N}/items.parquet and users.parquet give (made from --export-splits DIR)")
     a = p.parse_args()
     data = {k: v for k, v in (("data_dir", a.data), ("data_format", a.format)) if v is not None}
     t = time.time()
+    if a.export_splits:
+        export_splits(a.export_splits, a.seeds, data)
+        return
     if a.combine:
         files = [json.loads(f.read_text()) for f in a.combine]
         seeds = [seed for f in files for seed in f["seeds"]]
@@ -230,7 +297,7 @@ def main() -> None:
             raise SystemExit(f"--combine: a seed appears twice ({seeds})")
         per_seed, dataset = [run for f in files for run in f["per_seed"]], files[0]["dataset"]
     else:
-        runs = [run_seed(seed, set(a.only) if a.only else None, data) for seed in a.seeds]
+        runs = [run_seed(seed, set(a.only) if a.only else None, data, a.id_space_dir) for seed in a.seeds]
         per_seed, dataset = [res for res, _ in runs], runs[0][1]
         seeds = a.seeds
     if a.merge and (RESULTS / f"{a.out}.json").exists():

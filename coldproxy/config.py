@@ -37,6 +37,18 @@ class TrainSettings(BaseSettings):
     seed: int = 0
     split_ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)
 
+    # the recommender's own ID space (models/given_space.py): given, no ID model is trained
+    item_embeddings: Path | None = Field(None, description="your recommender's item vectors (item_id, embedding) as "
+                                         "Parquet, or NAME.npy beside NAME.ids.txt: proxies are aligned to them and no "
+                                         "ID model is trained; warm items are the items with a vector. Default: the "
+                                         "generic data directory's item_embeddings.parquet (or .npy) when it has one")
+    user_embeddings: Path | None = Field(None, description="your recommender's user vectors (user_id, embedding), same "
+                                         "formats; with them the ranking losses use them, without them training uses "
+                                         "the alignment losses only. Default: the generic data directory's "
+                                         "user_embeddings.parquet (or .npy) when it has one")
+    score_function: Literal["dot", "cosine"] = Field("dot", description="how your recommender scores a user against "
+                                                     "an item; cosine: every vector is kept unit-length")
+
     # encoders
     cache_dir: Path = Field(REPO_ROOT / "artifacts" / "cache", description="feature cache")
     text_max_len: int = 128
@@ -298,6 +310,13 @@ class ServiceSettings(BaseSettings):
     max_batch_items: int = Field(64, description="items per POST /v1/items:batch")
     max_batch_bytes: int = Field(64 * 1024 * 1024, description="largest POST /v1/items:batch body")
     max_candidates: int = 10_000
+    max_user_norm: float | None = Field(None, gt=0, description="largest norm of a user_embedding a client may send; "
+                                        "default: vector_norm_slack x the largest norm among the package's users (its "
+                                        "warm items' when it has none)")
+    vector_norm_slack: float = Field(1.5, ge=1.0, description="how far past the package's own vectors a client's "
+                                     "vector may reach: user_embedding (see max_user_norm) and PUT "
+                                     "/v1/items:id-embeddings bound their norms by this times the largest there")
+    max_id_vectors: int = Field(1000, ge=1, description="item vectors per PUT /v1/items:id-embeddings")
     max_k: int = 1000
     max_item_id_len: int = 128
     micro_batching: bool = Field(True, description="batch concurrent POST /v1/items through the graphs")

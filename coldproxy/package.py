@@ -15,9 +15,10 @@ import json
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from coldproxy.errors import PackageError
 
@@ -43,6 +44,21 @@ class Dims(BaseModel):
     image_stage_dim: int
 
 
+class IdSpace(BaseModel):
+    """The ID space a package serves: trained by coldproxy, or given as the team's own vectors
+    (``coldproxy.id_space``)."""
+
+    fingerprint: str = Field(description="identifies the space; packages with another one serve another space")
+    source: Literal["trained", "given"]
+    score: Literal["dot", "cosine"] = Field("dot", description="how the recommender scores a user against an item; "
+                                            "a cosine space's vectors are kept unit-length, so an inner product is it")
+    dim: int
+    item_file: str | None = Field(None, description="the given item vectors' file name")
+    user_file: str | None = Field(None, description="the given user vectors' file name; none: items only")
+    item_vectors: int = Field(0, description="rows of the item file (trained: warm items)")
+    user_vectors: int = Field(0, description="rows of the user file (trained: users)")
+
+
 class Manifest(BaseModel):
     schema_version: int = SCHEMA_VERSION
     version: str
@@ -57,6 +73,7 @@ class Manifest(BaseModel):
     counts: dict[str, int]
     experts: dict | None = None  # sampler (method, steps, spacing, t_start), anchor_n, gate features/experts
     id_fingerprint: str | None = None  # ``id_fingerprint`` of the ID tables; verified at load when set
+    id_space: IdSpace | None = None  # where the ID space comes from; older packages: a trained one
 
 
 def id_fingerprint(user_ids, user_emb: np.ndarray, item_ids, item_emb: np.ndarray) -> str:
@@ -106,7 +123,17 @@ class ModelPackage:
 
     @cached_property
     def id_fingerprint(self) -> str:
+        """The ID space's fingerprint: the given space's (``coldproxy.id_space.space_fingerprint``), else a digest of
+        the trained ID tables."""
+        space = self.manifest.id_space
+        if space is not None and space.source == "given":
+            return space.fingerprint
         return id_fingerprint(self.user_ids, self.user_emb, self.item_ids, self.item_emb)
+
+    @property
+    def score(self) -> str:
+        """The space's score function: "dot" or "cosine" (whose vectors are unit-length)."""
+        return self.manifest.id_space.score if self.manifest.id_space is not None else "dot"
 
     @cached_property
     def encoder_fingerprint(self) -> str:
@@ -147,6 +174,8 @@ def load_package(path: Path) -> ModelPackage:
                            item_emb)
     if manifest.id_fingerprint is not None and package.id_fingerprint != manifest.id_fingerprint:
         raise PackageError(f"the ID tables' fingerprint {package.id_fingerprint} is not the manifest's {manifest.id_fingerprint}")
+    if manifest.id_space is not None and manifest.id_space.dim != d:
+        raise PackageError(f"the ID space's dimension {manifest.id_space.dim} is not the manifest's id_dim {d}")
     return package
 
 

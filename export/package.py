@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from coldproxy.errors import ParityError
-from coldproxy.package import (COMPONENTS, EXPERT_COMPONENTS, Dims, Manifest, id_fingerprint, load_package, sha256_file,
-                               write_manifest)
+from coldproxy.package import (COMPONENTS, EXPERT_COMPONENTS, Dims, IdSpace, Manifest, id_fingerprint, load_package,
+                               sha256_file, write_manifest)
 from coldproxy.preprocess import load_image_file, preprocessing_manifest
 from coldproxy.graph_io import GATE_INPUTS, PROXY_INPUTS, SAMPLER_INPUTS
 from export.encoders import export_image_encoder, export_text_encoder
@@ -27,7 +27,7 @@ from models.encoders import (IMAGE_DIM, IMAGE_ENCODER, IMAGE_STAGE_DIM, TEXT_DIM
 from models.diffusion import NoiseSchedule
 from coldproxy.experts import CONTENT_EXPERTS, EXPERTS, GATE_FEATURES
 from models.samplers import UnrolledSampler, make_plan
-from models.items.calibration import Calibration, CalibratedGate, CalibratedProxy
+from models.items.calibration import Calibration, CalibratedGate, CalibratedProxy, UnitLength
 from models.items.blend import describe
 from models.items.generator import BlendedGenerator, RoutedGenerator
 from models.items.text_finetune import LAYER_FILE, apply_text_layer
@@ -50,9 +50,12 @@ def build_package(settings) -> Path:
     stage = staging_dir(out)
     text_enc, image_enc, proxy = apply_text_layer(TextEncoder(), work), ImageEncoder(), load_proxy(work)
     calibration = Calibration.load(work)
+    metrics = json.loads((work / "metrics.json").read_text())
+    cosine = metrics.get("id_space", {}).get("score") == "cosine"
     serving = proxy.serving()
-    if calibration is not None and not (work / "experts.pt").exists():  # with a gate, the gate graph calibrates
-        serving = CalibratedProxy(serving, calibration)
+    if not (work / "experts.pt").exists():  # with a gate, the gate graph calibrates and is made unit-length
+        serving = serving if calibration is None else CalibratedProxy(serving, calibration)
+        serving = UnitLength(serving) if cosine else serving
     export_text_encoder(text_enc, stage / COMPONENTS["text_encoder"])
     export_image_encoder(image_enc, stage / COMPONENTS["image_encoder"])
     export_proxy(proxy, stage / COMPONENTS["proxy"], serving)
@@ -71,23 +74,23 @@ def build_package(settings) -> Path:
     for name, keep in (("proxy_text_only", [1, 0]), ("proxy_image_only", [0, 1])):
         feeds = {**proxy_feeds, "modality_mask": proxy_feeds["modality_mask"] * np.array(keep, np.float32)}
         report[name] = parity(serving, stage / COMPONENTS["proxy"], feeds)
-    experts = _export_experts(work, stage, proxy.out_dim, report, calibration)
+    experts = _export_experts(work, stage, proxy.out_dim, report, calibration, cosine)
     bad = {k: v for k, v in report.items() if not v < settings.parity_tolerance}
     if bad:
         raise ParityError(f"ONNX vs torch max |delta| over {settings.parity_tolerance}: {bad}")
 
-    metrics = json.loads((work / "metrics.json").read_text())
-    metrics_keys = ("test", "test_uncalibrated", "calibration", "id_model", "text_finetune", "proxy", "selection",
+    metrics_keys = ("test", "test_protocol", "test_uncalibrated", "calibration", "id_model", "text_finetune", "proxy", "selection",
                     "split") + (("diffusion", "gate") if experts else ())
     files = {c: sha256_file(stage / n) for c, n in (COMPONENTS | (EXPERT_COMPONENTS if experts else {})).items()}
     now = datetime.now(timezone.utc)
+    space = id_space(metrics, z, proxy.out_dim)
     manifest = Manifest(
         version=package_version(files, now),
         created_at=now.isoformat(),
         dims=Dims(id_dim=proxy.out_dim, text_dim=TEXT_DIM, image_dim=IMAGE_DIM, text_layers=TEXT_LAYERS,
                   image_stage_dim=IMAGE_STAGE_DIM),
         encoders={"text": TEXT_ENCODER + (" (last layer fine-tuned)" if (work / LAYER_FILE).exists() else ""),
-                  "image": IMAGE_ENCODER, "proxy": generator_name(proxy), "id_model": metrics["id_model"]["type"]},
+                  "image": IMAGE_ENCODER, "proxy": generator_name(proxy), "id_model": id_model_name(metrics)},
         preprocessing=preprocessing_manifest(settings.text_max_len),
         files=files,
         parity=report,
@@ -95,12 +98,33 @@ def build_package(settings) -> Path:
         provenance=metrics["dataset"],
         counts={"users": int(len(z["user_ids"])), "warm_items": int(len(z["item_ids"]))},
         experts=experts,
-        id_fingerprint=id_fingerprint([str(x) for x in z["user_ids"]], z["user_emb"], [str(x) for x in z["item_ids"]],
-                                      z["item_emb"]),
+        id_fingerprint=space.fingerprint,
+        id_space=space,
     )
     write_manifest(stage, manifest)
     load_package(stage)  # the service's own check, before the package replaces the old one
     return replace_dir(stage, out)
+
+
+def id_space(metrics: dict, tables, dim: int) -> IdSpace:
+    """The manifest's ID space: the given one as training recorded it, or the trained one, fingerprinted by its
+    tables (``coldproxy.package.id_fingerprint``; packages from before issue 38 record no ``id_space``)."""
+    record = {k: v for k, v in metrics.get("id_space", {}).items() if k in IdSpace.model_fields}
+    if record.get("source") == "given":
+        return IdSpace(**record)
+    fingerprint = id_fingerprint([str(x) for x in tables["user_ids"]], tables["user_emb"],
+                                 [str(x) for x in tables["item_ids"]], tables["item_emb"])
+    return IdSpace(fingerprint=fingerprint, source="trained", score="dot", dim=dim,
+                   item_vectors=int(len(tables["item_ids"])), user_vectors=int(len(tables["user_ids"])))
+
+
+def id_model_name(metrics: dict) -> str:
+    """The ID model in words: the trained one's type, or where the given space came from."""
+    space = metrics.get("id_space", {})
+    if space.get("source") != "given":
+        return metrics["id_model"]["type"]
+    users = f" + users {space['user_file']}" if space.get("user_file") else " (items only)"
+    return f"given: items {space['item_file']}{users}, {space['score']} score"
 
 
 def generator_name(proxy) -> str:
@@ -144,9 +168,10 @@ def replace_dir(stage: Path, out: Path) -> Path:
     return out
 
 
-def _export_experts(work: Path, stage: Path, dim: int, report: dict, calibration: Calibration | None) -> dict | None:
+def _export_experts(work: Path, stage: Path, dim: int, report: dict, calibration: Calibration | None,
+                    cosine: bool = False) -> dict | None:
     """Sampler (DPM-Solver++ steps unrolled) and gate graphs, parity-checked into ``report``; the gate
-    calibrates its content experts when a calibration was fitted."""
+    calibrates its content experts when a calibration was fitted, and serves unit vectors in a cosine space."""
     loaded = load_experts(work)
     if loaded is None:
         return None
@@ -154,6 +179,8 @@ def _export_experts(work: Path, stage: Path, dim: int, report: dict, calibration
     served = gate.choice
     if calibration is not None:
         gate = CalibratedGate(gate, calibration).eval()
+    if cosine:
+        gate = UnitLength(gate).eval()
     if kw["method"] == "ddpm":
         raise ValueError("the ancestral DDPM sampler is stochastic; export a DPM-Solver++ sampler")
     sampler = UnrolledSampler(den, make_plan(NoiseSchedule(den.cfg.schedule, den.cfg.T), kw["method"], kw["steps"],

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +64,20 @@ class Dataset:
             weights=None if weights is None else np.array(weights, dtype=np.float32),
             provenance=provenance,
         )
+
+    def with_users(self, user_ids: list[str]) -> tuple["Dataset", int]:
+        """The same items with exactly ``user_ids`` as users, in that order (a given ID space's users): interactions
+        of other users are dropped. Returns (dataset, interactions dropped)."""
+        index = {u: i for i, u in enumerate(user_ids)}
+        remap = np.array([index.get(u, -1) for u in self.user_ids], dtype=np.int64)
+        new = remap[self.users] if len(self.users) else np.zeros(0, np.int64)
+        keep = new >= 0
+        return Dataset(
+            name=self.name, item_ids=self.item_ids, item_texts=self.item_texts, item_images=self.item_images,
+            user_ids=list(user_ids), users=new[keep], items=self.items[keep],
+            timestamps=None if self.timestamps is None else self.timestamps[keep],
+            weights=None if self.weights is None else self.weights[keep], provenance=self.provenance,
+        ), int((~keep).sum())
 
     def most_popular(self, max_items: int) -> "Dataset":
         """Keep the ``max_items`` items with the most interactions (ties by index), and their users."""
@@ -165,12 +179,16 @@ def catalogue_items(path: Path, data_format: str) -> tuple[list[str], list[str],
     return movielens_items(path) if data_format == "movielens" else generic_items(path)
 
 
-def load_generic(path: Path) -> Dataset:
-    """The documented generic format (see module docstring)."""
+def load_generic(path: Path, require_interactions: bool = True) -> Dataset:
+    """The documented generic format (see module docstring); without ``require_interactions`` (a given ID space of
+    items only, whose training reads no interactions) a directory without ``interactions.csv`` loads with none."""
     path = Path(path)
     item_ids, texts, images = generic_items(path)
     item_index = {m: i for i, m in enumerate(item_ids)}
     u_raw, i_raw, ts, ws = [], [], [], []
+    if not require_interactions and not (path / "interactions.csv").exists():
+        return Dataset.from_rows(path.name, item_ids, texts, images, [], [], [], {
+            "dataset": "generic", "path": str(path), "items_sha256": _file_sha(path / "items.csv")}, weights=[])
     with (path / "interactions.csv").open(newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         has_ts = "timestamp" in (reader.fieldnames or [])
@@ -191,12 +209,12 @@ def load_generic(path: Path) -> Dataset:
     }, weights=ws)
 
 
-def load_dataset(settings) -> Dataset:
+def load_dataset(settings, require_interactions: bool = True) -> Dataset:
     """Load the dataset the settings name, sliced to ``max_items`` when set."""
     if settings.data_format == "movielens":
         ds = load_movielens(settings.data_dir, settings.positive_threshold)
     else:
-        ds = load_generic(settings.data_dir)
+        ds = load_generic(settings.data_dir, require_interactions)
     if settings.max_items:
         ds = ds.most_popular(settings.max_items)
     return ds
@@ -249,6 +267,21 @@ class ColdStartSplit:
         items = self.val_items[chosen if part == "select" else ~chosen]
         keep = np.isin(self.cold_val.items, items)
         return items, Interactions(self.cold_val.users[keep], self.cold_val.items[keep])
+
+
+    def restrict_warm(self, allowed: np.ndarray) -> "ColdStartSplit":
+        """The same split with only the warm items where ``allowed`` (a bool per item) is set: the others (items a
+        given ID space has no vector for) are neither warm nor cold, and their interactions leave every part."""
+        dropped = self.warm_items[~allowed[self.warm_items]]
+        if not len(dropped):
+            return self
+
+        def keep(inter: Interactions) -> Interactions:
+            mask = ~np.isin(inter.items, dropped)
+            return Interactions(inter.users[mask], inter.items[mask])
+
+        return replace(self, warm_items=self.warm_items[allowed[self.warm_items]], train=keep(self.train),
+                       warm_val=keep(self.warm_val), warm_test=keep(self.warm_test))
 
 
 def _ratio_cuts(count: int, ratios: tuple[float, float, float]) -> tuple[int, int]:

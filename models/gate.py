@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.functional import mse_loss
 from tqdm.auto import tqdm
 
 from coldproxy.experts import EXPERTS, GATE_FEATURES
@@ -82,9 +83,14 @@ class PositivesByUser:
 
 
 def train_gate(experts: np.ndarray, available: np.ndarray, features: np.ndarray, user_emb: np.ndarray,
-               split: ColdStartSplit, settings, progress: bool = True, desc: str = "cold-aware gate") -> tuple[ColdAwareGate, dict]:
+               split: ColdStartSplit, settings, progress: bool = True, desc: str = "cold-aware gate",
+               loss: str = "bpr") -> tuple[ColdAwareGate, dict]:
     """``experts`` [N, K, d] (the ID embedding first), ``available`` [N, K], ``features`` [N, 3] over all
-    items (rows = item index)."""
+    items (rows = item index). ``loss``: "bpr" against the users, or "mse" (a given space of item vectors only,
+    no users to rank for): the mix regressed onto the item's vector, a pseudo-cold mix onto the same mix of its
+    two items' vectors."""
+    if loss not in ("bpr", "mse"):
+        raise ValueError(f"unknown gate loss {loss!r}")
     rng = seed_everything(settings.seed)
     gate = ColdAwareGate(features.shape[1], experts.shape[1])
     opt = torch.optim.Adam(gate.parameters(), lr=settings.gate_lr)
@@ -117,17 +123,26 @@ def train_gate(experts: np.ndarray, available: np.ndarray, features: np.ndarray,
         for b in range(0, len(perm), settings.gate_batch):
             rows = perm[b : b + settings.gate_batch]
             users, pos, neg = partners.triples(rng, rows, warm)
-            u = U[users]
-            loss = bpr_loss((u * embed(pos)).sum(-1), (u * embed(neg)).sum(-1))
-            if n_aug > 0:
-                r, p1, p2, n1, n2 = partners.pseudo_cold(rng, rows, warm, n_aug)
-                ua = U[torch.from_numpy(inter.users[r])]
-                lam = beta.sample((n_aug,))
-                loss = loss + settings.gate_aug_ratio * bpr_loss((ua * embed(p1, p2, lam)).sum(-1), (ua * embed(n1, n2, lam)).sum(-1))
+            if loss == "mse":  # the item's own vector is the target; a pseudo-cold item mixes two random warm ones
+                step = mse_loss(embed(pos), E[pos, 0])
+                if n_aug > 0:
+                    a, b = (torch.from_numpy(warm[rng.integers(0, len(warm), n_aug)]) for _ in range(2))
+                    lam = beta.sample((n_aug,))
+                    target = lam[:, None] * E[a, 0] + (1 - lam[:, None]) * E[b, 0]
+                    step = step + settings.gate_aug_ratio * mse_loss(embed(a, b, lam), target)
+            else:
+                u = U[users]
+                step = bpr_loss((u * embed(pos)).sum(-1), (u * embed(neg)).sum(-1))
+                if n_aug > 0:
+                    r, p1, p2, n1, n2 = partners.pseudo_cold(rng, rows, warm, n_aug)
+                    ua = U[torch.from_numpy(inter.users[r])]
+                    lam = beta.sample((n_aug,))
+                    step = step + settings.gate_aug_ratio * bpr_loss((ua * embed(p1, p2, lam)).sum(-1),
+                                                                     (ua * embed(n1, n2, lam)).sum(-1))
             opt.zero_grad()
-            loss.backward()
+            step.backward()
             opt.step()
-            total += loss.item() * len(rows)
+            total += step.item() * len(rows)
         with torch.no_grad():
             for items in (split.val_items, warm):
                 val_probe[items] = embed(torch.from_numpy(items)).numpy()

@@ -110,10 +110,15 @@ def train_id_model(n_users: int, n_items: int, split: ColdStartSplit, settings, 
 CLEARLY_BETTER = 1.1  # the ID model must beat the best trivial ranker by 10% on warm validation
 
 
-def id_model_diagnostics(ndcg: float, n_users: int, n_items: int, split: ColdStartSplit, seed: int) -> dict:
+ID_MODEL_ADVICE = "try id_model=lightgcn, more data per user, or stronger regularisation"
+
+
+def id_model_diagnostics(ndcg: float, n_users: int, n_items: int, split: ColdStartSplit, seed: int,
+                         subject: str = "the ID model's", advice: str = ID_MODEL_ADVICE) -> dict:
     """Did the ID model learn anything that generalises? Its warm-validation NDCG@20 against the same
     ranking by popularity (training counts) and at random. Every proxy is trained to imitate the ID
-    space, so when it is noise the whole package is: say so loudly (log, metrics.json, /v1/model)."""
+    space, so when it is noise the whole package is: say so loudly (log, metrics.json, /v1/model).
+    ``subject`` and ``advice`` word the warning (a given space's vectors are not an ID model's)."""
     warm, seen = split.warm_items, split.train
     ones = np.ones((n_users, 1), np.float32)
     popularity = np.bincount(seen.items, minlength=n_items).astype(np.float32)[:, None]
@@ -127,9 +132,9 @@ def id_model_diagnostics(ndcg: float, n_users: int, n_items: int, split: ColdSta
     out = {"warm_val_ndcg@20": float(ndcg), "popularity_ndcg@20": float(pop), "random_ndcg@20": float(rnd),
            "learnt": learnt, "warning": None}
     if not learnt:
-        out["warning"] = (f"the ID model's warm-validation NDCG@20 ({ndcg:.4f}) is not clearly better than popularity "
+        out["warning"] = (f"{subject} warm-validation NDCG@20 ({ndcg:.4f}) is not clearly better than popularity "
                           f"({pop:.4f}) or random ({rnd:.4f}): its space carries little that generalises, and every proxy "
-                          "imitates it; try id_model=lightgcn, more data per user, or stronger regularisation")
+                          f"imitates it; {advice}")
         log.warning("%s", out["warning"])
     return out
 

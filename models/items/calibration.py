@@ -112,3 +112,18 @@ class CalibratedGate(nn.Module):
 
     def forward(self, features, available, id_embedding, *content):
         return self.gate(features, available, id_embedding, *(self.calibrate(e) for e in content))
+
+
+class UnitLength(nn.Module):
+    """A serving graph whose first output (the served vector) is made unit-length: a cosine ID space's new items,
+    so that an inner product with a (unit) user vector is the recommender's cosine. A zero vector stays zero."""
+
+    def __init__(self, graph: nn.Module):
+        super().__init__()
+        self.graph = graph
+        if hasattr(graph, "lin"):
+            self.lin = graph.lin  # a gate's input and output widths, for export
+
+    def forward(self, *inputs):
+        vector, *rest = self.graph(*inputs)
+        return (vector / vector.norm(dim=-1, keepdim=True).clamp_min(1e-12), *rest)

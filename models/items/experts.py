@@ -79,8 +79,9 @@ def anchors_for(features: Features, item_emb: np.ndarray, warm: np.ndarray, neig
 
 
 def fit_experts(features: Features, split: ColdStartSplit, user_emb: np.ndarray, item_emb: np.ndarray, proxy_emb: np.ndarray, settings,
-                progress: bool = True, gate: bool = True, from_noise: bool = False) -> Experts:
-    """``proxy_emb``: the generator's output for every item."""
+                progress: bool = True, gate: bool = True, from_noise: bool = False, ranking: bool = True) -> Experts:
+    """``proxy_emb``: the generator's output for every item. Without ``ranking`` (a given space of item vectors
+    only) the gate trains on MSE to the items' vectors instead of BPR (``models.gate.train_gate``)."""
     n, warm = len(proxy_emb), split.warm_items
     anchor = anchors_for(features, item_emb, warm, settings.anchor_n)
     kw = sampler_kwargs(settings) | {"from_noise": from_noise, "seed": settings.seed}
@@ -100,7 +101,8 @@ def fit_experts(features: Features, split: ColdStartSplit, user_emb: np.ndarray,
                  sampler={k: kw[k] for k in SAMPLER_KEYS})
     if gate:
         stacked, available = ex.stacked(item_emb, warm, n)
-        ex.gate, ex.logs["gate"] = train_gate(stacked, available, ex.features, user_emb, split, settings, progress)
+        ex.gate, ex.logs["gate"] = train_gate(stacked, available, ex.features, user_emb, split, settings, progress,
+                                              loss="bpr" if ranking else "mse")
     return ex
 
 

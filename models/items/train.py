@@ -25,7 +25,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.data import ColdStartSplit, Dataset, cold_start_split, load_dataset
+from coldproxy.id_space import normalise_rows
+from models.data import ColdStartSplit, Dataset, cold_start_split
+from models.given_space import GivenSpace, diagnostics, load_training_data, training_vectors
 from models.evaluate import evaluate_split, validation_cold_ndcg
 from models.diffusion import Denoiser, DenoiserConfig
 from models.items.calibration import FILE as CALIBRATION_FILE, Calibration, fit_calibration
@@ -55,17 +57,34 @@ class TrainResult:
     calibration: Calibration | None = None  # new items' vectors to the warm items' scale, when fitted
     generators: dict = field(default_factory=dict)  # every candidate generator by modalities, as served (routed)
     text_layer: dict | None = None  # the text encoder's fine-tuned last layer (state dict), when fine-tuned
+    space: GivenSpace | None = None  # the team's own ID space, when given (no ID model was trained)
+
+    @property
+    def score(self) -> str:
+        return "dot" if self.space is None else self.space.info["score"]
 
     def served_item_emb(self, calibrated: bool = True) -> np.ndarray:
         """What the service would answer per item: ID embedding if warm; for a cold item the proxy,
         or the gate's mix of proxy and diffusion proxy when those stages were trained, calibrated
-        when a calibration was fitted (and ``calibrated``)."""
+        when a calibration was fitted (and ``calibrated``), unit-length in a cosine space."""
         out = self.item_emb.copy()
         cold = np.setdiff1d(np.arange(self.dataset.n_items), self.split.warm_items)
         out[cold] = predict(self.proxy, self.features, cold) if self.experts is None else served_cold(self.experts, cold)[0]
         if calibrated and self.calibration is not None:
             out[cold] = self.calibration.apply(out[cold])
+        if self.score == "cosine":
+            out[cold] = normalise_rows(out[cold])
         return out
+
+    def package_tables(self) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+        """What the package serves from its ID space: (user IDs, user vectors, warm item rows, their vectors). A
+        given space: every item with a vector, and its users (none when only item vectors were given)."""
+        if self.space is None:
+            return self.dataset.user_ids, self.user_emb, self.split.warm_items, self.item_emb[self.split.warm_items]
+        items = self.space.package_items
+        if not self.space.ranking:
+            return [], np.zeros((0, self.user_emb.shape[1]), np.float32), items, self.space.item_emb[items]
+        return self.dataset.user_ids, self.user_emb, items, self.space.item_emb[items]
 
 
 def build_generator(features: Features, split: ColdStartSplit, item_emb: np.ndarray, settings) -> ProxyGenerator:
@@ -87,8 +106,13 @@ def generator_weights(settings) -> dict[str, float]:
     return {"align": settings.lambda_align, "adapter": settings.lambda_adapter, "fusion": settings.lambda_fusion, "pal": settings.lambda_pal}
 
 
-def fit_generator(features, split, user_emb, item_emb, settings, desc: str = "proxy generator", progress: bool = True):
-    return train_proxy(lambda: build_generator(features, split, item_emb, settings), features, split, user_emb, item_emb, settings, mse_weight=settings.lambda_mse,
+def fit_generator(features, split, user_emb, item_emb, settings, desc: str = "proxy generator", progress: bool = True,
+                  ranking: bool = True):
+    """One generator. Without ``ranking`` (a given space of item vectors only) its losses are the alignment ones:
+    MSE to the item's vector (``proxy_mse_weight``), PAL and MAMEX's auxiliary losses, over the warm items."""
+    return train_proxy(lambda: build_generator(features, split, item_emb, settings), features, split, user_emb, item_emb,
+                       settings, bpr_weight=1.0 if ranking else 0.0,
+                       mse_weight=settings.lambda_mse if ranking else settings.proxy_mse_weight,
                        weights=generator_weights(settings), desc=desc, progress=progress)
 
 
@@ -105,7 +129,7 @@ class GeneratorChoice:
 
 
 def generator_candidates(features: Features, split: ColdStartSplit, user_emb: np.ndarray, item_emb: np.ndarray, settings,
-                         progress: bool = True) -> GeneratorChoice:
+                         progress: bool = True, ranking: bool = True) -> GeneratorChoice:
     """The configured generator and, with ``select_modalities`` and both modalities in the data, a
     text-only and an image-only one, each served through ``RoutedGenerator`` (the first fused generator
     for items without its modality); each of them from ``generator_seeds`` seeds (the second under
@@ -122,14 +146,15 @@ def generator_candidates(features: Features, split: ColdStartSplit, user_emb: np
     fitted, temperatures, fused = {}, {}, None
     for j in range(settings.generator_seeds):
         tag, s_j = ("", settings) if j == 0 else (f"#{j + 1}", settings.model_copy(update={"seed": nth_seed(settings.seed, j)}))
-        gen, lg = fit_generator(features, split, user_emb, item_emb, s_j, desc=f"proxy generator{tag}", progress=progress)
+        gen, lg = fit_generator(features, split, user_emb, item_emb, s_j, desc=f"proxy generator{tag}", progress=progress,
+                                ranking=ranking)
         temperatures[settings.proxy_modalities + tag] = choose_fusion_temperature(gen, features, val, score,
                                                                                   settings.proxy_fusion_temperatures)
         fused = gen if j == 0 else fused
         fitted[settings.proxy_modalities + tag] = (gen, lg)
         for m in ("text", "image") if both else ():
             single, lg = fit_generator(features, split, user_emb, item_emb, s_j.model_copy(update={"proxy_modalities": m}),
-                                       desc=f"proxy generator ({m} only){tag}", progress=progress)
+                                       desc=f"proxy generator ({m} only){tag}", progress=progress, ranking=ranking)
             fitted[m + tag] = (RoutedGenerator(single, fused).eval(), lg)
     seeds: dict[str, list[str]] = {}  # modalities -> its generators' names, one per seed
     for name in fitted:
@@ -162,6 +187,15 @@ def choose_fusion_temperature(model: ProxyGenerator, features: Features, items: 
     return {"chosen": model.cfg.fusion_temperature, "validation": tried}
 
 
+def space_record(result: TrainResult) -> dict:
+    """The ID space for the manifest (``coldproxy.package.IdSpace``), with the given files' load report; a trained
+    space's fingerprint is its tables' digest, filled in by the export."""
+    if result.space is not None:
+        return result.space.info
+    return {"source": "trained", "score": "dot", "dim": int(result.item_emb.shape[1]),
+            "item_vectors": int(len(result.split.warm_items)), "user_vectors": int(result.dataset.n_users)}
+
+
 def check_selection(selection: dict) -> None:
     """The served choice must score at least every candidate on validation; a run where it does not
     is refused, not shipped (issue 21)."""
@@ -175,17 +209,24 @@ def train(settings, encoder_graphs: EncoderGraphs, progress: bool = True) -> Tra
     """Every stage on the settings' dataset; ``encoder_graphs`` (``export.encoders.encoder_graphs``) gives
     the ONNX encoders the features are computed with, on a feature-cache miss."""
     t0 = time.time()
-    ds = load_dataset(settings)
+    ds, space = load_training_data(settings)
     split = cold_start_split(ds, settings.seed, settings.split_ratios, settings.selection_holdout)
     feats = extract_features(ds, encoder_graphs, settings.cache_dir, settings.text_max_len, settings.encode_batch, progress)
     t_feat = time.time()
-    U, I, id_log = train_id_model_checked(ds.n_users, ds.n_items, split, settings, progress)
+    if space is None:
+        U, I, id_log = train_id_model_checked(ds.n_users, ds.n_items, split, settings, progress)
+    else:  # the team's own space: nothing to train (models/given_space.py)
+        split = split.restrict_warm(space.has_vector)
+        U, I = space.user_emb, training_vectors(space, split.warm_items)
+        id_log = {"type": "given", "space": space.info, "diagnostics": diagnostics(space, split, settings.seed),
+                  "history": []}
+    ranking = space is None or space.ranking
     t_id = time.time()
     text_layer = finetune_log = None
     if settings.text_finetune:
         feats, text_layer, finetune_log = finetune_text_layer(ds.item_texts, feats, split, U, I, settings, progress)
     t_text = time.time()
-    chosen = generator_candidates(feats, split, U, I, settings, progress)
+    chosen = generator_candidates(feats, split, U, I, settings, progress, ranking)
     proxy, proxy_log = chosen.model, chosen.log
     selection = {"chosen_on": "validation-cold NDCG@20 on the part held out from early stopping"
                  if split.val_select_items is not None else "validation-cold NDCG@20", "validation": dict(chosen.scores),
@@ -195,7 +236,8 @@ def train(settings, encoder_graphs: EncoderGraphs, progress: bool = True) -> Tra
     t_proxy = time.time()
     experts = None
     if settings.diffusion:
-        experts = fit_experts(feats, split, U, I, predict(proxy, feats, np.arange(ds.n_items)), settings, progress)
+        experts = fit_experts(feats, split, U, I, predict(proxy, feats, np.arange(ds.n_items)), settings, progress,
+                              ranking=ranking)
         choice, scores = select_served(experts, U, split)
         experts.choice = choice if settings.served == "auto" else settings.served
         selection["validation"] |= scores
@@ -204,9 +246,9 @@ def train(settings, encoder_graphs: EncoderGraphs, progress: bool = True) -> Tra
     if settings.served == "auto":
         check_selection(selection)
     result = TrainResult(settings, ds, split, feats, U, I, proxy, {}, experts, generators=chosen.candidates,
-                         text_layer=text_layer)
+                         text_layer=text_layer, space=space)
     calibration_log = None
-    if settings.calibration:
+    if settings.calibration and ranking and result.score == "dot":  # nothing to calibrate against / after unit length
         result.calibration, calibration_log = fit_calibration(U, I, result.served_item_emb(), split)
     result.metrics = {
         "dataset": ds.provenance | {"name": ds.name, "users": ds.n_users, "items": ds.n_items, "interactions": len(ds.items)},
@@ -215,10 +257,13 @@ def train(settings, encoder_graphs: EncoderGraphs, progress: bool = True) -> Tra
             "val_cold_items": len(split.val_items), "test_cold_items": len(split.test_items),
             "train_interactions": len(split.train),
         },
-        "id_model": {**{k: v for k, v in id_log.items() if k != "history"}, "type": f"{id_log['type']}-bpr"},
+        "id_model": {**{k: v for k, v in id_log.items() if k != "history"},
+                     "type": f"{id_log['type']}-bpr" if space is None else "given"},
+        "id_space": space_record(result),
         "proxy": {"type": "generator", "config": proxy.cfg.to_dict(), **{k: v for k, v in proxy_log.items() if k != "history"}},
         "selection": selection,
-        "test": evaluate_split(U, result.served_item_emb(), split),
+        "test": evaluate_split(U, result.served_item_emb(), split),  # items only: U holds the items' queries
+        "test_protocol": "users" if ranking else "self-retrieval: each test item is found by its own given vector",
         "test_uncalibrated": evaluate_split(U, result.served_item_emb(calibrated=False), split)["all"],
         "seconds": {"features": t_feat - t0, "id_model": t_id - t_feat, "text_finetune": t_text - t_id, "proxy": t_proxy - t_text,
                     "diffusion+gate": time.time() - t_proxy},
@@ -250,11 +295,12 @@ def save_checkpoint(result: TrainResult, work_dir: Path) -> Path:
         (work_dir / LAYER_FILE).unlink(missing_ok=True)  # the published encoder: no stale layer from an earlier run
     warm = result.split.warm_items
     f = result.features
+    user_ids, user_emb, served, served_emb = result.package_tables()
     np.savez(
         work_dir / "embeddings.npz",
-        user_ids=np.array(result.dataset.user_ids), user_emb=result.user_emb,
-        item_ids=np.array([result.dataset.item_ids[i] for i in warm]), item_emb=result.item_emb[warm],
-        item_text=f.text[warm], item_image=f.image[warm], item_mask=f.mask[warm],
+        user_ids=np.array(user_ids, dtype=str), user_emb=user_emb.astype(np.float32),
+        item_ids=np.array([result.dataset.item_ids[i] for i in served], dtype=str), item_emb=served_emb.astype(np.float32),
+        item_text=f.text[served], item_image=f.image[served], item_mask=f.mask[served],
     )
     k = warm[: result.settings.parity_items]
     np.savez(work_dir / "parity_inputs.npz", text_features=f.text[k], image_features=f.image[k],
