@@ -166,6 +166,8 @@ def check_client_vector(values, dim: int, max_norm: float, field: str) -> np.nda
     if not np.isfinite(vec).all():
         raise InvalidInput(f"{field} must be finite numbers")
     norm = float(np.linalg.norm(vec))
+    if not np.isfinite(norm):
+        raise InvalidInput(f"{field} is too long to measure (its norm overflows)")
     if norm > max_norm:
         raise InvalidInput(f"{field} has norm {norm:.4g}, above {max_norm:.4g} (the bound for this ID space): "
                            "not a vector of this space")

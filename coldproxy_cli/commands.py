@@ -1,5 +1,6 @@
 """``coldproxy`` command line: train, export, serve, train-bundles, reembed (a new package takes over the
-stored items), embed (a catalogue offline), and ``up`` (train + export what is missing, then serve). The one module that imports every layer: ``coldproxy`` (settings), ``models``
+stored items), embed (a catalogue offline), sync-ids (the recommender's latest item vectors into a running
+service), and ``up`` (train + export what is missing, then serve). The one module that imports every layer: ``coldproxy`` (settings), ``models``
 (training), ``export`` (model packages) and ``service`` (the HTTP app), each only inside its command.
 
 Flags override the settings of ``coldproxy.config``; every other option is an environment variable
@@ -119,6 +120,36 @@ def cmd_embed(args) -> None:
     print(json.dumps(report))
 
 
+def cmd_sync_ids(args) -> None:
+    """The recommender's item vectors (Parquet or .npy + ids) into a running service, in chunks of PUT
+    /v1/items:id-embeddings: every replica serves them from then on. Exits 1 when any vector was refused."""
+    import os
+
+    import httpx
+
+    from coldproxy.id_space import read_vectors
+
+    vectors = read_vectors(args.file, "item_id")
+    key = args.api_key or os.environ.get("COLDPROXY_API_KEY")
+    headers = {"X-API-Key": key} if key else {}
+    totals, refused = {"stored": 0, "unchanged": 0, "failed": 0}, []
+    with httpx.Client(base_url=args.url, headers=headers, timeout=120) as client:
+        for start in range(0, len(vectors), args.chunk):
+            items = [{"item_id": i, "embedding": v.tolist()}
+                     for i, v in zip(vectors.ids[start: start + args.chunk], vectors.matrix[start: start + args.chunk])]
+            r = client.put("/v1/items:id-embeddings", json={"items": items, "id_space": args.id_space})
+            if r.status_code != 200:
+                raise SystemExit(f"coldproxy sync-ids: {r.status_code} from {args.url} after {start} vectors: {r.text[:500]}")
+            out = r.json()
+            for k in totals:
+                totals[k] += out[k]
+            refused += [x for x in out["results"] if x["status"] != 200]
+    print(json.dumps(totals | {"file": vectors.source, "vectors": len(vectors), "version": out["bundle_version"],
+                               "id_fingerprint": out["id_fingerprint"], "refused": refused[:20]}))
+    if refused:
+        raise SystemExit(1)
+
+
 def stale_bundle_package(package: Path) -> bool:
     """A bundle package of another schema than this release serves (``coldproxy up`` trains a new one
     in its place, as it does where there is none)."""
@@ -178,6 +209,7 @@ def main(argv: list[str] | None = None) -> None:
         ("train-bundles", cmd_train_bundles, "train the bundle model (Youshu, MoDiffE) and export its package"),
         ("embed", cmd_embed, "embed a whole catalogue offline into a Parquet file or the service's Redis store"),
         ("reembed", cmd_reembed, "re-embed every stored new item for another model package with the same encoders"),
+        ("sync-ids", cmd_sync_ids, "send your recommender's latest item vectors to a running service"),
     ):
         sp = sub.add_parser(name, help=helptext)
         sp.set_defaults(fn=fn)
@@ -195,6 +227,13 @@ def main(argv: list[str] | None = None) -> None:
             sp.add_argument("--to-bundle", "--to-package", dest="to_bundle", type=Path, required=True,
                             help="the model package to re-embed for")
             sp.add_argument("--batch", type=int, help="items per graph call (COLDPROXY_REEMBED_BATCH)")
+        elif name == "sync-ids":
+            sp.add_argument("file", type=Path, help="item vectors: Parquet (item_id, embedding) or NAME.npy + NAME.ids.txt")
+            sp.add_argument("--url", default="http://127.0.0.1:8000", help="the service")
+            sp.add_argument("--api-key", help="a write key (default: COLDPROXY_API_KEY)")
+            sp.add_argument("--id-space", help="the ID space fingerprint the vectors are of (GET /v1/model); checked")
+            sp.add_argument("--chunk", type=int, default=1000, help="vectors per request (at most the service's "
+                            "COLDPROXY_MAX_ID_VECTORS)")
         elif name == "train-bundles":
             sp.add_argument("--bundles-data", type=Path, help="Youshu directory (COLDPROXY_BUNDLES_DATA_DIR)")
             sp.add_argument("--scenario", choices=["cold", "warm", "all"], help="split trained on (COLDPROXY_BUNDLES_SCENARIO)")

@@ -10,7 +10,7 @@ fi
 stamp="$VENV/.coldproxy-installed"
 if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
   # torch is pinned to the CPU build (torch==2.13.0); pip resolves it from the local wheel cache when present
-  "$VENV/bin/pip" install --disable-pip-version-check -q -e "$ROOT[train,test]"
+  "$VENV/bin/pip" install --disable-pip-version-check -q -e "$ROOT[train,test,bench]"
   touch "$stamp"
 fi
 export PATH="$VENV/bin:$PATH"

@@ -35,7 +35,8 @@ class BundleServing:
         store = await open_store(settings, f"{settings.redis_prefix}:bundles", self.version, arrays["bundle_emb"].shape[1])
         self.catalog = Catalog("bundles", [str(u) for u in arrays["user_ids"]], arrays["user_emb"],
                                [str(b) for b in arrays["bundle_ids"]], arrays["bundle_emb"], store, metrics,
-                               settings.local_reads)
+                               settings.local_reads, space=self.version, max_user_norm=settings.max_user_norm,
+                               norm_slack=settings.vector_norm_slack)  # its own space: the package's version
         try:
             await self.catalog.start()
         except Exception:

@@ -14,9 +14,10 @@ from anyio import to_thread
 
 from coldproxy.config import ServiceSettings
 from coldproxy.errors import ColdproxyError, Conflict, ImageError, InvalidInput, NotFound, TooLarge
+from coldproxy.id_space import check_client_vector
 from coldproxy.ids import check_id
 from coldproxy.preprocess import image_pixels
-from service.schemas import BatchResult, ItemOut
+from service.schemas import BatchResult, IdVectorResult, IdVectorsOut, ItemOut
 from service.engine.pipeline import Embedded
 from service.state import Serving
 
@@ -124,6 +125,47 @@ async def ingest_many(serving: Serving, items: list[NewItem | BatchResult]) -> l
     return results
 
 
+async def sync_id_vector(serving: Serving, item_id: str, values: list[float]) -> IdVectorResult:
+    """Serve the recommender's own vector for one item from now on, on every replica: a warm item's replaces the
+    package's, a stored new item graduates (its experts' outputs are kept for the warm-up path), an item the service
+    did not know is added. The vector is checked like any input (dimension, finite, norm within the slack of the
+    warm items'); unit-length in a cosine space."""
+    catalog = serving.items
+    try:
+        check_id(item_id)
+        vec = check_client_vector(values, catalog.dim, catalog.max_entry_norm, "embedding")
+    except ColdproxyError as exc:
+        return IdVectorResult(item_id=item_id, status=exc.status, detail=exc.detail)
+    outcome, previous = await catalog.give(item_id, vec)
+    if outcome == "graduated" and previous.proxy is not None:
+        serving.drift.graduation(previous.proxy, vec)
+    return IdVectorResult(item_id=item_id, status=200, outcome=outcome)
+
+
+async def sync_id_vectors(serving: Serving, items: list[tuple[str, list[float]]], space: str | None) -> IdVectorsOut:
+    """``sync_id_vector`` for each item (one bad vector fails alone); the package being rolled out gets them too
+    when it serves the same ID space (a package of another space needs its own recommender's vectors).
+    ``space``, when the client names the vectors' space, must be the serving one's (409, nothing stored)."""
+    fingerprint = serving.package.id_fingerprint
+    if space is not None and space != fingerprint:
+        raise Conflict(f"these vectors are of ID space {space}; this service serves {fingerprint} (GET /v1/model): "
+                       "a new space is a new model package and a rollout")
+    results = [await sync_id_vector(serving, i, v) for i, v in items]
+    if serving.shadow is not None:
+        target = serving.shadow.target
+        if target.package.id_fingerprint == fingerprint:
+            for (i, v), r in zip(items, results):
+                if r.status == 200 and r.outcome != "unchanged":
+                    await sync_id_vector(target, i, v)
+        else:
+            log.info("the package being rolled out (%s) serves another ID space: %d synced vectors not written to it",
+                     target.version, len(items))
+    ok = [r for r in results if r.status == 200]
+    unchanged = sum(r.outcome == "unchanged" for r in ok)
+    return IdVectorsOut(bundle_version=serving.version, id_fingerprint=fingerprint, stored=len(ok) - unchanged,
+                        unchanged=unchanged, failed=len(results) - len(ok), results=results)
+
+
 async def record_interactions(serving: Serving, item_id: str, count: int, id_embedding: list[float] | None) -> ItemOut:
     """Re-gate a stored new item with its interaction count (and the recommender's ID embedding, if sent)."""
     refuse_warm(serving, item_id)
@@ -131,14 +173,8 @@ async def record_interactions(serving: Serving, item_id: str, count: int, id_emb
         raise Conflict(f"model package {serving.version} has no cold-aware gate; interaction counts do not change its proxies")
     dim = serving.package.manifest.dims.id_dim
     id_emb = None
-    if id_embedding is not None:
-        id_emb = np.asarray(id_embedding, dtype=np.float32)
-        if id_emb.shape != (dim,) or not np.isfinite(id_emb).all():
-            raise InvalidInput(f"id_embedding must be {dim} finite numbers")
-        norm = float(np.linalg.norm(id_emb))
-        if norm > serving.max_item_norm:
-            raise InvalidInput(f"id_embedding has norm {norm:.4g}, above every warm item's "
-                               f"(at most {serving.max_item_norm:.4g}): not an embedding of this ID space")
+    if id_embedding is not None:  # no longer than any warm item's: one with a huge norm would top every ranking
+        id_emb = check_client_vector(id_embedding, dim, serving.max_item_norm, "id_embedding")
     rec = await serving.items.store.get_record(item_id)
     if rec is None:
         raise NotFound(f"unknown item {item_id}; POST /v1/items first")

@@ -20,7 +20,11 @@ original image or text:
 With several replicas, reload every one: each dual-writes from its reload until it switches, and each
 backfill covers what the others wrote meanwhile, so once the last replica has switched every item is in.
 The ID space of each package is its own (keys carry the version, ``ModelPackage.id_fingerprint``); an ID
-embedding sent on the warm-up path is re-used only by a package of the same ID space.
+embedding sent on the warm-up path is re-used only by a package of the same ID space. The recommender's own
+vectors the serving package was given (``PUT /v1/items:id-embeddings``) are carried over by ``carry_given``
+only to a package of the same space; to one of another space (the recommender retrained from scratch) they are
+not -- its items are re-embedded from their content instead, the report says how many vectors were left behind
+(``id_space_changed``, ``id_vectors_dropped``) and the log says to sync the new recommender's export.
 """
 
 from __future__ import annotations
@@ -56,6 +60,9 @@ class BackfillReport:
     bundles_reembedded: int = 0  # POSTed bundles, for a new bundle recommender, from their stored members
     bundles_present: int = 0
     bundles_failed: int = 0  # e.g. a member the new bundle recommender does not know
+    id_space_changed: bool = False  # the new package serves another ID space than the old one
+    id_vectors_carried: int = 0  # the recommender's vectors given to the old package, given to the new one too
+    id_vectors_dropped: int = 0  # ... not carried: the new package's space is another one
 
     @property
     def covered(self) -> float:
@@ -157,6 +164,24 @@ async def backfill(target: "Serving", batch: int = 256, progress: Callable[[int,
     return report
 
 
+async def carry_given(source: "Serving", target: "Serving", report: BackfillReport) -> None:
+    """The recommender's vectors the source package was given, given to the target when both serve one ID space
+    (after the backfill, so an item re-embedded for the target graduates there with its new experts' outputs);
+    an item the target knows as warm keeps the target's vector. Another space: none is carried, and it says so."""
+    given = await source.items.given_entries()
+    if source.package.id_fingerprint != target.package.id_fingerprint:
+        report.id_space_changed, report.id_vectors_dropped = True, len(given)
+        log.warning("model package %s serves another ID space (%s, was %s): its stored new items are re-embedded into "
+                    "it from their content; the %d item vectors synced from the old recommender are not carried over "
+                    "-- sync the new recommender's export (coldproxy sync-ids)", target.version,
+                    target.package.id_fingerprint, source.package.id_fingerprint, len(given))
+        return
+    for item_id, vector in given.items():
+        if item_id not in target.items.warm:
+            await target.items.give(item_id, vector)
+            report.id_vectors_carried += 1
+
+
 async def backfill_bundles(source: "Serving", target: "Serving", report: BackfillReport) -> None:
     """Bundles POSTed for the serving bundle recommender, created for the new one from their stored members
     (never overwriting). Nothing to do when both serve the same bundle package: its keys stay as they are."""
@@ -231,6 +256,7 @@ class Rollout:
     async def _run(self) -> None:
         try:
             self.report = await backfill(self.target, self.batch)
+            await carry_given(self.source, self.target, self.report)
             await backfill_bundles(self.source, self.target, self.report)
             log.info("backfill of %s: %s", self.target.version, self.report.as_dict())
             if self.shadow_only:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from coldproxy.ids import ID_PATTERN
 
@@ -50,6 +50,35 @@ class BatchOut(BaseModel):
     results: list[BatchResult]
 
 
+class IdVector(BaseModel):
+    item_id: str = Field(pattern=ID_PATTERN)
+    embedding: list[float] = Field(min_length=1, max_length=4096, description="the recommender's vector for the item")
+
+
+class IdVectorsIn(BaseModel):
+    items: list[IdVector] = Field(min_length=1, description="at most COLDPROXY_MAX_ID_VECTORS")
+    id_space: str | None = Field(None, max_length=64, description="the ID space fingerprint these vectors are of "
+                                 "(GET /v1/model); 409 and nothing stored when the service serves another")
+
+
+class IdVectorResult(BaseModel):
+    item_id: str
+    status: int = Field(description="200 stored or unchanged; 422 for a vector refused (dimension, values, norm)")
+    outcome: str | None = Field(None, description="updated (a warm or earlier-synced item's vector replaced), added "
+                                "(an item the service did not know), graduated (a new item now served its ID vector "
+                                "instead of its proxy), unchanged (the same vector was already served)")
+    detail: str | list | None = None
+
+
+class IdVectorsOut(BaseModel):
+    bundle_version: str
+    id_fingerprint: str = Field(description="the ID space the vectors were stored into")
+    stored: int
+    unchanged: int
+    failed: int
+    results: list[IdVectorResult]
+
+
 class EmbeddingOut(BaseModel):
     item_id: str
     bundle_version: str
@@ -57,9 +86,33 @@ class EmbeddingOut(BaseModel):
     embedding: list[float]
 
 
-class RankIn(BaseModel):
-    user_id: str = Field(min_length=1, max_length=128)
+MAX_DIM = 4096  # the longest user_embedding parsed; the package's dimension is checked after
+
+
+class UserQuery(BaseModel):
+    """Whom a ranking is for: a user of the model package, or a user vector of its ID space -- exactly one."""
+
+    user_id: str | None = Field(None, min_length=1, max_length=128, description="a user the model package knows")
+    user_embedding: list[float] | None = Field(
+        None, max_length=MAX_DIM, description="a user vector of the package's ID space (your recommender's user "
+        "tower, a new sign-up): the package's dimension, finite, norm within COLDPROXY_MAX_USER_NORM (default: "
+        "1.5x the largest of the package's users); unit-length in a cosine space")
+    id_space: str | None = Field(None, max_length=64, description="the ID space fingerprint your user_embedding "
+                                 "belongs to (GET /v1/model: id_fingerprint); 409 when the service serves another")
+
+    @model_validator(mode="after")
+    def _exactly_one(self):
+        if (self.user_id is None) == (self.user_embedding is None):
+            raise ValueError("give exactly one of user_id and user_embedding")
+        return self
+
+
+class RankIn(UserQuery):
     item_ids: list[str] = Field(min_length=1)
+
+
+class RecommendIn(UserQuery):
+    k: int = Field(10, ge=1, description="how many items (at most COLDPROXY_MAX_K)")
 
 
 class Scored(BaseModel):
@@ -69,14 +122,14 @@ class Scored(BaseModel):
 
 
 class RankOut(BaseModel):
-    user_id: str
+    user_id: str | None = Field(description="null when ranked for a user_embedding")
     bundle_version: str
     scores: list[Scored]
     missing: list[str] = Field(description="candidate IDs with no embedding (unknown or not yet ingested)")
 
 
 class RecommendOut(BaseModel):
-    user_id: str
+    user_id: str | None = Field(description="null when ranked for a user_embedding")
     bundle_version: str
     items: list[Scored]
 
@@ -104,6 +157,9 @@ class ModelOut(BaseModel):
                           "cold bundles indexed, test metrics; null when there is none")
     id_fingerprint: str = Field("", description="identifies the recommender's ID space (its ID tables); vectors of "
                                 "packages with different fingerprints are never mixed")
+    id_space: dict | None = Field(None, description="the ID space served: source (trained by coldproxy, or given: "
+                                  "your recommender's vectors), score function (dot or cosine), dimension, the given "
+                                  "files' names and row counts, fingerprint")
     encoder_fingerprint: str = Field("", description="identifies the encoders: a package with the same one re-embeds "
                                      "the stored items from their kept content features")
     rollout: RolloutOut | None = Field(None, description="a package being rolled out or run in shadow beside this one")
@@ -153,9 +209,12 @@ class BundleEmbeddingOut(BaseModel):
     embedding: list[float]
 
 
-class BundleRankIn(BaseModel):
-    user_id: str = Field(min_length=1, max_length=128)
+class BundleRankIn(UserQuery):
     bundle_ids: list[str] = Field(min_length=1)
+
+
+class BundleRecommendIn(UserQuery):
+    k: int = Field(10, ge=1, description="how many bundles (at most COLDPROXY_MAX_K)")
 
 
 class ScoredBundle(BaseModel):
@@ -165,13 +224,13 @@ class ScoredBundle(BaseModel):
 
 
 class BundleRankOut(BaseModel):
-    user_id: str
+    user_id: str | None
     model_version: str
     scores: list[ScoredBundle]
     missing: list[str] = Field(description="candidate bundle IDs with no embedding (unknown or not yet posted)")
 
 
 class BundleRecommendOut(BaseModel):
-    user_id: str
+    user_id: str | None
     model_version: str
     bundles: list[ScoredBundle]

@@ -92,7 +92,8 @@ class Serving:
             faiss.omp_set_num_threads(settings.faiss_threads)
             package = self.package
             self.items = Catalog("items", package.user_ids, package.user_emb, package.item_ids, package.item_emb, store,
-                                 metrics, settings.local_reads, settings.index_options())
+                                 metrics, settings.local_reads, settings.index_options(), package.id_fingerprint,
+                                 package.score, settings.max_user_norm, settings.vector_norm_slack)
             n_cold = await self.items.start()
             if bundles and settings.bundle_package_dir is not None and Path(settings.bundle_package_dir).exists():
                 # one bound for all graph work outside the micro-batcher: item and bundle posts share it
@@ -266,13 +267,14 @@ class State:
         if serving is not None:
             await serving.close()
 
-    def serving_for(self, user_id: str) -> Serving:
+    def serving_for(self, user_id: str | None) -> Serving:
         """The package that answers ``user_id``'s rank and recommend requests: the candidate for canary users
-        (a stable hash of the ID below ``canary_fraction``) once its backfill is done, else the serving one."""
+        (a stable hash of the ID below ``canary_fraction``) once its backfill is done, else the serving one (and
+        always for a request by vector, ``user_id`` None: the vector was checked against the serving space)."""
         serving, rollout = self.serving, self.rollout
         if serving is None:
             raise NotReady("no model package loaded yet")
-        if (rollout is not None and rollout.state == "shadow" and self.settings.canary_fraction > 0
+        if (user_id is not None and rollout is not None and rollout.state == "shadow" and self.settings.canary_fraction > 0
                 and canary_bucket(user_id) < self.settings.canary_fraction):
             return rollout.target
         return serving

@@ -86,9 +86,10 @@ def build_tiny_package(out: Path, seed: int = 0) -> Path:
     return out
 
 
-def retrain_tiny_package(src: Path, out: Path, seed: int) -> Path:
+def retrain_tiny_package(src: Path, out: Path, seed: int, new_space: bool = True) -> Path:
     """A package as a retrain of the recommender would give: ``src``'s encoders, a new proxy generator and new
-    ID tables (another ID space), another version."""
+    ID tables (another ID space), another version; without ``new_space`` the ID tables stay (a new proxy model
+    trained against the same recommender)."""
     src, out = Path(src), Path(out)
     shutil.copytree(src, out)
     torch.manual_seed(seed)
@@ -98,8 +99,9 @@ def retrain_tiny_package(src: Path, out: Path, seed: int) -> Path:
                                                dropout=0.0)).eval()
     export_proxy(generator, out / COMPONENTS["proxy"])
     z = dict(np.load(src / COMPONENTS["embeddings"]))
-    z["user_emb"] = rng.standard_normal(z["user_emb"].shape).astype(np.float32)
-    z["item_emb"] = rng.standard_normal(z["item_emb"].shape).astype(np.float32)
+    if new_space:
+        z["user_emb"] = rng.standard_normal(z["user_emb"].shape).astype(np.float32)
+        z["item_emb"] = rng.standard_normal(z["item_emb"].shape).astype(np.float32)
     np.savez(out / COMPONENTS["embeddings"], **z)
     manifest = Manifest.model_validate_json((src / "manifest.json").read_text())
     files = {name: sha256_file(out / file) for name, file in COMPONENTS.items()}

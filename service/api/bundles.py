@@ -14,7 +14,8 @@ from coldproxy.errors import NotFound
 from coldproxy.ids import check_id
 from service.api.http import fast_json, fetch, json_body, rank_in, read_json, top_k_in
 from service.bundle_serving import BundleServing
-from service.schemas import BundleEmbeddingOut, BundleIn, BundleOut, BundleRankIn, BundleRankOut, BundleRecommendOut
+from service.schemas import (BundleEmbeddingOut, BundleIn, BundleOut, BundleRankIn, BundleRankOut, BundleRecommendIn,
+                             BundleRecommendOut, UserQuery)
 from service.state import READ, WRITE, AppState, Live, Serving, access
 
 router = APIRouter()
@@ -53,15 +54,28 @@ async def get_bundle_embedding(bundle_id: str, sv: Live) -> Response:
 async def rank_bundles(request: Request, st: AppState, sv: Live) -> Response:
     bundles = bundles_of(sv)
     body = await read_json(request, BundleRankIn, st.settings.max_request_bytes)
-    ranked, missing = await rank_in(bundles.catalog, body.user_id, body.bundle_ids, st.settings)
+    ranked, missing = await rank_in(bundles.catalog, body, body.bundle_ids, st.settings)
     return fast_json({"user_id": body.user_id, "model_version": bundles.version, "missing": missing,
                       "scores": [{"bundle_id": b, "score": sc, "source": src} for b, sc, src in ranked]})
+
+
+def bundle_recommendations(st: AppState, sv: Serving, query: UserQuery, k: int) -> Response:
+    bundles = bundles_of(sv)
+    hits = top_k_in(bundles.catalog, query, k, st.settings)
+    return fast_json({"user_id": query.user_id, "model_version": bundles.version,
+                      "bundles": [{"bundle_id": b, "score": sc, "source": src} for b, sc, src in hits]})
+
+
+@router.post("/v1/bundles/recommendations", response_model=BundleRecommendOut, openapi_extra=json_body(BundleRecommendIn),
+             dependencies=[access(READ)])
+async def recommend_bundles_post(request: Request, st: AppState, sv: Live) -> Response:
+    """The k best bundles for a user ID or a user vector of the bundle package's space (its own users' form,
+    which ends in the placement terms: see the README's bundle section); id_space names that package's version."""
+    body = await read_json(request, BundleRecommendIn, st.settings.max_request_bytes)
+    return bundle_recommendations(st, sv, body, body.k)
 
 
 @router.get("/v1/users/{user_id}/bundle-recommendations", response_model=BundleRecommendOut,
             dependencies=[access(READ)])
 async def recommend_bundles(user_id: str, st: AppState, sv: Live, k: Annotated[int, Query(ge=1)] = 10) -> Response:
-    bundles = bundles_of(sv)
-    hits = top_k_in(bundles.catalog, user_id, k, st.settings)
-    return fast_json({"user_id": user_id, "model_version": bundles.version,
-                      "bundles": [{"bundle_id": b, "score": sc, "source": src} for b, sc, src in hits]})
+    return bundle_recommendations(st, sv, UserQuery.model_construct(user_id=user_id, user_embedding=None, id_space=None), k)

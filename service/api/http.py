@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from coldproxy.config import ServiceSettings
 from coldproxy.errors import InvalidInput, NotFound, TooLarge
+from service.schemas import UserQuery
 from service.storage.catalog import Catalog
 
 
@@ -55,20 +56,15 @@ async def fetch(catalog: Catalog, key: str, what: str) -> tuple[np.ndarray, str]
     return found[key]
 
 
-def user_vector(catalog: Catalog, user_id: str) -> np.ndarray:
-    vector = catalog.user_vector(user_id)
-    if vector is None:
-        raise NotFound(f"unknown user {user_id}")
-    return vector
-
-
-async def rank_in(catalog: Catalog, user_id: str, ids: list[str], settings: ServiceSettings):
+async def rank_in(catalog: Catalog, query: UserQuery, ids: list[str], settings: ServiceSettings):
+    """``ids`` ranked for the query's user (an ID of the package, or a checked vector)."""
     if len(ids) > settings.max_candidates:
         raise TooLarge(f"at most {settings.max_candidates} candidates per request")
-    return await catalog.rank(user_vector(catalog, user_id), ids)
+    return await catalog.rank(catalog.query_vector(query.user_id, query.user_embedding, query.id_space), ids)
 
 
-def top_k_in(catalog: Catalog, user_id: str, k: int, settings: ServiceSettings):
+def top_k_in(catalog: Catalog, query: UserQuery, k: int, settings: ServiceSettings):
+    """The ``k`` best entries for the query's user."""
     if k > settings.max_k:
         raise InvalidInput(f"k must be at most {settings.max_k}")
-    return catalog.top_k(user_vector(catalog, user_id), k)
+    return catalog.top_k(catalog.query_vector(query.user_id, query.user_embedding, query.id_space), k)

@@ -1,6 +1,6 @@
 """Item routes (v1): POST /v1/items (multipart or JSON), POST /v1/items:batch, POST
-/v1/items/{id}/interactions and GET /v1/items/{id}/embedding. Handlers parse and answer; the write
-path itself is ``service.items``."""
+/v1/items/{id}/interactions, PUT /v1/items:id-embeddings (the recommender's own vectors) and GET
+/v1/items/{id}/embedding. Handlers parse and answer; the write path itself is ``service.items``."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ from coldproxy.config import ServiceSettings
 from coldproxy.errors import BadRequest, ColdproxyError, InvalidInput, TooLarge, UnsupportedMediaType
 from coldproxy.ids import ID_PATTERN, check_id
 from service.api.http import check_length, fast_json, fetch, json_body, parse_json, read_json
-from service.items import NewItem, ingest, ingest_many, record_interactions
-from service.schemas import BatchOut, BatchResult, EmbeddingOut, InteractionsIn, ItemJSON, ItemOut, ItemsBatchIn
+from service.items import NewItem, ingest, ingest_many, record_interactions, sync_id_vectors
+from service.schemas import (BatchOut, BatchResult, EmbeddingOut, IdVectorsIn, IdVectorsOut, InteractionsIn, ItemJSON,
+                             ItemOut, ItemsBatchIn)
 from service.state import READ, WRITE, AppState, Live, access
 
 router = APIRouter()
@@ -116,6 +117,22 @@ async def post_items_batch(request: Request, st: AppState, sv: Live) -> BatchOut
             items.append(BatchResult(item_id=it.item_id, status=exc.status, detail=exc.detail))
     results = await ingest_many(sv, items)
     return BatchOut(bundle_version=sv.version, stored=sum(r.status == 200 for r in results), results=results)
+
+
+@router.put("/v1/items:id-embeddings", response_model=IdVectorsOut, openapi_extra=json_body(IdVectorsIn),
+            dependencies=[access(WRITE)])
+async def put_id_embeddings(request: Request, st: AppState, sv: Live) -> IdVectorsOut:
+    """Follow the recommender as it retrains: its latest vectors for items, served from now on by every replica
+    (``coldproxy sync-ids FILE`` sends an export in chunks). A warm item's vector replaces the package's; a new item
+    POSTed earlier graduates to its ID vector; an item the service did not know is added. 200 with one result per
+    item, in order; a vector refused (dimension, values, norm) fails alone with 422. A retrain into a new space is a
+    new model package and a rollout, not this route."""
+    if not request.headers.get("content-type", "").startswith("application/json"):
+        raise UnsupportedMediaType('send application/json: {"items": [{"item_id", "embedding"}, ...]}')
+    body = await read_json(request, IdVectorsIn, st.settings.max_request_bytes)
+    if len(body.items) > st.settings.max_id_vectors:
+        raise TooLarge(f"at most {st.settings.max_id_vectors} vectors per request (COLDPROXY_MAX_ID_VECTORS)")
+    return await sync_id_vectors(sv, [(it.item_id, it.embedding) for it in body.items], body.id_space)
 
 
 @router.get("/v1/items/{item_id}/embedding", response_model=EmbeddingOut, dependencies=[access(READ)])

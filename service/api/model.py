@@ -29,9 +29,18 @@ async def model(st: AppState, sv: Live) -> ModelOut:
                     providers=sv.pipeline.providers, test_metrics=manifest.metrics.get("test", {}),
                     calibration=calibration_of(manifest), selection=manifest.metrics.get("selection"),
                     cold_boost=sv.cold_boost, bundle_recommender=bundles,
-                    warnings=warnings_of(manifest), id_fingerprint=sv.package.id_fingerprint,
+                    warnings=warnings_of(manifest), id_fingerprint=sv.package.id_fingerprint, id_space=space_of(sv),
                     encoder_fingerprint=sv.package.encoder_fingerprint,
                     rollout=st.rollout.status() if st.rollout is not None else None)
+
+
+def space_of(sv: Live) -> dict:
+    """The served ID space as the manifest records it (a package from before that record: a trained one)."""
+    package = sv.package
+    if package.manifest.id_space is not None:
+        return package.manifest.id_space.model_dump()
+    return {"fingerprint": package.id_fingerprint, "source": "trained", "score": "dot", "dim": package.manifest.dims.id_dim,
+            "item_vectors": len(package.item_ids), "user_vectors": len(package.user_ids)}
 
 
 def warnings_of(manifest) -> list[str]:

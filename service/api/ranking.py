@@ -1,6 +1,8 @@
-"""Item ranking routes (v1): POST /v1/rank (score a user's candidates) and GET
-/v1/users/{id}/recommendations (FAISS top-k over warm and new items). Canary users (COLDPROXY_CANARY_FRACTION)
-are answered by the candidate package; every answer names the version that made it."""
+"""Item ranking routes (v1): POST /v1/rank (score candidates for a user), POST /v1/recommendations and GET
+/v1/users/{id}/recommendations (FAISS top-k over warm and new items). The user is an ID the model package knows
+or, in the POSTs, a vector of its ID space (``user_embedding``: your recommender's user tower, a new sign-up).
+Canary users (COLDPROXY_CANARY_FRACTION) are answered by the candidate package; a vector is always answered by the
+serving package, whose space it was checked against; every answer names the version that made it."""
 
 from __future__ import annotations
 
@@ -10,26 +12,44 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from service.api.http import fast_json, json_body, rank_in, read_json, top_k_in
-from service.schemas import RankIn, RankOut, RecommendOut
-from service.state import READ, AppState, access
+from service.schemas import RankIn, RankOut, RecommendIn, RecommendOut, UserQuery
+from service.state import READ, AppState, Serving, access
 
 router = APIRouter()
+
+
+def serving_of(st: AppState, query: UserQuery) -> Serving:
+    """One package for the whole request, never two ID spaces in one ranking: a user's (canary or not), or the
+    serving one for a vector."""
+    return st.serving_for(query.user_id)
 
 
 @router.post("/v1/rank", response_model=RankOut, openapi_extra=json_body(RankIn), dependencies=[access(READ)])
 async def rank(request: Request, st: AppState) -> Response:
     body = await read_json(request, RankIn, st.settings.max_request_bytes)
-    sv = st.serving_for(body.user_id)  # one package for the whole request: never two ID spaces in one ranking
-    ranked, missing = await rank_in(sv.items, body.user_id, body.item_ids, st.settings)
+    sv = serving_of(st, body)
+    ranked, missing = await rank_in(sv.items, body, body.item_ids, st.settings)
     st.metrics.answers.labels("rank", sv.version).inc()
     return fast_json({"user_id": body.user_id, "bundle_version": sv.version, "missing": missing,
                       "scores": [{"item_id": i, "score": sc, "source": src} for i, sc, src in ranked]})
 
 
+def recommendations(st: AppState, query: UserQuery, k: int) -> Response:
+    sv = serving_of(st, query)
+    hits = top_k_in(sv.items, query, k, st.settings)
+    st.metrics.answers.labels("recommend", sv.version).inc()
+    return fast_json({"user_id": query.user_id, "bundle_version": sv.version,
+                      "items": [{"item_id": i, "score": sc, "source": src} for i, sc, src in hits]})
+
+
+@router.post("/v1/recommendations", response_model=RecommendOut, openapi_extra=json_body(RecommendIn),
+             dependencies=[access(READ)])
+async def recommend_post(request: Request, st: AppState) -> Response:
+    """The k best items for a user ID or a user vector of the package's ID space."""
+    body = await read_json(request, RecommendIn, st.settings.max_request_bytes)
+    return recommendations(st, body, body.k)
+
+
 @router.get("/v1/users/{user_id}/recommendations", response_model=RecommendOut, dependencies=[access(READ)])
 async def recommend(user_id: str, st: AppState, k: Annotated[int, Query(ge=1)] = 10) -> Response:
-    sv = st.serving_for(user_id)
-    hits = top_k_in(sv.items, user_id, k, st.settings)
-    st.metrics.answers.labels("recommend", sv.version).inc()
-    return fast_json({"user_id": user_id, "bundle_version": sv.version,
-                      "items": [{"item_id": i, "score": sc, "source": src} for i, sc, src in hits]})
+    return recommendations(st, UserQuery.model_construct(user_id=user_id, user_embedding=None, id_space=None), k)

@@ -2,17 +2,24 @@
 computed at run time (cold) -- kept in Redis under the model's version and mirrored in this
 replica's FAISS index. The service has one for items and, with a bundle recommender, one for bundles;
 lookups, ranking and top-k are the same code for both.
+
+Entries whose vector the recommender gave after the package was made (``PUT /v1/items:id-embeddings``)
+are stored like new items, marked as the recommender's: a warm entry's new vector replaces the package's
+on every replica (``update_warm``, from the sync), and every such entry is answered with source "id".
+Rankings take the user as an ID of the package or as a vector (``query_vector``): checked like any input.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from coldproxy.config import usable_cores
+from coldproxy.errors import Conflict, NotFound
+from coldproxy.id_space import check_client_vector, normalise_rows
 from coldproxy.ids import ID_RE
 
 from service.storage.index import ItemIndex
@@ -26,26 +33,44 @@ log = logging.getLogger("coldproxy.catalog")
 @dataclass(frozen=True)
 class Found:
     """Known entries of a lookup: ``pos`` (their positions in the IDs asked for), ``vectors`` (one row
-    each, same order) and ``warm`` (how many leading rows are warm, from the model; the rest are proxies)."""
+    each, same order), ``warm`` (how many leading rows are warm, from the model; the rest are proxies) and
+    ``given`` (rows after those whose vector the recommender gave since)."""
 
     pos: np.ndarray
     vectors: np.ndarray
     warm: int
+    given: frozenset[int] = frozenset()
 
     def source(self, row: int) -> str:
-        return "id" if row < self.warm else "proxy"
+        return "id" if row < self.warm or row in self.given else "proxy"
+
+
+def largest_norm(vectors: np.ndarray) -> float:
+    return float(np.linalg.norm(vectors, axis=1).max()) if len(vectors) else 0.0
 
 
 class Catalog:
     def __init__(self, name: str, user_ids: list[str], user_emb: np.ndarray, warm_ids: list[str], warm_emb: np.ndarray,
-                 store: RedisStore, metrics: Metrics, local_reads: bool, index_options: dict | None = None):
+                 store: RedisStore, metrics: Metrics, local_reads: bool, index_options: dict | None = None,
+                 space: str = "", score: str = "dot", max_user_norm: float | None = None, norm_slack: float = 1.5):
+        """``space``: the ID space's fingerprint; ``score``: its score function (cosine: vectors unit-length);
+        ``max_user_norm``: the largest norm of a user vector a client may send (default: ``norm_slack`` x the
+        largest of the users', or of the warm entries' without users); ``norm_slack`` bounds a vector the
+        recommender sends for an entry likewise."""
         self.name, self.store, self.metrics, self.local_reads = name, store, metrics, local_reads
         self.users = {u: i for i, u in enumerate(user_ids)}
         self.user_emb, self.warm_emb = user_emb, warm_emb
         self.warm = {x: i for i, x in enumerate(warm_ids)}
+        self.dim, self.space, self.score = warm_emb.shape[1], space, score
+        self.max_user_norm = max_user_norm or norm_slack * (largest_norm(user_emb) or largest_norm(warm_emb) or 1.0)
+        self.max_entry_norm = norm_slack * (largest_norm(warm_emb) or 1.0)
+        if score == "cosine":  # every vector is made unit-length: its norm says nothing (it must be finite)
+            self.max_user_norm = self.max_entry_norm = float("inf")
+        self.given: set[str] = set()  # entries whose vector the recommender gave (not the package's warm ones)
+        self._warm_owned = False  # warm_emb is the package's array until a warm entry gets a new vector
         self.index = ItemIndex(warm_emb.shape[1], **(index_options or {}))
         self.index.upsert(list(warm_ids), warm_emb)
-        self.sync = IndexSync(store, self.index, metrics, self.warm, name)
+        self.sync = IndexSync(store, self.index, metrics, self.warm, name, self)
 
     async def start(self) -> int:
         """Index every cold entry in the store and follow other replicas' writes; returns how many. With an
@@ -76,6 +101,30 @@ class Catalog:
         row = self.users.get(user_id)
         return None if row is None else self.user_emb[row]
 
+    def query_vector(self, user_id: str | None, user_embedding: list[float] | None, space: str | None = None
+                     ) -> np.ndarray:
+        """The vector a ranking is for: the package's user ``user_id`` (404 when unknown), or ``user_embedding``
+        checked (422: dimension, finiteness, norm; unit length in a cosine space). ``space``, when a client names
+        the space its vector is of, must be this one's (409)."""
+        if space is not None and space != self.space:
+            raise Conflict(f"the vector is of ID space {space}; this {self.name} package serves {self.space} "
+                           "(GET /v1/model): never rank one space's user against another's entries")
+        if user_embedding is None:
+            vector = self.user_vector(user_id)
+            if vector is None:
+                raise NotFound(f"unknown user {user_id}")
+            return vector
+        vector = check_client_vector(user_embedding, self.dim, self.max_user_norm, "user_embedding")
+        return normalise_rows(vector[None])[0] if self.score == "cosine" else vector
+
+    def update_warm(self, ids: list[str], vectors: np.ndarray) -> None:
+        """New vectors for warm entries (the recommender's, from the store): served and indexed from now on. The
+        package's array is copied the first time, so the package itself stays as loaded."""
+        if not self._warm_owned:
+            self.warm_emb, self._warm_owned = self.warm_emb.copy(), True
+        self.warm_emb[[self.warm[i] for i in ids]] = vectors
+        self.index.upsert(ids, vectors)
+
     async def gather(self, ids: list[str]) -> Found:
         """The known ones among ``ids``: warm from the model; cold from this replica's index when it holds
         them (``local_reads``), else from Redis (written by another replica an instant ago). Rows are
@@ -98,11 +147,16 @@ class Catalog:
             parts.append(vecs)
             local, held = len(hit), set(hit)
             rest = [k for j, k in enumerate(rest) if j not in held]
-        cold = await self.store.get_many([ids[k] for k in rest])
+        cold = await self.store.get_many_sourced([ids[k] for k in rest])
         if cold:
             pos.append([k for k in rest if ids[k] in cold])
-            parts.append(np.stack([cold[ids[k]] for k in pos[-1]]))
-        found = Found(np.array([k for p in pos for k in p], np.int64), np.concatenate(parts), len(warm_pos))
+            parts.append(np.stack([cold[ids[k]][0] for k in pos[-1]]))
+        flat = [k for p in pos for k in p]
+        given = frozenset()
+        if self.given or any(v[1] for v in cold.values()):
+            given = frozenset(r for r in range(len(warm_pos), len(flat))
+                              if ids[flat[r]] in self.given or (ids[flat[r]] in cold and cold[ids[flat[r]]][1]))
+        found = Found(np.array(flat, np.int64), np.concatenate(parts), len(warm_pos), given)
         m = self.metrics.lookups
         m.labels(self.name, "id").inc(found.warm)
         m.labels(self.name, "proxy_local").inc(local)
@@ -129,7 +183,42 @@ class Catalog:
         return ranked, [ids[k] for k in np.flatnonzero(unknown).tolist()]
 
     def top_k(self, user: np.ndarray, k: int) -> list[tuple[str, float, str]]:
-        return [(i, s, "id" if i in self.warm else "proxy") for i, s in self.index.search(user, k)]
+        return [(i, s, "id" if i in self.warm or i in self.given else "proxy") for i, s in self.index.search(user, k)]
+
+    async def give(self, key: str, vector: np.ndarray) -> tuple[str, StoredItem | None]:
+        """Serve the recommender's ``vector`` (checked, of this space) for ``key`` from now on: a warm entry's
+        replaces the package's; a stored new entry graduates, keeping its experts' outputs for the warm-up path; an
+        unknown one is added. Returns (outcome: updated | added | graduated | unchanged, the record it replaced).
+        Unit-length first in a cosine space. Raises ``StoreUnavailable``."""
+        if self.score == "cosine":
+            vector = normalise_rows(vector[None])[0]
+        given = {"src": "id"}
+        if key in self.warm:
+            if np.array_equal(self.warm_emb[self.warm[key]], vector):
+                return "unchanged", None
+            record, outcome, previous = StoredItem(vector, [], fields=given), "updated", None
+        else:
+            previous = await self.store.get_record(key)
+            if previous is None:
+                record, outcome = StoredItem(vector, [], fields=given), "added"
+            elif previous.fields.get("src") == "id":
+                if np.array_equal(previous.embedding, vector):
+                    return "unchanged", previous
+                record = replace(previous, embedding=vector,
+                                 id_embedding=vector if previous.id_embedding is not None else None)
+                outcome = "updated"
+            else:
+                record = replace(previous, embedding=vector, id_embedding=vector, fields=previous.fields | given)
+                outcome = "graduated"
+        await self.put(key, record, True)
+        return outcome, previous
+
+    async def given_entries(self, chunk: int = 10_000) -> dict[str, np.ndarray]:
+        """Every stored entry whose vector the recommender gave, and that vector. Raises ``StoreUnavailable``."""
+        ids, out = await self.store.all_ids(), {}
+        for start in range(0, len(ids), chunk):
+            out |= {i: v for i, (v, g) in (await self.store.get_many_sourced(ids[start: start + chunk])).items() if g}
+        return out
 
     async def put(self, key: str, record: StoredItem, overwrite: bool, features: np.ndarray | None = None) -> bool:
         """Store in Redis (acknowledged write; with the item's content features when given), then index on this
@@ -139,5 +228,5 @@ class Catalog:
             stored = await self.store.put(key, record, overwrite, features)
         if stored:
             with self.metrics.time_stage("index"):
-                self.sync.add([key], record.embedding[None])
+                self.sync.add([key], record.embedding[None], [record.fields.get("src") == "id"])
         return stored

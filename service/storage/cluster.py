@@ -73,14 +73,15 @@ class ClusterStore(RedisStore):
         except Exception as exc:
             raise StoreUnavailable(str(exc)) from exc
 
-    async def _fetch_embeddings(self, item_ids: list[str], chunk: int = 2000) -> list[bytes | None]:
-        """A pipeline of HGETs (split by node): a script's keys would all have to share one slot."""
-        out: list[bytes | None] = []
+    async def _fetch_embeddings(self, item_ids: list[str], chunk: int = 2000) -> list[tuple[bytes | None, bytes | None]]:
+        """A pipeline of HMGETs of ``emb`` and ``src`` (split by node): a script's keys would all have to share one
+        slot."""
+        out: list[tuple[bytes | None, bytes | None]] = []
         for start in range(0, len(item_ids), chunk):
             async with self.client.pipeline(transaction=False) as pipe:
                 for i in item_ids[start: start + chunk]:
-                    pipe.hget(self.item_key(i), "emb")
-                out += await pipe.execute()
+                    pipe.hmget(self.item_key(i), "emb", "src")
+                out += [tuple(r) for r in await pipe.execute()]
         return out
 
     async def all_ids(self) -> list[str]:

@@ -2,7 +2,9 @@
 
 Key layout (``P`` = prefix, ``V`` = model package version):
 * ``P:V:item:<item_id>`` — hash {emb: float32 bytes, modalities, created_at}, plus the experts'
-  outputs (``proxy``, ``diffusion``) and ``interactions`` when the package has a cold-aware gate
+  outputs (``proxy``, ``diffusion``) and ``interactions`` when the package has a cold-aware gate, and
+  ``src: id`` when ``emb`` is the recommender's own vector for the item (``PUT /v1/items:id-embeddings``);
+  a warm item of the package has a hash only when the recommender's vector for it was updated so
 * ``P:V:items`` — set of the cold item IDs stored for this package version (index rebuild)
 * ``P:V:events`` — a Redis Stream with an entry {id, origin} for every item written, added in the
   write's own transaction, so other replicas index it from where they last read (a resume position
@@ -97,9 +99,14 @@ def check_vector(emb: np.ndarray, dim: int) -> None:
 
 HGET_EMB = """
 local out = {}
-for i, key in ipairs(KEYS) do out[i] = redis.call('HGET', key, 'emb') or false end
+for i, key in ipairs(KEYS) do
+  local v = redis.call('HMGET', key, 'emb', 'src')
+  out[2 * i - 1] = v[1] or false
+  out[2 * i] = v[2] or false
+end
 return out
 """
+FROM_RECOMMENDER = b"id"  # the ``src`` of a vector the recommender gave (a proxy has none)
 
 VECTOR_FIELDS = ("emb", "proxy", "diffusion", "id_embedding", "anchor")
 
@@ -242,16 +249,20 @@ class RedisStore:
             raise StoreUnavailable("the write was interrupted before it landed; retry")
         return stored == emb
 
-    async def _fetch_embeddings(self, item_ids: list[str], chunk: int = 2000) -> list[bytes | None]:
-        """The ``emb`` field of each item's hash (None where there is none), one script call per ``chunk`` items:
-        4x the items/s of a pipeline of HGETs here (343k against 84k), which is most of a replica's start-up;
-        a call holds Redis for a few milliseconds."""
+    async def _fetch_embeddings(self, item_ids: list[str], chunk: int = 2000) -> list[tuple[bytes | None, bytes | None]]:
+        """The ``emb`` and ``src`` fields of each item's hash (None where there is none), one script call per
+        ``chunk`` items: 4x the items/s of a pipeline of HGETs here (343k against 84k), which is most of a replica's
+        start-up; a call holds Redis for a few milliseconds."""
         out: list[bytes | None] = []
         for start in range(0, len(item_ids), chunk):
             out += await self._hget_emb(keys=[self.item_key(i) for i in item_ids[start: start + chunk]])
-        return out
+        return list(zip(out[0::2], out[1::2]))
 
     async def get_many(self, item_ids: list[str]) -> dict[str, np.ndarray]:
+        return {i: v for i, (v, _) in (await self.get_many_sourced(item_ids)).items()}
+
+    async def get_many_sourced(self, item_ids: list[str]) -> dict[str, tuple[np.ndarray, bool]]:
+        """item -> (its stored vector, whether the recommender gave it) for the stored ones among ``item_ids``."""
         if not item_ids:
             return {}
         try:
@@ -259,14 +270,14 @@ class RedisStore:
         except Exception as exc:
             raise StoreUnavailable(str(exc)) from exc
         out = {}
-        for i, r in zip(item_ids, raw):
+        for i, (r, src) in zip(item_ids, raw):
             if r is None:
                 continue
             v = np.frombuffer(r, dtype=np.float32)
             if v.shape != (self.dim,) or not np.isfinite(v).all():
                 log.error("stored embedding of %s is corrupt (%d floats); treated as missing", i, v.size)
                 continue
-            out[i] = v
+            out[i] = (v, src == FROM_RECOMMENDER)
         return out
 
     async def get_record(self, item_id: str) -> StoredItem | None:
@@ -343,8 +354,9 @@ class MemoryStore(RedisStore):
     async def get_record(self, item_id):
         return self.records.get(item_id)
 
-    async def get_many(self, item_ids):
-        return {i: self.records[i].embedding for i in item_ids if i in self.records}
+    async def get_many_sourced(self, item_ids):
+        return {i: (self.records[i].embedding, self.records[i].fields.get("src") == FROM_RECOMMENDER.decode())
+                for i in item_ids if i in self.records}
 
     async def all_ids(self):
         return sorted(self.records)

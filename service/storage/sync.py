@@ -27,8 +27,11 @@ log = logging.getLogger("coldproxy.sync")
 
 class IndexSync:
     def __init__(self, store: RedisStore, index: ItemIndex, metrics: Metrics, warm: dict[str, int], catalog: str = "items",
-                 block_ms: int = 5000):
+                 owner=None, block_ms: int = 5000):
+        """``owner``: the ``Catalog`` whose warm entries take the recommender's new vectors (``update_warm``) and
+        which tracks the entries the recommender gave (``given``)."""
         self.store, self.index, self.metrics, self.warm, self.catalog = store, index, metrics, warm, catalog
+        self.owner = owner
         self.block_ms = block_ms
         self.position: str | None = None  # the last event read; None: reload everything first
         self.reloads = 0
@@ -36,19 +39,28 @@ class IndexSync:
         self._task: asyncio.Task | None = None
         self._reader = None
 
-    def add(self, item_ids: list[str], emb: np.ndarray) -> None:
-        """Upsert cold items into this replica's index (its own POSTs, and what the store announces)."""
-        self.index.upsert(item_ids, emb)
+    def add(self, item_ids: list[str], emb: np.ndarray, given: list[bool] | None = None) -> None:
+        """Upsert items into this replica's index (its own writes, and what the store announces): warm ones take
+        the recommender's new vector; ``given`` says which vectors the recommender gave."""
+        warm = [k for k, i in enumerate(item_ids) if i in self.warm]
+        if warm and self.owner is not None:
+            self.owner.update_warm([item_ids[k] for k in warm], emb[warm])
+        cold = [k for k, i in enumerate(item_ids) if i not in self.warm] if warm else range(len(item_ids))
+        if len(cold):
+            self.index.upsert([item_ids[k] for k in cold], emb[list(cold)])
+        if given is not None and self.owner is not None:
+            for k in cold:
+                (self.owner.given.add if given[k] else self.owner.given.discard)(item_ids[k])
         self.metrics.items_indexed.labels(self.catalog, "cold").set(len(self.index) - len(self.warm))
 
     async def _index_ids(self, item_ids: list[str], chunk: int = 10_000) -> int:
         """Read and index ``item_ids`` in chunks: a replica loading millions of items never holds one
-        pipeline reply for all of them."""
-        item_ids, n = [i for i in item_ids if i not in self.warm], 0
+        pipeline reply for all of them. A warm item is in the store only when the recommender gave it a new vector."""
+        n = 0
         for start in range(0, len(item_ids), chunk):
-            found = await self.store.get_many(item_ids[start: start + chunk])
+            found = await self.store.get_many_sourced(item_ids[start: start + chunk])
             if found:
-                self.add(list(found), np.stack(list(found.values())))
+                self.add(list(found), np.stack([v for v, _ in found.values()]), [g for _, g in found.values()])
             n += len(found)
         return n
 
