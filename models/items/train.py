@@ -218,8 +218,7 @@ def train(settings, encoder_graphs: EncoderGraphs, progress: bool = True) -> Tra
     else:  # the team's own space: nothing to train (models/given_space.py)
         split = split.restrict_warm(space.has_vector)
         U, I = space.user_emb, training_vectors(space, split.warm_items)
-        id_log = {"type": "given", "space": space.info, "diagnostics": diagnostics(space, split, settings.seed),
-                  "history": []}
+        id_log = {"type": "given", "diagnostics": diagnostics(space, split, settings.seed), "history": []}
     ranking = space is None or space.ranking
     t_id = time.time()
     text_layer = finetune_log = None

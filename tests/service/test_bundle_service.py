@@ -143,6 +143,14 @@ def test_a_posted_cold_bundle_gets_the_models_vector_and_is_stored_fetched_and_r
     assert k <= 1000
     recs = bc.get(f"/v1/users/{user}/bundle-recommendations", params={"k": k}).json()["bundles"]
     assert f"cold-{b}" in [x["bundle_id"] for x in recs]
+    # the same user as a vector of the bundle package's space (its own users' form) gets the same answers
+    by_vector = bc.post("/v1/bundles/recommendations", json={"user_embedding": U[user].tolist(), "k": k,
+                                                             "id_space": version})
+    assert by_vector.status_code == 200 and by_vector.json()["bundles"] == recs, by_vector.text
+    r = bc.post("/v1/bundles/rank", json={"user_embedding": U[7].tolist(), "bundle_ids": [f"cold-{b}", warm_id]})
+    assert {s["bundle_id"]: s["score"] for s in r.json()["scores"]} == pytest.approx(
+        {k_: v for k_, v in scores.items() if k_ != "no-such-bundle"}, abs=1e-4)
+    assert bc.post("/v1/bundles/rank", json={"user_embedding": U[7][:-1].tolist(), "bundle_ids": [warm_id]}).status_code == 422
     assert 'coldproxy_item_lookups_total{catalog="bundles",source="proxy_local"}' in bc.get("/metrics").text
     info = bc.get("/v1/model").json()["bundle_recommender"]
     assert info["version"] == version and info["cold_bundles_indexed"] >= 1 and info["dim"] == len(want)

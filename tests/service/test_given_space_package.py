@@ -77,6 +77,7 @@ def test_a_package_serves_the_given_space(mode, train_settings, tmp_path, redis_
     with LiveServer(settings) as server, httpx.Client(base_url=server.url, timeout=30) as c:
         model = c.get("/v1/model").json()
         assert model["id_fingerprint"] == space.fingerprint and model["id_space"]["source"] == "given"
+        assert model["id_space"]["report"]["items_without_vector"] == 40  # the movies new to the recommender
         for k in (0, 100, 359):  # the served warm vectors are the given ones (unit-length in a cosine space)
             want = given.matrix[k] / (np.linalg.norm(given.matrix[k]) if score == "cosine" else 1.0)
             got = c.get(f"/v1/items/{given.ids[k]}/embedding").json()

@@ -173,3 +173,18 @@ def test_a_rollout_carries_the_recommenders_vectors_only_within_one_space(tiny_p
             assert synced.status_code == 404
             assert graduated["source"] == "proxy"
             assert not np.allclose(graduated["embedding"], given["posted-2"])
+
+
+def test_the_recommenders_vectors_are_a_write_and_ranking_by_vector_a_read(tiny_package_dir, fresh_prefix):
+    key = "write-key-7654321"
+    with live(tiny_package_dir, fresh_prefix, api_keys=[key]) as server, httpx.Client(base_url=server.url) as c:
+        ids = {"items": [{"item_id": "by-recommender", "embedding": vector(31)}]}
+        assert c.put("/v1/items:id-embeddings", json=ids).status_code == 401
+        assert c.put("/v1/items:id-embeddings", json=ids, headers={"X-API-Key": key}).status_code == 200
+        r = c.post("/v1/rank", json={"user_embedding": vector(32), "item_ids": ["by-recommender"]})
+        assert r.status_code == 200 and r.json()["scores"][0]["source"] == "id"
+    with live(tiny_package_dir, fresh_prefix, api_keys=[key], auth_reads=True) as server, \
+            httpx.Client(base_url=server.url) as c:
+        assert c.post("/v1/recommendations", json={"user_embedding": vector(32)}).status_code == 401
+        assert c.post("/v1/recommendations", json={"user_embedding": vector(32)},
+                      headers={"X-API-Key": key}).status_code == 200

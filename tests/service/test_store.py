@@ -165,6 +165,16 @@ def test_replica_index_matches_redis_after_its_sync_connection_is_killed_under_w
         writer = RedisStore(REDIS_URL, prefix, "v1", 4, stream_maxlen=maxlen)
         sync = IndexSync(store, ItemIndex(4), Metrics(), {}, block_ms=200)
         await sync.start()
+        # "away": its reads wait until the writes are done. Killed between two reads, redis-py reconnects the idle
+        # connection at once, without an error, and the follower would keep up with the writes it was meant to miss
+        back, read = asyncio.Event(), store.read_events
+        back.set()
+
+        async def read_when_back(*args, **kwargs):
+            await back.wait()
+            return await read(*args, **kwargs)
+
+        store.read_events = read_when_back
         try:
             kills = 0
             for n in range(400):
@@ -177,8 +187,10 @@ def test_replica_index_matches_redis_after_its_sync_connection_is_killed_under_w
                         await asyncio.sleep(0.05)
                     kills += killed
                     if maxlen < 400:
+                        back.clear()  # no await since the kill: the follower has read nothing since
                         for m in range(200):  # while this replica is away: more than the stream keeps
                             await writer.put(f"away{n}-{m}", StoredItem(v, ["text"]), overwrite=False)
+                        back.set()
             want = set(await store.all_ids())
             for _ in range(200):
                 if set(sync.index.ids()) >= want:
