@@ -186,8 +186,10 @@ async def record_interactions(serving: Serving, item_id: str, count: int, id_emb
         emb, weights = await serving.graphs.run(serving.pipeline.regate, rec.proxy[None], rec.diffusion[None], anchor, mask,
                                                 np.array([count]), None if id_emb is None else id_emb[None])
     emb, weights = emb[0], weights[0]
+    # the gate's mix is served from now on, also for an item the recommender had given its own vector (no longer "id")
     await serving.items.put(item_id, replace(rec, embedding=emb, interactions=count,
-                                             id_embedding=rec.id_embedding if id_emb is None else id_emb), True)
+                                             id_embedding=rec.id_embedding if id_emb is None else id_emb,
+                                             fields={k: v for k, v in rec.fields.items() if k != "src"}), True)
     if serving.items.store.features is not None:  # a re-embedding for a new package re-gates with these too
         await serving.items.store.features.note_warm_up(item_id, count, id_emb, serving.package.id_fingerprint)
     if id_emb is not None:

@@ -97,5 +97,17 @@ def test_a_package_serves_the_given_space(mode, train_settings, tmp_path, redis_
         assert scores["brand-new-film"] == pytest.approx(float(unit @ emb), rel=1e-4, abs=1e-5)
         if with_users:
             assert c.post("/v1/recommendations", json={"user_id": "signed-up-today", "k": 5}).status_code == 200
+            # the recommender learns the new film: it graduates to its vector; interactions sent later re-gate it
+            learnt = given.matrix[:2].mean(0)
+            out = c.put("/v1/items:id-embeddings", json={"items": [{"item_id": "brand-new-film",
+                                                                    "embedding": learnt.tolist()}]}).json()
+            assert out["results"][0]["outcome"] == "graduated"
+            got = c.get("/v1/items/brand-new-film/embedding").json()
+            assert got["source"] == "id" and np.allclose(got["embedding"], learnt, atol=1e-6)
+            regated = c.post("/v1/items/brand-new-film/interactions", json={"count": 3})
+            assert regated.status_code == 200, regated.text
+            got = c.get("/v1/items/brand-new-film/embedding").json()
+            assert got["source"] == "proxy" and np.allclose(got["embedding"], regated.json()["embedding"], atol=1e-6)
+            assert regated.json()["expert_weights"]["id"] == 0  # a count alone re-gates on content, as documented
         else:
             assert c.post("/v1/rank", json={"user_id": "1", "item_ids": ["brand-new-film"]}).status_code == 404
