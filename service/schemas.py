@@ -8,6 +8,8 @@ from pydantic import BaseModel, Field, model_validator
 
 from coldproxy.ids import ID_PATTERN
 
+MAX_DIM = 4096  # the longest vector a request may carry; the package's dimension is checked after
+
 
 class ItemJSON(BaseModel):
     item_id: str = Field(pattern=ID_PATTERN)
@@ -52,7 +54,7 @@ class BatchOut(BaseModel):
 
 class IdVector(BaseModel):
     item_id: str = Field(pattern=ID_PATTERN)
-    embedding: list[float] = Field(min_length=1, max_length=4096, description="the recommender's vector for the item")
+    embedding: list[float] = Field(min_length=1, max_length=MAX_DIM, description="the recommender's vector for the item")
 
 
 class IdVectorsIn(BaseModel):
@@ -84,9 +86,6 @@ class EmbeddingOut(BaseModel):
     bundle_version: str
     source: str = Field(description="'id' for a warm item of the ID model, 'proxy' for a cold item")
     embedding: list[float]
-
-
-MAX_DIM = 4096  # the longest user_embedding parsed; the package's dimension is checked after
 
 
 class UserQuery(BaseModel):

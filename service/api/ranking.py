@@ -13,21 +13,15 @@ from fastapi.responses import Response
 
 from service.api.http import fast_json, json_body, rank_in, read_json, top_k_in
 from service.schemas import RankIn, RankOut, RecommendIn, RecommendOut, UserQuery
-from service.state import READ, AppState, Serving, access
+from service.state import READ, AppState, access
 
 router = APIRouter()
-
-
-def serving_of(st: AppState, query: UserQuery) -> Serving:
-    """One package for the whole request, never two ID spaces in one ranking: a user's (canary or not), or the
-    serving one for a vector."""
-    return st.serving_for(query.user_id)
 
 
 @router.post("/v1/rank", response_model=RankOut, openapi_extra=json_body(RankIn), dependencies=[access(READ)])
 async def rank(request: Request, st: AppState) -> Response:
     body = await read_json(request, RankIn, st.settings.max_request_bytes)
-    sv = serving_of(st, body)
+    sv = st.serving_for(body.user_id)  # one package for the whole request: never two ID spaces in one ranking
     ranked, missing = await rank_in(sv.items, body, body.item_ids, st.settings)
     st.metrics.answers.labels("rank", sv.version).inc()
     return fast_json({"user_id": body.user_id, "bundle_version": sv.version, "missing": missing,
@@ -35,7 +29,7 @@ async def rank(request: Request, st: AppState) -> Response:
 
 
 def recommendations(st: AppState, query: UserQuery, k: int) -> Response:
-    sv = serving_of(st, query)
+    sv = st.serving_for(query.user_id)
     hits = top_k_in(sv.items, query, k, st.settings)
     st.metrics.answers.labels("recommend", sv.version).inc()
     return fast_json({"user_id": query.user_id, "bundle_version": sv.version,
