@@ -312,7 +312,7 @@ class ServiceSettings(BaseSettings):
     max_candidates: int = 10_000
     max_user_norm: float | None = Field(None, gt=0, description="largest norm of a user_embedding a client may send; "
                                         "default: vector_norm_slack x the largest norm among the package's users (its "
-                                        "warm items' when it has none)")
+                                        "warm items' when it has none); none in a cosine space (made unit-length)")
     vector_norm_slack: float = Field(1.5, ge=1.0, description="how far past the package's own vectors a client's "
                                      "vector may reach: user_embedding (see max_user_norm) and PUT "
                                      "/v1/items:id-embeddings bound their norms by this times the largest there")
