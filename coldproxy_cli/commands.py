@@ -139,7 +139,8 @@ def cmd_sync_ids(args) -> None:
                      for i, v in zip(vectors.ids[start: start + args.chunk], vectors.matrix[start: start + args.chunk])]
             r = client.put("/v1/items:id-embeddings", json={"items": items, "id_space": args.id_space})
             if r.status_code != 200:
-                raise SystemExit(f"coldproxy sync-ids: {r.status_code} from {args.url} after {start} vectors: {r.text[:500]}")
+                raise SystemExit(f"coldproxy sync-ids: {r.status_code} from {args.url} after {start} vectors: "
+                                 f"{r.text[:500]}")
             out = r.json()
             for k in totals:
                 totals[k] += out[k]
@@ -228,7 +229,8 @@ def main(argv: list[str] | None = None) -> None:
                             help="the model package to re-embed for")
             sp.add_argument("--batch", type=int, help="items per graph call (COLDPROXY_REEMBED_BATCH)")
         elif name == "sync-ids":
-            sp.add_argument("file", type=Path, help="item vectors: Parquet (item_id, embedding) or NAME.npy + NAME.ids.txt")
+            sp.add_argument("file", type=Path, help="item vectors: Parquet (item_id, embedding) or NAME.npy beside "
+                            "NAME.ids.txt")
             sp.add_argument("--url", default="http://127.0.0.1:8000", help="the service")
             sp.add_argument("--api-key", help="a write key (default: COLDPROXY_API_KEY)")
             sp.add_argument("--id-space", help="the ID space fingerprint the vectors are of (GET /v1/model); checked")

@@ -79,8 +79,8 @@ def build_package(settings) -> Path:
     if bad:
         raise ParityError(f"ONNX vs torch max |delta| over {settings.parity_tolerance}: {bad}")
 
-    metrics_keys = ("test", "test_protocol", "test_uncalibrated", "id_space", "calibration", "id_model", "text_finetune", "proxy", "selection",
-                    "split") + (("diffusion", "gate") if experts else ())
+    metrics_keys = ("test", "test_protocol", "test_uncalibrated", "id_space", "calibration", "id_model", "text_finetune",
+                    "proxy", "selection", "split") + (("diffusion", "gate") if experts else ())
     files = {c: sha256_file(stage / n) for c, n in (COMPONENTS | (EXPERT_COMPONENTS if experts else {})).items()}
     now = datetime.now(timezone.utc)
     space = id_space(metrics, z, proxy.out_dim)

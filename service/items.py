@@ -14,7 +14,6 @@ from anyio import to_thread
 
 from coldproxy.config import ServiceSettings
 from coldproxy.errors import ColdproxyError, Conflict, ImageError, InvalidInput, NotFound, TooLarge
-from coldproxy.id_space import check_client_vector
 from coldproxy.ids import check_id
 from coldproxy.preprocess import image_pixels
 from service.schemas import BatchResult, IdVectorResult, IdVectorsOut, ItemOut
@@ -128,12 +127,11 @@ async def ingest_many(serving: Serving, items: list[NewItem | BatchResult]) -> l
 async def sync_id_vector(serving: Serving, item_id: str, values: list[float]) -> IdVectorResult:
     """Serve the recommender's own vector for one item from now on, on every replica: a warm item's replaces the
     package's, a stored new item graduates (its experts' outputs are kept for the warm-up path), an item the service
-    did not know is added. The vector is checked like any input (dimension, finite, norm within the slack of the
-    warm items'); unit-length in a cosine space."""
+    did not know is added. The vector is checked like any input (``Catalog.entry_vector``)."""
     catalog = serving.items
     try:
         check_id(item_id)
-        vec = check_client_vector(values, catalog.dim, catalog.max_entry_norm, "embedding")
+        vec = catalog.entry_vector(values, "embedding")
     except ColdproxyError as exc:
         return IdVectorResult(item_id=item_id, status=exc.status, detail=exc.detail)
     outcome, previous = await catalog.give(item_id, vec)
@@ -174,7 +172,7 @@ async def record_interactions(serving: Serving, item_id: str, count: int, id_emb
     dim = serving.package.manifest.dims.id_dim
     id_emb = None
     if id_embedding is not None:  # no longer than any warm item's: one with a huge norm would top every ranking
-        id_emb = check_client_vector(id_embedding, dim, serving.max_item_norm, "id_embedding")
+        id_emb = serving.items.entry_vector(id_embedding, "id_embedding", serving.max_item_norm)
     rec = await serving.items.store.get_record(item_id)
     if rec is None:
         raise NotFound(f"unknown item {item_id}; POST /v1/items first")

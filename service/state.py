@@ -28,7 +28,7 @@ from service.bundle_serving import BundleServing
 from service.drift import DriftMonitor
 from service.engine.features import feature_width
 from service.rollout import Rollout, expire_version, persist_version
-from service.storage.catalog import Catalog
+from service.storage.catalog import Catalog, largest_norm
 from service.engine.graph_threads import Admission, GraphThreads
 from service.metrics import Metrics
 from service.engine.pipeline import Embedded, ProxyPipeline
@@ -60,7 +60,7 @@ class Serving:
         self.decode_budget = DecodeBudget(settings.max_decode_bytes)
         # an ID embedding sent for a new item may not be longer than any warm item's: one with a huge
         # norm would top every user's ranking
-        self.max_item_norm = float(np.linalg.norm(self.package.item_emb, axis=1).max(initial=0.0))
+        self.max_item_norm = largest_norm(self.package.item_emb)
         dim = self.package.manifest.dims.id_dim
         experts = tuple(self.package.manifest.experts["experts"]) if self.package.has_experts else ()
         self.drift = DriftMonitor(metrics, self.version, self.package.user_emb, self.package.item_emb, experts)
@@ -274,8 +274,8 @@ class State:
         serving, rollout = self.serving, self.rollout
         if serving is None:
             raise NotReady("no model package loaded yet")
-        if (user_id is not None and rollout is not None and rollout.state == "shadow" and self.settings.canary_fraction > 0
-                and canary_bucket(user_id) < self.settings.canary_fraction):
+        if (user_id is not None and rollout is not None and rollout.state == "shadow"
+                and self.settings.canary_fraction > 0 and canary_bucket(user_id) < self.settings.canary_fraction):
             return rollout.target
         return serving
 

@@ -187,15 +187,6 @@ def choose_fusion_temperature(model: ProxyGenerator, features: Features, items: 
     return {"chosen": model.cfg.fusion_temperature, "validation": tried}
 
 
-def space_record(result: TrainResult) -> dict:
-    """The ID space for the manifest (``coldproxy.package.IdSpace``), with the given files' load report; a trained
-    space's fingerprint is its tables' digest, filled in by the export."""
-    if result.space is not None:
-        return result.space.info
-    return {"source": "trained", "score": "dot", "dim": int(result.item_emb.shape[1]),
-            "item_vectors": int(len(result.split.warm_items)), "user_vectors": int(result.dataset.n_users)}
-
-
 def check_selection(selection: dict) -> None:
     """The served choice must score at least every candidate on validation; a run where it does not
     is refused, not shipped (issue 21)."""
@@ -258,7 +249,6 @@ def train(settings, encoder_graphs: EncoderGraphs, progress: bool = True) -> Tra
         },
         "id_model": {**{k: v for k, v in id_log.items() if k != "history"},
                      "type": f"{id_log['type']}-bpr" if space is None else "given"},
-        "id_space": space_record(result),
         "proxy": {"type": "generator", "config": proxy.cfg.to_dict(), **{k: v for k, v in proxy_log.items() if k != "history"}},
         "selection": selection,
         "test": evaluate_split(U, result.served_item_emb(), split),  # items only: U holds the items' queries
@@ -268,6 +258,8 @@ def train(settings, encoder_graphs: EncoderGraphs, progress: bool = True) -> Tra
                     "diffusion+gate": time.time() - t_proxy},
         "history": {"id_model": id_log["history"], "proxy": proxy_log["history"]},
     }
+    if space is not None:  # the given space and its load report (export records a trained one from its tables)
+        result.metrics["id_space"] = space.info
     if calibration_log is not None:
         result.metrics["calibration"] = calibration_log
     if finetune_log is not None:

@@ -117,6 +117,14 @@ class Catalog:
         vector = check_client_vector(user_embedding, self.dim, self.max_user_norm, "user_embedding")
         return normalise_rows(vector[None])[0] if self.score == "cosine" else vector
 
+    def entry_vector(self, values: list[float], field: str, max_norm: float | None = None) -> np.ndarray:
+        """A vector a client sends for an entry, checked (422: dimension, finiteness, a norm within ``max_norm``,
+        default the slack over the warm entries') and in this space's form: unit-length in a cosine space, where its
+        norm is not bounded."""
+        bound = self.max_entry_norm if max_norm is None or self.score == "cosine" else max_norm
+        vector = check_client_vector(values, self.dim, bound, field)
+        return normalise_rows(vector[None])[0] if self.score == "cosine" else vector
+
     def update_warm(self, ids: list[str], vectors: np.ndarray) -> None:
         """New vectors for warm entries (the recommender's, from the store): served and indexed from now on. The
         package's array is copied the first time, so the package itself stays as loaded."""
@@ -186,12 +194,10 @@ class Catalog:
         return [(i, s, "id" if i in self.warm or i in self.given else "proxy") for i, s in self.index.search(user, k)]
 
     async def give(self, key: str, vector: np.ndarray) -> tuple[str, StoredItem | None]:
-        """Serve the recommender's ``vector`` (checked, of this space) for ``key`` from now on: a warm entry's
-        replaces the package's; a stored new entry graduates, keeping its experts' outputs for the warm-up path; an
-        unknown one is added. Returns (outcome: updated | added | graduated | unchanged, the record it replaced).
-        Unit-length first in a cosine space. Raises ``StoreUnavailable``."""
-        if self.score == "cosine":
-            vector = normalise_rows(vector[None])[0]
+        """Serve the recommender's ``vector`` (``entry_vector``'s, or one this space stored) for ``key`` from now on:
+        a warm entry's replaces the package's; a stored new entry graduates, keeping its experts' outputs for the
+        warm-up path; an unknown one is added. Returns (outcome: updated | added | graduated | unchanged, the record
+        it replaced). Raises ``StoreUnavailable``."""
         given = {"src": "id"}
         if key in self.warm:
             if np.array_equal(self.warm_emb[self.warm[key]], vector):

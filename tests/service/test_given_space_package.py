@@ -111,3 +111,8 @@ def test_a_package_serves_the_given_space(mode, train_settings, tmp_path, redis_
             assert regated.json()["expert_weights"]["id"] == 0  # a count alone re-gates on content, as documented
         else:
             assert c.post("/v1/rank", json={"user_id": "1", "item_ids": ["brand-new-film"]}).status_code == 404
+            # a cosine space's vector is taken at any finite length and made unit-length, on the warm-up path too
+            long = (5.0 * given.matrix[0] / np.linalg.norm(given.matrix[0])).tolist()
+            r = c.post("/v1/items/brand-new-film/interactions", json={"count": 50, "id_embedding": long})
+            assert r.status_code == 200, r.text
+            assert np.linalg.norm(r.json()["embedding"]) == pytest.approx(1.0, abs=1e-4)
