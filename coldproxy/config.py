@@ -275,6 +275,8 @@ class ServiceSettings(BaseSettings):
                                              "when it changes")
     allow_anonymous_writes: bool = Field(False, description="serve writes without API keys on a non-loopback "
                                          "address; off, such a service refuses to start")
+    allowed_hosts: list[str] = Field(default_factory=list, description="Host names a keyless loopback service "
+                                     "answers writes under besides the loopback ones and COLDPROXY_HOST (JSON list)")
     api_keys: list[str] = Field(default_factory=list, description="more API keys (JSON list in the env var)")
     api_keys_file: Path | None = Field(None, description="file of API keys, `name:key` per line; re-read when it changes")
     auth_reads: bool = Field(False, description="also require an API key on read endpoints")
@@ -302,7 +304,16 @@ class ServiceSettings(BaseSettings):
                                    "ID) whose rank and recommend requests the candidate package answers once its "
                                    "backfill is complete")
     reload_grace_s: float = Field(10.0, description="after a model package reload, seconds the old package stays open for in-flight requests")
-    max_request_bytes: int = 8 * 1024 * 1024
+    max_request_bytes: int = Field(8 * 1024 * 1024, description="largest request body (POST /v1/items: the image); "
+                                   "routes whose JSON is bounded by their lists have their own, smaller limit, worked "
+                                   "out from the settings below (service/api/limits.py)")
+    max_header_bytes: int = Field(16 * 1024, ge=1024, description="a request's headers, all together: past it, 431 "
+                                  "and the connection is closed")
+    max_url_bytes: int = Field(8 * 1024, ge=256, description="a request's URL (path and query): past it, 414")
+    max_connections: int = Field(512, ge=1, description="connections and requests in flight per replica (uvicorn's "
+                                 "limit_concurrency): past it, 503")
+    body_timeout_s: float = Field(60.0, gt=0, description="a request body must arrive within this many seconds of "
+                                  "its headers: past it, 408 (a client trickling bytes holds no worker for longer)")
     max_image_pixels: int = 40_000_000
     max_decode_bytes: int = Field(512 * 1024 * 1024, description="decoded image bytes in flight at once (width x height "
                                   "x 4 from each header); further decodes wait, so huge images cannot exhaust memory")
@@ -333,6 +344,9 @@ class ServiceSettings(BaseSettings):
     batch_workers: int = Field(2, description="micro-batches run concurrently")
     local_reads: bool = Field(True, description="answer GET / rank for cold items this replica has indexed from memory "
                               "(kept in step with Redis by its event stream); off: every cold read goes to Redis")
+    max_store_lookups: int = Field(256, ge=0, description="with local_reads: IDs of one request this replica's "
+                                   "index does not hold that are looked up in Redis (written by another replica an "
+                                   "instant ago); the rest are answered missing. 0: all of them")
     bundle_package_dir: Path | None = Field(
         REPO_ROOT / "artifacts" / "bundle_package",
         validation_alias=AliasChoices("bundle_package_dir", "COLDPROXY_BUNDLE_PACKAGE_DIR",
@@ -362,6 +376,8 @@ class ServiceSettings(BaseSettings):
                                       "and found more than 80 here: bench/results/scale.md)")
     hnsw_ef_search: int = Field(512, ge=8, description="HNSW candidate list while searching, at least k: recall@100 "
                                 "0.957 at 1M synthetic items here, 0.70 ms a search (bench/results/scale.md)")
+    hnsw_compact_share: float = Field(0.2, gt=0.0, le=1.0, description="HNSW: once the nodes of overwritten items "
+                                      "pass this share of the graph, it is rebuilt without them in the background")
     faiss_threads: int = Field(1, description="OpenMP threads per FAISS search, set on every thread that searches (the "
                                "event loop's: top-k; the graph threads': anchors). One query per request or a "
                                "micro-batch of them: more threads only spin against each other and the encoders")
@@ -381,7 +397,7 @@ class ServiceSettings(BaseSettings):
     def index_options(self) -> dict:
         """Keyword arguments of ``service.storage.index.ItemIndex``."""
         return {"kind": self.index, "hnsw_m": self.hnsw_m, "hnsw_ef_construction": self.hnsw_ef_construction,
-                "hnsw_ef_search": self.hnsw_ef_search}
+                "hnsw_ef_search": self.hnsw_ef_search, "compact_share": self.hnsw_compact_share}
 
     def ort_options(self) -> dict:
         """Keyword arguments of ``coldproxy.ort.make_session`` for every graph the service runs."""

@@ -23,6 +23,10 @@ class Unauthorized(ColdproxyError):
     status = 401
 
 
+class Forbidden(ColdproxyError):
+    status = 403
+
+
 class NotFound(ColdproxyError):
     status = 404
 

@@ -67,13 +67,13 @@ def cmd_serve(args) -> None:
     import uvicorn
 
     from service.app import create_app
+    from service.server import uvicorn_config
 
     over = {k: v for k, v in {"package_dir": args.package_dir, "host": args.host, "port": args.port}.items() if v is not None}
     if args.allow_memory_store:
         over["allow_memory_store"] = True
     settings = ServiceSettings(**over)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info",
-                access_log=settings.access_log, timeout_graceful_shutdown=settings.shutdown_grace_s)
+    uvicorn.Server(uvicorn_config(create_app(settings), settings)).run()
 
 
 def cmd_reembed(args) -> None:

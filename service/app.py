@@ -60,7 +60,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app = FastAPI(title="coldproxy", version="1", lifespan=lifespan,
                   description="Proxy embeddings for cold-start items, aligned to the recommender's ID space.")
     app.state.coldproxy = state
-    app.add_middleware(BodyLimit, settings=settings)
+    app.add_middleware(BodyLimit, settings=settings, dim=state.vector_dim)
     app.add_middleware(RequestMetrics, metrics=state.metrics)
     app.add_exception_handler(ColdproxyError, coldproxy_error)
     app.add_exception_handler(RequestValidationError, invalid_request)

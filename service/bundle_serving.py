@@ -36,7 +36,8 @@ class BundleServing:
         self.catalog = Catalog("bundles", [str(u) for u in arrays["user_ids"]], arrays["user_emb"],
                                [str(b) for b in arrays["bundle_ids"]], arrays["bundle_emb"], store, metrics,
                                settings.local_reads, space=self.version, max_user_norm=settings.max_user_norm,
-                               norm_slack=settings.vector_norm_slack)  # its own space: the package's version
+                               norm_slack=settings.vector_norm_slack,  # its own space: the package's version
+                               store_lookups=settings.max_store_lookups)
         try:
             await self.catalog.start()
         except Exception:

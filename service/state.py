@@ -11,6 +11,7 @@ import logging
 import time
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlsplit
 
 import faiss
 import numpy as np
@@ -19,7 +20,7 @@ from fastapi import Depends, Request
 
 from coldproxy.package import load_package
 from coldproxy.config import ServiceSettings
-from coldproxy.errors import (Conflict, InsecureSettings, InvalidInput, NotReady, PackageError, RateLimited, StoreUnavailable,
+from coldproxy.errors import (Conflict, Forbidden, InsecureSettings, InvalidInput, NotReady, PackageError, RateLimited, StoreUnavailable,
                               Unauthorized)
 from service.auth import KeyRing, RateLimiter
 from service.engine.batcher import MicroBatcher
@@ -27,6 +28,7 @@ from service.engine.decode_budget import DecodeBudget
 from service.bundle_serving import BundleServing
 from service.drift import DriftMonitor
 from service.engine.features import feature_width
+from service.schemas import MAX_DIM
 from service.rollout import Rollout, expire_version, persist_version
 from service.storage.catalog import Catalog, largest_norm
 from service.engine.graph_threads import Admission, GraphThreads
@@ -93,7 +95,8 @@ class Serving:
             package = self.package
             self.items = Catalog("items", package.user_ids, package.user_emb, package.item_ids, package.item_emb, store,
                                  metrics, settings.local_reads, settings.index_options(), package.id_fingerprint,
-                                 package.score, settings.max_user_norm, settings.vector_norm_slack)
+                                 package.score, settings.max_user_norm, settings.vector_norm_slack,
+                                 settings.max_store_lookups)
             n_cold = await self.items.start()
             if bundles and settings.bundle_package_dir is not None and Path(settings.bundle_package_dir).exists():
                 # one bound for all graph work outside the micro-batcher: item and bundle posts share it
@@ -147,6 +150,14 @@ class State:
     @property
     def ready(self) -> bool:
         return self.serving is not None
+
+    def vector_dim(self) -> int:
+        """The largest vector dimension served now (what a request's vectors may have): ``MAX_DIM`` before a
+        package is loaded."""
+        sv = self.serving
+        if sv is None:
+            return MAX_DIM
+        return max(sv.items.dim, sv.bundles.catalog.dim if sv.bundles is not None else 0)
 
     async def start(self) -> None:
         self.serving = await Serving.open(self.settings, self.metrics)
@@ -314,13 +325,41 @@ def check_exposure(settings: ServiceSettings, keys_configured: bool) -> None:
             "COLDPROXY_ALLOW_ANONYMOUS_WRITES=true to accept that")
 
 
+def check_same_site(request: Request, settings: ServiceSettings) -> None:
+    """The keyless loopback demo: a web page the user has open must not write to it. Browsers name a cross-site
+    request's origin (``Origin``, ``Sec-Fetch-Site``); a DNS-rebinding page reaches loopback under its own host name,
+    which the ``Host`` allow-list (loopback names, COLDPROXY_HOST, COLDPROXY_ALLOWED_HOSTS) refuses. 403."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None and site not in ("same-origin", "none"):
+        raise Forbidden(f"cross-site request refused (Sec-Fetch-Site: {site[:32]}): this service has no API keys, so "
+                        "it takes writes only from this machine's own clients")
+    allowed = LOOPBACK | {settings.host, *settings.allowed_hosts}
+    origin = request.headers.get("origin")
+    if origin is not None and host_name(urlsplit(origin).netloc) not in allowed:
+        raise Forbidden("cross-site request refused (Origin is not this service): this service has no API keys, so it "
+                        "takes writes only from this machine's own clients")
+    if host_name(request.headers.get("host", "")) not in allowed:
+        raise Forbidden("unknown Host: add it to COLDPROXY_ALLOWED_HOSTS (a keyless service answers only the names "
+                        "it is served under, against DNS rebinding)")
+
+
+def host_name(netloc: str) -> str:
+    """``host[:port]`` or ``[v6]:port`` -> the host, lower-case."""
+    netloc = netloc.strip().lower()
+    if netloc.startswith("["):
+        return netloc[1:].partition("]")[0]
+    return netloc.rpartition(":")[0] if netloc.count(":") == 1 else netloc
+
+
 def access(level: str):
     """Dependency: the per-client rate limit (failed keys count against the client's address), then
     the API key: with any key configured, writes need a write or admin key, admin routes an admin
-    key, reads one when ``auth_reads``."""
+    key, reads one when ``auth_reads``. Without keys (the loopback demo, or anonymous writes allowed
+    explicitly), writes must come from this machine's own clients (``check_same_site``), and admin routes
+    answer only the loopback demo: ``allow_anonymous_writes`` opens writes, never the admin routes."""
 
     async def check(request: Request, st: AppState) -> None:  # async: runs on the loop, no thread races
-        presented = request.headers.get("x-api-key")
+        presented = request.headers.get("x-api-key") or bearer(request.headers.get("authorization"))
         admin = st.admin_keys.identify(presented) if st.admin_keys.enabled else None
         who = admin or (st.keys.identify(presented) if st.keys.enabled else None)
         if st.limiter.enabled:
@@ -329,11 +368,22 @@ def access(level: str):
             if wait > 0:
                 raise RateLimited(f"rate limit of {st.settings.rate_limit_rps:g} requests/s exceeded",
                                   RateLimiter.retry_after(wait))
-        if not (st.keys.enabled or st.admin_keys.enabled):
-            return  # no keys at all: a loopback demo, or anonymous writes allowed explicitly
+        if not (st.keys.enabled or st.admin_keys.enabled):  # no keys at all
+            if level == ADMIN and st.settings.allow_anonymous_writes:
+                raise Forbidden("admin routes need an admin key (COLDPROXY_ADMIN_API_KEYS_FILE): "
+                                "COLDPROXY_ALLOW_ANONYMOUS_WRITES opens writes only")
+            if level != READ and st.settings.host in LOOPBACK:
+                check_same_site(request, st.settings)
+            return
         if level == ADMIN and admin is None:
             raise Unauthorized("admin routes need an admin X-API-Key (COLDPROXY_ADMIN_API_KEYS_FILE)")
         if who is None and (level == WRITE or st.settings.auth_reads):
             raise Unauthorized("missing or wrong X-API-Key")
 
     return Depends(check)
+
+
+def bearer(authorization: str | None) -> str | None:
+    """The key of an ``Authorization: Bearer <key>`` header."""
+    scheme, _, key = (authorization or "").partition(" ")
+    return key.strip() or None if scheme.lower() == "bearer" else None

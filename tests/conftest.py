@@ -85,10 +85,11 @@ def _free_port() -> int:
 class LiveServer:
     def __init__(self, settings: ServiceSettings):
         from service.app import create_app
+        from service.server import uvicorn_config
 
         self.app = create_app(settings)
         self.settings = settings
-        self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=settings.port, log_level="warning"))
+        self.server = uvicorn.Server(uvicorn_config(self.app, settings, host="127.0.0.1", log_level="warning"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.url = f"http://127.0.0.1:{settings.port}"
 

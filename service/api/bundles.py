@@ -33,7 +33,7 @@ async def post_bundle(request: Request, st: AppState, sv: Live) -> BundleOut:
     """A new bundle from its member items: the vector is computed, stored in Redis (with the members)
     and indexed, so the bundle can be fetched and ranked at once. 422 names unknown member items."""
     bundles = bundles_of(sv)
-    body = await read_json(request, BundleIn, st.settings.max_request_bytes)
+    body = await read_json(request, BundleIn)
     out = await bundles.create(body.bundle_id, body.item_ids, body.overwrite, st.settings.max_bundle_members)
     if sv.shadow is not None:  # a package being rolled out with another bundle recommender gets it too
         await sv.shadow.write_bundle(body.bundle_id, body.item_ids, body.overwrite, st.settings.max_bundle_members)
@@ -53,7 +53,7 @@ async def get_bundle_embedding(bundle_id: str, sv: Live) -> Response:
              dependencies=[access(READ)])
 async def rank_bundles(request: Request, st: AppState, sv: Live) -> Response:
     bundles = bundles_of(sv)
-    body = await read_json(request, BundleRankIn, st.settings.max_request_bytes)
+    body = await read_json(request, BundleRankIn)
     ranked, missing = await rank_in(bundles.catalog, body, body.bundle_ids, st.settings)
     return fast_json({"user_id": body.user_id, "model_version": bundles.version, "missing": missing,
                       "scores": [{"bundle_id": b, "score": sc, "source": src} for b, sc, src in ranked]})
@@ -71,7 +71,7 @@ def bundle_recommendations(st: AppState, sv: Serving, query: UserQuery, k: int) 
 async def recommend_bundles_post(request: Request, st: AppState, sv: Live) -> Response:
     """The k best bundles for a user ID or a user vector of the bundle package's space (its own users' form,
     which ends in the placement terms: see the README's bundle section); id_space names that package's version."""
-    body = await read_json(request, BundleRecommendIn, st.settings.max_request_bytes)
+    body = await read_json(request, BundleRecommendIn)
     return bundle_recommendations(st, sv, body, body.k)
 
 

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import orjson
 from fastapi import Request
@@ -11,6 +13,7 @@ from pydantic import ValidationError
 
 from coldproxy.config import ServiceSettings
 from coldproxy.errors import InvalidInput, NotFound, TooLarge
+from service.api.limits import route_limits
 from service.schemas import UserQuery
 from service.storage.catalog import Catalog
 
@@ -35,12 +38,27 @@ def check_length(request: Request, limit: int) -> None:
         raise TooLarge(f"request larger than {limit} bytes")
 
 
-async def read_json(request: Request, model, limit: int):
-    """The request body as ``model``; 413 past ``limit`` bytes. Parsed by pydantic's JSON parser in one
-    pass: a ``body: Model`` parameter has FastAPI run ``json.loads`` and then validate the Python objects
-    (bench/results/design_measurements.md)."""
-    check_length(request, limit)
-    return parse_json(model, await request.body())
+JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+
+
+def check_values(raw: bytes, limit: int) -> None:
+    """413 when the JSON ``raw`` holds more than ``limit`` values (commas outside strings, counted at C speed
+    before anything is parsed: a comma inside a text only costs the second count)."""
+    if raw.count(b",") >= limit and JSON_STRING.sub(b"", raw).count(b",") >= limit:
+        raise TooLarge(f"request holds more than {limit} JSON values (list elements and fields): this route takes "
+                       "no more (service/api/limits.py)")
+
+
+async def read_json(request: Request, model):
+    """The request body as ``model``, within the route's limits (``route_limits``: 413 past its bytes or its values).
+    Parsed by pydantic's JSON parser in one pass: a ``body: Model`` parameter has FastAPI run ``json.loads`` and then
+    validate the Python objects (bench/results/design_measurements.md)."""
+    st = request.app.state.coldproxy
+    limits = route_limits(request.scope["path"], st.settings, st.vector_dim())
+    check_length(request, limits.bytes)
+    raw = await request.body()
+    check_values(raw, limits.values)
+    return parse_json(model, raw)
 
 
 def json_body(model) -> dict:

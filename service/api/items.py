@@ -14,7 +14,7 @@ from fastapi.responses import Response
 from coldproxy.config import ServiceSettings
 from coldproxy.errors import BadRequest, ColdproxyError, InvalidInput, TooLarge, UnsupportedMediaType
 from coldproxy.ids import ID_PATTERN, check_id
-from service.api.http import check_length, fast_json, fetch, json_body, parse_json, read_json
+from service.api.http import check_length, fast_json, fetch, json_body, read_json
 from service.items import NewItem, ingest, ingest_many, record_interactions, sync_id_vectors
 from service.schemas import (BatchOut, BatchResult, EmbeddingOut, IdVectorsIn, IdVectorsOut, InteractionsIn, ItemJSON,
                              ItemOut, ItemsBatchIn)
@@ -47,9 +47,9 @@ BATCH_BODY = {  # documented by hand: the handler reads the body itself, to boun
 async def read_new_item(request: Request, settings: ServiceSettings) -> NewItem:
     """Parse multipart (item_id, text, image file, overwrite) or JSON (image as base64)."""
     ctype = request.headers.get("content-type", "")
-    check_length(request, settings.max_request_bytes)
     if ctype.startswith("application/json"):
-        return json_item(parse_json(ItemJSON, await request.body()), settings)
+        return json_item(await read_json(request, ItemJSON), settings)
+    check_length(request, settings.max_request_bytes)
     if not ctype.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
         raise UnsupportedMediaType(
             "send multipart/form-data (or a url-encoded form without image) or application/json")
@@ -92,7 +92,7 @@ async def post_interactions(item_id: str, request: Request, st: AppState, sv: Li
     experts and the served embedding moves from content towards the ID embedding as the gate says.
     Once retraining makes the item warm, the new model package serves it from the ID model."""
     check_id(item_id)
-    body = await read_json(request, InteractionsIn, st.settings.max_request_bytes)
+    body = await read_json(request, InteractionsIn)
     return await record_interactions(sv, item_id, body.count, body.id_embedding)
 
 
@@ -106,7 +106,7 @@ async def post_items_batch(request: Request, st: AppState, sv: Live) -> BatchOut
     settings = st.settings
     if not request.headers.get("content-type", "").startswith("application/json"):
         raise UnsupportedMediaType("send application/json: {\"items\": [{\"item_id\", \"text\", \"image_base64\"}, ...]}")
-    body = await read_json(request, ItemsBatchIn, settings.max_batch_bytes)
+    body = await read_json(request, ItemsBatchIn)
     if len(body.items) > settings.max_batch_items:
         raise TooLarge(f"at most {settings.max_batch_items} items per batch")
     items: list[NewItem | BatchResult] = []
@@ -129,7 +129,7 @@ async def put_id_embeddings(request: Request, st: AppState, sv: Live) -> IdVecto
     new model package and a rollout, not this route."""
     if not request.headers.get("content-type", "").startswith("application/json"):
         raise UnsupportedMediaType('send application/json: {"items": [{"item_id", "embedding"}, ...]}')
-    body = await read_json(request, IdVectorsIn, st.settings.max_request_bytes)
+    body = await read_json(request, IdVectorsIn)
     if len(body.items) > st.settings.max_id_vectors:
         raise TooLarge(f"at most {st.settings.max_id_vectors} vectors per request (COLDPROXY_MAX_ID_VECTORS)")
     return await sync_id_vectors(sv, [(it.item_id, it.embedding) for it in body.items], body.id_space)

@@ -1,35 +1,89 @@
-"""Request-body limits enforced while the body streams in, not only from Content-Length: a chunked
-request (no length) or one that lies about its length is cut off at the limit with a 413, before
-the service has buffered more than that. ``POST /v1/items:batch`` has its own, larger limit."""
+"""What a request body may hold, route by route, and its enforcement while the body streams in.
+
+Each route's limit is worked out from the settings that bound what it can legitimately carry (``route_limits``):
+a ranking at most ``max_candidates`` IDs of at most 128 characters and one user vector; recommendations and the
+warm-up path one vector; ``PUT /v1/items:id-embeddings`` ``max_id_vectors`` vectors; only ``POST /v1/items`` (an
+image) and ``POST /v1/items:batch`` take megabytes. ``BodyLimit`` counts the bytes ``receive`` hands the app and
+answers 413 once they pass the route's limit -- a chunked request (no length) or one that lies about its length is cut
+off there, before the service has buffered more -- and 408 when the body has not arrived within
+``COLDPROXY_BODY_TIMEOUT_S``. The JSON routes also bound how many values a body holds before pydantic builds them
+(``check_values`` in ``service.api.http``): parsing is work on the event loop, and its cost grows with the number of
+values, not bytes (4.7 MB of 131,000 tiny items took 0.3 s to parse).
+"""
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import dataclass
+
 from coldproxy.config import ServiceSettings
-from coldproxy.errors import TooLarge
+from coldproxy.errors import ColdproxyError, TooLarge
 
 BATCH_PATH = "/v1/items:batch"
+ID_BYTES = 128 + 16  # an ID as a JSON list element: 128 characters at most, quotes, comma, indentation
+FLOAT_BYTES = 32  # a float as JSON text ("-1.2345678901234567e-05"), its comma and spaces
+SMALL = 64 * 1024  # fields and a few short lists
+FIELDS = 16  # values a body holds besides its lists
+
+
+class TimedOut(ColdproxyError):
+    status = 408
+
+
+@dataclass(frozen=True)
+class RouteLimits:
+    bytes: int  # the body's size
+    values: int  # JSON values separated by commas (list elements and fields), bounded before parsing
+
+
+def route_limits(path: str, settings: ServiceSettings, dim: int) -> RouteLimits:
+    """The limits of the route at ``path``; ``dim``: the largest vector dimension the service serves."""
+    s, vector = settings, dim * FLOAT_BYTES + SMALL
+    if path == "/v1/items":
+        return RouteLimits(s.max_request_bytes, FIELDS)
+    if path == BATCH_PATH:
+        return RouteLimits(s.max_batch_bytes, s.max_batch_items * 8 + FIELDS)
+    if path in ("/v1/rank", "/v1/bundles/rank"):
+        return RouteLimits(s.max_candidates * ID_BYTES + vector, s.max_candidates + dim + FIELDS)
+    if path == "/v1/items:id-embeddings":
+        return RouteLimits(s.max_id_vectors * (dim * FLOAT_BYTES + 2 * ID_BYTES) + SMALL,
+                           s.max_id_vectors * (dim + 4) + FIELDS)
+    if path == "/v1/bundles":
+        return RouteLimits(s.max_bundle_members * ID_BYTES + SMALL, s.max_bundle_members + FIELDS)
+    if path.endswith("/interactions") or path.endswith("recommendations"):
+        return RouteLimits(vector, dim + FIELDS)
+    return RouteLimits(SMALL, FIELDS + 64)
 
 
 class BodyLimit:
-    """Plain ASGI middleware: counts the bytes ``receive`` hands the app and raises ``TooLarge`` in
-    the app's own read once they pass the route's limit, so the one error handler answers 413."""
+    """Plain ASGI middleware: raises ``TooLarge`` (413) in the app's own read once the body passes the route's
+    limit, and ``TimedOut`` (408) when it is not complete ``body_timeout_s`` after the app first asked for it, so the
+    one error handler answers both. ``dim()``: the largest vector dimension served now."""
 
-    def __init__(self, app, settings: ServiceSettings):
-        self.app, self.settings = app, settings
+    def __init__(self, app, settings: ServiceSettings, dim):
+        self.app, self.settings, self.dim = app, settings, dim
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        limit = self.settings.max_batch_bytes if scope["path"] == BATCH_PATH else self.settings.max_request_bytes
-        seen = 0
+        limit = route_limits(scope["path"], self.settings, self.dim()).bytes
+        seen, complete, deadline = 0, False, None
+        loop = asyncio.get_running_loop()
 
         async def limited_receive():
-            nonlocal seen
-            message = await receive()
+            nonlocal seen, complete, deadline
+            if complete:  # the body is in: what follows is the wait for a disconnect, not bounded here
+                return await receive()
+            deadline = deadline or loop.time() + self.settings.body_timeout_s
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                raise TimedOut(f"request body not received within {self.settings.body_timeout_s:g} s") from None
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
                     raise TooLarge(f"request larger than {limit} bytes")
+                complete = not message.get("more_body", False)
             return message
 
         await self.app(scope, limited_receive, send)

@@ -20,7 +20,7 @@ router = APIRouter()
 
 @router.post("/v1/rank", response_model=RankOut, openapi_extra=json_body(RankIn), dependencies=[access(READ)])
 async def rank(request: Request, st: AppState) -> Response:
-    body = await read_json(request, RankIn, st.settings.max_request_bytes)
+    body = await read_json(request, RankIn)
     sv = st.serving_for(body.user_id)  # one package for the whole request: never two ID spaces in one ranking
     ranked, missing = await rank_in(sv.items, body, body.item_ids, st.settings)
     st.metrics.answers.labels("rank", sv.version).inc()
@@ -40,7 +40,7 @@ def recommendations(st: AppState, query: UserQuery, k: int) -> Response:
              dependencies=[access(READ)])
 async def recommend_post(request: Request, st: AppState) -> Response:
     """The k best items for a user ID or a user vector of the package's ID space."""
-    body = await read_json(request, RecommendIn, st.settings.max_request_bytes)
+    body = await read_json(request, RecommendIn)
     return recommendations(st, body, body.k)
 
 

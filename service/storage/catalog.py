@@ -1,6 +1,8 @@
 """One servable embedding space: its users, the entries the model knows (warm), and the entries
 computed at run time (cold) -- kept in Redis under the model's version and mirrored in this
-replica's FAISS index. The service has one for items and, with a bundle recommender, one for bundles;
+replica's FAISS index. With local reads, a lookup asks Redis only for a bounded number of the IDs the index does not
+hold (``COLDPROXY_MAX_STORE_LOOKUPS``): the rest of a list of unknown IDs are answered missing without touching the
+store every replica shares. The service has one for items and, with a bundle recommender, one for bundles;
 lookups, ranking and top-k are the same code for both.
 
 Entries whose vector the recommender gave after the package was made (``PUT /v1/items:id-embeddings``)
@@ -52,12 +54,15 @@ def largest_norm(vectors: np.ndarray) -> float:
 class Catalog:
     def __init__(self, name: str, user_ids: list[str], user_emb: np.ndarray, warm_ids: list[str], warm_emb: np.ndarray,
                  store: RedisStore, metrics: Metrics, local_reads: bool, index_options: dict | None = None,
-                 space: str = "", score: str = "dot", max_user_norm: float | None = None, norm_slack: float = 1.5):
+                 space: str = "", score: str = "dot", max_user_norm: float | None = None, norm_slack: float = 1.5,
+                 store_lookups: int = 0):
         """``space``: the ID space's fingerprint; ``score``: its score function (cosine: vectors unit-length);
         ``max_user_norm``: the largest norm of a user vector a client may send (default: ``norm_slack`` x the
         largest of the users', or of the warm entries' without users); ``norm_slack`` bounds a vector the
-        recommender sends for an entry likewise."""
+        recommender sends for an entry likewise; ``store_lookups``: with ``local_reads``, how many IDs a lookup
+        that this replica's index does not hold may ask Redis for (0: all)."""
         self.name, self.store, self.metrics, self.local_reads = name, store, metrics, local_reads
+        self.store_lookups = store_lookups
         self.users = {u: i for i, u in enumerate(user_ids)}
         self.user_emb, self.warm_emb = user_emb, warm_emb
         self.warm = {x: i for i, x in enumerate(warm_ids)}
@@ -155,6 +160,8 @@ class Catalog:
             parts.append(vecs)
             local, held = len(hit), set(hit)
             rest = [k for j, k in enumerate(rest) if j not in held]
+            if self.store_lookups:  # Redis only covers the instant before another replica's write reaches this one:
+                rest = rest[: self.store_lookups]  # a list of unknown IDs must not become a scan of Redis
         cold = await self.store.get_many_sourced([ids[k] for k in rest])
         if cold:
             pos.append([k for k in rest if ids[k] in cold])

@@ -1,17 +1,20 @@
 """FAISS inner-product index over warm + cold items, with string item IDs.
 
-It also keeps each item's vector by ID (a plain float32 matrix beside FAISS), so reads of items
-this replica has indexed (GET, rank) are answered from memory without a Redis round trip.
+Each item has a row, for good: rows are FAISS's own sequential IDs in a plain ``IndexFlatIP``, so overwriting an
+item writes its row in place (O(dim), no ID map to rebuild) and the index's storage doubles as the by-ID copy that
+reads of items this replica has indexed (GET, rank) are answered from, without a Redis round trip.
 
 Two kinds (``COLDPROXY_INDEX``): ``flat`` searches exactly (cost linear in the catalogue); ``hnsw`` adds
 FAISS's HNSW graph (approximate, logarithmic) for catalogues of millions. HNSW over raw inner products
 finds neighbours poorly (recall@100 0.64 at 1M items here, bench/results/scale.md), so vectors are mapped
 to an L2 problem with the same order (x -> [x, sqrt(B^2 - |x|^2)], q -> [q, 0], B a norm bound fixed
 when the graph is built: twice the largest norm then; a later vector above it gets 0 and ranks a little
-low) and the candidates are re-scored exactly from the by-ID copy. The graph is built in the background
+low) and the candidates are re-scored exactly from the rows. The graph is built in the background
 (``build_ann``) once the replica has loaded its items, on every core, so a replica serves at once from
 the exact index and switches to the graph when it is ready; after that it grows as items arrive. HNSW
-cannot remove a vector, so an overwritten item gets a new node and its old one is skipped.
+cannot remove a vector, so an overwritten item gets a new node and its old one is skipped (a search fetches
+``k + stale`` nodes); once stale nodes pass ``compact_share`` of the graph, it is rebuilt on a background thread
+while the old one serves.
 """
 
 from __future__ import annotations
@@ -28,20 +31,19 @@ log = logging.getLogger("coldproxy.index")
 
 class ItemIndex:
     def __init__(self, dim: int, kind: str = "flat", hnsw_m: int = 32, hnsw_ef_construction: int = 40,
-                 hnsw_ef_search: int = 512):
+                 hnsw_ef_search: int = 512, compact_share: float = 0.2):
         if kind not in ("flat", "hnsw"):
             raise ValueError(f"unknown index kind {kind!r}: flat or hnsw")
-        self.kind, self.dim = kind, dim
-        self._index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))  # exact; rows as IDs
+        self.kind, self.dim, self.compact_share = kind, dim, compact_share
+        self._flat = faiss.IndexFlatIP(dim)  # exact; FAISS's sequential IDs are the rows
         self._ann: faiss.IndexHNSWFlat | None = None  # over rows' augmented vectors, once built
         self._ann_params = (hnsw_m, hnsw_ef_construction, hnsw_ef_search)
         self._node_row: list[int] = []  # HNSW node -> row; a row's live node is _row_node[row]
         self._row_node: dict[int, int] = {}
         self._bound = 0.0
-        self._dirty: list[int] | None = None  # rows upserted while the graph is being built
+        self._dirty: list[int] | None = None  # rows upserted while the graph is being (re)built
         self._ids: list[str] = []
         self._row: dict[str, int] = {}
-        self._vecs = np.zeros((0, dim), np.float32)  # row -> vector, grown by doubling
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -64,31 +66,42 @@ class ItemIndex:
         """HNSW nodes of overwritten items, skipped in results."""
         return len(self._node_row) - len(self._row_node)
 
+    def _rows(self) -> np.ndarray:
+        """The flat index's storage as a (rows, dim) array: a view, valid until the next ``add`` (under the lock)."""
+        n = self._flat.ntotal
+        if n == 0:
+            return np.zeros((0, self.dim), np.float32)
+        return faiss.rev_swig_ptr(self._flat.get_xb(), n * self.dim).reshape(n, self.dim)
+
     def upsert(self, item_ids: list[str], emb: np.ndarray) -> None:
+        """Index new items and overwrite known ones' rows in place: O(items x dim) however large the index."""
+        emb = np.ascontiguousarray(emb, dtype=np.float32)
         with self._lock:
-            existing = np.array([self._row[i] for i in item_ids if i in self._row], dtype=np.int64)
-            if len(existing):
-                self._index.remove_ids(existing)
-            rows = []
-            for i in item_ids:
-                if i not in self._row:
-                    self._row[i] = len(self._ids)
+            rows, new = [], []
+            for k, i in enumerate(item_ids):
+                r = self._row.get(i)
+                if r is None:
+                    r = self._row[i] = len(self._ids)
                     self._ids.append(i)
-                rows.append(self._row[i])
-            emb = np.ascontiguousarray(emb, dtype=np.float32)
-            self._index.add_with_ids(emb, np.array(rows, dtype=np.int64))
-            if len(self._ids) > len(self._vecs):
-                grown = np.zeros((max(len(self._ids), 2 * len(self._vecs)), emb.shape[1]), np.float32)
-                grown[: len(self._vecs)] = self._vecs
-                self._vecs = grown
-            self._vecs[rows] = emb
+                    new.append(k)
+                rows.append(r)
+            if new:
+                self._flat.add(emb[new])
+            self._rows()[rows] = emb  # (a repeated ID: its last vector)
             if self._ann is not None:
                 self._ann_add(rows, emb)
-            elif self._dirty is not None:
+            if self._dirty is not None:
                 self._dirty.extend(rows)
+            compact = (self._ann is not None and self._dirty is None
+                       and self.stale > self.compact_share * max(1, self._ann.ntotal))
+            if compact:
+                self._dirty = []  # claimed here, under the lock: one rebuild at a time
+        if compact:
+            threading.Thread(target=self.build_ann, name="coldproxy-hnsw-compact", daemon=True).start()
 
-    def _augment(self, emb: np.ndarray) -> np.ndarray:
-        extra = np.sqrt(np.maximum(self._bound ** 2 - np.einsum("ij,ij->i", emb, emb), 0.0))
+    def _augment(self, emb: np.ndarray, bound: float | None = None) -> np.ndarray:
+        bound = self._bound if bound is None else bound
+        extra = np.sqrt(np.maximum(bound ** 2 - np.einsum("ij,ij->i", emb, emb), 0.0))
         return np.ascontiguousarray(np.concatenate([emb, extra[:, None]], axis=1), dtype=np.float32)
 
     def _ann_add(self, rows: list[int], emb: np.ndarray) -> None:
@@ -98,30 +111,37 @@ class ItemIndex:
         self._row_node.update((r, first + k) for k, r in enumerate(rows))
 
     def build_ann(self, threads: int = 1) -> float:
-        """Build the HNSW graph over what is indexed now (on ``threads`` OpenMP threads, outside the lock),
-        add what was upserted meanwhile, and switch searches to it. Returns the seconds it took."""
+        """Build the HNSW graph over what is indexed now (on ``threads`` OpenMP threads, outside the lock; an existing
+        graph keeps serving meanwhile), add what was upserted since, and switch searches to it. Also how stale nodes
+        are compacted away. Returns the seconds it took."""
         if self.kind != "hnsw":
             return 0.0
         t = time.perf_counter()
         m, ef_construction, _ = self._ann_params
         with self._lock:
             n, self._dirty = len(self._ids), []
-            vecs = self._vecs[:n].copy()
-        self._bound = 2.0 * float(np.sqrt(np.einsum("ij,ij->i", vecs, vecs).max(initial=1e-12)))
+            vecs = self._rows()[:n].copy()
+        bound = 2.0 * float(np.sqrt(np.einsum("ij,ij->i", vecs, vecs).max(initial=1e-12)))
         ann = faiss.IndexHNSWFlat(self.dim + 1, m)
         ann.hnsw.efConstruction = ef_construction
         faiss.omp_set_num_threads(max(1, threads))
         try:
-            ann.add(self._augment(vecs))
+            ann.add(self._augment(vecs, bound))
+        except BaseException:
+            with self._lock:
+                self._dirty = None
+            raise
         finally:
             faiss.omp_set_num_threads(1)
         with self._lock:
-            self._ann, self._node_row, self._row_node = ann, list(range(n)), {r: r for r in range(n)}
+            rebuilt = self._ann is not None
+            self._ann, self._node_row, self._row_node, self._bound = ann, list(range(n)), {r: r for r in range(n)}, bound
             dirty, self._dirty = list(dict.fromkeys(self._dirty)), None
             if dirty:
-                self._ann_add(dirty, self._vecs[dirty])
+                self._ann_add(dirty, self._rows()[dirty])
         seconds = time.perf_counter() - t
-        log.info("HNSW graph over %d items built in %.1f s; searches use it now", n + len(dirty), seconds)
+        log.info("HNSW graph over %d items %s in %.1f s; searches use it now", n + len(dirty),
+                 "rebuilt without its stale nodes" if rebuilt else "built", seconds)
         return seconds
 
     def vectors(self, item_ids: list[str]) -> tuple[list[int], np.ndarray]:
@@ -131,19 +151,19 @@ class ItemIndex:
         with self._lock:
             rows = [get(i) for i in item_ids]
             found = [k for k, r in enumerate(rows) if r is not None]
-            vecs = self._vecs[[rows[k] for k in found]]
+            vecs = self._rows()[[rows[k] for k in found]]
         return found, vecs
 
     def search(self, query: np.ndarray, k: int) -> list[tuple[str, float]]:
         q = np.ascontiguousarray(query[None], dtype=np.float32)
         with self._lock:
             if self._ann is None:
-                scores, rows = self._index.search(q, k)
+                scores, rows = self._flat.search(q, k)
                 return [(self._ids[r], float(s)) for s, r in zip(scores[0], rows[0]) if r >= 0]
             fetch = min(self._ann.ntotal, k + self.stale) or 1
             params = faiss.SearchParametersHNSW(efSearch=max(self._ann_params[2], fetch))
             _, nodes = self._ann.search(np.concatenate([q, np.zeros((1, 1), np.float32)], axis=1), fetch, params=params)
             rows = [self._node_row[n] for n in nodes[0] if n >= 0 and self._row_node[self._node_row[n]] == n]
-            scores = self._vecs[rows] @ q[0]  # exact inner products of the candidates
+            scores = self._rows()[rows] @ q[0]  # exact inner products of the candidates
             order = np.argsort(-scores, kind="stable")[:k]
             return [(self._ids[rows[j]], float(scores[j])) for j in order]

@@ -12,6 +12,7 @@ import pytest
 
 from coldproxy.config import ServiceSettings
 from coldproxy.errors import InsecureSettings, StoreUnavailable
+from service.api.limits import route_limits
 from service.app import create_app
 from service.auth import KeyRing
 from service.storage.store import redact_url
@@ -75,7 +76,7 @@ def test_store_errors_keep_addresses_and_passwords_out_of_answers():
 
 
 def test_body_limits_hold_for_chunked_bodies_without_a_length(tiny_package_dir, redis_prefix):
-    settings = _settings(tiny_package_dir, f"{redis_prefix}:limits", max_request_bytes=2_000)
+    settings = _settings(tiny_package_dir, f"{redis_prefix}:limits", max_request_bytes=2_000, max_candidates=20)
 
     def chunks(n):
         yield b'{"user_id": "1", "item_ids": ['
@@ -86,14 +87,16 @@ def test_body_limits_hold_for_chunked_bodies_without_a_length(tiny_package_dir, 
     with LiveServer(settings) as live, httpx.Client(base_url=live.url, timeout=30) as c:
         small = c.post("/v1/rank", content=chunks(10), headers={"content-type": "application/json"})
         assert small.status_code == 200, small.text  # chunked and under the limit: fine
-        big = c.post("/v1/rank", content=chunks(2_000), headers={"content-type": "application/json"})
-        assert big.status_code == 413 and "larger than 2000 bytes" in big.json()["detail"]
+        limit = route_limits("/v1/rank", settings, dim=live.app.state.coldproxy.vector_dim()).bytes
+        big = c.post("/v1/rank", content=chunks(limit // 8), headers={"content-type": "application/json"})
+        assert big.status_code == 413 and big.json()["detail"] == f"request larger than {limit} bytes"
         form = httpx.Request("POST", live.url, data={"item_id": "chunky", "text": "t"},
                              files={"image": ("a.png", b"\x89PNG" + b"0" * 5_000, "image/png")})
         body = form.read()
         streamed = c.post("/v1/items", content=(body[i:i + 512] for i in range(0, len(body), 512)),
                           headers={"content-type": form.headers["content-type"]})
-        assert streamed.status_code == 413  # a multipart image part, chunked: cut off at the limit too
+        # a multipart image part, chunked: cut off while it streams in (not by the image size check after parsing)
+        assert streamed.status_code == 413 and streamed.json()["detail"] == "request larger than 2000 bytes"
         assert c.get("/healthz").status_code == 200
 
 
@@ -108,7 +111,7 @@ def test_corrupt_ids_in_redis_neither_stop_a_replica_nor_its_sync(tiny, tiny_ser
     redis_client.hset(f"{base}:item:good-one", mapping={"emb": (b"\x00" * 4 * 8), "modalities": "text"})
     with LiveServer(_settings(tiny_package_dir, prefix)) as live, httpx.Client(base_url=live.url, timeout=30) as c:
         assert c.get("/readyz").status_code == 200 and c.get("/v1/model").json()["cold_items_indexed"] == 1
-        redis_client.publish(f"{base}:events", b"someone \xff\xfe")  # a corrupt announcement
+        redis_client.xadd(f"{base}:events", {"id": b"someone \xff\xfe", "origin": b"x"})  # a corrupt announcement
         other = _settings(tiny_package_dir, prefix)
         with LiveServer(other) as writer, httpx.Client(base_url=writer.url, timeout=30) as w:
             assert w.post("/v1/items", json={"item_id": "after-corrupt", "text": "still synced"}).status_code == 200
