@@ -159,6 +159,14 @@ def read_manifest(path: Path, model: type[BaseModel], schema_version: int, what:
     return manifest
 
 
+def package_version(path: Path) -> str | None:
+    """The version the manifest in ``path`` names, read without loading anything else; None when there is none."""
+    try:
+        return json.loads((Path(path) / MANIFEST).read_text()).get("version")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def load_package(path: Path) -> ModelPackage:
     path = Path(path)
     manifest = read_manifest(path, Manifest, SCHEMA_VERSION, "model package", "coldproxy export")

@@ -64,7 +64,7 @@ def embed_to_parquet(settings: ServiceSettings, items: list[tuple[str, str, Path
 def embed_to_redis(settings: ServiceSettings, items: list[tuple[str, str, Path | None]], batch: int,
                    overwrite: bool) -> dict:
     """Embed ``items`` into the service's store, as POST /v1/items:batch would (each item's own result)."""
-    from service.items import refuse_warm, store_embedded
+    from service.items import NewItem, refuse_warm, store_embedded
     from service.state import Serving
 
     async def run() -> dict:
@@ -82,9 +82,9 @@ def embed_to_redis(settings: ServiceSettings, items: list[tuple[str, str, Path |
                         except ColdproxyError as exc:
                             report["warm" if exc.status == 409 else "failed"] += 1
                     results = await serving.graphs.run(serving.pipeline.embed_many, [inp for _, inp in keep]) if keep else []
-                    for (item_id, _), result in zip(keep, results):
+                    for (item_id, (text, image)), result in zip(keep, results):
                         try:
-                            await store_embedded(serving, item_id, overwrite, result)
+                            await store_embedded(serving, NewItem(item_id, text, image, overwrite), result)
                             report["stored"] += 1
                         except ColdproxyError as exc:
                             report["exists" if exc.status == 409 else "failed"] += 1

@@ -22,6 +22,9 @@ from service.state import Serving
 
 log = logging.getLogger("coldproxy.items")
 
+REGATE_ATTEMPTS = 3
+IDEMPOTENCY_FIELD = "idem"  # the item hash's field holding the Idempotency-Key of the POST that stored it
+
 
 @dataclass(frozen=True)
 class NewItem:
@@ -31,12 +34,15 @@ class NewItem:
     text: str | None
     image: bytes | None
     overwrite: bool = False
+    idempotency_key: str | None = None  # stored with the item: a retry with the same key gets the item back
 
     @classmethod
     def checked(cls, item_id: str, text: str | None, image: bytes | None, overwrite: bool,
-                settings: ServiceSettings) -> "NewItem":
+                settings: ServiceSettings, idempotency_key: str | None = None) -> "NewItem":
         """The checks every ingested item passes, whatever its transport; a ``ColdproxyError`` on the first failure."""
         check_id(item_id)
+        if idempotency_key is not None:
+            check_id(idempotency_key, "the Idempotency-Key header")
         if text is not None:
             text = text.strip() or None
             if text and len(text) > settings.max_text_chars:
@@ -47,7 +53,7 @@ class NewItem:
             raise TooLarge(f"image larger than {settings.max_request_bytes} bytes")
         if text is None and image is None:
             raise InvalidInput("an item needs text, an image, or both")
-        return cls(item_id, text, image, overwrite)
+        return cls(item_id, text, image, overwrite, idempotency_key)
 
 
 def refuse_warm(serving: Serving, item_id: str) -> None:
@@ -64,13 +70,30 @@ def item_out(serving: Serving, item_id: str, emb: np.ndarray, modalities: list[s
                    interactions=interactions, embedding=emb.tolist())
 
 
-async def store_embedded(serving: Serving, item_id: str, overwrite: bool, result: Embedded | ImageError) -> ItemOut:
+async def replay(serving: Serving, item: NewItem) -> ItemOut | None:
+    """The item a POST with the same idempotency key stored (a retry after an answer that got lost: a 503 or a
+    timeout whose write had landed), or None."""
+    if item.idempotency_key is None:
+        return None
+    rec = await serving.items.store.get_record(item.item_id)
+    if rec is None or rec.fields.get(IDEMPOTENCY_FIELD) != item.idempotency_key:
+        return None
+    return item_out(serving, item.item_id, rec.embedding, rec.modalities, rec.fusion_weights or [0.0, 0.0], None,
+                    rec.interactions)
+
+
+async def store_embedded(serving: Serving, item: NewItem, result: Embedded | ImageError) -> ItemOut:
     """Embedding result -> Redis (with its content features) -> FAISS, and the same item into the package
     being rolled out, when there is one; 409, 422 or 503 (``ColdproxyError``) when it cannot be stored."""
     if isinstance(result, ImageError):
         raise result
+    item_id, overwrite = item.item_id, item.overwrite
     record = serving.stored_record(result)
+    if item.idempotency_key is not None:
+        record = replace(record, fields=record.fields | {IDEMPOTENCY_FIELD: item.idempotency_key})
     if not await serving.items.put(item_id, record, overwrite, result.features):
+        if (again := await replay(serving, item)) is not None:  # the same request, twice at once
+            return again
         raise Conflict(f"item {item_id} already exists for model package {serving.version}; send overwrite=true to replace it")
     serving.drift.observe(record.embedding, result.fusion_weights, result.expert_weights)
     if serving.shadow is not None and result.features is not None:
@@ -91,7 +114,7 @@ async def ingest(serving: Serving, item: NewItem) -> ItemOut:
             result = (await serving.graphs.run(serving.pipeline.infer, [prepared]))[0]
     else:
         result = await serving.batcher.submit(prepared)
-    return await store_embedded(serving, item.item_id, item.overwrite, result)
+    return await store_embedded(serving, item, result)
 
 
 async def ingest_many(serving: Serving, items: list[NewItem | BatchResult]) -> list[BatchResult]:
@@ -116,7 +139,7 @@ async def ingest_many(serving: Serving, items: list[NewItem | BatchResult]) -> l
     async def one(position: int, it: NewItem, result) -> None:
         try:
             results[position] = BatchResult(item_id=it.item_id, status=200,
-                                     item=await store_embedded(serving, it.item_id, it.overwrite, result))
+                                     item=await store_embedded(serving, it, result))
         except ColdproxyError as exc:
             results[position] = BatchResult(item_id=it.item_id, status=exc.status, detail=exc.detail)
 
@@ -173,21 +196,28 @@ async def record_interactions(serving: Serving, item_id: str, count: int, id_emb
     id_emb = None
     if id_embedding is not None:  # no longer than any warm item's: one with a huge norm would top every ranking
         id_emb = serving.items.entry_vector(id_embedding, "id_embedding", serving.max_item_norm)
-    rec = await serving.items.store.get_record(item_id)
-    if rec is None:
-        raise NotFound(f"unknown item {item_id}; POST /v1/items first")
-    if not rec.has_experts(dim, serving.pipeline.gate_has_anchor):
-        raise Conflict(f"item {item_id} has no usable stored expert outputs; re-POST it with overwrite=true")
-    mask = np.array([[float("text" in rec.modalities), float("image" in rec.modalities)]], np.float32)
-    anchor = rec.anchor[None] if rec.anchor is not None else None
-    async with serving.admission.admit(1):
-        emb, weights = await serving.graphs.run(serving.pipeline.regate, rec.proxy[None], rec.diffusion[None], anchor, mask,
-                                                np.array([count]), None if id_emb is None else id_emb[None])
-    emb, weights = emb[0], weights[0]
-    # the gate's mix is served from now on, also for an item the recommender had given its own vector (no longer "id")
-    await serving.items.put(item_id, replace(rec, embedding=emb, interactions=count,
-                                             id_embedding=rec.id_embedding if id_emb is None else id_emb,
-                                             fields={k: v for k, v in rec.fields.items() if k != "src"}), True)
+    for _ in range(REGATE_ATTEMPTS):  # read, re-gate, write back only if no other write landed in between
+        rec = await serving.items.store.get_record(item_id)
+        if rec is None:
+            raise NotFound(f"unknown item {item_id}; POST /v1/items first")
+        if not rec.has_experts(dim, serving.pipeline.gate_has_anchor):
+            raise Conflict(f"item {item_id} has no usable stored expert outputs; re-POST it with overwrite=true")
+        mask = np.array([[float("text" in rec.modalities), float("image" in rec.modalities)]], np.float32)
+        anchor = rec.anchor[None] if rec.anchor is not None else None
+        async with serving.admission.admit(1):
+            emb, weights = await serving.graphs.run(serving.pipeline.regate, rec.proxy[None], rec.diffusion[None],
+                                                    anchor, mask, np.array([count]),
+                                                    None if id_emb is None else id_emb[None])
+        emb, weights = emb[0], weights[0]
+        # the gate's mix is served from now on, also for an item the recommender had given its own vector (no
+        # longer "id")
+        regated = replace(rec, embedding=emb, interactions=count,
+                          id_embedding=rec.id_embedding if id_emb is None else id_emb,
+                          fields={k: v for k, v in rec.fields.items() if k != "src"})
+        if await serving.items.put(item_id, regated, True, expect=rec):
+            break
+    else:
+        raise Conflict(f"item {item_id} kept changing while it was re-gated ({REGATE_ATTEMPTS} tries); send it again")
     if serving.items.store.features is not None:  # a re-embedding for a new package re-gates with these too
         await serving.items.store.features.note_warm_up(item_id, count, id_emb, serving.package.id_fingerprint)
     if id_emb is not None:

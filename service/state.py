@@ -18,7 +18,7 @@ import numpy as np
 from anyio import to_thread
 from fastapi import Depends, Request
 
-from coldproxy.package import load_package
+from coldproxy.package import load_package, package_version
 from coldproxy.config import ServiceSettings
 from coldproxy.errors import (Conflict, Forbidden, InsecureSettings, InvalidInput, NotReady, PackageError, RateLimited, StoreUnavailable,
                               Unauthorized)
@@ -29,7 +29,7 @@ from service.bundle_serving import BundleServing
 from service.drift import DriftMonitor
 from service.engine.features import feature_width
 from service.schemas import MAX_DIM
-from service.rollout import Rollout, expire_version, persist_version
+from service.rollout import Rollout, backfill, expire_version, persist_version
 from service.storage.catalog import Catalog, largest_norm
 from service.engine.graph_threads import Admission, GraphThreads
 from service.metrics import Metrics
@@ -120,7 +120,7 @@ class Serving:
         if result.parts:
             return StoredItem(emb, result.modalities, result.parts["proxy"], result.parts["diffusion"],
                               [float(a) for a in result.fusion_weights], 0, anchor=result.parts.get("anchor"))
-        return StoredItem(emb, result.modalities)
+        return StoredItem(emb, result.modalities, fusion_weights=[float(a) for a in result.fusion_weights])
 
     async def close(self) -> None:
         if getattr(self, "batcher", None) is not None:
@@ -199,6 +199,8 @@ class State:
             old = self.serving
             if self.rollout is not None and self.rollout.state == "backfilling":
                 raise Conflict(f"a rollout to {self.rollout.target.version} is under way; GET /v1/model shows it")
+            if old is not None and package_version(self.settings.package_dir) == old.version:
+                return old.version, old.version, None  # unchanged: nothing opened (a second package is 2x the memory)
             new = await Serving.open(self.settings, self.metrics)
             if old is not None and new.version == old.version:
                 await new.close()
@@ -239,9 +241,14 @@ class State:
             await rollout.target.close()
 
     async def _switch_rollout(self, rollout: Rollout) -> None:
-        """The rollout's backfill is complete: serve its package; the old version's keys expire later."""
+        """The rollout's backfill is complete: catch up once more (an item written since -- by a replica without the
+        shadow writes, or whose shadow write failed -- is re-embedded now, not lost when the old keys expire), then
+        serve its package; the old version's keys expire later, after a last catch-up for the requests still in
+        flight on the old package when it was switched."""
         async with self._reload_lock:
             await persist_version(rollout.target.items.store)  # a roll-back: its keys had been set to expire
+            caught = await backfill(rollout.target, self.settings.reembed_batch)
+            log.info("catch-up before switching to %s: %d items re-embedded", rollout.target.version, caught.reembedded)
             self.metrics.serving_version.remove(rollout.target.version, "candidate")
             await self._switch(rollout.target, expire_old=True)
 
@@ -250,17 +257,20 @@ class State:
         self.metrics.serving_version.labels(new.version, "serving").set(1)
         if old is not None:
             self.metrics.serving_version.remove(old.version, "serving")
-            task = asyncio.create_task(self._retire(old, expire_old))
+            task = asyncio.create_task(self._retire(old, new, expire_old))
             self._retiring.add(task)
             task.add_done_callback(self._retiring.discard)
         log.info("now serving model package %s (was %s)", new.version, old.version if old else None)
 
-    async def _retire(self, old: Serving, expire_old: bool) -> None:
+    async def _retire(self, old: Serving, new: Serving, expire_old: bool) -> None:
         try:
-            if expire_old:
-                n = await expire_version(old.items.store, self.settings.rollout_keep_old_s)
-                log.info("the %d items of %s expire in %.0f s", n, old.version, self.settings.rollout_keep_old_s)
             await asyncio.sleep(self.settings.reload_grace_s)  # let requests that hold it finish
+            if expire_old:
+                old.shadow = None
+                caught = await backfill(new, self.settings.reembed_batch)  # what those requests wrote
+                n = await expire_version(old.items.store, self.settings.rollout_keep_old_s)
+                log.info("the %d items of %s expire in %.0f s (%d written meanwhile re-embedded for %s)", n,
+                         old.version, self.settings.rollout_keep_old_s, caught.reembedded, new.version)
         except Exception:
             log.exception("retiring %s", old.version)
         finally:

@@ -15,7 +15,7 @@ from coldproxy.config import ServiceSettings
 from coldproxy.errors import BadRequest, ColdproxyError, InvalidInput, TooLarge, UnsupportedMediaType
 from coldproxy.ids import ID_PATTERN, check_id
 from service.api.http import check_length, fast_json, fetch, json_body, read_json
-from service.items import NewItem, ingest, ingest_many, record_interactions, sync_id_vectors
+from service.items import NewItem, ingest, ingest_many, record_interactions, replay, sync_id_vectors
 from service.schemas import (BatchOut, BatchResult, EmbeddingOut, IdVectorsIn, IdVectorsOut, InteractionsIn, ItemJSON,
                              ItemOut, ItemsBatchIn)
 from service.state import READ, WRITE, AppState, Live, access
@@ -47,8 +47,9 @@ BATCH_BODY = {  # documented by hand: the handler reads the body itself, to boun
 async def read_new_item(request: Request, settings: ServiceSettings) -> NewItem:
     """Parse multipart (item_id, text, image file, overwrite) or JSON (image as base64)."""
     ctype = request.headers.get("content-type", "")
+    key = request.headers.get("idempotency-key")
     if ctype.startswith("application/json"):
-        return json_item(await read_json(request, ItemJSON), settings)
+        return json_item(await read_json(request, ItemJSON), settings, key)
     check_length(request, settings.max_request_bytes)
     if not ctype.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
         raise UnsupportedMediaType(
@@ -68,20 +69,27 @@ async def read_new_item(request: Request, settings: ServiceSettings) -> NewItem:
         raise InvalidInput("form field image must be a file")
     image = None if upload is None else await upload.read()
     overwrite = str(form.get("overwrite", "false")).lower() in ("1", "true", "yes")
-    return NewItem.checked(item_id, text, image, overwrite, settings)
+    return NewItem.checked(item_id, text, image, overwrite, settings, key)
 
 
-def json_item(body: ItemJSON, settings: ServiceSettings) -> NewItem:
+def json_item(body: ItemJSON, settings: ServiceSettings, idempotency_key: str | None = None) -> NewItem:
     try:
         image = base64.b64decode(body.image_base64, validate=True) if body.image_base64 else None
     except (binascii.Error, ValueError) as exc:
         raise InvalidInput(f"image_base64 is not valid base64: {exc}") from exc
-    return NewItem.checked(body.item_id, body.text, image, body.overwrite, settings)
+    return NewItem.checked(body.item_id, body.text, image, body.overwrite, settings, idempotency_key)
 
 
 @router.post("/v1/items", response_model=ItemOut, openapi_extra=ITEM_BODY, dependencies=[access(WRITE)])
-async def post_item(request: Request, st: AppState, sv: Live) -> ItemOut:
-    return await ingest(sv, await read_new_item(request, st.settings))
+async def post_item(request: Request, st: AppState, sv: Live) -> Response:
+    """Embed a new item from its image and/or text and store it. With an ``Idempotency-Key`` header (an ID-like
+    string of your choosing, stored with the item), a retry after an answer that got lost (a 503, a timeout) whose
+    write had landed gets the stored item back (header ``Idempotent-Replay: true``) instead of a 409."""
+    item = await read_new_item(request, st.settings)
+    stored = await replay(sv, item)
+    if stored is not None:
+        return Response(stored.model_dump_json(), media_type="application/json", headers={"Idempotent-Replay": "true"})
+    return fast_json((await ingest(sv, item)).model_dump())
 
 
 @router.post("/v1/items/{item_id}/interactions", response_model=ItemOut, openapi_extra=json_body(InteractionsIn),

@@ -233,12 +233,14 @@ class Catalog:
             out |= {i: v for i, (v, g) in (await self.store.get_many_sourced(ids[start: start + chunk])).items() if g}
         return out
 
-    async def put(self, key: str, record: StoredItem, overwrite: bool, features: np.ndarray | None = None) -> bool:
+    async def put(self, key: str, record: StoredItem, overwrite: bool, features: np.ndarray | None = None,
+                  expect: StoredItem | None = None) -> bool:
         """Store in Redis (acknowledged write; with the item's content features when given), then index on this
         replica (others hear of it through the store); False, and nothing written, when ``key`` exists and
-        ``overwrite`` is off. Raises ``StoreUnavailable``."""
+        ``overwrite`` is off, or it is no longer the record ``expect`` (see ``RedisStore.put``). Raises
+        ``StoreUnavailable``."""
         with self.metrics.time_stage("store"):
-            stored = await self.store.put(key, record, overwrite, features)
+            stored = await self.store.put(key, record, overwrite, features, expect)
         if stored:
             with self.metrics.time_stage("index"):
                 self.sync.add([key], record.embedding[None], [record.fields.get("src") == "id"])

@@ -162,6 +162,13 @@ class StoredItem:
             v is not None and v.shape == (dim,) and bool(np.isfinite(v).all()) for v in parts)
 
 
+def same_write(stored: list[bytes | None], expect: StoredItem) -> bool:
+    """Whether a hash's (created_at, emb) are still those of the record ``expect`` was read as."""
+    created, emb = stored
+    return (created is not None and created.decode() == expect.fields.get("created_at")
+            and emb == expect.embedding.astype(np.float32).tobytes())
+
+
 class RedisStore:
     def __init__(self, url: str, prefix: str, version: str, dim: int, stream_maxlen: int = 100_000):
         self.url, self.prefix, self.version = url, prefix, version
@@ -206,9 +213,12 @@ class RedisStore:
         except Exception:
             return False
 
-    async def put(self, item_id: str, record: StoredItem, overwrite: bool, features: np.ndarray | None = None) -> bool:
-        """Store; returns False (and writes nothing) when the item exists and ``overwrite`` is off. With
-        ``features`` and a feature store set, the item's content features go in the same transaction."""
+    async def put(self, item_id: str, record: StoredItem, overwrite: bool, features: np.ndarray | None = None,
+                  expect: StoredItem | None = None) -> bool:
+        """Store; returns False (and writes nothing) when the item exists and ``overwrite`` is off, or, with
+        ``expect`` (the record a read-modify-write read), when the hash is no longer that one (another write landed
+        since: its ``created_at`` or vector differ). With ``features`` and a feature store set, the item's content
+        features go in the same transaction."""
         for vector in record.vectors().values():
             check_vector(vector, self.dim)
         keep = features is not None and self.features is not None
@@ -218,9 +228,11 @@ class RedisStore:
         mapping = record.to_hash() | {"created_at": str(time.time())}
         try:
             async with self.client.pipeline(transaction=True) as pipe:
-                if not overwrite:  # check and write atomically: a concurrent writer aborts this one
+                if not overwrite or expect is not None:  # check and write atomically: a concurrent writer aborts this
                     await pipe.watch(key)
-                    if await pipe.hexists(key, "emb"):  # (a cluster pipeline's EXISTS answers no count)
+                    if expect is None and await pipe.hexists(key, "emb"):  # (a cluster pipeline's EXISTS: no count)
+                        return False
+                    if expect is not None and not same_write(await pipe.hmget(key, "created_at", "emb"), expect):
                         return False
                     pipe.multi()
                 pipe.hset(key, mapping=mapping)
@@ -343,10 +355,10 @@ class MemoryStore(RedisStore):
     async def ping(self) -> bool:
         return True
 
-    async def put(self, item_id, record, overwrite, features=None):
+    async def put(self, item_id, record, overwrite, features=None, expect=None):
         for vector in record.vectors().values():
             check_vector(vector, self.dim)
-        if not overwrite and item_id in self.records:
+        if (not overwrite and item_id in self.records) or (expect is not None and self.records.get(item_id) is not expect):
             return False
         self.records[item_id] = record
         return True

@@ -195,6 +195,21 @@ def test_shadow_candidate_serves_canary_users_then_is_promoted(tiny_package_dir,
         assert f'coldproxy_answers_total{{route="rank",version="{v1}"}}' in metrics
 
 
+def test_promote_catches_up_on_what_was_written_after_the_backfill(tiny_package_dir, second_package, prefix):
+    """An item another replica (still without the shadow writes) stored after the candidate's backfill finished is
+    re-embedded by the promote itself, not lost when the old version's keys expire."""
+    v2 = load_package(second_package).manifest.version
+    with live(tiny_package_dir, prefix, candidate_package_dir=second_package) as a, live(tiny_package_dir, prefix) as b, \
+            httpx.Client(base_url=a.url, timeout=30) as ca, httpx.Client(base_url=b.url, timeout=30) as cb:
+        deadline = time.time() + 30
+        while ca.get("/v1/model").json()["rollout"]["state"] != "shadow" and time.time() < deadline:
+            time.sleep(0.1)
+        assert cb.post("/v1/items", data={"item_id": "late-1", "text": text_of("late-1")}).status_code == 200
+        assert ca.post("/v1/admin/promote").status_code == 200
+        got = ca.get("/v1/items/late-1/embedding")
+        assert got.status_code == 200 and got.json()["bundle_version"] == v2, got.text
+
+
 def test_reembed_command_backfills_offline_and_resumes(tiny_package_dir, second_package, prefix, redis_client):
     v2 = load_package(second_package).manifest.version
     with live(tiny_package_dir, prefix) as server, httpx.Client(base_url=server.url, timeout=30) as c:
