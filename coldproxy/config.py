@@ -315,8 +315,12 @@ class ServiceSettings(BaseSettings):
     body_timeout_s: float = Field(60.0, gt=0, description="a request body must arrive within this many seconds of "
                                   "its headers: past it, 408 (a client trickling bytes holds no worker for longer)")
     max_image_pixels: int = 40_000_000
-    max_decode_bytes: int = Field(512 * 1024 * 1024, description="decoded image bytes in flight at once (width x height "
-                                  "x 4 from each header); further decodes wait, so huge images cannot exhaust memory")
+    max_decode_bytes: int = Field(512 * 1024 * 1024, description="decoded image bytes in flight at once (each image's "
+                                  "peak from its header: its pixels as PIL holds them, plus a full-size RGB copy for "
+                                  "modes converted before resizing); further decodes wait, so huge images cannot "
+                                  "exhaust memory")
+    decode_wait_s: float = Field(10.0, gt=0, description="how long an image waits for the decode budget before its "
+                                 "POST gets a 503 with Retry-After")
     max_text_chars: int = 10_000
     max_batch_items: int = Field(64, description="items per POST /v1/items:batch")
     max_batch_bytes: int = Field(64 * 1024 * 1024, description="largest POST /v1/items:batch body")

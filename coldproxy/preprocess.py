@@ -33,16 +33,22 @@ def draft_scale(img: Image.Image) -> int:
     return scale
 
 
-def image_pixels(data: bytes) -> int:
-    """Pixels ``decode_image`` will hold for this image, from its header alone (microseconds, nothing
-    decoded): width x height, reduced by the JPEG draft scale; 0 when the header cannot be read
-    (``decode_image`` then says why)."""
+STORED_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16L": 2, "I;16B": 2}  # PIL's bytes per pixel; 4 for the rest
+RESIZED_FIRST = ("RGB", "L")  # modes ``image_to_array`` resizes before converting (no full-size RGB copy)
+
+
+def image_cost(data: bytes) -> tuple[int, int]:
+    """(pixels, peak bytes) of ``decode_image`` + ``image_to_array`` for this image, from its header alone: the decoded
+    image as PIL stores it (4 bytes a pixel for RGB, 1 for L and palettes), plus, for modes converted before they are
+    resized, the full-size RGB copy (4 bytes a pixel). (0, 0) when the header cannot be read."""
     try:
         with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as img:
             s = draft_scale(img)
-            return -(-int(img.width) // s) * -(-int(img.height) // s)
+            pixels = -(-int(img.width) // s) * -(-int(img.height) // s)
+            per_pixel = STORED_BYTES.get(img.mode, 4) + (0 if img.mode in RESIZED_FIRST else 4)
+            return pixels, pixels * per_pixel
     except Exception:
-        return 0
+        return 0, 0
 
 
 def decode_image(data: bytes, max_pixels: int = 40_000_000) -> Image.Image:
@@ -70,7 +76,11 @@ def decode_image(data: bytes, max_pixels: int = 40_000_000) -> Image.Image:
 
 def image_to_array(img: Image.Image) -> np.ndarray:
     """RGB, resized to 224x224 (bilinear), scaled (x - 127) / 128, channels first: float32 [3, 224, 224]."""
-    rgb = img.convert("RGB").resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR)
+    size = (IMAGE_SIZE, IMAGE_SIZE)
+    if img.mode in RESIZED_FIRST:  # the same pixels as converting first (per-channel bilinear), without a full copy
+        rgb = img.resize(size, Image.Resampling.BILINEAR).convert("RGB")
+    else:
+        rgb = img.convert("RGB").resize(size, Image.Resampling.BILINEAR)
     arr = (np.asarray(rgb, dtype=np.float32) - PIXEL_MEAN) / PIXEL_SCALE
     return np.ascontiguousarray(arr.transpose(2, 0, 1))
 

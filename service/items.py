@@ -15,7 +15,7 @@ from anyio import to_thread
 from coldproxy.config import ServiceSettings
 from coldproxy.errors import ColdproxyError, Conflict, ImageError, InvalidInput, NotFound, TooLarge
 from coldproxy.ids import check_id
-from coldproxy.preprocess import image_pixels
+from coldproxy.preprocess import image_cost
 from service.schemas import BatchResult, IdVectorResult, IdVectorsOut, ItemOut
 from service.engine.pipeline import Embedded
 from service.state import Serving
@@ -101,14 +101,19 @@ async def store_embedded(serving: Serving, item: NewItem, result: Embedded | Ima
     return item_out(serving, item_id, record.embedding, result.modalities, result.fusion_weights, result.expert_weights)
 
 
+async def prepare(serving: Serving, item: NewItem):
+    """Decode and resize the item's image in a thread, within the decode budget (its peak bytes reserved first)."""
+    need = image_cost(item.image)[1] if item.image is not None else 0
+    async with serving.decode_budget.reserve(need):
+        return await to_thread.run_sync(serving.pipeline.prepare, item.text, item.image)
+
+
 async def ingest(serving: Serving, item: NewItem) -> ItemOut:
     """One item: decode in a thread (in parallel with others), then the graphs through the micro-batcher."""
     refuse_warm(serving, item.item_id)
     if serving.batcher is not None:
         serving.batcher.check_room()  # a full queue refuses before the decode is paid for
-    pixels = image_pixels(item.image) if item.image is not None else 0
-    async with serving.decode_budget.reserve(pixels):
-        prepared = await to_thread.run_sync(serving.pipeline.prepare, item.text, item.image)
+    prepared = await prepare(serving, item)
     if serving.batcher is None:
         async with serving.admission.admit(1):
             result = (await serving.graphs.run(serving.pipeline.infer, [prepared]))[0]
@@ -132,9 +137,9 @@ async def ingest_many(serving: Serving, items: list[NewItem | BatchResult]) -> l
                 results[n] = BatchResult(item_id=it.item_id, status=exc.status, detail=exc.detail)
     embedded = []
     if todo:
-        pixels = sum(image_pixels(it.image) for _, it in todo if it.image is not None)
-        async with serving.admission.admit(len(todo)), serving.decode_budget.reserve(pixels):
-            embedded = await serving.graphs.run(serving.pipeline.embed_many, [(it.text, it.image) for _, it in todo])
+        async with serving.admission.admit(len(todo)):
+            prepared = await asyncio.gather(*(prepare(serving, it) for _, it in todo))  # each image its own reservation
+            embedded = await serving.graphs.run(serving.pipeline.infer, list(prepared))
 
     async def one(position: int, it: NewItem, result) -> None:
         try:

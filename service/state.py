@@ -59,7 +59,7 @@ class Serving:
         self.package = await to_thread.run_sync(load_package, package_dir or settings.package_dir)
         self.version = self.package.manifest.version
         self.cold_boost = settings.cold_boost
-        self.decode_budget = DecodeBudget(settings.max_decode_bytes)
+        self.decode_budget = DecodeBudget(settings.max_decode_bytes, settings.decode_wait_s)
         # an ID embedding sent for a new item may not be longer than any warm item's: one with a huge
         # norm would top every user's ranking
         self.max_item_norm = largest_norm(self.package.item_emb)

@@ -53,13 +53,14 @@ def test_graph_names_are_distinct_per_graph():
 
 def test_a_large_jpeg_decodes_reduced_and_the_decode_budget_counts_what_is_held():
     """Issue 17: a 12 MP JPEG held 36 MB decoded before it was resized to 224 px; libjpeg's DCT scaling
-    (PIL draft) decodes it at 1/8 (500x375), and ``image_pixels`` reserves that, from the header alone.
+    (PIL draft) decodes it at 1/8 (500x375), and ``image_cost`` reserves that, from the header alone: 4 bytes a pixel
+    as PIL stores RGB, resized before anything is copied (issue 39: a full-size RGB copy doubled the peak).
     A PNG cannot be drafted; an image near 224 px is left as it is (what training saw)."""
     import io
 
     from PIL import Image
 
-    from coldproxy.preprocess import IMAGE_SIZE, decode_image, image_pixels, image_to_array
+    from coldproxy.preprocess import IMAGE_SIZE, decode_image, image_cost, image_to_array
 
     rng = np.random.default_rng(0)
     big = Image.fromarray((rng.random((3000, 4000, 3)) * 255).astype("uint8"))
@@ -69,9 +70,37 @@ def test_a_large_jpeg_decodes_reduced_and_the_decode_budget_counts_what_is_held(
         big.save(buf, fmt)
         data[fmt] = buf.getvalue()
     jpeg = decode_image(data["JPEG"])
-    assert jpeg.size == (500, 375) and image_pixels(data["JPEG"]) == 500 * 375
+    assert jpeg.size == (500, 375) and image_cost(data["JPEG"]) == (500 * 375, 500 * 375 * 4)
     assert min(jpeg.size) >= IMAGE_SIZE and image_to_array(jpeg).shape == (3, IMAGE_SIZE, IMAGE_SIZE)
-    assert decode_image(data["PNG"]).size == (4000, 3000) and image_pixels(data["PNG"]) == 12_000_000
+    assert decode_image(data["PNG"]).size == (4000, 3000) and image_cost(data["PNG"]) == (12_000_000, 48_000_000)
     buf = io.BytesIO()
     Image.fromarray((rng.random((450, 300, 3)) * 255).astype("uint8")).save(buf, "JPEG")
     assert decode_image(buf.getvalue()).size == (300, 450)
+
+
+def test_features_do_not_depend_on_whether_an_image_is_resized_before_it_is_converted():
+    """``image_to_array`` resizes RGB and L images before converting them (no full-size copy): the same pixels as
+    converting first, so no model package's features change; a palette or RGBA image is converted first and its
+    peak counts the copy."""
+    import io
+
+    from PIL import Image
+
+    from coldproxy.preprocess import IMAGE_SIZE, decode_image, image_cost, image_to_array
+
+    def convert_first(img):
+        rgb = img.convert("RGB").resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR)
+        return np.ascontiguousarray(((np.asarray(rgb, dtype=np.float32) - 127.0) / 128.0).transpose(2, 0, 1))
+
+    rng = np.random.default_rng(1)
+    for mode, size in (("RGB", (640, 480)), ("L", (500, 700)), ("RGB", (90, 60))):
+        img = Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3 if mode == "RGB" else 1), np.uint8).squeeze(),
+                              mode)
+        for fmt in ("JPEG", "PNG"):
+            buf = io.BytesIO()
+            img.save(buf, fmt)
+            decoded = decode_image(buf.getvalue())
+            assert np.array_equal(image_to_array(decoded), convert_first(decoded)), (mode, size, fmt)
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (300, 400), np.uint8), "L").convert("P").save(buf, "PNG")
+    assert image_cost(buf.getvalue()) == (120_000, 120_000 * (1 + 4))

@@ -241,10 +241,10 @@ def test_healthz_fails_when_a_batch_worker_died(tiny_package_dir, redis_prefix):
 
 
 def test_decoded_image_bytes_in_flight_stay_within_the_budget():
-    from service.engine.decode_budget import BYTES_PER_PIXEL, DecodeBudget
+    from service.engine.decode_budget import DecodeBudget
 
     async def scenario():
-        budget = DecodeBudget(max_bytes=100 * BYTES_PER_PIXEL)
+        budget = DecodeBudget(max_bytes=100)
         peak, order = 0, []
 
         async def decode(name, pixels):
@@ -260,6 +260,34 @@ def test_decoded_image_bytes_in_flight_stay_within_the_budget():
 
     peak, order, left = asyncio.run(scenario())
     assert left == 0 and order.index("end a") < order.index("start b")  # b waited for a's bytes
-    assert peak <= 500 * 4 and "start huge" in order  # an image alone always passes
+    assert peak <= 500 and "start huge" in order  # an image alone always passes
     assert all(order.index(f"end {x}") < order.index("start huge") or order.index("end huge") < order.index(f"start {x}")
                for x in "abc")  # the huge one decoded alone
+
+
+def test_a_decode_waits_for_the_budget_only_so_long():
+    from coldproxy.errors import QueueFull
+    from service.engine.decode_budget import DecodeBudget
+
+    async def scenario():
+        budget = DecodeBudget(max_bytes=100, wait_s=0.2)
+
+        async def hold():
+            async with budget.reserve(80):
+                await asyncio.sleep(1.0)
+
+        holder = asyncio.create_task(hold())
+        await asyncio.sleep(0.05)
+        t = time.perf_counter()
+        try:
+            async with budget.reserve(50):
+                pass
+        except QueueFull as exc:
+            waited, status, headers = time.perf_counter() - t, exc.status, exc.headers
+        await holder
+        async with budget.reserve(50):  # free again
+            pass
+        return waited, status, headers, budget.in_flight
+
+    waited, status, headers, left = asyncio.run(scenario())
+    assert 0.15 < waited < 0.9 and status == 503 and headers["Retry-After"] and left == 0
