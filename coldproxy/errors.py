@@ -109,3 +109,11 @@ class UnknownMembers(InvalidInput, ValueError):
         of = f" to bundle recommender {package_version}" if package_version else ""
         super().__init__({"msg": f"{len(unknown)} member item(s) unknown{of}", "unknown_item_ids": unknown})
         self.unknown = unknown
+
+
+def public_reason(exc: BaseException) -> str:
+    """What an answer anyone may read says about ``exc``: a ``ColdproxyError``'s client detail (a store error's fixed
+    message, never its reason), else only the exception's type -- a raw message can hold a store's address."""
+    if isinstance(exc, ColdproxyError):
+        return exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+    return f"{type(exc).__name__} (see the service log)"

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from coldproxy.errors import ColdproxyError, Conflict
+from coldproxy.errors import ColdproxyError, Conflict, public_reason
 from service.engine.features import ContentFeatures
 from service.storage.kept_features import KeptFeatures
 
@@ -269,7 +269,7 @@ class Rollout:
                 self.state = "switched"
         except Exception as exc:
             log.exception("rollout of %s failed; still serving %s", self.target.version, self.source.version)
-            self.state, self.error = "failed", f"{type(exc).__name__}: {exc}"
+            self.state, self.error = "failed", public_reason(exc)  # shown by GET /v1/model, to anyone
         finally:
             if self.state == "failed":
                 self.source.shadow = None

@@ -21,7 +21,7 @@ import time
 
 from anyio import to_thread
 
-from coldproxy.errors import QueueFull, Unavailable
+from coldproxy.errors import QueueFull, Unavailable, public_reason
 from service.metrics import Metrics
 
 log = logging.getLogger("coldproxy.batcher")
@@ -47,8 +47,8 @@ class MicroBatcher:
     def _worker_ended(self, task: asyncio.Task) -> None:
         if self._stopped or task.cancelled():
             return
-        self.dead = f"a batch worker ended: {task.exception()!r}"
-        log.error("%s; the service reports unhealthy", self.dead)
+        self.dead = f"a batch worker ended: {public_reason(task.exception())}"  # answered by /healthz, to anyone
+        log.error("a batch worker ended: %r; the service reports unhealthy", task.exception())
 
     @property
     def healthy(self) -> bool:

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from coldproxy.config import ServiceSettings
-from coldproxy.errors import InsecureSettings, StoreUnavailable
+from coldproxy.errors import InsecureSettings, StoreUnavailable, public_reason
 from service.api.limits import route_limits
 from service.app import create_app
 from service.auth import KeyRing
@@ -73,6 +73,10 @@ def test_store_errors_keep_addresses_and_passwords_out_of_answers():
     assert redact_url("redis://redis:6379/0") == "redis://redis:6379/0"
     down = StoreUnavailable("Error 111 connecting to 10.0.0.5:6379. Connection refused.")
     assert "10.0.0.5" not in str(down.detail) and "10.0.0.5" in str(down)  # logged, not answered
+    # a failed rollout's error, shown by the anonymous GET /v1/model, and a dead worker's, by /healthz
+    assert public_reason(down) == "store unavailable; retry shortly"
+    assert public_reason(ConnectionError("Error 111 connecting to 10.0.0.5:6379")) == \
+        "ConnectionError (see the service log)"
 
 
 def test_body_limits_hold_for_chunked_bodies_without_a_length(tiny_package_dir, redis_prefix):
