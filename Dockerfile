@@ -8,15 +8,15 @@ FROM python:3.11-slim-bookworm AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 RUN python -m venv /opt/venv
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md requirements.lock ./
 COPY coldproxy ./coldproxy
 COPY coldproxy_cli ./coldproxy_cli
 COPY service ./service
 COPY loadtest ./loadtest
 COPY models ./models
 COPY export ./export
-# the serving dependencies only (the `train` extra, with torch, stays out of the image)
-RUN /opt/venv/bin/pip install --no-cache-dir . \
+# the serving dependencies only (the `train` extra, with torch, stays out of the image), at the locked versions
+RUN /opt/venv/bin/pip install --no-cache-dir -c requirements.lock . \
  && /opt/venv/bin/python -c "import service.app, sys; sys.exit('torch' in sys.modules)"
 
 FROM python:3.11-slim-bookworm
@@ -31,8 +31,10 @@ ENV PATH=/opt/venv/bin:$PATH \
     COLDPROXY_BUNDLE_PACKAGE_DIR=/bundle-package \
     COLDPROXY_HOST=0.0.0.0 \
     COLDPROXY_PORT=8000
+# the working directory is root's and read-only to the app: no one can plant a .env (read from the working
+# directory) the way they could in a writable /tmp
+WORKDIR /srv/coldproxy
 USER 10001:10001
-WORKDIR /tmp
 EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=3s --start-period=60s --retries=3 \
   CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('COLDPROXY_PORT', '8000'), timeout=2)"]

@@ -8,9 +8,10 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV"
 fi
 stamp="$VENV/.coldproxy-installed"
-if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
-  # torch is pinned to the CPU build (torch==2.13.0); pip resolves it from the local wheel cache when present
-  "$VENV/bin/pip" install --disable-pip-version-check -q -e "$ROOT[train,test,bench]"
+if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ] || [ "$ROOT/requirements.lock" -nt "$stamp" ]; then
+  # torch is pinned to the CPU build (torch==2.13.0); pip resolves it from the local wheel cache when present.
+  # requirements.lock (scripts/lock.sh) fixes every version, so two installs a week apart are the same
+  "$VENV/bin/pip" install --disable-pip-version-check -q -c "$ROOT/requirements.lock" -e "$ROOT[train,test,bench]"
   touch "$stamp"
 fi
 export PATH="$VENV/bin:$PATH"

@@ -48,6 +48,9 @@ def test_dockerfile_passes_hadolint_and_is_slim_non_root_with_healthcheck():
     assert re.search(r"^USER 10001", text, re.M) and "HEALTHCHECK" in text
     final = text.split("\nFROM ")[-1]
     assert "pip install" not in final and "apt-get" not in final  # no build tools in the final stage
+    (workdir,) = re.findall(r"^WORKDIR (\S+)", final, re.M)  # settings read a .env from there: not a writable one
+    assert not workdir.startswith("/tmp")
+    assert "-c requirements.lock" in text  # the locked versions
     assert set(re.findall(r"\b(COLDPROXY_[A-Z_]+)=", text)) <= SETTINGS
 
 
@@ -81,6 +84,13 @@ def test_helm_renders_probes_security_config_and_hpa():
     assert {m["mountPath"] for m in c["volumeMounts"]} == {"/package", "/tmp", "/etc/coldproxy"}
     assert cm["data"]["COLDPROXY_ADMIN_API_KEYS_FILE"] == "/etc/coldproxy/admin-keys"
     assert "COLDPROXY_ALLOW_ANONYMOUS_WRITES" not in cm["data"]
+    assert float(cm["data"]["COLDPROXY_RATE_LIMIT_RPS"]) > 0  # the rate limit is on
+    (tmp,) = [v for v in pod["volumes"] if v["name"] == "tmp"]
+    assert tmp["emptyDir"]["sizeLimit"]
+    (app_policy,) = docs["NetworkPolicy"]  # the pods: HTTP in, DNS and Redis out
+    assert app_policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    assert app_policy["spec"]["ingress"] == [{"ports": [{"port": 8000}]}]
+    assert {p["port"] for rule in app_policy["spec"]["egress"] for p in rule["ports"]} == {53, 6379}
     (open_cm,) = render("allowAnonymousWrites=true")["ConfigMap"]
     assert open_cm["data"]["COLDPROXY_ALLOW_ANONYMOUS_WRITES"] == "true" and "Secret" not in render("allowAnonymousWrites=true")
 
@@ -104,9 +114,13 @@ def test_helm_api_keys_secret_and_internal_redis():
     env = {e["name"]: e for e in docs["Deployment"][0]["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "rel-coldproxy-redis"
     assert env["REDIS_URL"]["value"] == "redis://:$(REDIS_PASSWORD)@rel-coldproxy-redis:6379/0"
-    (policy,) = docs["NetworkPolicy"]  # only this release's coldproxy pods reach the in-cluster Redis
+    (policy,) = [p for p in docs["NetworkPolicy"] if p["metadata"]["name"] == "rel-coldproxy-redis"]
+    # only this release's coldproxy pods reach the in-cluster Redis
     assert policy["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/instance"] == "rel"
     assert "HorizontalPodAutoscaler" not in docs and docs["Deployment"][0]["spec"]["replicas"] == 2
+    redis_pod = docs["StatefulSet"][0]["spec"]["template"]["spec"]
+    assert redis_pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert redis_pod["automountServiceAccountToken"] is False and redis["securityContext"]["readOnlyRootFilesystem"]
     pod = docs["Deployment"][0]["spec"]["template"]["spec"]
     assert any(v.get("secret", {}).get("secretName") == "rel-coldproxy-api-keys" for v in pod["volumes"])
 
@@ -148,3 +162,35 @@ def test_helm_keda_scales_on_queue_depth_and_ingestion_latency_instead_of_cpu():
 
     exported = generate_latest(Metrics().registry).decode()
     assert "coldproxy_batch_queue_depth" in exported and "coldproxy_request_seconds" in exported
+
+
+def test_a_redis_password_never_lands_in_the_config_map():
+    r = subprocess.run([tool("helm"), "template", "rel", str(CHART), "--set", "redis.url=redis://:s3cret@ext:6379/0"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "urlSecret" in r.stderr and "s3cret" not in r.stdout
+    docs = render("redis.urlSecret.name=redis-url")
+    (cm,) = docs["ConfigMap"]
+    assert "REDIS_URL" not in cm["data"]
+    env = {e["name"]: e for e in docs["Deployment"][0]["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["REDIS_URL"]["valueFrom"]["secretKeyRef"] == {"name": "redis-url", "key": "url"}
+
+
+def test_the_lock_pins_every_dependency_the_project_names():
+    """requirements.lock (scripts/lock.sh) holds an exact version of every package pyproject.toml asks for, so the
+    Dockerfile and CI, which install with it, get the same packages every time."""
+    import tomllib
+
+    lock = {}
+    for line in (ROOT / "requirements.lock").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            lock[re.sub(r"[-_.]+", "-", name).lower()] = version
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = list(project["dependencies"])
+    for extra in ("train", "test", "bench"):
+        wanted += project["optional-dependencies"][extra]
+    names = {re.sub(r"[-_.]+", "-", re.match(r"[A-Za-z0-9_.\-]+", w).group()).lower() for w in wanted
+             if "platform_machine" not in w}
+    missing = sorted(n for n in names if n not in lock)
+    assert not missing, f"not in requirements.lock (rerun scripts/lock.sh): {missing}"
+    assert lock["torch"] == "2.13.0"

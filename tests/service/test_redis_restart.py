@@ -5,7 +5,13 @@ Uses a private redis-server with an append-only file on its own port, because th
 6379 keeps nothing on disk and other tests depend on it. What an acknowledgement promises: a 200
 means Redis has applied the write; it survives a crash of Redis when Redis fsyncs its append-only
 file on every write (``appendfsync always``, the chart's default). With ``everysec`` up to about a
-second of acknowledged writes can be lost on a crash (not on a clean restart).
+second of acknowledged writes can be lost on a crash of the machine (not on a clean restart).
+
+What a process kill can and cannot show: SIGKILL stops redis-server, not the kernel, so whatever it had written to
+its append-only file is still in the page cache and is read back on restart whether or not it was fsynced. This test
+therefore shows that no item is acknowledged before Redis has applied it and appended it to its file (a service that
+answered 200 first, or a Redis without the append-only file, fails it), and that the service rides out the outage;
+it cannot tell ``appendfsync always`` from ``everysec`` -- only losing the machine's power or kernel could.
 """
 
 import shutil

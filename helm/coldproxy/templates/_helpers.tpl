@@ -25,8 +25,14 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "coldproxy.redisUrl" -}}
 {{- if .Values.redis.internal.enabled -}}
 {{- printf "redis://%s-redis:6379/0" (include "coldproxy.fullname" .) -}}
+{{- else if .Values.redis.urlSecret.name -}}
+{{- "" -}}
 {{- else -}}
-{{- required "redis.url is required when redis.internal.enabled is false" .Values.redis.url -}}
+{{- $url := required "redis.url (or redis.urlSecret) is required when redis.internal.enabled is false" .Values.redis.url -}}
+{{- if contains "@" $url -}}
+{{- fail "redis.url holds credentials, and would land in a ConfigMap anyone who reads ConfigMaps can see: put the URL in a Secret and name it in redis.urlSecret" -}}
+{{- end -}}
+{{- $url -}}
 {{- end -}}
 {{- end -}}
 
