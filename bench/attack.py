@@ -1,9 +1,12 @@
-"""Hostile-client script (issue 17): starts ``coldproxy serve`` on a model package and real Redis, then
-sends what an attacker would -- oversized and lying Content-Lengths, chunked bodies past every limit,
-multipart with thousands of parts or one huge part, deeply nested JSON, random bytes to every route of
-the OpenAPI schema, image bombs, and slow clients holding connections open -- and reports, per attack,
-the requests tried, the statuses seen, the 5xx count (the goal is 0), whether the server stayed up,
-and its resident memory before and after (the goal: growth under a bound).
+"""Hostile-client script (issues 17 and 39): starts ``coldproxy serve`` on a model package and real Redis -- as a
+fresh clone runs it: loopback, no API keys -- then sends what an attacker would -- oversized and lying
+Content-Lengths, chunked bodies past every limit, multipart with thousands of parts or one huge part, deeply nested
+JSON, random bytes to every route of the OpenAPI schema, image bombs, slow clients holding connections open, and
+(issue 39) the reads an anonymous client may send: maximal valid candidate lists, lists far past the limit, batches
+of 131,000 tiny items, 1 MiB headers, 16 KiB URLs, 10,000 unknown IDs, cross-site form posts and DNS-rebound Hosts,
+eight at a time while another process times ``GET /healthz`` -- and reports, per attack, the statuses seen, the 5xx
+count (the goal is 0), ``/healthz`` latency under the hostile reads (goal: p99 < 50 ms), whether the server stayed
+up, and its resident memory before, at its peak and after (the goal: growth under a bound).
 
     python bench/attack.py --package-dir artifacts/package [--rounds 3] [--slow-clients 200]
 
@@ -159,6 +162,104 @@ async def attacks(port: int, tally: Tally, rounds: int, slow_clients: int, rng: 
             tally.add(f"{slow_clients} slow clients (1 byte / 0.5 s)", await t)
 
 
+def healthz_probe(port: int, stop, out) -> None:
+    """In its own process (so the attacker's CPU work is not in its timings): GET /healthz every 20 ms."""
+    lat = []
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as c:
+        while not stop.is_set():
+            t = time.perf_counter()
+            try:
+                c.get("/healthz")
+            except httpx.HTTPError:
+                pass
+            lat.append(time.perf_counter() - t)
+            time.sleep(0.02)
+    out.put(lat)
+
+
+def hostile_reads(port: int, tally: Tally, warm_ids: list[str], rounds: int, concurrency: int = 8) -> dict:
+    """Issue 39's attacks, ``concurrency`` at a time, while a second process times /healthz; its latencies."""
+    import multiprocessing as mp
+
+    json_head = {"content-type": "application/json"}
+    long_ids = [f"{n:0128d}" for n in range(10_000)]  # valid IDs of the longest length, unknown to the service
+    bodies = {
+        "rank: 10,000 valid 128-character IDs (maximal, unknown)": ("POST", "/v1/rank", json.dumps(
+            {"user_id": "1", "item_ids": long_ids}).encode(), json_head),
+        "rank: 10,000 known IDs (maximal)": ("POST", "/v1/rank", json.dumps(
+            {"user_id": "1", "item_ids": (warm_ids * (10_000 // max(1, len(warm_ids)) + 1))[:10_000]}).encode(),
+            json_head),
+        "rank: 10,000 unknown short IDs": ("POST", "/v1/rank", json.dumps(
+            {"user_id": "1", "item_ids": [f"u{n}" for n in range(10_000)]}).encode(), json_head),
+        "rank: 1.5M IDs (5.7 MB)": ("POST", "/v1/rank", json.dumps(
+            {"user_id": "1", "item_ids": [str(n % 10) for n in range(1_500_000)]}).encode(), json_head),
+        "bundles/rank: 1.5M IDs": ("POST", "/v1/bundles/rank", json.dumps(
+            {"user_id": "1", "bundle_ids": [str(n % 10) for n in range(1_500_000)]}).encode(), json_head),
+        "items:batch: 131,000 tiny items (4.4 MB)": ("POST", "/v1/items:batch", json.dumps(
+            {"items": [{"item_id": f"t{n}", "text": "x"} for n in range(131_000)]}).encode(), json_head),
+        "recommendations: vector of 1M values": ("POST", "/v1/recommendations", json.dumps(
+            {"user_embedding": [0.0] * 1_000_000, "k": 10}).encode(), json_head),
+        "GET with a 1 MiB header": ("GET", "/healthz", b"", {"x-pad": "a" * (1 << 20)}),
+        "GET with a 16 KiB URL": ("GET", "/v1/items/" + "a" * 16_384 + "/embedding", b"", {}),
+        "cross-site form post (Origin: evil.example)": ("POST", "/v1/items", b"item_id=csrf&text=hello",
+                                                        {"content-type": "application/x-www-form-urlencoded",
+                                                         "origin": "http://evil.example"}),
+        "DNS-rebound Host": ("POST", "/v1/items", b"item_id=rebound&text=hello",
+                             {"content-type": "application/x-www-form-urlencoded", "host": "rebound.evil.example"}),
+    }
+    stop, out = mp.Event(), mp.Queue()
+    probe = mp.Process(target=healthz_probe, args=(port, stop, out))
+    probe.start()
+    time.sleep(1.0)  # the probe's baseline
+
+    async def run() -> None:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as c:
+            sem = asyncio.Semaphore(concurrency)
+
+            async def one(name, method, path, body, headers):
+                async with sem:
+                    try:
+                        r = await c.request(method, path, content=body, headers=headers)
+                        tally.add(name, r.status_code)
+                    except httpx.HTTPError as exc:
+                        tally.add(name, exc.__class__.__name__)
+
+            for _ in range(rounds):
+                await asyncio.gather(*(one(name, *spec) for name, spec in bodies.items() for _ in range(concurrency)))
+
+    asyncio.run(run())
+    time.sleep(0.5)
+    stop.set()
+    lat = sorted(out.get(timeout=30))
+    probe.join(timeout=10)
+    pct = lambda q: round(1000 * lat[min(len(lat) - 1, int(q * len(lat)))], 2)  # noqa: E731
+    return {"samples": len(lat), "p50_ms": pct(0.5), "p99_ms": pct(0.99), "max_ms": round(1000 * lat[-1], 2)}
+
+
+class PeakRss:
+    """The server's resident memory, sampled every 50 ms on a thread: its peak."""
+
+    def __init__(self, pid: int):
+        import threading
+
+        self.pid, self.peak, self._stop = pid, 0.0, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.peak = max(self.peak, rss_mb(self.pid))
+            except OSError:
+                return
+            time.sleep(0.05)
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        return self.peak
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--package-dir", type=Path, default=Path("artifacts/package"))
@@ -166,12 +267,17 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--slow-clients", type=int, default=200)
     p.add_argument("--out", default="attack")
+    p.add_argument("--with-keys", action="store_true", help="configure a write key the attacker holds (default: none, "
+                   "the keyless loopback demo a fresh clone runs)")
     a = p.parse_args()
     port, prefix = free_port(), f"attack-{uuid.uuid4().hex[:8]}"
     env = os.environ | {"COLDPROXY_PACKAGE_DIR": str(a.package_dir), "COLDPROXY_REDIS_URL": a.redis_url,
-                        "COLDPROXY_REDIS_PREFIX": prefix, "COLDPROXY_PORT": str(port), "COLDPROXY_HOST": "127.0.0.1",
-                        "COLDPROXY_API_KEYS": json.dumps([KEY]),
-                        "COLDPROXY_ADMIN_API_KEYS": json.dumps([uuid.uuid4().hex])}
+                        "COLDPROXY_REDIS_PREFIX": prefix, "COLDPROXY_PORT": str(port), "COLDPROXY_HOST": "127.0.0.1"}
+    if a.with_keys:  # the attacker holds a write key (no admin key); without: the keyless loopback demo
+        env |= {"COLDPROXY_API_KEYS": json.dumps([KEY]), "COLDPROXY_ADMIN_API_KEYS": json.dumps([uuid.uuid4().hex])}
+    from coldproxy.package import load_package
+
+    warm_ids = load_package(a.package_dir).item_ids
     server = subprocess.Popen([sys.executable, "-m", "coldproxy_cli.commands", "serve"], env=env)
     try:
         deadline = time.time() + 120
@@ -183,10 +289,11 @@ def main() -> None:
                 time.sleep(0.5)
         else:
             raise SystemExit("the server did not become ready")
-        before = rss_mb(server.pid)
+        before, peak = rss_mb(server.pid), PeakRss(server.pid)
         tally, t = Tally(), time.time()
+        healthz = hostile_reads(port, tally, warm_ids, a.rounds)
         asyncio.run(attacks(port, tally, a.rounds, a.slow_clients, random.Random(0)))
-        after, alive = rss_mb(server.pid), server.poll() is None
+        after, alive, peak = rss_mb(server.pid), server.poll() is None, peak.stop()
         ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code if alive else None
     finally:
         server.terminate()
@@ -195,12 +302,17 @@ def main() -> None:
     tried = sum(sum(v.values()) for v in rows.values())
     five = sum(n for v in rows.values() for s, n in v.items() if s.isdigit() and int(s) >= 500)
     out = {"requests": tried, "5xx": five, "server_alive": alive, "readyz_after": ready, "rss_mb_before": before,
-           "rss_mb_after": after, "seconds": time.time() - t, "by_attack": rows}
+           "rss_mb_peak": peak, "rss_mb_after": after, "healthz_during_hostile_reads": healthz,
+           "seconds": time.time() - t, "with_keys": a.with_keys, "by_attack": rows}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{a.out}.json").write_text(json.dumps(out, indent=2))
     lines = ["# Hostile clients against one replica (`python bench/attack.py`)\n",
              f"{tried} requests, **{five} answered 5xx**; server alive after: {alive}, /readyz {ready}; "
-             f"RSS {before:.0f} -> {after:.0f} MB.\n", "| attack | statuses seen (count) |", "|---|---|"]
+             f"RSS {before:.0f} MB before, {peak:.0f} MB at its peak, {after:.0f} MB after. "
+             f"`/healthz` while the hostile reads ran (8 at a time, another process timing it every 20 ms): "
+             f"p50 {healthz['p50_ms']} ms, p99 {healthz['p99_ms']} ms, max {healthz['max_ms']} ms "
+             f"({healthz['samples']} samples). API keys: {'a write key held by the attacker' if a.with_keys else 'none (the loopback demo)'}.\n",
+             "| attack | statuses seen (count) |", "|---|---|"]
     lines += [f"| {k} | " + ", ".join(f"{s}: {n}" for s, n in sorted(v.items())) + " |" for k, v in rows.items()]
     (RESULTS / f"{a.out}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

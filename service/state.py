@@ -15,11 +15,11 @@ from urllib.parse import urlsplit
 
 import faiss
 import numpy as np
-from anyio import to_thread
+from anyio import CapacityLimiter, to_thread
 from fastapi import Depends, Request
 
 from coldproxy.package import load_package, package_version
-from coldproxy.config import ServiceSettings
+from coldproxy.config import ServiceSettings, usable_cores
 from coldproxy.errors import (Conflict, Forbidden, InsecureSettings, InvalidInput, NotReady, PackageError, RateLimited, StoreUnavailable,
                               Unauthorized)
 from service.auth import KeyRing, RateLimiter
@@ -144,6 +144,7 @@ class State:
         self.limiter = RateLimiter(settings.rate_limit_rps, settings.rate_limit_burst)
         self.serving: Serving | None = None
         self.rollout: Rollout | None = None  # a package being rolled out beside the serving one
+        self.heavy_reads: CapacityLimiter | None = None  # long rankings on worker threads, a core's worth each
         self._reload_lock = asyncio.Lock()
         self._retiring: set[asyncio.Task] = set()
 
@@ -160,6 +161,7 @@ class State:
         return max(sv.items.dim, sv.bundles.catalog.dim if sv.bundles is not None else 0)
 
     async def start(self) -> None:
+        self.heavy_reads = CapacityLimiter(usable_cores())
         self.serving = await Serving.open(self.settings, self.metrics)
         self.metrics.serving_version.labels(self.serving.version, "serving").set(1)
         if self.settings.candidate_package_dir is not None:

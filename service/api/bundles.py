@@ -54,9 +54,9 @@ async def get_bundle_embedding(bundle_id: str, sv: Live) -> Response:
 async def rank_bundles(request: Request, st: AppState, sv: Live) -> Response:
     bundles = bundles_of(sv)
     body = await read_json(request, BundleRankIn)
-    ranked, missing = await rank_in(bundles.catalog, body, body.bundle_ids, st.settings)
-    return fast_json({"user_id": body.user_id, "model_version": bundles.version, "missing": missing,
-                      "scores": [{"bundle_id": b, "score": sc, "source": src} for b, sc, src in ranked]})
+    scores, missing = await rank_in(st, bundles.catalog, body, body.bundle_ids,
+                                    lambda b, sc, src: {"bundle_id": b, "score": sc, "source": src})
+    return fast_json({"user_id": body.user_id, "model_version": bundles.version, "missing": missing, "scores": scores})
 
 
 def bundle_recommendations(st: AppState, sv: Serving, query: UserQuery, k: int) -> Response:

@@ -22,10 +22,10 @@ router = APIRouter()
 async def rank(request: Request, st: AppState) -> Response:
     body = await read_json(request, RankIn)
     sv = st.serving_for(body.user_id)  # one package for the whole request: never two ID spaces in one ranking
-    ranked, missing = await rank_in(sv.items, body, body.item_ids, st.settings)
+    scores, missing = await rank_in(st, sv.items, body, body.item_ids,
+                                    lambda i, sc, src: {"item_id": i, "score": sc, "source": src})
     st.metrics.answers.labels("rank", sv.version).inc()
-    return fast_json({"user_id": body.user_id, "bundle_version": sv.version, "missing": missing,
-                      "scores": [{"item_id": i, "score": sc, "source": src} for i, sc, src in ranked]})
+    return fast_json({"user_id": body.user_id, "bundle_version": sv.version, "missing": missing, "scores": scores})
 
 
 def recommendations(st: AppState, query: UserQuery, k: int) -> Response:

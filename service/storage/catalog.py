@@ -18,6 +18,7 @@ import threading
 from dataclasses import dataclass, replace
 
 import numpy as np
+from anyio import from_thread
 
 from coldproxy.config import usable_cores
 from coldproxy.errors import Conflict, NotFound
@@ -142,6 +143,18 @@ class Catalog:
         """The known ones among ``ids``: warm from the model; cold from this replica's index when it holds
         them (``local_reads``), else from Redis (written by another replica an instant ago). Rows are
         gathered with one fancy index per source, not one array per ID. Raises ``StoreUnavailable``."""
+        held = self._held(ids)
+        return self._found(ids, held, await self.store.get_many_sourced([ids[k] for k in held[-1]]))
+
+    def gather_blocking(self, ids: list[str]) -> Found:
+        """``gather`` from a worker thread (``anyio.to_thread``): the work on the IDs here, the Redis lookup on the
+        event loop."""
+        held = self._held(ids)
+        return self._found(ids, held, from_thread.run(self.store.get_many_sourced, [ids[k] for k in held[-1]]))
+
+    def _held(self, ids: list[str]) -> tuple[list[int], list[int], list[int], np.ndarray, list[int]]:
+        """Where ``ids`` are held in memory: (positions and rows of the warm ones, positions and vectors of those this
+        replica's index holds, positions of the valid rest, to look up in Redis)."""
         warm_pos, warm_rows, rest = [], [], []
         get = self.warm.get
         for k, i in enumerate(ids):
@@ -152,17 +165,18 @@ class Catalog:
                 warm_pos.append(k)
                 warm_rows.append(r)
         rest = [k for k in rest if ID_RE.fullmatch(ids[k])]
-        pos, parts = [warm_pos], [self.warm_emb[warm_rows]]
-        local = 0
+        local_pos, local_vecs = [], np.zeros((0, self.dim), np.float32)
         if rest and self.local_reads:
-            hit, vecs = self.index.vectors([ids[k] for k in rest])
-            pos.append([rest[j] for j in hit])
-            parts.append(vecs)
-            local, held = len(hit), set(hit)
-            rest = [k for j, k in enumerate(rest) if j not in held]
+            hit, local_vecs = self.index.vectors([ids[k] for k in rest])
+            local_pos, found = [rest[j] for j in hit], set(hit)
+            rest = [k for j, k in enumerate(rest) if j not in found]
             if self.store_lookups:  # Redis only covers the instant before another replica's write reaches this one:
                 rest = rest[: self.store_lookups]  # a list of unknown IDs must not become a scan of Redis
-        cold = await self.store.get_many_sourced([ids[k] for k in rest])
+        return warm_pos, warm_rows, local_pos, local_vecs, rest
+
+    def _found(self, ids: list[str], held: tuple, cold: dict[str, tuple[np.ndarray, bool]]) -> Found:
+        warm_pos, warm_rows, local_pos, local_vecs, rest = held
+        pos, parts = [warm_pos, local_pos], [self.warm_emb[warm_rows], local_vecs]
         if cold:
             pos.append([k for k in rest if ids[k] in cold])
             parts.append(np.stack([cold[ids[k]][0] for k in pos[-1]]))
@@ -174,7 +188,7 @@ class Catalog:
         found = Found(np.array(flat, np.int64), np.concatenate(parts), len(warm_pos), given)
         m = self.metrics.lookups
         m.labels(self.name, "id").inc(found.warm)
-        m.labels(self.name, "proxy_local").inc(local)
+        m.labels(self.name, "proxy_local").inc(len(local_pos))
         m.labels(self.name, "proxy_redis").inc(len(cold))
         m.labels(self.name, "miss").inc(len(ids) - len(found.pos))
         return found
@@ -188,7 +202,15 @@ class Catalog:
         """Distinct ``ids`` scored by inner product with ``user``, best first (ties in request order);
         and the unknown ones."""
         ids = list(dict.fromkeys(ids))
-        f = await self.gather(ids)
+        return self._ranked(ids, await self.gather(ids), user)
+
+    def rank_blocking(self, user: np.ndarray, ids: list[str]) -> tuple[list[tuple[str, float, str]], list[str]]:
+        """``rank`` from a worker thread (a long candidate list: its work off the event loop)."""
+        ids = list(dict.fromkeys(ids))
+        return self._ranked(ids, self.gather_blocking(ids), user)
+
+    @staticmethod
+    def _ranked(ids: list[str], f: Found, user: np.ndarray) -> tuple[list[tuple[str, float, str]], list[str]]:
         scores = f.vectors @ user
         order = np.lexsort((f.pos, -scores))
         ranked = [(ids[k], sc, f.source(j))
