@@ -14,6 +14,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field, PositiveFloat, PositiveInt, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from coldproxy.limits import MAX_BATCH, MAX_LIST
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MEASURED = "bench/results/design_measurements.md"  # why some defaults are what they are
 DEFAULT_DATASETS = (REPO_ROOT / ".." / "shared" / "datasets").resolve()
@@ -247,16 +249,12 @@ class BundleSettings(TrainSettings):
 class ServiceSettings(BaseSettings):
     """HTTP service: model package, Redis, limits and auth."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="COLDPROXY_", env_file=".env", extra="ignore", populate_by_name=True
-    )
+    model_config = SettingsConfigDict(env_prefix="COLDPROXY_", env_file=".env", extra="ignore", populate_by_name=True)
 
     package_dir: Path = Field(REPO_ROOT / "artifacts" / "package", description="the model package served",
                               validation_alias=AliasChoices("package_dir", "COLDPROXY_PACKAGE_DIR", "COLDPROXY_BUNDLE_DIR"))
-    redis_url: str = Field(
-        "redis://127.0.0.1:6379/0",
-        validation_alias=AliasChoices("REDIS_URL", "COLDPROXY_REDIS_URL", "redis_url"),
-    )
+    redis_url: str = Field("redis://127.0.0.1:6379/0",
+                           validation_alias=AliasChoices("REDIS_URL", "COLDPROXY_REDIS_URL", "redis_url"))
     redis_prefix: str = "coldproxy"
     redis_cluster: bool = Field(False, description="REDIS_URL names a node of a Redis Cluster: keys are partitioned "
                                 "by hash tags (service/storage/cluster.py)")
@@ -275,8 +273,8 @@ class ServiceSettings(BaseSettings):
                                              "when it changes")
     allow_anonymous_writes: bool = Field(False, description="serve writes without API keys on a non-loopback "
                                          "address; off, such a service refuses to start")
-    allowed_hosts: list[str] = Field(default_factory=list, description="Host names a keyless loopback service "
-                                     "answers writes under besides the loopback ones and COLDPROXY_HOST (JSON list)")
+    allowed_hosts: list[str] = Field(default_factory=list, description="Host names a keyless service takes writes "
+                                     "under, besides loopback's and COLDPROXY_HOST's")
     api_keys: list[str] = Field(default_factory=list, description="more API keys (JSON list in the env var)")
     api_keys_file: Path | None = Field(None, description="file of API keys, `name:key` per line; re-read when it changes")
     auth_reads: bool = Field(False, description="also require an API key on read endpoints")
@@ -300,40 +298,31 @@ class ServiceSettings(BaseSettings):
     candidate_package_dir: Path | None = Field(None, description="a second model package run in shadow beside the "
                                                "served one: every POST is embedded and stored for it too, and stored "
                                                "items are backfilled, but it is not served (except to canary users)")
-    canary_fraction: float = Field(0.0, ge=0.0, le=1.0, description="share of users (sticky, by a hash of the user "
-                                   "ID) whose rank and recommend requests the candidate package answers once its "
-                                   "backfill is complete")
+    canary_fraction: float = Field(0.0, ge=0.0, le=1.0, description="share of users (sticky, by a hash of the ID) "
+                                   "whose rank and recommend requests the candidate answers once it is backfilled")
     reload_grace_s: float = Field(10.0, description="after a model package reload, seconds the old package stays open for in-flight requests")
-    max_request_bytes: int = Field(8 * 1024 * 1024, description="largest request body (POST /v1/items: the image); "
-                                   "routes whose JSON is bounded by their lists have their own, smaller limit, worked "
-                                   "out from the settings below (service/api/limits.py)")
-    max_header_bytes: int = Field(16 * 1024, ge=1024, description="a request's headers, all together: past it, 431 "
-                                  "and the connection is closed")
+    max_request_bytes: int = Field(8 * 1024 * 1024, description="largest request body (POST /v1/items, its image); "
+                                   "JSON routes have smaller limits, from their settings (service/api/limits.py)")
+    max_header_bytes: int = Field(16 * 1024, ge=1024, description="a request's headers, all together: 431 past it")
     max_url_bytes: int = Field(8 * 1024, ge=256, description="a request's URL (path and query): past it, 414")
-    max_connections: int = Field(512, ge=1, description="connections and requests in flight per replica (uvicorn's "
-                                 "limit_concurrency): past it, 503")
-    body_timeout_s: float = Field(60.0, gt=0, description="a request body must arrive within this many seconds of "
-                                  "its headers: past it, 408 (a client trickling bytes holds no worker for longer)")
+    max_connections: int = Field(512, ge=1, description="connections and requests in flight (uvicorn's limit): 503")
+    body_timeout_s: float = Field(60.0, gt=0, description="a request body must be in within this many seconds: 408")
     max_image_pixels: int = 40_000_000
-    max_decode_bytes: int = Field(512 * 1024 * 1024, description="decoded image bytes in flight at once (each image's "
-                                  "peak from its header: its pixels as PIL holds them, plus a full-size RGB copy for "
-                                  "modes converted before resizing); further decodes wait, so huge images cannot "
-                                  "exhaust memory")
-    decode_wait_s: float = Field(10.0, gt=0, description="how long an image waits for the decode budget before its "
-                                 "POST gets a 503 with Retry-After")
+    max_decode_bytes: int = Field(512 * 1024 * 1024, description="decoded image bytes in flight (each image's peak, "
+                                  "from its header: coldproxy.preprocess.image_cost); further decodes wait")
+    decode_wait_s: float = Field(10.0, gt=0, description="an image's wait for the decode budget before a 503")
     max_text_chars: int = 10_000
-    max_batch_items: int = Field(64, description="items per POST /v1/items:batch")
+    max_batch_items: int = Field(64, ge=1, le=MAX_BATCH, description="items per POST /v1/items:batch")
     max_batch_bytes: int = Field(64 * 1024 * 1024, description="largest POST /v1/items:batch body")
-    max_candidates: int = 10_000
+    max_candidates: int = Field(10_000, ge=1, le=MAX_LIST, description="candidates per rank request")
     max_user_norm: float | None = Field(None, gt=0, description="largest norm of a user_embedding a client may send; "
                                         "default: vector_norm_slack x the largest norm among the package's users (its "
                                         "warm items' when it has none); none in a cosine space (made unit-length)")
     vector_norm_slack: float = Field(1.5, ge=1.0, description="how far past the package's own vectors a client's "
                                      "vector may reach: user_embedding (see max_user_norm) and PUT "
                                      "/v1/items:id-embeddings bound their norms by this times the largest there")
-    max_id_vectors: int = Field(1000, ge=1, description="item vectors per PUT /v1/items:id-embeddings")
+    max_id_vectors: int = Field(1000, ge=1, le=MAX_LIST, description="item vectors per PUT /v1/items:id-embeddings")
     max_k: int = 1000
-    max_item_id_len: int = 128
     micro_batching: bool = Field(True, description="batch concurrent POST /v1/items through the graphs")
     batch_max_size: int = Field(32, description="largest micro-batch")
     batch_max_wait_ms: float = Field(5.0, description="how long a batch waits to fill once its first item is in, "
@@ -348,16 +337,15 @@ class ServiceSettings(BaseSettings):
     batch_workers: int = Field(2, description="micro-batches run concurrently")
     local_reads: bool = Field(True, description="answer GET / rank for cold items this replica has indexed from memory "
                               "(kept in step with Redis by its event stream); off: every cold read goes to Redis")
-    max_store_lookups: int = Field(256, ge=0, description="with local_reads: IDs of one request this replica's "
-                                   "index does not hold that are looked up in Redis (written by another replica an "
-                                   "instant ago); the rest are answered missing. 0: all of them")
+    max_store_lookups: int = Field(256, ge=0, description="with local_reads: IDs of a request the index lacks that are "
+                                   "looked up in Redis (another replica's write of an instant ago); 0: all")
     bundle_package_dir: Path | None = Field(
         REPO_ROOT / "artifacts" / "bundle_package",
         validation_alias=AliasChoices("bundle_package_dir", "COLDPROXY_BUNDLE_PACKAGE_DIR",
                                       "COLDPROXY_BUNDLE_RECOMMENDER_DIR"),
         description="bundle recommender package (`coldproxy train-bundles`); served under /v1/bundles when the "
                     "directory exists (a directory that is there but invalid stops start-up); empty: no bundles")
-    max_bundle_members: int = Field(1000, description="member items per POST /v1/bundles")
+    max_bundle_members: int = Field(1000, ge=1, le=MAX_LIST, description="member items per POST /v1/bundles")
     cold_boost: float = Field(0.0, ge=0.0, le=10.0, description="exploration: a new item's served vector is "
                               "multiplied by 1 + cold_boost when it is POSTed (items stored before keep theirs; the "
                               "warm-up path re-gates without it), so it reaches more users' top k; 0 serves the "
@@ -380,8 +368,8 @@ class ServiceSettings(BaseSettings):
                                       "and found more than 80 here: bench/results/scale.md)")
     hnsw_ef_search: int = Field(512, ge=8, description="HNSW candidate list while searching, at least k: recall@100 "
                                 "0.957 at 1M synthetic items here, 0.70 ms a search (bench/results/scale.md)")
-    hnsw_compact_share: float = Field(0.2, gt=0.0, le=1.0, description="HNSW: once the nodes of overwritten items "
-                                      "pass this share of the graph, it is rebuilt without them in the background")
+    hnsw_compact_share: float = Field(0.2, gt=0.0, le=1.0, description="HNSW: rebuilt in the background once "
+                                      "overwritten items' stale nodes pass this share of it")
     faiss_threads: int = Field(1, description="OpenMP threads per FAISS search, set on every thread that searches (the "
                                "event loop's: top-k; the graph threads': anchors). One query per request or a "
                                "micro-batch of them: more threads only spin against each other and the encoders")

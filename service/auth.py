@@ -1,4 +1,4 @@
-"""API keys and per-client rate limits.
+"""API keys, per-client rate limits, and the keyless demo's same-site check.
 
 Keys come from the settings (``api_key``, ``api_keys``) and from an optional file (``api_keys_file``:
 one key per line, ``name:key`` or a bare key, ``#`` comments) — the form a Kubernetes Secret mounted
@@ -19,11 +19,18 @@ import os
 import time
 from collections import OrderedDict
 from pathlib import Path
+from urllib.parse import urlsplit
+
+from fastapi import Request
+
+from coldproxy.config import ServiceSettings
+from coldproxy.errors import Forbidden
 
 log = logging.getLogger("coldproxy.auth")
 
 
 MIN_KEY_LENGTH = 8
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
 def parse_keys(text: str, source: str) -> dict[str, str]:
@@ -131,3 +138,35 @@ class RateLimiter:
     @staticmethod
     def retry_after(wait: float) -> str:
         return str(max(1, math.ceil(wait)))
+
+
+def check_same_site(request: Request, settings: ServiceSettings) -> None:
+    """The keyless loopback demo: a web page the user has open must not write to it. Browsers name a cross-site
+    request's origin (``Origin``, ``Sec-Fetch-Site``); a DNS-rebinding page reaches loopback under its own host name,
+    which the ``Host`` allow-list (loopback names, COLDPROXY_HOST, COLDPROXY_ALLOWED_HOSTS) refuses. 403."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None and site not in ("same-origin", "none"):
+        raise Forbidden(f"cross-site request refused (Sec-Fetch-Site: {site[:32]}): this service has no API keys, so "
+                        "it takes writes only from this machine's own clients")
+    allowed = LOOPBACK | {settings.host, *settings.allowed_hosts}
+    origin = request.headers.get("origin")
+    if origin is not None and host_name(urlsplit(origin).netloc) not in allowed:
+        raise Forbidden("cross-site request refused (Origin is not this service): this service has no API keys, so it "
+                        "takes writes only from this machine's own clients")
+    if host_name(request.headers.get("host", "")) not in allowed:
+        raise Forbidden("unknown Host: add it to COLDPROXY_ALLOWED_HOSTS (a keyless service answers only the names "
+                        "it is served under, against DNS rebinding)")
+
+
+def host_name(netloc: str) -> str:
+    """``host[:port]`` or ``[v6]:port`` -> the host, lower-case."""
+    netloc = netloc.strip().lower()
+    if netloc.startswith("["):
+        return netloc[1:].partition("]")[0]
+    return netloc.rpartition(":")[0] if netloc.count(":") == 1 else netloc
+
+
+def bearer(authorization: str | None) -> str | None:
+    """The key of an ``Authorization: Bearer <key>`` header."""
+    scheme, _, key = (authorization or "").partition(" ")
+    return key.strip() or None if scheme.lower() == "bearer" else None

@@ -6,9 +6,9 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field, model_validator
 
+from coldproxy.limits import MAX_BATCH, MAX_DIM, MAX_LIST
 from coldproxy.ids import ID_PATTERN
 
-MAX_DIM = 4096  # the longest vector a request may carry; the package's dimension is checked after
 
 
 class ItemJSON(BaseModel):
@@ -32,11 +32,12 @@ class ItemOut(BaseModel):
 
 class InteractionsIn(BaseModel):
     count: int = Field(ge=0, le=10**9, description="interactions the item has had so far")
-    id_embedding: list[float] | None = Field(None, description="the item's ID embedding in your recommender, if it has one yet")
+    id_embedding: list[float] | None = Field(None, max_length=MAX_DIM,
+                                             description="the item's ID embedding in your recommender, if it has one yet")
 
 
 class ItemsBatchIn(BaseModel):
-    items: list[ItemJSON] = Field(min_length=1)
+    items: list[ItemJSON] = Field(min_length=1, max_length=MAX_BATCH)
 
 
 class BatchResult(BaseModel):
@@ -58,7 +59,7 @@ class IdVector(BaseModel):
 
 
 class IdVectorsIn(BaseModel):
-    items: list[IdVector] = Field(min_length=1, description="at most COLDPROXY_MAX_ID_VECTORS")
+    items: list[IdVector] = Field(min_length=1, max_length=MAX_LIST, description="at most COLDPROXY_MAX_ID_VECTORS")
     id_space: str | None = Field(None, max_length=64, description="the ID space fingerprint these vectors are of "
                                  "(GET /v1/model); 409 and nothing stored when the service serves another")
 
@@ -107,7 +108,7 @@ class UserQuery(BaseModel):
 
 
 class RankIn(UserQuery):
-    item_ids: list[str] = Field(min_length=1)
+    item_ids: list[str] = Field(min_length=1, max_length=MAX_LIST, description="at most COLDPROXY_MAX_CANDIDATES")
 
 
 class RecommendIn(UserQuery):
@@ -185,7 +186,8 @@ class ReloadOut(BaseModel):
 class BundleIn(BaseModel):
     bundle_id: str = Field(pattern=ID_PATTERN)
     item_ids: list[Annotated[str, Field(pattern=ID_PATTERN)]] = Field(
-        min_length=1, description="member item IDs of the bundle recommender's catalogue, with or without interactions; "
+        min_length=1, max_length=MAX_LIST,
+        description="member item IDs of the bundle recommender's catalogue, with or without interactions; "
                                   "repeats count once")
     overwrite: bool = False
 
@@ -209,7 +211,7 @@ class BundleEmbeddingOut(BaseModel):
 
 
 class BundleRankIn(UserQuery):
-    bundle_ids: list[str] = Field(min_length=1)
+    bundle_ids: list[str] = Field(min_length=1, max_length=MAX_LIST, description="at most COLDPROXY_MAX_CANDIDATES")
 
 
 class BundleRecommendIn(UserQuery):

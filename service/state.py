@@ -11,31 +11,31 @@ import logging
 import time
 from pathlib import Path
 from typing import Annotated
-from urllib.parse import urlsplit
 
 import faiss
 import numpy as np
 from anyio import CapacityLimiter, to_thread
 from fastapi import Depends, Request
 
+from coldproxy.limits import MAX_DIM
 from coldproxy.package import load_package, package_version
 from coldproxy.config import ServiceSettings, usable_cores
 from coldproxy.errors import (Conflict, Forbidden, InsecureSettings, InvalidInput, NotReady, PackageError, RateLimited, StoreUnavailable,
                               Unauthorized)
-from service.auth import KeyRing, RateLimiter
+from service.auth import LOOPBACK, KeyRing, RateLimiter, bearer, check_same_site
 from service.engine.batcher import MicroBatcher
 from service.engine.decode_budget import DecodeBudget
 from service.bundle_serving import BundleServing
 from service.drift import DriftMonitor
 from service.engine.features import feature_width
-from service.schemas import MAX_DIM
 from service.rollout import Rollout, backfill, expire_version, persist_version
 from service.storage.catalog import Catalog, largest_norm
 from service.engine.graph_threads import Admission, GraphThreads
 from service.metrics import Metrics
 from service.engine.pipeline import Embedded, ProxyPipeline
 from service.storage.kept_features import FeatureStore
-from service.storage.store import MemoryStore, StoredItem, open_store
+from service.storage.memory import MemoryStore
+from service.storage.store import StoredItem, open_store
 
 log = logging.getLogger("coldproxy")
 
@@ -325,7 +325,6 @@ Live = Annotated[Serving, Depends(get_serving)]
 
 
 READ, WRITE, ADMIN = "read", "write", "admin"
-LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
 def check_exposure(settings: ServiceSettings, keys_configured: bool) -> None:
@@ -335,32 +334,6 @@ def check_exposure(settings: ServiceSettings, keys_configured: bool) -> None:
             f"refusing to serve on {settings.host} without API keys: anyone who reaches the port could write items "
             "and reload the model. Set COLDPROXY_API_KEYS_FILE (and COLDPROXY_ADMIN_API_KEYS_FILE), or "
             "COLDPROXY_ALLOW_ANONYMOUS_WRITES=true to accept that")
-
-
-def check_same_site(request: Request, settings: ServiceSettings) -> None:
-    """The keyless loopback demo: a web page the user has open must not write to it. Browsers name a cross-site
-    request's origin (``Origin``, ``Sec-Fetch-Site``); a DNS-rebinding page reaches loopback under its own host name,
-    which the ``Host`` allow-list (loopback names, COLDPROXY_HOST, COLDPROXY_ALLOWED_HOSTS) refuses. 403."""
-    site = request.headers.get("sec-fetch-site")
-    if site is not None and site not in ("same-origin", "none"):
-        raise Forbidden(f"cross-site request refused (Sec-Fetch-Site: {site[:32]}): this service has no API keys, so "
-                        "it takes writes only from this machine's own clients")
-    allowed = LOOPBACK | {settings.host, *settings.allowed_hosts}
-    origin = request.headers.get("origin")
-    if origin is not None and host_name(urlsplit(origin).netloc) not in allowed:
-        raise Forbidden("cross-site request refused (Origin is not this service): this service has no API keys, so it "
-                        "takes writes only from this machine's own clients")
-    if host_name(request.headers.get("host", "")) not in allowed:
-        raise Forbidden("unknown Host: add it to COLDPROXY_ALLOWED_HOSTS (a keyless service answers only the names "
-                        "it is served under, against DNS rebinding)")
-
-
-def host_name(netloc: str) -> str:
-    """``host[:port]`` or ``[v6]:port`` -> the host, lower-case."""
-    netloc = netloc.strip().lower()
-    if netloc.startswith("["):
-        return netloc[1:].partition("]")[0]
-    return netloc.rpartition(":")[0] if netloc.count(":") == 1 else netloc
 
 
 def access(level: str):
@@ -393,9 +366,3 @@ def access(level: str):
             raise Unauthorized("missing or wrong X-API-Key")
 
     return Depends(check)
-
-
-def bearer(authorization: str | None) -> str | None:
-    """The key of an ``Authorization: Bearer <key>`` header."""
-    scheme, _, key = (authorization or "").partition(" ")
-    return key.strip() or None if scheme.lower() == "bearer" else None

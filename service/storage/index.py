@@ -12,9 +12,9 @@ when the graph is built: twice the largest norm then; a later vector above it ge
 low) and the candidates are re-scored exactly from the rows. The graph is built in the background
 (``build_ann``) once the replica has loaded its items, on every core, so a replica serves at once from
 the exact index and switches to the graph when it is ready; after that it grows as items arrive. HNSW
-cannot remove a vector, so an overwritten item gets a new node and its old one is skipped (a search fetches
-``k + stale`` nodes); once stale nodes pass ``compact_share`` of the graph, it is rebuilt on a background thread
-while the old one serves.
+cannot remove a vector, so an overwritten item gets a new node and its old one is skipped (a search fetches k over
+the live share of the nodes, more only if too few of them come back live); once stale nodes pass ``compact_share``
+of the graph, it is rebuilt on a background thread while the old one serves.
 """
 
 from __future__ import annotations
@@ -160,10 +160,18 @@ class ItemIndex:
             if self._ann is None:
                 scores, rows = self._flat.search(q, k)
                 return [(self._ids[r], float(s)) for s, r in zip(scores[0], rows[0]) if r >= 0]
-            fetch = min(self._ann.ntotal, k + self.stale) or 1
-            params = faiss.SearchParametersHNSW(efSearch=max(self._ann_params[2], fetch))
-            _, nodes = self._ann.search(np.concatenate([q, np.zeros((1, 1), np.float32)], axis=1), fetch, params=params)
-            rows = [self._node_row[n] for n in nodes[0] if n >= 0 and self._row_node[self._node_row[n]] == n]
+            # stale nodes take about their share of any neighbourhood: fetch k over the live share (not k + every
+            # stale node, which grew each search with the overwrites), and more only if too few came back live
+            total, live_share = self._ann.ntotal, 1.0 - self.stale / max(1, self._ann.ntotal)
+            fetch = min(total, int(k / max(live_share, 0.05)) + 16)
+            qa = np.concatenate([q, np.zeros((1, 1), np.float32)], axis=1)
+            while True:
+                params = faiss.SearchParametersHNSW(efSearch=max(self._ann_params[2], fetch))
+                _, nodes = self._ann.search(qa, fetch, params=params)
+                rows = [self._node_row[n] for n in nodes[0] if n >= 0 and self._row_node[self._node_row[n]] == n]
+                if len(rows) >= min(k, len(self._ids)) or fetch >= total:
+                    break
+                fetch = min(total, 2 * fetch)
             scores = self._rows()[rows] @ q[0]  # exact inner products of the candidates
             order = np.argsort(-scores, kind="stable")[:k]
             return [(self._ids[rows[j]], float(scores[j])) for j in order]

@@ -19,7 +19,7 @@ re-embed every stored item (``service.rollout``), live outside the version, unde
 
 Posted bundles (``service.bundle_serving``) use the same layout under ``P:bundles:<package version>``, with
 their ``members`` in the hash. Keys carry the model's version, so proxies of two versions never mix. A write is acknowledged
-only after Redis has it. ``MemoryStore`` is the demo-only fallback when no Redis answers.
+only after Redis has it. ``service.storage.memory.MemoryStore`` is the demo-only fallback when no Redis answers.
 """
 
 from __future__ import annotations
@@ -342,44 +342,6 @@ class RedisStore:
         await self.client.aclose()
 
 
-class MemoryStore(RedisStore):
-    """In-process stand-in for the one-command demo only; tests always use Redis."""
-
-    def __init__(self, version: str, dim: int):
-        self.base, self.dim, self.records, self.origin = f"memory:{version}", dim, {}, "memory"
-        self.version, self.features = version, None  # nothing persists, so nothing to re-embed from
-
-    async def exists_many(self, item_ids):
-        return [i in self.records for i in item_ids]
-
-    async def ping(self) -> bool:
-        return True
-
-    async def put(self, item_id, record, overwrite, features=None, expect=None):
-        for vector in record.vectors().values():
-            check_vector(vector, self.dim)
-        if (not overwrite and item_id in self.records) or (expect is not None and self.records.get(item_id) is not expect):
-            return False
-        self.records[item_id] = record
-        return True
-
-    async def get_record(self, item_id):
-        return self.records.get(item_id)
-
-    async def get_many_sourced(self, item_ids):
-        return {i: (self.records[i].embedding, self.records[i].fields.get("src") == FROM_RECOMMENDER.decode())
-                for i in item_ids if i in self.records}
-
-    async def all_ids(self):
-        return sorted(self.records)
-
-    def follower(self, block_ms: int):
-        return None  # one process: nothing to hear from
-
-    async def close(self):
-        pass
-
-
 async def open_store(settings, prefix: str, version: str, dim: int) -> RedisStore:
     """The Redis store of one model version under ``prefix``; with ``s.allow_memory_store`` an
     in-process one when Redis does not answer (demo only), else ``StoreUnavailable``."""
@@ -400,5 +362,8 @@ async def open_store(settings, prefix: str, version: str, dim: int) -> RedisStor
     if not settings.allow_memory_store:
         raise StoreUnavailable(f"Redis at {redact_url(settings.redis_url)} does not answer "
                                "(set COLDPROXY_ALLOW_MEMORY_STORE=1 for a demo without it)")
-    log.warning("Redis at %s does not answer: using an in-process store for %s; nothing will persist", redact_url(settings.redis_url), prefix)
+    from service.storage.memory import MemoryStore
+
+    log.warning("Redis at %s does not answer: using an in-process store for %s; nothing will persist",
+                redact_url(settings.redis_url), prefix)
     return MemoryStore(version, dim)

@@ -128,3 +128,17 @@ def test_anonymous_writes_never_open_the_admin_routes(tiny_package_dir, redis_pr
     with LiveServer(settings) as live, httpx.Client(base_url=live.url, timeout=30) as c:
         assert c.post("/v1/admin/reload").status_code == 403
         assert c.post("/v1/items", json={"item_id": "anon-1", "text": "x"}).status_code == 200
+
+
+def test_every_list_a_request_carries_has_a_ceiling_no_setting_raises():
+    from pydantic import ValidationError
+
+    from coldproxy.limits import MAX_LIST
+    from service.schemas import BundleIn, IdVectorsIn, InteractionsIn, ItemsBatchIn, RankIn
+
+    for model, field in ((RankIn, "item_ids"), (BundleIn, "item_ids"), (IdVectorsIn, "items"), (ItemsBatchIn, "items"),
+                         (InteractionsIn, "id_embedding")):
+        assert model.model_json_schema()["properties"][field].get("maxItems") or \
+            any(o.get("maxItems") for o in model.model_json_schema()["properties"][field].get("anyOf", [])), model
+    with pytest.raises(ValidationError):
+        ServiceSettings(max_candidates=MAX_LIST + 1)

@@ -60,8 +60,9 @@ def test_reload_swaps_bundle_without_a_failed_request(replica, package_dir, tmp_
         assert np.linalg.norm(served_after - fresh) > 10 * np.linalg.norm(served_after - served_before)
         assert c.post("/v1/items", data={"item_id": "before-reload", "text": "A film about clocks."}).status_code == 409
 
-        # a broken package is refused and the serving one stays
+        # a broken package (a new version whose files do not match their hashes) is refused and the serving one stays
         (live_dir / "proxy.onnx").write_bytes(b"tampered")
+        write_manifest(live_dir, manifest.model_copy(update={"version": v1 + "-r3"}))
         r = c.post("/v1/admin/reload")
         assert r.status_code == 422 and "still serving" in r.json()["detail"] and "sha256" in r.json()["detail"]
         assert c.get("/v1/model").json()["bundle_version"] == v1 + "-r2"

@@ -1,0 +1,44 @@
+"""The in-process stand-in for Redis, for the one-command demo only (``COLDPROXY_ALLOW_MEMORY_STORE``); tests always
+use Redis. Nothing persists, and no replica hears of another's writes."""
+
+from __future__ import annotations
+
+from service.storage.store import FROM_RECOMMENDER, RedisStore, check_vector
+
+
+class MemoryStore(RedisStore):
+    """In-process stand-in for the one-command demo only; tests always use Redis."""
+
+    def __init__(self, version: str, dim: int):
+        self.base, self.dim, self.records, self.origin = f"memory:{version}", dim, {}, "memory"
+        self.version, self.features = version, None  # nothing persists, so nothing to re-embed from
+
+    async def exists_many(self, item_ids):
+        return [i in self.records for i in item_ids]
+
+    async def ping(self) -> bool:
+        return True
+
+    async def put(self, item_id, record, overwrite, features=None, expect=None):
+        for vector in record.vectors().values():
+            check_vector(vector, self.dim)
+        if (not overwrite and item_id in self.records) or (expect is not None and self.records.get(item_id) is not expect):
+            return False
+        self.records[item_id] = record
+        return True
+
+    async def get_record(self, item_id):
+        return self.records.get(item_id)
+
+    async def get_many_sourced(self, item_ids):
+        return {i: (self.records[i].embedding, self.records[i].fields.get("src") == FROM_RECOMMENDER.decode())
+                for i in item_ids if i in self.records}
+
+    async def all_ids(self):
+        return sorted(self.records)
+
+    def follower(self, block_ms: int):
+        return None  # one process: nothing to hear from
+
+    async def close(self):
+        pass
