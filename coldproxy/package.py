@@ -113,6 +113,9 @@ class ModelPackage:
     user_emb: np.ndarray
     item_ids: list[str]
     item_emb: np.ndarray
+    # each user's training interactions, as rows of ``item_ids`` (CSR: user u's are items[indptr[u]:indptr[u + 1]]);
+    # None for a package from before they were kept
+    seen: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
     def has_experts(self) -> bool:
@@ -179,12 +182,24 @@ def load_package(path: Path) -> ModelPackage:
     if len(z["user_ids"]) != len(user_emb) or len(z["item_ids"]) != len(item_emb):
         raise PackageError("embedding rows do not match their id lists")
     package = ModelPackage(path, manifest, [str(x) for x in z["user_ids"]], user_emb, [str(x) for x in z["item_ids"]],
-                           item_emb)
+                           item_emb, seen_of(z, len(user_emb), len(item_emb)))
     if manifest.id_fingerprint is not None and package.id_fingerprint != manifest.id_fingerprint:
         raise PackageError(f"the ID tables' fingerprint {package.id_fingerprint} is not the manifest's {manifest.id_fingerprint}")
     if manifest.id_space is not None and manifest.id_space.dim != d:
         raise PackageError(f"the ID space's dimension {manifest.id_space.dim} is not the manifest's id_dim {d}")
     return package
+
+
+def seen_of(z, n_users: int, n_items: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The users' training interactions kept in the embeddings file (``seen_indptr``, ``seen_items``), checked; None
+    when the file has none."""
+    if "seen_indptr" not in z.files:
+        return None
+    indptr, items = z["seen_indptr"].astype(np.int64), z["seen_items"].astype(np.int64)
+    if (len(indptr) != n_users + 1 or indptr[0] != 0 or indptr[-1] != len(items) or (np.diff(indptr) < 0).any()
+            or (len(items) and (items.min() < 0 or items.max() >= n_items))):
+        raise PackageError("seen_indptr / seen_items do not index the package's users and items")
+    return indptr, items
 
 
 def write_manifest(path: Path, manifest: BaseModel) -> None:

@@ -113,6 +113,8 @@ class RankIn(UserQuery):
 
 class RecommendIn(UserQuery):
     k: int = Field(10, ge=1, description="how many items (at most COLDPROXY_MAX_K)")
+    exclude_seen: bool = Field(True, description="for a user_id: leave out the items the user interacted with in the "
+                               "package's training data (a package exported before they were kept has none)")
 
 
 class Scored(BaseModel):

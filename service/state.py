@@ -96,7 +96,7 @@ class Serving:
             self.items = Catalog("items", package.user_ids, package.user_emb, package.item_ids, package.item_emb, store,
                                  metrics, settings.local_reads, settings.index_options(), package.id_fingerprint,
                                  package.score, settings.max_user_norm, settings.vector_norm_slack,
-                                 settings.max_store_lookups)
+                                 settings.max_store_lookups, package.seen)
             n_cold = await self.items.start()
             if bundles and settings.bundle_package_dir is not None and Path(settings.bundle_package_dir).exists():
                 # one bound for all graph work outside the micro-batcher: item and bundle posts share it

@@ -72,7 +72,10 @@ def build_tiny_package(out: Path, seed: int = 0) -> Path:
     np.savez(out / COMPONENTS["embeddings"], user_ids=np.array([str(u) for u in range(USERS)]),
              user_emb=rng.standard_normal((USERS, ID_DIM)).astype(np.float32),
              item_ids=np.array([f"warm-{i}" for i in range(WARM_ITEMS)]),
-             item_emb=rng.standard_normal((WARM_ITEMS, ID_DIM)).astype(np.float32))
+             item_emb=rng.standard_normal((WARM_ITEMS, ID_DIM)).astype(np.float32),
+             # user u's training interactions: warm items u, u + 1, ..., u + 4 (mod 30)
+             seen_indptr=np.arange(0, 5 * USERS + 1, 5), seen_items=np.array(
+                 [(u + j) % WARM_ITEMS for u in range(USERS) for j in range(5)]))
     files = {name: sha256_file(out / file) for name, file in COMPONENTS.items()}
     digest = hashlib.sha256("".join(files[c] for c in sorted(files)).encode()).hexdigest()[:12]
     write_manifest(out, Manifest(

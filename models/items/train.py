@@ -87,6 +87,19 @@ class TrainResult:
         return self.dataset.user_ids, self.user_emb, items, self.space.item_emb[items]
 
 
+def seen_table(n_users: int, n_items: int, served: np.ndarray, train) -> tuple[np.ndarray, np.ndarray]:
+    """Each of ``n_users`` users' training interactions as rows of ``served`` (the package's items), in CSR form
+    (indptr, rows): what recommendations leave out for the user by default."""
+    row_of = np.full(n_items, -1, np.int64)
+    row_of[served] = np.arange(len(served))
+    rows = row_of[train.items]
+    keep = (rows >= 0) & (train.users < n_users)
+    users, rows = train.users[keep].astype(np.int64), rows[keep]
+    order = np.lexsort((rows, users))
+    users, rows = users[order], rows[order]
+    return np.searchsorted(users, np.arange(n_users + 1)).astype(np.int64), rows
+
+
 def build_generator(features: Features, split: ColdStartSplit, item_emb: np.ndarray, settings) -> ProxyGenerator:
     """A generator configured from the settings; text layer groups by k-means over warm items' states."""
     warm = split.warm_items
@@ -287,11 +300,13 @@ def save_checkpoint(result: TrainResult, work_dir: Path) -> Path:
     warm = result.split.warm_items
     f = result.features
     user_ids, user_emb, served, served_emb = result.package_tables()
+    seen_indptr, seen_items = seen_table(len(user_ids), result.dataset.n_items, served, result.split.train)
     np.savez(
         work_dir / "embeddings.npz",
         user_ids=np.array(user_ids, dtype=str), user_emb=user_emb.astype(np.float32),
         item_ids=np.array([result.dataset.item_ids[i] for i in served], dtype=str), item_emb=served_emb.astype(np.float32),
         item_text=f.text[served], item_image=f.image[served], item_mask=f.mask[served],
+        seen_indptr=seen_indptr, seen_items=seen_items,
     )
     k = warm[: result.settings.parity_items]
     np.savez(work_dir / "parity_inputs.npz", text_features=f.text[k], image_features=f.image[k],

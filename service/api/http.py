@@ -107,8 +107,9 @@ async def rank_in(st, catalog: Catalog, query: UserQuery, ids: list[str], row) -
     return await to_thread.run_sync(work, limiter=st.heavy_reads)
 
 
-def top_k_in(catalog: Catalog, query: UserQuery, k: int, settings: ServiceSettings):
-    """The ``k`` best entries for the query's user."""
+def top_k_in(catalog: Catalog, query: UserQuery, k: int, settings: ServiceSettings, exclude_seen: bool = False):
+    """The ``k`` best entries for the query's user; with ``exclude_seen``, none of the user's training interactions."""
     if k > settings.max_k:
         raise InvalidInput(f"k must be at most {settings.max_k}")
-    return catalog.top_k(catalog.query_vector(query.user_id, query.user_embedding, query.id_space), k)
+    seen = catalog.seen_rows(query.user_id) if exclude_seen else frozenset()
+    return catalog.top_k(catalog.query_vector(query.user_id, query.user_embedding, query.id_space), k, seen)

@@ -28,9 +28,9 @@ async def rank(request: Request, st: AppState) -> Response:
     return fast_json({"user_id": body.user_id, "bundle_version": sv.version, "missing": missing, "scores": scores})
 
 
-def recommendations(st: AppState, query: UserQuery, k: int) -> Response:
+def recommendations(st: AppState, query: UserQuery, k: int, exclude_seen: bool) -> Response:
     sv = st.serving_for(query.user_id)
-    hits = top_k_in(sv.items, query, k, st.settings)
+    hits = top_k_in(sv.items, query, k, st.settings, exclude_seen)
     st.metrics.answers.labels("recommend", sv.version).inc()
     return fast_json({"user_id": query.user_id, "bundle_version": sv.version,
                       "items": [{"item_id": i, "score": sc, "source": src} for i, sc, src in hits]})
@@ -39,11 +39,15 @@ def recommendations(st: AppState, query: UserQuery, k: int) -> Response:
 @router.post("/v1/recommendations", response_model=RecommendOut, openapi_extra=json_body(RecommendIn),
              dependencies=[access(READ)])
 async def recommend_post(request: Request, st: AppState) -> Response:
-    """The k best items for a user ID or a user vector of the package's ID space."""
+    """The k best items for a user ID or a user vector of the package's ID space; for a user ID, none the user
+    interacted with in the package's training data (``exclude_seen``, on by default)."""
     body = await read_json(request, RecommendIn)
-    return recommendations(st, body, body.k)
+    return recommendations(st, body, body.k, body.exclude_seen)
 
 
 @router.get("/v1/users/{user_id}/recommendations", response_model=RecommendOut, dependencies=[access(READ)])
-async def recommend(user_id: str, st: AppState, k: Annotated[int, Query(ge=1)] = 10) -> Response:
-    return recommendations(st, UserQuery.model_construct(user_id=user_id, user_embedding=None, id_space=None), k)
+async def recommend(user_id: str, st: AppState, k: Annotated[int, Query(ge=1)] = 10,
+                    exclude_seen: Annotated[bool, Query(description="leave out the items the user interacted with in "
+                                                        "the package's training data")] = True) -> Response:
+    return recommendations(st, UserQuery.model_construct(user_id=user_id, user_embedding=None, id_space=None), k,
+                           exclude_seen)

@@ -56,14 +56,15 @@ class Catalog:
     def __init__(self, name: str, user_ids: list[str], user_emb: np.ndarray, warm_ids: list[str], warm_emb: np.ndarray,
                  store: RedisStore, metrics: Metrics, local_reads: bool, index_options: dict | None = None,
                  space: str = "", score: str = "dot", max_user_norm: float | None = None, norm_slack: float = 1.5,
-                 store_lookups: int = 0):
+                 store_lookups: int = 0, seen: tuple[np.ndarray, np.ndarray] | None = None):
         """``space``: the ID space's fingerprint; ``score``: its score function (cosine: vectors unit-length);
         ``max_user_norm``: the largest norm of a user vector a client may send (default: ``norm_slack`` x the
         largest of the users', or of the warm entries' without users); ``norm_slack`` bounds a vector the
         recommender sends for an entry likewise; ``store_lookups``: with ``local_reads``, how many IDs a lookup
-        that this replica's index does not hold may ask Redis for (0: all)."""
+        that this replica's index does not hold may ask Redis for (0: all); ``seen``: each user's training
+        interactions as warm rows (CSR indptr, rows), left out of their recommendations."""
         self.name, self.store, self.metrics, self.local_reads = name, store, metrics, local_reads
-        self.store_lookups = store_lookups
+        self.store_lookups, self.seen = store_lookups, seen
         self.users = {u: i for i, u in enumerate(user_ids)}
         self.user_emb, self.warm_emb = user_emb, warm_emb
         self.warm = {x: i for i, x in enumerate(warm_ids)}
@@ -219,8 +220,18 @@ class Catalog:
         unknown[f.pos] = False
         return ranked, [ids[k] for k in np.flatnonzero(unknown).tolist()]
 
-    def top_k(self, user: np.ndarray, k: int) -> list[tuple[str, float, str]]:
-        return [(i, s, "id" if i in self.warm or i in self.given else "proxy") for i, s in self.index.search(user, k)]
+    def seen_rows(self, user_id: str | None) -> frozenset[int]:
+        """The index rows of ``user_id``'s training interactions (warm entries are the index's first rows); none for a
+        user vector, or a package that kept none."""
+        row = self.users.get(user_id) if user_id is not None else None
+        if row is None or self.seen is None:
+            return frozenset()
+        indptr, rows = self.seen
+        return frozenset(rows[indptr[row]: indptr[row + 1]].tolist())
+
+    def top_k(self, user: np.ndarray, k: int, exclude: frozenset[int] = frozenset()) -> list[tuple[str, float, str]]:
+        return [(i, s, "id" if i in self.warm or i in self.given else "proxy")
+                for i, s in self.index.search(user, k, exclude)]
 
     async def give(self, key: str, vector: np.ndarray) -> tuple[str, StoredItem | None]:
         """Serve the recommender's ``vector`` (``entry_vector``'s, or one this space stored) for ``key`` from now on:

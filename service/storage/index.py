@@ -154,22 +154,26 @@ class ItemIndex:
             vecs = self._rows()[[rows[k] for k in found]]
         return found, vecs
 
-    def search(self, query: np.ndarray, k: int) -> list[tuple[str, float]]:
+    def search(self, query: np.ndarray, k: int, exclude: frozenset[int] = frozenset()) -> list[tuple[str, float]]:
+        """The ``k`` best rows for ``query`` (inner product), leaving out the rows in ``exclude``: the search fetches k
+        + len(exclude) and drops them, so k come back whenever the index holds that many others."""
         q = np.ascontiguousarray(query[None], dtype=np.float32)
         with self._lock:
             if self._ann is None:
-                scores, rows = self._flat.search(q, k)
-                return [(self._ids[r], float(s)) for s, r in zip(scores[0], rows[0]) if r >= 0]
+                scores, rows = self._flat.search(q, k + len(exclude))
+                return [(self._ids[r], float(s)) for s, r in zip(scores[0], rows[0])
+                        if r >= 0 and r not in exclude][:k]
             # stale nodes take about their share of any neighbourhood: fetch k over the live share (not k + every
             # stale node, which grew each search with the overwrites), and more only if too few came back live
             total, live_share = self._ann.ntotal, 1.0 - self.stale / max(1, self._ann.ntotal)
-            fetch = min(total, int(k / max(live_share, 0.05)) + 16)
+            fetch = min(total, int((k + len(exclude)) / max(live_share, 0.05)) + 16)
             qa = np.concatenate([q, np.zeros((1, 1), np.float32)], axis=1)
             while True:
                 params = faiss.SearchParametersHNSW(efSearch=max(self._ann_params[2], fetch))
                 _, nodes = self._ann.search(qa, fetch, params=params)
-                rows = [self._node_row[n] for n in nodes[0] if n >= 0 and self._row_node[self._node_row[n]] == n]
-                if len(rows) >= min(k, len(self._ids)) or fetch >= total:
+                rows = [self._node_row[n] for n in nodes[0] if n >= 0 and self._row_node[self._node_row[n]] == n
+                        and self._node_row[n] not in exclude]
+                if len(rows) >= min(k, len(self._ids) - len(exclude)) or fetch >= total:
                     break
                 fetch = min(total, 2 * fetch)
             scores = self._rows()[rows] @ q[0]  # exact inner products of the candidates

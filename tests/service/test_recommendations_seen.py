@@ -1,0 +1,45 @@
+"""Recommendations a product can show (issue 44, first part), over real HTTP to the tiny package: a user's
+recommendations leave out what the user interacted with in the package's training data, unless asked not to."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from coldproxy.package import load_package
+from service.storage.index import ItemIndex
+
+
+def test_recommendations_leave_out_the_users_training_interactions(tiny, tiny_package_dir):
+    package = load_package(tiny_package_dir)
+    indptr, rows = package.seen
+    for user in ("1", "7"):
+        u = package.user_ids.index(user)
+        seen = {package.item_ids[r] for r in rows[indptr[u]: indptr[u + 1]]}
+        assert len(seen) == 5
+        everything = {h["item_id"] for h in tiny.get(f"/v1/users/{user}/recommendations",
+                                                    params={"k": 1000, "exclude_seen": "false"}).json()["items"]}
+        shown = tiny.get(f"/v1/users/{user}/recommendations", params={"k": 1000}).json()["items"]
+        assert seen <= everything and {h["item_id"] for h in shown} == everything - seen
+        top = tiny.get(f"/v1/users/{user}/recommendations", params={"k": 10}).json()["items"]
+        assert len(top) == 10 and not seen & {h["item_id"] for h in top}  # still k answers
+        posted = tiny.post("/v1/recommendations", json={"user_id": user, "k": 10}).json()["items"]
+        assert posted == top
+        kept = tiny.post("/v1/recommendations", json={"user_id": user, "k": 1000, "exclude_seen": False}).json()
+        assert {h["item_id"] for h in kept["items"]} == everything
+
+
+def test_both_indexes_return_k_rows_without_the_excluded_ones():
+    rng = np.random.default_rng(4)
+    vecs = rng.standard_normal((3000, 16)).astype(np.float32)
+    ids = [f"e{k}" for k in range(3000)]
+    flat, hnsw = ItemIndex(16), ItemIndex(16, kind="hnsw")
+    for index in (flat, hnsw):
+        index.upsert(ids, vecs)
+    hnsw.build_ann(1)
+    q = rng.standard_normal(16).astype(np.float32)
+    best = [i for i, _ in flat.search(q, 200)]
+    exclude = frozenset(int(i[1:]) for i in best[:150])  # the 150 best rows
+    for index in (flat, hnsw):
+        hits = [i for i, _ in index.search(q, 20, exclude)]
+        assert len(hits) == 20 and not {int(i[1:]) for i in hits} & exclude
+    assert len({i for i, _ in hnsw.search(q, 20, exclude)} & {i for i, _ in flat.search(q, 20, exclude)}) >= 18
