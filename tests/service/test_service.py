@@ -113,8 +113,15 @@ def test_post_get_rank_recommend_held_out_movie(client, held_out, train_settings
     recs = client.get(f"/v1/users/{user}/recommendations", params={"k": 5}).json()["items"]
     assert len(recs) == 5 and [r["score"] for r in recs] == sorted([r["score"] for r in recs], reverse=True)
     # the FAISS index holds the new item beside the warm ones, scored by the same dot product
-    everything = client.get(f"/v1/users/{user}/recommendations", params={"k": 1000}).json()["items"]
+    everything = client.get(f"/v1/users/{user}/recommendations", params={"k": 1000, "exclude_seen": "false"}).json()
+    everything = everything["items"]
     assert len(everything) > len(trained.split.warm_items)  # warm items + at least this cold one
+    # by default, none of what the user interacted with in training (issue 44)
+    train = trained.split.train
+    seen = {ds.item_ids[i] for i in train.items[train.users == 0]}
+    shown = client.get(f"/v1/users/{user}/recommendations", params={"k": 1000}).json()["items"]
+    assert seen and not seen & {r["item_id"] for r in shown}
+    assert {r["item_id"] for r in shown} == {r["item_id"] for r in everything} - seen
     hit = [r for r in everything if r["item_id"] == held_out["item_id"]]
     assert len(hit) == 1 and hit[0]["source"] == "proxy"
     assert hit[0]["score"] == pytest.approx(float(posted @ u), rel=1e-4, abs=1e-4)
