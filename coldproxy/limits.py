@@ -5,3 +5,4 @@ those settings (``service/api/limits.py``)."""
 MAX_DIM = 4096  # the longest vector; the package's own dimension is checked after parsing
 MAX_LIST = 100_000  # IDs, candidates, vectors in one list
 MAX_BATCH = 10_000  # items of one POST /v1/items:batch
+MAX_EXCLUDE = 1000  # IDs a recommendation request may ask to leave out

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from coldproxy.limits import MAX_BATCH, MAX_DIM, MAX_LIST
+from coldproxy.limits import MAX_BATCH, MAX_DIM, MAX_EXCLUDE, MAX_LIST
 from coldproxy.ids import ID_PATTERN
 
 
@@ -115,6 +115,10 @@ class RecommendIn(UserQuery):
     k: int = Field(10, ge=1, description="how many items (at most COLDPROXY_MAX_K)")
     exclude_seen: bool = Field(True, description="for a user_id: leave out the items the user interacted with in the "
                                "package's training data (a package exported before they were kept has none)")
+    exclude_ids: list[Annotated[str, Field(max_length=128)]] = Field(
+        default_factory=list, max_length=MAX_EXCLUDE, description="items to leave out (those the client already shows)")
+    only: Literal["new", "warm", "all"] = Field("all", description="new: only items posted (or added) since the package "
+                                                "-- a cold-start exploration slot; warm: only the package's own; all")
 
 
 class Scored(BaseModel):

@@ -107,9 +107,11 @@ async def rank_in(st, catalog: Catalog, query: UserQuery, ids: list[str], row) -
     return await to_thread.run_sync(work, limiter=st.heavy_reads)
 
 
-def top_k_in(catalog: Catalog, query: UserQuery, k: int, settings: ServiceSettings, exclude_seen: bool = False):
-    """The ``k`` best entries for the query's user; with ``exclude_seen``, none of the user's training interactions."""
+def top_k_in(catalog: Catalog, query: UserQuery, k: int, settings: ServiceSettings, exclude_seen: bool = False,
+             exclude_ids: list[str] = (), only: str = "all"):
+    """The ``k`` best entries for the query's user; with ``exclude_seen``, none of the user's training interactions,
+    and none of ``exclude_ids``; ``only``: warm, new or all entries (``Catalog.top_k``)."""
     if k > settings.max_k:
         raise InvalidInput(f"k must be at most {settings.max_k}")
-    seen = catalog.seen_rows(query.user_id) if exclude_seen else frozenset()
-    return catalog.top_k(catalog.query_vector(query.user_id, query.user_embedding, query.id_space), k, seen)
+    exclude = (catalog.seen_rows(query.user_id) if exclude_seen else frozenset()) | catalog.rows_of(list(exclude_ids))
+    return catalog.top_k(catalog.query_vector(query.user_id, query.user_embedding, query.id_space), k, exclude, only)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from coldproxy.config import ServiceSettings
 from coldproxy.errors import ColdproxyError, TooLarge
+from coldproxy.limits import MAX_EXCLUDE
 
 BATCH_PATH = "/v1/items:batch"
 ID_BYTES = 128 + 16  # an ID as a JSON list element: 128 characters at most, quotes, comma, indentation
@@ -50,7 +51,9 @@ def route_limits(path: str, settings: ServiceSettings, dim: int) -> RouteLimits:
                            s.max_id_vectors * (dim + 4) + FIELDS)
     if path == "/v1/bundles":
         return RouteLimits(s.max_bundle_members * ID_BYTES + SMALL, s.max_bundle_members + FIELDS)
-    if path.endswith("/interactions") or path.endswith("recommendations"):
+    if path.endswith("recommendations"):  # a vector, and the IDs to leave out
+        return RouteLimits(vector + MAX_EXCLUDE * ID_BYTES, dim + MAX_EXCLUDE + FIELDS)
+    if path.endswith("/interactions"):
         return RouteLimits(vector, dim + FIELDS)
     return RouteLimits(SMALL, FIELDS + 64)
 

@@ -229,9 +229,17 @@ class Catalog:
         indptr, rows = self.seen
         return frozenset(rows[indptr[row]: indptr[row + 1]].tolist())
 
-    def top_k(self, user: np.ndarray, k: int, exclude: frozenset[int] = frozenset()) -> list[tuple[str, float, str]]:
+    def rows_of(self, ids: list[str]) -> frozenset[int]:
+        """The index rows of those of ``ids`` it holds."""
+        return frozenset(self.index.row_numbers(ids))
+
+    def top_k(self, user: np.ndarray, k: int, exclude: frozenset[int] = frozenset(), only: str = "all"
+              ) -> list[tuple[str, float, str]]:
+        """The ``k`` best entries for ``user`` without the rows in ``exclude``; ``only``: "warm" (the package's own
+        entries, the index's first rows), "new" (every other: posted or added since) or "all"."""
+        within = {"all": None, "warm": (0, len(self.warm)), "new": (len(self.warm), 2 ** 62)}[only]
         return [(i, s, "id" if i in self.warm or i in self.given else "proxy")
-                for i, s in self.index.search(user, k, exclude)]
+                for i, s in self.index.search(user, k, exclude, within)]
 
     async def give(self, key: str, vector: np.ndarray) -> tuple[str, StoredItem | None]:
         """Serve the recommender's ``vector`` (``entry_vector``'s, or one this space stored) for ``key`` from now on:

@@ -154,13 +154,21 @@ class ItemIndex:
             vecs = self._rows()[[rows[k] for k in found]]
         return found, vecs
 
-    def search(self, query: np.ndarray, k: int, exclude: frozenset[int] = frozenset()) -> list[tuple[str, float]]:
+    def row_numbers(self, item_ids: list[str]) -> list[int]:
+        """The rows of those of ``item_ids`` this index holds."""
+        return [r for r in map(self._row.get, item_ids) if r is not None]
+
+    def search(self, query: np.ndarray, k: int, exclude: frozenset[int] = frozenset(),
+               within: tuple[int, int] | None = None) -> list[tuple[str, float]]:
         """The ``k`` best rows for ``query`` (inner product), leaving out the rows in ``exclude``: the search fetches k
-        + len(exclude) and drops them, so k come back whenever the index holds that many others."""
+        + len(exclude) and drops them, so k come back whenever the index holds that many others. ``within``: only rows
+        in [start, stop), searched exactly (FAISS's range selector over the flat index)."""
         q = np.ascontiguousarray(query[None], dtype=np.float32)
         with self._lock:
-            if self._ann is None:
-                scores, rows = self._flat.search(q, k + len(exclude))
+            if self._ann is None or within is not None:
+                selector = None if within is None else faiss.IDSelectorRange(*within)  # (kept alive for the search)
+                params = None if selector is None else faiss.SearchParameters(sel=selector)
+                scores, rows = self._flat.search(q, k + len(exclude), params=params)
                 return [(self._ids[r], float(s)) for s, r in zip(scores[0], rows[0])
                         if r >= 0 and r not in exclude][:k]
             # stale nodes take about their share of any neighbourhood: fetch k over the live share (not k + every

@@ -1,5 +1,6 @@
 """Recommendations a product can show (issue 44, first part), over real HTTP to the tiny package: a user's
-recommendations leave out what the user interacted with in the package's training data, unless asked not to."""
+recommendations leave out what the user interacted with in the package's training data unless asked not to, and the
+filters (exclude_ids, only new / warm) do what they say."""
 
 from __future__ import annotations
 
@@ -43,3 +44,24 @@ def test_both_indexes_return_k_rows_without_the_excluded_ones():
         hits = [i for i, _ in index.search(q, 20, exclude)]
         assert len(hits) == 20 and not {int(i[1:]) for i in hits} & exclude
     assert len({i for i, _ in hnsw.search(q, 20, exclude)} & {i for i, _ in flat.search(q, 20, exclude)}) >= 18
+
+
+def test_recommendation_filters_do_what_they_say(tiny):
+    for n in range(3):
+        r = tiny.post("/v1/items", json={"item_id": f"filter-new-{n}", "text": f"a striped scarf {n}"})
+        assert r.status_code in (200, 409), r.text
+    new = tiny.post("/v1/recommendations", json={"user_id": "2", "k": 50, "only": "new"}).json()["items"]
+    assert len(new) >= 3 and all(not h["item_id"].startswith("warm-") for h in new)
+    assert {f"filter-new-{n}" for n in range(3)} <= {h["item_id"] for h in new}
+    warm = tiny.get("/v1/users/2/recommendations", params={"k": 50, "only": "warm"}).json()["items"]
+    assert len(warm) == 25 and all(h["item_id"].startswith("warm-") for h in warm)  # 30 warm, 5 of them seen
+    top = [h["item_id"] for h in tiny.post("/v1/recommendations", json={"user_id": "2", "k": 5}).json()["items"]]
+    shown = top[:3] + ["filter-new-0", "not-an-item"]
+    after = tiny.post("/v1/recommendations", json={"user_id": "2", "k": 5, "exclude_ids": shown}).json()["items"]
+    assert len(after) == 5 and not set(shown) & {h["item_id"] for h in after}
+    bad = [({"user_id": "2", "only": "old"}, 422), ({"user_id": "2", "exclude_ids": ["x"] * 1001}, 422),
+           ({"user_id": "2", "exclude_ids": ["x" * 200]}, 422)]
+    for body, status in bad:
+        r = tiny.post("/v1/recommendations", json=body)
+        assert r.status_code == status and r.json()["detail"], (body, r.text)
+    assert tiny.get("/v1/users/2/recommendations", params={"only": "old"}).status_code == 422
