@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from coldproxy.config import ServiceSettings
 from coldproxy.errors import InvalidInput, NotFound, TooLarge
-from service.api.limits import route_limits
+from service.api.limits import SCOPE_KEY
 from service.schemas import UserQuery
 from service.storage.catalog import Catalog
 
@@ -65,8 +65,7 @@ async def read_json(request: Request, model):
     """The request body as ``model``, within the route's limits (``route_limits``: 413 past its bytes or its values).
     Parsed by pydantic's JSON parser in one pass: a ``body: Model`` parameter has FastAPI run ``json.loads`` and then
     validate the Python objects (bench/results/design_measurements.md)."""
-    st = request.app.state.coldproxy
-    limits = route_limits(request.scope["path"], st.settings, st.vector_dim())
+    limits = request.scope[SCOPE_KEY]  # set by ``BodyLimit`` for every request
     check_length(request, limits.bytes)
     raw = await request.body()
     check_values(raw, limits.values)

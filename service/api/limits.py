@@ -21,6 +21,7 @@ from coldproxy.errors import ColdproxyError, TooLarge
 from coldproxy.limits import MAX_EXCLUDE
 
 BATCH_PATH = "/v1/items:batch"
+SCOPE_KEY = "coldproxy.route_limits"  # where ``BodyLimit`` leaves the request's limits for ``read_json``
 ID_BYTES = 128 + 16  # an ID as a JSON list element: 128 characters at most, quotes, comma, indentation
 FLOAT_BYTES = 32  # a float as JSON text ("-1.2345678901234567e-05"), its comma and spaces
 SMALL = 64 * 1024  # fields and a few short lists
@@ -61,7 +62,8 @@ def route_limits(path: str, settings: ServiceSettings, dim: int) -> RouteLimits:
 class BodyLimit:
     """Plain ASGI middleware: raises ``TooLarge`` (413) in the app's own read once the body passes the route's
     limit, and ``TimedOut`` (408) when it is not complete ``body_timeout_s`` after the app first asked for it, so the
-    one error handler answers both. ``dim()``: the largest vector dimension served now."""
+    one error handler answers both. ``dim()``: the largest vector dimension served now. The request's limits are
+    worked out once, here, and left in its scope for the route's own read (``read_json``)."""
 
     def __init__(self, app, settings: ServiceSettings, dim):
         self.app, self.settings, self.dim = app, settings, dim
@@ -69,7 +71,8 @@ class BodyLimit:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        limit = route_limits(scope["path"], self.settings, self.dim()).bytes
+        limits = scope[SCOPE_KEY] = route_limits(scope["path"], self.settings, self.dim())
+        limit = limits.bytes
         seen, complete, deadline = 0, False, None
         loop = asyncio.get_running_loop()
 
