@@ -38,7 +38,7 @@ from pydantic import BaseModel
 from coldproxy.anchors import AnchorIndex, unit_rows
 from coldproxy.graph_io import BUNDLE_GATE_INPUTS, BUNDLE_GATE_OUTPUTS, SAMPLER_INPUTS
 from coldproxy.errors import PackageError
-from coldproxy.package import read_manifest, verify_files
+from coldproxy.package import read_manifest, seen_of, verify_files
 from coldproxy.ort import make_session
 
 SCHEMA_VERSION = 3  # 2: the cold calibration and its size-prior component; 3: the per-user placement component
@@ -117,6 +117,7 @@ class BundlePackage:
     path: Path
     manifest: BundlePackageManifest
     arrays: dict[str, np.ndarray]
+    seen: tuple[np.ndarray, np.ndarray] | None = None  # users' training bundles as rows of bundle_ids (CSR); None: not kept
 
     @property
     def version(self) -> str:
@@ -136,6 +137,7 @@ def load_bundle_package(path: Path) -> BundlePackage:
         if missing:
             raise PackageError(f"embeddings.npz lacks {sorted(missing)}")
         a = {k: z[k] for k in ARRAYS}
+        seen = seen_of(z, len(a["user_ids"]), len(a["bundle_ids"]))
     for k in ARRAYS:
         if a[k].dtype.kind == "f":
             a[k] = a[k].astype(np.float32)
@@ -147,7 +149,7 @@ def load_bundle_package(path: Path) -> BundlePackage:
     for k, shape in shapes.items():
         if a[k].shape != shape:
             raise PackageError(f"embeddings.npz: {k} is {a[k].shape}, the manifest and id lists say {shape}")
-    return BundlePackage(path, m, a)
+    return BundlePackage(path, m, a, seen)
 
 
 @dataclass

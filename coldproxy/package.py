@@ -190,6 +190,19 @@ def load_package(path: Path) -> ModelPackage:
     return package
 
 
+def seen_table(n_users: int, n_items: int, served: np.ndarray, train) -> tuple[np.ndarray, np.ndarray]:
+    """Each of ``n_users`` users' training interactions as rows of ``served`` (the package's items or bundles), in CSR
+    form (indptr, rows), as ``seen_of`` reads them back: what recommendations leave out for the user by default."""
+    row_of = np.full(n_items, -1, np.int64)
+    row_of[served] = np.arange(len(served))
+    rows = row_of[train.items]
+    keep = (rows >= 0) & (train.users < n_users)
+    users, rows = train.users[keep].astype(np.int64), rows[keep]
+    order = np.lexsort((rows, users))
+    users, rows = users[order], rows[order]
+    return np.searchsorted(users, np.arange(n_users + 1)).astype(np.int64), rows
+
+
 def seen_of(z, n_users: int, n_items: int) -> tuple[np.ndarray, np.ndarray] | None:
     """The users' training interactions kept in the embeddings file (``seen_indptr``, ``seen_items``), checked; None
     when the file has none."""

@@ -21,7 +21,7 @@ from coldproxy.bundle_package import FILES, BundleEmbedder, BundlePackageManifes
 from coldproxy.config import BundleSettings
 from coldproxy.errors import ParityError
 from coldproxy.graph_io import BUNDLE_GATE_INPUTS, SAMPLER_INPUTS
-from coldproxy.package import sha256_file, write_manifest
+from coldproxy.package import seen_table, sha256_file, write_manifest
 from export.graphs import export_bundle_gate, export_sampler, parity
 from export.package import package_version, replace_dir, staging_dir
 from models.bundles.train import BundleModel
@@ -50,7 +50,8 @@ def build_bundle_package(model: BundleModel, settings: BundleSettings, out: Path
              item_ids=np.arange(d.n_items).astype(str), item_prior=model.prior.iI.astype(np.float32),
              item_diffusion=vd.item_diffusion, item_composition=model.comp.astype(np.float32), item_counts=d.item_counts(),
              bundle_ids=warm.astype(str), bundle_emb=served[warm], bundle_condition=vd.condition[warm],
-             bundle_prior=model.prior.bB[warm].astype(np.float32))
+             bundle_prior=model.prior.bB[warm].astype(np.float32),
+             **dict(zip(("seen_indptr", "seen_items"), seen_table(d.n_users, d.n_bundles, warm, d.train))))
 
     rng = np.random.default_rng(settings.seed)
     new = np.setdiff1d(np.arange(d.n_bundles), warm)

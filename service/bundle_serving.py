@@ -18,7 +18,8 @@ from service.storage.catalog import Catalog
 from service.engine.graph_threads import Admission
 from service.metrics import Metrics
 from service.schemas import BundleOut
-from service.storage.store import StoredItem, open_store
+from service.storage.records import StoredItem
+from service.storage.store import open_store
 
 
 class BundleServing:
@@ -37,7 +38,7 @@ class BundleServing:
                                [str(b) for b in arrays["bundle_ids"]], arrays["bundle_emb"], store, metrics,
                                settings.local_reads, space=self.version, max_user_norm=settings.max_user_norm,
                                norm_slack=settings.vector_norm_slack,  # its own space: the package's version
-                               store_lookups=settings.max_store_lookups)
+                               store_lookups=settings.max_store_lookups, seen=self.package.seen)
         try:
             await self.catalog.start()
         except Exception:

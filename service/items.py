@@ -1,6 +1,6 @@
 """The item write path, below the routes: a ``NewItem`` (however it arrived) -> the ONNX pipeline
 (through the micro-batcher) -> Redis and this replica's index; and the warm-up path that re-gates a
-stored item when its interaction count (or ID embedding) arrives. Failures are ``ColdproxyError``s.
+stored item when its interaction count (or ID embedding) arrives; and take-downs. Failures are ``ColdproxyError``s.
 """
 
 from __future__ import annotations
@@ -235,3 +235,22 @@ async def record_interactions(serving: Serving, item_id: str, count: int, id_emb
         except ColdproxyError as exc:
             log.warning("warm-up of %s not applied to %s: %s", item_id, target.version, exc.detail)
     return item_out(serving, item_id, emb, rec.modalities, rec.fusion_weights, weights, count)
+
+
+async def take_down(serving: Serving, item_id: str) -> None:
+    """Delete a new item (its stored vector and kept features) or hide a warm one, on every replica and in the
+    package being rolled out (after the serving one, so a retry after a failure reaches both); ``NotFound`` when
+    neither held it visibly (a second DELETE)."""
+    removed = await serving.items.delete(item_id)
+    if serving.shadow is not None:
+        removed = await serving.shadow.take_down(item_id) or removed
+    if not removed:
+        raise NotFound(f"no item {item_id} to take down (unknown, or already taken down)")
+
+
+async def restore(serving: Serving, item_id: str) -> None:
+    """Show a hidden warm item again, on every replica; ``NotFound`` when it is not hidden."""
+    if not await serving.items.restore(item_id):
+        raise NotFound(f"item {item_id} is not hidden")
+    if serving.shadow is not None and item_id in serving.shadow.target.items.warm:
+        await serving.shadow.target.items.restore(item_id)

@@ -103,8 +103,10 @@ def reembed(target: "Serving", ids: list[str], kept: dict[str, KeptFeatures]) ->
 
 
 async def _store(target: "Serving", records: dict[str, object], report: BackfillReport) -> int:
-    """Write re-embedded records without overwriting; returns how many were already there."""
-    metric, refused = target.metrics.reembedded, 0
+    """Write re-embedded records without overwriting; returns how many were already there. An item deleted while it
+    was re-embedded (its kept features gone: a DELETE removes them with the serving package's copy, before the
+    target's) is deleted from the target again, so no take-down is undone by a backfill."""
+    metric, refused, written = target.metrics.reembedded, 0, []
     for item_id, record in records.items():
         if isinstance(record, Exception):
             log.error("re-embedding %s for %s failed: %s", item_id, target.version, record)
@@ -113,9 +115,14 @@ async def _store(target: "Serving", records: dict[str, object], report: Backfill
         elif await target.items.put(item_id, record, overwrite=False):
             report.reembedded += 1
             metric.labels(target.version, "reembedded").inc()
+            written.append(item_id)
         else:
             refused += 1
             metric.labels(target.version, "present").inc()
+    if written:
+        for item_id, kept in zip(written, await target.items.store.features.exists_many(written)):
+            if not kept:
+                await target.items.delete(item_id)
     return refused
 
 
@@ -194,6 +201,8 @@ async def backfill_bundles(source: "Serving", target: "Serving", report: Backfil
         try:
             await new.create(bundle_id, [m for m in members if m], False, max(1, len(members)))
             report.bundles_reembedded += 1
+            if await old.catalog.store.get_record(bundle_id) is None:  # deleted meanwhile: no take-down undone
+                await new.catalog.delete(bundle_id)
         except Conflict:
             report.bundles_present += 1
         except ColdproxyError as exc:
@@ -234,6 +243,18 @@ class Shadow:
             await new.create(bundle_id, item_ids, overwrite, max_members)
         except ColdproxyError as exc:
             log.warning("bundle %s not written for %s: %s", bundle_id, new.version, exc.detail)
+
+
+    async def take_down(self, item_id: str) -> bool:
+        """An item deleted from the serving package, deleted from (or hidden in) the target's too, after it; whether
+        the target held it. Errors are the DELETE's: a retry reaches the target even when the serving one is done."""
+        return await self.target.items.delete(item_id)
+
+    async def take_down_bundle(self, bundle_id: str) -> bool:
+        new = self.target.bundles
+        if new is None or new.version == getattr(self.source_bundles, "version", None):
+            return False
+        return await new.catalog.delete(bundle_id)
 
 
 class Rollout:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, model_validator
@@ -111,14 +112,35 @@ class RankIn(UserQuery):
     item_ids: list[str] = Field(min_length=1, max_length=MAX_LIST, description="at most COLDPROXY_MAX_CANDIDATES")
 
 
-class RecommendIn(UserQuery):
-    k: int = Field(10, ge=1, description="how many items (at most COLDPROXY_MAX_K)")
-    exclude_seen: bool = Field(True, description="for a user_id: leave out the items the user interacted with in the "
+class RecommendFilters(BaseModel):
+    """What a recommendation leaves out (items and bundles alike)."""
+
+    exclude_seen: bool = Field(True, description="for a user_id: leave out what the user interacted with in the "
                                "package's training data (a package exported before they were kept has none)")
+    only: Literal["new", "warm", "all"] = Field("all", description="new: only those posted (or added) since the "
+                                                "package -- a cold-start exploration slot; warm: only the package's own; all")
+    created_after: datetime | None = Field(None, description="only those first stored after this time (ISO 8601, UTC "
+                                           "when no zone is given, or epoch seconds); the package's own have no such "
+                                           "time and are left out")
+
+    @property
+    def after(self) -> float | None:
+        """``created_after`` as epoch seconds."""
+        t = self.created_after
+        if t is None:
+            return None
+        return (t if t.tzinfo is not None else t.replace(tzinfo=timezone.utc)).timestamp()
+
+
+class RecommendBody(UserQuery, RecommendFilters):
+    """A recommendation request's body: the filters of the GET's query, and a list of IDs to leave out."""
+
     exclude_ids: list[Annotated[str, Field(max_length=128)]] = Field(
-        default_factory=list, max_length=MAX_EXCLUDE, description="items to leave out (those the client already shows)")
-    only: Literal["new", "warm", "all"] = Field("all", description="new: only items posted (or added) since the package "
-                                                "-- a cold-start exploration slot; warm: only the package's own; all")
+        default_factory=list, max_length=MAX_EXCLUDE, description="IDs to leave out (what the client already shows)")
+
+
+class RecommendIn(RecommendBody):
+    k: int = Field(10, ge=1, description="how many items (at most COLDPROXY_MAX_K)")
 
 
 class Scored(BaseModel):
@@ -220,7 +242,7 @@ class BundleRankIn(UserQuery):
     bundle_ids: list[str] = Field(min_length=1, max_length=MAX_LIST, description="at most COLDPROXY_MAX_CANDIDATES")
 
 
-class BundleRecommendIn(UserQuery):
+class BundleRecommendIn(RecommendBody):
     k: int = Field(10, ge=1, description="how many bundles (at most COLDPROXY_MAX_K)")
 
 

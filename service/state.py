@@ -35,7 +35,8 @@ from service.metrics import Metrics
 from service.engine.pipeline import Embedded, ProxyPipeline
 from service.storage.kept_features import FeatureStore
 from service.storage.memory import MemoryStore
-from service.storage.store import StoredItem, open_store
+from service.storage.records import StoredItem
+from service.storage.store import open_store
 
 log = logging.getLogger("coldproxy")
 

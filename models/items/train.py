@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from coldproxy.id_space import normalise_rows
+from coldproxy.package import seen_table
 from models.data import ColdStartSplit, Dataset, cold_start_split
 from models.given_space import GivenSpace, diagnostics, load_training_data, training_vectors
 from models.evaluate import evaluate_split, validation_cold_ndcg
@@ -85,19 +86,6 @@ class TrainResult:
         if not self.space.ranking:
             return [], np.zeros((0, self.user_emb.shape[1]), np.float32), items, self.space.item_emb[items]
         return self.dataset.user_ids, self.user_emb, items, self.space.item_emb[items]
-
-
-def seen_table(n_users: int, n_items: int, served: np.ndarray, train) -> tuple[np.ndarray, np.ndarray]:
-    """Each of ``n_users`` users' training interactions as rows of ``served`` (the package's items), in CSR form
-    (indptr, rows): what recommendations leave out for the user by default."""
-    row_of = np.full(n_items, -1, np.int64)
-    row_of[served] = np.arange(len(served))
-    rows = row_of[train.items]
-    keep = (rows >= 0) & (train.users < n_users)
-    users, rows = train.users[keep].astype(np.int64), rows[keep]
-    order = np.lexsort((rows, users))
-    users, rows = users[order], rows[order]
-    return np.searchsorted(users, np.arange(n_users + 1)).astype(np.int64), rows
 
 
 def build_generator(features: Features, split: ColdStartSplit, item_emb: np.ndarray, settings) -> ProxyGenerator:

@@ -15,7 +15,7 @@ from coldproxy.ids import check_id
 from service.api.http import fast_json, fetch, json_body, rank_in, read_json, top_k_in
 from service.bundle_serving import BundleServing
 from service.schemas import (BundleEmbeddingOut, BundleIn, BundleOut, BundleRankIn, BundleRankOut, BundleRecommendIn,
-                             BundleRecommendOut, UserQuery)
+                             BundleRecommendOut, RecommendFilters, UserQuery)
 from service.state import READ, WRITE, AppState, Live, Serving, access
 
 router = APIRouter()
@@ -59,9 +59,10 @@ async def rank_bundles(request: Request, st: AppState, sv: Live) -> Response:
     return fast_json({"user_id": body.user_id, "model_version": bundles.version, "missing": missing, "scores": scores})
 
 
-def bundle_recommendations(st: AppState, sv: Serving, query: UserQuery, k: int) -> Response:
+def bundle_recommendations(st: AppState, sv: Serving, query: UserQuery, k: int, filters: RecommendFilters,
+                           exclude_ids: list[str] = ()) -> Response:
     bundles = bundles_of(sv)
-    hits = top_k_in(bundles.catalog, query, k, st.settings)
+    hits = top_k_in(bundles.catalog, query, k, st.settings, filters, exclude_ids)
     return fast_json({"user_id": query.user_id, "model_version": bundles.version,
                       "bundles": [{"bundle_id": b, "score": sc, "source": src} for b, sc, src in hits]})
 
@@ -70,12 +71,40 @@ def bundle_recommendations(st: AppState, sv: Serving, query: UserQuery, k: int) 
              dependencies=[access(READ)])
 async def recommend_bundles_post(request: Request, st: AppState, sv: Live) -> Response:
     """The k best bundles for a user ID or a user vector of the bundle package's space (its own users' form,
-    which ends in the placement terms: see the README's bundle section); id_space names that package's version."""
+    which ends in the placement terms: see the README's bundle section); id_space names that package's version. The
+    filters are those of ``POST /v1/recommendations``: by default none of the user's training bundles."""
     body = await read_json(request, BundleRecommendIn)
-    return bundle_recommendations(st, sv, body, body.k)
+    return bundle_recommendations(st, sv, body, body.k, body, body.exclude_ids)
 
 
 @router.get("/v1/users/{user_id}/bundle-recommendations", response_model=BundleRecommendOut,
             dependencies=[access(READ)])
-async def recommend_bundles(user_id: str, st: AppState, sv: Live, k: Annotated[int, Query(ge=1)] = 10) -> Response:
-    return bundle_recommendations(st, sv, UserQuery.model_construct(user_id=user_id, user_embedding=None, id_space=None), k)
+async def recommend_bundles(user_id: str, st: AppState, sv: Live, filters: Annotated[RecommendFilters, Query()],
+                            k: Annotated[int, Query(ge=1)] = 10) -> Response:
+    return bundle_recommendations(st, sv, UserQuery.model_construct(user_id=user_id, user_embedding=None, id_space=None),
+                                  k, filters)
+
+
+@router.delete("/v1/bundles/{bundle_id}", status_code=204, dependencies=[access(WRITE)],
+               responses={404: {"description": "no such bundle, or already taken down"}})
+async def delete_bundle(bundle_id: str, sv: Live) -> Response:
+    """Take a bundle down, as ``DELETE /v1/items/{id}`` an item: a posted bundle is deleted, a warm one of the package
+    hidden (``POST /v1/bundles/{id}/restore``). 204; a second DELETE answers 404."""
+    bundles = bundles_of(sv)
+    check_id(bundle_id, "bundle_id")
+    removed = await bundles.catalog.delete(bundle_id)
+    if sv.shadow is not None:
+        removed = await sv.shadow.take_down_bundle(bundle_id) or removed
+    if not removed:
+        raise NotFound(f"no bundle {bundle_id} to take down (unknown, or already taken down)")
+    return Response(status_code=204)
+
+
+@router.post("/v1/bundles/{bundle_id}/restore", status_code=204, dependencies=[access(WRITE)],
+             responses={404: {"description": "not a hidden warm bundle"}})
+async def restore_bundle(bundle_id: str, sv: Live) -> Response:
+    bundles = bundles_of(sv)
+    check_id(bundle_id, "bundle_id")
+    if not await bundles.catalog.restore(bundle_id):
+        raise NotFound(f"bundle {bundle_id} is not hidden")
+    return Response(status_code=204)

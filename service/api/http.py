@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from coldproxy.config import ServiceSettings
 from coldproxy.errors import InvalidInput, NotFound, TooLarge
 from service.api.limits import SCOPE_KEY
-from service.schemas import UserQuery
+from service.schemas import RecommendFilters, UserQuery
 from service.storage.catalog import Catalog
 
 
@@ -106,11 +106,15 @@ async def rank_in(st, catalog: Catalog, query: UserQuery, ids: list[str], row) -
     return await to_thread.run_sync(work, limiter=st.heavy_reads)
 
 
-def top_k_in(catalog: Catalog, query: UserQuery, k: int, settings: ServiceSettings, exclude_seen: bool = False,
-             exclude_ids: list[str] = (), only: str = "all"):
-    """The ``k`` best entries for the query's user; with ``exclude_seen``, none of the user's training interactions,
-    and none of ``exclude_ids``; ``only``: warm, new or all entries (``Catalog.top_k``)."""
+def top_k_in(catalog: Catalog, query: UserQuery, k: int, settings: ServiceSettings, filters: RecommendFilters,
+             exclude_ids: list[str] = ()):
+    """The ``k`` best entries for the query's user that pass ``filters`` (with ``exclude_seen``, none of the user's
+    training interactions; ``only`` warm, new or all entries; ``created_after``) and none of ``exclude_ids``
+    (``Catalog.top_k``)."""
     if k > settings.max_k:
         raise InvalidInput(f"k must be at most {settings.max_k}")
-    exclude = (catalog.seen_rows(query.user_id) if exclude_seen else frozenset()) | catalog.rows_of(list(exclude_ids))
-    return catalog.top_k(catalog.query_vector(query.user_id, query.user_embedding, query.id_space), k, exclude, only)
+    user = catalog.query_vector(query.user_id, query.user_embedding, query.id_space)
+    exclude = catalog.seen_rows(query.user_id) if filters.exclude_seen else frozenset()
+    if exclude_ids:
+        exclude = exclude | catalog.rows_of(list(exclude_ids))
+    return catalog.top_k(user, k, exclude, filters.only, filters.after)

@@ -1,6 +1,6 @@
 """Item routes (v1): POST /v1/items (multipart or JSON), POST /v1/items:batch, POST
-/v1/items/{id}/interactions, PUT /v1/items:id-embeddings (the recommender's own vectors) and GET
-/v1/items/{id}/embedding. Handlers parse and answer; the write path itself is ``service.items``."""
+/v1/items/{id}/interactions, PUT /v1/items:id-embeddings (the recommender's own vectors), GET
+/v1/items/{id}/embedding, and take-downs: DELETE /v1/items/{id}, POST /v1/items/{id}/restore. Handlers parse and answer; the write path itself is ``service.items``."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from coldproxy.config import ServiceSettings
 from coldproxy.errors import BadRequest, ColdproxyError, InvalidInput, TooLarge, UnsupportedMediaType
 from coldproxy.ids import ID_PATTERN, check_id
 from service.api.http import check_length, fast_json, fetch, json_body, read_json
-from service.items import NewItem, ingest, ingest_many, record_interactions, replay, sync_id_vectors
+from service.items import (NewItem, ingest, ingest_many, record_interactions, replay, restore, sync_id_vectors,
+                           take_down)
 from service.schemas import (BatchOut, BatchResult, EmbeddingOut, IdVectorsIn, IdVectorsOut, InteractionsIn, ItemJSON,
                              ItemOut, ItemsBatchIn)
 from service.state import READ, WRITE, AppState, Live, access
@@ -148,3 +149,26 @@ async def get_embedding(item_id: str, sv: Live) -> Response:
     check_id(item_id)
     emb, source = await fetch(sv.items, item_id, "item")
     return fast_json({"item_id": item_id, "bundle_version": sv.version, "source": source, "embedding": emb.tolist()})
+
+
+@router.delete("/v1/items/{item_id}", status_code=204, dependencies=[access(WRITE)],
+               responses={404: {"description": "no such item, or already taken down"}})
+async def delete_item(item_id: str, sv: Live) -> Response:
+    """Take an item down (out of stock, posted by mistake, a policy or privacy request): a new item's stored vector
+    and kept content features are deleted (a rollout will not re-embed it; POST it again to bring it back); a warm
+    item of the package is hidden (``POST /v1/items/{id}/restore`` shows it again), also in later packages. Every
+    replica drops it within the sync delay: GET answers 404, rank lists it in ``missing``, recommendations leave it
+    out. 204 when taken down; a second DELETE answers 404."""
+    check_id(item_id)
+    await take_down(sv, item_id)
+    return Response(status_code=204)
+
+
+@router.post("/v1/items/{item_id}/restore", status_code=204, dependencies=[access(WRITE)],
+             responses={404: {"description": "not a hidden warm item"}})
+async def restore_item(item_id: str, sv: Live) -> Response:
+    """Show a warm item that ``DELETE /v1/items/{id}`` hid again, on every replica. 404 when it is not hidden (a
+    deleted new item has no vector left: POST it again)."""
+    check_id(item_id)
+    await restore(sv, item_id)
+    return Response(status_code=204)

@@ -6,13 +6,13 @@ serving package, whose space it was checked against; every answer names the vers
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from service.api.http import fast_json, json_body, rank_in, read_json, top_k_in
-from service.schemas import RankIn, RankOut, RecommendIn, RecommendOut, UserQuery
+from service.schemas import RankIn, RankOut, RecommendFilters, RecommendIn, RecommendOut, UserQuery
 from service.state import READ, AppState, access
 
 router = APIRouter()
@@ -28,10 +28,10 @@ async def rank(request: Request, st: AppState) -> Response:
     return fast_json({"user_id": body.user_id, "bundle_version": sv.version, "missing": missing, "scores": scores})
 
 
-def recommendations(st: AppState, query: UserQuery, k: int, exclude_seen: bool, exclude_ids: list[str] = (),
-                    only: str = "all") -> Response:
+def recommendations(st: AppState, query: UserQuery, k: int, filters: RecommendFilters,
+                    exclude_ids: list[str] = ()) -> Response:
     sv = st.serving_for(query.user_id)
-    hits = top_k_in(sv.items, query, k, st.settings, exclude_seen, exclude_ids, only)
+    hits = top_k_in(sv.items, query, k, st.settings, filters, exclude_ids)
     st.metrics.answers.labels("recommend", sv.version).inc()
     return fast_json({"user_id": query.user_id, "bundle_version": sv.version,
                       "items": [{"item_id": i, "score": sc, "source": src} for i, sc, src in hits]})
@@ -43,17 +43,15 @@ async def recommend_post(request: Request, st: AppState) -> Response:
     """The k best items for a user ID or a user vector of the package's ID space; for a user ID, none the user
     interacted with in the package's training data (``exclude_seen``, on by default); none of ``exclude_ids`` (what
     the client already shows); ``only`` new items (posted since the package: a cold-start exploration slot), only the
-    package's warm ones, or all."""
+    package's warm ones, or all; only items first stored after ``created_after``. Items taken down
+    (``DELETE /v1/items/{id}``) are never recommended."""
     body = await read_json(request, RecommendIn)
-    return recommendations(st, body, body.k, body.exclude_seen, body.exclude_ids, body.only)
+    return recommendations(st, body, body.k, body, body.exclude_ids)
 
 
 @router.get("/v1/users/{user_id}/recommendations", response_model=RecommendOut, dependencies=[access(READ)])
-async def recommend(user_id: str, st: AppState, k: Annotated[int, Query(ge=1)] = 10,
-                    exclude_seen: Annotated[bool, Query(description="leave out the items the user interacted with in "
-                                                        "the package's training data")] = True,
-                    only: Annotated[Literal["new", "warm", "all"], Query(description="new items only (posted since the "
-                                                                         "package), the package's warm ones, or all")] = "all"
-                    ) -> Response:
+async def recommend(user_id: str, st: AppState, filters: Annotated[RecommendFilters, Query()],
+                    k: Annotated[int, Query(ge=1)] = 10) -> Response:
+    """``POST /v1/recommendations`` for a user ID, its filters as query parameters."""
     return recommendations(st, UserQuery.model_construct(user_id=user_id, user_embedding=None, id_space=None), k,
-                           exclude_seen, (), only)
+                           filters)

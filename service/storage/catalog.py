@@ -27,7 +27,8 @@ from coldproxy.ids import ID_RE
 
 from service.storage.index import ItemIndex
 from service.metrics import Metrics
-from service.storage.store import RedisStore, StoredItem
+from service.storage.records import StoredItem
+from service.storage.store import RedisStore
 from service.storage.sync import IndexSync
 
 log = logging.getLogger("coldproxy.catalog")
@@ -74,9 +75,10 @@ class Catalog:
         if score == "cosine":  # every vector is made unit-length: its norm says nothing (it must be finite)
             self.max_user_norm = self.max_entry_norm = float("inf")
         self.given: set[str] = set()  # entries whose vector the recommender gave (not the package's warm ones)
+        self.hidden: set[str] = set()  # warm entries taken down (the store's hidden set, as this replica last read it)
         self._warm_owned = False  # warm_emb is the package's array until a warm entry gets a new vector
         self.index = ItemIndex(warm_emb.shape[1], **(index_options or {}))
-        self.index.upsert(list(warm_ids), warm_emb)
+        self.index.upsert(list(warm_ids), warm_emb, posted=0.0)  # no posting time: never "posted after" one
         self.sync = IndexSync(store, self.index, metrics, self.warm, name, self)
 
     async def start(self) -> int:
@@ -138,7 +140,41 @@ class Catalog:
         if not self._warm_owned:
             self.warm_emb, self._warm_owned = self.warm_emb.copy(), True
         self.warm_emb[[self.warm[i] for i in ids]] = vectors
-        self.index.upsert(ids, vectors)
+        shown = [k for k, i in enumerate(ids) if i not in self.hidden]  # a hidden one stays out of the index
+        self.index.upsert([ids[k] for k in shown], vectors[shown])
+
+    def show(self, ids: list[str], hidden: list[bool]) -> None:
+        """Apply the take-downs of warm entries ``ids``: out of the index and lookups where ``hidden``, back where
+        not."""
+        down = [i for i, h in zip(ids, hidden) if h and i not in self.hidden]
+        back = [i for i, h in zip(ids, hidden) if not h and i in self.hidden]
+        self.index.remove(down)
+        self.hidden.update(down)
+        if back:
+            self.hidden.difference_update(back)
+            self.index.upsert(back, self.warm_emb[[self.warm[i] for i in back]], posted=0.0)
+
+    async def delete(self, key: str) -> bool:
+        """Take ``key`` down on every replica: a cold entry's stored vector (and kept features) are removed, a warm
+        one is hidden (the package cannot change; ``restore`` shows it again). False when there was nothing to
+        take down. Raises ``StoreUnavailable``."""
+        if key in self.warm:
+            changed = await self.store.set_hidden(key, True)
+            self.show([key], [True])
+            return changed
+        removed = await self.store.delete(key)
+        self.sync.drop([key])
+        return removed
+
+    async def restore(self, key: str) -> bool:
+        """Show a hidden warm entry again on every replica; False when it was not hidden. Raises ``NotFound`` for
+        an ID that is not one of the package's (a deleted new entry has no vector left: POST it again)."""
+        if key not in self.warm:
+            raise NotFound(f"{key} is not one of the model package's {self.name}: only those can be restored "
+                           "(post a deleted new one again)")
+        changed = await self.store.set_hidden(key, False)
+        self.show([key], [False])
+        return changed
 
     async def gather(self, ids: list[str]) -> Found:
         """The known ones among ``ids``: warm from the model; cold from this replica's index when it holds
@@ -157,12 +193,12 @@ class Catalog:
         """Where ``ids`` are held in memory: (positions and rows of the warm ones, positions and vectors of those this
         replica's index holds, positions of the valid rest, to look up in Redis)."""
         warm_pos, warm_rows, rest = [], [], []
-        get = self.warm.get
+        get, hidden = self.warm.get, self.hidden
         for k, i in enumerate(ids):
             r = get(i)
             if r is None:
                 rest.append(k)
-            else:
+            elif not (hidden and i in hidden):  # a hidden one is unknown (and not looked for in the store)
                 warm_pos.append(k)
                 warm_rows.append(r)
         rest = [k for k in rest if ID_RE.fullmatch(ids[k])]
@@ -233,13 +269,14 @@ class Catalog:
         """The index rows of those of ``ids`` it holds."""
         return frozenset(self.index.row_numbers(ids))
 
-    def top_k(self, user: np.ndarray, k: int, exclude: frozenset[int] = frozenset(), only: str = "all"
-              ) -> list[tuple[str, float, str]]:
+    def top_k(self, user: np.ndarray, k: int, exclude: frozenset[int] = frozenset(), only: str = "all",
+              after: float | None = None) -> list[tuple[str, float, str]]:
         """The ``k`` best entries for ``user`` without the rows in ``exclude``; ``only``: "warm" (the package's own
-        entries, the index's first rows), "new" (every other: posted or added since) or "all"."""
+        entries, the index's first rows), "new" (every other: posted or added since) or "all"; ``after``: only
+        entries first stored after that time (epoch seconds; never the package's warm ones)."""
         within = {"all": None, "warm": (0, len(self.warm)), "new": (len(self.warm), 2 ** 62)}[only]
         return [(i, s, "id" if i in self.warm or i in self.given else "proxy")
-                for i, s in self.index.search(user, k, exclude, within)]
+                for i, s in self.index.search(user, k, exclude, within, after)]
 
     async def give(self, key: str, vector: np.ndarray) -> tuple[str, StoredItem | None]:
         """Serve the recommender's ``vector`` (``entry_vector``'s, or one this space stored) for ``key`` from now on:
@@ -271,7 +308,8 @@ class Catalog:
         """Every stored entry whose vector the recommender gave, and that vector. Raises ``StoreUnavailable``."""
         ids, out = await self.store.all_ids(), {}
         for start in range(0, len(ids), chunk):
-            out |= {i: v for i, (v, g) in (await self.store.get_many_sourced(ids[start: start + chunk])).items() if g}
+            out |= {i: e.vector for i, e in (await self.store.get_many_sourced(ids[start: start + chunk])).items()
+                    if e.given}
         return out
 
     async def put(self, key: str, record: StoredItem, overwrite: bool, features: np.ndarray | None = None,

@@ -73,14 +73,14 @@ class ClusterStore(RedisStore):
         except Exception as exc:
             raise StoreUnavailable(str(exc)) from exc
 
-    async def _fetch_embeddings(self, item_ids: list[str], chunk: int = 2000) -> list[tuple[bytes | None, bytes | None]]:
-        """A pipeline of HMGETs of ``emb`` and ``src`` (split by node): a script's keys would all have to share one
-        slot."""
-        out: list[tuple[bytes | None, bytes | None]] = []
+    async def _fetch_embeddings(self, item_ids: list[str], chunk: int = 2000) -> list[tuple[bytes | None, ...]]:
+        """A pipeline of HMGETs of ``emb``, ``src`` and ``posted_at`` (split by node): a script's keys would all have
+        to share one slot."""
+        out: list[tuple[bytes | None, ...]] = []
         for start in range(0, len(item_ids), chunk):
             async with self.client.pipeline(transaction=False) as pipe:
                 for i in item_ids[start: start + chunk]:
-                    pipe.hmget(self.item_key(i), "emb", "src")
+                    pipe.hmget(self.item_key(i), "emb", "src", "posted_at")
                 out += [tuple(r) for r in await pipe.execute()]
         return out
 

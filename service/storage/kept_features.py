@@ -73,6 +73,18 @@ class FeatureStore:
         pipe.hset(self.key(item_id), mapping={"features": features.astype(self.dtype).tobytes(), "dtype": self.dtype.name})
         pipe.sadd(f"{self._part(item_id)}:items", item_id)
 
+    def forget(self, pipe, item_id: str) -> None:
+        """Add the removal of ``item_id``'s features to a transaction (a deleted item is never re-embedded)."""
+        pipe.delete(self.key(item_id))
+        pipe.srem(f"{self._part(item_id)}:items", item_id)
+
+    async def exists_many(self, item_ids: list[str]) -> list[bool]:
+        """Which of ``item_ids`` still have kept features."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            for i in item_ids:
+                pipe.exists(self.key(i))
+            return [bool(n) for n in await pipe.execute()]
+
     async def note_warm_up(self, item_id: str, interactions: int, id_embedding: np.ndarray | None,
                            id_fingerprint: str) -> bool:
         """Record the item's interaction count (and ID embedding) beside its features, if it has any."""

@@ -1,7 +1,7 @@
 """Proxy-embedding store in Redis, keyed by model package version and item ID.
 
 Key layout (``P`` = prefix, ``V`` = model package version):
-* ``P:V:item:<item_id>`` — hash {emb: float32 bytes, modalities, created_at}, plus the experts'
+* ``P:V:item:<item_id>`` — hash {emb: float32 bytes, modalities, created_at (last write), posted_at (first)}, plus the experts'
   outputs (``proxy``, ``diffusion``) and ``interactions`` when the package has a cold-aware gate, and
   ``src: id`` when ``emb`` is the recommender's own vector for the item (``PUT /v1/items:id-embeddings``);
   a warm item of the package has a hash only when the recommender's vector for it was updated so
@@ -9,7 +9,10 @@ Key layout (``P`` = prefix, ``V`` = model package version):
 * ``P:V:events`` — a Redis Stream with an entry {id, origin} for every item written, added in the
   write's own transaction, so other replicas index it from where they last read (a resume position
   survives disconnects and failovers; ``origin`` identifies the writing store). Trimmed to about
-  ``COLDPROXY_SYNC_STREAM_MAXLEN`` entries; a replica that fell further behind reloads the set.
+  ``COLDPROXY_SYNC_STREAM_MAXLEN`` entries; a replica that fell further behind reloads the set. A deletion
+  (``DELETE /v1/items/{id}``) and a hidden or restored warm item are announced alike: an event says only which item
+  changed, and a replica reads what the store holds for it now.
+* ``P:hidden`` — set of the package's warm IDs taken down (hidden), across versions: a rollout keeps them hidden
 
 Content features (``service.engine.features``), kept so that a new model package with the same encoders can
 re-embed every stored item (``service.rollout``), live outside the version, under the encoders' fingerprint ``F``:
@@ -28,7 +31,6 @@ import logging
 import time
 import uuid
 from urllib.parse import urlsplit, urlunsplit
-from dataclasses import dataclass, field
 
 import numpy as np
 import redis.asyncio as aioredis
@@ -36,6 +38,7 @@ from redis.exceptions import ResponseError, WatchError
 
 from coldproxy.errors import StoreUnavailable
 from coldproxy.ids import ID_RE
+from service.storage.records import FROM_RECOMMENDER, Entry, StoredItem, check_vector, same_write
 
 log = logging.getLogger("coldproxy.store")
 
@@ -91,82 +94,16 @@ async def scan_members(client, keys: list[str], count: int = 10_000) -> list[str
     return sorted(filter(None, map(stored_id, out)))
 
 
-def check_vector(emb: np.ndarray, dim: int) -> None:
-    """Nothing but finite vectors of the package's dimension is ever stored."""
-    if emb.shape != (dim,) or not np.isfinite(emb).all():
-        raise ValueError(f"refusing to store a {emb.shape} vector with non-finite values or a dim other than {dim}")
-
-
 HGET_EMB = """
 local out = {}
 for i, key in ipairs(KEYS) do
-  local v = redis.call('HMGET', key, 'emb', 'src')
-  out[2 * i - 1] = v[1] or false
-  out[2 * i] = v[2] or false
+  local v = redis.call('HMGET', key, 'emb', 'src', 'posted_at')
+  out[3 * i - 2] = v[1] or false
+  out[3 * i - 1] = v[2] or false
+  out[3 * i] = v[3] or false
 end
 return out
 """
-FROM_RECOMMENDER = b"id"  # the ``src`` of a vector the recommender gave (a proxy has none)
-
-VECTOR_FIELDS = ("emb", "proxy", "diffusion", "id_embedding", "anchor")
-
-
-@dataclass(frozen=True)
-class StoredItem:
-    """One entry's hash as stored: the served ``embedding`` and its ``modalities``; for items of a
-    package with a cold-aware gate also the experts' outputs (``proxy``, ``diffusion``, ``anchor``), the generator's
-    ``fusion_weights``, the ``interactions`` count the gate last used and the recommender's
-    ``id_embedding`` when one was sent; anything else (a bundle's ``members``...) in ``fields``."""
-
-    embedding: np.ndarray
-    modalities: list[str]
-    proxy: np.ndarray | None = None
-    diffusion: np.ndarray | None = None
-    fusion_weights: list[float] | None = None
-    interactions: int | None = None
-    id_embedding: np.ndarray | None = None
-    fields: dict[str, str] = field(default_factory=dict)
-    anchor: np.ndarray | None = None
-
-    def vectors(self) -> dict[str, np.ndarray]:
-        """The hash's vector fields that are set, by field name."""
-        return {name: v for name, v in zip(VECTOR_FIELDS, (self.embedding, self.proxy, self.diffusion,
-                                                           self.id_embedding, self.anchor)) if v is not None}
-
-    def to_hash(self) -> dict[str, bytes | str | int]:
-        """The Redis hash: vectors as float32 bytes, lists comma-joined, ``fields`` as given."""
-        out: dict = {name: v.astype(np.float32).tobytes() for name, v in self.vectors().items()}
-        out["modalities"] = ",".join(self.modalities)
-        if self.fusion_weights is not None:
-            out["fusion_weights"] = ",".join(f"{float(w):.9g}" for w in self.fusion_weights)
-        if self.interactions is not None:
-            out["interactions"] = int(self.interactions)
-        return out | self.fields
-
-    @classmethod
-    def from_hash(cls, raw: dict[bytes, bytes]) -> "StoredItem":
-        values = {key.decode(): value for key, value in raw.items()}
-        vec = {name: np.frombuffer(values.pop(name), dtype=np.float32) for name in VECTOR_FIELDS if name in values}
-        modalities = values.pop("modalities", b"").decode()
-        weights, interactions = values.pop("fusion_weights", None), values.pop("interactions", None)
-        return cls(vec["emb"], [m for m in modalities.split(",") if m], vec.get("proxy"), vec.get("diffusion"),
-                   None if weights is None else [float(w) for w in weights.decode().split(",")],
-                   None if interactions is None else int(interactions), vec.get("id_embedding"),
-                   {k: v.decode() for k, v in values.items()}, vec.get("anchor"))
-
-    def has_experts(self, dim: int, anchor: bool = True) -> bool:
-        """Whether the experts' outputs needed to re-gate the item are here, finite and of ``dim`` (the
-        anchor only for a package whose gate has that expert)."""
-        parts = (self.proxy, self.diffusion) + ((self.anchor,) if anchor else ())
-        return self.fusion_weights is not None and all(
-            v is not None and v.shape == (dim,) and bool(np.isfinite(v).all()) for v in parts)
-
-
-def same_write(stored: list[bytes | None], expect: StoredItem) -> bool:
-    """Whether a hash's (created_at, emb) are still those of the record ``expect`` was read as."""
-    created, emb = stored
-    return (created is not None and created.decode() == expect.fields.get("created_at")
-            and emb == expect.embedding.astype(np.float32).tobytes())
 
 
 class RedisStore:
@@ -224,8 +161,8 @@ class RedisStore:
         keep = features is not None and self.features is not None
         if keep:
             self.features.check(features)
-        key = self.item_key(item_id)
-        mapping = record.to_hash() | {"created_at": str(time.time())}
+        key, now = self.item_key(item_id), str(time.time())
+        mapping = record.to_hash() | {"created_at": now}
         try:
             async with self.client.pipeline(transaction=True) as pipe:
                 if not overwrite or expect is not None:  # check and write atomically: a concurrent writer aborts this
@@ -236,11 +173,11 @@ class RedisStore:
                         return False
                     pipe.multi()
                 pipe.hset(key, mapping=mapping)
+                pipe.hsetnx(key, "posted_at", now)  # an overwrite keeps when the item was first stored
                 pipe.sadd(self.set_key(item_id), item_id)
                 if keep:
                     self.features.queue(pipe, item_id, features)
-                pipe.xadd(self.stream_key(item_id), {"id": item_id, "origin": self.origin}, maxlen=self.stream_maxlen,
-                          approximate=True)
+                self._announce(pipe, item_id)
                 await pipe.execute()
             return True
         except WatchError:
@@ -261,20 +198,20 @@ class RedisStore:
             raise StoreUnavailable("the write was interrupted before it landed; retry")
         return stored == emb
 
-    async def _fetch_embeddings(self, item_ids: list[str], chunk: int = 2000) -> list[tuple[bytes | None, bytes | None]]:
-        """The ``emb`` and ``src`` fields of each item's hash (None where there is none), one script call per
-        ``chunk`` items: 4x the items/s of a pipeline of HGETs here (343k against 84k), which is most of a replica's
-        start-up; a call holds Redis for a few milliseconds."""
+    async def _fetch_embeddings(self, item_ids: list[str], chunk: int = 2000) -> list[tuple[bytes | None, ...]]:
+        """The ``emb``, ``src`` and ``posted_at`` fields of each item's hash (None where there is none), one script
+        call per ``chunk`` items: 4x the items/s of a pipeline of HGETs here (343k against 84k), which is most of a
+        replica's start-up; a call holds Redis for a few milliseconds."""
         out: list[bytes | None] = []
         for start in range(0, len(item_ids), chunk):
             out += await self._hget_emb(keys=[self.item_key(i) for i in item_ids[start: start + chunk]])
-        return list(zip(out[0::2], out[1::2]))
+        return list(zip(out[0::3], out[1::3], out[2::3]))
 
     async def get_many(self, item_ids: list[str]) -> dict[str, np.ndarray]:
-        return {i: v for i, (v, _) in (await self.get_many_sourced(item_ids)).items()}
+        return {i: e.vector for i, e in (await self.get_many_sourced(item_ids)).items()}
 
-    async def get_many_sourced(self, item_ids: list[str]) -> dict[str, tuple[np.ndarray, bool]]:
-        """item -> (its stored vector, whether the recommender gave it) for the stored ones among ``item_ids``."""
+    async def get_many_sourced(self, item_ids: list[str]) -> dict[str, Entry]:
+        """item -> its ``Entry`` for the stored ones among ``item_ids``."""
         if not item_ids:
             return {}
         try:
@@ -282,15 +219,74 @@ class RedisStore:
         except Exception as exc:
             raise StoreUnavailable(str(exc)) from exc
         out = {}
-        for i, (r, src) in zip(item_ids, raw):
+        for i, (r, src, posted) in zip(item_ids, raw):
             if r is None:
                 continue
             v = np.frombuffer(r, dtype=np.float32)
             if v.shape != (self.dim,) or not np.isfinite(v).all():
                 log.error("stored embedding of %s is corrupt (%d floats); treated as missing", i, v.size)
                 continue
-            out[i] = (v, src == FROM_RECOMMENDER)
+            out[i] = Entry(v, src == FROM_RECOMMENDER, float(posted or 0.0))
         return out
+
+    async def delete(self, item_id: str) -> bool:
+        """Remove the item's hash, its kept content features (so no rollout re-embeds it) and its membership, and
+        announce it, in one transaction; False when there was nothing to remove. Raises ``StoreUnavailable``."""
+        key = self.item_key(item_id)
+        try:
+            for _ in range(3):
+                try:
+                    async with self.client.pipeline(transaction=True) as pipe:
+                        await pipe.watch(key)
+                        if not await pipe.exists(key):
+                            return False
+                        pipe.multi()
+                        pipe.delete(key)
+                        pipe.srem(self.set_key(item_id), item_id)
+                        if self.features is not None:
+                            self.features.forget(pipe, item_id)
+                        self._announce(pipe, item_id)
+                        await pipe.execute()
+                    return True
+                except WatchError:
+                    continue  # written meanwhile: look again
+            raise StoreUnavailable(f"{item_id} kept changing while it was deleted; retry")
+        except StoreUnavailable:
+            raise
+        except Exception as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    def _announce(self, pipe, item_id: str) -> None:
+        pipe.xadd(self.stream_key(item_id), {"id": item_id, "origin": self.origin}, maxlen=self.stream_maxlen,
+                  approximate=True)
+
+    @property
+    def hidden_key(self) -> str:
+        return f"{self.prefix}:hidden"
+
+    async def set_hidden(self, item_id: str, hidden: bool) -> bool:
+        """Hide a warm entry (``hidden``) or show it again, and announce it (always: a retry after a lost answer
+        must reach the replicas too); whether the set changed. Raises ``StoreUnavailable``."""
+        try:
+            changed = await (self.client.sadd if hidden else self.client.srem)(self.hidden_key, item_id)
+            async with self.client.pipeline(transaction=False) as pipe:
+                self._announce(pipe, item_id)
+                await pipe.execute()
+        except Exception as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        return bool(changed)
+
+    async def hidden_among(self, item_ids: list[str]) -> list[bool]:
+        """Which of ``item_ids`` are hidden. Raises ``StoreUnavailable``."""
+        if not item_ids:
+            return []
+        try:
+            return [bool(x) for x in await self.client.smismember(self.hidden_key, item_ids)]
+        except Exception as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    async def hidden_ids(self) -> list[str]:
+        return await scan_members(self.client, [self.hidden_key])
 
     async def get_record(self, item_id: str) -> StoredItem | None:
         """The item's whole hash as a ``StoredItem``; None when there is none."""

@@ -9,6 +9,11 @@ past the position (a replica more than ``COLDPROXY_SYNC_STREAM_MAXLEN`` writes b
 disconnect or by reading slower than the writes; checked with every batch it reads), which
 triggers a full reload. Its own writes are skipped only when the index already holds the item (a
 POST whose Redis reply was lost after the write landed did not index it).
+
+An event names an item, not a change: the replica reads what the store holds for it now. A cold item the store no
+longer has was deleted, and leaves the index; a warm item's take-down is read from the hidden set. A reload drops
+the cold items the store no longer lists and applies the whole hidden set, so deletions missed while behind are
+caught up too.
 """
 
 from __future__ import annotations
@@ -39,35 +44,62 @@ class IndexSync:
         self._task: asyncio.Task | None = None
         self._reader = None
 
-    def add(self, item_ids: list[str], emb: np.ndarray, given: list[bool] | None = None) -> None:
+    def add(self, item_ids: list[str], emb: np.ndarray, given: list[bool] | None = None,
+            posted: np.ndarray | None = None) -> None:
         """Upsert items into this replica's index (its own writes, and what the store announces): warm ones take
-        the recommender's new vector; ``given`` says which vectors the recommender gave."""
+        the recommender's new vector; ``given`` says which vectors the recommender gave, ``posted`` when each item was
+        first stored (None: now, for one new here)."""
         warm = [k for k, i in enumerate(item_ids) if i in self.warm]
         if warm and self.owner is not None:
             self.owner.update_warm([item_ids[k] for k in warm], emb[warm])
         cold = [k for k, i in enumerate(item_ids) if i not in self.warm] if warm else range(len(item_ids))
         if len(cold):
-            self.index.upsert([item_ids[k] for k in cold], emb[list(cold)])
+            self.index.upsert([item_ids[k] for k in cold], emb[list(cold)],
+                              None if posted is None else posted[list(cold)])
         if given is not None and self.owner is not None:
             for k in cold:
                 (self.owner.given.add if given[k] else self.owner.given.discard)(item_ids[k])
         self.metrics.items_indexed.labels(self.catalog, "cold").set(len(self.index) - len(self.warm))
 
+    def drop(self, item_ids: list[str]) -> None:
+        """Cold items the store no longer holds (deleted): out of this replica's index."""
+        cold = [i for i in item_ids if i not in self.warm]
+        self.index.remove(cold)
+        if self.owner is not None:
+            self.owner.given.difference_update(cold)
+        self.metrics.items_indexed.labels(self.catalog, "cold").set(len(self.index) - len(self.warm))
+
     async def _index_ids(self, item_ids: list[str], chunk: int = 10_000) -> int:
-        """Read and index ``item_ids`` in chunks: a replica loading millions of items never holds one
-        pipeline reply for all of them. A warm item is in the store only when the recommender gave it a new vector."""
+        """Read and index ``item_ids`` in chunks (a replica loading millions of items never holds one
+        pipeline reply for all of them); drop the cold ones the store no longer has; apply the warm ones' take-downs.
+        A warm item is in the store only when the recommender gave it a new vector."""
         n = 0
         for start in range(0, len(item_ids), chunk):
-            found = await self.store.get_many_sourced(item_ids[start: start + chunk])
+            ids = item_ids[start: start + chunk]
+            found = await self.store.get_many_sourced(ids)
             if found:
-                self.add(list(found), np.stack([v for v, _ in found.values()]), [g for _, g in found.values()])
+                entries = list(found.values())
+                self.add(list(found), np.stack([e.vector for e in entries]), [e.given for e in entries],
+                         np.array([e.posted for e in entries]))
+            self.drop([i for i in ids if i not in found])
+            warm = [i for i in ids if i in self.warm]
+            if warm and self.owner is not None:
+                self.owner.show(warm, await self.store.hidden_among(warm))
             n += len(found)
         return n
 
     async def _reload(self) -> int:
-        """Every stored item, and the stream position to follow from (read first: nothing falls between)."""
+        """Every stored item, and the stream position to follow from (read first: nothing falls between); cold items
+        the store no longer lists are dropped and the hidden set applied (deletions missed while behind)."""
         position = await self.store.stream_position() if self._reader is not None else None
-        n = await self._index_ids(await self.store.all_ids())
+        stored = await self.store.all_ids()
+        n = await self._index_ids(stored)
+        listed = set(stored)
+        self.drop([i for i in self.index.ids() if i not in listed and i not in self.warm])
+        if self.owner is not None:
+            hidden = set(await self.store.hidden_ids()) & self.warm.keys()
+            changed = list(hidden | self.owner.hidden)
+            self.owner.show(changed, [i in hidden for i in changed])
         self.position, self.reloads = position, self.reloads + 1
         self.metrics.sync_reloads.labels(self.catalog).inc()
         return n

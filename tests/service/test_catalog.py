@@ -8,7 +8,8 @@ import numpy as np
 
 from service.storage.catalog import Catalog
 from service.metrics import Metrics
-from service.storage.store import RedisStore, StoredItem
+from service.storage.records import StoredItem
+from service.storage.store import RedisStore
 from tests.conftest import REDIS_URL
 
 DIM = 8

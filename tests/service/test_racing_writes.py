@@ -47,7 +47,7 @@ def test_a_warm_up_never_writes_back_over_a_newer_overwrite(tiny_package_dir, fr
     """The warm-up path reads the stored item, re-gates it and writes it back only if it is still what was read."""
     from service.metrics import Metrics
     from service.state import Serving
-    from service.storage.store import StoredItem
+    from service.storage.records import StoredItem
 
     async def scenario():
         sv = await Serving.open(_settings(tiny_package_dir, fresh_prefix), Metrics())

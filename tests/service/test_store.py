@@ -6,7 +6,8 @@ import uuid
 import numpy as np
 import pytest
 
-from service.storage.store import RedisStore, StoredItem
+from service.storage.records import StoredItem
+from service.storage.store import RedisStore
 from tests.conftest import REDIS_URL
 
 
@@ -155,7 +156,7 @@ def test_replica_index_matches_redis_after_its_sync_connection_is_killed_under_w
 
     from service.metrics import Metrics
     from service.storage.index import ItemIndex
-    from service.storage.store import StoredItem
+    from service.storage.records import StoredItem
     from service.storage.sync import IndexSync
 
     prefix = f"sync-kill-{maxlen}"
@@ -249,7 +250,7 @@ def test_a_replica_reading_slower_than_the_stream_is_trimmed_reloads_instead_of_
 
     from service.metrics import Metrics
     from service.storage.index import ItemIndex
-    from service.storage.store import StoredItem
+    from service.storage.records import StoredItem
     from service.storage.sync import IndexSync
 
     prefix = f"sync-lag-{uuid.uuid4().hex[:8]}"
