@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field, PositiveFloat, PositiveInt, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from coldproxy.limits import MAX_BATCH, MAX_LIST
+from coldproxy.limits import MAX_BATCH, MAX_HISTORY, MAX_LIST
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MEASURED = "bench/results/design_measurements.md"  # why some defaults are what they are
@@ -323,17 +323,18 @@ class ServiceSettings(BaseSettings):
                                      "/v1/items:id-embeddings bound their norms by this times the largest there")
     max_id_vectors: int = Field(1000, ge=1, le=MAX_LIST, description="item vectors per PUT /v1/items:id-embeddings")
     max_k: int = 1000
+    user_history: int = Field(1000, ge=0, le=MAX_HISTORY, description="items kept per user (the newest) from POST "
+                              "/v1/users/{id}/interactions, left out of their recommendations with exclude_seen; 0: off")
+    user_history_ttl_s: float = Field(30 * 86400.0, gt=0, description="a user's kept items expire this long after the last")
     micro_batching: bool = Field(True, description="batch concurrent POST /v1/items through the graphs")
     batch_max_size: int = Field(32, description="largest micro-batch")
     batch_max_wait_ms: float = Field(5.0, description="how long a batch waits to fill once its first item is in, "
                                      "while every other batch worker is busy (with one idle, it runs at once)")
     batch_queue_max: int = Field(256, description="items waiting for the model before POSTs get 503")
     batch_deadline_s: float = Field(30.0, gt=0, description="a POST waiting longer than this for the model gets a 503")
-    pad_image_batches: Literal["auto", "on", "off"] = Field(
-        "auto", description="run the image encoder at power-of-two batch sizes, one session per size, each warmed "
-                            "up at start-up; "
-                            "auto: on CUDA, where cuDNN rebuilds its plans whenever a session's input shape changes "
-                            f"({MEASURED})")
+    pad_image_batches: Literal["auto", "on", "off"] = Field("auto", description="run the image encoder at power-of-two "
+        "batch sizes, one session per size, each warmed up at start-up; auto: on CUDA, where cuDNN rebuilds its plans "
+        f"whenever a session's input shape changes ({MEASURED})")
     batch_workers: int = Field(2, description="micro-batches run concurrently")
     local_reads: bool = Field(True, description="answer GET / rank for cold items this replica has indexed from memory "
                               "(kept in step with Redis by its event stream); off: every cold read goes to Redis")
@@ -358,8 +359,7 @@ class ServiceSettings(BaseSettings):
     ort_mem_pattern: bool = Field(True, description="ONNX Runtime memory-pattern planning for repeated shapes")
     access_log: bool = Field(False, description="uvicorn's access log, a line per request (off: /metrics counts "
                              f"requests by route and status; the line costs the event loop time: {MEASURED})")
-    gc_freeze: bool = Field(True, description="after start-up, move every object to the collector's permanent "
-                            "generation (gc.freeze), so full collections do not walk the loaded model package during requests")
+    gc_freeze: bool = Field(True, description="after start-up, gc.freeze: full collections skip the loaded package")
     index: Literal["flat", "hnsw"] = Field("flat", description="recommendations' FAISS index: exact (flat), or "
                                            "HNSW (approximate, for catalogues of millions; bench/scale.py), built in "
                                            "the background after start-up while the exact index serves")

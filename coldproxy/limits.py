@@ -6,3 +6,4 @@ MAX_DIM = 4096  # the longest vector; the package's own dimension is checked aft
 MAX_LIST = 100_000  # IDs, candidates, vectors in one list
 MAX_BATCH = 10_000  # items of one POST /v1/items:batch
 MAX_EXCLUDE = 1000  # IDs a recommendation request may ask to leave out
+MAX_HISTORY = 10_000  # items kept per user from POST /v1/users/{id}/interactions (and sent in one request)

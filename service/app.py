@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 
 from coldproxy.config import ServiceSettings
 from coldproxy.errors import ColdproxyError
-from service.api import bundles, health, items, model, ranking
+from service.api import bundles, health, items, model, ranking, users
 from service.api.limits import BodyLimit
 from service.metrics import RequestMetrics
 from service.state import State
@@ -65,6 +65,6 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.add_exception_handler(ColdproxyError, coldproxy_error)
     app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_exception_handler(Exception, unhandled)
-    for api in (health, model, items, ranking, bundles):
+    for api in (health, model, items, ranking, bundles, users):
         app.include_router(api.router)
     return app

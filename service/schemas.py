@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from coldproxy.limits import MAX_BATCH, MAX_DIM, MAX_EXCLUDE, MAX_LIST
+from coldproxy.limits import MAX_BATCH, MAX_DIM, MAX_EXCLUDE, MAX_HISTORY, MAX_LIST
 from coldproxy.ids import ID_PATTERN
 
 
@@ -35,6 +35,17 @@ class InteractionsIn(BaseModel):
     count: int = Field(ge=0, le=10**9, description="interactions the item has had so far")
     id_embedding: list[float] | None = Field(None, max_length=MAX_DIM,
                                              description="the item's ID embedding in your recommender, if it has one yet")
+
+
+class UserInteractionsIn(BaseModel):
+    item_ids: list[Annotated[str, Field(max_length=128)]] = Field(
+        min_length=1, max_length=MAX_HISTORY, description="items the user has seen or interacted with, oldest first "
+        "(at most COLDPROXY_USER_HISTORY)")
+
+
+class UserInteractionsOut(BaseModel):
+    user_id: str
+    kept: int = Field(description="items now kept for the user (the newest COLDPROXY_USER_HISTORY)")
 
 
 class ItemsBatchIn(BaseModel):

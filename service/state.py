@@ -33,6 +33,7 @@ from service.storage.catalog import Catalog, largest_norm
 from service.engine.graph_threads import Admission, GraphThreads
 from service.metrics import Metrics
 from service.engine.pipeline import Embedded, ProxyPipeline
+from service.storage.history import UserHistory
 from service.storage.kept_features import FeatureStore
 from service.storage.memory import MemoryStore
 from service.storage.records import StoredItem
@@ -98,6 +99,9 @@ class Serving:
                                  metrics, settings.local_reads, settings.index_options(), package.id_fingerprint,
                                  package.score, settings.max_user_norm, settings.vector_norm_slack,
                                  settings.max_store_lookups, package.seen)
+            if settings.user_history and not isinstance(store, MemoryStore):
+                self.items.history = UserHistory(store.client, settings.redis_prefix, settings.user_history,
+                                                 settings.user_history_ttl_s)
             n_cold = await self.items.start()
             if bundles and settings.bundle_package_dir is not None and Path(settings.bundle_package_dir).exists():
                 # one bound for all graph work outside the micro-batcher: item and bundle posts share it

@@ -59,10 +59,10 @@ async def rank_bundles(request: Request, st: AppState, sv: Live) -> Response:
     return fast_json({"user_id": body.user_id, "model_version": bundles.version, "missing": missing, "scores": scores})
 
 
-def bundle_recommendations(st: AppState, sv: Serving, query: UserQuery, k: int, filters: RecommendFilters,
+async def bundle_recommendations(st: AppState, sv: Serving, query: UserQuery, k: int, filters: RecommendFilters,
                            exclude_ids: list[str] = ()) -> Response:
     bundles = bundles_of(sv)
-    hits = top_k_in(bundles.catalog, query, k, st.settings, filters, exclude_ids)
+    hits = await top_k_in(bundles.catalog, query, k, st.settings, filters, exclude_ids)
     return fast_json({"user_id": query.user_id, "model_version": bundles.version,
                       "bundles": [{"bundle_id": b, "score": sc, "source": src} for b, sc, src in hits]})
 
@@ -74,14 +74,14 @@ async def recommend_bundles_post(request: Request, st: AppState, sv: Live) -> Re
     which ends in the placement terms: see the README's bundle section); id_space names that package's version. The
     filters are those of ``POST /v1/recommendations``: by default none of the user's training bundles."""
     body = await read_json(request, BundleRecommendIn)
-    return bundle_recommendations(st, sv, body, body.k, body, body.exclude_ids)
+    return await bundle_recommendations(st, sv, body, body.k, body, body.exclude_ids)
 
 
 @router.get("/v1/users/{user_id}/bundle-recommendations", response_model=BundleRecommendOut,
             dependencies=[access(READ)])
 async def recommend_bundles(user_id: str, st: AppState, sv: Live, filters: Annotated[RecommendFilters, Query()],
                             k: Annotated[int, Query(ge=1)] = 10) -> Response:
-    return bundle_recommendations(st, sv, UserQuery.model_construct(user_id=user_id, user_embedding=None, id_space=None),
+    return await bundle_recommendations(st, sv, UserQuery.model_construct(user_id=user_id, user_embedding=None, id_space=None),
                                   k, filters)
 
 

@@ -106,15 +106,17 @@ async def rank_in(st, catalog: Catalog, query: UserQuery, ids: list[str], row) -
     return await to_thread.run_sync(work, limiter=st.heavy_reads)
 
 
-def top_k_in(catalog: Catalog, query: UserQuery, k: int, settings: ServiceSettings, filters: RecommendFilters,
-             exclude_ids: list[str] = ()):
+async def top_k_in(catalog: Catalog, query: UserQuery, k: int, settings: ServiceSettings, filters: RecommendFilters,
+                   exclude_ids: list[str] = ()):
     """The ``k`` best entries for the query's user that pass ``filters`` (with ``exclude_seen``, none of the user's
-    training interactions; ``only`` warm, new or all entries; ``created_after``) and none of ``exclude_ids``
-    (``Catalog.top_k``)."""
+    training interactions nor of the items posted as seen by them since; ``only`` warm, new or all entries;
+    ``created_after``) and none of ``exclude_ids`` (``Catalog.top_k``)."""
     if k > settings.max_k:
         raise InvalidInput(f"k must be at most {settings.max_k}")
     user = catalog.query_vector(query.user_id, query.user_embedding, query.id_space)
-    exclude = catalog.seen_rows(query.user_id) if filters.exclude_seen else frozenset()
+    exclude = frozenset()
+    if filters.exclude_seen:
+        exclude = catalog.seen_rows(query.user_id) | await catalog.seen_since(query.user_id)
     if exclude_ids:
         exclude = exclude | catalog.rows_of(list(exclude_ids))
     return catalog.top_k(user, k, exclude, filters.only, filters.after)

@@ -54,6 +54,8 @@ def route_limits(path: str, settings: ServiceSettings, dim: int) -> RouteLimits:
         return RouteLimits(s.max_bundle_members * ID_BYTES + SMALL, s.max_bundle_members + FIELDS)
     if path.endswith("recommendations"):  # a vector, and the IDs to leave out
         return RouteLimits(vector + MAX_EXCLUDE * ID_BYTES, dim + MAX_EXCLUDE + FIELDS)
+    if path.startswith("/v1/users/") and path.endswith("/interactions"):  # item IDs a user has seen
+        return RouteLimits(s.user_history * ID_BYTES + SMALL, s.user_history + FIELDS)
     if path.endswith("/interactions"):
         return RouteLimits(vector, dim + FIELDS)
     return RouteLimits(SMALL, FIELDS + 64)

@@ -28,10 +28,10 @@ async def rank(request: Request, st: AppState) -> Response:
     return fast_json({"user_id": body.user_id, "bundle_version": sv.version, "missing": missing, "scores": scores})
 
 
-def recommendations(st: AppState, query: UserQuery, k: int, filters: RecommendFilters,
+async def recommendations(st: AppState, query: UserQuery, k: int, filters: RecommendFilters,
                     exclude_ids: list[str] = ()) -> Response:
     sv = st.serving_for(query.user_id)
-    hits = top_k_in(sv.items, query, k, st.settings, filters, exclude_ids)
+    hits = await top_k_in(sv.items, query, k, st.settings, filters, exclude_ids)
     st.metrics.answers.labels("recommend", sv.version).inc()
     return fast_json({"user_id": query.user_id, "bundle_version": sv.version,
                       "items": [{"item_id": i, "score": sc, "source": src} for i, sc, src in hits]})
@@ -46,12 +46,12 @@ async def recommend_post(request: Request, st: AppState) -> Response:
     package's warm ones, or all; only items first stored after ``created_after``. Items taken down
     (``DELETE /v1/items/{id}``) are never recommended."""
     body = await read_json(request, RecommendIn)
-    return recommendations(st, body, body.k, body, body.exclude_ids)
+    return await recommendations(st, body, body.k, body, body.exclude_ids)
 
 
 @router.get("/v1/users/{user_id}/recommendations", response_model=RecommendOut, dependencies=[access(READ)])
 async def recommend(user_id: str, st: AppState, filters: Annotated[RecommendFilters, Query()],
                     k: Annotated[int, Query(ge=1)] = 10) -> Response:
     """``POST /v1/recommendations`` for a user ID, its filters as query parameters."""
-    return recommendations(st, UserQuery.model_construct(user_id=user_id, user_embedding=None, id_space=None), k,
+    return await recommendations(st, UserQuery.model_construct(user_id=user_id, user_embedding=None, id_space=None), k,
                            filters)

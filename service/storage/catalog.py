@@ -76,6 +76,7 @@ class Catalog:
             self.max_user_norm = self.max_entry_norm = float("inf")
         self.given: set[str] = set()  # entries whose vector the recommender gave (not the package's warm ones)
         self.hidden: set[str] = set()  # warm entries taken down (the store's hidden set, as this replica last read it)
+        self.history = None  # a ``service.storage.history.UserHistory``: items users were posted to have seen since
         self._warm_owned = False  # warm_emb is the package's array until a warm entry gets a new vector
         self.index = ItemIndex(warm_emb.shape[1], **(index_options or {}))
         self.index.upsert(list(warm_ids), warm_emb, posted=0.0)  # no posting time: never "posted after" one
@@ -264,6 +265,13 @@ class Catalog:
             return frozenset()
         indptr, rows = self.seen
         return frozenset(rows[indptr[row]: indptr[row + 1]].tolist())
+
+    async def seen_since(self, user_id: str | None) -> frozenset[int]:
+        """The index rows of the items ``user_id`` was posted to have seen since the package (``history``); none for a
+        user vector, or without a history. Raises ``StoreUnavailable``."""
+        if user_id is None or self.history is None:
+            return frozenset()
+        return self.rows_of(await self.history.items(user_id))
 
     def rows_of(self, ids: list[str]) -> frozenset[int]:
         """The index rows of those of ``ids`` it holds."""

@@ -141,7 +141,7 @@ def test_a_posted_cold_bundle_gets_the_models_vector_and_is_stored_fetched_and_r
     user = int(np.argmin(above))
     k = int(above[user]) + 1
     assert k <= 1000
-    recs = bc.get(f"/v1/users/{user}/bundle-recommendations", params={"k": k}).json()["bundles"]
+    recs = bc.get(f"/v1/users/{user}/bundle-recommendations", params={"k": k, "exclude_seen": "false"}).json()["bundles"]
     assert f"cold-{b}" in [x["bundle_id"] for x in recs]
     # the same user as a vector of the bundle package's space (its own users' form) gets the same answers
     by_vector = bc.post("/v1/bundles/recommendations", json={"user_embedding": U[user].tolist(), "k": k,
@@ -221,6 +221,58 @@ def test_a_bundle_posted_on_one_replica_is_served_by_another(bundle_server, repl
                 break
             time.sleep(0.05)
         assert lines and float(lines[0].split()[-1]) >= 1
+
+
+def test_bundle_recommendations_leave_out_the_users_training_bundles(bc, package):
+    loaded = load_bundle_package(package)
+    indptr, rows = loaded.seen
+    ids = [str(b) for b in loaded.arrays["bundle_ids"]]
+    users = [u for u in range(len(indptr) - 1) if indptr[u + 1] > indptr[u]][:20]
+    assert users
+    for u in users:
+        seen = {ids[r] for r in rows[indptr[u]: indptr[u + 1]]}
+        shown = bc.get(f"/v1/users/{u}/bundle-recommendations", params={"k": 50}).json()["bundles"]
+        assert len(shown) == 50 and not seen & {b["bundle_id"] for b in shown}
+        everything = bc.post("/v1/bundles/recommendations", json={"user_id": str(u), "k": 1000, "exclude_seen": False})
+        unseen = [b["bundle_id"] for b in everything.json()["bundles"] if b["bundle_id"] not in seen]
+        assert [b["bundle_id"] for b in shown] == unseen[:50]
+
+
+def test_a_bundle_taken_down_leaves_both_replicas(bundle_server, replica, package, model):
+    b = cold_bundles(model, 6)[5]
+    warm_id = str(int(model.data.warm_bundles[1]))
+    U = model.user_vectors()
+    fan = {}  # per bundle, the user who scores it highest: it is in their top 1000 whenever it is served
+
+    def shows(c: httpx.Client, url: str, bundle_id: str) -> tuple[bool, bool, bool]:
+        user = fan[bundle_id]
+        got = c.get(f"{url}/v1/bundles/{bundle_id}/embedding").status_code == 200
+        ranked = c.post(f"{url}/v1/bundles/rank", json={"user_id": user, "bundle_ids": [bundle_id]}).json()
+        recs = c.post(f"{url}/v1/bundles/recommendations", json={"user_id": user, "k": 1000, "exclude_seen": False})
+        listed = bundle_id in {x["bundle_id"] for x in recs.json()["bundles"]}
+        return got, not ranked["missing"], listed  # fetched, ranked, recommended
+
+    def settle(c, urls, bundle_id, want) -> bool:
+        deadline = time.time() + 5
+        while time.time() < deadline and any(shows(c, u, bundle_id) != (want,) * 3 for u in urls):
+            time.sleep(0.05)
+        return all(shows(c, u, bundle_id) == (want,) * 3 for u in urls)
+
+    with replica(bundle_package_dir=package) as other, httpx.Client(timeout=30) as c:
+        urls = [bundle_server.url, other.url]
+        r = c.post(bundle_server.url + "/v1/bundles", json={"bundle_id": "gone-shelf", "item_ids": members_of(model, b)})
+        assert r.status_code == 200
+        fan["gone-shelf"] = str(int(np.argmax(U @ np.array(r.json()["embedding"]))))
+        fan[warm_id] = str(int(np.argmax(U @ model.bundle_vectors()[int(warm_id)])))
+        assert settle(c, urls, "gone-shelf", True)
+        assert c.delete(other.url + "/v1/bundles/gone-shelf").status_code == 204
+        assert settle(c, urls, "gone-shelf", False)
+        assert c.delete(bundle_server.url + "/v1/bundles/gone-shelf").status_code == 404
+        assert c.delete(bundle_server.url + f"/v1/bundles/{warm_id}").status_code == 204  # a warm one: hidden
+        assert settle(c, urls, warm_id, False)
+        assert c.post(other.url + f"/v1/bundles/{warm_id}/restore").status_code == 204
+        assert settle(c, urls, warm_id, True)
+        assert c.post(other.url + f"/v1/bundles/{warm_id}/restore").status_code == 404
 
 
 def test_load_generator_bundle_scenarios_run_without_errors(bundle_server, movielens_dir, tmp_path):

@@ -1,6 +1,6 @@
-"""Recommendations a product can show (issue 44, first part), over real HTTP to the tiny package: a user's
-recommendations leave out what the user interacted with in the package's training data unless asked not to, and the
-filters (exclude_ids, only new / warm) do what they say."""
+"""Recommendations a product can show (issue 44), over real HTTP to the tiny package: a user's recommendations leave
+out what the user interacted with in the package's training data, and the items posted as seen by them since, unless
+asked not to, and the filters (exclude_ids, only new / warm) do what they say."""
 
 from __future__ import annotations
 
@@ -65,3 +65,45 @@ def test_recommendation_filters_do_what_they_say(tiny):
         r = tiny.post("/v1/recommendations", json=body)
         assert r.status_code == status and r.json()["detail"], (body, r.text)
     assert tiny.get("/v1/users/2/recommendations", params={"only": "old"}).status_code == 422
+
+
+def test_items_posted_as_seen_by_a_user_leave_their_recommendations(tiny):
+    top = [h["item_id"] for h in tiny.get("/v1/users/3/recommendations", params={"k": 5}).json()["items"]]
+    r = tiny.post("/v1/users/3/interactions", json={"item_ids": top[:2] + ["not-served-yet"]})
+    assert r.status_code == 200 and r.json() == {"user_id": "3", "kept": 3}
+    for shown in (tiny.get("/v1/users/3/recommendations", params={"k": 5}).json()["items"],
+                  tiny.post("/v1/recommendations", json={"user_id": "3", "k": 5}).json()["items"]):
+        assert [h["item_id"] for h in shown] == [h["item_id"] for h in shown if h["item_id"] not in top[:2]]
+        assert len(shown) == 5 and not set(top[:2]) & {h["item_id"] for h in shown}
+    everything = tiny.post("/v1/recommendations", json={"user_id": "3", "k": 5, "exclude_seen": False}).json()
+    assert [h["item_id"] for h in everything["items"]][:2] == top[:2]
+    assert tiny.delete("/v1/users/3/interactions").status_code == 204  # forgotten (a privacy request)
+    assert [h["item_id"] for h in tiny.get("/v1/users/3/recommendations", params={"k": 5}).json()["items"]] == top
+    assert tiny.delete("/v1/users/3/interactions").status_code == 404
+    for body, status in (({"item_ids": []}, 422), ({"item_ids": ["bad id"]}, 422), ({}, 422),
+                         ({"item_ids": [f"i{n}" for n in range(1001)]}, 413)):
+        r = tiny.post("/v1/users/3/interactions", json=body)
+        assert r.status_code == status and r.json()["detail"], (body, r.text)
+
+
+def test_a_users_history_keeps_the_newest_and_expires(redis_client, fresh_prefix):
+    import asyncio
+
+    import redis.asyncio as aioredis
+
+    from service.storage.history import UserHistory
+    from tests.conftest import REDIS_URL
+
+    async def run():
+        client = aioredis.from_url(REDIS_URL)
+        try:
+            history = UserHistory(client, fresh_prefix, keep=3, ttl_s=60)
+            assert await history.add("u", ["a", "b"]) == 2
+            assert await history.add("u", ["c", "d", "a"]) == 3  # "b" is the oldest now: trimmed; "a" moved to now
+            assert await history.items("u") == ["a", "d", "c"]
+            assert 0 < redis_client.pttl(history.key("u")) <= 60_000
+            assert await history.items("nobody") == []
+        finally:
+            await client.aclose()
+
+    asyncio.run(run())
