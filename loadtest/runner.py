@@ -27,7 +27,7 @@ import orjson
 
 from loadtest.payloads import BundlePayloads, Payloads
 
-ITEM_SCENARIOS = ("ingest", "get", "rank", "recommend", "mix")
+ITEM_SCENARIOS = ("ingest", "get", "rank", "recommend", "recommend_filtered", "mix")
 BUNDLE_SCENARIOS = ("bundle_ingest", "bundle_get", "bundle_rank", "bundle_recommend")  # need a bundle recommender
 SCENARIOS = ITEM_SCENARIOS + BUNDLE_SCENARIOS
 MIX = (("get", 0.5), ("rank", 0.3), ("recommend", 0.15), ("ingest", 0.05))
@@ -115,6 +115,12 @@ class Scenarios:
     async def recommend(self, client: httpx.AsyncClient) -> httpx.Response:
         return await client.get(f"/v1/users/{random.choice(self.known_users)}/recommendations",
                                 params={"k": self.recommend_k})
+
+    async def recommend_filtered(self, client: httpx.AsyncClient) -> httpx.Response:
+        """POST /v1/recommendations leaving out the user's seen items (the default) and 100 IDs the client shows."""
+        body = {"user_id": random.choice(self.known_users), "k": self.recommend_k,
+                "exclude_ids": draw_candidates(self.known_items, self.ingested, 100)}
+        return await _post_json(client, "/v1/recommendations", body)
 
     bundles: BundlePayloads | None = None
     known_bundles: list[str] = field(default_factory=list)

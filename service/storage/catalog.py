@@ -105,7 +105,7 @@ class Catalog:
 
     @property
     def cold_indexed(self) -> int:
-        return len(self.index) - len(self.warm)
+        return len(self.index) - len(self.warm) + len(self.hidden)
 
     def user_vector(self, user_id: str) -> np.ndarray | None:
         row = self.users.get(user_id)

@@ -238,7 +238,7 @@ class RedisStore:
                 try:
                     async with self.client.pipeline(transaction=True) as pipe:
                         await pipe.watch(key)
-                        if not await pipe.exists(key):
+                        if not await pipe.hexists(key, "emb"):  # (as in put: a cluster pipeline's EXISTS)
                             return False
                         pipe.multi()
                         pipe.delete(key)

@@ -59,7 +59,11 @@ class IndexSync:
         if given is not None and self.owner is not None:
             for k in cold:
                 (self.owner.given.add if given[k] else self.owner.given.discard)(item_ids[k])
-        self.metrics.items_indexed.labels(self.catalog, "cold").set(len(self.index) - len(self.warm))
+        self._count_cold()
+
+    def _count_cold(self) -> None:
+        hidden = len(self.owner.hidden) if self.owner is not None else 0  # hidden warm rows are not counted either
+        self.metrics.items_indexed.labels(self.catalog, "cold").set(len(self.index) - len(self.warm) + hidden)
 
     def drop(self, item_ids: list[str]) -> None:
         """Cold items the store no longer holds (deleted): out of this replica's index."""
@@ -67,7 +71,7 @@ class IndexSync:
         self.index.remove(cold)
         if self.owner is not None:
             self.owner.given.difference_update(cold)
-        self.metrics.items_indexed.labels(self.catalog, "cold").set(len(self.index) - len(self.warm))
+        self._count_cold()
 
     async def _index_ids(self, item_ids: list[str], chunk: int = 10_000) -> int:
         """Read and index ``item_ids`` in chunks (a replica loading millions of items never holds one

@@ -101,6 +101,17 @@ def test_replicas_share_items_on_a_cluster_and_a_rollout_carries_them(cluster, t
         # a replica started now loads every item from the partitioned sets
         with on_cluster(live_dir, url) as c, httpx.Client(base_url=c.url, timeout=30) as cc:
             assert indexed(cc) == len(ids)
+        # take-downs on the cluster: a new item's keys (one slot) deleted in one transaction, a warm one hidden; the
+        # other replica drops both from its partitions' streams
+        assert ca.delete(f"/v1/items/{ids[-1]}").status_code == 204 and ca.delete("/v1/items/warm-1").status_code == 204
+        deadline = time.time() + 10
+        while time.time() < deadline and any(cb.get(f"/v1/items/{i}/embedding").status_code == 200
+                                             for i in (ids[-1], "warm-1")):
+            time.sleep(0.1)
+        assert all(cb.get(f"/v1/items/{i}/embedding").status_code == 404 for i in (ids[-1], "warm-1"))
+        assert not [k for n in nodes for k in n.keys(f"cp:*:item:{ids[-1]}")]  # proxy and kept features
+        assert cb.post("/v1/items/warm-1/restore").status_code == 204
+        ids = ids[:-1]
         # a rollout on the cluster: the new package takes every item over from the kept features
         second = retrain_tiny_package(tiny_package_dir, tmp_path / "second", seed=11)
         for name in ("proxy.onnx", "embeddings.npz", "manifest.json"):

@@ -346,3 +346,22 @@ def test_a_new_item_is_scored_on_the_warm_items_scale_for_the_users_who_clicked_
     assert len(inside) >= 3 and np.median(percentile) > 0.5 and np.mean(inside) > 0.0
     # the calibration was chosen on validation; on test it must not lose the all-items scenario
     assert trained.metrics["test"]["all"]["recall@20"] >= trained.metrics["test_uncalibrated"]["recall@20"]
+
+
+def test_no_users_default_recommendations_hold_their_training_interactions(client, trained):
+    """Every user of the package, at the default k and at k=100: none of the items they interacted with in training."""
+    ds, train = trained.dataset, trained.split.train
+    order = np.argsort(train.users, kind="stable")
+    users, items = train.users[order], train.items[order]
+    bounds = np.searchsorted(users, np.arange(len(ds.user_ids) + 1))
+    checked = 0
+    for u, user in enumerate(ds.user_ids):
+        seen = {ds.item_ids[i] for i in items[bounds[u]: bounds[u + 1]]}
+        r = client.get(f"/v1/users/{user}/recommendations", params={"k": 100})
+        if r.status_code == 404:  # a user without training interactions is not in the package
+            assert not seen
+            continue
+        shown = [x["item_id"] for x in r.json()["items"]]
+        assert len(shown) == 100 and not seen & set(shown), user
+        checked += 1
+    assert checked >= 0.9 * len(ds.user_ids)
