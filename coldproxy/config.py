@@ -57,14 +57,15 @@ class TrainSettings(BaseSettings):
     encode_batch: int = 64
 
     # ID model: MF-BPR or LightGCN, both trained with BPR on warm interactions
-    id_model: Literal["mf", "lightgcn"] = Field("lightgcn", description="the existing recommender every proxy imitates. "
-                                              "LightGCN: over 3 MovieLens seeds its served model scored higher on "
-                                              "validation-cold NDCG@20 than MF's (0.2873 against 0.2687; "
-                                              "bench/results/quality_movielens_lightgcn.md)")
+    id_model: Literal["mf", "lightgcn"] = Field("lightgcn", description="the existing recommender every proxy imitates "
+                                              "(LightGCN: higher validation-cold NDCG@20 over 3 MovieLens seeds, "
+                                              "0.2873 against MF's 0.2687; bench/results/quality_movielens_lightgcn.md)")
     lightgcn_layers: int = 3
     dim: int = 64
-    id_epochs: int = Field(200, description="most ID-model epochs; early stopping on warm-validation NDCG@20 decides "
-                           "(60 cut LightGCN off while it still improved on validation)")
+    id_epochs: int = Field(200, description="most ID-model epochs; early stopping on warm-validation NDCG@20 decides")
+    id_steps_per_epoch: int = Field(0, ge=0, description="at most this many BPR steps (graph propagations) per ID-model "
+                                    "epoch: the batch grows past id_batch with the data (0: id_batch, every triple)")
+    id_lr_batch_power: float = Field(0.0, ge=0.0, le=1.0, description="ID-model learning rate x (batch / id_batch)^this")
     id_lr: float = 5e-3
     id_reg: float = 1e-4
     id_batch: int = Field(1024, description="BPR triples per step; 1024 (was 2048): warm-validation NDCG@20 up on 3 of "
@@ -73,8 +74,7 @@ class TrainSettings(BaseSettings):
     eval_every: int = 5
     patience: int = 4
     id_fallback: bool = Field(True, description="when the ID model is not clearly better than popularity and random "
-                              "on warm validation, also train the other ID model and a more regularised one, and "
-                              "keep the validation-best")
+                              "on warm validation, also train the other ID model and a more regularised one: keep the best")
 
     # text encoder fine-tuning (models/items/text_finetune.py)
     text_finetune: bool = Field(False, description="fine-tune MiniLM's last layer on the warm items' ID embeddings "

@@ -8,6 +8,7 @@ user-item graph and averages the layers. Early stopping on warm-validation NDCG@
 from __future__ import annotations
 
 import logging
+import time
 
 import numpy as np
 import torch
@@ -70,19 +71,22 @@ def train_id_model(n_users: int, n_items: int, split: ColdStartSplit, settings, 
         model = LightGCN(n_users, n_items, settings.dim, split.train.users, split.train.items, settings.lightgcn_layers)
     else:
         model = MF(n_users, n_items, settings.dim)
-    opt = torch.optim.Adam(model.parameters(), lr=settings.id_lr)
     users = torch.from_numpy(split.train.users)
     items = torch.from_numpy(split.train.items)
+    batch, lr = id_batch_and_lr(len(users), settings)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
     warm = split.warm_items
     stopper, log = EarlyStopping(settings.patience), []
     bar = tqdm(range(settings.id_epochs), desc=f"ID model ({settings.id_model}, BPR)", disable=not progress)
+    train_s = 0.0  # seconds spent in the BPR steps, evaluation left out
     for epoch in bar:
+        t0 = time.perf_counter()
         perm = torch.from_numpy(rng.permutation(len(users)))
         neg_all = torch.from_numpy(warm[rng.integers(0, len(warm), len(users))])
         total = 0.0
-        for b in range(0, len(perm), settings.id_batch):
-            idx = perm[b : b + settings.id_batch]
-            neg = neg_all[b : b + settings.id_batch]
+        for b in range(0, len(perm), batch):
+            idx = perm[b : b + batch]
+            neg = neg_all[b : b + batch]
             U_all, I_all = model.embeddings()
             u, i, j = U_all[users[idx]], I_all[items[idx]], I_all[neg]
             loss = bpr_loss((u * i).sum(-1), (u * j).sum(-1))
@@ -92,11 +96,13 @@ def train_id_model(n_users: int, n_items: int, split: ColdStartSplit, settings, 
             loss.backward()
             opt.step()
             total += loss.item() * len(idx)
+        train_s += time.perf_counter() - t0
         if (epoch + 1) % settings.eval_every == 0 or epoch + 1 == settings.id_epochs:
             with torch.no_grad():
                 U, I = (t.numpy().copy() for t in model.embeddings())
             ndcg = evaluate_candidates(U, I, warm, split.warm_val, split.train, (20,))["ndcg@20"]
-            log.append({"epoch": epoch + 1, "loss": total / len(perm), "warm_val_ndcg@20": ndcg})
+            log.append({"epoch": epoch + 1, "loss": total / len(perm), "warm_val_ndcg@20": ndcg,
+                        "train_s": round(train_s, 3)})
             bar.set_postfix(loss=f"{total / len(perm):.4f}", val_ndcg20=f"{ndcg:.4f}")
             if stopper.step(ndcg, lambda: (U.copy(), I.copy())):
                 break
@@ -104,7 +110,20 @@ def train_id_model(n_users: int, n_items: int, split: ColdStartSplit, settings, 
     I[np.setdiff1d(np.arange(n_items), warm)] = 0.0
     diagnostics = id_model_diagnostics(stopper.best, n_users, n_items, split, settings.seed)
     return U.astype(np.float32), I.astype(np.float32), {"best_warm_val_ndcg@20": stopper.best,
-                                                        "diagnostics": diagnostics, "history": log}
+                                                        "diagnostics": diagnostics, "history": log,
+                                                        "batch": batch, "lr": lr, "epochs_run": epoch + 1,
+                                                        "train_s": round(train_s, 3)}
+
+
+def id_batch_and_lr(positives: int, settings) -> tuple[int, float]:
+    """The ID model's BPR batch and learning rate for ``positives`` training triples: ``id_batch`` unless
+    ``id_steps_per_epoch`` caps the steps of an epoch, so an epoch costs that many graph propagations however large
+    the data (each step propagates over the whole graph: an unbounded epoch's cost grows with the square of the
+    data); the learning rate scaled by (batch / id_batch)^``id_lr_batch_power``."""
+    batch = settings.id_batch
+    if settings.id_steps_per_epoch:
+        batch = max(batch, -(-positives // settings.id_steps_per_epoch))
+    return batch, settings.id_lr * (batch / settings.id_batch) ** settings.id_lr_batch_power
 
 
 CLEARLY_BETTER = 1.1  # the ID model must beat the best trivial ranker by 10% on warm validation
