@@ -244,7 +244,6 @@ class Shadow:
         except ColdproxyError as exc:
             log.warning("bundle %s not written for %s: %s", bundle_id, new.version, exc.detail)
 
-
     async def take_down(self, item_id: str) -> bool:
         """An item deleted from the serving package, deleted from (or hidden in) the target's too, after it; whether
         the target held it. Errors are the DELETE's: a retry reaches the target even when the serving one is done."""
