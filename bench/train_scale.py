@@ -19,7 +19,7 @@ Selection rule (written before the runs, issue 40): the bounded setting is chose
 the largest size where the unbounded training still runs to its early stop here (300k positives if it fits, else
 100k), over seeds 0, 1, 2: among id_steps_per_epoch in {48, 96} x id_lr_batch_power in {0, 0.5}, the cheapest
 (fewest steps, then power 0) whose mean is within 2% of the unbounded mean, paired per seed. 48 keeps MovieLens-posters
-(47 steps of 1,024 at 48k positives) exactly as it trains today. If none is within 2%, none becomes the default.
+exactly as it trains today (about 31k training positives: 31 steps of 1,024, under the cap). If none is within 2%, none becomes the default.
 
     python bench/train_scale.py --sizes 100000,300000,1000000 --timing-only 1000000 --modes unbounded,bounded:48:0
 """

@@ -18,7 +18,7 @@ from train_scale import latent_log  # noqa: E402
 
 def test_the_batch_grows_with_the_data_only_past_the_step_budget():
     s = TrainSettings(id_batch=1024, id_lr=5e-3, id_steps_per_epoch=48, id_lr_batch_power=0.0)
-    assert id_batch_and_lr(48_000, s) == (1024, 5e-3)  # MovieLens-posters' size: as today
+    assert id_batch_and_lr(30_804, s) == (1024, 5e-3)  # MovieLens-posters' training positives: as today
     assert id_batch_and_lr(192_461, s) == (4010, 5e-3)
     batch, lr = id_batch_and_lr(1_000_000, s.model_copy(update={"id_lr_batch_power": 0.5}))
     assert batch == 20834 and lr == pytest.approx(5e-3 * (20834 / 1024) ** 0.5)
