@@ -63,9 +63,8 @@ class TrainSettings(BaseSettings):
     lightgcn_layers: int = 3
     dim: int = 64
     id_epochs: int = Field(200, description="most ID-model epochs; early stopping on warm-validation NDCG@20 decides")
-    id_steps_per_epoch: int = Field(48, ge=0, description="at most this many BPR steps (graph propagations) per ID-model "
-                                    "epoch: the batch grows past id_batch with the data (0: uncapped; 48 chosen on "
-                                    "validation, bench/results/train_scale_300k.md)")
+    id_steps_per_epoch: int = Field(48, ge=0, description="most BPR steps (graph propagations) an ID-model epoch takes: "
+                                    "the batch grows with the data; 0: uncapped (bench/results/train_scale_300k.md)")
     id_lr_batch_power: float = Field(0.0, ge=0.0, le=1.0, description="ID-model learning rate x (batch / id_batch)^this")
     id_lr: float = 5e-3
     id_reg: float = 1e-4
