@@ -96,6 +96,8 @@ def reembed(target: "Serving", ids: list[str], kept: dict[str, KeptFeatures]) ->
                                                 None if record.anchor is None else record.anchor[None], mask[None],
                                                 np.array([k.interactions]), None if id_emb is None else id_emb[None])
                 record = replace(record, embedding=emb[0], interactions=k.interactions, id_embedding=id_emb)
+            if k.posted_at is not None:  # first stored then, not now: created_after answers alike in both packages
+                record = replace(record, fields=record.fields | {"posted_at": k.posted_at})
             out[i] = record
         except Exception as exc:  # one bad item never stops the others
             out[i] = exc

@@ -330,5 +330,7 @@ class Catalog:
             stored = await self.store.put(key, record, overwrite, features, expect)
         if stored:
             with self.metrics.time_stage("index"):
-                self.sync.add([key], record.embedding[None], [record.fields.get("src") == "id"])
+                posted = record.fields.get("posted_at")  # a re-embedded item's first-stored time; else now, if new
+                self.sync.add([key], record.embedding[None], [record.fields.get("src") == "id"],
+                              None if posted is None else np.array([float(posted)]))
         return stored

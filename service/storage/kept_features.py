@@ -27,6 +27,7 @@ class KeptFeatures:
     interactions: int = 0
     id_embedding: np.ndarray | None = None
     id_fingerprint: str | None = None
+    posted_at: str | None = None  # when the item was first stored (the item hash's ``posted_at``), as written
 
 
 SET_IF_PRESENT = """
@@ -66,11 +67,14 @@ class FeatureStore:
         if features.shape != (self.width,) or not np.isfinite(features).all():
             raise ValueError(f"refusing to keep content features of shape {features.shape}, not ({self.width},)")
 
-    def queue(self, pipe, item_id: str, features: np.ndarray) -> None:
+    def queue(self, pipe, item_id: str, features: np.ndarray, now: str) -> None:
         """Add the writes of ``item_id``'s (checked) features to a transaction (a new item starts with no
-        interactions)."""
-        pipe.delete(self.key(item_id))  # an overwrite forgets the old item's interactions and ID embedding
-        pipe.hset(self.key(item_id), mapping={"features": features.astype(self.dtype).tobytes(), "dtype": self.dtype.name})
+        interactions); ``now`` is kept as when the item was first stored, as in its hash, so a package it is
+        re-embedded for knows it too (``created_after``)."""
+        key = self.key(item_id)
+        pipe.hdel(key, "interactions", "id_embedding", "id_fingerprint")  # an overwrite forgets them
+        pipe.hset(key, mapping={"features": features.astype(self.dtype).tobytes(), "dtype": self.dtype.name})
+        pipe.hsetnx(key, "posted_at", now)
         pipe.sadd(f"{self._part(item_id)}:items", item_id)
 
     def forget(self, pipe, item_id: str) -> None:
@@ -122,5 +126,6 @@ class FeatureStore:
             id_emb = r.get(b"id_embedding")
             out[i] = KeptFeatures(f, int(r.get(b"interactions", 0)),
                                   None if id_emb is None else np.frombuffer(id_emb, np.float32),
-                                  r[b"id_fingerprint"].decode() if b"id_fingerprint" in r else None)
+                                  r[b"id_fingerprint"].decode() if b"id_fingerprint" in r else None,
+                                  r[b"posted_at"].decode() if b"posted_at" in r else None)
         return out

@@ -17,7 +17,8 @@ Key layout (``P`` = prefix, ``V`` = model package version):
 Content features (``service.engine.features``), kept so that a new model package with the same encoders can
 re-embed every stored item (``service.rollout``), live outside the version, under the encoders' fingerprint ``F``:
 * ``P:features:F:item:<item_id>`` — hash {features: packed row (float16 or float32 bytes), dtype, interactions,
-  id_embedding + id_fingerprint when the recommender sent one}; written in the same transaction as the proxy
+  id_embedding + id_fingerprint when the recommender sent one, posted_at as in the item's hash}; written in the same
+  transaction as the proxy
 * ``P:features:F:items`` — set of the item IDs with features
 
 Posted bundles (``service.bundle_serving``) use the same layout under ``P:bundles:<package version>``, with
@@ -176,7 +177,7 @@ class RedisStore:
                 pipe.hsetnx(key, "posted_at", now)  # an overwrite keeps when the item was first stored
                 pipe.sadd(self.set_key(item_id), item_id)
                 if keep:
-                    self.features.queue(pipe, item_id, features)
+                    self.features.queue(pipe, item_id, features, now)
                 self._announce(pipe, item_id)
                 await pipe.execute()
             return True

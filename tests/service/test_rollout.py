@@ -224,6 +224,10 @@ def test_reembed_command_backfills_offline_and_resumes(tiny_package_dir, second_
     report = json.loads(first.stdout.strip().splitlines()[-1])
     assert report["reembedded"] == 40 and report["covered"] == 1.0, report
     assert redis_client.scard(f"{prefix}:{v2}:items") == 40
+    v1 = load_package(tiny_package_dir).manifest.version  # re-embedded items keep when they were first stored
+    for n in (0, 39):
+        posted = redis_client.hget(f"{prefix}:{v1}:item:o-{n}", "posted_at")
+        assert posted and redis_client.hget(f"{prefix}:{v2}:item:o-{n}", "posted_at") == posted
     again = json.loads(subprocess.run(cmd, env=os.environ | env, capture_output=True, text=True,
                                       timeout=300).stdout.strip().splitlines()[-1])
     assert again["reembedded"] == 0 and again["present"] == 40, again
