@@ -1,4 +1,4 @@
-"""Training cost against the size of the interaction log (issue 40): how the ID model's time grows with the data.
+"""Training cost against the size of the interaction log (issue 40): how each stage's time grows with the data.
 
 Logs are generated from a known latent model (``latent_log``): 3,000 items with a popularity bias and 16 latent
 factors, users with factors of their own, each drawing about 50 distinct items from a softmax over their scores
@@ -22,6 +22,24 @@ the largest size where the unbounded training still runs to its early stop here 
 exactly as it trains today (about 31k training positives: 31 steps of 1,024, under the cap). If none is within 2%, none becomes the default.
 
     python bench/train_scale.py --sizes 100000,300000,1000000 --timing-only 1000000 --modes unbounded,bounded:48:0
+
+**The whole pipeline** (``--pipeline``): the generated product catalogue (``catalogue``: the same ~3,100 articles with
+text and a picture at every size, 50 purchases a user) trained as ``coldproxy train`` + ``coldproxy export`` do, each
+run in a child process: seconds per stage (features, ID model, generators, diffusion + gate, calibration, evaluation,
+export), epochs run and the validation-best one, peak RSS, the validation metrics, and the log-log slope per stage,
+for today's settings (``default``) and with no step budget anywhere (``before``).
+
+**The generators' step budget** (``--generator-caps``), rule written before the runs: at 300k purchases, seeds 0, 1,
+2, each seed's split holding out half its validation-cold items from early stopping (``selection_holdout`` 0.5; the
+budget changes how many epochs run, so scoring on the early-stopping items would favour the one that looks more
+often), the fused generator alone with ``proxy_steps_per_epoch`` in {0 (every click), 48, 96, 192}, scored by
+validation-cold NDCG@20 on the held-out half: the default is the cheapest (fewest steps) budget whose mean is within
+2% of every-click's. The budgets are run cheapest first, a dearer one only when the cheaper failed. If none is within
+2%, the default stays 0. The gate takes the same budget (``gate_steps_per_epoch``) when
+its training clicks exceed it, checked by the pipeline's served validation-cold NDCG@20 against ``before`` at 300k.
+
+    python bench/train_scale.py --sizes 300000 --generator-caps 0,48 --seeds 0,1,2 --name train_scale_generator
+    python bench/train_scale.py --pipeline --sizes 100000,300000,1000000 --pipeline-modes default --name train_scale
 """
 
 from __future__ import annotations
@@ -30,6 +48,8 @@ import argparse
 import json
 import os
 import resource
+import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -40,8 +60,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from coldproxy.config import TrainSettings  # noqa: E402
 from models.data import Dataset, cold_start_split  # noqa: E402
 from models.idmodel import train_id_model  # noqa: E402
+from models.synthetic_catalogue import CatalogueSpec, generate  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
+SCALE_DIR = Path(__file__).resolve().parents[1] / "artifacts" / "train_scale"  # generated logs, caches, checkpoints
 
 
 def latent_log(positives: int, seed: int = 0, n_items: int = 3000, per_user: int = 50, factors: int = 16) -> Dataset:
@@ -61,6 +83,16 @@ def latent_log(positives: int, seed: int = 0, n_items: int = 3000, per_user: int
                    item_texts=[f"item {i}" for i in range(n_items)], item_images=[None] * n_items,
                    user_ids=[str(u) for u in range(n_users)], users=np.concatenate(users).astype(np.int64),
                    items=np.concatenate(items).astype(np.int64))
+
+
+def catalogue(positives: int, root: Path = SCALE_DIR) -> Path:
+    """The generated product catalogue (``models.synthetic_catalogue``, 900 products: about 3,100 articles with text
+    and a picture) with about ``positives`` purchases, 50 a user; the same articles at every size, so their content
+    features are encoded once (the feature cache) and every size trains on the same items."""
+    out = root / f"catalogue-{positives}"
+    if not (out / "interactions.csv").exists():
+        generate(out, CatalogueSpec(products=900, users=max(1, positives // 50), purchases=50.0))
+    return out
 
 
 def parse_mode(text: str) -> tuple[str, dict]:
@@ -84,12 +116,168 @@ def run(ds: Dataset, seed: int, update: dict, epochs: int | None) -> dict:
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
 
 
-def exponent(rows: list[dict]) -> float | None:
-    pts = sorted({(r["train_positives"], r["seconds_per_epoch"]) for r in rows})
-    if len(pts) < 2:
+BEFORE = {"id_steps_per_epoch": 0, "proxy_steps_per_epoch": 0, "gate_steps_per_epoch": 0}  # no step budget anywhere
+STAGES = ("features", "id_model", "proxy", "diffusion+gate", "calibration", "evaluation", "export")
+
+
+def pipeline_run(positives: int, seed: int, update: dict) -> dict:
+    """The whole default training on the generated catalogue of ``positives`` purchases, as ``coldproxy train`` and
+    ``coldproxy export`` run it (fresh feature cache, so the encoders' pass is timed too); in this process, so its
+    peak RSS is the run's."""
+    from export.encoders import encoder_graphs
+    from export.package import build_package
+    from models.items.train import save_checkpoint, train
+
+    work = SCALE_DIR / f"run-{positives}-{seed}"
+    shutil.rmtree(work, ignore_errors=True)
+    settings = TrainSettings(data_dir=catalogue(positives), data_format="generic", seed=seed, cache_dir=work / "cache",
+                             work_dir=work / "train", package_dir=work / "package", **update)
+    t = time.perf_counter()
+    result = train(settings, encoder_graphs, progress=False)
+    save_checkpoint(result, settings.work_dir)
+    t_export = time.perf_counter()
+    build_package(settings)
+    m = result.metrics
+    seconds = {k: round(v, 1) for k, v in m["seconds"].items() if k != "text_finetune"}
+    seconds["export"] = round(time.perf_counter() - t_export, 1)
+    epochs = {"id_model": epochs_of(m["history"]["id_model"], "warm_val_ndcg@20"),
+              "proxy": epochs_of(m["history"]["proxy"], "val_cold_ndcg@20")}
+    for stage, key in (("diffusion", "val_cold_ndcg@20"), ("gate", "val_cold_ndcg@20")):
+        if stage in m["history"]:
+            epochs[stage] = epochs_of(m["history"][stage], key)
+    shutil.rmtree(work, ignore_errors=True)
+    served = m["selection"]["served"]
+    return {"train_positives": m["split"]["train_interactions"], "users": m["dataset"]["users"], "items": m["dataset"]["items"],
+            "seconds": seconds, "total_s": round(time.perf_counter() - t, 1), "epochs_run(best)": epochs,
+            "id_batch": m["id_model"].get("batch"), "warm_val_ndcg@20": round(float(m["id_model"]["best_warm_val_ndcg@20"]), 5),
+            "served": served, "val_cold_ndcg@20": round(float(m["selection"]["validation"][served]), 5),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+
+
+def generator_caps(positives: int, caps: list[int], seeds: list[int], name: str) -> None:
+    """The selection of ``proxy_steps_per_epoch`` (rule in the module docstring): per seed, one split with half the
+    validation-cold items held out from early stopping, one ID model (today's), then the fused generator alone at
+    each step budget, scored on the held-out half."""
+    from export.encoders import encoder_graphs
+    from models.evaluate import validation_cold_ndcg
+    from models.features import extract_features
+    from models.idmodel import train_id_model_checked
+    from models.items.proxy_training import predict
+    from models.items.train import fit_generator
+    from models.data import load_generic
+
+    ds = load_generic(catalogue(positives))
+    feats = extract_features(ds, encoder_graphs, SCALE_DIR / "cache", progress=False)
+    rows = []
+    for seed in seeds:
+        settings = TrainSettings(seed=seed, selection_holdout=0.5)
+        split = cold_start_split(ds, seed, settings.split_ratios, settings.selection_holdout)
+        U, I, _ = train_id_model_checked(ds.n_users, ds.n_items, split, settings, progress=False)
+        for cap in caps:
+            s_c = settings.model_copy(update={"proxy_steps_per_epoch": cap})
+            t = time.perf_counter()
+            gen, log = fit_generator(feats, split, U, I, s_c, progress=False)
+            probe = np.zeros_like(I)
+            probe[split.val_items] = predict(gen, feats, split.val_items)
+            row = {"positives": positives, "train_positives": len(split.train), "cap": cap, "seed": seed,
+                   "seconds": round(time.perf_counter() - t, 1), "epochs_run(best)": epochs_of(log["history"], "val_cold_ndcg@20"),
+                   "val_select_ndcg@20": round(validation_cold_ndcg(U, probe, split, "select"), 5)}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    RESULTS.mkdir(exist_ok=True)
+    means = {c: {k: float(np.mean([r[k] for r in rows if r["cap"] == c])) for k in ("val_select_ndcg@20", "seconds")} for c in caps}
+    base = means[0]["val_select_ndcg@20"] if 0 in means else None
+    out = {"command": "python bench/train_scale.py " + " ".join(sys.argv[1:]), "cores": os.cpu_count(), "means": means, "rows": rows}
+    (RESULTS / f"{name}.json").write_text(json.dumps(out, indent=2))
+    md = [f"# Generator step budget at {positives:,} purchases: the selection (issue 40)", "", f"Command: `{out['command']}`", "",
+          "| cap (steps / epoch; 0 = every click) | seed | epochs run (best) | seconds | val-cold NDCG@20 (held-out half) |",
+          "|---|---|---|---|---|"]
+    md += [f"| {r['cap']} | {r['seed']} | {r['epochs_run(best)']} | {r['seconds']} | {r['val_select_ndcg@20']} |" for r in rows]
+    md += ["", "| cap | mean val-cold NDCG@20 | vs every click | mean seconds |", "|---|---|---|---|"]
+    md += [f"| {c} | {v['val_select_ndcg@20']:.5f} | {(v['val_select_ndcg@20'] / base - 1) * 100:+.2f}% | {v['seconds']:.0f} |"
+           if base else f"| {c} | {v['val_select_ndcg@20']:.5f} | | {v['seconds']:.0f} |" for c, v in means.items()]
+    (RESULTS / f"{name}.md").write_text("\n".join(md) + "\n")
+    print("\n".join(md))
+
+
+def epochs_of(history: list[dict], key: str) -> str:
+    """"run (best)" of a stage's log."""
+    if not history:
+        return ""
+    return f"{len(history)} ({max(history, key=lambda h: h[key])['epoch']})"
+
+
+def pipeline(sizes: list[int], modes: list[str], seed: int, name: str) -> None:
+    """Each (size, mode) in a child process of its own (peak RSS per run); the rows, the fitted exponents per stage
+    and of the total, JSON + Markdown + a log-log PNG."""
+    rows = []
+    for size in sizes:
+        for mode in modes:
+            update = {} if mode == "default" else BEFORE
+            cmd = [sys.executable, __file__, "--pipeline-child", str(size), "--seeds", str(seed), "--child-update", json.dumps(update)]
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+            row = {"positives": size, "mode": mode, "seed": seed} | json.loads(out)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    for r in rows:
+        r["seconds"]["total"] = r["total_s"]
+    stage_exp = {m: {st: fit([(r["train_positives"], r["seconds"][st]) for r in rows if r["mode"] == m])
+                     for st in STAGES + ("total",)} for m in modes}
+    out = {"command": "python bench/train_scale.py " + " ".join(sys.argv[1:]), "cores": os.cpu_count(),
+           "exponents": stage_exp, "rows": rows}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(out, indent=2))
+    plot_pipeline(rows, RESULTS / f"{name}.png")
+    md = [f"# Whole training pipeline against the log's size ({os.cpu_count()} cores)", "",
+          f"Command: `{out['command']}`", "",
+          "The generated catalogue (`models/synthetic_catalogue.py`, about 3,100 articles with text and a picture, 50 "
+          "purchases a user) at each size; `coldproxy train` + `coldproxy export` in-process, a fresh feature cache each "
+          "run. `before`: no step budget in any stage (`" + json.dumps(BEFORE) + "`); `default`: today's settings.", "",
+          "Fitted exponent of seconds against training positives (log-log slope):", "",
+          "| mode | " + " | ".join(STAGES) + " | total |", "|---|" + "---|" * (len(STAGES) + 1)]
+    md += [f"| {m} | " + " | ".join(str(e[st]) for st in STAGES + ("total",)) + " |" for m, e in stage_exp.items()]
+    md += ["", "| positives (train) | mode | " + " | ".join(f"{st} (s)" for st in STAGES) + " | total (s) | epochs run (best) | "
+           "peak RSS (MB) | warm-val NDCG@20 | val-cold NDCG@20 (served) |", "|---|" * 1 + "---|" * (len(STAGES) + 7)]
+    for r in rows:
+        ep = ", ".join(f"{k} {v}" for k, v in r["epochs_run(best)"].items())
+        md.append(f"| {r['train_positives']:,} | {r['mode']} | " + " | ".join(str(r["seconds"][st]) for st in STAGES)
+                  + f" | {r['total_s']} | {ep} | {r['peak_rss_mb']} | {r['warm_val_ndcg@20']} | {r['val_cold_ndcg@20']} ({r['served']}) |")
+    (RESULTS / f"{name}.md").write_text("\n".join(md) + "\n")
+    print("\n".join(md))
+
+
+def fit(points: list[tuple[float, float]]) -> float | None:
+    """Log-log slope of seconds against positives (None under two sizes)."""
+    pts = sorted(set(points))
+    if len(pts) < 2 or min(p[1] for p in pts) <= 0:
         return None
-    x, y = np.log([p[0] for p in pts]), np.log([p[1] for p in pts])
-    return round(float(np.polyfit(x, y, 1)[0]), 2)
+    return round(float(np.polyfit(np.log([p[0] for p in pts]), np.log([p[1] for p in pts]), 1)[0]), 2)
+
+
+def plot_pipeline(rows: list[dict], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    modes = list(dict.fromkeys(r["mode"] for r in rows))
+    fig, axes = plt.subplots(1, len(modes), figsize=(5.5 * len(modes), 4.2), squeeze=False, sharey=True)
+    for ax, mode in zip(axes[0], modes):
+        mine = sorted((r for r in rows if r["mode"] == mode), key=lambda r: r["train_positives"])
+        for st in STAGES + ("total",):
+            pts = [(r["train_positives"], r["seconds"][st]) for r in mine if r["seconds"][st] > 0]
+            if pts:
+                ax.loglog(*zip(*pts), "o-", lw=2.5 if st == "total" else 1.2, label=f"{st} ({fit(pts)})")
+        ax.set_title(mode)
+        ax.set_xlabel("training positives")
+        ax.legend(fontsize=7)
+    axes[0][0].set_ylabel("seconds")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+
+
+def exponent(rows: list[dict]) -> float | None:
+    return fit([(r["train_positives"], r["seconds_per_epoch"]) for r in rows])
 
 
 def plot(rows: list[dict], out: Path) -> None:
@@ -117,7 +305,20 @@ def main() -> None:
     ap.add_argument("--timing-only", default="", help="sizes run for --timing-epochs epochs only")
     ap.add_argument("--timing-epochs", type=int, default=2)
     ap.add_argument("--name", default="train_scale")
+    ap.add_argument("--pipeline", action="store_true", help="the whole training pipeline at each of --sizes")
+    ap.add_argument("--pipeline-modes", default="default,before", help="default (today's settings), before (no budgets)")
+    ap.add_argument("--pipeline-child", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--child-update", default="{}", help=argparse.SUPPRESS)
+    ap.add_argument("--generator-caps", default="", help="the generator step budgets to select from, at the first size")
     args = ap.parse_args()
+    seeds = [int(x) for x in args.seeds.split(",")]
+    if args.pipeline_child:
+        print(json.dumps(pipeline_run(args.pipeline_child, seeds[0], json.loads(args.child_update))))
+        return
+    if args.pipeline:
+        return pipeline([int(x) for x in args.sizes.split(",")], args.pipeline_modes.split(","), seeds[0], args.name)
+    if args.generator_caps:
+        return generator_caps(int(args.sizes.split(",")[0]), [int(x) for x in args.generator_caps.split(",")], seeds, args.name)
     timing_only = {int(x) for x in args.timing_only.split(",") if x}
     rows = []
     for size in [int(x) for x in args.sizes.split(",")]:

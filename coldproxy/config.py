@@ -68,9 +68,7 @@ class TrainSettings(BaseSettings):
     id_lr_batch_power: float = Field(0.0, ge=0.0, le=1.0, description="ID-model learning rate x (batch / id_batch)^this")
     id_lr: float = 5e-3
     id_reg: float = 1e-4
-    id_batch: int = Field(1024, description="BPR triples per step; 1024 (was 2048): warm-validation NDCG@20 up on 3 of "
-                          "3 seeds, the served model's validation-cold NDCG@20 up on 3 of 3 (+0.0100 / +0.0042 / "
-                          "+0.0058; bench/results/quality_movielens_id_batch1024.md)")
+    id_batch: int = Field(1024, description="BPR triples per step (bench/results/quality_movielens_id_batch1024.md)")
     eval_every: int = 5
     patience: int = 4
     id_fallback: bool = Field(True, description="when the ID model is not clearly better than popularity and random "
@@ -110,6 +108,8 @@ class TrainSettings(BaseSettings):
                                    "weights, updated every step; validation, early stopping and the result use the "
                                    "average (0: off, the last step's weights)")
     proxy_batch: int = 1024
+    proxy_steps_per_epoch: int = Field(0, ge=0, description="most steps a generator's epoch takes, its clicks sampled "
+                                       "afresh each epoch, so an epoch stops growing with the log (0: every click)")
     proxy_negatives: PositiveInt = Field(1, description="warm negatives sampled per training click for the generator's "
                                          "ranking loss")
     proxy_ranking_loss: Literal["bpr", "softmax"] = Field("bpr", description="BPR averaged over a click's negatives, "
@@ -142,6 +142,7 @@ class TrainSettings(BaseSettings):
     gate_epochs: int = 30
     gate_lr: float = 1e-2
     gate_batch: int = 1024
+    gate_steps_per_epoch: int = Field(0, ge=0, description="most steps a gate epoch takes, sampled afresh (0: every one)")
     gate_aug_ratio: float = Field(0.5, description="pseudo-cold triples per real one (eta, eq. 23)")
     gate_aug_alpha: float = Field(0.4, description="lambda ~ Beta(alpha, alpha) for pseudo-cold items")
     served: Literal["auto", "gate", "proxy", "diffusion", "anchor"] = Field(
@@ -150,9 +151,7 @@ class TrainSettings(BaseSettings):
     select_modalities: bool = Field(True, description="also train text-only and image-only generators and serve "
                                     "the validation-chosen blend of the three (false: the fused generator alone)")
     generator_seeds: int = Field(3, ge=1, description="each candidate generator (fused, text-only, image-only) "
-                                 "trained from this many seeds and averaged uniformly over them before the blend; 3 "
-                                 "scored higher than 1 on validation: MovieLens on the mean of 3 seeds, the sparse "
-                                 "catalogue on every seed (README, Models)")
+                                 "trained from this many seeds and averaged uniformly over them before the blend")
     blend_rounds: int = Field(10, ge=1, description="generators averaged at most in the validation-chosen blend "
                               "(greedy ensemble selection, models/items/blend.py); 1: the single validation-best")
     selection_holdout: float = Field(0.0, ge=0.0, lt=1.0, description="share of the validation-cold items held out "

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from coldproxy.experts import EXPERTS, GATE_FEATURES
 from models.data import ColdStartSplit, Interactions
 from models.evaluate import evaluate_candidates, validation_cold_ndcg
-from models.training import EarlyStopping, bpr_loss, seed_everything
+from models.training import EarlyStopping, bpr_loss, epoch_rows, seed_everything
 
 class ColdAwareGate(nn.Module):
     def __init__(self, n_features: int = len(GATE_FEATURES), n_experts: int = len(EXPERTS)):
@@ -118,7 +118,7 @@ def train_gate(experts: np.ndarray, available: np.ndarray, features: np.ndarray,
     stopper, log = EarlyStopping(settings.patience), []
     bar = tqdm(range(settings.gate_epochs), desc=desc, disable=not progress)
     for epoch in bar:
-        perm = rng.permutation(len(inter))
+        perm = epoch_rows(rng, len(inter), settings.gate_batch, settings.gate_steps_per_epoch)
         total = 0.0
         for b in range(0, len(perm), settings.gate_batch):
             rows = perm[b : b + settings.gate_batch]

@@ -26,6 +26,14 @@ def nth_seed(seed: int, j: int) -> int:
     return seed + SEED_STRIDE * j
 
 
+def epoch_rows(rng: np.random.Generator, n: int, batch: int, steps: int) -> np.ndarray:
+    """The rows of ``n`` an epoch visits, in order: all of them shuffled, or, with ``steps`` > 0 and more rows
+    than ``steps`` batches hold, a fresh uniform sample of ``steps * batch`` (a fixed budget per epoch, so an
+    epoch's cost stops growing with the data). Under the budget the draw is the same as without one."""
+    order = rng.permutation(n)
+    return order[: steps * batch] if steps > 0 and n > steps * batch else order
+
+
 def bpr_loss(pos_scores: torch.Tensor, neg_scores: torch.Tensor) -> torch.Tensor:
     """Bayesian personalised ranking: mean of -ln sigma(s_ui - s_uj)."""
     return -F.logsigmoid(pos_scores - neg_scores).mean()

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from models.data import ColdStartSplit
 from models.evaluate import validation_cold_ndcg
 from models.features import Features
-from models.training import EarlyStopping, bpr_loss, seed_everything
+from models.training import EarlyStopping, bpr_loss, epoch_rows, seed_everything
 
 
 class ProxyMLP(nn.Module):
@@ -114,10 +114,10 @@ def train_proxy(
     bar = tqdm(range(settings.proxy_epochs), desc=desc, disable=not progress)
     for epoch in bar:
         model.train()
-        perm = rng.permutation(n)
+        perm = epoch_rows(rng, n, settings.proxy_batch, settings.proxy_steps_per_epoch)
         total = 0.0
         parts = dict.fromkeys(weights, 0.0)
-        for b in range(0, n, settings.proxy_batch):
+        for b in range(0, len(perm), settings.proxy_batch):
             idx = perm[b : b + settings.proxy_batch]
             pos = split.train.items[idx] if bpr_weight > 0 else warm[idx]
             neg = warm[rng.integers(0, len(warm), len(idx) * n_neg)]  # row r's negatives: r, r + len(idx), ...
@@ -148,8 +148,9 @@ def train_proxy(
             total += loss.item() * len(idx)
         probe[split.val_items] = predict(scored, features, split.val_items)
         ndcg = validation_cold_ndcg(user_emb, probe, split)
-        log.append({"epoch": epoch + 1, "loss": total / n, "val_cold_ndcg@20": ndcg} | {k: v / n for k, v in parts.items()})
-        bar.set_postfix(loss=f"{total / n:.4f}", val_cold_ndcg20=f"{ndcg:.4f}")
+        seen = len(perm)
+        log.append({"epoch": epoch + 1, "loss": total / seen, "val_cold_ndcg@20": ndcg} | {k: v / seen for k, v in parts.items()})
+        bar.set_postfix(loss=f"{total / seen:.4f}", val_cold_ndcg20=f"{ndcg:.4f}")
         if stopper.step(ndcg, lambda: {k: v.clone() for k, v in scored.state_dict().items()}):
             break
     model.load_state_dict(stopper.state)

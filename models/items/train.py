@@ -238,9 +238,10 @@ def train(settings, encoder_graphs: EncoderGraphs, progress: bool = True) -> Tra
         check_selection(selection)
     result = TrainResult(settings, ds, split, feats, U, I, proxy, {}, experts, generators=chosen.candidates,
                          text_layer=text_layer, space=space)
-    calibration_log = None
+    calibration_log, t_experts = None, time.time()
     if settings.calibration and ranking and result.score == "dot":  # nothing to calibrate against / after unit length
         result.calibration, calibration_log = fit_calibration(U, I, result.served_item_emb(), split)
+    t_cal = time.time()
     result.metrics = {
         "dataset": ds.provenance | {"name": ds.name, "users": ds.n_users, "items": ds.n_items, "interactions": len(ds.items)},
         "split": {
@@ -256,9 +257,10 @@ def train(settings, encoder_graphs: EncoderGraphs, progress: bool = True) -> Tra
         "test_protocol": "users" if ranking else "self-retrieval: each test item is found by its own given vector",
         "test_uncalibrated": evaluate_split(U, result.served_item_emb(calibrated=False), split)["all"],
         "seconds": {"features": t_feat - t0, "id_model": t_id - t_feat, "text_finetune": t_text - t_id, "proxy": t_proxy - t_text,
-                    "diffusion+gate": time.time() - t_proxy},
+                    "diffusion+gate": t_experts - t_proxy, "calibration": t_cal - t_experts},
         "history": {"id_model": id_log["history"], "proxy": proxy_log["history"]},
     }
+    result.metrics["seconds"]["evaluation"] = time.time() - t_cal
     if space is not None:  # the given space and its load report (export records a trained one from its tables)
         result.metrics["id_space"] = space.info
     if calibration_log is not None:
