@@ -69,12 +69,17 @@ def encode_images(graph: Path, paths: list[Path], batch: int, progress: bool = T
 EncoderGraphs = Callable[[Path], tuple[Path, Path]]  # cache_dir -> (text, image) ONNX graphs
 
 
+def cache_path(ds, cache_dir: Path, max_len: int = 128) -> Path:
+    """Where the dataset's features are cached: keyed by the encoders and the items' content."""
+    key = f"v{FEATURES_VERSION}-{TEXT_ENCODER}-{IMAGE_ENCODER}-len{max_len}-{ds.content_key()}"
+    return Path(cache_dir) / f"features-{key}.npz"
+
+
 def extract_features(ds, encoder_graphs: EncoderGraphs, cache_dir: Path, max_len: int = 128, batch: int = 64,
                      progress: bool = True) -> Features:
     """Encode every item's text and image; items without one get zeros and a false presence flag.
     ``encoder_graphs`` gives the encoders' ONNX graphs; it is called only when the cache misses."""
-    key = f"v{FEATURES_VERSION}-{TEXT_ENCODER}-{IMAGE_ENCODER}-len{max_len}-{ds.content_key()}"
-    cache = Path(cache_dir) / f"features-{key}.npz"
+    cache = cache_path(ds, cache_dir, max_len)
     if cache.exists():
         z = np.load(cache)
         return Features(*(z[k] for k in FIELDS))

@@ -17,6 +17,7 @@ their external IDs, the warm items' content features, a few real inputs for the 
 from __future__ import annotations
 
 import json
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
+from coldproxy.config import usable_cores
 from coldproxy.id_space import normalise_rows
 from coldproxy.package import seen_table
 from models.data import ColdStartSplit, Dataset, cold_start_split
@@ -34,7 +37,8 @@ from models.diffusion import Denoiser, DenoiserConfig
 from models.items.calibration import FILE as CALIBRATION_FILE, Calibration, fit_calibration
 from models.items.experts import Experts, ServedGate, fit_experts, select_served, served_cold
 from models.gate import ColdAwareGate
-from models.features import EncoderGraphs, Features, extract_features
+from models.cost import describe as describe_cost, estimate
+from models.features import EncoderGraphs, Features, cache_path, extract_features
 from models.items.blend import describe, greedy_blend
 from models.items.generator import BlendedGenerator, GeneratorConfig, ProxyGenerator, RoutedGenerator, layer_groups
 from models.idmodel import train_id_model_checked
@@ -197,12 +201,26 @@ def check_selection(selection: dict) -> None:
                            f"below a candidate's {best:.5f}: {selection['validation']}")
 
 
+def estimate_cost(settings, ds: Dataset, split: ColdStartSplit, space: GivenSpace | None) -> dict[str, float]:
+    """``models.cost.estimate`` for this run, before it starts."""
+    cached = cache_path(ds, settings.cache_dir, settings.text_max_len).exists()
+    both = any(ds.item_texts) and any(p is not None for p in ds.item_images)
+    generators = settings.generator_seeds * (3 if settings.select_modalities and settings.proxy_modalities == "both" and both else 1)
+    seconds = estimate(settings, ds.n_items, ds.n_users, len(split.train), len(split.warm_val), len(split.warm_items),
+                       0 if cached else ds.n_items, generators, usable_cores())
+    if space is not None:
+        seconds["id_model"] = 0.0
+    return seconds
+
+
 def train(settings, encoder_graphs: EncoderGraphs, progress: bool = True) -> TrainResult:
     """Every stage on the settings' dataset; ``encoder_graphs`` (``export.encoders.encoder_graphs``) gives
     the ONNX encoders the features are computed with, on a feature-cache miss."""
     t0 = time.time()
     ds, space = load_training_data(settings)
     split = cold_start_split(ds, settings.seed, settings.split_ratios, settings.selection_holdout)
+    if progress:
+        tqdm.write(describe_cost(estimate_cost(settings, ds, split, space)), file=sys.stderr)
     feats = extract_features(ds, encoder_graphs, settings.cache_dir, settings.text_max_len, settings.encode_batch, progress)
     t_feat = time.time()
     if space is None:

@@ -9,7 +9,7 @@ from coldproxy_cli.commands import main as cli_main
 from models.data import load_movielens
 
 
-def test_cli_trains_on_generic_format(tmp_path, movielens_dir, train_settings, trained, monkeypatch):
+def test_cli_trains_on_generic_format(tmp_path, movielens_dir, train_settings, trained, monkeypatch, capsys):
     ml = load_movielens(movielens_dir).most_popular(120)
     data = tmp_path / "data"
     data.mkdir()
@@ -32,13 +32,16 @@ def test_cli_trains_on_generic_format(tmp_path, movielens_dir, train_settings, t
     monkeypatch.setenv("COLDPROXY_GENERATOR_SEEDS", "2")  # and every candidate generator from a second seed
     work = tmp_path / "work"
     cli_main(["train", "--format", "generic", "--data", str(data), "--work-dir", str(work)])
+    assert "estimated training time ~" in capsys.readouterr().err  # said before it starts (models/cost.py)
     z = np.load(work / "embeddings.npz")
     assert z["item_ids"][0].startswith("sku-") and z["user_ids"][0].startswith("user-")
     assert z["item_emb"].shape[1] == train_settings.dim and np.isfinite(z["item_emb"]).all()
     mask = z["item_mask"]
     assert (mask.sum(1) >= 1).all() and (mask[:, 0] == 0).any() and (mask[:, 1] == 0).any()
     assert (work / "metrics.json").exists() and (work / "proxy.pt").exists()
-    selection = json.loads((work / "metrics.json").read_text())["selection"]
+    metrics = json.loads((work / "metrics.json").read_text())
+    assert {"features", "id_model", "proxy", "diffusion+gate", "calibration", "evaluation"} <= set(metrics["seconds"])
+    selection = metrics["selection"]
     assert {"generator:both", "generator:text", "generator:image"} <= set(selection["validation"])  # seeds averaged
     weights = selection["generator_weights"]  # each modality's weight shared equally by its two seeds
     assert all(weights[n] == weights[n.partition("#")[0] if "#" in n else n + "#2"] for n in weights)

@@ -1,0 +1,68 @@
+"""What a training run will cost, said before it starts (issue 40): each stage's seconds from the data's size and
+the settings, from per-unit costs measured on this project's 2-core machine (``bench/train_scale.py``; the runs are
+in ``bench/results/train_scale.md``), scaled by the usable cores.
+
+Early stopping decides how many epochs each stage really runs; the estimate takes the typical counts measured
+there, so it says how long a run takes, within a factor of about two, not to the minute.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MEASURED_CORES = 2
+
+
+@dataclass(frozen=True)
+class UnitCosts:
+    """Seconds per unit of work on the measuring machine (2 cores), and the typical epoch counts."""
+
+    feature_item: float = 0.013  # one item's text and picture through the encoders (a feature-cache miss)
+    id_step: float = 0.006  # one ID-model BPR step: fixed part
+    id_step_positive: float = 4.8e-7  # ... and per training positive (the step propagates over the whole graph)
+    id_epochs: int = 50
+    generator_step: float = 0.13  # one generator step of 1,024 clicks (text layers, picture stages, PAL)
+    generator_epochs: int = 15
+    gate_step: float = 0.02
+    gate_epochs: int = 15
+    diffusion_item_epoch: float = 2e-4  # one warm item through the denoiser's training, one epoch
+    diffusion_epochs: int = 60
+    score_pair: float = 4e-9  # one (user, item) score in validation, calibration and evaluation
+    export: float = 60.0  # ONNX export of the encoders and the generator, and the parity checks
+
+
+def _steps(n: int, batch: int, cap: int) -> int:
+    steps = -(-n // batch) if n else 0
+    return min(steps, cap) if cap else steps
+
+
+def estimate(settings, n_items: int, n_users: int, n_train: int, n_warm_val: int, n_warm: int, encode_items: int,
+             generators: int, cores: int, unit: UnitCosts = UnitCosts()) -> dict[str, float]:
+    """Seconds per stage for a run of ``settings`` on data of these sizes; ``encode_items``: items whose features the
+    cache lacks, ``generators``: how many generators train."""
+    id_steps = _steps(n_train, settings.id_batch, settings.id_steps_per_epoch)
+    scores = n_users * n_items * unit.score_pair
+    out = {
+        "features": encode_items * unit.feature_item,
+        "id_model": unit.id_epochs * (id_steps * (unit.id_step + unit.id_step_positive * n_train) + scores / settings.eval_every),
+        "generators": generators * unit.generator_epochs * (
+            _steps(n_train, settings.proxy_batch, settings.proxy_steps_per_epoch) * unit.generator_step * settings.proxy_batch / 1024
+            + scores / 10),
+        "diffusion+gate": (unit.diffusion_epochs * n_warm * unit.diffusion_item_epoch
+                           + unit.gate_epochs * _steps(n_warm_val, settings.gate_batch, settings.gate_steps_per_epoch)
+                           * unit.gate_step) if settings.diffusion else 0.0,
+        "calibration+evaluation": 3 * scores,
+        "export": unit.export,
+    }
+    scale = MEASURED_CORES / max(1, min(cores, 8))  # torch's CPU kernels stop scaling well beyond a few cores
+    return {k: v * scale for k, v in out.items()}
+
+
+def describe(seconds: dict[str, float]) -> str:
+    """One line: the total and each stage's share."""
+    parts = ", ".join(f"{k} ~{_human(v)}" for k, v in seconds.items() if v >= 0.5)
+    return f"estimated training time ~{_human(sum(seconds.values()))} ({parts}; early stopping decides)"
+
+
+def _human(s: float) -> str:
+    return f"{s:.0f} s" if s < 90 else f"{s / 60:.0f} min" if s < 5400 else f"{s / 3600:.1f} h"
