@@ -18,6 +18,15 @@ def seed_everything(seed: int) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
+def use_usable_cores() -> int:
+    """torch's intra-op threads = the cores this process may run on (its CPU affinity: a container's cpuset, taskset);
+    torch's own default counts the host's cores, which oversubscribes a pod pinned to a few of many. Returns it."""
+    from coldproxy.config import usable_cores
+
+    torch.set_num_threads(usable_cores())
+    return torch.get_num_threads()
+
+
 SEED_STRIDE = 1000  # the j-th of several models trained from one seed s uses seed s + SEED_STRIDE * j
 
 

@@ -15,6 +15,7 @@ from coldproxy.bundle_package import ColdCalibration, with_columns
 from coldproxy.config import BundleSettings
 from models.bundles.calibration import calibrate_cold, served_users, served_vectors
 from models.bundles.data import BundleData
+from models.training import use_usable_cores
 from models.bundles.backbone import Prior, evaluate, train_prior
 from models.bundles.model import (HierarchicalGate, ViewDiffusion, ViewExperts, cold_aware_features, composition_features,
                                   fit_view_experts, train_gates)
@@ -59,6 +60,7 @@ def train_bundle_model(data: BundleData, settings: BundleSettings, progress: boo
     """Stages 1-3 (Alg. 3) and the cold calibration; each of ``settings.gate_variants`` is trained and
     calibrated, and the one best on the tune split served. Without ``use_diffusion`` it stops after the
     prior (the backbone)."""
+    use_usable_cores()
     prior, log_p = train_prior(data, settings, progress)
     comp = composition_features(data, settings, progress)
     aB, aI = cold_aware_features(data, data.bundle_counts())

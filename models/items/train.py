@@ -44,7 +44,7 @@ from models.items.generator import BlendedGenerator, GeneratorConfig, ProxyGener
 from models.idmodel import train_id_model_checked
 from models.items.text_finetune import LAYER_FILE, finetune_text_layer
 from models.items.proxy_training import predict, train_proxy
-from models.training import nth_seed
+from models.training import nth_seed, use_usable_cores
 
 MODALITIES = {"both": (1, 1), "text": (1, 0), "image": (0, 1)}
 
@@ -217,6 +217,7 @@ def train(settings, encoder_graphs: EncoderGraphs, progress: bool = True) -> Tra
     """Every stage on the settings' dataset; ``encoder_graphs`` (``export.encoders.encoder_graphs``) gives
     the ONNX encoders the features are computed with, on a feature-cache miss."""
     t0 = time.time()
+    use_usable_cores()
     ds, space = load_training_data(settings)
     split = cold_start_split(ds, settings.seed, settings.split_ratios, settings.selection_holdout)
     if progress:

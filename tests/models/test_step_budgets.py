@@ -37,3 +37,17 @@ def test_the_estimate_grows_with_the_data_only_as_far_as_the_budgets_let_it():
     assert small["features"] == 0 and run(100_000, encode=3000)["features"] > 0
     assert estimate(s, 3000, 2000, 100_000, 10_000, 2400, 0, 9, cores=4)["id_model"] < small["id_model"]
     assert describe(big).startswith("estimated training time ~")
+
+
+def test_torch_trains_on_the_cores_this_process_may_use():
+    import os
+
+    import torch
+
+    from models.training import use_usable_cores
+
+    before = torch.get_num_threads()
+    try:
+        assert use_usable_cores() == len(os.sched_getaffinity(0)) == torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
