@@ -173,7 +173,10 @@ def run_seed(seed: int, only: set[str] | None, data: dict, space_dir: Path | Non
         mask[drop, 1] = 0.0
         score(ROBUST, served(r.proxy, f, I, cold, mask))
     for name, over in ABLATIONS.items():
-        if want(name):
+        modality = {"text": f.has_text, "image": f.has_image}.get(over.get("proxy_modalities"))
+        if want(name) and modality is not None and not modality.any():
+            print(f"{name}: skipped, the dataset has no item with that modality", flush=True)
+        elif want(name):
             # the single-modality generators training already fitted (as served: routed to the fused one
             # for items without that modality), else fitted here
             model = r.generators.get(over.get("proxy_modalities"))

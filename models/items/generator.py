@@ -163,8 +163,8 @@ class ProxyGenerator(nn.Module):
     def aux_losses(self, out: dict, targets: torch.Tensor | None, pal_temperature: float) -> dict[str, torch.Tensor]:
         """Eq. 4 (adapter balance), eq. 7 (fusion balance), eq. 8 (alignment), IDProxy eq. 1 (PAL)."""
         mask = out["mask"]
-        losses = {"adapter": sum(kl_to_uniform(p[mask[:, m] > 0].mean(0)) for m, p in enumerate(out["router"])
-                                 if (mask[:, m] > 0).any())}
+        losses = {"adapter": sum((kl_to_uniform(p[mask[:, m] > 0].mean(0)) for m, p in enumerate(out["router"])
+                                  if (mask[:, m] > 0).any()), torch.zeros(()))}  # a tensor when no modality is present
         both = mask.sum(1) == 2
         losses["fusion"] = kl_to_uniform(out["alpha"][both].mean(0)) if self.cfg.fusion == "gate" and both.any() else torch.zeros(())
         losses["align"] = sum((((out["e"] - z) ** 2).mean(-1) * mask[:, m]).sum() / mask[:, m].sum().clamp_min(1.0)

@@ -167,3 +167,12 @@ def test_the_weight_average_is_what_is_validated_and_returned_and_a_vanishing_de
     assert np.abs(averaged - plain).max() > 1e-3  # a real average is not the last step's weights
     with pytest.raises(ValueError):
         TrainSettings(proxy_ema_decay=1.0)
+
+
+def test_an_image_only_generator_on_items_without_pictures_has_tensor_losses():
+    """A batch where the generator's only modality is absent everywhere (``bench/quality.py``'s "image only" row on
+    a dataset without pictures) gives tensor losses, not a bare 0 that training cannot detach."""
+    gen = small_generator(modalities=(0, 1))
+    out = gen(*inputs(mask=(1, 0)))
+    losses = gen.aux_losses(out, torch.randn(5, 3), 0.1)
+    assert all(isinstance(v, torch.Tensor) for v in losses.values()) and float(losses["adapter"].detach()) == 0.0
