@@ -125,8 +125,13 @@ class TorchEager:
             den, gate, kw, _ = self.experts
             anchor = self.anchors.anchors(self.content_vectors(tf.numpy(), imf.numpy(), np.ones((1, 2), np.float32)))
             diffusion = torch.from_numpy(sample(den, anchor, proxy.numpy(), **kw))
-            cold = torch.tensor([[0.0, 1.0, 1.0]])
-            return gate(cold, cold, torch.zeros_like(proxy), proxy, diffusion)[0][0].numpy()
+            from coldproxy.experts import CONTENT_EXPERTS, cold_features
+
+            # as the service serves a new item: count 0, both modalities, every content expert available
+            feats = torch.from_numpy(cold_features(np.zeros(1), np.ones((1, 2), np.float32)))
+            available = torch.tensor([[0.0] + [1.0] * len(CONTENT_EXPERTS)])
+            return gate(feats, available, torch.zeros_like(proxy), proxy, diffusion,
+                        torch.from_numpy(np.ascontiguousarray(anchor, dtype=np.float32)))[0][0].numpy()
 
     def flops(self, text: str, poster: Path) -> int:
         from torch.utils.flop_counter import FlopCounterMode
