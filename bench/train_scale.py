@@ -128,7 +128,7 @@ def pipeline_run(positives: int, seed: int, update: dict) -> dict:
     peak RSS is the run's."""
     from export.encoders import encoder_graphs
     from export.package import build_package
-    from models.items.train import save_checkpoint, train
+    from models.items.train import estimate_cost, save_checkpoint, train
 
     work = SCALE_DIR / f"run-{positives}-{seed}"
     shutil.rmtree(work, ignore_errors=True)
@@ -142,7 +142,8 @@ def pipeline_run(positives: int, seed: int, update: dict) -> dict:
     m = result.metrics
     seconds = {k: round(v, 1) for k, v in m["seconds"].items() if k != "text_finetune"}
     seconds["export"] = round(time.perf_counter() - t_export, 1)
-    epochs = {"id_model": epochs_of(m["history"]["id_model"], "warm_val_ndcg@20"),
+    id_best = max(m["history"]["id_model"], key=lambda h: h["warm_val_ndcg@20"])["epoch"] if m["history"]["id_model"] else ""
+    epochs = {"id_model": f"{m['id_model']['epochs_run']} ({id_best})",  # its history holds the evaluated epochs only
               "proxy": epochs_of(m["history"]["proxy"], "val_cold_ndcg@20")}
     for stage, key in (("diffusion", "val_cold_ndcg@20"), ("gate", "val_cold_ndcg@20")):
         if stage in m["history"]:
@@ -151,6 +152,7 @@ def pipeline_run(positives: int, seed: int, update: dict) -> dict:
     served = m["selection"]["served"]
     return {"train_positives": m["split"]["train_interactions"], "users": m["dataset"]["users"], "items": m["dataset"]["items"],
             "seconds": seconds, "total_s": round(time.perf_counter() - t, 1), "epochs_run(best)": epochs,
+            "estimate_s": round(sum(estimate_cost(settings, result.dataset, result.split, None, cached=False).values()), 1),
             "id_batch": m["id_model"].get("batch"), "warm_val_ndcg@20": round(float(m["id_model"]["best_warm_val_ndcg@20"]), 5),
             "served": served, "val_cold_ndcg@20": round(float(m["selection"]["validation"][served]), 5),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
@@ -219,9 +221,10 @@ def generator_caps(positives: int, caps: list[int], seeds: list[int], name: str)
 
 def epochs_of(history: list[dict], key: str) -> str:
     """"run (best)" of a stage's log."""
-    if not history:
+    scored = [h for h in history if key in h]  # the diffusion expert is validated every eval_every epochs
+    if not scored:
         return ""
-    return f"{len(history)} ({max(history, key=lambda h: h[key])['epoch']})"
+    return f"{len(history)} ({max(scored, key=lambda h: h[key])['epoch']})"
 
 
 def pipeline(sizes: list[int], modes: list[str], seed: int, name: str) -> None:
@@ -232,7 +235,7 @@ def pipeline(sizes: list[int], modes: list[str], seed: int, name: str) -> None:
         for mode in modes:
             update = {} if mode == "default" else BEFORE
             cmd = [sys.executable, __file__, "--pipeline-child", str(size), "--seeds", str(seed), "--child-update", json.dumps(update)]
-            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+            out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout.strip().splitlines()[-1]
             row = {"positives": size, "mode": mode, "seed": seed} | json.loads(out)
             rows.append(row)
             print(json.dumps(row), flush=True)
@@ -254,11 +257,13 @@ def pipeline(sizes: list[int], modes: list[str], seed: int, name: str) -> None:
           "| mode | " + " | ".join(STAGES) + " | total |", "|---|" + "---|" * (len(STAGES) + 1)]
     md += [f"| {m} | " + " | ".join(str(e[st]) for st in STAGES + ("total",)) + " |" for m, e in stage_exp.items()]
     md += ["", "| positives (train) | mode | " + " | ".join(f"{st} (s)" for st in STAGES) + " | total (s) | epochs run (best) | "
-           "peak RSS (MB) | warm-val NDCG@20 | val-cold NDCG@20 (served) |", "|---|" * 1 + "---|" * (len(STAGES) + 7)]
+           "peak RSS (MB) | warm-val NDCG@20 | val-cold NDCG@20 (served) | `coldproxy train`'s estimate (s) |",
+           "|" + "---|" * (len(STAGES) + 8)]
     for r in rows:
         ep = ", ".join(f"{k} {v}" for k, v in r["epochs_run(best)"].items())
         md.append(f"| {r['train_positives']:,} | {r['mode']} | " + " | ".join(str(r["seconds"][st]) for st in STAGES)
-                  + f" | {r['total_s']} | {ep} | {r['peak_rss_mb']} | {r['warm_val_ndcg@20']} | {r['val_cold_ndcg@20']} ({r['served']}) |")
+                  + f" | {r['total_s']} | {ep} | {r['peak_rss_mb']} | {r['warm_val_ndcg@20']} | {r['val_cold_ndcg@20']} ({r['served']}) "
+                  f"| {r['estimate_s']} |")
     (RESULTS / f"{name}.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
 

@@ -201,9 +201,11 @@ def check_selection(selection: dict) -> None:
                            f"below a candidate's {best:.5f}: {selection['validation']}")
 
 
-def estimate_cost(settings, ds: Dataset, split: ColdStartSplit, space: GivenSpace | None) -> dict[str, float]:
-    """``models.cost.estimate`` for this run, before it starts."""
-    cached = cache_path(ds, settings.cache_dir, settings.text_max_len).exists()
+def estimate_cost(settings, ds: Dataset, split: ColdStartSplit, space: GivenSpace | None, cached: bool | None = None
+                  ) -> dict[str, float]:
+    """``models.cost.estimate`` for this run, before it starts (``cached``: whether the features are; by default
+    whether the cache holds them now)."""
+    cached = cache_path(ds, settings.cache_dir, settings.text_max_len).exists() if cached is None else cached
     both = any(ds.item_texts) and any(p is not None for p in ds.item_images)
     generators = settings.generator_seeds * (3 if settings.select_modalities and settings.proxy_modalities == "both" and both else 1)
     seconds = estimate(settings, ds.n_items, ds.n_users, len(split.train), len(split.warm_val), len(split.warm_items),
