@@ -57,7 +57,8 @@ def _synthetic(seed=0, d=8, n_users=300, n_warm=240, n_val=30):
 
 def test_training_makes_a_well_trained_warm_item_lean_on_its_id_embedding():
     experts, available, feats, users, split, many = _synthetic()
-    s = SimpleNamespace(seed=0, gate_lr=0.05, gate_batch=256, gate_aug_ratio=0.5, gate_aug_alpha=0.4, gate_epochs=40, patience=8)
+    s = SimpleNamespace(seed=0, gate_lr=0.05, gate_batch=256, gate_aug_ratio=0.5, gate_aug_alpha=0.4, gate_epochs=40, patience=8,
+                        gate_steps_per_epoch=0)
     gate, log = train_gate(experts, available, feats, users, split, s, progress=False)
     with torch.no_grad():
         w = gate.weights(torch.from_numpy(feats), torch.from_numpy(available)).numpy()
