@@ -16,7 +16,10 @@ import sys
 import time
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from coldproxy.config import BundleSettings, ServiceSettings, TrainSettings
+from coldproxy.errors import ColdproxyError
 
 
 def _train_settings(args: argparse.Namespace) -> TrainSettings:
@@ -214,6 +217,7 @@ def main(argv: list[str] | None = None) -> None:
     ):
         sp = sub.add_parser(name, help=helptext)
         sp.set_defaults(fn=fn)
+        sp.add_argument("--debug", action="store_true", help="show the traceback when the command refuses")
         if name == "serve":
             sp.add_argument("--package-dir", "--bundle-dir", type=Path, help="model package directory")
         elif name == "embed":
@@ -249,7 +253,19 @@ def main(argv: list[str] | None = None) -> None:
         if name == "up":
             sp.add_argument("--no-bundles", action="store_true", help="do not train the bundle model package when missing")
     a = p.parse_args(argv)
-    a.fn(a)
+    try:
+        a.fn(a)
+    except (ColdproxyError, ValidationError, FileNotFoundError, ValueError) as exc:  # a refusal: one line, no traceback
+        if a.debug:
+            raise
+        raise SystemExit(f"coldproxy {a.cmd}: {refusal(exc)} (--debug shows where)") from None
+
+
+def refusal(exc: Exception) -> str:
+    """One line saying what was refused: a settings error's fields and reasons, else the exception's message."""
+    if isinstance(exc, ValidationError):
+        return "invalid settings: " + "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors())
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 if __name__ == "__main__":
