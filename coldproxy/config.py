@@ -108,7 +108,7 @@ class TrainSettings(BaseSettings):
                                    "weights, updated every step; validation, early stopping and the result use the "
                                    "average (0: off, the last step's weights)")
     proxy_batch: int = 1024
-    proxy_steps_per_epoch: int = Field(0, ge=0, description="most steps a generator's epoch takes, its clicks sampled "
+    proxy_steps_per_epoch: int = Field(96, ge=0, description="most steps a generator's epoch takes, its clicks sampled "
                                        "afresh each epoch, so an epoch stops growing with the log (0: every click)")
     proxy_negatives: PositiveInt = Field(1, description="warm negatives sampled per training click for the generator's "
                                          "ranking loss")

@@ -22,7 +22,7 @@ class UnitCosts:
     id_step_positive: float = 4.8e-7  # ... and per training positive (the step propagates over the whole graph)
     id_epochs: int = 50
     generator_step: float = 0.13  # one generator step of 1,024 clicks (text layers, picture stages, PAL)
-    generator_epochs: int = 15
+    generator_epochs: int = 12  # 9 to 17 at 300k purchases (bench/results/train_scale_generator.md)
     gate_step: float = 0.02
     gate_epochs: int = 15
     diffusion_item_epoch: float = 2e-4  # one warm item through the denoiser's training, one epoch
