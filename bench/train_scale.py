@@ -239,12 +239,17 @@ def pipeline(sizes: list[int], modes: list[str], seed: int, name: str) -> None:
             row = {"positives": size, "mode": mode, "seed": seed} | json.loads(out)
             rows.append(row)
             print(json.dumps(row), flush=True)
-    for r in rows:
-        r["seconds"]["total"] = r["total_s"]
+            write_pipeline(rows, name, "python bench/train_scale.py " + " ".join(sys.argv[1:]))  # each size as it ends
+
+
+def write_pipeline(rows: list[dict], name: str, command: str) -> None:
+    """The pipeline's JSON, Markdown and PNG from its rows (``--pipeline-rows FILE`` rewrites them from the rows a
+    run printed, one JSON object a line)."""
+    rows = [r | {"seconds": r["seconds"] | {"total": r["total_s"]}} for r in rows]
+    modes = list(dict.fromkeys(r["mode"] for r in rows))
     stage_exp = {m: {st: fit([(r["train_positives"], r["seconds"][st]) for r in rows if r["mode"] == m])
                      for st in STAGES + ("total",)} for m in modes}
-    out = {"command": "python bench/train_scale.py " + " ".join(sys.argv[1:]), "cores": os.cpu_count(),
-           "exponents": stage_exp, "rows": rows}
+    out = {"command": command, "cores": os.cpu_count(), "exponents": stage_exp, "rows": rows}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps(out, indent=2))
     plot_pipeline(rows, RESULTS / f"{name}.png")
@@ -329,6 +334,7 @@ def main() -> None:
     ap.add_argument("--name", default="train_scale")
     ap.add_argument("--pipeline", action="store_true", help="the whole training pipeline at each of --sizes")
     ap.add_argument("--pipeline-modes", default="default,before", help="default (today's settings), before (no budgets)")
+    ap.add_argument("--pipeline-rows", type=Path, help="rewrite the pipeline's results from the rows a run printed")
     ap.add_argument("--pipeline-child", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--child-update", default="{}", help=argparse.SUPPRESS)
     ap.add_argument("--generator-caps", default="", help="the generator step budgets to select from, at the first size")
@@ -337,6 +343,10 @@ def main() -> None:
     if args.pipeline_child:
         print(json.dumps(pipeline_run(args.pipeline_child, seeds[0], json.loads(args.child_update))))
         return
+    if args.pipeline_rows:
+        rows = [json.loads(line) for line in args.pipeline_rows.read_text().splitlines() if line.startswith("{")]
+        return write_pipeline(rows, args.name, f"python bench/train_scale.py --pipeline --sizes "
+                              f"{','.join(str(r['positives']) for r in rows)} --pipeline-modes {','.join(dict.fromkeys(r['mode'] for r in rows))}")
     if args.pipeline:
         return pipeline([int(x) for x in args.sizes.split(",")], args.pipeline_modes.split(","), seeds[0], args.name)
     if args.generator_caps:

@@ -51,3 +51,23 @@ def test_torch_trains_on_the_cores_this_process_may_use():
         assert use_usable_cores() == len(os.sched_getaffinity(0)) == torch.get_num_threads()
     finally:
         torch.set_num_threads(before)
+
+
+def test_the_pipeline_report_fits_each_stages_growth(tmp_path, monkeypatch):
+    import json
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+    import train_scale
+
+    monkeypatch.setattr(train_scale, "RESULTS", tmp_path)
+    stages = dict.fromkeys(train_scale.STAGES, 10.0)
+    rows = [{"positives": n, "mode": "default", "seed": 0, "train_positives": n, "seconds": stages | {"id_model": n / 1000},
+             "total_s": 60 + n / 1000, "epochs_run(best)": {"id_model": "50 (30)"}, "estimate_s": 1.0, "peak_rss_mb": 1.0,
+             "warm_val_ndcg@20": 0.3, "served": "gate", "val_cold_ndcg@20": 0.4} for n in (100_000, 1_000_000)]
+    train_scale.write_pipeline(rows, "pipe", "python bench/train_scale.py --pipeline")
+    out = json.loads((tmp_path / "pipe.json").read_text())
+    assert out["exponents"]["default"]["id_model"] == 1.0 and out["exponents"]["default"]["features"] == 0.0
+    assert 0 < out["exponents"]["default"]["total"] < 1 and (tmp_path / "pipe.png").stat().st_size > 0
+    assert "| 1,000,000 | default |" in (tmp_path / "pipe.md").read_text()
