@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from models.idmodel import id_batch_and_lr
+
 MEASURED_CORES = 2
 
 
@@ -40,7 +42,7 @@ def estimate(settings, n_items: int, n_users: int, n_train: int, n_warm_val: int
              generators: int, cores: int, unit: UnitCosts = UnitCosts()) -> dict[str, float]:
     """Seconds per stage for a run of ``settings`` on data of these sizes; ``encode_items``: items whose features the
     cache lacks, ``generators``: how many generators train."""
-    id_steps = _steps(n_train, settings.id_batch, settings.id_steps_per_epoch)
+    id_steps = _steps(n_train, id_batch_and_lr(n_train, settings)[0], 0)  # the ID model's own budget: its batch grows
     scores = n_users * n_items * unit.score_pair
     out = {
         "features": encode_items * unit.feature_item,
