@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> dict:
     scenarios = Scenarios(Payloads.from_movielens(a.data, a.seed), candidates=a.candidates, bundles=bundles)
     t = time.perf_counter()
     samples = asyncio.run(run_load(a.url, a.scenario, scenarios, a.requests, a.duration, a.concurrency, a.rate,
-                                   {"X-API-Key": a.api_key} if a.api_key else None))
+                                   a.api_key))
     summary = summarise(samples, time.perf_counter() - t)
     mode = f"rate {a.rate}/s" if a.rate else f"concurrency {a.concurrency}"
     summary["config"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items() if k != "api_key"}

@@ -1,6 +1,7 @@
 """Scenarios, the bounded async load loop, and the report (JSON + PNG).
 
-Each scenario is a function that sends one request with an ``httpx.AsyncClient``. The loop runs
+Each scenario is a function that sends one request with ``StatusClient``: the coldproxy client's requests, sent
+once each and answered by their status unparsed, so the samples time the service and not the client's parsing. The loop runs
 either closed-loop (``concurrency`` workers back to back) or open-loop at a fixed ``rate``
 (requests/s, arrivals on a schedule, so a slow server shows up as latency, not as fewer requests).
 It always stops by itself: after ``requests`` requests or ``duration`` seconds, whichever comes first.
@@ -23,8 +24,10 @@ from urllib.parse import urlparse
 
 import httpx
 import numpy as np
-import orjson
 
+from coldproxy.client import AsyncClient, Retry
+from coldproxy.client.calls import Call
+from coldproxy.client.http import request_args
 from loadtest.payloads import BundlePayloads, Payloads
 
 ITEM_SCENARIOS = ("ingest", "get", "rank", "recommend", "recommend_filtered", "mix")
@@ -68,9 +71,18 @@ def draw_candidates(known: list[str], posted: list[str], count: int) -> list[str
     return random.choices(known, k=count - from_posted) + (random.choices(posted, k=from_posted) if from_posted else [])
 
 
-async def _post_json(client: httpx.AsyncClient, path: str, body: dict) -> httpx.Response:
-    """POST a JSON body encoded with orjson (several times faster than httpx's json.dumps for 1,000 IDs)."""
-    return await client.post(path, content=orjson.dumps(body), headers={"content-type": "application/json"})
+class StatusClient(AsyncClient):
+    """``AsyncClient`` whose every method answers the HTTP status (0: no answer) instead of the typed body, without
+    retries: a 429 or 503 is a sample like any other."""
+
+    def __init__(self, base_url: str, **options):
+        super().__init__(base_url, retry=Retry(attempts=1), **options)
+
+    async def _send(self, call: Call) -> int:
+        try:
+            return (await self.http.request(call.method, call.path, **request_args(call))).status_code
+        except httpx.TransportError:
+            return 0
 
 
 @dataclass
@@ -82,81 +94,78 @@ class Scenarios:
     _counter: itertools.count = field(default_factory=itertools.count)
     ingested: list[str] = field(default_factory=list)
 
-    async def ingest(self, client: httpx.AsyncClient) -> httpx.Response:
+    async def ingest(self, client: StatusClient) -> int:
         n = next(self._counter)
         movie, text, poster = self.payloads.items[n % len(self.payloads.items)]
         item_id = f"lt-{self.run_id}-{n}-{movie}"
-        files = {"image": ("poster.jpg", poster.read_bytes(), "image/jpeg")} if poster else None
-        r = await client.post("/v1/items", data={"item_id": item_id, "text": text}, files=files)
-        if r.status_code == 200:
+        status = await client.post_item(item_id, text=text, image=poster)
+        if status == 200:
             self.ingested.append(item_id)
-        return r
+        return status
 
     known_items: list[str] = field(default_factory=list)
     known_users: list[str] = field(default_factory=list)
 
-    async def discover(self, client: httpx.AsyncClient, probes: int = 200) -> None:
+    async def discover(self, client: StatusClient, probes: int = 200) -> None:
         """Untimed: keep the dataset's users and items that this model package knows, so reads never 404 by design.
         Once per ``Scenarios``: later loads with the same object reuse what was found."""
         if self.known_items and self.known_users:
             return
-        self.known_items = await _answered(client, "/v1/items/{}/embedding", [m for m, _, _ in self.payloads.items[:probes]])
-        self.known_users = await _answered(client, "/v1/users/{}/recommendations?k=1", self.payloads.users[:probes])
+        self.known_items = [m for m, _, _ in self.payloads.items[:probes] if await client.embedding(m) == 200]
+        self.known_users = [u for u in self.payloads.users[:probes] if await client.recommend(user_id=u, k=1) == 200]
         if not self.known_items or not self.known_users:
             raise RuntimeError("the service knows none of the dataset's items or users: wrong --data for this model package?")
 
-    async def get(self, client: httpx.AsyncClient) -> httpx.Response:
-        return await client.get(f"/v1/items/{pick_one(self.known_items, self.ingested)}/embedding")
+    async def get(self, client: StatusClient) -> int:
+        return await client.embedding(pick_one(self.known_items, self.ingested))
 
-    async def rank(self, client: httpx.AsyncClient) -> httpx.Response:
-        body = {"user_id": random.choice(self.known_users), "item_ids": draw_candidates(self.known_items, self.ingested, self.candidates)}
-        return await _post_json(client, "/v1/rank", body)
+    async def rank(self, client: StatusClient) -> int:
+        return await client.rank(draw_candidates(self.known_items, self.ingested, self.candidates),
+                                 user_id=random.choice(self.known_users))
 
-    async def recommend(self, client: httpx.AsyncClient) -> httpx.Response:
-        return await client.get(f"/v1/users/{random.choice(self.known_users)}/recommendations",
-                                params={"k": self.recommend_k})
+    async def recommend(self, client: StatusClient) -> int:
+        """POST /v1/recommendations with the default filters (the user's training items left out)."""
+        return await client.recommend(user_id=random.choice(self.known_users), k=self.recommend_k)
 
-    async def recommend_filtered(self, client: httpx.AsyncClient) -> httpx.Response:
-        """POST /v1/recommendations leaving out the user's seen items (the default) and 100 IDs the client shows."""
-        body = {"user_id": random.choice(self.known_users), "k": self.recommend_k,
-                "exclude_ids": draw_candidates(self.known_items, self.ingested, 100)}
-        return await _post_json(client, "/v1/recommendations", body)
+    async def recommend_filtered(self, client: StatusClient) -> int:
+        """As ``recommend``, also leaving out 100 IDs the client shows."""
+        return await client.recommend(user_id=random.choice(self.known_users), k=self.recommend_k,
+                                      exclude_ids=draw_candidates(self.known_items, self.ingested, 100))
 
     bundles: BundlePayloads | None = None
     known_bundles: list[str] = field(default_factory=list)
     bundle_users: list[str] = field(default_factory=list)
     posted_bundles: list[str] = field(default_factory=list)
 
-    async def discover_bundles(self, client: httpx.AsyncClient, probes: int = 200) -> None:
+    async def discover_bundles(self, client: StatusClient, probes: int = 200) -> None:
         """Untimed, like ``discover``: the Youshu bundles and users the served bundle recommender knows."""
         if self.known_bundles and self.bundle_users:
             return
         if self.bundles is None:
             raise RuntimeError("bundle scenarios need Youshu payloads (--bundles-data)")
-        self.known_bundles = await _answered(client, "/v1/bundles/{}/embedding", [b for b, _ in self.bundles.bundles[:probes]])
-        self.bundle_users = await _answered(client, "/v1/users/{}/bundle-recommendations?k=1", self.bundles.users[:probes])
+        self.known_bundles = [b for b, _ in self.bundles.bundles[:probes] if await client.bundle_embedding(b) == 200]
+        self.bundle_users = [u for u in self.bundles.users[:probes] if await client.recommend_bundles(user_id=u, k=1) == 200]
         if not self.known_bundles or not self.bundle_users:
             raise RuntimeError("the service serves none of Youshu's bundles or users: no bundle recommender loaded?")
 
-    async def bundle_ingest(self, client: httpx.AsyncClient) -> httpx.Response:
+    async def bundle_ingest(self, client: StatusClient) -> int:
         n = next(self._counter)
         b, members = self.bundles.bundles[n % len(self.bundles.bundles)]
         bundle_id = f"lt-{self.run_id}-{n}-b{b}"
-        r = await client.post("/v1/bundles", json={"bundle_id": bundle_id, "item_ids": members})
-        if r.status_code == 200:
+        status = await client.post_bundle(bundle_id, members)
+        if status == 200:
             self.posted_bundles.append(bundle_id)
-        return r
+        return status
 
-    async def bundle_get(self, client: httpx.AsyncClient) -> httpx.Response:
-        return await client.get(f"/v1/bundles/{pick_one(self.known_bundles, self.posted_bundles)}/embedding")
+    async def bundle_get(self, client: StatusClient) -> int:
+        return await client.bundle_embedding(pick_one(self.known_bundles, self.posted_bundles))
 
-    async def bundle_rank(self, client: httpx.AsyncClient) -> httpx.Response:
-        body = {"user_id": random.choice(self.bundle_users),
-                "bundle_ids": draw_candidates(self.known_bundles, self.posted_bundles, self.candidates)}
-        return await _post_json(client, "/v1/bundles/rank", body)
+    async def bundle_rank(self, client: StatusClient) -> int:
+        return await client.rank_bundles(draw_candidates(self.known_bundles, self.posted_bundles, self.candidates),
+                                         user_id=random.choice(self.bundle_users))
 
-    async def bundle_recommend(self, client: httpx.AsyncClient) -> httpx.Response:
-        return await client.get(f"/v1/users/{random.choice(self.bundle_users)}/bundle-recommendations", params={"k": 20})
+    async def bundle_recommend(self, client: StatusClient) -> int:
+        return await client.recommend_bundles(user_id=random.choice(self.bundle_users), k=20)
 
     def pick(self, scenario: str) -> str:
         if scenario != "mix":
@@ -164,13 +173,8 @@ class Scenarios:
         return random.choices([s for s, _ in MIX], weights=[w for _, w in MIX])[0]
 
 
-async def _answered(client: httpx.AsyncClient, path: str, ids: list[str]) -> list[str]:
-    """Those of ``ids`` for which GET ``path.format(id)`` answers 200 (untimed discovery)."""
-    return [i for i in ids if (await client.get(path.format(i))).status_code == 200]
-
-
 async def run_load(url: str, scenario: str, scenarios: Scenarios, requests: int, duration: float,
-                   concurrency: int = 8, rate: float | None = None, headers: dict | None = None) -> list[Sample]:
+                   concurrency: int = 8, rate: float | None = None, api_key: str | None = None) -> list[Sample]:
     require_loopback(url)
     if scenario not in SCENARIOS:
         raise ValueError(f"unknown scenario {scenario!r}; choose from {SCENARIOS}")
@@ -178,16 +182,16 @@ async def run_load(url: str, scenario: str, scenarios: Scenarios, requests: int,
     issued = itertools.count()
     limits = httpx.Limits(max_connections=max(concurrency, 64))
 
-    async def one(client: httpx.AsyncClient) -> None:
+    async def one(client: StatusClient) -> None:
         name = scenarios.pick(scenario)
         start = time.perf_counter()
         try:
-            status = (await getattr(scenarios, name)(client)).status_code
+            status = await getattr(scenarios, name)(client)
         except httpx.HTTPError:
             status = 0
         samples.append(Sample(name, start - t0, time.perf_counter() - start, status))
 
-    async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits, headers=headers) as c:
+    async with StatusClient(url, api_key=api_key, timeout=30, limits=limits) as c:
         if scenario in BUNDLE_SCENARIOS:
             await scenarios.discover_bundles(c)
         else:

@@ -17,7 +17,7 @@ from coldproxy.errors import Conflict, InvalidInput, TooLarge, UnknownMembers
 from service.storage.catalog import Catalog
 from service.engine.graph_threads import Admission
 from service.metrics import Metrics
-from service.schemas import BundleOut
+from coldproxy.protocol import BundleOut
 from service.storage.records import StoredItem
 from service.storage.store import open_store
 

@@ -16,7 +16,7 @@ from coldproxy.config import ServiceSettings
 from coldproxy.errors import ColdproxyError, Conflict, ImageError, InvalidInput, NotFound, TooLarge
 from coldproxy.ids import check_id
 from coldproxy.preprocess import image_cost
-from service.schemas import BatchResult, IdVectorResult, IdVectorsOut, ItemOut
+from coldproxy.protocol import BatchResult, IdVectorResult, IdVectorsOut, ItemOut
 from service.engine.pipeline import Embedded
 from service.state import Serving
 

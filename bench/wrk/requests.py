@@ -12,12 +12,11 @@ import asyncio
 import random
 from pathlib import Path
 
-import httpx
 import orjson
 
 from coldproxy.config import DEFAULT_DATASETS
 from loadtest.payloads import Payloads
-from loadtest.runner import Scenarios, draw_candidates, pick_one, run_load
+from loadtest.runner import Scenarios, StatusClient, draw_candidates, pick_one, run_load
 
 
 def main() -> None:
@@ -32,7 +31,7 @@ def main() -> None:
 
     async def prepare() -> None:
         await run_load(a.url, "ingest", sc, requests=a.ingest, duration=600, concurrency=32)
-        async with httpx.AsyncClient(base_url=a.url, timeout=30) as c:
+        async with StatusClient(a.url, timeout=30) as c:
             await sc.discover(c)
 
     asyncio.run(prepare())

@@ -14,7 +14,7 @@ from coldproxy.errors import NotFound
 from coldproxy.ids import check_id
 from service.api.http import fast_json, fetch, json_body, rank_in, read_json, top_k_in
 from service.bundle_serving import BundleServing
-from service.schemas import (BundleEmbeddingOut, BundleIn, BundleOut, BundleRankIn, BundleRankOut, BundleRecommendIn,
+from coldproxy.protocol import (BundleEmbeddingOut, BundleIn, BundleOut, BundleRankIn, BundleRankOut, BundleRecommendIn,
                              BundleRecommendOut, RecommendFilters, UserQuery)
 from service.state import READ, WRITE, AppState, Live, Serving, access
 

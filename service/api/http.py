@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from coldproxy.config import ServiceSettings
 from coldproxy.errors import InvalidInput, NotFound, TooLarge
 from service.api.limits import SCOPE_KEY
-from service.schemas import RecommendFilters, UserQuery
+from coldproxy.protocol import RecommendFilters, UserQuery
 from service.storage.catalog import Catalog
 
 

@@ -17,7 +17,7 @@ from coldproxy.ids import ID_PATTERN, check_id
 from service.api.http import check_length, fast_json, fetch, json_body, read_json
 from service.items import (NewItem, ingest, ingest_many, record_interactions, replay, restore, sync_id_vectors,
                            take_down)
-from service.schemas import (BatchOut, BatchResult, EmbeddingOut, IdVectorsIn, IdVectorsOut, InteractionsIn, ItemJSON,
+from coldproxy.protocol import (BatchOut, BatchResult, EmbeddingOut, IdVectorsIn, IdVectorsOut, InteractionsIn, ItemJSON,
                              ItemOut, ItemsBatchIn)
 from service.state import READ, WRITE, AppState, Live, access
 

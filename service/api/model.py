@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from coldproxy.errors import PackageError
-from service.schemas import ModelOut, ReloadOut
+from coldproxy.protocol import ModelOut, ReloadOut
 from service.state import ADMIN, READ, AppState, Live, access
 
 router = APIRouter()

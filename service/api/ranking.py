@@ -12,7 +12,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from service.api.http import fast_json, json_body, rank_in, read_json, top_k_in
-from service.schemas import RankIn, RankOut, RecommendFilters, RecommendIn, RecommendOut, UserQuery
+from coldproxy.protocol import RankIn, RankOut, RecommendFilters, RecommendIn, RecommendOut, UserQuery
 from service.state import READ, AppState, access
 
 router = APIRouter()

@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from coldproxy.errors import Conflict, NotFound, TooLarge
 from coldproxy.ids import check_id
 from service.api.http import json_body, read_json
-from service.schemas import UserInteractionsIn, UserInteractionsOut
+from coldproxy.protocol import UserInteractionsIn, UserInteractionsOut
 from service.state import WRITE, AppState, Live, access
 from service.storage.history import UserHistory
 

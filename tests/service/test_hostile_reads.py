@@ -134,7 +134,7 @@ def test_every_list_a_request_carries_has_a_ceiling_no_setting_raises():
     from pydantic import ValidationError
 
     from coldproxy.limits import MAX_LIST
-    from service.schemas import BundleIn, IdVectorsIn, InteractionsIn, ItemsBatchIn, RankIn
+    from coldproxy.protocol import BundleIn, IdVectorsIn, InteractionsIn, ItemsBatchIn, RankIn
 
     for model, field in ((RankIn, "item_ids"), (BundleIn, "item_ids"), (IdVectorsIn, "items"), (ItemsBatchIn, "items"),
                          (InteractionsIn, "id_embedding")):

@@ -1,4 +1,5 @@
-"""Typed request and response models of the HTTP API (v1)."""
+"""The HTTP API's request and response models (v1): the service validates and answers with them, and
+``coldproxy.client`` returns them typed, so the protocol is written once."""
 
 from __future__ import annotations
 
