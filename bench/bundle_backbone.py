@@ -3,8 +3,8 @@
 Each variant trains the two-view prior (``models.bundles.backbone.train_prior``) on a Youshu
 scenario and reports its best tune NDCG@20 (what would choose between them) and test Recall/NDCG@20
 (what is reported), with the paired per-seed difference against CrossCBR as published (the served
-default until stop 31, when 4 negatives per triple became the default) or, for "before" (stop 28's
-defaults) and the rows built on it, against "before".
+default until 4 negatives per triple became the default) or, for "before" (the defaults before
+CrossCBR's settings) and the rows built on it, against "before".
 
     python bench/bundle_backbone.py [--scenario warm] [--seeds 0 1 2] [--variants ...] [--out runs.jsonl]
     python bench/bundle_backbone.py --merge runs.jsonl [more.jsonl ...]
@@ -28,7 +28,7 @@ from models.bundles.data import load_youshu
 from models.training import nth_seed
 
 RESULTS = Path(__file__).resolve().parent / "results"
-# stop 28's defaults, spelled out: the rows measured against them stay what they were after the defaults moved
+# the defaults before CrossCBR's settings, spelled out: the rows measured against them stay what they were after the defaults moved
 BEFORE = {"lightgcn_layers": 2, "id_lr": 5e-3, "init": "normal", "id_weight_decay": 0.0, "id_reg": 1e-4,
           "item_bpr_weight": 1.0, "contrast_weight": 0.04, "shared_user_table": False, "layer_combine": "mean",
           "edge_dropout": 0.0, "bpr_negatives": 1}
@@ -37,7 +37,7 @@ PRIORS = "priors"  # not a setting: that many stage-1 priors (seeds nth_seed(see
 NEG4 = "  with 4 negatives per triple"
 OLD = "before (2 layers, lr 5e-3, mean of layers, a user table per view)"
 PUBLISHED = "CrossCBR as published (its settings + Xavier, weight decay, no item BPR, contrast 0.04 averaged)"
-VARIANTS = {  # name -> BundleSettings overrides; the first (the served default until stop 31, which made 4 negatives
+VARIANTS = {  # name -> BundleSettings overrides; the first (the served default until 4 negatives per triple became
     # the default) is the paired differences' base
     PUBLISHED: {"bpr_negatives": 1},
     "  - Xavier init (N(0, 0.1))": {"init": "normal"},
@@ -71,7 +71,7 @@ BASE = next(iter(VARIANTS))
 
 def reference(variant: str) -> str:
     """The row a variant's paired differences are taken against: CrossCBR as published (the first); for the rows built
-    on 4 negatives (the served default since stop 31), that row; for the rows built on stop 28's defaults, those."""
+    on 4 negatives (the served default since), that row; for the rows built on the earlier defaults, those."""
     at = list(VARIANTS).index
     if variant != OLD and at(variant) > at(OLD):
         return OLD

@@ -9,7 +9,7 @@ gets wrong by chance: on MovieLens validation prefers the text-only generator on
 test split agrees on two seeds of three.
 
 Blending the served experts the same way (the gate's mix with single experts) was measured and is not
-done: it lowered MovieLens cold Recall@20 on two seeds of three (README, Models).
+done: it lowered MovieLens cold Recall@20 on two seeds of three (docs/models.md).
 """
 
 from __future__ import annotations

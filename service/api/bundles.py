@@ -71,7 +71,7 @@ async def bundle_recommendations(st: AppState, sv: Serving, query: UserQuery, k:
              dependencies=[access(READ)])
 async def recommend_bundles_post(request: Request, st: AppState, sv: Live) -> Response:
     """The k best bundles for a user ID or a user vector of the bundle package's space (its own users' form,
-    which ends in the placement terms: see the README's bundle section); id_space names that package's version. The
+    which ends in the placement terms: see docs/bundles.md); id_space names that package's version. The
     filters are those of ``POST /v1/recommendations``: by default none of the user's training bundles."""
     body = await read_json(request, BundleRecommendIn)
     return await bundle_recommendations(st, sv, body, body.k, body, body.exclude_ids)

@@ -343,3 +343,22 @@ def test_coldproxy_up_replaces_a_bundle_package_of_an_older_schema(package, tmp_
     assert stale_bundle_package(old)
     with pytest.raises(PackageError, match="schema 1"):
         load_bundle_package(old)
+
+
+def test_the_python_client_posts_ranks_recommends_and_takes_down_bundles(bundle_server, model):
+    from coldproxy.client import Client, ServiceError
+
+    b = cold_bundles(model, 8)[7]
+    warm_id = str(int(model.data.warm_bundles[0]))
+    with Client(bundle_server.url) as cp:
+        posted = cp.post_bundle(f"client-{b}", members_of(model, b))
+        np.testing.assert_allclose(posted.embedding, model.bundle_vectors()[b], atol=1e-4)
+        assert cp.bundle_embedding(f"client-{b}").source == "proxy"
+        ranked = cp.rank_bundles([f"client-{b}", warm_id, "nope"], user_id="7")
+        assert ranked.missing == ["nope"] and {s.bundle_id for s in ranked.scores} == {f"client-{b}", warm_id}
+        new_only = cp.recommend_bundles(user_id="7", k=5, only="new")
+        assert new_only.bundles and all(s.source == "proxy" for s in new_only.bundles)
+        cp.delete_bundle(f"client-{b}")
+        with pytest.raises(ServiceError) as gone:
+            cp.bundle_embedding(f"client-{b}")
+        assert gone.value.status == 404

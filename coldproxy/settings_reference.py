@@ -1,0 +1,86 @@
+"""The configuration reference (``docs/configuration.md``), generated from the settings classes so that the
+settings' descriptions are its one source: ``python -m coldproxy.settings_reference > docs/configuration.md``.
+A test fails when the committed page differs from what this writes."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from pydantic import AliasChoices
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined
+from pydantic_settings import BaseSettings
+
+from coldproxy.config import REPO_ROOT, BundleSettings, ServiceSettings, TrainSettings
+
+HEADER = """# Configuration
+
+Every option is an environment variable (pydantic-settings; a `.env` file in the working directory is read too).
+A list or a mapping is given as JSON (`COLDPROXY_API_KEYS='["k1", "k2"]'`). This page is generated from the
+settings' own descriptions (`python -m coldproxy.settings_reference > docs/configuration.md`); why the defaults
+are what they are, with the measurements, is in [Models](models.md) and [Benchmarks](benchmarks.md).
+"""
+
+SECTIONS = (
+    (ServiceSettings, "The service", "What `coldproxy serve` (and `up`) reads: where the package and Redis are, "
+     "HTTP limits, keys, batching, ONNX Runtime, the index, rollouts."),
+    (TrainSettings, "Training the item model", "What `coldproxy train` and `coldproxy export` read: the data and its "
+     "split, the ID model or your own ID space, the generators, diffusion and gate, calibration, export checks."),
+    (BundleSettings, "Training the bundle model", "What `coldproxy train-bundles` reads, under its own prefix. It "
+     "inherits the item-training settings above (as `COLDPROXY_BUNDLES_...`); the rows below are the ones it "
+     "declares itself or gives another default."),
+)
+
+
+def env_names(cls: type[BaseSettings], name: str, field: FieldInfo) -> list[str]:
+    alias = field.validation_alias
+    if isinstance(alias, AliasChoices):
+        names = [c for c in alias.choices if isinstance(c, str) and c.isupper()]
+        if names:
+            return names
+    prefix = cls.model_config.get("env_prefix", "")
+    return [f"{prefix}{name}".upper()]
+
+
+def default_text(field: FieldInfo) -> str:
+    if field.default_factory is not None:
+        value = field.default_factory()
+    elif field.default is PydanticUndefined:
+        return "required"
+    else:
+        value = field.default
+    if value is None:
+        return "unset"
+    if isinstance(value, Path):  # shown from the repository's root, as on every clone
+        return f"`{os.path.relpath(value, REPO_ROOT) if value.is_absolute() else value}`"
+    return f"`{json.dumps(value, default=str)}`"
+
+
+def own_fields(cls: type[BaseSettings]) -> dict[str, FieldInfo]:
+    """The fields a subclass declares or overrides (all of them for a base class)."""
+    parent = next((b for b in cls.__mro__[1:] if isinstance(b, type) and issubclass(b, BaseSettings)
+                   and b is not BaseSettings), None)
+    if parent is None:
+        return dict(cls.model_fields)
+    return {n: f for n, f in cls.model_fields.items()
+            if n not in parent.model_fields or repr(f) != repr(parent.model_fields[n])}
+
+
+def cell(text: str) -> str:
+    return " ".join(text.split()).replace("|", "\\|")
+
+
+def render() -> str:
+    out = [HEADER]
+    for cls, title, intro in SECTIONS:
+        out += [f"\n## {title}\n", f"{intro}\n", "| variable | default | meaning |", "|---|---|---|"]
+        for name, field in own_fields(cls).items():
+            names = ", ".join(f"`{n}`" for n in env_names(cls, name, field))
+            out.append(f"| {names} | {cell(default_text(field))} | {cell(field.description or '')} |")
+    return "\n".join(out) + "\n"
+
+
+if __name__ == "__main__":
+    print(render(), end="")
