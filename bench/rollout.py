@@ -80,7 +80,7 @@ def main() -> None:
     offline = as_version(to, work / "offline", Manifest.model_validate_json((to / "manifest.json").read_text()).version + "-offline")
     prefix = f"coldproxy-bench-rollout-{uuid.uuid4().hex[:8]}"
     port = 18000 + random.Random().randrange(1000)
-    os.environ |= {"COLDPROXY_ROLLOUT_WAIT_S": "3600", "COLDPROXY_BUNDLE_PACKAGE_DIR": ""}
+    os.environ |= {"COLDPROXY_ROLLOUT_WAIT_S": "3600", "COLDPROXY_BUNDLES_PACKAGE_DIR": ""}
     server = start_server(port, prefix, live_dir)
     url = f"http://127.0.0.1:{port}"
     r = redis.Redis.from_url(ServiceSettings().redis_url)
@@ -132,7 +132,7 @@ def main() -> None:
                                 counts["failed_statuses"][key] = counts["failed_statuses"].get(key, 0) + 1
                                 continue
                             body = res.json()
-                            versions[body["bundle_version"]] = versions.get(body["bundle_version"], 0) + 1
+                            versions[body["package_version"]] = versions.get(body["package_version"], 0) + 1
                             counts["gaps"] += bool(body["missing"])
                             counts["missing_ids"] += len(body["missing"])
 
@@ -154,15 +154,15 @@ def main() -> None:
                 th.join()
             out["load"] = counts | {"rank_versions": versions}
             out["server_rss_mb"] = round(rss_mb(server.pid), 1)
-            new_version = res.json()["bundle_version"]
-            unavailable = [i for i in acked if c.get(f"/v1/items/{i}/embedding").json().get("bundle_version") != new_version]
+            new_version = res.json()["package_version"]
+            unavailable = [i for i in acked if c.get(f"/v1/items/{i}/embedding").json().get("package_version") != new_version]
             out["acknowledged_items"] = len(acked)
             out["unavailable_after_rollout"] = len(unavailable)
         features = r.memory_usage(next(r.scan_iter(f"{prefix}:features:*:item:*", count=1000))) or 0
         out["redis_bytes_per_item_features"] = int(features)
         env = os.environ | {"COLDPROXY_REDIS_PREFIX": prefix}
         t = time.perf_counter()
-        cli = subprocess.run([sys.executable, "-m", "coldproxy_cli", "reembed", "--to-bundle", str(offline)], env=env,
+        cli = subprocess.run([sys.executable, "-m", "coldproxy_cli", "reembed", "--to-package", str(offline)], env=env,
                              capture_output=True, text=True, check=True)
         out["offline"] = json.loads(cli.stdout.strip().splitlines()[-1]) | {"wall_seconds": round(time.perf_counter() - t, 1)}
     finally:

@@ -146,7 +146,7 @@ def main() -> None:
         return
     payloads = Payloads.from_movielens(args.data)
     r = redis.Redis.from_url(ServiceSettings().redis_url)
-    os.environ |= {"COLDPROXY_BUNDLE_PACKAGE_DIR": "", "COLDPROXY_KEEP_FEATURES": "off"}
+    os.environ |= {"COLDPROXY_BUNDLES_PACKAGE_DIR": "", "COLDPROXY_KEEP_FEATURES": "off"}
     rows = []
     for n in [int(x) for x in args.sizes.split(",")]:
         prefix = f"coldproxy-bench-scale-{uuid.uuid4().hex[:8]}"

@@ -4,8 +4,8 @@ Layout: ``text_encoder.onnx``, ``image_encoder.onnx``, ``proxy.onnx``, ``tokeniz
 ``embeddings.npz`` (user_ids, user_emb, item_ids, item_emb, warm items' content features) and
 ``manifest.json`` (this schema); with the diffusion expert also ``sampler.onnx`` and ``gate.onnx``
 (``manifest.experts`` says how they were built). Loading verifies every file's sha256 and the dimensions, and
-refuses the package on any mismatch. (The v1 HTTP API names its version ``bundle_version``, kept
-for compatibility; "bundle" everywhere else means a group of items.)
+refuses the package on any mismatch. The HTTP API names its version ``package_version`` (``bundle_version``, the
+old name, is deprecated); "bundle" everywhere else means a group of items.
 """
 
 from __future__ import annotations

@@ -13,6 +13,50 @@ from coldproxy.ids import ID_PATTERN
 
 
 
+def versions(version: str, old: str = "bundle_version") -> dict[str, str]:
+    """An answer's version keys: ``package_version``, and its old name (item answers' ``bundle_version``, bundle
+    answers' ``model_version``), the same value, kept for one release."""
+    return {"package_version": version, old: version}
+
+
+def bundle_versions(version: str) -> dict[str, str]:
+    return versions(version, "model_version")
+
+
+def both_names(data, old: str):
+    """A body that names the version either way (an older service's answer) gets both names."""
+    if isinstance(data, dict) and ("package_version" in data or old in data):
+        data = data | versions(data.get("package_version") or data[old], old)
+    return data
+
+
+class Versioned(BaseModel):
+    """An answer from the item model package: its version is ``package_version`` ("bundle" names product bundles
+    only); ``bundle_version``, the same value under the old name, is deprecated and goes in the next release."""
+
+    package_version: str = Field(description="the model package's version")
+    bundle_version: str | None = Field(None, deprecated="use package_version; bundle_version goes in the next release",
+                                       description="deprecated: the same as package_version")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _both_names(cls, data):
+        return both_names(data, "bundle_version")
+
+
+class BundleVersioned(BaseModel):
+    """An answer from the bundle model package: ``package_version``; ``model_version`` is its deprecated old name."""
+
+    package_version: str = Field(description="the bundle model package's version")
+    model_version: str | None = Field(None, deprecated="use package_version; model_version goes in the next release",
+                                      description="deprecated: the same as package_version")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _both_names(cls, data):
+        return both_names(data, "model_version")
+
+
 class ItemJSON(BaseModel):
     item_id: str = Field(pattern=ID_PATTERN)
     text: str | None = None
@@ -20,9 +64,8 @@ class ItemJSON(BaseModel):
     overwrite: bool = False
 
 
-class ItemOut(BaseModel):
+class ItemOut(Versioned):
     item_id: str
-    bundle_version: str
     source: str = Field(description="'proxy' (computed from content)")
     modalities: list[str]
     fusion_weights: dict[str, float] = Field(description="the generator's adaptive fusion weights; 0 for a missing modality")
@@ -60,8 +103,7 @@ class BatchResult(BaseModel):
     item: ItemOut | None = None
 
 
-class BatchOut(BaseModel):
-    bundle_version: str
+class BatchOut(Versioned):
     stored: int
     results: list[BatchResult]
 
@@ -86,8 +128,7 @@ class IdVectorResult(BaseModel):
     detail: str | list | None = None
 
 
-class IdVectorsOut(BaseModel):
-    bundle_version: str
+class IdVectorsOut(Versioned):
     id_fingerprint: str = Field(description="the ID space the vectors were stored into")
     stored: int
     unchanged: int
@@ -95,9 +136,8 @@ class IdVectorsOut(BaseModel):
     results: list[IdVectorResult]
 
 
-class EmbeddingOut(BaseModel):
+class EmbeddingOut(Versioned):
     item_id: str
-    bundle_version: str
     source: str = Field(description="'id' for a warm item of the ID model, 'proxy' for a cold item")
     embedding: list[float]
 
@@ -161,21 +201,18 @@ class Scored(BaseModel):
     source: str | None = None
 
 
-class RankOut(BaseModel):
+class RankOut(Versioned):
     user_id: str | None = Field(description="null when ranked for a user_embedding")
-    bundle_version: str
     scores: list[Scored]
     missing: list[str] = Field(description="candidate IDs with no embedding (unknown or not yet ingested)")
 
 
-class RecommendOut(BaseModel):
+class RecommendOut(Versioned):
     user_id: str | None = Field(description="null when ranked for a user_embedding")
-    bundle_version: str
     items: list[Scored]
 
 
-class ModelOut(BaseModel):
-    bundle_version: str
+class ModelOut(Versioned):
     created_at: str
     dims: dict[str, int]
     encoders: dict[str, str]
@@ -214,9 +251,10 @@ class RolloutOut(BaseModel):
                                        "in the new package), no_features, failed, covered (share), items_per_s")
 
 
-class ReloadOut(BaseModel):
+class ReloadOut(Versioned):
+    """``package_version``: the version serving now."""
+
     previous_version: str
-    bundle_version: str = Field(description="the version serving now")
     changed: bool = Field(description="False when the model package directory still holds the serving version, or "
                                       "while its rollout is still backfilling (then answered with 202)")
     rollout: RolloutOut | None = Field(None, description="the stored items' re-embedding for the new package; null "
@@ -232,9 +270,8 @@ class BundleIn(BaseModel):
     overwrite: bool = False
 
 
-class BundleOut(BaseModel):
+class BundleOut(BundleVersioned):
     bundle_id: str
-    model_version: str = Field(description="the bundle recommender package's version")
     source: str = Field(description="'proxy' (computed from the members)")
     members: int = Field(description="distinct member items")
     view_weights: dict[str, float] = Field(description="output-layer gate: weight of the bundle-level and item-level view")
@@ -243,9 +280,8 @@ class BundleOut(BaseModel):
     embedding: list[float]
 
 
-class BundleEmbeddingOut(BaseModel):
+class BundleEmbeddingOut(BundleVersioned):
     bundle_id: str
-    model_version: str
     source: str = Field(description="'id' for a bundle the model was trained with, 'proxy' for one posted since")
     embedding: list[float]
 
@@ -264,14 +300,12 @@ class ScoredBundle(BaseModel):
     source: str | None = None
 
 
-class BundleRankOut(BaseModel):
+class BundleRankOut(BundleVersioned):
     user_id: str | None
-    model_version: str
     scores: list[ScoredBundle]
     missing: list[str] = Field(description="candidate bundle IDs with no embedding (unknown or not yet posted)")
 
 
-class BundleRecommendOut(BaseModel):
+class BundleRecommendOut(BundleVersioned):
     user_id: str | None
-    model_version: str
     bundles: list[ScoredBundle]

@@ -93,7 +93,7 @@ def cmd_reembed(args) -> None:
     settings = ServiceSettings(micro_batching=False)
 
     async def run() -> dict:
-        target = await Serving.open(settings, Metrics(), args.to_bundle, bundles=False)
+        target = await Serving.open(settings, Metrics(), args.to_package, bundles=False)
         try:
             with tqdm(unit="item", desc=f"re-embedding for {target.version}") as bar:
                 def progress(n: int, total: int) -> None:
@@ -126,30 +126,24 @@ def cmd_embed(args) -> None:
 def cmd_sync_ids(args) -> None:
     """The recommender's item vectors (Parquet or .npy + ids) into a running service, in chunks of PUT
     /v1/items:id-embeddings: every replica serves them from then on. Exits 1 when any vector was refused."""
-    import os
-
-    import httpx
-
+    from coldproxy.client import Client, ServiceError
     from coldproxy.id_space import read_vectors
 
     vectors = read_vectors(args.file, "item_id")
-    key = args.api_key or os.environ.get("COLDPROXY_API_KEY")
-    headers = {"X-API-Key": key} if key else {}
     totals, refused = {"stored": 0, "unchanged": 0, "failed": 0}, []
-    with httpx.Client(base_url=args.url, headers=headers, timeout=120) as client:
+    with Client(args.url, api_key=args.api_key, timeout=120) as client:
         for start in range(0, len(vectors), args.chunk):
-            items = [{"item_id": i, "embedding": v.tolist()}
-                     for i, v in zip(vectors.ids[start: start + args.chunk], vectors.matrix[start: start + args.chunk])]
-            r = client.put("/v1/items:id-embeddings", json={"items": items, "id_space": args.id_space})
-            if r.status_code != 200:
-                raise SystemExit(f"coldproxy sync-ids: {r.status_code} from {args.url} after {start} vectors: "
-                                 f"{r.text[:500]}")
-            out = r.json()
+            chunk = dict(zip(vectors.ids[start: start + args.chunk], vectors.matrix[start: start + args.chunk]))
+            try:
+                out = client.put_id_embeddings(chunk, id_space=args.id_space)
+            except ServiceError as exc:
+                raise SystemExit(f"coldproxy sync-ids: {exc.status} from {args.url} after {start} vectors: "
+                                 f"{str(exc.detail)[:500]}") from None
             for k in totals:
-                totals[k] += out[k]
-            refused += [x for x in out["results"] if x["status"] != 200]
-    print(json.dumps(totals | {"file": vectors.source, "vectors": len(vectors), "version": out["bundle_version"],
-                               "id_fingerprint": out["id_fingerprint"], "refused": refused[:20]}))
+                totals[k] += getattr(out, k)
+            refused += [r.model_dump(exclude_none=True) for r in out.results if r.status != 200]
+    print(json.dumps(totals | {"file": vectors.source, "vectors": len(vectors), "version": out.package_version,
+                               "id_fingerprint": out.id_fingerprint, "refused": refused[:20]}))
     if refused:
         raise SystemExit(1)
 
@@ -198,7 +192,8 @@ def main(argv: list[str] | None = None) -> None:
         sp.add_argument("--seed", type=int)
         sp.add_argument("--max-items", type=int, help="keep the N most popular items")
         sp.add_argument("--work-dir", type=Path, help="checkpoint directory (COLDPROXY_WORK_DIR)")
-        sp.add_argument("--package-dir", "--bundle-dir", type=Path, help="model package directory (COLDPROXY_PACKAGE_DIR)")
+        sp.add_argument("--package-dir", "--bundle-dir", type=Path, help="model package directory (COLDPROXY_PACKAGE_DIR; "
+                        "--bundle-dir: its deprecated name)")
 
     def serve_flags(sp):
         sp.add_argument("--host")
@@ -219,7 +214,8 @@ def main(argv: list[str] | None = None) -> None:
         sp.set_defaults(fn=fn)
         sp.add_argument("--debug", action="store_true", help="show the traceback when the command refuses")
         if name == "serve":
-            sp.add_argument("--package-dir", "--bundle-dir", type=Path, help="model package directory")
+            sp.add_argument("--package-dir", "--bundle-dir", type=Path, help="model package directory (--bundle-dir: its "
+                            "deprecated name)")
         elif name == "embed":
             sp.add_argument("--data", type=Path, required=True, help="dataset directory (its items.csv, or movies.csv)")
             sp.add_argument("--format", choices=["movielens", "generic"], help="default generic")
@@ -229,8 +225,9 @@ def main(argv: list[str] | None = None) -> None:
             sp.add_argument("--batch", type=int, default=64, help="items per graph call")
             sp.add_argument("--overwrite", action="store_true", help="--to redis: replace items already stored")
         elif name == "reembed":
-            sp.add_argument("--to-bundle", "--to-package", dest="to_bundle", type=Path, required=True,
-                            help="the model package to re-embed for")
+            sp.add_argument("--to-package", "--to-bundle", dest="to_package", type=Path, required=True,
+                            help="the model package to re-embed for (--to-bundle: its deprecated name, goes in the "
+                            "next release)")
             sp.add_argument("--batch", type=int, help="items per graph call (COLDPROXY_REEMBED_BATCH)")
         elif name == "sync-ids":
             sp.add_argument("file", type=Path, help="item vectors: Parquet (item_id, embedding) or NAME.npy beside "
@@ -245,7 +242,8 @@ def main(argv: list[str] | None = None) -> None:
             sp.add_argument("--scenario", choices=["cold", "warm", "all"], help="split trained on (COLDPROXY_BUNDLES_SCENARIO)")
             sp.add_argument("--seed", type=int)
             sp.add_argument("--bundle-package-dir", "--package-dir", dest="bundle_package_dir", type=Path,
-                            help="output (COLDPROXY_BUNDLES_PACKAGE_DIR)")
+                            help="output (COLDPROXY_BUNDLES_PACKAGE_DIR; --package-dir here: deprecated, it names the "
+                            "item model package everywhere else)")
         else:
             data_flags(sp)
         if name in ("serve", "up"):

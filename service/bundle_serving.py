@@ -81,5 +81,5 @@ class BundleServing:
         if not await self.catalog.put(bundle_id, StoredItem(emb, [], fields=fields), overwrite):
             raise Conflict(f"bundle {bundle_id} already exists for bundle recommender {self.version}; "
                            "send overwrite=true to replace it")
-        return BundleOut(bundle_id=bundle_id, model_version=self.version, source="proxy", members=len(rows),
+        return BundleOut(bundle_id=bundle_id, package_version=self.version, source="proxy", members=len(rows),
                          view_weights=view_w, expert_weights=experts, embedding=emb.tolist())

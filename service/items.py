@@ -64,7 +64,7 @@ def refuse_warm(serving: Serving, item_id: str) -> None:
 def item_out(serving: Serving, item_id: str, emb: np.ndarray, modalities: list[str], alpha, experts,
              interactions: int | None = None) -> ItemOut:
     names = serving.package.manifest.experts["experts"] if experts is not None else None
-    return ItemOut(item_id=item_id, bundle_version=serving.version, source="proxy", modalities=modalities,
+    return ItemOut(item_id=item_id, package_version=serving.version, source="proxy", modalities=modalities,
                    fusion_weights={"text": float(alpha[0]), "image": float(alpha[1])},
                    expert_weights=None if experts is None else dict(zip(names, map(float, experts))),
                    interactions=interactions, embedding=emb.tolist())
@@ -188,7 +188,7 @@ async def sync_id_vectors(serving: Serving, items: list[tuple[str, list[float]]]
                      target.version, len(items))
     ok = [r for r in results if r.status == 200]
     unchanged = sum(r.outcome == "unchanged" for r in ok)
-    return IdVectorsOut(bundle_version=serving.version, id_fingerprint=fingerprint, stored=len(ok) - unchanged,
+    return IdVectorsOut(package_version=serving.version, id_fingerprint=fingerprint, stored=len(ok) - unchanged,
                         unchanged=unchanged, failed=len(results) - len(ok), results=results)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from coldproxy.config.base import DEFAULT_DATASETS, MEASURED, REPO_ROOT
@@ -77,7 +77,11 @@ class BundleSettings(TrainSettings):
                                                    "bundle without interactions with their (list_length - k)-th best warm one")
     calibration_list_length: int = Field(20, ge=2, description="the ranked list the per-user placement fills")
     package_dir: Path = Field(REPO_ROOT / "artifacts" / "bundle_package",
-                              description="where `coldproxy train-bundles` writes the served package")
+                              validation_alias=AliasChoices("package_dir", "COLDPROXY_BUNDLES_PACKAGE_DIR",
+                                                            "COLDPROXY_BUNDLE_PACKAGE_DIR"),
+                              description="where `coldproxy train-bundles` writes the bundle model package (the "
+                              "service reads it from the same variable; COLDPROXY_BUNDLE_PACKAGE_DIR, the service's "
+                              "old name, is deprecated)")
     parity_bundles: int = Field(64, description="bundles each exported graph is checked on against torch")
     parity_tolerance: float = Field(1e-4, description="largest difference export accepts between ONNX Runtime and torch")
 

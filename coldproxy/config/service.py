@@ -18,7 +18,7 @@ class ServiceSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="COLDPROXY_", env_file=".env", extra="ignore", populate_by_name=True)
 
-    package_dir: Path = Field(REPO_ROOT / "artifacts" / "package", description="the model package served",
+    package_dir: Path = Field(REPO_ROOT / "artifacts" / "package", description="the model package served (COLDPROXY_BUNDLE_DIR: its deprecated name)",
                               validation_alias=AliasChoices("package_dir", "COLDPROXY_PACKAGE_DIR", "COLDPROXY_BUNDLE_DIR"))
     redis_url: str = Field("redis://127.0.0.1:6379/0",
                            validation_alias=AliasChoices("REDIS_URL", "COLDPROXY_REDIS_URL", "redis_url"),
@@ -110,10 +110,12 @@ class ServiceSettings(BaseSettings):
                                    "looked up in Redis (another replica's write of an instant ago); 0: all")
     bundle_package_dir: Path | None = Field(
         REPO_ROOT / "artifacts" / "bundle_package",
-        validation_alias=AliasChoices("bundle_package_dir", "COLDPROXY_BUNDLE_PACKAGE_DIR",
-                                      "COLDPROXY_BUNDLE_RECOMMENDER_DIR"),
-        description="bundle recommender package (`coldproxy train-bundles`); served under /v1/bundles when the "
-                    "directory exists (a directory that is there but invalid stops start-up); empty: no bundles")
+        validation_alias=AliasChoices("bundle_package_dir", "COLDPROXY_BUNDLES_PACKAGE_DIR",
+                                      "COLDPROXY_BUNDLE_PACKAGE_DIR", "COLDPROXY_BUNDLE_RECOMMENDER_DIR"),
+        description="bundle model package (`coldproxy train-bundles` writes it to the same variable); served under "
+                    "/v1/bundles when the directory exists (a directory that is there but invalid stops start-up); "
+                    "empty: no bundles. COLDPROXY_BUNDLE_PACKAGE_DIR and COLDPROXY_BUNDLE_RECOMMENDER_DIR, its old "
+                    "names, are deprecated")
     max_bundle_members: int = Field(1000, ge=1, le=MAX_LIST, description="member items per POST /v1/bundles")
     cold_boost: float = Field(0.0, ge=0.0, le=10.0, description="exploration: a new item's served vector is "
                               "multiplied by 1 + cold_boost when it is POSTed (items stored before keep theirs; the "
@@ -150,7 +152,7 @@ class ServiceSettings(BaseSettings):
     @field_validator("bundle_package_dir", "candidate_package_dir", mode="before")
     @classmethod
     def _empty_is_none(cls, value):
-        """``COLDPROXY_BUNDLE_RECOMMENDER_DIR=`` (empty) means no bundle recommender, not the current directory
+        """``COLDPROXY_BUNDLES_PACKAGE_DIR=`` (empty) means no bundle recommender, not the current directory
         (and an empty ``COLDPROXY_CANDIDATE_PACKAGE_DIR`` no candidate)."""
         return None if isinstance(value, str) and not value.strip() else value
 

@@ -148,7 +148,7 @@ class TrainSettings(BaseSettings):
 
     # artefacts
     work_dir: Path = Field(REPO_ROOT / "artifacts" / "train", description="training checkpoint")
-    package_dir: Path = Field(REPO_ROOT / "artifacts" / "package", description="exported model package",
+    package_dir: Path = Field(REPO_ROOT / "artifacts" / "package", description="exported model package (COLDPROXY_BUNDLE_DIR: its deprecated name)",
                               validation_alias=AliasChoices("package_dir", "COLDPROXY_PACKAGE_DIR", "COLDPROXY_BUNDLE_DIR"))
     parity_items: int = Field(16, description="items each exported graph is checked on against torch")
     parity_tolerance: float = Field(1e-4, description="largest difference export accepts between ONNX Runtime and torch (relative to the output's scale when that is above 1)")

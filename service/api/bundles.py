@@ -15,7 +15,7 @@ from coldproxy.ids import check_id
 from service.api.http import fast_json, fetch, json_body, rank_in, read_json, top_k_in
 from service.bundle_serving import BundleServing
 from coldproxy.protocol import (BundleEmbeddingOut, BundleIn, BundleOut, BundleRankIn, BundleRankOut, BundleRecommendIn,
-                             BundleRecommendOut, RecommendFilters, UserQuery)
+                             BundleRecommendOut, RecommendFilters, UserQuery, bundle_versions)
 from service.state import READ, WRITE, AppState, Live, Serving, access
 
 router = APIRouter()
@@ -23,7 +23,7 @@ router = APIRouter()
 
 def bundles_of(sv: Serving) -> BundleServing:
     if sv.bundles is None:
-        raise NotFound("this deployment serves no bundle recommender (COLDPROXY_BUNDLE_PACKAGE_DIR; "
+        raise NotFound("this deployment serves no bundle recommender (COLDPROXY_BUNDLES_PACKAGE_DIR; "
                        "build one with `coldproxy train-bundles`)")
     return sv.bundles
 
@@ -45,7 +45,7 @@ async def get_bundle_embedding(bundle_id: str, sv: Live) -> Response:
     bundles = bundles_of(sv)
     check_id(bundle_id, "bundle_id")
     emb, source = await fetch(bundles.catalog, bundle_id, "bundle")
-    return fast_json({"bundle_id": bundle_id, "model_version": bundles.version, "source": source,
+    return fast_json({"bundle_id": bundle_id, **bundle_versions(bundles.version), "source": source,
                       "embedding": emb.tolist()})
 
 
@@ -56,14 +56,14 @@ async def rank_bundles(request: Request, st: AppState, sv: Live) -> Response:
     body = await read_json(request, BundleRankIn)
     scores, missing = await rank_in(st, bundles.catalog, body, body.bundle_ids,
                                     lambda b, sc, src: {"bundle_id": b, "score": sc, "source": src})
-    return fast_json({"user_id": body.user_id, "model_version": bundles.version, "missing": missing, "scores": scores})
+    return fast_json({"user_id": body.user_id, **bundle_versions(bundles.version), "missing": missing, "scores": scores})
 
 
 async def bundle_recommendations(st: AppState, sv: Serving, query: UserQuery, k: int, filters: RecommendFilters,
                            exclude_ids: list[str] = ()) -> Response:
     bundles = bundles_of(sv)
     hits = await top_k_in(bundles.catalog, query, k, st.settings, filters, exclude_ids)
-    return fast_json({"user_id": query.user_id, "model_version": bundles.version,
+    return fast_json({"user_id": query.user_id, **bundle_versions(bundles.version),
                       "bundles": [{"bundle_id": b, "score": sc, "source": src} for b, sc, src in hits]})
 
 

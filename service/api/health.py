@@ -7,6 +7,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from coldproxy.protocol import versions
 from service.state import AppState
 
 router = APIRouter()
@@ -30,9 +31,9 @@ async def readyz(st: AppState):
     if sv is None:
         return JSONResponse({"status": "loading"}, status_code=503)
     if not await sv.items.store.ping():
-        return {"status": "degraded", "bundle_version": sv.version,
+        return {"status": "degraded", **versions(sv.version),
                 "detail": "store unavailable: warm items are served; writes and new items' reads answer 503"}
-    return {"status": "ready", "bundle_version": sv.version}
+    return {"status": "ready", **versions(sv.version)}
 
 
 @router.get("/metrics")

@@ -18,7 +18,7 @@ from service.api.http import check_length, fast_json, fetch, json_body, read_jso
 from service.items import (NewItem, ingest, ingest_many, record_interactions, replay, restore, sync_id_vectors,
                            take_down)
 from coldproxy.protocol import (BatchOut, BatchResult, EmbeddingOut, IdVectorsIn, IdVectorsOut, InteractionsIn, ItemJSON,
-                             ItemOut, ItemsBatchIn)
+                             ItemOut, ItemsBatchIn, versions)
 from service.state import READ, WRITE, AppState, Live, access
 
 router = APIRouter()
@@ -125,7 +125,7 @@ async def post_items_batch(request: Request, st: AppState, sv: Live) -> BatchOut
         except ColdproxyError as exc:
             items.append(BatchResult(item_id=it.item_id, status=exc.status, detail=exc.detail))
     results = await ingest_many(sv, items)
-    return BatchOut(bundle_version=sv.version, stored=sum(r.status == 200 for r in results), results=results)
+    return BatchOut(package_version=sv.version, stored=sum(r.status == 200 for r in results), results=results)
 
 
 @router.put("/v1/items:id-embeddings", response_model=IdVectorsOut, openapi_extra=json_body(IdVectorsIn),
@@ -148,7 +148,7 @@ async def put_id_embeddings(request: Request, st: AppState, sv: Live) -> IdVecto
 async def get_embedding(item_id: str, sv: Live) -> Response:
     check_id(item_id)
     emb, source = await fetch(sv.items, item_id, "item")
-    return fast_json({"item_id": item_id, "bundle_version": sv.version, "source": source, "embedding": emb.tolist()})
+    return fast_json({"item_id": item_id, **versions(sv.version), "source": source, "embedding": emb.tolist()})
 
 
 @router.delete("/v1/items/{item_id}", status_code=204, dependencies=[access(WRITE)],

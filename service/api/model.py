@@ -24,7 +24,7 @@ async def model(st: AppState, sv: Live) -> ModelOut:
                    "calibration": bm.calibration.model_dump(), "counts": bm.counts,
                    "cold_bundles_indexed": sv.bundles.catalog.cold_indexed,
                    "test_metrics": bm.metrics.get("test", {})}
-    return ModelOut(bundle_version=manifest.version, created_at=manifest.created_at, dims=manifest.dims.model_dump(),
+    return ModelOut(package_version=manifest.version, created_at=manifest.created_at, dims=manifest.dims.model_dump(),
                     encoders=manifest.encoders, counts=manifest.counts, cold_items_indexed=sv.items.cold_indexed,
                     providers=sv.pipeline.providers, test_metrics=manifest.metrics.get("test", {}),
                     calibration=calibration_of(manifest), selection=manifest.metrics.get("selection"),
@@ -72,7 +72,7 @@ async def reload(st: AppState) -> JSONResponse:
         previous, version, rollout = await st.reload()
     except PackageError as exc:
         raise PackageError(f"model package refused, still serving {current}: {exc}") from exc
-    out = ReloadOut(previous_version=previous, bundle_version=version, changed=previous != version, rollout=rollout)
+    out = ReloadOut(previous_version=previous, package_version=version, changed=previous != version, rollout=rollout)
     return JSONResponse(out.model_dump(), status_code=202 if rollout and rollout["state"] == "backfilling" else 200)
 
 
@@ -81,4 +81,4 @@ async def promote(st: AppState) -> ReloadOut:
     """Serve the candidate package run in shadow (COLDPROXY_CANDIDATE_PACKAGE_DIR) to every user, once its
     backfill is complete."""
     previous, version, rollout = await st.promote()
-    return ReloadOut(previous_version=previous, bundle_version=version, changed=True, rollout=rollout)
+    return ReloadOut(previous_version=previous, package_version=version, changed=True, rollout=rollout)

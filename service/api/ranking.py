@@ -12,7 +12,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from service.api.http import fast_json, json_body, rank_in, read_json, top_k_in
-from coldproxy.protocol import RankIn, RankOut, RecommendFilters, RecommendIn, RecommendOut, UserQuery
+from coldproxy.protocol import RankIn, RankOut, RecommendFilters, RecommendIn, RecommendOut, UserQuery, versions
 from service.state import READ, AppState, access
 
 router = APIRouter()
@@ -25,7 +25,7 @@ async def rank(request: Request, st: AppState) -> Response:
     scores, missing = await rank_in(st, sv.items, body, body.item_ids,
                                     lambda i, sc, src: {"item_id": i, "score": sc, "source": src})
     st.metrics.answers.labels("rank", sv.version).inc()
-    return fast_json({"user_id": body.user_id, "bundle_version": sv.version, "missing": missing, "scores": scores})
+    return fast_json({"user_id": body.user_id, **versions(sv.version), "missing": missing, "scores": scores})
 
 
 async def recommendations(st: AppState, query: UserQuery, k: int, filters: RecommendFilters,
@@ -33,7 +33,7 @@ async def recommendations(st: AppState, query: UserQuery, k: int, filters: Recom
     sv = st.serving_for(query.user_id)
     hits = await top_k_in(sv.items, query, k, st.settings, filters, exclude_ids)
     st.metrics.answers.labels("recommend", sv.version).inc()
-    return fast_json({"user_id": query.user_id, "bundle_version": sv.version,
+    return fast_json({"user_id": query.user_id, **versions(sv.version),
                       "items": [{"item_id": i, "score": sc, "source": src} for i, sc, src in hits]})
 
 

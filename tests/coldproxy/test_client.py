@@ -113,7 +113,7 @@ def test_the_key_goes_as_a_bearer_header_and_429s_are_waited_out(tiny_package_di
         time.sleep(1.0)  # the bucket refills
         with Client(live.url, api_key=KEY) as patient:
             start = time.monotonic()
-            versions = {patient.model().bundle_version for _ in range(4)}
+            versions = {patient.model().package_version for _ in range(4)}
             assert len(versions) == 1 and time.monotonic() - start >= 0.9  # at least one Retry-After waited
 
 

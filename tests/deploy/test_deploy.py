@@ -133,7 +133,7 @@ def test_helm_mounts_a_bundle_package_only_when_given_one():
     (vol,) = [v for v in pod["volumes"] if v["name"] == "bundle-package"]
     assert vol["persistentVolumeClaim"]["claimName"] == "shelves"
     (cm,) = render()["ConfigMap"]
-    assert cm["data"]["COLDPROXY_BUNDLE_PACKAGE_DIR"] == "/bundle-package"
+    assert cm["data"]["COLDPROXY_BUNDLES_PACKAGE_DIR"] == "/bundle-package"
 
 
 def test_helm_ships_the_grafana_dashboard_only_when_asked():

@@ -33,7 +33,7 @@ def test_a_posted_item_is_stored_served_and_ranked_on_the_warm_scale(tiny, tiny_
                   files={"image": ("chair.png", _png(1), "image/png")})
     assert r.status_code == 200, r.text
     out = r.json()
-    assert out["bundle_version"] == package.manifest.version and out["modalities"] == ["text", "image"]
+    assert out["package_version"] == package.manifest.version and out["modalities"] == ["text", "image"]
     assert abs(sum(out["fusion_weights"].values()) - 1.0) < 1e-5 and out["expert_weights"] is None
     emb = np.array(out["embedding"], np.float32)
     assert emb.shape == (package.manifest.dims.id_dim,) and np.isfinite(emb).all()
@@ -98,9 +98,10 @@ def test_each_bad_input_gets_its_own_status_and_message(tiny):
 def test_probes_model_and_metrics(tiny, tiny_package_dir):
     version = load_package(tiny_package_dir).manifest.version
     assert tiny.get("/healthz").json() == {"status": "alive"}
-    assert tiny.get("/readyz").json() == {"status": "ready", "bundle_version": version}
+    assert tiny.get("/readyz").json() == {"status": "ready", "package_version": version, "bundle_version": version}
     model = tiny.get("/v1/model").json()
-    assert model["bundle_version"] == version and model["bundle_recommender"] is None and model["counts"]["users"] == 20
+    assert model["package_version"] == version and model["bundle_recommender"] is None and model["counts"]["users"] == 20
+    assert model["bundle_version"] == version  # the old name, deprecated, kept for one release
     assert model["warnings"] == [] and model["calibration"] is None
     metrics = tiny.get("/metrics").text
     assert 'coldproxy_requests_total{method="POST",route="/v1/items",status="200"}' in metrics
@@ -123,3 +124,15 @@ def test_cold_boost_scales_new_items_and_is_reported(tiny, tiny_package_dir, red
             more = other.post("/v1/items", json={"item_id": _new_id(), "text": "a lamp"}).json()["embedding"]
     np.testing.assert_allclose(np.array(more), 2.5 * np.array(plain), rtol=1e-5, atol=1e-6)
     assert tiny.get("/v1/model").json()["cold_boost"] == 0.0
+
+
+def test_the_old_version_names_are_answered_and_marked_deprecated(tiny):
+    """``package_version`` names the model package; ``bundle_version`` (items) and ``model_version`` (bundles) are
+    its old names: still in every answer for one release, and deprecated in the OpenAPI schema."""
+    posted = tiny.post("/v1/items", json={"item_id": _new_id(), "text": "named twice"}).json()
+    assert posted["package_version"] == posted["bundle_version"]
+    schemas = tiny.get("/openapi.json").json()["components"]["schemas"]
+    for name, old in (("ItemOut", "bundle_version"), ("RankOut", "bundle_version"), ("ModelOut", "bundle_version"),
+                      ("BundleOut", "model_version"), ("BundleRecommendOut", "model_version")):
+        props = schemas[name]["properties"]
+        assert props[old].get("deprecated") is True and "package_version" in schemas[name]["required"], name

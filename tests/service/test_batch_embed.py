@@ -72,7 +72,7 @@ def test_embed_to_redis_stores_items_the_service_then_serves(tiny_package_dir, c
 
     d, rows = catalogue
     prefix = fresh_prefix
-    env = {"COLDPROXY_REDIS_PREFIX": prefix, "COLDPROXY_BUNDLE_PACKAGE_DIR": ""}
+    env = {"COLDPROXY_REDIS_PREFIX": prefix, "COLDPROXY_BUNDLES_PACKAGE_DIR": ""}
     first = embed("--data", str(d), "--package-dir", str(tiny_package_dir), "--to", "redis", **env)
     assert first["stored"] == 12 and first["failed"] == 1, first
     again = embed("--data", str(d), "--package-dir", str(tiny_package_dir), "--to", "redis", **env)

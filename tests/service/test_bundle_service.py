@@ -294,6 +294,16 @@ def test_an_empty_package_setting_means_no_bundles(monkeypatch):
     assert str(ServiceSettings().bundle_package_dir) == "/srv/shelves"
 
 
+def test_one_variable_names_the_bundle_package_for_training_and_serving(monkeypatch):
+    from coldproxy.config import BundleSettings, ServiceSettings
+
+    monkeypatch.setenv("COLDPROXY_BUNDLES_PACKAGE_DIR", "/srv/bundles")
+    assert str(ServiceSettings().bundle_package_dir) == str(BundleSettings().package_dir) == "/srv/bundles"
+    monkeypatch.delenv("COLDPROXY_BUNDLES_PACKAGE_DIR")
+    monkeypatch.setenv("COLDPROXY_BUNDLE_PACKAGE_DIR", "/srv/old-name")  # deprecated, still read by both
+    assert str(ServiceSettings().bundle_package_dir) == str(BundleSettings().package_dir) == "/srv/old-name"
+
+
 def test_a_rollout_carries_posted_bundles_over_to_a_new_bundle_recommender(replica, package_dir, package, model,
                                                                           tmp_path, fresh_prefix):
     """A reload to a new item package and a new bundle recommender: a bundle POSTed before the rollout is
@@ -322,7 +332,7 @@ def test_a_rollout_carries_posted_bundles_over_to_a_new_bundle_recommender(repli
         assert report["bundles_reembedded"] == 1 and report["bundles_failed"] == 0, report
         assert c.get("/v1/model").json()["bundle_recommender"]["version"] == old["bundle_recommender"]["version"] + "-r2"
         got = c.get("/v1/bundles/carried-1/embedding")
-        assert got.status_code == 200 and got.json()["model_version"].endswith("-r2")
+        assert got.status_code == 200 and got.json()["package_version"].endswith("-r2")
         assert np.allclose(got.json()["embedding"], first.json()["embedding"], atol=1e-5)  # same model, same members
         assert c.post("/v1/bundles", json={"bundle_id": "after", "item_ids": members_of(model, b2)}).status_code == 200
 

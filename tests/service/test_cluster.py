@@ -119,4 +119,4 @@ def test_replicas_share_items_on_a_cluster_and_a_rollout_carries_them(cluster, t
         r = ca.post("/v1/admin/reload")
         assert r.status_code == 200 and r.json()["rollout"]["backfill"]["reembedded"] == len(ids), r.text
         v2 = load_package(second).manifest.version
-        assert all(ca.get(f"/v1/items/{i}/embedding").json()["bundle_version"] == v2 for i in ids)
+        assert all(ca.get(f"/v1/items/{i}/embedding").json()["package_version"] == v2 for i in ids)

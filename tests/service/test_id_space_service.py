@@ -163,12 +163,12 @@ def test_a_rollout_carries_the_recommenders_vectors_only_within_one_space(tiny_p
         for name in ("proxy.onnx", "embeddings.npz", "manifest.json"):
             shutil.copy(second / name, live_dir / name)
         r = c.post("/v1/admin/reload")
-        assert r.status_code == 200 and r.json()["bundle_version"] == v2.manifest.version, r.text
+        assert r.status_code == 200 and r.json()["package_version"] == v2.manifest.version, r.text
         report = r.json()["rollout"]["backfill"]
         assert report["id_space_changed"] is (not same_space)
         assert (report["id_vectors_carried"], report["id_vectors_dropped"]) == ((2, 0) if same_space else (0, 2))
         posted = c.get("/v1/items/posted-1/embedding").json()
-        assert posted["bundle_version"] == v2.manifest.version and posted["source"] == "proxy"
+        assert posted["package_version"] == v2.manifest.version and posted["source"] == "proxy"
         synced, graduated = c.get("/v1/items/synced-only/embedding"), c.get("/v1/items/posted-2/embedding").json()
         if same_space:  # the same recommender's vectors still hold
             assert synced.status_code == 200 and synced.json()["embedding"] == pytest.approx(given["synced-only"])

@@ -23,11 +23,11 @@ def test_a_reload_of_the_served_version_opens_nothing(tiny_package_dir, fresh_pr
     live_dir = tmp_path / "package"
     shutil.copytree(tiny_package_dir, live_dir)
     with LiveServer(_settings(live_dir, fresh_prefix)) as live, httpx.Client(base_url=live.url, timeout=30) as c:
-        version = c.get("/v1/model").json()["bundle_version"]
+        version = c.get("/v1/model").json()["package_version"]
         # a graph file gone: opening the directory again would fail -- answering "unchanged" must not open it
         next(p for p in live_dir.iterdir() if p.suffix == ".onnx").unlink()
         r = c.post("/v1/admin/reload")
-        assert r.status_code == 200 and r.json()["changed"] is False and r.json()["bundle_version"] == version, r.text
+        assert r.status_code == 200 and r.json()["changed"] is False and r.json()["package_version"] == version, r.text
 
 
 def test_a_retried_post_with_its_idempotency_key_gets_the_stored_item(tiny, tiny_server):

@@ -103,7 +103,7 @@ def test_redis_killed_mid_load_loses_no_acknowledged_item(replica, trained, tmp_
             assert set(statuses) <= {200, 503}, set(statuses)
             assert 503 in statuses and all(v is not None for v in retry_after)
             assert statuses[-5:] == [200] * 5, statuses[-20:]  # it recovered by itself
-            version = httpx.get(live.url + "/v1/model").json()["bundle_version"]
+            version = httpx.get(live.url + "/v1/model").json()["package_version"]
         direct = redis.Redis(port=r.port)
         lost = [i for i in acked if direct.hget(f"restart-test:{version}:item:{i}", "emb") is None]
         assert not lost, f"{len(lost)} of {len(acked)} acknowledged items not in Redis after SIGKILL: {lost[:5]}"

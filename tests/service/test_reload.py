@@ -15,7 +15,7 @@ def test_reload_swaps_bundle_without_a_failed_request(replica, package_dir, tmp_
     manifest = Manifest.model_validate_json((live_dir / "manifest.json").read_text())
     warm_id = trained.dataset.item_ids[trained.split.warm_items[0]]
     with replica(package_dir=live_dir, reload_grace_s=0.5) as live, httpx.Client(base_url=live.url, timeout=30) as c:
-        v1 = c.get("/v1/model").json()["bundle_version"]
+        v1 = c.get("/v1/model").json()["package_version"]
         assert c.post("/v1/items", data={"item_id": "before-reload", "text": "A film about clocks."}).status_code == 200
         # warm-up: clicks and a learnt ID embedding; a rollout re-gates the re-embedded item with them too
         learnt = c.get(f"/v1/items/{warm_id}/embedding").json()["embedding"]
@@ -39,19 +39,19 @@ def test_reload_swaps_bundle_without_a_failed_request(replica, package_dir, tmp_
             r = c.post("/v1/admin/reload")
             assert r.status_code == 200, r.text
             out = r.json()
-            assert {k: out[k] for k in ("previous_version", "bundle_version", "changed")} == {
-                "previous_version": v1, "bundle_version": v1 + "-r2", "changed": True}
+            assert {k: out[k] for k in ("previous_version", "package_version", "changed")} == {
+                "previous_version": v1, "package_version": v1 + "-r2", "changed": True}
             assert out["rollout"]["state"] == "switched" and out["rollout"]["backfill"]["reembedded"] >= 1, out
             assert c.post("/v1/admin/reload").json()["changed"] is False  # same directory, same version
         finally:
             stop.set()
             t.join()
         assert len(codes) > 4 and set(codes) == {200}, codes
-        assert c.get("/v1/model").json()["bundle_version"] == v1 + "-r2"
-        assert c.get("/readyz").json()["bundle_version"] == v1 + "-r2"
+        assert c.get("/v1/model").json()["package_version"] == v1 + "-r2"
+        assert c.get("/readyz").json()["package_version"] == v1 + "-r2"
         # keys carry the package version; the same encoders re-embedded the old package's items for the new one
         got = c.get("/v1/items/before-reload/embedding")
-        assert got.status_code == 200 and got.json()["bundle_version"] == v1 + "-r2"
+        assert got.status_code == 200 and got.json()["package_version"] == v1 + "-r2"
         served_after = np.array(got.json()["embedding"])  # same graphs and ID space: the same re-gated vector
         cos = served_after @ served_before / np.linalg.norm(served_after) / np.linalg.norm(served_before)
         assert cos > 0.999, cos
@@ -65,7 +65,7 @@ def test_reload_swaps_bundle_without_a_failed_request(replica, package_dir, tmp_
         write_manifest(live_dir, manifest.model_copy(update={"version": v1 + "-r3"}))
         r = c.post("/v1/admin/reload")
         assert r.status_code == 422 and "still serving" in r.json()["detail"] and "sha256" in r.json()["detail"]
-        assert c.get("/v1/model").json()["bundle_version"] == v1 + "-r2"
+        assert c.get("/v1/model").json()["package_version"] == v1 + "-r2"
         assert c.get("/v1/items/before-reload/embedding").status_code == 200
 
 

@@ -56,7 +56,7 @@ def test_a_rollout_under_load_keeps_every_item_and_never_mixes_id_spaces(tiny_pa
     assert v1.encoder_fingerprint == v2.encoder_fingerprint and v1.id_fingerprint != v2.id_fingerprint
     with live(live_dir, prefix, reembed_batch=8) as server, httpx.Client(base_url=server.url, timeout=30) as c:
         model = c.get("/v1/model").json()
-        assert model["bundle_version"] == v1.manifest.version and model["id_fingerprint"] == v1.id_fingerprint
+        assert model["package_version"] == v1.manifest.version and model["id_fingerprint"] == v1.id_fingerprint
         before = [f"before-{n}" for n in range(120)]
         for i in before:
             assert c.post("/v1/items", data={"item_id": i, "text": text_of(i)}).status_code == 200
@@ -88,7 +88,7 @@ def test_a_rollout_under_load_keeps_every_item_and_never_mixes_id_spaces(tiny_pa
                         continue
                     body = r.json()
                     if body["missing"]:  # every ID asked for had been acknowledged: a gap
-                        failures.append(("missing", body["bundle_version"], body["missing"]))
+                        failures.append(("missing", body["package_version"], body["missing"]))
                     rankings.append((worker, body))
 
         threads = [threading.Thread(target=write, args=(k,)) for k in range(2)]
@@ -107,7 +107,7 @@ def test_a_rollout_under_load_keeps_every_item_and_never_mixes_id_spaces(tiny_pa
                 t.join()
         assert r.status_code == 200, r.text
         out = r.json()
-        assert out["changed"] and out["bundle_version"] == v2.manifest.version, out
+        assert out["changed"] and out["package_version"] == v2.manifest.version, out
         report = out["rollout"]["backfill"]
         assert out["rollout"]["state"] == "switched" and report["covered"] == 1.0 and report["failed"] == 0, out
         assert report["reembedded"] >= len(before) and report["no_features"] == 0, report
@@ -118,20 +118,20 @@ def test_a_rollout_under_load_keeps_every_item_and_never_mixes_id_spaces(tiny_pa
         assert len(during) > 20
         for i in acked:
             got = c.get(f"/v1/items/{i}/embedding")
-            assert got.status_code == 200 and got.json()["bundle_version"] == v2.manifest.version, (i, got.text)
+            assert got.status_code == 200 and got.json()["package_version"] == v2.manifest.version, (i, got.text)
 
         # no ranking mixed the two ID spaces: each one's scores are its own version's user . item vectors
         spaces = {p.manifest.version: p for p in (v1, v2)}
-        versions = {body["bundle_version"] for _, body in rankings}
+        versions = {body["package_version"] for _, body in rankings}
         assert versions == set(spaces), versions  # rankings were answered before and after the switch
         for worker, body in rankings:
-            package = spaces[body["bundle_version"]]
+            package = spaces[body["package_version"]]
             user = package.user_emb[package.user_ids.index(str(worker))]
             for s in body["scores"]:
                 i = s["item_id"]
                 vec = (package.item_emb[package.item_ids.index(i)] if i.startswith("warm-")
                        else stored_vector(redis_client, prefix, package.manifest.version, i))
-                assert s["score"] == pytest.approx(float(user @ vec), rel=1e-4, abs=1e-5), (body["bundle_version"], i)
+                assert s["score"] == pytest.approx(float(user @ vec), rel=1e-4, abs=1e-5), (body["package_version"], i)
 
         # a re-embedded item is what the new package computes for the same content (features kept as float16)
         kept = np.array(c.get("/v1/items/before-3/embedding").json()["embedding"])
@@ -172,23 +172,23 @@ def test_shadow_candidate_serves_canary_users_then_is_promoted(tiny_package_dir,
         while c.get("/v1/model").json()["rollout"]["state"] != "shadow" and time.time() < deadline:
             time.sleep(0.1)
         model = c.get("/v1/model").json()
-        assert model["bundle_version"] == v1 and model["rollout"]["version"] == v2 and model["rollout"]["state"] == "shadow"
+        assert model["package_version"] == v1 and model["rollout"]["version"] == v2 and model["rollout"]["state"] == "shadow"
         # every user's answers come from one version, the same every time; about half get the candidate
         seen = {}
         for u in range(20):
             for _ in range(2):
                 body = c.post("/v1/rank", json={"user_id": str(u), "item_ids": ["warm-0", "s-1", "s-2"]}).json()
-                assert body["missing"] == [] and seen.setdefault(u, body["bundle_version"]) == body["bundle_version"]
+                assert body["missing"] == [] and seen.setdefault(u, body["package_version"]) == body["package_version"]
                 rec = c.get(f"/v1/users/{u}/recommendations", params={"k": 5}).json()
-                assert rec["bundle_version"] == seen[u]
+                assert rec["package_version"] == seen[u]
         assert 3 <= sum(v == v2 for v in seen.values()) <= 17, seen
         # items and reads outside rank/recommend stay on the serving version
-        assert c.get("/v1/items/s-1/embedding").json()["bundle_version"] == v1
+        assert c.get("/v1/items/s-1/embedding").json()["package_version"] == v1
         r = c.post("/v1/admin/promote")
-        assert r.status_code == 200 and r.json()["bundle_version"] == v2, r.text
-        assert c.get("/v1/model").json()["bundle_version"] == v2
+        assert r.status_code == 200 and r.json()["package_version"] == v2, r.text
+        assert c.get("/v1/model").json()["package_version"] == v2
         for n in range(10):
-            assert c.get(f"/v1/items/s-{n}/embedding").json()["bundle_version"] == v2
+            assert c.get(f"/v1/items/s-{n}/embedding").json()["package_version"] == v2
         assert c.post("/v1/admin/promote").status_code == 409
         metrics = c.get("/metrics").text  # both versions' answers are counted
         assert f'coldproxy_answers_total{{route="rank",version="{v2}"}}' in metrics
@@ -207,7 +207,7 @@ def test_promote_catches_up_on_what_was_written_after_the_backfill(tiny_package_
         assert cb.post("/v1/items", data={"item_id": "late-1", "text": text_of("late-1")}).status_code == 200
         assert ca.post("/v1/admin/promote").status_code == 200
         got = ca.get("/v1/items/late-1/embedding")
-        assert got.status_code == 200 and got.json()["bundle_version"] == v2, got.text
+        assert got.status_code == 200 and got.json()["package_version"] == v2, got.text
 
 
 def test_reembed_command_backfills_offline_and_resumes(tiny_package_dir, second_package, prefix, redis_client):
@@ -215,8 +215,8 @@ def test_reembed_command_backfills_offline_and_resumes(tiny_package_dir, second_
     with live(tiny_package_dir, prefix) as server, httpx.Client(base_url=server.url, timeout=30) as c:
         batch = {"items": [{"item_id": f"o-{n}", "text": text_of(f"o-{n}")} for n in range(40)]}
         assert c.post("/v1/items:batch", json=batch).json()["stored"] == 40
-    env = {"COLDPROXY_REDIS_URL": REDIS_URL, "COLDPROXY_REDIS_PREFIX": prefix, "COLDPROXY_BUNDLE_PACKAGE_DIR": ""}
-    cmd = [sys.executable, "-m", "coldproxy_cli", "reembed", "--to-bundle", str(second_package), "--batch", "16"]
+    env = {"COLDPROXY_REDIS_URL": REDIS_URL, "COLDPROXY_REDIS_PREFIX": prefix, "COLDPROXY_BUNDLES_PACKAGE_DIR": ""}
+    cmd = [sys.executable, "-m", "coldproxy_cli", "reembed", "--to-package", str(second_package), "--batch", "16"]
     import os
 
     first = subprocess.run(cmd, env=os.environ | env, capture_output=True, text=True, timeout=300)
@@ -249,15 +249,15 @@ def test_reloading_replicas_one_after_another_keeps_what_each_wrote(tiny_package
         for name in ("proxy.onnx", "embeddings.npz", "manifest.json"):
             for d in dirs:
                 shutil.copy(second_package / name, d / name)
-        assert ca.post("/v1/admin/reload").json()["bundle_version"] == v2
+        assert ca.post("/v1/admin/reload").json()["package_version"] == v2
         for n in range(10, 16):  # b still serves the old package: these land in the old version only
             assert cb.post("/v1/items", data={"item_id": f"m-{n}", "text": text_of(f"m-{n}")}).status_code == 200
         assert ca.get("/v1/items/m-12/embedding").status_code == 404
         r = cb.post("/v1/admin/reload")
-        assert r.json()["bundle_version"] == v2 and r.json()["rollout"]["backfill"]["reembedded"] == 6, r.text
+        assert r.json()["package_version"] == v2 and r.json()["rollout"]["backfill"]["reembedded"] == 6, r.text
         deadline = time.time() + 10
         while ca.get("/v1/model").json()["cold_items_indexed"] < 16 and time.time() < deadline:
             time.sleep(0.1)
         for c in (ca, cb):
             assert c.get("/v1/model").json()["cold_items_indexed"] == 16
-            assert all(c.get(f"/v1/items/m-{n}/embedding").json()["bundle_version"] == v2 for n in range(16))
+            assert all(c.get(f"/v1/items/m-{n}/embedding").json()["package_version"] == v2 for n in range(16))

@@ -65,7 +65,7 @@ def test_health_and_readiness(client, package_dir, train_settings):
     r = client.get("/readyz")
     assert r.status_code == 200 and r.json()["status"] == "ready"
     m = client.get("/v1/model").json()
-    assert m["bundle_version"] == r.json()["bundle_version"] and m["dims"]["id_dim"] == train_settings.dim
+    assert m["package_version"] == r.json()["package_version"] and m["dims"]["id_dim"] == train_settings.dim
     assert m["providers"][-1] == "CPUExecutionProvider" and "cold" in m["test_metrics"]
     sel = m["selection"]  # what new items are served and why: every candidate's validation score
     assert sel["served"] in ("gate", "proxy", "diffusion", "anchor") and sel["validation"][sel["served"]] == max(sel["validation"].values())
@@ -93,10 +93,10 @@ def test_post_get_rank_recommend_held_out_movie(client, held_out, train_settings
         assert sorted(weights.values()) == [0.0, 1.0]
 
     got = client.get(f"/v1/items/{held_out['item_id']}/embedding").json()
-    assert got["source"] == "proxy" and got["bundle_version"] == body["bundle_version"]
+    assert got["source"] == "proxy" and got["package_version"] == body["package_version"]
     np.testing.assert_array_equal(np.array(got["embedding"], dtype=np.float32), posted)
     # it really is in Redis, under a key that carries the package version
-    key = f"{server.settings.redis_prefix}:{body['bundle_version']}:item:{held_out['item_id']}"
+    key = f"{server.settings.redis_prefix}:{body['package_version']}:item:{held_out['item_id']}"
     np.testing.assert_array_equal(np.frombuffer(redis_client.hget(key, "emb"), dtype=np.float32), posted)
 
     ds, warm = trained.dataset, trained.split.warm_items

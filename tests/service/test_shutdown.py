@@ -18,7 +18,7 @@ from tests.conftest import REDIS_URL, _free_port
 def test_sigterm_drains_requests_in_flight(tiny_package_dir, redis_prefix):
     port = _free_port()
     env = os.environ | {"COLDPROXY_REDIS_URL": REDIS_URL, "COLDPROXY_REDIS_PREFIX": f"{redis_prefix}:shutdown",
-                        "COLDPROXY_BUNDLE_PACKAGE_DIR": "", "COLDPROXY_SHUTDOWN_GRACE_S": "10"}
+                        "COLDPROXY_BUNDLES_PACKAGE_DIR": "", "COLDPROXY_SHUTDOWN_GRACE_S": "10"}
     proc = subprocess.Popen([sys.executable, "-m", "coldproxy_cli", "serve", "--package-dir", str(tiny_package_dir),
                              "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
