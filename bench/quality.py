@@ -34,7 +34,7 @@ import numpy as np
 
 from coldproxy.config import TrainSettings
 from models.items.baselines import (cb2cf_embeddings, clcrec_embeddings, dropoutnet_embeddings, knn_embeddings,
-                              random_embeddings)
+                                    popularity_embeddings, random_embeddings)
 from models.data import cold_start_split, load_dataset
 from models.evaluate import evaluate_split
 from models.idmodel import train_id_model
@@ -46,7 +46,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 METRICS = ("recall@10", "ndcg@10", "recall@20", "ndcg@20")
 HIT_RATES = ("hit_rate@20", "new_item_hit_rate@20", "new_item_share_of_positives")  # all scenario only
 SCENARIOS = ("cold", "warm", "all")
-BASELINES = ("random", "content-kNN", "CB2CF", "DropoutNet", "CLCRec", "skeleton MLP (BPR+MSE)")
+BASELINES = ("random", "popularity", "content-kNN", "CB2CF", "DropoutNet", "CLCRec", "skeleton MLP (BPR+MSE)")
 FULL = "proxy generator"  # the validation-chosen generator, on the validation-chosen ID model
 ABLATIONS = {  # name -> settings changed from the full generator
     "w/o MoE (one linear expert)": {"proxy_experts": 1, "proxy_top_k": 1},
@@ -155,6 +155,9 @@ def run_seed(seed: int, only: set[str] | None, data: dict, space_dir: Path | Non
     score(FULL, served(r.proxy, f, I, cold))  # the (validation-chosen) generator's proxy alone
     if want("random"):
         score("random", random_embeddings(I, cold, seed))
+    if want("popularity"):
+        pop_users, pop_items = popularity_embeddings(len(U), len(I), sp.train, seed)
+        score("popularity", pop_items, users=pop_users)
     if want("content-kNN"):
         score("content-kNN", knn_embeddings(f, I, sp.warm_items, cold, neighbours=5))
     for name, fn in (("CB2CF", cb2cf_embeddings), ("DropoutNet", dropoutnet_embeddings), ("CLCRec", clcrec_embeddings)):

@@ -29,6 +29,14 @@ def random_embeddings(item_emb: np.ndarray, items: np.ndarray, seed: int) -> np.
     return out
 
 
+def popularity_embeddings(n_users: int, n_items: int, train, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Popularity for all: every user scores an item by log(1 + its training interactions), as one-dimensional user
+    and item vectors. Items without interactions (every cold one) tie, broken at random."""
+    counts = np.bincount(train.items, minlength=n_items).astype(np.float32)
+    items = np.log1p(counts) + 1e-6 * np.random.default_rng(seed).random(n_items, dtype=np.float32)
+    return np.ones((n_users, 1), np.float32), items[:, None]
+
+
 def knn_embeddings(features: Features, item_emb: np.ndarray, warm: np.ndarray, items: np.ndarray, neighbours: int = 5) -> np.ndarray:
     """Each item in ``items`` gets the mean ID embedding of its ``n`` nearest warm items by content
     (FAISS, IP on unit vectors): the similarity anchor on its own."""
