@@ -25,13 +25,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from coldproxy.config import BundleSettings
 from coldproxy.bundle_package import ColdCalibration, with_columns
-from models.bundles.calibration import calibrate_cold, served_users, served_vectors
+from coldproxy.config import BundleSettings
 from models.bundles.backbone import evaluate, train_prior
+from models.bundles.calibration import calibrate_cold, served_users, served_vectors
+from models.bundles.data import load_youshu
 from models.bundles.model import ViewExperts, cold_aware_features, composition_features, fit_view_experts, train_gates
 from models.bundles.train import gate_variant
-from models.bundles.data import load_youshu
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PUBLISHED = {  # MoDiffE Table 3, Youshu: (Recall@20, NDCG@20)

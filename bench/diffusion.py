@@ -20,12 +20,12 @@ from pathlib import Path
 import numpy as np
 
 from coldproxy.config import TrainSettings
+from export.encoders import encoder_graphs
 from models.evaluate import evaluate_split
 from models.items.experts import fit_experts
 from models.items.proxy_training import predict
-from models.samplers import sample
-from export.encoders import encoder_graphs
 from models.items.train import train
+from models.samplers import sample
 
 RESULTS = Path(__file__).resolve().parent / "results"
 STEPS = (1, 2, 3, 5, 10)

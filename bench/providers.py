@@ -29,12 +29,12 @@ import numpy as np
 import onnxruntime as ort
 from tqdm.auto import tqdm
 
-from coldproxy.package import load_package
 from coldproxy.config import DEFAULT_DATASETS, ServiceSettings, usable_cores
 from coldproxy.ort import CPU, CUDA, default_providers
+from coldproxy.package import load_package
 from loadtest.payloads import Payloads
-from service.metrics import Metrics
 from service.engine.pipeline import ProxyPipeline
+from service.metrics import Metrics
 
 RESULTS = Path(__file__).resolve().parent / "results"
 STAGES = ("decode", "tokenise", "text_encoder", "image_encoder", "proxy", "anchor", "sampler", "gate")

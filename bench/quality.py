@@ -33,13 +33,19 @@ from pathlib import Path
 import numpy as np
 
 from coldproxy.config import TrainSettings
-from models.items.baselines import (cb2cf_embeddings, clcrec_embeddings, dropoutnet_embeddings, knn_embeddings,
-                                    popularity_embeddings, random_embeddings)
+from export.encoders import encoder_graphs
 from models.data import cold_start_split, load_dataset
 from models.evaluate import evaluate_split
 from models.idmodel import train_id_model
+from models.items.baselines import (
+    cb2cf_embeddings,
+    clcrec_embeddings,
+    dropoutnet_embeddings,
+    knn_embeddings,
+    popularity_embeddings,
+    random_embeddings,
+)
 from models.items.proxy_training import ProxyMLP, predict, tensors, train_proxy
-from export.encoders import encoder_graphs
 from models.items.train import fit_generator, train
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -200,8 +206,8 @@ def diffusion_rows(result, cold, score, want) -> None:
     """MoDiffE stages on top of the full generator: diffusion expert, gate, and their ablations."""
     from dataclasses import replace
 
-    from models.items.experts import fit_experts, served_cold
     from models.gate import train_gate
+    from models.items.experts import fit_experts, served_cold
     from models.samplers import sample, sampler_kwargs
 
     f, sp, U, I, s = result.features, result.split, result.user_emb, result.item_emb, result.settings

@@ -22,13 +22,13 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from coldproxy.package import load_package
 from coldproxy.config import ServiceSettings, TrainSettings
+from coldproxy.package import load_package
 from export.quantize import ENCODERS, quantize_package
 from models.data import cold_start_split, load_dataset
 from models.evaluate import evaluate_split
-from service.metrics import Metrics
 from service.engine.pipeline import ProxyPipeline
+from service.metrics import Metrics
 
 RESULTS = Path(__file__).resolve().parent / "results"
 STAGES = ("tokenise", "text_encoder", "decode", "image_encoder")

@@ -163,12 +163,12 @@ def generator_caps(positives: int, caps: list[int], seeds: list[int], name: str)
     validation-cold items held out from early stopping, one ID model (today's), then the fused generator alone at
     each step budget, scored on the held-out half."""
     from export.encoders import encoder_graphs
+    from models.data import load_generic
     from models.evaluate import validation_cold_ndcg
     from models.features import extract_features
     from models.idmodel import train_id_model_checked
     from models.items.proxy_training import predict
     from models.items.train import fit_generator
-    from models.data import load_generic
 
     ds = load_generic(catalogue(positives))
     feats = extract_features(ds, encoder_graphs, SCALE_DIR / "cache", progress=False)

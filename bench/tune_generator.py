@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from coldproxy.config import TrainSettings
+from export.encoders import encoder_graphs
 from models.data import cold_start_split, load_dataset
 from models.evaluate import evaluate_split, validation_cold_ndcg
-from export.encoders import encoder_graphs
 from models.features import extract_features
 from models.idmodel import train_id_model
 from models.items.proxy_training import predict

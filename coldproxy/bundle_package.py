@@ -36,10 +36,10 @@ import numpy as np
 from pydantic import BaseModel
 
 from coldproxy.anchors import AnchorIndex, unit_rows
-from coldproxy.graph_io import BUNDLE_GATE_INPUTS, BUNDLE_GATE_OUTPUTS, SAMPLER_INPUTS
 from coldproxy.errors import PackageError
-from coldproxy.package import read_manifest, seen_of, verify_files
+from coldproxy.graph_io import BUNDLE_GATE_INPUTS, BUNDLE_GATE_OUTPUTS, SAMPLER_INPUTS
 from coldproxy.ort import make_session
+from coldproxy.package import read_manifest, seen_of, verify_files
 
 SCHEMA_VERSION = 3  # 2: the cold calibration and its size-prior component; 3: the per-user placement component
 FILES = {"sampler": "bundle_sampler.onnx", "gate": "bundle_gate.onnx", "embeddings": "embeddings.npz"}

@@ -55,12 +55,12 @@ class RateLimited(ColdproxyError):
 
 
 class Unavailable(ColdproxyError):
-    """Try again shortly: 503 with ``Retry-After: 1``."""
+    """Try again shortly: 503 with ``Retry-After`` (1 s unless said)."""
 
     status = 503
 
-    def __init__(self, detail: str):
-        super().__init__(detail, {"Retry-After": "1"})
+    def __init__(self, detail: str, retry_after_s: int = 1):
+        super().__init__(detail, {"Retry-After": str(max(1, int(retry_after_s)))})
 
 
 class StoreUnavailable(Unavailable):

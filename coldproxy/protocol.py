@@ -8,9 +8,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from coldproxy.limits import MAX_BATCH, MAX_DIM, MAX_EXCLUDE, MAX_HISTORY, MAX_LIST
 from coldproxy.ids import ID_PATTERN
-
+from coldproxy.limits import MAX_BATCH, MAX_DIM, MAX_EXCLUDE, MAX_HISTORY, MAX_LIST
 
 
 def versions(version: str, old: str = "bundle_version") -> dict[str, str]:

@@ -173,12 +173,40 @@ def cmd_up(args) -> None:
     if not args.no_bundles and package is not None and (not package.exists() or stale_bundle_package(package)):
         youshu = BundleSettings().data_dir
         if (youshu / "bundle_item.txt").exists():
-            args.bundle_package_dir = package
-            cmd_train_bundles(args)
+            bundles_in_background(package)
         else:
             logging.getLogger("coldproxy").warning("no Youshu data at %s: serving without bundles", youshu)
     args.allow_memory_store = True
     cmd_serve(args)
+
+
+def bundles_in_background(package: Path) -> None:
+    """Train the bundle model in a child process while the items are served: the service answers the bundle routes
+    503 with the expected wait until the package is written, then loads it (``service.bundle_wait``)."""
+    import shutil
+    import subprocess
+    import threading
+
+    from coldproxy.config import usable_cores
+    from models.cost import bundle_estimate
+    from service import bundle_wait
+
+    if package.exists():  # a package of an older schema: the service would refuse it
+        shutil.rmtree(package)
+    log_file = package.with_name(package.name + ".training.log")
+    out = log_file.open("w")
+    child = subprocess.Popen([sys.executable, "-m", "coldproxy_cli", "train-bundles", "--bundle-package-dir",
+                              str(package)], stdout=out, stderr=subprocess.STDOUT)
+    bundle_wait.announce(package, bundle_estimate(BundleSettings().scenario, usable_cores()), child.pid, log_file)
+    logging.getLogger("coldproxy").info("training the bundle model in the background (pid %d, log %s)", child.pid,
+                                        log_file)
+
+    def reap() -> None:
+        code = child.wait()
+        out.close()
+        bundle_wait.finish(package, None if code == 0 else f"exit status {code}")
+
+    threading.Thread(target=reap, daemon=True, name="bundle-training").start()
 
 
 def main(argv: list[str] | None = None) -> None:

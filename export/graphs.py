@@ -11,8 +11,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from coldproxy.graph_io import (BUNDLE_GATE_INPUTS, BUNDLE_GATE_OUTPUTS, GATE_INPUTS, GATE_OUTPUTS, PROXY_INPUTS,
-                                PROXY_OUTPUTS, SAMPLER_INPUTS, SAMPLER_OUTPUTS)
+from coldproxy.graph_io import (
+    BUNDLE_GATE_INPUTS,
+    BUNDLE_GATE_OUTPUTS,
+    GATE_INPUTS,
+    GATE_OUTPUTS,
+    PROXY_INPUTS,
+    PROXY_OUTPUTS,
+    SAMPLER_INPUTS,
+    SAMPLER_OUTPUTS,
+)
 from coldproxy.ort import make_session
 
 OPSET = 17

@@ -15,23 +15,42 @@ from pathlib import Path
 import numpy as np
 
 from coldproxy.errors import ParityError
-from coldproxy.package import (COMPONENTS, EXPERT_COMPONENTS, Dims, IdSpace, Manifest, id_fingerprint, load_package,
-                               sha256_file, write_manifest)
-from coldproxy.preprocess import load_image_file, preprocessing_manifest
+from coldproxy.experts import CONTENT_EXPERTS, EXPERTS, GATE_FEATURES
 from coldproxy.graph_io import GATE_INPUTS, PROXY_INPUTS, SAMPLER_INPUTS
+from coldproxy.package import (
+    COMPONENTS,
+    EXPERT_COMPONENTS,
+    Dims,
+    IdSpace,
+    Manifest,
+    id_fingerprint,
+    load_package,
+    sha256_file,
+    write_manifest,
+)
+from coldproxy.preprocess import load_image_file, preprocessing_manifest
 from export.encoders import export_image_encoder, export_text_encoder
 from export.graphs import export_gate, export_proxy, export_sampler, parity
 from models.data import load_dataset
-from models.encoders import (IMAGE_DIM, IMAGE_ENCODER, IMAGE_STAGE_DIM, TEXT_DIM, TEXT_ENCODER, TEXT_LAYERS, ImageEncoder,
-                             TextEncoder, text_model_dir, tokenizer)
 from models.diffusion import NoiseSchedule
-from coldproxy.experts import CONTENT_EXPERTS, EXPERTS, GATE_FEATURES
-from models.samplers import UnrolledSampler, make_plan
-from models.items.calibration import Calibration, CalibratedGate, CalibratedProxy, UnitLength
+from models.encoders import (
+    IMAGE_DIM,
+    IMAGE_ENCODER,
+    IMAGE_STAGE_DIM,
+    TEXT_DIM,
+    TEXT_ENCODER,
+    TEXT_LAYERS,
+    ImageEncoder,
+    TextEncoder,
+    text_model_dir,
+    tokenizer,
+)
 from models.items.blend import describe
+from models.items.calibration import CalibratedGate, CalibratedProxy, Calibration, UnitLength
 from models.items.generator import BlendedGenerator, RoutedGenerator
 from models.items.text_finetune import LAYER_FILE, apply_text_layer
 from models.items.train import load_experts, load_proxy
+from models.samplers import UnrolledSampler, make_plan
 
 
 def parity_inputs(settings, count: int) -> tuple[dict, dict]:

@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 from onnxruntime.quantization import QuantType, quantize_dynamic
 
-from coldproxy.package import MANIFEST, load_package, sha256_file, write_manifest
 from coldproxy.config import TrainSettings
 from coldproxy.ort import make_session
-from export.package import parity_inputs, package_version, replace_dir, staging_dir
+from coldproxy.package import MANIFEST, load_package, sha256_file, write_manifest
+from export.package import package_version, parity_inputs, replace_dir, staging_dir
 
 ENCODERS = ("text_encoder", "image_encoder")
 

@@ -60,6 +60,15 @@ def estimate(settings, n_items: int, n_users: int, n_train: int, n_warm_val: int
     return {k: v * scale for k, v in out.items()}
 
 
+# `coldproxy train-bundles` on Youshu, seconds on 2 cores, the mean of 3 seeds per scenario (bench/results/bundles.json)
+BUNDLE_SECONDS = {"cold": 456.0, "warm": 1020.0, "all": 555.0}
+
+
+def bundle_estimate(scenario: str, cores: int) -> float:
+    """Seconds ``coldproxy train-bundles`` should take on ``scenario`` with ``cores`` usable cores."""
+    return BUNDLE_SECONDS[scenario] * MEASURED_CORES / max(1, min(cores, 8))
+
+
 def describe(seconds: dict[str, float]) -> str:
     """One line: the total and each stage's share."""
     parts = ", ".join(f"{k} ~{_human(v)}" for k, v in seconds.items() if v >= 0.5)

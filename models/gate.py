@@ -28,6 +28,7 @@ from models.data import ColdStartSplit, Interactions
 from models.evaluate import evaluate_candidates, validation_cold_ndcg
 from models.training import EarlyStopping, bpr_loss, epoch_rows, seed_everything
 
+
 class ColdAwareGate(nn.Module):
     def __init__(self, n_features: int = len(GATE_FEATURES), n_experts: int = len(EXPERTS)):
         super().__init__()

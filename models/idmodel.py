@@ -19,7 +19,6 @@ from models.data import ColdStartSplit
 from models.evaluate import evaluate_candidates
 from models.training import EarlyStopping, bpr_loss, seed_everything
 
-
 log = logging.getLogger("coldproxy.train")
 
 class MF(nn.Module):

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 from fastapi import Request
 
 from coldproxy.config import ServiceSettings
-from coldproxy.errors import Forbidden
+from coldproxy.errors import Forbidden, InsecureSettings
 
 log = logging.getLogger("coldproxy.auth")
 
@@ -170,3 +170,12 @@ def bearer(authorization: str | None) -> str | None:
     """The key of an ``Authorization: Bearer <key>`` header."""
     scheme, _, key = (authorization or "").partition(" ")
     return key.strip() or None if scheme.lower() == "bearer" else None
+
+
+def check_exposure(settings: ServiceSettings, keys_configured: bool) -> None:
+    """Safe by default: no service reachable beyond this machine takes anonymous writes unless told to."""
+    if settings.host not in LOOPBACK and not keys_configured and not settings.allow_anonymous_writes:
+        raise InsecureSettings(
+            f"refusing to serve on {settings.host} without API keys: anyone who reaches the port could write items "
+            "and reload the model. Set COLDPROXY_API_KEYS_FILE (and COLDPROXY_ADMIN_API_KEYS_FILE), or "
+            "COLDPROXY_ALLOW_ANONYMOUS_WRITES=true to accept that")

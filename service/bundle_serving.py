@@ -14,10 +14,10 @@ from anyio import to_thread
 from coldproxy.bundle_package import VIEW_EXPERTS, VIEWS, BundleEmbedder, BundleVectors, load_bundle_package
 from coldproxy.config import ServiceSettings
 from coldproxy.errors import Conflict, InvalidInput, TooLarge, UnknownMembers
-from service.storage.catalog import Catalog
+from coldproxy.protocol import BundleOut
 from service.engine.graph_threads import Admission
 from service.metrics import Metrics
-from coldproxy.protocol import BundleOut
+from service.storage.catalog import Catalog
 from service.storage.records import StoredItem
 from service.storage.store import open_store
 

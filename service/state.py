@@ -1,6 +1,6 @@
 """What a running service holds: the current ``Serving`` (a loaded model package, its ONNX pipeline and
-catalogs, and the bundle model package when there is one), the app-wide ``State`` (settings, metrics,
-auth, reload), and the FastAPI dependencies routes use to reach them.
+catalogs, and the bundle model package when there is one) and the app-wide ``State`` (settings, metrics,
+auth, reload). Routes reach them through ``service.api.deps``.
 """
 
 from __future__ import annotations
@@ -10,29 +10,27 @@ import hashlib
 import logging
 import time
 from pathlib import Path
-from typing import Annotated
 
 import faiss
 import numpy as np
 from anyio import CapacityLimiter, to_thread
-from fastapi import Depends, Request
 
+from coldproxy.config import ServiceSettings, usable_cores
+from coldproxy.errors import Conflict, InvalidInput, NotReady, PackageError, StoreUnavailable
 from coldproxy.limits import MAX_DIM
 from coldproxy.package import load_package, package_version
-from coldproxy.config import ServiceSettings, usable_cores
-from coldproxy.errors import (Conflict, Forbidden, InsecureSettings, InvalidInput, NotReady, PackageError, RateLimited, StoreUnavailable,
-                              Unauthorized)
-from service.auth import LOOPBACK, KeyRing, RateLimiter, bearer, check_same_site
-from service.engine.batcher import MicroBatcher
-from service.engine.decode_budget import DecodeBudget
+from service import bundle_wait
+from service.auth import KeyRing, RateLimiter, check_exposure
 from service.bundle_serving import BundleServing
 from service.drift import DriftMonitor
+from service.engine.batcher import MicroBatcher
+from service.engine.decode_budget import DecodeBudget
 from service.engine.features import feature_width
+from service.engine.graph_threads import Admission, GraphThreads
+from service.engine.pipeline import Embedded, ProxyPipeline
+from service.metrics import Metrics
 from service.rollout import Rollout, backfill, expire_version, persist_version
 from service.storage.catalog import Catalog, largest_norm
-from service.engine.graph_threads import Admission, GraphThreads
-from service.metrics import Metrics
-from service.engine.pipeline import Embedded, ProxyPipeline
 from service.storage.history import UserHistory
 from service.storage.kept_features import FeatureStore
 from service.storage.memory import MemoryStore
@@ -151,7 +149,8 @@ class State:
         self.rollout: Rollout | None = None  # a package being rolled out beside the serving one
         self.heavy_reads: CapacityLimiter | None = None  # long rankings on worker threads, a core's worth each
         self._reload_lock = asyncio.Lock()
-        self._retiring: set[asyncio.Task] = set()
+        self._background: set[asyncio.Task] = set()  # old packages retiring, the bundle package awaited
+        self.awaiting_bundles = False  # a watcher loads the bundle package once its training writes it
 
     @property
     def ready(self) -> bool:
@@ -165,10 +164,16 @@ class State:
             return MAX_DIM
         return max(sv.items.dim, sv.bundles.catalog.dim if sv.bundles is not None else 0)
 
+    def _keep(self, task: asyncio.Task) -> None:
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     async def start(self) -> None:
         self.heavy_reads = CapacityLimiter(usable_cores())
         self.serving = await Serving.open(self.settings, self.metrics)
         self.metrics.serving_version.labels(self.serving.version, "serving").set(1)
+        if bundle_wait.training(self.settings.bundle_package_dir) is not None:
+            self._keep(asyncio.create_task(bundle_wait.watch(self)))
         if self.settings.candidate_package_dir is not None:
             candidate = await Serving.open(self.settings, self.metrics, self.settings.candidate_package_dir, bundles=False)
             why_not = self._can_reembed(self.serving, candidate)
@@ -207,6 +212,7 @@ class State:
             if self.rollout is not None and self.rollout.state == "backfilling":
                 raise Conflict(f"a rollout to {self.rollout.target.version} is under way; GET /v1/model shows it")
             if old is not None and package_version(self.settings.package_dir) == old.version:
+                await self._attach_bundles(old)  # a bundle package written since start-up is loaded all the same
                 return old.version, old.version, None  # unchanged: nothing opened (a second package is 2x the memory)
             new = await Serving.open(self.settings, self.metrics)
             if old is not None and new.version == old.version:
@@ -228,6 +234,19 @@ class State:
         if rollout.state == "failed":
             raise StoreUnavailable(f"rollout of {new.version} failed, still serving {old.version}: {rollout.error}")
         return old.version, self.serving.version, rollout.status()
+
+    async def attach_bundles(self) -> bool:
+        """Load the bundle package into the serving package when it has none yet (``service.bundle_wait``)."""
+        async with self._reload_lock:
+            return self.serving is not None and await self._attach_bundles(self.serving)
+
+    async def _attach_bundles(self, sv: Serving) -> bool:
+        d = self.settings.bundle_package_dir
+        if sv.bundles is not None or d is None or not (Path(d) / "manifest.json").exists():
+            return False
+        sv.bundles = await BundleServing.open(self.settings, self.metrics, sv.admission)
+        log.info("bundle model package %s loaded beside %s", sv.bundles.version, sv.version)
+        return True
 
     async def promote(self) -> tuple[str, str, dict]:
         """Serve the shadow candidate to everyone. ``Conflict`` when there is none, or it is still backfilling."""
@@ -265,8 +284,7 @@ class State:
         if old is not None:
             self.metrics.serving_version.remove(old.version, "serving")
             task = asyncio.create_task(self._retire(old, new, expire_old))
-            self._retiring.add(task)
-            task.add_done_callback(self._retiring.discard)
+            self._keep(task)
         log.info("now serving model package %s (was %s)", new.version, old.version if old else None)
 
     async def _retire(self, old: Serving, new: Serving, expire_old: bool) -> None:
@@ -288,10 +306,10 @@ class State:
         if self.rollout is not None:
             await self._drop_candidate()
         serving, self.serving = self.serving, None
-        retiring = list(self._retiring)
-        for task in retiring:
+        background = list(self._background)
+        for task in background:
             task.cancel()
-        await asyncio.gather(*retiring, return_exceptions=True)
+        await asyncio.gather(*background, return_exceptions=True)
         if serving is not None:
             await serving.close()
 
@@ -311,63 +329,3 @@ class State:
 def canary_bucket(user_id: str) -> float:
     """A user's place in [0, 1), the same on every replica and every restart."""
     return int.from_bytes(hashlib.blake2b(user_id.encode(), digest_size=8).digest(), "big") / 2 ** 64
-
-
-async def get_state(request: Request) -> State:  # async: FastAPI runs plain-def dependencies in a thread pool
-    return request.app.state.coldproxy
-
-
-AppState = Annotated[State, Depends(get_state)]
-
-
-async def get_serving(st: AppState) -> Serving:
-    if st.serving is None:
-        raise NotReady("no model package loaded yet")
-    return st.serving
-
-
-Live = Annotated[Serving, Depends(get_serving)]
-
-
-READ, WRITE, ADMIN = "read", "write", "admin"
-
-
-def check_exposure(settings: ServiceSettings, keys_configured: bool) -> None:
-    """Safe by default: no service reachable beyond this machine takes anonymous writes unless told to."""
-    if settings.host not in LOOPBACK and not keys_configured and not settings.allow_anonymous_writes:
-        raise InsecureSettings(
-            f"refusing to serve on {settings.host} without API keys: anyone who reaches the port could write items "
-            "and reload the model. Set COLDPROXY_API_KEYS_FILE (and COLDPROXY_ADMIN_API_KEYS_FILE), or "
-            "COLDPROXY_ALLOW_ANONYMOUS_WRITES=true to accept that")
-
-
-def access(level: str):
-    """Dependency: the per-client rate limit (failed keys count against the client's address), then
-    the API key: with any key configured, writes need a write or admin key, admin routes an admin
-    key, reads one when ``auth_reads``. Without keys (the loopback demo, or anonymous writes allowed
-    explicitly), writes must come from this machine's own clients (``check_same_site``), and admin routes
-    answer only the loopback demo: ``allow_anonymous_writes`` opens writes, never the admin routes."""
-
-    async def check(request: Request, st: AppState) -> None:  # async: runs on the loop, no thread races
-        presented = request.headers.get("x-api-key") or bearer(request.headers.get("authorization"))
-        admin = st.admin_keys.identify(presented) if st.admin_keys.enabled else None
-        who = admin or (st.keys.identify(presented) if st.keys.enabled else None)
-        if st.limiter.enabled:
-            client = f"key:{who}" if who else f"addr:{request.client.host if request.client else 'unknown'}"
-            wait = st.limiter.acquire(client)
-            if wait > 0:
-                raise RateLimited(f"rate limit of {st.settings.rate_limit_rps:g} requests/s exceeded",
-                                  RateLimiter.retry_after(wait))
-        if not (st.keys.enabled or st.admin_keys.enabled):  # no keys at all
-            if level == ADMIN and st.settings.allow_anonymous_writes:
-                raise Forbidden("admin routes need an admin key (COLDPROXY_ADMIN_API_KEYS_FILE): "
-                                "COLDPROXY_ALLOW_ANONYMOUS_WRITES opens writes only")
-            if level != READ and st.settings.host in LOOPBACK:
-                check_same_site(request, st.settings)
-            return
-        if level == ADMIN and admin is None:
-            raise Unauthorized("admin routes need an admin X-API-Key (COLDPROXY_ADMIN_API_KEYS_FILE)")
-        if who is None and (level == WRITE or st.settings.auth_reads):
-            raise Unauthorized("missing or wrong X-API-Key")
-
-    return Depends(check)

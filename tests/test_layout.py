@@ -1,5 +1,5 @@
 """The house rules, as tests: the import-linter contracts of pyproject.toml (layers), a short app
-factory, and no source file over 400 lines."""
+factory, ruff finding nothing, and no source file over 400 lines."""
 
 from __future__ import annotations
 
@@ -24,6 +24,13 @@ def test_create_app_is_short():
     tree = ast.parse((ROOT / "service" / "app.py").read_text())
     (fn,) = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "create_app"]
     assert fn.end_lineno - fn.lineno + 1 < 60
+
+
+def test_ruff_finds_nothing():
+    """pyflakes, pycodestyle and isort over the whole project ([tool.ruff] in pyproject.toml)."""
+    run = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", str(ROOT)], capture_output=True,
+                         text=True, cwd=ROOT)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-1000:]
 
 
 def test_no_source_file_over_400_lines():

@@ -18,9 +18,21 @@ from urllib.parse import quote
 
 from pydantic import BaseModel
 
-from coldproxy.protocol import (BatchOut, BundleEmbeddingOut, BundleOut, BundleRankOut, BundleRecommendOut,
-                                EmbeddingOut, IdVectorsOut, ItemOut, ModelOut, RankOut, RecommendOut, ReloadOut,
-                                UserInteractionsOut)
+from coldproxy.protocol import (
+    BatchOut,
+    BundleEmbeddingOut,
+    BundleOut,
+    BundleRankOut,
+    BundleRecommendOut,
+    EmbeddingOut,
+    IdVectorsOut,
+    ItemOut,
+    ModelOut,
+    RankOut,
+    RecommendOut,
+    ReloadOut,
+    UserInteractionsOut,
+)
 
 ImageLike = Any  # a path (str or os.PathLike), the file's bytes, or a PIL image
 

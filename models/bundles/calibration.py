@@ -30,8 +30,8 @@ from tqdm.auto import tqdm
 
 from coldproxy.bundle_package import ColdCalibration, with_columns
 from coldproxy.config import BundleSettings
-from models.bundles.data import BundleData
 from models.bundles.backbone import evaluate
+from models.bundles.data import BundleData
 from models.evaluate import top_columns
 
 

@@ -30,13 +30,13 @@ from tqdm.auto import tqdm
 from coldproxy.anchors import AnchorIndex, unit_rows
 from coldproxy.bundle_package import B_FEATURES, I_FEATURES, bundle_condition
 from coldproxy.config import BundleSettings
+from models.bundles.backbone import Prior, evaluate, mean_matrix, view_scores
+from models.bundles.data import BundleData
 from models.diffusion import train_diffusion
 from models.gate import ColdAwareGate, PositivesByUser
 from models.idmodel import LightGCN
 from models.samplers import sample, sampler_kwargs
 from models.training import EarlyStopping, bpr_loss, seed_everything
-from models.bundles.backbone import Prior, evaluate, mean_matrix, view_scores
-from models.bundles.data import BundleData
 
 
 def composition_features(data: BundleData, settings: BundleSettings, progress: bool = True) -> np.ndarray:

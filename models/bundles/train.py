@@ -13,12 +13,19 @@ import torch
 
 from coldproxy.bundle_package import ColdCalibration, with_columns
 from coldproxy.config import BundleSettings
+from models.bundles.backbone import Prior, evaluate, train_prior
 from models.bundles.calibration import calibrate_cold, served_users, served_vectors
 from models.bundles.data import BundleData
+from models.bundles.model import (
+    HierarchicalGate,
+    ViewDiffusion,
+    ViewExperts,
+    cold_aware_features,
+    composition_features,
+    fit_view_experts,
+    train_gates,
+)
 from models.training import use_usable_cores
-from models.bundles.backbone import Prior, evaluate, train_prior
-from models.bundles.model import (HierarchicalGate, ViewDiffusion, ViewExperts, cold_aware_features, composition_features,
-                                  fit_view_experts, train_gates)
 
 
 @dataclass

@@ -30,20 +30,22 @@ from tqdm.auto import tqdm
 from coldproxy.config import usable_cores
 from coldproxy.id_space import normalise_rows
 from coldproxy.package import seen_table
+from models.cost import describe as describe_cost
+from models.cost import estimate
 from models.data import ColdStartSplit, Dataset, cold_start_split
-from models.given_space import GivenSpace, diagnostics, load_training_data, training_vectors
-from models.evaluate import evaluate_split, validation_cold_ndcg
 from models.diffusion import Denoiser, DenoiserConfig
-from models.items.calibration import FILE as CALIBRATION_FILE, Calibration, fit_calibration
-from models.items.experts import Experts, ServedGate, fit_experts, select_served, served_cold
-from models.gate import ColdAwareGate
-from models.cost import describe as describe_cost, estimate
+from models.evaluate import evaluate_split, validation_cold_ndcg
 from models.features import EncoderGraphs, Features, cache_path, extract_features
-from models.items.blend import describe, greedy_blend
-from models.items.generator import BlendedGenerator, GeneratorConfig, ProxyGenerator, RoutedGenerator, layer_groups
+from models.gate import ColdAwareGate
+from models.given_space import GivenSpace, diagnostics, load_training_data, training_vectors
 from models.idmodel import train_id_model_checked
-from models.items.text_finetune import LAYER_FILE, finetune_text_layer
+from models.items.blend import describe, greedy_blend
+from models.items.calibration import FILE as CALIBRATION_FILE
+from models.items.calibration import Calibration, fit_calibration
+from models.items.experts import Experts, ServedGate, fit_experts, select_served, served_cold
+from models.items.generator import BlendedGenerator, GeneratorConfig, ProxyGenerator, RoutedGenerator, layer_groups
 from models.items.proxy_training import predict, train_proxy
+from models.items.text_finetune import LAYER_FILE, finetune_text_layer
 from models.training import nth_seed, use_usable_cores
 
 MODALITIES = {"both": (1, 1), "text": (1, 0), "image": (0, 1)}

@@ -10,19 +10,34 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
-from coldproxy.errors import NotFound
+from coldproxy.errors import NotFound, Unavailable
 from coldproxy.ids import check_id
+from coldproxy.protocol import (
+    BundleEmbeddingOut,
+    BundleIn,
+    BundleOut,
+    BundleRankIn,
+    BundleRankOut,
+    BundleRecommendIn,
+    BundleRecommendOut,
+    RecommendFilters,
+    UserQuery,
+    bundle_versions,
+)
+from service import bundle_wait
+from service.api.deps import READ, WRITE, AppState, Live, access
 from service.api.http import fast_json, fetch, json_body, rank_in, read_json, top_k_in
 from service.bundle_serving import BundleServing
-from coldproxy.protocol import (BundleEmbeddingOut, BundleIn, BundleOut, BundleRankIn, BundleRankOut, BundleRecommendIn,
-                             BundleRecommendOut, RecommendFilters, UserQuery, bundle_versions)
-from service.state import READ, WRITE, AppState, Live, Serving, access
+from service.state import Serving
 
 router = APIRouter()
 
 
-def bundles_of(sv: Serving) -> BundleServing:
+def bundles_of(sv: Serving, st: AppState) -> BundleServing:
     if sv.bundles is None:
+        wait = bundle_wait.waiting(st)
+        if wait is not None:  # `coldproxy up` is training it in the background
+            raise Unavailable(*wait)
         raise NotFound("this deployment serves no bundle recommender (COLDPROXY_BUNDLES_PACKAGE_DIR; "
                        "build one with `coldproxy train-bundles`)")
     return sv.bundles
@@ -32,7 +47,7 @@ def bundles_of(sv: Serving) -> BundleServing:
 async def post_bundle(request: Request, st: AppState, sv: Live) -> BundleOut:
     """A new bundle from its member items: the vector is computed, stored in Redis (with the members)
     and indexed, so the bundle can be fetched and ranked at once. 422 names unknown member items."""
-    bundles = bundles_of(sv)
+    bundles = bundles_of(sv, st)
     body = await read_json(request, BundleIn)
     out = await bundles.create(body.bundle_id, body.item_ids, body.overwrite, st.settings.max_bundle_members)
     if sv.shadow is not None:  # a package being rolled out with another bundle recommender gets it too
@@ -41,8 +56,8 @@ async def post_bundle(request: Request, st: AppState, sv: Live) -> BundleOut:
 
 
 @router.get("/v1/bundles/{bundle_id}/embedding", response_model=BundleEmbeddingOut, dependencies=[access(READ)])
-async def get_bundle_embedding(bundle_id: str, sv: Live) -> Response:
-    bundles = bundles_of(sv)
+async def get_bundle_embedding(bundle_id: str, st: AppState, sv: Live) -> Response:
+    bundles = bundles_of(sv, st)
     check_id(bundle_id, "bundle_id")
     emb, source = await fetch(bundles.catalog, bundle_id, "bundle")
     return fast_json({"bundle_id": bundle_id, **bundle_versions(bundles.version), "source": source,
@@ -52,7 +67,7 @@ async def get_bundle_embedding(bundle_id: str, sv: Live) -> Response:
 @router.post("/v1/bundles/rank", response_model=BundleRankOut, openapi_extra=json_body(BundleRankIn),
              dependencies=[access(READ)])
 async def rank_bundles(request: Request, st: AppState, sv: Live) -> Response:
-    bundles = bundles_of(sv)
+    bundles = bundles_of(sv, st)
     body = await read_json(request, BundleRankIn)
     scores, missing = await rank_in(st, bundles.catalog, body, body.bundle_ids,
                                     lambda b, sc, src: {"bundle_id": b, "score": sc, "source": src})
@@ -61,7 +76,7 @@ async def rank_bundles(request: Request, st: AppState, sv: Live) -> Response:
 
 async def bundle_recommendations(st: AppState, sv: Serving, query: UserQuery, k: int, filters: RecommendFilters,
                            exclude_ids: list[str] = ()) -> Response:
-    bundles = bundles_of(sv)
+    bundles = bundles_of(sv, st)
     hits = await top_k_in(bundles.catalog, query, k, st.settings, filters, exclude_ids)
     return fast_json({"user_id": query.user_id, **bundle_versions(bundles.version),
                       "bundles": [{"bundle_id": b, "score": sc, "source": src} for b, sc, src in hits]})
@@ -87,10 +102,10 @@ async def recommend_bundles(user_id: str, st: AppState, sv: Live, filters: Annot
 
 @router.delete("/v1/bundles/{bundle_id}", status_code=204, dependencies=[access(WRITE)],
                responses={404: {"description": "no such bundle, or already taken down"}})
-async def delete_bundle(bundle_id: str, sv: Live) -> Response:
+async def delete_bundle(bundle_id: str, st: AppState, sv: Live) -> Response:
     """Take a bundle down, as ``DELETE /v1/items/{id}`` an item: a posted bundle is deleted, a warm one of the package
     hidden (``POST /v1/bundles/{id}/restore``). 204; a second DELETE answers 404."""
-    bundles = bundles_of(sv)
+    bundles = bundles_of(sv, st)
     check_id(bundle_id, "bundle_id")
     removed = await bundles.catalog.delete(bundle_id)
     if sv.shadow is not None:
@@ -102,8 +117,8 @@ async def delete_bundle(bundle_id: str, sv: Live) -> Response:
 
 @router.post("/v1/bundles/{bundle_id}/restore", status_code=204, dependencies=[access(WRITE)],
              responses={404: {"description": "not a hidden warm bundle"}})
-async def restore_bundle(bundle_id: str, sv: Live) -> Response:
-    bundles = bundles_of(sv)
+async def restore_bundle(bundle_id: str, st: AppState, sv: Live) -> Response:
+    bundles = bundles_of(sv, st)
     check_id(bundle_id, "bundle_id")
     if not await bundles.catalog.restore(bundle_id):
         raise NotFound(f"bundle {bundle_id} is not hidden")

@@ -8,7 +8,8 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from coldproxy.protocol import versions
-from service.state import AppState
+from service import bundle_wait
+from service.api.deps import AppState
 
 router = APIRouter()
 
@@ -33,6 +34,9 @@ async def readyz(st: AppState):
     if not await sv.items.store.ping():
         return {"status": "degraded", **versions(sv.version),
                 "detail": "store unavailable: warm items are served; writes and new items' reads answer 503"}
+    wait = bundle_wait.waiting(st) if sv.bundles is None else None
+    if wait is not None:  # items are served; the bundle routes answer 503 until the package is loaded
+        return {"status": "ready", **versions(sv.version), "detail": wait[0]}
     return {"status": "ready", **versions(sv.version)}
 
 

@@ -14,8 +14,8 @@ from pydantic import ValidationError
 
 from coldproxy.config import ServiceSettings
 from coldproxy.errors import InvalidInput, NotFound, TooLarge
-from service.api.limits import SCOPE_KEY
 from coldproxy.protocol import RecommendFilters, UserQuery
+from service.api.limits import SCOPE_KEY
 from service.storage.catalog import Catalog
 
 

@@ -8,18 +8,27 @@ import base64
 import binascii
 
 from fastapi import APIRouter, Request
-from starlette.exceptions import HTTPException
 from fastapi.responses import Response
+from starlette.exceptions import HTTPException
 
 from coldproxy.config import ServiceSettings
 from coldproxy.errors import BadRequest, ColdproxyError, InvalidInput, TooLarge, UnsupportedMediaType
 from coldproxy.ids import ID_PATTERN, check_id
+from coldproxy.protocol import (
+    BatchOut,
+    BatchResult,
+    EmbeddingOut,
+    IdVectorsIn,
+    IdVectorsOut,
+    InteractionsIn,
+    ItemJSON,
+    ItemOut,
+    ItemsBatchIn,
+    versions,
+)
+from service.api.deps import READ, WRITE, AppState, Live, access
 from service.api.http import check_length, fast_json, fetch, json_body, read_json
-from service.items import (NewItem, ingest, ingest_many, record_interactions, replay, restore, sync_id_vectors,
-                           take_down)
-from coldproxy.protocol import (BatchOut, BatchResult, EmbeddingOut, IdVectorsIn, IdVectorsOut, InteractionsIn, ItemJSON,
-                             ItemOut, ItemsBatchIn, versions)
-from service.state import READ, WRITE, AppState, Live, access
+from service.items import NewItem, ingest, ingest_many, record_interactions, replay, restore, sync_id_vectors, take_down
 
 router = APIRouter()
 

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 
 from coldproxy.errors import PackageError
 from coldproxy.protocol import ModelOut, ReloadOut
-from service.state import ADMIN, READ, AppState, Live, access
+from service.api.deps import ADMIN, READ, AppState, Live, access
 
 router = APIRouter()
 

@@ -11,9 +11,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
-from service.api.http import fast_json, json_body, rank_in, read_json, top_k_in
 from coldproxy.protocol import RankIn, RankOut, RecommendFilters, RecommendIn, RecommendOut, UserQuery, versions
-from service.state import READ, AppState, access
+from service.api.deps import READ, AppState, access
+from service.api.http import fast_json, json_body, rank_in, read_json, top_k_in
 
 router = APIRouter()
 

@@ -9,9 +9,9 @@ from fastapi.responses import Response
 
 from coldproxy.errors import Conflict, NotFound, TooLarge
 from coldproxy.ids import check_id
-from service.api.http import json_body, read_json
 from coldproxy.protocol import UserInteractionsIn, UserInteractionsOut
-from service.state import WRITE, AppState, Live, access
+from service.api.deps import WRITE, AppState, Live, access
+from service.api.http import json_body, read_json
 from service.storage.history import UserHistory
 
 router = APIRouter()

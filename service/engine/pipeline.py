@@ -21,11 +21,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from coldproxy.anchors import AnchorIndex, content_vectors
-from coldproxy.package import ModelPackage
+from coldproxy.errors import ImageError
 from coldproxy.experts import cold_features
 from coldproxy.graph_io import GATE_INPUTS, IMAGE_INPUTS, PROXY_INPUTS, SAMPLER_INPUTS
 from coldproxy.ort import CUDA, make_session
-from coldproxy.errors import ImageError
+from coldproxy.package import ModelPackage
 from coldproxy.preprocess import IMAGE_SIZE, TextTokenizer, decode_image, image_to_array
 from service.engine.features import ContentFeatures
 from service.metrics import Metrics

@@ -24,9 +24,8 @@ from coldproxy.config import usable_cores
 from coldproxy.errors import Conflict, NotFound
 from coldproxy.id_space import check_client_vector, normalise_rows
 from coldproxy.ids import ID_RE
-
-from service.storage.index import ItemIndex
 from service.metrics import Metrics
+from service.storage.index import ItemIndex
 from service.storage.records import StoredItem
 from service.storage.store import RedisStore
 from service.storage.sync import IndexSync

@@ -23,8 +23,8 @@ import logging
 
 import numpy as np
 
-from service.storage.index import ItemIndex
 from service.metrics import Metrics
+from service.storage.index import ItemIndex
 from service.storage.store import RedisStore, stored_id
 
 log = logging.getLogger("coldproxy.sync")

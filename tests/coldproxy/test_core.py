@@ -5,7 +5,6 @@ from __future__ import annotations
 import inspect
 
 import numpy as np
-
 import pytest
 
 from coldproxy import errors, graph_io

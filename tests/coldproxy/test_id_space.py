@@ -9,8 +9,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from coldproxy.errors import InvalidInput
-from coldproxy.id_space import (InvalidVectors, check_client_vector, for_score, read_vectors, same_dimension,
-                                space_fingerprint)
+from coldproxy.id_space import (
+    InvalidVectors,
+    check_client_vector,
+    for_score,
+    read_vectors,
+    same_dimension,
+    space_fingerprint,
+)
 
 
 def write_parquet(path, ids, rows, column="item_id"):

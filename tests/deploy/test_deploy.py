@@ -157,8 +157,9 @@ def test_helm_keda_scales_on_queue_depth_and_ingestion_latency_instead_of_cpu():
     assert "coldproxy_request_seconds_bucket" in queries["Value"] and 'route=~"/v1/items|/v1/items:batch"' in queries["Value"]
     assert all(t["metadata"]["serverAddress"] == "http://prom.monitoring.svc" for t in scaled["spec"]["triggers"])
     # the queries use metrics the service exports, with those labels
-    from service.metrics import Metrics
     from prometheus_client import generate_latest
+
+    from service.metrics import Metrics
 
     exported = generate_latest(Metrics().registry).decode()
     assert "coldproxy_batch_queue_depth" in exported and "coldproxy_request_seconds" in exported

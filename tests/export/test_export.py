@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from coldproxy.errors import PackageError
+from coldproxy.ort import make_session
 from coldproxy.package import load_package
 from coldproxy.preprocess import load_image_file
-from coldproxy.ort import make_session
 from export.graphs import parity
 from models.encoders import ImageEncoder, TextEncoder, tokenizer
 from models.items.train import load_proxy
@@ -79,8 +79,8 @@ def test_package_with_wrong_dims_is_refused(package_dir, tmp_path):
 
 def test_sampler_graph_matches_torch_on_cold_items(package_dir, trained, train_settings):
     """The unrolled DPM-Solver++ graph vs the torch sampler, on test-cold items' anchors and proxies."""
-    from models.samplers import sample
     from models.items.train import load_experts
+    from models.samplers import sample
 
     den, _, kw, _ = load_experts(train_settings.work_dir)
     cold = trained.split.test_items[:16]
@@ -92,8 +92,8 @@ def test_sampler_graph_matches_torch_on_cold_items(package_dir, trained, train_s
 
 def test_int8_bundle_is_a_new_verified_bundle_that_serves_close_to_float32(package_dir, trained, train_settings, tmp_path):
     from export.quantize import quantize_package
-    from service.metrics import Metrics
     from service.engine.pipeline import ProxyPipeline
+    from service.metrics import Metrics
 
     b = load_package(package_dir)
     bq = load_package(quantize_package(package_dir, tmp_path / "int8", train_settings))
@@ -120,10 +120,10 @@ def test_int8_bundle_is_a_new_verified_bundle_that_serves_close_to_float32(packa
 def test_padded_image_batches_serve_the_same_vectors(package_dir, trained):
     """The CUDA layout (power-of-two image batches, zero rows dropped) changes no vector, and warm-up
     runs each padded shape once."""
-    from service.metrics import Metrics
     from prometheus_client import generate_latest
 
     from service.engine.pipeline import ProxyPipeline, padded_batch
+    from service.metrics import Metrics
 
     assert [padded_batch(n) for n in (1, 2, 3, 5, 8, 9, 32, 33)] == [1, 2, 4, 8, 8, 16, 32, 64]
     b, ds = load_package(package_dir), trained.dataset

@@ -8,11 +8,11 @@ import torch
 
 from coldproxy.bundle_package import ColdCalibration, with_columns
 from coldproxy.config import DEFAULT_DATASETS, BundleSettings
-from models.bundles.calibration import calibrate_cold, placement_offsets, placement_tops, served_users, served_vectors
 from models.bundles.backbone import DualView, evaluate, mean_matrix, train_prior
+from models.bundles.calibration import calibrate_cold, placement_offsets, placement_tops, served_users, served_vectors
+from models.bundles.data import load_youshu
 from models.bundles.model import HierarchicalGate, cold_aware_features
 from models.bundles.train import gate_variant, train_bundle_model
-from models.bundles.data import load_youshu
 
 YOUSHU = Path(DEFAULT_DATASETS) / "youshu"
 

@@ -17,47 +17,9 @@ import httpx
 import numpy as np
 import pytest
 
+from coldproxy.bundle_package import FILES, load_bundle_package
 from coldproxy.errors import PackageError
-from coldproxy.bundle_package import FILES, ColdCalibration, load_bundle_package
-from coldproxy.config import DEFAULT_DATASETS
-
-YOUSHU = DEFAULT_DATASETS / "youshu"
-
-
-@pytest.fixture(scope="module")
-def trained_bundles(tmp_path_factory):
-    from export.bundle_package import build_bundle_package
-    from coldproxy.config import BundleSettings
-    from models.bundles.train import train_bundle_model
-    from models.bundles.data import load_youshu
-
-    s = BundleSettings(data_dir=YOUSHU, scenario="cold", id_epochs=1, id_batch=16384, eval_every=1, composition_epochs=1,
-                       diffusion_epochs=1, gate_epochs=1, gate_variants=["full"], cold_calibration=False,
-                       package_dir=tmp_path_factory.mktemp("bundles") / "package")
-    d = load_youshu(s.data_dir, s.scenario)
-    m = train_bundle_model(d, s, progress=False)
-    m.calibration = CALIBRATION  # its choice on tune is tested in tests/models/test_bundles.py
-    m.placement = np.linspace(-1.0, 1.0, d.n_users).astype(np.float32)  # each user's own offset for new bundles
-    return m, build_bundle_package(m, s)
-
-
-CALIBRATION = ColdCalibration(bundle_source="anchor", bundle_view=2.0, item_view=0.5, log_size=1.5, offset=-0.75, cold_slots=3)
-
-
-@pytest.fixture(scope="module")
-def package(trained_bundles):
-    return trained_bundles[1]
-
-
-@pytest.fixture(scope="module")
-def model(trained_bundles):
-    return trained_bundles[0]
-
-
-@pytest.fixture(scope="module")
-def bundle_server(replica, package):
-    with replica(bundle_package_dir=package) as live:
-        yield live
+from tests.service.conftest import CALIBRATION, YOUSHU
 
 
 @pytest.fixture()
@@ -353,22 +315,3 @@ def test_coldproxy_up_replaces_a_bundle_package_of_an_older_schema(package, tmp_
     assert stale_bundle_package(old)
     with pytest.raises(PackageError, match="schema 1"):
         load_bundle_package(old)
-
-
-def test_the_python_client_posts_ranks_recommends_and_takes_down_bundles(bundle_server, model):
-    from coldproxy.client import Client, ServiceError
-
-    b = cold_bundles(model, 8)[7]
-    warm_id = str(int(model.data.warm_bundles[0]))
-    with Client(bundle_server.url) as cp:
-        posted = cp.post_bundle(f"client-{b}", members_of(model, b))
-        np.testing.assert_allclose(posted.embedding, model.bundle_vectors()[b], atol=1e-4)
-        assert cp.bundle_embedding(f"client-{b}").source == "proxy"
-        ranked = cp.rank_bundles([f"client-{b}", warm_id, "nope"], user_id="7")
-        assert ranked.missing == ["nope"] and {s.bundle_id for s in ranked.scores} == {f"client-{b}", warm_id}
-        new_only = cp.recommend_bundles(user_id="7", k=5, only="new")
-        assert new_only.bundles and all(s.source == "proxy" for s in new_only.bundles)
-        cp.delete_bundle(f"client-{b}")
-        with pytest.raises(ServiceError) as gone:
-            cp.bundle_embedding(f"client-{b}")
-        assert gone.value.status == 404

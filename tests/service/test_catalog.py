@@ -6,8 +6,8 @@ import uuid
 
 import numpy as np
 
-from service.storage.catalog import Catalog
 from service.metrics import Metrics
+from service.storage.catalog import Catalog
 from service.storage.records import StoredItem
 from service.storage.store import RedisStore
 from tests.conftest import REDIS_URL

@@ -118,7 +118,7 @@ def test_the_keyless_loopback_demo_refuses_cross_site_writes(bounded):
         r = c.post("/v1/items", data=form, headers={"Host": "rebound.evil.example"})
         assert r.status_code == 403 and "Host" in r.json()["detail"]
         assert c.post("/v1/admin/reload", headers={"Origin": "http://evil.example"}).status_code == 403
-        assert c.get(f"/v1/items/csrf-1/embedding").status_code == 404  # nothing was stored
+        assert c.get("/v1/items/csrf-1/embedding").status_code == 404  # nothing was stored
         ok = c.post("/v1/items", data=form, headers={"Origin": bounded.url, "Sec-Fetch-Site": "same-origin"})
         assert ok.status_code == 200, ok.text
 

@@ -15,9 +15,9 @@ from coldproxy.anchors import AnchorIndex, content_vectors
 from coldproxy.config import ServiceSettings
 from coldproxy.preprocess import load_image_file
 from models.encoders import ImageEncoder, TextEncoder, tokenizer
-from models.samplers import sample
 from models.items.calibration import Calibration
 from models.items.train import load_experts, load_proxy
+from models.samplers import sample
 
 
 @pytest.fixture(scope="module")
