@@ -43,8 +43,7 @@ class BundleSettings(TrainSettings):
                                    "(CrossCBR: 0.04 on their mean)")
     contrast_temp: float = Field(0.25, description="cross-view InfoNCE temperature")
     bpr_negatives: int = Field(4, ge=1, description="warm bundles sampled as negatives per (user, bundle) triple, "
-                               "the BPR loss averaged over them (CrossCBR: 1); the served model scored higher on the tune "
-                               "split with 4 in 8 of 9 scenario x seed runs (bench/results/bundles.md)")
+                               "the BPR loss averaged over them (CrossCBR: 1; why 4: docs/models.md)")
     item_bpr_weight: float = Field(0.0, description="BPR on user-item interactions in the item-level view (MoDiffE "
                                    "eq. 2: CF on Y); off as in CrossCBR")
     composition_epochs: int = Field(20, description="bundle-item LightGCN epochs for the composition features")

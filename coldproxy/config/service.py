@@ -134,10 +134,10 @@ class ServiceSettings(BaseSettings):
                                            "HNSW (approximate, for catalogues of millions; bench/scale.py), built in "
                                            "the background after start-up while the exact index serves")
     hnsw_m: int = Field(32, ge=4, description="HNSW links per node")
-    hnsw_ef_construction: int = Field(40, ge=8, description="HNSW candidate list while inserting (40 built faster "
-                                      "and found more than 80 here: bench/results/scale.md)")
-    hnsw_ef_search: int = Field(512, ge=8, description="HNSW candidate list while searching, at least k: recall@100 "
-                                "0.957 at 1M synthetic items here, 0.70 ms a search (bench/results/scale.md)")
+    hnsw_ef_construction: int = Field(40, ge=8, description="HNSW candidate list while inserting (measured: "
+                                      "docs/results.md, Catalogue size)")
+    hnsw_ef_search: int = Field(512, ge=8, description="HNSW candidate list while searching, at least k (recall and "
+                                "latency measured: docs/results.md, Catalogue size)")
     hnsw_compact_share: float = Field(0.2, gt=0.0, le=1.0, description="HNSW: rebuilt in the background once "
                                       "overwritten items' stale nodes pass this share of it")
     faiss_threads: int = Field(1, description="OpenMP threads per FAISS search, set on every thread that searches (the "

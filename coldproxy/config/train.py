@@ -43,18 +43,17 @@ class TrainSettings(BaseSettings):
     encode_batch: int = Field(64, description="items per encoder call while extracting content features")
 
     # ID model: MF-BPR or LightGCN, both trained with BPR on warm interactions
-    id_model: Literal["mf", "lightgcn"] = Field("lightgcn", description="the existing recommender every proxy imitates "
-                                              "(LightGCN: higher validation-cold NDCG@20 over 3 MovieLens seeds, "
-                                              "0.2873 against MF's 0.2687; bench/results/quality_movielens_lightgcn.md)")
+    id_model: Literal["mf", "lightgcn"] = Field("lightgcn", description="the ID model coldproxy trains, which every "
+                                              "proxy imitates (why LightGCN: docs/models.md)")
     lightgcn_layers: int = Field(3, description="LightGCN propagation layers")
     dim: int = Field(64, description="dimension of the ID space coldproxy trains (a given space keeps its own)")
     id_epochs: int = Field(200, description="most ID-model epochs; early stopping on warm-validation NDCG@20 decides")
     id_steps_per_epoch: int = Field(48, ge=0, description="most BPR steps (graph propagations) an ID-model epoch takes: "
-                                    "the batch grows with the data; 0: uncapped (bench/results/train_scale_300k.md)")
+                                    "the batch grows with the data instead; 0: uncapped (docs/models.md)")
     id_lr_batch_power: float = Field(0.0, ge=0.0, le=1.0, description="ID-model learning rate x (batch / id_batch)^this")
     id_lr: float = Field(5e-3, description="ID-model Adam learning rate")
     id_reg: float = Field(1e-4, description="ID-model L2 on the batch's embeddings")
-    id_batch: int = Field(1024, description="BPR triples per step (bench/results/quality_movielens_id_batch1024.md)")
+    id_batch: int = Field(1024, description="BPR triples per ID-model step (why 1024: docs/models.md)")
     eval_every: int = Field(5, description="epochs between validation checks of the ID model and the generators")
     patience: int = Field(4, description="validation checks without a gain before early stopping")
     id_fallback: bool = Field(True, description="when the ID model is not clearly better than popularity and random "
@@ -70,7 +69,7 @@ class TrainSettings(BaseSettings):
     # proxy generator (MAMEX adapters + fusion, IDProxy coarse -> fine); ablations switch parts off
     proxy_experts: int = Field(1, description="K experts per modality: 1, a single linear adapter, scored higher "
                                "on validation than MAMEX's MoE (4, 6, 8) on both benchmark datasets (docs/models.md)")
-    proxy_top_k: int = Field(1, description="experts routed per item (MAMEX: 2-4; 1 was best on validation here)")
+    proxy_top_k: int = Field(1, description="experts routed per item (MAMEX: 2-4; chosen on validation: docs/models.md)")
     proxy_expert_type: Literal["linear", "whitening"] = Field("linear", description="a modality adapter's expert: linear, or whitening then linear")
     proxy_fusion: Literal["gate", "mean"] = Field("gate", description="adaptive gate, or the average (ablation)")
     proxy_fusion_temperatures: list[PositiveFloat] = Field([0.25, 0.5, 1.0, 2.0, 4.0], min_length=1, description="softmax "
