@@ -35,6 +35,16 @@ def test_every_setting_says_what_it_does(cls):
     assert [n for n, f in cls.model_fields.items() if not (f.description or "").strip()] == []
 
 
+def test_the_results_page_is_what_the_result_files_give():
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import report
+    finally:
+        sys.path.pop(0)
+    assert (ROOT / "docs" / "results.md").read_text() == report.render(), (
+        "docs/results.md is out of date: python bench/report.py")
+
+
 def test_the_readme_is_a_front_door():
     readme = (ROOT / "README.md").read_text()
     assert len(readme.splitlines()) <= 250
