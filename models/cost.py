@@ -60,8 +60,10 @@ def estimate(settings, n_items: int, n_users: int, n_train: int, n_warm_val: int
     return {k: v * scale for k, v in out.items()}
 
 
-# `coldproxy train-bundles` on Youshu, seconds on 2 cores, the mean of 3 seeds per scenario (bench/results/bundles.json)
-BUNDLE_SECONDS = {"cold": 456.0, "warm": 1020.0, "all": 555.0}
+# `coldproxy train-bundles` on Youshu, seconds on 2 cores: cold measured (246 s, beside a serving replica, from
+# `coldproxy up` on a fresh clone); warm and all scaled by their ratio to cold in bench/bundles.py's runs
+# (bench/results/bundles.json: 456, 1,020 and 555 s a seed there, with every ablation variant)
+BUNDLE_SECONDS = {"cold": 246.0, "warm": 550.0, "all": 300.0}
 
 
 def bundle_estimate(scenario: str, cores: int) -> float:
