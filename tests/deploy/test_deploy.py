@@ -12,10 +12,12 @@ import pytest
 import yaml
 
 from coldproxy.config import ServiceSettings
+from coldproxy.settings_reference import env_names
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "coldproxy"
-SETTINGS = {f"COLDPROXY_{name.upper()}" for name in ServiceSettings.model_fields} | {"REDIS_URL"}
+SETTINGS = {env for name, field in ServiceSettings.model_fields.items()  # every name the service reads a setting by
+            for env in env_names(ServiceSettings, name, field)}
 
 
 def tool(name: str) -> str:
