@@ -40,6 +40,8 @@ BUNDLE_ROWS = (  # bench/bundles.py row -> what it is
     ("calibration w/o per-user placement", "+ the cold calibration fitted on tune (view scales, source, size prior, "
      "offset)"),
     ("served (variant chosen on tune)", "+ the per-user placement t_u (served): a serving policy"),
+    ("placement fitted on tune's new bundles only", "the same, t_u fitted inductively: never against the test "
+     "split's bundles"),
 )
 
 

@@ -74,6 +74,11 @@ class BundleSettings(TrainSettings):
     calibration_cold_slots_grid: list[int] = Field(list(range(1, 20)), description="per-user placement: the k tried (0, "
                                                    "off, is always tried first); each user's offset aligns their k-th best "
                                                    "bundle without interactions with their (list_length - k)-th best warm one")
+    calibration_placement_pool: Literal["all_new", "tune_new"] = Field(
+        "all_new", description="the bundles without interactions each user's placement offset is fitted against: "
+        "all_new, every one in the catalogue at training (the test split's too, over their vectors, never their "
+        "labels); tune_new, only those new in the tune split (inductive: what a served system has before new "
+        "bundles arrive)")
     calibration_list_length: int = Field(20, ge=2, description="the ranked list the per-user placement fills")
     package_dir: Path = Field(REPO_ROOT / "artifacts" / "bundle_package",
                               validation_alias=AliasChoices("package_dir", "COLDPROXY_BUNDLES_PACKAGE_DIR",

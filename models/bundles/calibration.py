@@ -14,7 +14,9 @@ scores of new and of warm bundles sit on scales of their own (on Youshu's all sp
 0.24 Recall@20 among themselves, warm ones 0.30, and the mixed list 0.14). Each user gets an offset
 t_u that aligns their k-th best new bundle with their (20 - k)-th best warm one (train bundles
 excluded, the new ones those without interactions at training), so their top 20 holds k new bundles;
-k is chosen on the tune split, 0 (off) tried first.
+k is chosen on the tune split, 0 (off) tried first. The new bundles t_u is fitted against are every one in
+the catalogue (the test split's too: over their vectors, never their labels), or, inductively, only those new in
+the tune split (``calibration_placement_pool``).
 
 Served bundle vector: [g_B·r_b^B ; g_I·r_b^I ; 0 ; 0] for a bundle with interactions, the calibrated
 [c_B·r_b^B ; c_I·r_b^I ; α·log|b| + β ; 1] for one without; user vector [r_u^B ; r_u^I ; 1 ; t_u], so
@@ -49,21 +51,32 @@ def served_users(users: np.ndarray, placement: np.ndarray | float = 0.0) -> np.n
     return with_columns(users, 1.0, placement)
 
 
-def placement_tops(data: BundleData, users: np.ndarray, served: np.ndarray, length: int, chunk: int = 2048):
+def placement_tops(data: BundleData, users: np.ndarray, served: np.ndarray, length: int, chunk: int = 2048,
+                   pool: np.ndarray | None = None):
     """Each user's ``length`` best scores (descending) of warm bundles outside their training ones, and of
-    bundles without interactions: two [n_users, length] arrays (-inf where a pool runs out)."""
-    cold = data.bundle_counts() == 0
+    bundles without interactions (of ``pool``, a mask, when given): two [n_users, length] arrays (-inf where a
+    pool runs out)."""
+    warm = data.bundle_counts() > 0
+    cold = ~warm if pool is None else pool & ~warm
     U = served_users(users)
     warm_top, cold_top = np.full((2, data.n_users, length), -np.inf, np.float32)
     for a in range(0, data.n_users, chunk):
         s = U[a : a + chunk] @ served.T
         seen = (data.train.users >= a) & (data.train.users < a + chunk)
         s[data.train.users[seen] - a, data.train.items[seen]] = -np.inf
-        for pool, out in ((s[:, ~cold], warm_top), (s[:, cold], cold_top)):
-            if pool.shape[1]:
-                best = np.take_along_axis(pool, top_columns(pool, length), axis=1)
+        for scores, out in ((s[:, warm], warm_top), (s[:, cold], cold_top)):
+            if scores.shape[1]:
+                best = np.take_along_axis(scores, top_columns(scores, length), axis=1)
                 out[a : a + chunk, : best.shape[1]] = best
     return warm_top, cold_top
+
+
+def placement_pool(data: BundleData, which: str) -> np.ndarray | None:
+    """The bundles without interactions the placement is fitted against: every one in the catalogue at training
+    (``all_new``: None), or only those new in the tune split (``tune_new``, inductive: never the test split's)."""
+    if which == "all_new":
+        return None
+    return np.isin(np.arange(data.n_bundles), data.tune.items)
 
 
 def placement_offsets(warm_top: np.ndarray, cold_top: np.ndarray, k: int) -> np.ndarray:
@@ -120,7 +133,8 @@ def calibrate_cold(data: BundleData, users: np.ndarray, gated: np.ndarray, ancho
     best, tried_offsets = search(offsets, f"cold offset ({data.scenario}, tune)")
     slots = list(settings.calibration_cold_slots_grid)  # each in 1..length - 1 (BundleSettings checks)
     if slots:
-        warm_top, cold_top = placement_tops(data, users, served_vectors(data, gated, anchor, best), length)
+        warm_top, cold_top = placement_tops(data, users, served_vectors(data, gated, anchor, best), length,
+                                            pool=placement_pool(data, settings.calibration_placement_pool))
         placements |= {k: placement_offsets(warm_top, cold_top, k) for k in slots}
     placed = [best] + [best.model_copy(update={"cold_slots": k, "list_length": length}) for k in slots]
     best, tried_placed = search(placed, f"cold placement ({data.scenario}, tune)")

@@ -9,7 +9,14 @@ import torch
 from coldproxy.bundle_package import ColdCalibration, with_columns
 from coldproxy.config import DEFAULT_DATASETS, BundleSettings
 from models.bundles.backbone import DualView, evaluate, mean_matrix, train_prior
-from models.bundles.calibration import calibrate_cold, placement_offsets, placement_tops, served_users, served_vectors
+from models.bundles.calibration import (
+    calibrate_cold,
+    placement_offsets,
+    placement_pool,
+    placement_tops,
+    served_users,
+    served_vectors,
+)
 from models.bundles.data import load_youshu
 from models.bundles.model import HierarchicalGate, cold_aware_features
 from models.bundles.train import gate_variant, train_bundle_model
@@ -233,6 +240,11 @@ def test_the_per_user_placement_puts_k_new_bundles_in_every_top_list_and_k_is_ch
     U, V = served_users(users, placement), served_vectors(mixed, gated, anchor, c)
     # float32, two summation orders: a near-tied pair may swap (a CI rehearsal saw 7e-7); a wrong offset moves far more
     assert evaluate(mixed, mixed.tune, lambda us: U[us] @ V.T)["ndcg@20"] == pytest.approx(log["tune_ndcg@20"], abs=1e-5)
+    tune_new = placement_pool(mixed, "tune_new")
+    assert placement_pool(mixed, "all_new") is None and tune_new[np.unique(mixed.tune.items)].all()
+    only_tune = placement_tops(mixed, users, V, 20, pool=tune_new)[1]
+    test_only = np.setdiff1d(np.unique(mixed.test.items[new[mixed.test.items]]), mixed.tune.items)
+    assert len(test_only) and (only_tune <= placement_tops(mixed, users, V, 20)[1] + 1e-6).all()  # a smaller pool
     for k in (1, 7, 19):
         t = placement_offsets(*placement_tops(mixed, users, V, 20), k)
         scores = served_users(users[:300], t[:300]) @ V.T
