@@ -117,6 +117,15 @@ def bundle_section() -> list[str]:
             n = [seeds[s][row]["ndcg@20"] for s in sorted(seeds) if row in seeds[s]]
             cells.append(f"{stats(r)} / {stats(n)}" if r else "–")
         out.append(f"| {row} | {what} | " + " | ".join(cells) + " |")
+    free = load("bundles_content_free")
+    for pool, fit in (("all_new", "t_u against every new bundle"), ("tune_new", "t_u on tune's new bundles only")):
+        if free is not None:
+            runs = free["runs"]
+            out.append(f"| content-free list ({fit}) | no model, no content: warm bundles by popularity, new ones by "
+                       "size, k of the top 20 (k on tune; `python bench/bundle_content_free.py`) | " + " | ".join(
+                           f"{runs[s]['by_pool'][pool]['recall@20']:.4f} / {runs[s]['by_pool'][pool]['ndcg@20']:.4f} "
+                           f"(k = {runs[s]['by_pool'][pool]['k']})" if s in runs else "–" for s in ("cold", "warm", "all"))
+                       + " |")
     out.append("| MoDiffE (published, Table 3) | their model, their split | "
                + " | ".join(f"{r:.4f} / {n:.4f}" for r, n in MODIFFE.values()) + " |")
     return out + [""]
