@@ -39,12 +39,14 @@ PUBLISHED = {  # MoDiffE Table 3, Youshu: (Recall@20, NDCG@20)
     "CoHeat (published)": {"cold": (0.0183, 0.0105), "all": (0.1247, 0.0833), "warm": (0.2804, 0.1646)},
 }
 SERVED = "served (variant chosen on tune)"
-INDUCTIVE = "placement fitted on tune's new bundles only"  # never against the test split's vectors
+# the full model with the placement fitted against the other pool than the settings' (the served row has theirs)
+POOL_ROWS = {"tune_new": "placement fitted on tune's new bundles only",  # inductive: never the test split's vectors
+             "all_new": "placement fitted against every new bundle"}  # transductive: the test split's vectors too
 HITS = ("hit_rate@20", "new_item_hit_rate@20", "new_item_share_of_positives")  # new items: bundles without interactions
 GATE_ROWS = {"full": "full", "no_augmentation": "w/o augmentation", "no_output_gate": "w/o output gate"}  # variant -> row
 VARIANTS = ("backbone (w/o diffusion)", "size prior alone", SERVED, "full", "w/o cold calibration", "calibration w/o size prior",
             "calibration w/o anchor source", "calibration w/o offset", "calibration w/o per-user placement", "w/o augmentation",
-            "w/o output gate", INDUCTIVE)
+            "w/o output gate", *POOL_ROWS.values())
 
 
 def run(scenario: str, seed: int, base: dict, progress: bool) -> dict:
@@ -73,6 +75,8 @@ def run(scenario: str, seed: int, base: dict, progress: bool) -> dict:
            "prior": {"tune_ndcg@20": log_p["best_tune_ndcg@20"], "epochs_run": log_p["epochs_run"],
                      "fixed_epochs": log_p["fixed_epochs"]}}
     eta = s.aug_eta[scenario]
+    other = next(pool for pool in POOL_ROWS if pool != s.calibration_placement_pool)
+    out["choices"]["placement_pool"] = s.calibration_placement_pool  # the served rows' t_u
     for variant, name in GATE_ROWS.items():
         s_v, e = gate_variant(s, scenario, variant)
         gate, _ = train_gates(d, prior, ex, s_v, e, progress)
@@ -88,7 +92,7 @@ def run(scenario: str, seed: int, base: dict, progress: bool) -> dict:
                                 ("calibration w/o anchor source", {"calibration_sources": ["gate"]}),
                                 ("calibration w/o offset", {"calibration_offset_grid": [0.0]}),
                                 ("calibration w/o per-user placement", {"calibration_cold_slots_grid": []}),
-                                (INDUCTIVE, {"calibration_placement_pool": "tune_new"})):
+                                (POOL_ROWS[other], {"calibration_placement_pool": other})):
                 out[abl], out["choices"][abl] = calibrated(gated, s.model_copy(update=update))
     out[SERVED] = out[served_variant(out)]
     out["seconds"] = time.time() - t

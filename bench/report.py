@@ -39,10 +39,13 @@ BUNDLE_ROWS = (  # bench/bundles.py row -> what it is
     ("size prior alone", "warm bundles by the model, new ones by log(members) alone: no content"),
     ("calibration w/o per-user placement", "+ the cold calibration fitted on tune (view scales, source, size prior, "
      "offset)"),
-    ("served (variant chosen on tune)", "+ the per-user placement t_u (served): a serving policy"),
-    ("placement fitted on tune's new bundles only", "the same, t_u fitted inductively: never against the test "
-     "split's bundles"),
+    ("served (variant chosen on tune)", "+ the per-user placement t_u (served): a serving policy; t_u fitted {pool}"),
+    ("placement fitted against every new bundle", "the full model, t_u fitted against every new bundle, the test "
+     "split's included (transductive, over their vectors)"),
+    ("placement fitted on tune's new bundles only", "the full model, t_u fitted on tune's new bundles only "
+     "(inductive: never against the test split's)"),
 )
+POOLS = {"all_new": "against every new bundle (transductive)", "tune_new": "on tune's new bundles only (inductive)"}
 
 
 def stats(values: list[float]) -> str:
@@ -105,11 +108,17 @@ def bundle_section() -> list[str]:
             "`bench/results/bundles.json` (`python bench/bundles.py`). **Only the representation row is a like-for-like "
             "comparison with MoDiffE's published numbers.** The rows below it add a serving policy fitted on the tune "
             "split: a size prior α·log(members)+β and a per-user placement t_u that reserves k of the top 20 for "
-            "bundles without interactions. Today t_u is fitted against every bundle without training interactions, "
-            "the test ones included (transductive over their vectors, not their labels); an inductive fit, against "
-            "the tune split's new bundles only, is not measured yet.", "",
+            "bundles without interactions. t_u is fitted either against every bundle without training interactions, the "
+            "test ones included (transductive: over their vectors, never their labels), or only against the tune "
+            "split's new bundles (inductive: what a served system has before new bundles arrive); each row says "
+            "which.", "",
             "| row | what it is | cold | warm | all |", "|---|---|---|---|---|"]
     for row, what in BUNDLE_ROWS:
+        if not any(row in by_seed for seeds in run["runs"].values() for by_seed in seeds.values()):
+            continue  # the row of the pool the served rows already have
+        pools = {by_seed["choices"].get("placement_pool", "all_new")  # runs before the option: every new bundle
+                 for seeds in run["runs"].values() for by_seed in seeds.values()}
+        what = what.format(pool=" / ".join(POOLS[p] for p in sorted(pools)))
         cells = []
         for scenario in ("cold", "warm", "all"):
             seeds = run["runs"].get(scenario, {})
