@@ -158,3 +158,13 @@ def test_the_async_client_does_the_same(tiny_server):
     posted, got, ranked, batch, missing, ready = asyncio.run(run())
     assert np.allclose(got.embedding, posted.embedding) and ranked.scores[0].item_id == posted.item_id
     assert batch.stored == 2 and missing.status == 404 and ready is True
+
+
+def test_the_client_needs_no_training_stack():
+    """The client is importable from the serving install: no torch, no numpy."""
+    import subprocess
+    import sys
+
+    code = "import sys; from coldproxy.client import Client; print(sorted({'torch', 'numpy'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
