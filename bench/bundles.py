@@ -111,7 +111,7 @@ def summarise(runs: dict) -> dict:
     for sc, by_seed in runs.items():
         for v in VARIANTS:
             for m in ("recall@20", "ndcg@20") + HITS:
-                if all(m in r[v] for r in by_seed.values()):  # runs before the hit rates have none
+                if all(m in r.get(v, {}) for r in by_seed.values()):  # runs before a row or the hit rates have none
                     x = np.array([r[v][m] for r in by_seed.values()])
                     table.setdefault(v, {}).setdefault(sc, {})[m] = (float(x.mean()), float(x.std()))
     return table
@@ -127,16 +127,16 @@ def write(report: dict, name: str = "bundles") -> None:
              "|---|" + "---|---|" * len(scen)]
     for v, by in report["table"].items():
         cells = [f"{by[sc]['recall@20'][0]:.4f} ± {by[sc]['recall@20'][1]:.4f} | {by[sc]['ndcg@20'][0]:.4f} ± {by[sc]['ndcg@20'][1]:.4f}"
-                 for sc in scen]
+                 if sc in by else "– | –" for sc in scen]  # a row some scenarios' runs predate
         lines.append(f"| {v} | " + " | ".join(cells) + " |")
     for name, by in PUBLISHED.items():
         lines.append(f"| {name} | " + " | ".join(f"{by[sc][0]:.4f} | {by[sc][1]:.4f}" for sc in scen) + " |")
-    if "all" in scen and all(HITS[0] in by["all"] for by in report["table"].values()):
+    if "all" in scen and all(HITS[0] in by.get("all", {}) for by in report["table"].values()):
         lines += ["", "**all** scenario: share of test positives reaching the user's top 20 (all; bundles without "
                   "interactions) and those bundles' share of the positives", "",
                   "| model | " + " | ".join(HITS) + " |", "|---|" + "---|" * len(HITS)]
         lines += [f"| {v} | " + " | ".join(f"{by['all'][m][0]:.4f} ± {by['all'][m][1]:.4f}" for m in HITS) + " |"
-                  for v, by in report["table"].items()]
+                  for v, by in report["table"].items() if "all" in by]
     (RESULTS / "bundles.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
@@ -150,7 +150,8 @@ def write(report: dict, name: str = "bundles") -> None:
     w = 0.8 / len(names)
     colours = plt.cm.tab20(np.arange(len(names)) % 20)  # one colour per row: the default cycle repeats after 10
     for k, name in enumerate(names):
-        ys = [report["table"][name][sc]["recall@20"][0] if name in report["table"] else PUBLISHED[name][sc][0] for sc in scen]
+        ys = [(report["table"][name][sc]["recall@20"][0] if sc in report["table"][name] else np.nan)
+              if name in report["table"] else PUBLISHED[name][sc][0] for sc in scen]
         ax.bar(np.arange(len(scen)) + k * w, ys, w, label=name, color=colours[k])
     ax.set_xticks(np.arange(len(scen)) + 0.4 - w / 2, scen)
     ax.set(ylabel="Recall@20", title="Youshu bundles: ours (mean over seeds) vs MoDiffE Table 3")
