@@ -2,7 +2,7 @@
 the bundle model in the background, announcing it in a status file beside the bundle package directory. Until the
 package is written, bundle routes answer 503 with the expected wait (and ``/readyz`` says so); a watcher then loads
 it into the serving package through the reload path (``State.attach_bundles``). A failed training is reported the
-same way, with its log, instead of a 404."""
+same way (its log named in the service's own log), instead of a 404."""
 
 from __future__ import annotations
 
@@ -66,8 +66,8 @@ def _alive(pid) -> bool:
 
 def wait_detail(status: dict) -> tuple[str, int]:
     """What a bundle route answers while the model trains, and the ``Retry-After`` seconds."""
-    if "failed" in status:
-        return f"bundle model training failed: {status['failed']} (log: {status.get('log')})", 60
+    if "failed" in status:  # the log's path stays on the server: a client learns nothing of its file system
+        return f"bundle model training failed: {status['failed']} (the service's training log says why)", 60
     left = round(status.get("estimate_s", 0) - (time.time() - status.get("started_at", time.time())))
     when = f"ready in ~{left} s" if left > 0 else "ready any moment now (it is past its estimate)"
     return f"bundle model training, {when}", min(max(left, 1), 30)
@@ -103,6 +103,9 @@ async def _watch(state, poll_s: float) -> None:
             except Exception as exc:  # noqa: BLE001 -- a bad package: logged, items keep serving
                 log.error("bundle model package at %s refused: %s", package_dir, exc)
                 return
-        if status is None or "failed" in status:
+        if status is not None and "failed" in status:
+            log.error("bundle model training failed: %s; its log: %s", status["failed"], status.get("log"))
+            return
+        if status is None:
             return
         await asyncio.sleep(poll_s)
