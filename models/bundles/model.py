@@ -42,7 +42,8 @@ from models.training import EarlyStopping, bpr_loss, seed_everything
 def composition_features(data: BundleData, settings: BundleSettings, progress: bool = True) -> np.ndarray:
     """Item embeddings [n_items, dim] from LightGCN + BPR on the bundle-item graph (which bundle holds which item)."""
     rng = seed_everything(settings.seed)
-    model = LightGCN(data.n_bundles, data.n_items, settings.dim, data.bundle_item.users, data.bundle_item.items, 1)
+    model = LightGCN(data.n_bundles, data.n_items, settings.dim, data.bundle_item.users, data.bundle_item.items, 1,
+                     csr=False)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     bs, its = torch.from_numpy(data.bundle_item.users), torch.from_numpy(data.bundle_item.items)
     for _ in tqdm(range(settings.composition_epochs), desc="composition features (bundle-item BPR)", disable=not progress):

@@ -138,7 +138,20 @@ class ProxyGenerator(nn.Module):
     def _norm(self, name: str, x: torch.Tensor) -> torch.Tensor:
         return (x - getattr(self, f"{name}_mean")) / getattr(self, f"{name}_std")
 
-    def forward(self, text, image, text_layers, image_stages, mask) -> dict[str, torch.Tensor]:
+    def grouped_layers(self, text_layers: torch.Tensor) -> torch.Tensor:
+        """[B, L, d] text states -> [B, G, d]: standardised, then averaged within each layer group. It has no trained
+        parameter (the statistics are fixed before training), so training computes it once for every item
+        (``training_inputs``) instead of at every step (issue 40: a sixth of a step's time)."""
+        return torch.einsum("gl,bld->bgd", self.group_avg, self._norm("text_layers", text_layers))
+
+    @torch.no_grad()
+    def training_inputs(self, text_layers: np.ndarray, batch: int = 4096) -> np.ndarray:
+        """``grouped_layers`` of every item, for a forward with ``grouped=True``."""
+        return np.concatenate([self.grouped_layers(torch.from_numpy(text_layers[s : s + batch])).numpy()
+                               for s in range(0, len(text_layers), batch)]) if len(text_layers) else text_layers
+
+    def forward(self, text, image, text_layers, image_stages, mask, grouped: bool = False) -> dict[str, torch.Tensor]:
+        """``grouped``: ``text_layers`` is already ``grouped_layers``' output (training); otherwise the raw states."""
         c = self.cfg
         mask = mask * self.enabled
         mt, mi = mask[:, 0:1], mask[:, 1:2]
@@ -153,7 +166,7 @@ class ProxyGenerator(nn.Module):
         p_coarse = F.normalize(self.coarse(e), dim=-1)
         proxy = self.w_c(p_coarse)
         if c.fine:
-            layers = torch.einsum("gl,bld->bgd", self.group_avg, self._norm("text_layers", text_layers))
+            layers = text_layers if grouped else self.grouped_layers(text_layers)
             raw = self.adaptor(torch.cat([layers.flatten(1) * mt, self._norm("image_stages", image_stages) * mi, mask], dim=-1))
             r = torch.sigmoid(self.w_g(torch.cat([p_coarse, raw], dim=-1)))
             proxy = proxy + r * raw

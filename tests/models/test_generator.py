@@ -176,3 +176,20 @@ def test_an_image_only_generator_on_items_without_pictures_has_tensor_losses():
     out = gen(*inputs(mask=(1, 0)))
     losses = gen.aux_losses(out, torch.randn(5, 3), 0.1)
     assert all(isinstance(v, torch.Tensor) for v in losses.values()) and float(losses["adapter"].detach()) == 0.0
+
+
+def test_training_inputs_precompute_exactly_the_text_layer_groups_the_forward_computes():
+    """Training feeds each item's grouped text layers, computed once (issue 40); the proxy and its gradients are
+    the same as from the raw layers, bit for bit."""
+    gen = small_generator()
+    text, image, layers, stages, mask = inputs(n=6)
+    grouped = torch.from_numpy(gen.training_inputs(layers.numpy(), batch=4))  # two chunks
+    assert grouped.shape == (6, gen.group_avg.shape[0], 6)
+    raw, pre = gen(text, image, layers, stages, mask), gen(text, image, grouped, stages, mask, grouped=True)
+    assert torch.equal(raw["proxy"], pre["proxy"])
+    grads = []
+    for out in (raw, pre):
+        gen.zero_grad()
+        out["proxy"].sum().backward(retain_graph=True)
+        grads.append(gen.adaptor[0].weight.grad.clone())
+    assert torch.equal(*grads)

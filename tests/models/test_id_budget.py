@@ -33,3 +33,23 @@ def test_a_capped_training_takes_the_budgets_batch_and_reports_its_cost():
     _, item_emb, log = train_id_model(ds.n_users, ds.n_items, split, s, progress=False)
     assert log["batch"] == -(-len(split.train) // 2) and log["epochs_run"] == 3 and log["train_s"] > 0
     assert [h["epoch"] for h in log["history"]] == [1, 2, 3] and item_emb.shape == (ds.n_items, s.dim)
+
+
+def test_the_csr_propagation_gives_the_coo_products_embeddings_and_gradients():
+    """LightGCN's CSR propagation with its symmetric backward (issue 40) is the COO product autograd would take."""
+    import numpy as np
+    import torch
+
+    from models.idmodel import LightGCN
+
+    ds = latent_log(3000, seed=1)
+    out = {}
+    for csr in (False, True):
+        torch.manual_seed(0)
+        model = LightGCN(ds.n_users, ds.n_items, 8, ds.users, ds.items, 3, csr=csr)
+        users, items = model.embeddings()
+        (users[:7].pow(2).sum() + (items[3:11] * items[:8]).sum()).backward()
+        out[csr] = (users.detach(), items.detach(), model.user.weight.grad, model.item.weight.grad)
+    assert out[True][3].abs().sum() > 0  # the gradient reached the items through the graph
+    for coo, csr in zip(out[False], out[True]):
+        np.testing.assert_allclose(csr.numpy(), coo.numpy(), rtol=1e-5, atol=1e-6)
