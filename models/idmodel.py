@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 
 import numpy as np
 import torch
@@ -43,7 +44,11 @@ class LightGCN(MF):
         super().__init__(n_users, n_items, dim)
         self.n_users, self.layers = n_users, layers
         self.adj = normalised_adjacency(n_users, n_items, users, items)
-        self.csr = self.adj.to_sparse_csr() if csr else None
+        self.csr = None
+        if csr:
+            with warnings.catch_warnings():  # "sparse CSR support is in beta": the product and its layout are stable
+                warnings.simplefilter("ignore", UserWarning)
+                self.csr = self.adj.to_sparse_csr()
 
     def embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
         e = torch.cat([self.user.weight, self.item.weight])

@@ -155,8 +155,14 @@ class ProxyGenerator(nn.Module):
         c = self.cfg
         mask = mask * self.enabled
         mt, mi = mask[:, 0:1], mask[:, 1:2]
-        z_t, probs_t = self.adapters[0](self._norm("text", text) * mt)
-        z_i, probs_i = self.adapters[1](self._norm("image", image) * mi)
+        # a modality this generator does not use at all is zero in every row: in training its adapter runs on one
+        # zero row, broadcast, and the fine stage's first layer skips its columns (the same outputs, a fifth to a
+        # third of a single-modality generator's step; issue 40). Export traces the full graph (eval mode)
+        skip = self.training and 0 in c.modalities
+        z_t, probs_t = (self.adapters[0](self._norm("text", text) * mt) if not (skip and not c.modalities[0])
+                        else self._unused(0, len(mask)))
+        z_i, probs_i = (self.adapters[1](self._norm("image", image) * mi) if not (skip and not c.modalities[1])
+                        else self._unused(1, len(mask)))
         if c.fusion == "gate":
             logits = self.fusion_gate(torch.cat([z_t, z_i], dim=-1)) / c.fusion_temperature + (1.0 - mask) * NEG
             alpha = logits.softmax(-1) * (mask.sum(1, keepdim=True) > 0).to(logits.dtype)
@@ -167,11 +173,32 @@ class ProxyGenerator(nn.Module):
         proxy = self.w_c(p_coarse)
         if c.fine:
             layers = text_layers if grouped else self.grouped_layers(text_layers)
-            raw = self.adaptor(torch.cat([layers.flatten(1) * mt, self._norm("image_stages", image_stages) * mi, mask], dim=-1))
+            if skip:
+                parts = ([layers.flatten(1) * mt] if c.modalities[0] else []) + (
+                    [self._norm("image_stages", image_stages) * mi] if c.modalities[1] else [])
+                first = self.adaptor[0]
+                cols = self.fine_columns()
+                raw = self.adaptor[1:](F.linear(torch.cat([*parts, mask], dim=-1), first.weight[:, cols], first.bias))
+            else:
+                raw = self.adaptor(torch.cat([layers.flatten(1) * mt, self._norm("image_stages", image_stages) * mi, mask],
+                                             dim=-1))
             r = torch.sigmoid(self.w_g(torch.cat([p_coarse, raw], dim=-1)))
             proxy = proxy + r * raw
         return {"proxy": proxy, "coarse": p_coarse, "alpha": alpha, "e": e, "z": (z_t, z_i),
                 "router": (probs_t, probs_i), "mask": mask}
+
+    def _unused(self, m: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Modality ``m``'s adapter on a zero input, for ``n`` rows: what it gives every row when unused."""
+        z, probs = self.adapters[m](self.adapters[m].router.weight.new_zeros(1, self.adapters[m].router.in_features))
+        return z.expand(n, -1), probs.expand(n, -1)
+
+    def fine_columns(self) -> torch.Tensor:
+        """The fine stage's input columns (text-layer groups, image stages, mask) of the modalities used at all."""
+        c = self.cfg
+        text = c.text_dim * self.group_avg.shape[0]
+        keep = ([torch.arange(text)] if c.modalities[0] else []) + (
+            [torch.arange(text, text + c.image_stage_dim)] if c.modalities[1] else [])
+        return torch.cat([*keep, torch.arange(text + c.image_stage_dim, text + c.image_stage_dim + 2)])
 
     def aux_losses(self, out: dict, targets: torch.Tensor | None, pal_temperature: float) -> dict[str, torch.Tensor]:
         """Eq. 4 (adapter balance), eq. 7 (fusion balance), eq. 8 (alignment), IDProxy eq. 1 (PAL)."""

@@ -193,3 +193,28 @@ def test_training_inputs_precompute_exactly_the_text_layer_groups_the_forward_co
         out["proxy"].sum().backward(retain_graph=True)
         grads.append(gen.adaptor[0].weight.grad.clone())
     assert torch.equal(*grads)
+
+
+@pytest.mark.parametrize("modalities", [(1, 0), (0, 1)])
+def test_a_single_modality_generator_trains_on_the_same_outputs_without_its_unused_modality(modalities):
+    """In training a single-modality generator skips the modality it never uses (issue 40): its proxy and every
+    gradient are what the full graph (eval mode, as exported) gives."""
+    gen = small_generator(modalities=modalities, dropout=0.0)
+    x = inputs(n=7)
+    out = {}
+    for mode in ("train", "eval"):
+        getattr(gen, mode)()
+        gen.zero_grad()
+        o = gen(*x)
+        (o["proxy"].pow(2).sum() + o["coarse"].sum() + sum(p.sum() for p in o["router"])).backward()
+        out[mode] = (o["proxy"].detach(), {n: p.grad.clone() for n, p in gen.named_parameters() if p.grad is not None})
+    torch.testing.assert_close(out["train"][0], out["eval"][0])
+    assert out["train"][1].keys() == out["eval"][1].keys()
+    rows = []
+    unused = gen.adapters[modalities.index(0)]
+    unused.register_forward_hook(lambda module, args, result: rows.append(len(args[0])))
+    gen.train()(*x)
+    gen.eval()(*x)
+    assert rows == [1, 7]  # in training the unused adapter ran on one row
+    for name, grad in out["eval"][1].items():
+        torch.testing.assert_close(out["train"][1][name], grad, rtol=1e-5, atol=1e-6, msg=name)
