@@ -28,9 +28,9 @@ SECTIONS = (
      "HTTP limits, keys, batching, ONNX Runtime, the index, rollouts."),
     (TrainSettings, "Training the item model", "What `coldproxy train` and `coldproxy export` read: the data and its "
      "split, the ID model or your own ID space, the generators, diffusion and gate, calibration, export checks."),
-    (BundleSettings, "Training the bundle model", "What `coldproxy train-bundles` reads, under its own prefix. It "
-     "inherits the item-training settings above (as `COLDPROXY_BUNDLES_...`); the rows below are the ones it "
-     "declares itself or gives another default."),
+    (BundleSettings, "Training the bundle model", "What `coldproxy train-bundles` reads, under its own prefix "
+     "(`COLDPROXY_BUNDLES_...`): its own settings, and the seed, diffusion, sampler and gate settings it shares "
+     "with the item model (its own defaults where they differ)."),
 )
 
 
@@ -58,14 +58,19 @@ def default_text(field: FieldInfo) -> str:
     return f"`{json.dumps(value, default=str)}`"
 
 
-def own_fields(cls: type[BaseSettings]) -> dict[str, FieldInfo]:
-    """The fields a subclass declares or overrides (all of them for a base class)."""
-    parent = next((b for b in cls.__mro__[1:] if isinstance(b, type) and issubclass(b, BaseSettings)
-                   and b is not BaseSettings), None)
-    if parent is None:
-        return dict(cls.model_fields)
-    return {n: f for n, f in cls.model_fields.items()
-            if n not in parent.model_fields or repr(f) != repr(parent.model_fields[n])}
+def concerns(cls: type[BaseSettings]) -> list[tuple[str, list[str]]]:
+    """(title, field names) per settings class in ``cls``'s bases that declares fields (its docstring's first line is
+    the title; ``cls`` itself first), each field under the most derived class that declares it: one table a concern."""
+    seen: set[str] = set()
+    out = []
+    for base in cls.__mro__:
+        if not (isinstance(base, type) and issubclass(base, BaseSettings)) or base is BaseSettings:
+            continue
+        names = [n for n in base.__dict__.get("__annotations__", {}) if n in cls.model_fields and n not in seen]
+        seen.update(names)
+        if names:
+            out.append(((base.__doc__ or base.__name__).strip().splitlines()[0].rstrip("."), names))
+    return out
 
 
 def cell(text: str) -> str:
@@ -75,10 +80,13 @@ def cell(text: str) -> str:
 def render() -> str:
     out = [HEADER]
     for cls, title, intro in SECTIONS:
-        out += [f"\n## {title}\n", f"{intro}\n", "| variable | default | meaning |", "|---|---|---|"]
-        for name, field in own_fields(cls).items():
-            names = ", ".join(f"`{n}`" for n in env_names(cls, name, field))
-            out.append(f"| {names} | {cell(default_text(field))} | {cell(field.description or '')} |")
+        out += [f"\n## {title}\n", f"{intro}\n"]
+        for concern, names in concerns(cls):
+            out += [f"\n### {concern}\n", "| variable | default | meaning |", "|---|---|---|"]
+            for name in names:
+                field = cls.model_fields[name]
+                env = ", ".join(f"`{n}`" for n in env_names(cls, name, field))
+                out.append(f"| {env} | {cell(default_text(field))} | {cell(field.description or '')} |")
     return "\n".join(out) + "\n"
 
 

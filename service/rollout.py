@@ -9,13 +9,13 @@ original image or text:
   during the backfill land in both versions). Shadow mode keeps doing so without ever serving it.
 * ``backfill``: re-embeds every item with kept features that the new package does not hold yet, in
   batches through the graphs after the encoders, with a resume position in Redis
-  (``P:<version>:reembed``); then catch-up passes until one finds nothing missing. Items the new
+  (``P:<version>:reembed``, kept by ``service/storage/versions.py``); then catch-up passes until one finds nothing missing. Items the new
   package knows as warm (the retrained recommender learnt them) graduate: they are not re-embedded.
   Writes never overwrite (an item POSTed meanwhile has the newer content). ``coldproxy reembed`` runs it
   offline, the service on ``POST /v1/admin/reload``.
 * ``Rollout``: the service's automatic mode: shadow + backfill, then the switch once the new package
   holds at least ``COLDPROXY_ROLLOUT_SWITCH_FRACTION`` of the items (or never, in shadow mode); the old
-  version's keys expire ``COLDPROXY_ROLLOUT_KEEP_OLD_S`` after the switch.
+  version's keys expire ``COLDPROXY_ROLLOUT_KEEP_OLD_S`` after the switch (``service.storage.versions``).
 
 With several replicas, reload every one: each dual-writes from its reload until it switches, and each
 backfill covers what the others wrote meanwhile, so once the last replica has switched every item is in.
@@ -39,6 +39,7 @@ import numpy as np
 
 from coldproxy.errors import ColdproxyError, Conflict, public_reason
 from service.engine.features import ContentFeatures
+from service.storage import versions
 from service.storage.kept_features import KeptFeatures
 
 if TYPE_CHECKING:
@@ -136,9 +137,7 @@ async def backfill(target: "Serving", batch: int = 256, progress: Callable[[int,
     report, t0 = BackfillReport(), time.perf_counter()
     if store.features is None:
         return report
-    resume_key = f"{store.base}:reembed"
-    position = await store.client.hget(resume_key, "position")
-    position = position.decode() if position else None
+    position = await versions.resume_position(store)
     warm = target.items.warm
     for n_pass in range(max_passes):
         ids = await store.features.all_ids()
@@ -156,7 +155,7 @@ async def backfill(target: "Serving", batch: int = 256, progress: Callable[[int,
             acted += len(kept)
             held += await _store(target, await target.graphs.run(reembed, target, need, kept), report)
             if n_pass == 0:
-                await store.client.hset(resume_key, mapping={"position": chunk[-1], "reembedded": report.reembedded})
+                await versions.save_position(store, chunk[-1], report.reembedded)
             report.present = held - written_before
             target.metrics.rollout_progress.labels(target.version).set(report.covered)
             if progress is not None:
@@ -168,7 +167,7 @@ async def backfill(target: "Serving", batch: int = 256, progress: Callable[[int,
         # interrupted run's position may sort before it
         position = None
     report.seconds = time.perf_counter() - t0
-    await store.client.hset(resume_key, mapping={"state": "complete", "reembedded": report.reembedded})
+    await versions.mark_complete(store, report.reembedded)
     target.metrics.rollout_progress.labels(target.version).set(report.covered)
     return report
 
@@ -308,32 +307,3 @@ class Rollout:
             self.task.cancel()
             await asyncio.gather(self.task, return_exceptions=True)
         self.source.shadow = None
-
-
-async def _each_item_key(store, command: str, batch: int, *args) -> int:
-    """Run ``command`` (a redis-py pipeline method) on every key of ``store``'s version; how many items."""
-    ids, n = await store.all_ids(), 0
-    for start in range(0, len(ids), batch):
-        async with store.client.pipeline(transaction=False) as pipe:
-            for i in ids[start: start + batch]:
-                getattr(pipe, command)(store.item_key(i), *args)
-            await pipe.execute()
-        n += len(ids[start: start + batch])
-    for key in (*store.version_keys(), f"{store.base}:reembed"):
-        await getattr(store.client, command)(key, *args)
-    return n
-
-
-async def expire_version(store, keep_s: float, batch: int = 1000) -> int:
-    """Let every key of a replaced package version expire in ``keep_s`` seconds (replicas still serving it
-    have until then to be reloaded); returns how many item keys were given the expiry. 0: keep them."""
-    if store.features is None or keep_s <= 0:  # a MemoryStore has nothing to expire
-        return 0
-    return await _each_item_key(store, "expire", batch, max(1, int(keep_s)))
-
-
-async def persist_version(store, batch: int = 1000) -> int:
-    """Undo ``expire_version`` (rolling back to a package within its keep time): every key stays."""
-    if store.features is None or max([await store.client.ttl(k) for k in store.version_keys()]) < 0:  # no expiry
-        return 0
-    return await _each_item_key(store, "persist", batch)

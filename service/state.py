@@ -29,13 +29,14 @@ from service.engine.features import feature_width
 from service.engine.graph_threads import Admission, GraphThreads
 from service.engine.pipeline import Embedded, ProxyPipeline
 from service.metrics import Metrics
-from service.rollout import Rollout, backfill, expire_version, persist_version
+from service.rollout import Rollout, backfill
 from service.storage.catalog import Catalog, largest_norm
 from service.storage.history import UserHistory
 from service.storage.kept_features import FeatureStore
 from service.storage.memory import MemoryStore
 from service.storage.records import StoredItem
 from service.storage.store import open_store
+from service.storage.versions import expire_version, persist_version
 
 log = logging.getLogger("coldproxy")
 

@@ -9,11 +9,11 @@ from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from coldproxy.config.base import DEFAULT_DATASETS, MEASURED, REPO_ROOT
-from coldproxy.config.train import TrainSettings
+from coldproxy.config.experts import ExpertSettings
 
 
-class BundleSettings(TrainSettings):
-    """MoDiffE on bundles; inherits the diffusion / sampler / gate settings (``COLDPROXY_BUNDLES_*``)."""
+class BundleSettings(ExpertSettings):
+    """The bundle model's own settings: MoDiffE on Youshu, its backbone, calibration and package"""
 
     model_config = SettingsConfigDict(env_prefix="COLDPROXY_BUNDLES_", env_file=".env", extra="ignore")
     data_dir: Path = Field(DEFAULT_DATASETS / "youshu", description="Youshu (CoHeat release) directory")

@@ -1,5 +1,7 @@
-"""``TrainSettings``: what ``coldproxy train`` and ``coldproxy export`` read (``COLDPROXY_*``): the data and its split,
-the ID model or a given ID space, the generators, diffusion and gate, calibration, export checks."""
+"""``TrainSettings``: what ``coldproxy train`` and ``coldproxy export`` read (``COLDPROXY_*``), one class per concern:
+the data and its split, a given ID space, the ID model, the generators, the item model's diffusion and gate, calibration
+and the package. The variables stay flat (``COLDPROXY_PROXY_EPOCHS``); the classes group them for people and for
+``docs/configuration.md``."""
 
 from __future__ import annotations
 
@@ -10,22 +12,28 @@ from pydantic import AliasChoices, Field, PositiveFloat, PositiveInt
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from coldproxy.config.base import DEFAULT_DATASETS, REPO_ROOT
+from coldproxy.config.experts import ExpertSettings
 
 
-class TrainSettings(BaseSettings):
-    """Data, split, encoders, ID model, proxy model and artefact locations."""
+class DataSettings(BaseSettings):
+    """The data, its split and the content features"""
 
-    model_config = SettingsConfigDict(env_prefix="COLDPROXY_", env_file=".env", extra="ignore")
-
-    # data
     data_dir: Path = Field(DEFAULT_DATASETS / "movielens-posters", description="dataset directory")
     data_format: Literal["movielens", "generic"] = Field("movielens", description="movielens (ratings.csv, movies.csv, posters/) or generic (interactions.csv, items.csv: docs/getting-started.md)")
     positive_threshold: float = Field(4.0, description="MovieLens rating >= this is a positive")
     max_items: int | None = Field(None, description="keep only the N most popular items (tests, demos)")
-    seed: int = Field(0, description="split and training seed; runs with the same seed are the same")
     split_ratios: tuple[float, float, float] = Field((0.8, 0.1, 0.1), description="train / validation / test shares of the items held out as cold, and of the warm items' interactions")
+    selection_holdout: float = Field(0.0, ge=0.0, lt=1.0, description="share of the validation-cold items held out "
+                                     "from early stopping, to choose between trained candidates on (generator "
+                                     "modalities, the served expert); 0: choose on the early-stopping items")
+    cache_dir: Path = Field(REPO_ROOT / "artifacts" / "cache", description="feature cache")
+    text_max_len: int = Field(128, description="tokens of an item's text the text encoder reads")
+    encode_batch: int = Field(64, description="items per encoder call while extracting content features")
 
-    # the recommender's own ID space (models/given_space.py): given, no ID model is trained
+
+class IDSpaceSettings(BaseSettings):
+    """Your recommender's own ID space (models/given_space.py): given, no ID model is trained"""
+
     item_embeddings: Path | None = Field(None, description="your recommender's item vectors (item_id, embedding) as "
                                          "Parquet, or NAME.npy beside NAME.ids.txt: proxies are aligned to them and no "
                                          "ID model is trained; warm items are the items with a vector. Default: the "
@@ -37,16 +45,13 @@ class TrainSettings(BaseSettings):
     score_function: Literal["dot", "cosine"] = Field("dot", description="how your recommender scores a user against "
                                                      "an item; cosine: every vector is kept unit-length")
 
-    # encoders
-    cache_dir: Path = Field(REPO_ROOT / "artifacts" / "cache", description="feature cache")
-    text_max_len: int = Field(128, description="tokens of an item's text the text encoder reads")
-    encode_batch: int = Field(64, description="items per encoder call while extracting content features")
 
-    # ID model: MF-BPR or LightGCN, both trained with BPR on warm interactions
+class IDModelSettings(BaseSettings):
+    """The ID model coldproxy trains: MF-BPR or LightGCN on warm interactions"""
+
     id_model: Literal["mf", "lightgcn"] = Field("lightgcn", description="the ID model coldproxy trains, which every "
                                               "proxy imitates (why LightGCN: docs/models.md)")
     lightgcn_layers: int = Field(3, description="LightGCN propagation layers")
-    dim: int = Field(64, description="dimension of the ID space coldproxy trains (a given space keeps its own)")
     id_epochs: int = Field(200, description="most ID-model epochs; early stopping on warm-validation NDCG@20 decides")
     id_steps_per_epoch: int = Field(48, ge=0, description="most BPR steps (graph propagations) an ID-model epoch takes: "
                                     "the batch grows with the data instead; 0: uncapped (docs/models.md)")
@@ -54,19 +59,18 @@ class TrainSettings(BaseSettings):
     id_lr: float = Field(5e-3, description="ID-model Adam learning rate")
     id_reg: float = Field(1e-4, description="ID-model L2 on the batch's embeddings")
     id_batch: int = Field(1024, description="BPR triples per ID-model step (why 1024: docs/models.md)")
-    eval_every: int = Field(5, description="epochs between validation checks of the ID model and the generators")
-    patience: int = Field(4, description="validation checks without a gain before early stopping")
     id_fallback: bool = Field(True, description="when the ID model is not clearly better than popularity and random "
                               "on warm validation, also train the other ID model and a more regularised one: keep the best")
 
-    # text encoder fine-tuning (models/items/text_finetune.py)
+
+class GeneratorSettings(BaseSettings):
+    """The proxy generators (MAMEX adapters and fusion, IDProxy coarse to fine) and the text fine-tuning"""
+
     text_finetune: bool = Field(False, description="fine-tune MiniLM's last layer on the warm items' ID embeddings "
                                 "before the generators train (the package's text encoder carries the layer)")
     text_finetune_epochs: int = Field(10, description="text fine-tuning epochs (early-stopped on validation-cold NDCG@20)")
     text_finetune_lr: float = Field(5e-5, description="text fine-tuning learning rate")
     text_finetune_batch: int = Field(128, description="text fine-tuning batch")
-
-    # proxy generator (MAMEX adapters + fusion, IDProxy coarse -> fine); ablations switch parts off
     proxy_experts: int = Field(1, description="K experts per modality: 1, a single linear adapter, scored higher "
                                "on validation than MAMEX's MoE (4, 6, 8) on both benchmark datasets (docs/models.md)")
     proxy_top_k: int = Field(1, description="experts routed per item (MAMEX: 2-4; chosen on validation: docs/models.md)")
@@ -102,53 +106,44 @@ class TrainSettings(BaseSettings):
                                                           "its batch (proxy_batch * proxy_negatives)")
     proxy_mse_weight: float = Field(1.0, description="MSE pull to ID embeddings (CB2CF baseline and skeleton MLP)")
     modality_dropout: float = Field(0.1, description="chance of hiding one modality of a training item")
-
-    # diffusion expert + cold-aware gate (MoDiffE §4.2-4.4); stages 3 and 4 of the pipeline
-    diffusion: bool = Field(True, description="train the diffusion expert and the cold-aware gate over experts")
-    diffusion_T: int = Field(500, description="training noise steps T")
-    diffusion_schedule: Literal["linear", "cosine"] = Field("linear", description="noise schedule")
-    diffusion_hidden: int = Field(256, description="denoiser hidden width")
-    diffusion_epochs: int = Field(200, description="most denoiser epochs; early stopping on validation-cold NDCG@20 decides")
-    diffusion_lr: float = Field(1e-3, description="denoiser Adam learning rate")
-    diffusion_weight_decay: float = Field(1e-5, description="denoiser Adam weight decay")
-    diffusion_batch: int = Field(256, description="warm items per denoiser step")
-    diffusion_cond_dropout: float = Field(0.1, description="Gaussian noise on the condition in training, x its std")
-    sampler: Literal["ddpm", "dpmpp1", "dpmpp2m"] = Field("dpmpp2m", description="DPM-Solver++ 2M, first order, or DDPM")
-    sampler_steps: int = Field(3, description="denoiser calls per item (S)")
-    sampler_spacing: Literal["time", "logsnr"] = Field("logsnr", description="the sampler's time grid: even in log-SNR or in time")
-    sampler_start: float = Field(0.5, description="anchor's noise level, as a fraction of T")
-    sampler_select: bool = Field(False, description="item model: choose the sampler's steps and start from the "
-                                 "grids below on validation (the configured ones win ties); off by default: "
-                                 "not a gain on both benchmark datasets (docs/models.md)")
-    sampler_steps_grid: list[int] = Field([1, 2, 3], description="steps S tried when sampler_select is on")
-    sampler_start_grid: list[float] = Field([0.3, 0.5, 0.7], description="starts (fraction of T) tried when "
-                                            "sampler_select is on")
-    anchor_n: int = Field(5, description="warm items averaged into the anchor (eq. 14)")
-    gate_epochs: int = Field(30, description="most cold-aware gate epochs")
-    gate_lr: float = Field(1e-2, description="gate Adam learning rate")
-    gate_batch: int = Field(1024, description="triples per gate step")
-    gate_steps_per_epoch: int = Field(0, ge=0, description="most steps a gate epoch takes, sampled afresh (0: every one)")
-    gate_aug_ratio: float = Field(0.5, description="pseudo-cold triples per real one (eta, eq. 23)")
-    gate_aug_alpha: float = Field(0.4, description="lambda ~ Beta(alpha, alpha) for pseudo-cold items")
-    served: Literal["auto", "gate", "proxy", "diffusion", "anchor"] = Field(
-        "auto", description="what a new item is served: the validation-best of the gate's mix and each single "
-        "expert (auto), or that one; the package records the choice and every candidate's validation score")
     select_modalities: bool = Field(True, description="also train text-only and image-only generators and serve "
                                     "the validation-chosen blend of the three (false: the fused generator alone)")
     generator_seeds: int = Field(3, ge=1, description="each candidate generator (fused, text-only, image-only) "
                                  "trained from this many seeds and averaged uniformly over them before the blend")
     blend_rounds: int = Field(10, ge=1, description="generators averaged at most in the validation-chosen blend "
                               "(greedy ensemble selection, models/items/blend.py); 1: the single validation-best")
-    selection_holdout: float = Field(0.0, ge=0.0, lt=1.0, description="share of the validation-cold items held out "
-                                     "from early stopping, to choose between trained candidates on (generator "
-                                     "modalities, the served expert); 0: choose on the early-stopping items")
+
+
+class ItemExpertSettings(ExpertSettings):
+    """The item model's diffusion expert and gate, and what a new item is served"""
+
+    diffusion: bool = Field(True, description="train the diffusion expert and the cold-aware gate over experts")
+    sampler_select: bool = Field(False, description="item model: choose the sampler's steps and start from the "
+                                 "grids below on validation (the configured ones win ties); off by default: "
+                                 "not a gain on both benchmark datasets (docs/models.md)")
+    sampler_steps_grid: list[int] = Field([1, 2, 3], description="steps S tried when sampler_select is on")
+    sampler_start_grid: list[float] = Field([0.3, 0.5, 0.7], description="starts (fraction of T) tried when "
+                                            "sampler_select is on")
+    gate_steps_per_epoch: int = Field(0, ge=0, description="most steps a gate epoch takes, sampled afresh (0: every one)")
+    gate_aug_ratio: float = Field(0.5, description="pseudo-cold triples per real one (eta, eq. 23)")
+    served: Literal["auto", "gate", "proxy", "diffusion", "anchor"] = Field(
+        "auto", description="what a new item is served: the validation-best of the gate's mix and each single "
+        "expert (auto), or that one; the package records the choice and every candidate's validation score")
+
+
+class PackageSettings(BaseSettings):
+    """Calibration, the checkpoint and the exported package"""
+
     calibration: bool = Field(True, description="fit the affine map of new items' vectors to the warm items' "
                               "score scale on the validation all-items ranking (models/items/calibration.py)")
-
-    # artefacts
     work_dir: Path = Field(REPO_ROOT / "artifacts" / "train", description="training checkpoint")
     package_dir: Path = Field(REPO_ROOT / "artifacts" / "package", description="exported model package (COLDPROXY_BUNDLE_DIR: its deprecated name)",
                               validation_alias=AliasChoices("package_dir", "COLDPROXY_PACKAGE_DIR", "COLDPROXY_BUNDLE_DIR"))
     parity_items: int = Field(16, description="items each exported graph is checked on against torch")
     parity_tolerance: float = Field(1e-4, description="largest difference export accepts between ONNX Runtime and torch (relative to the output's scale when that is above 1)")
 
+
+class TrainSettings(DataSettings, IDSpaceSettings, IDModelSettings, GeneratorSettings, ItemExpertSettings, PackageSettings):
+    """Everything ``coldproxy train`` and ``coldproxy export`` read."""
+
+    model_config = SettingsConfigDict(env_prefix="COLDPROXY_", env_file=".env", extra="ignore")

@@ -29,3 +29,20 @@ def code() -> str:
 @pytest.mark.parametrize("cls", [TrainSettings, BundleSettings, ServiceSettings])
 def test_every_setting_is_read(cls, code):
     assert [n for n in cls.model_fields if not re.search(rf"\.{n}\b|[\"']{n}[\"']", code)] == []
+
+
+BUNDLE_CODE = ("models/bundles", "export/bundle_package.py", "models/diffusion.py", "models/samplers.py",
+               "models/training.py", "coldproxy_cli", "coldproxy/package.py")
+
+
+def test_the_bundle_settings_hold_only_what_the_bundle_code_reads():
+    """``BundleSettings`` no longer inherits the item model's settings: each of its fields is read by the bundle
+    training, its package or the CLI that starts them (issue 42)."""
+    text = []
+    for entry in BUNDLE_CODE:
+        path = ROOT / entry
+        for p in sorted(path.rglob("*.py")) if path.is_dir() else [path]:
+            text += [line for line in p.read_text().splitlines() if not re.match(r"\s+\w+: .*=", line)]
+    code = "\n".join(text)
+    assert [n for n in BundleSettings.model_fields if not re.search(rf"\.{n}\b|[\"']{n}[\"']", code)] == []
+    assert not {"proxy_epochs", "id_model", "text_finetune", "select_modalities"} & set(BundleSettings.model_fields)
