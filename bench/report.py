@@ -184,13 +184,36 @@ def training_section() -> list[str]:
     if s is None:
         return []
     out = ["## Training cost", "", f"`{s['command']}` on {s['cores']} cores: the whole pipeline on a generated "
-           "catalogue; source `bench/results/train_scale.json`.", "",
-           "| positives | features | ID model | generators | diffusion + gate | export | total |",
-           "|---|---|---|---|---|---|---|"]
-    for r in s["rows"]:
+           "catalogue (the same ~3,200 articles at every size, 50 purchases a user); source "
+           "`bench/results/train_scale.json`.", "",
+           "| positives | training clicks | features | ID model | generators | diffusion + gate | calibration + "
+           "evaluation | export | total | val-cold NDCG@20 (served) | estimate |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(s["rows"], key=lambda r: r["positives"]):
         t = r["seconds"]
-        out.append(f"| {r['positives']:,} | " + " | ".join(f"{t[k]:.0f} s" for k in (
-            "features", "id_model", "proxy", "diffusion+gate", "export", "total")) + " |")
+        out.append(f"| {r['positives']:,} | {r['train_positives']:,} | " + " | ".join(f"{t[k]:.0f} s" for k in (
+            "features", "id_model", "proxy", "diffusion+gate")) + f" | {t['calibration'] + t['evaluation']:.0f} s | "
+            f"{t['export']:.0f} s | {t['total']:.0f} s ({t['total'] / 60:.1f} min) | {r['val_cold_ndcg@20']:.4f} "
+            f"({r['served']}) | {r['estimate_s']:.0f} s |")
+    exp = s["exponents"].get("default", {})
+    if exp.get("total") is not None:
+        out += ["", "Log-log slope of seconds against training clicks, per stage: " + ", ".join(
+            f"{k} {v}" for k, v in exp.items() if v is not None) + "."]
+    return out + [""]
+
+
+def offline_section() -> list[str]:
+    s = load("offline")
+    if s is None:
+        return []
+    out = ["## Offline backfill", "", f"`{s['command']}` on {s['cores']} cores, {s['items']} items of the generated "
+           "catalogue (360x540 JPEG + text each); source `bench/results/offline.json`.", "",
+           "| engine | items/s | seconds | failed rows |", "|---|---|---|---|"]
+    out += [f"| {r['engine']} | {r['items_per_s']} | {r['seconds']} | {r.get('failed', 0)} |" for r in s["rows"]]
+    cap = next((r["write_items_per_s"] for r in s["rows"] if "write_items_per_s" in r), None)
+    out += ["", "Scaling model, items/s for N nodes (each at the 1-node rate above" + (
+        f"; into one Redis capped by its measured write rate, {cap} items/s" if cap else "") + "):", "",
+            "| nodes | into Parquet | into one Redis |", "|---|---|---|"]
+    out += [f"| {n} | {m['parquet']} | {m['redis']} |" for n, m in s["scaling_model"].items()]
     return out + [""]
 
 
@@ -201,7 +224,7 @@ def render() -> str:
              "[Models](models.md) explains each choice and its ablations.", ""]
     for name, title, how in ITEM_RUNS:
         lines += item_section(name, title, how)
-    lines += bundle_section() + serving_section() + scale_section() + training_section()
+    lines += bundle_section() + serving_section() + scale_section() + training_section() + offline_section()
     return "\n".join(lines).rstrip("\n") + "\n"
 
 

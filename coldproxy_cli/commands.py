@@ -26,6 +26,7 @@ def _train_settings(args: argparse.Namespace) -> TrainSettings:
     over = {k: v for k, v in {
         "data_dir": args.data, "data_format": args.format, "seed": args.seed, "max_items": args.max_items,
         "work_dir": args.work_dir, "package_dir": getattr(args, "package_dir", None),
+        "feature_engine": getattr(args, "engine", None), "ray_address": getattr(args, "address", None),
     }.items() if v is not None}
     return TrainSettings(**over)
 
@@ -108,18 +109,19 @@ def cmd_reembed(args) -> None:
 
 
 def cmd_embed(args) -> None:
-    """A whole catalogue through the ONNX pipeline, into a Parquet file or the service's Redis store."""
-    from models.data import catalogue_items
-    from service.batch_embed import embed_to_parquet, embed_to_redis
+    """A whole catalogue through the ONNX pipeline, here or on a Ray cluster, into Parquet or the service's Redis."""
+    from models.data import movielens_items
+    from service.offline.catalogue import catalogue_table, read_catalogue
+    from service.offline.engines import embed_catalogue
 
     if (args.out is None) == (args.to is None):
-        raise SystemExit("coldproxy embed: give one of --out FILE.parquet and --to redis")
+        raise SystemExit("coldproxy embed: give one of --out DIR and --to redis")
     settings = ServiceSettings(micro_batching=False, **({"package_dir": args.package_dir} if args.package_dir else {}))
-    items = list(zip(*catalogue_items(args.data, args.format or "generic")))
-    if args.out is not None:
-        report = embed_to_parquet(settings, items, args.out, args.batch)
-    else:
-        report = embed_to_redis(settings, items, args.batch, args.overwrite)
+    movielens = args.format == "movielens" or (args.format is None and (args.data / "movies.csv").exists())
+    table = catalogue_table(*movielens_items(args.data)) if movielens else read_catalogue(args.data, args.format)
+    report = embed_catalogue(settings, table, out=args.out, redis=args.to == "redis",
+                             overwrite=args.overwrite, batch=args.batch, engine=args.engine, address=args.address,
+                             actors=args.actors, cpus_per_actor=args.cpus_per_actor, errors=args.errors)
     print(json.dumps(report))
 
 
@@ -245,13 +247,23 @@ def main(argv: list[str] | None = None) -> None:
             sp.add_argument("--package-dir", "--bundle-dir", type=Path, help="model package directory (--bundle-dir: its "
                             "deprecated name)")
         elif name == "embed":
-            sp.add_argument("--data", type=Path, required=True, help="dataset directory (its items.csv, or movies.csv)")
-            sp.add_argument("--format", choices=["movielens", "generic"], help="default generic")
+            sp.add_argument("--data", type=Path, required=True, help="the catalogue: a directory with items.csv "
+                            "(or MovieLens' movies.csv), or a Parquet table of item_id, text, image (a path or a URI)")
+            sp.add_argument("--format", choices=["movielens", "generic", "parquet"], help="default: from --data")
             sp.add_argument("--package-dir", type=Path, help="model package (COLDPROXY_PACKAGE_DIR)")
-            sp.add_argument("--out", type=Path, help="Parquet file to write")
+            sp.add_argument("--out", type=Path, help="Parquet dataset directory to write (a rerun skips what it holds)")
             sp.add_argument("--to", choices=["redis"], help="store into the service's Redis instead")
             sp.add_argument("--batch", type=int, default=64, help="items per graph call")
             sp.add_argument("--overwrite", action="store_true", help="--to redis: replace items already stored")
+            sp.add_argument("--engine", choices=["local", "ray"], default="local", help="local: this process, every "
+                            "usable core; ray: a Ray cluster's actors (pip install 'coldproxy[ray]')")
+            sp.add_argument("--address", help="--engine ray: the cluster (default: RAY_ADDRESS, else a local one)")
+            sp.add_argument("--actors", type=int, help="--engine ray: actors (default: the cluster's CPUs / "
+                            "--cpus-per-actor)")
+            sp.add_argument("--cpus-per-actor", type=int, default=1, help="--engine ray: CPUs (decode and ONNX "
+                            "Runtime threads) per actor")
+            sp.add_argument("--errors", type=Path, help="the failed rows' table (default: beside --out, or "
+                            "embed.errors.parquet)")
         elif name == "reembed":
             sp.add_argument("--to-package", "--to-bundle", dest="to_package", type=Path, required=True,
                             help="the model package to re-embed for (--to-bundle: its deprecated name, goes in the "
@@ -274,6 +286,11 @@ def main(argv: list[str] | None = None) -> None:
                             "item model package everywhere else)")
         else:
             data_flags(sp)
+        if name == "train":
+            sp.add_argument("--engine", choices=["local", "ray"], help="where the encoders' pass runs on a feature-cache "
+                            "miss (COLDPROXY_FEATURE_ENGINE): here, or a Ray cluster's actors")
+            sp.add_argument("--address", help="--engine ray: the cluster (COLDPROXY_RAY_ADDRESS; default: RAY_ADDRESS, "
+                            "else a local one)")
         if name in ("serve", "up"):
             serve_flags(sp)
         if name == "up":

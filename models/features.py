@@ -47,23 +47,36 @@ class Features:
         return Features(**({k: getattr(self, k) for k in FIELDS} | fields))
 
 
-def encode_texts(graph: Path, texts: list[str], max_len: int, batch: int, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    sess, tok = make_session(graph), tokenizer(max_len)
-    out = np.zeros((len(texts), TEXT_DIM), dtype=np.float32)
-    layers = np.zeros((len(texts), TEXT_LAYERS, TEXT_DIM), dtype=np.float32)
+class Encoders:
+    """The two encoder graphs' sessions, opened once: a batch of texts or image files -> their features. The local
+    pass and each Ray actor (``models.features_ray``) run the same code."""
+
+    def __init__(self, text_graph: Path, image_graph: Path, max_len: int):
+        self.text, self.image, self.tok = make_session(text_graph), make_session(image_graph), tokenizer(max_len)
+
+    def texts(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """[n, 384] pooled, [n, 7, 384] every layer."""
+        if not texts:
+            return np.zeros((0, TEXT_DIM), np.float32), np.zeros((0, TEXT_LAYERS, TEXT_DIM), np.float32)
+        return tuple(self.text.run(None, self.tok(list(texts))))
+
+    def images(self, paths: list[Path]) -> tuple[np.ndarray, np.ndarray]:
+        """[n, 1280] pooled, [n, 784] the stages'."""
+        if not paths:
+            return np.zeros((0, IMAGE_DIM), np.float32), np.zeros((0, IMAGE_STAGE_DIM), np.float32)
+        return tuple(self.image.run(None, {IMAGE_INPUTS[0]: np.stack([load_image_file(Path(p)) for p in paths])}))
+
+
+def encode_local(encoders: Encoders, texts: list[str], images: list[Path], batch: int, progress: bool = True
+                 ) -> tuple[np.ndarray, ...]:
+    """(text, text_layers) of ``texts`` and (image, image_stages) of ``images``, ``batch`` at a time, here."""
+    text, layers = np.zeros((len(texts), TEXT_DIM), np.float32), np.zeros((len(texts), TEXT_LAYERS, TEXT_DIM), np.float32)
     for s in tqdm(range(0, len(texts), batch), desc="text features", disable=not progress):
-        out[s : s + batch], layers[s : s + batch] = sess.run(None, tok(texts[s : s + batch]))
-    return out, layers
-
-
-def encode_images(graph: Path, paths: list[Path], batch: int, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    sess = make_session(graph)
-    out = np.zeros((len(paths), IMAGE_DIM), dtype=np.float32)
-    stages = np.zeros((len(paths), IMAGE_STAGE_DIM), dtype=np.float32)
-    for s in tqdm(range(0, len(paths), batch), desc="image features", disable=not progress):
-        pix = np.stack([load_image_file(p) for p in paths[s : s + batch]])
-        out[s : s + batch], stages[s : s + batch] = sess.run(None, {IMAGE_INPUTS[0]: pix})
-    return out, stages
+        text[s : s + batch], layers[s : s + batch] = encoders.texts(texts[s : s + batch])
+    image, stages = np.zeros((len(images), IMAGE_DIM), np.float32), np.zeros((len(images), IMAGE_STAGE_DIM), np.float32)
+    for s in tqdm(range(0, len(images), batch), desc="image features", disable=not progress):
+        image[s : s + batch], stages[s : s + batch] = encoders.images(images[s : s + batch])
+    return text, layers, image, stages
 
 
 EncoderGraphs = Callable[[Path], tuple[Path, Path]]  # cache_dir -> (text, image) ONNX graphs
@@ -76,9 +89,10 @@ def cache_path(ds, cache_dir: Path, max_len: int = 128) -> Path:
 
 
 def extract_features(ds, encoder_graphs: EncoderGraphs, cache_dir: Path, max_len: int = 128, batch: int = 64,
-                     progress: bool = True) -> Features:
+                     progress: bool = True, engine: str = "local", address: str | None = None) -> Features:
     """Encode every item's text and image; items without one get zeros and a false presence flag.
-    ``encoder_graphs`` gives the encoders' ONNX graphs; it is called only when the cache misses."""
+    ``encoder_graphs`` gives the encoders' ONNX graphs; it is called only when the cache misses. ``engine``: ``local``
+    (this process) or ``ray`` (a Ray cluster's actors at ``address``, ``models.features_ray``): the same features."""
     cache = cache_path(ds, cache_dir, max_len)
     if cache.exists():
         z = np.load(cache)
@@ -91,8 +105,14 @@ def extract_features(ds, encoder_graphs: EncoderGraphs, cache_dir: Path, max_len
     text_layers = np.zeros((ds.n_items, TEXT_LAYERS, TEXT_DIM), dtype=np.float32)
     image_stages = np.zeros((ds.n_items, IMAGE_STAGE_DIM), dtype=np.float32)
     ti, ii = np.flatnonzero(has_text), np.flatnonzero(has_image)
-    text[ti], text_layers[ti] = encode_texts(text_graph, [ds.item_texts[i] for i in ti], max_len, batch, progress)
-    image[ii], image_stages[ii] = encode_images(image_graph, [ds.item_images[i] for i in ii], batch, progress)
+    texts, images = [ds.item_texts[i] for i in ti], [ds.item_images[i] for i in ii]
+    if engine == "ray":
+        from models.features_ray import encode_on_ray
+
+        out = encode_on_ray(text_graph, image_graph, max_len, texts, images, batch, address, progress)
+    else:
+        out = encode_local(Encoders(text_graph, image_graph, max_len), texts, images, batch, progress)
+    text[ti], text_layers[ti], image[ii], image_stages[ii] = out
     f = Features(text, image, text_layers, image_stages, has_text, has_image)
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_suffix(".tmp.npz")

@@ -176,3 +176,13 @@ def tiny(tiny_server):
 def client(server):
     with httpx.Client(base_url=server.url, timeout=30) as c:
         yield c
+
+
+@pytest.fixture(scope="session")
+def local_ray():
+    """A local Ray instance of 2 CPUs for the offline engines' tests (issue 43), shut down at the end."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield
+    ray.shutdown()

@@ -29,6 +29,11 @@ class DataSettings(BaseSettings):
     cache_dir: Path = Field(REPO_ROOT / "artifacts" / "cache", description="feature cache")
     text_max_len: int = Field(128, description="tokens of an item's text the text encoder reads")
     encode_batch: int = Field(64, description="items per encoder call while extracting content features")
+    feature_engine: Literal["local", "ray"] = Field("local", description="where the encoders' pass over the catalogue "
+                                                    "runs on a feature-cache miss: this process, or a Ray cluster's "
+                                                    "actors (pip install 'coldproxy[ray]'; the same features)")
+    ray_address: str | None = Field(None, description="the Ray cluster of feature_engine=ray (default: RAY_ADDRESS, "
+                                    "else a local instance)")
 
 
 class IDSpaceSettings(BaseSettings):

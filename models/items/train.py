@@ -226,7 +226,8 @@ def train(settings, encoder_graphs: EncoderGraphs, progress: bool = True) -> Tra
     split = cold_start_split(ds, settings.seed, settings.split_ratios, settings.selection_holdout)
     if progress:
         tqdm.write(describe_cost(estimate_cost(settings, ds, split, space)), file=sys.stderr)
-    feats = extract_features(ds, encoder_graphs, settings.cache_dir, settings.text_max_len, settings.encode_batch, progress)
+    feats = extract_features(ds, encoder_graphs, settings.cache_dir, settings.text_max_len, settings.encode_batch, progress,
+                             settings.feature_engine, settings.ray_address)
     t_feat = time.time()
     if space is None:
         U, I, id_log = train_id_model_checked(ds.n_users, ds.n_items, split, settings, progress)

@@ -57,7 +57,8 @@ def test_embed_writes_parquet_matching_the_http_path(tiny, tiny_package_dir, cat
     out = tmp_path / "emb.parquet"
     report = embed("--data", str(d), "--package-dir", str(tiny_package_dir), "--out", str(out), "--batch", "5")
     assert report["embedded"] == 12 and report["failed"] == 1, report  # the broken image fails alone
-    table = pq.read_table(out).to_pydict()
+    assert pq.read_table(tmp_path / "emb.errors.parquet").to_pydict()["item_id"] == ["cat-broken"]
+    table = pq.read_table(out).to_pydict()  # a dataset directory of parts, read as one table
     assert table["item_id"] == [r["item_id"] for r in rows[:12]]
     assert set(table["modalities"]) == {"text", "image", "text,image"}
     emb = np.array(table["embedding"], np.float32)
@@ -73,10 +74,12 @@ def test_embed_to_redis_stores_items_the_service_then_serves(tiny_package_dir, c
     d, rows = catalogue
     prefix = fresh_prefix
     env = {"COLDPROXY_REDIS_PREFIX": prefix, "COLDPROXY_BUNDLES_PACKAGE_DIR": ""}
-    first = embed("--data", str(d), "--package-dir", str(tiny_package_dir), "--to", "redis", **env)
+    first = embed("--data", str(d), "--package-dir", str(tiny_package_dir), "--to", "redis", "--errors",
+                  str(d / "redis.errors.parquet"), **env)
     assert first["stored"] == 12 and first["failed"] == 1, first
-    again = embed("--data", str(d), "--package-dir", str(tiny_package_dir), "--to", "redis", **env)
-    assert again["stored"] == 0 and again["exists"] == 12, again  # nothing silently overwritten
+    again = embed("--data", str(d), "--package-dir", str(tiny_package_dir), "--to", "redis", "--errors",
+                  str(d / "redis.errors.parquet"), **env)
+    assert again["stored"] == 0 and again["skipped"] == {"exists": 12}, again  # nothing silently overwritten
     assert len(list(redis_client.scan_iter(f"{prefix}:features:*:item:*"))) == 12  # re-embeddable later
     settings = ServiceSettings(package_dir=tiny_package_dir, redis_url=REDIS_URL, redis_prefix=prefix,
                                port=_free_port(), bundle_package_dir=None)
