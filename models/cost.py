@@ -1,6 +1,7 @@
 """What a training run will cost, said before it starts (issue 40): each stage's seconds from the data's size and
 the settings, from per-unit costs measured on this project's 2-core machine (``bench/train_scale.py``; the runs are
-in ``bench/results/train_scale.md``), scaled by the usable cores.
+in ``bench/results/train_scale.md``, last fitted to the 100k and 1M purchase runs of issue 40's speed-ups), scaled by
+the usable cores.
 
 Early stopping decides how many epochs each stage really runs; the estimate takes the typical counts measured
 there, so it says how long a run takes, within a factor of about two, not to the minute.
@@ -19,18 +20,19 @@ MEASURED_CORES = 2
 class UnitCosts:
     """Seconds per unit of work on the measuring machine (2 cores), and the typical epoch counts."""
 
-    feature_item: float = 0.013  # one item's text and picture through the encoders (a feature-cache miss)
+    feature_item: float = 0.016  # one item's text and picture through the encoders (a feature-cache miss)
     id_step: float = 0.006  # one ID-model BPR step: fixed part
-    id_step_positive: float = 4.8e-7  # ... and per training positive (the step propagates over the whole graph)
-    id_epochs: int = 50
-    generator_step: float = 0.13  # one generator step of 1,024 clicks (text layers, picture stages, PAL)
-    generator_epochs: int = 12  # 9 to 17 at 300k purchases (bench/results/train_scale_generator.md)
+    id_step_positive: float = 1.9e-7  # ... and per training positive (the step propagates over the whole graph, CSR)
+    id_epochs: int = 55  # 55 (best 35) at 100k and 1M purchases
+    generator_step: float = 0.08  # one generator step of 1,024 clicks, averaged over fused / text-only / image-only
+    generator_epochs: int = 16  # 15 (best 11) at 100k purchases, 18 (best 14) at 1M
     gate_step: float = 0.02
     gate_epochs: int = 15
     diffusion_item_epoch: float = 2e-4  # one warm item through the denoiser's training, one epoch
     diffusion_epochs: int = 60
     score_pair: float = 4e-9  # one (user, item) score in validation, calibration and evaluation
-    export: float = 60.0  # ONNX export of the encoders and the generator, and the parity checks
+    calibration_scores: int = 180  # calibration's grid and the evaluation, in full (user, item) score passes
+    export: float = 10.0  # ONNX export of the generator and the expert graphs, and the parity checks (encoders cached)
 
 
 def _steps(n: int, batch: int, cap: int) -> int:
@@ -53,7 +55,7 @@ def estimate(settings, n_items: int, n_users: int, n_train: int, n_warm_val: int
         "diffusion+gate": (unit.diffusion_epochs * n_warm * unit.diffusion_item_epoch
                            + unit.gate_epochs * _steps(n_warm_val, settings.gate_batch, settings.gate_steps_per_epoch)
                            * unit.gate_step) if settings.diffusion else 0.0,
-        "calibration+evaluation": 3 * scores,
+        "calibration+evaluation": unit.calibration_scores * scores,
         "export": unit.export,
     }
     scale = MEASURED_CORES / max(1, min(cores, 8))  # torch's CPU kernels stop scaling well beyond a few cores
