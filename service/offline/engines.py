@@ -6,7 +6,6 @@ refused, and the failed rows in the errors table. ``ray`` is an optional extra (
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ from tqdm import tqdm
 
 from coldproxy.config import ServiceSettings, usable_cores
 from coldproxy.errors import ColdproxyError
-from coldproxy.package import MANIFEST
+from coldproxy.package import SCHEMA_VERSION, Manifest, read_manifest
 from service.offline.sinks import ParquetSink, RedisSink, errors_path, write_errors
 from service.offline.worker import EmbedWorker
 
@@ -35,8 +34,8 @@ def embed_catalogue(settings: ServiceSettings, catalogue: pa.Table, out: Path | 
     or ``embed.errors.parquet`` in the working directory for Redis)."""
     if (out is None) == (not redis):
         raise ColdproxyError("give one of an output directory and the Redis store")
-    manifest = json.loads((Path(settings.package_dir) / MANIFEST).read_text())
-    sink = RedisSink(settings, overwrite) if redis else ParquetSink(out, manifest["version"], manifest["dims"]["id_dim"])
+    manifest = read_manifest(Path(settings.package_dir), Manifest, SCHEMA_VERSION, "model package", "coldproxy export")
+    sink = RedisSink(settings, overwrite) if redis else ParquetSink(out, manifest.version, manifest.dims.id_dim)
     errors_file = errors or (errors_path(out) if out is not None else Path("embed.errors.parquet"))
     t0 = time.perf_counter()
     try:
