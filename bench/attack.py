@@ -143,9 +143,11 @@ async def attacks(port: int, tally: Tally, rounds: int, slow_clients: int, rng: 
                                 .replace("{user_id}", rng.choice(["1", "-1", "%ff", "u" * 300])) \
                                 .replace("{bundle_id}", rng.choice(["b", "%0a"]))
                         body = rng.choice([os.urandom(rng.randint(0, 4096)), json.dumps(
-                            {"item_ids": [rng.random()] * rng.randint(0, 20000), "user_id": rng.random(), "k": -1}).encode()])
+                            {"item_ids": [rng.random()] * rng.randint(0, 20000), "user_id": rng.random(),
+                             "k": -1}).encode()])
                         r = await c.request(method.upper(), p, content=body,
-                                            headers={"content-type": rng.choice(["application/json", "text/plain", "multipart/form-data"])})
+                                            headers={"content-type": rng.choice([
+                                                "application/json", "text/plain", "multipart/form-data"])})
                         tally.add("random bodies, every route", r.status_code)
         # slow clients: each sends a request's headers one byte every 0.5 s, all at once
         head = f"POST /v1/rank HTTP/1.1\r\n{host}Content-Type: application/json\r\nContent-Length: 10\r\n\r\n".encode()
@@ -311,7 +313,8 @@ def main() -> None:
              f"RSS {before:.0f} MB before, {peak:.0f} MB at its peak, {after:.0f} MB after. "
              f"`/healthz` while the hostile reads ran (8 at a time, another process timing it every 20 ms): "
              f"p50 {healthz['p50_ms']} ms, p99 {healthz['p99_ms']} ms, max {healthz['max_ms']} ms "
-             f"({healthz['samples']} samples). API keys: {'a write key held by the attacker' if a.with_keys else 'none (the loopback demo)'}.\n",
+             f"({healthz['samples']} samples). API keys: "
+             f"{'a write key held by the attacker' if a.with_keys else 'none (the loopback demo)'}.\n",
              "| attack | statuses seen (count) |", "|---|---|"]
     lines += [f"| {k} | " + ", ".join(f"{s}: {n}" for s, n in sorted(v.items())) + " |" for k, v in rows.items()]
     (RESULTS / f"{a.out}.md").write_text("\n".join(lines) + "\n")

@@ -61,7 +61,8 @@ def main() -> None:
     torch.manual_seed(0)
     fused = generator((1, 1), a.experts)
     models = {"fused": fused,
-              "blend": BlendedGenerator(fused, {"text": generator((1, 0), a.experts), "image": generator((0, 1), a.experts)},
+              "blend": BlendedGenerator(fused,
+                                        {"text": generator((1, 0), a.experts), "image": generator((0, 1), a.experts)},
                                         {"both": 0.4, "text": 0.4, "image": 0.2}).eval()}
     out = {"threads": a.threads, "experts": a.experts, "p50_ms": {}}
     with tempfile.TemporaryDirectory() as tmp:
@@ -69,7 +70,9 @@ def main() -> None:
             path = export_proxy(model, Path(tmp) / f"{name}.onnx")
             out["p50_ms"][name] = {str(b): p50_ms(path, b, a.threads, a.runs) for b in a.batches}
     for b in a.batches:
-        print(f"batch {b}: fused {out['p50_ms']['fused'][str(b)]:.3f} ms, blend {out['p50_ms']['blend'][str(b)]:.3f} ms (p50)")
+        print(
+            f"batch {b}: fused {out['p50_ms']['fused'][str(b)]:.3f} ms, blend {out['p50_ms']['blend'][str(b)]:.3f} ms "
+            "(p50)")
     RESULTS.mkdir(exist_ok=True)
     name = "blend_latency" if a.experts == TrainSettings().proxy_experts else f"blend_latency-K{a.experts}"
     (RESULTS / f"{name}.json").write_text(json.dumps(out, indent=2))

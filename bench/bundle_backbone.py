@@ -28,7 +28,8 @@ from models.bundles.data import load_youshu
 from models.training import nth_seed
 
 RESULTS = Path(__file__).resolve().parent / "results"
-# the defaults before CrossCBR's settings, spelled out: the rows measured against them stay what they were after the defaults moved
+# the defaults before CrossCBR's settings, spelled out: the rows measured against them stay what they were after the
+# defaults moved
 BEFORE = {"lightgcn_layers": 2, "id_lr": 5e-3, "init": "normal", "id_weight_decay": 0.0, "id_reg": 1e-4,
           "item_bpr_weight": 1.0, "contrast_weight": 0.04, "shared_user_table": False, "layer_combine": "mean",
           "edge_dropout": 0.0, "bpr_negatives": 1}
@@ -96,7 +97,8 @@ def run(scenario: str, seed: int, variant: str, progress: bool) -> dict:
     tune = first["best_tune_ndcg@20"] if n_priors == 1 else evaluate(d, d.tune, scores)["ndcg@20"]
     best = max(first["history"], key=lambda r: r["tune_ndcg@20"])
     return {"scenario": scenario, "seed": seed, "variant": variant, "tune_ndcg@20": tune,
-            "best_epoch": best["epoch"], "epochs_run": first["history"][-1]["epoch"], "recall@20": float(m["recall@20"]),
+            "best_epoch": best["epoch"], "epochs_run": first["history"][-1]["epoch"],
+            "recall@20": float(m["recall@20"]),
             "ndcg@20": float(m["ndcg@20"]), "seconds": time.time() - t}
 
 
@@ -111,7 +113,8 @@ def merge(rows: list[dict]) -> dict:
             entry = {m: [by[v, s][m] for s in seeds] for m in ("tune_ndcg@20", "recall@20", "ndcg@20")}
             ref = reference(v)
             entry["reference"] = ref
-            entry["minus_reference"] = {m: [by[v, s][m] - by[ref, s][m] for s in seeds] for m in entry if m != "reference"}
+            entry["minus_reference"] = {m: [by[v, s][m] - by[ref, s][m] for s in seeds] for m in entry
+                                        if m != "reference"}
             entry["best_epoch"] = [by[v, s]["best_epoch"] for s in seeds]
             table.setdefault(sc, {"seeds": seeds, "variants": {}})["variants"][v] = entry
     return table
@@ -126,11 +129,13 @@ def write(table: dict) -> None:
                   "first row, CrossCBR as published (served until 4 negatives became the default; for the rows "
                   "built on 4 negatives, against that row; for 'before' and the rows below it, against 'before'); "
                   "tune chooses, test reports", "",
-                  "| stage 1 | tune NDCG@20 | Δ tune per seed | test R@20 | test N@20 | Δ test R@20 per seed | best epoch |",
+                  "| stage 1 | tune NDCG@20 | Δ tune per seed | test R@20 | test N@20 | Δ test R@20 per seed | best "
+                  "epoch |",
                   "|---|---|---|---|---|---|---|"]
         for v, e in t["variants"].items():
             d = e["minus_reference"]
-            lines.append(f"| {v} | {np.mean(e['tune_ndcg@20']):.4f} | {' / '.join(f'{x:+.4f}' for x in d['tune_ndcg@20'])} | "
+            lines.append(f"| {v} | {np.mean(e['tune_ndcg@20']):.4f} | "
+                         f"{' / '.join(f'{x:+.4f}' for x in d['tune_ndcg@20'])} | "
                          f"{np.mean(e['recall@20']):.4f} | {np.mean(e['ndcg@20']):.4f} | "
                          f"{' / '.join(f'{x:+.4f}' for x in d['recall@20'])} | {e['best_epoch']} |")
         lines.append("")

@@ -27,8 +27,8 @@ def content_free(scenario: str, settings: BundleSettings) -> dict:
     counts = d.bundle_counts()
     new = counts == 0
     # a user [1 ; 1 ; t_u] against a bundle [popularity ; log(size) ; 1 if new]: warm by popularity, new by size + t_u
-    bundles = np.stack([np.where(new, 0.0, np.log1p(counts)), np.where(new, np.log(np.maximum(d.bundle_sizes(), 1)), 0.0),
-                        new], axis=1).astype(np.float32)
+    bundles = np.stack([np.where(new, 0.0, np.log1p(counts)),
+                        np.where(new, np.log(np.maximum(d.bundle_sizes(), 1)), 0.0), new], axis=1).astype(np.float32)
     users = np.ones((d.n_users, 1), np.float32)
     length = settings.calibration_list_length
     out = {"scenario": scenario, "by_pool": {}}

@@ -43,9 +43,12 @@ SERVED = "served (variant chosen on tune)"
 POOL_ROWS = {"tune_new": "placement fitted on tune's new bundles only",  # inductive: never the test split's vectors
              "all_new": "placement fitted against every new bundle"}  # transductive: the test split's vectors too
 HITS = ("hit_rate@20", "new_item_hit_rate@20", "new_item_share_of_positives")  # new items: bundles without interactions
-GATE_ROWS = {"full": "full", "no_augmentation": "w/o augmentation", "no_output_gate": "w/o output gate"}  # variant -> row
-VARIANTS = ("backbone (w/o diffusion)", "size prior alone", SERVED, "full", "w/o cold calibration", "calibration w/o size prior",
-            "calibration w/o anchor source", "calibration w/o offset", "calibration w/o per-user placement", "w/o augmentation",
+# variant -> row
+GATE_ROWS = {"full": "full", "no_augmentation": "w/o augmentation", "no_output_gate": "w/o output gate"}
+VARIANTS = ("backbone (w/o diffusion)", "size prior alone", SERVED, "full", "w/o cold calibration",
+            "calibration w/o size prior",
+            "calibration w/o anchor source", "calibration w/o offset", "calibration w/o per-user placement",
+            "w/o augmentation",
             "w/o output gate", *POOL_ROWS.values())
 
 
@@ -71,7 +74,8 @@ def run(scenario: str, seed: int, base: dict, progress: bool) -> dict:
         c, placement, log = calibrate_cold(d, users, gated, vd.anchor, s_c, progress)
         return test(served_vectors(d, gated, vd.anchor, c), placement), {"calibration": c.model_dump()} | log
 
-    out = {"backbone (w/o diffusion)": test(with_columns(np.concatenate([prior.bB, prior.bI], 1), 0.0, 0.0)), "choices": {},
+    out = {"backbone (w/o diffusion)": test(with_columns(np.concatenate([prior.bB, prior.bI], 1), 0.0, 0.0)),
+           "choices": {},
            "prior": {"tune_ndcg@20": log_p["best_tune_ndcg@20"], "epochs_run": log_p["epochs_run"],
                      "fixed_epochs": log_p["fixed_epochs"]}}
     eta = s.aug_eta[scenario]
@@ -86,7 +90,8 @@ def run(scenario: str, seed: int, base: dict, progress: bool) -> dict:
         if name == "full":
             out["w/o cold calibration"] = test(served_vectors(d, gated, vd.anchor, ColdCalibration()))
             # a cold bundle scored by log(members) alone: how much of the calibration is the size prior
-            out["size prior alone"] = test(served_vectors(d, gated, vd.anchor, ColdCalibration(bundle_view=0, item_view=0,
+            out["size prior alone"] = test(served_vectors(d, gated, vd.anchor,
+                                                          ColdCalibration(bundle_view=0, item_view=0,
                                                                                                 log_size=1)))
             for abl, update in (("calibration w/o size prior", {"calibration_size_grid": [0.0]}),
                                 ("calibration w/o anchor source", {"calibration_sources": ["gate"]}),
@@ -126,7 +131,8 @@ def write(report: dict, name: str = "bundles") -> None:
     lines = ["| model | " + " | ".join(f"{sc} R@20 | {sc} N@20" for sc in scen) + " |",
              "|---|" + "---|---|" * len(scen)]
     for v, by in report["table"].items():
-        cells = [f"{by[sc]['recall@20'][0]:.4f} ± {by[sc]['recall@20'][1]:.4f} | {by[sc]['ndcg@20'][0]:.4f} ± {by[sc]['ndcg@20'][1]:.4f}"
+        cells = [f"{by[sc]['recall@20'][0]:.4f} ± {by[sc]['recall@20'][1]:.4f} | {by[sc]['ndcg@20'][0]:.4f} ± "
+                 f"{by[sc]['ndcg@20'][1]:.4f}"
                  if sc in by else "– | –" for sc in scen]  # a row some scenarios' runs predate
         lines.append(f"| {v} | " + " | ".join(cells) + " |")
     for name, by in PUBLISHED.items():
@@ -183,7 +189,8 @@ def main() -> None:
                "seconds": sum(r["seconds"] for by in runs.values() for r in by.values())})
         return
     runs = {sc: {str(seed): run(sc, seed, base, not a.quiet) for seed in a.seeds} for sc in a.scenarios}
-    write({"settings": base, "seeds": a.seeds, "runs": runs, "table": summarise(runs), "seconds": time.time() - t}, a.name)
+    write({"settings": base, "seeds": a.seeds, "runs": runs, "table": summarise(runs), "seconds": time.time() - t},
+          a.name)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,8 @@ def variants() -> list[tuple[str, dict]]:
            ("DDPM-50", {"method": "ddpm", "steps": 50, "spacing": "time"})]
     for m, label in (("dpmpp1", "DPM-Solver++ 1"), ("dpmpp2m", "DPM-Solver++ 2M")):
         out += [(f"{label}, S={s}", {"method": m, "steps": s, "spacing": "logsnr"}) for s in STEPS]
-    out.append(("DPM-Solver++ 2M, S=3, pure-noise start", {"method": "dpmpp2m", "steps": 3, "spacing": "logsnr", "from_noise": True}))
+    out.append(("DPM-Solver++ 2M, S=3, pure-noise start",
+                {"method": "dpmpp2m", "steps": 3, "spacing": "logsnr", "from_noise": True}))
     return out
 
 
@@ -78,7 +79,8 @@ def summarise(per_seed: list[dict]) -> dict:
 def markdown(summary: dict, seeds, start) -> str:
     lines = ["# Diffusion expert: samplers on the MovieLens-posters cold split\n",
              f"seeds {seeds}; anchor start at t = {start} T; mean ± std over seeds; torch CPU timings\n",
-             "| sampler | cold Recall@20 | cold NDCG@20 | denoiser calls / item | ms per 1,000 items |", "|---|---|---|---|---|"]
+             "| sampler | cold Recall@20 | cold NDCG@20 | denoiser calls / item | ms per 1,000 items |",
+             "|---|---|---|---|---|"]
     for n, v in summary.items():
         lines.append(f"| {n} | {v['recall@20']['mean']:.4f} ± {v['recall@20']['std']:.4f} | "
                      f"{v['ndcg@20']['mean']:.4f} ± {v['ndcg@20']['std']:.4f} | {v['denoiser_calls']['mean']:.0f} | "
@@ -99,7 +101,8 @@ def plot(summary: dict, path: Path) -> None:
     for label, marker in (("DPM-Solver++ 1", "o-"), ("DPM-Solver++ 2M", "s-")):
         ys = [summary[f"{label}, S={s}"]["recall@20"]["mean"] for s in STEPS]
         ax.plot(STEPS, ys, marker, label=label)
-    ax.plot([50, 500], [summary["DDPM-50"]["recall@20"]["mean"], summary["DDPM-500"]["recall@20"]["mean"]], "^--", label="DDPM ancestral")
+    ax.plot([50, 500], [summary["DDPM-50"]["recall@20"]["mean"], summary["DDPM-500"]["recall@20"]["mean"]], "^--",
+            label="DDPM ancestral")
     for name, style in (("anchor alone (no diffusion)", ":"), ("content proxy alone", "-.")):
         ax.axhline(summary[name]["recall@20"]["mean"], ls=style, color="grey", label=name)
     ax.set_xscale("log")
@@ -114,14 +117,16 @@ def plot(summary: dict, path: Path) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
-    p.add_argument("--start", type=float, default=TrainSettings().sampler_start, help="anchor noise level, fraction of T")
+    p.add_argument("--start", type=float, default=TrainSettings().sampler_start,
+                   help="anchor noise level, fraction of T")
     a = p.parse_args()
     t = time.time()
     per_seed = [run_seed(seed, a.start) for seed in a.seeds]
     summary = summarise(per_seed)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "diffusion.json").write_text(json.dumps({"seeds": a.seeds, "start": a.start, "seconds": time.time() - t,
-                                                         "summary": summary, "per_seed": per_seed}, indent=2, default=float))
+                                                         "summary": summary, "per_seed": per_seed}, indent=2,
+                                                       default=float))
     table = markdown(summary, a.seeds, a.start)
     (RESULTS / "diffusion.md").write_text(table)
     plot(summary, RESULTS / "diffusion.png")

@@ -54,7 +54,8 @@ async def run(url: str, bodies: list[dict], concurrency: int, batch: int | None)
     lat.sort()
     return {"mode": f"batch {batch}" if batch else "single", "concurrency": concurrency, "items": len(bodies),
             "stored": stored, "errors": errors, "wall_s": wall, "items_per_s": stored / wall,
-            "request_p50_ms": 1000 * lat[len(lat) // 2], "request_p99_ms": 1000 * lat[min(len(lat) - 1, int(0.99 * len(lat)))]}
+            "request_p50_ms": 1000 * lat[len(lat) // 2],
+            "request_p99_ms": 1000 * lat[min(len(lat) - 1, int(0.99 * len(lat)))]}
 
 
 def main() -> None:
@@ -70,9 +71,11 @@ def main() -> None:
     rows = []
     for mode in [None, *a.batch]:
         tag = uuid.uuid4().hex[:6]
-        bodies = [{"item_id": f"bench-{tag}-{mid}", "text": text, "image_base64": base64.b64encode(poster.read_bytes()).decode()}
+        bodies = [{"item_id": f"bench-{tag}-{mid}", "text": text,
+                   "image_base64": base64.b64encode(poster.read_bytes()).decode()}
                   for mid, text, poster in items]
-        rows.append(asyncio.run(run(a.url, bodies, a.concurrency if mode is None else max(1, a.concurrency // 4), mode)))
+        rows.append(asyncio.run(run(a.url, bodies, a.concurrency if mode is None else max(1, a.concurrency // 4),
+                                    mode)))
         print(json.dumps(rows[-1]))
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "ingest_batch.json").write_text(json.dumps({"url": a.url, "results": rows}, indent=2))

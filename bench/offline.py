@@ -115,7 +115,8 @@ def main() -> None:
             prefix = f"offline-bench-{uuid.uuid4().hex[:8]}"
             s = settings.model_copy(update={"redis_prefix": prefix})
             try:
-                r = embed_catalogue(s, table, redis=True, batch=a.batch, errors=work / "redis.errors.parquet", progress=False)
+                r = embed_catalogue(s, table, redis=True, batch=a.batch, errors=work / "redis.errors.parquet",
+                                    progress=False)
             finally:
                 flush(settings.redis_url, prefix)
             rows.append(r | {"engine": "local into redis", "write_items_per_s": round(r["stored"] / r["write_s"], 1)})
@@ -139,12 +140,14 @@ def write(rows: list[dict], a) -> None:
            "rows": rows, "scaling_model": model}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{a.name}.json").write_text(json.dumps(out, indent=2))
-    md = [f"# Offline backfill throughput ({usable_cores()} cores, {a.items} items)", "", f"Command: `{out['command']}`", "",
+    md = [f"# Offline backfill throughput ({usable_cores()} cores, {a.items} items)", "",
+          f"Command: `{out['command']}`", "",
           "| engine | items/s | seconds | failed |", "|---|---|---|---|"]
     md += [f"| {r['engine']} | {r['items_per_s']} | {r['seconds']} | {r.get('failed', 0)} |" for r in rows]
     if cap:
         md += ["", f"Redis write rate (one store, items stored / seconds writing): {cap} items/s."]
-    md += ["", "Scaling model (items/s; a node at the 1-node rate above):", "", "| nodes | into Parquet | into one Redis |",
+    md += ["", "Scaling model (items/s; a node at the 1-node rate above):", "",
+           "| nodes | into Parquet | into one Redis |",
            "|---|---|---|"] + [f"| {n} | {m['parquet']} | {m['redis']} |" for n, m in model.items()]
     (RESULTS / f"{a.name}.md").write_text("\n".join(md) + "\n")
     plot(rows, model, RESULTS / f"{a.name}.png")

@@ -19,7 +19,8 @@ from coldproxy.config import usable_cores
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CORES = usable_cores()
-SETTINGS = {  # one stream of batches here: the service's default thread split (cores // batch_workers) is not what this measures
+# one stream of batches here: the service's default thread split (cores // batch_workers) is not what this measures
+SETTINGS = {
     f"all, arena, pattern, {CORES} threads": {"ort_intra_threads": CORES},
     "graph optimisation basic": {"ort_graph_optimization": "basic", "ort_intra_threads": CORES},
     "graph optimisation disabled": {"ort_graph_optimization": "disable", "ort_intra_threads": CORES},
@@ -48,7 +49,8 @@ def main() -> None:
         return
     out = {}
     for name, over in SETTINGS.items():
-        r = subprocess.run([sys.executable, __file__, "--one", json.dumps(over)], capture_output=True, text=True, check=True)
+        r = subprocess.run([sys.executable, __file__, "--one", json.dumps(over)], capture_output=True, text=True,
+                           check=True)
         out[name] = json.loads(r.stdout.strip().splitlines()[-1])
         m = out[name]
         print(f"{name:42s} {m['items_per_s']:6.1f} items/s  text {m['ms_per_item']['text_encoder']:.2f} ms  "

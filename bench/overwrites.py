@@ -97,7 +97,8 @@ def main() -> None:
     lines = [f"# Overwrites at {a.items:,} items: one replica's index, this machine ({usable_cores()} cores)\n",
              f"Command: `{command}`. Each of {a.overwrites:,} overwrites applied one at a time, as the event stream "
              f"delivers them; then {a.queries:,} recommendations (top {a.k}) for the package's users.\n",
-             "| index | overwrite p50 / p99 / max (ms) | recommend p50 / p99 (ms) after | HNSW stale nodes after | graph "
+             "| index | overwrite p50 / p99 / max (ms) | recommend p50 / p99 (ms) after | HNSW stale nodes after | "
+             "graph "
              "rebuilds | recall@k vs exact |", "|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['index']} | {r['overwrite_p50_ms']} / {r['overwrite_p99_ms']} / {r['overwrite_max_ms']} | "

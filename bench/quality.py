@@ -1,5 +1,5 @@
-"""Cold-start quality benchmark (MovieLens-posters by default, or any dataset): every baseline, the proxy generator on MF and
-on LightGCN, and its ablations, over 3 seeds.
+"""Cold-start quality benchmark (MovieLens-posters by default, or any dataset): every baseline, the proxy generator on
+MF and on LightGCN, and its ablations, over 3 seeds.
 
 For each seed: split items 8:1:1, train the ID model on warm interactions, then every method
 produces embeddings for the cold items (warm items keep their ID embeddings) and is scored in the
@@ -106,7 +106,8 @@ def export_splits(out: Path, seeds: list[int], data: dict) -> None:
         (d / "split.json").write_text(json.dumps({
             "dataset": ds.name, "seed": seed, "ratios": list(s.split_ratios), "warm_items": len(sp.warm_items),
             "users": ds.n_users, "train_interactions": len(sp.train), "warm_val_interactions": len(sp.warm_val),
-            "held_out": "validation-cold and test-cold items and their interactions; warm-test interactions"}, indent=2))
+            "held_out": "validation-cold and test-cold items and their interactions; warm-test interactions"},
+                                                 indent=2))
         print(f"seed {seed}: {len(sp.train)} training interactions over {len(sp.warm_items)} warm items, "
               f"{ds.n_users} users -> {d}")
 
@@ -131,7 +132,8 @@ def check_no_cold_vectors(result) -> None:
                          f"{[result.dataset.item_ids[i] for i in seen[:3]]}): it was not made from this seed's split")
 
 
-def run_seed(seed: int, only: set[str] | None, data: dict, space_dir: Path | None = None) -> tuple[dict[str, dict], str]:
+def run_seed(seed: int, only: set[str] | None, data: dict,
+             space_dir: Path | None = None) -> tuple[dict[str, dict], str]:
     """Every method's scenarios on one seed, and the dataset's name; with ``space_dir``, in the seed's given space."""
     s = TrainSettings(seed=seed, **data, **space_settings(space_dir, seed))
     want = lambda m: (only is None or m in only) and not (space_dir is not None and m == LIGHTGCN)  # noqa: E731
@@ -145,7 +147,8 @@ def run_seed(seed: int, only: set[str] | None, data: dict, space_dir: Path | Non
     def score(name, emb, users=U):
         res[name] = evaluate_split(users, emb, sp)
         every = res[name]["all"]
-        print(f"seed {seed} {name}: cold R@20 {res[name]['cold']['recall@20']:.4f} NDCG@20 {res[name]['cold']['ndcg@20']:.4f}"
+        print(f"seed {seed} {name}: cold R@20 {res[name]['cold']['recall@20']:.4f} NDCG@20 "
+              f"{res[name]['cold']['ndcg@20']:.4f}"
               f" | all R@20 {every['recall@20']:.4f} NDCG@20 {every['ndcg@20']:.4f}"
               f" new-item hit@20 {every['new_item_hit_rate@20']:.4f} (all {every['hit_rate@20']:.4f})", flush=True)
 
@@ -223,7 +226,8 @@ def diffusion_rows(result, cold, score, want) -> None:
     score(DIFFUSION[1], with_cold(served_cold(replace(ex, choice="gate"), cold)[0]))
     if want(DIFFUSION[2]):
         stacked, available = ex.stacked(I, sp.warm_items, n)
-        gate, _ = train_gate(stacked, available, ex.features, U, sp, s.model_copy(update={"gate_aug_ratio": 0.0}), desc="gate w/o aug")
+        gate, _ = train_gate(stacked, available, ex.features, U, sp, s.model_copy(update={"gate_aug_ratio": 0.0}),
+                             desc="gate w/o aug")
         score(DIFFUSION[2], with_cold(served_cold(replace(ex, gate=gate), cold)[0]))
     if want(DIFFUSION[3]):
         kw = sampler_kwargs(s) | {"from_noise": True, "seed": s.seed}
@@ -264,7 +268,8 @@ def markdown(summary: dict, seeds: list[int]) -> str:
         lines += [f"\n**{sc}** scenario — mean ± std over seeds {seeds}\n",
                   "| method | " + " | ".join(METRICS) + " |", "|---|" + "---|" * len(METRICS)]
         for m, v in summary.items():
-            lines.append(f"| {m} | " + " | ".join(f"{v[sc][k]['mean']:.4f} ± {v[sc][k]['std']:.4f}" for k in METRICS) + " |")
+            lines.append(f"| {m} | " + " | ".join(f"{v[sc][k]['mean']:.4f} ± {v[sc][k]['std']:.4f}" for k in METRICS)
+                         + " |")
     lines += [f"\n**all** scenario: share of positives reaching the user's top 20 (all; test-cold items) and the "
               f"test-cold items' share of the positives — mean ± std over seeds {seeds}\n",
               "| method | " + " | ".join(HIT_RATES) + " |", "|---|" + "---|" * len(HIT_RATES)]
@@ -301,7 +306,8 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--only", nargs="+", help="method names to run besides the full generator")
     p.add_argument("--out", default="quality_movielens", help="results file stem under bench/results")
-    p.add_argument("--merge", action="store_true", help="add the rows run now to the existing results file (same seeds)")
+    p.add_argument("--merge", action="store_true",
+                   help="add the rows run now to the existing results file (same seeds)")
     p.add_argument("--data", type=Path, help="dataset directory (default: COLDPROXY_DATA_DIR, MovieLens-posters)")
     p.add_argument("--format", choices=["movielens", "generic"], help="dataset format (COLDPROXY_DATA_FORMAT)")
     p.add_argument("--combine", type=Path, nargs="+", help="write --out from these results files (e.g. one per "

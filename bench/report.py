@@ -75,7 +75,8 @@ def item_section(name: str, title: str, how: str) -> list[str]:
     seeds = run["seeds"]
     out = [f"## {title}", "", f"Seeds {', '.join(map(str, seeds))}; test split, reported only; {how}. Source: "
            f"`bench/results/{name}.json`.", "",
-           "| method | cold Recall@20 | cold NDCG@20 | all-items Recall@20 | all-items NDCG@20 | cold Recall@20 per seed |",
+           "| method | cold Recall@20 | cold NDCG@20 | all-items Recall@20 | all-items NDCG@20 | cold Recall@20 per "
+           "seed |",
            "|---|---|---|---|---|---|"]
     methods = [m for m in (DEFAULT, GENERATOR, *BASELINES) if metric(run, m, "cold", "recall@20") is not None]
     for m in methods:
@@ -105,10 +106,12 @@ def bundle_section() -> list[str]:
     if run is None:
         return out + ["Not measured yet (`bench/results/bundles.json` is missing).", ""]
     out += ["Recall@20 / NDCG@20, mean ± sample std over seeds " + ", ".join(map(str, run["seeds"])) + "; source "
-            "`bench/results/bundles.json` (`python bench/bundles.py`). **Only the representation row is a like-for-like "
+            "`bench/results/bundles.json` (`python bench/bundles.py`). **Only the representation row is a "
+            "like-for-like "
             "comparison with MoDiffE's published numbers.** The rows below it add a serving policy fitted on the tune "
             "split: a size prior α·log(members)+β and a per-user placement t_u that reserves k of the top 20 for "
-            "bundles without interactions. t_u is fitted either against every bundle without training interactions, the "
+            "bundles without interactions. t_u is fitted either against every bundle without training interactions, "
+            "the "
             "test ones included (transductive: over their vectors, never their labels), or only against the tune "
             "split's new bundles (inductive: what a served system has before new bundles arrive); each row says "
             "which.", "",
@@ -133,7 +136,8 @@ def bundle_section() -> list[str]:
             out.append(f"| content-free list ({fit}) | no model, no content: warm bundles by popularity, new ones by "
                        "size, k of the top 20 (k on tune; `python bench/bundle_content_free.py`) | " + " | ".join(
                            f"{runs[s]['by_pool'][pool]['recall@20']:.4f} / {runs[s]['by_pool'][pool]['ndcg@20']:.4f} "
-                           f"(k = {runs[s]['by_pool'][pool]['k']})" if s in runs else "–" for s in ("cold", "warm", "all"))
+                           f"(k = {runs[s]['by_pool'][pool]['k']})" if s in runs else "–"
+                           for s in ("cold", "warm", "all"))
                        + " |")
     out.append("| MoDiffE (published, Table 3) | their model, their split | "
                + " | ".join(f"{r:.4f} / {n:.4f}" for r, n in MODIFFE.values()) + " |")
@@ -156,7 +160,8 @@ def serving_section() -> list[str]:
     for name, what in (("get", "GET embedding"), ("rank", "rank of 1,000 candidates")):
         if name in reads:
             r = reads[name]
-            out.append(f"| {what} at {r['rate']:.0f} req/s, {r['duration']:.0f} s | p50 {r['latency_ms']['p50']:.1f} ms, "
+            out.append(f"| {what} at {r['rate']:.0f} req/s, {r['duration']:.0f} s | p50 {r['latency_ms']['p50']:.1f} "
+                       "ms, "
                        f"p99 {r['latency_ms']['p99']:.1f} ms, {r['errors']} errors |")
     soak = s.get("soak")
     if soak:
@@ -187,7 +192,8 @@ def training_section() -> list[str]:
            "catalogue (the same ~3,200 articles at every size, 50 purchases a user); source "
            "`bench/results/train_scale.json`.", "",
            "| positives | training clicks | features | ID model | generators | diffusion + gate | calibration + "
-           "evaluation | export | total | val-cold NDCG@20 (served) | estimate |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+           "evaluation | export | total | val-cold NDCG@20 (served) | estimate |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(s["rows"], key=lambda r: r["positives"]):
         t = r["seconds"]
         out.append(f"| {r['positives']:,} | {r['train_positives']:,} | " + " | ".join(f"{t[k]:.0f} s" for k in (

@@ -97,7 +97,8 @@ def real_recall(package, k: int = 100) -> dict:
         index.upsert(package.item_ids, package.item_emb)
     hnsw.build_ann(os.cpu_count() or 1)
     recall = [len({i for i, _ in hnsw.search(u, k)} & {i for i, _ in flat.search(u, k)}) / k for u in package.user_emb]
-    return {"items": len(package.item_ids), "queries": len(package.user_emb), "recall_at_100": round(float(np.mean(recall)), 4)}
+    return {"items": len(package.item_ids), "queries": len(package.user_emb),
+            "recall_at_100": round(float(np.mean(recall)), 4)}
 
 
 def plot(rows: list[dict], out: Path) -> None:
@@ -140,7 +141,8 @@ def main() -> None:
 
     package = load_package(args.package)
     real = real_recall(package)
-    print(f"HNSW recall@100 on the package's own {real['items']} items, {real['queries']} users: {real['recall_at_100']}")
+    print(
+        f"HNSW recall@100 on the package's own {real['items']} items, {real['queries']} users: {real['recall_at_100']}")
     if args.real_only:
         (RESULTS / f"{args.name}-real.json").write_text(json.dumps(real, indent=2))
         return
@@ -160,8 +162,8 @@ def main() -> None:
                 os.environ["COLDPROXY_INDEX"] = kind
                 port = 18000 + random.Random().randrange(1000)
                 t = time.perf_counter()
-                server = start_server(port, prefix, args.package, Path(tempfile.gettempdir()) / f"coldproxy-{args.name}-server.log",
-                                      timeout=900)
+                server = start_server(port, prefix, args.package,
+                                      Path(tempfile.gettempdir()) / f"coldproxy-{args.name}-server.log", timeout=900)
                 start_s = time.perf_counter() - t
                 url = f"http://127.0.0.1:{port}"
                 try:
@@ -189,10 +191,12 @@ def main() -> None:
                 row = {"items": n, "index": kind, "start_s": round(start_s, 2),
                        "ann_ready_s": None if ann_s is None else round(ann_s, 1), "rss_mb": round(rss, 1),
                        "redis_mb": round(redis_mb, 1), "redis_write_s": round(write_s, 1),
-                       "recommend_p50_ms": round(rec["latency_ms"]["p50"], 2), "recommend_p99_ms": round(rec["latency_ms"]["p99"], 2),
+                       "recommend_p50_ms": round(rec["latency_ms"]["p50"], 2),
+                       "recommend_p99_ms": round(rec["latency_ms"]["p99"], 2),
                        "recommend_errors": rec["errors"],
                        "filtered_p50_ms": round(filtered["latency_ms"]["p50"], 2),
-                       "filtered_p99_ms": round(filtered["latency_ms"]["p99"], 2), "filtered_errors": filtered["errors"],
+                       "filtered_p99_ms": round(filtered["latency_ms"]["p99"], 2),
+                       "filtered_errors": filtered["errors"],
                        "rank_p50_ms": round(rank["latency_ms"]["p50"], 2),
                        "rank_p99_ms": round(rank["latency_ms"]["p99"], 2), "rank_errors": rank["errors"],
                        "recall_at_100": None if recall is None else round(recall, 4)}
@@ -215,12 +219,15 @@ def main() -> None:
           f"recall@100 against flat is {real['recall_at_100']}.", "",
           "Recommend leaves out the user's training interactions (the default); + exclude_ids also leaves out 100 "
           "IDs the client shows (POST /v1/recommendations).", "",
-          "| new items | index | replica start (s) | HNSW graph (s) | RSS (MB) | Redis (MB) | recommend k=100 p50 / p99 (ms) | "
+          "| new items | index | replica start (s) | HNSW graph (s) | RSS (MB) | Redis (MB) | recommend k=100 p50 / "
+          "p99 (ms) | "
           "+ 100 exclude_ids p50 / p99 (ms) | rank 1,000 p50 / p99 (ms) | recall@100 vs flat |",
           "|---|---|---|---|---|---|---|---|---|---|"]
     for x in rows:
-        md.append(f"| {x['items']:,} | {x['index']} | {x['start_s']} | {x['ann_ready_s'] or ''} | {x['rss_mb']} | {x['redis_mb']} | "
-                  f"{x['recommend_p50_ms']} / {x['recommend_p99_ms']} | {x['filtered_p50_ms']} / {x['filtered_p99_ms']} | "
+        md.append(f"| {x['items']:,} | {x['index']} | {x['start_s']} | {x['ann_ready_s'] or ''} | {x['rss_mb']} | "
+                  f"{x['redis_mb']} | "
+                  f"{x['recommend_p50_ms']} / {x['recommend_p99_ms']} | {x['filtered_p50_ms']} / "
+                  f"{x['filtered_p99_ms']} | "
                   f"{x['rank_p50_ms']} / {x['rank_p99_ms']} | "
                   f"{'' if x['recall_at_100'] is None else x['recall_at_100']} |")
     (RESULTS / f"{args.name}.md").write_text("\n".join(md) + "\n")

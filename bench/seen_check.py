@@ -67,7 +67,8 @@ def main() -> None:
             for u, user in enumerate(package.user_ids):
                 seen = {package.item_ids[r] for r in rows[indptr[u]: indptr[u + 1]]}
                 for k in ks:
-                    shown = {x["item_id"] for x in c.get(f"/v1/users/{user}/recommendations", params={"k": k}).json()["items"]}
+                    shown = {x["item_id"]
+                             for x in c.get(f"/v1/users/{user}/recommendations", params={"k": k}).json()["items"]}
                     bad, total = bad + bool(seen & shown), total + 1
     finally:
         server.should_exit = True

@@ -19,7 +19,8 @@ Selection rule (written before the runs, issue 40): the bounded setting is chose
 the largest size where the unbounded training still runs to its early stop here (300k positives if it fits, else
 100k), over seeds 0, 1, 2: among id_steps_per_epoch in {48, 96} x id_lr_batch_power in {0, 0.5}, the cheapest
 (fewest steps, then power 0) whose mean is within 2% of the unbounded mean, paired per seed. 48 keeps MovieLens-posters
-exactly as it trains today (about 31k training positives: 31 steps of 1,024, under the cap). If none is within 2%, none becomes the default.
+exactly as it trains today (about 31k training positives: 31 steps of 1,024, under the cap). If none is within 2%, none
+becomes the default.
 
     python bench/train_scale.py --sizes 100000,300000,1000000 --timing-only 1000000 --modes unbounded,bounded:48:0
 
@@ -66,12 +67,13 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from train_scale_report import BEFORE, RESULTS, exponent, plot, write_pipeline  # noqa: E402
+
 from coldproxy.config import TrainSettings  # noqa: E402
 from models.data import Dataset, cold_start_split  # noqa: E402
 from models.idmodel import train_id_model  # noqa: E402
 from models.synthetic_catalogue import CatalogueSpec, generate  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results"
 SCALE_DIR = Path(__file__).resolve().parents[1] / "artifacts" / "train_scale"  # generated logs, caches, checkpoints
 
 
@@ -119,14 +121,13 @@ def run(ds: Dataset, seed: int, update: dict, epochs: int | None) -> dict:
     _, _, log = train_id_model(ds.n_users, ds.n_items, split, settings, progress=False)
     total = time.perf_counter() - t
     best = max(log["history"], key=lambda h: h["warm_val_ndcg@20"]) if log["history"] else {"epoch": None}
-    return {"train_positives": len(split.train), "batch": log["batch"], "lr": log["lr"], "epochs_run": log["epochs_run"],
+    return {"train_positives": len(split.train), "batch": log["batch"], "lr": log["lr"],
+            "epochs_run": log["epochs_run"],
             "best_epoch": best["epoch"], "seconds_per_epoch": round(log["train_s"] / log["epochs_run"], 3),
             "total_s": round(total, 1), "warm_val_ndcg@20": round(float(log["best_warm_val_ndcg@20"]), 5),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
 
 
-BEFORE = {"id_steps_per_epoch": 0, "proxy_steps_per_epoch": 0, "gate_steps_per_epoch": 0}  # no step budget anywhere
-STAGES = ("features", "id_model", "proxy", "diffusion+gate", "calibration", "evaluation", "export")
 
 
 def pipeline_run(positives: int, seed: int, update: dict) -> dict:
@@ -149,7 +150,8 @@ def pipeline_run(positives: int, seed: int, update: dict) -> dict:
     m = result.metrics
     seconds = {k: round(v, 1) for k, v in m["seconds"].items() if k != "text_finetune"}
     seconds["export"] = round(time.perf_counter() - t_export, 1)
-    id_best = max(m["history"]["id_model"], key=lambda h: h["warm_val_ndcg@20"])["epoch"] if m["history"]["id_model"] else ""
+    id_best = max(m["history"]["id_model"],
+                  key=lambda h: h["warm_val_ndcg@20"])["epoch"] if m["history"]["id_model"] else ""
     epochs = {"id_model": f"{m['id_model']['epochs_run']} ({id_best})",  # its history holds the evaluated epochs only
               "proxy": epochs_of(m["history"]["proxy"], "val_cold_ndcg@20")}
     for stage, key in (("diffusion", "val_cold_ndcg@20"), ("gate", "val_cold_ndcg@20")):
@@ -157,10 +159,13 @@ def pipeline_run(positives: int, seed: int, update: dict) -> dict:
             epochs[stage] = epochs_of(m["history"][stage], key)
     shutil.rmtree(work, ignore_errors=True)
     served = m["selection"]["served"]
-    return {"train_positives": m["split"]["train_interactions"], "users": m["dataset"]["users"], "items": m["dataset"]["items"],
+    return {"train_positives": m["split"]["train_interactions"], "users": m["dataset"]["users"],
+            "items": m["dataset"]["items"],
             "seconds": seconds, "total_s": round(time.perf_counter() - t, 1), "epochs_run(best)": epochs,
-            "estimate_s": round(sum(estimate_cost(settings, result.dataset, result.split, None, cached=False).values()), 1),
-            "id_batch": m["id_model"].get("batch"), "warm_val_ndcg@20": round(float(m["id_model"]["best_warm_val_ndcg@20"]), 5),
+            "estimate_s": round(sum(estimate_cost(settings, result.dataset, result.split, None, cached=False).values()),
+                                1),
+            "id_batch": m["id_model"].get("batch"),
+            "warm_val_ndcg@20": round(float(m["id_model"]["best_warm_val_ndcg@20"]), 5),
             "served": served, "val_cold_ndcg@20": round(float(m["selection"]["validation"][served]), 5),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
 
@@ -196,7 +201,8 @@ def generator_caps(positives: int, caps: list[int], seeds: list[int], name: str)
             probe = np.zeros_like(I)
             probe[split.val_items] = predict(gen, feats, split.val_items)
             row = {"positives": positives, "train_positives": len(split.train), "cap": cap, "seed": seed,
-                   "seconds": round(time.perf_counter() - t, 1), "epochs_run(best)": epochs_of(log["history"], "val_cold_ndcg@20"),
+                   "seconds": round(time.perf_counter() - t, 1),
+                   "epochs_run(best)": epochs_of(log["history"], "val_cold_ndcg@20"),
                    "val_select_ndcg@20": round(validation_cold_ndcg(U, probe, split, "select"), 5)}
             rows.append(row)
             print(json.dumps(row), flush=True)
@@ -208,7 +214,8 @@ def generator_caps(positives: int, caps: list[int], seeds: list[int], name: str)
         rows = [r for r in before["rows"] if (r["cap"], r["seed"]) not in ran] + rows
         commands = before.get("commands", [before.get("command")]) + commands
     caps = sorted({r["cap"] for r in rows})
-    means = {c: {k: float(np.mean([r[k] for r in rows if r["cap"] == c])) for k in ("val_select_ndcg@20", "seconds")} for c in caps}
+    means = {c: {k: float(np.mean([r[k] for r in rows if r["cap"] == c])) for k in ("val_select_ndcg@20", "seconds")}
+             for c in caps}
     base = means[0]["val_select_ndcg@20"] if 0 in means else None
     out = {"commands": commands, "cores": os.cpu_count(), "means": means, "rows": rows}
     (RESULTS / f"{name}.json").write_text(json.dumps(out, indent=2))
@@ -216,11 +223,14 @@ def generator_caps(positives: int, caps: list[int], seeds: list[int], name: str)
           "Commands (2 cores): " + ", then ".join(f"`{c}`" for c in commands), "",
           "Rule (`bench/train_scale.py` docstring, committed before the runs): the cheapest budget whose mean "
           "validation-cold NDCG@20 on the held-out half is within 2% of every click's, over seeds 0-2.", "",
-          "| cap (steps / epoch; 0 = every click) | seed | epochs run (best) | seconds | val-cold NDCG@20 (held-out half) |",
+          "| cap (steps / epoch; 0 = every click) | seed | epochs run (best) | seconds | val-cold NDCG@20 (held-out "
+          "half) |",
           "|---|---|---|---|---|"]
-    md += [f"| {r['cap']} | {r['seed']} | {r['epochs_run(best)']} | {r['seconds']} | {r['val_select_ndcg@20']} |" for r in rows]
+    md += [f"| {r['cap']} | {r['seed']} | {r['epochs_run(best)']} | {r['seconds']} | {r['val_select_ndcg@20']} |"
+           for r in rows]
     md += ["", "| cap | mean val-cold NDCG@20 | vs every click | mean seconds |", "|---|---|---|---|"]
-    md += [f"| {c} | {v['val_select_ndcg@20']:.5f} | {(v['val_select_ndcg@20'] / base - 1) * 100:+.2f}% | {v['seconds']:.0f} |"
+    md += [f"| {c} | {v['val_select_ndcg@20']:.5f} | {(v['val_select_ndcg@20'] / base - 1) * 100:+.2f}% | "
+           f"{v['seconds']:.0f} |"
            if base else f"| {c} | {v['val_select_ndcg@20']:.5f} | | {v['seconds']:.0f} |" for c, v in means.items()]
     (RESULTS / f"{name}.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
@@ -241,7 +251,8 @@ def pipeline(sizes: list[int], modes: list[str], seed: int, name: str) -> None:
     for size in sizes:
         for mode in modes:
             update = {} if mode == "default" else BEFORE
-            cmd = [sys.executable, __file__, "--pipeline-child", str(size), "--seeds", str(seed), "--child-update", json.dumps(update)]
+            cmd = [sys.executable, __file__, "--pipeline-child", str(size), "--seeds", str(seed), "--child-update",
+                   json.dumps(update)]
             out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout.strip().splitlines()[-1]
             row = {"positives": size, "mode": mode, "seed": seed} | json.loads(out)
             rows.append(row)
@@ -255,88 +266,6 @@ def command() -> str:
     return (env + " " if env else "") + "python bench/train_scale.py " + " ".join(sys.argv[1:])
 
 
-def write_pipeline(rows: list[dict], name: str, command: str) -> None:
-    """The pipeline's JSON, Markdown and PNG from its rows (``--pipeline-rows FILE`` rewrites them from the rows a
-    run printed, one JSON object a line)."""
-    rows = sorted((r | {"seconds": r["seconds"] | {"total": r["total_s"]}} for r in rows), key=lambda r: r["positives"])
-    modes = list(dict.fromkeys(r["mode"] for r in rows))
-    stage_exp = {m: {st: fit([(r["train_positives"], r["seconds"][st]) for r in rows if r["mode"] == m])
-                     for st in STAGES + ("total",)} for m in modes}
-    out = {"command": command, "cores": os.cpu_count(), "exponents": stage_exp, "rows": rows}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{name}.json").write_text(json.dumps(out, indent=2))
-    plot_pipeline(rows, RESULTS / f"{name}.png")
-    md = [f"# Whole training pipeline against the log's size ({os.cpu_count()} cores)", "",
-          f"Command: `{out['command']}`", "",
-          "The generated catalogue (`models/synthetic_catalogue.py`, about 3,100 articles with text and a picture, 50 "
-          "purchases a user) at each size; `coldproxy train` + `coldproxy export` in-process, a fresh feature cache each "
-          "run. `before`: no step budget in any stage (`" + json.dumps(BEFORE) + "`); `default`: today's settings.", "",
-          "Fitted exponent of seconds against training positives (log-log slope):", "",
-          "| mode | " + " | ".join(STAGES) + " | total |", "|---|" + "---|" * (len(STAGES) + 1)]
-    md += [f"| {m} | " + " | ".join(str(e[st]) for st in STAGES + ("total",)) + " |" for m, e in stage_exp.items()]
-    md += ["", "| positives (train) | mode | " + " | ".join(f"{st} (s)" for st in STAGES) + " | total (s) | epochs run (best) | "
-           "peak RSS (MB) | warm-val NDCG@20 | val-cold NDCG@20 (served) | `coldproxy train`'s estimate (s) |",
-           "|" + "---|" * (len(STAGES) + 8)]
-    for r in rows:
-        ep = ", ".join(f"{k} {v}" for k, v in r["epochs_run(best)"].items())
-        md.append(f"| {r['train_positives']:,} | {r['mode']} | " + " | ".join(str(r["seconds"][st]) for st in STAGES)
-                  + f" | {r['total_s']} | {ep} | {r['peak_rss_mb']} | {r['warm_val_ndcg@20']} | {r['val_cold_ndcg@20']} ({r['served']}) "
-                  f"| {r['estimate_s']} |")
-    (RESULTS / f"{name}.md").write_text("\n".join(md) + "\n")
-    print("\n".join(md))
-
-
-def fit(points: list[tuple[float, float]]) -> float | None:
-    """Log-log slope of seconds against positives (None under two sizes)."""
-    pts = sorted(set(points))
-    if len(pts) < 2 or min(p[1] for p in pts) <= 0:
-        return None
-    return round(float(np.polyfit(np.log([p[0] for p in pts]), np.log([p[1] for p in pts]), 1)[0]), 2)
-
-
-def plot_pipeline(rows: list[dict], out: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    modes = list(dict.fromkeys(r["mode"] for r in rows))
-    fig, axes = plt.subplots(1, len(modes), figsize=(5.5 * len(modes), 4.2), squeeze=False, sharey=True)
-    for ax, mode in zip(axes[0], modes):
-        mine = sorted((r for r in rows if r["mode"] == mode), key=lambda r: r["train_positives"])
-        for st in STAGES + ("total",):
-            pts = [(r["train_positives"], r["seconds"][st]) for r in mine if r["seconds"][st] > 0]
-            if pts:
-                ax.loglog(*zip(*pts), "o-", lw=2.5 if st == "total" else 1.2, label=f"{st} ({fit(pts)})")
-        ax.set_title(mode)
-        ax.set_xlabel("training positives")
-        ax.legend(fontsize=7)
-    axes[0][0].set_ylabel("seconds")
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-
-
-def exponent(rows: list[dict]) -> float | None:
-    return fit([(r["train_positives"], r["seconds_per_epoch"]) for r in rows])
-
-
-def plot(rows: list[dict], out: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 4))
-    for mode in dict.fromkeys(r["mode"] for r in rows):
-        pts = sorted({(r["train_positives"], r["seconds_per_epoch"]) for r in rows if r["mode"] == mode})
-        ax.loglog(*zip(*pts), "o-", label=f"{mode} (slope {exponent([r for r in rows if r['mode'] == mode])})")
-    ax.set_xlabel("training positives")
-    ax.set_ylabel("ID model: seconds per epoch")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="100000,300000,1000000")
@@ -346,7 +275,8 @@ def main() -> None:
     ap.add_argument("--timing-epochs", type=int, default=2)
     ap.add_argument("--name", default="train_scale")
     ap.add_argument("--pipeline", action="store_true", help="the whole training pipeline at each of --sizes")
-    ap.add_argument("--pipeline-modes", default="default,before", help="default (today's settings), before (no budgets)")
+    ap.add_argument("--pipeline-modes", default="default,before",
+                    help="default (today's settings), before (no budgets)")
     ap.add_argument("--pipeline-rows", type=Path, help="rewrite the pipeline's results from the rows a run printed")
     ap.add_argument("--pipeline-child", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--child-update", default="{}", help=argparse.SUPPRESS)
@@ -359,11 +289,13 @@ def main() -> None:
     if args.pipeline_rows:
         rows = [json.loads(line) for line in args.pipeline_rows.read_text().splitlines() if line.startswith("{")]
         return write_pipeline(rows, args.name, f"python bench/train_scale.py --pipeline --sizes "
-                              f"{','.join(str(r['positives']) for r in rows)} --pipeline-modes {','.join(dict.fromkeys(r['mode'] for r in rows))}")
+                              f"{','.join(str(r['positives']) for r in rows)} --pipeline-modes "
+                              f"{','.join(dict.fromkeys(r['mode'] for r in rows))}")
     if args.pipeline:
         return pipeline([int(x) for x in args.sizes.split(",")], args.pipeline_modes.split(","), seeds[0], args.name)
     if args.generator_caps:
-        return generator_caps(int(args.sizes.split(",")[0]), [int(x) for x in args.generator_caps.split(",")], seeds, args.name)
+        return generator_caps(int(args.sizes.split(",")[0]), [int(x) for x in args.generator_caps.split(",")], seeds,
+                              args.name)
     timing_only = {int(x) for x in args.timing_only.split(",") if x}
     rows = []
     for size in [int(x) for x in args.sizes.split(",")]:
@@ -380,10 +312,12 @@ def main() -> None:
            "exponents_seconds_per_epoch": exponents, "rows": rows}
     (RESULTS / f"{args.name}.json").write_text(json.dumps(out, indent=2))
     plot(rows, RESULTS / f"{args.name}.png")
-    md = [f"# ID-model training cost against the log's size ({os.cpu_count()} cores)", "", f"Command: `{out['command']}`", "",
+    md = [f"# ID-model training cost against the log's size ({os.cpu_count()} cores)", "",
+          f"Command: `{out['command']}`", "",
           "Fitted exponent of seconds per epoch against training positives: "
           + ", ".join(f"{m} {e}" for m, e in exponents.items()) + ".", "",
-          "| positives | mode | seed | batch | s / epoch | epochs run (best) | total (s) | warm-val NDCG@20 | peak RSS (MB) |",
+          "| positives | mode | seed | batch | s / epoch | epochs run (best) | total (s) | warm-val NDCG@20 | peak RSS "
+          "(MB) |",
           "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         conv = "timing only" if r["timing_only"] else f"{r['epochs_run']} ({r['best_epoch']})"

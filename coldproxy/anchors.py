@@ -32,7 +32,8 @@ class AnchorIndex:
     def __init__(self, warm_vectors: np.ndarray, warm_emb: np.ndarray, neighbours: int = 5):
         self.n, self.emb = neighbours, np.ascontiguousarray(warm_emb, dtype=np.float32)
         self.index = faiss.IndexFlatIP(warm_vectors.shape[1])
-        faiss.cvar.distance_compute_blas_threshold = BLAS_FROM_QUERIES * warm_vectors.shape[1]  # global; same dim everywhere
+        # global; same dim everywhere
+        faiss.cvar.distance_compute_blas_threshold = BLAS_FROM_QUERIES * warm_vectors.shape[1]
         self.index.add(np.ascontiguousarray(warm_vectors, dtype=np.float32))
 
     def neighbours(self, vectors: np.ndarray, exclude: np.ndarray | None = None) -> np.ndarray:

@@ -117,7 +117,8 @@ class BundlePackage:
     path: Path
     manifest: BundlePackageManifest
     arrays: dict[str, np.ndarray]
-    seen: tuple[np.ndarray, np.ndarray] | None = None  # users' training bundles as rows of bundle_ids (CSR); None: not kept
+    # users' training bundles as rows of bundle_ids (CSR); None: not kept
+    seen: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
     def version(self) -> str:
@@ -169,7 +170,8 @@ class BundleEmbedder:
     def __init__(self, rec: BundlePackage, ort: dict | None = None):
         """``ort``: ``coldproxy.ort.make_session`` options."""
         a, self.dim = rec.arrays, rec.manifest.dim
-        self.item_prior, self.item_diffusion, self.item_comp = a["item_prior"], a["item_diffusion"], a["item_composition"]
+        self.item_prior, self.item_diffusion, self.item_comp = a["item_prior"], a["item_diffusion"], a[
+            "item_composition"]
         self.log_counts = np.log1p(a["item_counts"].astype(np.float32))
         self.clicked = (a["item_counts"] > 0).astype(np.float32)
         self.anchors = AnchorIndex(unit_rows(a["bundle_condition"]), a["bundle_prior"], rec.manifest.anchor_n)

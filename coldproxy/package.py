@@ -184,7 +184,8 @@ def load_package(path: Path) -> ModelPackage:
     package = ModelPackage(path, manifest, [str(x) for x in z["user_ids"]], user_emb, [str(x) for x in z["item_ids"]],
                            item_emb, seen_of(z, len(user_emb), len(item_emb)))
     if manifest.id_fingerprint is not None and package.id_fingerprint != manifest.id_fingerprint:
-        raise PackageError(f"the ID tables' fingerprint {package.id_fingerprint} is not the manifest's {manifest.id_fingerprint}")
+        raise PackageError(
+            f"the ID tables' fingerprint {package.id_fingerprint} is not the manifest's {manifest.id_fingerprint}")
     if manifest.id_space is not None and manifest.id_space.dim != d:
         raise PackageError(f"the ID space's dimension {manifest.id_space.dim} is not the manifest's id_dim {d}")
     return package

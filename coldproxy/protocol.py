@@ -67,9 +67,11 @@ class ItemOut(Versioned):
     item_id: str
     source: str = Field(description="'proxy' (computed from content)")
     modalities: list[str]
-    fusion_weights: dict[str, float] = Field(description="the generator's adaptive fusion weights; 0 for a missing modality")
+    fusion_weights: dict[str,
+                         float] = Field(description="the generator's adaptive fusion weights; 0 for a missing modality")
     expert_weights: dict[str, float] | None = Field(
-        None, description="cold-aware gate weights over the experts (id, proxy, diffusion), when the model package has them")
+        None,
+        description="cold-aware gate weights over the experts (id, proxy, diffusion), when the model package has them")
     interactions: int | None = Field(None, description="interaction count the gate used (after POST .../interactions)")
     embedding: list[float]
 
@@ -77,7 +79,8 @@ class ItemOut(Versioned):
 class InteractionsIn(BaseModel):
     count: int = Field(ge=0, le=10**9, description="interactions the item has had so far")
     id_embedding: list[float] | None = Field(None, max_length=MAX_DIM,
-                                             description="the item's ID embedding in your recommender, if it has one yet")
+                                             description="the item's ID embedding in your recommender, if it has one "
+                                                         "yet")
 
 
 class UserInteractionsIn(BaseModel):
@@ -109,7 +112,8 @@ class BatchOut(Versioned):
 
 class IdVector(BaseModel):
     item_id: str = Field(pattern=ID_PATTERN)
-    embedding: list[float] = Field(min_length=1, max_length=MAX_DIM, description="the recommender's vector for the item")
+    embedding: list[float] = Field(min_length=1, max_length=MAX_DIM,
+                                   description="the recommender's vector for the item")
 
 
 class IdVectorsIn(BaseModel):
@@ -169,7 +173,8 @@ class RecommendFilters(BaseModel):
     exclude_seen: bool = Field(True, description="for a user_id: leave out what the user interacted with in the "
                                "package's training data (a package exported before they were kept has none)")
     only: Literal["new", "warm", "all"] = Field("all", description="new: only those posted (or added) since the "
-                                                "package -- a cold-start exploration slot; warm: only the package's own; all")
+                                                "package -- a cold-start exploration slot; warm: only the package's "
+                                                "own; all")
     created_after: datetime | None = Field(None, description="only those first stored after this time (ISO 8601, UTC "
                                            "when no zone is given, or epoch seconds); the package's own have no such "
                                            "time and are left out")
@@ -226,7 +231,8 @@ class ModelOut(Versioned):
     selection: dict | None = Field(
         None, description="what a new item is served (served: the gate's mix or one expert; generator: the fused or a "
         "single-modality generator), chosen on validation, with every candidate's validation-cold NDCG@20")
-    warnings: list[str] = Field(default_factory=list, description="what training found wrong with this package, e.g. an "
+    warnings: list[str] = Field(default_factory=list,
+                                description="what training found wrong with this package, e.g. an "
                                 "ID model no better than popularity on warm validation")
     bundle_recommender: dict | None = Field(
         None, description="the bundle recommender package served under /v1/bundles: version, scenario, counts, "
@@ -273,7 +279,8 @@ class BundleOut(BundleVersioned):
     bundle_id: str
     source: str = Field(description="'proxy' (computed from the members)")
     members: int = Field(description="distinct member items")
-    view_weights: dict[str, float] = Field(description="output-layer gate: weight of the bundle-level and item-level view")
+    view_weights: dict[str,
+                       float] = Field(description="output-layer gate: weight of the bundle-level and item-level view")
     expert_weights: dict[str, dict[str, float]] = Field(
         description="per view, the view-layer gate's weights over the prior and the diffusion expert")
     embedding: list[float]

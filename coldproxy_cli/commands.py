@@ -1,7 +1,8 @@
 """``coldproxy`` command line: train, export, serve, train-bundles, reembed (a new package takes over the
 stored items), embed (a catalogue offline), sync-ids (the recommender's latest item vectors into a running
-service), and ``up`` (train + export what is missing, then serve). The one module that imports every layer: ``coldproxy`` (settings), ``models``
-(training), ``export`` (model packages) and ``service`` (the HTTP app), each only inside its command.
+service), and ``up`` (train + export what is missing, then serve). The one module that imports every layer:
+``coldproxy`` (settings), ``models`` (training), ``export`` (model packages) and ``service`` (the HTTP app), each only
+inside its command.
 
 Flags override the settings of ``coldproxy.config``; every other option is an environment variable
 (``COLDPROXY_<NAME>``, e.g. ``COLDPROXY_PROXY_EPOCHS=20``).
@@ -56,7 +57,8 @@ def cmd_train_bundles(args) -> None:
     from models.bundles.data import load_youshu
     from models.bundles.train import train_bundle_model
 
-    over = {k: v for k, v in {"data_dir": getattr(args, "bundles_data", None), "scenario": getattr(args, "scenario", None),
+    over = {k: v for k,
+            v in {"data_dir": getattr(args, "bundles_data", None), "scenario": getattr(args, "scenario", None),
                               "seed": args.seed, "package_dir": getattr(args, "bundle_package_dir", None)}.items()
             if v is not None}
     s = BundleSettings(**over)
@@ -73,7 +75,8 @@ def cmd_serve(args) -> None:
     from service.app import create_app
     from service.server import uvicorn_config
 
-    over = {k: v for k, v in {"package_dir": args.package_dir, "host": args.host, "port": args.port}.items() if v is not None}
+    over = {k: v for k, v in {"package_dir": args.package_dir, "host": args.host, "port": args.port}.items()
+            if v is not None}
     if args.allow_memory_store:
         over["allow_memory_store"] = True
     settings = ServiceSettings(**over)
@@ -222,7 +225,8 @@ def main(argv: list[str] | None = None) -> None:
         sp.add_argument("--seed", type=int)
         sp.add_argument("--max-items", type=int, help="keep the N most popular items")
         sp.add_argument("--work-dir", type=Path, help="checkpoint directory (COLDPROXY_WORK_DIR)")
-        sp.add_argument("--package-dir", "--bundle-dir", type=Path, help="model package directory (COLDPROXY_PACKAGE_DIR; "
+        sp.add_argument("--package-dir", "--bundle-dir", type=Path,
+                        help="model package directory (COLDPROXY_PACKAGE_DIR; "
                         "--bundle-dir: its deprecated name)")
 
     def serve_flags(sp):
@@ -244,7 +248,8 @@ def main(argv: list[str] | None = None) -> None:
         sp.set_defaults(fn=fn)
         sp.add_argument("--debug", action="store_true", help="show the traceback when the command refuses")
         if name == "serve":
-            sp.add_argument("--package-dir", "--bundle-dir", type=Path, help="model package directory (--bundle-dir: its "
+            sp.add_argument("--package-dir", "--bundle-dir", type=Path,
+                            help="model package directory (--bundle-dir: its "
                             "deprecated name)")
         elif name == "embed":
             sp.add_argument("--data", type=Path, required=True, help="the catalogue: a directory with items.csv "
@@ -279,7 +284,8 @@ def main(argv: list[str] | None = None) -> None:
                             "COLDPROXY_MAX_ID_VECTORS)")
         elif name == "train-bundles":
             sp.add_argument("--bundles-data", type=Path, help="Youshu directory (COLDPROXY_BUNDLES_DATA_DIR)")
-            sp.add_argument("--scenario", choices=["cold", "warm", "all"], help="split trained on (COLDPROXY_BUNDLES_SCENARIO)")
+            sp.add_argument("--scenario", choices=["cold", "warm", "all"],
+                            help="split trained on (COLDPROXY_BUNDLES_SCENARIO)")
             sp.add_argument("--seed", type=int)
             sp.add_argument("--bundle-package-dir", "--package-dir", dest="bundle_package_dir", type=Path,
                             help="output (COLDPROXY_BUNDLES_PACKAGE_DIR; --package-dir here: deprecated, it names the "
@@ -287,14 +293,16 @@ def main(argv: list[str] | None = None) -> None:
         else:
             data_flags(sp)
         if name == "train":
-            sp.add_argument("--engine", choices=["local", "ray"], help="where the encoders' pass runs on a feature-cache "
+            sp.add_argument("--engine", choices=["local", "ray"],
+                            help="where the encoders' pass runs on a feature-cache "
                             "miss (COLDPROXY_FEATURE_ENGINE): here, or a Ray cluster's actors")
             sp.add_argument("--address", help="--engine ray: the cluster (COLDPROXY_RAY_ADDRESS; default: RAY_ADDRESS, "
                             "else a local one)")
         if name in ("serve", "up"):
             serve_flags(sp)
         if name == "up":
-            sp.add_argument("--no-bundles", action="store_true", help="do not train the bundle model package when missing")
+            sp.add_argument("--no-bundles", action="store_true",
+                            help="do not train the bundle model package when missing")
     a = p.parse_args(argv)
     try:
         a.fn(a)
@@ -307,7 +315,8 @@ def main(argv: list[str] | None = None) -> None:
 def refusal(exc: Exception) -> str:
     """One line saying what was refused: a settings error's fields and reasons, else the exception's message."""
     if isinstance(exc, ValidationError):
-        return "invalid settings: " + "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors())
+        return "invalid settings: " + "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}"
+                                                for e in exc.errors())
     return " ".join(str(exc).split()) or type(exc).__name__
 
 

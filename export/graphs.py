@@ -26,7 +26,8 @@ from coldproxy.ort import make_session
 OPSET = 17
 
 
-def export_graph(module: torch.nn.Module, args: tuple, path: Path, inputs: list[str], outputs: list[str], dynamic: dict) -> Path:
+def export_graph(module: torch.nn.Module, args: tuple, path: Path, inputs: list[str], outputs: list[str],
+                 dynamic: dict) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.onnx")
@@ -63,7 +64,8 @@ def export_gate(gate, dim: int, path: Path) -> Path:
     wrapper of one with the same inputs."""
     n_f, n_e = gate.lin.in_features, gate.lin.out_features
     args = (torch.zeros(2, n_f), torch.ones(2, n_e), *(torch.zeros(2, dim) for _ in range(n_e)))
-    return export_graph(gate, args, path, GATE_INPUTS, GATE_OUTPUTS, {name: {0: "batch"} for name in GATE_INPUTS + GATE_OUTPUTS})
+    return export_graph(gate, args, path, GATE_INPUTS, GATE_OUTPUTS,
+                        {name: {0: "batch"} for name in GATE_INPUTS + GATE_OUTPUTS})
 
 
 def export_bundle_gate(gate, dim: int, path: Path) -> Path:
@@ -78,8 +80,8 @@ def export_bundle_gate(gate, dim: int, path: Path) -> Path:
 def parity(module: torch.nn.Module, onnx_path: Path, feeds: dict[str, np.ndarray]) -> float:
     """max |torch - ONNX Runtime| over every output for the given real inputs (CPU provider), each output's relative
     to its scale where that exceeds 1 (|delta| / max(1, max |torch|)): float32 kernels that sum in another order
-    differ by a few ulps of the values, so an encoder whose activations reach 15 (the generated catalogue's pictures) differs
-    by more than 1e-4 absolutely while agreeing to 1e-5 of its range."""
+    differ by a few ulps of the values, so an encoder whose activations reach 15 (the generated catalogue's pictures)
+    differs by more than 1e-4 absolutely while agreeing to 1e-5 of its range."""
     module.eval()
     want = module(*[torch.from_numpy(v) for v in feeds.values()])
     want = [w.numpy() for w in (want if isinstance(want, (tuple, list)) else (want,))]

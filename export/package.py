@@ -98,7 +98,8 @@ def build_package(settings) -> Path:
     if bad:
         raise ParityError(f"ONNX vs torch max |delta| over {settings.parity_tolerance}: {bad}")
 
-    metrics_keys = ("test", "test_protocol", "test_uncalibrated", "id_space", "calibration", "id_model", "text_finetune",
+    metrics_keys = ("test", "test_protocol", "test_uncalibrated", "id_space", "calibration", "id_model",
+                    "text_finetune",
                     "proxy", "selection", "split") + (("diffusion", "gate") if experts else ())
     files = {c: sha256_file(stage / n) for c, n in (COMPONENTS | (EXPERT_COMPONENTS if experts else {})).items()}
     now = datetime.now(timezone.utc)
@@ -210,8 +211,10 @@ def _export_experts(work: Path, stage: Path, dim: int, report: dict, calibration
     report["sampler"] = parity(sampler, stage / EXPERT_COMPONENTS["sampler"], {k: real[k] for k in SAMPLER_INPUTS})
     gate_feeds = {k: real[k] for k in GATE_INPUTS}
     report["gate"] = parity(gate, stage / EXPERT_COMPONENTS["gate"], gate_feeds)
-    cold = gate_feeds | {"expert_available": gate_feeds["expert_available"] * np.array([0] + [1] * len(CONTENT_EXPERTS), np.float32)}
+    cold = gate_feeds | {"expert_available": gate_feeds["expert_available"] * np.array([0] + [1] * len(
+        CONTENT_EXPERTS), np.float32)}
     report["gate_without_id"] = parity(gate, stage / EXPERT_COMPONENTS["gate"], cold)
-    return {"sampler": kw, "denoiser": den.cfg.to_dict(), "anchor_n": anchor_n, "experts": list(EXPERTS), "served": served,
+    return {"sampler": kw, "denoiser": den.cfg.to_dict(), "anchor_n": anchor_n, "experts": list(EXPERTS),
+            "served": served,
             "gate_features": list(GATE_FEATURES),
             "calibration": None if calibration is None else {"scale": calibration.scale, "shift": calibration.shift}}

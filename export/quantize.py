@@ -30,7 +30,8 @@ from export.package import package_version, parity_inputs, replace_dir, staging_
 ENCODERS = ("text_encoder", "image_encoder")
 
 
-def quantize_package(src: Path, out: Path, settings: TrainSettings | None = None, components: tuple[str, ...] = ("text_encoder",)) -> Path:
+def quantize_package(src: Path, out: Path, settings: TrainSettings | None = None,
+                     components: tuple[str, ...] = ("text_encoder",)) -> Path:
     settings = settings or TrainSettings()
     b = load_package(src)
     stage = staging_dir(Path(out))
@@ -54,7 +55,8 @@ def quantize_package(src: Path, out: Path, settings: TrainSettings | None = None
     m = b.manifest
     manifest = m.model_copy(update={
         "version": package_version(files, now), "created_at": now.isoformat(), "files": files,
-        "encoders": m.encoders | {"quantization": f"int8 dynamic ({', '.join(components)}) of model package {m.version}"},
+        "encoders": m.encoders | {
+            "quantization": f"int8 dynamic ({', '.join(components)}) of model package {m.version}"},
         "parity": m.parity | deltas,
     })
     write_manifest(stage, manifest)

@@ -19,7 +19,8 @@ from loadtest.runner import BUNDLE_SCENARIOS, SCENARIOS, Scenarios, run_load, su
 
 
 def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(prog="python -m loadtest", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m loadtest", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--url", default="http://127.0.0.1:8000", help="service base URL (loopback only)")
     p.add_argument("--scenario", choices=SCENARIOS, default="mix")
     p.add_argument("--requests", type=int, default=1000, help="stop after this many requests")
@@ -28,7 +29,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--rate", type=float, default=None, help="open-loop arrivals per second")
     p.add_argument("--candidates", type=int, default=1000, help="candidates per rank request")
     p.add_argument("--data", type=Path, default=DEFAULT_DATASETS / "movielens-posters")
-    p.add_argument("--bundles-data", type=Path, default=DEFAULT_DATASETS / "youshu", help="Youshu, for the bundle_* scenarios")
+    p.add_argument("--bundles-data", type=Path, default=DEFAULT_DATASETS / "youshu",
+                   help="Youshu, for the bundle_* scenarios")
     p.add_argument("--api-key", default=None)
     p.add_argument("--out", type=Path, default=Path("loadtest/results"))
     p.add_argument("--seed", type=int, default=0)

@@ -1,8 +1,8 @@
 """Scenarios, the bounded async load loop, and the report (JSON + PNG).
 
 Each scenario is a function that sends one request with ``StatusClient``: the coldproxy client's requests, sent
-once each and answered by their status unparsed, so the samples time the service and not the client's parsing. The loop runs
-either closed-loop (``concurrency`` workers back to back) or open-loop at a fixed ``rate``
+once each and answered by their status unparsed, so the samples time the service and not the client's parsing. The loop
+runs either closed-loop (``concurrency`` workers back to back) or open-loop at a fixed ``rate``
 (requests/s, arrivals on a schedule, so a slow server shows up as latency, not as fewer requests).
 It always stops by itself: after ``requests`` requests or ``duration`` seconds, whichever comes first.
 """
@@ -114,7 +114,8 @@ class Scenarios:
         self.known_items = [m for m, _, _ in self.payloads.items[:probes] if await client.embedding(m) == 200]
         self.known_users = [u for u in self.payloads.users[:probes] if await client.recommend(user_id=u, k=1) == 200]
         if not self.known_items or not self.known_users:
-            raise RuntimeError("the service knows none of the dataset's items or users: wrong --data for this model package?")
+            raise RuntimeError(
+                "the service knows none of the dataset's items or users: wrong --data for this model package?")
 
     async def get(self, client: StatusClient) -> int:
         return await client.embedding(pick_one(self.known_items, self.ingested))
@@ -144,7 +145,8 @@ class Scenarios:
         if self.bundles is None:
             raise RuntimeError("bundle scenarios need Youshu payloads (--bundles-data)")
         self.known_bundles = [b for b, _ in self.bundles.bundles[:probes] if await client.bundle_embedding(b) == 200]
-        self.bundle_users = [u for u in self.bundles.users[:probes] if await client.recommend_bundles(user_id=u, k=1) == 200]
+        self.bundle_users = [u for u in self.bundles.users[:probes]
+                             if await client.recommend_bundles(user_id=u, k=1) == 200]
         if not self.known_bundles or not self.bundle_users:
             raise RuntimeError("the service serves none of Youshu's bundles or users: no bundle recommender loaded?")
 
@@ -197,7 +199,8 @@ async def run_load(url: str, scenario: str, scenarios: Scenarios, requests: int,
         else:
             await scenarios.discover(c)
         # The generator's own full garbage collections walked every object its libraries had made and
-        # paused it, a few times a run: each made a cluster of slow samples that set the p99 (bench/results/design_measurements.md).
+        # paused it, a few times a run: each made a cluster of slow samples that set the p99
+        # (bench/results/design_measurements.md).
         # Frozen, those objects are skipped; only what the run itself allocates is collected.
         gc.collect()
         gc.freeze()

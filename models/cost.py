@@ -48,9 +48,11 @@ def estimate(settings, n_items: int, n_users: int, n_train: int, n_warm_val: int
     scores = n_users * n_items * unit.score_pair
     out = {
         "features": encode_items * unit.feature_item,
-        "id_model": unit.id_epochs * (id_steps * (unit.id_step + unit.id_step_positive * n_train) + scores / settings.eval_every),
+        "id_model": unit.id_epochs * (id_steps * (unit.id_step + unit.id_step_positive * n_train)
+                                      + scores / settings.eval_every),
         "generators": generators * unit.generator_epochs * (
-            _steps(n_train, settings.proxy_batch, settings.proxy_steps_per_epoch) * unit.generator_step * settings.proxy_batch / 1024
+            _steps(n_train, settings.proxy_batch,
+                   settings.proxy_steps_per_epoch) * unit.generator_step * settings.proxy_batch / 1024
             + scores / 10),
         "diffusion+gate": (unit.diffusion_epochs * n_warm * unit.diffusion_item_epoch
                            + unit.gate_epochs * _steps(n_warm_val, settings.gate_batch, settings.gate_steps_per_epoch)

@@ -52,7 +52,8 @@ class Dataset:
         return h.hexdigest()[:16]
 
     @classmethod
-    def from_rows(cls, name, item_ids, texts, images, user_of_row, item_of_row, ts, provenance, weights=None) -> "Dataset":
+    def from_rows(cls, name, item_ids, texts, images, user_of_row, item_of_row, ts, provenance,
+                  weights=None) -> "Dataset":
         """Build from per-interaction rows: external user IDs and item indices; users indexed in order of appearance."""
         user_ids = list(dict.fromkeys(user_of_row))
         index = {u: i for i, u in enumerate(user_ids)}

@@ -100,8 +100,8 @@ class Denoiser(nn.Module):
         self.cfg = cfg
         self.inp = nn.Linear(cfg.dim + cfg.cond_dim, cfg.hidden)
         self.time = nn.Sequential(nn.Linear(cfg.time_dim, cfg.hidden), nn.SiLU(), nn.Linear(cfg.hidden, cfg.hidden))
-        self.body = nn.Sequential(nn.SiLU(), nn.Linear(cfg.hidden, cfg.hidden), nn.SiLU(), nn.Linear(cfg.hidden, cfg.hidden),
-                                  nn.SiLU(), nn.Linear(cfg.hidden, cfg.dim))
+        self.body = nn.Sequential(nn.SiLU(), nn.Linear(cfg.hidden, cfg.hidden), nn.SiLU(),
+                                  nn.Linear(cfg.hidden, cfg.hidden), nn.SiLU(), nn.Linear(cfg.hidden, cfg.dim))
         # condition -> x₀ shortcut: the network learns a correction on top of a linear map of c
         self.skip = nn.Linear(cfg.cond_dim, cfg.dim)
 
@@ -137,7 +137,8 @@ def train_diffusion(x0: np.ndarray, cond: np.ndarray, settings, validate=None, p
             noise = torch.randn(len(idx), cfg.dim, generator=gen)
             x_t = sched.q_sample(X[idx], t, noise)
             c = C[idx]
-            if settings.diffusion_cond_dropout > 0:  # c is in-sample for warm items; noise it so cold items' c is not a surprise
+            # c is in-sample for warm items; noise it so cold items' c is not a surprise
+            if settings.diffusion_cond_dropout > 0:
                 c = c + settings.diffusion_cond_dropout * c.std(0, keepdim=True) * torch.randn(c.shape, generator=gen)
             loss = ((model(x_t, c, t.float()) - X[idx]) ** 2).sum(-1).mean()
             opt.zero_grad()

@@ -22,7 +22,8 @@ def top_columns(scores: np.ndarray, k: int) -> np.ndarray:
     return np.take_along_axis(top, order, axis=1)
 
 
-def ranking_metrics(scores: np.ndarray, relevant: list[np.ndarray], ks=KS, top: np.ndarray | None = None) -> dict[str, float]:
+def ranking_metrics(scores: np.ndarray, relevant: list[np.ndarray], ks=KS,
+                    top: np.ndarray | None = None) -> dict[str, float]:
     """scores [U, C] (higher is better), relevant[u] = candidate columns relevant to row u; ``top``:
     ``top_columns(scores, max(ks))`` when the caller has it already."""
     kmax = min(max(ks), scores.shape[1])
@@ -39,7 +40,8 @@ def ranking_metrics(scores: np.ndarray, relevant: list[np.ndarray], ks=KS, top: 
     out = {}
     for k in ks:
         out[f"recall@{k}"] = float((hits[:, :k].sum(1) / sizes).sum() / n) if n else 0.0
-        out[f"ndcg@{k}"] = float(((hits[:, :k] * discounts[:k]).sum(1) / ideal[np.minimum(sizes, min(k, kmax))]).sum() / n) if n else 0.0
+        out[f"ndcg@{k}"] = float(((hits[:, :k] * discounts[:k]).sum(1) / ideal[np.minimum(sizes, min(
+            k, kmax))]).sum() / n) if n else 0.0
     return {f"{m}@{k}": out[f"{m}@{k}"] for k in ks for m in ("recall", "ndcg")} | {"users": n}
 
 
@@ -105,7 +107,8 @@ def evaluate_split(user_emb: np.ndarray, item_emb: np.ndarray, split: ColdStartS
     }
 
 
-def validation_cold_ndcg(user_emb: np.ndarray, item_emb: np.ndarray, split: ColdStartSplit, part: str = "stop") -> float:
+def validation_cold_ndcg(user_emb: np.ndarray, item_emb: np.ndarray, split: ColdStartSplit,
+                         part: str = "stop") -> float:
     """NDCG@20 on the validation-cold items of ``part`` (``ColdStartSplit.validation``): "stop" is the
     early-stopping signal for content models, "select" the score trained candidates are chosen by."""
     items, positives = split.validation(part)

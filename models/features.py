@@ -70,7 +70,8 @@ class Encoders:
 def encode_local(encoders: Encoders, texts: list[str], images: list[Path], batch: int, progress: bool = True
                  ) -> tuple[np.ndarray, ...]:
     """(text, text_layers) of ``texts`` and (image, image_stages) of ``images``, ``batch`` at a time, here."""
-    text, layers = np.zeros((len(texts), TEXT_DIM), np.float32), np.zeros((len(texts), TEXT_LAYERS, TEXT_DIM), np.float32)
+    text, layers = np.zeros((len(texts), TEXT_DIM), np.float32), np.zeros((len(texts), TEXT_LAYERS, TEXT_DIM),
+                                                                          np.float32)
     for s in tqdm(range(0, len(texts), batch), desc="text features", disable=not progress):
         text[s : s + batch], layers[s : s + batch] = encoders.texts(texts[s : s + batch])
     image, stages = np.zeros((len(images), IMAGE_DIM), np.float32), np.zeros((len(images), IMAGE_STAGE_DIM), np.float32)

@@ -18,7 +18,8 @@ class _EncodeActor:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         refs = [str(r) for r in batch["ref"]]
-        pooled, extra = self.encoders.texts(refs) if self.kind == "text" else self.encoders.images([Path(p) for p in refs])
+        pooled, extra = self.encoders.texts(refs) if self.kind == "text" else self.encoders.images([Path(
+            p) for p in refs])
         return {"row": batch["row"], "pooled": pooled, "extra": extra.reshape(len(refs), -1)}
 
 
@@ -34,8 +35,10 @@ def encode_on_ray(text_graph: Path, image_graph: Path, max_len: int, texts: list
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
     pool = max(1, int(ray.cluster_resources().get("CPU", 1)))
-    out = {"text": (np.zeros((len(texts), TEXT_DIM), np.float32), np.zeros((len(texts), TEXT_LAYERS, TEXT_DIM), np.float32)),
-           "image": (np.zeros((len(images), IMAGE_DIM), np.float32), np.zeros((len(images), IMAGE_STAGE_DIM), np.float32))}
+    out = {"text": (np.zeros((len(texts), TEXT_DIM), np.float32),
+                    np.zeros((len(texts), TEXT_LAYERS, TEXT_DIM), np.float32)),
+           "image": (np.zeros((len(images), IMAGE_DIM), np.float32),
+                     np.zeros((len(images), IMAGE_STAGE_DIM), np.float32))}
     with tqdm(total=len(texts) + len(images), desc="content features (Ray)", disable=not progress) as bar:
         for kind, refs in (("text", texts), ("image", [str(p) for p in images])):
             blocks = [pa.table({"row": np.arange(s, min(s + batch, len(refs))), "ref": refs[s: s + batch]})

@@ -148,7 +148,8 @@ def train_gate(experts: np.ndarray, available: np.ndarray, features: np.ndarray,
             for items in (split.val_items, warm):
                 val_probe[items] = embed(torch.from_numpy(items)).numpy()
         cold = validation_cold_ndcg(user_emb, val_probe, split)
-        known = evaluate_candidates(user_emb, val_probe, warm, inter, split.train, (20,))["ndcg@20"] if inter is not split.train else cold
+        known = evaluate_candidates(user_emb, val_probe, warm, inter, split.train,
+                                    (20,))["ndcg@20"] if inter is not split.train else cold
         log.append({"epoch": epoch + 1, "loss": total / len(perm), "val_cold_ndcg@20": cold, "warm_val_ndcg@20": known})
         bar.set_postfix(loss=f"{total / len(perm):.4f}", val_cold_ndcg20=f"{cold:.4f}", warm_val_ndcg20=f"{known:.4f}")
         if stopper.step(0.5 * (cold + known), lambda: {k: v.clone() for k, v in gate.state_dict().items()}):

@@ -117,7 +117,8 @@ def align(ds: Dataset, items: Vectors, users: Vectors | None, score: str) -> tup
         queries = Dataset(name=ds.name, item_ids=ds.item_ids, item_texts=ds.item_texts, item_images=ds.item_images,
                           user_ids=[QUERY_PREFIX + ds.item_ids[i] for i in vectored],
                           users=np.arange(len(vectored), dtype=np.int64), items=vectored.astype(np.int64),
-                          provenance=ds.provenance | {"interactions": "none: item vectors only, each item its own query"})
+                          provenance=ds.provenance | {
+                              "interactions": "none: item vectors only, each item its own query"})
         return queries, GivenSpace(item_emb, has_vector, item_emb[vectored].copy(), False, info)
     aligned, dropped = ds.with_users(users.ids)
     if dropped:

@@ -90,7 +90,8 @@ def normalised_adjacency(n_users: int, n_items: int, users: np.ndarray, items: n
     return torch.sparse_coo_tensor(torch.from_numpy(np.stack([rows, cols])), torch.from_numpy(vals), (n, n)).coalesce()
 
 
-def train_id_model(n_users: int, n_items: int, split: ColdStartSplit, settings, progress: bool = True) -> tuple[np.ndarray, np.ndarray, dict]:
+def train_id_model(n_users: int, n_items: int, split: ColdStartSplit, settings,
+                   progress: bool = True) -> tuple[np.ndarray, np.ndarray, dict]:
     """``s.id_model`` ("mf" | "lightgcn"). Returns (user_emb [n_users, d], item_emb [n_items, d] with
     zero rows for cold items, log)."""
     rng = seed_everything(settings.seed)
@@ -179,7 +180,8 @@ def id_model_diagnostics(ndcg: float, n_users: int, n_items: int, split: ColdSta
            "learnt": learnt, "warning": None}
     if not learnt:
         out["warning"] = (f"{subject} warm-validation NDCG@20 ({ndcg:.4f}) is not clearly better than popularity "
-                          f"({pop:.4f}) or random ({rnd:.4f}): its space carries little that generalises, and every proxy "
+                          f"({pop:.4f}) or random ({rnd:.4f}): its space carries little that generalises, and every "
+                          "proxy "
                           f"imitates it; {advice}")
         log.warning("%s", out["warning"])
     return out
@@ -197,7 +199,8 @@ def train_id_model_checked(n_users: int, n_items: int, split: ColdStartSplit, se
         return U, I, first
     other = "lightgcn" if settings.id_model == "mf" else "mf"
     tried = {settings.id_model: (U, I, first)}
-    for name, update in ((other, {"id_model": other}), (f"{settings.id_model}-l2x10", {"id_reg": 10 * settings.id_reg})):
+    for name, update in ((other, {"id_model": other}),
+                         (f"{settings.id_model}-l2x10", {"id_reg": 10 * settings.id_reg})):
         Un, In, lg = train_id_model(n_users, n_items, split, settings.model_copy(update=update), progress)
         tried[name] = (Un, In, lg | {"type": update.get("id_model", settings.id_model)})
     best = max(tried, key=lambda k: tried[k][2]["best_warm_val_ndcg@20"])

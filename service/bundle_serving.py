@@ -33,7 +33,8 @@ class BundleServing:
         self.metrics = metrics
         arrays = self.package.arrays
         self.item_row = {str(x): i for i, x in enumerate(arrays["item_ids"])}
-        store = await open_store(settings, f"{settings.redis_prefix}:bundles", self.version, arrays["bundle_emb"].shape[1])
+        store = await open_store(settings, f"{settings.redis_prefix}:bundles", self.version,
+                                 arrays["bundle_emb"].shape[1])
         self.catalog = Catalog("bundles", [str(u) for u in arrays["user_ids"]], arrays["user_emb"],
                                [str(b) for b in arrays["bundle_ids"]], arrays["bundle_emb"], store, metrics,
                                settings.local_reads, space=self.version, max_user_norm=settings.max_user_norm,

@@ -94,7 +94,8 @@ async def store_embedded(serving: Serving, item: NewItem, result: Embedded | Ima
     if not await serving.items.put(item_id, record, overwrite, result.features):
         if (again := await replay(serving, item)) is not None:  # the same request, twice at once
             return again
-        raise Conflict(f"item {item_id} already exists for model package {serving.version}; send overwrite=true to replace it")
+        raise Conflict(
+            f"item {item_id} already exists for model package {serving.version}; send overwrite=true to replace it")
     serving.drift.observe(record.embedding, result.fusion_weights, result.expert_weights)
     if serving.shadow is not None and result.features is not None:
         await serving.shadow.write(item_id, overwrite, result.features)
@@ -196,7 +197,8 @@ async def record_interactions(serving: Serving, item_id: str, count: int, id_emb
     """Re-gate a stored new item with its interaction count (and the recommender's ID embedding, if sent)."""
     refuse_warm(serving, item_id)
     if not serving.package.has_experts:
-        raise Conflict(f"model package {serving.version} has no cold-aware gate; interaction counts do not change its proxies")
+        raise Conflict(
+            f"model package {serving.version} has no cold-aware gate; interaction counts do not change its proxies")
     dim = serving.package.manifest.dims.id_dim
     id_emb = None
     if id_embedding is not None:  # no longer than any warm item's: one with a huge norm would top every ranking

@@ -9,9 +9,9 @@ original image or text:
   during the backfill land in both versions). Shadow mode keeps doing so without ever serving it.
 * ``backfill``: re-embeds every item with kept features that the new package does not hold yet, in
   batches through the graphs after the encoders, with a resume position in Redis
-  (``P:<version>:reembed``, kept by ``service/storage/versions.py``); then catch-up passes until one finds nothing missing. Items the new
-  package knows as warm (the retrained recommender learnt them) graduate: they are not re-embedded.
-  Writes never overwrite (an item POSTed meanwhile has the newer content). ``coldproxy reembed`` runs it
+  (``P:<version>:reembed``, kept by ``service/storage/versions.py``); then catch-up passes until one finds nothing
+  missing. Items the new package knows as warm (the retrained recommender learnt them) graduate: they are not
+  re-embedded. Writes never overwrite (an item POSTed meanwhile has the newer content). ``coldproxy reembed`` runs it
   offline, the service on ``POST /v1/admin/reload``.
 * ``Rollout``: the service's automatic mode: shadow + backfill, then the switch once the new package
   holds at least ``COLDPROXY_ROLLOUT_SWITCH_FRACTION`` of the items (or never, in shadow mode); the old
@@ -284,7 +284,8 @@ class Rollout:
                 self.state = "shadow"
             elif self.report.covered + 1e-9 < self.switch_fraction:
                 self.state, self.error = "failed", (f"the new package holds {self.report.covered:.4f} of the stored "
-                                                    f"items, below COLDPROXY_ROLLOUT_SWITCH_FRACTION {self.switch_fraction}")
+                                                    "items, below COLDPROXY_ROLLOUT_SWITCH_FRACTION "
+                                                    f"{self.switch_fraction}")
             else:
                 await self.switch(self)
                 self.state = "switched"

@@ -176,7 +176,8 @@ class State:
         if bundle_wait.training(self.settings.bundle_package_dir) is not None:
             self._keep(asyncio.create_task(bundle_wait.watch(self)))
         if self.settings.candidate_package_dir is not None:
-            candidate = await Serving.open(self.settings, self.metrics, self.settings.candidate_package_dir, bundles=False)
+            candidate = await Serving.open(self.settings, self.metrics, self.settings.candidate_package_dir,
+                                           bundles=False)
             why_not = self._can_reembed(self.serving, candidate)
             if why_not is not None:
                 await candidate.close()

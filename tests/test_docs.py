@@ -55,5 +55,6 @@ def test_the_readme_is_a_front_door():
 
 def test_no_work_log_wording_in_the_docs():
     pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-    found = [f"{p.name}: {m.group(0)}" for p in pages for m in re.finditer(r"\b[Ss]tops? \d+\b|stop-\d+", p.read_text())]
+    found = [f"{p.name}: {m.group(0)}" for p in pages
+             for m in re.finditer(r"\b[Ss]tops? \d+\b|stop-\d+", p.read_text())]
     assert found == []

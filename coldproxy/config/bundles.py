@@ -17,12 +17,15 @@ class BundleSettings(ExpertSettings):
 
     model_config = SettingsConfigDict(env_prefix="COLDPROXY_BUNDLES_", env_file=".env", extra="ignore")
     data_dir: Path = Field(DEFAULT_DATASETS / "youshu", description="Youshu (CoHeat release) directory")
-    scenario: Literal["cold", "warm", "all"] = Field("cold", description="the Youshu split trained and served: cold (test bundles have no interactions), warm, or all")
+    scenario: Literal["cold", "warm", "all"] = Field("cold",
+                                                     description="the Youshu split trained and served: cold (test "
+                                                                 "bundles have no interactions), warm, or all")
     # stage 1 (models/bundles/backbone.py): CrossCBR's published settings, chosen over the earlier defaults at
     # stage 1 on the warm tune split, 3 seeds (bench/results/bundle_backbone.md)
     lightgcn_layers: int = Field(1, description="propagation layers of each view (CrossCBR: 1)")
     shared_user_table: bool = Field(True, description="one user table for both views (CrossCBR); off: one per view")
-    layer_combine: Literal["mean", "normalised_sum"] = Field("normalised_sum", description="how a view combines its layers: "
+    layer_combine: Literal["mean", "normalised_sum"] = Field("normalised_sum",
+                                                             description="how a view combines its layers: "
                                                              "LightGCN's mean, or CrossCBR's layer 0 plus each "
                                                              "propagated layer L2-normalised")
     edge_dropout: float = Field(0.2, ge=0.0, lt=1.0, description="share of the user-bundle, user-item and bundle-item "
@@ -30,8 +33,10 @@ class BundleSettings(ExpertSettings):
     init: Literal["normal", "xavier"] = Field("xavier", description="base tables' initialisation: N(0, 0.1), or "
                                               "Xavier normal as CrossCBR (a small layer 0 beside normalised layers)")
     id_epochs: int = Field(100, description="most stage-1 epochs; early-stopped on the tune split")
-    prior_fixed_epochs: dict[str, int] = Field({"cold": 60}, description="scenarios whose prior trains exactly this many "
-                                               "epochs (at most id_epochs) instead of early-stopping: the cold tune split "
+    prior_fixed_epochs: dict[str, int] = Field({"cold": 60},
+                                               description="scenarios whose prior trains exactly this many "
+                                               "epochs (at most id_epochs) instead of early-stopping: the cold tune "
+                                               "split "
                                                "holds only bundles the prior never saw, so its NDCG is noise; 60: the "
                                                "median best epoch on the warm tune split (40, 60, 100 over 3 seeds)")
     id_lr: float = Field(1e-3, description="stage-1 Adam learning rate")
@@ -50,13 +55,16 @@ class BundleSettings(ExpertSettings):
     diffusion_epochs: int = Field(100, description="most denoiser epochs")
     anchor_n: int = Field(10, description="warm neighbours averaged into the anchor (MoDiffE: 10 on Youshu)")
     aug_eta: dict[str, float] = Field({"cold": 30.0, "warm": 0.1, "all": 0.5},
-                                      description="weight of the pseudo-cold loss (eta, eq. 23; at most one pseudo-cold "
-                                                  "triple per real one), per scenario; cold chosen on the cold tune split "
+                                      description="weight of the pseudo-cold loss (eta, eq. 23; at most one "
+                                                  "pseudo-cold "
+                                                  "triple per real one), per scenario; cold chosen on the cold tune "
+                                                  "split "
                                                   f"({MEASURED})")
     output_gate: bool = Field(True, description="tanh output-layer gate over views (False: both views weight 1)")
     use_diffusion: bool = Field(True, description="train the diffusion expert (off: the gate mixes the prior only)")
     gate_variants: list[Literal["full", "no_augmentation", "no_output_gate"]] = Field(
-        ["full", "no_augmentation", "no_output_gate"], min_length=1, description="stage-3 variants trained (each calibrated); the "
+        ["full", "no_augmentation", "no_output_gate"], min_length=1,
+        description="stage-3 variants trained (each calibrated); the "
         "one best on the tune split is served, the first listed on a tie. full: as configured; no_augmentation: "
         "eta 0; no_output_gate: both views weight 1")
     cold_calibration: bool = Field(True, description="stage 4: choose on the tune split how bundles without "
@@ -71,9 +79,12 @@ class BundleSettings(ExpertSettings):
                                                              "units of the std of the tune users' warm-bundle scores")
     calibration_sources: list[Literal["gate", "anchor"]] = Field(["gate", "anchor"], description="bundle-view "
                                                                  "sources tried: the gate's, or the anchor undenoised")
-    calibration_cold_slots_grid: list[int] = Field(list(range(1, 20)), description="per-user placement: the k tried (0, "
-                                                   "off, is always tried first); each user's offset aligns their k-th best "
-                                                   "bundle without interactions with their (list_length - k)-th best warm one")
+    calibration_cold_slots_grid: list[int] = Field(list(range(1, 20)),
+                                                   description="per-user placement: the k tried (0, "
+                                                   "off, is always tried first); each user's offset aligns their k-th "
+                                                   "best "
+                                                   "bundle without interactions with their (list_length - k)-th best "
+                                                   "warm one")
     calibration_placement_pool: Literal["all_new", "tune_new"] = Field(
         "all_new", description="the bundles without interactions each user's placement offset is fitted against: "
         "all_new, every one in the catalogue at training (the test split's too, over their vectors, never their "
@@ -87,7 +98,8 @@ class BundleSettings(ExpertSettings):
                               "service reads it from the same variable; COLDPROXY_BUNDLE_PACKAGE_DIR, the service's "
                               "old name, is deprecated)")
     parity_bundles: int = Field(64, description="bundles each exported graph is checked on against torch")
-    parity_tolerance: float = Field(1e-4, description="largest difference export accepts between ONNX Runtime and torch")
+    parity_tolerance: float = Field(1e-4,
+                                    description="largest difference export accepts between ONNX Runtime and torch")
 
     @model_validator(mode="after")
     def _slots_inside_the_list(self):

@@ -17,8 +17,10 @@ from coldproxy.limits import MAX_BATCH, MAX_HISTORY, MAX_LIST
 class StoreSettings(BaseSettings):
     """The packages served and the Redis store"""
 
-    package_dir: Path = Field(REPO_ROOT / "artifacts" / "package", description="the model package served (COLDPROXY_BUNDLE_DIR: its deprecated name)",
-                              validation_alias=AliasChoices("package_dir", "COLDPROXY_PACKAGE_DIR", "COLDPROXY_BUNDLE_DIR"))
+    package_dir: Path = Field(REPO_ROOT / "artifacts" / "package",
+                              description="the model package served (COLDPROXY_BUNDLE_DIR: its deprecated name)",
+                              validation_alias=AliasChoices("package_dir", "COLDPROXY_PACKAGE_DIR",
+                                                            "COLDPROXY_BUNDLE_DIR"))
     bundle_package_dir: Path | None = Field(
         REPO_ROOT / "artifacts" / "bundle_package",
         validation_alias=AliasChoices("bundle_package_dir", "COLDPROXY_BUNDLES_PACKAGE_DIR",
@@ -51,7 +53,8 @@ class AccessSettings(BaseSettings):
     port: int = Field(8000, description="port `serve` listens on")
     api_key: str | None = Field(None, description="an API key; when any key is set, writes need one")
     api_keys: list[str] = Field(default_factory=list, description="more API keys (JSON list in the env var)")
-    api_keys_file: Path | None = Field(None, description="file of API keys, `name:key` per line; re-read when it changes")
+    api_keys_file: Path | None = Field(None,
+                                       description="file of API keys, `name:key` per line; re-read when it changes")
     admin_api_keys: list[str] = Field(default_factory=list, description="keys for the admin routes (POST "
                                       "/v1/admin/reload); they also pass where a write key does. With any key "
                                       "configured, admin routes need one of these")
@@ -80,7 +83,8 @@ class LimitSettings(BaseSettings):
     max_url_bytes: int = Field(8 * 1024, ge=256, description="a request's URL (path and query): past it, 414")
     max_connections: int = Field(512, ge=1, description="connections and requests in flight (uvicorn's limit): 503")
     body_timeout_s: float = Field(60.0, gt=0, description="a request body must be in within this many seconds: 408")
-    max_image_pixels: int = Field(40_000_000, description="largest image accepted, in pixels (a decompression-bomb guard)")
+    max_image_pixels: int = Field(40_000_000,
+                                  description="largest image accepted, in pixels (a decompression-bomb guard)")
     max_decode_bytes: int = Field(512 * 1024 * 1024, description="decoded image bytes in flight (each image's peak, "
                                   "from its header: coldproxy.preprocess.image_cost); further decodes wait")
     decode_wait_s: float = Field(10.0, gt=0, description="an image's wait for the decode budget before a 503")
@@ -120,10 +124,12 @@ class RuntimeSettings(BaseSettings):
     ort_intra_threads: int = Field(0, description="ONNX Runtime threads per graph call; 0: the cores shared out among "
                                    "the batches in flight (cores // batch_workers, at least 1), so concurrent batches "
                                    "do not oversubscribe the CPU")
-    ort_graph_optimization: Literal["disable", "basic", "extended", "all"] = Field("all", description="ONNX Runtime graph optimisation level")
+    ort_graph_optimization: Literal["disable", "basic", "extended",
+                                    "all"] = Field("all", description="ONNX Runtime graph optimisation level")
     ort_cpu_mem_arena: bool = Field(True, description="ONNX Runtime CPU allocator arena")
     ort_mem_pattern: bool = Field(True, description="ONNX Runtime memory-pattern planning for repeated shapes")
-    ort_providers: list[str] | None = Field(None, description="ONNX Runtime providers; default: CUDA if present, else CPU")
+    ort_providers: list[str] | None = Field(None,
+                                            description="ONNX Runtime providers; default: CUDA if present, else CPU")
     ort_cuda_conv_algo_search: Literal["EXHAUSTIVE", "HEURISTIC", "DEFAULT"] = Field(
         "HEURISTIC", description="CUDA provider: how cuDNN picks a convolution algorithm for each new batch shape")
     ort_cuda_tf32: bool = Field(False, description="CUDA provider: TF32 matrix products (vectors drift from the "
@@ -150,9 +156,11 @@ class ReadSettings(BaseSettings):
     faiss_threads: int = Field(1, description="OpenMP threads per FAISS search, set on every thread that searches (the "
                                "event loop's: top-k; the graph threads': anchors). One query per request or a "
                                "micro-batch of them: more threads only spin against each other and the encoders")
-    user_history: int = Field(1000, ge=0, le=MAX_HISTORY, description="items kept per user (the newest) from POST "
-                              "/v1/users/{id}/interactions, left out of their recommendations with exclude_seen; 0: off")
-    user_history_ttl_s: float = Field(30 * 86400.0, gt=0, description="a user's kept items expire this long after the last")
+    user_history: int = Field(1000, ge=0, le=MAX_HISTORY, description="items kept per user (the newest) from "
+                              "POST /v1/users/{id}/interactions, left out of their recommendations with exclude_seen; "
+                              "0: off")
+    user_history_ttl_s: float = Field(30 * 86400.0, gt=0,
+                                      description="a user's kept items expire this long after the last")
     cold_boost: float = Field(0.0, ge=0.0, le=10.0, description="exploration: a new item's served vector is "
                               "multiplied by 1 + cold_boost when it is POSTed (items stored before keep theirs; the "
                               "warm-up path re-gates without it), so it reaches more users' top k; 0 serves the "
@@ -162,7 +170,8 @@ class ReadSettings(BaseSettings):
 class RolloutSettings(BaseSettings):
     """Reloads, rollouts and canaries"""
 
-    reload_grace_s: float = Field(10.0, description="after a model package reload, seconds the old package stays open for in-flight requests")
+    reload_grace_s: float = Field(
+        10.0, description="after a model package reload, seconds the old package stays open for in-flight requests")
     rollout_reembed: bool = Field(True, description="on POST /v1/admin/reload, re-embed every stored item for the new "
                                   "package (when its encoders are the serving one's) before switching to it")
     rollout_switch_fraction: float = Field(1.0, gt=0.0, le=1.0, description="switch once the new package holds this "

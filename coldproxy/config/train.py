@@ -19,10 +19,15 @@ class DataSettings(BaseSettings):
     """The data, its split and the content features"""
 
     data_dir: Path = Field(DEFAULT_DATASETS / "movielens-posters", description="dataset directory")
-    data_format: Literal["movielens", "generic"] = Field("movielens", description="movielens (ratings.csv, movies.csv, posters/) or generic (interactions.csv, items.csv: docs/getting-started.md)")
+    data_format: Literal["movielens", "generic"] = Field("movielens",
+                                                         description="movielens (ratings.csv, movies.csv, posters/) or "
+                                                                     "generic (interactions.csv, items.csv: "
+                                                                     "docs/getting-started.md)")
     positive_threshold: float = Field(4.0, description="MovieLens rating >= this is a positive")
     max_items: int | None = Field(None, description="keep only the N most popular items (tests, demos)")
-    split_ratios: tuple[float, float, float] = Field((0.8, 0.1, 0.1), description="train / validation / test shares of the items held out as cold, and of the warm items' interactions")
+    split_ratios: tuple[float, float, float] = Field((0.8, 0.1, 0.1),
+                                                     description="train / validation / test shares of the items held "
+                                                                 "out as cold, and of the warm items' interactions")
     selection_holdout: float = Field(0.0, ge=0.0, lt=1.0, description="share of the validation-cold items held out "
                                      "from early stopping, to choose between trained candidates on (generator "
                                      "modalities, the served expert); 0: choose on the early-stopping items")
@@ -58,14 +63,17 @@ class IDModelSettings(BaseSettings):
                                               "proxy imitates (why LightGCN: docs/models.md)")
     lightgcn_layers: int = Field(3, description="LightGCN propagation layers")
     id_epochs: int = Field(200, description="most ID-model epochs; early stopping on warm-validation NDCG@20 decides")
-    id_steps_per_epoch: int = Field(48, ge=0, description="most BPR steps (graph propagations) an ID-model epoch takes: "
+    id_steps_per_epoch: int = Field(48, ge=0,
+                                    description="most BPR steps (graph propagations) an ID-model epoch takes: "
                                     "the batch grows with the data instead; 0: uncapped (docs/models.md)")
-    id_lr_batch_power: float = Field(0.0, ge=0.0, le=1.0, description="ID-model learning rate x (batch / id_batch)^this")
+    id_lr_batch_power: float = Field(0.0, ge=0.0, le=1.0,
+                                     description="ID-model learning rate x (batch / id_batch)^this")
     id_lr: float = Field(5e-3, description="ID-model Adam learning rate")
     id_reg: float = Field(1e-4, description="ID-model L2 on the batch's embeddings")
     id_batch: int = Field(1024, description="BPR triples per ID-model step (why 1024: docs/models.md)")
     id_fallback: bool = Field(True, description="when the ID model is not clearly better than popularity and random "
-                              "on warm validation, also train the other ID model and a more regularised one: keep the best")
+                              "on warm validation, also train the other ID model and a more regularised one: keep the "
+                              "best")
 
 
 class GeneratorSettings(BaseSettings):
@@ -73,16 +81,21 @@ class GeneratorSettings(BaseSettings):
 
     text_finetune: bool = Field(False, description="fine-tune MiniLM's last layer on the warm items' ID embeddings "
                                 "before the generators train (the package's text encoder carries the layer)")
-    text_finetune_epochs: int = Field(10, description="text fine-tuning epochs (early-stopped on validation-cold NDCG@20)")
+    text_finetune_epochs: int = Field(10,
+                                      description="text fine-tuning epochs (early-stopped on validation-cold NDCG@20)")
     text_finetune_lr: float = Field(5e-5, description="text fine-tuning learning rate")
     text_finetune_batch: int = Field(128, description="text fine-tuning batch")
     proxy_experts: int = Field(1, description="K experts per modality: 1, a single linear adapter, scored higher "
                                "on validation than MAMEX's MoE (4, 6, 8) on both benchmark datasets (docs/models.md)")
-    proxy_top_k: int = Field(1, description="experts routed per item (MAMEX: 2-4; chosen on validation: docs/models.md)")
-    proxy_expert_type: Literal["linear", "whitening"] = Field("linear", description="a modality adapter's expert: linear, or whitening then linear")
+    proxy_top_k: int = Field(1,
+                             description="experts routed per item (MAMEX: 2-4; chosen on validation: docs/models.md)")
+    proxy_expert_type: Literal["linear", "whitening"] = Field(
+        "linear", description="a modality adapter's expert: linear, or whitening then linear")
     proxy_fusion: Literal["gate", "mean"] = Field("gate", description="adaptive gate, or the average (ablation)")
-    proxy_fusion_temperatures: list[PositiveFloat] = Field([0.25, 0.5, 1.0, 2.0, 4.0], min_length=1, description="softmax "
-                                                   "temperatures of the fused generator's gate tried on validation after "
+    proxy_fusion_temperatures: list[PositiveFloat] = Field([0.25, 0.5, 1.0, 2.0, 4.0], min_length=1,
+                                                           description="softmax "
+                                                   "temperatures of the fused generator's gate tried on validation "
+                                                   "after "
                                                    "training (at 1); the validation-best is served, 1 winning ties")
     proxy_fine: bool = Field(True, description="IDProxy fine stage from multi-layer states (False: coarse only)")
     proxy_modalities: Literal["both", "text", "image"] = Field("both", description="the fused generator's inputs")
@@ -95,7 +108,8 @@ class GeneratorSettings(BaseSettings):
     lambda_mse: float = Field(0.0, description="MSE pull of the generator's proxy to the item's raw ID embedding")
     proxy_hidden: int = Field(256, description="generator hidden width")
     proxy_dropout: float = Field(0.1, description="generator dropout")
-    proxy_epochs: int = Field(40, description="most generator epochs; early stopping on validation-cold NDCG@20 decides")
+    proxy_epochs: int = Field(40,
+                              description="most generator epochs; early stopping on validation-cold NDCG@20 decides")
     proxy_lr: float = Field(1e-3, description="generator Adam learning rate")
     proxy_weight_decay: float = Field(1e-5, description="generator Adam weight decay")
     proxy_ema_decay: float = Field(0.0, ge=0.0, lt=1.0, description="exponential moving average of the generator's "
@@ -129,7 +143,8 @@ class ItemExpertSettings(ExpertSettings):
     sampler_steps_grid: list[int] = Field([1, 2, 3], description="steps S tried when sampler_select is on")
     sampler_start_grid: list[float] = Field([0.3, 0.5, 0.7], description="starts (fraction of T) tried when "
                                             "sampler_select is on")
-    gate_steps_per_epoch: int = Field(0, ge=0, description="most steps a gate epoch takes, sampled afresh (0: every one)")
+    gate_steps_per_epoch: int = Field(0, ge=0,
+                                      description="most steps a gate epoch takes, sampled afresh (0: every one)")
     gate_aug_ratio: float = Field(0.5, description="pseudo-cold triples per real one (eta, eq. 23)")
     served: Literal["auto", "gate", "proxy", "diffusion", "anchor"] = Field(
         "auto", description="what a new item is served: the validation-best of the gate's mix and each single "
@@ -142,13 +157,18 @@ class PackageSettings(BaseSettings):
     calibration: bool = Field(True, description="fit the affine map of new items' vectors to the warm items' "
                               "score scale on the validation all-items ranking (models/items/calibration.py)")
     work_dir: Path = Field(REPO_ROOT / "artifacts" / "train", description="training checkpoint")
-    package_dir: Path = Field(REPO_ROOT / "artifacts" / "package", description="exported model package (COLDPROXY_BUNDLE_DIR: its deprecated name)",
-                              validation_alias=AliasChoices("package_dir", "COLDPROXY_PACKAGE_DIR", "COLDPROXY_BUNDLE_DIR"))
+    package_dir: Path = Field(REPO_ROOT / "artifacts" / "package",
+                              description="exported model package (COLDPROXY_BUNDLE_DIR: its deprecated name)",
+                              validation_alias=AliasChoices("package_dir", "COLDPROXY_PACKAGE_DIR",
+                                                            "COLDPROXY_BUNDLE_DIR"))
     parity_items: int = Field(16, description="items each exported graph is checked on against torch")
-    parity_tolerance: float = Field(1e-4, description="largest difference export accepts between ONNX Runtime and torch (relative to the output's scale when that is above 1)")
+    parity_tolerance: float = Field(1e-4,
+                                    description="largest difference export accepts between ONNX Runtime and torch "
+                                                "(relative to the output's scale when that is above 1)")
 
 
-class TrainSettings(DataSettings, IDSpaceSettings, IDModelSettings, GeneratorSettings, ItemExpertSettings, PackageSettings):
+class TrainSettings(DataSettings, IDSpaceSettings, IDModelSettings, GeneratorSettings, ItemExpertSettings,
+                    PackageSettings):
     """Everything ``coldproxy train`` and ``coldproxy export`` read."""
 
     model_config = SettingsConfigDict(env_prefix="COLDPROXY_", env_file=".env", extra="ignore")

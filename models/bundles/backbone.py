@@ -71,7 +71,8 @@ class DualView(nn.Module):
                 nn.init.normal_(t.weight, std=0.1)
         return tables
 
-    def graphs(self, rng: np.random.Generator | None, dropout: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def graphs(self, rng: np.random.Generator | None,
+               dropout: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         d = self.data
         ub, ui, bi = (_kept(x, rng, dropout) for x in (d.train, d.user_item, d.bundle_item))
         return (normalised_adjacency(d.n_users, d.n_bundles, ub.users, ub.items),
@@ -173,7 +174,8 @@ def train_prior(data: BundleData, settings: BundleSettings, progress: bool = Tru
                 loss = loss + settings.item_bpr_weight * bpr_loss((uu * ii).sum(-1), (uu * jj).sum(-1))
             if settings.contrast_weight > 0:
                 uu, pp = torch.unique(u), torch.unique(p)
-                loss = loss + settings.contrast_weight * (_info_nce(uB[uu], uI[uu], settings.contrast_temp) + _info_nce(bB[pp], bI[pp], settings.contrast_temp))
+                loss = loss + settings.contrast_weight * (_info_nce(uB[uu], uI[uu], settings.contrast_temp)
+                                                          + _info_nce(bB[pp], bI[pp], settings.contrast_temp))
             base = model.user_b(u).pow(2).sum() + model.bundle(p).pow(2).sum()
             if model.user_i is not model.user_b:
                 base = base + model.user_i(u).pow(2).sum()

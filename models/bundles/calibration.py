@@ -95,8 +95,10 @@ def calibrate_cold(data: BundleData, users: np.ndarray, gated: np.ndarray, ancho
     placement off), so the result is never below the gate alone on tune. ``users``: [n_users, 2·dim]."""
     identity = ColdCalibration()
     grid = [identity] + [ColdCalibration(bundle_source=src, bundle_view=b, item_view=i, log_size=a)
-                         for src, b, i, a in itertools.product(settings.calibration_sources, settings.calibration_view_grid,
-                                                               settings.calibration_view_grid, settings.calibration_size_grid)]
+                         for src, b, i,
+                         a in itertools.product(settings.calibration_sources, settings.calibration_view_grid,
+                                                               settings.calibration_view_grid,
+                                                settings.calibration_size_grid)]
     # each candidate's scores on the tune users are a combination of a few products, computed once
     d, cold = anchor.shape[1], np.flatnonzero(data.bundle_counts() == 0)
     tune_users = np.unique(data.tune.users)
@@ -123,13 +125,15 @@ def calibrate_cold(data: BundleData, users: np.ndarray, gated: np.ndarray, ancho
         return scores
 
     def search(candidates: list[ColdCalibration], desc: str) -> tuple[ColdCalibration, list[float]]:
-        tried = [float(evaluate(data, data.tune, scorer(c))["ndcg@20"]) for c in tqdm(candidates, desc=desc, disable=not progress)]
+        tried = [float(evaluate(data, data.tune, scorer(c))["ndcg@20"])
+                 for c in tqdm(candidates, desc=desc, disable=not progress)]
         return candidates[int(np.argmax(tried))], tried  # the first maximum: an earlier candidate wins a tie
 
     best, tried = search(grid, f"cold calibration ({data.scenario}, tune)")
     warm_scores = base[:, np.setdiff1d(np.arange(data.n_bundles), cold)]
     spread = float(warm_scores.std()) if warm_scores.size else 1.0
-    offsets = [best] + [best.model_copy(update={"offset": round(k * spread, 6)}) for k in settings.calibration_offset_grid if k != 0]
+    offsets = [best] + [best.model_copy(update={"offset": round(k * spread, 6)})
+                        for k in settings.calibration_offset_grid if k != 0]
     best, tried_offsets = search(offsets, f"cold offset ({data.scenario}, tune)")
     slots = list(settings.calibration_cold_slots_grid)  # each in 1..length - 1 (BundleSettings checks)
     if slots:
@@ -139,6 +143,8 @@ def calibrate_cold(data: BundleData, users: np.ndarray, gated: np.ndarray, ancho
     placed = [best] + [best.model_copy(update={"cold_slots": k, "list_length": length}) for k in slots]
     best, tried_placed = search(placed, f"cold placement ({data.scenario}, tune)")
     return best, placements[best.cold_slots], {
-        "tune_ndcg@20": max(tried_placed), "identity_tune_ndcg@20": tried[0], "tried": len(grid) + len(offsets) + len(placed),
+        "tune_ndcg@20": max(tried_placed), "identity_tune_ndcg@20": tried[0], "tried": len(grid) + len(offsets)
+        + len(placed),
         "offset_unit": spread, "tune_ndcg@20_without_offset": tried_offsets[0],
-        "tune_ndcg@20_without_placement": tried_placed[0], "tune_ndcg@20_by_cold_slots": dict(zip([0] + slots, tried_placed))}
+        "tune_ndcg@20_without_placement": tried_placed[0],
+        "tune_ndcg@20_by_cold_slots": dict(zip([0] + slots, tried_placed))}

@@ -10,9 +10,9 @@ and the cold-aware hierarchical gate (MoDiffE §3.2, §4.2-4.4).
   c = the item's composition embedding, then aggregated like the prior. Sampling starts from the
   similarity anchor (mean x₀ of the ``anchor_n`` nearest warm neighbours by condition, eq. 14).
 * **Hierarchical gate** (stage 3): per view a softmax over {prior, diffusion} from cold-aware
-  features (eq. 17-18), the B-view prior masked out for a bundle without interactions; over views a tanh output gate weighting each view's score (eq. 19-20);
-  trained by BPR with pseudo-cold bundles (two positives of a user interpolated, B-view features 0,
-  η per scenario, eq. 23), ranked against pseudo-cold and real warm negatives.
+  features (eq. 17-18), the B-view prior masked out for a bundle without interactions; over views a tanh output gate
+  weighting each view's score (eq. 19-20); trained by BPR with pseudo-cold bundles (two positives of a user
+  interpolated, B-view features 0, η per scenario, eq. 23), ranked against pseudo-cold and real warm negatives.
 
 Stage 4 (the cold calibration) is ``models.bundles.calibration``; the pipeline and the served
 vectors are ``models.bundles.train``.
@@ -46,7 +46,8 @@ def composition_features(data: BundleData, settings: BundleSettings, progress: b
                      csr=False)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     bs, its = torch.from_numpy(data.bundle_item.users), torch.from_numpy(data.bundle_item.items)
-    for _ in tqdm(range(settings.composition_epochs), desc="composition features (bundle-item BPR)", disable=not progress):
+    for _ in tqdm(range(settings.composition_epochs), desc="composition features (bundle-item BPR)",
+                  disable=not progress):
         perm = torch.from_numpy(rng.permutation(len(bs)))
         for b in range(0, len(perm), 8192):
             idx = perm[b : b + 8192]
@@ -127,7 +128,8 @@ class ViewDiffusion:
     log: dict
 
 
-def fit_view_experts(data: BundleData, prior: Prior, comp: np.ndarray, settings: BundleSettings, progress: bool = True) -> ViewDiffusion:
+def fit_view_experts(data: BundleData, prior: Prior, comp: np.ndarray, settings: BundleSettings,
+                     progress: bool = True) -> ViewDiffusion:
     """Stage 2: the two diffusion experts and every bundle's diffusion representation per view."""
     warm_b = data.warm_bundles
     agg = mean_matrix(data.bundle_item, data.n_bundles, data.n_items)
@@ -158,14 +160,16 @@ def fit_view_experts(data: BundleData, prior: Prior, comp: np.ndarray, settings:
         iI[cold_i] = sample(model, anchors_i[cold_i], comp[cold_i], **kw)
         return aggd @ iI, iI
 
-    den_i, log_i = train_diffusion(prior.iI[warm_i], comp[warm_i], settings, lambda m: tune_ndcg(prior.bB, items_to_bundles(m)[0]),
-                                   progress, desc="diffusion I view")
+    den_i, log_i = train_diffusion(prior.iI[warm_i], comp[warm_i], settings,
+                                   lambda m: tune_ndcg(prior.bB, items_to_bundles(m)[0]), progress,
+                                   desc="diffusion I view")
     dI, dI_items = items_to_bundles(den_i)
     return ViewDiffusion((den_b, den_i), dB.astype(np.float32), dI.astype(np.float32), dI_items.astype(np.float32),
                          cond_b, anchors_b.astype(np.float32), {"B": log_b, "I": log_i})
 
 
-def train_gates(data: BundleData, prior: Prior, ex: ViewExperts, settings: BundleSettings, eta: float, progress: bool = True):
+def train_gates(data: BundleData, prior: Prior, ex: ViewExperts, settings: BundleSettings, eta: float,
+                progress: bool = True):
     """Stage 3: BPR over the scenario's training triples plus η pseudo-cold triples per real one."""
     rng = seed_everything(settings.seed)
     gate = HierarchicalGate(ex.aB.shape[1], ex.aI.shape[1], settings.output_gate)
@@ -191,7 +195,8 @@ def train_gates(data: BundleData, prior: Prior, ex: ViewExperts, settings: Bundl
 
     Un = U.numpy()
     stopper, log = EarlyStopping(settings.patience), []
-    bar = tqdm(range(settings.gate_epochs), desc=f"hierarchical gate ({data.scenario}, eta={eta})", disable=not progress)
+    bar = tqdm(range(settings.gate_epochs), desc=f"hierarchical gate ({data.scenario}, eta={eta})",
+               disable=not progress)
     for epoch in bar:
         perm = rng.permutation(len(inter))
         total = 0.0
@@ -206,7 +211,8 @@ def train_gates(data: BundleData, prior: Prior, ex: ViewExperts, settings: Bundl
                 lam = beta.sample((n_aug,))
                 pseudo = (ua * embed(p1, p2, lam)).sum(-1)
                 # against pseudo-cold negatives (cold vs cold) and real warm ones (cold vs warm, as at test time)
-                loss = loss + eta * (bpr_loss(pseudo, (ua * embed(n1, n2, lam)).sum(-1)) + bpr_loss(pseudo, (ua * embed(n1)).sum(-1)))
+                loss = loss + eta * (bpr_loss(pseudo, (ua * embed(n1, n2, lam)).sum(-1))
+                                     + bpr_loss(pseudo, (ua * embed(n1)).sum(-1)))
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -180,7 +180,8 @@ class ProxyGenerator(nn.Module):
                 cols = self.fine_columns()
                 raw = self.adaptor[1:](F.linear(torch.cat([*parts, mask], dim=-1), first.weight[:, cols], first.bias))
             else:
-                raw = self.adaptor(torch.cat([layers.flatten(1) * mt, self._norm("image_stages", image_stages) * mi, mask],
+                raw = self.adaptor(torch.cat([layers.flatten(1) * mt, self._norm("image_stages", image_stages) * mi,
+                                              mask],
                                              dim=-1))
             r = torch.sigmoid(self.w_g(torch.cat([p_coarse, raw], dim=-1)))
             proxy = proxy + r * raw
@@ -206,7 +207,8 @@ class ProxyGenerator(nn.Module):
         losses = {"adapter": sum((kl_to_uniform(p[mask[:, m] > 0].mean(0)) for m, p in enumerate(out["router"])
                                   if (mask[:, m] > 0).any()), torch.zeros(()))}  # a tensor when no modality is present
         both = mask.sum(1) == 2
-        losses["fusion"] = kl_to_uniform(out["alpha"][both].mean(0)) if self.cfg.fusion == "gate" and both.any() else torch.zeros(())
+        losses["fusion"] = kl_to_uniform(out["alpha"][both].mean(
+            0)) if self.cfg.fusion == "gate" and both.any() else torch.zeros(())
         losses["align"] = sum((((out["e"] - z) ** 2).mean(-1) * mask[:, m]).sum() / mask[:, m].sum().clamp_min(1.0)
                               for m, z in enumerate(out["z"]))
         losses["pal"] = pal_loss(out["coarse"], targets, pal_temperature) if targets is not None else torch.zeros(())
@@ -310,9 +312,11 @@ def layer_groups(text_layers: np.ndarray, n_groups: int = 3, seed: int = 0) -> l
     n_layers = text_layers.shape[1]
     if n_layers <= n_groups:
         return list(range(n_layers))
-    sim = np.array([[linear_cka(text_layers[:, i], text_layers[:, j]) for j in range(n_layers)] for i in range(n_layers)],
+    sim = np.array([[linear_cka(text_layers[:, i], text_layers[:, j]) for j in range(n_layers)]
+                    for i in range(n_layers)],
                    dtype=np.float32)
-    km = faiss.Kmeans(n_layers, n_groups, niter=50, seed=seed, min_points_per_centroid=1, max_points_per_centroid=10_000)
+    km = faiss.Kmeans(n_layers, n_groups, niter=50, seed=seed, min_points_per_centroid=1,
+                      max_points_per_centroid=10_000)
     km.train(np.ascontiguousarray(sim))
     _, assign = km.index.search(np.ascontiguousarray(sim), 1)
     assign = assign[:, 0]

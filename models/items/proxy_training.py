@@ -42,7 +42,8 @@ class ProxyMLP(nn.Module):
         )
 
     def fit_normalisation(self, features: Features) -> None:
-        for name, x, present in (("text", features.text, features.has_text), ("image", features.image, features.has_image)):
+        for name, x, present in (("text", features.text, features.has_text),
+                                 ("image", features.image, features.has_image)):
             x = x[present] if present.any() else x
             getattr(self, f"{name}_mean").copy_(torch.from_numpy(x.mean(0)))
             getattr(self, f"{name}_std").copy_(torch.from_numpy(x.std(0) + 1e-4))
@@ -88,9 +89,9 @@ def _drop_modality(mask: torch.Tensor, p: float, gen: torch.Generator) -> torch.
 
 
 def train_proxy(
-    build: Callable[[], nn.Module], features: Features, split: ColdStartSplit, user_emb: np.ndarray, item_emb: np.ndarray, settings,
-    bpr_weight: float = 1.0, mse_weight: float = 0.0, weights: dict[str, float] | None = None,
-    desc: str = "proxy", progress: bool = True,
+    build: Callable[[], nn.Module], features: Features, split: ColdStartSplit, user_emb: np.ndarray,
+    item_emb: np.ndarray, settings, bpr_weight: float = 1.0, mse_weight: float = 0.0,
+    weights: dict[str, float] | None = None, desc: str = "proxy", progress: bool = True,
 ) -> tuple[nn.Module, dict]:
     """Seed, ``build()`` the model (so its initialisation depends on ``s.seed`` only), fit it
     (normalisation from warm items); early stopping on val-cold NDCG@20. With ``proxy_ema_decay`` > 0
@@ -156,7 +157,8 @@ def train_proxy(
         probe[split.val_items] = predict(scored, features, split.val_items)
         ndcg = validation_cold_ndcg(user_emb, probe, split)
         seen = len(perm)
-        log.append({"epoch": epoch + 1, "loss": total / seen, "val_cold_ndcg@20": ndcg} | {k: v / seen for k, v in parts.items()})
+        log.append({"epoch": epoch + 1, "loss": total / seen,
+                    "val_cold_ndcg@20": ndcg} | {k: v / seen for k, v in parts.items()})
         bar.set_postfix(loss=f"{total / seen:.4f}", val_cold_ndcg20=f"{ndcg:.4f}")
         if stopper.step(ndcg, lambda: {k: v.clone() for k, v in scored.state_dict().items()}):
             break

@@ -76,7 +76,8 @@ def padded(states: list[torch.Tensor], rows: np.ndarray) -> tuple[torch.Tensor, 
     return x, mask
 
 
-def batches(rows: np.ndarray, lengths: np.ndarray, size: int, rng: np.random.Generator | None = None) -> list[np.ndarray]:
+def batches(rows: np.ndarray, lengths: np.ndarray, size: int,
+            rng: np.random.Generator | None = None) -> list[np.ndarray]:
     """``rows`` in batches of similar length (little padding); with ``rng``, jittered and shuffled."""
     key = lengths[rows] + (rng.uniform(0, 4, len(rows)) if rng is not None else 0)
     ordered = rows[np.argsort(key, kind="stable")]

@@ -76,7 +76,8 @@ class TrainResult:
         when a calibration was fitted (and ``calibrated``), unit-length in a cosine space."""
         out = self.item_emb.copy()
         cold = np.setdiff1d(np.arange(self.dataset.n_items), self.split.warm_items)
-        out[cold] = predict(self.proxy, self.features, cold) if self.experts is None else served_cold(self.experts, cold)[0]
+        out[cold] = predict(self.proxy, self.features,
+                            cold) if self.experts is None else served_cold(self.experts, cold)[0]
         if calibrated and self.calibration is not None:
             out[cold] = self.calibration.apply(out[cold])
         if self.score == "cosine":
@@ -98,27 +99,30 @@ def build_generator(features: Features, split: ColdStartSplit, item_emb: np.ndar
     """A generator configured from the settings; text layer groups by k-means over warm items' states."""
     warm = split.warm_items
     with_text = warm[features.has_text[warm]][:2000]
-    groups = layer_groups(features.text_layers[with_text], settings.proxy_layer_groups, settings.seed) if len(with_text) else []
+    groups = layer_groups(features.text_layers[with_text], settings.proxy_layer_groups,
+                          settings.seed) if len(with_text) else []
     cfg = GeneratorConfig(
         text_dim=features.text.shape[1], image_dim=features.image.shape[1], n_text_layers=features.text_layers.shape[1],
         image_stage_dim=features.image_stages.shape[1], out_dim=item_emb.shape[1], hidden=settings.proxy_hidden,
-        experts=settings.proxy_experts, top_k=settings.proxy_top_k, expert_type=settings.proxy_expert_type, fusion=settings.proxy_fusion,
-        fine=settings.proxy_fine, modalities=MODALITIES[settings.proxy_modalities], text_groups=groups, dropout=settings.proxy_dropout,
+        experts=settings.proxy_experts, top_k=settings.proxy_top_k, expert_type=settings.proxy_expert_type,
+        fusion=settings.proxy_fusion, fine=settings.proxy_fine, modalities=MODALITIES[settings.proxy_modalities],
+        text_groups=groups, dropout=settings.proxy_dropout,
         init_scale=float(np.linalg.norm(item_emb[warm], axis=1).mean()),
     )
     return ProxyGenerator(cfg)
 
 
 def generator_weights(settings) -> dict[str, float]:
-    return {"align": settings.lambda_align, "adapter": settings.lambda_adapter, "fusion": settings.lambda_fusion, "pal": settings.lambda_pal}
+    return {"align": settings.lambda_align, "adapter": settings.lambda_adapter, "fusion": settings.lambda_fusion,
+            "pal": settings.lambda_pal}
 
 
 def fit_generator(features, split, user_emb, item_emb, settings, desc: str = "proxy generator", progress: bool = True,
                   ranking: bool = True):
     """One generator. Without ``ranking`` (a given space of item vectors only) its losses are the alignment ones:
     MSE to the item's vector (``proxy_mse_weight``), PAL and MAMEX's auxiliary losses, over the warm items."""
-    return train_proxy(lambda: build_generator(features, split, item_emb, settings), features, split, user_emb, item_emb,
-                       settings, bpr_weight=1.0 if ranking else 0.0,
+    return train_proxy(lambda: build_generator(features, split, item_emb, settings), features, split, user_emb,
+                       item_emb, settings, bpr_weight=1.0 if ranking else 0.0,
                        mse_weight=settings.lambda_mse if ranking else settings.proxy_mse_weight,
                        weights=generator_weights(settings), desc=desc, progress=progress)
 
@@ -129,14 +133,15 @@ class GeneratorChoice:
 
     model: nn.Module  # the greedy blend of the candidates (models.items.blend), a single one where it is best alone
     log: dict  # the training log of its heaviest member
-    scores: dict[str, float]  # validation-cold NDCG@20: "generator:<modalities>" (its seeds averaged), "generator:blend"
+    # validation-cold NDCG@20: "generator:<modalities>" (its seeds averaged), "generator:blend"
+    scores: dict[str, float]
     candidates: dict[str, nn.Module]  # every generator trained, by name ("both", "text#2", ...), as served (routed)
     weights: dict[str, float]  # the blend's weights by generator ("text", "text#2", ...; seeds share their modality's)
     fusion_temperature: dict = field(default_factory=dict)  # per fused generator: chosen, and validation by temperature
 
 
-def generator_candidates(features: Features, split: ColdStartSplit, user_emb: np.ndarray, item_emb: np.ndarray, settings,
-                         progress: bool = True, ranking: bool = True) -> GeneratorChoice:
+def generator_candidates(features: Features, split: ColdStartSplit, user_emb: np.ndarray, item_emb: np.ndarray,
+                         settings, progress: bool = True, ranking: bool = True) -> GeneratorChoice:
     """The configured generator and, with ``select_modalities`` and both modalities in the data, a
     text-only and an image-only one, each served through ``RoutedGenerator`` (the first fused generator
     for items without its modality); each of them from ``generator_seeds`` seeds (the second under
@@ -149,26 +154,31 @@ def generator_candidates(features: Features, split: ColdStartSplit, user_emb: np
         probe[val] = vectors
         return validation_cold_ndcg(user_emb, probe, split, "select")
 
-    both = settings.select_modalities and settings.proxy_modalities == "both" and features.has_text.any() and features.has_image.any()
+    both = (settings.select_modalities and settings.proxy_modalities == "both" and features.has_text.any()
+            and features.has_image.any())
     fitted, temperatures, fused = {}, {}, None
     for j in range(settings.generator_seeds):
-        tag, s_j = ("", settings) if j == 0 else (f"#{j + 1}", settings.model_copy(update={"seed": nth_seed(settings.seed, j)}))
-        gen, lg = fit_generator(features, split, user_emb, item_emb, s_j, desc=f"proxy generator{tag}", progress=progress,
-                                ranking=ranking)
+        tag, s_j = ("", settings) if j == 0 else (f"#{j + 1}",
+                                                  settings.model_copy(update={"seed": nth_seed(settings.seed, j)}))
+        gen, lg = fit_generator(features, split, user_emb, item_emb, s_j, desc=f"proxy generator{tag}",
+                                progress=progress, ranking=ranking)
         temperatures[settings.proxy_modalities + tag] = choose_fusion_temperature(gen, features, val, score,
                                                                                   settings.proxy_fusion_temperatures)
         fused = gen if j == 0 else fused
         fitted[settings.proxy_modalities + tag] = (gen, lg)
         for m in ("text", "image") if both else ():
-            single, lg = fit_generator(features, split, user_emb, item_emb, s_j.model_copy(update={"proxy_modalities": m}),
+            single, lg = fit_generator(features, split, user_emb, item_emb,
+                                       s_j.model_copy(update={"proxy_modalities": m}),
                                        desc=f"proxy generator ({m} only){tag}", progress=progress, ranking=ranking)
             fitted[m + tag] = (RoutedGenerator(single, fused).eval(), lg)
     seeds: dict[str, list[str]] = {}  # modalities -> its generators' names, one per seed
     for name in fitted:
         seeds.setdefault(name.partition("#")[0], []).append(name)
     outputs = {m: np.mean([predict(fitted[n][0], features, val) for n in names], axis=0) for m, names in seeds.items()}
-    by_modality, blend_score, singles = greedy_blend(outputs, score, settings.blend_rounds, prefer=settings.proxy_modalities)
-    weights = {n: w / len(seeds[m]) for m, w in by_modality.items() for n in seeds[m]}  # seeds share their modality's weight
+    by_modality, blend_score, singles = greedy_blend(outputs, score, settings.blend_rounds,
+                                                     prefer=settings.proxy_modalities)
+    # seeds share their modality's weight
+    weights = {n: w / len(seeds[m]) for m, w in by_modality.items() for n in seeds[m]}
     scores = {f"generator:{m}": v for m, v in singles.items()}
     order = sorted(weights, key=lambda m: -weights[m])
     if len(order) == 1:
@@ -181,7 +191,8 @@ def generator_candidates(features: Features, split: ColdStartSplit, user_emb: np
                            temperatures)
 
 
-def choose_fusion_temperature(model: ProxyGenerator, features: Features, items: np.ndarray, score, grid: list[float]) -> dict:
+def choose_fusion_temperature(model: ProxyGenerator, features: Features, items: np.ndarray, score,
+                              grid: list[float]) -> dict:
     """Sets ``model``'s fusion temperature to the one of ``grid`` whose proxies for ``items`` score best
     (the trained 1 wins ties; a generator without a gate over two modalities keeps 1). Returns
     {"chosen": t, "validation": {t: score}}, empty validation where nothing was tried."""
@@ -209,7 +220,8 @@ def estimate_cost(settings, ds: Dataset, split: ColdStartSplit, space: GivenSpac
     whether the cache holds them now)."""
     cached = cache_path(ds, settings.cache_dir, settings.text_max_len).exists() if cached is None else cached
     both = any(ds.item_texts) and any(p is not None for p in ds.item_images)
-    generators = settings.generator_seeds * (3 if settings.select_modalities and settings.proxy_modalities == "both" and both else 1)
+    generators = settings.generator_seeds * (3 if settings.select_modalities and settings.proxy_modalities == "both"
+                                             and both else 1)
     seconds = estimate(settings, ds.n_items, ds.n_users, len(split.train), len(split.warm_val), len(split.warm_items),
                        0 if cached else ds.n_items, generators, usable_cores())
     if space is not None:
@@ -226,8 +238,8 @@ def train(settings, encoder_graphs: EncoderGraphs, progress: bool = True) -> Tra
     split = cold_start_split(ds, settings.seed, settings.split_ratios, settings.selection_holdout)
     if progress:
         tqdm.write(describe_cost(estimate_cost(settings, ds, split, space)), file=sys.stderr)
-    feats = extract_features(ds, encoder_graphs, settings.cache_dir, settings.text_max_len, settings.encode_batch, progress,
-                             settings.feature_engine, settings.ray_address)
+    feats = extract_features(ds, encoder_graphs, settings.cache_dir, settings.text_max_len, settings.encode_batch,
+                             progress, settings.feature_engine, settings.ray_address)
     t_feat = time.time()
     if space is None:
         U, I, id_log = train_id_model_checked(ds.n_users, ds.n_items, split, settings, progress)
@@ -244,7 +256,8 @@ def train(settings, encoder_graphs: EncoderGraphs, progress: bool = True) -> Tra
     chosen = generator_candidates(feats, split, U, I, settings, progress, ranking)
     proxy, proxy_log = chosen.model, chosen.log
     selection = {"chosen_on": "validation-cold NDCG@20 on the part held out from early stopping"
-                 if split.val_select_items is not None else "validation-cold NDCG@20", "validation": dict(chosen.scores),
+                 if split.val_select_items is not None else "validation-cold NDCG@20",
+                 "validation": dict(chosen.scores),
                  "generator": describe(chosen.weights), "generator_weights": chosen.weights, "served": "proxy",
                  "fusion_temperature": chosen.fusion_temperature}
     selection["validation"]["proxy"] = max(chosen.scores.values())
@@ -267,7 +280,8 @@ def train(settings, encoder_graphs: EncoderGraphs, progress: bool = True) -> Tra
         result.calibration, calibration_log = fit_calibration(U, I, result.served_item_emb(), split)
     t_cal = time.time()
     result.metrics = {
-        "dataset": ds.provenance | {"name": ds.name, "users": ds.n_users, "items": ds.n_items, "interactions": len(ds.items)},
+        "dataset": ds.provenance | {"name": ds.name, "users": ds.n_users, "items": ds.n_items,
+                                    "interactions": len(ds.items)},
         "split": {
             "seed": settings.seed, "ratios": list(settings.split_ratios), "warm_items": len(split.warm_items),
             "val_cold_items": len(split.val_items), "test_cold_items": len(split.test_items),
@@ -275,12 +289,14 @@ def train(settings, encoder_graphs: EncoderGraphs, progress: bool = True) -> Tra
         },
         "id_model": {**{k: v for k, v in id_log.items() if k != "history"},
                      "type": f"{id_log['type']}-bpr" if space is None else "given"},
-        "proxy": {"type": "generator", "config": proxy.cfg.to_dict(), **{k: v for k, v in proxy_log.items() if k != "history"}},
+        "proxy": {"type": "generator", "config": proxy.cfg.to_dict(),
+                  **{k: v for k, v in proxy_log.items() if k != "history"}},
         "selection": selection,
         "test": evaluate_split(U, result.served_item_emb(), split),  # items only: U holds the items' queries
         "test_protocol": "users" if ranking else "self-retrieval: each test item is found by its own given vector",
         "test_uncalibrated": evaluate_split(U, result.served_item_emb(calibrated=False), split)["all"],
-        "seconds": {"features": t_feat - t0, "id_model": t_id - t_feat, "text_finetune": t_text - t_id, "proxy": t_proxy - t_text,
+        "seconds": {"features": t_feat - t0, "id_model": t_id - t_feat, "text_finetune": t_text - t_id,
+                    "proxy": t_proxy - t_text,
                     "diffusion+gate": t_experts - t_proxy, "calibration": t_cal - t_experts},
         "history": {"id_model": id_log["history"], "proxy": proxy_log["history"]},
     }
@@ -318,9 +334,9 @@ def save_checkpoint(result: TrainResult, work_dir: Path) -> Path:
     np.savez(
         work_dir / "embeddings.npz",
         user_ids=np.array(user_ids, dtype=str), user_emb=user_emb.astype(np.float32),
-        item_ids=np.array([result.dataset.item_ids[i] for i in served], dtype=str), item_emb=served_emb.astype(np.float32),
-        item_text=f.text[served], item_image=f.image[served], item_mask=f.mask[served],
-        seen_indptr=seen_indptr, seen_items=seen_items,
+        item_ids=np.array([result.dataset.item_ids[i] for i in served], dtype=str),
+        item_emb=served_emb.astype(np.float32), item_text=f.text[served], item_image=f.image[served],
+        item_mask=f.mask[served], seen_indptr=seen_indptr, seen_items=seen_items,
     )
     k = warm[: result.settings.parity_items]
     np.savez(work_dir / "parity_inputs.npz", text_features=f.text[k], image_features=f.image[k],
@@ -331,8 +347,9 @@ def save_checkpoint(result: TrainResult, work_dir: Path) -> Path:
                     "gate": ex.gate.state_dict(), "sampler": ex.sampler, "anchor_n": s.anchor_n, "served": ex.choice},
                    work_dir / "experts.pt")
         stacked, available = ex.stacked(result.item_emb, warm, result.dataset.n_items)
-        np.savez(work_dir / "parity_experts.npz", anchor=ex.anchor[k], condition=ex.proxy[k], gate_features=ex.features[k],
-                 expert_available=available[k], id_embedding=stacked[k, 0], proxy=stacked[k, 1], diffusion=stacked[k, 2])
+        np.savez(work_dir / "parity_experts.npz", anchor=ex.anchor[k], condition=ex.proxy[k],
+                 gate_features=ex.features[k], expert_available=available[k], id_embedding=stacked[k, 0],
+                 proxy=stacked[k, 1], diffusion=stacked[k, 2])
     (work_dir / "metrics.json").write_text(json.dumps(result.metrics, indent=2, default=float))
     return work_dir
 

@@ -71,7 +71,8 @@ async def rank_bundles(request: Request, st: AppState, sv: Live) -> Response:
     body = await read_json(request, BundleRankIn)
     scores, missing = await rank_in(st, bundles.catalog, body, body.bundle_ids,
                                     lambda b, sc, src: {"bundle_id": b, "score": sc, "source": src})
-    return fast_json({"user_id": body.user_id, **bundle_versions(bundles.version), "missing": missing, "scores": scores})
+    return fast_json({"user_id": body.user_id, **bundle_versions(bundles.version), "missing": missing,
+                      "scores": scores})
 
 
 async def bundle_recommendations(st: AppState, sv: Serving, query: UserQuery, k: int, filters: RecommendFilters,
@@ -82,8 +83,8 @@ async def bundle_recommendations(st: AppState, sv: Serving, query: UserQuery, k:
                       "bundles": [{"bundle_id": b, "score": sc, "source": src} for b, sc, src in hits]})
 
 
-@router.post("/v1/bundles/recommendations", response_model=BundleRecommendOut, openapi_extra=json_body(BundleRecommendIn),
-             dependencies=[access(READ)])
+@router.post("/v1/bundles/recommendations", response_model=BundleRecommendOut,
+             openapi_extra=json_body(BundleRecommendIn), dependencies=[access(READ)])
 async def recommend_bundles_post(request: Request, st: AppState, sv: Live) -> Response:
     """The k best bundles for a user ID or a user vector of the bundle package's space (its own users' form,
     which ends in the placement terms: see docs/bundles.md); id_space names that package's version. The
@@ -96,7 +97,8 @@ async def recommend_bundles_post(request: Request, st: AppState, sv: Live) -> Re
             dependencies=[access(READ)])
 async def recommend_bundles(user_id: str, st: AppState, sv: Live, filters: Annotated[RecommendFilters, Query()],
                             k: Annotated[int, Query(ge=1)] = 10) -> Response:
-    return await bundle_recommendations(st, sv, UserQuery.model_construct(user_id=user_id, user_embedding=None, id_space=None),
+    return await bundle_recommendations(st, sv,
+                                        UserQuery.model_construct(user_id=user_id, user_embedding=None, id_space=None),
                                   k, filters)
 
 

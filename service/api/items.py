@@ -1,6 +1,7 @@
 """Item routes (v1): POST /v1/items (multipart or JSON), POST /v1/items:batch, POST
 /v1/items/{id}/interactions, PUT /v1/items:id-embeddings (the recommender's own vectors), GET
-/v1/items/{id}/embedding, and take-downs: DELETE /v1/items/{id}, POST /v1/items/{id}/restore. Handlers parse and answer; the write path itself is ``service.items``."""
+/v1/items/{id}/embedding, and take-downs: DELETE /v1/items/{id}, POST /v1/items/{id}/restore. Handlers parse and answer;
+the write path itself is ``service.items``."""
 
 from __future__ import annotations
 
@@ -123,7 +124,8 @@ async def post_items_batch(request: Request, st: AppState, sv: Live) -> BatchOut
     """
     settings = st.settings
     if not request.headers.get("content-type", "").startswith("application/json"):
-        raise UnsupportedMediaType("send application/json: {\"items\": [{\"item_id\", \"text\", \"image_base64\"}, ...]}")
+        raise UnsupportedMediaType(
+            "send application/json: {\"items\": [{\"item_id\", \"text\", \"image_base64\"}, ...]}")
     body = await read_json(request, ItemsBatchIn)
     if len(body.items) > settings.max_batch_items:
         raise TooLarge(f"at most {settings.max_batch_items} items per batch")

@@ -38,8 +38,10 @@ def space_of(sv: Live) -> dict:
     """The served ID space as the manifest records it (a package from before that record: a trained one)."""
     package = sv.package
     if package.manifest.id_space is not None:  # with what loading the given files left out, when it was recorded
-        return package.manifest.id_space.model_dump() | {"report": package.manifest.metrics.get("id_space", {}).get("report")}
-    return {"fingerprint": package.id_fingerprint, "source": "trained", "score": "dot", "dim": package.manifest.dims.id_dim,
+        return package.manifest.id_space.model_dump() | {"report": package.manifest.metrics.get("id_space", {}).get(
+            "report")}
+    return {"fingerprint": package.id_fingerprint, "source": "trained", "score": "dot",
+            "dim": package.manifest.dims.id_dim,
             "item_vectors": len(package.item_ids), "user_vectors": len(package.user_ids)}
 
 
@@ -48,8 +50,9 @@ def warnings_of(manifest) -> list[str]:
     out = [w for w in (id_model.get("diagnostics", {}).get("warning"),) if w]
     if "fallback" in id_model:
         f = id_model["fallback"]
+        scores = ", ".join(f"{k} {v:.4f}" for k, v in f["warm_val_ndcg@20"].items())
         out.append(f"the configured ID model learnt nothing that generalises; training kept {f['chosen']} instead, "
-                   f"chosen on {f['chosen_on']} ({', '.join(f'{k} {v:.4f}' for k, v in f['warm_val_ndcg@20'].items())})")
+                   f"chosen on {f['chosen_on']} ({scores})")
     return out
 
 

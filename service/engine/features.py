@@ -29,7 +29,8 @@ class ContentFeatures:
     @classmethod
     def zeros(cls, n: int, dims) -> "ContentFeatures":
         z = lambda *shape: np.zeros((n, *shape), np.float32)  # noqa: E731
-        return cls(z(dims.text_dim), z(dims.image_dim), z(dims.text_layers, dims.text_dim), z(dims.image_stage_dim), z(2))
+        return cls(z(dims.text_dim), z(dims.image_dim), z(dims.text_layers, dims.text_dim), z(dims.image_stage_dim),
+                   z(2))
 
     def take(self, rows: list[int]) -> "ContentFeatures":
         return ContentFeatures(self.text[rows], self.image[rows], self.text_layers[rows], self.image_stages[rows],

@@ -37,7 +37,8 @@ def padded_batch(size: int) -> int:
 
 
 class ProxyPipeline:
-    def __init__(self, package: ModelPackage, metrics: Metrics, ort: dict, max_pixels: int, pad_images: bool | None = None):
+    def __init__(self, package: ModelPackage, metrics: Metrics, ort: dict, max_pixels: int,
+                 pad_images: bool | None = None):
         """``ort``: ``coldproxy.ort.make_session`` options (``ServiceSettings.ort_options()``).
         ``pad_images``: run the image encoder only at power-of-two batch sizes (zero rows added, their
         outputs dropped), each size in a session of its own. On the CUDA provider, cuDNN finalises
@@ -171,7 +172,8 @@ class ProxyPipeline:
             anchor = self.anchors.anchors(content_vectors(text_f, image_f, mask)).astype(np.float32)
         with self._metrics.time_stage("sampler"):
             (diffusion,) = self.sampler.run(None, dict(zip(SAMPLER_INPUTS, (anchor, proxy))))
-        emb, weights = self.regate(proxy, diffusion, anchor, mask, np.zeros(len(proxy)), None)  # a new item: no clicks, no ID
+        # a new item: no clicks, no ID
+        emb, weights = self.regate(proxy, diffusion, anchor, mask, np.zeros(len(proxy)), None)
         return emb, weights, diffusion, anchor
 
     def regate(self, proxy: np.ndarray, diffusion: np.ndarray, anchor: np.ndarray | None, mask: np.ndarray,

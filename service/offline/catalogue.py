@@ -1,7 +1,8 @@
 """The catalogue an offline run embeds, as rows (item_id, text, image) where image is a local path or a URI that
 pyarrow's filesystems read (``s3://``, ``gs://``, ``hdfs://``, ``file://``), or empty: the generic ``items.csv`` or a
-Parquet table with those columns (a MovieLens directory through ``catalogue_table``, from the CLI). Rows are read leniently: an unreadable or missing
-image, an empty row or a repeated ID fails that row alone, in the worker, with its reason."""
+Parquet table with those columns (a MovieLens directory through ``catalogue_table``, from the CLI). Rows are read
+leniently: an unreadable or missing image, an empty row or a repeated ID fails that row alone, in the worker, with its
+reason."""
 
 from __future__ import annotations
 
@@ -43,7 +44,8 @@ def catalogue_table(ids: list[str], texts: list[str], images: list[Path | None])
 
 
 def _strings(column, n: int) -> pa.Array:
-    return pa.array(["" if v is None else str(v) for v in column.to_pylist()], pa.string()) if n else pa.array([], pa.string())
+    return pa.array(["" if v is None else str(v) for v in column.to_pylist()],
+                    pa.string()) if n else pa.array([], pa.string())
 
 
 def read_image(ref: str) -> bytes:

@@ -56,7 +56,8 @@ def embed_catalogue(settings: ServiceSettings, catalogue: pa.Table, out: Path | 
         report = {"engine": engine, "version": sink.version, "rows": len(ids), "todo": len(todo)}
         counts, write_s = Counter(dict.fromkeys(sink.COUNTS, 0)), 0.0
         runs = _ray if engine == "ray" else _local
-        with tqdm(total=len(todo), unit="item", desc=f"embedding with {sink.version} ({engine})", disable=not progress) as bar:
+        with tqdm(total=len(todo), unit="item", desc=f"embedding with {sink.version} ({engine})",
+                  disable=not progress) as bar:
             for cols in runs(settings, todo, batch, keep=redis, address=address, actors=actors, cpus=cpus_per_actor):
                 cols |= {k: np.array(cols[k], dtype=object) for k in ("item_id", "error", "modalities")}  # writable
                 t_write = time.perf_counter()
@@ -110,7 +111,8 @@ def _ray(settings: ServiceSettings, todo: pa.Table, batch: int, keep: bool, addr
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
     pool = actors or max(1, int(ray.cluster_resources().get("CPU", 1) // cpus))
-    blocks = [todo.slice(start, batch) for start in range(0, len(todo), batch)]  # one block a batch: spread over the pool
+    # one block a batch: spread over the pool
+    blocks = [todo.slice(start, batch) for start in range(0, len(todo), batch)]
     ds = ray.data.from_arrow(blocks).map_batches(
         EmbedWorker, fn_constructor_kwargs=_worker_args(settings, cpus, keep), batch_size=batch, batch_format="numpy",
         concurrency=pool, num_cpus=cpus)

@@ -77,7 +77,8 @@ class EmbedWorker:
             if isinstance(result, (ImageError, str)):  # a bad image, or the graphs' failure on this row alone
                 out["error"][r] = str(result)
                 continue
-            out["embedding"][r], out["modalities"][r], out["fusion"][r] = result.embedding, ",".join(result.modalities), result.fusion_weights
+            out["embedding"][r], out["modalities"][r], out["fusion"][r] = result.embedding, ",".join(
+                result.modalities), result.fusion_weights
             if self.keep:
                 if result.expert_weights is not None:
                     out["expert_weights"][r] = result.expert_weights

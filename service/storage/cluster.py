@@ -35,7 +35,8 @@ def partition_tag(item_id: str, partitions: int) -> str:
 
 
 class ClusterStore(RedisStore):
-    def __init__(self, url: str, prefix: str, version: str, dim: int, stream_maxlen: int = 100_000, partitions: int = 16):
+    def __init__(self, url: str, prefix: str, version: str, dim: int, stream_maxlen: int = 100_000,
+                 partitions: int = 16):
         self.url, self.prefix, self.version, self.dim, self.partitions = url, prefix, version, dim, partitions
         self.client = RedisCluster.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
         self.base = f"{prefix}:{version}"

@@ -121,7 +121,8 @@ class FeatureStore:
                     log.error("content features of %s are unreadable; it cannot be re-embedded", i)
                 continue
             if f.shape != (self.width,) or not np.isfinite(f).all():
-                log.error("content features of %s have %d values, not %d; it cannot be re-embedded", i, f.size, self.width)
+                log.error("content features of %s have %d values, not %d; it cannot be re-embedded", i, f.size,
+                          self.width)
                 continue
             id_emb = r.get(b"id_embedding")
             out[i] = KeptFeatures(f, int(r.get(b"interactions", 0)),

@@ -1,8 +1,8 @@
 """Proxy-embedding store in Redis, keyed by model package version and item ID.
 
 Key layout (``P`` = prefix, ``V`` = model package version):
-* ``P:V:item:<item_id>`` — hash {emb: float32 bytes, modalities, created_at (last write), posted_at (first)}, plus the experts'
-  outputs (``proxy``, ``diffusion``) and ``interactions`` when the package has a cold-aware gate, and
+* ``P:V:item:<item_id>`` — hash {emb: float32 bytes, modalities, created_at (last write), posted_at (first)}, plus the
+  experts' outputs (``proxy``, ``diffusion``) and ``interactions`` when the package has a cold-aware gate, and
   ``src: id`` when ``emb`` is the recommender's own vector for the item (``PUT /v1/items:id-embeddings``);
   a warm item of the package has a hash only when the recommender's vector for it was updated so
 * ``P:V:items`` — set of the cold item IDs stored for this package version (index rebuild)
@@ -22,8 +22,9 @@ re-embed every stored item (``service.rollout``), live outside the version, unde
 * ``P:features:F:items`` — set of the item IDs with features
 
 Posted bundles (``service.bundle_serving``) use the same layout under ``P:bundles:<package version>``, with
-their ``members`` in the hash. Keys carry the model's version, so proxies of two versions never mix. A write is acknowledged
-only after Redis has it. ``service.storage.memory.MemoryStore`` is the demo-only fallback when no Redis answers.
+their ``members`` in the hash. Keys carry the model's version, so proxies of two versions never mix. A write is
+acknowledged only after Redis has it. ``service.storage.memory.MemoryStore`` is the demo-only fallback when no Redis
+answers.
 """
 
 from __future__ import annotations

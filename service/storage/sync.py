@@ -31,8 +31,8 @@ log = logging.getLogger("coldproxy.sync")
 
 
 class IndexSync:
-    def __init__(self, store: RedisStore, index: ItemIndex, metrics: Metrics, warm: dict[str, int], catalog: str = "items",
-                 owner=None, block_ms: int = 5000):
+    def __init__(self, store: RedisStore, index: ItemIndex, metrics: Metrics, warm: dict[str, int],
+                 catalog: str = "items", owner=None, block_ms: int = 5000):
         """``owner``: the ``Catalog`` whose warm entries take the recommender's new vectors (``update_warm``) and
         which tracks the entries the recommender gave (``given``)."""
         self.store, self.index, self.metrics, self.warm, self.catalog = store, index, metrics, warm, catalog
@@ -148,7 +148,8 @@ class IndexSync:
             except Exception as exc:
                 if self._stopping:
                     break
-                log.warning("index sync lost the store (%s); retrying in %.1fs from event %s", exc, delay, self.position)
+                log.warning("index sync lost the store (%s); retrying in %.1fs from event %s", exc, delay,
+                            self.position)
                 await self._close_reader()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)

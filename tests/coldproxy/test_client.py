@@ -57,7 +57,8 @@ def test_items_are_posted_read_ranked_and_taken_down_typed(cp, tmp_path):
     got = cp.embedding(by_pil)
     assert isinstance(got, EmbeddingOut) and got.source == "proxy" and np.allclose(got.embedding, out.embedding)
     ranked = cp.rank([by_pil, "warm-0", "nope"], user_id="3")
-    assert isinstance(ranked, RankOut) and ranked.missing == ["nope"] and {s.item_id for s in ranked.scores} == {by_pil, "warm-0"}
+    assert isinstance(ranked, RankOut) and ranked.missing == ["nope"] and {s.item_id
+                                                                           for s in ranked.scores} == {by_pil, "warm-0"}
     by_vector = cp.rank([by_pil, "warm-0"], user_embedding=[0.1] * len(out.embedding))
     assert by_vector.user_id is None and len(by_vector.scores) == 2
     assert len(cp.recommend(user_id="3", k=3, only="new").items) == 3

@@ -44,7 +44,8 @@ def test_invalid_ids_are_a_422_naming_the_field(bad):
 
 
 def test_graph_names_are_distinct_per_graph():
-    for inputs, outputs in ((graph_io.PROXY_INPUTS, graph_io.PROXY_OUTPUTS), (graph_io.GATE_INPUTS, graph_io.GATE_OUTPUTS),
+    for inputs, outputs in ((graph_io.PROXY_INPUTS, graph_io.PROXY_OUTPUTS),
+                            (graph_io.GATE_INPUTS, graph_io.GATE_OUTPUTS),
                             (graph_io.SAMPLER_INPUTS, graph_io.SAMPLER_OUTPUTS),
                             (graph_io.BUNDLE_GATE_INPUTS, graph_io.BUNDLE_GATE_OUTPUTS)):
         assert len(set(inputs)) == len(inputs) and not set(inputs) & set(outputs)

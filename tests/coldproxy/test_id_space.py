@@ -41,7 +41,8 @@ def test_parquet_and_npy_give_the_same_vectors(tmp_path):
 
 @pytest.mark.parametrize("ids, rows, message", [
     (["a", "b", "a"], [[1.0, 2.0]] * 3, "row 3: duplicate item_id 'a' (first on row 1)"),
-    (["a", "b", "c"], [[1.0, 2.0], [1.0, 2.0, 3.0], [1.0, 2.0]], "row 2: embedding of 3 values, the rows before have 2"),
+    (["a", "b", "c"], [[1.0, 2.0], [1.0, 2.0, 3.0], [1.0, 2.0]],
+     "row 2: embedding of 3 values, the rows before have 2"),
     (["a", "b", "c"], [[1.0, 2.0], [1.0, float("nan")], [1.0, 2.0]], "row 2: non-finite values"),
     (["a", "b", "c"], [[1.0, 2.0], [1.0, 2.0], [float("inf"), 2.0]], "row 3: non-finite values"),
     (["a", "b c", "c"], [[1.0, 2.0]] * 3, "row 2: item_id 'b c' is not a valid ID"),
@@ -57,7 +58,8 @@ def test_a_bad_parquet_file_is_refused_naming_the_file_and_row(tmp_path, ids, ro
 
 def test_other_unusable_files_are_refused_with_what_is_wrong(tmp_path):
     cases = {
-        "missing column": (write_parquet(tmp_path / "a.parquet", ["a"], [[1.0]], column="id"), "missing column(s) ['item_id']"),
+        "missing column": (write_parquet(tmp_path / "a.parquet", ["a"], [[1.0]], column="id"),
+                           "missing column(s) ['item_id']"),
         "no ids file": (tmp_path / "b.npy", "its IDs file b.ids.txt"),
         "ids short": (write_npy(tmp_path / "c.npy", ["a"], np.ones((2, 3))), "1 IDs for 2 rows"),
         "1-D array": (write_npy(tmp_path / "d.npy", ["a", "b"], np.ones(2)), "expected a 2-D numeric array"),

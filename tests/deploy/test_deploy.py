@@ -58,7 +58,8 @@ def test_dockerfile_passes_hadolint_and_is_slim_non_root_with_healthcheck():
 
 def test_helm_chart_lints_in_each_mode():
     helm("lint", "--strict", str(CHART))
-    helm("lint", "--strict", str(CHART), "--set", "redis.internal.enabled=true", "--set", "redis.internal.persistence=true",
+    helm("lint", "--strict", str(CHART), "--set", "redis.internal.enabled=true", "--set",
+         "redis.internal.persistence=true",
          "--set", "apiKeys.keys={ranker:abcdefgh123}", "--set", "autoscaling.enabled=false")
 
 
@@ -94,7 +95,8 @@ def test_helm_renders_probes_security_config_and_hpa():
     assert app_policy["spec"]["ingress"] == [{"ports": [{"port": 8000}]}]
     assert {p["port"] for rule in app_policy["spec"]["egress"] for p in rule["ports"]} == {53, 6379}
     (open_cm,) = render("allowAnonymousWrites=true")["ConfigMap"]
-    assert open_cm["data"]["COLDPROXY_ALLOW_ANONYMOUS_WRITES"] == "true" and "Secret" not in render("allowAnonymousWrites=true")
+    assert open_cm["data"]["COLDPROXY_ALLOW_ANONYMOUS_WRITES"] == "true" and "Secret" not in render(
+        "allowAnonymousWrites=true")
 
 
 def test_helm_api_keys_secret_and_internal_redis():
@@ -140,7 +142,8 @@ def test_helm_mounts_a_bundle_package_only_when_given_one():
 
 def test_helm_ships_the_grafana_dashboard_only_when_asked():
     assert not [c for c in render().get("ConfigMap", []) if c["metadata"]["name"].endswith("-dashboard")]
-    maps = [c for c in render("grafana.dashboard.enabled=true")["ConfigMap"] if c["metadata"]["name"].endswith("-dashboard")]
+    maps = [c for c in render("grafana.dashboard.enabled=true")["ConfigMap"]
+            if c["metadata"]["name"].endswith("-dashboard")]
     assert len(maps) == 1 and maps[0]["metadata"]["labels"]["grafana_dashboard"] == "1"
     shipped = json.loads(maps[0]["data"]["coldproxy.json"])
     assert shipped == json.loads((CHART / "dashboards" / "coldproxy.json").read_text())
@@ -156,7 +159,8 @@ def test_helm_keda_scales_on_queue_depth_and_ingestion_latency_instead_of_cpu():
     assert scaled["spec"]["scaleTargetRef"]["name"] == docs["Deployment"][0]["metadata"]["name"]
     queries = {t["metricType"]: t["metadata"]["query"] for t in scaled["spec"]["triggers"]}
     assert queries["AverageValue"].startswith("sum(coldproxy_batch_queue_depth{namespace=")
-    assert "coldproxy_request_seconds_bucket" in queries["Value"] and 'route=~"/v1/items|/v1/items:batch"' in queries["Value"]
+    assert "coldproxy_request_seconds_bucket" in queries["Value"] and 'route=~"/v1/items|/v1/items:batch"' in queries[
+        "Value"]
     assert all(t["metadata"]["serverAddress"] == "http://prom.monitoring.svc" for t in scaled["spec"]["triggers"])
     # the queries use metrics the service exports, with those labels
     from prometheus_client import generate_latest

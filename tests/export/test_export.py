@@ -25,7 +25,8 @@ def test_manifest_records_parity_and_dims(package_dir, train_settings):
     assert set(m.parity) == {"text_encoder", "image_encoder", "proxy", "proxy_text_only", "proxy_image_only",
                              "sampler", "gate", "gate_without_id"}
     assert all(v < TOL for v in m.parity.values())
-    assert m.experts["experts"] == ["id", "proxy", "diffusion", "anchor"] and m.experts["sampler"]["method"] == "dpmpp2m"
+    assert m.experts["experts"] == ["id", "proxy", "diffusion",
+                                    "anchor"] and m.experts["sampler"]["method"] == "dpmpp2m"
     selection = m.metrics["selection"]  # what new items are served, chosen on validation, with every candidate's score
     assert m.experts["served"] == selection["served"] in ("gate", "proxy", "diffusion", "anchor")
     assert selection["validation"][selection["served"]] == max(selection["validation"].values())
@@ -49,7 +50,8 @@ def test_text_and_image_graphs_match_torch(package_dir, trained):
 def test_proxy_graph_matches_torch_with_missing_modalities(package_dir, trained, train_settings, mask):
     """The whole generator (adapters, fusion, coarse + fine, residual gate) is one graph; outputs proxy and α."""
     f = trained.features.rows(trained.split.test_items[:16])
-    feeds = {"text_features": f.text, "image_features": f.image, "text_layers": f.text_layers, "image_stages": f.image_stages,
+    feeds = {"text_features": f.text, "image_features": f.image, "text_layers": f.text_layers,
+             "image_stages": f.image_stages,
              "modality_mask": (f.mask * np.array(mask, np.float32)).astype(np.float32)}
     gen = load_proxy(train_settings.work_dir)
     assert parity(gen.serving(), package_dir / "proxy.onnx", feeds) < TOL
@@ -90,7 +92,8 @@ def test_sampler_graph_matches_torch_on_cold_items(package_dir, trained, train_s
     np.testing.assert_allclose(got, trained.experts.diffusion[cold], atol=TOL)  # what training scored
 
 
-def test_int8_bundle_is_a_new_verified_bundle_that_serves_close_to_float32(package_dir, trained, train_settings, tmp_path):
+def test_int8_bundle_is_a_new_verified_bundle_that_serves_close_to_float32(package_dir, trained, train_settings,
+                                                                           tmp_path):
     from export.quantize import quantize_package
     from service.engine.pipeline import ProxyPipeline
     from service.metrics import Metrics
@@ -133,11 +136,13 @@ def test_padded_image_batches_serve_the_same_vectors(package_dir, trained):
     plain = ProxyPipeline(b, Metrics(), ort, 40_000_000, pad_images=False)
     metrics = Metrics()
     padded = ProxyPipeline(b, metrics, ort, 40_000_000, pad_images=True)
-    assert not plain.pad_images and not ProxyPipeline(b, Metrics(), ort, 40_000_000).pad_images  # auto: CPU -> no padding
+    # auto: CPU -> no padding
+    assert not plain.pad_images and not ProxyPipeline(b, Metrics(), ort, 40_000_000).pad_images
     got = padded.embed_many(items)
     np.testing.assert_allclose(np.stack([r.embedding for r in got]),
                                np.stack([r.embedding for r in plain.embed_many(items)]), atol=1e-5)
     assert got[-1].modalities == ["text"]
     assert padded.warm_up(32) == 6 and plain.warm_up(32) == 1
-    assert sorted(padded._image_by_batch) == [1, 2, 4, 8, 16, 32] and list(plain._image_by_batch) == [1]  # one shape each
+    # one shape each
+    assert sorted(padded._image_by_batch) == [1, 2, 4, 8, 16, 32] and list(plain._image_by_batch) == [1]
     assert 'stage="image_encoder"} 1.0' in generate_latest(metrics.registry).decode()  # warm-up is not counted

@@ -44,7 +44,8 @@ def test_a_fine_tuned_layer_is_served_by_the_package_text_encoder(tmp_path, movi
     served, layers = graph.run(None, tokenizer(128)([r.dataset.item_texts[i] for i in idx]))
     np.testing.assert_allclose(served, r.features.text[idx], atol=1e-4)  # training's features = the service's
     np.testing.assert_allclose(layers, r.features.text_layers[idx], atol=1e-4)
-    published = make_session(encoder_graphs(s.cache_dir)[0]).run(None, tokenizer(128)([r.dataset.item_texts[i] for i in idx]))[0]
+    published = make_session(encoder_graphs(s.cache_dir)[0]).run(None, tokenizer(128)([r.dataset.item_texts[
+        i] for i in idx]))[0]
     assert np.abs(published - served).max() > 1e-3  # the layer did move
     manifest = (package / "manifest.json").read_text()
     assert "last layer fine-tuned" in manifest

@@ -33,7 +33,8 @@ def test_a_blend_is_the_single_best_where_averaging_only_hurts_and_ties_go_to_th
     assert weights == {"good": 1.0} and score == singles["good"] == 0.0 and describe(weights) == "good"
     same = {"x": truth.copy(), "y": truth.copy()}
     assert greedy_blend(same, _score_against(truth), rounds=5, prefer="y")[0] == {"y": 1.0}
-    assert greedy_blend({"good": truth, "bad": -truth}, _score_against(-truth), rounds=1, prefer="good")[0] == {"bad": 1.0}
+    assert greedy_blend({"good": truth, "bad": -truth}, _score_against(-truth), rounds=1,
+                        prefer="good")[0] == {"bad": 1.0}
     with pytest.raises(ValueError):
         greedy_blend(outputs, _score_against(truth), rounds=0, prefer="good")
 
@@ -63,7 +64,8 @@ def test_a_blended_generator_is_the_weighted_mix_of_its_routed_members_round_tri
     x = [torch.from_numpy(v) for v in feeds.values()]
     with torch.no_grad():
         got = blend(*x)["proxy"]
-        want = 0.5 * fused(*x)["proxy"] + 0.3 * RoutedGenerator(text, fused)(*x)["proxy"] + 0.2 * RoutedGenerator(image, fused)(*x)["proxy"]
+        want = 0.5 * fused(*x)["proxy"] + 0.3 * RoutedGenerator(text, fused)(*x)["proxy"] + 0.2 * RoutedGenerator(
+            image, fused)(*x)["proxy"]
     torch.testing.assert_close(got, want)
     torch.save(generator_checkpoint(blend), tmp_path / "proxy.pt")
     loaded = load_proxy(tmp_path)

@@ -69,7 +69,8 @@ def test_cold_aware_features_and_membership_mean(cold):
 
 
 def test_backbone_options_share_the_user_table_drop_edges_only_in_training_and_normalise_layers(cold):
-    s = BundleSettings(shared_user_table=True, layer_combine="normalised_sum", edge_dropout=0.3, lightgcn_layers=1, dim=8)
+    s = BundleSettings(shared_user_table=True, layer_combine="normalised_sum", edge_dropout=0.3, lightgcn_layers=1,
+                       dim=8)
     torch.manual_seed(0)
     model = DualView(cold, s)
     assert model.user_i is model.user_b and len(list(model.parameters())) == 3
@@ -103,7 +104,8 @@ def test_prior_xavier_init_weight_decay_and_fixed_epochs_where_tune_cannot_choos
         prior, log = train_prior(cold, BundleSettings(id_weight_decay=wd, **base), progress=False)
         norms[wd] = np.linalg.norm(prior.bB[new], axis=1).mean()
     assert norms[1e-4] < 0.5 * norms[0.0]  # without decay a never-trained row keeps its initial norm
-    assert norms[0.0] == pytest.approx(np.linalg.norm(xavier.bundle.weight[new].detach().numpy(), axis=1).mean(), rel=0.1)
+    assert norms[0.0] == pytest.approx(np.linalg.norm(xavier.bundle.weight[new].detach().numpy(), axis=1).mean(),
+                                       rel=0.1)
     assert log["fixed_epochs"] == 3 and [r["epoch"] for r in log["history"]] == [1, 2, 3]
     assert log["best_tune_ndcg@20"] == log["history"][-1]["tune_ndcg@20"]
     capped = train_prior(cold, BundleSettings(**base | {"id_epochs": 2}), progress=False)[1]
@@ -177,8 +179,8 @@ def test_calibration_is_the_tune_argmax_of_its_grid_and_never_below_the_gate_alo
     users = rng.normal(size=(cold.n_users, 2 * d)).astype(np.float32)
     gated = rng.normal(size=(cold.n_bundles, 2 * d)).astype(np.float32)
     anchor = rng.normal(size=(cold.n_bundles, d)).astype(np.float32)
-    s = BundleSettings(calibration_view_grid=[0.0, 1.0], calibration_size_grid=[0.0, 4.0], calibration_offset_grid=[0.0, -1.0],
-                       calibration_cold_slots_grid=[5])
+    s = BundleSettings(calibration_view_grid=[0.0, 1.0], calibration_size_grid=[0.0, 4.0],
+                       calibration_offset_grid=[0.0, -1.0], calibration_cold_slots_grid=[5])
     c, placement, log = calibrate_cold(cold, users, gated, anchor, s, progress=False)
     assert c.cold_slots == 0 and not placement.any()  # every tune positive is new: nothing to gain from warm ones
     U = served_users(users)
@@ -192,8 +194,9 @@ def test_calibration_is_the_tune_argmax_of_its_grid_and_never_below_the_gate_alo
     assert log["identity_tune_ndcg@20"] == pytest.approx(tune(ColdCalibration()), abs=1e-12)
     assert c.log_size == 4.0 and log["tune_ndcg@20"] > log["identity_tune_ndcg@20"]
     assert c.offset == 0.0  # on the cold split a negative offset only lets warm bundles in
-    only_identity = BundleSettings(calibration_view_grid=[1.0], calibration_size_grid=[0.0], calibration_sources=["gate"],
-                                   calibration_offset_grid=[0.0], calibration_cold_slots_grid=[])
+    only_identity = BundleSettings(calibration_view_grid=[1.0], calibration_size_grid=[0.0],
+                                   calibration_sources=["gate"], calibration_offset_grid=[0.0],
+                                   calibration_cold_slots_grid=[])
     assert calibrate_cold(cold, users, gated, anchor, only_identity, progress=False)[0] == ColdCalibration()
 
 
@@ -239,7 +242,8 @@ def test_the_per_user_placement_puts_k_new_bundles_in_every_top_list_and_k_is_ch
     assert c.cold_slots in (3, 10) and c.list_length == 20 and placement.shape == (mixed.n_users,)
     U, V = served_users(users, placement), served_vectors(mixed, gated, anchor, c)
     # float32, two summation orders: a near-tied pair may swap (a CI rehearsal saw 7e-7); a wrong offset moves far more
-    assert evaluate(mixed, mixed.tune, lambda us: U[us] @ V.T)["ndcg@20"] == pytest.approx(log["tune_ndcg@20"], abs=1e-5)
+    assert evaluate(mixed, mixed.tune,
+                    lambda us: U[us] @ V.T)["ndcg@20"] == pytest.approx(log["tune_ndcg@20"], abs=1e-5)
     tune_new = placement_pool(mixed, "tune_new")
     assert placement_pool(mixed, "all_new") is None and tune_new[np.unique(mixed.tune.items)].all()
     only_tune = placement_tops(mixed, users, V, 20, pool=tune_new)[1]
@@ -260,9 +264,9 @@ def test_placement_slots_outside_the_list_are_refused(grid):
 
 
 def test_the_served_gate_variant_is_the_calibrated_one_best_on_tune(cold):
-    s = BundleSettings(id_epochs=1, id_batch=16384, eval_every=1, composition_epochs=1, diffusion_epochs=1, gate_epochs=1,
-                       gate_variants=["full", "no_output_gate"], calibration_view_grid=[1.0], calibration_size_grid=[0.0, 2.0],
-                       calibration_sources=["gate"])
+    s = BundleSettings(id_epochs=1, id_batch=16384, eval_every=1, composition_epochs=1, diffusion_epochs=1,
+                       gate_epochs=1, gate_variants=["full", "no_output_gate"], calibration_view_grid=[1.0],
+                       calibration_size_grid=[0.0, 2.0], calibration_sources=["gate"])
     m = train_bundle_model(cold, s, progress=False)
     sel = m.log["gate_selection"]
     assert set(sel["tune_ndcg@20"]) == {"full", "no_output_gate"}

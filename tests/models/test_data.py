@@ -43,7 +43,8 @@ def test_the_validation_items_split_into_disjoint_stop_and_select_parts_without_
     """Issue 21: candidates are chosen on validation items no model early-stopped on; holding them out
     leaves every other part of the split as it was."""
     plain, held = cold_start_split(movielens, 3), cold_start_split(movielens, 3, select_share=0.5)
-    for a, b in ((plain.warm_items, held.warm_items), (plain.test_items, held.test_items), (plain.train.users, held.train.users)):
+    for a, b in ((plain.warm_items, held.warm_items), (plain.test_items, held.test_items),
+                 (plain.train.users, held.train.users)):
         assert np.array_equal(a, b)
     stop, stop_pos = held.validation("stop")
     select, select_pos = held.validation("select")
@@ -61,7 +62,8 @@ def test_the_validation_items_split_into_disjoint_stop_and_select_parts_without_
 def test_generic_format(tmp_path, movielens_dir):
     poster = movielens_dir / "posters" / "1.jpg"
     (tmp_path / "items.csv").write_text(f"item_id,text,image\na,first item,{poster}\nb,only text,\nc,third item,\n")
-    (tmp_path / "interactions.csv").write_text("user_id,item_id,timestamp,weight\nu1,a,1,1\nu1,b,2,1\nu2,c,3,0\nu2,zzz,4,1\n")
+    (tmp_path / "interactions.csv").write_text(
+        "user_id,item_id,timestamp,weight\nu1,a,1,1\nu1,b,2,1\nu2,c,3,0\nu2,zzz,4,1\n")
     ds = load_generic(tmp_path)
     assert ds.item_ids == ["a", "b", "c"] and ds.item_images[0] == poster and ds.item_images[1] is None
     assert ds.item_texts[1] == "only text"

@@ -41,7 +41,8 @@ def test_forward_process_is_alpha_x0_plus_sigma_noise():
     x0, noise = torch.randn(4, 8), torch.randn(4, 8)
     t = torch.tensor([1, 10, 250, 500])
     got = s.q_sample(x0, t, noise)
-    want = torch.from_numpy(s.alpha(t.numpy())).float()[:, None] * x0 + torch.from_numpy(s.sigma(t.numpy())).float()[:, None] * noise
+    want = torch.from_numpy(s.alpha(t.numpy())).float()[:, None] * x0 + torch.from_numpy(s.sigma(t.numpy())).float()[
+        :, None] * noise
     torch.testing.assert_close(got, want)
 
 
@@ -55,7 +56,8 @@ class Fixed(torch.nn.Module):
 
 
 @pytest.mark.parametrize("method,steps,spacing", [("ddpm", 500, "time"), ("ddpm", 7, "time"), ("dpmpp1", 1, "logsnr"),
-                                                  ("dpmpp1", 5, "time"), ("dpmpp2m", 3, "logsnr"), ("dpmpp2m", 10, "time")])
+                                                  ("dpmpp1", 5, "time"), ("dpmpp2m", 3, "logsnr"),
+                                                  ("dpmpp2m", 10, "time")])
 def test_a_denoiser_that_returns_a_fixed_x0_lands_on_it(method, steps, spacing):
     sched = NoiseSchedule("linear", 500)
     x0 = torch.randn(1, 6)
@@ -129,7 +131,8 @@ def test_the_sampler_is_chosen_on_validation_from_the_grid_and_the_configured_on
     split = ColdStartSplit(np.arange(40), val, np.zeros(0, int), empty, empty, empty, positives, empty, 0)
     s = TrainSettings(sampler_steps=3, sampler_start=0.5)
     kw, scores = choose_sampler(den, anchor, cond, users, split, s, sampler_kwargs(s) | {"seed": 0})
-    assert len(scores) == 9 and scores[f"S={kw['steps']} start={kw['t_start'] / s.diffusion_T:g}"] == max(scores.values())
+    assert len(scores) == 9 and scores[f"S={kw['steps']} start={kw['t_start'] / s.diffusion_T:g}"] == max(
+        scores.values())
     probe = np.zeros_like(anchor)
     probe[val] = sample(den, anchor[val], cond[val], **kw)
     assert validation_cold_ndcg(users, probe, split) == pytest.approx(max(scores.values()))

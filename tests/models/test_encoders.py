@@ -35,7 +35,8 @@ def test_posters_embed_deterministically_and_distinctly(image_encoder, movielens
         pooled, stages = image_encoder(pixels)
         ref = image_encoder.net.extract_features(pixels)
     assert stages.shape == (1, 784)
-    np.testing.assert_allclose(pooled.numpy(), ref.mean(dim=(2, 3)).numpy(), atol=1e-6)  # the unrolled forward is the library's
+    # the unrolled forward is the library's
+    np.testing.assert_allclose(pooled.numpy(), ref.mean(dim=(2, 3)).numpy(), atol=1e-6)
     np.testing.assert_array_equal(a1, a2)
     cos = a1 @ b / np.linalg.norm(a1) / np.linalg.norm(b)
     assert cos < 0.99

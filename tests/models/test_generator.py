@@ -12,7 +12,8 @@ from models.items.proxy_training import ranking_loss
 from tests.models.random_features import random_features
 
 
-@pytest.mark.parametrize("experts, k, kind", [(4, 2, "linear"), (6, 3, "whitening"), (8, 4, "linear"), (4, 1, "linear")])
+@pytest.mark.parametrize("experts, k, kind",
+                         [(4, 2, "linear"), (6, 3, "whitening"), (8, 4, "linear"), (4, 1, "linear")])
 def test_top_k_gating_selects_exactly_k_experts_and_gradients_flow(experts, k, kind):
     torch.manual_seed(0)
     moe = MoEAdapter(10, 5, experts, k, kind)
@@ -159,7 +160,8 @@ def test_the_weight_average_is_what_is_validated_and_returned_and_a_vanishing_de
         out = predict(model, feats, np.arange(60))
         probe = np.zeros_like(I)
         probe[split.val_items] = out[split.val_items]
-        assert log["best_val_cold_ndcg@20"] == pytest.approx(validation_cold_ndcg(U, probe, split))  # validated = returned
+        # validated = returned
+        assert log["best_val_cold_ndcg@20"] == pytest.approx(validation_cold_ndcg(U, probe, split))
         return out
 
     plain, vanishing, averaged = run(0.0), run(1e-12), run(0.9)

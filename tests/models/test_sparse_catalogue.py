@@ -78,7 +78,8 @@ def test_training_records_its_validation_choices_and_the_served_choice_is_valida
         assert m["id_model"]["type"] == "lightgcn-bpr" and m["id_model"]["diagnostics"]["learnt"], m["id_model"]
         assert "fallback" not in m["id_model"]
         sel = m["selection"]
-        assert {"generator:both", "generator:text", "generator:image", "gate", "proxy", "diffusion", "anchor"} <= set(sel["validation"])
+        assert {"generator:both", "generator:text", "generator:image", "gate", "proxy", "diffusion",
+                "anchor"} <= set(sel["validation"])
         assert sel["validation"]["proxy"] == max(v for k, v in sel["validation"].items() if k.startswith("generator:"))
         assert sum(sel["generator_weights"].values()) == pytest.approx(1.0)
         assert sel["validation"][sel["served"]] == max(sel["validation"].values())

@@ -100,7 +100,8 @@ def test_probes_model_and_metrics(tiny, tiny_package_dir):
     assert tiny.get("/healthz").json() == {"status": "alive"}
     assert tiny.get("/readyz").json() == {"status": "ready", "package_version": version, "bundle_version": version}
     model = tiny.get("/v1/model").json()
-    assert model["package_version"] == version and model["bundle_recommender"] is None and model["counts"]["users"] == 20
+    assert model["package_version"] == version and model["bundle_recommender"] is None and model["counts"][
+        "users"] == 20
     assert model["bundle_version"] == version  # the old name, deprecated, kept for one release
     assert model["warnings"] == [] and model["calibration"] is None
     metrics = tiny.get("/metrics").text

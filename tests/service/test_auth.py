@@ -63,8 +63,10 @@ def test_rate_limit_answers_429_with_retry_after_per_key(replica):
         codes = [c.get("/v1/items/nothing-here/embedding", headers=one).status_code for _ in range(5)]
         assert codes[:3] == [404, 404, 404] and codes[3:] == [429, 429]
         limited = c.get("/v1/items/nothing-here/embedding", headers=one)
-        assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1 and "rate limit" in limited.json()["detail"]
-        assert c.get("/v1/items/nothing-here/embedding", headers=two).status_code == 404  # the other key has its own bucket
+        assert limited.status_code == 429 and int(limited.headers[
+            "Retry-After"]) >= 1 and "rate limit" in limited.json()["detail"]
+        # the other key has its own bucket
+        assert c.get("/v1/items/nothing-here/embedding", headers=two).status_code == 404
         time.sleep(1.1)
         assert c.get("/v1/items/nothing-here/embedding", headers=one).status_code == 404
         assert c.get("/healthz").status_code == 200

@@ -100,17 +100,20 @@ def test_full_queue_is_refused_at_once_and_a_failing_batch_fails_only_its_reques
 
 def _post(url, item_id, text, poster):
     with httpx.Client(base_url=url, timeout=60) as c:
-        return c.post("/v1/items", data={"item_id": item_id, "text": text}, files={"image": ("p.jpg", poster, "image/jpeg")})
+        return c.post("/v1/items", data={"item_id": item_id, "text": text},
+                      files={"image": ("p.jpg", poster, "image/jpeg")})
 
 
 def test_concurrent_posts_are_batched_and_equal_to_unbatched(server, replica, movielens_dir):
     posters = [(movielens_dir / "posters" / f"{i}.jpg").read_bytes() for i in range(10, 22)]
     texts = [f"Movie number {i}, a story about {w}." for i, w in enumerate("ships trains wolves rivers kings "
-                                                                             "robots gardens storms spies bakers maps owls".split())]
+                                                                             "robots gardens storms spies bakers maps "
+                                                                             "owls".split())]
     with ThreadPoolExecutor(12) as pool:
         batched = list(pool.map(lambda k: _post(server.url, f"mb-{k}", texts[k], posters[k]), range(12)))
     assert [r.status_code for r in batched] == [200] * 12
-    sizes = [l for l in httpx.get(server.url + "/metrics").text.splitlines() if l.startswith('coldproxy_batch_size_bucket{graph="proxy",le="1.0"}')
+    sizes = [l for l in httpx.get(server.url + "/metrics").text.splitlines()
+             if l.startswith('coldproxy_batch_size_bucket{graph="proxy",le="1.0"}')
              or l.startswith('coldproxy_batch_size_count{graph="proxy"}')]
     le1, count = (float(l.split()[-1]) for l in sizes)
     assert count > le1  # at least one proxy run held more than one item
@@ -238,7 +241,8 @@ def test_healthz_fails_when_a_batch_worker_died(tiny_package_dir, redis_prefix):
         health = c.get("/healthz")
         assert health.status_code == 503 and "Crash" in health.json()["detail"]
         assert "10.0.0.5" not in health.text  # anonymous answers carry no store addresses
-        assert c.post("/v1/items", json={"item_id": "dies-2", "text": "x"}).status_code == 503  # at once, not at the deadline
+        # at once, not at the deadline
+        assert c.post("/v1/items", json={"item_id": "dies-2", "text": "x"}).status_code == 503
 
 
 def test_decoded_image_bytes_in_flight_stay_within_the_budget():
@@ -262,8 +266,8 @@ def test_decoded_image_bytes_in_flight_stay_within_the_budget():
     peak, order, left = asyncio.run(scenario())
     assert left == 0 and order.index("end a") < order.index("start b")  # b waited for a's bytes
     assert peak <= 500 and "start huge" in order  # an image alone always passes
-    assert all(order.index(f"end {x}") < order.index("start huge") or order.index("end huge") < order.index(f"start {x}")
-               for x in "abc")  # the huge one decoded alone
+    assert all(order.index(f"end {x}") < order.index("start huge")
+               or order.index("end huge") < order.index(f"start {x}") for x in "abc")  # the huge one decoded alone
 
 
 def test_a_decode_waits_for_the_budget_only_so_long():

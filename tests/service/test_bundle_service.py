@@ -47,7 +47,8 @@ def test_package_reproduces_the_trained_model_and_refuses_tampering(package, mod
     assert (rec.arrays["user_emb"][:, -2] == 1).all() and (rec.arrays["bundle_emb"][:, -2:] == 0).all()
     np.testing.assert_array_equal(rec.arrays["user_emb"][:, -1], model.placement)
     assert rec.manifest.calibration == CALIBRATION
-    assert rec.manifest.metrics["prior"]["fixed_epochs"] == rec.manifest.metrics["prior"]["epochs_run"] == 1  # cold: fixed, capped
+    # cold: fixed, capped
+    assert rec.manifest.metrics["prior"]["fixed_epochs"] == rec.manifest.metrics["prior"]["epochs_run"] == 1
 
     import shutil
     bad = tmp_path / "tampered"
@@ -62,14 +63,16 @@ def test_a_posted_cold_bundle_gets_the_models_vector_and_is_stored_fetched_and_r
                                                                                         redis_prefix, package):
     b = cold_bundles(model, 1)[0]
     members = members_of(model, b)
-    r = bc.post("/v1/bundles", json={"bundle_id": f"cold-{b}", "item_ids": members + members[:1]})  # a repeat counts once
+    # a repeat counts once
+    r = bc.post("/v1/bundles", json={"bundle_id": f"cold-{b}", "item_ids": members + members[:1]})
     assert r.status_code == 200, r.text
     out = r.json()
     want = model.bundle_vectors()[b]
     np.testing.assert_allclose(out["embedding"], want, atol=1e-4)
     d = (model.user_vectors().shape[1] - 2) // 2
     np.testing.assert_allclose(out["embedding"][:d], 2.0 * model.diffusion.anchor[b], atol=1e-4)  # the anchor, scaled
-    assert out["embedding"][-2] == pytest.approx(1.5 * np.log(len(members)) - 0.75, abs=1e-5)  # the size prior and the offset
+    # the size prior and the offset
+    assert out["embedding"][-2] == pytest.approx(1.5 * np.log(len(members)) - 0.75, abs=1e-5)
     assert out["embedding"][-1] == 1.0  # met by each user's placement offset
     assert out["members"] == len(members) and out["source"] == "proxy"
     assert out["expert_weights"]["bundle"] == {"prior": 0.0, "diffusion": 1.0}  # no interactions: the B prior is masked
@@ -103,7 +106,8 @@ def test_a_posted_cold_bundle_gets_the_models_vector_and_is_stored_fetched_and_r
     user = int(np.argmin(above))
     k = int(above[user]) + 1
     assert k <= 1000
-    recs = bc.get(f"/v1/users/{user}/bundle-recommendations", params={"k": k, "exclude_seen": "false"}).json()["bundles"]
+    recs = bc.get(f"/v1/users/{user}/bundle-recommendations",
+                  params={"k": k, "exclude_seen": "false"}).json()["bundles"]
     assert f"cold-{b}" in [x["bundle_id"] for x in recs]
     # the same user as a vector of the bundle package's space (its own users' form) gets the same answers
     by_vector = bc.post("/v1/bundles/recommendations", json={"user_embedding": U[user].tolist(), "k": k,
@@ -112,7 +116,8 @@ def test_a_posted_cold_bundle_gets_the_models_vector_and_is_stored_fetched_and_r
     r = bc.post("/v1/bundles/rank", json={"user_embedding": U[7].tolist(), "bundle_ids": [f"cold-{b}", warm_id]})
     assert {s["bundle_id"]: s["score"] for s in r.json()["scores"]} == pytest.approx(
         {k_: v for k_, v in scores.items() if k_ != "no-such-bundle"}, abs=1e-4)
-    assert bc.post("/v1/bundles/rank", json={"user_embedding": U[7][:-1].tolist(), "bundle_ids": [warm_id]}).status_code == 422
+    assert bc.post("/v1/bundles/rank",
+                   json={"user_embedding": U[7][:-1].tolist(), "bundle_ids": [warm_id]}).status_code == 422
     assert 'coldproxy_item_lookups_total{catalog="bundles",source="proxy_local"}' in bc.get("/metrics").text
     info = bc.get("/v1/model").json()["bundle_recommender"]
     assert info["version"] == version and info["cold_bundles_indexed"] >= 1 and info["dim"] == len(want)
@@ -150,7 +155,8 @@ def test_existing_bundles_are_not_overwritten_unless_asked(bc, model):
     assert bc.get("/v1/bundles/shelf/embedding").json()["embedding"] == first
     r = bc.post("/v1/bundles", json={"bundle_id": "shelf", "item_ids": members_of(model, b2), "overwrite": True})
     assert r.status_code == 200
-    np.testing.assert_allclose(bc.get("/v1/bundles/shelf/embedding").json()["embedding"], model.bundle_vectors()[b2], atol=1e-4)
+    np.testing.assert_allclose(bc.get("/v1/bundles/shelf/embedding").json()["embedding"], model.bundle_vectors()[b2],
+                               atol=1e-4)
     warm_id = str(int(model.data.warm_bundles[1]))
     assert bc.post("/v1/bundles", json={"bundle_id": warm_id, "item_ids": ["1"]}).status_code == 409
 
@@ -166,7 +172,8 @@ def test_unknown_users_and_a_deployment_without_bundles_answer_404(bc, client):
 def test_a_bundle_posted_on_one_replica_is_served_by_another(bundle_server, replica, package, model):
     b = cold_bundles(model, 5)[4]
     with replica(bundle_package_dir=package) as other, httpx.Client(timeout=30) as c:
-        r = c.post(bundle_server.url + "/v1/bundles", json={"bundle_id": "shared-shelf", "item_ids": members_of(model, b)})
+        r = c.post(bundle_server.url + "/v1/bundles",
+                   json={"bundle_id": "shared-shelf", "item_ids": members_of(model, b)})
         assert r.status_code == 200
         deadline = time.time() + 5
         while time.time() < deadline:
@@ -222,7 +229,8 @@ def test_a_bundle_taken_down_leaves_both_replicas(bundle_server, replica, packag
 
     with replica(bundle_package_dir=package) as other, httpx.Client(timeout=30) as c:
         urls = [bundle_server.url, other.url]
-        r = c.post(bundle_server.url + "/v1/bundles", json={"bundle_id": "gone-shelf", "item_ids": members_of(model, b)})
+        r = c.post(bundle_server.url + "/v1/bundles",
+                   json={"bundle_id": "gone-shelf", "item_ids": members_of(model, b)})
         assert r.status_code == 200
         fan["gone-shelf"] = str(int(np.argmax(U @ np.array(r.json()["embedding"]))))
         fan[warm_id] = str(int(np.argmax(U @ model.bundle_vectors()[int(warm_id)])))
@@ -241,10 +249,12 @@ def test_load_generator_bundle_scenarios_run_without_errors(bundle_server, movie
     from loadtest.__main__ import main as loadtest_main
 
     for scenario in ("bundle_ingest", "bundle_rank", "bundle_get", "bundle_recommend"):
-        summary = loadtest_main(["--url", bundle_server.url, "--scenario", scenario, "--requests", "20", "--duration", "60",
+        summary = loadtest_main(["--url", bundle_server.url, "--scenario", scenario, "--requests", "20", "--duration",
+                                 "60",
                                  "--concurrency", "4", "--candidates", "100", "--data", str(movielens_dir),
                                  "--bundles-data", str(YOUSHU), "--out", str(tmp_path / scenario)])
-        assert summary["overall"]["requests"] == 20 and summary["overall"]["errors"] == 0, (scenario, summary["overall"])
+        assert summary["overall"]["requests"] == 20 and summary["overall"]["errors"] == 0, (scenario, summary[
+            "overall"])
 
 
 def test_an_empty_package_setting_means_no_bundles(monkeypatch):
@@ -292,7 +302,8 @@ def test_a_rollout_carries_posted_bundles_over_to_a_new_bundle_recommender(repli
         assert r.status_code == 200, r.text
         report = r.json()["rollout"]["backfill"]
         assert report["bundles_reembedded"] == 1 and report["bundles_failed"] == 0, report
-        assert c.get("/v1/model").json()["bundle_recommender"]["version"] == old["bundle_recommender"]["version"] + "-r2"
+        assert c.get("/v1/model").json()["bundle_recommender"]["version"] == old["bundle_recommender"][
+            "version"] + "-r2"
         got = c.get("/v1/bundles/carried-1/embedding")
         assert got.status_code == 200 and got.json()["package_version"].endswith("-r2")
         assert np.allclose(got.json()["embedding"], first.json()["embedding"], atol=1e-5)  # same model, same members

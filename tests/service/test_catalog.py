@@ -29,7 +29,8 @@ def test_rank_and_lookup_mix_warm_local_and_redis_rows_and_report_the_unknown(re
                       RedisStore(REDIS_URL, prefix, "v1", DIM), metrics, local_reads)
         try:
             assert await cat.put("c-local", StoredItem(local, ["text"]), overwrite=True)
-            await cat.store.put("c-remote", StoredItem(remote, ["image"]), overwrite=True)  # another replica's write, not indexed here
+            # another replica's write, not indexed here
+            await cat.store.put("c-remote", StoredItem(remote, ["image"]), overwrite=True)
             asked = ["w3", "c-remote", "nope", "w1", "bad id!", "c-local", "w3", "w0"]
             ranked, missing = await cat.rank(user, asked)
             # a long list is ranked on a worker thread, its Redis lookup back on the loop: the same answer
@@ -48,7 +49,8 @@ def test_rank_and_lookup_mix_warm_local_and_redis_rows_and_report_the_unknown(re
             ranked, missing, found, sources = asyncio.run(scenario(local_reads))
             vec = {"w0": warm[0], "w1": warm[1], "w3": warm[3], "c-local": local, "c-remote": remote}
             in_request_order = ["w3", "c-remote", "w1", "c-local", "w0"]
-            assert [i for i, _, _ in ranked] == sorted(in_request_order, key=lambda i: -float(vec[i] @ user))  # stable: ties as asked
+            # stable: ties as asked
+            assert [i for i, _, _ in ranked] == sorted(in_request_order, key=lambda i: -float(vec[i] @ user))
             for item_id, score, source in ranked:
                 assert abs(score - float(vec[item_id] @ user)) < 1e-5
                 assert source == ("id" if item_id.startswith("w") else "proxy")

@@ -23,7 +23,8 @@ def test_every_dashboard_query_uses_an_exported_metric_and_its_labels(tiny):
 
     dashboard = json.loads(DASHBOARD.read_text())
     exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
-    assert len(exprs) >= 12 and {p["title"].split(":")[0] for p in dashboard["panels"]} >= {"Ingestion rate (new items stored)", "Drift", "Graduation"}
+    assert len(exprs) >= 12 and {p["title"].split(":")[0] for p in dashboard["panels"]} >= {
+        "Ingestion rate (new items stored)", "Drift", "Graduation"}
     checked = 0
     for expr in exprs:
         for name, _, matchers in REFERENCE.findall(expr):

@@ -27,8 +27,8 @@ def assert_clean(r):
 
 
 @FUZZ
-@given(item_id=ids, text=st.one_of(st.none(), st.text(max_size=300)), image=st.one_of(st.none(), st.binary(max_size=2000)),
-       overwrite=st.sampled_from(["true", "false", "maybe", ""]))
+@given(item_id=ids, text=st.one_of(st.none(), st.text(max_size=300)),
+       image=st.one_of(st.none(), st.binary(max_size=2000)), overwrite=st.sampled_from(["true", "false", "maybe", ""]))
 def test_fuzz_post_item_multipart(client, item_id, text, image, overwrite):
     data = {"item_id": item_id, "overwrite": overwrite, **({"text": text} if text is not None else {})}
     files = {"image": ("x.bin", image, "application/octet-stream")} if image is not None else None
@@ -59,7 +59,8 @@ def test_fuzz_path_and_query(client, item_id, k):
 
 @FUZZ
 @given(raw=st.binary(max_size=3000), ctype=st.sampled_from(["multipart/form-data; boundary=xyz", "multipart/form-data",
-                                                           "application/json", "application/x-www-form-urlencoded", "image/png", ""]))
+                                                           "application/json", "application/x-www-form-urlencoded",
+                                                            "image/png", ""]))
 def test_fuzz_raw_bodies(client, raw, ctype):
     assert_clean(client.post("/v1/items", content=raw, headers={"content-type": ctype}))
 

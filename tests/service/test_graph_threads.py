@@ -15,7 +15,8 @@ def test_init_sets_faiss_threads_on_every_graph_thread_and_warm_up_visits_each_o
     async def scenario():
         graphs = GraphThreads(3, lambda: faiss.omp_set_num_threads(1))
         try:
-            visits = await graphs.on_every_thread(lambda: (threading.current_thread().name, faiss.omp_get_max_threads()))
+            visits = await graphs.on_every_thread(lambda: (threading.current_thread().name,
+                                                           faiss.omp_get_max_threads()))
             later = await asyncio.gather(*(graphs.run(faiss.omp_get_max_threads) for _ in range(12)))
             return visits, later
         finally:

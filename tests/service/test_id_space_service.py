@@ -85,8 +85,8 @@ def test_every_bad_user_vector_gets_a_clear_4xx(tiny):
     assert r.status_code == 422 and "at most 4096" in r.text, r.text
     r = tiny.post("/v1/recommendations", json=too_long | {"k": 3})
     assert r.status_code == 413 and "JSON values" in r.text, r.text
-    nan = tiny.post("/v1/rank", content=b'{"user_embedding": [NaN' + b', 0.0' * (ID_DIM - 1) + b'], "item_ids": ["warm-1"]}',
-                    headers={"content-type": "application/json"})
+    nan = tiny.post("/v1/rank", content=b'{"user_embedding": [NaN' + b', 0.0' * (ID_DIM - 1)
+                    + b'], "item_ids": ["warm-1"]}', headers={"content-type": "application/json"})
     assert nan.status_code == 422, nan.text
 
 
@@ -100,8 +100,10 @@ def test_the_recommenders_vectors_are_served_by_every_replica(tiny_package_dir, 
         warm_new, added, graduated = vector(11), vector(12), vector(13)
         r = ca.put("/v1/items:id-embeddings", json={"items": [
             {"item_id": "warm-4", "embedding": warm_new}, {"item_id": "known-by-recommender", "embedding": added},
-            {"item_id": "grad-1", "embedding": graduated}, {"item_id": "warm-5", "embedding": package.item_emb[5].tolist()},
-            {"item_id": "bad-dim", "embedding": vector(14)[:3]}, {"item_id": "too-long", "embedding": vector(15, 1e6)}]})
+            {"item_id": "grad-1", "embedding": graduated},
+            {"item_id": "warm-5", "embedding": package.item_emb[5].tolist()},
+            {"item_id": "bad-dim", "embedding": vector(14)[:3]},
+            {"item_id": "too-long", "embedding": vector(15, 1e6)}]})
         assert r.status_code == 200, r.text
         out = r.json()
         assert [x["outcome"] for x in out["results"]] == ["updated", "added", "graduated", "unchanged", None, None]
@@ -119,7 +121,8 @@ def test_the_recommenders_vectors_are_served_by_every_replica(tiny_package_dir, 
                 assert status == 200 and source == "id" and emb == pytest.approx(want, abs=1e-6), (item_id, source)
             assert served(client, "bad-dim")[0] == 404 and served(client, "too-long")[0] == 404  # nothing stored
             user = package.user_emb[2]
-            ranked = client.post("/v1/rank", json={"user_id": "2", "item_ids": ["warm-4", "known-by-recommender"]}).json()
+            ranked = client.post("/v1/rank",
+                                 json={"user_id": "2", "item_ids": ["warm-4", "known-by-recommender"]}).json()
             scores = {s["item_id"]: (s["score"], s["source"]) for s in ranked["scores"]}
             assert scores["warm-4"] == (pytest.approx(float(user @ np.array(warm_new)), rel=1e-5), "id")
             assert scores["known-by-recommender"][1] == "id"

@@ -51,12 +51,14 @@ def test_hnsw_finds_what_flat_finds_and_skips_overwritten_nodes():
     for index in (flat, hnsw):
         index.upsert(ids[4500:], vecs[4500:])
     queries = rng.standard_normal((50, 16)).astype(np.float32)
-    recall = np.mean([len({i for i, _ in hnsw.search(q, 10)} & {i for i, _ in flat.search(q, 10)}) / 10 for q in queries])
+    recall = np.mean([len({i for i, _ in hnsw.search(q, 10)} & {i for i, _ in flat.search(q, 10)}) / 10
+                      for q in queries])
     assert recall >= 0.95, recall
     for q in queries[:5]:  # scores are the exact inner products, best first
         hits = hnsw.search(q, 10)
         _, stored = hnsw.vectors([i for i, _ in hits])
-        assert np.allclose([s for _, s in hits], stored @ q, atol=1e-5) and [s for _, s in hits] == sorted((s for _, s in hits), reverse=True)
+        assert np.allclose([s for _, s in hits], stored @ q,
+                           atol=1e-5) and [s for _, s in hits] == sorted((s for _, s in hits), reverse=True)
     # an overwritten item: its new vector is found, once, and its old node never comes back
     q = queries[0]
     top = flat.search(q, 1)[0][0]

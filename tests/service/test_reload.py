@@ -55,7 +55,8 @@ def test_reload_swaps_bundle_without_a_failed_request(replica, package_dir, tmp_
         served_after = np.array(got.json()["embedding"])  # same graphs and ID space: the same re-gated vector
         cos = served_after @ served_before / np.linalg.norm(served_after) / np.linalg.norm(served_before)
         assert cos > 0.999, cos
-        fresh = c.post("/v1/items", data={"item_id": "no-clicks-yet", "text": "A film about clocks."}).json()["embedding"]
+        fresh = c.post("/v1/items",
+                       data={"item_id": "no-clicks-yet", "text": "A film about clocks."}).json()["embedding"]
         # ... which the warm-up moved: the same content without clicks is served another vector
         assert np.linalg.norm(served_after - fresh) > 10 * np.linalg.norm(served_after - served_before)
         assert c.post("/v1/items", data={"item_id": "before-reload", "text": "A film about clocks."}).status_code == 409

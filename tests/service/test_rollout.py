@@ -33,7 +33,8 @@ def prefix(fresh_prefix):
 
 def live(package_dir, prefix, **over) -> LiveServer:
     return LiveServer(ServiceSettings(**{"package_dir": package_dir, "redis_url": REDIS_URL, "redis_prefix": prefix,
-                                         "port": _free_port(), "bundle_package_dir": None, "reload_grace_s": 0.2} | over))
+                                         "port": _free_port(), "bundle_package_dir": None,
+                                         "reload_grace_s": 0.2} | over))
 
 
 def text_of(item_id: str) -> str:
@@ -135,7 +136,8 @@ def test_a_rollout_under_load_keeps_every_item_and_never_mixes_id_spaces(tiny_pa
 
         # a re-embedded item is what the new package computes for the same content (features kept as float16)
         kept = np.array(c.get("/v1/items/before-3/embedding").json()["embedding"])
-        fresh = np.array(c.post("/v1/items", data={"item_id": "fresh-3", "text": text_of("before-3")}).json()["embedding"])
+        fresh = np.array(c.post("/v1/items",
+                                data={"item_id": "fresh-3", "text": text_of("before-3")}).json()["embedding"])
         assert float(kept @ fresh / np.linalg.norm(kept) / np.linalg.norm(fresh)) > 0.999
 
         # the old version's keys now expire; the metrics say how the rollout went
@@ -172,7 +174,8 @@ def test_shadow_candidate_serves_canary_users_then_is_promoted(tiny_package_dir,
         while c.get("/v1/model").json()["rollout"]["state"] != "shadow" and time.time() < deadline:
             time.sleep(0.1)
         model = c.get("/v1/model").json()
-        assert model["package_version"] == v1 and model["rollout"]["version"] == v2 and model["rollout"]["state"] == "shadow"
+        assert model["package_version"] == v1 and model["rollout"]["version"] == v2 and model["rollout"][
+            "state"] == "shadow"
         # every user's answers come from one version, the same every time; about half get the candidate
         seen = {}
         for u in range(20):
@@ -199,7 +202,8 @@ def test_promote_catches_up_on_what_was_written_after_the_backfill(tiny_package_
     """An item another replica (still without the shadow writes) stored after the candidate's backfill finished is
     re-embedded by the promote itself, not lost when the old version's keys expire."""
     v2 = load_package(second_package).manifest.version
-    with live(tiny_package_dir, prefix, candidate_package_dir=second_package) as a, live(tiny_package_dir, prefix) as b, \
+    with live(tiny_package_dir, prefix,
+              candidate_package_dir=second_package) as a, live(tiny_package_dir, prefix) as b, \
             httpx.Client(base_url=a.url, timeout=30) as ca, httpx.Client(base_url=b.url, timeout=30) as cb:
         deadline = time.time() + 30
         while ca.get("/v1/model").json()["rollout"]["state"] != "shadow" and time.time() < deadline:
@@ -245,7 +249,8 @@ def test_reloading_replicas_one_after_another_keeps_what_each_wrote(tiny_package
     with live(dirs[0], prefix) as a, live(dirs[1], prefix) as b, \
             httpx.Client(base_url=a.url, timeout=30) as ca, httpx.Client(base_url=b.url, timeout=30) as cb:
         for n in range(10):
-            assert (ca if n % 2 else cb).post("/v1/items", data={"item_id": f"m-{n}", "text": text_of(f"m-{n}")}).status_code == 200
+            assert (ca if n % 2 else cb).post("/v1/items",
+                                              data={"item_id": f"m-{n}", "text": text_of(f"m-{n}")}).status_code == 200
         for name in ("proxy.onnx", "embeddings.npz", "manifest.json"):
             for d in dirs:
                 shutil.copy(second_package / name, d / name)

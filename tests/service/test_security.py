@@ -41,7 +41,8 @@ def test_admin_routes_need_an_admin_key_and_failed_keys_are_rate_limited(tiny_pa
         assert c.post("/v1/admin/reload", headers={"X-API-Key": WRITE}).status_code == 401
         reloaded = c.post("/v1/admin/reload", headers={"X-API-Key": ADMIN})
         assert reloaded.status_code == 200 and reloaded.json()["changed"] is False
-        assert c.post("/v1/items", json={"item_id": "by-admin", "text": "x"}, headers={"X-API-Key": ADMIN}).status_code == 200
+        assert c.post("/v1/items", json={"item_id": "by-admin", "text": "x"},
+                      headers={"X-API-Key": ADMIN}).status_code == 200
         codes = [c.post("/v1/items", json={"item_id": "guess", "text": "x"}, headers={"X-API-Key": f"guess-{n:08d}"}
                         ).status_code for n in range(4)]
         assert codes == [401, 401, 401, 429]  # guesses spend the address's bucket

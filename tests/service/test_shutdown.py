@@ -39,7 +39,8 @@ def test_sigterm_drains_requests_in_flight(tiny_package_dir, redis_prefix):
                 yield b'"text": "a request in flight at SIGTERM"}'
 
             try:
-                r = httpx.post(url + "/v1/items", content=body(), headers={"content-type": "application/json"}, timeout=30)
+                r = httpx.post(url + "/v1/items", content=body(), headers={"content-type": "application/json"},
+                               timeout=30)
                 results.append(r.status_code)
             except httpx.HTTPError as exc:
                 results.append(repr(exc))

@@ -94,7 +94,8 @@ def test_bad_take_downs_and_filters_get_clear_4xx(replicas):
     a, _, _ = replicas
     assert a.delete("/v1/items/bad id!").status_code in (404, 422)
     for body in ({"user_id": "0", "created_after": "yesterday"}, {"user_id": "0", "only": "old"},
-                 {"user_id": "0", "exclude_ids": [f"x{n}" for n in range(1001)]}, {"user_id": "0", "exclude_seen": "maybe"}):
+                 {"user_id": "0", "exclude_ids": [f"x{n}" for n in range(1001)]},
+                 {"user_id": "0", "exclude_seen": "maybe"}):
         r = a.post("/v1/recommendations", json=body)
         assert r.status_code == 422 and r.json()["detail"], body
     assert a.get("/v1/users/0/recommendations", params={"created_after": "soon"}).status_code == 422
@@ -108,7 +109,8 @@ def test_created_after_keeps_only_what_was_first_stored_after_it(replicas):
     time.sleep(0.05)
     assert a.post("/v1/items", json={"item_id": "newer", "text": "a linen skirt"}).status_code == 200
     # an overwrite does not make an item new again: it keeps when it was first stored
-    assert a.post("/v1/items", json={"item_id": "older", "text": "a linen shirt, blue", "overwrite": True}).status_code == 200
+    assert a.post("/v1/items",
+                  json={"item_id": "older", "text": "a linen shirt, blue", "overwrite": True}).status_code == 200
     for c in (a, b):
         deadline = time.monotonic() + SYNC_DELAY_S
         while True:
