@@ -139,29 +139,35 @@ class ProxyGenerator(nn.Module):
         return (x - getattr(self, f"{name}_mean")) / getattr(self, f"{name}_std")
 
     def grouped_layers(self, text_layers: torch.Tensor) -> torch.Tensor:
-        """[B, L, d] text states -> [B, G, d]: standardised, then averaged within each layer group. It has no trained
-        parameter (the statistics are fixed before training), so training computes it once for every item
-        (``training_inputs``) instead of at every step (issue 40: a sixth of a step's time)."""
+        """[B, L, d] text states -> [B, G, d]: standardised, then averaged within each layer group."""
         return torch.einsum("gl,bld->bgd", self.group_avg, self._norm("text_layers", text_layers))
 
     @torch.no_grad()
-    def training_inputs(self, text_layers: np.ndarray, batch: int = 4096) -> np.ndarray:
-        """``grouped_layers`` of every item, for a forward with ``grouped=True``."""
-        return np.concatenate([self.grouped_layers(torch.from_numpy(text_layers[s : s + batch])).numpy()
-                               for s in range(0, len(text_layers), batch)]) if len(text_layers) else text_layers
+    def training_inputs(self, features, batch: int = 4096) -> dict[str, torch.Tensor]:
+        """Every item's inputs as the forward first transforms them: text, image and image stages standardised, the
+        text layers standardised and grouped (``grouped_layers``). None of it has a trained parameter (the statistics
+        are fixed before training), so training computes it once (issue 40: the groups were a sixth of a step's
+        time, the standardisations a few per cent more) and feeds its rows to a forward with ``prepared=True``."""
+        raw = torch.from_numpy(features.text_layers)
+        chunks = [self.grouped_layers(raw[s : s + batch]) for s in range(0, len(raw), batch)]
+        layers = torch.cat(chunks) if chunks else raw
+        return {"text": self._norm("text", torch.from_numpy(features.text)),
+                "image": self._norm("image", torch.from_numpy(features.image)), "text_layers": layers,
+                "image_stages": self._norm("image_stages", torch.from_numpy(features.image_stages))}
 
-    def forward(self, text, image, text_layers, image_stages, mask, grouped: bool = False) -> dict[str, torch.Tensor]:
-        """``grouped``: ``text_layers`` is already ``grouped_layers``' output (training); otherwise the raw states."""
+    def forward(self, text, image, text_layers, image_stages, mask, prepared: bool = False) -> dict[str, torch.Tensor]:
+        """``prepared``: the inputs are already ``training_inputs``' rows (training); otherwise the raw features."""
         c = self.cfg
+        norm = (lambda name, x: x) if prepared else self._norm
         mask = mask * self.enabled
         mt, mi = mask[:, 0:1], mask[:, 1:2]
         # a modality this generator does not use at all is zero in every row: in training its adapter runs on one
         # zero row, broadcast, and the fine stage's first layer skips its columns (the same outputs, a fifth to a
         # third of a single-modality generator's step; issue 40). Export traces the full graph (eval mode)
         skip = self.training and 0 in c.modalities
-        z_t, probs_t = (self.adapters[0](self._norm("text", text) * mt) if not (skip and not c.modalities[0])
+        z_t, probs_t = (self.adapters[0](norm("text", text) * mt) if not (skip and not c.modalities[0])
                         else self._unused(0, len(mask)))
-        z_i, probs_i = (self.adapters[1](self._norm("image", image) * mi) if not (skip and not c.modalities[1])
+        z_i, probs_i = (self.adapters[1](norm("image", image) * mi) if not (skip and not c.modalities[1])
                         else self._unused(1, len(mask)))
         if c.fusion == "gate":
             logits = self.fusion_gate(torch.cat([z_t, z_i], dim=-1)) / c.fusion_temperature + (1.0 - mask) * NEG
@@ -172,16 +178,15 @@ class ProxyGenerator(nn.Module):
         p_coarse = F.normalize(self.coarse(e), dim=-1)
         proxy = self.w_c(p_coarse)
         if c.fine:
-            layers = text_layers if grouped else self.grouped_layers(text_layers)
+            layers = text_layers if prepared else self.grouped_layers(text_layers)
             if skip:
                 parts = ([layers.flatten(1) * mt] if c.modalities[0] else []) + (
-                    [self._norm("image_stages", image_stages) * mi] if c.modalities[1] else [])
+                    [norm("image_stages", image_stages) * mi] if c.modalities[1] else [])
                 first = self.adaptor[0]
                 cols = self.fine_columns()
                 raw = self.adaptor[1:](F.linear(torch.cat([*parts, mask], dim=-1), first.weight[:, cols], first.bias))
             else:
-                raw = self.adaptor(torch.cat([layers.flatten(1) * mt, self._norm("image_stages", image_stages) * mi,
-                                              mask],
+                raw = self.adaptor(torch.cat([layers.flatten(1) * mt, norm("image_stages", image_stages) * mi, mask],
                                              dim=-1))
             r = torch.sigmoid(self.w_g(torch.cat([p_coarse, raw], dim=-1)))
             proxy = proxy + r * raw
@@ -207,8 +212,8 @@ class ProxyGenerator(nn.Module):
         losses = {"adapter": sum((kl_to_uniform(p[mask[:, m] > 0].mean(0)) for m, p in enumerate(out["router"])
                                   if (mask[:, m] > 0).any()), torch.zeros(()))}  # a tensor when no modality is present
         both = mask.sum(1) == 2
-        losses["fusion"] = kl_to_uniform(out["alpha"][both].mean(
-            0)) if self.cfg.fusion == "gate" and both.any() else torch.zeros(())
+        losses["fusion"] = (kl_to_uniform(out["alpha"][both].mean(0)) if self.cfg.fusion == "gate" and both.any()
+                            else torch.zeros(()))
         losses["align"] = sum((((out["e"] - z) ** 2).mean(-1) * mask[:, m]).sum() / mask[:, m].sum().clamp_min(1.0)
                               for m, z in enumerate(out["z"]))
         losses["pal"] = pal_loss(out["coarse"], targets, pal_temperature) if targets is not None else torch.zeros(())

@@ -57,14 +57,18 @@ class ProxyMLP(nn.Module):
         return {}
 
 
-def tensors(features: Features, idx: np.ndarray, mask: np.ndarray | None = None, text_layers: np.ndarray | None = None
-            ) -> tuple[torch.Tensor, ...]:
-    """Model inputs for rows ``idx``: text, image, text_layers (or rows of ``text_layers`` in their place: a model's
-    precomputed ``training_inputs``), image_stages, modality mask."""
+def tensors(features: Features, idx: np.ndarray, mask: np.ndarray | None = None,
+            prepared: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, ...]:
+    """Model inputs for rows ``idx``: text, image, text_layers, image_stages, modality mask; with ``prepared`` (a
+    generator's ``training_inputs`` of every item, plus their "mask") its rows instead, gathered by torch."""
+    if prepared is not None:
+        rows = torch.from_numpy(np.asarray(idx, dtype=np.int64))
+        return tuple(prepared[k].index_select(0, rows) for k in ("text", "image", "text_layers", "image_stages",
+                                                                  "mask"))
     m = features.mask[idx] if mask is None else mask
-    layers = features.text_layers if text_layers is None else text_layers
-    return (torch.from_numpy(features.text[idx]), torch.from_numpy(features.image[idx]), torch.from_numpy(layers[idx]),
-            torch.from_numpy(features.image_stages[idx]), torch.from_numpy(np.ascontiguousarray(m, dtype=np.float32)))
+    return (torch.from_numpy(features.text[idx]), torch.from_numpy(features.image[idx]),
+            torch.from_numpy(features.text_layers[idx]), torch.from_numpy(features.image_stages[idx]),
+            torch.from_numpy(np.ascontiguousarray(m, dtype=np.float32)))
 
 
 @torch.no_grad()
@@ -105,9 +109,11 @@ def train_proxy(
     model = build()
     weights = weights or {}
     model.fit_normalisation(features.rows(split.warm_items))
-    # a generator's text-layer groups, computed once (its statistics are fixed now), not at every step
-    layers = model.training_inputs(features.text_layers) if hasattr(model, "training_inputs") else None
-    grouped = {"grouped": True} if layers is not None else {}
+    # a generator's standardised inputs and text-layer groups, computed once (its statistics are fixed now)
+    prepared = model.training_inputs(features) if hasattr(model, "training_inputs") else None
+    if prepared is not None:
+        prepared["mask"] = torch.from_numpy(features.mask)
+    ready = {"prepared": True} if prepared is not None else {}
     opt = torch.optim.AdamW(model.parameters(), lr=settings.proxy_lr, weight_decay=settings.proxy_weight_decay,
                             foreach=True)  # one kernel a step for all weights: the same values, 6 ms less a step
     ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(settings.proxy_ema_decay), use_buffers=True)
@@ -130,8 +136,8 @@ def train_proxy(
             pos = split.train.items[idx] if bpr_weight > 0 else warm[idx]
             neg = warm[rng.integers(0, len(warm), len(idx) * n_neg)]  # row r's negatives: r, r + len(idx), ...
             both = np.concatenate([pos, neg])
-            x = tensors(features, both, text_layers=layers)
-            out = model(*x[:-1], _drop_modality(x[-1], settings.modality_dropout, gen), **grouped)
+            x = tensors(features, both, prepared=prepared)
+            out = model(*x[:-1], _drop_modality(x[-1], settings.modality_dropout, gen), **ready)
             p = out["proxy"]
             loss = torch.zeros(())
             if mse_weight > 0:

@@ -6,9 +6,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from models.features import Features
 from models.idmodel import normalised_adjacency
 from models.items.generator import GeneratorConfig, MoEAdapter, ProxyGenerator, kl_to_uniform, layer_groups, pal_loss
-from models.items.proxy_training import ranking_loss
+from models.items.proxy_training import ranking_loss, tensors
 from tests.models.random_features import random_features
 
 
@@ -180,14 +181,20 @@ def test_an_image_only_generator_on_items_without_pictures_has_tensor_losses():
     assert all(isinstance(v, torch.Tensor) for v in losses.values()) and float(losses["adapter"].detach()) == 0.0
 
 
-def test_training_inputs_precompute_exactly_the_text_layer_groups_the_forward_computes():
-    """Training feeds each item's grouped text layers, computed once (issue 40); the proxy and its gradients are
-    the same as from the raw layers, bit for bit."""
+def test_training_inputs_precompute_exactly_what_the_forward_computes_first():
+    """Training feeds each item's standardised features and grouped text layers, computed once (issue 40), gathered
+    as ``tensors`` does; the proxy and its gradients are the same as from the raw features, bit for bit."""
     gen = small_generator()
-    text, image, layers, stages, mask = inputs(n=6)
-    grouped = torch.from_numpy(gen.training_inputs(layers.numpy(), batch=4))  # two chunks
-    assert grouped.shape == (6, gen.group_avg.shape[0], 6)
-    raw, pre = gen(text, image, layers, stages, mask), gen(text, image, grouped, stages, mask, grouped=True)
+    text, image, layers, stages, _ = inputs(n=6)
+    has_text, has_image = np.array([1, 1, 0, 1, 1, 1], bool), np.array([1, 0, 1, 1, 1, 1], bool)  # one of each missing
+    feats = Features(text.numpy(), image.numpy(), layers.numpy(), stages.numpy(), has_text, has_image)
+    gen.fit_normalisation(feats)  # statistics that move every input
+    prepared = gen.training_inputs(feats, batch=4)  # the groups in two chunks
+    prepared["mask"] = torch.from_numpy(feats.mask)
+    assert prepared["text_layers"].shape == (6, gen.group_avg.shape[0], 6)
+    rows = np.array([5, 0, 3, 3, 1, 2, 4])
+    raw = gen(*tensors(feats, rows))
+    pre = gen(*tensors(feats, rows, prepared=prepared), prepared=True)
     assert torch.equal(raw["proxy"], pre["proxy"])
     grads = []
     for out in (raw, pre):
