@@ -30,8 +30,8 @@ import uuid
 from pathlib import Path
 
 import httpx
+from results_dir import RESULTS
 
-RESULTS = Path(__file__).resolve().parent / "results"
 KEY = "attacker-key-0123456789"  # a valid write key: the attacker is an authenticated client (no admin key)
 POSTS = ["/v1/items", "/v1/items:batch", "/v1/rank", "/v1/items/x/interactions", "/v1/admin/reload"]
 

@@ -18,12 +18,12 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import torch
+from results_dir import RESULTS
 
 from coldproxy.config import TrainSettings
 from export.graphs import export_proxy
 from models.items.generator import BlendedGenerator, GeneratorConfig, ProxyGenerator
 
-RESULTS = Path(__file__).parent / "results"
 WIDTHS = dict(text_dim=384, image_dim=1280, n_text_layers=7, image_stage_dim=784, out_dim=64)  # the default package's
 
 

@@ -21,13 +21,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+from results_dir import RESULTS
 
 from coldproxy.config import BundleSettings
 from models.bundles.backbone import evaluate, train_prior, view_scores
 from models.bundles.data import load_youshu
 from models.training import nth_seed
 
-RESULTS = Path(__file__).resolve().parent / "results"
 # the defaults before CrossCBR's settings, spelled out: the rows measured against them stay what they were after the
 # defaults moved
 BEFORE = {"lightgcn_layers": 2, "id_lr": 5e-3, "init": "normal", "id_weight_decay": 0.0, "id_reg": 1e-4,

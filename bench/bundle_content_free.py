@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 import numpy as np
+from results_dir import RESULTS
 
 from coldproxy.config import BundleSettings
 from models.bundles.backbone import evaluate
 from models.bundles.calibration import placement_offsets, placement_pool, placement_tops, served_users
 from models.bundles.data import load_youshu
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def content_free(scenario: str, settings: BundleSettings) -> dict:

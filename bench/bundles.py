@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from results_dir import RESULTS
 
 from coldproxy.bundle_package import ColdCalibration, with_columns
 from coldproxy.config import BundleSettings
@@ -33,7 +34,6 @@ from models.bundles.data import load_youshu
 from models.bundles.model import ViewExperts, cold_aware_features, composition_features, fit_view_experts, train_gates
 from models.bundles.train import gate_variant
 
-RESULTS = Path(__file__).resolve().parent / "results"
 PUBLISHED = {  # MoDiffE Table 3, Youshu: (Recall@20, NDCG@20)
     "MoDiffE (published)": {"cold": (0.1210, 0.0890), "all": (0.1838, 0.1090), "warm": (0.2846, 0.1697)},
     "CoHeat (published)": {"cold": (0.0183, 0.0105), "all": (0.1247, 0.0833), "warm": (0.2804, 0.1646)},

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from results_dir import RESULTS
 
 from coldproxy.config import TrainSettings
 from export.encoders import encoder_graphs
@@ -27,7 +28,6 @@ from models.items.proxy_training import predict
 from models.items.train import train
 from models.samplers import sample
 
-RESULTS = Path(__file__).resolve().parent / "results"
 STEPS = (1, 2, 3, 5, 10)
 
 

@@ -14,15 +14,13 @@ import base64
 import json
 import time
 import uuid
-from pathlib import Path
 
 import httpx
+from results_dir import RESULTS
 
 from coldproxy.config import DEFAULT_DATASETS
 from loadtest.payloads import Payloads
 from loadtest.runner import require_loopback
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 async def run(url: str, bodies: list[dict], concurrency: int, batch: int | None) -> dict:

@@ -15,9 +15,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from results_dir import RESULTS
+
 from coldproxy.config import usable_cores
 
-RESULTS = Path(__file__).resolve().parent / "results"
 CORES = usable_cores()
 # one stream of batches here: the service's default thread split (cores // batch_workers) is not what this measures
 SETTINGS = {

@@ -25,13 +25,12 @@ import numpy as np
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from results_dir import RESULTS
 from scale import synthetic  # noqa: E402
 
 from coldproxy.config import REPO_ROOT, usable_cores  # noqa: E402
 from coldproxy.package import load_package  # noqa: E402
 from service.storage.index import ItemIndex  # noqa: E402
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def ms(values: list[float], q: float) -> float:

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+from results_dir import RESULTS
 from tqdm.auto import tqdm
 
 from coldproxy.config import DEFAULT_DATASETS, ServiceSettings, usable_cores
@@ -36,7 +37,6 @@ from loadtest.payloads import Payloads
 from service.engine.pipeline import ProxyPipeline
 from service.metrics import Metrics
 
-RESULTS = Path(__file__).resolve().parent / "results"
 STAGES = ("decode", "tokenise", "text_encoder", "image_encoder", "proxy", "anchor", "sampler", "gate")
 
 

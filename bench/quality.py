@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from results_dir import RESULTS
 
 from coldproxy.config import TrainSettings
 from export.encoders import encoder_graphs
@@ -48,7 +49,6 @@ from models.items.baselines import (
 from models.items.proxy_training import ProxyMLP, predict, tensors, train_proxy
 from models.items.train import fit_generator, train
 
-RESULTS = Path(__file__).resolve().parent / "results"
 METRICS = ("recall@10", "ndcg@10", "recall@20", "ndcg@20")
 HIT_RATES = ("hit_rate@20", "new_item_hit_rate@20", "new_item_share_of_positives")  # all scenario only
 SCENARIOS = ("cold", "warm", "all")

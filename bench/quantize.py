@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from results_dir import RESULTS
 from tqdm.auto import tqdm
 
 from coldproxy.config import ServiceSettings, TrainSettings
@@ -30,7 +31,6 @@ from models.evaluate import evaluate_split
 from service.engine.pipeline import ProxyPipeline
 from service.metrics import Metrics
 
-RESULTS = Path(__file__).resolve().parent / "results"
 STAGES = ("tokenise", "text_encoder", "decode", "image_encoder")
 
 

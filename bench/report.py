@@ -204,6 +204,10 @@ def training_section() -> list[str]:
     if exp.get("total") is not None:
         out += ["", "Log-log slope of seconds against training clicks, per stage: " + ", ".join(
             f"{k} {v}" for k, v in exp.items() if v is not None) + "."]
+    out += ["", "The step budgets that keep an epoch's cost from growing with the log were chosen on validation at "
+            "300k purchases: the ID model's in `bench/results/train_scale_300k.md`, the generators' in "
+            "`bench/results/train_scale_generator.md`; the ID model's seconds per epoch with and without its budget "
+            "are in `bench/results/train_scale_timing.md`."]
     return out + [""]
 
 
@@ -213,8 +217,9 @@ def offline_section() -> list[str]:
         return []
     out = ["## Offline backfill", "", f"`{s['command']}` on {s['cores']} cores, {s['items']} items of the generated "
            "catalogue (360x540 JPEG + text each); source `bench/results/offline.json`.", "",
-           "| engine | items/s | seconds | failed rows |", "|---|---|---|---|"]
-    out += [f"| {r['engine']} | {r['items_per_s']} | {r['seconds']} | {r.get('failed', 0)} |" for r in s["rows"]]
+           "| engine | items/s | seconds | failed rows | cluster start (s; not in items/s) |", "|---|---|---|---|---|"]
+    out += [f"| {r['engine']} | {r['items_per_s']} | {r['seconds']} | {r.get('failed', 0)} | "
+            f"{r.get('cluster_start_s', '')} |" for r in s["rows"]]
     cap = next((r["write_items_per_s"] for r in s["rows"] if "write_items_per_s" in r), None)
     out += ["", "Scaling model, items/s for N nodes (each at the 1-node rate above" + (
         f"; into one Redis capped by its measured write rate, {cap} items/s" if cap else "") + "):", "",

@@ -23,12 +23,12 @@ import redis
 import uvicorn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from results_dir import RESULTS
+
 from coldproxy.config import REPO_ROOT, ServiceSettings  # noqa: E402
 from coldproxy.package import load_package  # noqa: E402
 from service.app import create_app  # noqa: E402
 from service.server import uvicorn_config  # noqa: E402
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def ready(c: httpx.Client) -> bool:

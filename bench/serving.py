@@ -35,12 +35,11 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+from results_dir import RESULTS
 
 from coldproxy.config import DEFAULT_DATASETS, REPO_ROOT, usable_cores
 from loadtest.payloads import Payloads
 from loadtest.runner import Scenarios, run_load, summarise
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def rss_mb(pid: int, field: str = "VmRSS") -> float:

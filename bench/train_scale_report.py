@@ -8,8 +8,8 @@ import os
 from pathlib import Path
 
 import numpy as np
+from results_dir import RESULTS
 
-RESULTS = Path(__file__).resolve().parent / "results"
 BEFORE = {"id_steps_per_epoch": 0, "proxy_steps_per_epoch": 0, "gate_steps_per_epoch": 0}  # no step budget anywhere
 STAGES = ("features", "id_model", "proxy", "diffusion+gate", "calibration", "evaluation", "export")
 

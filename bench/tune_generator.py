@@ -15,9 +15,9 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 
 import numpy as np
+from results_dir import RESULTS
 
 from coldproxy.config import TrainSettings
 from export.encoders import encoder_graphs
@@ -28,8 +28,6 @@ from models.idmodel import train_id_model
 from models.items.proxy_training import predict
 from models.items.train import fit_generator
 from models.training import nth_seed
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def main() -> None:

@@ -12,15 +12,13 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 
 import numpy as np
+from results_dir import RESULTS
 
 from coldproxy.config import TrainSettings
 from models.data import cold_start_split, load_dataset
 from models.idmodel import train_id_model
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def main() -> None:

@@ -1,0 +1,124 @@
+"""Every benchmark script still runs (issue 41: ``bench/serving.py`` had rotted unnoticed): each one that takes
+arguments answers ``--help`` (its imports resolve), and the cheap ones run to the end at tiny sizes against real
+packages, real Redis and a real server, writing their JSON into a temporary ``COLDPROXY_BENCH_RESULTS`` so that no
+measured result is overwritten. Slow tier: each is a fresh Python process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+# scripts that parse arguments (ort_options runs the measurement on any argument; results_dir is a module)
+SCRIPTS = sorted(p.name for p in BENCH.glob("*.py") if "ArgumentParser(" in p.read_text())
+
+
+def bench(script: str, *args: str, results: Path, env: dict | None = None, timeout: int = 600) -> str:
+    """Run ``bench/<script>`` with ``args``, results going to ``results``; its stdout (fails on a non-zero exit)."""
+    run = subprocess.run([sys.executable, str(BENCH / script), *args], capture_output=True, text=True, timeout=timeout,
+                         env=os.environ | {"COLDPROXY_BENCH_RESULTS": str(results)} | (env or {}))
+    assert run.returncode == 0, f"{script} {args} exited {run.returncode}:\n{run.stderr[-3000:]}"
+    return run.stdout
+
+
+def test_the_scripts_under_test_are_found():
+    assert {"serving.py", "quality.py", "train_scale.py", "providers.py"} <= set(SCRIPTS)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_every_script_answers_help(script, tmp_path):
+    assert "usage:" in bench(script, "--help", results=tmp_path)
+    assert not any(tmp_path.iterdir()), "--help wrote results"
+
+
+@pytest.mark.slow
+def test_blend_latency_times_both_graphs(tmp_path):
+    bench("blend_latency.py", "--batches", "1", "--runs", "2", results=tmp_path)
+    out = json.loads((tmp_path / "blend_latency.json").read_text())
+    assert out["p50_ms"]["fused"]["1"] > 0 and out["p50_ms"]["blend"]["1"] > 0
+
+
+@pytest.mark.slow
+def test_providers_compares_each_variant_with_the_cpu_run(package_dir, tmp_path):
+    bench("providers.py", "--package-dir", str(package_dir), "--items", "4", "--batches", "1", "2", "--name", "p",
+          results=tmp_path)
+    out = json.loads((tmp_path / "p.json").read_text())
+    assert out["items"] == 4 and out["variants"]
+    cpu = next(iter(out["variants"].values()))
+    assert set(cpu["by_batch"]) == {"1", "2"} and cpu["vs_cpu"]["served"]["max_abs_diff"] == 0.0
+
+
+@pytest.mark.slow
+def test_seen_check_finds_no_training_interaction_in_any_answer(package_dir, tmp_path):
+    bench("seen_check.py", "--package", str(package_dir), "--ks", "10", results=tmp_path)
+    out = json.loads((tmp_path / "seen_check.json").read_text())
+    assert out["requests"] == out["users"] > 0 and out["answers_with_a_training_interaction"] == 0
+
+
+@pytest.mark.slow
+def test_overwrites_keep_the_index_answering(package_dir, tmp_path):
+    bench("overwrites.py", "--package", str(package_dir), "--items", "2000", "--overwrites", "200", "--queries", "20",
+          "--k", "10", "--indexes", "flat", "--name", "o", results=tmp_path)
+    rows = json.loads((tmp_path / "o.json").read_text())["rows"]
+    assert [r["index"] for r in rows] == ["flat"] and rows[0]["recommend_p50_ms"] > 0
+
+
+@pytest.mark.slow
+def test_ingest_batch_posts_one_by_one_and_in_batches(tiny_server, tmp_path):
+    bench("ingest_batch.py", "--url", tiny_server.url, "--items", "6", "--concurrency", "2", "--batch", "3",
+          results=tmp_path)
+    rows = json.loads((tmp_path / "ingest_batch.json").read_text())["results"]
+    assert len(rows) == 2
+
+
+@pytest.mark.slow
+def test_tune_id_model_scores_each_override_on_warm_validation(tmp_path, movielens_dir):
+    small = {"COLDPROXY_DATA_DIR": str(movielens_dir), "COLDPROXY_MAX_ITEMS": "150", "COLDPROXY_ID_EPOCHS": "2",
+             "COLDPROXY_EVAL_EVERY": "1"}
+    bench("tune_id_model.py", "{}", '{"lightgcn_layers": 1}', "--seeds", "0", "--out", "t", results=tmp_path, env=small)
+    rows = json.loads((tmp_path / "t.json").read_text())["rows"]
+    assert [r["override"] for r in rows] == [{}, {"lightgcn_layers": 1}]
+    assert all(0 < r["mean"] < 1 for r in rows)
+
+
+@pytest.fixture(scope="module")
+def small_training(tmp_path_factory, movielens_dir) -> dict:
+    """Environment for a training benchmark in seconds: 150 MovieLens items, a few epochs, one generator seed, a
+    feature cache shared by this module's scripts."""
+    root = tmp_path_factory.mktemp("bench-small")
+    return {"COLDPROXY_DATA_DIR": str(movielens_dir), "COLDPROXY_MAX_ITEMS": "150", "COLDPROXY_ID_EPOCHS": "2",
+            "COLDPROXY_EVAL_EVERY": "1", "COLDPROXY_PROXY_EPOCHS": "1", "COLDPROXY_GENERATOR_SEEDS": "1",
+            "COLDPROXY_DIFFUSION_EPOCHS": "2", "COLDPROXY_GATE_EPOCHS": "1", "COLDPROXY_CACHE_DIR": str(root / "cache"),
+            "COLDPROXY_WORK_DIR": str(root / "train")}
+
+
+@pytest.mark.slow
+def test_tune_generator_scores_each_override_on_validation(small_training, tmp_path):
+    bench("tune_generator.py", "{}", '{"proxy_modalities": "text"}', "--seeds", "0", "--out", "g", results=tmp_path,
+          env=small_training)
+    rows = json.loads((tmp_path / "g.json").read_text())["rows"]
+    assert [r["override"] for r in rows] == [{}, {"proxy_modalities": "text"}]
+    assert all(0 <= r["val_mean"] <= 1 and len(r["best_epochs"]) == 1 for r in rows)
+
+
+@pytest.mark.slow
+def test_diffusion_scores_every_sampler(small_training, tmp_path):
+    bench("diffusion.py", "--seeds", "0", results=tmp_path, env=small_training)
+    out = json.loads((tmp_path / "diffusion.json").read_text())
+    assert out["seeds"] == [0] and len(out["summary"]) > 3 and (tmp_path / "diffusion.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_quality_writes_the_default_beside_the_baselines(small_training, tmp_path):
+    bench("quality.py", "--seeds", "0", "--only", "random", "popularity", "--out", "q", results=tmp_path,
+          env=small_training)
+    summary = json.loads((tmp_path / "q.json").read_text())["summary"]
+    default = next(m for m in summary if m.startswith("default"))
+    assert {"random", "popularity"} <= set(summary)
+    assert all(0 <= summary[m]["cold"]["recall@20"]["mean"] <= 1 for m in ("random", "popularity", default))
