@@ -38,11 +38,11 @@ def space_of(sv: Live) -> dict:
     """The served ID space as the manifest records it (a package from before that record: a trained one)."""
     package = sv.package
     if package.manifest.id_space is not None:  # with what loading the given files left out, when it was recorded
-        return package.manifest.id_space.model_dump() | {"report": package.manifest.metrics.get("id_space", {}).get(
-            "report")}
+        report = package.manifest.metrics.get("id_space", {}).get("report")
+        return package.manifest.id_space.model_dump() | {"report": report}
     return {"fingerprint": package.id_fingerprint, "source": "trained", "score": "dot",
-            "dim": package.manifest.dims.id_dim,
-            "item_vectors": len(package.item_ids), "user_vectors": len(package.user_ids)}
+            "dim": package.manifest.dims.id_dim, "item_vectors": len(package.item_ids),
+            "user_vectors": len(package.user_ids)}
 
 
 def warnings_of(manifest) -> list[str]:

@@ -27,8 +27,8 @@ class MemoryStore(RedisStore):
     async def put(self, item_id, record, overwrite, features=None, expect=None):
         for vector in record.vectors().values():
             check_vector(vector, self.dim)
-        if (not overwrite and item_id in self.records) or (expect is not None
-                                                           and self.records.get(item_id) is not expect):
+        replaced = expect is not None and self.records.get(item_id) is not expect
+        if (not overwrite and item_id in self.records) or replaced:
             return False
         self.records[item_id] = record
         self.posted.setdefault(item_id, time.time())
