@@ -1,7 +1,8 @@
 """What a training run will cost, said before it starts (issue 40): each stage's seconds from the data's size and
 the settings, from per-unit costs measured on this project's 2-core machine (``bench/train_scale.py``; the runs are
-in ``bench/results/train_scale.md``, last fitted to the 100k and 1M purchase runs of issue 40's speed-ups), scaled by
-the usable cores.
+in ``bench/results/train_scale.md``, fitted to its 100k and 1M purchase runs), scaled by the usable cores. At 3M
+purchases the ID model ran 120 epochs, not 55, at 3.2e-7 s a positive a step, so the estimate said 2,411 s for a
+4,741 s run: past about a million purchases, read it as a lower bound.
 
 Early stopping decides how many epochs each stage really runs; the estimate takes the typical counts measured
 there, so it says how long a run takes, within a factor of about two, not to the minute.
@@ -22,9 +23,9 @@ class UnitCosts:
 
     feature_item: float = 0.016  # one item's text and picture through the encoders (a feature-cache miss)
     id_step: float = 0.006  # one ID-model BPR step: fixed part
-    id_step_positive: float = 1.9e-7  # ... and per training positive (the step propagates over the whole graph, CSR)
+    id_step_positive: float = 1.4e-7  # ... and per training positive (the step propagates over the whole graph, CSR)
     id_epochs: int = 55  # 55 (best 35) at 100k and 1M purchases
-    generator_step: float = 0.08  # one generator step of 1,024 clicks, averaged over fused / text-only / image-only
+    generator_step: float = 0.06  # one generator step of 1,024 clicks, averaged over fused / text-only / image-only
     generator_epochs: int = 16  # 15 (best 11) at 100k purchases, 18 (best 14) at 1M
     gate_step: float = 0.02
     gate_epochs: int = 15
