@@ -145,15 +145,17 @@ class ProxyGenerator(nn.Module):
     @torch.no_grad()
     def training_inputs(self, features, batch: int = 4096) -> dict[str, torch.Tensor]:
         """Every item's inputs as the forward first transforms them: text, image and image stages standardised, the
-        text layers standardised and grouped (``grouped_layers``). None of it has a trained parameter (the statistics
-        are fixed before training), so training computes it once (issue 40: the groups were a sixth of a step's
-        time, the standardisations a few per cent more) and feeds its rows to a forward with ``prepared=True``."""
+        text layers standardised and grouped (``grouped_layers``), and the modality mask as it is. None of it has a
+        trained parameter (the statistics are fixed before training), so training computes it once (issue 40: the
+        groups were a sixth of a step's time, the standardisations a few per cent more) and feeds its rows to a
+        forward with ``prepared=True``."""
         raw = torch.from_numpy(features.text_layers)
         chunks = [self.grouped_layers(raw[s : s + batch]) for s in range(0, len(raw), batch)]
         layers = torch.cat(chunks) if chunks else raw
         return {"text": self._norm("text", torch.from_numpy(features.text)),
                 "image": self._norm("image", torch.from_numpy(features.image)), "text_layers": layers,
-                "image_stages": self._norm("image_stages", torch.from_numpy(features.image_stages))}
+                "image_stages": self._norm("image_stages", torch.from_numpy(features.image_stages)),
+                "mask": torch.from_numpy(features.mask)}
 
     def forward(self, text, image, text_layers, image_stages, mask, prepared: bool = False) -> dict[str, torch.Tensor]:
         """``prepared``: the inputs are already ``training_inputs``' rows (training); otherwise the raw features."""

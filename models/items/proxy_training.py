@@ -60,7 +60,7 @@ class ProxyMLP(nn.Module):
 def tensors(features: Features, idx: np.ndarray, mask: np.ndarray | None = None,
             prepared: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, ...]:
     """Model inputs for rows ``idx``: text, image, text_layers, image_stages, modality mask; with ``prepared`` (a
-    generator's ``training_inputs`` of every item, plus their "mask") its rows instead, gathered by torch."""
+    generator's ``training_inputs`` of every item) its rows instead, gathered by torch."""
     if prepared is not None:
         rows = torch.from_numpy(np.asarray(idx, dtype=np.int64))
         return tuple(prepared[k].index_select(0, rows) for k in ("text", "image", "text_layers", "image_stages",
@@ -111,8 +111,6 @@ def train_proxy(
     model.fit_normalisation(features.rows(split.warm_items))
     # a generator's standardised inputs and text-layer groups, computed once (its statistics are fixed now)
     prepared = model.training_inputs(features) if hasattr(model, "training_inputs") else None
-    if prepared is not None:
-        prepared["mask"] = torch.from_numpy(features.mask)
     ready = {"prepared": True} if prepared is not None else {}
     opt = torch.optim.AdamW(model.parameters(), lr=settings.proxy_lr, weight_decay=settings.proxy_weight_decay,
                             foreach=True)  # one kernel a step for all weights: the same values, 6 ms less a step

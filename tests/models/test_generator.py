@@ -190,7 +190,6 @@ def test_training_inputs_precompute_exactly_what_the_forward_computes_first():
     feats = Features(text.numpy(), image.numpy(), layers.numpy(), stages.numpy(), has_text, has_image)
     gen.fit_normalisation(feats)  # statistics that move every input
     prepared = gen.training_inputs(feats, batch=4)  # the groups in two chunks
-    prepared["mask"] = torch.from_numpy(feats.mask)
     assert prepared["text_layers"].shape == (6, gen.group_avg.shape[0], 6)
     rows = np.array([5, 0, 3, 3, 1, 2, 4])
     raw = gen(*tensors(feats, rows))
