@@ -86,10 +86,10 @@ class BundleSettings(ExpertSettings):
                                                    "bundle without interactions with their (list_length - k)-th best "
                                                    "warm one")
     calibration_placement_pool: Literal["all_new", "tune_new"] = Field(
-        "all_new", description="the bundles without interactions each user's placement offset is fitted against: "
-        "all_new, every one in the catalogue at training (the test split's too, over their vectors, never their "
-        "labels); tune_new, only those new in the tune split (inductive: what a served system has before new "
-        "bundles arrive)")
+        "tune_new", description="the bundles without interactions each user's placement offset is fitted against: "
+        "tune_new, only those new in the tune split (inductive: what a served system has before new bundles arrive, "
+        "the default); all_new, every one in the catalogue at training (transductive: the test split's too, over "
+        "their vectors, never their labels)")
     calibration_list_length: int = Field(20, ge=2, description="the ranked list the per-user placement fills")
     package_dir: Path = Field(REPO_ROOT / "artifacts" / "bundle_package",
                               validation_alias=AliasChoices("package_dir", "COLDPROXY_BUNDLES_PACKAGE_DIR",
