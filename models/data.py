@@ -256,6 +256,8 @@ class ColdStartSplit:
     cold_test: Interactions
     seed: int
     val_select_items: np.ndarray | None = None
+    decide_items: np.ndarray | None = None
+    cold_decide: Interactions | None = None
 
     def validation(self, part: str = "stop") -> tuple[np.ndarray, Interactions]:
         """Validation-cold items and their interactions: "stop" (early stopping), "select" (choosing
@@ -292,16 +294,25 @@ def _ratio_cuts(count: int, ratios: tuple[float, float, float]) -> tuple[int, in
     return a, b
 
 
-def cold_start_split(ds: Dataset, seed: int, ratios=(0.8, 0.1, 0.1), select_share: float = 0.0) -> ColdStartSplit:
-    """Seeded split; the same (dataset, seed, ratios, select_share) always gives the same split.
+def cold_start_split(ds: Dataset, seed: int, ratios=(0.8, 0.1, 0.1), select_share: float = 0.0,
+                     decide_share: float = 0.0) -> ColdStartSplit:
+    """Seeded split; the same (dataset, seed, ratios, select_share, decide_share) always gives the same split.
     ``select_share`` of the validation-cold items become its "select" part (0: none, choose on the
-    early-stopping items); the rest of the split does not depend on it."""
+    early-stopping items); the rest of the split does not depend on it. ``decide_share`` of them are first
+    set aside as the "decide" part (``decide_items``, ``cold_decide``): cold items that neither training,
+    early stopping, selection nor calibration sees, scored only to decide a default between two trainings
+    (``bench/decide_defaults.py``); warm items, test items and every interaction split do not depend on it."""
     rng = np.random.default_rng(seed)
     perm = rng.permutation(ds.n_items)
     a, b = _ratio_cuts(ds.n_items, ratios)
     warm, val, test = np.sort(perm[:a]), np.sort(perm[a:b]), np.sort(perm[b:])
-    role = np.zeros(ds.n_items, dtype=np.int8)  # 0 warm, 1 val-cold, 2 test-cold
+    decide = _held_part(val, seed, decide_share, salt=22)
+    if decide is not None:
+        val = np.setdiff1d(val, decide)
+    role = np.zeros(ds.n_items, dtype=np.int8)  # 0 warm, 1 val-cold, 2 test-cold, 3 decide
     role[val], role[test] = 1, 2
+    if decide is not None:
+        role[decide] = 3
     r = role[ds.items]
 
     def pick(mask: np.ndarray) -> Interactions:
@@ -325,12 +336,15 @@ def cold_start_split(ds: Dataset, seed: int, ratios=(0.8, 0.1, 0.1), select_shar
         cold_val=pick(r == 1),
         cold_test=pick(r == 2),
         seed=seed,
-        val_select_items=_select_part(val, seed, select_share),
+        val_select_items=_held_part(val, seed, select_share, salt=21),
+        decide_items=decide,
+        cold_decide=None if decide is None else pick(r == 3),
     )
 
 
-def _select_part(val: np.ndarray, seed: int, share: float) -> np.ndarray | None:
+def _held_part(val: np.ndarray, seed: int, share: float, salt: int) -> np.ndarray | None:
+    """``share`` of the validation-cold items drawn with their own seeded stream (None when that is none or all)."""
     count = int(round(len(val) * share))
     if count == 0 or count == len(val):
         return None
-    return np.sort(np.random.default_rng([seed, 21]).choice(val, count, replace=False))
+    return np.sort(np.random.default_rng([seed, salt]).choice(val, count, replace=False))

@@ -107,6 +107,14 @@ def evaluate_split(user_emb: np.ndarray, item_emb: np.ndarray, split: ColdStartS
     }
 
 
+def evaluate_decision(user_emb: np.ndarray, item_emb: np.ndarray, split: ColdStartSplit, ks=KS) -> dict | None:
+    """The cold scenario on the split's decide part (``cold_start_split``'s ``decide_share``), ranked among those
+    items as the test-cold ones are among theirs; None without a decide part."""
+    if split.decide_items is None:
+        return None
+    return evaluate_candidates(user_emb, item_emb, split.decide_items, split.cold_decide, None, ks)
+
+
 def validation_cold_ndcg(user_emb: np.ndarray, item_emb: np.ndarray, split: ColdStartSplit,
                          part: str = "stop") -> float:
     """NDCG@20 on the validation-cold items of ``part`` (``ColdStartSplit.validation``): "stop" is the

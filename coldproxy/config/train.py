@@ -31,6 +31,10 @@ class DataSettings(BaseSettings):
     selection_holdout: float = Field(0.0, ge=0.0, lt=1.0, description="share of the validation-cold items held out "
                                      "from early stopping, to choose between trained candidates on (generator "
                                      "modalities, the served expert); 0: choose on the early-stopping items")
+    decision_holdout: float = Field(0.0, ge=0.0, lt=1.0, description="share of the validation-cold items set "
+                                    "aside before anything else, unseen by training and every choice, and scored "
+                                    "into metrics.json (decision) to decide a default between two trainings "
+                                    "(bench/decide_defaults.py); 0: none, as a served package is trained")
     cache_dir: Path = Field(REPO_ROOT / "artifacts" / "cache", description="feature cache")
     text_max_len: int = Field(128, description="tokens of an item's text the text encoder reads")
     encode_batch: int = Field(64, description="items per encoder call while extracting content features")

@@ -34,7 +34,7 @@ from models.cost import describe as describe_cost
 from models.cost import estimate
 from models.data import ColdStartSplit, Dataset, cold_start_split
 from models.diffusion import Denoiser, DenoiserConfig
-from models.evaluate import evaluate_split, validation_cold_ndcg
+from models.evaluate import evaluate_decision, evaluate_split, validation_cold_ndcg
 from models.features import EncoderGraphs, Features, cache_path, extract_features
 from models.gate import ColdAwareGate
 from models.given_space import GivenSpace, diagnostics, load_training_data, training_vectors
@@ -235,7 +235,8 @@ def train(settings, encoder_graphs: EncoderGraphs, progress: bool = True) -> Tra
     t0 = time.time()
     use_usable_cores()
     ds, space = load_training_data(settings)
-    split = cold_start_split(ds, settings.seed, settings.split_ratios, settings.selection_holdout)
+    split = cold_start_split(ds, settings.seed, settings.split_ratios, settings.selection_holdout,
+                             settings.decision_holdout)
     if progress:
         tqdm.write(describe_cost(estimate_cost(settings, ds, split, space)), file=sys.stderr)
     feats = extract_features(ds, encoder_graphs, settings.cache_dir, settings.text_max_len, settings.encode_batch,
@@ -300,6 +301,9 @@ def train(settings, encoder_graphs: EncoderGraphs, progress: bool = True) -> Tra
                     "diffusion+gate": t_experts - t_proxy, "calibration": t_cal - t_experts},
         "history": {"id_model": id_log["history"], "proxy": proxy_log["history"]},
     }
+    if split.decide_items is not None:  # only to decide a default between trainings (bench/decide_defaults.py)
+        result.metrics["decision"] = evaluate_decision(U, result.served_item_emb(), split)
+        result.metrics["split"]["decision_cold_items"] = len(split.decide_items)
     result.metrics["seconds"]["evaluation"] = time.time() - t_cal
     if space is not None:  # the given space and its load report (export records a trained one from its tables)
         result.metrics["id_space"] = space.info

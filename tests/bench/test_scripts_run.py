@@ -122,3 +122,19 @@ def test_quality_writes_the_default_beside_the_baselines(small_training, tmp_pat
     default = next(m for m in summary if m.startswith("default"))
     assert {"random", "popularity"} <= set(summary)
     assert all(0 <= summary[m]["cold"]["recall@20"]["mean"] <= 1 for m in ("random", "popularity", default))
+
+
+@pytest.mark.slow
+def test_decide_defaults_scores_each_candidate_on_the_decide_part_and_applies_the_rule(small_training, tmp_path):
+    args = ("--seeds", "0", "1", "2", "--share", "0.5", "--candidates", "default", "sampler_select", "--name", "d")
+    bench("decide_defaults.py", *args, results=tmp_path, env=small_training)
+    out = json.loads((tmp_path / "d.json").read_text())
+    d = out["decisions"]["sampler_select"]
+    assert d["seeds"] == [0, 1, 2] and d["serve"] in ("default", "candidate")
+    # the costlier value (choosing the sampler) serves only if it wins on the mean and on two seeds of three
+    wins = sum(d["candidate"]) > sum(d["default"]) and sum(c > b for c, b in zip(d["candidate"], d["default"])) >= 2
+    assert d["serve"] == ("candidate" if wins else "default")
+    runs = (tmp_path / "d_runs.jsonl").read_text().splitlines()
+    assert len(runs) == 6 and all(json.loads(r)["decision_cold_items"] > 0 for r in runs)
+    bench("decide_defaults.py", *args, results=tmp_path, env=small_training)  # a rerun trains nothing new
+    assert len((tmp_path / "d_runs.jsonl").read_text().splitlines()) == 6

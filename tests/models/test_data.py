@@ -105,3 +105,24 @@ def test_id_model_diagnostics_warn_when_the_id_space_is_no_better_than_popularit
     assert "not clearly better than popularity" in weak["warning"]
     strong = id_model_diagnostics(2.0 * weak["popularity_ndcg@20"], n_users, n_items, split, seed=0)
     assert strong["learnt"] and strong["warning"] is None
+
+
+def test_the_decide_part_leaves_validation_and_training_and_moves_nothing_else(movielens):
+    """Issue 41: a default is decided on validation-cold items that no training, early stopping, selection or
+    calibration saw; setting them aside moves no warm item, test item or interaction split."""
+    plain = cold_start_split(movielens, 3, select_share=0.5)
+    held = cold_start_split(movielens, 3, select_share=0.5, decide_share=0.3)
+    for a, b in ((plain.warm_items, held.warm_items), (plain.test_items, held.test_items),
+                 (plain.train.users, held.train.users), (plain.warm_test.items, held.warm_test.items),
+                 (plain.cold_test.users, held.cold_test.users)):
+        assert np.array_equal(a, b)
+    decide = held.decide_items
+    assert abs(len(decide) - 0.3 * len(plain.val_items)) <= 1
+    assert np.array_equal(np.union1d(decide, held.val_items), plain.val_items)
+    assert len(np.intersect1d(decide, held.val_items)) == 0
+    assert not np.isin(held.val_select_items, decide).any()
+    assert np.isin(held.cold_decide.items, decide).all() and not np.isin(held.cold_val.items, decide).any()
+    assert len(held.cold_decide) + len(held.cold_val) == len(plain.cold_val)
+    assert not np.isin(held.train.items, decide).any()
+    assert plain.decide_items is None and plain.cold_decide is None
+    assert np.array_equal(cold_start_split(movielens, 3, decide_share=0.3).decide_items, decide)

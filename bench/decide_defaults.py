@@ -1,0 +1,135 @@
+"""Defaults decided on validation items that no training and no choice saw (issue 41, item 4).
+
+Every candidate below is trained on the same seeds with ``COLDPROXY_DECISION_HOLDOUT`` = ``--share`` of the
+validation-cold items set aside first (``models.data.cold_start_split``): no ID model, generator, early stopping,
+selection or calibration sees them. Each training's served embeddings are scored on them (metrics.json
+``decision``: the cold scenario among the decide items, as the test-cold items are among theirs); the test split is
+neither read nor written here.
+
+The rule, committed before the runs:
+- The primary number is the decide part's cold NDCG@20, the metric every validation choice uses; pairs are per seed.
+- A setting's value that costs more to train or to serve is the default only if it beats the cheaper value on the
+  mean over the seeds and on at least two seeds of three; otherwise the cheaper value is the default. Where both
+  cost the same, today's default stays unless the other value wins by the same test.
+- Costs: ``select_modalities`` on trains three generators a seed where off trains one; ``sampler_select`` on
+  samples a 3 x 3 grid where off samples once; ``selection_holdout`` costs the same either way.
+
+    python bench/decide_defaults.py [--seeds 0 1 2] [--share 0.5] [--candidates default select_modalities ...]
+
+Each run is appended to ``<results>/decide_defaults_runs.jsonl`` as it ends, so a rerun skips what is there; the
+table and the decisions go to ``decide_defaults.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from results_dir import RESULTS
+
+from coldproxy.config import TrainSettings
+from export.encoders import encoder_graphs
+from models.items.train import train
+
+# name -> (settings changed from today's default, which value is the costlier one: "default", "candidate", None)
+CANDIDATES = {
+    "default": ({}, None),
+    "select_modalities": ({"select_modalities": False}, "default"),
+    "sampler_select": ({"sampler_select": True}, "candidate"),
+    "selection_holdout": ({"selection_holdout": 0.5}, None),
+}
+PRIMARY, SECONDARY = "ndcg@20", "recall@20"
+
+
+def run(name: str, seed: int, share: float) -> dict:
+    s = TrainSettings(seed=seed, decision_holdout=share, **CANDIDATES[name][0])
+    t = time.time()
+    r = train(s, encoder_graphs, progress=False)
+    sel = r.metrics["selection"]
+    return {"candidate": name, "seed": seed, "share": share, "decision": r.metrics["decision"],
+            "decision_cold_items": r.metrics["split"]["decision_cold_items"], "served": sel["served"],
+            "generator": sel["generator"], "validation": sel["validation"], "seconds": time.time() - t}
+
+
+def decide(name: str, runs: dict) -> dict:
+    """The rule in the module docstring, for one candidate against the default, paired per seed."""
+    seeds = sorted(set(runs["default"]) & set(runs.get(name, {})))
+    base = np.array([runs["default"][s]["decision"][PRIMARY] for s in seeds])
+    other = np.array([runs[name][s]["decision"][PRIMARY] for s in seeds])
+    out = {"seeds": seeds, "default": base.tolist(), "candidate": other.tolist(), "difference": (other - base).tolist()}
+    if len(seeds) < 3:
+        return out | {"decision": f"undecided: {len(seeds)} paired seeds of the 3 the rule asks"}
+    costly = CANDIDATES[name][1]
+    if costly is None:
+        costly = "candidate"  # equal cost: the candidate must win to replace today's default
+    hi, lo = (other, base) if costly == "candidate" else (base, other)
+    wins = hi.mean() > lo.mean() and int((hi > lo).sum()) >= 2
+    serve = costly if wins else ("default" if costly == "candidate" else "candidate")
+    value = CANDIDATES[name][0] if serve == "candidate" else "as today"
+    return out | {"costlier": CANDIDATES[name][1], "serve": serve, "decision": f"serve the {serve} value ({value})"}
+
+
+def summary(runs: dict, share: float) -> dict:
+    rows = {}
+    for name, by_seed in runs.items():
+        for m in (PRIMARY, SECONDARY):
+            v = np.array([by_seed[s]["decision"][m] for s in sorted(by_seed)])
+            rows.setdefault(name, {})[m] = {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
+                                            "values": v.tolist()}
+        rows[name]["seconds"] = float(np.mean([r["seconds"] for r in by_seed.values()]))
+    return {"share": share, "rows": rows,
+            "decisions": {n: decide(n, runs) for n in CANDIDATES if n != "default" and n in runs}}
+
+
+def markdown(out: dict) -> str:
+    lines = [f"Defaults decided on the decide part: {out['share']:.0%} of each seed's validation-cold items, unseen by "
+             "training and every choice (bench/decide_defaults.py; the rule is its docstring). Mean ± sample std "
+             "over seeds, per-seed values in brackets; the test split is not read.\n",
+             f"| candidate | decide cold {PRIMARY} | decide cold {SECONDARY} | seconds a training |",
+             "|---|---|---|---|"]
+    for name, row in out["rows"].items():
+        cells = [f"{row[m]['mean']:.4f} ± {row[m]['std']:.4f} ({' / '.join(f'{x:.4f}' for x in row[m]['values'])})"
+                 for m in (PRIMARY, SECONDARY)]
+        lines.append(f"| {name} {CANDIDATES[name][0] or ''} | {cells[0]} | {cells[1]} | {row['seconds']:.0f} |")
+    lines.append("")
+    for name, d in out["decisions"].items():
+        diff = " / ".join(f"{x:+.4f}" for x in d["difference"])
+        lines.append(f"- **{name}**: candidate − default {PRIMARY} per seed {diff}: {d['decision']}")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--share", type=float, default=0.5, help="validation-cold share set aside to decide on")
+    p.add_argument("--candidates", nargs="+", default=list(CANDIDATES), choices=list(CANDIDATES))
+    p.add_argument("--name", default="decide_defaults", help="results file stem")
+    a = p.parse_args()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    log = RESULTS / f"{a.name}_runs.jsonl"
+    done = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    for name in a.candidates:
+        for seed in a.seeds:
+            if any(r["candidate"] == name and r["seed"] == seed and r["share"] == a.share for r in done):
+                continue
+            r = run(name, seed, a.share)
+            print(f"{name} seed {seed}: decide cold NDCG@20 {r['decision'][PRIMARY]:.4f} "
+                  f"Recall@20 {r['decision'][SECONDARY]:.4f} ({r['seconds']:.0f} s)", flush=True)
+            with log.open("a") as f:
+                f.write(json.dumps(r) + "\n")
+            done.append(r)
+    runs: dict[str, dict] = {}
+    for r in done:
+        if r["share"] == a.share and r["seed"] in a.seeds:
+            runs.setdefault(r["candidate"], {})[r["seed"]] = r
+    out = summary(runs, a.share)
+    Path(RESULTS / f"{a.name}.json").write_text(json.dumps(out, indent=2))
+    (RESULTS / f"{a.name}.md").write_text(markdown(out))
+    print(markdown(out))
+
+
+if __name__ == "__main__":
+    main()
