@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 from results_dir import RESULTS
+from seed_stats import mean_sd
 
 from coldproxy.config import BundleSettings
 from models.bundles.backbone import evaluate, train_prior, view_scores
@@ -152,11 +153,12 @@ def write(table: dict) -> None:
         names = list(t["variants"])
         for k, metric in enumerate(("tune_ndcg@20", "recall@20")):
             vals = [t["variants"][v][metric] for v in names]
-            ax.barh(np.arange(len(names)) + 0.4 * k, [np.mean(x) for x in vals], 0.4, xerr=[np.std(x) for x in vals],
+            ax.barh(np.arange(len(names)) + 0.4 * k, [mean_sd(x)[0] for x in vals], 0.4,
+                    xerr=[mean_sd(x)[1] for x in vals],
                     label=f"{'tune NDCG@20' if k == 0 else 'test Recall@20'}")
         ax.set_yticks(np.arange(len(names)) + 0.2, [n.split(" (")[0] for n in names], fontsize=8)
         ax.invert_yaxis()
-        ax.set(title=f"Youshu {sc}: bundle backbone (stage 1) variants", xlabel="mean ± std over seeds")
+        ax.set(title=f"Youshu {sc}: bundle backbone (stage 1) variants", xlabel="mean ± sample std over seeds")
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(RESULTS / "bundle_backbone.png", dpi=110)

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from results_dir import RESULTS
+from seed_stats import mean_sd
 
 from coldproxy.bundle_package import ColdCalibration, with_columns
 from coldproxy.config import BundleSettings
@@ -117,8 +118,7 @@ def summarise(runs: dict) -> dict:
         for v in VARIANTS:
             for m in ("recall@20", "ndcg@20") + HITS:
                 if all(m in r.get(v, {}) for r in by_seed.values()):  # runs before a row or the hit rates have none
-                    x = np.array([r[v][m] for r in by_seed.values()])
-                    table.setdefault(v, {}).setdefault(sc, {})[m] = (float(x.mean()), float(x.std()))
+                    table.setdefault(v, {}).setdefault(sc, {})[m] = mean_sd([r[v][m] for r in by_seed.values()])
     return table
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 from results_dir import RESULTS
+from seed_stats import mean_sd
 
 from coldproxy.config import TrainSettings
 from export.encoders import encoder_graphs
@@ -76,9 +77,8 @@ def summary(runs: dict, share: float) -> dict:
     rows = {}
     for name, by_seed in runs.items():
         for m in (PRIMARY, SECONDARY):
-            v = np.array([by_seed[s]["decision"][m] for s in sorted(by_seed)])
-            rows.setdefault(name, {})[m] = {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
-                                            "values": v.tolist()}
+            v = [by_seed[s]["decision"][m] for s in sorted(by_seed)]
+            rows.setdefault(name, {})[m] = dict(zip(("mean", "std"), mean_sd(v))) | {"values": v}
         rows[name]["seconds"] = float(np.mean([r["seconds"] for r in by_seed.values()]))
     return {"share": share, "rows": rows,
             "decisions": {n: decide(n, runs) for n in CANDIDATES if n != "default" and n in runs}}

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 from results_dir import RESULTS
+from seed_stats import mean_sd
 
 from coldproxy.config import TrainSettings
 from export.encoders import encoder_graphs
@@ -72,13 +73,13 @@ def run_seed(seed: int, start: float) -> dict:
 
 def summarise(per_seed: list[dict]) -> dict:
     names = per_seed[0]["results"]
-    return {n: {k: {"mean": float(np.mean(v := [p["results"][n][k] for p in per_seed])), "std": float(np.std(v))}
+    return {n: {k: dict(zip(("mean", "std"), mean_sd([p["results"][n][k] for p in per_seed])))
                 for k in per_seed[0]["results"][n]} for n in names}
 
 
 def markdown(summary: dict, seeds, start) -> str:
     lines = ["# Diffusion expert: samplers on the MovieLens-posters cold split\n",
-             f"seeds {seeds}; anchor start at t = {start} T; mean ± std over seeds; torch CPU timings\n",
+             f"seeds {seeds}; anchor start at t = {start} T; mean ± sample std over seeds; torch CPU timings\n",
              "| sampler | cold Recall@20 | cold NDCG@20 | denoiser calls / item | ms per 1,000 items |",
              "|---|---|---|---|---|"]
     for n, v in summary.items():

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 from results_dir import RESULTS
+from seed_stats import mean_sd
 
 from coldproxy.config import TrainSettings
 from export.encoders import encoder_graphs
@@ -256,7 +257,7 @@ def summarise(per_seed: list[dict]) -> dict:
         runs = [run[m] for run in per_seed if m in run]
         if not runs:
             continue
-        stats = lambda v: {"mean": float(v.mean()), "std": float(v.std(ddof=0)), "values": v.tolist()}  # noqa: E731
+        stats = lambda v: dict(zip(("mean", "std"), mean_sd(v))) | {"values": v.tolist()}  # noqa: E731
         out[m] = {sc: {k: stats(np.array([run[sc][k] for run in runs]))
                        for k in METRICS + (HIT_RATES if sc == "all" else ()) if k in runs[0][sc]} for sc in SCENARIOS}
     return out
@@ -265,13 +266,13 @@ def summarise(per_seed: list[dict]) -> dict:
 def markdown(summary: dict, seeds: list[int]) -> str:
     lines = []
     for sc in SCENARIOS:
-        lines += [f"\n**{sc}** scenario — mean ± std over seeds {seeds}\n",
+        lines += [f"\n**{sc}** scenario — mean ± sample std over seeds {seeds}\n",
                   "| method | " + " | ".join(METRICS) + " |", "|---|" + "---|" * len(METRICS)]
         for m, v in summary.items():
             lines.append(f"| {m} | " + " | ".join(f"{v[sc][k]['mean']:.4f} ± {v[sc][k]['std']:.4f}" for k in METRICS)
                          + " |")
     lines += [f"\n**all** scenario: share of positives reaching the user's top 20 (all; test-cold items) and the "
-              f"test-cold items' share of the positives — mean ± std over seeds {seeds}\n",
+              f"test-cold items' share of the positives — mean ± sample std over seeds {seeds}\n",
               "| method | " + " | ".join(HIT_RATES) + " |", "|---|" + "---|" * len(HIT_RATES)]
     for m, v in summary.items():
         if all(k in v["all"] for k in HIT_RATES):

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from seed_stats import mean_sd
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -49,9 +50,8 @@ POOLS = {"all_new": "against every new bundle (transductive)", "tune_new": "on t
 
 
 def stats(values: list[float]) -> str:
-    v = np.asarray(values, dtype=float)
-    sd = v.std(ddof=1) if len(v) > 1 else 0.0
-    return f"{v.mean():.4f} ± {sd:.4f}"
+    mean, sd = mean_sd(values)
+    return f"{mean:.4f} ± {sd:.4f}"
 
 
 def seeds_of(values: list[float]) -> str:
