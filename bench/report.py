@@ -144,29 +144,45 @@ def bundle_section() -> list[str]:
     return out + [""]
 
 
-def serving_section() -> list[str]:
-    s = load("serving")
-    out = ["## Serving", ""]
-    if s is None:
-        return out + ["Not measured yet.", ""]
-    ingest = " / ".join(f"{r['throughput_rps']:.1f}" for r in s["ingest_service"])
-    levels = " / ".join(str(r["concurrency"]) for r in s["ingest_service"])
+SERVING_RUNS = (("serving", "`python bench/serving.py`"), ("serving-recheck", "the same, a second run"),
+                ("serving-soak200", "`--soak-rate 200 --name serving-soak200`"))
+
+
+def serving_rows(s: dict) -> dict[str, str]:
+    """One serving run's cells, by row."""
     reads = {r["scenario"]: r for r in s["read_at_rate"]}
-    out += [f"`python bench/serving.py` on {s['machine']['cpus']} cores, the load generator on the same cores; source "
-            "`bench/results/serving.json`.", "", "| what | result |", "|---|---|",
-            f"| `POST /v1/items` at concurrency {levels} | {ingest} items/s |",
-            f"| ingestion against torch eager, one item at a time, at concurrency 32 | "
-            f"{s['ratios']['service_c32_over_torch_c32']:.1f}x |"]
+    ratios = s["ratios"]
+    rows = {f"`POST /v1/items` at concurrency {' / '.join(str(r['concurrency']) for r in s['ingest_service'])}":
+            " / ".join(f"{r['throughput_rps']:.1f}" for r in s["ingest_service"]) + " items/s",
+            "ingestion against torch eager one item at a time, at concurrency 32 (against its best, c=1)":
+            f"{ratios['service_c32_over_torch_c32']:.1f}x ({ratios['service_c32_over_torch_c1']:.1f}x)",
+            "ingestion FLOP/s against the measured matmul bound": f"{s['ingest_fraction_of_matmul_bound']:.1%}"}
     for name, what in (("get", "GET embedding"), ("rank", "rank of 1,000 candidates")):
         if name in reads:
             r = reads[name]
-            out.append(f"| {what} at {r['rate']:.0f} req/s, {r['duration']:.0f} s | p50 {r['latency_ms']['p50']:.1f} "
-                       "ms, "
-                       f"p99 {r['latency_ms']['p99']:.1f} ms, {r['errors']} errors |")
+            rows[f"{what} at {r['rate']:.0f} req/s, {r['duration']:.0f} s"] = (
+                f"p50 {r['latency_ms']['p50']:.1f} ms, p99 {r['latency_ms']['p99']:.1f} ms, {r['errors']} errors")
     soak = s.get("soak")
     if soak:
-        out.append(f"| {soak['duration'] / 60:.0f}-minute mix at {soak['rate']:.0f} req/s | {soak['requests']:,} "
-                   f"requests, {soak['errors']} errors, p99 {soak['latency_ms']['p99']:.1f} ms |")
+        rss = [mb for _, mb in soak["rss_mb"]]
+        rows["5-minute mix (5% ingestions)"] = (
+            f"{soak['rate']:.0f} req/s: {soak['requests']:,} requests, {soak['errors']} errors, p99 "
+            f"{soak['latency_ms']['p99']:.1f} ms; RSS {rss[0]:.0f} → {rss[-1]:.0f} MB")
+    return rows
+
+
+def serving_section() -> list[str]:
+    runs = [(load(name), how) for name, how in SERVING_RUNS]
+    runs = [(r, how) for r, how in runs if r is not None]
+    out = ["## Serving", ""]
+    if not runs:
+        return out + ["Not measured yet.", ""]
+    cells = [serving_rows(r) for r, _ in runs]
+    out += [f"`python bench/serving.py` on {runs[0][0]['machine']['cpus']} cores, the load generator on the same "
+            "cores, three runs; sources " + ", ".join(f"`bench/results/{n}.json`" for n, _ in SERVING_RUNS) + ".", "",
+            "| what | " + " | ".join(how for _, how in runs) + " |", "|---|" + "---|" * len(runs)]
+    for row in dict.fromkeys(k for c in cells for k in c):
+        out.append(f"| {row} | " + " | ".join(c.get(row, "–") for c in cells) + " |")
     return out + [""]
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -138,3 +139,72 @@ def test_decide_defaults_scores_each_candidate_on_the_decide_part_and_applies_th
     assert len(runs) == 6 and all(json.loads(r)["decision_cold_items"] > 0 for r in runs)
     bench("decide_defaults.py", *args, results=tmp_path, env=small_training)  # a rerun trains nothing new
     assert len((tmp_path / "d_runs.jsonl").read_text().splitlines()) == 6
+
+
+@pytest.fixture
+def package_env(train_settings, package_dir) -> dict:
+    """Environment that points a script at the test package and the dataset slice it was trained on."""
+    return {"COLDPROXY_DATA_DIR": str(train_settings.data_dir), "COLDPROXY_MAX_ITEMS": str(train_settings.max_items),
+            "COLDPROXY_SEED": str(train_settings.seed), "COLDPROXY_CACHE_DIR": str(train_settings.cache_dir),
+            "COLDPROXY_PACKAGE_DIR": str(package_dir)}
+
+
+@pytest.mark.slow
+def test_quantize_scores_the_int8_twins_beside_float32(package_dir, package_env, tmp_path):
+    copy = tmp_path / "package"  # the twins are written beside the package: a copy keeps the shared one alone
+    shutil.copytree(package_dir, copy)
+    bench("quantize.py", "--package-dir", str(copy), "--batch", "8", results=tmp_path / "r",
+          env=package_env | {"COLDPROXY_PACKAGE_DIR": str(copy)})
+    out = json.loads((tmp_path / "r" / "quantize.json").read_text())
+    assert {"float32", "int8 text", "int8 text+image"} <= set(out)
+    assert out["float32"]["items"] > 0 and all(0 <= out[v]["cold"]["recall@20"] <= 1 for v in ("float32", "int8 text"))
+
+
+@pytest.mark.slow
+def test_ort_options_runs_every_setting_in_its_own_process(package_env, tmp_path):
+    bench("ort_options.py", results=tmp_path, env=package_env)
+    out = json.loads((tmp_path / "ort_options.json").read_text())
+    assert len(out) >= 2 and all(r["items_per_s"] > 0 and r["peak_rss_mb"] > 0 for r in out.values())
+
+
+@pytest.mark.slow
+def test_offline_embeds_with_the_local_engine_into_parquet_and_redis(package_dir, tmp_path):
+    bench("offline.py", "--package-dir", str(package_dir), "--items", "12", "--batch", "4", "--engines", "local,redis",
+          "--name", "o", results=tmp_path)
+    out = json.loads((tmp_path / "o.json").read_text())
+    rows = {r["engine"]: r for r in out["rows"]}
+    assert rows["local"]["items_per_s"] > 0 and rows["local into redis"]["write_items_per_s"] > 0
+    assert out["scaling_model"]["2"]["parquet"] == pytest.approx(2 * rows["local"]["items_per_s"], rel=0.01)
+
+
+@pytest.mark.slow
+def test_rollout_keeps_every_acknowledged_item(package_dir, tmp_path):
+    bench("rollout.py", "--package", str(package_dir), "--items", "16", "--writers", "1", "--rankers", "1", "--after",
+          "1", "--name", "r", results=tmp_path)
+    out = json.loads((tmp_path / "r.json").read_text())
+    assert out["acknowledged_items"] >= 16 and out["unavailable_after_rollout"] == 0
+
+
+@pytest.mark.slow
+def test_scale_measures_a_flat_and_an_hnsw_replica(package_dir, tmp_path):
+    bench("scale.py", "--package", str(package_dir), "--sizes", "300", "--rate", "10", "--duration", "1",
+          "--recall-users", "10", "--name", "s", results=tmp_path)
+    rows = json.loads((tmp_path / "s.json").read_text())["rows"]
+    assert [r["index"] for r in rows] == ["flat", "hnsw"] and all(r["recommend_errors"] == 0 for r in rows)
+    assert 0 < rows[1]["recall_at_100"] <= 1
+
+
+@pytest.mark.slow
+def test_attack_finds_no_5xx_and_the_server_up(package_dir, tmp_path):
+    bench("attack.py", "--package-dir", str(package_dir), "--rounds", "1", "--slow-clients", "4", "--out", "a",
+          results=tmp_path)
+    out = json.loads((tmp_path / "a.json").read_text())
+    assert out["requests"] > 0 and out["5xx"] == 0 and out["server_alive"] and out["readyz_after"] == 200
+
+
+@pytest.mark.slow
+def test_external_space_fits_als_on_the_exported_splits(small_training, tmp_path):
+    splits = tmp_path / "splits"
+    bench("quality.py", "--seeds", "0", "--export-splits", str(splits), results=tmp_path, env=small_training)
+    bench("external_space.py", str(splits), "--factors", "8", "--iterations", "2", "--threads", "1", results=tmp_path)
+    assert (splits / "seed0" / "items.parquet").stat().st_size > 0 and (splits / "seed0" / "users.parquet").exists()
