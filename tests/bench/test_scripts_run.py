@@ -208,3 +208,57 @@ def test_external_space_fits_als_on_the_exported_splits(small_training, tmp_path
     bench("quality.py", "--seeds", "0", "--export-splits", str(splits), results=tmp_path, env=small_training)
     bench("external_space.py", str(splits), "--factors", "8", "--iterations", "2", "--threads", "1", results=tmp_path)
     assert (splits / "seed0" / "items.parquet").stat().st_size > 0 and (splits / "seed0" / "users.parquet").exists()
+
+
+@pytest.fixture(scope="module")
+def tiny_youshu(tmp_path_factory) -> dict:
+    """A slice of Youshu in its own layout (the first 600 users and 500 bundles, every item), and settings that train
+    each bundle stage for an epoch: the bundle scripts in seconds instead of minutes."""
+    from coldproxy.config import DEFAULT_DATASETS
+
+    src, out = Path(DEFAULT_DATASETS) / "youshu", tmp_path_factory.mktemp("youshu")
+    users, bundles = 600, 500
+    items = int((src / "Youshu_data_size.txt").read_text().split()[2])
+
+    def keep(name: str, a_max: int, b_max: int | None) -> None:
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        rows = [line for line in (src / name).read_text().splitlines()
+                if int(line.split()[0]) < a_max and (b_max is None or int(line.split()[1]) < b_max)]
+        (out / name).write_text("\n".join(rows) + "\n")
+
+    (out / "Youshu_data_size.txt").write_text(f"{users}\t{bundles}\t{items}\n")
+    keep("bundle_item.txt", bundles, None)
+    keep("user_item.txt", users, None)
+    for scenario in ("cold", "warm", "all"):
+        for part in ("train", "tune", "test"):
+            keep(f"{scenario}/user_bundle_{part}.txt", users, bundles)
+    return {"COLDPROXY_BUNDLES_DATA_DIR": str(out), "COLDPROXY_BUNDLES_ID_EPOCHS": "1",
+            "COLDPROXY_BUNDLES_PRIOR_FIXED_EPOCHS": '{"cold": 1}', "COLDPROXY_BUNDLES_COMPOSITION_EPOCHS": "1",
+            "COLDPROXY_BUNDLES_DIFFUSION_EPOCHS": "1", "COLDPROXY_BUNDLES_GATE_EPOCHS": "1",
+            "COLDPROXY_BUNDLES_CALIBRATION_COLD_SLOTS_GRID": "[1, 2]"}
+
+
+@pytest.mark.slow
+def test_bundles_writes_every_row_and_merges_shards(tiny_youshu, tmp_path):
+    bench("bundles.py", "--seeds", "0", "1", "--scenarios", "cold", "--name", "shard", "--quiet", results=tmp_path,
+          env=tiny_youshu)
+    bench("bundles.py", "--merge", str(tmp_path / "shard.json"), results=tmp_path, env=tiny_youshu)
+    out = json.loads((tmp_path / "bundles.json").read_text())
+    runs = out["runs"]["cold"]
+    assert len(runs) == 2 and all("served (variant chosen on tune)" in r for r in runs.values())
+    assert (tmp_path / "bundles.md").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_bundle_backbone_scores_a_variant_on_tune(tiny_youshu, tmp_path):
+    bench("bundle_backbone.py", "--seeds", "0", "--variants", next(iter(_backbone_variants())), "--out",
+          str(tmp_path / "runs.jsonl"), "--quiet", results=tmp_path, env=tiny_youshu)
+    runs = [json.loads(line) for line in (tmp_path / "runs.jsonl").read_text().splitlines()]
+    assert len(runs) == 1 and runs[0]["epochs_run"] == 1 and 0 <= runs[0]["tune_ndcg@20"] <= 1
+
+
+def _backbone_variants() -> list[str]:
+    sys.path.insert(0, str(BENCH))
+    from bundle_backbone import VARIANTS
+
+    return list(VARIANTS)
