@@ -262,3 +262,27 @@ def _backbone_variants() -> list[str]:
     from bundle_backbone import VARIANTS
 
     return list(VARIANTS)
+
+
+@pytest.mark.slow
+def test_serving_compares_the_service_with_torch_eager(package_dir, train_settings, tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    bench("serving.py", "--package", str(package_dir), "--work-dir", str(train_settings.work_dir), "--port", str(port),
+          "--levels", "1", "--ingest-items", "3", "--torch-items", "2", "--rate", "20", "--read-seconds", "1",
+          "--soak", "0", "--name", "s", results=tmp_path)
+    out = json.loads((tmp_path / "s.json").read_text())
+    assert out["ingest_service"][0]["throughput_rps"] > 0 and out["ratios"]["service_c1_over_torch_c1"] > 0
+    assert all(r["errors"] == 0 for r in out["read_at_rate"])
+
+
+@pytest.mark.slow
+def test_train_scale_times_the_id_model_at_two_sizes(tmp_path):
+    bench("train_scale.py", "--sizes", "20000,40000", "--modes", "bounded:48:0", "--timing-only", "20000,40000",
+          "--timing-epochs", "1", "--name", "t", results=tmp_path)
+    out = json.loads((tmp_path / "t.json").read_text())
+    assert [r["positives"] for r in out["rows"]] == [20000, 40000] and all(r["seconds_per_epoch"] > 0
+                                                                            for r in out["rows"])
