@@ -30,7 +30,8 @@ class DataSettings(BaseSettings):
                                                                  "out as cold, and of the warm items' interactions")
     selection_holdout: float = Field(0.0, ge=0.0, lt=1.0, description="share of the validation-cold items held out "
                                      "from early stopping, to choose between trained candidates on (generator "
-                                     "modalities, the served expert); 0: choose on the early-stopping items")
+                                     "modalities, the served expert); 0 (a product choice, docs/models.md): "
+                                     "choose on the early-stopping items, so every one of them serves early stopping")
     decision_holdout: float = Field(0.0, ge=0.0, lt=1.0, description="share of the validation-cold items set "
                                     "aside before anything else, unseen by training and every choice, and scored "
                                     "into metrics.json (decision) to decide a default between two trainings "
@@ -142,8 +143,8 @@ class ItemExpertSettings(ExpertSettings):
 
     diffusion: bool = Field(True, description="train the diffusion expert and the cold-aware gate over experts")
     sampler_select: bool = Field(False, description="item model: choose the sampler's steps and start from the "
-                                 "grids below on validation (the configured ones win ties); off by default: "
-                                 "not a gain on both benchmark datasets (docs/models.md)")
+                                 "grids below on validation (the configured ones win ties); off by default, a "
+                                 "product choice: one sampler graph and cost for every package (docs/models.md)")
     sampler_steps_grid: list[int] = Field([1, 2, 3], description="steps S tried when sampler_select is on")
     sampler_start_grid: list[float] = Field([0.3, 0.5, 0.7], description="starts (fraction of T) tried when "
                                             "sampler_select is on")
