@@ -120,7 +120,8 @@ def bundle_section() -> list[str]:
         if not any(row in by_seed for seeds in run["runs"].values() for by_seed in seeds.values()):
             continue  # the row of the pool the served rows already have
         pools = {by_seed["choices"].get("placement_pool", "all_new")  # runs before the option: every new bundle
-                 for seeds in run["runs"].values() for by_seed in seeds.values()}
+                 for sc, seeds in run["runs"].items() if sc != "warm"  # warm has no new bundles to place
+                 for by_seed in seeds.values()}
         what = what.format(pool=" / ".join(POOLS[p] for p in sorted(pools)))
         cells = []
         for scenario in ("cold", "warm", "all"):
