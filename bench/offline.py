@@ -27,6 +27,7 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from report import offline_table
 from results_dir import RESULTS
 
 from coldproxy.config import REPO_ROOT, ServiceSettings, usable_cores  # noqa: E402
@@ -153,9 +154,7 @@ def write(rows: list[dict], a) -> None:
     (RESULTS / f"{a.name}.json").write_text(json.dumps(out, indent=2))
     md = [f"# Offline backfill throughput ({usable_cores()} cores, {a.items} items)", "",
           f"Command: `{out['command']}`", "",
-          "| engine | items/s | seconds | failed | cluster start (s; not in items/s) |", "|---|---|---|---|---|"]
-    md += [f"| {r['engine']} | {r['items_per_s']} | {r['seconds']} | {r.get('failed', 0)} | "
-           f"{r.get('cluster_start_s', '')} |" for r in rows]
+          ] + offline_table(rows)
     if cap:
         md += ["", f"Redis write rate (one store, items stored / seconds writing): {cap} items/s."]
     md += ["", "Scaling model (items/s; a node at the 1-node rate above):", "",

@@ -228,15 +228,27 @@ def training_section() -> list[str]:
     return out + [""]
 
 
+def offline_table(rows: list[dict]) -> list[str]:
+    """The engines' table, here and in ``bench/offline.py``'s own page; runs that timed their first batch add it."""
+    timed = any(r.get("first_batch_s") is not None for r in rows)
+    cols = ["engine", "items/s", "seconds", "failed rows", "cluster start (s; not in items/s)"] + (
+        ["first batch out (s; start-up included)", "rows/s after it"] if timed else [])
+    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        cells = [r["engine"], r["items_per_s"], r["seconds"], r.get("failed", 0), r.get("cluster_start_s", "")]
+        if timed:
+            cells += [r.get("first_batch_s", ""), r.get("after_first_rows_per_s", "")]
+        out.append("| " + " | ".join("" if c is None else str(c) for c in cells) + " |")
+    return out
+
+
 def offline_section() -> list[str]:
     s = load("offline")
     if s is None:
         return []
     out = ["## Offline backfill", "", f"`{s['command']}` on {s['cores']} cores, {s['items']} items of the generated "
            "catalogue (360x540 JPEG + text each); source `bench/results/offline.json`.", "",
-           "| engine | items/s | seconds | failed rows | cluster start (s; not in items/s) |", "|---|---|---|---|---|"]
-    out += [f"| {r['engine']} | {r['items_per_s']} | {r['seconds']} | {r.get('failed', 0)} | "
-            f"{r.get('cluster_start_s', '')} |" for r in s["rows"]]
+           ] + offline_table(s["rows"])
     cap = next((r["write_items_per_s"] for r in s["rows"] if "write_items_per_s" in r), None)
     out += ["", "Scaling model, items/s for N nodes (each at the 1-node rate above" + (
         f"; into one Redis capped by its measured write rate, {cap} items/s" if cap else "") + "):", "",

@@ -54,12 +54,14 @@ def embed_catalogue(settings: ServiceSettings, catalogue: pa.Table, out: Path | 
             skipped |= sink.skip(unique[start: start + SKIP_CHUNK])
         todo = catalogue.take(pa.array([r for r in keep if ids[r] not in skipped], pa.int64()))
         report = {"engine": engine, "version": sink.version, "rows": len(ids), "todo": len(todo)}
-        counts, write_s = Counter(dict.fromkeys(sink.COUNTS, 0)), 0.0
+        counts, write_s, first = Counter(dict.fromkeys(sink.COUNTS, 0)), 0.0, None
         runs = _ray if engine == "ray" else _local
         with tqdm(total=len(todo), unit="item", desc=f"embedding with {sink.version} ({engine})",
                   disable=not progress) as bar:
             for cols in runs(settings, todo, batch, keep=redis, address=address, actors=actors, cpus=cpus_per_actor):
                 cols |= {k: np.array(cols[k], dtype=object) for k in ("item_id", "error", "modalities")}  # writable
+                if first is None:  # start-up (sessions loaded, actors started) and the first batch's own work
+                    first = (time.perf_counter() - t0, len(cols["item_id"]))
                 t_write = time.perf_counter()
                 counts.update(sink.write(cols))
                 write_s += time.perf_counter() - t_write
@@ -73,7 +75,16 @@ def embed_catalogue(settings: ServiceSettings, catalogue: pa.Table, out: Path | 
     return report | counts | {"skipped": dict(Counter(skipped.values())), "failed": len(failed),
                               "errors": str(errors_file), "seconds": round(seconds, 2), "write_s": round(write_s, 2),
                               "items_per_s": round(done / seconds, 1) if seconds else None,
+                              **_after_first(first, len(todo), seconds),
                               **({"out": str(out)} if out is not None else {})}
+
+
+def _after_first(first: tuple[float, int] | None, rows: int, seconds: float) -> dict:
+    """Seconds to the first batch out (start-up included) and the rows/s after it: a long backfill's rate."""
+    if first is None or rows <= first[1] or seconds <= first[0]:
+        return {"first_batch_s": None if first is None else round(first[0], 2), "after_first_rows_per_s": None}
+    return {"first_batch_s": round(first[0], 2),
+            "after_first_rows_per_s": round((rows - first[1]) / (seconds - first[0]), 1)}
 
 
 def _worker_args(settings: ServiceSettings, threads: int, keep: bool) -> dict:

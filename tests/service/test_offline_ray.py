@@ -66,6 +66,8 @@ def test_ray_writes_the_local_engines_vectors_and_a_rerun_writes_nothing(local_r
     local = embed_catalogue(s, table, out=tmp_path / "local.parquet", batch=4, progress=False)
     on_ray = embed_catalogue(s, table, out=tmp_path / "ray.parquet", batch=4, engine="ray", progress=False)
     assert local["embedded"] == on_ray["embedded"] == 10 and local["failed"] == on_ray["failed"] == len(BAD), on_ray
+    for run in (local, on_ray):  # start-up apart from the rate after it: several batches of 4, so both are timed
+        assert 0 < run["first_batch_s"] <= run["seconds"] and run["after_first_rows_per_s"] > 0, run
     a, b = vectors(tmp_path / "local.parquet"), vectors(tmp_path / "ray.parquet")
     assert sorted(a) == sorted(b) == sorted(f"shop-{n}" for n in range(10))
     for item_id in a:
