@@ -280,6 +280,7 @@ def train(settings, encoder_graphs: EncoderGraphs, progress: bool = True) -> Tra
     if settings.calibration and ranking and result.score == "dot":  # nothing to calibrate against / after unit length
         result.calibration, calibration_log = fit_calibration(U, I, result.served_item_emb(), split)
     t_cal = time.time()
+    served = result.served_item_emb()
     result.metrics = {
         "dataset": ds.provenance | {"name": ds.name, "users": ds.n_users, "items": ds.n_items,
                                     "interactions": len(ds.items)},
@@ -293,7 +294,7 @@ def train(settings, encoder_graphs: EncoderGraphs, progress: bool = True) -> Tra
         "proxy": {"type": "generator", "config": proxy.cfg.to_dict(),
                   **{k: v for k, v in proxy_log.items() if k != "history"}},
         "selection": selection,
-        "test": evaluate_split(U, result.served_item_emb(), split),  # items only: U holds the items' queries
+        "test": evaluate_split(U, served, split),  # items only: U holds the items' queries
         "test_protocol": "users" if ranking else "self-retrieval: each test item is found by its own given vector",
         "test_uncalibrated": evaluate_split(U, result.served_item_emb(calibrated=False), split)["all"],
         "seconds": {"features": t_feat - t0, "id_model": t_id - t_feat, "text_finetune": t_text - t_id,
@@ -302,7 +303,7 @@ def train(settings, encoder_graphs: EncoderGraphs, progress: bool = True) -> Tra
         "history": {"id_model": id_log["history"], "proxy": proxy_log["history"]},
     }
     if split.decide_items is not None:  # only to decide a default between trainings (bench/decide_defaults.py)
-        result.metrics["decision"] = evaluate_decision(U, result.served_item_emb(), split)
+        result.metrics["decision"] = evaluate_decision(U, served, split)
         result.metrics["split"]["decision_cold_items"] = len(split.decide_items)
     result.metrics["seconds"]["evaluation"] = time.time() - t_cal
     if space is not None:  # the given space and its load report (export records a trained one from its tables)
