@@ -79,7 +79,7 @@ def summary(runs: dict, share: float) -> dict:
         for m in (PRIMARY, SECONDARY):
             v = [by_seed[s]["decision"][m] for s in sorted(by_seed)]
             rows.setdefault(name, {})[m] = dict(zip(("mean", "std"), mean_sd(v))) | {"values": v}
-        rows[name]["seconds"] = float(np.mean([r["seconds"] for r in by_seed.values()]))
+        rows[name]["seconds"] = [round(by_seed[s]["seconds"]) for s in sorted(by_seed)]  # wall: the cores may be shared
     return {"share": share, "rows": rows,
             "decisions": {n: decide(n, runs) for n in CANDIDATES if n != "default" and n in runs}}
 
@@ -88,12 +88,13 @@ def markdown(out: dict) -> str:
     lines = [f"Defaults decided on the decide part: {out['share']:.0%} of each seed's validation-cold items, unseen by "
              "training and every choice (bench/decide_defaults.py; the rule is its docstring). Mean ± sample std "
              "over seeds, per-seed values in brackets; the test split is not read.\n",
-             f"| candidate | decide cold {PRIMARY} | decide cold {SECONDARY} | seconds a training |",
+             f"| candidate | decide cold {PRIMARY} | decide cold {SECONDARY} | wall seconds a training, per seed |",
              "|---|---|---|---|"]
     for name, row in out["rows"].items():
         cells = [f"{row[m]['mean']:.4f} ± {row[m]['std']:.4f} ({' / '.join(f'{x:.4f}' for x in row[m]['values'])})"
                  for m in (PRIMARY, SECONDARY)]
-        lines.append(f"| {name} {CANDIDATES[name][0] or ''} | {cells[0]} | {cells[1]} | {row['seconds']:.0f} |")
+        seconds = " / ".join(map(str, row["seconds"]))
+        lines.append(f"| {name} {CANDIDATES[name][0] or ''} | {cells[0]} | {cells[1]} | {seconds} |")
     lines.append("")
     for name, d in out["decisions"].items():
         diff = " / ".join(f"{x:+.4f}" for x in d["difference"])

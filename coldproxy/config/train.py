@@ -131,7 +131,8 @@ class GeneratorSettings(BaseSettings):
     proxy_mse_weight: float = Field(1.0, description="MSE pull to ID embeddings (CB2CF baseline and skeleton MLP)")
     modality_dropout: float = Field(0.1, description="chance of hiding one modality of a training item")
     select_modalities: bool = Field(True, description="also train text-only and image-only generators and serve "
-                                    "the validation-chosen blend of the three (false: the fused generator alone)")
+                                    "the validation-chosen blend of the three (false: the fused generator alone); "
+                                    "on by default, decided on held-out validation (docs/models.md)")
     generator_seeds: int = Field(3, ge=1, description="each candidate generator (fused, text-only, image-only) "
                                  "trained from this many seeds and averaged uniformly over them before the blend")
     blend_rounds: int = Field(10, ge=1, description="generators averaged at most in the validation-chosen blend "
