@@ -30,8 +30,8 @@ class DataSettings(BaseSettings):
                                                                  "out as cold, and of the warm items' interactions")
     selection_holdout: float = Field(0.0, ge=0.0, lt=1.0, description="share of the validation-cold items held out "
                                      "from early stopping, to choose between trained candidates on (generator "
-                                     "modalities, the served expert); 0 (a product choice, docs/models.md): "
-                                     "choose on the early-stopping items, so every one of them serves early stopping")
+                                     "modalities, the served expert); 0: choose on the early-stopping items "
+                                     "(decided on held-out validation, docs/models.md)")
     decision_holdout: float = Field(0.0, ge=0.0, lt=1.0, description="share of the validation-cold items set "
                                     "aside before anything else, unseen by training and every choice, and scored "
                                     "into metrics.json (decision) to decide a default between two trainings "
