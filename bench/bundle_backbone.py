@@ -152,9 +152,8 @@ def write(table: dict) -> None:
     for ax, (sc, t) in zip(axes[0], table.items()):
         names = list(t["variants"])
         for k, metric in enumerate(("tune_ndcg@20", "recall@20")):
-            vals = [t["variants"][v][metric] for v in names]
-            ax.barh(np.arange(len(names)) + 0.4 * k, [mean_sd(x)[0] for x in vals], 0.4,
-                    xerr=[mean_sd(x)[1] for x in vals],
+            means, sds = zip(*(mean_sd(t["variants"][v][metric]) for v in names))
+            ax.barh(np.arange(len(names)) + 0.4 * k, means, 0.4, xerr=sds,
                     label=f"{'tune NDCG@20' if k == 0 else 'test Recall@20'}")
         ax.set_yticks(np.arange(len(names)) + 0.2, [n.split(" (")[0] for n in names], fontsize=8)
         ax.invert_yaxis()

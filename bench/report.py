@@ -166,22 +166,22 @@ def serving_rows(s: dict) -> dict[str, str]:
     soak = s.get("soak")
     if soak:
         rss = [mb for _, mb in soak["rss_mb"]]
-        rows["5-minute mix (5% ingestions)"] = (
+        rows[f"{soak['duration'] / 60:.0f}-minute mix (5% ingestions)"] = (
             f"{soak['rate']:.0f} req/s: {soak['requests']:,} requests, {soak['errors']} errors, p99 "
             f"{soak['latency_ms']['p99']:.1f} ms; RSS {rss[0]:.0f} → {rss[-1]:.0f} MB")
     return rows
 
 
 def serving_section() -> list[str]:
-    runs = [(load(name), how) for name, how in SERVING_RUNS]
-    runs = [(r, how) for r, how in runs if r is not None]
+    runs = [(name, load(name), how) for name, how in SERVING_RUNS]
+    runs = [(name, r, how) for name, r, how in runs if r is not None]
     out = ["## Serving", ""]
     if not runs:
         return out + ["Not measured yet.", ""]
-    cells = [serving_rows(r) for r, _ in runs]
-    out += [f"`python bench/serving.py` on {runs[0][0]['machine']['cpus']} cores, the load generator on the same "
-            "cores, three runs; sources " + ", ".join(f"`bench/results/{n}.json`" for n, _ in SERVING_RUNS) + ".", "",
-            "| what | " + " | ".join(how for _, how in runs) + " |", "|---|" + "---|" * len(runs)]
+    cells = [serving_rows(r) for _, r, _ in runs]
+    out += [f"`python bench/serving.py` on {runs[0][1]['machine']['cpus']} cores, the load generator on the same "
+            f"cores, {len(runs)} runs; sources " + ", ".join(f"`bench/results/{n}.json`" for n, _, _ in runs) + ".",
+            "", "| what | " + " | ".join(how for _, _, how in runs) + " |", "|---|" + "---|" * len(runs)]
     for row in dict.fromkeys(k for c in cells for k in c):
         out.append(f"| {row} | " + " | ".join(c.get(row, "–") for c in cells) + " |")
     return out + [""]

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import _free_port
+
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 # scripts that parse arguments (ort_options runs the measurement on any argument; results_dir is a module)
 SCRIPTS = sorted(p.name for p in BENCH.glob("*.py") if "ArgumentParser(" in p.read_text())
@@ -266,11 +268,7 @@ def _backbone_variants() -> list[str]:
 
 @pytest.mark.slow
 def test_serving_compares_the_service_with_torch_eager(package_dir, train_settings, tmp_path):
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = _free_port()
     bench("serving.py", "--package", str(package_dir), "--work-dir", str(train_settings.work_dir), "--port", str(port),
           "--levels", "1", "--ingest-items", "3", "--torch-items", "2", "--rate", "20", "--read-seconds", "1",
           "--soak", "0", "--name", "s", results=tmp_path)
