@@ -35,7 +35,10 @@ from coldproxy.config import TrainSettings
 from export.encoders import encoder_graphs
 from models.items.train import train
 
-# name -> (settings changed from today's default, which value is the costlier one: "default", "candidate", None)
+# The defaults when the rule was committed (8b3425c). Every run pins them, so the runs logged then stay what their
+# names say after a decision moved a default: "default" below is the package as it was, not as it is now.
+BASELINE = {"sampler_select": False}
+# name -> (settings changed from BASELINE, which value is the costlier one: "default", "candidate", None)
 CANDIDATES = {
     "default": ({}, None),
     "select_modalities": ({"select_modalities": False}, "default"),
@@ -46,7 +49,7 @@ PRIMARY, SECONDARY = "ndcg@20", "recall@20"
 
 
 def run(name: str, seed: int, share: float) -> dict:
-    s = TrainSettings(seed=seed, decision_holdout=share, **CANDIDATES[name][0])
+    s = TrainSettings(seed=seed, decision_holdout=share, **(BASELINE | CANDIDATES[name][0]))
     t = time.time()
     r = train(s, encoder_graphs, progress=False)
     sel = r.metrics["selection"]

@@ -143,10 +143,9 @@ class ItemExpertSettings(ExpertSettings):
     """The item model's diffusion expert and gate, and what a new item is served"""
 
     diffusion: bool = Field(True, description="train the diffusion expert and the cold-aware gate over experts")
-    sampler_select: bool = Field(False, description="item model: choose the sampler's steps and start from the "
-                                 "grids below on validation (the configured ones win ties); held-out validation "
-                                 "chose it, and it becomes the default once the quality benchmarks are rerun under "
-                                 "it (docs/models.md)")
+    sampler_select: bool = Field(True, description="item model: choose the sampler's steps and start from the "
+                                 "grids below on validation (the configured ones win ties); on by default because "
+                                 "held-out validation chose it (bench/results/decide_defaults.md)")
     sampler_steps_grid: list[int] = Field([1, 2, 3], description="steps S tried when sampler_select is on")
     sampler_start_grid: list[float] = Field([0.3, 0.5, 0.7], description="starts (fraction of T) tried when "
                                             "sampler_select is on")
