@@ -206,15 +206,19 @@ def main() -> None:
             drop(r, prefix)
 
     RESULTS.mkdir(exist_ok=True)
+    hnsw = {k: v for k, v in ServiceSettings().index_options().items() if k.startswith("hnsw_")}  # COLDPROXY_HNSW_*
     out = {"package": str(args.package), "rate_rps": args.rate, "duration_s": args.duration, "cores": os.cpu_count(),
-           "real_catalogue": real, "rows": rows}
+           "hnsw": hnsw, "real_catalogue": real, "rows": rows}
     (RESULTS / f"{args.name}.json").write_text(json.dumps(out, indent=2))
     plot(rows, RESULTS / f"{args.name}.png")
     md = [f"# Catalogue size: one replica on this machine ({os.cpu_count()} cores)", "",
           f"Command: `python bench/scale.py --package {args.package} --sizes {args.sizes} --indexes {args.indexes} "
           f"--rate {args.rate:g} --duration {args.duration:g}`; loads open-loop at {args.rate:g} requests/s.", "",
           "Replica start: process start to ready (package loaded, every item indexed, exact search); HNSW graph: "
-          "process start until the graph serves (built on a background thread); the loads ran after that.", "",
+          "process start until the graph serves (built on a background thread); the loads ran after that. HNSW "
+          f"settings: M {hnsw['hnsw_m']}, efConstruction {hnsw['hnsw_ef_construction']}, efSearch "
+          f"{hnsw['hnsw_ef_search']} (`COLDPROXY_HNSW_M`, `COLDPROXY_HNSW_EF_CONSTRUCTION`, "
+          "`COLDPROXY_HNSW_EF_SEARCH`).", "",
           f"On the package's own items ({real['items']} warm items, all {real['queries']} users as queries) HNSW's "
           f"recall@100 against flat is {real['recall_at_100']}.", "",
           "Recommend leaves out the user's training interactions (the default); + exclude_ids also leaves out 100 "
