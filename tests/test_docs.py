@@ -43,6 +43,8 @@ def test_the_results_page_is_what_the_result_files_give():
         sys.path.pop(0)
     assert (ROOT / "docs" / "results.md").read_text() == report.render(), (
         "docs/results.md is out of date: python bench/report.py")
+    readme = (ROOT / "README.md").read_text()
+    assert readme == report.readme_with_block(readme), "the README's results are out of date: python bench/report.py"
 
 
 def test_the_readme_is_a_front_door():
