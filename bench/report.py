@@ -147,7 +147,8 @@ def bundle_section() -> list[str]:
         if free is not None:
             runs = free["runs"]
             out.append(f"| content-free list ({fit}) | no model, no content: warm bundles by popularity, new ones by "
-                       "size, k of the top 20 (k on tune; `python bench/bundle_content_free.py`) | " + " | ".join(
+                       "size, k of the top 20 (k on tune; `python bench/bundle_content_free.py`, "
+                       "`bench/results/bundles_content_free.json`) | " + " | ".join(
                            f"{runs[s]['by_pool'][pool]['recall@20']:.4f} / {runs[s]['by_pool'][pool]['ndcg@20']:.4f} "
                            f"(k = {runs[s]['by_pool'][pool]['k']})" if s in runs else "–"
                            for s in ("cold", "warm", "all"))

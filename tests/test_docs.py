@@ -60,3 +60,13 @@ def test_no_work_log_wording_in_the_docs():
     found = [f"{p.name}: {m.group(0)}" for p in pages
              for m in re.finditer(r"\b[Ss]tops? \d+\b|stop-\d+", p.read_text())]
     assert found == []
+
+
+def test_every_result_file_is_read_or_cited():
+    """A file under bench/results/ that no page names is a result nobody can find: cite it or remove it (git keeps
+    it). The results page names what it reads, so this holds for every file the report uses too."""
+    pages = "\n".join(p.read_text() for p in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))])
+    stems = {p.name.split(".")[0] for p in (ROOT / "bench" / "results").glob("*") if p.suffix in (".json", ".md")}
+    assert stems, "no result files"
+    uncited = sorted(s for s in stems if not re.search(rf"(?<![\w-]){re.escape(s)}(?![\w-])", pages))
+    assert uncited == [], uncited
