@@ -201,7 +201,7 @@ def serving_section() -> list[str]:
 
 
 SCALE_RUNS = (("scale", "sizes 10k–1M, before the Lua reads"), ("scale-1m-script", "1M, with the Lua reads"),
-              ("scale-5m", "5M"))
+              ("scale-5m", "5M, with the Lua reads"))
 
 
 def scale_section() -> list[str]:

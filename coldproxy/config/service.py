@@ -150,7 +150,8 @@ class ReadSettings(BaseSettings):
     hnsw_ef_construction: int = Field(40, ge=8, description="HNSW candidate list while inserting (measured: "
                                       "docs/results.md, Catalogue size)")
     hnsw_ef_search: int = Field(512, ge=8, description="HNSW candidate list while searching, at least k (recall and "
-                                "latency measured: docs/results.md, Catalogue size)")
+                                "latency measured: docs/results.md, Catalogue size); raise it for catalogues of "
+                                "several millions: the 5M row there ran with 1024")
     hnsw_compact_share: float = Field(0.2, gt=0.0, le=1.0, description="HNSW: rebuilt in the background once "
                                       "overwritten items' stale nodes pass this share of it")
     faiss_threads: int = Field(1, description="OpenMP threads per FAISS search, set on every thread that searches (the "
