@@ -312,13 +312,11 @@ def readme_block() -> list[str]:
     s = load("serving")
     if s is not None:
         top = max(s["ingest_service"], key=lambda r: r["concurrency"])
-        reads = {r["scenario"]: r for r in s["read_at_rate"]}
+        get, rank = ({r["scenario"]: r for r in s["read_at_rate"]}[k] for k in ("get", "rank"))
         out += ["", f"Serving on {s['machine']['cpus']} cores, the load generator on the same cores: `POST /v1/items` "
-                f"{top['throughput_rps']:.0f} items/s at concurrency {top['concurrency']}; at "
-                f"{reads['get']['rate']:.0f} "
-                f"requests/s GET embedding p99 {reads['get']['latency_ms']['p99']:.1f} ms and rank of 1,000 candidates "
-                f"p99 {reads['rank']['latency_ms']['p99']:.1f} ms, {reads['get']['errors'] + reads['rank']['errors']} "
-                "errors."]
+                f"{top['throughput_rps']:.0f} items/s at concurrency {top['concurrency']}; at {get['rate']:.0f} "
+                f"requests/s GET embedding p99 {get['latency_ms']['p99']:.1f} ms and rank of 1,000 candidates p99 "
+                f"{rank['latency_ms']['p99']:.1f} ms, {get['errors'] + rank['errors']} errors."]
     return out
 
 
@@ -363,7 +361,8 @@ def plot() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--check", action="store_true", help="only compare docs/results.md with what the JSON gives")
+    p.add_argument("--check", action="store_true", help="only compare docs/results.md and the README's results "
+                   "with what the JSON gives")
     a = p.parse_args(argv)
     page = render()
     readme = readme_with_block(README.read_text())
