@@ -47,8 +47,9 @@ from models.items.baselines import (
     popularity_embeddings,
     random_embeddings,
 )
+from models.items.candidates import fit_generator
 from models.items.proxy_training import ProxyMLP, predict, tensors, train_proxy
-from models.items.train import fit_generator, train
+from models.items.train import train
 
 METRICS = ("recall@10", "ndcg@10", "recall@20", "ndcg@20")
 HIT_RATES = ("hit_rate@20", "new_item_hit_rate@20", "new_item_share_of_positives")  # all scenario only

@@ -99,7 +99,7 @@ class TorchEager:
 
         from coldproxy.anchors import AnchorIndex, content_vectors
         from models.encoders import ImageEncoder, TextEncoder, tokenizer
-        from models.items.train import load_experts, load_proxy
+        from models.items.checkpoint import load_experts, load_proxy
 
         self.torch, self.tok = torch, tokenizer(128)
         self.text, self.image, self.gen = TextEncoder(), ImageEncoder(), load_proxy(work_dir)

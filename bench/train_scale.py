@@ -136,7 +136,8 @@ def pipeline_run(positives: int, seed: int, update: dict) -> dict:
     peak RSS is the run's."""
     from export.encoders import encoder_graphs
     from export.package import build_package
-    from models.items.train import estimate_cost, save_checkpoint, train
+    from models.items.checkpoint import save_checkpoint
+    from models.items.train import estimate_cost, train
 
     work = SCALE_DIR / f"run-{positives}-{seed}"
     shutil.rmtree(work, ignore_errors=True)
@@ -179,8 +180,8 @@ def generator_caps(positives: int, caps: list[int], seeds: list[int], name: str)
     from models.evaluate import validation_cold_ndcg
     from models.features import extract_features
     from models.idmodel import train_id_model_checked
+    from models.items.candidates import fit_generator
     from models.items.proxy_training import predict
-    from models.items.train import fit_generator
 
     ds = load_generic(catalogue(positives))
     feats = extract_features(ds, encoder_graphs, SCALE_DIR / "cache", progress=False)

@@ -25,8 +25,8 @@ from models.data import cold_start_split, load_dataset
 from models.evaluate import evaluate_split, validation_cold_ndcg
 from models.features import extract_features
 from models.idmodel import train_id_model
+from models.items.candidates import fit_generator
 from models.items.proxy_training import predict
-from models.items.train import fit_generator
 from models.training import nth_seed
 
 

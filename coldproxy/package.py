@@ -1,7 +1,8 @@
 """The model package: one directory, one schema, written by ``export`` and read by ``service``.
 
 Layout: ``text_encoder.onnx``, ``image_encoder.onnx``, ``proxy.onnx``, ``tokenizer.json``,
-``embeddings.npz`` (user_ids, user_emb, item_ids, item_emb, warm items' content features) and
+``embeddings.npz`` (user_ids, user_emb, item_ids, item_emb, warm items' content features; proxy_item_ids and
+proxy_item_emb, the proxies of every other catalogue item, served like new items; each user's interactions) and
 ``manifest.json`` (this schema); with the diffusion expert also ``sampler.onnx`` and ``gate.onnx``
 (``manifest.experts`` says how they were built). Loading verifies every file's sha256 and the dimensions, and
 refuses the package on any mismatch. The HTTP API names its version ``package_version`` (``bundle_version``, the
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -74,6 +75,15 @@ class Manifest(BaseModel):
     experts: dict | None = None  # sampler (method, steps, spacing, t_start), anchor_n, gate features/experts
     id_fingerprint: str | None = None  # ``id_fingerprint`` of the ID tables; verified at load when set
     id_space: IdSpace | None = None  # where the ID space comes from; older packages: a trained one
+    # the evaluation that chose every setting: its split, choices, validation scores and test metrics (the test split's
+    # numbers decide nothing); older packages keep them in ``metrics``
+    evaluation: dict | None = None
+    # what the served tables were fit on: the evaluation split's training part, or (``refit``) all the data
+    served: dict | None = None
+
+    def evaluated(self, key: str, default=None):
+        """``key`` of the evaluation (``test``, ``selection``, ``calibration``, ...), wherever this package keeps it."""
+        return (self.evaluation or {}).get(key, self.metrics.get(key, default))
 
 
 def id_fingerprint(user_ids, user_emb: np.ndarray, item_ids, item_emb: np.ndarray) -> str:
@@ -113,9 +123,13 @@ class ModelPackage:
     user_emb: np.ndarray
     item_ids: list[str]
     item_emb: np.ndarray
-    # each user's training interactions, as rows of ``item_ids`` (CSR: user u's are items[indptr[u]:indptr[u + 1]]);
-    # None for a package from before they were kept
+    # each user's interactions, as rows of ``item_ids`` then ``proxy_ids`` (CSR: user u's are
+    # items[indptr[u]:indptr[u + 1]]); None for a package from before they were kept
     seen: tuple[np.ndarray, np.ndarray] | None = None
+    # the catalogue items without an ID vector (held out, without a positive, without a given vector), served by
+    # their proxy; none in a package from before they were kept
+    proxy_ids: list[str] = field(default_factory=list)
+    proxy_emb: np.ndarray | None = None
 
     @property
     def has_experts(self) -> bool:
@@ -181,8 +195,14 @@ def load_package(path: Path) -> ModelPackage:
         raise PackageError(f"embedding dims {user_emb.shape[1]}/{item_emb.shape[1]} != manifest id_dim {d}")
     if len(z["user_ids"]) != len(user_emb) or len(z["item_ids"]) != len(item_emb):
         raise PackageError("embedding rows do not match their id lists")
+    proxy_ids = [str(x) for x in z["proxy_item_ids"]] if "proxy_item_ids" in z.files else []
+    proxy_emb = z["proxy_item_emb"].astype(np.float32) if proxy_ids else np.zeros((0, d), np.float32)
+    if proxy_emb.shape != (len(proxy_ids), d):
+        raise PackageError(f"proxy_item_emb is {proxy_emb.shape}, not one {d}-dim row per proxy item")
+    if proxy_ids and not set(proxy_ids).isdisjoint(z["item_ids"].tolist()):
+        raise PackageError("an item is both in item_ids and proxy_item_ids")
     package = ModelPackage(path, manifest, [str(x) for x in z["user_ids"]], user_emb, [str(x) for x in z["item_ids"]],
-                           item_emb, seen_of(z, len(user_emb), len(item_emb)))
+                           item_emb, seen_of(z, len(user_emb), len(item_emb) + len(proxy_ids)), proxy_ids, proxy_emb)
     if manifest.id_fingerprint is not None and package.id_fingerprint != manifest.id_fingerprint:
         raise PackageError(
             f"the ID tables' fingerprint {package.id_fingerprint} is not the manifest's {manifest.id_fingerprint}")
@@ -192,8 +212,8 @@ def load_package(path: Path) -> ModelPackage:
 
 
 def seen_table(n_users: int, n_items: int, served: np.ndarray, train) -> tuple[np.ndarray, np.ndarray]:
-    """Each of ``n_users`` users' training interactions as rows of ``served`` (the package's items or bundles), in CSR
-    form (indptr, rows), as ``seen_of`` reads them back: what recommendations leave out for the user by default."""
+    """Each of ``n_users`` users' interactions in ``train`` as rows of ``served`` (the package's items or bundles), in
+    CSR form (indptr, rows), as ``seen_of`` reads them back: what recommendations leave out for the user by default."""
     row_of = np.full(n_items, -1, np.int64)
     row_of[served] = np.arange(len(served))
     rows = row_of[train.items]
@@ -205,7 +225,7 @@ def seen_table(n_users: int, n_items: int, served: np.ndarray, train) -> tuple[n
 
 
 def seen_of(z, n_users: int, n_items: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """The users' training interactions kept in the embeddings file (``seen_indptr``, ``seen_items``), checked; None
+    """The users' interactions kept in the embeddings file (``seen_indptr``, ``seen_items``), checked; None
     when the file has none."""
     if "seen_indptr" not in z.files:
         return None

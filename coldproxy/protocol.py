@@ -220,10 +220,19 @@ class ModelOut(Versioned):
     created_at: str
     dims: dict[str, int]
     encoders: dict[str, str]
-    counts: dict[str, int]
-    cold_items_indexed: int
+    counts: dict[str, int] = Field(description="users; warm_items: items served by their ID vector; proxy_items: the "
+                                   "package's other catalogue items, served by their proxy")
+    cold_items_indexed: int = Field(description="new items posted since the package, indexed on this replica")
     providers: list[str]
-    test_metrics: dict
+    evaluation: dict | None = Field(None, description="the evaluation that chose every setting of this package: its "
+                                    "split, choices (epochs, weights, sampler, served expert, calibration), validation "
+                                    "scores and test metrics (which decide nothing)")
+    served: dict | None = Field(None, description="what the served tables were fit on: refit (true: all the data, "
+                                "with the evaluation's choices; false: the evaluation split's training part), "
+                                "training interactions, users, items by ID vector and by proxy")
+    refit: dict | None = Field(None, description="a refit on all the data training in the background (coldproxy up): "
+                               "state (training or failed), expected_in_s; null when none is")
+    test_metrics: dict = Field(description="the evaluation's test metrics (also under evaluation.test)")
     calibration: dict | None = Field(
         None, description="the package's calibration of new items to the warm items' score scale (scale, shift), "
                           "chosen on validation; null when it has none")

@@ -1,6 +1,7 @@
-"""``coldproxy`` command line: train, export, serve, train-bundles, reembed (a new package takes over the
-stored items), embed (a catalogue offline), sync-ids (the recommender's latest item vectors into a running
-service), and ``up`` (train + export what is missing, then serve). The one module that imports every layer:
+"""``coldproxy`` command line: train (evaluate on a split, then refit on all the data), refit, export, serve,
+train-bundles, reembed (a new package takes over the stored items), embed (a catalogue offline), sync-ids (the
+recommender's latest item vectors into a running service), and ``up`` (evaluate + export what is missing, serve, and
+refit in the background). The one module that imports every layer:
 ``coldproxy`` (settings), ``models`` (training), ``export`` (model packages) and ``service`` (the HTTP app), each only
 inside its command.
 
@@ -28,28 +29,66 @@ def _train_settings(args: argparse.Namespace) -> TrainSettings:
         "data_dir": args.data, "data_format": args.format, "seed": args.seed, "max_items": args.max_items,
         "work_dir": args.work_dir, "package_dir": getattr(args, "package_dir", None),
         "feature_engine": getattr(args, "engine", None), "ray_address": getattr(args, "address", None),
+        "refit": False if getattr(args, "no_refit", False) else None,
     }.items() if v is not None}
     return TrainSettings(**over)
 
 
-def cmd_train(args) -> None:
+def _evaluate(s: TrainSettings) -> None:
+    """Choose every setting on the split and report the test split: the evaluation checkpoint in ``s.work_dir``."""
     from export.encoders import encoder_graphs
-    from models.items.train import save_checkpoint, train
+    from models.items.checkpoint import save_checkpoint
+    from models.items.train import train
 
-    s = _train_settings(args)
     t = time.time()
     r = train(s, encoder_graphs)
     out = save_checkpoint(r, s.work_dir)
     print(json.dumps(r.metrics["test"], indent=2))
-    print(f"checkpoint written to {out} in {time.time() - t:.0f}s")
+    print(f"evaluation checkpoint written to {out} in {time.time() - t:.0f}s")
+
+
+def _refit(s: TrainSettings) -> None:
+    """Train again on all the data with the evaluation's choices: the refit checkpoint beside the evaluation's."""
+    from export.encoders import encoder_graphs
+    from models.items.checkpoint import read_metrics, refit_dir, save_checkpoint
+    from models.items.refit import refit
+
+    evaluation = read_metrics(s.work_dir)
+    if evaluation is None:
+        raise FileNotFoundError(f"no evaluation checkpoint in {s.work_dir}; run `coldproxy train` first")
+    t = time.time()
+    r = refit(s, evaluation, encoder_graphs)
+    out = save_checkpoint(r, refit_dir(s.work_dir))
+    print(json.dumps(r.metrics["served"], indent=2))
+    print(f"refit checkpoint written to {out} in {time.time() - t:.0f}s")
+
+
+def cmd_train(args) -> None:
+    s = _train_settings(args)
+    _evaluate(s)
+    if s.refit:
+        _refit(s)
+
+
+def cmd_refit(args) -> None:
+    """Refit the evaluation checkpoint on all the data (unless a refit of it is there already), then export it."""
+    from models.items.checkpoint import has_refit
+
+    s = _train_settings(args)
+    if not has_refit(s.work_dir):
+        _refit(s)
+    cmd_export(args)
 
 
 def cmd_export(args) -> None:
     from export.package import build_package
+    from models.items.checkpoint import served_checkpoint
 
     s = _train_settings(args)
-    out = build_package(s)
-    print(f"model package written to {out}: {(out / 'manifest.json').read_text()[:400]}...")
+    checkpoint = served_checkpoint(s.work_dir)
+    out = build_package(s, checkpoint)
+    kind = "the refit on all the data" if checkpoint != s.work_dir else "the evaluation split's training part"
+    print(f"model package of {kind} ({checkpoint}) written to {out}: {(out / 'manifest.json').read_text()[:400]}...")
 
 
 def cmd_train_bundles(args) -> None:
@@ -153,27 +192,16 @@ def cmd_sync_ids(args) -> None:
         raise SystemExit(1)
 
 
-def stale_bundle_package(package: Path) -> bool:
-    """A bundle package of another schema than this release serves (``coldproxy up`` trains a new one
-    in its place, as it does where there is none)."""
-    from coldproxy.bundle_package import SCHEMA_VERSION
-
-    try:
-        found = json.loads((package / "manifest.json").read_text()).get("schema_version")
-    except (OSError, ValueError):
-        return False  # unreadable: load_bundle_package says what is wrong when the service starts
-    if found != SCHEMA_VERSION:
-        logging.getLogger("coldproxy").warning("bundle package at %s has schema %s, this release serves %s: training "
-                                               "a new one", package, found, SCHEMA_VERSION)
-    return found != SCHEMA_VERSION
-
-
 def cmd_up(args) -> None:
+    from coldproxy_cli.children import bundles_in_background, refit_in_background, served_refit, stale_bundle_package
+
     s = _train_settings(args)
     if not (Path(s.work_dir) / "proxy.pt").exists():
-        cmd_train(args)
+        _evaluate(s)  # the first package; the refit follows in the background
     if not (Path(s.package_dir) / "manifest.json").exists():
         cmd_export(args)
+    if s.refit and not served_refit(s.package_dir):
+        refit_in_background(args, s)
     package = ServiceSettings().bundle_package_dir
     if not args.no_bundles and package is not None and (not package.exists() or stale_bundle_package(package)):
         youshu = BundleSettings().data_dir
@@ -183,35 +211,6 @@ def cmd_up(args) -> None:
             logging.getLogger("coldproxy").warning("no Youshu data at %s: serving without bundles", youshu)
     args.allow_memory_store = True
     cmd_serve(args)
-
-
-def bundles_in_background(package: Path) -> None:
-    """Train the bundle model in a child process while the items are served: the service answers the bundle routes
-    503 with the expected wait until the package is written, then loads it (``service.bundle_wait``)."""
-    import shutil
-    import subprocess
-    import threading
-
-    from coldproxy.config import usable_cores
-    from models.cost import bundle_estimate
-    from service import bundle_wait
-
-    if package.exists():  # a package of an older schema: the service would refuse it
-        shutil.rmtree(package)
-    log_file = package.with_name(package.name + ".training.log")
-    out = log_file.open("w")
-    child = subprocess.Popen([sys.executable, "-m", "coldproxy_cli", "train-bundles", "--bundle-package-dir",
-                              str(package)], stdout=out, stderr=subprocess.STDOUT)
-    bundle_wait.announce(package, bundle_estimate(BundleSettings().scenario, usable_cores()), child.pid, log_file)
-    logging.getLogger("coldproxy").info("training the bundle model in the background (pid %d, log %s)", child.pid,
-                                        log_file)
-
-    def reap() -> None:
-        code = child.wait()
-        out.close()
-        bundle_wait.finish(package, None if code == 0 else f"exit status {code}")
-
-    threading.Thread(target=reap, daemon=True, name="bundle-training").start()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -235,10 +234,13 @@ def main(argv: list[str] | None = None) -> None:
         sp.add_argument("--allow-memory-store", action="store_true", help="demo: run without Redis")
 
     for name, fn, helptext in (
-        ("train", cmd_train, "train the ID model and the proxy; write a checkpoint"),
-        ("export", cmd_export, "export the checkpoint to an ONNX model package, parity-checked"),
+        ("train", cmd_train, "evaluate on a split (every choice on validation, test reported), then refit on all the "
+         "data with those choices; write the checkpoints"),
+        ("refit", cmd_refit, "refit the evaluation checkpoint on all the data, then export it"),
+        ("export", cmd_export, "export the checkpoint (the refit when there is one) to an ONNX model package, "
+         "parity-checked"),
         ("serve", cmd_serve, "serve a model package over HTTP"),
-        ("up", cmd_up, "train and export if missing, then serve"),
+        ("up", cmd_up, "evaluate and export if missing, serve, and refit on all the data in the background"),
         ("train-bundles", cmd_train_bundles, "train the bundle model (Youshu, MoDiffE) and export its package"),
         ("embed", cmd_embed, "embed a whole catalogue offline into a Parquet file or the service's Redis store"),
         ("reembed", cmd_reembed, "re-embed every stored new item for another model package with the same encoders"),
@@ -292,6 +294,9 @@ def main(argv: list[str] | None = None) -> None:
                             "item model package everywhere else)")
         else:
             data_flags(sp)
+        if name in ("train", "up"):
+            sp.add_argument("--no-refit", action="store_true", help="serve the evaluation split's package: no refit on "
+                            "all the data (COLDPROXY_REFIT=false; the benchmarks measure that package)")
         if name == "train":
             sp.add_argument("--engine", choices=["local", "ray"],
                             help="where the encoders' pass runs on a feature-cache "

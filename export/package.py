@@ -47,9 +47,10 @@ from models.encoders import (
 )
 from models.items.blend import describe
 from models.items.calibration import CalibratedGate, CalibratedProxy, Calibration, UnitLength
+from models.items.checkpoint import load_experts, load_proxy, served_checkpoint
 from models.items.generator import BlendedGenerator, RoutedGenerator
+from models.items.refit import evaluation_record
 from models.items.text_finetune import LAYER_FILE, apply_text_layer
-from models.items.train import load_experts, load_proxy
 from models.samplers import UnrolledSampler, make_plan
 
 
@@ -62,8 +63,11 @@ def parity_inputs(settings, count: int) -> tuple[dict, dict]:
     return text, pixels
 
 
-def build_package(settings) -> Path:
-    work, out = Path(settings.work_dir), Path(settings.package_dir)
+def build_package(settings, checkpoint: Path | None = None) -> Path:
+    """The package of ``checkpoint`` (default: the settings' served one -- the refit on all the data when there is
+    one, else the evaluation's: ``models.items.checkpoint.served_checkpoint``) into ``settings.package_dir``."""
+    out = Path(settings.package_dir)
+    work = Path(checkpoint) if checkpoint is not None else served_checkpoint(settings.work_dir)
     if not (work / "proxy.pt").exists():
         raise FileNotFoundError(f"no checkpoint in {work}; run `coldproxy train` first")
     stage = staging_dir(out)
@@ -99,8 +103,8 @@ def build_package(settings) -> Path:
         raise ParityError(f"ONNX vs torch max |delta| over {settings.parity_tolerance}: {bad}")
 
     metrics_keys = ("test", "test_protocol", "test_uncalibrated", "id_space", "calibration", "id_model",
-                    "text_finetune",
-                    "proxy", "selection", "split") + (("diffusion", "gate") if experts else ())
+                    "text_finetune", "proxy", "selection", "split", "refit") + (("diffusion", "gate") if experts
+                                                                                 else ())
     files = {c: sha256_file(stage / n) for c, n in (COMPONENTS | (EXPERT_COMPONENTS if experts else {})).items()}
     now = datetime.now(timezone.utc)
     space = id_space(metrics, z, proxy.out_dim)
@@ -116,7 +120,10 @@ def build_package(settings) -> Path:
         parity=report,
         metrics={k: metrics[k] for k in metrics_keys if k in metrics},
         provenance=metrics["dataset"],
-        counts={"users": int(len(z["user_ids"])), "warm_items": int(len(z["item_ids"]))},
+        counts={"users": int(len(z["user_ids"])), "warm_items": int(len(z["item_ids"])),
+                "proxy_items": int(len(z["proxy_item_ids"])) if "proxy_item_ids" in z.files else 0},
+        evaluation=metrics.get("evaluation") or evaluation_record(metrics),
+        served=metrics.get("served"),
         experts=experts,
         id_fingerprint=space.fingerprint,
         id_space=space,

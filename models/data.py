@@ -2,12 +2,15 @@
 
 Generic on-disk format (what users fill with their own data), in one directory:
 
-* ``interactions.csv`` — header ``user_id,item_id[,timestamp][,weight]``; every row is a positive
-  (implicit) interaction; rows with weight <= 0 are dropped.
+* ``interactions.csv`` — header ``user_id,item_id[,timestamp][,weight]``; a row is a positive (implicit)
+  interaction, and one with weight <= 0 an interaction that is *seen, not positive*: never trained on, left out of
+  the user's recommendations all the same.
 * ``items.csv`` — header ``item_id,text,image``; ``image`` is a path relative to the directory
   (or absolute), empty when the item has no image; ``text`` may be empty when it has none.
 
-The MovieLens-posters folder is one more adapter to the same type.
+The MovieLens-posters folder is one more adapter to the same type: a rating at or above the threshold is a positive,
+one below it seen, not positive. An item's text is its content at upload (title and genres); the users' tags are
+interaction data and join the text only when ``item_tags`` says so.
 """
 
 from __future__ import annotations
@@ -21,8 +24,21 @@ import numpy as np
 
 
 @dataclass
+class Interactions:
+    """Parallel arrays of user and item indices, one row an interaction."""
+
+    users: np.ndarray
+    items: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+
+@dataclass
 class Dataset:
-    """Items with content, users, and positive interactions as parallel index arrays."""
+    """Items with content, users, and positive interactions as parallel index arrays; ``seen_only``: the
+    interactions that are not positives (a rating below the threshold, a weight <= 0) of the same users, never trained
+    on and left out of recommendations (a user with no positive at all has no ID vector and is not a user here)."""
 
     name: str
     item_ids: list[str]
@@ -34,6 +50,7 @@ class Dataset:
     timestamps: np.ndarray | None = None
     weights: np.ndarray | None = None
     provenance: dict = field(default_factory=dict)
+    seen_only: Interactions | None = None
 
     @property
     def n_users(self) -> int:
@@ -42,6 +59,21 @@ class Dataset:
     @property
     def n_items(self) -> int:
         return len(self.item_ids)
+
+    def seen(self) -> Interactions:
+        """Every interaction the data holds: the positives and the seen-only ones."""
+        if self.seen_only is None or not len(self.seen_only):
+            return Interactions(self.users, self.items)
+        return Interactions(np.concatenate([self.users, self.seen_only.users]),
+                            np.concatenate([self.items, self.seen_only.items]))
+
+    def _seen_only_kept(self, user_map: np.ndarray, item_map: np.ndarray) -> Interactions | None:
+        """``seen_only`` with users and items renumbered by ``user_map`` / ``item_map`` (-1: dropped)."""
+        if self.seen_only is None:
+            return None
+        u, i = user_map[self.seen_only.users], item_map[self.seen_only.items]
+        keep = (u >= 0) & (i >= 0)
+        return Interactions(u[keep], i[keep])
 
     def content_key(self) -> str:
         """Hash of the item content (ids, texts, image paths and sizes), for the feature cache."""
@@ -53,17 +85,24 @@ class Dataset:
 
     @classmethod
     def from_rows(cls, name, item_ids, texts, images, user_of_row, item_of_row, ts, provenance,
-                  weights=None) -> "Dataset":
-        """Build from per-interaction rows: external user IDs and item indices; users indexed in order of appearance."""
+                  weights=None, seen_rows: tuple[list, list] = ((), ())) -> "Dataset":
+        """Build from per-interaction rows: external user IDs and item indices; users indexed in order of appearance.
+        ``seen_rows``: (external user IDs, item indices) of the seen-only interactions; those of a user without a
+        positive are dropped (counted in the provenance)."""
         user_ids = list(dict.fromkeys(user_of_row))
         index = {u: i for i, u in enumerate(user_ids)}
+        seen_users = np.array([index.get(u, -1) for u in seen_rows[0]], dtype=np.int64)
+        seen_items = np.array(seen_rows[1], dtype=np.int64)
+        known = seen_users >= 0
         return cls(
             name=name, item_ids=item_ids, item_texts=texts, item_images=images, user_ids=user_ids,
             users=np.array([index[u] for u in user_of_row], dtype=np.int64),
             items=np.array(item_of_row, dtype=np.int64),
             timestamps=np.array(ts, dtype=np.int64),
             weights=None if weights is None else np.array(weights, dtype=np.float32),
-            provenance=provenance,
+            provenance=provenance | {"seen_only_interactions": int(known.sum()),
+                                     "seen_only_of_users_without_a_positive": int((~known).sum())},
+            seen_only=Interactions(seen_users[known], seen_items[known]),
         )
 
     def with_users(self, user_ids: list[str]) -> tuple["Dataset", int]:
@@ -78,6 +117,7 @@ class Dataset:
             user_ids=list(user_ids), users=new[keep], items=self.items[keep],
             timestamps=None if self.timestamps is None else self.timestamps[keep],
             weights=None if self.weights is None else self.weights[keep], provenance=self.provenance,
+            seen_only=self._seen_only_kept(remap, np.arange(self.n_items)),
         ), int((~keep).sum())
 
     def most_popular(self, max_items: int) -> "Dataset":
@@ -88,6 +128,8 @@ class Dataset:
         remap[keep] = np.arange(len(keep))
         mask = remap[self.items] >= 0
         users_kept, user_idx = np.unique(self.users[mask], return_inverse=True)
+        user_map = -np.ones(self.n_users, dtype=np.int64)
+        user_map[users_kept] = np.arange(len(users_kept))
         return Dataset(
             name=f"{self.name}[top{max_items}]",
             item_ids=[self.item_ids[i] for i in keep],
@@ -99,6 +141,7 @@ class Dataset:
             timestamps=None if self.timestamps is None else self.timestamps[mask],
             weights=None if self.weights is None else self.weights[mask],
             provenance={**self.provenance, "max_items": max_items},
+            seen_only=self._seen_only_kept(user_map, remap),
         )
 
 
@@ -106,12 +149,12 @@ def _file_sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
-def movielens_items(path: Path) -> tuple[list[str], list[str], list[Path | None]]:
-    """MovieLens-posters' items: (IDs, texts = title + genres + tags, poster paths or None)."""
+def movielens_items(path: Path, tags: bool = False) -> tuple[list[str], list[str], list[Path | None]]:
+    """MovieLens-posters' items: (IDs, texts = title + genres, poster paths or None). With ``tags``, the users' tags
+    (``tags.csv``) join the text: interaction data, written after users watched (``DataSettings.item_tags``)."""
     path = Path(path)
-    tags: dict[str, list[str]] = {}
-    tags_file = path / "tags.csv"
-    if tags_file.exists():
+    tags_file, tags = path / "tags.csv", {} if tags else None
+    if tags is not None and tags_file.exists():
         with tags_file.open(newline="", encoding="utf-8") as f:
             for row in csv.DictReader(f):
                 t = row["tag"].strip()
@@ -124,7 +167,7 @@ def movielens_items(path: Path) -> tuple[list[str], list[str], list[Path | None]
             mid = row["movieId"]
             genres = row["genres"].replace("|", ", ") if row["genres"] != "(no genres listed)" else ""
             text = f"{row['title']}. Genres: {genres}." if genres else f"{row['title']}."
-            if mid in tags:
+            if tags and mid in tags:
                 text += " Tags: " + ", ".join(tags[mid]) + "."
             poster = path / "posters" / f"{mid}.jpg"
             item_ids.append(mid)
@@ -133,25 +176,32 @@ def movielens_items(path: Path) -> tuple[list[str], list[str], list[Path | None]
     return item_ids, texts, images
 
 
-def load_movielens(path: Path, positive_threshold: float = 4.0) -> Dataset:
-    """MovieLens latest-small with posters: positive = rating >= threshold; text = title + genres + tags."""
+def load_movielens(path: Path, positive_threshold: float = 4.0, tags: bool = False) -> Dataset:
+    """MovieLens latest-small with posters: positive = rating >= threshold, seen only = a lower rating; text = title +
+    genres (+ the users' tags with ``tags``)."""
     path = Path(path)
-    item_ids, texts, images = movielens_items(path)
+    item_ids, texts, images = movielens_items(path, tags)
     item_index = {m: i for i, m in enumerate(item_ids)}
-    u_raw, i_raw, ts = [], [], []
+    u_raw, i_raw, ts, seen_u, seen_i = [], [], [], [], []
     with (path / "ratings.csv").open(newline="", encoding="utf-8") as f:
         for row in csv.DictReader(f):
-            if float(row["rating"]) >= positive_threshold and row["movieId"] in item_index:
+            if row["movieId"] not in item_index:
+                continue
+            if float(row["rating"]) >= positive_threshold:
                 u_raw.append(row["userId"])
                 i_raw.append(item_index[row["movieId"]])
                 ts.append(int(row["timestamp"]))
+            else:
+                seen_u.append(row["userId"])
+                seen_i.append(item_index[row["movieId"]])
     return Dataset.from_rows("movielens-posters", item_ids, texts, images, u_raw, i_raw, ts, {
         "dataset": "movielens-posters",
         "path": str(path),
         "positive_threshold": positive_threshold,
+        "item_text": "title, genres" + (", users' tags" if tags else ""),
         "ratings_sha256": _file_sha(path / "ratings.csv"),
         "movies_sha256": _file_sha(path / "movies.csv"),
-    })
+    }, seen_rows=(seen_u, seen_i))
 
 
 def generic_items(path: Path) -> tuple[list[str], list[str], list[Path | None]]:
@@ -175,18 +225,13 @@ def generic_items(path: Path) -> tuple[list[str], list[str], list[Path | None]]:
     return item_ids, texts, images
 
 
-def catalogue_items(path: Path, data_format: str) -> tuple[list[str], list[str], list[Path | None]]:
-    """A dataset directory's items without its interactions (``coldproxy embed``)."""
-    return movielens_items(path) if data_format == "movielens" else generic_items(path)
-
-
 def load_generic(path: Path, require_interactions: bool = True) -> Dataset:
     """The documented generic format (see module docstring); without ``require_interactions`` (a given ID space of
     items only, whose training reads no interactions) a directory without ``interactions.csv`` loads with none."""
     path = Path(path)
     item_ids, texts, images = generic_items(path)
     item_index = {m: i for i, m in enumerate(item_ids)}
-    u_raw, i_raw, ts, ws = [], [], [], []
+    u_raw, i_raw, ts, ws, seen_u, seen_i = [], [], [], [], [], []
     if not require_interactions and not (path / "interactions.csv").exists():
         return Dataset.from_rows(path.name, item_ids, texts, images, [], [], [], {
             "dataset": "generic", "path": str(path), "items_sha256": _file_sha(path / "items.csv")}, weights=[])
@@ -196,7 +241,11 @@ def load_generic(path: Path, require_interactions: bool = True) -> Dataset:
         has_w = "weight" in (reader.fieldnames or [])
         for row in reader:
             w = float(row["weight"]) if has_w and row["weight"] else 1.0
-            if w <= 0 or row["item_id"] not in item_index:
+            if row["item_id"] not in item_index:
+                continue
+            if w <= 0:
+                seen_u.append(row["user_id"])
+                seen_i.append(item_index[row["item_id"]])
                 continue
             u_raw.append(row["user_id"])
             i_raw.append(item_index[row["item_id"]])
@@ -207,27 +256,18 @@ def load_generic(path: Path, require_interactions: bool = True) -> Dataset:
         "path": str(path),
         "interactions_sha256": _file_sha(path / "interactions.csv"),
         "items_sha256": _file_sha(path / "items.csv"),
-    }, weights=ws)
+    }, weights=ws, seen_rows=(seen_u, seen_i))
 
 
 def load_dataset(settings, require_interactions: bool = True) -> Dataset:
     """Load the dataset the settings name, sliced to ``max_items`` when set."""
     if settings.data_format == "movielens":
-        ds = load_movielens(settings.data_dir, settings.positive_threshold)
+        ds = load_movielens(settings.data_dir, settings.positive_threshold, settings.item_tags)
     else:
         ds = load_generic(settings.data_dir, require_interactions)
     if settings.max_items:
         ds = ds.most_popular(settings.max_items)
     return ds
-
-
-@dataclass
-class Interactions:
-    users: np.ndarray
-    items: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.users)
 
 
 @dataclass
@@ -348,3 +388,13 @@ def _held_part(val: np.ndarray, seed: int, share: float, salt: int) -> np.ndarra
     if count == 0 or count == len(val):
         return None
     return np.sort(np.random.default_rng([seed, salt]).choice(val, count, replace=False))
+
+
+def all_data_split(ds: Dataset, warm: np.ndarray, seed: int) -> ColdStartSplit:
+    """No split at all, for a refit on everything the data holds (``models.items.refit``): ``warm`` items (sorted
+    indices) and every positive of theirs to train on; no validation, test or held-out interactions."""
+    keep = np.isin(ds.items, warm)
+    none, empty = Interactions(np.zeros(0, np.int64), np.zeros(0, np.int64)), np.zeros(0, np.int64)
+    return ColdStartSplit(warm_items=np.asarray(warm, np.int64), val_items=empty, test_items=empty,
+                          train=Interactions(ds.users[keep], ds.items[keep]), warm_val=none, warm_test=none,
+                          cold_val=none, cold_test=none, seed=seed)

@@ -111,11 +111,11 @@ class Denoiser(nn.Module):
 
 
 def train_diffusion(x0: np.ndarray, cond: np.ndarray, settings, validate=None, progress: bool = True,
-                    desc: str = "diffusion") -> tuple[Denoiser, dict]:
+                    desc: str = "diffusion", epochs: int | None = None) -> tuple[Denoiser, dict]:
     """Algorithm 1: fit f_θ on (warm ID embedding x₀, condition c) pairs with the x₀-prediction loss.
 
     ``validate(model) -> float`` (higher is better) drives early stopping every ``s.eval_every``
-    epochs when given; otherwise the last epoch is kept.
+    epochs when given; otherwise the last epoch is kept, after ``epochs`` (a refit) or ``s.diffusion_epochs``.
     """
     rng = seed_everything(settings.seed)
     cfg = DenoiserConfig(dim=x0.shape[1], cond_dim=cond.shape[1], hidden=settings.diffusion_hidden,
@@ -125,8 +125,9 @@ def train_diffusion(x0: np.ndarray, cond: np.ndarray, settings, validate=None, p
     opt = torch.optim.AdamW(model.parameters(), lr=settings.diffusion_lr, weight_decay=settings.diffusion_weight_decay)
     X, C = torch.from_numpy(x0.astype(np.float32)), torch.from_numpy(cond.astype(np.float32))
     gen = torch.Generator().manual_seed(settings.seed)
-    stopper, log = EarlyStopping(settings.patience), []
-    bar = tqdm(range(settings.diffusion_epochs), desc=desc, disable=not progress)
+    stopper = EarlyStopping(settings.patience, None if validate is not None else epochs or settings.diffusion_epochs)
+    log = []
+    bar = tqdm(stopper.span(settings.diffusion_epochs), desc=desc, disable=not progress)
     for epoch in bar:
         model.train()
         perm = rng.permutation(len(X))
@@ -146,10 +147,16 @@ def train_diffusion(x0: np.ndarray, cond: np.ndarray, settings, validate=None, p
             opt.step()
             total += loss.item() * len(idx)
         entry = {"epoch": epoch + 1, "loss": total / len(X)}
-        if validate is not None and ((epoch + 1) % settings.eval_every == 0 or epoch + 1 == settings.diffusion_epochs):
+
+        def snapshot():
+            return {k: v.clone() for k, v in model.state_dict().items()}
+
+        if not stopper.validating:
+            stopper.last(epoch, snapshot)
+        elif (epoch + 1) % settings.eval_every == 0 or epoch + 1 == settings.diffusion_epochs:
             model.eval()
             entry["val_cold_ndcg@20"] = validate(model)
-            if stopper.step(entry["val_cold_ndcg@20"], lambda: {k: v.clone() for k, v in model.state_dict().items()}):
+            if stopper.step(entry["val_cold_ndcg@20"], snapshot, epoch + 1):
                 log.append(entry)
                 break
         log.append(entry)
@@ -157,4 +164,5 @@ def train_diffusion(x0: np.ndarray, cond: np.ndarray, settings, validate=None, p
     if stopper.state is not None:
         model.load_state_dict(stopper.state)
     model.eval()
-    return model, {"best_val_cold_ndcg@20": stopper.best, "epochs_run": len(log), "history": log}
+    out = {"epochs_run": len(log), "best_epoch": stopper.best_epoch, "history": log}
+    return model, out | ({"best_val_cold_ndcg@20": stopper.best} if stopper.validating else {})

@@ -85,11 +85,12 @@ class PositivesByUser:
 
 def train_gate(experts: np.ndarray, available: np.ndarray, features: np.ndarray, user_emb: np.ndarray,
                split: ColdStartSplit, settings, progress: bool = True, desc: str = "cold-aware gate",
-               loss: str = "bpr") -> tuple[ColdAwareGate, dict]:
+               loss: str = "bpr", epochs: int | None = None) -> tuple[ColdAwareGate, dict]:
     """``experts`` [N, K, d] (the ID embedding first), ``available`` [N, K], ``features`` [N, 3] over all
     items (rows = item index). ``loss``: "bpr" against the users, or "mse" (a given space of item vectors only,
     no users to rank for): the mix regressed onto the item's vector, a pseudo-cold mix onto the same mix of its
-    two items' vectors."""
+    two items' vectors. With ``epochs`` (a refit on all the data, whose split has no held-out interactions: it
+    trains on every one): exactly that many, nothing validated."""
     if loss not in ("bpr", "mse"):
         raise ValueError(f"unknown gate loss {loss!r}")
     rng = seed_everything(settings.seed)
@@ -116,8 +117,8 @@ def train_gate(experts: np.ndarray, available: np.ndarray, features: np.ndarray,
         return gate(f, a, *e.unbind(1))[0]
 
     val_probe = np.zeros((experts.shape[0], experts.shape[2]), np.float32)
-    stopper, log = EarlyStopping(settings.patience), []
-    bar = tqdm(range(settings.gate_epochs), desc=desc, disable=not progress)
+    stopper, log = EarlyStopping(settings.patience, epochs), []
+    bar = tqdm(stopper.span(settings.gate_epochs), desc=desc, disable=not progress)
     for epoch in bar:
         perm = epoch_rows(rng, len(inter), settings.gate_batch, settings.gate_steps_per_epoch)
         total = 0.0
@@ -144,6 +145,15 @@ def train_gate(experts: np.ndarray, available: np.ndarray, features: np.ndarray,
             step.backward()
             opt.step()
             total += step.item() * len(rows)
+
+        def snapshot():
+            return {k: v.clone() for k, v in gate.state_dict().items()}
+
+        if not stopper.validating:
+            log.append({"epoch": epoch + 1, "loss": total / len(perm)})
+            bar.set_postfix(loss=f"{total / len(perm):.4f}")
+            stopper.last(epoch, snapshot)
+            continue
         with torch.no_grad():
             for items in (split.val_items, warm):
                 val_probe[items] = embed(torch.from_numpy(items)).numpy()
@@ -152,8 +162,9 @@ def train_gate(experts: np.ndarray, available: np.ndarray, features: np.ndarray,
                                     (20,))["ndcg@20"] if inter is not split.train else cold
         log.append({"epoch": epoch + 1, "loss": total / len(perm), "val_cold_ndcg@20": cold, "warm_val_ndcg@20": known})
         bar.set_postfix(loss=f"{total / len(perm):.4f}", val_cold_ndcg20=f"{cold:.4f}", warm_val_ndcg20=f"{known:.4f}")
-        if stopper.step(0.5 * (cold + known), lambda: {k: v.clone() for k, v in gate.state_dict().items()}):
+        if stopper.step(0.5 * (cold + known), snapshot, epoch + 1):
             break
     gate.load_state_dict(stopper.state)
     gate.eval()
-    return gate, {"best_val_mean_ndcg@20": stopper.best, "epochs_run": len(log), "history": log}
+    out = {"epochs_run": len(log), "best_epoch": stopper.best_epoch, "history": log}
+    return gate, out | ({"best_val_mean_ndcg@20": stopper.best} if stopper.validating else {})

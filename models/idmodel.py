@@ -91,9 +91,9 @@ def normalised_adjacency(n_users: int, n_items: int, users: np.ndarray, items: n
 
 
 def train_id_model(n_users: int, n_items: int, split: ColdStartSplit, settings,
-                   progress: bool = True) -> tuple[np.ndarray, np.ndarray, dict]:
+                   progress: bool = True, epochs: int | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
     """``s.id_model`` ("mf" | "lightgcn"). Returns (user_emb [n_users, d], item_emb [n_items, d] with
-    zero rows for cold items, log)."""
+    zero rows for cold items, log). With ``epochs`` (a refit): exactly that many, nothing validated."""
     rng = seed_everything(settings.seed)
     if settings.id_model == "lightgcn":
         model = LightGCN(n_users, n_items, settings.dim, split.train.users, split.train.items, settings.lightgcn_layers)
@@ -104,8 +104,8 @@ def train_id_model(n_users: int, n_items: int, split: ColdStartSplit, settings,
     batch, lr = id_batch_and_lr(len(users), settings)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     warm = split.warm_items
-    stopper, log = EarlyStopping(settings.patience), []
-    bar = tqdm(range(settings.id_epochs), desc=f"ID model ({settings.id_model}, BPR)", disable=not progress)
+    stopper, log = EarlyStopping(settings.patience, epochs), []
+    bar = tqdm(stopper.span(settings.id_epochs), desc=f"ID model ({settings.id_model}, BPR)", disable=not progress)
     train_s = 0.0  # seconds spent in the BPR steps, evaluation left out
     for epoch in bar:
         t0 = time.perf_counter()
@@ -125,22 +125,33 @@ def train_id_model(n_users: int, n_items: int, split: ColdStartSplit, settings,
             opt.step()
             total += loss.item() * len(idx)
         train_s += time.perf_counter() - t0
-        if (epoch + 1) % settings.eval_every == 0 or epoch + 1 == settings.id_epochs:
-            with torch.no_grad():
-                U, I = (t.numpy().copy() for t in model.embeddings())
+        if not stopper.validating:
+            log.append({"epoch": epoch + 1, "loss": total / len(perm), "train_s": round(train_s, 3)})
+            bar.set_postfix(loss=f"{total / len(perm):.4f}")
+            stopper.last(epoch, lambda: tables(model))
+        elif (epoch + 1) % settings.eval_every == 0 or epoch + 1 == settings.id_epochs:
+            U, I = tables(model)
             ndcg = evaluate_candidates(U, I, warm, split.warm_val, split.train, (20,))["ndcg@20"]
             log.append({"epoch": epoch + 1, "loss": total / len(perm), "warm_val_ndcg@20": ndcg,
                         "train_s": round(train_s, 3)})
             bar.set_postfix(loss=f"{total / len(perm):.4f}", val_ndcg20=f"{ndcg:.4f}")
-            if stopper.step(ndcg, lambda: (U.copy(), I.copy())):
+            if stopper.step(ndcg, lambda: (U.copy(), I.copy()), epoch + 1):
                 break
     U, I = stopper.state
     I[np.setdiff1d(np.arange(n_items), warm)] = 0.0
-    diagnostics = id_model_diagnostics(stopper.best, n_users, n_items, split, settings.seed)
-    return U.astype(np.float32), I.astype(np.float32), {"best_warm_val_ndcg@20": stopper.best,
-                                                        "diagnostics": diagnostics, "history": log,
-                                                        "batch": batch, "lr": lr, "epochs_run": epoch + 1,
-                                                        "train_s": round(train_s, 3)}
+    out = {"history": log, "batch": batch, "lr": lr, "epochs_run": epoch + 1, "best_epoch": stopper.best_epoch,
+           "train_s": round(train_s, 3)}
+    if stopper.validating:
+        out |= {"best_warm_val_ndcg@20": stopper.best,
+                "diagnostics": id_model_diagnostics(stopper.best, n_users, n_items, split, settings.seed)}
+    return U.astype(np.float32), I.astype(np.float32), out
+
+
+def tables(model: MF) -> tuple[np.ndarray, np.ndarray]:
+    """The model's (user, item) embedding tables as numpy copies."""
+    with torch.no_grad():
+        U, I = model.embeddings()
+    return U.numpy().copy(), I.numpy().copy()
 
 
 def id_batch_and_lr(positives: int, settings) -> tuple[int, float]:

@@ -49,15 +49,33 @@ def bpr_loss(pos_scores: torch.Tensor, neg_scores: torch.Tensor) -> torch.Tensor
 
 
 class EarlyStopping:
-    """Keeps the best validation score's snapshot; says stop after ``patience`` checks without a gain."""
+    """Keeps the best validation score's snapshot and its epoch; says stop after ``patience`` checks without a gain.
 
-    def __init__(self, patience: int):
+    With ``epochs`` (a refit on all the data, ``models.items.refit``) nothing is validated: the loop runs exactly
+    ``epochs`` epochs (``span``) and keeps the last one's weights (``last``) -- the evaluation's chosen epoch count."""
+
+    def __init__(self, patience: int, epochs: int | None = None):
         self.patience, self.best, self.state, self._bad = patience, -1.0, None, 0
+        self.best_epoch, self.epochs = 0, epochs
 
-    def step(self, score: float, snapshot) -> bool:
-        """``snapshot()`` is called only on a new best. Returns True when training should stop."""
+    @property
+    def validating(self) -> bool:
+        return self.epochs is None
+
+    def span(self, most: int) -> range:
+        """The epochs to run: up to ``most`` while validating, else exactly the fixed count."""
+        return range(most if self.epochs is None else self.epochs)
+
+    def last(self, epoch: int, snapshot) -> None:
+        """A fixed-epoch run: ``snapshot()`` once the last epoch (0-based ``epoch``) is done."""
+        if epoch + 1 == self.epochs:
+            self.state, self.best_epoch = snapshot(), self.epochs
+
+    def step(self, score: float, snapshot, epoch: int = 0) -> bool:
+        """``snapshot()`` is called only on a new best (``epoch``, 1-based, recorded with it). Returns True when
+        training should stop."""
         if score > self.best:
-            self.best, self.state, self._bad = score, snapshot(), 0
+            self.best, self.state, self._bad, self.best_epoch = score, snapshot(), 0, epoch
             return False
         self._bad += 1
         return self._bad >= self.patience

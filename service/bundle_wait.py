@@ -7,68 +7,43 @@ same way (its log named in the service's own log), instead of a 404."""
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import os
-import time
 from pathlib import Path
+
+from coldproxy import background
 
 log = logging.getLogger("coldproxy")
 
 POLL_S = 2.0
+SUFFIX = ".training.json"
 
 
 def status_path(package_dir: Path) -> Path:
-    package_dir = Path(package_dir)
-    return package_dir.with_name(package_dir.name + ".training.json")
+    return background.status_path(package_dir, SUFFIX)
 
 
 def announce(package_dir: Path, estimate_s: float, pid: int, log_file: Path) -> None:
     """The bundle model is being trained into ``package_dir`` by process ``pid``, for about ``estimate_s``."""
-    status_path(package_dir).write_text(json.dumps({"started_at": time.time(), "estimate_s": round(estimate_s),
-                                                    "pid": pid, "log": str(log_file)}))
+    background.announce(status_path(package_dir), estimate_s, pid, log_file)
 
 
 def finish(package_dir: Path, error: str | None = None) -> None:
     """Training ended: the status file goes (the package is there), or says why it failed."""
-    path = status_path(package_dir)
-    if error is None:
-        path.unlink(missing_ok=True)
-        return
-    status = json.loads(path.read_text()) if path.exists() else {}
-    path.write_text(json.dumps(status | {"failed": error}))
+    background.finish(status_path(package_dir), error)
 
 
 def training(package_dir: Path | None) -> dict | None:
     """The announced training of the bundle package, when there is one and no package yet."""
     if package_dir is None or (Path(package_dir) / "manifest.json").exists():
         return None
-    try:
-        status = json.loads(status_path(package_dir).read_text())
-    except (OSError, ValueError):
-        return None
-    if "failed" not in status and not _alive(status.get("pid")):
-        status["failed"] = "the training process is gone"
-    return status
-
-
-def _alive(pid) -> bool:
-    if not isinstance(pid, int):
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return background.read(status_path(package_dir))
 
 
 def wait_detail(status: dict) -> tuple[str, int]:
     """What a bundle route answers while the model trains, and the ``Retry-After`` seconds."""
     if "failed" in status:  # the log's path stays on the server: a client learns nothing of its file system
         return f"bundle model training failed: {status['failed']} (the service's training log says why)", 60
-    left = round(status.get("estimate_s", 0) - (time.time() - status.get("started_at", time.time())))
+    left = background.seconds_left(status)
     when = f"ready in ~{left} s" if left > 0 else "ready any moment now (it is past its estimate)"
     return f"bundle model training, {when}", min(max(left, 1), 30)
 

@@ -57,6 +57,12 @@ class NewItem:
 
 
 def refuse_warm(serving: Serving, item_id: str) -> None:
+    """``Conflict`` for an item the model package holds: by its ID vector, or by the package's own proxy (an item of
+    its catalogue without interactions, which the next package's training sees)."""
+    if item_id in serving.items.proxies:
+        raise Conflict(f"item {item_id} is in model package {serving.version}'s catalogue, served by the package's "
+                       "proxy: the next package trained on its interactions serves it by its ID vector (a changed "
+                       "item needs a new ID)")
     if item_id in serving.items.warm:
         raise Conflict(f"item {item_id} is warm: it is served from the ID model")
 

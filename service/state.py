@@ -19,7 +19,7 @@ from coldproxy.config import ServiceSettings, usable_cores
 from coldproxy.errors import Conflict, InvalidInput, NotReady, PackageError, StoreUnavailable
 from coldproxy.limits import MAX_DIM
 from coldproxy.package import load_package, package_version
-from service import bundle_wait
+from service import bundle_wait, refit_wait
 from service.auth import KeyRing, RateLimiter, check_exposure
 from service.bundle_serving import BundleServing
 from service.drift import DriftMonitor
@@ -97,7 +97,8 @@ class Serving:
             self.items = Catalog("items", package.user_ids, package.user_emb, package.item_ids, package.item_emb, store,
                                  metrics, settings.local_reads, settings.index_options(), package.id_fingerprint,
                                  package.score, settings.max_user_norm, settings.vector_norm_slack,
-                                 settings.max_store_lookups, package.seen)
+                                 settings.max_store_lookups, package.seen, package.proxy_ids,
+                                 self.boosted(package.proxy_emb))
             if settings.user_history and not isinstance(store, MemoryStore):
                 self.items.history = UserHistory(store.client, settings.redis_prefix, settings.user_history,
                                                  settings.user_history_ttl_s)
@@ -108,17 +109,20 @@ class Serving:
         except Exception:
             await self.close()
             raise
-        log.info("model package %s loaded: %d users, %d warm items, %d cold items from the store, providers %s; %s",
-                 self.version, len(self.items.users), len(self.items.warm), n_cold, self.pipeline.providers,
+        log.info("model package %s loaded: %d users, %d items by ID vector, %d by the package's proxies, %d new items "
+                 "from the store, providers %s; %s", self.version, len(self.items.users), self.items.n_id,
+                 len(self.package.proxy_ids), n_cold, self.pipeline.providers,
                  f"bundle recommender {self.bundles.version}" if self.bundles else "no bundle recommender")
         return self
+
+    def boosted(self, vectors: np.ndarray) -> np.ndarray:
+        """New items' served vectors with the exploration boost (``cold_boost``), when there is one."""
+        return (vectors * (1.0 + self.cold_boost)).astype(np.float32) if self.cold_boost else vectors
 
     def stored_record(self, result: Embedded) -> StoredItem:
         """What this package stores for an embedded new item: the served vector (with the exploration boost)
         and, with a cold-aware gate, the experts' outputs that re-gating needs. ``InvalidInput`` when not finite."""
-        emb = result.embedding
-        if self.cold_boost:
-            emb = (emb * (1.0 + self.cold_boost)).astype(np.float32)
+        emb = self.boosted(result.embedding)
         if not np.isfinite(emb).all():
             raise InvalidInput("the model produced a non-finite embedding for this input; nothing was stored")
         if result.parts:
@@ -175,6 +179,8 @@ class State:
         self.metrics.serving_version.labels(self.serving.version, "serving").set(1)
         if bundle_wait.training(self.settings.bundle_package_dir) is not None:
             self._keep(asyncio.create_task(bundle_wait.watch(self)))
+        if refit_wait.status(self.settings.package_dir) is not None:
+            self._keep(asyncio.create_task(refit_wait.watch(self)))
         if self.settings.candidate_package_dir is not None:
             candidate = await Serving.open(self.settings, self.metrics, self.settings.candidate_package_dir,
                                            bundles=False)

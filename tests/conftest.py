@@ -51,7 +51,8 @@ def train_settings(tmp_path_factory, movielens_dir) -> TrainSettings:
 @pytest.fixture(scope="session")
 def trained(train_settings):
     from export.encoders import encoder_graphs
-    from models.items.train import save_checkpoint, train
+    from models.items.checkpoint import save_checkpoint
+    from models.items.train import train
 
     result = train(train_settings, encoder_graphs, progress=False)
     save_checkpoint(result, train_settings.work_dir)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from coldproxy_cli.commands import bundles_in_background
+from coldproxy_cli.children import bundles_in_background
 from service import bundle_wait
 
 

@@ -23,7 +23,11 @@ class DataSettings(BaseSettings):
                                                          description="movielens (ratings.csv, movies.csv, posters/) or "
                                                                      "generic (interactions.csv, items.csv: "
                                                                      "docs/getting-started.md)")
-    positive_threshold: float = Field(4.0, description="MovieLens rating >= this is a positive")
+    positive_threshold: float = Field(4.0, description="MovieLens rating >= this is a positive; a lower rating is an "
+                                      "interaction seen, not positive: never trained on, left out of recommendations")
+    item_tags: bool = Field(False, description="MovieLens: the users' tags (tags.csv) join an item's text. Off: tags "
+                            "are written by users after they watched, interaction data a new item does not have at "
+                            "upload; turn it on only where tags come with the item (written by its author)")
     max_items: int | None = Field(None, description="keep only the N most popular items (tests, demos)")
     split_ratios: tuple[float, float, float] = Field((0.8, 0.1, 0.1),
                                                      description="train / validation / test shares of the items held "
@@ -162,6 +166,9 @@ class PackageSettings(BaseSettings):
 
     calibration: bool = Field(True, description="fit the affine map of new items' vectors to the warm items' "
                               "score scale on the validation all-items ranking (models/items/calibration.py)")
+    refit: bool = Field(True, description="after the evaluation, train the served package again on all the data with "
+                        "the evaluation's choices (models/items/refit.py): every item with an interaction is then "
+                        "warm; false (--no-refit): serve the evaluation split's package, as the benchmarks measure it")
     work_dir: Path = Field(REPO_ROOT / "artifacts" / "train", description="training checkpoint")
     package_dir: Path = Field(REPO_ROOT / "artifacts" / "package",
                               description="exported model package (COLDPROXY_BUNDLE_DIR: its deprecated name)",

@@ -80,9 +80,11 @@ def anchors_for(features: Features, item_emb: np.ndarray, warm: np.ndarray, neig
 
 def fit_experts(features: Features, split: ColdStartSplit, user_emb: np.ndarray, item_emb: np.ndarray,
                 proxy_emb: np.ndarray, settings, progress: bool = True, gate: bool = True, from_noise: bool = False,
-                ranking: bool = True) -> Experts:
+                ranking: bool = True, chosen: dict | None = None) -> Experts:
     """``proxy_emb``: the generator's output for every item. Without ``ranking`` (a given space of item vectors
-    only) the gate trains on MSE to the items' vectors instead of BPR (``models.gate.train_gate``)."""
+    only) the gate trains on MSE to the items' vectors instead of BPR (``models.gate.train_gate``). ``chosen`` (a
+    refit on all the data: ``models.items.refit``): the evaluation's choices -- "diffusion_epochs", "gate_epochs",
+    "sampler" -- used instead of validating."""
     n, warm = len(proxy_emb), split.warm_items
     anchor = anchors_for(features, item_emb, warm, settings.anchor_n)
     kw = sampler_kwargs(settings) | {"from_noise": from_noise, "seed": settings.seed}
@@ -93,8 +95,13 @@ def fit_experts(features: Features, split: ColdStartSplit, user_emb: np.ndarray,
         probe[v] = sample(model, anchor[v], proxy_emb[v], **kw)
         return validation_cold_ndcg(user_emb, probe, split)
 
-    denoiser, dlog = train_diffusion(item_emb[warm], proxy_emb[warm], settings, validate, progress)
-    if settings.sampler_select and settings.sampler != "ddpm" and not from_noise:
+    if chosen is not None:
+        kw |= chosen["sampler"]
+        denoiser, dlog = train_diffusion(item_emb[warm], proxy_emb[warm], settings, None, progress,
+                                         epochs=chosen["diffusion_epochs"])
+    else:
+        denoiser, dlog = train_diffusion(item_emb[warm], proxy_emb[warm], settings, validate, progress)
+    if chosen is None and settings.sampler_select and settings.sampler != "ddpm" and not from_noise:
         kw, dlog["sampler_validation"] = choose_sampler(denoiser, anchor, proxy_emb, user_emb, split, settings, kw)
     diffusion = sample(denoiser, anchor, proxy_emb, **kw)
     counts = np.bincount(split.train.items, minlength=n).astype(np.float32)
@@ -103,7 +110,8 @@ def fit_experts(features: Features, split: ColdStartSplit, user_emb: np.ndarray,
     if gate:
         stacked, available = ex.stacked(item_emb, warm, n)
         ex.gate, ex.logs["gate"] = train_gate(stacked, available, ex.features, user_emb, split, settings, progress,
-                                              loss="bpr" if ranking else "mse")
+                                              loss="bpr" if ranking else "mse",
+                                              epochs=None if chosen is None else chosen["gate_epochs"])
     return ex
 
 

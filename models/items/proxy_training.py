@@ -95,10 +95,11 @@ def _drop_modality(mask: torch.Tensor, p: float, gen: torch.Generator) -> torch.
 def train_proxy(
     build: Callable[[], nn.Module], features: Features, split: ColdStartSplit, user_emb: np.ndarray,
     item_emb: np.ndarray, settings, bpr_weight: float = 1.0, mse_weight: float = 0.0,
-    weights: dict[str, float] | None = None, desc: str = "proxy", progress: bool = True,
+    weights: dict[str, float] | None = None, desc: str = "proxy", progress: bool = True, epochs: int | None = None,
 ) -> tuple[nn.Module, dict]:
     """Seed, ``build()`` the model (so its initialisation depends on ``s.seed`` only), fit it
-    (normalisation from warm items); early stopping on val-cold NDCG@20. With ``proxy_ema_decay`` > 0
+    (normalisation from warm items); early stopping on val-cold NDCG@20, or exactly ``epochs`` epochs without
+    validation (a refit on all the data). With ``proxy_ema_decay`` > 0
     an exponential moving average of the weights (``torch.optim.swa_utils``) is what is validated,
     snapshot and returned: the average over the last ~1/(1 - decay) steps, steadier than one step's.
 
@@ -122,8 +123,8 @@ def train_proxy(
     n = len(split.train) if bpr_weight > 0 else len(warm)
     n_neg = settings.proxy_negatives if bpr_weight > 0 else 1
     probe = np.zeros_like(item_emb)
-    stopper, log = EarlyStopping(settings.patience), []
-    bar = tqdm(range(settings.proxy_epochs), desc=desc, disable=not progress)
+    stopper, log = EarlyStopping(settings.patience, epochs), []
+    bar = tqdm(stopper.span(settings.proxy_epochs), desc=desc, disable=not progress)
     for epoch in bar:
         model.train()
         perm = epoch_rows(rng, n, settings.proxy_batch, settings.proxy_steps_per_epoch)
@@ -158,17 +159,26 @@ def train_proxy(
             if ema is not None:
                 ema.update_parameters(model)
             total += loss.item() * len(idx)
-        probe[split.val_items] = predict(scored, features, split.val_items)
-        ndcg = validation_cold_ndcg(user_emb, probe, split)
         seen = len(perm)
-        log.append({"epoch": epoch + 1, "loss": total / seen,
-                    "val_cold_ndcg@20": ndcg} | {k: v / seen for k, v in parts.items()})
+        entry = {"epoch": epoch + 1, "loss": total / seen} | {k: v / seen for k, v in parts.items()}
+        log.append(entry)
+
+        def snapshot():
+            return {k: v.clone() for k, v in scored.state_dict().items()}
+
+        if not stopper.validating:
+            bar.set_postfix(loss=f"{total / seen:.4f}")
+            stopper.last(epoch, snapshot)
+            continue
+        probe[split.val_items] = predict(scored, features, split.val_items)
+        entry["val_cold_ndcg@20"] = ndcg = validation_cold_ndcg(user_emb, probe, split)
         bar.set_postfix(loss=f"{total / seen:.4f}", val_cold_ndcg20=f"{ndcg:.4f}")
-        if stopper.step(ndcg, lambda: {k: v.clone() for k, v in scored.state_dict().items()}):
+        if stopper.step(ndcg, snapshot, epoch + 1):
             break
     model.load_state_dict(stopper.state)
     model.eval()
-    return model, {"best_val_cold_ndcg@20": stopper.best, "epochs_run": len(log), "history": log}
+    out = {"epochs_run": len(log), "best_epoch": stopper.best_epoch, "history": log}
+    return model, out | ({"best_val_cold_ndcg@20": stopper.best} if stopper.validating else {})
 
 
 def ranking_loss(users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, kind: str) -> torch.Tensor:

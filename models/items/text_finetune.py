@@ -103,8 +103,10 @@ def run(model: LastLayer, states: list[torch.Tensor], rows: np.ndarray, lengths:
 
 
 def finetune_text_layer(texts: list[str], features: Features, split: ColdStartSplit, user_emb: np.ndarray,
-                        item_emb: np.ndarray, settings, progress: bool = True) -> tuple[Features, dict, dict]:
-    """Fine-tune the last layer; returns (features recomputed with it, the layer's state dict, log)."""
+                        item_emb: np.ndarray, settings, progress: bool = True, epochs: int | None = None
+                        ) -> tuple[Features, dict, dict]:
+    """Fine-tune the last layer; returns (features recomputed with it, the layer's state dict, log). Early stopping
+    on validation-cold NDCG@20, or exactly ``epochs`` epochs without validation (a refit)."""
     from models.encoders import TextEncoder
 
     rng = seed_everything(settings.seed)
@@ -121,7 +123,7 @@ def finetune_text_layer(texts: list[str], features: Features, split: ColdStartSp
     warm = np.intersect1d(split.warm_items, rows)
     val = np.intersect1d(split.val_items, rows)
     targets = torch.from_numpy(item_emb)
-    stopper, history, best_epoch = EarlyStopping(settings.patience), [], 0
+    stopper, history = EarlyStopping(settings.patience, epochs), []
     probe = np.zeros_like(item_emb)
 
     def score() -> float:
@@ -129,7 +131,7 @@ def finetune_text_layer(texts: list[str], features: Features, split: ColdStartSp
         probe[val] = run(model, states, val, lengths)[1]
         return validation_cold_ndcg(user_emb, probe, split)
 
-    bar = tqdm(range(settings.text_finetune_epochs), desc="text encoder, last layer", disable=not progress)
+    bar = tqdm(stopper.span(settings.text_finetune_epochs), desc="text encoder, last layer", disable=not progress)
     for epoch in bar:
         model.train()
         total = 0.0
@@ -141,12 +143,14 @@ def finetune_text_layer(texts: list[str], features: Features, split: ColdStartSp
             loss.backward()
             opt.step()
             total += loss.item() * len(b)
+        if not stopper.validating:
+            history.append({"epoch": epoch + 1, "loss": total / len(warm)})
+            stopper.last(epoch, lambda: copy.deepcopy(model.state_dict()))
+            continue
         ndcg = score()
         history.append({"epoch": epoch + 1, "loss": total / len(warm), "val_cold_ndcg@20": ndcg})
         bar.set_postfix(loss=f"{total / len(warm):.4f}", val_cold_ndcg=f"{ndcg:.4f}")
-        if ndcg > stopper.best:
-            best_epoch = epoch + 1
-        if stopper.step(ndcg, lambda: copy.deepcopy(model.state_dict())):
+        if stopper.step(ndcg, lambda: copy.deepcopy(model.state_dict()), epoch + 1):
             break
     model.load_state_dict(stopper.state)
     pooled, _ = run(model, states, rows, lengths)
@@ -154,7 +158,8 @@ def finetune_text_layer(texts: list[str], features: Features, split: ColdStartSp
     text_layers[rows, -1] = pooled
     text = features.text.copy()
     text[rows] = pooled / np.linalg.norm(pooled, axis=1, keepdims=True).clip(1e-12)
-    log = {"best_val_cold_ndcg@20": stopper.best, "best_epoch": best_epoch, "history": history}
+    log = {"best_epoch": stopper.best_epoch, "history": history}
+    log |= {"best_val_cold_ndcg@20": stopper.best} if stopper.validating else {}
     return features.replace(text=text, text_layers=text_layers), model.layer.state_dict(), log
 
 

@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 
 from coldproxy.errors import PackageError
 from coldproxy.protocol import ModelOut, ReloadOut
+from service import refit_wait
 from service.api.deps import ADMIN, READ, AppState, Live, access
 
 router = APIRouter()
@@ -26,8 +27,9 @@ async def model(st: AppState, sv: Live) -> ModelOut:
                    "test_metrics": bm.metrics.get("test", {})}
     return ModelOut(package_version=manifest.version, created_at=manifest.created_at, dims=manifest.dims.model_dump(),
                     encoders=manifest.encoders, counts=manifest.counts, cold_items_indexed=sv.items.cold_indexed,
-                    providers=sv.pipeline.providers, test_metrics=manifest.metrics.get("test", {}),
-                    calibration=calibration_of(manifest), selection=manifest.metrics.get("selection"),
+                    providers=sv.pipeline.providers, evaluation=manifest.evaluation, served=manifest.served,
+                    refit=refit_wait.describe(st.settings.package_dir), test_metrics=manifest.evaluated("test", {}),
+                    calibration=calibration_of(manifest), selection=manifest.evaluated("selection"),
                     cold_boost=sv.cold_boost, bundle_recommender=bundles,
                     warnings=warnings_of(manifest), id_fingerprint=sv.package.id_fingerprint, id_space=space_of(sv),
                     encoder_fingerprint=sv.package.encoder_fingerprint,
@@ -57,7 +59,7 @@ def warnings_of(manifest) -> list[str]:
 
 
 def calibration_of(manifest) -> dict | None:
-    fitted = manifest.metrics.get("calibration")
+    fitted = manifest.evaluated("calibration")
     if not fitted:
         return None
     return {k: fitted[k] for k in ("scale", "shift", "chosen_on", "val_all_ndcg20", "val_all_ndcg20_uncalibrated")

@@ -1,9 +1,9 @@
-"""One servable embedding space: its users, the entries the model knows (warm), and the entries
-computed at run time (cold) -- kept in Redis under the model's version and mirrored in this
-replica's FAISS index. With local reads, a lookup asks Redis only for a bounded number of the IDs the index does not
-hold (``COLDPROXY_MAX_STORE_LOOKUPS``): the rest of a list of unknown IDs are answered missing without touching the
-store every replica shares. The service has one for items and, with a bundle recommender, one for bundles;
-lookups, ranking and top-k are the same code for both.
+"""One servable embedding space: its users, the entries the model knows (warm: by their ID vector, and the package's
+own proxies of every other entry of its catalogue), and the entries computed at run time (cold) -- kept in Redis
+under the model's version and mirrored in this replica's FAISS index. With local reads, a lookup asks Redis only for
+a bounded number of the IDs the index does not hold (``COLDPROXY_MAX_STORE_LOOKUPS``): the rest of a list of unknown
+IDs are answered missing without touching the store every replica shares. The service has one for items and, with a
+bundle recommender, one for bundles; lookups, ranking and top-k are the same code for both.
 
 Entries whose vector the recommender gave after the package was made (``PUT /v1/items:id-embeddings``)
 are stored like new items, marked as the recommender's: a warm entry's new vector replaces the package's
@@ -44,8 +44,10 @@ class Found:
     warm: int
     given: frozenset[int] = frozenset()
 
+    proxied: frozenset[int] = frozenset()  # rows among the first ``warm`` that the package serves by a proxy
+
     def source(self, row: int) -> str:
-        return "id" if row < self.warm or row in self.given else "proxy"
+        return "id" if (row < self.warm and row not in self.proxied) or row in self.given else "proxy"
 
 
 def largest_norm(vectors: np.ndarray) -> float:
@@ -56,18 +58,24 @@ class Catalog:
     def __init__(self, name: str, user_ids: list[str], user_emb: np.ndarray, warm_ids: list[str], warm_emb: np.ndarray,
                  store: RedisStore, metrics: Metrics, local_reads: bool, index_options: dict | None = None,
                  space: str = "", score: str = "dot", max_user_norm: float | None = None, norm_slack: float = 1.5,
-                 store_lookups: int = 0, seen: tuple[np.ndarray, np.ndarray] | None = None):
-        """``space``: the ID space's fingerprint; ``score``: its score function (cosine: vectors unit-length);
+                 store_lookups: int = 0, seen: tuple[np.ndarray, np.ndarray] | None = None,
+                 proxy_ids: list[str] = (), proxy_emb: np.ndarray | None = None):
+        """``proxy_ids``, ``proxy_emb``: the package's entries without an ID vector, served by their proxy (answered
+        with source "proxy", among the "new" ones of ``top_k``), after the warm ones; ``space``: the ID space's
+        fingerprint; ``score``: its score function (cosine: vectors unit-length);
         ``max_user_norm``: the largest norm of a user vector a client may send (default: ``norm_slack`` x the
         largest of the users', or of the warm entries' without users); ``norm_slack`` bounds a vector the
         recommender sends for an entry likewise; ``store_lookups``: with ``local_reads``, how many IDs a lookup
         that this replica's index does not hold may ask Redis for (0: all); ``seen``: each user's training
-        interactions as warm rows (CSR indptr, rows), left out of their recommendations."""
+        interactions as rows of the package's entries (CSR indptr, rows), left out of their recommendations."""
         self.name, self.store, self.metrics, self.local_reads = name, store, metrics, local_reads
         self.store_lookups, self.seen = store_lookups, seen
         self.users = {u: i for i, u in enumerate(user_ids)}
-        self.user_emb, self.warm_emb = user_emb, warm_emb
-        self.warm = {x: i for i, x in enumerate(warm_ids)}
+        self.user_emb = user_emb
+        self.n_id = len(warm_ids)  # the package's entries with an ID vector: the first rows
+        self.proxies = set(proxy_ids)  # the package's entries served by a proxy, until the recommender gives a vector
+        self.warm = {x: i for i, x in enumerate([*warm_ids, *proxy_ids])}
+        self.warm_emb = warm_emb if not len(proxy_ids) else np.concatenate([warm_emb, proxy_emb]).astype(np.float32)
         self.dim, self.space, self.score = warm_emb.shape[1], space, score
         self.max_user_norm = max_user_norm or norm_slack * (largest_norm(user_emb) or largest_norm(warm_emb) or 1.0)
         self.max_entry_norm = norm_slack * (largest_norm(warm_emb) or 1.0)
@@ -78,7 +86,7 @@ class Catalog:
         self.history = None  # a ``service.storage.history.UserHistory``: items users were posted to have seen since
         self._warm_owned = False  # warm_emb is the package's array until a warm entry gets a new vector
         self.index = ItemIndex(warm_emb.shape[1], **(index_options or {}))
-        self.index.upsert(list(warm_ids), warm_emb, posted=0.0)  # no posting time: never "posted after" one
+        self.index.upsert(list(self.warm), self.warm_emb, posted=0.0)  # no posting time: never "posted after" one
         self.sync = IndexSync(store, self.index, metrics, self.warm, name, self)
 
     async def start(self) -> int:
@@ -140,6 +148,7 @@ class Catalog:
         if not self._warm_owned:
             self.warm_emb, self._warm_owned = self.warm_emb.copy(), True
         self.warm_emb[[self.warm[i] for i in ids]] = vectors
+        self.proxies.difference_update(ids)  # the package's proxy of such an entry gives way to the recommender's
         shown = [k for k, i in enumerate(ids) if i not in self.hidden]  # a hidden one stays out of the index
         self.index.upsert([ids[k] for k in shown], vectors[shown])
 
@@ -222,7 +231,9 @@ class Catalog:
         if self.given or any(v[1] for v in cold.values()):
             given = frozenset(r for r in range(len(warm_pos), len(flat))
                               if ids[flat[r]] in self.given or (ids[flat[r]] in cold and cold[ids[flat[r]]][1]))
-        found = Found(np.array(flat, np.int64), np.concatenate(parts), len(warm_pos), given)
+        proxied = frozenset(r for r, k in enumerate(warm_pos) if ids[k] in self.proxies) if self.proxies else \
+            frozenset()
+        found = Found(np.array(flat, np.int64), np.concatenate(parts), len(warm_pos), given, proxied)
         m = self.metrics.lookups
         m.labels(self.name, "id").inc(found.warm)
         m.labels(self.name, "proxy_local").inc(len(local_pos))
@@ -257,8 +268,8 @@ class Catalog:
         return ranked, [ids[k] for k in np.flatnonzero(unknown).tolist()]
 
     def seen_rows(self, user_id: str | None) -> frozenset[int]:
-        """The index rows of ``user_id``'s training interactions (warm entries are the index's first rows); none for a
-        user vector, or a package that kept none."""
+        """The index rows of ``user_id``'s interactions in the package's data (the package's entries are the index's
+        first rows); none for a user vector, or a package that kept none."""
         row = self.users.get(user_id) if user_id is not None else None
         if row is None or self.seen is None:
             return frozenset()
@@ -278,12 +289,16 @@ class Catalog:
 
     def top_k(self, user: np.ndarray, k: int, exclude: frozenset[int] = frozenset(), only: str = "all",
               after: float | None = None) -> list[tuple[str, float, str]]:
-        """The ``k`` best entries for ``user`` without the rows in ``exclude``; ``only``: "warm" (the package's own
-        entries, the index's first rows), "new" (every other: posted or added since) or "all"; ``after``: only
-        entries first stored after that time (epoch seconds; never the package's warm ones)."""
-        within = {"all": None, "warm": (0, len(self.warm)), "new": (len(self.warm), 2 ** 62)}[only]
-        return [(i, s, "id" if i in self.warm or i in self.given else "proxy")
-                for i, s in self.index.search(user, k, exclude, within, after)]
+        """The ``k`` best entries for ``user`` without the rows in ``exclude``; ``only``: "warm" (the package's entries
+        with an ID vector, the index's first rows), "new" (every other: the package's proxies, and entries posted or
+        added since) or "all"; ``after``: only entries first stored after that time (epoch seconds; never the
+        package's own)."""
+        within = {"all": None, "warm": (0, self.n_id), "new": (self.n_id, 2 ** 62)}[only]
+        return [(i, s, self.source_of(i)) for i, s in self.index.search(user, k, exclude, within, after)]
+
+    def source_of(self, entry_id: str) -> str:
+        """"id" for an entry served by an ID vector (the package's, or the recommender's since), else "proxy"."""
+        return "id" if (entry_id in self.warm and entry_id not in self.proxies) or entry_id in self.given else "proxy"
 
     async def give(self, key: str, vector: np.ndarray) -> tuple[str, StoredItem | None]:
         """Serve the recommender's ``vector`` (``entry_vector``'s, or one this space stored) for ``key`` from now on:

@@ -12,7 +12,7 @@ from coldproxy.package import load_package
 from coldproxy.preprocess import load_image_file
 from export.graphs import parity
 from models.encoders import ImageEncoder, TextEncoder, tokenizer
-from models.items.train import load_proxy
+from models.items.checkpoint import load_proxy
 
 TOL = 1e-4
 
@@ -81,7 +81,7 @@ def test_package_with_wrong_dims_is_refused(package_dir, tmp_path):
 
 def test_sampler_graph_matches_torch_on_cold_items(package_dir, trained, train_settings):
     """The unrolled DPM-Solver++ graph vs the torch sampler, on test-cold items' anchors and proxies."""
-    from models.items.train import load_experts
+    from models.items.checkpoint import load_experts
     from models.samplers import sample
 
     den, _, kw, _ = load_experts(train_settings.work_dir)

@@ -29,7 +29,8 @@ def test_the_last_layer_on_the_frozen_states_reproduces_the_published_encoder(mo
 def test_a_fine_tuned_layer_is_served_by_the_package_text_encoder(tmp_path, movielens_dir):
     from export.encoders import encoder_graphs
     from export.package import build_package
-    from models.items.train import save_checkpoint, train
+    from models.items.checkpoint import save_checkpoint
+    from models.items.train import train
 
     s = TrainSettings(data_dir=movielens_dir, max_items=200, seed=0, id_epochs=5, proxy_epochs=2, eval_every=5,
                       diffusion=False, select_modalities=False, text_finetune=True, text_finetune_epochs=2,

@@ -56,7 +56,7 @@ def _feeds(seed: int) -> dict[str, np.ndarray]:
 
 def test_a_blended_generator_is_the_weighted_mix_of_its_routed_members_round_trips_and_exports_as_one_graph(tmp_path):
     from export.graphs import export_proxy, parity
-    from models.items.train import generator_checkpoint, load_proxy
+    from models.items.checkpoint import generator_checkpoint, load_proxy
 
     fused, text, image = _generator((1, 1), 0), _generator((1, 0), 1), _generator((0, 1), 2)
     blend = BlendedGenerator(fused, {"text": text, "image": image}, {"both": 0.5, "text": 0.3, "image": 0.2}).eval()
@@ -83,7 +83,7 @@ def test_a_blended_generator_is_the_weighted_mix_of_its_routed_members_round_tri
 def test_a_fused_generator_from_another_seed_joins_a_blend_unrouted_and_exports_with_it(tmp_path):
     from export.graphs import export_proxy, parity
     from export.package import generator_name
-    from models.items.train import generator_checkpoint, load_proxy
+    from models.items.checkpoint import generator_checkpoint, load_proxy
 
     fused, fused2, text = _generator((1, 1), 0), _generator((1, 1), 7), _generator((1, 0), 1)
     blend = BlendedGenerator(fused, {"both#2": fused2, "text": text}, {"both#2": 0.6, "text": 0.4}).eval()

@@ -40,7 +40,7 @@ def test_a_routed_single_modality_generator_falls_back_to_the_fused_one_where_it
 
 def test_a_routed_generator_round_trips_through_its_checkpoint_and_exports_as_one_graph(tmp_path):
     from export.graphs import export_proxy, parity
-    from models.items.train import generator_checkpoint, load_proxy
+    from models.items.checkpoint import generator_checkpoint, load_proxy
 
     routed = RoutedGenerator(_generator((0, 1), 2), _generator((1, 1), 3)).eval()
     torch.save(generator_checkpoint(routed), tmp_path / "proxy.pt")
@@ -61,8 +61,9 @@ def test_a_routed_generator_round_trips_through_its_checkpoint_and_exports_as_on
 
 def test_the_fusion_temperature_is_chosen_by_the_validation_score_and_exported_with_the_generator(tmp_path):
     from export.graphs import export_proxy, parity
+    from models.items.candidates import choose_fusion_temperature
+    from models.items.checkpoint import generator_checkpoint, load_proxy
     from models.items.proxy_training import predict
-    from models.items.train import choose_fusion_temperature, generator_checkpoint, load_proxy
 
     feats, items, gen = random_features(16, 0), np.arange(16), _generator((1, 1), 4)
     gen.cfg.fusion_temperature = 4.0

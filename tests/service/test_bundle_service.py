@@ -316,7 +316,7 @@ def test_coldproxy_up_replaces_a_bundle_package_of_an_older_schema(package, tmp_
     import json
     import shutil
 
-    from coldproxy_cli.commands import stale_bundle_package
+    from coldproxy_cli.children import stale_bundle_package
 
     assert not stale_bundle_package(package)
     old = tmp_path / "schema1"

@@ -46,7 +46,8 @@ def make_space(dirpath, train_settings, with_users: bool):
 def test_a_package_serves_the_given_space(mode, train_settings, tmp_path, redis_prefix):
     from export.encoders import encoder_graphs
     from export.package import build_package
-    from models.items.train import save_checkpoint, train
+    from models.items.checkpoint import save_checkpoint
+    from models.items.train import train
 
     with_users = mode.startswith("items+users")
     score = "dot" if with_users else "cosine"

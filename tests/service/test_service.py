@@ -16,7 +16,7 @@ from coldproxy.config import ServiceSettings
 from coldproxy.preprocess import load_image_file
 from models.encoders import ImageEncoder, TextEncoder, tokenizer
 from models.items.calibration import Calibration
-from models.items.train import load_experts, load_proxy
+from models.items.checkpoint import load_experts, load_proxy
 from models.samplers import sample
 
 
@@ -287,7 +287,7 @@ def test_batch_ingestion_stores_good_items_and_reports_bad_ones_each(client, mov
 
 def test_interaction_counts_re_gate_a_new_item_towards_its_id_embedding(client, trained, train_settings):
     """Warm-up path: count (+ the recommender's ID embedding) in, the gate's new mix out, served everywhere."""
-    from models.items.train import load_experts
+    from models.items.checkpoint import load_experts
 
     r = post_item(client, "warmup-1", "A slow-burning heist thriller set in Lisbon.")
     assert r.status_code == 200, r.text
