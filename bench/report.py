@@ -18,7 +18,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from seed_stats import mean_sd
+from report_bundles import bundle_section
+from seed_stats import mean_sd_text as stats
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -40,24 +41,6 @@ ITEM_RUNS = (  # file, title, what differs from the others
     ("quality_sparse_catalogue_als", "Generated sparse catalogue, in an ALS space",
      "`python -m models.synthetic_catalogue`, the same ALS protocol"),
 )
-MODIFFE = {"cold": (0.1210, 0.0890), "warm": (0.2846, 0.1697), "all": (0.1838, 0.1090)}  # MoDiffE, Table 3 (Youshu)
-BUNDLE_ROWS = (  # bench/bundles.py row -> what it is
-    ("w/o cold calibration", "the representation alone: like for like with MoDiffE"),
-    ("size prior alone", "warm bundles by the model, new ones by log(members) alone: no content"),
-    ("calibration w/o per-user placement", "+ the cold calibration fitted on tune (view scales, source, size prior, "
-     "offset)"),
-    ("served (variant chosen on tune)", "+ the per-user placement t_u (served): a serving policy; t_u fitted {pool}"),
-    ("placement fitted against every new bundle", "the full model, t_u fitted against every new bundle, the test "
-     "split's included (transductive, over their vectors)"),
-    ("placement fitted on tune's new bundles only", "the full model, t_u fitted on tune's new bundles only "
-     "(inductive: never against the test split's)"),
-)
-POOLS = {"all_new": "against every new bundle (transductive)", "tune_new": "on tune's new bundles only (inductive)"}
-
-
-def stats(values: list[float]) -> str:
-    mean, sd = mean_sd(values)
-    return f"{mean:.4f} ± {sd:.4f}"
 
 
 def seeds_of(values: list[float]) -> str:
@@ -112,49 +95,27 @@ def paired(run: dict, baselines: list[str]) -> str:
             f"ratio {np.mean(default) / np.mean([b for b, _ in best]):.2f}x.")
 
 
-def bundle_section() -> list[str]:
-    run = load("bundles")
-    out = ["## Bundles: Youshu (MoDiffE's setting)", ""]
-    if run is None:
-        return out + ["Not measured yet (`bench/results/bundles.json` is missing).", ""]
-    out += ["Recall@20 / NDCG@20, mean ± sample std over seeds " + ", ".join(map(str, run["seeds"])) + "; source "
-            "`bench/results/bundles.json` (`python bench/bundles.py`). **Only the representation row is a "
-            "like-for-like "
-            "comparison with MoDiffE's published numbers.** The rows below it add a serving policy fitted on the tune "
-            "split: a size prior α·log(members)+β and a per-user placement t_u that reserves k of the top 20 for "
-            "bundles without interactions. t_u is fitted either against every bundle without training interactions, "
-            "the "
-            "test ones included (transductive: over their vectors, never their labels), or only against the tune "
-            "split's new bundles (inductive: what a served system has before new bundles arrive); each row says "
-            "which.", "",
-            "| row | what it is | cold | warm | all |", "|---|---|---|---|---|"]
-    for row, what in BUNDLE_ROWS:
-        if not any(row in by_seed for seeds in run["runs"].values() for by_seed in seeds.values()):
-            continue  # the row of the pool the served rows already have
-        pools = {by_seed["choices"].get("placement_pool", "all_new")  # runs before the option: every new bundle
-                 for sc, seeds in run["runs"].items() if sc != "warm"  # warm has no new bundles to place
-                 for by_seed in seeds.values()}
-        what = what.format(pool=" / ".join(POOLS[p] for p in sorted(pools)))
-        cells = []
-        for scenario in ("cold", "warm", "all"):
-            seeds = run["runs"].get(scenario, {})
-            r = [seeds[s][row]["recall@20"] for s in sorted(seeds) if row in seeds[s]]
-            n = [seeds[s][row]["ndcg@20"] for s in sorted(seeds) if row in seeds[s]]
-            cells.append(f"{stats(r)} / {stats(n)}" if r else "–")
-        out.append(f"| {row} | {what} | " + " | ".join(cells) + " |")
-    free = load("bundles_content_free")
-    for pool, fit in (("all_new", "t_u against every new bundle"), ("tune_new", "t_u on tune's new bundles only")):
-        if free is not None:
-            runs = free["runs"]
-            out.append(f"| content-free list ({fit}) | no model, no content: warm bundles by popularity, new ones by "
-                       "size, k of the top 20 (k on tune; `python bench/bundle_content_free.py`, "
-                       "`bench/results/bundles_content_free.json`) | " + " | ".join(
-                           f"{runs[s]['by_pool'][pool]['recall@20']:.4f} / {runs[s]['by_pool'][pool]['ndcg@20']:.4f} "
-                           f"(k = {runs[s]['by_pool'][pool]['k']})" if s in runs else "–"
-                           for s in ("cold", "warm", "all"))
-                       + " |")
-    out.append("| MoDiffE (published, Table 3) | their model, their split | "
-               + " | ".join(f"{r:.4f} / {n:.4f}" for r, n in MODIFFE.values()) + " |")
+def catalogue_section() -> list[str]:
+    """What the main job's package serves (``bench/seen_check.py`` on it) and how long its refit took."""
+    s, up = load("seen_check"), load("up")
+    out = ["## The whole catalogue, served", ""]
+    if s is None or "items_served" not in s:
+        return out + ["Not measured yet (`bench/results/seen_check.json` is missing).", ""]
+    by = s["items_served_by_source"]
+    out += [f"`python bench/seen_check.py` on the package `scripts/main.sh` serves after its refit ({s['package']}, "
+            f"{'refit on all the data' if s['refit'] else 'the evaluation split'}), through HTTP, against the dataset "
+            "read afresh; source `bench/results/seen_check.json`.", "",
+            "| what | measured |", "|---|---|",
+            f"| items with an interaction (any rating) answered by `GET /v1/items/{{id}}/embedding` | "
+            f"{s['items_served']:,} / {s['items_with_interactions']:,} (by ID vector {by.get('id', 0):,}, by proxy "
+            f"{by.get('proxy', 0):,}) |",
+            f"| catalogue items answered | {s['catalogue_items_served']:,} / {s['catalogue_items']:,} |",
+            f"| recommendations of an item the user rated, {s['users']} users x k = "
+            f"{' and '.join(map(str, s['ks']))} | {s['recommendations_of_rated_items']} |"]
+    if up is not None:
+        out += [f"| fresh clone to the first package served (`bash scripts/main.sh`, {up['cores']} cores) | "
+                f"{up['ready_s']:.0f} s (virtualenv {up['venv_s']:.0f} s) |",
+                f"| the refit on all the data, in the background, to its package serving | {up['refit_s']:.0f} s |"]
     return out + [""]
 
 
@@ -333,7 +294,8 @@ def render() -> str:
              "[Models](models.md) explains the method, [How the defaults were chosen](ablations.md) each choice.", ""]
     for name, title, how in ITEM_RUNS:
         lines += item_section(name, title, how)
-    lines += bundle_section() + serving_section() + scale_section() + training_section() + offline_section()
+    lines += catalogue_section() + bundle_section(load("bundles"), load("bundles_content_free"))
+    lines += serving_section() + scale_section() + training_section() + offline_section()
     return "\n".join(lines).rstrip("\n") + "\n"
 
 

@@ -170,11 +170,14 @@ class RankIn(UserQuery):
 class RecommendFilters(BaseModel):
     """What a recommendation leaves out (items and bundles alike)."""
 
-    exclude_seen: bool = Field(True, description="for a user_id: leave out what the user interacted with in the "
-                               "package's training data (a package exported before they were kept has none)")
-    only: Literal["new", "warm", "all"] = Field("all", description="new: only those posted (or added) since the "
-                                                "package -- a cold-start exploration slot; warm: only the package's "
-                                                "own; all")
+    exclude_seen: bool = Field(True, description="for a user_id: leave out every item the user interacted with in "
+                               "the package's data -- positives and seen-only ones (a rating below the threshold, a "
+                               "weight <= 0) -- and those posted as seen since (a package exported before they were "
+                               "kept has none)")
+    only: Literal["new", "warm", "all"] = Field("all", description="new: only those served by a proxy -- posted (or "
+                                                "added) since the package, and the package's items without an ID "
+                                                "vector -- a cold-start exploration slot; warm: only those served by "
+                                                "the package's ID vectors; all")
     created_after: datetime | None = Field(None, description="only those first stored after this time (ISO 8601, UTC "
                                            "when no zone is given, or epoch seconds); the package's own have no such "
                                            "time and are left out")

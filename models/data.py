@@ -88,7 +88,7 @@ class Dataset:
                   weights=None, seen_rows: tuple[list, list] = ((), ())) -> "Dataset":
         """Build from per-interaction rows: external user IDs and item indices; users indexed in order of appearance.
         ``seen_rows``: (external user IDs, item indices) of the seen-only interactions; those of a user without a
-        positive are dropped (counted in the provenance)."""
+        positive are dropped (such users are counted in the provenance: without an ID vector they are not users)."""
         user_ids = list(dict.fromkeys(user_of_row))
         index = {u: i for i, u in enumerate(user_ids)}
         seen_users = np.array([index.get(u, -1) for u in seen_rows[0]], dtype=np.int64)
@@ -101,7 +101,7 @@ class Dataset:
             timestamps=np.array(ts, dtype=np.int64),
             weights=None if weights is None else np.array(weights, dtype=np.float32),
             provenance=provenance | {"seen_only_interactions": int(known.sum()),
-                                     "seen_only_of_users_without_a_positive": int((~known).sum())},
+                                     "users_without_a_positive": len(set(seen_rows[0]) - index.keys())},
             seen_only=Interactions(seen_users[known], seen_items[known]),
         )
 

@@ -9,6 +9,7 @@ features agree by construction.
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,9 +63,18 @@ class Encoders:
 
     def images(self, paths: list[Path]) -> tuple[np.ndarray, np.ndarray]:
         """[n, 1280] pooled, [n, 784] the stages'."""
-        if not paths:
+        return self.run_images(self.decode(paths))
+
+    @staticmethod
+    def decode(paths: list[Path]) -> np.ndarray | None:
+        """The image files decoded and resized into the encoder's input batch (None for no files)."""
+        return np.stack([load_image_file(Path(p)) for p in paths]) if paths else None
+
+    def run_images(self, pixels: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """``decode``'s batch through the image encoder: [n, 1280] pooled, [n, 784] the stages'."""
+        if pixels is None:
             return np.zeros((0, IMAGE_DIM), np.float32), np.zeros((0, IMAGE_STAGE_DIM), np.float32)
-        return tuple(self.image.run(None, {IMAGE_INPUTS[0]: np.stack([load_image_file(Path(p)) for p in paths])}))
+        return tuple(self.image.run(None, {IMAGE_INPUTS[0]: pixels}))
 
 
 def encode_local(encoders: Encoders, texts: list[str], images: list[Path], batch: int, progress: bool = True
@@ -75,8 +85,12 @@ def encode_local(encoders: Encoders, texts: list[str], images: list[Path], batch
     for s in tqdm(range(0, len(texts), batch), desc="text features", disable=not progress):
         text[s : s + batch], layers[s : s + batch] = encoders.texts(texts[s : s + batch])
     image, stages = np.zeros((len(images), IMAGE_DIM), np.float32), np.zeros((len(images), IMAGE_STAGE_DIM), np.float32)
-    for s in tqdm(range(0, len(images), batch), desc="image features", disable=not progress):
-        image[s : s + batch], stages[s : s + batch] = encoders.images(images[s : s + batch])
+    with ThreadPoolExecutor(1) as decoder:  # the next batch's files are decoded while the encoder runs this one
+        upcoming = decoder.submit(encoders.decode, images[:batch])
+        for s in tqdm(range(0, len(images), batch), desc="image features", disable=not progress):
+            pixels = upcoming.result()
+            upcoming = decoder.submit(encoders.decode, images[s + batch: s + 2 * batch])
+            image[s : s + batch], stages[s : s + batch] = encoders.run_images(pixels)
     return text, layers, image, stages
 
 

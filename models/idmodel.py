@@ -151,7 +151,7 @@ def tables(model: MF) -> tuple[np.ndarray, np.ndarray]:
     """The model's (user, item) embedding tables as numpy copies."""
     with torch.no_grad():
         U, I = model.embeddings()
-    return U.numpy().copy(), I.numpy().copy()
+    return U.detach().numpy().copy(), I.detach().numpy().copy()
 
 
 def id_batch_and_lr(positives: int, settings) -> tuple[int, float]:

@@ -109,7 +109,7 @@ async def rank_in(st, catalog: Catalog, query: UserQuery, ids: list[str], row) -
 async def top_k_in(catalog: Catalog, query: UserQuery, k: int, settings: ServiceSettings, filters: RecommendFilters,
                    exclude_ids: list[str] = ()):
     """The ``k`` best entries for the query's user that pass ``filters`` (with ``exclude_seen``, none of the user's
-    training interactions nor of the items posted as seen by them since; ``only`` warm, new or all entries;
+    interactions in the package's data nor of the items posted as seen by them since; ``only`` warm, new or all entries;
     ``created_after``) and none of ``exclude_ids`` (``Catalog.top_k``)."""
     if k > settings.max_k:
         raise InvalidInput(f"k must be at most {settings.max_k}")

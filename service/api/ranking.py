@@ -41,10 +41,11 @@ async def recommendations(st: AppState, query: UserQuery, k: int, filters: Recom
              dependencies=[access(READ)])
 async def recommend_post(request: Request, st: AppState) -> Response:
     """The k best items for a user ID or a user vector of the package's ID space; for a user ID, none the user
-    interacted with in the package's training data (``exclude_seen``, on by default); none of ``exclude_ids`` (what
-    the client already shows); ``only`` new items (posted since the package: a cold-start exploration slot), only the
-    package's warm ones, or all; only items first stored after ``created_after``. Items taken down
-    (``DELETE /v1/items/{id}``) are never recommended."""
+    interacted with in the package's data, seen-only interactions included (``exclude_seen``, on by default); none of
+    ``exclude_ids`` (what the client already shows); ``only`` new items (served by a proxy: posted since the package,
+    or the package's items without an ID vector -- a cold-start exploration slot), only those with an ID vector, or
+    all; only items first stored after ``created_after``. Items taken down (``DELETE /v1/items/{id}``) are never
+    recommended."""
     body = await read_json(request, RecommendIn)
     return await recommendations(st, body, body.k, body, body.exclude_ids)
 

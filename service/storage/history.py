@@ -1,5 +1,5 @@
 """Per-user interactions the client posts after the package was trained (``POST /v1/users/{id}/interactions``), so
-a user's recommendations leave out what they have seen since, as they leave out their training interactions.
+a user's recommendations leave out what they have seen since, as they leave out those in the package's data.
 
 Each user's items are a Redis sorted set ``P:history:<user_id>`` scored by when they were posted; only the newest
 ``COLDPROXY_USER_HISTORY`` are kept (each post trims the rest in its own transaction), and the set expires

@@ -58,10 +58,12 @@ def test_providers_compares_each_variant_with_the_cpu_run(package_dir, tmp_path)
 
 
 @pytest.mark.slow
-def test_seen_check_finds_no_training_interaction_in_any_answer(package_dir, tmp_path):
-    bench("seen_check.py", "--package", str(package_dir), "--ks", "10", results=tmp_path)
+def test_seen_check_finds_every_item_served_and_no_rated_item_recommended(package_dir, train_settings, tmp_path):
+    bench("seen_check.py", "--package", str(package_dir), "--data", str(train_settings.data_dir), "--max-items",
+          str(train_settings.max_items), "--ks", "10", "--quiet", results=tmp_path)
     out = json.loads((tmp_path / "seen_check.json").read_text())
-    assert out["requests"] == out["users"] > 0 and out["answers_with_a_training_interaction"] == 0
+    assert out["items_served"] == out["items_with_interactions"] == out["catalogue_items_served"] == 400
+    assert out["requests"] == out["users"] > 0 and out["recommendations_of_rated_items"] == 0
 
 
 @pytest.mark.slow

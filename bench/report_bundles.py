@@ -1,0 +1,65 @@
+"""The results page's Youshu section (``bench/report.py``): the bundle model's rows beside MoDiffE's published numbers
+and the content-free list, each row saying what it adds."""
+
+from __future__ import annotations
+
+from seed_stats import mean_sd_text as stats
+
+MODIFFE = {"cold": (0.1210, 0.0890), "warm": (0.2846, 0.1697), "all": (0.1838, 0.1090)}  # MoDiffE, Table 3 (Youshu)
+BUNDLE_ROWS = (  # bench/bundles.py row -> what it is
+    ("w/o cold calibration", "the representation alone: like for like with MoDiffE"),
+    ("size prior alone", "warm bundles by the model, new ones by log(members) alone: no content"),
+    ("calibration w/o per-user placement", "+ the cold calibration fitted on tune (view scales, source, size prior, "
+     "offset)"),
+    ("served (variant chosen on tune)", "+ the per-user placement t_u (served): a serving policy; t_u fitted {pool}"),
+    ("placement fitted against every new bundle", "the full model, t_u fitted against every new bundle, the test "
+     "split's included (transductive, over their vectors)"),
+    ("placement fitted on tune's new bundles only", "the full model, t_u fitted on tune's new bundles only "
+     "(inductive: never against the test split's)"),
+)
+POOLS = {"all_new": "against every new bundle (transductive)", "tune_new": "on tune's new bundles only (inductive)"}
+
+
+def bundle_section(run: dict | None, free: dict | None) -> list[str]:
+    """The results page's bundle section from ``bundles.json`` (``run``) and ``bundles_content_free.json``."""
+    out = ["## Bundles: Youshu (MoDiffE's setting)", ""]
+    if run is None:
+        return out + ["Not measured yet (`bench/results/bundles.json` is missing).", ""]
+    out += ["Recall@20 / NDCG@20, mean ± sample std over seeds " + ", ".join(map(str, run["seeds"])) + "; source "
+            "`bench/results/bundles.json` (`python bench/bundles.py`). **Only the representation row is a "
+            "like-for-like "
+            "comparison with MoDiffE's published numbers.** The rows below it add a serving policy fitted on the tune "
+            "split: a size prior α·log(members)+β and a per-user placement t_u that reserves k of the top 20 for "
+            "bundles without interactions. t_u is fitted either against every bundle without training interactions, "
+            "the "
+            "test ones included (transductive: over their vectors, never their labels), or only against the tune "
+            "split's new bundles (inductive: what a served system has before new bundles arrive); each row says "
+            "which.", "",
+            "| row | what it is | cold | warm | all |", "|---|---|---|---|---|"]
+    for row, what in BUNDLE_ROWS:
+        if not any(row in by_seed for seeds in run["runs"].values() for by_seed in seeds.values()):
+            continue  # the row of the pool the served rows already have
+        pools = {by_seed["choices"].get("placement_pool", "all_new")  # runs before the option: every new bundle
+                 for sc, seeds in run["runs"].items() if sc != "warm"  # warm has no new bundles to place
+                 for by_seed in seeds.values()}
+        what = what.format(pool=" / ".join(POOLS[p] for p in sorted(pools)))
+        cells = []
+        for scenario in ("cold", "warm", "all"):
+            seeds = run["runs"].get(scenario, {})
+            r = [seeds[s][row]["recall@20"] for s in sorted(seeds) if row in seeds[s]]
+            n = [seeds[s][row]["ndcg@20"] for s in sorted(seeds) if row in seeds[s]]
+            cells.append(f"{stats(r)} / {stats(n)}" if r else "–")
+        out.append(f"| {row} | {what} | " + " | ".join(cells) + " |")
+    for pool, fit in (("all_new", "t_u against every new bundle"), ("tune_new", "t_u on tune's new bundles only")):
+        if free is not None:
+            runs = free["runs"]
+            out.append(f"| content-free list ({fit}) | no model, no content: warm bundles by popularity, new ones by "
+                       "size, k of the top 20 (k on tune; `python bench/bundle_content_free.py`, "
+                       "`bench/results/bundles_content_free.json`) | " + " | ".join(
+                           f"{runs[s]['by_pool'][pool]['recall@20']:.4f} / {runs[s]['by_pool'][pool]['ndcg@20']:.4f} "
+                           f"(k = {runs[s]['by_pool'][pool]['k']})" if s in runs else "–"
+                           for s in ("cold", "warm", "all"))
+                       + " |")
+    out.append("| MoDiffE (published, Table 3) | their model, their split | "
+               + " | ".join(f"{r:.4f} / {n:.4f}" for r, n in MODIFFE.values()) + " |")
+    return out + [""]
