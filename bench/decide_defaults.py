@@ -13,8 +13,12 @@ The rule, committed before the runs:
   cost the same, today's default stays unless the other value wins by the same test.
 - Costs: ``select_modalities`` on trains three generators a seed where off trains one; ``sampler_select`` on
   samples a 3 x 3 grid where off samples once; ``selection_holdout`` costs the same either way.
+- ``proxy_patience`` (issue 55, added before its runs): 4, today's default, trains up to two more epochs per generator
+  after its best than 2, so 4 is the costlier value and stays only if it wins by the test above. It is decided among
+  today's other defaults (``--today``: no tags in the MovieLens text, ``sampler_select`` on), not the pinned ones below.
 
     python bench/decide_defaults.py [--seeds 0 1 2] [--share 0.5] [--candidates default select_modalities ...]
+    python bench/decide_defaults.py --today --candidates default proxy_patience --name decide_defaults_patience
 
 Each run is appended to ``<results>/decide_defaults_runs.jsonl`` as it ends, so a rerun skips what is there; the
 table and the decisions go to ``decide_defaults.{json,md}``.
@@ -44,12 +48,13 @@ CANDIDATES = {
     "select_modalities": ({"select_modalities": False}, "default"),
     "sampler_select": ({"sampler_select": True}, "candidate"),
     "selection_holdout": ({"selection_holdout": 0.5}, None),
+    "proxy_patience": ({"proxy_patience": 2}, "default"),
 }
 PRIMARY, SECONDARY = "ndcg@20", "recall@20"
 
 
-def run(name: str, seed: int, share: float) -> dict:
-    s = TrainSettings(seed=seed, decision_holdout=share, **(BASELINE | CANDIDATES[name][0]))
+def run(name: str, seed: int, share: float, baseline: dict) -> dict:
+    s = TrainSettings(seed=seed, decision_holdout=share, **(baseline | CANDIDATES[name][0]))
     t = time.time()
     r = train(s, encoder_graphs, progress=False)
     sel = r.metrics["selection"]
@@ -111,15 +116,19 @@ def main() -> None:
     p.add_argument("--share", type=float, default=0.5, help="validation-cold share set aside to decide on")
     p.add_argument("--candidates", nargs="+", default=list(CANDIDATES), choices=list(CANDIDATES))
     p.add_argument("--name", default="decide_defaults", help="results file stem")
+    p.add_argument("--today", action="store_true", help="candidates against today's defaults, not those pinned when "
+                   "the rule was committed (BASELINE)")
     a = p.parse_args()
+    baseline = {} if a.today else BASELINE
     RESULTS.mkdir(parents=True, exist_ok=True)
     log = RESULTS / f"{a.name}_runs.jsonl"
     done = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     for name in a.candidates:
         for seed in a.seeds:
-            if any(r["candidate"] == name and r["seed"] == seed and r["share"] == a.share for r in done):
+            if any(r["candidate"] == name and r["seed"] == seed and r["share"] == a.share
+                   and r.get("baseline", BASELINE) == baseline for r in done):
                 continue
-            r = run(name, seed, a.share)
+            r = run(name, seed, a.share, baseline) | {"baseline": baseline}
             print(f"{name} seed {seed}: decide cold NDCG@20 {r['decision'][PRIMARY]:.4f} "
                   f"Recall@20 {r['decision'][SECONDARY]:.4f} ({r['seconds']:.0f} s)", flush=True)
             with log.open("a") as f:
@@ -127,7 +136,7 @@ def main() -> None:
             done.append(r)
     runs: dict[str, dict] = {}
     for r in done:
-        if r["share"] == a.share and r["seed"] in a.seeds:
+        if r["share"] == a.share and r["seed"] in a.seeds and r.get("baseline", BASELINE) == baseline:
             runs.setdefault(r["candidate"], {})[r["seed"]] = r
     out = summary(runs, a.share)
     Path(RESULTS / f"{a.name}.json").write_text(json.dumps(out, indent=2))

@@ -82,8 +82,11 @@ def encode_local(encoders: Encoders, texts: list[str], images: list[Path], batch
     """(text, text_layers) of ``texts`` and (image, image_stages) of ``images``, ``batch`` at a time, here."""
     text, layers = np.zeros((len(texts), TEXT_DIM), np.float32), np.zeros((len(texts), TEXT_LAYERS, TEXT_DIM),
                                                                           np.float32)
+    # texts of similar length batched together: a batch is padded to its longest (a fifth less time on MovieLens)
+    order = np.argsort([len(t) for t in texts], kind="stable")
     for s in tqdm(range(0, len(texts), batch), desc="text features", disable=not progress):
-        text[s : s + batch], layers[s : s + batch] = encoders.texts(texts[s : s + batch])
+        rows = order[s : s + batch]
+        text[rows], layers[rows] = encoders.texts([texts[r] for r in rows])
     image, stages = np.zeros((len(images), IMAGE_DIM), np.float32), np.zeros((len(images), IMAGE_STAGE_DIM), np.float32)
     with ThreadPoolExecutor(1) as decoder:  # the next batch's files are decoded while the encoder runs this one
         upcoming = decoder.submit(encoders.decode, images[:batch])

@@ -21,7 +21,7 @@ import uvicorn
 from coldproxy.config import DEFAULT_DATASETS, ServiceSettings, TrainSettings
 
 MOVIELENS = DEFAULT_DATASETS / "movielens-posters"
-SLOW_FIXTURES = {"trained", "package_dir", "replica", "server", "client", "trained_bundles"}
+SLOW_FIXTURES = {"trained", "package_dir", "replica", "server", "client", "trained_bundles", "refit_package"}
 
 
 def pytest_collection_modifyitems(config, items):

@@ -123,7 +123,7 @@ def train_proxy(
     n = len(split.train) if bpr_weight > 0 else len(warm)
     n_neg = settings.proxy_negatives if bpr_weight > 0 else 1
     probe = np.zeros_like(item_emb)
-    stopper, log = EarlyStopping(settings.patience, epochs), []
+    stopper, log = EarlyStopping(settings.proxy_patience, epochs), []
     bar = tqdm(stopper.span(settings.proxy_epochs), desc=desc, disable=not progress)
     for epoch in bar:
         model.train()

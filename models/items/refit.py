@@ -47,9 +47,11 @@ from models.items.text_finetune import finetune_text_layer
 from models.items.train import dataset_record, served_record
 from models.training import use_usable_cores
 
-# settings that say where things are or how fast they are computed, not what is trained: they may differ
+# settings that say where things are, how fast they are computed or what happens after training, not what is
+# trained: they may differ
 PLACES = frozenset({"data_dir", "cache_dir", "work_dir", "package_dir", "feature_engine", "ray_address",
-                    "encode_batch", "item_embeddings", "user_embeddings"})
+                    "encode_batch", "item_embeddings", "user_embeddings", "refit", "parity_items",
+                    "parity_tolerance"})
 # what the refit's metrics carry over from the evaluation: the package reports them as the evaluation's
 EVALUATION_KEYS = ("run_id", "dataset", "split", "choices", "selection", "test", "test_protocol", "test_uncalibrated",
                    "decision", "served", "calibration")

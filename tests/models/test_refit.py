@@ -15,9 +15,10 @@ from coldproxy.config import ServiceSettings
 from coldproxy.package import load_package
 from coldproxy_cli.commands import main as cli_main
 from models.data import load_generic, load_movielens
+from coldproxy.config import TrainSettings
+from coldproxy.errors import PackageError
+from models.items.refit import check_settings
 from tests.conftest import REDIS_URL, LiveServer, _free_port
-
-pytestmark = pytest.mark.slow  # it trains (briefly): an evaluation and a refit
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +43,16 @@ def catalogue(tmp_path_factory, movielens_dir):
             weight = 0 if row % 7 == 0 or ml.item_ids[i] in only_seen else 1
             w.writerow([f"user-{ml.user_ids[u]}", f"sku-{ml.item_ids[i]}", 0, weight])
     return data
+
+
+def test_a_refit_refuses_settings_its_evaluation_did_not_choose_for(tmp_path):
+    evaluated = TrainSettings(seed=3, refit=False)
+    evaluation = {"settings": evaluated.model_dump(mode="json")}
+    check_settings(TrainSettings(seed=3, work_dir=tmp_path, cache_dir=tmp_path), evaluation)  # places, refit: fine
+    with pytest.raises(PackageError, match="proxy_hidden, seed"):
+        check_settings(TrainSettings(seed=4, proxy_hidden=128), evaluation)
+    with pytest.raises(PackageError, match="records no settings"):
+        check_settings(evaluated, {})
 
 
 @pytest.fixture(scope="module")
