@@ -119,8 +119,9 @@ class GeneratorSettings(BaseSettings):
     proxy_dropout: float = Field(0.1, description="generator dropout")
     proxy_epochs: int = Field(40,
                               description="most generator epochs; early stopping on validation-cold NDCG@20 decides")
-    proxy_patience: int = Field(4, ge=1, description="generator epochs without a validation gain before early "
-                                "stopping (the generators and the CB2CF baseline; every other stage: patience)")
+    proxy_patience: int = Field(2, ge=1, description="generator epochs without a validation gain before early "
+                                "stopping (the generators and the CB2CF baseline; every other stage: patience); 2, "
+                                "decided on held-out validation against 4 (bench/results/decide_defaults_patience.md)")
     proxy_lr: float = Field(1e-3, description="generator Adam learning rate")
     proxy_weight_decay: float = Field(1e-5, description="generator Adam weight decay")
     proxy_ema_decay: float = Field(0.0, ge=0.0, lt=1.0, description="exponential moving average of the generator's "

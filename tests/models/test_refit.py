@@ -11,12 +11,11 @@ import httpx
 import numpy as np
 import pytest
 
-from coldproxy.config import ServiceSettings
+from coldproxy.config import ServiceSettings, TrainSettings
+from coldproxy.errors import PackageError
 from coldproxy.package import load_package
 from coldproxy_cli.commands import main as cli_main
 from models.data import load_generic, load_movielens
-from coldproxy.config import TrainSettings
-from coldproxy.errors import PackageError
 from models.items.refit import check_settings
 from tests.conftest import REDIS_URL, LiveServer, _free_port
 

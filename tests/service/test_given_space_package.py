@@ -68,6 +68,14 @@ def test_a_package_serves_the_given_space(mode, train_settings, tmp_path, redis_
     assert space.fingerprint == package.id_fingerprint == space_fingerprint(given, score)
     assert space.item_file == items_file.name and space.user_file == (users_file.name if users_file else None)
     assert sorted(package.item_ids) == sorted(given.ids)  # every item with a vector (and content) is served as warm
+    assert len(package.proxy_ids) == 40  # and the movies without one, by their proxy
+    # the refit on all the data uses every vector: each vectored item is warm, every interaction with one trains
+    from models.items.refit import refit
+
+    again = refit(s, result.metrics, encoder_graphs, progress=False)
+    assert sorted(again.dataset.item_ids[i] for i in again.split.warm_items) == sorted(given.ids)
+    assert len(again.split.train) == int(np.isin(again.dataset.items, again.split.warm_items).sum())
+    assert len(again.split.train) > len(result.split.train) and len(again.package_proxies()[0]) == 40
     assert package.user_ids == (read_vectors(users_file, "user_id").ids if with_users else [])
     # random user vectors predict nothing: training says so instead of serving it quietly
     assert ("not clearly better than popularity" in (result.metrics["id_model"]["diagnostics"]["warning"] or "")) \
