@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -240,3 +241,23 @@ def write_manifest(path: Path, manifest: BaseModel) -> None:
     tmp = Path(path) / (MANIFEST + ".tmp")
     tmp.write_text(json.dumps(manifest.model_dump(), indent=2, default=float))
     tmp.replace(Path(path) / MANIFEST)
+
+
+def staging_dir(out: Path) -> Path:
+    """An empty directory beside ``out`` to build a package (or a checkpoint) in."""
+    stage = out.with_name(out.name + ".staging")
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir(parents=True)
+    return stage
+
+
+def replace_dir(stage: Path, out: Path) -> Path:
+    """Move a written package (or checkpoint) from ``stage`` to ``out``, replacing what was there: ``out`` is never
+    half written."""
+    old = out.with_name(out.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if out.exists():
+        out.rename(old)
+    stage.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
+    return out

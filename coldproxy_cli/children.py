@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
 import threading
@@ -39,9 +40,10 @@ def served_refit(package_dir: Path) -> bool:
         return False
 
 
-def refit_in_background(args, s: TrainSettings) -> None:
+def refit_in_background(args, s: TrainSettings) -> float:
     """Refit the evaluation on all the data and export it in a child process while the evaluated package serves; the
-    service rolls the refit's package out once it is written (``service.refit_wait``)."""
+    service rolls the refit's package out once it is written (``service.refit_wait``). Returns the seconds it is
+    expected to take."""
     from coldproxy import background
     from models.items.checkpoint import read_metrics
     from models.items.refit import refit_estimate
@@ -58,13 +60,15 @@ def refit_in_background(args, s: TrainSettings) -> None:
     background.announce(status, estimate, child.pid, log_file)
     logging.getLogger("coldproxy").info("refitting on all the data in the background (pid %d, ~%.0f s, log %s)",
                                         child.pid, estimate, log_file)
+    return estimate
 
 
-def spawn(argv: list[str], log_file: Path, on_exit) -> subprocess.Popen:
-    """``coldproxy <argv>`` as a child process logging to ``log_file``; ``on_exit(exit code)`` on a thread when it
-    ends."""
+def spawn(argv: list[str], log_file: Path, on_exit, nice: int = 0) -> subprocess.Popen:
+    """``coldproxy <argv>`` as a child process logging to ``log_file``, ``nice`` below this process's CPU priority;
+    ``on_exit(exit code)`` on a thread when it ends."""
     out = log_file.open("w")
-    child = subprocess.Popen([sys.executable, "-m", "coldproxy_cli", *argv], stdout=out, stderr=subprocess.STDOUT)
+    child = subprocess.Popen([sys.executable, "-m", "coldproxy_cli", *argv], stdout=out, stderr=subprocess.STDOUT,
+                             preexec_fn=(lambda: os.nice(nice)) if nice else None)
 
     def reap() -> None:
         code = child.wait()
@@ -75,9 +79,12 @@ def spawn(argv: list[str], log_file: Path, on_exit) -> subprocess.Popen:
     return child
 
 
-def bundles_in_background(package: Path) -> None:
+def bundles_in_background(package: Path, behind_s: float = 0.0) -> None:
     """Train the bundle model in a child process while the items are served: the service answers the bundle routes
-    503 with the expected wait until the package is written, then loads it (``service.bundle_wait``)."""
+    503 with the expected wait until the package is written, then loads it (``service.bundle_wait``). ``behind_s``:
+    the expected seconds of a refit training beside it, which goes first: the bundle model then trains at the lowest
+    CPU priority (two trainings sharing the cores as equals each run their threads into the other's: on 2 cores the
+    refit's ID model took 20x as long a step beside the bundle model's)."""
     import shutil
 
     from coldproxy.config import usable_cores
@@ -88,7 +95,10 @@ def bundles_in_background(package: Path) -> None:
         shutil.rmtree(package)
     log_file = package.with_name(package.name + ".training.log")
     child = spawn(["train-bundles", "--bundle-package-dir", str(package)], log_file,
-                  lambda code: bundle_wait.finish(package, None if code == 0 else f"exit status {code}"))
-    bundle_wait.announce(package, bundle_estimate(BundleSettings().scenario, usable_cores()), child.pid, log_file)
-    logging.getLogger("coldproxy").info("training the bundle model in the background (pid %d, log %s)", child.pid,
+                  lambda code: bundle_wait.finish(package, None if code == 0 else f"exit status {code}"),
+                  nice=19 if behind_s else 0)
+    bundle_wait.announce(package, behind_s + bundle_estimate(BundleSettings().scenario, usable_cores()), child.pid,
+                         log_file)
+    logging.getLogger("coldproxy").info("training the bundle model in the background%s (pid %d, log %s)",
+                                        " after the refit, at the lowest CPU priority" if behind_s else "", child.pid,
                                         log_file)

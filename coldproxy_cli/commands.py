@@ -200,13 +200,12 @@ def cmd_up(args) -> None:
         _evaluate(s)  # the first package; the refit follows in the background
     if not (Path(s.package_dir) / "manifest.json").exists():
         cmd_export(args)
-    if s.refit and not served_refit(s.package_dir):
-        refit_in_background(args, s)
+    behind = refit_in_background(args, s) if s.refit and not served_refit(s.package_dir) else 0.0
     package = ServiceSettings().bundle_package_dir
     if not args.no_bundles and package is not None and (not package.exists() or stale_bundle_package(package)):
         youshu = BundleSettings().data_dir
         if (youshu / "bundle_item.txt").exists():
-            bundles_in_background(package)
+            bundles_in_background(package, behind)
         else:
             logging.getLogger("coldproxy").warning("no Youshu data at %s: serving without bundles", youshu)
     args.allow_memory_store = True

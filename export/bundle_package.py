@@ -21,9 +21,9 @@ from coldproxy.bundle_package import FILES, BundleEmbedder, BundlePackageManifes
 from coldproxy.config import BundleSettings
 from coldproxy.errors import ParityError
 from coldproxy.graph_io import BUNDLE_GATE_INPUTS, SAMPLER_INPUTS
-from coldproxy.package import seen_table, sha256_file, write_manifest
+from coldproxy.package import replace_dir, seen_table, sha256_file, staging_dir, write_manifest
 from export.graphs import export_bundle_gate, export_sampler, parity
-from export.package import package_version, replace_dir, staging_dir
+from export.package import package_version
 from models.bundles.train import BundleModel
 from models.diffusion import NoiseSchedule
 from models.samplers import UnrolledSampler, make_plan, sampler_kwargs

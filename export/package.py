@@ -25,7 +25,9 @@ from coldproxy.package import (
     Manifest,
     id_fingerprint,
     load_package,
+    replace_dir,
     sha256_file,
+    staging_dir,
     write_manifest,
 )
 from coldproxy.preprocess import load_image_file, preprocessing_manifest
@@ -174,25 +176,6 @@ def package_version(files: dict[str, str], now: datetime) -> str:
     """``YYYYMMDD-<12 hex>``: the date and a digest of the component hashes."""
     digest = hashlib.sha256("".join(files[c] for c in sorted(files)).encode()).hexdigest()[:12]
     return f"{now:%Y%m%d}-{digest}"
-
-
-def staging_dir(out: Path) -> Path:
-    """An empty directory beside ``out`` to build a package in."""
-    stage = out.with_name(out.name + ".staging")
-    shutil.rmtree(stage, ignore_errors=True)
-    stage.mkdir(parents=True)
-    return stage
-
-
-def replace_dir(stage: Path, out: Path) -> Path:
-    """Move a checked package from ``stage`` to ``out``, replacing what was there."""
-    old = out.with_name(out.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if out.exists():
-        out.rename(old)
-    stage.rename(out)
-    shutil.rmtree(old, ignore_errors=True)
-    return out
 
 
 def _export_experts(work: Path, stage: Path, dim: int, report: dict, calibration: Calibration | None,

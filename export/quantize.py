@@ -24,8 +24,8 @@ from onnxruntime.quantization import QuantType, quantize_dynamic
 
 from coldproxy.config import TrainSettings
 from coldproxy.ort import make_session
-from coldproxy.package import MANIFEST, load_package, sha256_file, write_manifest
-from export.package import package_version, parity_inputs, replace_dir, staging_dir
+from coldproxy.package import MANIFEST, load_package, replace_dir, sha256_file, staging_dir, write_manifest
+from export.package import package_version, parity_inputs
 
 ENCODERS = ("text_encoder", "image_encoder")
 

@@ -11,14 +11,13 @@ place and moved there whole: an interrupted write leaves the previous one as it 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from coldproxy.package import seen_table
+from coldproxy.package import replace_dir, seen_table, staging_dir
 from models.diffusion import Denoiser, DenoiserConfig
 from models.gate import ColdAwareGate
 from models.items.experts import ServedGate
@@ -56,9 +55,7 @@ def save_checkpoint(result: TrainResult, work_dir: Path) -> Path:
     """Write ``result`` as the checkpoint in ``work_dir`` (replacing what was there, refit included, only once the
     whole of it is written)."""
     final = Path(work_dir)
-    work_dir = final.with_name(final.name + ".writing")
-    shutil.rmtree(work_dir, ignore_errors=True)
-    work_dir.mkdir(parents=True)
+    work_dir = staging_dir(final)
     torch.save(generator_checkpoint(result.proxy), work_dir / "proxy.pt")
     if result.calibration is not None:
         result.calibration.save(work_dir)
@@ -93,13 +90,7 @@ def save_checkpoint(result: TrainResult, work_dir: Path) -> Path:
                  gate_features=ex.features[k], expert_available=available[k], id_embedding=stacked[k, 0],
                  proxy=stacked[k, 1], diffusion=stacked[k, 2])
     (work_dir / METRICS).write_text(json.dumps(result.metrics, indent=2, default=float))
-    old = final.with_name(final.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if final.exists():
-        final.rename(old)
-    work_dir.rename(final)
-    shutil.rmtree(old, ignore_errors=True)
-    return final
+    return replace_dir(work_dir, final)
 
 
 def load_experts(work_dir: Path):
