@@ -31,10 +31,11 @@ GENERATOR = "proxy generator"
 BASELINES = ("popularity", "random", "content-kNN", "CB2CF", "DropoutNet", "CLCRec")
 ITEM_RUNS = (  # file, title, what differs from the others
     ("quality_movielens", "MovieLens-posters, coldproxy's own ID model (LightGCN)",
-     "`python bench/quality.py --only random popularity content-kNN CB2CF DropoutNet CLCRec`"),
+     "`python bench/quality.py --only random popularity content-kNN CB2CF DropoutNet CLCRec`; item text is title and "
+     "genres, without the users' tags (interaction data: [Models](models.md))"),
     ("quality_movielens_als", "MovieLens-posters, in an ALS space coldproxy did not make",
      "implicit's ALS fitted on each seed's warm training interactions (`bench/external_space.py`); see "
-     "[Your recommender's space](your-space.md)"),
+     "[Your recommender's space](your-space.md); item text without tags"),
     ("quality_sparse_catalogue", "Generated sparse catalogue, coldproxy's own ID model",
      "`python -m models.synthetic_catalogue DIR`, then `python bench/quality.py --data DIR --format generic --only "
      "random popularity content-kNN CB2CF DropoutNet CLCRec --out quality_sparse_catalogue`"),
@@ -102,16 +103,18 @@ def catalogue_section() -> list[str]:
     if s is None or "items_served" not in s:
         return out + ["Not measured yet (`bench/results/seen_check.json` is missing).", ""]
     by = s["items_served_by_source"]
-    out += [f"`python bench/seen_check.py` on the package `scripts/main.sh` serves after its refit ({s['package']}, "
-            f"{'refit on all the data' if s['refit'] else 'the evaluation split'}), through HTTP, against the dataset "
-            "read afresh; source `bench/results/seen_check.json`.", "",
+    out += [f"`python bench/up.py --seen-check`: `bash scripts/main.sh` on a fresh clone, timed to its first package "
+            "and to its refit's, then `bench/seen_check.py` on the package it serves after the refit "
+            f"({s['package']}, {'refit on all the data' if s['refit'] else 'the evaluation split'}), through HTTP, "
+            "against the dataset read afresh; sources `bench/results/up.json`, `bench/results/seen_check.json`.", "",
             "| what | measured |", "|---|---|",
             f"| items with an interaction (any rating) answered by `GET /v1/items/{{id}}/embedding` | "
             f"{s['items_served']:,} / {s['items_with_interactions']:,} (by ID vector {by.get('id', 0):,}, by proxy "
             f"{by.get('proxy', 0):,}) |",
             f"| catalogue items answered | {s['catalogue_items_served']:,} / {s['catalogue_items']:,} |",
             f"| recommendations of an item the user rated, {s['users']} users x k = "
-            f"{' and '.join(map(str, s['ks']))} | {s['recommendations_of_rated_items']} |"]
+            f"{' and '.join(map(str, s['ks']))} (and {s.get('users_without_a_positive', 0)} without a positive, who have no "
+            f"ID vector) | {s['recommendations_of_rated_items']} |"]
     if up is not None:
         out += [f"| fresh clone to the first package served (`bash scripts/main.sh`, {up['cores']} cores) | "
                 f"{up['ready_s']:.0f} s (virtualenv {up['venv_s']:.0f} s) |",

@@ -26,7 +26,7 @@ class UnitCosts:
     id_step_positive: float = 1.4e-7  # ... and per training positive (the step propagates over the whole graph, CSR)
     id_epochs: int = 55  # 55 (best 35) at 100k and 1M purchases
     generator_step: float = 0.06  # one generator step of 1,024 clicks, averaged over fused / text-only / image-only
-    generator_epochs: int = 16  # 15 (best 11) at 100k purchases, 18 (best 14) at 1M
+    generator_best_epoch: int = 12  # best 11 at 100k purchases, 14 at 1M; a generator runs proxy_patience more
     gate_step: float = 0.02
     gate_epochs: int = 15
     diffusion_item_epoch: float = 2e-4  # one warm item through the denoiser's training, one epoch
@@ -51,7 +51,7 @@ def estimate(settings, n_items: int, n_users: int, n_train: int, n_warm_val: int
         "features": encode_items * unit.feature_item,
         "id_model": unit.id_epochs * (id_steps * (unit.id_step + unit.id_step_positive * n_train)
                                       + scores / settings.eval_every),
-        "generators": generators * unit.generator_epochs * (
+        "generators": generators * (unit.generator_best_epoch + settings.proxy_patience) * (
             _steps(n_train, settings.proxy_batch,
                    settings.proxy_steps_per_epoch) * unit.generator_step * settings.proxy_batch / 1024
             + scores / 10),
