@@ -56,6 +56,7 @@ def main() -> None:
     ap.add_argument("--env", action="append", default=[], help="NAME=VALUE for the main job (repeatable)")
     ap.add_argument("--timeout", type=float, default=3600, help="seconds to wait for each stage")
     ap.add_argument("--seen-check", action="store_true", help="then run bench/seen_check.py on the refit's package")
+    ap.add_argument("--no-bundles", action="store_true", help="the main job without its bundle model (a smoke run)")
     ap.add_argument("--keep", action="store_true", help="keep the clone")
     ap.add_argument("--name", default="up")
     args = ap.parse_args()
@@ -71,7 +72,8 @@ def main() -> None:
     log_path = clone / "up.log"
     stamp, url = venv / ".coldproxy-installed", f"http://127.0.0.1:{port}"
     t0 = time.time()
-    job = subprocess.Popen(["bash", "scripts/main.sh", "--port", str(port)], cwd=clone, env=env,
+    job = subprocess.Popen(["bash", "scripts/main.sh", "--port", str(port)] + ["--no-bundles"] * args.no_bundles,
+                           cwd=clone, env=env,
                            stdout=log_path.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
     out: dict = {"cores": len(os.sched_getaffinity(0)), "venv_reused": args.venv is not None,
                  "max_items": args.max_items, "env": args.env}
@@ -93,7 +95,8 @@ def main() -> None:
         print(json.dumps(out, indent=2))
         if args.seen_check:
             subprocess.run([sys.executable, str(ROOT / "bench" / "seen_check.py"), "--package",
-                            str(clone / "artifacts" / "package"), "--quiet"], check=True, env=env)
+                            str(clone / "artifacts" / "package"), "--quiet"]
+                           + ["--max-items", str(args.max_items)] * bool(args.max_items), check=True, env=env)
     finally:
         os.killpg(job.pid, signal.SIGTERM)
         job.wait(60)

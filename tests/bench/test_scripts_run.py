@@ -286,3 +286,28 @@ def test_train_scale_times_the_id_model_at_two_sizes(tmp_path):
     out = json.loads((tmp_path / "t.json").read_text())
     assert [r["positives"] for r in out["rows"]] == [20000, 40000] and all(r["seconds_per_epoch"] > 0
                                                                             for r in out["rows"])
+
+
+@pytest.mark.slow
+def test_tag_leak_ranks_the_test_cold_items_by_their_tags(tmp_path):
+    bench("tag_leak.py", "--seeds", "0", results=tmp_path)
+    row = json.loads((tmp_path / "tag_leak.json").read_text())["per_seed"][0]
+    assert 0 < row["tagged_share_of_test_cold_items"] < row["tagged_share_of_their_positives"] < 1
+    assert 0 < row["cold_recall@20"] <= 1
+
+
+@pytest.mark.slow
+def test_up_times_the_main_job_on_a_fresh_clone_to_its_refit(small_training, tmp_path):
+    """The committed tree, cloned, its main job run with this virtualenv on 150 items: the first package, the refit's,
+    then the seen check on it."""
+    env = ["--env", f"COLDPROXY_CACHE_DIR={small_training['COLDPROXY_CACHE_DIR']}"] + [
+        x for k in ("COLDPROXY_ID_EPOCHS", "COLDPROXY_EVAL_EVERY", "COLDPROXY_PROXY_EPOCHS",
+                    "COLDPROXY_GENERATOR_SEEDS", "COLDPROXY_DIFFUSION_EPOCHS", "COLDPROXY_GATE_EPOCHS")
+        for x in ("--env", f"{k}={small_training[k]}")]
+    bench("up.py", "--venv", sys.prefix, "--max-items", "150", "--no-bundles", "--seen-check", "--timeout", "600",
+          *env, "--name", "u", results=tmp_path, timeout=900)
+    out = json.loads((tmp_path / "u.json").read_text())
+    assert out["ready_s"] > 0 and out["refit_s"] > 0 and not out["first_served"]["refit"]
+    assert out["refit_served"]["refit"] and out["refit_served"]["items_by_id"] == 150
+    seen = json.loads((tmp_path / "seen_check.json").read_text())
+    assert seen["items_served"] == seen["items_with_interactions"] and seen["recommendations_of_rated_items"] == 0
