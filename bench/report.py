@@ -113,8 +113,8 @@ def catalogue_section() -> list[str]:
             f"{by.get('proxy', 0):,}) |",
             f"| catalogue items answered | {s['catalogue_items_served']:,} / {s['catalogue_items']:,} |",
             f"| recommendations of an item the user rated, {s['users']} users x k = "
-            f"{' and '.join(map(str, s['ks']))} (and {s.get('users_without_a_positive', 0)} without a positive, who have no "
-            f"ID vector) | {s['recommendations_of_rated_items']} |"]
+            f"{' and '.join(map(str, s['ks']))} (and {s.get('users_without_a_positive', 0)} without a positive, "
+            f"who have no ID vector) | {s['recommendations_of_rated_items']} |"]
     if up is not None:
         out += [f"| fresh clone to the first package served (`bash scripts/main.sh`, {up['cores']} cores) | "
                 f"{up['ready_s']:.0f} s (virtualenv {up['venv_s']:.0f} s) |",
