@@ -81,7 +81,15 @@ class LimitSettings(BaseSettings):
                                    "JSON routes have smaller limits, from their settings (service/api/limits.py)")
     max_header_bytes: int = Field(16 * 1024, ge=1024, description="a request's headers, all together: 431 past it")
     max_url_bytes: int = Field(8 * 1024, ge=256, description="a request's URL (path and query): past it, 414")
-    max_connections: int = Field(512, ge=1, description="connections and requests in flight (uvicorn's limit): 503")
+    max_connections: int = Field(512, ge=1, description="connections, and requests in flight: past it a new "
+                                 "connection closes the oldest idle one (503 when none is idle), a request gets 503")
+    max_connections_per_client: int = Field(256, ge=1, description="connections from one client address: past it "
+                                            "the address's oldest idle one is closed (503 when none is idle); behind "
+                                            "a proxy, every client shares the proxy's address")
+    max_probes_in_flight: int = Field(16, ge=1, description="/healthz and /readyz requests in flight: kept out of "
+                                      "max_connections so that a full replica still answers its probes")
+    header_timeout_s: float = Field(10.0, gt=0, description="a request's line and headers must be in within this "
+                                    "many seconds of the connection or the request's first byte: 408")
     body_timeout_s: float = Field(60.0, gt=0, description="a request body must be in within this many seconds: 408")
     max_image_pixels: int = Field(40_000_000,
                                   description="largest image accepted, in pixels (a decompression-bomb guard)")

@@ -1,6 +1,6 @@
 """Hostile reads and cross-site writes (issue 39), over real HTTP to a real app on the tiny package and real Redis:
 each route parses only what it can legitimately hold, headers and URLs are capped, a trickled body times out,
-connections are capped, a list of unknown IDs costs Redis a bounded number of lookups, and the keyless loopback demo
+a list of unknown IDs costs Redis a bounded number of lookups, and the keyless loopback demo
 refuses writes from other sites."""
 
 from __future__ import annotations
@@ -83,20 +83,6 @@ def test_a_body_that_trickles_in_times_out(bounded):
     head = _raw(port, b"POST /v1/rank HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                       b"Content-Length: 100\r\n\r\n{\"user_id\"", timeout=20)
     assert head.split(b" ")[1] == b"408" and time.monotonic() - t < 10
-
-
-def test_connections_past_the_cap_get_503(tiny_package_dir, redis_prefix):
-    with LiveServer(_settings(tiny_package_dir, f"{redis_prefix}:conns", max_connections=4)) as live:
-        port = int(live.url.rsplit(":", 1)[1])
-        idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(5)]
-        try:
-            time.sleep(0.3)
-            assert httpx.get(live.url + "/healthz", timeout=10).status_code == 503
-        finally:
-            for s in idle:
-                s.close()
-        time.sleep(0.3)
-        assert httpx.get(live.url + "/healthz", timeout=10).status_code == 200
 
 
 def test_unknown_candidates_cost_redis_a_bounded_number_of_lookups(bounded):
