@@ -157,9 +157,10 @@ def space_fingerprint(items: Vectors, score: str) -> str:
     return h.hexdigest()[:16]
 
 
-def check_client_vector(values, dim: int, max_norm: float, field: str) -> np.ndarray:
-    """A vector sent by a client, as float32: ``dim`` finite values of norm at most ``max_norm``; ``InvalidInput``
-    (422) naming ``field`` otherwise."""
+def check_client_vector(values, dim: int, max_norm: float, field: str, unit: bool = False) -> np.ndarray:
+    """A vector sent by a client, as float32: ``dim`` finite values of norm at most ``max_norm`` (``unit``: made
+    unit-length first, in float64, so a huge one cannot overflow float32 into NaN scores); ``InvalidInput`` (422)
+    naming ``field`` otherwise."""
     vec = np.asarray(values, dtype=np.float64)
     if vec.shape != (dim,):
         raise InvalidInput(f"{field} must have {dim} values (this model package's ID space), got {vec.size}")
@@ -171,4 +172,8 @@ def check_client_vector(values, dim: int, max_norm: float, field: str) -> np.nda
     if norm > max_norm:
         raise InvalidInput(f"{field} has norm {norm:.4g}, above {max_norm:.4g} (the bound for this ID space): "
                            "not a vector of this space")
+    if unit and norm > 0:
+        vec = vec / norm
+    if np.abs(vec).max(initial=0.0) > np.finfo(np.float32).max:
+        raise InvalidInput(f"{field} holds values beyond float32's range")
     return vec.astype(np.float32)

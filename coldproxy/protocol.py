@@ -120,11 +120,14 @@ class IdVectorsIn(BaseModel):
     items: list[IdVector] = Field(min_length=1, max_length=MAX_LIST, description="at most COLDPROXY_MAX_ID_VECTORS")
     id_space: str | None = Field(None, max_length=64, description="the ID space fingerprint these vectors are of "
                                  "(GET /v1/model); 409 and nothing stored when the service serves another")
+    add_unknown: bool = Field(False, description="add items the service does not know (neither warm nor stored); "
+                              "off, such an item fails alone with 404")
 
 
 class IdVectorResult(BaseModel):
     item_id: str
-    status: int = Field(description="200 stored or unchanged; 422 for a vector refused (dimension, values, norm)")
+    status: int = Field(description="200 stored or unchanged; 422 for a vector refused (dimension, values, norm); "
+                        "404 for an item the service does not know, unless add_unknown")
     outcome: str | None = Field(None, description="updated (a warm or earlier-synced item's vector replaced), added "
                                 "(an item the service did not know), graduated (a new item now served its ID vector "
                                 "instead of its proxy), unchanged (the same vector was already served)")

@@ -179,7 +179,7 @@ def cmd_sync_ids(args) -> None:
         for start in range(0, len(vectors), args.chunk):
             chunk = dict(zip(vectors.ids[start: start + args.chunk], vectors.matrix[start: start + args.chunk]))
             try:
-                out = client.put_id_embeddings(chunk, id_space=args.id_space)
+                out = client.put_id_embeddings(chunk, id_space=args.id_space, add_unknown=args.add_unknown)
             except ServiceError as exc:
                 raise SystemExit(f"coldproxy sync-ids: {exc.status} from {args.url} after {start} vectors: "
                                  f"{str(exc.detail)[:500]}") from None
@@ -279,7 +279,9 @@ def main(argv: list[str] | None = None) -> None:
             sp.add_argument("file", type=Path, help="item vectors: Parquet (item_id, embedding) or NAME.npy beside "
                             "NAME.ids.txt")
             sp.add_argument("--url", default="http://127.0.0.1:8000", help="the service")
-            sp.add_argument("--api-key", help="a write key (default: COLDPROXY_API_KEY)")
+            sp.add_argument("--api-key", help="an admin key (default: COLDPROXY_API_KEY)")
+            sp.add_argument("--add-unknown", action="store_true", help="add items the service does not know (else "
+                            "each fails alone with 404)")
             sp.add_argument("--id-space", help="the ID space fingerprint the vectors are of (GET /v1/model); checked")
             sp.add_argument("--chunk", type=int, default=1000, help="vectors per request (at most the service's "
                             "COLDPROXY_MAX_ID_VECTORS)")

@@ -159,14 +159,17 @@ async def ingest_many(serving: Serving, items: list[NewItem | BatchResult]) -> l
     return results
 
 
-async def sync_id_vector(serving: Serving, item_id: str, values: list[float]) -> IdVectorResult:
+async def sync_id_vector(serving: Serving, item_id: str, values: list[float], add: bool = True) -> IdVectorResult:
     """Serve the recommender's own vector for one item from now on, on every replica: a warm item's replaces the
     package's, a stored new item graduates (its experts' outputs are kept for the warm-up path), an item the service
-    did not know is added. The vector is checked like any input (``Catalog.entry_vector``)."""
+    did not know is added when ``add`` (else 404). The vector is checked like any input
+    (``Catalog.entry_vector``: its norm within the largest warm item's)."""
     catalog = serving.items
     try:
         check_id(item_id)
         vec = catalog.entry_vector(values, "embedding")
+        if not add:
+            raise NotFound(f"unknown item {item_id}: POST it first, or send add_unknown to add it")
     except ColdproxyError as exc:
         return IdVectorResult(item_id=item_id, status=exc.status, detail=exc.detail)
     outcome, previous = await catalog.give(item_id, vec)
@@ -175,15 +178,43 @@ async def sync_id_vector(serving: Serving, item_id: str, values: list[float]) ->
     return IdVectorResult(item_id=item_id, status=200, outcome=outcome)
 
 
-async def sync_id_vectors(serving: Serving, items: list[tuple[str, list[float]]], space: str | None) -> IdVectorsOut:
+def check_plausible(serving: Serving, items: list[tuple[str, list[float]]], min_anchors: int, min_cosine: float
+                    ) -> None:
+    """409 when the warm items among ``items`` (at least ``min_anchors`` of them) point elsewhere than the vectors
+    served for them (mean cosine below ``min_cosine``): vectors of another space of the same dimension -- a retrain
+    from scratch, a wrong export -- whatever space they are labelled with."""
+    catalog = serving.items
+    anchors = [(catalog.warm[i], v) for i, v in items if i in catalog.warm and len(v) == catalog.dim]
+    if len(anchors) < min_anchors:
+        return
+    sent = np.asarray([v for _, v in anchors], dtype=np.float64)
+    served = catalog.warm_emb[[row for row, _ in anchors]].astype(np.float64)
+    norms = np.linalg.norm(sent, axis=1) * np.linalg.norm(served, axis=1)
+    if not np.isfinite(sent).all() or not (norms > 0).all():
+        return  # such vectors fail alone, with their own 422
+    cosine = float(np.mean(np.sum(sent * served, axis=1) / norms))
+    if cosine < min_cosine:
+        raise Conflict(f"the {len(anchors)} warm items sent have mean cosine {cosine:.3f} to the vectors served for "
+                       f"them (COLDPROXY_ID_SYNC_MIN_COSINE {min_cosine:g}): not this ID space; nothing stored. A new "
+                       "space is a new model package and a rollout")
+
+
+async def sync_id_vectors(serving: Serving, items: list[tuple[str, list[float]]], space: str | None,
+                          add_unknown: bool = False, min_anchors: int = 3, min_cosine: float = 0.3) -> IdVectorsOut:
     """``sync_id_vector`` for each item (one bad vector fails alone); the package being rolled out gets them too
     when it serves the same ID space (a package of another space needs its own recommender's vectors).
-    ``space``, when the client names the vectors' space, must be the serving one's (409, nothing stored)."""
+    ``space``, when the client names the vectors' space, must be the serving one's, and the warm items sent must
+    agree with it (``check_plausible``): else 409, nothing stored."""
     fingerprint = serving.package.id_fingerprint
     if space is not None and space != fingerprint:
         raise Conflict(f"these vectors are of ID space {space}; this service serves {fingerprint} (GET /v1/model): "
                        "a new space is a new model package and a rollout")
-    results = [await sync_id_vector(serving, i, v) for i, v in items]
+    check_plausible(serving, items, min_anchors, min_cosine)
+    known = set(serving.items.warm)
+    if not add_unknown:
+        others = [i for i, _ in items if i not in known]
+        known |= {i for i, held in zip(others, await serving.items.store.exists_many(others) if others else []) if held}
+    results = [await sync_id_vector(serving, i, v, add_unknown or i in known) for i, v in items]
     if serving.shadow is not None:
         target = serving.shadow.target
         if target.package.id_fingerprint == fingerprint:

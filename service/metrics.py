@@ -49,8 +49,8 @@ class Metrics:
                                                "of a new item's proxy scores with its learnt ID embedding's",
                                                ["version"], buckets=signed, registry=r)
         self.reembedded = Counter("coldproxy_reembedded_total", "Stored items re-embedded for a package being rolled "
-                                  "out, by version and result (reembedded, present, graduated, no_features, failed, "
-                                  "shadow, shadow_failed)", ["version", "result"], registry=r)
+                                  "out, by version and result (reembedded, refreshed, present, graduated, no_features, "
+                                  "failed, shadow, shadow_failed)", ["version", "result"], registry=r)
         self.rollout_progress = Gauge("coldproxy_rollout_progress",
                                       "Share of the stored items the package being rolled "
                                       "out holds (1 when complete)", ["version"], registry=r)

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from service.state import Serving
 
 log = logging.getLogger("coldproxy.rollout")
+CLOCK_SKEW_S = 60.0  # how far replicas' clocks may disagree: a catch-up looks this much further back
 
 
 @dataclass
@@ -57,6 +58,7 @@ class BackfillReport:
     no_features: int = 0  # listed, but without usable features
     failed: int = 0
     passes: int = 0
+    refreshed: int = 0  # held already, but changed since the backfill began: re-embedded over the stale vector
     seconds: float = 0.0
     bundles_reembedded: int = 0  # POSTed bundles, for a new bundle recommender, from their stored members
     bundles_present: int = 0
@@ -129,10 +131,37 @@ async def _store(target: "Serving", records: dict[str, object], report: Backfill
     return refused
 
 
+async def _refresh(target: "Serving", changed: dict[str, float], batch: int, report: BackfillReport) -> None:
+    """Re-embed for ``target``, over what it holds, the items of ``changed`` (item -> when its content or warm-up was
+    last written) whose copy there was written before that; never a warm item or a vector the recommender gave."""
+    given = await target.items.given_entries() if changed else {}
+    ids = [i for i in changed if i not in target.items.warm and i not in given]
+    written_at = await target.items.store.written_at(ids) if ids else []
+    ids = [i for i, t in zip(ids, written_at) if t is not None and t < changed[i]]
+    features = target.items.store.features
+    for start in range(0, len(ids), batch):
+        chunk, written = ids[start: start + batch], []
+        kept = await features.get_many(chunk)
+        for item_id, record in (await target.graphs.run(reembed, target, chunk, kept)).items():
+            if isinstance(record, Exception):
+                log.error("refreshing %s for %s failed: %s", item_id, target.version, record)
+                report.failed += 1
+            elif await target.items.put(item_id, record, overwrite=True):
+                report.refreshed += 1
+                target.metrics.reembedded.labels(target.version, "refreshed").inc()
+                written.append(item_id)
+        for item_id, still in zip(written, await features.exists_many(written) if written else []):
+            if not still:  # deleted while it was re-embedded: no take-down is undone
+                await target.items.delete(item_id)
+
+
 async def backfill(target: "Serving", batch: int = 256, progress: Callable[[int, int], None] | None = None,
-                   max_passes: int = 5) -> BackfillReport:
-    """Re-embed every item with kept features that ``target`` does not hold (see the module docstring).
-    ``progress(n, total)`` is called as items are done. Raises ``StoreUnavailable`` when Redis fails."""
+                   max_passes: int = 5, changed_since: float | None = None) -> BackfillReport:
+    """Re-embed every item with kept features that ``target`` does not hold (see the module docstring); with
+    ``changed_since`` (a Unix time), also those it holds whose content or warm-up was written since then -- an
+    overwrite or a warm-up whose shadow write failed, or that a replica without the shadow took -- so a switch
+    never promotes a stale vector. ``progress(n, total)`` is called as items are done. Raises ``StoreUnavailable``
+    when Redis fails."""
     store = target.items.store
     report, t0 = BackfillReport(), time.perf_counter()
     if store.features is None:
@@ -166,6 +195,8 @@ async def backfill(target: "Serving", batch: int = 256, progress: Callable[[int,
         # catch-up passes look at every item: shadow writes may have failed anywhere, and IDs written since an
         # interrupted run's position may sort before it
         position = None
+    if changed_since is not None:
+        await _refresh(target, await store.features.changed_since(changed_since), batch, report)
     report.seconds = time.perf_counter() - t0
     await versions.mark_complete(store, report.reembedded)
     target.metrics.rollout_progress.labels(target.version).set(report.covered)
@@ -268,6 +299,7 @@ class Rollout:
         self.state, self.report, self.error = "backfilling", BackfillReport(), None
         self.done = asyncio.Event()
         self.task: asyncio.Task | None = None
+        self.started_at = time.time()  # the switch's catch-up re-embeds what changed since (minus CLOCK_SKEW_S)
 
     def start(self) -> None:
         self.source.shadow = Shadow(self.target, self.source.bundles)
@@ -287,6 +319,7 @@ class Rollout:
                                                     "items, below COLDPROXY_ROLLOUT_SWITCH_FRACTION "
                                                     f"{self.switch_fraction}")
             else:
+                self.state = "switching"
                 await self.switch(self)
                 self.state = "switched"
         except Exception as exc:

@@ -29,7 +29,7 @@ from service.engine.features import feature_width
 from service.engine.graph_threads import Admission, GraphThreads
 from service.engine.pipeline import Embedded, ProxyPipeline
 from service.metrics import Metrics
-from service.rollout import Rollout, backfill
+from service.rollout import CLOCK_SKEW_S, Rollout, backfill
 from service.storage.catalog import Catalog, largest_norm
 from service.storage.history import UserHistory
 from service.storage.kept_features import FeatureStore
@@ -217,7 +217,7 @@ class State:
         """
         async with self._reload_lock:
             old = self.serving
-            if self.rollout is not None and self.rollout.state == "backfilling":
+            if self.rollout is not None and self.rollout.state in ("backfilling", "switching"):
                 raise Conflict(f"a rollout to {self.rollout.target.version} is under way; GET /v1/model shows it")
             if old is not None and package_version(self.settings.package_dir) == old.version:
                 await self._attach_bundles(old)  # a bundle package written since start-up is loaded all the same
@@ -257,13 +257,19 @@ class State:
         return True
 
     async def promote(self) -> tuple[str, str, dict]:
-        """Serve the shadow candidate to everyone. ``Conflict`` when there is none, or it is still backfilling."""
+        """Serve the shadow candidate to everyone. ``Conflict`` when there is none, it is still backfilling, or
+        another promote is switching to it: the state is claimed before the first await, so of two concurrent
+        promotes one switches and the other gets 409 (a second switch would retire the package now serving)."""
         rollout = self.rollout
         if rollout is None or rollout.state != "shadow" or not rollout.shadow_only:
             raise Conflict("no candidate package with a complete backfill to promote "
                            f"({'state ' + rollout.state if rollout else 'none configured'})")
-        previous = self.serving.version
-        await self._switch_rollout(rollout)
+        previous, rollout.state = self.serving.version, "switching"
+        try:
+            await self._switch_rollout(rollout)
+        except BaseException:
+            rollout.state = "shadow"  # nothing switched: it can be promoted again
+            raise
         rollout.state = "switched"
         return previous, rollout.target.version, rollout.status()
 
@@ -280,13 +286,20 @@ class State:
         serve its package; the old version's keys expire later, after a last catch-up for the requests still in
         flight on the old package when it was switched."""
         async with self._reload_lock:
+            if self.rollout is not rollout or rollout.target is self.serving:
+                raise Conflict(f"the rollout to {rollout.target.version} was replaced or is serving already")
             await persist_version(rollout.target.items.store)  # a roll-back: its keys had been set to expire
-            caught = await backfill(rollout.target, self.settings.reembed_batch)
-            log.info("catch-up before switching to %s: %d items re-embedded", rollout.target.version, caught.reembedded)
+            caught = await backfill(rollout.target, self.settings.reembed_batch,
+                                    changed_since=rollout.started_at - CLOCK_SKEW_S)
+            log.info("catch-up before switching to %s: %d items re-embedded, %d changed since the backfill began "
+                     "re-embedded again", rollout.target.version, caught.reembedded, caught.refreshed)
+            rollout.report.refreshed += caught.refreshed
             self.metrics.serving_version.remove(rollout.target.version, "candidate")
             await self._switch(rollout.target, expire_old=True)
 
     async def _switch(self, new: Serving, expire_old: bool = False) -> None:
+        if new is self.serving:  # retiring it would expire the keys of the package that serves
+            raise Conflict(f"model package {new.version} is serving already")
         old, self.serving = self.serving, new
         self.metrics.serving_version.labels(new.version, "serving").set(1)
         if old is not None:
@@ -297,10 +310,11 @@ class State:
 
     async def _retire(self, old: Serving, new: Serving, expire_old: bool) -> None:
         try:
+            switched_at = time.time()
             await asyncio.sleep(self.settings.reload_grace_s)  # let requests that hold it finish
             if expire_old:
-                old.shadow = None
-                caught = await backfill(new, self.settings.reembed_batch)  # what those requests wrote
+                old.shadow = None  # what those requests wrote:
+                caught = await backfill(new, self.settings.reembed_batch, changed_since=switched_at - CLOCK_SKEW_S)
                 n = await expire_version(old.items.store, self.settings.rollout_keep_old_s)
                 log.info("the %d items of %s expire in %.0f s (%d written meanwhile re-embedded for %s)", n,
                          old.version, self.settings.rollout_keep_old_s, caught.reembedded, new.version)

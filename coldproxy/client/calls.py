@@ -163,9 +163,12 @@ class Api:
             body["id_embedding"] = floats(id_embedding)
         return self._send(Call("POST", f"/v1/items/{segment(item_id)}/interactions", ItemOut, json=body))
 
-    def put_id_embeddings(self, vectors: dict[str, Sequence[float]], *, id_space: str | None = None) -> IdVectorsOut:
-        """Your recommender's own vectors for items (warm ones replaced, new ones graduated)."""
-        body: dict = {"items": [{"item_id": i, "embedding": floats(v)} for i, v in vectors.items()]}
+    def put_id_embeddings(self, vectors: dict[str, Sequence[float]], *, id_space: str | None = None,
+                          add_unknown: bool = False) -> IdVectorsOut:
+        """Your recommender's own vectors for items (warm ones replaced, new ones graduated; ones the service does not
+        know added only with ``add_unknown``). Needs an admin key."""
+        body: dict = {"items": [{"item_id": i, "embedding": floats(v)} for i, v in vectors.items()],
+                      "add_unknown": add_unknown}
         if id_space is not None:
             body["id_space"] = id_space
         return self._send(Call("PUT", "/v1/items:id-embeddings", IdVectorsOut, json=body))

@@ -104,9 +104,14 @@ class LimitSettings(BaseSettings):
                                         "default: vector_norm_slack x the largest norm among the package's users (its "
                                         "warm items' when it has none); none in a cosine space (made unit-length)")
     vector_norm_slack: float = Field(1.5, ge=1.0, description="how far past the package's own vectors a client's "
-                                     "vector may reach: user_embedding (see max_user_norm) and PUT "
-                                     "/v1/items:id-embeddings bound their norms by this times the largest there")
+                                     "user_embedding may reach (see max_user_norm); the recommender's item vectors "
+                                     "(PUT /v1/items:id-embeddings) are bounded by the largest warm norm itself")
     max_id_vectors: int = Field(1000, ge=1, le=MAX_LIST, description="item vectors per PUT /v1/items:id-embeddings")
+    id_sync_min_anchors: int = Field(3, ge=1, description="PUT /v1/items:id-embeddings: with at least this many warm "
+                                     "items in one request, their vectors are checked against the served ones")
+    id_sync_min_cosine: float = Field(0.3, ge=-1.0, le=1.0, description="... and their mean cosine to the served "
+                                      "vectors must reach this, else 409 and nothing stored (vectors of another "
+                                      "space of the same dimension: about 0)")
     max_k: int = Field(1000, description="largest k of a recommendation")
     max_bundle_members: int = Field(1000, ge=1, le=MAX_LIST, description="member items per POST /v1/bundles")
 

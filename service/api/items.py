@@ -27,7 +27,7 @@ from coldproxy.protocol import (
     ItemsBatchIn,
     versions,
 )
-from service.api.deps import READ, WRITE, AppState, Live, access
+from service.api.deps import ADMIN, READ, WRITE, AppState, Live, access
 from service.api.http import check_length, fast_json, fetch, json_body, read_json
 from service.items import NewItem, ingest, ingest_many, record_interactions, replay, restore, sync_id_vectors, take_down
 
@@ -140,19 +140,23 @@ async def post_items_batch(request: Request, st: AppState, sv: Live) -> BatchOut
 
 
 @router.put("/v1/items:id-embeddings", response_model=IdVectorsOut, openapi_extra=json_body(IdVectorsIn),
-            dependencies=[access(WRITE)])
+            dependencies=[access(ADMIN)])
 async def put_id_embeddings(request: Request, st: AppState, sv: Live) -> IdVectorsOut:
     """Follow the recommender as it retrains: its latest vectors for items, served from now on by every replica
     (``coldproxy sync-ids FILE`` sends an export in chunks). A warm item's vector replaces the package's; a new item
-    POSTed earlier graduates to its ID vector; an item the service did not know is added. 200 with one result per
-    item, in order; a vector refused (dimension, values, norm) fails alone with 422. A retrain into a new space is a
-    new model package and a rollout, not this route."""
+    POSTed earlier graduates to its ID vector; an item the service did not know is added only with ``add_unknown``
+    (else it fails alone with 404). 200 with one result per item, in order; a vector refused (dimension, values, a
+    norm past the largest warm item's) fails alone with 422. Admin scope: these vectors decide what every user is
+    recommended. A retrain into a new space is a new model package and a rollout, not this route: warm items whose
+    vectors point elsewhere than the served ones get 409 (``check_plausible``)."""
     if not request.headers.get("content-type", "").startswith("application/json"):
         raise UnsupportedMediaType('send application/json: {"items": [{"item_id", "embedding"}, ...]}')
     body = await read_json(request, IdVectorsIn)
     if len(body.items) > st.settings.max_id_vectors:
         raise TooLarge(f"at most {st.settings.max_id_vectors} vectors per request (COLDPROXY_MAX_ID_VECTORS)")
-    return await sync_id_vectors(sv, [(it.item_id, it.embedding) for it in body.items], body.id_space)
+    s = st.settings
+    return await sync_id_vectors(sv, [(it.item_id, it.embedding) for it in body.items], body.id_space,
+                                 body.add_unknown, s.id_sync_min_anchors, s.id_sync_min_cosine)
 
 
 @router.get("/v1/items/{item_id}/embedding", response_model=EmbeddingOut, dependencies=[access(READ)])

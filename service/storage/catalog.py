@@ -22,7 +22,7 @@ from anyio import from_thread
 
 from coldproxy.config import usable_cores
 from coldproxy.errors import Conflict, NotFound
-from coldproxy.id_space import check_client_vector, normalise_rows
+from coldproxy.id_space import check_client_vector
 from coldproxy.ids import ID_RE
 from service.metrics import Metrics
 from service.storage.index import ItemIndex
@@ -78,7 +78,7 @@ class Catalog:
         self.warm_emb = warm_emb if not len(proxy_ids) else np.concatenate([warm_emb, proxy_emb]).astype(np.float32)
         self.dim, self.space, self.score = warm_emb.shape[1], space, score
         self.max_user_norm = max_user_norm or norm_slack * (largest_norm(user_emb) or largest_norm(warm_emb) or 1.0)
-        self.max_entry_norm = norm_slack * (largest_norm(warm_emb) or 1.0)
+        self.max_entry_norm = largest_norm(warm_emb) or 1.0  # an item's vector never outreaches the package's
         if score == "cosine":  # every vector is made unit-length: its norm says nothing (it must be finite)
             self.max_user_norm = self.max_entry_norm = float("inf")
         self.given: set[str] = set()  # entries whose vector the recommender gave (not the package's warm ones)
@@ -131,16 +131,15 @@ class Catalog:
             if vector is None:
                 raise NotFound(f"unknown user {user_id}")
             return vector
-        vector = check_client_vector(user_embedding, self.dim, self.max_user_norm, "user_embedding")
-        return normalise_rows(vector[None])[0] if self.score == "cosine" else vector
+        return check_client_vector(user_embedding, self.dim, self.max_user_norm, "user_embedding",
+                                   unit=self.score == "cosine")
 
     def entry_vector(self, values: list[float], field: str, max_norm: float | None = None) -> np.ndarray:
         """A vector a client sends for an entry, checked (422: dimension, finiteness, a norm within ``max_norm``,
-        default the slack over the warm entries') and in this space's form: unit-length in a cosine space, where its
-        norm is not bounded."""
+        default the largest warm entry's) and in this space's form: unit-length in a cosine space, where its norm is
+        not bounded."""
         bound = self.max_entry_norm if max_norm is None or self.score == "cosine" else max_norm
-        vector = check_client_vector(values, self.dim, bound, field)
-        return normalise_rows(vector[None])[0] if self.score == "cosine" else vector
+        return check_client_vector(values, self.dim, bound, field, unit=self.score == "cosine")
 
     def update_warm(self, ids: list[str], vectors: np.ndarray) -> None:
         """New vectors for warm entries (the recommender's, from the store): served and indexed from now on. The

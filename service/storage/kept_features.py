@@ -6,6 +6,7 @@ the item's proxy, read back by the backfill, and updated by the warm-up path.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,10 +59,13 @@ class FeatureStore:
     def key(self, item_id: str) -> str:
         return f"{self._part(item_id)}:item:{item_id}"
 
-    def set_keys(self) -> list[str]:
+    def set_keys(self, name: str = "items") -> list[str]:
         if not self.partitions:
-            return [f"{self.base}:items"]
-        return [f"{self.base}:{{cp{p}}}:items" for p in range(self.partitions)]
+            return [f"{self.base}:{name}"]
+        return [f"{self.base}:{{cp{p}}}:{name}" for p in range(self.partitions)]
+
+    def _changed(self, item_id: str) -> str:
+        return f"{self._part(item_id)}:changed"
 
     def check(self, features: np.ndarray) -> None:
         if features.shape != (self.width,) or not np.isfinite(features).all():
@@ -76,11 +80,13 @@ class FeatureStore:
         pipe.hset(key, mapping={"features": features.astype(self.dtype).tobytes(), "dtype": self.dtype.name})
         pipe.hsetnx(key, "posted_at", now)
         pipe.sadd(f"{self._part(item_id)}:items", item_id)
+        pipe.zadd(self._changed(item_id), {item_id: float(now)})
 
     def forget(self, pipe, item_id: str) -> None:
         """Add the removal of ``item_id``'s features to a transaction (a deleted item is never re-embedded)."""
         pipe.delete(self.key(item_id))
         pipe.srem(f"{self._part(item_id)}:items", item_id)
+        pipe.zrem(self._changed(item_id), item_id)
 
     async def exists_many(self, item_ids: list[str]) -> list[bool]:
         """Which of ``item_ids`` still have kept features."""
@@ -96,7 +102,21 @@ class FeatureStore:
         if id_embedding is not None:
             args += ["id_embedding", id_embedding.astype(np.float32).tobytes(), "id_fingerprint", id_fingerprint]
         try:
-            return bool(await self._set_if_present(keys=[self.key(item_id)], args=args))
+            noted = bool(await self._set_if_present(keys=[self.key(item_id)], args=args))
+            if noted:
+                await self.client.zadd(self._changed(item_id), {item_id: time.time()})
+            return noted
+        except Exception as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    async def changed_since(self, t: float) -> dict[str, float]:
+        """The items whose features or warm-up were written at or after ``t`` (a Unix time, any replica's clock), and
+        when."""
+        try:
+            out = {}
+            for key in self.set_keys("changed"):
+                out |= {i.decode(): s for i, s in await self.client.zrangebyscore(key, t, "+inf", withscores=True)}
+            return out
         except Exception as exc:
             raise StoreUnavailable(str(exc)) from exc
 

@@ -26,6 +26,9 @@ class Entry(NamedTuple):
     posted: float
 
 VECTOR_FIELDS = ("emb", "proxy", "diffusion", "id_embedding", "anchor")
+# what one record may carry and the next may not: an overwrite deletes those its record lacks (a re-gated item
+# is no longer "src": "id", a re-POSTed one has no interactions); "posted_at" and other fields stay
+REPLACED_FIELDS = frozenset(VECTOR_FIELDS[1:]) | {"fusion_weights", "interactions", "src"}
 
 
 @dataclass(frozen=True)

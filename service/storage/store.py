@@ -20,6 +20,8 @@ re-embed every stored item (``service.rollout``), live outside the version, unde
   id_embedding + id_fingerprint when the recommender sent one, posted_at as in the item's hash}; written in the same
   transaction as the proxy
 * ``P:features:F:items`` — set of the item IDs with features
+* ``P:features:F:changed`` — sorted set: item ID -> when its features or warm-up were last written (a rollout's
+  catch-up re-embeds what changed since its backfill began)
 
 Posted bundles (``service.bundle_serving``) use the same layout under ``P:bundles:<package version>``, with
 their ``members`` in the hash. Keys carry the model's version, so proxies of two versions never mix. A write is
@@ -40,7 +42,7 @@ from redis.exceptions import ResponseError, WatchError
 
 from coldproxy.errors import StoreUnavailable
 from coldproxy.ids import ID_RE
-from service.storage.records import FROM_RECOMMENDER, Entry, StoredItem, check_vector, same_write
+from service.storage.records import FROM_RECOMMENDER, REPLACED_FIELDS, Entry, StoredItem, check_vector, same_write
 
 log = logging.getLogger("coldproxy.store")
 
@@ -127,6 +129,16 @@ class RedisStore:
         except Exception as exc:
             raise StoreUnavailable(str(exc)) from exc
 
+    async def written_at(self, item_ids: list[str]) -> list[float | None]:
+        """When each of ``item_ids`` was last written here (its hash's ``created_at``), None for one not held."""
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for i in item_ids:
+                    pipe.hget(self.item_key(i), "created_at")
+                return [None if t is None else float(t) for t in await pipe.execute()]
+        except Exception as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
     def item_key(self, item_id: str) -> str:
         return f"{self.base}:item:{item_id}"
 
@@ -174,6 +186,9 @@ class RedisStore:
                     if expect is not None and not same_write(await pipe.hmget(key, "created_at", "emb"), expect):
                         return False
                     pipe.multi()
+                stale = sorted(REPLACED_FIELDS - mapping.keys())
+                if stale:  # an overwrite replaces the record, not only the fields it has
+                    pipe.hdel(key, *stale)
                 pipe.hset(key, mapping=mapping)
                 pipe.hsetnx(key, "posted_at", now)  # an overwrite keeps when the item was first stored
                 pipe.sadd(self.set_key(item_id), item_id)

@@ -108,3 +108,12 @@ def test_a_client_vector_is_checked_for_dimension_values_and_norm():
                             ([3.0, 4.0], "norm 5, above 1")):
         with pytest.raises(InvalidInput, match=message):
             check_client_vector(values, 2, 1.0, "v")
+
+
+def test_a_huge_client_vector_never_becomes_nan():
+    """A cosine space takes any finite length: 1e39 values are made unit-length in float64, not cast to float32 inf
+    first (NaN scores, issue 59); without normalising, values past float32's range are refused."""
+    unit = check_client_vector([1e39, 1e39], 2, float("inf"), "v", unit=True)
+    np.testing.assert_allclose(unit, [2 ** -0.5, 2 ** -0.5], rtol=1e-6)
+    with pytest.raises(InvalidInput, match="float32"):
+        check_client_vector([1e39, 1e39], 2, float("inf"), "v")

@@ -103,7 +103,7 @@ def test_the_recommenders_vectors_are_served_by_every_replica(tiny_package_dir, 
             {"item_id": "grad-1", "embedding": graduated},
             {"item_id": "warm-5", "embedding": package.item_emb[5].tolist()},
             {"item_id": "bad-dim", "embedding": vector(14)[:3]},
-            {"item_id": "too-long", "embedding": vector(15, 1e6)}]})
+            {"item_id": "too-long", "embedding": vector(15, 1e6)}], "add_unknown": True})
         assert r.status_code == 200, r.text
         out = r.json()
         assert [x["outcome"] for x in out["results"]] == ["updated", "added", "graduated", "unchanged", None, None]
@@ -129,6 +129,10 @@ def test_the_recommenders_vectors_are_served_by_every_replica(tiny_package_dir, 
             top = client.post("/v1/recommendations", json={"user_embedding": added, "k": 3}).json()["items"]
             assert top[0]["item_id"] == "known-by-recommender" or top[0]["score"] >= float(np.dot(added, added)) - 1e-4
 
+        # an item the service does not know is added only when asked
+        r = ca.put("/v1/items:id-embeddings", json={"items": [{"item_id": "never-posted", "embedding": vector(17)}]})
+        assert r.status_code == 200 and r.json()["results"][0]["status"] == 404 and r.json()["stored"] == 0
+        assert served(ca, "never-posted")[0] == 404
         # a space named by the client must be the served one: else nothing is stored
         r = ca.put("/v1/items:id-embeddings", json={"id_space": "ffffffffffffffff",
                                                     "items": [{"item_id": "other-space", "embedding": vector(16)}]})
@@ -141,7 +145,8 @@ def test_the_recommenders_vectors_are_served_by_every_replica(tiny_package_dir, 
         matrix = np.random.default_rng(3).standard_normal((len(ids), ID_DIM)).astype(np.float32)
         pq.write_table(pa.table({"item_id": ids, "embedding": matrix.tolist()}), tmp_path / "items.parquet")
         run = subprocess.run([sys.executable, "-m", "coldproxy_cli", "sync-ids", str(tmp_path / "items.parquet"),
-                              "--url", a.url, "--chunk", "3"], capture_output=True, text=True, timeout=120)
+                              "--url", a.url, "--chunk", "3", "--add-unknown"],
+                             capture_output=True, text=True, timeout=120)
         assert run.returncode == 0, run.stderr[-2000:]
         report = json.loads(run.stdout.strip().splitlines()[-1])
         assert report["stored"] == 8 and report["failed"] == 0 and report["vectors"] == 8
@@ -161,7 +166,8 @@ def test_a_rollout_carries_the_recommenders_vectors_only_within_one_space(tiny_p
         assert c.post("/v1/items", json={"item_id": "posted-1", "text": "a blue teapot"}).status_code == 200
         assert c.post("/v1/items", json={"item_id": "posted-2", "text": "a red kettle"}).status_code == 200
         given = {"synced-only": vector(21), "posted-2": vector(22)}
-        r = c.put("/v1/items:id-embeddings", json={"items": [{"item_id": i, "embedding": v} for i, v in given.items()]})
+        r = c.put("/v1/items:id-embeddings", json={"items": [{"item_id": i, "embedding": v} for i, v in given.items()],
+                                                   "add_unknown": True})
         assert r.json()["stored"] == 2, r.text
         for name in ("proxy.onnx", "embeddings.npz", "manifest.json"):
             shutil.copy(second / name, live_dir / name)
@@ -182,12 +188,15 @@ def test_a_rollout_carries_the_recommenders_vectors_only_within_one_space(tiny_p
             assert not np.allclose(graduated["embedding"], given["posted-2"])
 
 
-def test_the_recommenders_vectors_are_a_write_and_ranking_by_vector_a_read(tiny_package_dir, fresh_prefix):
-    key = "write-key-7654321"
-    with live(tiny_package_dir, fresh_prefix, api_keys=[key]) as server, httpx.Client(base_url=server.url) as c:
-        ids = {"items": [{"item_id": "by-recommender", "embedding": vector(31)}]}
+def test_the_recommenders_vectors_are_an_admin_write_and_ranking_by_vector_a_read(tiny_package_dir, fresh_prefix):
+    """The recommender's vectors decide what every user is shown: a write key is not enough (issue 59)."""
+    key, admin = "write-key-7654321", "admin-key-7654321"
+    with live(tiny_package_dir, fresh_prefix, api_keys=[key], admin_api_keys=[admin]) as server, \
+            httpx.Client(base_url=server.url) as c:
+        ids = {"items": [{"item_id": "by-recommender", "embedding": vector(31)}], "add_unknown": True}
         assert c.put("/v1/items:id-embeddings", json=ids).status_code == 401
-        assert c.put("/v1/items:id-embeddings", json=ids, headers={"X-API-Key": key}).status_code == 200
+        assert c.put("/v1/items:id-embeddings", json=ids, headers={"X-API-Key": key}).status_code == 401
+        assert c.put("/v1/items:id-embeddings", json=ids, headers={"X-API-Key": admin}).status_code == 200
         r = c.post("/v1/rank", json={"user_embedding": vector(32), "item_ids": ["by-recommender"]})
         assert r.status_code == 200 and r.json()["scores"][0]["source"] == "id"
     with live(tiny_package_dir, fresh_prefix, api_keys=[key], auth_reads=True) as server, \
@@ -195,3 +204,45 @@ def test_the_recommenders_vectors_are_a_write_and_ranking_by_vector_a_read(tiny_
         assert c.post("/v1/recommendations", json={"user_embedding": vector(32)}).status_code == 401
         assert c.post("/v1/recommendations", json={"user_embedding": vector(32)},
                       headers={"X-API-Key": key}).status_code == 200
+
+
+def test_vectors_of_another_space_are_refused_whatever_their_label(tiny_package_dir, fresh_prefix):
+    """Warm items whose vectors point elsewhere than the served ones (a retrain from scratch, a wrong export of the
+    same dimension) get 409 and nothing is stored; norms past the largest warm item's fail alone (issue 59)."""
+    package = load_package(tiny_package_dir)
+    rng = np.random.default_rng(5)
+    largest = float(np.linalg.norm(package.item_emb, axis=1).max())
+    with live(tiny_package_dir, fresh_prefix) as server, httpx.Client(base_url=server.url, timeout=30) as c:
+        ids = [f"warm-{n}" for n in range(4)]
+        before = [c.get(f"/v1/items/{i}/embedding").json()["embedding"] for i in ids]
+        served = np.asarray(before)
+        other = np.empty_like(served)  # each pair of axes turned a quarter: a cosine of exactly 0 to the served
+        other[:, 0::2], other[:, 1::2] = -served[:, 1::2], served[:, 0::2]
+        body = {"items": [{"item_id": i, "embedding": v.tolist()} for i, v in zip(ids, other)],
+                "id_space": package.id_fingerprint}
+        r = c.put("/v1/items:id-embeddings", json=body)
+        assert r.status_code == 409 and "cosine" in r.json()["detail"], r.text
+        assert [c.get(f"/v1/items/{i}/embedding").json()["embedding"] for i in ids] == before
+        # the same recommender a little further on: taken
+        drift = package.item_emb[:4] * 0.9 + 0.05 * rng.standard_normal((4, ID_DIM))
+        body = {"items": [{"item_id": i, "embedding": v.tolist()} for i, v in zip(ids, drift)]}
+        assert c.put("/v1/items:id-embeddings", json=body).json()["stored"] == 4
+        too_long = package.item_emb[5] * (1.2 * largest / np.linalg.norm(package.item_emb[5]))
+        r = c.put("/v1/items:id-embeddings", json={"items": [{"item_id": "warm-5", "embedding": too_long.tolist()}]})
+        assert r.json()["results"][0]["status"] == 422 and "norm" in str(r.json()["results"][0]["detail"])
+
+
+def test_an_overwrite_replaces_the_whole_record(tiny_package_dir, fresh_prefix, redis_client):
+    """A graduated item POSTed again keeps no field of the record it replaced: no stale ``src: id`` serves its proxy
+    as the recommender's vector on the next replica to load it (issue 59)."""
+    version = load_package(tiny_package_dir).manifest.version
+    key = f"{fresh_prefix}:{version}:item:regated-1"
+    with live(tiny_package_dir, fresh_prefix) as server, httpx.Client(base_url=server.url, timeout=30) as c:
+        assert c.post("/v1/items", json={"item_id": "regated-1", "text": "a yellow chair"}).status_code == 200
+        r = c.put("/v1/items:id-embeddings", json={"items": [{"item_id": "regated-1", "embedding": vector(41, 0.1)}]})
+        assert r.json()["results"][0]["outcome"] == "graduated", r.text
+        assert redis_client.hget(key, "src") == b"id"
+        r = c.post("/v1/items", json={"item_id": "regated-1", "text": "a yellow chair", "overwrite": True})
+        assert r.status_code == 200 and redis_client.hget(key, "src") is None
+    with live(tiny_package_dir, fresh_prefix) as server, httpx.Client(base_url=server.url, timeout=30) as c:
+        assert c.get("/v1/items/regated-1/embedding").json()["source"] == "proxy"

@@ -214,6 +214,55 @@ def test_promote_catches_up_on_what_was_written_after_the_backfill(tiny_package_
         assert got.status_code == 200 and got.json()["package_version"] == v2, got.text
 
 
+def test_two_promotes_at_once_switch_once_and_keep_the_serving_package(tiny_package_dir, second_package, prefix,
+                                                                       redis_client):
+    """A client timeout and a rerun: two concurrent promotes. One switches, the other gets 409; the package now
+    serving keeps its keys (no TTL) and takes writes (issue 59: the second switch retired the serving package)."""
+    v2 = load_package(second_package).manifest.version
+    with live(tiny_package_dir, prefix, candidate_package_dir=second_package) as server, \
+            httpx.Client(base_url=server.url, timeout=30) as c:
+        assert c.post("/v1/items", json={"item_id": "p-1", "text": text_of("p-1")}).status_code == 200
+        deadline = time.time() + 30
+        while c.get("/v1/model").json()["rollout"]["state"] != "shadow" and time.time() < deadline:
+            time.sleep(0.1)
+        statuses = []
+        threads = [threading.Thread(target=lambda: statuses.append(httpx.post(server.url + "/v1/admin/promote",
+                                                                              timeout=60).status_code))
+                   for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(statuses) == [200, 409], statuses
+        time.sleep(0.5)  # past reload_grace_s: the old package has retired
+        assert c.get("/v1/model").json()["package_version"] == v2
+        assert redis_client.ttl(f"{prefix}:{v2}:item:p-1") == -1  # no expiry on the serving package's keys
+        assert c.post("/v1/items", json={"item_id": "p-2", "text": text_of("p-2")}).status_code == 200
+        assert c.get("/v1/items/p-1/embedding").json()["package_version"] == v2
+
+
+def test_promote_refreshes_an_item_overwritten_after_the_backfill(tiny_package_dir, second_package, prefix,
+                                                                   redis_client):
+    """An overwrite the candidate missed (taken by a replica without the shadow writes) is re-embedded by the
+    promote's catch-up, not promoted stale: the catch-up re-embeds what changed, not only what is missing."""
+    v2 = load_package(second_package).manifest.version
+    with live(tiny_package_dir, prefix, candidate_package_dir=second_package) as a, \
+            live(tiny_package_dir, prefix) as b, \
+            httpx.Client(base_url=a.url, timeout=30) as ca, httpx.Client(base_url=b.url, timeout=30) as cb:
+        assert ca.post("/v1/items", json={"item_id": "o-1", "text": text_of("o-1")}).status_code == 200
+        deadline = time.time() + 30
+        while ca.get("/v1/model").json()["rollout"]["state"] != "shadow" and time.time() < deadline:
+            time.sleep(0.1)
+        stale = stored_vector(redis_client, prefix, v2, "o-1")
+        r = cb.post("/v1/items", json={"item_id": "o-1", "text": "a different article: a heavy iron anchor",
+                                       "overwrite": True})
+        assert r.status_code == 200, r.text
+        assert np.array_equal(stored_vector(redis_client, prefix, v2, "o-1"), stale)  # b wrote only its own version
+        r = ca.post("/v1/admin/promote")
+        assert r.status_code == 200 and r.json()["rollout"]["backfill"]["refreshed"] >= 1, r.text
+        assert not np.allclose(stored_vector(redis_client, prefix, v2, "o-1"), stale)
+
+
 def test_reembed_command_backfills_offline_and_resumes(tiny_package_dir, second_package, prefix, redis_client):
     v2 = load_package(second_package).manifest.version
     with live(tiny_package_dir, prefix) as server, httpx.Client(base_url=server.url, timeout=30) as c:
