@@ -101,6 +101,7 @@ class Serving:
                                  self.boosted(package.proxy_emb))
             if settings.user_history and not isinstance(store, MemoryStore):
                 self.items.history = UserHistory(store.client, settings.redis_prefix, settings.user_history,
+                                                 settings.user_history_max_users,
                                                  settings.user_history_ttl_s)
             n_cold = await self.items.start()
             if bundles and settings.bundle_package_dir is not None and Path(settings.bundle_package_dir).exists():

@@ -175,6 +175,9 @@ class ReadSettings(BaseSettings):
                               "0: off")
     user_history_ttl_s: float = Field(30 * 86400.0, gt=0,
                                       description="a user's kept items expire this long after the last")
+    user_history_max_users: int = Field(2000, ge=1, description="users with kept items, across replicas: past it the "
+                                        "user who posted least recently is forgotten. Redis holds up to about this x "
+                                        "user_history x 200 bytes (IDs of 128 characters): raise it with Redis")
     cold_boost: float = Field(0.0, ge=0.0, le=10.0, description="exploration: a new item's served vector is "
                               "multiplied by 1 + cold_boost when it is POSTed (items stored before keep theirs; the "
                               "warm-up path re-gates without it), so it reaches more users' top k; 0 serves the "

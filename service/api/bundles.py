@@ -25,7 +25,7 @@ from coldproxy.protocol import (
     bundle_versions,
 )
 from service import bundle_wait
-from service.api.deps import READ, WRITE, AppState, Live, access
+from service.api.deps import READ, WRITE, AppState, Live, access, check_private_read
 from service.api.http import fast_json, fetch, json_body, rank_in, read_json, top_k_in
 from service.bundle_serving import BundleServing
 from service.state import Serving
@@ -75,8 +75,10 @@ async def rank_bundles(request: Request, st: AppState, sv: Live) -> Response:
                       "scores": scores})
 
 
-async def bundle_recommendations(st: AppState, sv: Serving, query: UserQuery, k: int, filters: RecommendFilters,
-                           exclude_ids: list[str] = ()) -> Response:
+async def bundle_recommendations(request: Request, st: AppState, sv: Serving, query: UserQuery, k: int,
+                                 filters: RecommendFilters, exclude_ids: list[str] = ()) -> Response:
+    if query.user_id is not None and not filters.exclude_seen:
+        check_private_read(request, st)
     bundles = bundles_of(sv, st)
     hits = await top_k_in(bundles.catalog, query, k, st.settings, filters, exclude_ids)
     return fast_json({"user_id": query.user_id, **bundle_versions(bundles.version),
@@ -90,16 +92,16 @@ async def recommend_bundles_post(request: Request, st: AppState, sv: Live) -> Re
     which ends in the placement terms: see docs/bundles.md); id_space names that package's version. The
     filters are those of ``POST /v1/recommendations``: by default none of the user's training bundles."""
     body = await read_json(request, BundleRecommendIn)
-    return await bundle_recommendations(st, sv, body, body.k, body, body.exclude_ids)
+    return await bundle_recommendations(request, st, sv, body, body.k, body, body.exclude_ids)
 
 
 @router.get("/v1/users/{user_id}/bundle-recommendations", response_model=BundleRecommendOut,
             dependencies=[access(READ)])
-async def recommend_bundles(user_id: str, st: AppState, sv: Live, filters: Annotated[RecommendFilters, Query()],
-                            k: Annotated[int, Query(ge=1)] = 10) -> Response:
-    return await bundle_recommendations(st, sv,
-                                        UserQuery.model_construct(user_id=user_id, user_embedding=None, id_space=None),
-                                  k, filters)
+async def recommend_bundles(user_id: str, request: Request, st: AppState, sv: Live,
+                            filters: Annotated[RecommendFilters, Query()], k: Annotated[int, Query(ge=1)] = 10
+                            ) -> Response:
+    query = UserQuery.model_construct(user_id=user_id, user_embedding=None, id_space=None)
+    return await bundle_recommendations(request, st, sv, query, k, filters)
 
 
 @router.delete("/v1/bundles/{bundle_id}", status_code=204, dependencies=[access(WRITE)],

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from coldproxy.protocol import RankIn, RankOut, RecommendFilters, RecommendIn, RecommendOut, UserQuery, versions
-from service.api.deps import READ, AppState, access
+from service.api.deps import READ, AppState, access, check_private_read
 from service.api.http import fast_json, json_body, rank_in, read_json, top_k_in
 
 router = APIRouter()
@@ -28,8 +28,10 @@ async def rank(request: Request, st: AppState) -> Response:
     return fast_json({"user_id": body.user_id, **versions(sv.version), "missing": missing, "scores": scores})
 
 
-async def recommendations(st: AppState, query: UserQuery, k: int, filters: RecommendFilters,
-                    exclude_ids: list[str] = ()) -> Response:
+async def recommendations(request: Request, st: AppState, query: UserQuery, k: int, filters: RecommendFilters,
+                          exclude_ids: list[str] = ()) -> Response:
+    if query.user_id is not None and not filters.exclude_seen:
+        check_private_read(request, st)
     sv = st.serving_for(query.user_id)
     hits = await top_k_in(sv.items, query, k, st.settings, filters, exclude_ids)
     st.metrics.answers.labels("recommend", sv.version).inc()
@@ -47,12 +49,12 @@ async def recommend_post(request: Request, st: AppState) -> Response:
     all; only items first stored after ``created_after``. Items taken down (``DELETE /v1/items/{id}``) are never
     recommended."""
     body = await read_json(request, RecommendIn)
-    return await recommendations(st, body, body.k, body, body.exclude_ids)
+    return await recommendations(request, st, body, body.k, body, body.exclude_ids)
 
 
 @router.get("/v1/users/{user_id}/recommendations", response_model=RecommendOut, dependencies=[access(READ)])
-async def recommend(user_id: str, st: AppState, filters: Annotated[RecommendFilters, Query()],
+async def recommend(user_id: str, request: Request, st: AppState, filters: Annotated[RecommendFilters, Query()],
                     k: Annotated[int, Query(ge=1)] = 10) -> Response:
     """``POST /v1/recommendations`` for a user ID, its filters as query parameters."""
-    return await recommendations(st, UserQuery.model_construct(user_id=user_id, user_embedding=None, id_space=None), k,
-                           filters)
+    query = UserQuery.model_construct(user_id=user_id, user_embedding=None, id_space=None)
+    return await recommendations(request, st, query, k, filters)

@@ -29,10 +29,13 @@ async def post_user_interactions(user_id: str, request: Request, st: AppState, s
     """Items a user has seen or interacted with since the package was trained (your event stream's clicks, views,
     purchases), kept for every replica: the user's recommendations leave them out from now on, with their training
     interactions (``exclude_seen``). The newest ``COLDPROXY_USER_HISTORY`` per user are kept, for
-    ``COLDPROXY_USER_HISTORY_TTL_S`` after the last post. Any item ID is taken (one not served yet is left out once
-    it is)."""
+    ``COLDPROXY_USER_HISTORY_TTL_S`` after the last post, for at most ``COLDPROXY_USER_HISTORY_MAX_USERS`` users (the
+    least recent forgotten first). Only a user the serving package knows (404 otherwise: no recommendation by
+    user ID could use it); any item ID is taken (one not served yet is left out once it is)."""
     check_id(user_id, "user_id")
     history = history_of(st, sv)
+    if sv.items.user_vector(user_id) is None:
+        raise NotFound(f"unknown user {user_id}: items are kept only for users the serving package knows")
     body = await read_json(request, UserInteractionsIn)
     if len(body.item_ids) > st.settings.user_history:
         raise TooLarge(f"at most {st.settings.user_history} items per request (COLDPROXY_USER_HISTORY)")

@@ -3,7 +3,10 @@ a user's recommendations leave out what they have seen since, as they leave out 
 
 Each user's items are a Redis sorted set ``P:history:<user_id>`` scored by when they were posted; only the newest
 ``COLDPROXY_USER_HISTORY`` are kept (each post trims the rest in its own transaction), and the set expires
-``COLDPROXY_USER_HISTORY_TTL_S`` after the user's last post. Keys carry no model version: item IDs outlive packages,
+``COLDPROXY_USER_HISTORY_TTL_S`` after the user's last post. The users with a history are a sorted set
+``P:history-users`` scored by their last post: past ``COLDPROXY_USER_HISTORY_MAX_USERS`` the least recent is
+forgotten, so what the histories hold in Redis is bounded whoever posts (the route takes only users the serving
+package knows). Keys carry no model version: item IDs outlive packages,
 so a rollout keeps every user's history. Every replica reads the same sets (one round trip per recommendation).
 """
 
@@ -18,8 +21,9 @@ from service.storage.store import stored_id
 
 
 class UserHistory:
-    def __init__(self, client: aioredis.Redis, prefix: str, keep: int, ttl_s: float):
+    def __init__(self, client: aioredis.Redis, prefix: str, keep: int, max_users: int, ttl_s: float):
         self.client, self.base, self.keep, self.ttl_ms = client, f"{prefix}:history", keep, int(ttl_s * 1000)
+        self.users, self.max_users = f"{prefix}:history-users", max_users
 
     def key(self, user_id: str) -> str:
         return f"{self.base}:{user_id}"
@@ -34,9 +38,23 @@ class UserHistory:
                 pipe.zremrangebyrank(key, 0, -self.keep - 1)
                 pipe.pexpire(key, self.ttl_ms)
                 pipe.zcard(key)
-                return int((await pipe.execute())[-1])
+                kept = int((await pipe.execute())[-1])
+            await self._budget(user_id, now)
+            return kept
         except Exception as exc:
             raise StoreUnavailable(str(exc)) from exc
+
+    async def _budget(self, user_id: str, now: float) -> None:
+        """Note ``user_id`` as the latest poster; past ``max_users``, forget the least recent ones (a separate key:
+        on a Redis Cluster it lives in another slot than the user's, so it is not in the user's transaction)."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.zadd(self.users, {user_id: now})
+            pipe.zremrangebyscore(self.users, "-inf", now - self.ttl_ms / 1000)  # expired by now
+            pipe.zcard(self.users)
+            over = int((await pipe.execute())[-1]) - self.max_users
+        if over > 0:
+            for old, _ in await self.client.zpopmin(self.users, over):
+                await self.client.delete(self.key(old.decode()))
 
     async def items(self, user_id: str) -> list[str]:
         """The items ``user_id`` has been posted to have seen (at most ``keep``). Raises ``StoreUnavailable``."""
@@ -49,6 +67,7 @@ class UserHistory:
     async def forget(self, user_id: str) -> bool:
         """Delete the user's kept items (a privacy request); whether there were any. Raises ``StoreUnavailable``."""
         try:
+            await self.client.zrem(self.users, user_id)
             return bool(await self.client.delete(self.key(user_id)))
         except Exception as exc:
             raise StoreUnavailable(str(exc)) from exc

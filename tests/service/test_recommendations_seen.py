@@ -97,13 +97,41 @@ def test_a_users_history_keeps_the_newest_and_expires(redis_client, fresh_prefix
     async def run():
         client = aioredis.from_url(REDIS_URL)
         try:
-            history = UserHistory(client, fresh_prefix, keep=3, ttl_s=60)
+            history = UserHistory(client, fresh_prefix, keep=3, max_users=2, ttl_s=60)
             assert await history.add("u", ["a", "b"]) == 2
             assert await history.add("u", ["c", "d", "a"]) == 3  # "b" is the oldest now: trimmed; "a" moved to now
             assert await history.items("u") == ["a", "d", "c"]
             assert 0 < redis_client.pttl(history.key("u")) <= 60_000
             assert await history.items("nobody") == []
+            # two users at most (issue 59): a third forgets the one who posted least recently
+            await history.add("v", ["a"])
+            await history.add("w", ["a"])
+            assert await history.items("u") == [] and await history.items("v") == ["a"]
+            assert await client.zcard(history.users) == 2
         finally:
             await client.aclose()
 
     asyncio.run(run())
+
+
+def test_history_is_kept_only_for_known_users(tiny):
+    """An unknown user's history could never be used, and ~4,000 of them filled the chart's Redis (issue 59)."""
+    r = tiny.post("/v1/users/nobody-at-all/interactions", json={"item_ids": ["warm-1"]})
+    assert r.status_code == 404 and "knows" in r.json()["detail"]
+
+
+def test_a_users_interactions_are_not_an_anonymous_read(tiny_package_dir, fresh_prefix):
+    """With keys configured, exclude_seen=false for a user ID needs one: its difference from the default answer is
+    the user's history (issue 59). A vector's recommendations, and the default, stay anonymous reads."""
+    import httpx
+
+    from tests.service.test_rollout import live
+
+    key = "write-key-0102030405"
+    with live(tiny_package_dir, fresh_prefix, api_keys=[key]) as server, httpx.Client(base_url=server.url) as c:
+        assert c.get("/v1/users/1/recommendations", params={"exclude_seen": "false"}).status_code == 401
+        r = c.post("/v1/recommendations", json={"user_id": "1", "exclude_seen": False})
+        assert r.status_code == 401
+        assert c.get("/v1/users/1/recommendations").status_code == 200
+        assert c.get("/v1/users/1/recommendations", params={"exclude_seen": "false"},
+                     headers={"X-API-Key": key}).status_code == 200
