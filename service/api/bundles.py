@@ -80,7 +80,7 @@ async def bundle_recommendations(request: Request, st: AppState, sv: Serving, qu
     if query.user_id is not None and not filters.exclude_seen:
         check_private_read(request, st)
     bundles = bundles_of(sv, st)
-    hits = await top_k_in(bundles.catalog, query, k, st.settings, filters, exclude_ids)
+    hits = await top_k_in(st, bundles.catalog, query, k, filters, exclude_ids)
     return fast_json({"user_id": query.user_id, **bundle_versions(bundles.version),
                       "bundles": [{"bundle_id": b, "score": sc, "source": src} for b, sc, src in hits]})
 

@@ -12,7 +12,6 @@ from fastapi import Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
-from coldproxy.config import ServiceSettings
 from coldproxy.errors import InvalidInput, NotFound, TooLarge
 from coldproxy.protocol import RecommendFilters, UserQuery
 from service.api.limits import SCOPE_KEY
@@ -89,6 +88,7 @@ async def fetch(catalog: Catalog, key: str, what: str) -> tuple[np.ndarray, str]
     return found[key]
 
 
+OFFLOAD_ROWS = 20_000  # a top-k over an index this large runs on a worker thread (a flat scan: ~1 ms per 20,000 rows)
 OFFLOAD_AT = 1000  # candidates: a longer list is ranked on a worker thread (10,000 held the event loop ~15 ms here)
 
 
@@ -110,17 +110,22 @@ async def rank_in(st, catalog: Catalog, query: UserQuery, ids: list[str], row) -
     return await to_thread.run_sync(work, limiter=st.heavy_reads)
 
 
-async def top_k_in(catalog: Catalog, query: UserQuery, k: int, settings: ServiceSettings, filters: RecommendFilters,
+async def top_k_in(st, catalog: Catalog, query: UserQuery, k: int, filters: RecommendFilters,
                    exclude_ids: list[str] = ()):
     """The ``k`` best entries for the query's user that pass ``filters`` (with ``exclude_seen``, none of the user's
     interactions in the package's data nor of the items posted as seen by them since; ``only`` warm, new or all entries;
     ``created_after``) and none of ``exclude_ids`` (``Catalog.top_k``)."""
-    if k > settings.max_k:
-        raise InvalidInput(f"k must be at most {settings.max_k}")
+    if k > st.settings.max_k:
+        raise InvalidInput(f"k must be at most {st.settings.max_k}")
     user = catalog.query_vector(query.user_id, query.user_embedding, query.id_space)
     exclude = frozenset()
     if filters.exclude_seen:
         exclude = catalog.seen_rows(query.user_id) | await catalog.seen_since(query.user_id)
     if exclude_ids:
         exclude = exclude | catalog.rows_of(list(exclude_ids))
-    return catalog.top_k(user, k, exclude, filters.only, filters.after)
+    if filters.only == "all" and filters.after is None and len(catalog.index) < OFFLOAD_ROWS:
+        return catalog.top_k(user, k, exclude, filters.only, filters.after)
+    # an exact scan (a filter: a selector over the flat index) or a large index: on a worker thread, as a long
+    # ranking is, so the event loop -- and the probes -- never wait on it
+    return await to_thread.run_sync(catalog.top_k, user, k, exclude, filters.only, filters.after,
+                                    limiter=st.heavy_reads)

@@ -33,7 +33,7 @@ async def recommendations(request: Request, st: AppState, query: UserQuery, k: i
     if query.user_id is not None and not filters.exclude_seen:
         check_private_read(request, st)
     sv = st.serving_for(query.user_id)
-    hits = await top_k_in(sv.items, query, k, st.settings, filters, exclude_ids)
+    hits = await top_k_in(st, sv.items, query, k, filters, exclude_ids)
     st.metrics.answers.labels("recommend", sv.version).inc()
     return fast_json({"user_id": query.user_id, **versions(sv.version),
                       "items": [{"item_id": i, "score": sc, "source": src} for i, sc, src in hits]})

@@ -243,8 +243,9 @@ class ItemIndex:
 
     def search(self, query: np.ndarray, k: int, exclude: frozenset[int] = frozenset(),
                within: tuple[int, int] | None = None, after: float | None = None) -> list[tuple[str, float]]:
-        """The ``k`` best live rows for ``query`` (inner product), leaving out the rows in ``exclude``: the search
-        fetches k + len(exclude) and drops them, so k come back whenever the index holds that many others.
+        """The ``k`` best live rows for ``query`` (inner product), leaving out the rows in ``exclude`` (the exact
+        search fetches k + len(exclude) and drops them; the graph search skips them), so k come back whenever the
+        index holds that many others.
         ``within``: only rows in [start, stop); ``after``: only items first indexed after that time (both exact: a
         selector over the flat index)."""
         q = np.ascontiguousarray(query[None], dtype=np.float32)
@@ -256,12 +257,17 @@ class ItemIndex:
                 return [(self._ids[r], float(s)) for s, r in zip(scores[0], rows[0])
                         if r >= 0 and r not in exclude][:k]
             # stale nodes take about their share of any neighbourhood: fetch k over the live share (not k + every
-            # stale node, which grew each search with the overwrites), and more only if too few came back live
+            # stale node, which grew each search with the overwrites), and more only if too few came back live.
+            # Excluded rows are left out by the graph search itself (an ID selector over their nodes), so a long
+            # exclusion list does not widen the search (issue 59: efSearch grew with k + every excluded row)
             total, live_share = self._ann.ntotal, 1.0 - self.stale / max(1, self._ann.ntotal)
-            fetch = min(total, int((k + len(exclude)) / max(live_share, 0.05)) + 16)
+            fetch = min(total, int(k / max(live_share, 0.05)) + 16)
             qa = np.concatenate([q, np.zeros((1, 1), np.float32)], axis=1)
+            nodes_out = [self._row_node[r] for r in exclude if r in self._row_node]
+            batch = faiss.IDSelectorBatch(np.asarray(nodes_out, dtype=np.int64)) if nodes_out else None
+            skip = None if batch is None else faiss.IDSelectorNot(batch)  # (both kept referenced for the search)
             while True:
-                params = faiss.SearchParametersHNSW(efSearch=max(self._ann_params[2], fetch))
+                params = faiss.SearchParametersHNSW(efSearch=max(self._ann_params[2], fetch), sel=skip)
                 _, nodes = self._ann.search(qa, fetch, params=params)
                 rows = [self._node_row[n] for n in nodes[0] if n >= 0 and self._row_node.get(self._node_row[n]) == n
                         and self._node_row[n] not in exclude]
