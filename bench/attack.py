@@ -30,6 +30,16 @@ import uuid
 from pathlib import Path
 
 import httpx
+from attack_stalls import (
+    ROUTE_MAX,
+    filtered_recommendations,
+    huge_header,
+    idle_sockets,
+    probed,
+    quadratic,
+    two_promotes,
+    unknown_histories,
+)
 from results_dir import RESULTS
 
 KEY = "attacker-key-0123456789"  # a valid write key: the attacker is an authenticated client (no admin key)
@@ -238,6 +248,72 @@ def hostile_reads(port: int, tally: Tally, warm_ids: list[str], rounds: int, con
     return {"samples": len(lat), "p50_ms": pct(0.5), "p99_ms": pct(0.99), "max_ms": round(1000 * lat[-1], 2)}
 
 
+def stall_attacks(port: int, pid: int, tally: Tally, candidate: bool, idle_hold_s: float = 30.0,
+                  history_posts: int = 5000) -> dict:
+    """Issue 59's attacks (``bench/attack_stalls.py``), one at a time, each with ``/healthz`` timed beside it and
+    the server's RSS after it."""
+    plan = {
+        "quadratic-counter body, 31 KB": lambda: quadratic(port, 31_000),
+        "quadratic-counter body, 300 KB": lambda: quadratic(port, 300_000),
+        f"quadratic-counter body, route maximum ({ROUTE_MAX / 1e6:.1f} MB)": lambda: quadratic(port, ROUTE_MAX),
+        f"520 idle sockets held {idle_hold_s:g} s": lambda: idle_sockets(port, hold_s=idle_hold_s),
+        "32 MiB unterminated header": lambda: huge_header(port),
+        f"{history_posts:,} history posts for unknown users": lambda: unknown_histories(port, history_posts),
+    }
+    if candidate:
+        plan["two concurrent promotes"] = lambda: two_promotes(port)
+    out = {}
+    for name, attack in plan.items():
+        result, health = probed(port, attack)
+        statuses = result.get("statuses") or result.get("ended_as") or {}
+        for status, n in (statuses.items() if isinstance(statuses, dict) else ((s, 1) for s in statuses)):
+            for _ in range(n):
+                tally.add(name, status)
+        out[name] = result | {"healthz": health, "rss_mb_after": round(rss_mb(pid), 1)}
+        print(f"{name}: {json.dumps(out[name])}", flush=True)
+    return out
+
+
+def filtered_at_scale(package_dir: Path, redis_url: str, items: int, tally: Tally) -> dict:
+    """A second replica, HNSW, on ``items`` synthetic new items (written into Redis as ``bench/scale.py`` does):
+    filtered recommendations 8 at a time, ``/healthz`` timed beside them."""
+    import redis
+    from scale import drop, write_items
+    from serving import start_server
+
+    from coldproxy.package import load_package
+
+    package = load_package(package_dir)
+    prefix, port, r = f"attack-scale-{uuid.uuid4().hex[:8]}", free_port(), redis.Redis.from_url(redis_url)
+    written_s = write_items(r, prefix, package, items)
+    saved = {k: os.environ.get(k) for k in ("COLDPROXY_INDEX", "COLDPROXY_REDIS_URL", "COLDPROXY_HOST")}
+    os.environ.update(COLDPROXY_INDEX="hnsw", COLDPROXY_REDIS_URL=redis_url, COLDPROXY_HOST="127.0.0.1")
+    server = None
+    try:
+        server = start_server(port, prefix, package_dir, timeout=900)
+        t, url = time.time(), f"http://127.0.0.1:{port}"
+        while 'coldproxy_index_ann_ready{catalog="items"} 1.0' not in httpx.get(url + "/metrics").text:
+            time.sleep(2)
+        ann_s = time.time() - t
+        name = f"filtered recommendations at {items:,} items (HNSW)"
+        result, health = probed(port, lambda: filtered_recommendations(port, package.user_ids[:50]))
+        for status, n in result["statuses"].items():
+            for _ in range(n):
+                tally.add(name, status)
+        return {name: result | {"healthz": health, "items_written_s": round(written_s, 1),
+                                "hnsw_ready_s": round(ann_s, 1), "rss_mb": round(rss_mb(server.pid), 1)}}
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=60)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        drop(r, prefix)
+
+
 class PeakRss:
     """The server's resident memory, sampled every 50 ms on a thread: its peak."""
 
@@ -269,12 +345,20 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--slow-clients", type=int, default=200)
     p.add_argument("--out", default="attack")
+    p.add_argument("--candidate-package-dir", type=Path, help="a package with the same encoders, run in shadow: "
+                   "enables the two-concurrent-promotes attack")
+    p.add_argument("--filtered-items", type=int, default=1_000_000, help="synthetic items of the second replica the "
+                   "filtered recommendations run against (0: skip that attack)")
+    p.add_argument("--idle-hold-s", type=float, default=30.0, help="how long the 520 idle sockets are held")
+    p.add_argument("--history-posts", type=int, default=5000, help="history posts for unknown users")
     p.add_argument("--with-keys", action="store_true", help="configure a write key the attacker holds (default: none, "
                    "the keyless loopback demo a fresh clone runs)")
     a = p.parse_args()
     port, prefix = free_port(), f"attack-{uuid.uuid4().hex[:8]}"
     env = os.environ | {"COLDPROXY_PACKAGE_DIR": str(a.package_dir), "COLDPROXY_REDIS_URL": a.redis_url,
                         "COLDPROXY_REDIS_PREFIX": prefix, "COLDPROXY_PORT": str(port), "COLDPROXY_HOST": "127.0.0.1"}
+    if a.candidate_package_dir is not None:
+        env |= {"COLDPROXY_CANDIDATE_PACKAGE_DIR": str(a.candidate_package_dir)}
     if a.with_keys:  # the attacker holds a write key (no admin key); without: the keyless loopback demo
         env |= {"COLDPROXY_API_KEYS": json.dumps([KEY]), "COLDPROXY_ADMIN_API_KEYS": json.dumps([uuid.uuid4().hex])}
     from coldproxy.package import load_package
@@ -294,17 +378,22 @@ def main() -> None:
         before, peak = rss_mb(server.pid), PeakRss(server.pid)
         tally, t = Tally(), time.time()
         healthz = hostile_reads(port, tally, warm_ids, a.rounds)
+        per_attack = stall_attacks(port, server.pid, tally, a.candidate_package_dir is not None, a.idle_hold_s,
+                                   a.history_posts)
         asyncio.run(attacks(port, tally, a.rounds, a.slow_clients, random.Random(0)))
         after, alive, peak = rss_mb(server.pid), server.poll() is None, peak.stop()
         ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code if alive else None
     finally:
         server.terminate()
         server.wait(timeout=60)
+    if a.filtered_items:
+        per_attack |= filtered_at_scale(a.package_dir, a.redis_url, a.filtered_items, tally)
     rows = {k: dict(v) for k, v in tally.by_attack.items()}
     tried = sum(sum(v.values()) for v in rows.values())
     five = sum(n for v in rows.values() for s, n in v.items() if s.isdigit() and int(s) >= 500)
     out = {"requests": tried, "5xx": five, "server_alive": alive, "readyz_after": ready, "rss_mb_before": before,
            "rss_mb_peak": peak, "rss_mb_after": after, "healthz_during_hostile_reads": healthz,
+           "per_attack": per_attack,
            "seconds": time.time() - t, "with_keys": a.with_keys, "by_attack": rows}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{a.out}.json").write_text(json.dumps(out, indent=2))
@@ -317,6 +406,14 @@ def main() -> None:
              f"{'a write key held by the attacker' if a.with_keys else 'none (the loopback demo)'}.\n",
              "| attack | statuses seen (count) |", "|---|---|"]
     lines += [f"| {k} | " + ", ".join(f"{s}: {n}" for s, n in sorted(v.items())) + " |" for k, v in rows.items()]
+    lines += ["", "Issue 59's attacks, one at a time, `/healthz` timed from another process during each:", "",
+              "| attack | /healthz p50 / p99 / max (ms) | /healthz not 200 | what the attack saw |",
+              "|---|---|---|---|"]
+    for k, v in per_attack.items():
+        h = v["healthz"]
+        seen = {x: y for x, y in v.items() if x not in ("healthz",)}
+        lines.append(f"| {k} | {h.get('p50_ms')} / {h.get('p99_ms')} / {h.get('max_ms')} | {h['not_200']} | "
+                     f"{json.dumps(seen)} |")
     (RESULTS / f"{a.out}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

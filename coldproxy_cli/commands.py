@@ -159,6 +159,8 @@ def cmd_embed(args) -> None:
     if (args.out is None) == (args.to is None):
         raise SystemExit("coldproxy embed: give one of --out DIR and --to redis")
     settings = ServiceSettings(micro_batching=False, **({"package_dir": args.package_dir} if args.package_dir else {}))
+    root = args.data if args.data.is_dir() else args.data.parent  # images may lie under the catalogue's directory
+    settings = settings.model_copy(update={"embed_image_roots": [root, *settings.embed_image_roots]})
     movielens = args.format == "movielens" or (args.format is None and (args.data / "movies.csv").exists())
     table = catalogue_table(*movielens_items(args.data)) if movielens else read_catalogue(args.data, args.format)
     report = embed_catalogue(settings, table, out=args.out, redis=args.to == "redis",

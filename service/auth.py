@@ -142,18 +142,20 @@ class RateLimiter:
 
 def check_same_site(request: Request, settings: ServiceSettings) -> None:
     """The keyless loopback demo: a web page the user has open must not write to it. Browsers name a cross-site
-    request's origin (``Origin``, ``Sec-Fetch-Site``); a DNS-rebinding page reaches loopback under its own host name,
-    which the ``Host`` allow-list (loopback names, COLDPROXY_HOST, COLDPROXY_ALLOWED_HOSTS) refuses. 403."""
+    request's origin (``Origin``, ``Sec-Fetch-Site``): it must be this service itself, host and port (a page another
+    local server serves, on another port, is another site); a DNS-rebinding page reaches loopback under its own host
+    name, which the ``Host`` allow-list (loopback names, COLDPROXY_HOST, COLDPROXY_ALLOWED_HOSTS) refuses. 403."""
     site = request.headers.get("sec-fetch-site")
     if site is not None and site not in ("same-origin", "none"):
         raise Forbidden(f"cross-site request refused (Sec-Fetch-Site: {site[:32]}): this service has no API keys, so "
                         "it takes writes only from this machine's own clients")
     allowed = LOOPBACK | {settings.host, *settings.allowed_hosts}
-    origin = request.headers.get("origin")
-    if origin is not None and host_name(urlsplit(origin).netloc) not in allowed:
+    origin, host = request.headers.get("origin"), request.headers.get("host", "")
+    if origin is not None and (host_name(urlsplit(origin).netloc) not in allowed
+                               or urlsplit(origin).netloc.lower() != host.strip().lower()):
         raise Forbidden("cross-site request refused (Origin is not this service): this service has no API keys, so it "
                         "takes writes only from this machine's own clients")
-    if host_name(request.headers.get("host", "")) not in allowed:
+    if host_name(host) not in allowed:
         raise Forbidden("unknown Host: add it to COLDPROXY_ALLOWED_HOSTS (a keyless service answers only the names "
                         "it is served under, against DNS rebinding)")
 

@@ -198,6 +198,10 @@ class RolloutSettings(BaseSettings):
     rollout_keep_old_s: float = Field(86400.0, ge=0.0, description="after a switch, the old version's keys expire "
                                       "after this many seconds (replicas not yet reloaded still read them); 0: keep")
     reembed_batch: int = Field(256, ge=1, description="items per graph call when re-embedding stored items")
+    embed_image_roots: list[Path] = Field(default_factory=list, description="coldproxy embed: directories a "
+                                          "catalogue's local image paths may point into, besides the catalogue's own")
+    embed_image_schemes: list[str] = Field(["s3", "gs", "hdfs"], description="coldproxy embed: URI schemes a "
+                                           "catalogue's images may be read from besides file:// (under the roots)")
     candidate_package_dir: Path | None = Field(None, description="a second model package run in shadow beside the "
                                                "served one: every POST is embedded and stored for it too, and stored "
                                                "items are backfilled, but it is not served (except to canary users)")

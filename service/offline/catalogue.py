@@ -7,7 +7,10 @@ reason."""
 from __future__ import annotations
 
 import csv
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -48,12 +51,40 @@ def _strings(column, n: int) -> pa.Array:
                     pa.string()) if n else pa.array([], pa.string())
 
 
-def read_image(ref: str) -> bytes:
-    """The bytes of a local path or a pyarrow-filesystem URI."""
-    if "://" not in ref:
-        return Path(ref).read_bytes()
+@dataclass(frozen=True)
+class ImagePolicy:
+    """Where a catalogue's image references may lead, and how much is read: a catalogue may come from anyone, and
+    ``../../etc/shadow``, ``file:///dev/zero`` or a 40 GB object are references like any other. Local paths (and
+    ``file://`` URIs) must be regular files under one of ``roots`` (the catalogue's own directory, and COLDPROXY_EMBED_IMAGE_ROOTS); URIs
+    must use one of ``schemes`` (COLDPROXY_EMBED_IMAGE_SCHEMES); an image over ``max_bytes`` fails its row."""
+
+    roots: tuple[str, ...]
+    schemes: tuple[str, ...]
+    max_bytes: int
+
+
+def read_image(ref: str, policy: ImagePolicy) -> bytes:
+    """The bytes of a local path (or ``file://`` URI) or a pyarrow-filesystem URI the policy allows (``ValueError``
+    otherwise)."""
+    if "://" not in ref or ref.lower().startswith("file://"):
+        path = Path(url2pathname(urlsplit(ref).path) if "://" in ref else ref).resolve()
+        if not any(path.is_relative_to(Path(root).resolve()) for root in policy.roots):
+            raise ValueError(f"{ref} is outside the catalogue's directory and COLDPROXY_EMBED_IMAGE_ROOTS")
+        if not path.is_file():
+            raise ValueError(f"{ref} is not a regular file")
+        with path.open("rb") as f:
+            return _capped(f.read(policy.max_bytes + 1), ref, policy.max_bytes)
+    scheme = ref.split("://", 1)[0].lower()
+    if scheme not in policy.schemes:
+        raise ValueError(f"{scheme}:// is not among COLDPROXY_EMBED_IMAGE_SCHEMES {list(policy.schemes)}")
     from pyarrow import fs
 
     filesystem, inner = fs.FileSystem.from_uri(ref)
     with filesystem.open_input_stream(inner) as stream:
-        return stream.read()
+        return _capped(stream.read(policy.max_bytes + 1), ref, policy.max_bytes)
+
+
+def _capped(data: bytes, ref: str, max_bytes: int) -> bytes:
+    if len(data) > max_bytes:
+        raise ValueError(f"{ref} is larger than {max_bytes} bytes (COLDPROXY_MAX_REQUEST_BYTES)")
+    return data

@@ -19,6 +19,7 @@ from tqdm import tqdm
 from coldproxy.config import ServiceSettings, usable_cores
 from coldproxy.errors import ColdproxyError
 from coldproxy.package import SCHEMA_VERSION, Manifest, read_manifest
+from service.offline.catalogue import ImagePolicy
 from service.offline.sinks import ParquetSink, RedisSink, errors_path, write_errors
 from service.offline.worker import EmbedWorker
 
@@ -88,8 +89,10 @@ def _after_first(first: tuple[float, int] | None, rows: int, seconds: float) -> 
 
 
 def _worker_args(settings: ServiceSettings, threads: int, keep: bool) -> dict:
+    images = ImagePolicy(tuple(str(r) for r in settings.embed_image_roots), tuple(settings.embed_image_schemes),
+                         settings.max_request_bytes)
     return {"package_dir": str(settings.package_dir), "ort": settings.ort_options() | {"intra_threads": threads},
-            "max_pixels": settings.max_image_pixels, "decode_threads": threads, "keep": keep}
+            "max_pixels": settings.max_image_pixels, "decode_threads": threads, "keep": keep, "images": images}
 
 
 def _columns(table: pa.Table) -> dict[str, np.ndarray]:

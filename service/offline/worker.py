@@ -16,7 +16,7 @@ from coldproxy.package import load_package
 from service.engine.features import feature_width
 from service.engine.pipeline import Embedded, Prepared, ProxyPipeline
 from service.metrics import Metrics
-from service.offline.catalogue import read_image
+from service.offline.catalogue import ImagePolicy, read_image
 
 PARTS = ("proxy", "diffusion", "anchor")
 
@@ -24,8 +24,10 @@ PARTS = ("proxy", "diffusion", "anchor")
 class EmbedWorker:
     """``keep``: also return what the Redis store keeps (the experts' outputs, the packed content features)."""
 
-    def __init__(self, package_dir: str, ort: dict, max_pixels: int, decode_threads: int, keep: bool):
+    def __init__(self, package_dir: str, ort: dict, max_pixels: int, decode_threads: int, keep: bool,
+                 images: ImagePolicy):
         package = load_package(Path(package_dir))
+        self.images = images
         self.pipeline = ProxyPipeline(package, Metrics(), ort, max_pixels)
         self.version, self.dim, self.keep = package.manifest.version, package.manifest.dims.id_dim, keep
         self.pool = ThreadPoolExecutor(max(1, decode_threads), thread_name_prefix="decode")
@@ -41,7 +43,7 @@ class EmbedWorker:
         data = None
         if image:
             try:
-                data = read_image(image)
+                data = read_image(image, self.images)
             except (OSError, ValueError) as exc:
                 return f"image unreadable: {type(exc).__name__}: {exc}"
         prepared = self.pipeline.prepare(text or None, data)

@@ -201,9 +201,14 @@ def test_scale_measures_a_flat_and_an_hnsw_replica(package_dir, tmp_path):
 @pytest.mark.slow
 def test_attack_finds_no_5xx_and_the_server_up(package_dir, tmp_path):
     bench("attack.py", "--package-dir", str(package_dir), "--rounds", "1", "--slow-clients", "4", "--out", "a",
-          results=tmp_path)
+          "--idle-hold-s", "2", "--history-posts", "50", "--filtered-items", "3000", results=tmp_path)
     out = json.loads((tmp_path / "a.json").read_text())
     assert out["requests"] > 0 and out["5xx"] == 0 and out["server_alive"] and out["readyz_after"] == 200
+    per = out["per_attack"]
+    assert per["32 MiB unterminated header"]["bytes_sent_before_refusal"] < 1024 * 1024
+    assert per["50 history posts for unknown users"]["statuses"] == {"404": 50}
+    assert per["520 idle sockets held 2 s"]["healthz"]["not_200"] == 0
+    assert all(v["healthz"]["samples"] > 0 for v in per.values()) and any("3,000 items" in k for k in per)
 
 
 @pytest.mark.slow

@@ -94,6 +94,8 @@ def test_helm_renders_probes_security_config_and_hpa():
     assert app_policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
     assert app_policy["spec"]["ingress"] == [{"ports": [{"port": 8000}]}]
     assert {p["port"] for rule in app_policy["spec"]["egress"] for p in rule["ports"]} == {53, 6379}
+    (to_redis,) = [rule for rule in app_policy["spec"]["egress"] if rule["ports"][0]["port"] == 6379]
+    assert to_redis["to"] == [{"namespaceSelector": {}}]  # pods in the cluster, never any IP (issue 59)
     (open_cm,) = render("allowAnonymousWrites=true")["ConfigMap"]
     assert open_cm["data"]["COLDPROXY_ALLOW_ANONYMOUS_WRITES"] == "true" and "Secret" not in render(
         "allowAnonymousWrites=true")
@@ -121,6 +123,9 @@ def test_helm_api_keys_secret_and_internal_redis():
     (policy,) = [p for p in docs["NetworkPolicy"] if p["metadata"]["name"] == "rel-coldproxy-redis"]
     # only this release's coldproxy pods reach the in-cluster Redis
     assert policy["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/instance"] == "rel"
+    (app_policy,) = [p for p in docs["NetworkPolicy"] if p["metadata"]["name"] == "rel-coldproxy"]
+    (to_redis,) = [rule for rule in app_policy["spec"]["egress"] if rule["ports"][0]["port"] == 6379]
+    assert to_redis["to"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "redis"
     assert "HorizontalPodAutoscaler" not in docs and docs["Deployment"][0]["spec"]["replicas"] == 2
     redis_pod = docs["StatefulSet"][0]["spec"]["template"]["spec"]
     assert redis_pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
@@ -172,9 +177,10 @@ def test_helm_keda_scales_on_queue_depth_and_ingestion_latency_instead_of_cpu():
 
 
 def test_a_redis_password_never_lands_in_the_config_map():
-    r = subprocess.run([tool("helm"), "template", "rel", str(CHART), "--set", "redis.url=redis://:s3cret@ext:6379/0"],
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode != 0 and "urlSecret" in r.stderr and "s3cret" not in r.stdout
+    for url in ("redis://:s3cret@ext:6379/0", "redis://ext:6379/0?password=s3cret", "redis://ext:6379/0?PassWord=s3cret"):
+        r = subprocess.run([tool("helm"), "template", "rel", str(CHART), "--set", f"redis.url={url}"],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode != 0 and "urlSecret" in r.stderr and "s3cret" not in r.stdout, url
     docs = render("redis.urlSecret.name=redis-url")
     (cm,) = docs["ConfigMap"]
     assert "REDIS_URL" not in cm["data"]

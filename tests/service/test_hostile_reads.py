@@ -101,6 +101,9 @@ def test_the_keyless_loopback_demo_refuses_cross_site_writes(bounded):
         assert r.status_code == 403 and "cross-site" in r.json()["detail"]
         r = c.post("/v1/items", data=form, headers={"Sec-Fetch-Site": "cross-site"})
         assert r.status_code == 403
+        other_port = bounded.url.rsplit(":", 1)[0] + ":1"  # a page another local server serves (issue 59)
+        r = c.post("/v1/items", data=form, headers={"Origin": other_port})
+        assert r.status_code == 403 and "cross-site" in r.json()["detail"]
         r = c.post("/v1/items", data=form, headers={"Host": "rebound.evil.example"})
         assert r.status_code == 403 and "Host" in r.json()["detail"]
         assert c.post("/v1/admin/reload", headers={"Origin": "http://evil.example"}).status_code == 403

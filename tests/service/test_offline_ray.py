@@ -46,9 +46,9 @@ def shop(tmp_path_factory):
     return d
 
 
-def settings(package_dir, prefix: str = "unused") -> ServiceSettings:
+def settings(package_dir, prefix: str = "unused", roots=()) -> ServiceSettings:
     return ServiceSettings(package_dir=package_dir, redis_url=REDIS_URL, redis_prefix=prefix, bundle_package_dir=None,
-                           micro_batching=False, port=_free_port())
+                           micro_batching=False, port=_free_port(), embed_image_roots=list(roots))
 
 
 def vectors(out) -> dict[str, np.ndarray]:
@@ -62,7 +62,7 @@ def reasons(path) -> dict[str, str]:
 
 
 def test_ray_writes_the_local_engines_vectors_and_a_rerun_writes_nothing(local_ray, tiny_package_dir, shop, tmp_path):
-    table, s = read_catalogue(shop), settings(tiny_package_dir)
+    table, s = read_catalogue(shop), settings(tiny_package_dir, roots=[shop])
     local = embed_catalogue(s, table, out=tmp_path / "local.parquet", batch=4, progress=False)
     on_ray = embed_catalogue(s, table, out=tmp_path / "ray.parquet", batch=4, engine="ray", progress=False)
     assert local["embedded"] == on_ray["embedded"] == 10 and local["failed"] == on_ray["failed"] == len(BAD), on_ray
@@ -84,7 +84,7 @@ def test_ray_writes_the_local_engines_vectors_and_a_rerun_writes_nothing(local_r
 
 
 def test_ray_stores_into_redis_what_the_service_then_serves(local_ray, tiny_package_dir, shop, tmp_path, fresh_prefix):
-    table, s = read_catalogue(shop), settings(tiny_package_dir, fresh_prefix)
+    table, s = read_catalogue(shop), settings(tiny_package_dir, fresh_prefix, roots=[shop])
     expected = embed_catalogue(s, table, out=tmp_path / "local.parquet", batch=4, progress=False)
     assert expected["embedded"] == 10
     want = vectors(tmp_path / "local.parquet")
@@ -106,7 +106,7 @@ def test_a_parquet_catalogue_with_uris_embeds_as_its_csv_does(tiny_package_dir, 
     table = read_catalogue(shop)
     uris = [p if not p or "://" in p else Path(p).as_uri() for p in table["image"].to_pylist()]
     pq.write_table(table.set_column(2, "image", pa.array(uris, pa.string())), tmp_path / "shop.parquet")
-    s = settings(tiny_package_dir)
+    s = settings(tiny_package_dir, roots=[shop])
     from_csv = embed_catalogue(s, table, out=tmp_path / "csv", batch=4, progress=False)
     from_parquet = embed_catalogue(s, read_catalogue(tmp_path / "shop.parquet"), out=tmp_path / "pq", batch=4,
                                    progress=False)
@@ -114,3 +114,28 @@ def test_a_parquet_catalogue_with_uris_embeds_as_its_csv_does(tiny_package_dir, 
     a, b = vectors(tmp_path / "csv"), vectors(tmp_path / "pq")
     for item_id in a:
         np.testing.assert_allclose(b[item_id], a[item_id], rtol=1e-6, atol=1e-6)
+
+
+def test_an_untrusted_catalogue_reads_only_its_own_images_and_no_more_than_a_post_would(tiny_package_dir, shop,
+                                                                                       tmp_path):
+    """``../``, absolute paths elsewhere, devices, file:// URIs out of the roots, other schemes and oversized images
+    each fail their row (issue 59: ``/dev/zero`` never ended)."""
+    import pyarrow as pa
+
+    outside = tmp_path / "outside.jpg"
+    Image.new("RGB", (8, 8)).save(outside)
+    refs = {"dots": "img/../../" + outside.name, "absolute": str(outside), "device": "/dev/zero",
+            "file-uri": outside.as_uri(), "http": "http://127.0.0.1:1/x.jpg", "big": str(shop / "img" / "1.jpg"),
+            "fine": str(shop / "img" / "2.jpg")}
+    table = pa.table({"item_id": list(refs), "text": ["x"] * len(refs), "image": list(refs.values())})
+    s = settings(tiny_package_dir, roots=[shop]).model_copy(update={"max_request_bytes": 10_000_000})
+    small = (shop / "img" / "1.jpg").stat().st_size
+    report = embed_catalogue(s, table, out=tmp_path / "out", batch=8, errors=tmp_path / "e.parquet", progress=False)
+    why = reasons(tmp_path / "e.parquet")
+    assert report["embedded"] == 2 and set(why) == {"dots", "absolute", "device", "file-uri", "http"}, why
+    assert "outside" in why["dots"] and "outside" in why["absolute"] and "outside" in why["file-uri"]
+    assert "outside" in why["device"] or "regular file" in why["device"]
+    assert "not among" in why["http"]
+    capped = s.model_copy(update={"max_request_bytes": small - 1})
+    embed_catalogue(capped, table, out=tmp_path / "out2", batch=8, errors=tmp_path / "e2.parquet", progress=False)
+    assert "larger than" in reasons(tmp_path / "e2.parquet")["big"]

@@ -29,7 +29,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- "" -}}
 {{- else -}}
 {{- $url := required "redis.url (or redis.urlSecret) is required when redis.internal.enabled is false" .Values.redis.url -}}
-{{- if contains "@" $url -}}
+{{- if or (contains "@" $url) (regexMatch "(?i)[?&](password|username)=" $url) -}}
 {{- fail "redis.url holds credentials, and would land in a ConfigMap anyone who reads ConfigMaps can see: put the URL in a Secret and name it in redis.urlSecret" -}}
 {{- end -}}
 {{- $url -}}
