@@ -265,8 +265,7 @@ def stall_attacks(port: int, pid: int, tally: Tally, candidate: bool, idle_hold_
     out = {}
     for name, attack in plan.items():
         result, health = probed(port, attack)
-        statuses = result.get("statuses") or result.get("ended_as") or {}
-        for status, n in (statuses.items() if isinstance(statuses, dict) else ((s, 1) for s in statuses)):
+        for status, n in (result.get("statuses") or result.get("ended_as") or {}).items():
             for _ in range(n):
                 tally.add(name, status)
         out[name] = result | {"healthz": health, "rss_mb_after": round(rss_mb(pid), 1)}

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import orjson
 from anyio import to_thread
@@ -38,30 +36,36 @@ def check_length(request: Request, limit: int) -> None:
         raise TooLarge(f"request larger than {limit} bytes")
 
 
-# A JSON string, or an unterminated one up to the end of the body: every match attempt that starts at a quote succeeds
-# without backtracking (DOTALL: an escape takes any byte), so a scan is linear in the body. Without the unterminated
-# branch, a body ending in ``"`` + ``\\"`` x n failed one attempt per quote, each to the end: quadratic (issue 59).
-JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z)', re.DOTALL)
+def commas_outside_strings(raw: bytes) -> int:
+    """The commas of ``raw`` outside JSON strings, in a few vectorised passes (C speed, linear, no per-string work: a
+    regex scan cost a Python-level step per string and per escape, 70 ms for 1.4 MB of escaped quotes -- issue 59).
+    A quote is a string's edge unless an odd run of backslashes precedes it; a comma is outside every string when an
+    even number of edges precede it. Backslashes outside strings (invalid JSON) are the parser's to refuse."""
+    a = np.frombuffer(raw, np.uint8)
+    edges = np.flatnonzero(a == 34).astype(np.int32)  # "
+    backslash = a == 92
+    if len(edges) and backslash.any():
+        # for each byte, the position of the last byte at or before it that is not a backslash
+        last = np.maximum.accumulate(np.where(backslash, np.int32(-1), np.arange(len(a), dtype=np.int32)))
+        before = edges - 1
+        run = np.where(before >= 0, before - last[np.maximum(before, 0)], 0)  # backslashes just before each quote
+        edges = edges[run % 2 == 0]
+    commas = np.flatnonzero(a == 44)  # ,
+    return int(np.count_nonzero(np.searchsorted(edges, commas) % 2 == 0))
 
 
 def check_values(raw: bytes, limit: int) -> None:
     """413 when the JSON ``raw`` holds ``limit`` values or more (commas outside strings), counted before anything is
-    parsed, in one linear pass: at C speed when the body holds fewer commas in all; else string by string, stopping as
-    soon as the count is reached, so a hostile body costs O(limit) and a legitimate one with commas in its texts one
-    regex scan. Malformed JSON is left to the parser, which stops at its first bad token."""
+    parsed: at C speed when the body holds fewer commas in all, else by ``commas_outside_strings`` (linear, vectorised),
+    so a legitimate body with commas in its texts is taken and a hostile one costs milliseconds."""
     if raw.count(b",") < limit:
         return
-    seen, pos = 0, 0
-    for string in JSON_STRING.finditer(raw):
-        seen += raw.count(b",", pos, string.start())
-        if seen >= limit:
-            break
-        pos = string.end()
-    else:
-        seen += raw.count(b",", pos)
-    if seen >= limit:
+    if commas_outside_strings(raw) >= limit:
         raise TooLarge(f"request holds more than {limit} JSON values (list elements and fields): this route takes "
                        "no more (service/api/limits.py)")
+
+
+OFFLOAD_BODY = 256 * 1024  # a body this large is counted and parsed on a worker thread, not on the event loop
 
 
 async def read_json(request: Request, model):
@@ -71,8 +75,15 @@ async def read_json(request: Request, model):
     limits = request.scope[SCOPE_KEY]  # set by ``BodyLimit`` for every request
     check_length(request, limits.bytes)
     raw = await request.body()
-    check_values(raw, limits.values)
-    return parse_json(model, raw)
+    if len(raw) < OFFLOAD_BODY:
+        check_values(raw, limits.values)
+        return parse_json(model, raw)
+
+    def work():
+        check_values(raw, limits.values)
+        return parse_json(model, raw)
+
+    return await to_thread.run_sync(work, limiter=request.app.state.coldproxy.heavy_reads)
 
 
 def json_body(model) -> dict:

@@ -55,8 +55,9 @@ def _strings(column, n: int) -> pa.Array:
 class ImagePolicy:
     """Where a catalogue's image references may lead, and how much is read: a catalogue may come from anyone, and
     ``../../etc/shadow``, ``file:///dev/zero`` or a 40 GB object are references like any other. Local paths (and
-    ``file://`` URIs) must be regular files under one of ``roots`` (the catalogue's own directory, and COLDPROXY_EMBED_IMAGE_ROOTS); URIs
-    must use one of ``schemes`` (COLDPROXY_EMBED_IMAGE_SCHEMES); an image over ``max_bytes`` fails its row."""
+    ``file://`` URIs) must be regular files under one of ``roots`` (the catalogue's own directory, and
+    COLDPROXY_EMBED_IMAGE_ROOTS); other URIs must use one of ``schemes`` (COLDPROXY_EMBED_IMAGE_SCHEMES); an image over
+    ``max_bytes`` fails its row."""
 
     roots: tuple[str, ...]
     schemes: tuple[str, ...]
