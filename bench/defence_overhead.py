@@ -68,13 +68,19 @@ def main() -> None:
     p.add_argument("--read-seconds", type=float, default=10.0)
     p.add_argument("--name", default="defence_overhead")
     a = p.parse_args()
+    for side in ("before", "after"):  # named by commit in the report, whatever ref was given
+        ref = getattr(a, side)
+        sha = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--short", ref], check=True,
+                             capture_output=True, text=True).stdout.strip()
+        setattr(a, side, sha if sha.startswith(ref) else f"{sha} ({ref})")
     payloads = Payloads.from_movielens(a.data)
     trees, servers, rows = {}, {}, []
     tmp = Path(tempfile.mkdtemp(prefix="coldproxy-overhead-"))
     try:
         for side, ref in (("before", a.before), ("after", a.after)):
             trees[side] = tmp / side
-            subprocess.run(["git", "-C", str(REPO_ROOT), "worktree", "add", "--detach", str(trees[side]), ref],
+            subprocess.run(["git", "-C", str(REPO_ROOT), "worktree", "add", "--detach", str(trees[side]),
+                            ref.split()[0]],
                            check=True, capture_output=True)
             port = 8600 + len(servers)
             servers[side] = (serve(trees[side], a.package.resolve(), port, f"overhead-{uuid.uuid4().hex[:8]}"),

@@ -192,6 +192,33 @@ def scale_section() -> list[str]:
     return out + [""]
 
 
+def hostile_section() -> list[str]:
+    """``bench/attack.py`` (one replica as a fresh clone runs it, under attack) and ``bench/defence_overhead.py``
+    (what the defences cost users)."""
+    a, cost = load("attack"), load("defence_overhead")
+    if a is None:
+        return []
+    keys = "a write key held by the attacker" if a.get("with_keys") else "none (the loopback demo)"
+    h = a["healthz_during_hostile_reads"]
+    out = ["## Hostile clients", "", f"`python bench/attack.py`: {a['requests']:,} hostile requests against one "
+           f"replica (API keys: {keys}), **{a['5xx']} answered 5xx**; alive after: {a['server_alive']}, `/readyz` "
+           f"{a['readyz_after']}; RSS {a['rss_mb_before']:.0f} MB before, {a['rss_mb_peak']:.0f} MB at its peak, "
+           f"{a['rss_mb_after']:.0f} MB after. `/healthz`, timed from another process, p99 {h['p99_ms']} ms while "
+           "oversized reads ran 8 at a time; during each attack a client could stall or silence a replica with "
+           "(source `bench/results/attack.json`):", "",
+           "| attack | `/healthz` p99 / max | `/healthz` not 200 | answered |", "|---|---|---|---|"]
+    for name, v in a.get("per_attack", {}).items():
+        seen = v.get("statuses") or v.get("ended_as") or {}
+        out.append(f"| {name} | {v['healthz']['p99_ms']} / {v['healthz']['max_ms']} ms | {v['healthz']['not_200']} | "
+                   + ", ".join(f"{k}: {n:,}" for k, n in sorted(seen.items())) + " |")
+    if cost is not None:
+        ratio = cost["throughput_after_over_before"]
+        out += ["", f"What the defences cost (`python bench/defence_overhead.py`, {cost['before']} before against "
+                f"{cost['after']}, rounds alternating, concurrency {cost['concurrency']}): throughput after / before "
+                + ", ".join(f"{k} {v}x" for k, v in ratio.items()) + "; source `bench/results/defence_overhead.json`."]
+    return out + [""]
+
+
 def training_section() -> list[str]:
     s = load("train_scale")
     if s is None:
@@ -298,7 +325,7 @@ def render() -> str:
     for name, title, how in ITEM_RUNS:
         lines += item_section(name, title, how)
     lines += catalogue_section() + bundle_section(load("bundles"), load("bundles_content_free"))
-    lines += serving_section() + scale_section() + training_section() + offline_section()
+    lines += serving_section() + scale_section() + hostile_section() + training_section() + offline_section()
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
