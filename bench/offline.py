@@ -31,7 +31,7 @@ from report import offline_table
 from results_dir import RESULTS
 
 from coldproxy.config import REPO_ROOT, ServiceSettings, usable_cores  # noqa: E402
-from service.offline.catalogue import read_catalogue  # noqa: E402
+from service.offline.catalogue import read_catalogue, with_catalogue_root  # noqa: E402
 from service.offline.engines import embed_catalogue  # noqa: E402
 
 
@@ -113,8 +113,9 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=16, help="HTTP requests in flight")
     ap.add_argument("--name", default="offline")
     a = ap.parse_args()
-    table = read_catalogue(catalogue_dir(a.data)).slice(0, a.items)
-    settings = ServiceSettings(package_dir=a.package_dir, micro_batching=False)
+    catalogue = catalogue_dir(a.data)
+    table = read_catalogue(catalogue).slice(0, a.items)
+    settings = with_catalogue_root(ServiceSettings(package_dir=a.package_dir, micro_batching=False), catalogue)
     work = Path(tempfile.mkdtemp(prefix="offline-bench-"))
     rows, engines = [], a.engines.split(",")
     try:

@@ -153,14 +153,13 @@ def cmd_reembed(args) -> None:
 def cmd_embed(args) -> None:
     """A whole catalogue through the ONNX pipeline, here or on a Ray cluster, into Parquet or the service's Redis."""
     from models.data import movielens_items
-    from service.offline.catalogue import catalogue_table, read_catalogue
+    from service.offline.catalogue import catalogue_table, read_catalogue, with_catalogue_root
     from service.offline.engines import embed_catalogue
 
     if (args.out is None) == (args.to is None):
         raise SystemExit("coldproxy embed: give one of --out DIR and --to redis")
     settings = ServiceSettings(micro_batching=False, **({"package_dir": args.package_dir} if args.package_dir else {}))
-    root = args.data if args.data.is_dir() else args.data.parent  # images may lie under the catalogue's directory
-    settings = settings.model_copy(update={"embed_image_roots": [root, *settings.embed_image_roots]})
+    settings = with_catalogue_root(settings, args.data)
     movielens = args.format == "movielens" or (args.format is None and (args.data / "movies.csv").exists())
     table = catalogue_table(*movielens_items(args.data)) if movielens else read_catalogue(args.data, args.format)
     report = embed_catalogue(settings, table, out=args.out, redis=args.to == "redis",

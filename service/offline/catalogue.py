@@ -41,6 +41,13 @@ def read_catalogue(path: Path, data_format: str | None = None) -> pa.Table:
     return pa.table(rows)
 
 
+def with_catalogue_root(settings, path: Path):
+    """``settings`` whose image roots include the catalogue's own directory (``path``: the directory, or the Parquet
+    file in it): the images a catalogue names normally lie beside it."""
+    root = Path(path) if Path(path).is_dir() else Path(path).parent
+    return settings.model_copy(update={"embed_image_roots": [root, *settings.embed_image_roots]})
+
+
 def catalogue_table(ids: list[str], texts: list[str], images: list[Path | None]) -> pa.Table:
     """The rows of a catalogue read elsewhere (``models.data``: MovieLens) as ``read_catalogue`` gives them."""
     return pa.table({"item_id": ids, "text": texts, "image": [str(p) if p else "" for p in images]})
