@@ -1,6 +1,6 @@
 """The documentation holds: the site builds with ``mkdocs build --strict`` (a broken link or a page left out of the
-navigation fails), the configuration reference is what the settings generate, every setting says what it does, and
-the README stays a front door."""
+navigation fails), the configuration reference is what the settings generate, the layout names every module, every
+setting says what it does, and the README stays a front door."""
 
 from __future__ import annotations
 
@@ -28,6 +28,19 @@ def test_the_site_builds_strictly(tmp_path):
 def test_the_configuration_page_is_what_the_settings_generate():
     assert (ROOT / "docs" / "configuration.md").read_text() == render(), (
         "docs/configuration.md is out of date: python -m coldproxy.settings_reference > docs/configuration.md")
+
+
+def test_the_layout_names_every_module_by_its_docstring():
+    """docs/development.md's layout is generated from the modules' docstrings (scripts/layout.py): a module added,
+    moved or re-described without regenerating it fails here (issue 58)."""
+    run = subprocess.run([sys.executable, str(ROOT / "scripts" / "layout.py"), "--check"], capture_output=True,
+                         text=True)
+    assert run.returncode == 0, run.stderr
+    page = (ROOT / "docs" / "development.md").read_text()
+    for package in ("coldproxy", "coldproxy_cli", "models", "export", "service", "loadtest", "bench"):
+        for path in (ROOT / package).rglob("*.py"):
+            if path.name != "__init__.py" or path.read_text().strip():
+                assert f"`{path.relative_to(ROOT).as_posix()}`" in page, path
 
 
 @pytest.mark.parametrize("cls", [TrainSettings, BundleSettings, ServiceSettings])
