@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from coldproxy.config import ServiceSettings
 from coldproxy.errors import TooLarge
-from service.api.http import check_values
+from service.api.http import check_values, commas_outside_strings
 from tests.conftest import REDIS_URL, LiveServer, _free_port
 
 ROUTE_MAX = 1_400_000  # about what /v1/rank admits (10,000 IDs of 128 characters)
@@ -82,10 +82,12 @@ JSONS = st.recursive(st.none() | st.booleans() | st.floats(allow_nan=False) | st
                      max_leaves=60)
 
 
-@given(JSONS, st.integers(1, 40))
-@settings(max_examples=300, deadline=None)
-def test_the_value_counter_counts_commas_outside_strings(doc, limit):
+@given(JSONS, st.integers(1, 40), st.sampled_from([1, 2, 3, 7, 1 << 20]))
+@settings(max_examples=400, deadline=None)
+def test_the_value_counter_counts_commas_outside_strings(doc, limit, chunk):
+    """Whatever the chunking (a string, an escape or a run of backslashes cut at a chunk's edge)."""
     raw = json.dumps(doc, ensure_ascii=False).encode()
+    assert commas_outside_strings(raw, chunk=chunk) == _commas_outside_strings(raw.decode())
     over = _commas_outside_strings(raw.decode()) >= limit
     if over:
         with pytest.raises(TooLarge):
