@@ -22,7 +22,6 @@ import io
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 import time
@@ -32,11 +31,13 @@ from pathlib import Path
 import httpx
 from attack_stalls import (
     ROUTE_MAX,
-    filtered_recommendations,
+    filtered_at_scale,
+    free_port,
     huge_header,
     idle_sockets,
     probed,
     quadratic,
+    rss_mb,
     two_promotes,
     unknown_histories,
 )
@@ -44,19 +45,6 @@ from results_dir import RESULTS
 
 KEY = "attacker-key-0123456789"  # a valid write key: the attacker is an authenticated client (no admin key)
 POSTS = ["/v1/items", "/v1/items:batch", "/v1/rank", "/v1/items/x/interactions", "/v1/admin/reload"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 class Tally:
@@ -271,46 +259,6 @@ def stall_attacks(port: int, pid: int, tally: Tally, candidate: bool, idle_hold_
         out[name] = result | {"healthz": health, "rss_mb_after": round(rss_mb(pid), 1)}
         print(f"{name}: {json.dumps(out[name])}", flush=True)
     return out
-
-
-def filtered_at_scale(package_dir: Path, redis_url: str, items: int, tally: Tally) -> dict:
-    """A second replica, HNSW, on ``items`` synthetic new items (written into Redis as ``bench/scale.py`` does):
-    filtered recommendations 8 at a time, ``/healthz`` timed beside them."""
-    import redis
-    from scale import drop, write_items
-    from serving import start_server
-
-    from coldproxy.package import load_package
-
-    package = load_package(package_dir)
-    prefix, port, r = f"attack-scale-{uuid.uuid4().hex[:8]}", free_port(), redis.Redis.from_url(redis_url)
-    written_s = write_items(r, prefix, package, items)
-    saved = {k: os.environ.get(k) for k in ("COLDPROXY_INDEX", "COLDPROXY_REDIS_URL", "COLDPROXY_HOST")}
-    os.environ.update(COLDPROXY_INDEX="hnsw", COLDPROXY_REDIS_URL=redis_url, COLDPROXY_HOST="127.0.0.1")
-    server = None
-    try:
-        server = start_server(port, prefix, package_dir, timeout=900)
-        t, url = time.time(), f"http://127.0.0.1:{port}"
-        while 'coldproxy_index_ann_ready{catalog="items"} 1.0' not in httpx.get(url + "/metrics").text:
-            time.sleep(2)
-        ann_s = time.time() - t
-        name = f"filtered recommendations at {items:,} items (HNSW)"
-        result, health = probed(port, lambda: filtered_recommendations(port, package.user_ids[:50]))
-        for status, n in result["statuses"].items():
-            for _ in range(n):
-                tally.add(name, status)
-        return {name: result | {"healthz": health, "items_written_s": round(written_s, 1),
-                                "hnsw_ready_s": round(ann_s, 1), "rss_mb": round(rss_mb(server.pid), 1)}}
-    finally:
-        if server is not None:
-            server.terminate()
-            server.wait(timeout=60)
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        drop(r, prefix)
 
 
 class PeakRss:

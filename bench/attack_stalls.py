@@ -17,11 +17,28 @@ from __future__ import annotations
 import asyncio
 import collections
 import multiprocessing as mp
+import os
+import socket
 import time
+import uuid
+from pathlib import Path
 
 import httpx
 
 ROUTE_MAX = 1_400_000  # about what /v1/rank admits
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def quadratic_body(size: int) -> bytes:
@@ -204,3 +221,43 @@ def filtered_recommendations(port: int, users: list[str], rounds: int = 20, conc
         return {"statuses": seen, "request": percentiles(took)}
 
     return asyncio.run(run())
+
+
+def filtered_at_scale(package_dir: Path, redis_url: str, items: int, tally) -> dict:
+    """A second replica, HNSW, on ``items`` synthetic new items (written into Redis as ``bench/scale.py`` does):
+    filtered recommendations 8 at a time, ``/healthz`` timed beside them."""
+    import redis
+    from scale import drop, write_items
+    from serving import start_server
+
+    from coldproxy.package import load_package
+
+    package = load_package(package_dir)
+    prefix, port, r = f"attack-scale-{uuid.uuid4().hex[:8]}", free_port(), redis.Redis.from_url(redis_url)
+    written_s = write_items(r, prefix, package, items)
+    saved = {k: os.environ.get(k) for k in ("COLDPROXY_INDEX", "COLDPROXY_REDIS_URL", "COLDPROXY_HOST")}
+    os.environ.update(COLDPROXY_INDEX="hnsw", COLDPROXY_REDIS_URL=redis_url, COLDPROXY_HOST="127.0.0.1")
+    server = None
+    try:
+        server = start_server(port, prefix, package_dir, timeout=900)
+        t, url = time.time(), f"http://127.0.0.1:{port}"
+        while 'coldproxy_index_ann_ready{catalog="items"} 1.0' not in httpx.get(url + "/metrics").text:
+            time.sleep(2)
+        ann_s = time.time() - t
+        name = f"filtered recommendations at {items:,} items (HNSW)"
+        result, health = probed(port, lambda: filtered_recommendations(port, package.user_ids[:50]))
+        for status, n in result["statuses"].items():
+            for _ in range(n):
+                tally.add(name, status)
+        return {name: result | {"healthz": health, "items_written_s": round(written_s, 1),
+                                "hnsw_ready_s": round(ann_s, 1), "rss_mb": round(rss_mb(server.pid), 1)}}
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=60)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        drop(r, prefix)

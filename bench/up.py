@@ -65,6 +65,9 @@ def main() -> None:
     venv = args.venv or Path(tempfile.mkdtemp()) / "venv"
     port, prefix = free_port(), f"coldproxy-up-{uuid.uuid4().hex[:8]}"
     env = os.environ | {"COLDPROXY_VENV": str(venv), "COLDPROXY_REDIS_PREFIX": prefix}
+    if args.venv is not None:  # the clone's code first, and the reused virtualenv left as it is: reinstalling it from
+        # the clone pointed its editable install at a directory deleted afterwards (every later import failed)
+        env |= {"COLDPROXY_VENV_FROZEN": "1", "PYTHONPATH": str(clone)}
     env |= dict(kv.split("=", 1) for kv in args.env)
     if args.max_items:
         env["COLDPROXY_MAX_ITEMS"] = str(args.max_items)

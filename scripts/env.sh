@@ -13,7 +13,10 @@ stamp="$VENV/.coldproxy-installed"
 want="${COLDPROXY_EXTRAS:-train,test,bench}"
 have="$(cat "$stamp" 2>/dev/null || true)"
 extras="$(printf '%s,%s' "$have" "$want" | tr ',' '\n' | sed '/^$/d' | sort -u | paste -sd, -)"
-if [ ! -f "$stamp" ] || [ "$extras" != "$have" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ] \
+# COLDPROXY_VENV_FROZEN (bench/up.py reusing a virtualenv): an installed one is used as it is
+if [ -n "${COLDPROXY_VENV_FROZEN:-}" ] && [ -f "$stamp" ]; then
+  :
+elif [ ! -f "$stamp" ] || [ "$extras" != "$have" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ] \
    || [ "$ROOT/requirements.lock" -nt "$stamp" ]; then
   # torch is pinned to the CPU build (torch==2.13.0); pip resolves it from the local wheel cache when present.
   # requirements.lock (scripts/lock.sh) fixes every version, so two installs a week apart are the same

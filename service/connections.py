@@ -71,6 +71,7 @@ def bounded_protocol(*, max_header_bytes: int, max_url_bytes: int, header_timeou
 
     class BoundedHttpTools(HttpToolsProtocol):
         _in_flight = 0  # requests whose head is complete and whose response is not
+        _in_head = True  # a request's line and headers are arriving (not its body, nor the wait between requests)
         _refusal: tuple[bytes, str] | None = None
         _head_bytes = _head_raw = _messages = 0
         _timer: asyncio.TimerHandle | None = None
@@ -119,22 +120,23 @@ def bounded_protocol(*, max_header_bytes: int, max_url_bytes: int, header_timeou
 
         def _head_timed_out(self) -> None:
             self._timer = None
-            if not self.busy:
+            if self._in_head:
                 self._close_with(b"408 Request Timeout", f"request head not received within {header_timeout_s:g} s")
 
         def on_message_begin(self) -> None:
             self._head_bytes, self._head_raw, self._refusal = 0, 0, None
             self._messages += 1
+            self._in_head = True
             self._arm()
             super().on_message_begin()
 
         # -- the head's size, as it arrives -------------------------------------------------------------------
         def data_received(self, data: bytes) -> None:
-            before, messages = self.busy, self._messages
+            was_head, messages = self._in_head, self._messages
             super().data_received(data)
-            if self.busy or self.transport.is_closing():
-                return
-            if messages != self._messages or before:  # a new head began inside this chunk: count from the next one
+            if not self._in_head or self.transport.is_closing():
+                return  # a body (also one still arriving after an early answer) is BodyLimit's to bound
+            if not was_head or messages != self._messages:  # a head began inside this chunk: count from the next one
                 self._head_raw = 0
                 return
             self._head_raw += len(data)
@@ -164,6 +166,7 @@ def bounded_protocol(*, max_header_bytes: int, max_url_bytes: int, header_timeou
         # -- requests in flight ---------------------------------------------------------------------------------
         def on_headers_complete(self) -> None:
             self._disarm()
+            self._in_head = False
             self._in_flight += 1
             probe = httptools.parse_url(self.url).path in PROBES
             full = len(registry.probes) >= max_probes if probe else len(self.tasks) >= max_connections

@@ -141,6 +141,16 @@ def test_idle_sockets_leave_the_probes_and_other_clients_served(capped):
             s.close()
 
 
+def test_a_body_still_arriving_after_an_early_answer_is_not_counted_as_a_head(capped):
+    """A route may answer before it reads the body (415 here); the rest of the body then arrives on a connection the
+    client keeps: it is not a head, and the next request on that connection gets its own answer, not a 431."""
+    with httpx.Client(base_url=capped.url, timeout=30) as c:
+        for _ in range(3):
+            r = c.put("/v1/items:id-embeddings", content=b"x" * 400_000, headers={"content-type": "text/plain"})
+            assert r.status_code == 415
+            assert c.get("/healthz").status_code == 200
+
+
 def test_a_head_that_never_ends_gets_408(capped):
     with socket.create_connection(("127.0.0.1", capped.port)) as s:
         t = time.monotonic()
