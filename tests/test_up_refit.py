@@ -43,6 +43,10 @@ def test_up_serves_the_evaluation_then_rolls_out_the_refit_keeping_a_posted_item
             assert second["served"]["items_by_id"] > first["served"]["items_by_id"]  # the held-out items are warm now
             got = c.get("/v1/items/posted-while-refitting/embedding")
             assert got.status_code == 200 and got.json()["package_version"] == second["package_version"]
+            # the status file goes when the refit's process ends, which may be a moment after its package is served
+            deadline = time.time() + 60
+            while (tmp_path / "package.refit.json").exists() and time.time() < deadline:
+                time.sleep(0.5)
             assert not (tmp_path / "package.refit.json").exists()
         assert "refit" in (tmp_path / "package.refit.log").read_text()
     finally:
