@@ -162,25 +162,8 @@ async def attacks(port: int, tally: Tally, rounds: int, slow_clients: int, rng: 
             tally.add(f"{slow_clients} slow clients (1 byte / 0.5 s)", await t)
 
 
-def healthz_probe(port: int, stop, out) -> None:
-    """In its own process (so the attacker's CPU work is not in its timings): GET /healthz every 20 ms."""
-    lat = []
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as c:
-        while not stop.is_set():
-            t = time.perf_counter()
-            try:
-                c.get("/healthz")
-            except httpx.HTTPError:
-                pass
-            lat.append(time.perf_counter() - t)
-            time.sleep(0.02)
-    out.put(lat)
-
-
 def hostile_reads(port: int, tally: Tally, warm_ids: list[str], rounds: int, concurrency: int = 8) -> dict:
     """Issue 39's attacks, ``concurrency`` at a time, while a second process times /healthz; its latencies."""
-    import multiprocessing as mp
-
     json_head = {"content-type": "application/json"}
     long_ids = [f"{n:0128d}" for n in range(10_000)]  # valid IDs of the longest length, unknown to the service
     bodies = {
@@ -207,11 +190,6 @@ def hostile_reads(port: int, tally: Tally, warm_ids: list[str], rounds: int, con
         "DNS-rebound Host": ("POST", "/v1/items", b"item_id=rebound&text=hello",
                              {"content-type": "application/x-www-form-urlencoded", "host": "rebound.evil.example"}),
     }
-    stop, out = mp.Event(), mp.Queue()
-    probe = mp.Process(target=healthz_probe, args=(port, stop, out))
-    probe.start()
-    time.sleep(1.0)  # the probe's baseline
-
     async def run() -> None:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as c:
             sem = asyncio.Semaphore(concurrency)
@@ -227,13 +205,7 @@ def hostile_reads(port: int, tally: Tally, warm_ids: list[str], rounds: int, con
             for _ in range(rounds):
                 await asyncio.gather(*(one(name, *spec) for name, spec in bodies.items() for _ in range(concurrency)))
 
-    asyncio.run(run())
-    time.sleep(0.5)
-    stop.set()
-    lat = sorted(out.get(timeout=30))
-    probe.join(timeout=10)
-    pct = lambda q: round(1000 * lat[min(len(lat) - 1, int(q * len(lat)))], 2)  # noqa: E731
-    return {"samples": len(lat), "p50_ms": pct(0.5), "p99_ms": pct(0.99), "max_ms": round(1000 * lat[-1], 2)}
+    return probed(port, lambda: asyncio.run(run()))[1]
 
 
 def stall_attacks(port: int, pid: int, tally: Tally, candidate: bool, idle_hold_s: float = 30.0,

@@ -180,11 +180,12 @@ async def sync_id_vector(serving: Serving, item_id: str, values: list[float], ad
 
 def check_plausible(serving: Serving, items: list[tuple[str, list[float]]], min_anchors: int, min_cosine: float
                     ) -> None:
-    """409 when the warm items among ``items`` (at least ``min_anchors`` of them) point elsewhere than the vectors
-    served for them (mean cosine below ``min_cosine``): vectors of another space of the same dimension -- a retrain
-    from scratch, a wrong export -- whatever space they are labelled with."""
+    """409 when the items among ``items`` served by an ID vector (at least ``min_anchors`` of them) point elsewhere
+    than the vectors served for them (mean cosine below ``min_cosine``): vectors of another space of the same
+    dimension -- a retrain from scratch, a wrong export -- whatever space they are labelled with."""
     catalog = serving.items
-    anchors = [(catalog.warm[i], v) for i, v in items if i in catalog.warm and len(v) == catalog.dim]
+    anchors = [(catalog.warm[i], v) for i, v in items  # served by an ID vector (a proxy is only near its item's)
+               if i in catalog.warm and (i not in catalog.proxies or i in catalog.given) and len(v) == catalog.dim]
     if len(anchors) < min_anchors:
         return
     sent = np.asarray([v for _, v in anchors], dtype=np.float64)
