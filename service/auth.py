@@ -151,8 +151,8 @@ def check_same_site(request: Request, settings: ServiceSettings) -> None:
                         "it takes writes only from this machine's own clients")
     allowed = LOOPBACK | {settings.host, *settings.allowed_hosts}
     origin, host = request.headers.get("origin"), request.headers.get("host", "")
-    if origin is not None and (host_name(urlsplit(origin).netloc) not in allowed
-                               or urlsplit(origin).netloc.lower() != host.strip().lower()):
+    netloc = urlsplit(origin).netloc if origin is not None else None
+    if netloc is not None and (host_name(netloc) not in allowed or netloc.lower() != host.strip().lower()):
         raise Forbidden("cross-site request refused (Origin is not this service): this service has no API keys, so it "
                         "takes writes only from this machine's own clients")
     if host_name(host) not in allowed:

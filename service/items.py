@@ -211,11 +211,11 @@ async def sync_id_vectors(serving: Serving, items: list[tuple[str, list[float]]]
         raise Conflict(f"these vectors are of ID space {space}; this service serves {fingerprint} (GET /v1/model): "
                        "a new space is a new model package and a rollout")
     check_plausible(serving, items, min_anchors, min_cosine)
-    known = set(serving.items.warm)
+    warm, stored = serving.items.warm, set()
     if not add_unknown:
-        others = [i for i, _ in items if i not in known]
-        known |= {i for i, held in zip(others, await serving.items.store.exists_many(others) if others else []) if held}
-    results = [await sync_id_vector(serving, i, v, add_unknown or i in known) for i, v in items]
+        others = [i for i, _ in items if i not in warm]
+        stored = {i for i, held in zip(others, await serving.items.store.exists_many(others) if others else []) if held}
+    results = [await sync_id_vector(serving, i, v, add_unknown or i in warm or i in stored) for i, v in items]
     if serving.shadow is not None:
         target = serving.shadow.target
         if target.package.id_fingerprint == fingerprint:

@@ -108,9 +108,8 @@ def reembed(target: "Serving", ids: list[str], kept: dict[str, KeptFeatures]) ->
 
 
 async def _store(target: "Serving", records: dict[str, object], report: BackfillReport) -> int:
-    """Write re-embedded records without overwriting; returns how many were already there. An item deleted while it
-    was re-embedded (its kept features gone: a DELETE removes them with the serving package's copy, before the
-    target's) is deleted from the target again, so no take-down is undone by a backfill."""
+    """Write re-embedded records without overwriting; returns how many were already there (``_keep_takedowns``: no
+    take-down is undone by a backfill)."""
     metric, refused, written = target.metrics.reembedded, 0, []
     for item_id, record in records.items():
         if isinstance(record, Exception):
@@ -124,20 +123,26 @@ async def _store(target: "Serving", records: dict[str, object], report: Backfill
         else:
             refused += 1
             metric.labels(target.version, "present").inc()
+    await _keep_takedowns(target, written)
+    return refused
+
+
+async def _keep_takedowns(target: "Serving", written: list[str]) -> None:
+    """Items just written for ``target`` whose kept features are gone were deleted while they were re-embedded (a
+    DELETE removes the features with the serving package's copy, before the target's): delete them again, so no
+    take-down is undone."""
     if written:
         for item_id, kept in zip(written, await target.items.store.features.exists_many(written)):
             if not kept:
                 await target.items.delete(item_id)
-    return refused
 
 
 async def _refresh(target: "Serving", changed: dict[str, float], batch: int, report: BackfillReport) -> None:
     """Re-embed for ``target``, over what it holds, the items of ``changed`` (item -> when its content or warm-up was
     last written) whose copy there was written before that; never a warm item or a vector the recommender gave."""
-    given = await target.items.given_entries() if changed else {}
-    ids = [i for i in changed if i not in target.items.warm and i not in given]
-    written_at = await target.items.store.written_at(ids) if ids else []
-    ids = [i for i, t in zip(ids, written_at) if t is not None and t < changed[i]]
+    ids = [i for i in changed if i not in target.items.warm]
+    marks = await target.items.store.written_at(ids) if ids else []
+    ids = [i for i, mark in zip(ids, marks) if mark is not None and mark[0] < changed[i] and not mark[1]]
     features = target.items.store.features
     for start in range(0, len(ids), batch):
         chunk, written = ids[start: start + batch], []
@@ -150,9 +155,7 @@ async def _refresh(target: "Serving", changed: dict[str, float], batch: int, rep
                 report.refreshed += 1
                 target.metrics.reembedded.labels(target.version, "refreshed").inc()
                 written.append(item_id)
-        for item_id, still in zip(written, await features.exists_many(written) if written else []):
-            if not still:  # deleted while it was re-embedded: no take-down is undone
-                await target.items.delete(item_id)
+        await _keep_takedowns(target, written)
 
 
 async def backfill(target: "Serving", batch: int = 256, progress: Callable[[int, int], None] | None = None,

@@ -86,14 +86,13 @@ async def read_json(request: Request, model):
     limits = request.scope[SCOPE_KEY]  # set by ``BodyLimit`` for every request
     check_length(request, limits.bytes)
     raw = await request.body()
-    if len(raw) < OFFLOAD_BODY:
-        check_values(raw, limits.values)
-        return parse_json(model, raw)
 
     def work():
         check_values(raw, limits.values)
         return parse_json(model, raw)
 
+    if len(raw) < OFFLOAD_BODY:
+        return work()
     return await to_thread.run_sync(work, limiter=request.app.state.coldproxy.heavy_reads)
 
 

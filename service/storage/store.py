@@ -129,13 +129,15 @@ class RedisStore:
         except Exception as exc:
             raise StoreUnavailable(str(exc)) from exc
 
-    async def written_at(self, item_ids: list[str]) -> list[float | None]:
-        """When each of ``item_ids`` was last written here (its hash's ``created_at``), None for one not held."""
+    async def written_at(self, item_ids: list[str]) -> list[tuple[float, bool] | None]:
+        """When each of ``item_ids`` was last written here (its hash's ``created_at``) and whether its vector is the
+        recommender's (``src``); None for one not held."""
         try:
             async with self.client.pipeline(transaction=False) as pipe:
                 for i in item_ids:
-                    pipe.hget(self.item_key(i), "created_at")
-                return [None if t is None else float(t) for t in await pipe.execute()]
+                    pipe.hmget(self.item_key(i), "created_at", "src")
+                return [None if t is None else (float(t), src == FROM_RECOMMENDER)
+                        for t, src in await pipe.execute()]
         except Exception as exc:
             raise StoreUnavailable(str(exc)) from exc
 
