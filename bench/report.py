@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from report_bundles import bundle_section
+from report_bundles import bundle_section, exposure_section
 from seed_stats import mean_sd_text as stats
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -325,6 +325,7 @@ def render() -> str:
     for name, title, how in ITEM_RUNS:
         lines += item_section(name, title, how)
     lines += catalogue_section() + bundle_section(load("bundles"), load("bundles_content_free"))
+    lines += exposure_section(load("bundle_exposure"), load("bundle_exposure_cold"))
     lines += serving_section() + scale_section() + hostile_section() + training_section() + offline_section()
     return "\n".join(lines).rstrip("\n") + "\n"
 

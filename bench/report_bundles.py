@@ -63,3 +63,33 @@ def bundle_section(run: dict | None, free: dict | None) -> list[str]:
     out.append("| MoDiffE (published, Table 3) | their model, their split | "
                + " | ".join(f"{r:.4f} / {n:.4f}" for r, n in MODIFFE.values()) + " |")
     return out + [""]
+
+
+def exposure_section(served: dict | None, cold: dict | None) -> list[str]:
+    """What the served bundle package shows: content-free bundles against real new ones (``bundle_exposure.json``),
+    beside the cold package it replaced (``bundle_exposure_cold.json``)."""
+    out = ["### What a product shows: new bundles by their content", ""]
+    if served is None:
+        return out + ["Not measured yet (`python bench/bundle_exposure.py`).", ""]
+    out += ["Every tune user's top 20, their training bundles left out, after the real held-out new bundles and "
+            "content-free ones (random items at 3 members, the real ones' median and 90th percentile size, and "
+            "popular items at the median) are posted; *alone*: only the content-free ones, as on a fresh "
+            "deployment. Exposure ratio: a group's share of the slots over its share of the catalogue (the worst "
+            "content-free group); #1: users, per 60, whose first bundle is content-free. Source "
+            "`bench/results/bundle_exposure.{json,md}` (`python bench/bundle_exposure.py`), the cold package "
+            "`bundle_exposure_cold.*`.", "",
+            "| package (scenario, seed) | test Recall@20 | noise exposure ratio (beside real / alone) | "
+            "noise #1 per 60 (beside / alone) | real new bundles' exposure ratio |", "|---|---|---|---|---|"]
+    for runs in (served["runs"], cold["runs"] if cold else []):
+        for r in runs:
+            beside, alone = (r["pools"][p]["groups"] for p in r["pools"])
+            noise = [g for g in alone if not g.startswith("warm")]
+            real = next(g for g in beside if g.startswith("real"))
+            out.append(f"| {r['package_version']} ({r['scenario']}, {r['training_seed']}) | "
+                       f"{r['test_metrics']['recall@20']:.4f} | "
+                       f"{max(beside[g]['exposure_ratio'] for g in noise):.2f} / "
+                       f"{max(alone[g]['exposure_ratio'] for g in noise):.2f} | "
+                       f"{sum(beside[g]['first_per_60_users'] for g in noise):.2f} / "
+                       f"{sum(alone[g]['first_per_60_users'] for g in noise):.2f} | "
+                       f"{beside[real]['exposure_ratio']:.2f} |")
+    return out + [""]
