@@ -66,9 +66,9 @@ def estimate(settings, n_items: int, n_users: int, n_train: int, n_warm_val: int
 
 
 # `coldproxy train-bundles` on Youshu, seconds on 2 cores: cold measured (246 s, beside a serving replica, from
-# `coldproxy up` on a fresh clone); warm and all scaled by their ratio to cold in bench/bundles.py's runs
-# (bench/results/bundles.json: 456, 1,020 and 555 s a seed there, with every ablation variant)
-BUNDLE_SECONDS = {"cold": 246.0, "warm": 550.0, "all": 300.0}
+# `coldproxy up` on a fresh clone), all measured alone (417 s, seed 0); warm scaled by its ratio to cold in
+# bench/bundles.py's runs (bench/results/bundles.json: 456, 1,020 and 555 s a seed there, with every ablation variant)
+BUNDLE_SECONDS = {"cold": 246.0, "warm": 550.0, "all": 417.0}
 
 
 def bundle_estimate(scenario: str, cores: int) -> float:

@@ -17,9 +17,12 @@ class BundleSettings(ExpertSettings):
 
     model_config = SettingsConfigDict(env_prefix="COLDPROXY_BUNDLES_", env_file=".env", extra="ignore")
     data_dir: Path = Field(DEFAULT_DATASETS / "youshu", description="Youshu (CoHeat release) directory")
-    scenario: Literal["cold", "warm", "all"] = Field("cold",
-                                                     description="the Youshu split trained and served: cold (test "
-                                                                 "bundles have no interactions), warm, or all")
+    scenario: Literal["cold", "warm", "all"] = Field("all",
+                                                     description="the Youshu split trained and served: all (new "
+                                                     "bundles ranked among warm ones, what a product meets: the "
+                                                     "default), cold (every test bundle is new: its calibration lifts "
+                                                     "any new bundle, even one of random items, above warm ones; "
+                                                     "bench/results/bundle_exposure.md), or warm")
     # stage 1 (models/bundles/backbone.py): CrossCBR's published settings, chosen over the earlier defaults at
     # stage 1 on the warm tune split, 3 seeds (bench/results/bundle_backbone.md)
     lightgcn_layers: int = Field(1, description="propagation layers of each view (CrossCBR: 1)")
