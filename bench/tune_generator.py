@@ -1,6 +1,7 @@
 """Validation-only tuning of the proxy generator: for each settings override, train on seeds 0-2 and
-report validation-cold NDCG@20 (what early stopping and the choice of defaults look at) beside
-test-cold Recall@20 (reported, never used to choose). Writes bench/results/<--out>.json.
+report validation-cold NDCG@20 (what early stopping and the choice of defaults look at). The test split is not
+scored here: a tuning script that prints it invites choosing by it (bench/quality.py reports it for the settings
+chosen). Writes bench/results/<--out>.json.
 With ``--generator-seeds N`` each override's proxies are averaged over N generator seeds (as training
 serves a candidate generator, ``COLDPROXY_GENERATOR_SEEDS``) and the average is what is scored; each
 generator's best epoch is listed. With ``--selection-holdout H`` a share H of the validation-cold
@@ -22,7 +23,7 @@ from results_dir import RESULTS
 from coldproxy.config import TrainSettings
 from export.encoders import encoder_graphs
 from models.data import cold_start_split, load_dataset
-from models.evaluate import evaluate_split, validation_cold_ndcg
+from models.evaluate import validation_cold_ndcg
 from models.features import extract_features
 from models.idmodel import train_id_model
 from models.items.candidates import fit_generator
@@ -49,7 +50,7 @@ def main() -> None:
         states[seed] = (sp, *train_id_model(ds.n_users, ds.n_items, sp, s, progress=False)[:2])
     rows = []
     for raw in a.overrides:
-        over, vals, tests, epochs, t = json.loads(raw), [], [], [], time.time()
+        over, vals, epochs, t = json.loads(raw), [], [], time.time()
         for seed, (sp, U, I) in states.items():
             cold = np.concatenate([sp.val_items, sp.test_items])
             emb, best = I.copy(), []
@@ -60,12 +61,10 @@ def main() -> None:
                 emb[cold] += predict(model, f, cold) / a.generator_seeds
                 best.append(max(log["history"], key=lambda r: r["val_cold_ndcg@20"])["epoch"])
             vals.append(validation_cold_ndcg(U, emb, sp, "select"))
-            tests.append(evaluate_split(U, emb, sp)["cold"]["recall@20"])
             epochs.append(best)
         rows.append({"override": over, "val_cold_ndcg@20": vals, "val_mean": float(np.mean(vals)),
-                     "test_cold_recall@20": tests, "test_mean": float(np.mean(tests)), "best_epochs": epochs,
-                     "seconds": time.time() - t})
-        print(json.dumps(over), f"val NDCG@20 {np.mean(vals):.4f} | test R@20 {np.mean(tests):.4f}", flush=True)
+                     "best_epochs": epochs, "seconds": time.time() - t})
+        print(json.dumps(over), f"val NDCG@20 {np.mean(vals):.4f}", flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{a.out}.json").write_text(json.dumps({"seeds": a.seeds, "generator_seeds": a.generator_seeds,
                                                       "selection_holdout": a.selection_holdout,

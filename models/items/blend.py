@@ -5,8 +5,7 @@ A blend starts from the validation-best single candidate and adds, with replacem
 raises the validation score of the running average most; the best-scoring prefix is kept. So a blend
 scores at least every single candidate on validation by construction, and where one candidate is best
 alone the blend is that candidate. Averaging generators also damps what one early-stopped generator
-gets wrong by chance: on MovieLens validation prefers the text-only generator on every seed, and the
-test split agrees on two seeds of three.
+gets wrong by chance. On MovieLens validation prefers the text-only generator on every seed.
 
 Blending the served experts the same way (the gate's mix with single experts) was measured and is not
 done: it lowered MovieLens cold Recall@20 on two seeds of three (docs/models.md).

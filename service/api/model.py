@@ -24,7 +24,7 @@ async def model(st: AppState, sv: Live) -> ModelOut:
         bundles = {"version": bm.version, "created_at": bm.created_at, "scenario": bm.scenario, "dim": bm.served_dim,
                    "calibration": bm.calibration.model_dump(), "counts": bm.counts,
                    "cold_bundles_indexed": sv.bundles.catalog.cold_indexed,
-                   "test_metrics": bm.metrics.get("test", {})}
+                   "test_metrics": bm.metrics.get("test", {}), "test_protocol": bundle_test_protocol(bm)}
     return ModelOut(package_version=manifest.version, created_at=manifest.created_at, dims=manifest.dims.model_dump(),
                     encoders=manifest.encoders, counts=manifest.counts, cold_items_indexed=sv.items.cold_indexed,
                     providers=sv.pipeline.providers, evaluation=manifest.evaluation, served=manifest.served,
@@ -34,6 +34,20 @@ async def model(st: AppState, sv: Live) -> ModelOut:
                     warnings=warnings_of(manifest), id_fingerprint=sv.package.id_fingerprint, id_space=space_of(sv),
                     encoder_fingerprint=sv.package.encoder_fingerprint,
                     rollout=st.rollout.status() if st.rollout is not None else None)
+
+
+def bundle_test_protocol(bm) -> dict:
+    """What the bundle package's ``test_metrics`` were measured under: its split's test interactions, ranked over
+    every bundle but the user's training ones, with the serving policy the package serves (the cold calibration and
+    the per-user placement, both fitted on tune), so they are not the representation's alone."""
+    c = bm.calibration
+    pool = bm.provenance.get("settings", {}).get("calibration_placement_pool")
+    return {"split": f"Youshu {bm.scenario} test", "metrics_at": c.list_length,
+            "candidates": "every bundle, the user's training bundles left out (all-unrated)",
+            "policy": {"size_prior": {"log_size": c.log_size, "offset": c.offset},
+                       "new_bundle_slots": c.cold_slots, "placement_fitted_on": pool,
+                       "chosen_on": "tune"},
+            "includes_serving_policy": bool(c.log_size or c.offset or c.cold_slots)}
 
 
 def space_of(sv: Live) -> dict:

@@ -110,6 +110,7 @@ def test_tune_generator_scores_each_override_on_validation(small_training, tmp_p
     rows = json.loads((tmp_path / "g.json").read_text())["rows"]
     assert [r["override"] for r in rows] == [{}, {"proxy_modalities": "text"}]
     assert all(0 <= r["val_mean"] <= 1 and len(r["best_epochs"]) == 1 for r in rows)
+    assert not [k for r in rows for k in r if "test" in k], rows  # tuning never looks at the test split
 
 
 @pytest.mark.slow

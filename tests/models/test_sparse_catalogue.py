@@ -1,8 +1,9 @@
 """Issue 21: on a sparse catalogue of near-duplicate variants (generated: ~2,500 articles in colour
 variants, ~8 purchases per user) the default package must not lose to its parts or to the simplest
-baseline. Trained with the default settings on 3 seeds; judged on the test split, which training never
-saw: the default beats content-kNN by 10% and both single-modality generators, and training says what
-it chose on validation (the ID-model fallback, the generators' blend, the served expert) and why."""
+baseline. Trained with the default settings on 3 seeds; judged on the validation-cold items (both parts: the
+early-stopping one and the selection one), never on the test split, which is only reported: the default beats
+content-kNN by 10% and both single-modality generators, and training says what it chose on validation (the ID-model
+fallback, the generators' blend, the served expert) and why."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 from coldproxy.config import TrainSettings
-from models.evaluate import evaluate_split
+from models.evaluate import evaluate_candidates
 from models.items.baselines import knn_embeddings
 from models.items.proxy_training import predict
 from models.synthetic_catalogue import CatalogueSpec, generate
@@ -44,7 +45,9 @@ def sparse_runs(catalogue):
 
 
 def cold_recall(result, emb) -> float:
-    return evaluate_split(result.user_emb, emb, result.split)["cold"]["recall@20"]
+    """Recall@20 of the validation-cold items ranked among themselves (as the test-cold ones are for the report)."""
+    items, positives = result.split.validation("all")
+    return evaluate_candidates(result.user_emb, emb, items, positives, None, (20,))["recall@20"]
 
 
 def rows(result) -> dict[str, float]:
@@ -60,10 +63,10 @@ def rows(result) -> dict[str, float]:
     return out
 
 
-def test_the_default_beats_knn_by_ten_percent_and_both_single_modality_generators_on_the_test_split(sparse_runs):
-    """Measured at one thread per seed (bench/results/quality_sparse_catalogue_linear_experts.md): cold
-    Recall@20 0.3031 against text-only 0.2849, image-only 0.1483, kNN 0.2217. Every seed: above kNN and
-    image-only; over the seeds: above text-only and 1.10x kNN."""
+def test_the_default_beats_knn_by_ten_percent_and_both_single_modality_generators_on_validation(sparse_runs):
+    """Every seed: above kNN and image-only; over the seeds: above text-only and 1.10x kNN, on the validation-cold
+    items (the served choice was made on part of them, so this checks the choice, not how it generalises: the test
+    split's numbers are the benchmark's, bench/results/quality_sparse_catalogue*.md)."""
     table = [rows(r) for r in sparse_runs]
     for seed, row in zip(SEEDS, table):
         assert row["default"] >= max(row["content-kNN"], row["image only"]), (seed, row)

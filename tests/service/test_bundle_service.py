@@ -122,6 +122,10 @@ def test_a_posted_cold_bundle_gets_the_models_vector_and_is_stored_fetched_and_r
     info = bc.get("/v1/model").json()["bundle_recommender"]
     assert info["version"] == version and info["cold_bundles_indexed"] >= 1 and info["dim"] == len(want)
     assert info["calibration"] == CALIBRATION.model_dump()
+    # its test numbers say they include the serving policy fitted on tune (the fixture's calibration has one)
+    protocol = info["test_protocol"]
+    assert protocol["split"] == "Youshu cold test" and protocol["includes_serving_policy"] is True
+    assert protocol["policy"]["new_bundle_slots"] == CALIBRATION.cold_slots == 3
 
 
 def test_unknown_members_are_named_and_nothing_is_stored(bc, model):
