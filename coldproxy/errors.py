@@ -1,66 +1,73 @@
-"""One error vocabulary: every failure coldproxy reports is a ``ColdproxyError`` carrying its HTTP
-status, a ``detail`` for the client (a message, or a list/dict for structured ones) and any headers
-(``Retry-After``). Domain code raises these; the service registers one handler that turns any of them
-into ``{"detail": ...}`` with that status, so no module below the routes knows about HTTP types.
+"""One error vocabulary, without HTTP: every failure coldproxy reports is a ``ColdproxyError`` of one of the kinds
+below, with a ``detail`` for the client (a message, or a list/dict for structured ones) and, for the kinds that ask a
+client to come back, ``retry_after`` (seconds). Domain code raises these kinds, and offline code and the CLI match on
+them; the service maps each kind to an HTTP status in one place (``service/api/errors.py``), as
+text-embeddings-inference maps its core errors at the router.
 """
 
 from __future__ import annotations
 
 
 class ColdproxyError(Exception):
-    status = 500
+    """A failure of coldproxy's own; one of the kinds below says what kind (the base: an internal one)."""
 
-    def __init__(self, detail: str | list | dict, headers: dict[str, str] | None = None):
+    retry_after: str | None = None  # seconds after which trying again may succeed
+
+    def __init__(self, detail: str | list | dict):
         super().__init__(detail if isinstance(detail, str) else str(detail))
-        self.detail, self.headers = detail, headers
+        self.detail = detail
 
 
 class BadRequest(ColdproxyError):
-    status = 400
+    """The request is malformed (a body that is not what the route takes)."""
 
 
 class Unauthorized(ColdproxyError):
-    status = 401
+    """No valid key was presented."""
 
 
 class Forbidden(ColdproxyError):
-    status = 403
+    """The key presented may not do this (a scope it lacks, a cross-site write)."""
 
 
 class NotFound(ColdproxyError):
-    status = 404
+    """No such item, bundle, user or package."""
 
 
 class Conflict(ColdproxyError):
-    status = 409
+    """It exists already, or contradicts what is served (another ID space, a package being switched)."""
 
 
 class TooLarge(ColdproxyError):
-    status = 413
+    """Past a size limit (a body, a batch, a list, an image)."""
 
 
 class UnsupportedMediaType(ColdproxyError):
-    status = 415
+    """A body of a type the route does not take."""
+
+
+class TimedOut(ColdproxyError):
+    """The client did not finish sending its request in time."""
 
 
 class InvalidInput(ColdproxyError):
-    status = 422
+    """Well-formed but refused: a value out of bounds, an unknown ID where one must be known."""
 
 
 class RateLimited(ColdproxyError):
-    status = 429
+    """Too many requests from this client; ``retry_after`` says when to come back."""
 
     def __init__(self, detail: str, retry_after: str):
-        super().__init__(detail, {"Retry-After": retry_after})
+        super().__init__(detail)
+        self.retry_after = retry_after
 
 
 class Unavailable(ColdproxyError):
-    """Try again shortly: 503 with ``Retry-After`` (1 s unless said)."""
-
-    status = 503
+    """Try again shortly (after ``retry_after``: 1 s unless said)."""
 
     def __init__(self, detail: str, retry_after_s: int = 1):
-        super().__init__(detail, {"Retry-After": str(max(1, int(retry_after_s)))})
+        super().__init__(detail)
+        self.retry_after = str(max(1, int(retry_after_s)))
 
 
 class StoreUnavailable(Unavailable):

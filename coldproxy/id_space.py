@@ -30,8 +30,8 @@ from coldproxy.ids import ID_RE
 SCORES = ("dot", "cosine")  # how the recommender scores a user against an item
 
 
-class InvalidVectors(ValueError):
-    """A vector file that cannot be used, with the file and row named in the message."""
+class InvalidVectors(InvalidInput, ValueError):
+    """A vector file that cannot be used, with the file and row named in the message (a kind of ``InvalidInput``)."""
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """FastAPI app factory: the lifespan loads the model package, opens the store and builds the FAISS
-index (``service.state``); one handler answers every ``ColdproxyError``; the routes live in
+index (``service.state``); one handler answers every ``ColdproxyError`` (``service.api.errors``); the routes live in
 ``service.api`` (health, model, items, ranking, bundles). OpenAPI docs at /docs.
 """
 
@@ -15,18 +15,12 @@ from fastapi.responses import JSONResponse
 
 from coldproxy.config import ServiceSettings
 from coldproxy.errors import ColdproxyError
-from service.api import bundles, health, items, model, ranking, users
+from service.api import bundles, errors, health, items, model, ranking, users
 from service.api.limits import BodyLimit
 from service.metrics import RequestMetrics
 from service.state import State
 
 log = logging.getLogger("coldproxy")
-
-
-async def coldproxy_error(request: Request, exc: ColdproxyError) -> JSONResponse:
-    if exc.status >= 500:  # the client gets the fixed detail; the reason (a Redis error...) goes to the log
-        log.warning("%s on %s: %s", exc.status, request.url.path, exc)
-    return JSONResponse({"detail": exc.detail}, status_code=exc.status, headers=exc.headers)
 
 
 async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -62,7 +56,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.state.coldproxy = state
     app.add_middleware(BodyLimit, settings=settings, dim=state.vector_dim)
     app.add_middleware(RequestMetrics, metrics=state.metrics)
-    app.add_exception_handler(ColdproxyError, coldproxy_error)
+    app.add_exception_handler(ColdproxyError, errors.answer)
     app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_exception_handler(Exception, unhandled)
     for api in (health, model, items, ranking, bundles, users):

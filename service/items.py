@@ -16,7 +16,7 @@ from coldproxy.config import ServiceSettings
 from coldproxy.errors import ColdproxyError, Conflict, ImageError, InvalidInput, NotFound, TooLarge
 from coldproxy.ids import check_id
 from coldproxy.preprocess import image_cost
-from coldproxy.protocol import BatchResult, IdVectorResult, IdVectorsOut, ItemOut
+from coldproxy.protocol import ItemOut
 from service.engine.pipeline import Embedded
 from service.state import Serving
 
@@ -129,11 +129,11 @@ async def ingest(serving: Serving, item: NewItem) -> ItemOut:
     return await store_embedded(serving, item, result)
 
 
-async def ingest_many(serving: Serving, items: list[NewItem | BatchResult]) -> list[BatchResult]:
-    """A batch: each graph once over the items that passed their checks (the others arrive as their
-    ``BatchResult`` already); one result per item, in order, so one bad item never fails the others."""
-    results: list[BatchResult] = [it if isinstance(it, BatchResult) else BatchResult(item_id=it.item_id, status=200)
-                                  for it in items]
+async def ingest_many(serving: Serving, items: list[NewItem | ColdproxyError]) -> list[ItemOut | ColdproxyError]:
+    """A batch: each graph once over the items that passed their checks (the others arrive as their error
+    already); one outcome per item, in order -- the item stored or its error -- so one bad item never fails the
+    others."""
+    results: list[ItemOut | ColdproxyError] = list(items)
     todo: list[tuple[int, NewItem]] = []
     for n, it in enumerate(items):
         if isinstance(it, NewItem):
@@ -141,7 +141,7 @@ async def ingest_many(serving: Serving, items: list[NewItem | BatchResult]) -> l
                 refuse_warm(serving, it.item_id)
                 todo.append((n, it))
             except ColdproxyError as exc:
-                results[n] = BatchResult(item_id=it.item_id, status=exc.status, detail=exc.detail)
+                results[n] = exc
     embedded = []
     if todo:
         async with serving.admission.admit(len(todo)):
@@ -150,20 +150,21 @@ async def ingest_many(serving: Serving, items: list[NewItem | BatchResult]) -> l
 
     async def one(position: int, it: NewItem, result) -> None:
         try:
-            results[position] = BatchResult(item_id=it.item_id, status=200,
-                                     item=await store_embedded(serving, it, result))
+            results[position] = await store_embedded(serving, it, result)
         except ColdproxyError as exc:
-            results[position] = BatchResult(item_id=it.item_id, status=exc.status, detail=exc.detail)
+            results[position] = exc
 
     await asyncio.gather(*(one(n, it, r) for (n, it), r in zip(todo, embedded)))
     return results
 
 
-async def sync_id_vector(serving: Serving, item_id: str, values: list[float], add: bool = True) -> IdVectorResult:
+async def sync_id_vector(serving: Serving, item_id: str, values: list[float], add: bool = True
+                         ) -> str | ColdproxyError:
     """Serve the recommender's own vector for one item from now on, on every replica: a warm item's replaces the
     package's, a stored new item graduates (its experts' outputs are kept for the warm-up path), an item the service
     did not know is added when ``add`` (else 404). The vector is checked like any input
-    (``Catalog.entry_vector``: its norm within the largest warm item's)."""
+    (``Catalog.entry_vector``: its norm within the largest warm item's). The outcome (``IdVectorResult``'s), or the
+    item's error."""
     catalog = serving.items
     try:
         check_id(item_id)
@@ -171,11 +172,11 @@ async def sync_id_vector(serving: Serving, item_id: str, values: list[float], ad
         if not add:
             raise NotFound(f"unknown item {item_id}: POST it first, or send add_unknown to add it")
     except ColdproxyError as exc:
-        return IdVectorResult(item_id=item_id, status=exc.status, detail=exc.detail)
+        return exc
     outcome, previous = await catalog.give(item_id, vec)
     if outcome == "graduated" and previous.proxy is not None:
         serving.drift.graduation(previous.proxy, vec)
-    return IdVectorResult(item_id=item_id, status=200, outcome=outcome)
+    return outcome
 
 
 def check_plausible(serving: Serving, items: list[tuple[str, list[float]]], min_anchors: int, min_cosine: float
@@ -201,8 +202,10 @@ def check_plausible(serving: Serving, items: list[tuple[str, list[float]]], min_
 
 
 async def sync_id_vectors(serving: Serving, items: list[tuple[str, list[float]]], space: str | None,
-                          add_unknown: bool = False, min_anchors: int = 3, min_cosine: float = 0.3) -> IdVectorsOut:
-    """``sync_id_vector`` for each item (one bad vector fails alone); the package being rolled out gets them too
+                          add_unknown: bool = False, min_anchors: int = 3, min_cosine: float = 0.3
+                          ) -> list[str | ColdproxyError]:
+    """``sync_id_vector`` for each item, its outcome in order (one bad vector fails alone); the package being rolled out
+    gets them too
     when it serves the same ID space (a package of another space needs its own recommender's vectors).
     ``space``, when the client names the vectors' space, must be the serving one's, and the warm items sent must
     agree with it (``check_plausible``): else 409, nothing stored."""
@@ -220,15 +223,12 @@ async def sync_id_vectors(serving: Serving, items: list[tuple[str, list[float]]]
         target = serving.shadow.target
         if target.package.id_fingerprint == fingerprint:
             for (i, v), r in zip(items, results):
-                if r.status == 200 and r.outcome != "unchanged":
+                if isinstance(r, str) and r != "unchanged":
                     await sync_id_vector(target, i, v)
         else:
             log.info("the package being rolled out (%s) serves another ID space: %d synced vectors not written to it",
                      target.version, len(items))
-    ok = [r for r in results if r.status == 200]
-    unchanged = sum(r.outcome == "unchanged" for r in ok)
-    return IdVectorsOut(package_version=serving.version, id_fingerprint=fingerprint, stored=len(ok) - unchanged,
-                        unchanged=unchanged, failed=len(results) - len(ok), results=results)
+    return results
 
 
 async def record_interactions(serving: Serving, item_id: str, count: int, id_embedding: list[float] | None) -> ItemOut:

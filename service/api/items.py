@@ -17,7 +17,6 @@ from coldproxy.errors import BadRequest, ColdproxyError, InvalidInput, TooLarge,
 from coldproxy.ids import ID_PATTERN, check_id
 from coldproxy.protocol import (
     BatchOut,
-    BatchResult,
     EmbeddingOut,
     IdVectorsIn,
     IdVectorsOut,
@@ -28,6 +27,7 @@ from coldproxy.protocol import (
     versions,
 )
 from service.api.deps import ADMIN, READ, WRITE, AppState, Live, access
+from service.api.errors import batch_result, id_vector_result
 from service.api.http import check_length, fast_json, fetch, json_body, read_json
 from service.items import NewItem, ingest, ingest_many, record_interactions, replay, restore, sync_id_vectors, take_down
 
@@ -129,13 +129,13 @@ async def post_items_batch(request: Request, st: AppState, sv: Live) -> BatchOut
     body = await read_json(request, ItemsBatchIn)
     if len(body.items) > settings.max_batch_items:
         raise TooLarge(f"at most {settings.max_batch_items} items per batch")
-    items: list[NewItem | BatchResult] = []
+    items: list[NewItem | ColdproxyError] = []
     for it in body.items:
         try:
             items.append(json_item(it, settings))
         except ColdproxyError as exc:
-            items.append(BatchResult(item_id=it.item_id, status=exc.status, detail=exc.detail))
-    results = await ingest_many(sv, items)
+            items.append(exc)
+    results = [batch_result(it.item_id, r) for it, r in zip(body.items, await ingest_many(sv, items))]
     return BatchOut(package_version=sv.version, stored=sum(r.status == 200 for r in results), results=results)
 
 
@@ -155,8 +155,14 @@ async def put_id_embeddings(request: Request, st: AppState, sv: Live) -> IdVecto
     if len(body.items) > st.settings.max_id_vectors:
         raise TooLarge(f"at most {st.settings.max_id_vectors} vectors per request (COLDPROXY_MAX_ID_VECTORS)")
     s = st.settings
-    return await sync_id_vectors(sv, [(it.item_id, it.embedding) for it in body.items], body.id_space,
-                                 body.add_unknown, s.id_sync_min_anchors, s.id_sync_min_cosine)
+    outcomes = await sync_id_vectors(sv, [(it.item_id, it.embedding) for it in body.items], body.id_space,
+                                     body.add_unknown, s.id_sync_min_anchors, s.id_sync_min_cosine)
+    results = [id_vector_result(it.item_id, r) for it, r in zip(body.items, outcomes)]
+    ok = [r for r in results if r.status == 200]
+    unchanged = sum(r.outcome == "unchanged" for r in ok)
+    return IdVectorsOut(package_version=sv.version, id_fingerprint=sv.package.id_fingerprint,
+                        stored=len(ok) - unchanged, unchanged=unchanged, failed=len(results) - len(ok),
+                        results=results)
 
 
 @router.get("/v1/items/{item_id}/embedding", response_model=EmbeddingOut, dependencies=[access(READ)])

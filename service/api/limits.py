@@ -17,7 +17,7 @@ import asyncio
 from dataclasses import dataclass
 
 from coldproxy.config import ServiceSettings
-from coldproxy.errors import ColdproxyError, TooLarge
+from coldproxy.errors import TimedOut, TooLarge
 from coldproxy.limits import MAX_EXCLUDE
 
 BATCH_PATH = "/v1/items:batch"
@@ -26,10 +26,6 @@ ID_BYTES = 128 + 16  # an ID as a JSON list element: 128 characters at most, quo
 FLOAT_BYTES = 32  # a float as JSON text ("-1.2345678901234567e-05"), its comma and spaces
 SMALL = 64 * 1024  # fields and a few short lists
 FIELDS = 16  # values a body holds besides its lists
-
-
-class TimedOut(ColdproxyError):
-    status = 408
 
 
 @dataclass(frozen=True)

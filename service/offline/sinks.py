@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from coldproxy.errors import ColdproxyError
+from coldproxy.errors import ColdproxyError, Conflict, InvalidInput
 
 
 def errors_path(out: Path) -> Path:
@@ -115,13 +115,10 @@ class RedisSink:
             try:
                 self.loop.run_until_complete(store_embedded(self.serving, item, embedded(cols, r)))
                 counts["stored"] += 1
-            except ColdproxyError as exc:
-                if exc.status == 409:
-                    counts["exists"] += 1  # POSTed meanwhile
-                elif exc.status == 422:
-                    cols["error"][r] = str(exc)
-                else:
-                    raise
+            except Conflict:
+                counts["exists"] += 1  # POSTed meanwhile
+            except InvalidInput as exc:
+                cols["error"][r] = str(exc)
         return counts
 
     def close(self) -> None:

@@ -1,4 +1,4 @@
-"""The core's small contracts: one error vocabulary with its statuses, the ID rule, graph names."""
+"""The core's small contracts: one error vocabulary (its HTTP statuses the service's), the ID rule, graph names."""
 
 from __future__ import annotations
 
@@ -10,25 +10,36 @@ import pytest
 from coldproxy import errors, graph_io
 from coldproxy.ids import check_id
 
+INTERNAL = {errors.ColdproxyError, errors.InsecureSettings, errors.ParityError}  # start-up and export failures: 500
 
-def test_every_error_is_a_coldproxy_error_with_a_4xx_or_5xx_status():
+
+def test_errors_are_domain_kinds_without_http_and_the_service_maps_every_one_once():
+    from service.api.errors import STATUS
+
     classes = [c for _, c in inspect.getmembers(errors, inspect.isclass) if issubclass(c, Exception)]
     assert len(classes) >= 15
     for cls in classes:
         assert issubclass(cls, errors.ColdproxyError), cls
-        assert 400 <= cls.status < 600, cls
+        assert not hasattr(cls, "status") and not hasattr(cls, "headers"), cls  # HTTP is the service's business
+        assert cls in INTERNAL or any(c in STATUS for c in cls.__mro__), f"{cls.__name__} has no HTTP status"
+    assert all(400 <= s < 600 for s in STATUS.values()) and len(set(STATUS.values())) == len(STATUS)
 
 
 def test_statuses_and_headers_of_the_cases_clients_retry_or_read():
+    from service.api.errors import headers_of, status_of
+
     down = errors.StoreUnavailable("connection refused")
-    assert (down.status, down.headers, down.detail) == (503, {"Retry-After": "1"}, "store unavailable; retry shortly")
+    assert (status_of(down), headers_of(down), down.detail) == (503, {"Retry-After": "1"},
+                                                                 "store unavailable; retry shortly")
     assert str(down) == "store unavailable: connection refused"  # the reason, for the log
-    assert errors.QueueFull("full").detail == "overloaded: full" and errors.QueueFull("x").status == 503
+    assert errors.QueueFull("full").detail == "overloaded: full" and status_of(errors.QueueFull("x")) == 503
     limited = errors.RateLimited("slow down", "3")
-    assert (limited.status, limited.headers) == (429, {"Retry-After": "3"})
+    assert (status_of(limited), headers_of(limited)) == (429, {"Retry-After": "3"})
     unknown = errors.UnknownMembers(["a", "b"], "v1")
-    assert unknown.status == 422 and unknown.detail["unknown_item_ids"] == ["a", "b"]
-    assert isinstance(errors.ImageError("bad"), ValueError) and errors.PackageError("x").status == 422
+    assert status_of(unknown) == 422 and unknown.detail["unknown_item_ids"] == ["a", "b"]
+    assert isinstance(errors.ImageError("bad"), ValueError) and status_of(errors.PackageError("x")) == 422
+    assert status_of(errors.TimedOut("slow")) == 408 and headers_of(errors.NotFound("x")) is None
+    assert status_of(errors.ParityError("x")) == 500
 
 
 @pytest.mark.parametrize("good", ["42", "item-1", "a.b:c_d", "x" * 128])
@@ -40,7 +51,7 @@ def test_valid_ids_pass(good):
 def test_invalid_ids_are_a_422_naming_the_field(bad):
     with pytest.raises(errors.InvalidInput) as caught:
         check_id(bad, "bundle_id")
-    assert caught.value.status == 422 and "bundle_id" in caught.value.detail
+    assert "bundle_id" in caught.value.detail
 
 
 def test_graph_names_are_distinct_per_graph():

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from coldproxy.errors import QueueFull
+from service.api.errors import headers_of, status_of
 from service.engine.batcher import MicroBatcher
 from service.metrics import Metrics
 
@@ -288,7 +289,7 @@ def test_a_decode_waits_for_the_budget_only_so_long():
             async with budget.reserve(50):
                 pass
         except QueueFull as exc:
-            waited, status, headers = time.perf_counter() - t, exc.status, exc.headers
+            waited, status, headers = time.perf_counter() - t, status_of(exc), headers_of(exc)
         await holder
         async with budget.reserve(50):  # free again
             pass
