@@ -24,9 +24,9 @@ from coldproxy.protocol import (
     UserQuery,
     bundle_versions,
 )
-from service import bundle_wait
+from service import bundle_wait, reads
 from service.api.deps import READ, WRITE, AppState, Live, access, check_private_read
-from service.api.http import fast_json, fetch, json_body, rank_in, read_json, top_k_in
+from service.api.http import fast_json, json_body, read_json
 from service.bundle_serving import BundleServing
 from service.state import Serving
 
@@ -59,7 +59,7 @@ async def post_bundle(request: Request, st: AppState, sv: Live) -> BundleOut:
 async def get_bundle_embedding(bundle_id: str, st: AppState, sv: Live) -> Response:
     bundles = bundles_of(sv, st)
     check_id(bundle_id, "bundle_id")
-    emb, source = await fetch(bundles.catalog, bundle_id, "bundle")
+    emb, source = await reads.fetch(bundles.catalog, bundle_id, "bundle")
     return fast_json({"bundle_id": bundle_id, **bundle_versions(bundles.version), "source": source,
                       "embedding": emb.tolist()})
 
@@ -69,7 +69,7 @@ async def get_bundle_embedding(bundle_id: str, st: AppState, sv: Live) -> Respon
 async def rank_bundles(request: Request, st: AppState, sv: Live) -> Response:
     bundles = bundles_of(sv, st)
     body = await read_json(request, BundleRankIn)
-    scores, missing = await rank_in(st, bundles.catalog, body, body.bundle_ids,
+    scores, missing = await reads.rank(st, bundles.catalog, body, body.bundle_ids,
                                     lambda b, sc, src: {"bundle_id": b, "score": sc, "source": src})
     return fast_json({"user_id": body.user_id, **bundle_versions(bundles.version), "missing": missing,
                       "scores": scores})
@@ -80,7 +80,7 @@ async def bundle_recommendations(request: Request, st: AppState, sv: Serving, qu
     if query.user_id is not None and not filters.exclude_seen:
         check_private_read(request, st)
     bundles = bundles_of(sv, st)
-    hits = await top_k_in(st, bundles.catalog, query, k, filters, exclude_ids)
+    hits = await reads.top_k(st, bundles.catalog, query, k, filters, exclude_ids)
     return fast_json({"user_id": query.user_id, **bundle_versions(bundles.version),
                       "bundles": [{"bundle_id": b, "score": sc, "source": src} for b, sc, src in hits]})
 

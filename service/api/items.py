@@ -1,7 +1,7 @@
 """Item routes (v1): POST /v1/items (multipart or JSON), POST /v1/items:batch, POST
 /v1/items/{id}/interactions, PUT /v1/items:id-embeddings (the recommender's own vectors), GET
 /v1/items/{id}/embedding, and take-downs: DELETE /v1/items/{id}, POST /v1/items/{id}/restore. Handlers parse and answer;
-the write path itself is ``service.items``."""
+the write path itself is ``service.writes``."""
 
 from __future__ import annotations
 
@@ -26,10 +26,19 @@ from coldproxy.protocol import (
     ItemsBatchIn,
     versions,
 )
+from service import reads
 from service.api.deps import ADMIN, READ, WRITE, AppState, Live, access
 from service.api.errors import batch_result, id_vector_result
-from service.api.http import check_length, fast_json, fetch, json_body, read_json
-from service.items import NewItem, ingest, ingest_many, record_interactions, replay, restore, sync_id_vectors, take_down
+from service.api.http import check_length, fast_json, json_body, read_json
+from service.writes import (
+    NewItem,
+    ingest,
+    ingest_many,
+    record_interactions,
+    restore,
+    sync_id_vectors,
+    take_down,
+)
 
 router = APIRouter()
 
@@ -97,10 +106,10 @@ async def post_item(request: Request, st: AppState, sv: Live) -> Response:
     string of your choosing, stored with the item), a retry after an answer that got lost (a 503, a timeout) whose
     write had landed gets the stored item back (header ``Idempotent-Replay: true``) instead of a 409."""
     item = await read_new_item(request, st.settings)
-    stored = await replay(sv, item)
-    if stored is not None:
-        return Response(stored.model_dump_json(), media_type="application/json", headers={"Idempotent-Replay": "true"})
-    return fast_json((await ingest(sv, item)).model_dump())
+    out, replayed = await ingest(sv, item)
+    if replayed:
+        return Response(out.model_dump_json(), media_type="application/json", headers={"Idempotent-Replay": "true"})
+    return fast_json(out.model_dump())
 
 
 @router.post("/v1/items/{item_id}/interactions", response_model=ItemOut, openapi_extra=json_body(InteractionsIn),
@@ -168,7 +177,7 @@ async def put_id_embeddings(request: Request, st: AppState, sv: Live) -> IdVecto
 @router.get("/v1/items/{item_id}/embedding", response_model=EmbeddingOut, dependencies=[access(READ)])
 async def get_embedding(item_id: str, sv: Live) -> Response:
     check_id(item_id)
-    emb, source = await fetch(sv.items, item_id, "item")
+    emb, source = await reads.fetch(sv.items, item_id, "item")
     return fast_json({"item_id": item_id, **versions(sv.version), "source": source, "embedding": emb.tolist()})
 
 

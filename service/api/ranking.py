@@ -12,8 +12,9 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from coldproxy.protocol import RankIn, RankOut, RecommendFilters, RecommendIn, RecommendOut, UserQuery, versions
+from service import reads
 from service.api.deps import READ, AppState, access, check_private_read
-from service.api.http import fast_json, json_body, rank_in, read_json, top_k_in
+from service.api.http import fast_json, json_body, read_json
 
 router = APIRouter()
 
@@ -22,7 +23,7 @@ router = APIRouter()
 async def rank(request: Request, st: AppState) -> Response:
     body = await read_json(request, RankIn)
     sv = st.serving_for(body.user_id)  # one package for the whole request: never two ID spaces in one ranking
-    scores, missing = await rank_in(st, sv.items, body, body.item_ids,
+    scores, missing = await reads.rank(st, sv.items, body, body.item_ids,
                                     lambda i, sc, src: {"item_id": i, "score": sc, "source": src})
     st.metrics.answers.labels("rank", sv.version).inc()
     return fast_json({"user_id": body.user_id, **versions(sv.version), "missing": missing, "scores": scores})
@@ -33,7 +34,7 @@ async def recommendations(request: Request, st: AppState, query: UserQuery, k: i
     if query.user_id is not None and not filters.exclude_seen:
         check_private_read(request, st)
     sv = st.serving_for(query.user_id)
-    hits = await top_k_in(st, sv.items, query, k, filters, exclude_ids)
+    hits = await reads.top_k(st, sv.items, query, k, filters, exclude_ids)
     st.metrics.answers.labels("recommend", sv.version).inc()
     return fast_json({"user_id": query.user_id, **versions(sv.version),
                       "items": [{"item_id": i, "score": sc, "source": src} for i, sc, src in hits]})

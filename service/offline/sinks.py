@@ -104,8 +104,8 @@ class RedisSink:
     def write(self, cols: dict[str, np.ndarray]) -> dict[str, int]:
         """Store each good row; a row the store refuses (a non-finite vector: 422) gets its reason in ``cols["error"]``
         instead. An unavailable store (503) stops the run: a rerun goes on where it stopped."""
-        from service.items import NewItem, store_embedded
         from service.offline.worker import embedded
+        from service.writes import NewItem, store_embedded
 
         counts = {"stored": 0, "exists": 0}
         for r, error in enumerate(cols["error"]):

@@ -1,6 +1,7 @@
-"""The item write path, below the routes: a ``NewItem`` (however it arrived) -> the ONNX pipeline
-(through the micro-batcher) -> Redis and this replica's index; and the warm-up path that re-gates a
-stored item when its interaction count (or ID embedding) arrives; and take-downs. Failures are ``ColdproxyError``s.
+"""The write paths, below the routes (``service.reads`` holds the reads): a ``NewItem`` (however it arrived, an
+idempotent retry given back as stored) -> the ONNX pipeline (through the micro-batcher) -> Redis and this replica's
+index; the warm-up path that re-gates a stored item when its interaction count (or ID embedding) arrives; the
+recommender's own ID vectors; take-downs; and the items kept as seen by a user. Failures are ``ColdproxyError``s.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from coldproxy.preprocess import image_cost
 from coldproxy.protocol import ItemOut
 from service.engine.pipeline import Embedded
 from service.state import Serving
+from service.storage.history import UserHistory
 
 log = logging.getLogger("coldproxy.items")
 
@@ -115,8 +117,12 @@ async def prepare(serving: Serving, item: NewItem):
         return await to_thread.run_sync(serving.pipeline.prepare, item.text, item.image)
 
 
-async def ingest(serving: Serving, item: NewItem) -> ItemOut:
-    """One item: decode in a thread (in parallel with others), then the graphs through the micro-batcher."""
+async def ingest(serving: Serving, item: NewItem) -> tuple[ItemOut, bool]:
+    """One item, and whether it is a replay: the item a POST with the same idempotency key stored, given back as it
+    is; else decode in a thread (in parallel with others), then the graphs through the micro-batcher."""
+    stored = await replay(serving, item)
+    if stored is not None:
+        return stored, True
     refuse_warm(serving, item.item_id)
     if serving.batcher is not None:
         serving.batcher.check_room()  # a full queue refuses before the decode is paid for
@@ -126,7 +132,7 @@ async def ingest(serving: Serving, item: NewItem) -> ItemOut:
             result = (await serving.graphs.run(serving.pipeline.infer, [prepared]))[0]
     else:
         result = await serving.batcher.submit(prepared)
-    return await store_embedded(serving, item, result)
+    return await store_embedded(serving, item, result), False
 
 
 async def ingest_many(serving: Serving, items: list[NewItem | ColdproxyError]) -> list[ItemOut | ColdproxyError]:
@@ -294,3 +300,28 @@ async def restore(serving: Serving, item_id: str) -> None:
         raise NotFound(f"item {item_id} is not hidden")
     if serving.shadow is not None and item_id in serving.shadow.target.items.warm:
         await serving.shadow.target.items.restore(item_id)
+
+
+def history_of(serving: Serving) -> UserHistory:
+    if serving.items.history is None:
+        raise Conflict("this deployment keeps no user interactions (COLDPROXY_USER_HISTORY=0, or no Redis)")
+    return serving.items.history
+
+
+async def keep_seen(serving: Serving, user_id: str, item_ids: list[str], limit: int) -> int:
+    """Keep ``item_ids`` as seen by ``user_id`` (a user the serving package knows: 404 otherwise), at most ``limit``
+    per call (413); how many are kept for the user now."""
+    history = history_of(serving)
+    if serving.items.user_vector(user_id) is None:
+        raise NotFound(f"unknown user {user_id}: items are kept only for users the serving package knows")
+    if len(item_ids) > limit:
+        raise TooLarge(f"at most {limit} items per request (COLDPROXY_USER_HISTORY)")
+    for item_id in item_ids:
+        check_id(item_id, "each of item_ids")
+    return await history.add(user_id, item_ids)
+
+
+async def forget_seen(serving: Serving, user_id: str) -> None:
+    """Forget the items kept for ``user_id`` (a privacy request); 404 when none were kept."""
+    if not await history_of(serving).forget(user_id):
+        raise NotFound(f"no interactions kept for user {user_id}")
