@@ -28,7 +28,7 @@ COPY --from=build /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     COLDPROXY_PACKAGE_DIR=/package \
-    COLDPROXY_BUNDLE_PACKAGE_DIR=/bundle-package \
+    COLDPROXY_BUNDLES_PACKAGE_DIR=/bundle-package \
     COLDPROXY_HOST=0.0.0.0 \
     COLDPROXY_PORT=8000
 # the working directory is root's and read-only to the app: no one can plant a .env (read from the working

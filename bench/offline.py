@@ -31,8 +31,8 @@ from report import offline_table
 from results_dir import RESULTS
 
 from coldproxy.config import REPO_ROOT, ServiceSettings, usable_cores  # noqa: E402
-from service.offline.catalogue import read_catalogue, with_catalogue_root  # noqa: E402
 from service.offline.engines import embed_catalogue  # noqa: E402
+from service.offline.inputs import read_catalogue, with_catalogue_root  # noqa: E402
 
 
 def catalogue_dir(data: Path | None) -> Path:

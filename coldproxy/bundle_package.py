@@ -2,8 +2,8 @@
 Runtime computation of a new bundle's vector from its member items. No torch: the service and the
 export's parity check both use this, so what is served is what was checked.
 
-(Named so as not to be confused with the *model bundle* of ``coldproxy.package``: a bundle here is
-a list of items -- a book list, a playlist, an outfit -- that users interact with as one thing.)
+A bundle here is a list of items -- a book list, a playlist, an outfit -- that users interact with as one thing;
+the item model's package is ``coldproxy.package``'s.
 
 Package layout: ``bundle_sampler.onnx`` (B-view diffusion expert, DPM-Solver++ steps unrolled),
 ``bundle_gate.onnx`` (view gates + output gate), ``embeddings.npz`` and ``manifest.json``.

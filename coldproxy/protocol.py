@@ -250,8 +250,9 @@ class ModelOut(Versioned):
                                 description="what training found wrong with this package, e.g. an "
                                 "ID model no better than popularity on warm validation")
     bundle_recommender: dict | None = Field(
-        None, description="the bundle recommender package served under /v1/bundles: version, scenario, counts, "
-                          "cold bundles indexed, test metrics; null when there is none")
+        None, description="the bundle recommender package served under /v1/bundles: package_version (version, the "
+                          "old name, is deprecated and goes in the next release), scenario, counts, cold bundles "
+                          "indexed, test metrics and the protocol they were measured under; null when there is none")
     id_fingerprint: str = Field("", description="identifies the recommender's ID space (its ID tables); vectors of "
                                 "packages with different fingerprints are never mixed")
     id_space: dict | None = Field(None, description="the ID space served: source (trained by coldproxy, or given: "

@@ -153,8 +153,8 @@ def cmd_reembed(args) -> None:
 def cmd_embed(args) -> None:
     """A whole catalogue through the ONNX pipeline, here or on a Ray cluster, into Parquet or the service's Redis."""
     from models.data import movielens_items
-    from service.offline.catalogue import catalogue_table, read_catalogue, with_catalogue_root
     from service.offline.engines import embed_catalogue
+    from service.offline.inputs import catalogue_table, read_catalogue, with_catalogue_root
 
     if (args.out is None) == (args.to is None):
         raise SystemExit("coldproxy embed: give one of --out DIR and --to redis")

@@ -21,7 +21,8 @@ async def model(st: AppState, sv: Live) -> ModelOut:
     bundles = None
     if sv.bundles is not None:
         bm = sv.bundles.package.manifest
-        bundles = {"version": bm.version, "created_at": bm.created_at, "scenario": bm.scenario, "dim": bm.served_dim,
+        bundles = {"package_version": bm.version, "version": bm.version,  # version: deprecated, one release
+                   "created_at": bm.created_at, "scenario": bm.scenario, "dim": bm.served_dim,
                    "calibration": bm.calibration.model_dump(), "counts": bm.counts,
                    "cold_bundles_indexed": sv.bundles.catalog.cold_indexed,
                    "test_metrics": bm.metrics.get("test", {}), "test_protocol": bundle_test_protocol(bm)}

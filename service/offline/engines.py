@@ -19,7 +19,7 @@ from tqdm import tqdm
 from coldproxy.config import ServiceSettings, usable_cores
 from coldproxy.errors import ColdproxyError
 from coldproxy.package import SCHEMA_VERSION, Manifest, read_manifest
-from service.offline.catalogue import ImagePolicy
+from service.offline.inputs import ImagePolicy
 from service.offline.sinks import ParquetSink, RedisSink, errors_path, write_errors
 from service.offline.worker import EmbedWorker
 
@@ -30,7 +30,7 @@ def embed_catalogue(settings: ServiceSettings, catalogue: pa.Table, out: Path | 
                     overwrite: bool = False, batch: int = 64, engine: str = "local", address: str | None = None,
                     actors: int | None = None, cpus_per_actor: int = 1, errors: Path | None = None,
                     progress: bool = True) -> dict:
-    """Embed ``catalogue`` (``service.offline.catalogue.read_catalogue``) into ``out`` (a Parquet dataset) or, with
+    """Embed ``catalogue`` (``service.offline.inputs.read_catalogue``) into ``out`` (a Parquet dataset) or, with
     ``redis``, the settings' store. Returns the report; the failed rows go to ``errors`` (default: beside ``out``,
     or ``embed.errors.parquet`` in the working directory for Redis)."""
     if (out is None) == (not redis):

@@ -16,7 +16,7 @@ from coldproxy.package import load_package
 from service.engine.features import feature_width
 from service.engine.pipeline import Embedded, Prepared, ProxyPipeline
 from service.metrics import Metrics
-from service.offline.catalogue import ImagePolicy, read_image
+from service.offline.inputs import ImagePolicy, read_image
 
 PARTS = ("proxy", "diffusion", "anchor")
 

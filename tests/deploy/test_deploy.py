@@ -54,6 +54,7 @@ def test_dockerfile_passes_hadolint_and_is_slim_non_root_with_healthcheck():
     assert not workdir.startswith("/tmp")
     assert "-c requirements.lock" in text  # the locked versions
     assert set(re.findall(r"\b(COLDPROXY_[A-Z_]+)=", text)) <= SETTINGS
+    assert "COLDPROXY_BUNDLE_PACKAGE_DIR" not in text  # the deprecated name of COLDPROXY_BUNDLES_PACKAGE_DIR
 
 
 def test_helm_chart_lints_in_each_mode():

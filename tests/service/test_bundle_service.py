@@ -120,7 +120,8 @@ def test_a_posted_cold_bundle_gets_the_models_vector_and_is_stored_fetched_and_r
                    json={"user_embedding": U[7][:-1].tolist(), "bundle_ids": [warm_id]}).status_code == 422
     assert 'coldproxy_item_lookups_total{catalog="bundles",source="proxy_local"}' in bc.get("/metrics").text
     info = bc.get("/v1/model").json()["bundle_recommender"]
-    assert info["version"] == version and info["cold_bundles_indexed"] >= 1 and info["dim"] == len(want)
+    assert info["package_version"] == info["version"] == version  # "version": the deprecated name
+    assert info["cold_bundles_indexed"] >= 1 and info["dim"] == len(want)
     assert info["calibration"] == CALIBRATION.model_dump()
     # its test numbers say they include the serving policy fitted on tune (the fixture's calibration has one)
     protocol = info["test_protocol"]

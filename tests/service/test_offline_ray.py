@@ -14,8 +14,8 @@ import pytest
 from PIL import Image
 
 from coldproxy.config import ServiceSettings
-from service.offline.catalogue import read_catalogue
 from service.offline.engines import embed_catalogue
+from service.offline.inputs import read_catalogue
 from tests.conftest import REDIS_URL, LiveServer, _free_port
 
 BAD = {"shop-missing": "image unreadable", "shop-broken": "image", "shop-empty": "neither text nor image",
