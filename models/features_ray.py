@@ -1,7 +1,8 @@
 """Training's content features on a Ray cluster (``coldproxy train --engine ray``): the catalogue's texts and
 pictures split into blocks of a batch, each encoded by an actor that opened the encoder graphs once
-(``models.features.Encoders``, the code the local pass runs), reassembled in item order for the feature cache. The
-graphs and the pictures must be readable at the same paths on every node. Needs ``pip install 'coldproxy[ray]'``."""
+(``models.encoder_sessions.Encoders``, the code the local pass runs), reassembled in item order for the feature
+cache. The graphs and the pictures must be readable at the same paths on every node. Needs
+``pip install 'coldproxy[ray]'``."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.features import Encoders
+from models.encoder_sessions import Encoders
 
 
 class _EncodeActor:

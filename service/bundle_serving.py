@@ -18,8 +18,8 @@ from coldproxy.protocol import BundleOut
 from service.engine.graph_threads import Admission
 from service.metrics import Metrics
 from service.storage.catalog import Catalog
+from service.storage.open import open_store
 from service.storage.records import StoredItem
-from service.storage.store import open_store
 
 
 class BundleServing:

@@ -31,11 +31,8 @@ from service.engine.pipeline import Embedded, ProxyPipeline
 from service.metrics import Metrics
 from service.rollout import CLOCK_SKEW_S, Rollout, backfill
 from service.storage.catalog import Catalog, largest_norm
-from service.storage.history import UserHistory
-from service.storage.kept_features import FeatureStore
-from service.storage.memory import MemoryStore
+from service.storage.open import open_item_store, user_history
 from service.storage.records import StoredItem
-from service.storage.store import open_store
 from service.storage.versions import expire_version, persist_version
 
 log = logging.getLogger("coldproxy")
@@ -87,11 +84,8 @@ class Serving:
             self.batcher.start()
         self.bundles = None
         try:
-            store = await open_store(settings, settings.redis_prefix, self.version, dim)
-            if settings.keep_features != "off" and not isinstance(store, MemoryStore):
-                store.features = FeatureStore(store.client, settings.redis_prefix, self.package.encoder_fingerprint,
-                                              feature_width(self.package.manifest.dims), settings.keep_features,
-                                              settings.redis_cluster_partitions if settings.redis_cluster else 0)
+            store = await open_item_store(settings, self.version, dim, self.package.encoder_fingerprint,
+                                          feature_width(self.package.manifest.dims))
             faiss.omp_set_num_threads(settings.faiss_threads)
             package = self.package
             self.items = Catalog("items", package.user_ids, package.user_emb, package.item_ids, package.item_emb, store,
@@ -99,10 +93,7 @@ class Serving:
                                  package.score, settings.max_user_norm, settings.vector_norm_slack,
                                  settings.max_store_lookups, package.seen, package.proxy_ids,
                                  self.boosted(package.proxy_emb))
-            if settings.user_history and not isinstance(store, MemoryStore):
-                self.items.history = UserHistory(store.client, settings.redis_prefix, settings.user_history,
-                                                 settings.user_history_max_users,
-                                                 settings.user_history_ttl_s)
+            self.items.history = user_history(settings, store)
             n_cold = await self.items.start()
             if bundles and settings.bundle_package_dir is not None and Path(settings.bundle_package_dir).exists():
                 # one bound for all graph work outside the micro-batcher: item and bundle posts share it

@@ -12,6 +12,8 @@ from service.storage.store import RedisStore
 class MemoryStore(RedisStore):
     """In-process stand-in for the one-command demo only; tests always use Redis."""
 
+    durable = False  # nothing persists: no kept features to re-embed from, no user history
+
     def __init__(self, version: str, dim: int):
         self.base, self.dim, self.records, self.origin = f"memory:{version}", dim, {}, "memory"
         self.version, self.features = version, None  # nothing persists, so nothing to re-embed from

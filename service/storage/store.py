@@ -26,7 +26,7 @@ re-embed every stored item (``service.rollout``), live outside the version, unde
 Posted bundles (``service.bundle_serving``) use the same layout under ``P:bundles:<package version>``, with
 their ``members`` in the hash. Keys carry the model's version, so proxies of two versions never mix. A write is
 acknowledged only after Redis has it. ``service.storage.memory.MemoryStore`` is the demo-only fallback when no Redis
-answers.
+answers; ``service.storage.open`` opens the store a deployment uses.
 """
 
 from __future__ import annotations
@@ -111,6 +111,8 @@ return out
 
 
 class RedisStore:
+    durable = True  # what it stores outlives the process (``MemoryStore``: not)
+
     def __init__(self, url: str, prefix: str, version: str, dim: int, stream_maxlen: int = 100_000):
         self.url, self.prefix, self.version = url, prefix, version
         self.client = aioredis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
@@ -355,30 +357,3 @@ class RedisStore:
 
     async def close(self) -> None:
         await self.client.aclose()
-
-
-async def open_store(settings, prefix: str, version: str, dim: int) -> RedisStore:
-    """The Redis store of one model version under ``prefix``; with ``s.allow_memory_store`` an
-    in-process one when Redis does not answer (demo only), else ``StoreUnavailable``."""
-    if settings.redis_cluster:
-        from service.storage.cluster import ClusterStore
-
-        try:
-            store = ClusterStore(settings.redis_url, prefix, version, dim, settings.sync_stream_maxlen,
-                                 settings.redis_cluster_partitions)
-            await store.client.initialize()
-        except Exception as exc:
-            raise StoreUnavailable(f"Redis Cluster at {redact_url(settings.redis_url)} does not answer: {exc}") from exc
-    else:
-        store = RedisStore(settings.redis_url, prefix, version, dim, settings.sync_stream_maxlen)
-    if await store.ping():
-        return store
-    await store.close()
-    if not settings.allow_memory_store:
-        raise StoreUnavailable(f"Redis at {redact_url(settings.redis_url)} does not answer "
-                               "(set COLDPROXY_ALLOW_MEMORY_STORE=1 for a demo without it)")
-    from service.storage.memory import MemoryStore
-
-    log.warning("Redis at %s does not answer: using an in-process store for %s; nothing will persist",
-                redact_url(settings.redis_url), prefix)
-    return MemoryStore(version, dim)
