@@ -33,17 +33,34 @@ import asyncio
 import logging
 import time
 from dataclasses import asdict, dataclass, replace
-from typing import TYPE_CHECKING, Callable
+from typing import Any, Callable, Protocol
 
 import numpy as np
 
 from coldproxy.errors import ColdproxyError, Conflict, public_reason
 from service.engine.features import ContentFeatures
+from service.metrics import Metrics
 from service.storage import versions
+from service.storage.catalog import Catalog
 from service.storage.kept_features import KeptFeatures
 
-if TYPE_CHECKING:
-    from service.state import Serving
+
+class Served(Protocol):
+    """What a rollout reads and writes of a loaded package (``service.state.Serving`` is one), so the rollout does
+    not depend on the state that starts it."""
+
+    version: str
+    package: Any  # coldproxy.package.ModelPackage
+    items: Catalog
+    bundles: Any  # service.bundle_serving.BundleServing | None
+    shadow: Any  # the Rollout writing into another package, or None
+    metrics: Metrics
+    pipeline: Any  # service.engine.pipeline.ProxyPipeline
+    graphs: Any  # service.engine.graph_threads.GraphThreads
+
+    def stored_record(self, result) -> Any: ...
+
+    async def close(self) -> None: ...
 
 log = logging.getLogger("coldproxy.rollout")
 CLOCK_SKEW_S = 60.0  # how far replicas' clocks may disagree: a catch-up looks this much further back
@@ -79,7 +96,7 @@ class BackfillReport:
                                "items_per_s": round(self.reembedded / self.seconds, 1) if self.seconds else None}
 
 
-def reembed(target: "Serving", ids: list[str], kept: dict[str, KeptFeatures]) -> dict[str, object]:
+def reembed(target: Served, ids: list[str], kept: dict[str, KeptFeatures]) -> dict[str, object]:
     """The stored records of ``target`` for items from their kept features (runs on a graph thread): the
     graphs after the encoders, and the gate again for items that had interactions (with their ID embedding
     when it is of ``target``'s ID space). item -> ``StoredItem``, or the exception that item raised."""
@@ -107,7 +124,7 @@ def reembed(target: "Serving", ids: list[str], kept: dict[str, KeptFeatures]) ->
     return out
 
 
-async def _store(target: "Serving", records: dict[str, object], report: BackfillReport) -> int:
+async def _store(target: Served, records: dict[str, object], report: BackfillReport) -> int:
     """Write re-embedded records without overwriting; returns how many were already there (``_keep_takedowns``: no
     take-down is undone by a backfill)."""
     metric, refused, written = target.metrics.reembedded, 0, []
@@ -127,7 +144,7 @@ async def _store(target: "Serving", records: dict[str, object], report: Backfill
     return refused
 
 
-async def _keep_takedowns(target: "Serving", written: list[str]) -> None:
+async def _keep_takedowns(target: Served, written: list[str]) -> None:
     """Items just written for ``target`` whose kept features are gone were deleted while they were re-embedded (a
     DELETE removes the features with the serving package's copy, before the target's): delete them again, so no
     take-down is undone."""
@@ -137,7 +154,7 @@ async def _keep_takedowns(target: "Serving", written: list[str]) -> None:
                 await target.items.delete(item_id)
 
 
-async def _refresh(target: "Serving", changed: dict[str, float], batch: int, report: BackfillReport) -> None:
+async def _refresh(target: Served, changed: dict[str, float], batch: int, report: BackfillReport) -> None:
     """Re-embed for ``target``, over what it holds, the items of ``changed`` (item -> when its content or warm-up was
     last written) whose copy there was written before that; never a warm item or a vector the recommender gave."""
     ids = [i for i in changed if i not in target.items.warm]
@@ -158,7 +175,7 @@ async def _refresh(target: "Serving", changed: dict[str, float], batch: int, rep
         await _keep_takedowns(target, written)
 
 
-async def backfill(target: "Serving", batch: int = 256, progress: Callable[[int, int], None] | None = None,
+async def backfill(target: Served, batch: int = 256, progress: Callable[[int, int], None] | None = None,
                    max_passes: int = 5, changed_since: float | None = None) -> BackfillReport:
     """Re-embed every item with kept features that ``target`` does not hold (see the module docstring); with
     ``changed_since`` (a Unix time), also those it holds whose content or warm-up was written since then -- an
@@ -206,7 +223,7 @@ async def backfill(target: "Serving", batch: int = 256, progress: Callable[[int,
     return report
 
 
-async def carry_given(source: "Serving", target: "Serving", report: BackfillReport) -> None:
+async def carry_given(source: Served, target: Served, report: BackfillReport) -> None:
     """The recommender's vectors the source package was given, given to the target when both serve one ID space
     (after the backfill, so an item re-embedded for the target graduates there with its new experts' outputs);
     an item the target knows as warm keeps the target's vector. Another space: none is carried, and it says so."""
@@ -224,7 +241,7 @@ async def carry_given(source: "Serving", target: "Serving", report: BackfillRepo
             report.id_vectors_carried += 1
 
 
-async def backfill_bundles(source: "Serving", target: "Serving", report: BackfillReport) -> None:
+async def backfill_bundles(source: Served, target: Served, report: BackfillReport) -> None:
     """Bundles POSTed for the serving bundle recommender, created for the new one from their stored members
     (never overwriting). Nothing to do when both serve the same bundle package: its keys stay as they are."""
     old, new = source.bundles, target.bundles
@@ -248,7 +265,7 @@ async def backfill_bundles(source: "Serving", target: "Serving", report: Backfil
 class Shadow:
     """The package being rolled out, fed every item the serving package stores (see the module docstring)."""
 
-    def __init__(self, target: "Serving", source_bundles=None):
+    def __init__(self, target: Served, source_bundles=None):
         self.target, self.source_bundles = target, source_bundles
 
     async def write(self, item_id: str, overwrite: bool, features: np.ndarray) -> None:
@@ -295,7 +312,7 @@ class Rollout:
     """A package rolled out beside the serving one: shadow writes and a backfill, then (unless ``shadow_only``)
     the switch through ``switch(target)`` once it holds ``switch_fraction`` of the items."""
 
-    def __init__(self, source: "Serving", target: "Serving", switch: Callable, batch: int, switch_fraction: float,
+    def __init__(self, source: Served, target: Served, switch: Callable, batch: int, switch_fraction: float,
                  shadow_only: bool):
         self.source, self.target, self.switch = source, target, switch
         self.batch, self.switch_fraction, self.shadow_only = batch, switch_fraction, shadow_only
