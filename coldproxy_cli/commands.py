@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from coldproxy.config import BundleSettings, ServiceSettings, TrainSettings
 from coldproxy.errors import ColdproxyError
+from coldproxy_cli.flags import parser
 
 
 def _train_settings(args: argparse.Namespace) -> TrainSettings:
@@ -215,101 +216,10 @@ def cmd_up(args) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    p = argparse.ArgumentParser(prog="coldproxy", description=__doc__)
-    sub = p.add_subparsers(dest="cmd", required=True)
-
-    def data_flags(sp):
-        sp.add_argument("--data", type=Path, help="dataset directory (COLDPROXY_DATA_DIR)")
-        sp.add_argument("--format", choices=["movielens", "generic"], help="dataset format (COLDPROXY_DATA_FORMAT)")
-        sp.add_argument("--seed", type=int)
-        sp.add_argument("--max-items", type=int, help="keep the N most popular items")
-        sp.add_argument("--work-dir", type=Path, help="checkpoint directory (COLDPROXY_WORK_DIR)")
-        sp.add_argument("--package-dir", "--bundle-dir", type=Path,
-                        help="model package directory (COLDPROXY_PACKAGE_DIR; "
-                        "--bundle-dir: its deprecated name)")
-
-    def serve_flags(sp):
-        sp.add_argument("--host")
-        sp.add_argument("--port", type=int)
-        sp.add_argument("--allow-memory-store", action="store_true", help="demo: run without Redis")
-
-    for name, fn, helptext in (
-        ("train", cmd_train, "evaluate on a split (every choice on validation, test reported), then refit on all the "
-         "data with those choices; write the checkpoints"),
-        ("refit", cmd_refit, "refit the evaluation checkpoint on all the data, then export it"),
-        ("export", cmd_export, "export the checkpoint (the refit when there is one) to an ONNX model package, "
-         "parity-checked"),
-        ("serve", cmd_serve, "serve a model package over HTTP"),
-        ("up", cmd_up, "evaluate and export if missing, serve, and refit on all the data in the background"),
-        ("train-bundles", cmd_train_bundles, "train the bundle model (Youshu, MoDiffE) and export its package"),
-        ("embed", cmd_embed, "embed a whole catalogue offline into a Parquet file or the service's Redis store"),
-        ("reembed", cmd_reembed, "re-embed every stored new item for another model package with the same encoders"),
-        ("sync-ids", cmd_sync_ids, "send your recommender's latest item vectors to a running service"),
-    ):
-        sp = sub.add_parser(name, help=helptext)
-        sp.set_defaults(fn=fn)
-        sp.add_argument("--debug", action="store_true", help="show the traceback when the command refuses")
-        if name == "serve":
-            sp.add_argument("--package-dir", "--bundle-dir", type=Path,
-                            help="model package directory (--bundle-dir: its "
-                            "deprecated name)")
-        elif name == "embed":
-            sp.add_argument("--data", type=Path, required=True, help="the catalogue: a directory with items.csv "
-                            "(or MovieLens' movies.csv), or a Parquet table of item_id, text, image (a path or a URI)")
-            sp.add_argument("--format", choices=["movielens", "generic", "parquet"], help="default: from --data")
-            sp.add_argument("--package-dir", type=Path, help="model package (COLDPROXY_PACKAGE_DIR)")
-            sp.add_argument("--out", type=Path, help="Parquet dataset directory to write (a rerun skips what it holds)")
-            sp.add_argument("--to", choices=["redis"], help="store into the service's Redis instead")
-            sp.add_argument("--batch", type=int, default=64, help="items per graph call")
-            sp.add_argument("--overwrite", action="store_true", help="--to redis: replace items already stored")
-            sp.add_argument("--engine", choices=["local", "ray"], default="local", help="local: this process, every "
-                            "usable core; ray: a Ray cluster's actors (pip install 'coldproxy[ray]')")
-            sp.add_argument("--address", help="--engine ray: the cluster (default: RAY_ADDRESS, else a local one)")
-            sp.add_argument("--actors", type=int, help="--engine ray: actors (default: the cluster's CPUs / "
-                            "--cpus-per-actor)")
-            sp.add_argument("--cpus-per-actor", type=int, default=1, help="--engine ray: CPUs (decode and ONNX "
-                            "Runtime threads) per actor")
-            sp.add_argument("--errors", type=Path, help="the failed rows' table (default: beside --out, or "
-                            "embed.errors.parquet)")
-        elif name == "reembed":
-            sp.add_argument("--to-package", "--to-bundle", dest="to_package", type=Path, required=True,
-                            help="the model package to re-embed for (--to-bundle: its deprecated name, goes in the "
-                            "next release)")
-            sp.add_argument("--batch", type=int, help="items per graph call (COLDPROXY_REEMBED_BATCH)")
-        elif name == "sync-ids":
-            sp.add_argument("file", type=Path, help="item vectors: Parquet (item_id, embedding) or NAME.npy beside "
-                            "NAME.ids.txt")
-            sp.add_argument("--url", default="http://127.0.0.1:8000", help="the service")
-            sp.add_argument("--api-key", help="an admin key (default: COLDPROXY_API_KEY)")
-            sp.add_argument("--add-unknown", action="store_true", help="add items the service does not know (else "
-                            "each fails alone with 404)")
-            sp.add_argument("--id-space", help="the ID space fingerprint the vectors are of (GET /v1/model); checked")
-            sp.add_argument("--chunk", type=int, default=1000, help="vectors per request (at most the service's "
-                            "COLDPROXY_MAX_ID_VECTORS)")
-        elif name == "train-bundles":
-            sp.add_argument("--bundles-data", type=Path, help="Youshu directory (COLDPROXY_BUNDLES_DATA_DIR)")
-            sp.add_argument("--scenario", choices=["cold", "warm", "all"],
-                            help="split trained on (COLDPROXY_BUNDLES_SCENARIO)")
-            sp.add_argument("--seed", type=int)
-            sp.add_argument("--bundle-package-dir", "--package-dir", dest="bundle_package_dir", type=Path,
-                            help="output (COLDPROXY_BUNDLES_PACKAGE_DIR; --package-dir here: deprecated, it names the "
-                            "item model package everywhere else)")
-        else:
-            data_flags(sp)
-        if name in ("train", "up"):
-            sp.add_argument("--no-refit", action="store_true", help="serve the evaluation split's package: no refit on "
-                            "all the data (COLDPROXY_REFIT=false; the benchmarks measure that package)")
-        if name == "train":
-            sp.add_argument("--engine", choices=["local", "ray"],
-                            help="where the encoders' pass runs on a feature-cache "
-                            "miss (COLDPROXY_FEATURE_ENGINE): here, or a Ray cluster's actors")
-            sp.add_argument("--address", help="--engine ray: the cluster (COLDPROXY_RAY_ADDRESS; default: RAY_ADDRESS, "
-                            "else a local one)")
-        if name in ("serve", "up"):
-            serve_flags(sp)
-        if name == "up":
-            sp.add_argument("--no-bundles", action="store_true",
-                            help="do not train the bundle model package when missing")
+    handlers = {"train": cmd_train, "refit": cmd_refit, "export": cmd_export, "serve": cmd_serve, "up": cmd_up,
+                "train-bundles": cmd_train_bundles, "embed": cmd_embed, "reembed": cmd_reembed,
+                "sync-ids": cmd_sync_ids}
+    p = parser(handlers, __doc__)
     a = p.parse_args(argv)
     try:
         a.fn(a)
