@@ -23,7 +23,7 @@ from coldproxy.errors import (
     Unavailable,
     UnsupportedMediaType,
 )
-from coldproxy.protocol import BatchResult, IdVectorResult, ItemOut
+from coldproxy.protocol import BatchResult, IdVectorResult, IdVectorsOut, ItemOut
 
 log = logging.getLogger("coldproxy")
 
@@ -63,3 +63,13 @@ def id_vector_result(item_id: str, outcome: str | ColdproxyError) -> IdVectorRes
     if isinstance(outcome, ColdproxyError):
         return IdVectorResult(item_id=item_id, status=status_of(outcome), detail=outcome.detail)
     return IdVectorResult(item_id=item_id, status=200, outcome=outcome)
+
+
+def id_vectors_out(version: str, fingerprint: str, item_ids: list[str], outcomes: list[str | ColdproxyError]
+                   ) -> IdVectorsOut:
+    """``PUT /v1/items:id-embeddings``'s answer: each item's result, in order, and the counts."""
+    results = [id_vector_result(i, r) for i, r in zip(item_ids, outcomes)]
+    ok = [r for r in results if r.status == 200]
+    unchanged = sum(r.outcome == "unchanged" for r in ok)
+    return IdVectorsOut(package_version=version, id_fingerprint=fingerprint, stored=len(ok) - unchanged,
+                        unchanged=unchanged, failed=len(results) - len(ok), results=results)

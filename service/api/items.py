@@ -28,7 +28,7 @@ from coldproxy.protocol import (
 )
 from service import reads
 from service.api.deps import ADMIN, READ, WRITE, AppState, Live, access
-from service.api.errors import batch_result, id_vector_result
+from service.api.errors import batch_result, id_vectors_out
 from service.api.http import check_length, fast_json, json_body, read_json
 from service.writes import (
     NewItem,
@@ -166,12 +166,7 @@ async def put_id_embeddings(request: Request, st: AppState, sv: Live) -> IdVecto
     s = st.settings
     outcomes = await sync_id_vectors(sv, [(it.item_id, it.embedding) for it in body.items], body.id_space,
                                      body.add_unknown, s.id_sync_min_anchors, s.id_sync_min_cosine)
-    results = [id_vector_result(it.item_id, r) for it, r in zip(body.items, outcomes)]
-    ok = [r for r in results if r.status == 200]
-    unchanged = sum(r.outcome == "unchanged" for r in ok)
-    return IdVectorsOut(package_version=sv.version, id_fingerprint=sv.package.id_fingerprint,
-                        stored=len(ok) - unchanged, unchanged=unchanged, failed=len(results) - len(ok),
-                        results=results)
+    return id_vectors_out(sv.version, sv.package.id_fingerprint, [it.item_id for it in body.items], outcomes)
 
 
 @router.get("/v1/items/{item_id}/embedding", response_model=EmbeddingOut, dependencies=[access(READ)])
