@@ -68,8 +68,7 @@ def exposure(package: BundlePackage, d: BundleData, groups: dict[str, list[np.nd
         for i, u in enumerate(users[s : s + chunk]):
             r = row[str(u)]
             scores[i, seen[indptr[r] : indptr[r + 1]]] = -np.inf  # warm bundles come first in B: rows match
-        top = top_columns(scores, length)
-        top = np.take_along_axis(top, np.argsort(-np.take_along_axis(scores, top, 1), 1), 1)
+        top = top_columns(scores, length)  # best first
         slots += np.bincount(label[top].ravel(), minlength=len(names))
         first += np.bincount(label[top[:, 0]], minlength=len(names))
     size = np.bincount(label, minlength=len(names))
