@@ -132,7 +132,7 @@ def cmd_reembed(args) -> None:
 
     from service.metrics import Metrics
     from service.rollout import backfill
-    from service.state import Serving
+    from service.serving import Serving
 
     settings = ServiceSettings(micro_batching=False)
 

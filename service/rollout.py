@@ -46,7 +46,7 @@ from service.storage.kept_features import KeptFeatures
 
 
 class Served(Protocol):
-    """What a rollout reads and writes of a loaded package (``service.state.Serving`` is one), so the rollout does
+    """What a rollout reads and writes of a loaded package (``service.serving.Serving`` is one), so the rollout does
     not depend on the state that starts it."""
 
     version: str

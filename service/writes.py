@@ -19,7 +19,7 @@ from coldproxy.ids import check_id
 from coldproxy.preprocess import image_cost
 from coldproxy.protocol import ItemOut
 from service.engine.pipeline import Embedded
-from service.state import Serving
+from service.serving import Serving
 from service.storage.history import UserHistory
 
 log = logging.getLogger("coldproxy.items")

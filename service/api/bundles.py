@@ -28,7 +28,7 @@ from service import bundle_wait, reads
 from service.api.deps import READ, WRITE, AppState, Live, access, check_private_read
 from service.api.http import fast_json, json_body, read_json
 from service.bundle_serving import BundleServing
-from service.state import Serving
+from service.serving import Serving
 
 router = APIRouter()
 

@@ -9,7 +9,8 @@ from fastapi import Depends, Request
 
 from coldproxy.errors import Forbidden, NotReady, RateLimited, Unauthorized
 from service.auth import LOOPBACK, RateLimiter, bearer, check_same_site
-from service.state import Serving, State
+from service.serving import Serving
+from service.state import State
 
 
 async def get_state(request: Request) -> State:  # async: FastAPI runs plain-def dependencies in a thread pool

@@ -84,7 +84,7 @@ class RedisSink:
 
     def __init__(self, settings, overwrite: bool):
         from service.metrics import Metrics
-        from service.state import Serving
+        from service.serving import Serving
 
         self.overwrite, self.loop = overwrite, asyncio.new_event_loop()
         self.serving = self.loop.run_until_complete(Serving.open(settings, Metrics(), bundles=False))

@@ -46,7 +46,7 @@ def test_a_retried_post_with_its_idempotency_key_gets_the_stored_item(tiny, tiny
 def test_a_warm_up_never_writes_back_over_a_newer_overwrite(tiny_package_dir, fresh_prefix):
     """The warm-up path reads the stored item, re-gates it and writes it back only if it is still what was read."""
     from service.metrics import Metrics
-    from service.state import Serving
+    from service.serving import Serving
     from service.storage.records import StoredItem
 
     async def scenario():
