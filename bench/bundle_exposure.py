@@ -61,7 +61,8 @@ def exposure(package: BundlePackage, d: BundleData, groups: dict[str, list[np.nd
     users = np.unique(d.tune.users)
     row = {u: i for i, u in enumerate(a["user_ids"].astype(str))}
     U = a["user_emb"][[row[str(u)] for u in users]]
-    indptr, seen = package.seen if package.seen is not None else (np.zeros(len(row) + 1, np.int64), np.zeros(0))
+    none = (np.zeros(len(row) + 1, np.int64), np.zeros(0, np.int64))  # a package exported before the seen table
+    indptr, seen = package.seen if package.seen is not None else none
     slots, first = np.zeros(len(names), np.int64), np.zeros(len(names), np.int64)
     for s in tqdm(range(0, len(users), chunk), desc="top 20 of the tune users", disable=not progress):
         scores = U[s : s + chunk] @ B.T
