@@ -1,7 +1,7 @@
 """Defaults decided on validation items that no training and no choice saw (issue 41, item 4).
 
 Every candidate below is trained on the same seeds with ``COLDPROXY_DECISION_HOLDOUT`` = ``--share`` of the
-validation-cold items set aside first (``models.data.cold_start_split``): no ID model, generator, early stopping,
+validation-cold items set aside first (``models.split.cold_start_split``): no ID model, generator, early stopping,
 selection or calibration sees them. Each training's served embeddings are scored on them (metrics.json
 ``decision``: the cold scenario among the decide items, as the test-cold items are among theirs); the test split is
 neither read nor written here.

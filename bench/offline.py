@@ -27,7 +27,7 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from report import offline_table
+from report_service import offline_table
 from results_dir import RESULTS
 
 from coldproxy.config import REPO_ROOT, ServiceSettings, usable_cores  # noqa: E402

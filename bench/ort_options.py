@@ -35,7 +35,8 @@ def one(over: dict) -> dict:
     from quantize import run
 
     from coldproxy.config import ServiceSettings, TrainSettings
-    from models.data import cold_start_split, load_dataset
+    from models.data import load_dataset
+    from models.split import cold_start_split
 
     s = TrainSettings()
     ds = load_dataset(s)

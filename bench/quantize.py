@@ -26,8 +26,9 @@ from tqdm.auto import tqdm
 from coldproxy.config import ServiceSettings, TrainSettings
 from coldproxy.package import load_package
 from export.quantize import ENCODERS, quantize_package
-from models.data import cold_start_split, load_dataset
+from models.data import load_dataset
 from models.evaluate import evaluate_split
+from models.split import cold_start_split
 from service.engine.pipeline import ProxyPipeline
 from service.metrics import Metrics
 

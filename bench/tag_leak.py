@@ -18,8 +18,9 @@ import numpy as np
 from results_dir import RESULTS
 
 from coldproxy.config import TrainSettings
-from models.data import cold_start_split, load_dataset
+from models.data import load_dataset
 from models.evaluate import evaluate_candidates
+from models.split import cold_start_split
 
 
 def main() -> None:

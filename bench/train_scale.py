@@ -3,7 +3,7 @@
 Logs are generated from a known latent model (``latent_log``): 3,000 items with a popularity bias and 16 latent
 factors, users with factors of their own, each drawing about 50 distinct items from a softmax over their scores
 (Gumbel top-k), so a log of N positives has N / 50 users. Each log is split as every training is
-(``models.data.cold_start_split``) and the ID model (LightGCN, today's settings) is trained on it:
+(``models.split.cold_start_split``) and the ID model (LightGCN, today's settings) is trained on it:
 
 * ``unbounded``: today's training, ``id_batch`` triples a step, every triple each epoch: an epoch takes
   positives / id_batch steps and each step propagates over the whole graph, so its cost grows with the square;
@@ -67,11 +67,12 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from train_scale_report import BEFORE, RESULTS, exponent, plot, write_pipeline  # noqa: E402
+from train_scale_report import BEFORE, RESULTS, epochs_of, exponent, plot, write_pipeline  # noqa: E402
 
 from coldproxy.config import TrainSettings  # noqa: E402
-from models.data import Dataset, cold_start_split  # noqa: E402
+from models.data import Dataset  # noqa: E402
 from models.idmodel import train_id_model  # noqa: E402
+from models.split import cold_start_split  # noqa: E402
 from models.synthetic_catalogue import CatalogueSpec, generate  # noqa: E402
 
 SCALE_DIR = Path(__file__).resolve().parents[1] / "artifacts" / "train_scale"  # generated logs, caches, checkpoints
@@ -235,14 +236,6 @@ def generator_caps(positives: int, caps: list[int], seeds: list[int], name: str)
            if base else f"| {c} | {v['val_select_ndcg@20']:.5f} | | {v['seconds']:.0f} |" for c, v in means.items()]
     (RESULTS / f"{name}.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
-
-
-def epochs_of(history: list[dict], key: str) -> str:
-    """"run (best)" of a stage's log."""
-    scored = [h for h in history if key in h]  # the diffusion expert is validated every eval_every epochs
-    if not scored:
-        return ""
-    return f"{len(history)} ({max(scored, key=lambda h: h[key])['epoch']})"
 
 
 def pipeline(sizes: list[int], modes: list[str], seed: int, name: str) -> None:

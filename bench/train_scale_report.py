@@ -97,3 +97,11 @@ def plot(rows: list[dict], out: Path) -> None:
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
+
+
+def epochs_of(history: list[dict], key: str) -> str:
+    """"run (best)" of a stage's log."""
+    scored = [h for h in history if key in h]  # the diffusion expert is validated every eval_every epochs
+    if not scored:
+        return ""
+    return f"{len(history)} ({max(scored, key=lambda h: h[key])['epoch']})"

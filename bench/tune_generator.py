@@ -22,12 +22,13 @@ from results_dir import RESULTS
 
 from coldproxy.config import TrainSettings
 from export.encoders import encoder_graphs
-from models.data import cold_start_split, load_dataset
+from models.data import load_dataset
 from models.evaluate import validation_cold_ndcg
 from models.features import extract_features
 from models.idmodel import train_id_model
 from models.items.candidates import fit_generator
 from models.items.proxy_training import predict
+from models.split import cold_start_split
 from models.training import nth_seed
 
 

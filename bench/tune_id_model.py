@@ -17,8 +17,9 @@ import numpy as np
 from results_dir import RESULTS
 
 from coldproxy.config import TrainSettings
-from models.data import cold_start_split, load_dataset
+from models.data import load_dataset
 from models.idmodel import train_id_model
+from models.split import cold_start_split
 
 
 def main() -> None:

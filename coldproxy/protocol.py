@@ -18,10 +18,6 @@ def versions(version: str, old: str = "bundle_version") -> dict[str, str]:
     return {"package_version": version, old: version}
 
 
-def bundle_versions(version: str) -> dict[str, str]:
-    return versions(version, "model_version")
-
-
 def both_names(data, old: str):
     """A body that names the version either way (an older service's answer) gets both names."""
     if isinstance(data, dict) and ("package_version" in data or old in data):
@@ -41,19 +37,6 @@ class Versioned(BaseModel):
     @classmethod
     def _both_names(cls, data):
         return both_names(data, "bundle_version")
-
-
-class BundleVersioned(BaseModel):
-    """An answer from the bundle model package: ``package_version``; ``model_version`` is its deprecated old name."""
-
-    package_version: str = Field(description="the bundle model package's version")
-    model_version: str | None = Field(None, deprecated="use package_version; model_version goes in the next release",
-                                      description="deprecated: the same as package_version")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _both_names(cls, data):
-        return both_names(data, "model_version")
 
 
 class ItemJSON(BaseModel):
@@ -280,54 +263,3 @@ class ReloadOut(Versioned):
                                       "while its rollout is still backfilling (then answered with 202)")
     rollout: RolloutOut | None = Field(None, description="the stored items' re-embedding for the new package; null "
                                                           "when it was switched to at once (different encoders)")
-
-
-class BundleIn(BaseModel):
-    bundle_id: str = Field(pattern=ID_PATTERN)
-    item_ids: list[Annotated[str, Field(pattern=ID_PATTERN)]] = Field(
-        min_length=1, max_length=MAX_LIST,
-        description="member item IDs of the bundle recommender's catalogue, with or without interactions; "
-                                  "repeats count once")
-    overwrite: bool = False
-
-
-class BundleOut(BundleVersioned):
-    bundle_id: str
-    source: str = Field(description="'proxy' (computed from the members)")
-    members: int = Field(description="distinct member items")
-    view_weights: dict[str,
-                       float] = Field(description="output-layer gate: weight of the bundle-level and item-level view")
-    expert_weights: dict[str, dict[str, float]] = Field(
-        description="per view, the view-layer gate's weights over the prior and the diffusion expert")
-    embedding: list[float]
-
-
-class BundleEmbeddingOut(BundleVersioned):
-    bundle_id: str
-    source: str = Field(description="'id' for a bundle the model was trained with, 'proxy' for one posted since")
-    embedding: list[float]
-
-
-class BundleRankIn(UserQuery):
-    bundle_ids: list[str] = Field(min_length=1, max_length=MAX_LIST, description="at most COLDPROXY_MAX_CANDIDATES")
-
-
-class BundleRecommendIn(RecommendBody):
-    k: int = Field(10, ge=1, description="how many bundles (at most COLDPROXY_MAX_K)")
-
-
-class ScoredBundle(BaseModel):
-    bundle_id: str
-    score: float
-    source: str | None = None
-
-
-class BundleRankOut(BundleVersioned):
-    user_id: str | None
-    scores: list[ScoredBundle]
-    missing: list[str] = Field(description="candidate bundle IDs with no embedding (unknown or not yet posted)")
-
-
-class BundleRecommendOut(BundleVersioned):
-    user_id: str | None
-    bundles: list[ScoredBundle]

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.data import ColdStartSplit, Interactions
+from models.data import Interactions
+from models.split import ColdStartSplit
 
 KS = (10, 20)
 

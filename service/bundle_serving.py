@@ -12,9 +12,9 @@ import numpy as np
 from anyio import to_thread
 
 from coldproxy.bundle_package import VIEW_EXPERTS, VIEWS, BundleEmbedder, BundleVectors, load_bundle_package
+from coldproxy.bundle_protocol import BundleOut
 from coldproxy.config import ServiceSettings
 from coldproxy.errors import Conflict, InvalidInput, TooLarge, UnknownMembers
-from coldproxy.protocol import BundleOut
 from service.engine.graph_threads import Admission
 from service.metrics import Metrics
 from service.storage.catalog import Catalog

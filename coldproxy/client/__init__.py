@@ -1,6 +1,6 @@
 """A Python client for the coldproxy HTTP API: ``Client`` (sync) and ``AsyncClient``, typed results (the models of
-``coldproxy.protocol``), the API key as a Bearer header, retries on 429/503 that honour ``Retry-After``, and every
-refusal raised as ``ServiceError`` with the service's ``detail``.
+``coldproxy.protocol`` and ``coldproxy.bundle_protocol``), the API key as a Bearer header, retries on 429/503 that
+honour ``Retry-After``, and every refusal raised as ``ServiceError`` with the service's ``detail``.
 
     from coldproxy.client import Client
     with Client("http://127.0.0.1:8000", api_key="...") as cp:

@@ -18,12 +18,9 @@ from urllib.parse import quote
 
 from pydantic import BaseModel
 
+from coldproxy.bundle_protocol import BundleEmbeddingOut, BundleOut, BundleRankOut, BundleRecommendOut
 from coldproxy.protocol import (
     BatchOut,
-    BundleEmbeddingOut,
-    BundleOut,
-    BundleRankOut,
-    BundleRecommendOut,
     EmbeddingOut,
     IdVectorsOut,
     ItemOut,

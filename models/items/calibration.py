@@ -24,8 +24,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.data import ColdStartSplit, Interactions
+from models.data import Interactions
 from models.evaluate import evaluate_candidates
+from models.split import ColdStartSplit
 
 SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 6.0)
 SHIFTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)

@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 import numpy as np
 from torch import nn
 
-from models.data import ColdStartSplit
 from models.evaluate import validation_cold_ndcg
 from models.features import Features
 from models.items.blend import greedy_blend
 from models.items.generator import BlendedGenerator, GeneratorConfig, ProxyGenerator, RoutedGenerator, layer_groups
 from models.items.proxy_training import predict, train_proxy
+from models.split import ColdStartSplit
 from models.training import nth_seed
 
 MODALITIES = {"both": (1, 1), "text": (1, 0), "image": (0, 1)}

@@ -19,12 +19,12 @@ from torch import nn
 
 from coldproxy.anchors import AnchorIndex, content_vectors
 from coldproxy.experts import CONTENT_EXPERTS, EXPERTS, cold_features
-from models.data import ColdStartSplit
 from models.diffusion import Denoiser, train_diffusion
 from models.evaluate import validation_cold_ndcg
 from models.features import Features
 from models.gate import ColdAwareGate, mix, train_gate
 from models.samplers import SAMPLER_KEYS, sample, sampler_kwargs
+from models.split import ColdStartSplit
 
 
 @dataclass

@@ -34,7 +34,6 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from coldproxy.errors import PackageError
-from models.data import all_data_split
 from models.features import extract_features
 from models.given_space import load_training_data, training_vectors
 from models.idmodel import train_id_model
@@ -45,6 +44,7 @@ from models.items.proxy_training import predict
 from models.items.result import TrainResult
 from models.items.text_finetune import finetune_text_layer
 from models.items.train import dataset_record, served_record
+from models.split import all_data_split
 from models.training import use_usable_cores
 
 # settings that say where things are, how fast they are computed or what happens after training, not what is

@@ -10,13 +10,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from coldproxy.id_space import normalise_rows
-from models.data import ColdStartSplit, Dataset
+from models.data import Dataset
 from models.features import Features
 from models.given_space import GivenSpace
 from models.items.calibration import Calibration
 from models.items.experts import Experts, served_cold
 from models.items.generator import ProxyGenerator, RoutedGenerator
 from models.items.proxy_training import predict
+from models.split import ColdStartSplit
 
 
 @dataclass

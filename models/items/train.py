@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from coldproxy.config import usable_cores
 from models.cost import describe as describe_cost
 from models.cost import estimate
-from models.data import ColdStartSplit, Dataset, cold_start_split
+from models.data import Dataset
 from models.evaluate import evaluate_decision, evaluate_split
 from models.features import cache_path, extract_features
 from models.given_space import GivenSpace, diagnostics, load_training_data, training_vectors
@@ -38,6 +38,7 @@ from models.items.experts import fit_experts, select_served
 from models.items.proxy_training import predict
 from models.items.result import TrainResult
 from models.items.text_finetune import finetune_text_layer
+from models.split import ColdStartSplit, cold_start_split
 from models.training import use_usable_cores
 
 

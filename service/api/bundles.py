@@ -10,9 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
-from coldproxy.errors import NotFound, Unavailable
-from coldproxy.ids import check_id
-from coldproxy.protocol import (
+from coldproxy.bundle_protocol import (
     BundleEmbeddingOut,
     BundleIn,
     BundleOut,
@@ -20,10 +18,11 @@ from coldproxy.protocol import (
     BundleRankOut,
     BundleRecommendIn,
     BundleRecommendOut,
-    RecommendFilters,
-    UserQuery,
     bundle_versions,
 )
+from coldproxy.errors import NotFound, Unavailable
+from coldproxy.ids import check_id
+from coldproxy.protocol import RecommendFilters, UserQuery
 from service import bundle_wait, reads
 from service.api.deps import READ, WRITE, AppState, Live, access, check_private_read
 from service.api.http import fast_json, json_body, read_json

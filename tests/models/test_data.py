@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from models.data import cold_start_split, load_generic, load_movielens
+from models.data import load_generic, load_movielens
+from models.split import cold_start_split
 
 
 @pytest.fixture(scope="module")
@@ -90,8 +91,9 @@ def test_generic_format_refuses_items_without_content(tmp_path):
 
 
 def test_id_model_diagnostics_warn_when_the_id_space_is_no_better_than_popularity():
-    from models.data import ColdStartSplit, Interactions
+    from models.data import Interactions
     from models.idmodel import id_model_diagnostics
+    from models.split import ColdStartSplit
 
     rng = np.random.default_rng(0)
     n_users, n_items = 200, 100

@@ -115,10 +115,11 @@ def test_onnx_sampler_graph_matches_torch(tmp_path):
 
 def test_the_sampler_is_chosen_on_validation_from_the_grid_and_the_configured_one_wins_ties():
     from coldproxy.config import TrainSettings
-    from models.data import ColdStartSplit, Interactions
+    from models.data import Interactions
     from models.evaluate import validation_cold_ndcg
     from models.items.experts import choose_sampler
     from models.samplers import sample, sampler_kwargs
+    from models.split import ColdStartSplit
 
     rng = np.random.default_rng(0)
     n, d, n_users = 60, 8, 30

@@ -8,8 +8,9 @@ import torch
 from coldproxy.experts import cold_features
 from coldproxy.graph_io import GATE_INPUTS
 from export.graphs import export_gate, parity
-from models.data import ColdStartSplit, Interactions
+from models.data import Interactions
 from models.gate import ColdAwareGate, train_gate
+from models.split import ColdStartSplit
 
 
 def test_weights_sum_to_one_and_an_absent_id_embedding_gets_zero_weight():

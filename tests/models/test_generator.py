@@ -134,7 +134,8 @@ def test_ranking_losses_pair_each_click_with_its_own_negatives(n):
 
 def _tiny_split_and_features(seed: int = 0):
     """60 items with random content, 40 users clicking the items whose text points their way."""
-    from models.data import Dataset, cold_start_split
+    from models.data import Dataset
+    from models.split import cold_start_split
 
     rng = np.random.default_rng(seed)
     n_items, n_users, d = 60, 40, 4

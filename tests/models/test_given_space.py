@@ -13,8 +13,8 @@ import pytest
 
 from coldproxy.config import TrainSettings
 from coldproxy.id_space import InvalidVectors
-from models.data import cold_start_split
 from models.given_space import QUERY_PREFIX, given_files, load_training_data
+from models.split import cold_start_split
 
 
 def catalogue(root, items: int = 30, users: int = 12, with_interactions: bool = True):

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from coldproxy.config import TrainSettings
-from models.data import cold_start_split
 from models.idmodel import id_batch_and_lr, train_id_model
+from models.split import cold_start_split
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 from train_scale import latent_log  # noqa: E402

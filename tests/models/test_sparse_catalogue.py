@@ -92,8 +92,9 @@ def test_training_records_its_validation_choices_and_the_served_choice_is_valida
 def test_an_id_model_that_learns_nothing_falls_back_to_the_warm_validation_best(catalogue):
     """MF learns nothing that generalises on ~3 purchases per article: training says so, also fits
     LightGCN and a 10x-L2 MF, and keeps the warm-validation best (the test split is never looked at)."""
-    from models.data import cold_start_split, load_dataset
+    from models.data import load_dataset
     from models.idmodel import train_id_model_checked
+    from models.split import cold_start_split
 
     root, data = catalogue
     s = TrainSettings(data_dir=data, data_format="generic", seed=0, cache_dir=root / "cache", id_model="mf")

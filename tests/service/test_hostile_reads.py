@@ -122,8 +122,9 @@ def test_anonymous_writes_never_open_the_admin_routes(tiny_package_dir, redis_pr
 def test_every_list_a_request_carries_has_a_ceiling_no_setting_raises():
     from pydantic import ValidationError
 
+    from coldproxy.bundle_protocol import BundleIn
     from coldproxy.limits import MAX_LIST
-    from coldproxy.protocol import BundleIn, IdVectorsIn, InteractionsIn, ItemsBatchIn, RankIn
+    from coldproxy.protocol import IdVectorsIn, InteractionsIn, ItemsBatchIn, RankIn
 
     for model, field in ((RankIn, "item_ids"), (BundleIn, "item_ids"), (IdVectorsIn, "items"), (ItemsBatchIn, "items"),
                          (InteractionsIn, "id_embedding")):
