@@ -19,9 +19,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
-from models.training import EarlyStopping, seed_everything
+from models.training import EarlyStopping, fit, seed_everything
 
 
 class NoiseSchedule:
@@ -126,9 +125,8 @@ def train_diffusion(x0: np.ndarray, cond: np.ndarray, settings, validate=None, p
     X, C = torch.from_numpy(x0.astype(np.float32)), torch.from_numpy(cond.astype(np.float32))
     gen = torch.Generator().manual_seed(settings.seed)
     stopper = EarlyStopping(settings.patience, None if validate is not None else epochs or settings.diffusion_epochs)
-    log = []
-    bar = tqdm(stopper.span(settings.diffusion_epochs), desc=desc, disable=not progress)
-    for epoch in bar:
+
+    def step(epoch: int) -> dict:
         model.train()
         perm = rng.permutation(len(X))
         total = 0.0
@@ -146,21 +144,17 @@ def train_diffusion(x0: np.ndarray, cond: np.ndarray, settings, validate=None, p
             loss.backward()
             opt.step()
             total += loss.item() * len(idx)
-        entry = {"epoch": epoch + 1, "loss": total / len(X)}
+        return {"loss": total / len(X)}
 
-        def snapshot():
-            return {k: v.clone() for k, v in model.state_dict().items()}
+    def score() -> dict:
+        model.eval()
+        return {"val_cold_ndcg@20": validate(model)}
 
-        if not stopper.validating:
-            stopper.last(epoch, snapshot)
-        elif (epoch + 1) % settings.eval_every == 0 or epoch + 1 == settings.diffusion_epochs:
-            model.eval()
-            entry["val_cold_ndcg@20"] = validate(model)
-            if stopper.step(entry["val_cold_ndcg@20"], snapshot, epoch + 1):
-                log.append(entry)
-                break
-        log.append(entry)
-        bar.set_postfix({k: f"{v:.4f}" for k, v in entry.items() if k != "epoch"})
+    def snapshot():
+        return {k: v.clone() for k, v in model.state_dict().items()}
+
+    log = fit(settings.diffusion_epochs, step, score, stopper, snapshot, desc=desc, progress=progress,
+              eval_every=settings.eval_every)
     if stopper.state is not None:
         model.load_state_dict(stopper.state)
     model.eval()

@@ -21,12 +21,12 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn.functional import mse_loss
-from tqdm.auto import tqdm
 
 from coldproxy.experts import EXPERTS, GATE_FEATURES
-from models.data import ColdStartSplit, Interactions
+from models.data import Interactions
 from models.evaluate import evaluate_candidates, validation_cold_ndcg
-from models.training import EarlyStopping, bpr_loss, epoch_rows, seed_everything
+from models.split import ColdStartSplit
+from models.training import EarlyStopping, bpr_loss, epoch_rows, fit, seed_everything
 
 
 class ColdAwareGate(nn.Module):
@@ -117,53 +117,50 @@ def train_gate(experts: np.ndarray, available: np.ndarray, features: np.ndarray,
         return gate(f, a, *e.unbind(1))[0]
 
     val_probe = np.zeros((experts.shape[0], experts.shape[2]), np.float32)
-    stopper, log = EarlyStopping(settings.patience, epochs), []
-    bar = tqdm(stopper.span(settings.gate_epochs), desc=desc, disable=not progress)
-    for epoch in bar:
+    stopper = EarlyStopping(settings.patience, epochs)
+
+    def step(epoch: int) -> dict:
         perm = epoch_rows(rng, len(inter), settings.gate_batch, settings.gate_steps_per_epoch)
         total = 0.0
         for b in range(0, len(perm), settings.gate_batch):
             rows = perm[b : b + settings.gate_batch]
             users, pos, neg = partners.triples(rng, rows, warm)
             if loss == "mse":  # the item's own vector is the target; a pseudo-cold item mixes two random warm ones
-                step = mse_loss(embed(pos), E[pos, 0])
+                batch_loss = mse_loss(embed(pos), E[pos, 0])
                 if n_aug > 0:
                     a, b = (torch.from_numpy(warm[rng.integers(0, len(warm), n_aug)]) for _ in range(2))
                     lam = beta.sample((n_aug,))
                     target = lam[:, None] * E[a, 0] + (1 - lam[:, None]) * E[b, 0]
-                    step = step + settings.gate_aug_ratio * mse_loss(embed(a, b, lam), target)
+                    batch_loss = batch_loss + settings.gate_aug_ratio * mse_loss(embed(a, b, lam), target)
             else:
                 u = U[users]
-                step = bpr_loss((u * embed(pos)).sum(-1), (u * embed(neg)).sum(-1))
+                batch_loss = bpr_loss((u * embed(pos)).sum(-1), (u * embed(neg)).sum(-1))
                 if n_aug > 0:
                     r, p1, p2, n1, n2 = partners.pseudo_cold(rng, rows, warm, n_aug)
                     ua = U[torch.from_numpy(inter.users[r])]
                     lam = beta.sample((n_aug,))
-                    step = step + settings.gate_aug_ratio * bpr_loss((ua * embed(p1, p2, lam)).sum(-1),
-                                                                     (ua * embed(n1, n2, lam)).sum(-1))
+                    pseudo = bpr_loss((ua * embed(p1, p2, lam)).sum(-1), (ua * embed(n1, n2, lam)).sum(-1))
+                    batch_loss = batch_loss + settings.gate_aug_ratio * pseudo
             opt.zero_grad()
-            step.backward()
+            batch_loss.backward()
             opt.step()
-            total += step.item() * len(rows)
+            total += batch_loss.item() * len(rows)
+        return {"loss": total / len(perm)}
 
-        def snapshot():
-            return {k: v.clone() for k, v in gate.state_dict().items()}
-
-        if not stopper.validating:
-            log.append({"epoch": epoch + 1, "loss": total / len(perm)})
-            bar.set_postfix(loss=f"{total / len(perm):.4f}")
-            stopper.last(epoch, snapshot)
-            continue
+    def score() -> dict:
         with torch.no_grad():
             for items in (split.val_items, warm):
                 val_probe[items] = embed(torch.from_numpy(items)).numpy()
         cold = validation_cold_ndcg(user_emb, val_probe, split)
         known = evaluate_candidates(user_emb, val_probe, warm, inter, split.train,
                                     (20,))["ndcg@20"] if inter is not split.train else cold
-        log.append({"epoch": epoch + 1, "loss": total / len(perm), "val_cold_ndcg@20": cold, "warm_val_ndcg@20": known})
-        bar.set_postfix(loss=f"{total / len(perm):.4f}", val_cold_ndcg20=f"{cold:.4f}", warm_val_ndcg20=f"{known:.4f}")
-        if stopper.step(0.5 * (cold + known), snapshot, epoch + 1):
-            break
+        return {"val_cold_ndcg@20": cold, "warm_val_ndcg@20": known}
+
+    def snapshot():
+        return {k: v.clone() for k, v in gate.state_dict().items()}
+
+    log = fit(settings.gate_epochs, step, score, stopper, snapshot, desc=desc, progress=progress,
+              criterion=lambda e: 0.5 * (e["val_cold_ndcg@20"] + e["warm_val_ndcg@20"]))
     gate.load_state_dict(stopper.state)
     gate.eval()
     out = {"epochs_run": len(log), "best_epoch": stopper.best_epoch, "history": log}

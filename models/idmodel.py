@@ -14,11 +14,10 @@ import warnings
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
-from models.data import ColdStartSplit
 from models.evaluate import evaluate_candidates
-from models.training import EarlyStopping, bpr_loss, seed_everything
+from models.split import ColdStartSplit
+from models.training import EarlyStopping, bpr_loss, fit, seed_everything
 
 log = logging.getLogger("coldproxy.train")
 
@@ -104,10 +103,12 @@ def train_id_model(n_users: int, n_items: int, split: ColdStartSplit, settings,
     batch, lr = id_batch_and_lr(len(users), settings)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     warm = split.warm_items
-    stopper, log = EarlyStopping(settings.patience, epochs), []
-    bar = tqdm(stopper.span(settings.id_epochs), desc=f"ID model ({settings.id_model}, BPR)", disable=not progress)
+    stopper = EarlyStopping(settings.patience, epochs)
     train_s = 0.0  # seconds spent in the BPR steps, evaluation left out
-    for epoch in bar:
+    scored: dict = {}  # the tables the last validation scored: a new best keeps them
+
+    def step(epoch: int) -> dict:
+        nonlocal train_s
         t0 = time.perf_counter()
         perm = torch.from_numpy(rng.permutation(len(users)))
         neg_all = torch.from_numpy(warm[rng.integers(0, len(warm), len(users))])
@@ -125,21 +126,23 @@ def train_id_model(n_users: int, n_items: int, split: ColdStartSplit, settings,
             opt.step()
             total += loss.item() * len(idx)
         train_s += time.perf_counter() - t0
+        return {"loss": total / len(perm), "train_s": round(train_s, 3)}
+
+    def score() -> dict:
+        scored["tables"] = U, I = tables(model)
+        return {"warm_val_ndcg@20": evaluate_candidates(U, I, warm, split.warm_val, split.train, (20,))["ndcg@20"]}
+
+    def snapshot():
         if not stopper.validating:
-            log.append({"epoch": epoch + 1, "loss": total / len(perm), "train_s": round(train_s, 3)})
-            bar.set_postfix(loss=f"{total / len(perm):.4f}")
-            stopper.last(epoch, lambda: tables(model))
-        elif (epoch + 1) % settings.eval_every == 0 or epoch + 1 == settings.id_epochs:
-            U, I = tables(model)
-            ndcg = evaluate_candidates(U, I, warm, split.warm_val, split.train, (20,))["ndcg@20"]
-            log.append({"epoch": epoch + 1, "loss": total / len(perm), "warm_val_ndcg@20": ndcg,
-                        "train_s": round(train_s, 3)})
-            bar.set_postfix(loss=f"{total / len(perm):.4f}", val_ndcg20=f"{ndcg:.4f}")
-            if stopper.step(ndcg, lambda: (U.copy(), I.copy()), epoch + 1):
-                break
+            return tables(model)
+        U, I = scored["tables"]
+        return U.copy(), I.copy()
+
+    log = fit(settings.id_epochs, step, score, stopper, snapshot, desc=f"ID model ({settings.id_model}, BPR)",
+              progress=progress, eval_every=settings.eval_every, log_unscored=False)
     U, I = stopper.state
     I[np.setdiff1d(np.arange(n_items), warm)] = 0.0
-    out = {"history": log, "batch": batch, "lr": lr, "epochs_run": epoch + 1, "best_epoch": stopper.best_epoch,
+    out = {"history": log, "batch": batch, "lr": lr, "epochs_run": stopper.epochs_run, "best_epoch": stopper.best_epoch,
            "train_s": round(train_s, 3)}
     if stopper.validating:
         out |= {"best_warm_val_ndcg@20": stopper.best,

@@ -1,12 +1,15 @@
-"""Small helpers every training loop shares: seeding for bit-reproducible runs, and BPR."""
+"""What the training stages share: seeding for bit-reproducible runs, BPR, early stopping, and the epoch loop
+(``fit``)."""
 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 
 def seed_everything(seed: int) -> np.random.Generator:
@@ -56,7 +59,7 @@ class EarlyStopping:
 
     def __init__(self, patience: int, epochs: int | None = None):
         self.patience, self.best, self.state, self._bad = patience, -1.0, None, 0
-        self.best_epoch, self.epochs = 0, epochs
+        self.best_epoch, self.epochs, self.epochs_run = 0, epochs, 0
 
     @property
     def validating(self) -> bool:
@@ -79,3 +82,31 @@ class EarlyStopping:
             return False
         self._bad += 1
         return self._bad >= self.patience
+
+
+def fit(epochs: int, step: Callable[[int], dict], score: Callable[[], dict], stopper: EarlyStopping,
+        snapshot: Callable[[], object], *, desc: str, progress: bool = True, eval_every: int = 1,
+        criterion: Callable[[dict], float] | None = None, log_unscored: bool = True) -> list[dict]:
+    """The epoch loop the training stages share. ``step(epoch)`` trains one epoch (0-based) and returns its numbers
+    for the log (``loss`` at least). While validating, every ``eval_every`` epochs and at the last of ``epochs``,
+    ``score()`` returns the validation numbers; ``criterion`` makes one number of the entry the early stopping follows
+    (default: the first number ``score`` returned), and ``snapshot()`` is what a new best keeps. In a fixed-epoch run
+    (``stopper.epochs``: a refit) nothing is scored and the last epoch's snapshot is kept. The log: an entry an epoch
+    (``log_unscored`` False: only the scored ones while validating); ``stopper.epochs_run`` says how many ran."""
+    log: list[dict] = []
+    bar = tqdm(stopper.span(epochs), desc=desc, disable=not progress)
+    for epoch in bar:
+        entry = {"epoch": epoch + 1} | step(epoch)
+        stopper.epochs_run = epoch + 1
+        due = stopper.validating and ((epoch + 1) % eval_every == 0 or epoch + 1 == epochs)
+        if due:
+            scores = score()
+            entry |= scores
+        if due or log_unscored or not stopper.validating:
+            log.append(entry)
+        bar.set_postfix({k: f"{v:.4f}" for k, v in entry.items() if k != "epoch" and isinstance(v, float)})
+        if not stopper.validating:
+            stopper.last(epoch, snapshot)
+        elif due and stopper.step(criterion(entry) if criterion else next(iter(scores.values())), snapshot, epoch + 1):
+            break
+    return log

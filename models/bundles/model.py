@@ -36,7 +36,7 @@ from models.diffusion import train_diffusion
 from models.gate import ColdAwareGate, PositivesByUser
 from models.idmodel import LightGCN
 from models.samplers import sample, sampler_kwargs
-from models.training import EarlyStopping, bpr_loss, seed_everything
+from models.training import EarlyStopping, bpr_loss, fit, seed_everything
 
 
 def composition_features(data: BundleData, settings: BundleSettings, progress: bool = True) -> np.ndarray:
@@ -194,10 +194,9 @@ def train_gates(data: BundleData, prior: Prior, ex: ViewExperts, settings: Bundl
             return embed(torch.arange(data.n_bundles)).numpy()
 
     Un = U.numpy()
-    stopper, log = EarlyStopping(settings.patience), []
-    bar = tqdm(range(settings.gate_epochs), desc=f"hierarchical gate ({data.scenario}, eta={eta})",
-               disable=not progress)
-    for epoch in bar:
+    stopper = EarlyStopping(settings.patience)
+
+    def step(epoch: int) -> dict:
         perm = rng.permutation(len(inter))
         total = 0.0
         for b in range(0, len(perm), settings.gate_batch):
@@ -217,12 +216,14 @@ def train_gates(data: BundleData, prior: Prior, ex: ViewExperts, settings: Bundl
             loss.backward()
             opt.step()
             total += loss.item() * len(rows)
+        return {"loss": total / len(perm)}
+
+    def score() -> dict:
         emb = served()
-        ndcg = evaluate(data, data.tune, lambda us: Un[us] @ emb.T)["ndcg@20"]
-        log.append({"epoch": epoch + 1, "loss": total / len(perm), "tune_ndcg@20": ndcg})
-        bar.set_postfix(loss=f"{total / len(perm):.4f}", tune_ndcg20=f"{ndcg:.4f}")
-        if stopper.step(ndcg, lambda: {k: v.clone() for k, v in gate.state_dict().items()}):
-            break
+        return {"tune_ndcg@20": evaluate(data, data.tune, lambda us: Un[us] @ emb.T)["ndcg@20"]}
+
+    log = fit(settings.gate_epochs, step, score, stopper, lambda: {k: v.clone() for k, v in gate.state_dict().items()},
+              desc=f"hierarchical gate ({data.scenario}, eta={eta})", progress=progress)
     gate.load_state_dict(stopper.state)
     gate.eval()
     return gate, {"best_tune_ndcg@20": stopper.best, "epochs_run": len(log), "history": log}

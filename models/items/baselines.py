@@ -7,15 +7,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from coldproxy import anchors
-from models.data import ColdStartSplit
 from models.evaluate import validation_cold_ndcg
 from models.features import Features
 from models.items.generator import pal_loss
 from models.items.proxy_training import ProxyMLP, predict, tensors, train_proxy
-from models.training import EarlyStopping, seed_everything
+from models.split import ColdStartSplit
+from models.training import EarlyStopping, fit, seed_everything
 
 
 def content_vectors(features: Features) -> np.ndarray:
@@ -120,8 +119,9 @@ def dropoutnet_embeddings(features: Features, split: ColdStartSplit, user_emb, i
         model.eval()
         return model(torch.zeros(len(idx), d), *tensors(features, idx)).numpy()
 
-    probe, stopper, log = np.zeros_like(item_emb), EarlyStopping(settings.patience), []
-    for epoch in tqdm(range(settings.proxy_epochs), desc="DropoutNet", disable=not progress):
+    probe, stopper = np.zeros_like(item_emb), EarlyStopping(settings.patience)
+
+    def step(epoch: int) -> dict:
         model.train()
         perm, total = rng.permutation(n), 0.0
         for b in range(0, n, settings.proxy_batch):
@@ -135,12 +135,15 @@ def dropoutnet_embeddings(features: Features, split: ColdStartSplit, user_emb, i
             loss.backward()
             opt.step()
             total += loss.item() * len(idx)
+        return {"loss": total / n}
+
+    def score() -> dict:
         probe[split.val_items] = cold(split.val_items)
-        ndcg = validation_cold_ndcg(user_emb, probe, split)
-        log.append({"epoch": epoch + 1, "loss": total / n, "val_cold_ndcg@20": ndcg})
-        if stopper.step(ndcg, lambda: {k: v.clone() for k, v in model.state_dict().items()}):
-            break
+        return {"val_cold_ndcg@20": validation_cold_ndcg(user_emb, probe, split)}
+
+    fit(settings.proxy_epochs, step, score, stopper, lambda: {k: v.clone() for k, v in model.state_dict().items()},
+        desc="DropoutNet", progress=progress)
     model.load_state_dict(stopper.state)
     out = item_emb.copy()
     out[items] = cold(items)
-    return out, {"best_val_cold_ndcg@20": stopper.best, "epochs_run": len(log)}
+    return out, {"best_val_cold_ndcg@20": stopper.best, "epochs_run": stopper.epochs_run}

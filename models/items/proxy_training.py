@@ -20,12 +20,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-from tqdm.auto import tqdm
 
-from models.data import ColdStartSplit
 from models.evaluate import validation_cold_ndcg
 from models.features import Features
-from models.training import EarlyStopping, bpr_loss, epoch_rows, seed_everything
+from models.split import ColdStartSplit
+from models.training import EarlyStopping, bpr_loss, epoch_rows, fit, seed_everything
 
 
 class ProxyMLP(nn.Module):
@@ -123,9 +122,9 @@ def train_proxy(
     n = len(split.train) if bpr_weight > 0 else len(warm)
     n_neg = settings.proxy_negatives if bpr_weight > 0 else 1
     probe = np.zeros_like(item_emb)
-    stopper, log = EarlyStopping(settings.proxy_patience, epochs), []
-    bar = tqdm(stopper.span(settings.proxy_epochs), desc=desc, disable=not progress)
-    for epoch in bar:
+    stopper = EarlyStopping(settings.proxy_patience, epochs)
+
+    def step(epoch: int) -> dict:
         model.train()
         perm = epoch_rows(rng, n, settings.proxy_batch, settings.proxy_steps_per_epoch)
         total = 0.0
@@ -160,21 +159,16 @@ def train_proxy(
                 ema.update_parameters(model)
             total += loss.item() * len(idx)
         seen = len(perm)
-        entry = {"epoch": epoch + 1, "loss": total / seen} | {k: v / seen for k, v in parts.items()}
-        log.append(entry)
+        return {"loss": total / seen} | {k: v / seen for k, v in parts.items()}
 
-        def snapshot():
-            return {k: v.clone() for k, v in scored.state_dict().items()}
-
-        if not stopper.validating:
-            bar.set_postfix(loss=f"{total / seen:.4f}")
-            stopper.last(epoch, snapshot)
-            continue
+    def score() -> dict:
         probe[split.val_items] = predict(scored, features, split.val_items)
-        entry["val_cold_ndcg@20"] = ndcg = validation_cold_ndcg(user_emb, probe, split)
-        bar.set_postfix(loss=f"{total / seen:.4f}", val_cold_ndcg20=f"{ndcg:.4f}")
-        if stopper.step(ndcg, snapshot, epoch + 1):
-            break
+        return {"val_cold_ndcg@20": validation_cold_ndcg(user_emb, probe, split)}
+
+    def snapshot():
+        return {k: v.clone() for k, v in scored.state_dict().items()}
+
+    log = fit(settings.proxy_epochs, step, score, stopper, snapshot, desc=desc, progress=progress)
     model.load_state_dict(stopper.state)
     model.eval()
     out = {"epochs_run": len(log), "best_epoch": stopper.best_epoch, "history": log}

@@ -20,11 +20,11 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from models.data import ColdStartSplit
 from models.evaluate import validation_cold_ndcg
 from models.features import Features
 from models.items.generator import pal_loss
-from models.training import EarlyStopping, seed_everything
+from models.split import ColdStartSplit
+from models.training import EarlyStopping, fit, seed_everything
 
 LAYER_FILE = "text_layer.pt"
 HEAD_LR = 1e-3  # the new head learns from scratch; the layer moves at settings.text_finetune_lr
@@ -123,16 +123,10 @@ def finetune_text_layer(texts: list[str], features: Features, split: ColdStartSp
     warm = np.intersect1d(split.warm_items, rows)
     val = np.intersect1d(split.val_items, rows)
     targets = torch.from_numpy(item_emb)
-    stopper, history = EarlyStopping(settings.patience, epochs), []
+    stopper = EarlyStopping(settings.patience, epochs)
     probe = np.zeros_like(item_emb)
 
-    def score() -> float:
-        probe[:] = 0.0
-        probe[val] = run(model, states, val, lengths)[1]
-        return validation_cold_ndcg(user_emb, probe, split)
-
-    bar = tqdm(stopper.span(settings.text_finetune_epochs), desc="text encoder, last layer", disable=not progress)
-    for epoch in bar:
+    def step(epoch: int) -> dict:
         model.train()
         total = 0.0
         for b in batches(warm, lengths, settings.text_finetune_batch, rng):
@@ -143,15 +137,15 @@ def finetune_text_layer(texts: list[str], features: Features, split: ColdStartSp
             loss.backward()
             opt.step()
             total += loss.item() * len(b)
-        if not stopper.validating:
-            history.append({"epoch": epoch + 1, "loss": total / len(warm)})
-            stopper.last(epoch, lambda: copy.deepcopy(model.state_dict()))
-            continue
-        ndcg = score()
-        history.append({"epoch": epoch + 1, "loss": total / len(warm), "val_cold_ndcg@20": ndcg})
-        bar.set_postfix(loss=f"{total / len(warm):.4f}", val_cold_ndcg=f"{ndcg:.4f}")
-        if stopper.step(ndcg, lambda: copy.deepcopy(model.state_dict()), epoch + 1):
-            break
+        return {"loss": total / len(warm)}
+
+    def score() -> dict:
+        probe[:] = 0.0
+        probe[val] = run(model, states, val, lengths)[1]
+        return {"val_cold_ndcg@20": validation_cold_ndcg(user_emb, probe, split)}
+
+    history = fit(settings.text_finetune_epochs, step, score, stopper, lambda: copy.deepcopy(model.state_dict()),
+                  desc="text encoder, last layer", progress=progress)
     model.load_state_dict(stopper.state)
     pooled, _ = run(model, states, rows, lengths)
     text_layers = features.text_layers.copy()
