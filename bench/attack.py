@@ -48,29 +48,66 @@ def hostile_reads(port: int, tally: Tally, warm_ids: list[str], rounds: int, con
     json_head = {"content-type": "application/json"}
     long_ids = [f"{n:0128d}" for n in range(10_000)]  # valid IDs of the longest length, unknown to the service
     bodies = {
-        "rank: 10,000 valid 128-character IDs (maximal, unknown)": ("POST", "/v1/rank", json.dumps(
-            {"user_id": "1", "item_ids": long_ids}).encode(), json_head),
-        "rank: 10,000 known IDs (maximal)": ("POST", "/v1/rank", json.dumps(
-            {"user_id": "1", "item_ids": (warm_ids * (10_000 // max(1, len(warm_ids)) + 1))[:10_000]}).encode(),
-            json_head),
-        "rank: 10,000 unknown short IDs": ("POST", "/v1/rank", json.dumps(
-            {"user_id": "1", "item_ids": [f"u{n}" for n in range(10_000)]}).encode(), json_head),
-        "rank: 1.5M IDs (5.7 MB)": ("POST", "/v1/rank", json.dumps(
-            {"user_id": "1", "item_ids": [str(n % 10) for n in range(1_500_000)]}).encode(), json_head),
-        "bundles/rank: 1.5M IDs": ("POST", "/v1/bundles/rank", json.dumps(
-            {"user_id": "1", "bundle_ids": [str(n % 10) for n in range(1_500_000)]}).encode(), json_head),
-        "items:batch: 131,000 tiny items (4.4 MB)": ("POST", "/v1/items:batch", json.dumps(
-            {"items": [{"item_id": f"t{n}", "text": "x"} for n in range(131_000)]}).encode(), json_head),
-        "recommendations: vector of 1M values": ("POST", "/v1/recommendations", json.dumps(
-            {"user_embedding": [0.0] * 1_000_000, "k": 10}).encode(), json_head),
+        "rank: 10,000 valid 128-character IDs (maximal, unknown)": (
+            "POST",
+            "/v1/rank",
+            json.dumps({"user_id": "1", "item_ids": long_ids}).encode(),
+            json_head,
+        ),
+        "rank: 10,000 known IDs (maximal)": (
+            "POST",
+            "/v1/rank",
+            json.dumps(
+                {"user_id": "1", "item_ids": (warm_ids * (10_000 // max(1, len(warm_ids)) + 1))[:10_000]}
+            ).encode(),
+            json_head,
+        ),
+        "rank: 10,000 unknown short IDs": (
+            "POST",
+            "/v1/rank",
+            json.dumps({"user_id": "1", "item_ids": [f"u{n}" for n in range(10_000)]}).encode(),
+            json_head,
+        ),
+        "rank: 1.5M IDs (5.7 MB)": (
+            "POST",
+            "/v1/rank",
+            json.dumps({"user_id": "1", "item_ids": [str(n % 10) for n in range(1_500_000)]}).encode(),
+            json_head,
+        ),
+        "bundles/rank: 1.5M IDs": (
+            "POST",
+            "/v1/bundles/rank",
+            json.dumps({"user_id": "1", "bundle_ids": [str(n % 10) for n in range(1_500_000)]}).encode(),
+            json_head,
+        ),
+        "items:batch: 131,000 tiny items (4.4 MB)": (
+            "POST",
+            "/v1/items:batch",
+            json.dumps({"items": [{"item_id": f"t{n}", "text": "x"} for n in range(131_000)]}).encode(),
+            json_head,
+        ),
+        "recommendations: vector of 1M values": (
+            "POST",
+            "/v1/recommendations",
+            json.dumps({"user_embedding": [0.0] * 1_000_000, "k": 10}).encode(),
+            json_head,
+        ),
         "GET with a 1 MiB header": ("GET", "/healthz", b"", {"x-pad": "a" * (1 << 20)}),
         "GET with a 16 KiB URL": ("GET", "/v1/items/" + "a" * 16_384 + "/embedding", b"", {}),
-        "cross-site form post (Origin: evil.example)": ("POST", "/v1/items", b"item_id=csrf&text=hello",
-                                                        {"content-type": "application/x-www-form-urlencoded",
-                                                         "origin": "http://evil.example"}),
-        "DNS-rebound Host": ("POST", "/v1/items", b"item_id=rebound&text=hello",
-                             {"content-type": "application/x-www-form-urlencoded", "host": "rebound.evil.example"}),
+        "cross-site form post (Origin: evil.example)": (
+            "POST",
+            "/v1/items",
+            b"item_id=csrf&text=hello",
+            {"content-type": "application/x-www-form-urlencoded", "origin": "http://evil.example"},
+        ),
+        "DNS-rebound Host": (
+            "POST",
+            "/v1/items",
+            b"item_id=rebound&text=hello",
+            {"content-type": "application/x-www-form-urlencoded", "host": "rebound.evil.example"},
+        ),
     }
+
     async def run() -> None:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as c:
             sem = asyncio.Semaphore(concurrency)
@@ -89,8 +126,9 @@ def hostile_reads(port: int, tally: Tally, warm_ids: list[str], rounds: int, con
     return probed(port, lambda: asyncio.run(run()))[1]
 
 
-def stall_attacks(port: int, pid: int, tally: Tally, candidate: bool, idle_hold_s: float = 30.0,
-                  history_posts: int = 5000) -> dict:
+def stall_attacks(
+    port: int, pid: int, tally: Tally, candidate: bool, idle_hold_s: float = 30.0, history_posts: int = 5000
+) -> dict:
     """Issue 59's attacks (``bench/attack_stalls.py``), one at a time, each with ``/healthz`` timed beside it and
     the server's RSS after it."""
     plan = {
@@ -145,18 +183,33 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--slow-clients", type=int, default=200)
     p.add_argument("--out", default="attack")
-    p.add_argument("--candidate-package-dir", type=Path, help="a package with the same encoders, run in shadow: "
-                   "enables the two-concurrent-promotes attack")
-    p.add_argument("--filtered-items", type=int, default=1_000_000, help="synthetic items of the second replica the "
-                   "filtered recommendations run against (0: skip that attack)")
+    p.add_argument(
+        "--candidate-package-dir",
+        type=Path,
+        help="a package with the same encoders, run in shadow: enables the two-concurrent-promotes attack",
+    )
+    p.add_argument(
+        "--filtered-items",
+        type=int,
+        default=1_000_000,
+        help="synthetic items of the second replica the filtered recommendations run against (0: skip that attack)",
+    )
     p.add_argument("--idle-hold-s", type=float, default=30.0, help="how long the 520 idle sockets are held")
     p.add_argument("--history-posts", type=int, default=5000, help="history posts for unknown users")
-    p.add_argument("--with-keys", action="store_true", help="configure a write key the attacker holds (default: none, "
-                   "the keyless loopback demo a fresh clone runs)")
+    p.add_argument(
+        "--with-keys",
+        action="store_true",
+        help="configure a write key the attacker holds (default: none, the keyless loopback demo a fresh clone runs)",
+    )
     a = p.parse_args()
     port, prefix = free_port(), f"attack-{uuid.uuid4().hex[:8]}"
-    env = os.environ | {"COLDPROXY_PACKAGE_DIR": str(a.package_dir), "COLDPROXY_REDIS_URL": a.redis_url,
-                        "COLDPROXY_REDIS_PREFIX": prefix, "COLDPROXY_PORT": str(port), "COLDPROXY_HOST": "127.0.0.1"}
+    env = os.environ | {
+        "COLDPROXY_PACKAGE_DIR": str(a.package_dir),
+        "COLDPROXY_REDIS_URL": a.redis_url,
+        "COLDPROXY_REDIS_PREFIX": prefix,
+        "COLDPROXY_PORT": str(port),
+        "COLDPROXY_HOST": "127.0.0.1",
+    }
     if a.candidate_package_dir is not None:
         env |= {"COLDPROXY_CANDIDATE_PACKAGE_DIR": str(a.candidate_package_dir)}
     if a.with_keys:  # the attacker holds a write key (no admin key); without: the keyless loopback demo
@@ -178,8 +231,9 @@ def main() -> None:
         before, peak = rss_mb(server.pid), PeakRss(server.pid)
         tally, t = Tally(), time.time()
         healthz = hostile_reads(port, tally, warm_ids, a.rounds)
-        per_attack = stall_attacks(port, server.pid, tally, a.candidate_package_dir is not None, a.idle_hold_s,
-                                   a.history_posts)
+        per_attack = stall_attacks(
+            port, server.pid, tally, a.candidate_package_dir is not None, a.idle_hold_s, a.history_posts
+        )
         asyncio.run(attacks(port, tally, a.rounds, a.slow_clients, random.Random(0)))
         after, alive, peak = rss_mb(server.pid), server.poll() is None, peak.stop()
         ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code if alive else None
@@ -191,29 +245,47 @@ def main() -> None:
     rows = {k: dict(v) for k, v in tally.by_attack.items()}
     tried = sum(sum(v.values()) for v in rows.values())
     five = sum(n for v in rows.values() for s, n in v.items() if s.isdigit() and int(s) >= 500)
-    out = {"requests": tried, "5xx": five, "server_alive": alive, "readyz_after": ready, "rss_mb_before": before,
-           "rss_mb_peak": peak, "rss_mb_after": after, "healthz_during_hostile_reads": healthz,
-           "per_attack": per_attack,
-           "seconds": time.time() - t, "with_keys": a.with_keys, "by_attack": rows}
+    out = {
+        "requests": tried,
+        "5xx": five,
+        "server_alive": alive,
+        "readyz_after": ready,
+        "rss_mb_before": before,
+        "rss_mb_peak": peak,
+        "rss_mb_after": after,
+        "healthz_during_hostile_reads": healthz,
+        "per_attack": per_attack,
+        "seconds": time.time() - t,
+        "with_keys": a.with_keys,
+        "by_attack": rows,
+    }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{a.out}.json").write_text(json.dumps(out, indent=2))
-    lines = ["# Hostile clients against one replica (`python bench/attack.py`)\n",
-             f"{tried} requests, **{five} answered 5xx**; server alive after: {alive}, /readyz {ready}; "
-             f"RSS {before:.0f} MB before, {peak:.0f} MB at its peak, {after:.0f} MB after. "
-             f"`/healthz` while the hostile reads ran (8 at a time, another process timing it every 20 ms): "
-             f"p50 {healthz['p50_ms']} ms, p99 {healthz['p99_ms']} ms, max {healthz['max_ms']} ms "
-             f"({healthz['samples']} samples). API keys: "
-             f"{'a write key held by the attacker' if a.with_keys else 'none (the loopback demo)'}.\n",
-             "| attack | statuses seen (count) |", "|---|---|"]
+    lines = [
+        "# Hostile clients against one replica (`python bench/attack.py`)\n",
+        f"{tried} requests, **{five} answered 5xx**; server alive after: {alive}, /readyz {ready}; "
+        f"RSS {before:.0f} MB before, {peak:.0f} MB at its peak, {after:.0f} MB after. "
+        f"`/healthz` while the hostile reads ran (8 at a time, another process timing it every 20 ms): "
+        f"p50 {healthz['p50_ms']} ms, p99 {healthz['p99_ms']} ms, max {healthz['max_ms']} ms "
+        f"({healthz['samples']} samples). API keys: "
+        f"{'a write key held by the attacker' if a.with_keys else 'none (the loopback demo)'}.\n",
+        "| attack | statuses seen (count) |",
+        "|---|---|",
+    ]
     lines += [f"| {k} | " + ", ".join(f"{s}: {n}" for s, n in sorted(v.items())) + " |" for k, v in rows.items()]
-    lines += ["", "Issue 59's attacks, one at a time, `/healthz` timed from another process during each:", "",
-              "| attack | /healthz p50 / p99 / max (ms) | /healthz not 200 | what the attack saw |",
-              "|---|---|---|---|"]
+    lines += [
+        "",
+        "Issue 59's attacks, one at a time, `/healthz` timed from another process during each:",
+        "",
+        "| attack | /healthz p50 / p99 / max (ms) | /healthz not 200 | what the attack saw |",
+        "|---|---|---|---|",
+    ]
     for k, v in per_attack.items():
         h = v["healthz"]
         seen = {x: y for x, y in v.items() if x not in ("healthz",)}
-        lines.append(f"| {k} | {h.get('p50_ms')} / {h.get('p99_ms')} / {h.get('max_ms')} | {h['not_200']} | "
-                     f"{json.dumps(seen)} |")
+        lines.append(
+            f"| {k} | {h.get('p50_ms')} / {h.get('p99_ms')} / {h.get('max_ms')} | {h['not_200']} | {json.dumps(seen)} |"
+        )
     (RESULTS / f"{a.out}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -62,7 +62,7 @@ def chunked(total: int, size: int = 64 * 1024):
 def multipart(parts: list[tuple[str, bytes]], boundary: str = "b0undary") -> bytes:
     out = io.BytesIO()
     for name, value in parts:
-        out.write(f"--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n".encode() + value + b"\r\n")
+        out.write(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode() + value + b"\r\n")
     out.write(f"--{boundary}--\r\n".encode())
     return out.getvalue()
 
@@ -80,11 +80,15 @@ async def attacks(port: int, tally: Tally, rounds: int, slow_clients: int, rng: 
             tally.add("chunked 80 MB", await raw_request(port, head.encode(), chunked(80 * 1024 * 1024)))
         # multipart: 20,000 tiny parts; one 50 MB part, chunked
         many = multipart([("text", b"x")] * 20_000)
-        head = (f"POST /v1/items HTTP/1.1\r\n{host}Content-Type: multipart/form-data; boundary=b0undary\r\n"
-                f"Content-Length: {len(many)}\r\n\r\n")
+        head = (
+            f"POST /v1/items HTTP/1.1\r\n{host}Content-Type: multipart/form-data; boundary=b0undary\r\n"
+            f"Content-Length: {len(many)}\r\n\r\n"
+        )
         tally.add("multipart 20k parts", await raw_request(port, head.encode(), [many]))
-        head = (f"POST /v1/items HTTP/1.1\r\n{host}Content-Type: multipart/form-data; boundary=b0undary\r\n"
-                "Transfer-Encoding: chunked\r\n\r\n")
+        head = (
+            f"POST /v1/items HTTP/1.1\r\n{host}Content-Type: multipart/form-data; boundary=b0undary\r\n"
+            "Transfer-Encoding: chunked\r\n\r\n"
+        )
         prefix = b'--b0undary\r\nContent-Disposition: form-data; name="image"; filename="a.jpg"\r\n\r\n'
         body = [f"{len(prefix):x}\r\n".encode() + prefix + b"\r\n", *list(chunked(50 * 1024 * 1024))]
         tally.add("multipart 50 MB part", await raw_request(port, head.encode(), body))
@@ -101,28 +105,49 @@ async def attacks(port: int, tally: Tally, rounds: int, slow_clients: int, rng: 
             png = bytearray(buf.getvalue())
             png[16:24] = (50_000).to_bytes(4, "big") * 2
             for name, data in (("bomb.png", bytes(png)), ("junk.jpg", os.urandom(4096))):
-                r = await c.post("/v1/items", data={"item_id": f"bomb-{uuid.uuid4().hex[:6]}"},
-                                 files={"image": (name, data, "image/png")})
+                r = await c.post(
+                    "/v1/items",
+                    data={"item_id": f"bomb-{uuid.uuid4().hex[:6]}"},
+                    files={"image": (name, data, "image/png")},
+                )
                 tally.add("image bomb / junk image", r.status_code)
             # random bytes and random JSON to every route and method of the OpenAPI schema
             schema = (await c.get("/openapi.json")).json()
             for path, ops in schema["paths"].items():
                 for method in ops:
                     for _ in range(10):
-                        p = path.replace("{item_id}", rng.choice(["x", "%00", "a" * 500, "..%2f"])) \
-                                .replace("{user_id}", rng.choice(["1", "-1", "%ff", "u" * 300])) \
-                                .replace("{bundle_id}", rng.choice(["b", "%0a"]))
-                        body = rng.choice([os.urandom(rng.randint(0, 4096)), json.dumps(
-                            {"item_ids": [rng.random()] * rng.randint(0, 20000), "user_id": rng.random(),
-                             "k": -1}).encode()])
-                        r = await c.request(method.upper(), p, content=body,
-                                            headers={"content-type": rng.choice([
-                                                "application/json", "text/plain", "multipart/form-data"])})
+                        p = (
+                            path.replace("{item_id}", rng.choice(["x", "%00", "a" * 500, "..%2f"]))
+                            .replace("{user_id}", rng.choice(["1", "-1", "%ff", "u" * 300]))
+                            .replace("{bundle_id}", rng.choice(["b", "%0a"]))
+                        )
+                        body = rng.choice(
+                            [
+                                os.urandom(rng.randint(0, 4096)),
+                                json.dumps(
+                                    {
+                                        "item_ids": [rng.random()] * rng.randint(0, 20000),
+                                        "user_id": rng.random(),
+                                        "k": -1,
+                                    }
+                                ).encode(),
+                            ]
+                        )
+                        r = await c.request(
+                            method.upper(),
+                            p,
+                            content=body,
+                            headers={
+                                "content-type": rng.choice(["application/json", "text/plain", "multipart/form-data"])
+                            },
+                        )
                         tally.add("random bodies, every route", r.status_code)
         # slow clients: each sends a request's headers one byte every 0.5 s, all at once
         head = f"POST /v1/rank HTTP/1.1\r\n{host}Content-Type: application/json\r\nContent-Length: 10\r\n\r\n".encode()
-        slow = [asyncio.create_task(raw_request(port, b"", [head[i : i + 1] for i in range(40)], pause=0.5, timeout=30))
-                for _ in range(slow_clients)]
+        slow = [
+            asyncio.create_task(raw_request(port, b"", [head[i : i + 1] for i in range(40)], pause=0.5, timeout=30))
+            for _ in range(slow_clients)
+        ]
         await asyncio.sleep(2)
         async with httpx.AsyncClient(base_url=url, timeout=10) as c:  # does everyone else still get served?
             for _ in range(20):

@@ -90,6 +90,7 @@ def quadratic(port: int, size: int, rounds: int = 3, concurrency: int = 8) -> di
 
     async def run() -> None:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=600) as c:
+
             async def one() -> None:
                 t = time.perf_counter()
                 try:
@@ -168,11 +169,18 @@ def unknown_histories(port: int, n: int = 5000, concurrency: int = 16) -> dict:
         seen: dict[str, int] = {}
         sem = asyncio.Semaphore(concurrency)
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as c:
+
             async def one(k: int) -> None:
                 async with sem:
                     try:
-                        s = str((await c.post(f"/v1/users/stranger-{k}/interactions",
-                                              json={"item_ids": [f"i{j}" for j in range(1000)]})).status_code)
+                        s = str(
+                            (
+                                await c.post(
+                                    f"/v1/users/stranger-{k}/interactions",
+                                    json={"item_ids": [f"i{j}" for j in range(1000)]},
+                                )
+                            ).status_code
+                        )
                     except httpx.HTTPError as exc:
                         s = exc.__class__.__name__
                     seen[s] = seen.get(s, 0) + 1
@@ -196,13 +204,16 @@ def two_promotes(port: int) -> dict:
 def filtered_recommendations(port: int, users: list[str], rounds: int = 20, concurrency: int = 8) -> dict:
     """Recommendations whose filters force an exact scan, or that leave out 1,000 IDs, ``concurrency`` at a time."""
     exclude = [f"syn-{k}" for k in range(1000)]
-    shapes = [("GET", "/v1/users/{u}/recommendations", {"k": 100, "only": "new"}, None),
-              ("GET", "/v1/users/{u}/recommendations", {"k": 100, "created_after": "2000-01-01T00:00:00Z"}, None),
-              ("POST", "/v1/recommendations", None, {"user_id": "{u}", "k": 100, "exclude_ids": exclude})]
+    shapes = [
+        ("GET", "/v1/users/{u}/recommendations", {"k": 100, "only": "new"}, None),
+        ("GET", "/v1/users/{u}/recommendations", {"k": 100, "created_after": "2000-01-01T00:00:00Z"}, None),
+        ("POST", "/v1/recommendations", None, {"user_id": "{u}", "k": 100, "exclude_ids": exclude}),
+    ]
 
     async def run() -> dict:
         seen, took, sem = {}, [], asyncio.Semaphore(concurrency)
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=120) as c:
+
             async def one(n: int) -> None:
                 method, path, params, body = shapes[n % len(shapes)]
                 u = users[n % len(users)]
@@ -249,8 +260,15 @@ def filtered_at_scale(package_dir: Path, redis_url: str, items: int, tally) -> d
         for status, n in result["statuses"].items():
             for _ in range(n):
                 tally.add(name, status)
-        return {name: result | {"healthz": health, "items_written_s": round(written_s, 1),
-                                "hnsw_ready_s": round(ann_s, 1), "rss_mb": round(rss_mb(server.pid), 1)}}
+        return {
+            name: result
+            | {
+                "healthz": health,
+                "items_written_s": round(written_s, 1),
+                "hnsw_ready_s": round(ann_s, 1),
+                "rss_mb": round(rss_mb(server.pid), 1),
+            }
+        }
     finally:
         if server is not None:
             server.terminate()

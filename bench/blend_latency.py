@@ -37,8 +37,12 @@ def p50_ms(path: Path, batch: int, threads: int, runs: int) -> float:
     sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(0)
     w = WIDTHS
-    shapes = {"text_features": (batch, w["text_dim"]), "image_features": (batch, w["image_dim"]),
-              "text_layers": (batch, w["n_text_layers"], w["text_dim"]), "image_stages": (batch, w["image_stage_dim"])}
+    shapes = {
+        "text_features": (batch, w["text_dim"]),
+        "image_features": (batch, w["image_dim"]),
+        "text_layers": (batch, w["n_text_layers"], w["text_dim"]),
+        "image_stages": (batch, w["image_stage_dim"]),
+    }
     feeds = {k: rng.standard_normal(v).astype(np.float32) for k, v in shapes.items()}
     feeds["modality_mask"] = np.ones((batch, 2), np.float32)
     for _ in range(10):
@@ -60,10 +64,14 @@ def main() -> None:
     a = p.parse_args()
     torch.manual_seed(0)
     fused = generator((1, 1), a.experts)
-    models = {"fused": fused,
-              "blend": BlendedGenerator(fused,
-                                        {"text": generator((1, 0), a.experts), "image": generator((0, 1), a.experts)},
-                                        {"both": 0.4, "text": 0.4, "image": 0.2}).eval()}
+    models = {
+        "fused": fused,
+        "blend": BlendedGenerator(
+            fused,
+            {"text": generator((1, 0), a.experts), "image": generator((0, 1), a.experts)},
+            {"both": 0.4, "text": 0.4, "image": 0.2},
+        ).eval(),
+    }
     out = {"threads": a.threads, "experts": a.experts, "p50_ms": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for name, model in models.items():
@@ -72,7 +80,8 @@ def main() -> None:
     for b in a.batches:
         print(
             f"batch {b}: fused {out['p50_ms']['fused'][str(b)]:.3f} ms, blend {out['p50_ms']['blend'][str(b)]:.3f} ms "
-            "(p50)")
+            "(p50)"
+        )
     RESULTS.mkdir(exist_ok=True)
     name = "blend_latency" if a.experts == TrainSettings().proxy_experts else f"blend_latency-K{a.experts}"
     (RESULTS / f"{name}.json").write_text(json.dumps(out, indent=2))

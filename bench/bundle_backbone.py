@@ -31,9 +31,19 @@ from models.training import nth_seed
 
 # the defaults before CrossCBR's settings, spelled out: the rows measured against them stay what they were after the
 # defaults moved
-BEFORE = {"lightgcn_layers": 2, "id_lr": 5e-3, "init": "normal", "id_weight_decay": 0.0, "id_reg": 1e-4,
-          "item_bpr_weight": 1.0, "contrast_weight": 0.04, "shared_user_table": False, "layer_combine": "mean",
-          "edge_dropout": 0.0, "bpr_negatives": 1}
+BEFORE = {
+    "lightgcn_layers": 2,
+    "id_lr": 5e-3,
+    "init": "normal",
+    "id_weight_decay": 0.0,
+    "id_reg": 1e-4,
+    "item_bpr_weight": 1.0,
+    "contrast_weight": 0.04,
+    "shared_user_table": False,
+    "layer_combine": "mean",
+    "edge_dropout": 0.0,
+    "bpr_negatives": 1,
+}
 CROSSCBR = {"edge_dropout": 0.2, "layer_combine": "normalised_sum", "shared_user_table": True}
 PRIORS = "priors"  # not a setting: that many stage-1 priors (seeds nth_seed(seed, j)), their scores summed
 NEG4 = "  with 4 negatives per triple"
@@ -97,10 +107,17 @@ def run(scenario: str, seed: int, variant: str, progress: bool) -> dict:
     m = evaluate(d, d.test, scores)
     tune = first["best_tune_ndcg@20"] if n_priors == 1 else evaluate(d, d.tune, scores)["ndcg@20"]
     best = max(first["history"], key=lambda r: r["tune_ndcg@20"])
-    return {"scenario": scenario, "seed": seed, "variant": variant, "tune_ndcg@20": tune,
-            "best_epoch": best["epoch"], "epochs_run": first["history"][-1]["epoch"],
-            "recall@20": float(m["recall@20"]),
-            "ndcg@20": float(m["ndcg@20"]), "seconds": time.time() - t}
+    return {
+        "scenario": scenario,
+        "seed": seed,
+        "variant": variant,
+        "tune_ndcg@20": tune,
+        "best_epoch": best["epoch"],
+        "epochs_run": first["history"][-1]["epoch"],
+        "recall@20": float(m["recall@20"]),
+        "ndcg@20": float(m["ndcg@20"]),
+        "seconds": time.time() - t,
+    }
 
 
 def merge(rows: list[dict]) -> dict:
@@ -114,8 +131,9 @@ def merge(rows: list[dict]) -> dict:
             entry = {m: [by[v, s][m] for s in seeds] for m in ("tune_ndcg@20", "recall@20", "ndcg@20")}
             ref = reference(v)
             entry["reference"] = ref
-            entry["minus_reference"] = {m: [by[v, s][m] - by[ref, s][m] for s in seeds] for m in entry
-                                        if m != "reference"}
+            entry["minus_reference"] = {
+                m: [by[v, s][m] - by[ref, s][m] for s in seeds] for m in entry if m != "reference"
+            }
             entry["best_epoch"] = [by[v, s]["best_epoch"] for s in seeds]
             table.setdefault(sc, {"seeds": seeds, "variants": {}})["variants"][v] = entry
     return table
@@ -126,19 +144,23 @@ def write(table: dict) -> None:
     (RESULTS / "bundle_backbone.json").write_text(json.dumps(table, indent=2))
     lines = []
     for sc, t in table.items():
-        lines += [f"**{sc}** scenario, seeds {t['seeds']}: mean over seeds; Δ = paired per-seed difference against the "
-                  "first row, CrossCBR as published (served until 4 negatives became the default; for the rows "
-                  "built on 4 negatives, against that row; for 'before' and the rows below it, against 'before'); "
-                  "tune chooses, test reports", "",
-                  "| stage 1 | tune NDCG@20 | Δ tune per seed | test R@20 | test N@20 | Δ test R@20 per seed | best "
-                  "epoch |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += [
+            f"**{sc}** scenario, seeds {t['seeds']}: mean over seeds; Δ = paired per-seed difference against the "
+            "first row, CrossCBR as published (served until 4 negatives became the default; for the rows "
+            "built on 4 negatives, against that row; for 'before' and the rows below it, against 'before'); "
+            "tune chooses, test reports",
+            "",
+            "| stage 1 | tune NDCG@20 | Δ tune per seed | test R@20 | test N@20 | Δ test R@20 per seed | best epoch |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for v, e in t["variants"].items():
             d = e["minus_reference"]
-            lines.append(f"| {v} | {np.mean(e['tune_ndcg@20']):.4f} | "
-                         f"{' / '.join(f'{x:+.4f}' for x in d['tune_ndcg@20'])} | "
-                         f"{np.mean(e['recall@20']):.4f} | {np.mean(e['ndcg@20']):.4f} | "
-                         f"{' / '.join(f'{x:+.4f}' for x in d['recall@20'])} | {e['best_epoch']} |")
+            lines.append(
+                f"| {v} | {np.mean(e['tune_ndcg@20']):.4f} | "
+                f"{' / '.join(f'{x:+.4f}' for x in d['tune_ndcg@20'])} | "
+                f"{np.mean(e['recall@20']):.4f} | {np.mean(e['ndcg@20']):.4f} | "
+                f"{' / '.join(f'{x:+.4f}' for x in d['recall@20'])} | {e['best_epoch']} |"
+            )
         lines.append("")
     (RESULTS / "bundle_backbone.md").write_text("\n".join(lines))
     print("\n".join(lines))
@@ -153,8 +175,13 @@ def write(table: dict) -> None:
         names = list(t["variants"])
         for k, metric in enumerate(("tune_ndcg@20", "recall@20")):
             means, sds = zip(*(mean_sd(t["variants"][v][metric]) for v in names))
-            ax.barh(np.arange(len(names)) + 0.4 * k, means, 0.4, xerr=sds,
-                    label=f"{'tune NDCG@20' if k == 0 else 'test Recall@20'}")
+            ax.barh(
+                np.arange(len(names)) + 0.4 * k,
+                means,
+                0.4,
+                xerr=sds,
+                label=f"{'tune NDCG@20' if k == 0 else 'test Recall@20'}",
+            )
         ax.set_yticks(np.arange(len(names)) + 0.2, [n.split(" (")[0] for n in names], fontsize=8)
         ax.invert_yaxis()
         ax.set(title=f"Youshu {sc}: bundle backbone (stage 1) variants", xlabel="mean ± sample std over seeds")

@@ -25,15 +25,17 @@ def content_free(scenario: str, settings: BundleSettings) -> dict:
     counts = d.bundle_counts()
     new = counts == 0
     # a user [1 ; 1 ; t_u] against a bundle [popularity ; log(size) ; 1 if new]: warm by popularity, new by size + t_u
-    bundles = np.stack([np.where(new, 0.0, np.log1p(counts)),
-                        np.where(new, np.log(np.maximum(d.bundle_sizes(), 1)), 0.0), new], axis=1).astype(np.float32)
+    bundles = np.stack(
+        [np.where(new, 0.0, np.log1p(counts)), np.where(new, np.log(np.maximum(d.bundle_sizes(), 1)), 0.0), new], axis=1
+    ).astype(np.float32)
     users = np.ones((d.n_users, 1), np.float32)
     length = settings.calibration_list_length
     out = {"scenario": scenario, "by_pool": {}}
     for pool in ("all_new", "tune_new"):
         tops = placement_tops(d, users, bundles, length, pool=placement_pool(d, pool))
-        offsets = {0: np.zeros(d.n_users, np.float32)} | {k: placement_offsets(*tops, k)
-                                                          for k in settings.calibration_cold_slots_grid}
+        offsets = {0: np.zeros(d.n_users, np.float32)} | {
+            k: placement_offsets(*tops, k) for k in settings.calibration_cold_slots_grid
+        }
 
         def scorer(t):
             return lambda us: served_users(users[us], t[us]) @ bundles.T
@@ -41,8 +43,12 @@ def content_free(scenario: str, settings: BundleSettings) -> dict:
         tune = {k: float(evaluate(d, d.tune, scorer(t))["ndcg@20"]) for k, t in offsets.items()}
         k = max(tune, key=lambda c: (tune[c], -c))  # the smallest k of the best
         test = evaluate(d, d.test, scorer(offsets[k]))
-        out["by_pool"][pool] = {"k": k, "tune_ndcg@20": tune[k], "recall@20": float(test["recall@20"]),
-                                "ndcg@20": float(test["ndcg@20"])}
+        out["by_pool"][pool] = {
+            "k": k,
+            "tune_ndcg@20": tune[k],
+            "recall@20": float(test["recall@20"]),
+            "ndcg@20": float(test["ndcg@20"]),
+        }
         print(scenario, pool, json.dumps(out["by_pool"][pool]), flush=True)
     return out
 

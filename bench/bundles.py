@@ -41,16 +41,27 @@ PUBLISHED = {  # MoDiffE Table 3, Youshu: (Recall@20, NDCG@20)
 }
 SERVED = "served (variant chosen on tune)"
 # the full model with the placement fitted against the other pool than the settings' (the served row has theirs)
-POOL_ROWS = {"tune_new": "placement fitted on tune's new bundles only",  # inductive: never the test split's vectors
-             "all_new": "placement fitted against every new bundle"}  # transductive: the test split's vectors too
+POOL_ROWS = {
+    "tune_new": "placement fitted on tune's new bundles only",  # inductive: never the test split's vectors
+    "all_new": "placement fitted against every new bundle",
+}  # transductive: the test split's vectors too
 HITS = ("hit_rate@20", "new_item_hit_rate@20", "new_item_share_of_positives")  # new items: bundles without interactions
 # variant -> row
 GATE_ROWS = {"full": "full", "no_augmentation": "w/o augmentation", "no_output_gate": "w/o output gate"}
-VARIANTS = ("backbone (w/o diffusion)", "size prior alone", SERVED, "full", "w/o cold calibration",
-            "calibration w/o size prior",
-            "calibration w/o anchor source", "calibration w/o offset", "calibration w/o per-user placement",
-            "w/o augmentation",
-            "w/o output gate", *POOL_ROWS.values())
+VARIANTS = (
+    "backbone (w/o diffusion)",
+    "size prior alone",
+    SERVED,
+    "full",
+    "w/o cold calibration",
+    "calibration w/o size prior",
+    "calibration w/o anchor source",
+    "calibration w/o offset",
+    "calibration w/o per-user placement",
+    "w/o augmentation",
+    "w/o output gate",
+    *POOL_ROWS.values(),
+)
 
 
 def run(scenario: str, seed: int, base: dict, progress: bool) -> dict:
@@ -75,10 +86,15 @@ def run(scenario: str, seed: int, base: dict, progress: bool) -> dict:
         c, placement, log = calibrate_cold(d, users, gated, vd.anchor, s_c, progress)
         return test(served_vectors(d, gated, vd.anchor, c), placement), {"calibration": c.model_dump()} | log
 
-    out = {"backbone (w/o diffusion)": test(with_columns(np.concatenate([prior.bB, prior.bI], 1), 0.0, 0.0)),
-           "choices": {},
-           "prior": {"tune_ndcg@20": log_p["best_tune_ndcg@20"], "epochs_run": log_p["epochs_run"],
-                     "fixed_epochs": log_p["fixed_epochs"]}}
+    out = {
+        "backbone (w/o diffusion)": test(with_columns(np.concatenate([prior.bB, prior.bI], 1), 0.0, 0.0)),
+        "choices": {},
+        "prior": {
+            "tune_ndcg@20": log_p["best_tune_ndcg@20"],
+            "epochs_run": log_p["epochs_run"],
+            "fixed_epochs": log_p["fixed_epochs"],
+        },
+    }
     eta = s.aug_eta[scenario]
     other = next(pool for pool in POOL_ROWS if pool != s.calibration_placement_pool)
     out["choices"]["placement_pool"] = s.calibration_placement_pool  # the served rows' t_u
@@ -91,14 +107,16 @@ def run(scenario: str, seed: int, base: dict, progress: bool) -> dict:
         if name == "full":
             out["w/o cold calibration"] = test(served_vectors(d, gated, vd.anchor, ColdCalibration()))
             # a cold bundle scored by log(members) alone: how much of the calibration is the size prior
-            out["size prior alone"] = test(served_vectors(d, gated, vd.anchor,
-                                                          ColdCalibration(bundle_view=0, item_view=0,
-                                                                                                log_size=1)))
-            for abl, update in (("calibration w/o size prior", {"calibration_size_grid": [0.0]}),
-                                ("calibration w/o anchor source", {"calibration_sources": ["gate"]}),
-                                ("calibration w/o offset", {"calibration_offset_grid": [0.0]}),
-                                ("calibration w/o per-user placement", {"calibration_cold_slots_grid": []}),
-                                (POOL_ROWS[other], {"calibration_placement_pool": other})):
+            out["size prior alone"] = test(
+                served_vectors(d, gated, vd.anchor, ColdCalibration(bundle_view=0, item_view=0, log_size=1))
+            )
+            for abl, update in (
+                ("calibration w/o size prior", {"calibration_size_grid": [0.0]}),
+                ("calibration w/o anchor source", {"calibration_sources": ["gate"]}),
+                ("calibration w/o offset", {"calibration_offset_grid": [0.0]}),
+                ("calibration w/o per-user placement", {"calibration_cold_slots_grid": []}),
+                (POOL_ROWS[other], {"calibration_placement_pool": other}),
+            ):
                 out[abl], out["choices"][abl] = calibrated(gated, s.model_copy(update=update))
     out[SERVED] = out[served_variant(out)]
     out["seconds"] = time.time() - t
@@ -128,21 +146,35 @@ def write(report: dict, name: str = "bundles") -> None:
     if name != "bundles":  # one shard of a parallel run: the table comes from --merge
         return
     scen = list(report["runs"])
-    lines = ["| model | " + " | ".join(f"{sc} R@20 | {sc} N@20" for sc in scen) + " |",
-             "|---|" + "---|---|" * len(scen)]
+    lines = [
+        "| model | " + " | ".join(f"{sc} R@20 | {sc} N@20" for sc in scen) + " |",
+        "|---|" + "---|---|" * len(scen),
+    ]
     for v, by in report["table"].items():
-        cells = [f"{by[sc]['recall@20'][0]:.4f} ± {by[sc]['recall@20'][1]:.4f} | {by[sc]['ndcg@20'][0]:.4f} ± "
-                 f"{by[sc]['ndcg@20'][1]:.4f}"
-                 if sc in by else "– | –" for sc in scen]  # a row some scenarios' runs predate
+        cells = [
+            f"{by[sc]['recall@20'][0]:.4f} ± {by[sc]['recall@20'][1]:.4f} | {by[sc]['ndcg@20'][0]:.4f} ± "
+            f"{by[sc]['ndcg@20'][1]:.4f}"
+            if sc in by
+            else "– | –"
+            for sc in scen
+        ]  # a row some scenarios' runs predate
         lines.append(f"| {v} | " + " | ".join(cells) + " |")
     for name, by in PUBLISHED.items():
         lines.append(f"| {name} | " + " | ".join(f"{by[sc][0]:.4f} | {by[sc][1]:.4f}" for sc in scen) + " |")
     if "all" in scen and all(HITS[0] in by.get("all", {}) for by in report["table"].values()):
-        lines += ["", "**all** scenario: share of test positives reaching the user's top 20 (all; bundles without "
-                  "interactions) and those bundles' share of the positives", "",
-                  "| model | " + " | ".join(HITS) + " |", "|---|" + "---|" * len(HITS)]
-        lines += [f"| {v} | " + " | ".join(f"{by['all'][m][0]:.4f} ± {by['all'][m][1]:.4f}" for m in HITS) + " |"
-                  for v, by in report["table"].items() if "all" in by]
+        lines += [
+            "",
+            "**all** scenario: share of test positives reaching the user's top 20 (all; bundles without "
+            "interactions) and those bundles' share of the positives",
+            "",
+            "| model | " + " | ".join(HITS) + " |",
+            "|---|" + "---|" * len(HITS),
+        ]
+        lines += [
+            f"| {v} | " + " | ".join(f"{by['all'][m][0]:.4f} ± {by['all'][m][1]:.4f}" for m in HITS) + " |"
+            for v, by in report["table"].items()
+            if "all" in by
+        ]
     (RESULTS / "bundles.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
@@ -156,8 +188,12 @@ def write(report: dict, name: str = "bundles") -> None:
     w = 0.8 / len(names)
     colours = plt.cm.tab20(np.arange(len(names)) % 20)  # one colour per row: the default cycle repeats after 10
     for k, name in enumerate(names):
-        ys = [(report["table"][name][sc]["recall@20"][0] if sc in report["table"][name] else np.nan)
-              if name in report["table"] else PUBLISHED[name][sc][0] for sc in scen]
+        ys = [
+            (report["table"][name][sc]["recall@20"][0] if sc in report["table"][name] else np.nan)
+            if name in report["table"]
+            else PUBLISHED[name][sc][0]
+            for sc in scen
+        ]
         ax.bar(np.arange(len(scen)) + k * w, ys, w, label=name, color=colours[k])
     ax.set_xticks(np.arange(len(scen)) + 0.4 - w / 2, scen)
     ax.set(ylabel="Recall@20", title="Youshu bundles: ours (mean over seeds) vs MoDiffE Table 3")
@@ -185,12 +221,20 @@ def main() -> None:
                 runs.setdefault(sc, {}).update(by_seed)
         seeds = sorted({int(k) for by in runs.values() for k in by})
         base = [{"scenarios": list(sh["runs"]), "settings": sh["settings"]} for sh in shards]  # later shards win
-        write({"settings": base, "seeds": seeds, "runs": runs, "table": summarise(runs),
-               "seconds": sum(r["seconds"] for by in runs.values() for r in by.values())})
+        write(
+            {
+                "settings": base,
+                "seeds": seeds,
+                "runs": runs,
+                "table": summarise(runs),
+                "seconds": sum(r["seconds"] for by in runs.values() for r in by.values()),
+            }
+        )
         return
     runs = {sc: {str(seed): run(sc, seed, base, not a.quiet) for seed in a.seeds} for sc in a.scenarios}
-    write({"settings": base, "seeds": a.seeds, "runs": runs, "table": summarise(runs), "seconds": time.time() - t},
-          a.name)
+    write(
+        {"settings": base, "seeds": a.seeds, "runs": runs, "table": summarise(runs), "seconds": time.time() - t}, a.name
+    )
 
 
 if __name__ == "__main__":

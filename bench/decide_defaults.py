@@ -58,9 +58,17 @@ def run(name: str, seed: int, share: float, baseline: dict) -> dict:
     t = time.time()
     r = train(s, encoder_graphs, progress=False)
     sel = r.metrics["selection"]
-    return {"candidate": name, "seed": seed, "share": share, "decision": r.metrics["decision"],
-            "decision_cold_items": r.metrics["split"]["decision_cold_items"], "served": sel["served"],
-            "generator": sel["generator"], "validation": sel["validation"], "seconds": time.time() - t}
+    return {
+        "candidate": name,
+        "seed": seed,
+        "share": share,
+        "decision": r.metrics["decision"],
+        "decision_cold_items": r.metrics["split"]["decision_cold_items"],
+        "served": sel["served"],
+        "generator": sel["generator"],
+        "validation": sel["validation"],
+        "seconds": time.time() - t,
+    }
 
 
 def decide(name: str, runs: dict) -> dict:
@@ -88,19 +96,26 @@ def summary(runs: dict, share: float) -> dict:
             v = [by_seed[s]["decision"][m] for s in sorted(by_seed)]
             rows.setdefault(name, {})[m] = dict(zip(("mean", "std"), mean_sd(v))) | {"values": v}
         rows[name]["seconds"] = [round(by_seed[s]["seconds"]) for s in sorted(by_seed)]  # wall: the cores may be shared
-    return {"share": share, "rows": rows,
-            "decisions": {n: decide(n, runs) for n in CANDIDATES if n != "default" and n in runs}}
+    return {
+        "share": share,
+        "rows": rows,
+        "decisions": {n: decide(n, runs) for n in CANDIDATES if n != "default" and n in runs},
+    }
 
 
 def markdown(out: dict) -> str:
-    lines = [f"Defaults decided on the decide part: {out['share']:.0%} of each seed's validation-cold items, unseen by "
-             "training and every choice (bench/decide_defaults.py; the rule is its docstring). Mean ± sample std "
-             "over seeds, per-seed values in brackets; the test split is not read.\n",
-             f"| candidate | decide cold {PRIMARY} | decide cold {SECONDARY} | wall seconds a training, per seed |",
-             "|---|---|---|---|"]
+    lines = [
+        f"Defaults decided on the decide part: {out['share']:.0%} of each seed's validation-cold items, unseen by "
+        "training and every choice (bench/decide_defaults.py; the rule is its docstring). Mean ± sample std "
+        "over seeds, per-seed values in brackets; the test split is not read.\n",
+        f"| candidate | decide cold {PRIMARY} | decide cold {SECONDARY} | wall seconds a training, per seed |",
+        "|---|---|---|---|",
+    ]
     for name, row in out["rows"].items():
-        cells = [f"{row[m]['mean']:.4f} ± {row[m]['std']:.4f} ({' / '.join(f'{x:.4f}' for x in row[m]['values'])})"
-                 for m in (PRIMARY, SECONDARY)]
+        cells = [
+            f"{row[m]['mean']:.4f} ± {row[m]['std']:.4f} ({' / '.join(f'{x:.4f}' for x in row[m]['values'])})"
+            for m in (PRIMARY, SECONDARY)
+        ]
         seconds = " / ".join(map(str, row["seconds"]))
         lines.append(f"| {name} {CANDIDATES[name][0] or ''} | {cells[0]} | {cells[1]} | {seconds} |")
     lines.append("")
@@ -116,8 +131,11 @@ def main() -> None:
     p.add_argument("--share", type=float, default=0.5, help="validation-cold share set aside to decide on")
     p.add_argument("--candidates", nargs="+", default=list(CANDIDATES), choices=list(CANDIDATES))
     p.add_argument("--name", default="decide_defaults", help="results file stem")
-    p.add_argument("--today", action="store_true", help="candidates against today's defaults, not those pinned when "
-                   "the rule was committed (BASELINE)")
+    p.add_argument(
+        "--today",
+        action="store_true",
+        help="candidates against today's defaults, not those pinned when the rule was committed (BASELINE)",
+    )
     a = p.parse_args()
     baseline = {} if a.today else BASELINE
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -125,12 +143,20 @@ def main() -> None:
     done = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     for name in a.candidates:
         for seed in a.seeds:
-            if any(r["candidate"] == name and r["seed"] == seed and r["share"] == a.share
-                   and r.get("baseline", BASELINE) == baseline for r in done):
+            if any(
+                r["candidate"] == name
+                and r["seed"] == seed
+                and r["share"] == a.share
+                and r.get("baseline", BASELINE) == baseline
+                for r in done
+            ):
                 continue
             r = run(name, seed, a.share, baseline) | {"baseline": baseline}
-            print(f"{name} seed {seed}: decide cold NDCG@20 {r['decision'][PRIMARY]:.4f} "
-                  f"Recall@20 {r['decision'][SECONDARY]:.4f} ({r['seconds']:.0f} s)", flush=True)
+            print(
+                f"{name} seed {seed}: decide cold NDCG@20 {r['decision'][PRIMARY]:.4f} "
+                f"Recall@20 {r['decision'][SECONDARY]:.4f} ({r['seconds']:.0f} s)",
+                flush=True,
+            )
             with log.open("a") as f:
                 f.write(json.dumps(r) + "\n")
             done.append(r)

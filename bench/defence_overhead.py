@@ -38,11 +38,21 @@ SCENARIOS = ("ingest", "get", "rank")
 
 
 def serve(tree: Path, package: Path, port: int, prefix: str) -> subprocess.Popen:
-    env = os.environ | {"COLDPROXY_PACKAGE_DIR": str(package), "COLDPROXY_REDIS_PREFIX": prefix,
-                        "COLDPROXY_PORT": str(port), "COLDPROXY_HOST": "127.0.0.1", "COLDPROXY_BUNDLES_PACKAGE_DIR": "",
-                        "PYTHONPATH": str(tree)}
-    proc = subprocess.Popen([sys.executable, "-m", "coldproxy_cli.commands", "serve"], cwd=tree, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = os.environ | {
+        "COLDPROXY_PACKAGE_DIR": str(package),
+        "COLDPROXY_REDIS_PREFIX": prefix,
+        "COLDPROXY_PORT": str(port),
+        "COLDPROXY_HOST": "127.0.0.1",
+        "COLDPROXY_BUNDLES_PACKAGE_DIR": "",
+        "PYTHONPATH": str(tree),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "coldproxy_cli.commands", "serve"],
+        cwd=tree,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 300
     while time.time() < deadline:
         try:
@@ -70,8 +80,9 @@ def main() -> None:
     a = p.parse_args()
     for side in ("before", "after"):  # named by commit in the report, whatever ref was given
         ref = getattr(a, side)
-        sha = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--short", ref], check=True,
-                             capture_output=True, text=True).stdout.strip()
+        sha = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "rev-parse", "--short", ref], check=True, capture_output=True, text=True
+        ).stdout.strip()
         setattr(a, side, sha if sha.startswith(ref) else f"{sha} ({ref})")
     payloads = Payloads.from_movielens(a.data)
     trees, servers, rows = {}, {}, []
@@ -79,52 +90,77 @@ def main() -> None:
     try:
         for side, ref in (("before", a.before), ("after", a.after)):
             trees[side] = tmp / side
-            subprocess.run(["git", "-C", str(REPO_ROOT), "worktree", "add", "--detach", str(trees[side]),
-                            ref.split()[0]],
-                           check=True, capture_output=True)
+            subprocess.run(
+                ["git", "-C", str(REPO_ROOT), "worktree", "add", "--detach", str(trees[side]), ref.split()[0]],
+                check=True,
+                capture_output=True,
+            )
             port = 8600 + len(servers)
-            servers[side] = (serve(trees[side], a.package.resolve(), port, f"overhead-{uuid.uuid4().hex[:8]}"),
-                             f"http://127.0.0.1:{port}")
+            servers[side] = (
+                serve(trees[side], a.package.resolve(), port, f"overhead-{uuid.uuid4().hex[:8]}"),
+                f"http://127.0.0.1:{port}",
+            )
         scenarios = {side: Scenarios(payloads) for side in servers}
         for n in range(a.rounds):
-            for side in (("before", "after") if n % 2 == 0 else ("after", "before")):
+            for side in ("before", "after") if n % 2 == 0 else ("after", "before"):
                 url = servers[side][1]
                 for scenario in SCENARIOS:
-                    requests = a.ingest_items if scenario == "ingest" else 10 ** 9
+                    requests = a.ingest_items if scenario == "ingest" else 10**9
                     duration = 600.0 if scenario == "ingest" else a.read_seconds
                     t = time.perf_counter()
-                    samples = asyncio.run(run_load(url, scenario, scenarios[side], requests, duration,
-                                                   a.concurrency))
+                    samples = asyncio.run(run_load(url, scenario, scenarios[side], requests, duration, a.concurrency))
                     s = summarise(samples, time.perf_counter() - t)["overall"]
                     lat = s["latency_ms"]
-                    rows.append({"round": n, "side": side, "scenario": scenario, "errors": s["errors"],
-                                 "throughput_rps": round(s["throughput_rps"], 2), "p50_ms": round(lat["p50"], 2),
-                                 "p99_ms": round(lat["p99"], 2)})
+                    rows.append(
+                        {
+                            "round": n,
+                            "side": side,
+                            "scenario": scenario,
+                            "errors": s["errors"],
+                            "throughput_rps": round(s["throughput_rps"], 2),
+                            "p50_ms": round(lat["p50"], 2),
+                            "p99_ms": round(lat["p99"], 2),
+                        }
+                    )
                     print(json.dumps(rows[-1]), flush=True)
     finally:
         for proc, _ in servers.values():
             proc.terminate()
             proc.wait(timeout=60)
         for tree in trees.values():
-            subprocess.run(["git", "-C", str(REPO_ROOT), "worktree", "remove", "--force", str(tree)],
-                           capture_output=True)
+            subprocess.run(
+                ["git", "-C", str(REPO_ROOT), "worktree", "remove", "--force", str(tree)], capture_output=True
+            )
     ratio = {}
     for scenario in SCENARIOS:
-        mean = {side: float(np.mean([r["throughput_rps"] for r in rows if r["side"] == side
-                                     and r["scenario"] == scenario])) for side in ("before", "after")}
+        mean = {
+            side: float(np.mean([r["throughput_rps"] for r in rows if r["side"] == side and r["scenario"] == scenario]))
+            for side in ("before", "after")
+        }
         ratio[scenario] = round(mean["after"] / mean["before"], 3) if mean["before"] else None
-    out = {"before": a.before, "after": a.after, "concurrency": a.concurrency, "cores": os.cpu_count(),
-           "rows": rows, "throughput_after_over_before": ratio}
+    out = {
+        "before": a.before,
+        "after": a.after,
+        "concurrency": a.concurrency,
+        "cores": os.cpu_count(),
+        "rows": rows,
+        "throughput_after_over_before": ratio,
+    }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{a.name}.json").write_text(json.dumps(out, indent=2))
-    lines = [f"# Defences' cost: {a.before} (before) against {a.after} (after)\n",
-             f"`python bench/defence_overhead.py --before {a.before} --after {a.after}`: one package, one Redis, "
-             f"closed loop at concurrency {a.concurrency}, rounds alternating between the two services.\n",
-             "| round | side | scenario | requests/s | p50 (ms) | p99 (ms) | errors |", "|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['round']} | {r['side']} | {r['scenario']} | {r['throughput_rps']} | {r['p50_ms']} | "
-              f"{r['p99_ms']} | {r['errors']} |" for r in rows]
-    lines += ["", "Throughput after / before (mean over rounds): "
-              + ", ".join(f"{k} {v}x" for k, v in ratio.items())]
+    lines = [
+        f"# Defences' cost: {a.before} (before) against {a.after} (after)\n",
+        f"`python bench/defence_overhead.py --before {a.before} --after {a.after}`: one package, one Redis, "
+        f"closed loop at concurrency {a.concurrency}, rounds alternating between the two services.\n",
+        "| round | side | scenario | requests/s | p50 (ms) | p99 (ms) | errors |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['round']} | {r['side']} | {r['scenario']} | {r['throughput_rps']} | {r['p50_ms']} | "
+        f"{r['p99_ms']} | {r['errors']} |"
+        for r in rows
+    ]
+    lines += ["", "Throughput after / before (mean over rounds): " + ", ".join(f"{k} {v}x" for k, v in ratio.items())]
     (RESULTS / f"{a.name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

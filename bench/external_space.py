@@ -42,18 +42,36 @@ def read_ids(path: Path, column: str) -> list[str]:
 
 def read_pairs(path: Path, users: dict[str, int], items: dict[str, int]) -> Interactions:
     t = pq.read_table(path)
-    return Interactions(np.array([users[u] for u in t.column("user_id").to_pylist()], np.int64),
-                        np.array([items[i] for i in t.column("item_id").to_pylist()], np.int64))
+    return Interactions(
+        np.array([users[u] for u in t.column("user_id").to_pylist()], np.int64),
+        np.array([items[i] for i in t.column("item_id").to_pylist()], np.int64),
+    )
 
 
-def fit_als(train: Interactions, n_users: int, n_items: int, factors: int, regularisation: float, alpha: float,
-            iterations: int, seed: int, threads: int) -> tuple[np.ndarray, np.ndarray]:
+def fit_als(
+    train: Interactions,
+    n_users: int,
+    n_items: int,
+    factors: int,
+    regularisation: float,
+    alpha: float,
+    iterations: int,
+    seed: int,
+    threads: int,
+) -> tuple[np.ndarray, np.ndarray]:
     from implicit.als import AlternatingLeastSquares
 
     counts = csr_matrix((np.ones(len(train), np.float32), (train.users, train.items)), shape=(n_users, n_items))
     counts.sum_duplicates()
-    model = AlternatingLeastSquares(factors=factors, regularization=regularisation, alpha=alpha, iterations=iterations,
-                                    random_state=seed, num_threads=threads, use_gpu=False)
+    model = AlternatingLeastSquares(
+        factors=factors,
+        regularization=regularisation,
+        alpha=alpha,
+        iterations=iterations,
+        random_state=seed,
+        num_threads=threads,
+        use_gpu=False,
+    )
     model.fit(counts, show_progress=False)
     return np.asarray(model.user_factors, np.float32), np.asarray(model.item_factors, np.float32)
 
@@ -75,15 +93,25 @@ def make_space(seed_dir: Path, factors: int, iterations: int, threads: int) -> d
         for alpha in ALPHA:
             U, V = fit_als(train, len(users), len(items), factors, reg, alpha, iterations, split["seed"], threads)
             grid[(reg, alpha)] = evaluate_candidates(U, V, np.arange(len(items)), val, train, (20,))["ndcg@20"]
-            print(f"{seed_dir.name}: ALS regularisation {reg:g} alpha {alpha:g}: warm-validation NDCG@20 "
-                  f"{grid[(reg, alpha)]:.4f}", flush=True)
+            print(
+                f"{seed_dir.name}: ALS regularisation {reg:g} alpha {alpha:g}: warm-validation NDCG@20 "
+                f"{grid[(reg, alpha)]:.4f}",
+                flush=True,
+            )
     reg, alpha = max(grid, key=grid.__getitem__)
     U, V = fit_als(train, len(users), len(items), factors, reg, alpha, iterations, split["seed"], threads)
     write_vectors(seed_dir / "items.parquet", "item_id", items, V)
     write_vectors(seed_dir / "users.parquet", "user_id", users, U)
-    report = {"model": "implicit.als.AlternatingLeastSquares", "factors": factors, "iterations": iterations,
-              "regularization": reg, "alpha": alpha, "chosen_on": "warm-validation NDCG@20",
-              "warm_val_ndcg@20": grid[(reg, alpha)], "grid": {f"{r:g},{a:g}": v for (r, a), v in grid.items()}}
+    report = {
+        "model": "implicit.als.AlternatingLeastSquares",
+        "factors": factors,
+        "iterations": iterations,
+        "regularization": reg,
+        "alpha": alpha,
+        "chosen_on": "warm-validation NDCG@20",
+        "warm_val_ndcg@20": grid[(reg, alpha)],
+        "grid": {f"{r:g},{a:g}": v for (r, a), v in grid.items()},
+    }
     (seed_dir / "space.json").write_text(json.dumps(report, indent=2))
     return report
 
@@ -101,8 +129,10 @@ def main() -> None:
         raise SystemExit(f"no exported splits in {a.splits}; run bench/quality.py --export-splits {a.splits}")
     for d in seeds:
         report = make_space(d, a.factors, a.iterations, a.threads)
-        print(f"{d.name}: kept regularisation {report['regularization']:g} alpha {report['alpha']:g} "
-              f"(warm-validation NDCG@20 {report['warm_val_ndcg@20']:.4f}); wrote items.parquet, users.parquet")
+        print(
+            f"{d.name}: kept regularisation {report['regularization']:g} alpha {report['alpha']:g} "
+            f"(warm-validation NDCG@20 {report['warm_val_ndcg@20']:.4f}); wrote items.parquet, users.parquet"
+        )
     print(f"done in {time.time() - t:.0f}s")
 
 

@@ -30,6 +30,7 @@ async def run(url: str, bodies: list[dict], concurrency: int, batch: int | None)
         queue.put_nowait(ch)
     lat, stored, errors = [], 0, 0
     async with httpx.AsyncClient(base_url=url, timeout=120) as c:
+
         async def worker():
             nonlocal stored, errors
             while not queue.empty():
@@ -50,10 +51,17 @@ async def run(url: str, bodies: list[dict], concurrency: int, batch: int | None)
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         wall = time.perf_counter() - t0
     lat.sort()
-    return {"mode": f"batch {batch}" if batch else "single", "concurrency": concurrency, "items": len(bodies),
-            "stored": stored, "errors": errors, "wall_s": wall, "items_per_s": stored / wall,
-            "request_p50_ms": 1000 * lat[len(lat) // 2],
-            "request_p99_ms": 1000 * lat[min(len(lat) - 1, int(0.99 * len(lat)))]}
+    return {
+        "mode": f"batch {batch}" if batch else "single",
+        "concurrency": concurrency,
+        "items": len(bodies),
+        "stored": stored,
+        "errors": errors,
+        "wall_s": wall,
+        "items_per_s": stored / wall,
+        "request_p50_ms": 1000 * lat[len(lat) // 2],
+        "request_p99_ms": 1000 * lat[min(len(lat) - 1, int(0.99 * len(lat)))],
+    }
 
 
 def main() -> None:
@@ -69,11 +77,17 @@ def main() -> None:
     rows = []
     for mode in [None, *a.batch]:
         tag = uuid.uuid4().hex[:6]
-        bodies = [{"item_id": f"bench-{tag}-{mid}", "text": text,
-                   "image_base64": base64.b64encode(poster.read_bytes()).decode()}
-                  for mid, text, poster in items]
-        rows.append(asyncio.run(run(a.url, bodies, a.concurrency if mode is None else max(1, a.concurrency // 4),
-                                    mode)))
+        bodies = [
+            {
+                "item_id": f"bench-{tag}-{mid}",
+                "text": text,
+                "image_base64": base64.b64encode(poster.read_bytes()).decode(),
+            }
+            for mid, text, poster in items
+        ]
+        rows.append(
+            asyncio.run(run(a.url, bodies, a.concurrency if mode is None else max(1, a.concurrency // 4), mode))
+        )
         print(json.dumps(rows[-1]))
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "ingest_batch.json").write_text(json.dumps({"url": a.url, "results": rows}, indent=2))

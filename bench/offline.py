@@ -51,10 +51,15 @@ async def http_rate(settings: ServiceSettings, rows: list[dict], concurrency: in
     from coldproxy.client import AsyncClient
 
     port, prefix = 18000 + os.getpid() % 1000, f"offline-bench-{uuid.uuid4().hex[:8]}"
-    env = os.environ | {"COLDPROXY_PACKAGE_DIR": str(settings.package_dir), "COLDPROXY_REDIS_PREFIX": prefix,
-                        "COLDPROXY_BUNDLES_PACKAGE_DIR": "", "COLDPROXY_PORT": str(port)}
-    server = subprocess.Popen([sys.executable, "-m", "coldproxy_cli", "serve"], env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    env = os.environ | {
+        "COLDPROXY_PACKAGE_DIR": str(settings.package_dir),
+        "COLDPROXY_REDIS_PREFIX": prefix,
+        "COLDPROXY_BUNDLES_PACKAGE_DIR": "",
+        "COLDPROXY_PORT": str(port),
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "coldproxy_cli", "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         async with AsyncClient(f"http://127.0.0.1:{port}", timeout=120) as cp:
             for _ in range(600):
@@ -80,8 +85,13 @@ async def http_rate(settings: ServiceSettings, rows: list[dict], concurrency: in
         server.terminate()
         server.wait(30)
         flush(settings.redis_url, prefix)
-    return {"engine": "http", "embedded": len(rows), "seconds": round(seconds, 2),
-            "items_per_s": round(len(rows) / seconds, 1), "concurrency": concurrency}
+    return {
+        "engine": "http",
+        "embedded": len(rows),
+        "seconds": round(seconds, 2),
+        "items_per_s": round(len(rows) / seconds, 1),
+        "concurrency": concurrency,
+    }
 
 
 def start_ray() -> float:
@@ -100,7 +110,7 @@ def flush(url: str, prefix: str) -> None:
     client = redis.Redis.from_url(url)
     keys = list(client.scan_iter(f"{prefix}:*", count=10_000))
     for start in range(0, len(keys), 10_000):
-        client.delete(*keys[start: start + 10_000])
+        client.delete(*keys[start : start + 10_000])
 
 
 def main() -> None:
@@ -128,8 +138,9 @@ def main() -> None:
             prefix = f"offline-bench-{uuid.uuid4().hex[:8]}"
             s = settings.model_copy(update={"redis_prefix": prefix})
             try:
-                r = embed_catalogue(s, table, redis=True, batch=a.batch, errors=work / "redis.errors.parquet",
-                                    progress=False)
+                r = embed_catalogue(
+                    s, table, redis=True, batch=a.batch, errors=work / "redis.errors.parquet", progress=False
+                )
             finally:
                 flush(settings.redis_url, prefix)
             rows.append(r | {"engine": "local into redis", "write_items_per_s": round(r["stored"] / r["write_s"], 1)})
@@ -147,20 +158,37 @@ def write(rows: list[dict], a) -> None:
     node = by.get("ray", by.get("local", {})).get("items_per_s")
     cap = by.get("local into redis", {}).get("write_items_per_s")
     nodes = [1, 2, 4, 8, 16, 32]
-    model = {n: {"parquet": round(n * node, 1) if node else None,
-                 "redis": round(min(n * node, cap), 1) if node and cap else None} for n in nodes}
-    out = {"command": "python bench/offline.py " + " ".join(sys.argv[1:]), "cores": usable_cores(), "items": a.items,
-           "rows": rows, "scaling_model": model}
+    model = {
+        n: {
+            "parquet": round(n * node, 1) if node else None,
+            "redis": round(min(n * node, cap), 1) if node and cap else None,
+        }
+        for n in nodes
+    }
+    out = {
+        "command": "python bench/offline.py " + " ".join(sys.argv[1:]),
+        "cores": usable_cores(),
+        "items": a.items,
+        "rows": rows,
+        "scaling_model": model,
+    }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{a.name}.json").write_text(json.dumps(out, indent=2))
-    md = [f"# Offline backfill throughput ({usable_cores()} cores, {a.items} items)", "",
-          f"Command: `{out['command']}`", "",
-          ] + offline_table(rows)
+    md = [
+        f"# Offline backfill throughput ({usable_cores()} cores, {a.items} items)",
+        "",
+        f"Command: `{out['command']}`",
+        "",
+    ] + offline_table(rows)
     if cap:
         md += ["", f"Redis write rate (one store, items stored / seconds writing): {cap} items/s."]
-    md += ["", "Scaling model (items/s; a node at the 1-node rate above):", "",
-           "| nodes | into Parquet | into one Redis |",
-           "|---|---|---|"] + [f"| {n} | {m['parquet']} | {m['redis']} |" for n, m in model.items()]
+    md += [
+        "",
+        "Scaling model (items/s; a node at the 1-node rate above):",
+        "",
+        "| nodes | into Parquet | into one Redis |",
+        "|---|---|---|",
+    ] + [f"| {n} | {m['parquet']} | {m['redis']} |" for n, m in model.items()]
     (RESULTS / f"{a.name}.md").write_text("\n".join(md) + "\n")
     plot(rows, model, RESULTS / f"{a.name}.png")
     print("\n".join(md))

@@ -41,8 +41,12 @@ def one(over: dict) -> dict:
     s = TrainSettings()
     ds = load_dataset(s)
     r = run(s.package_dir, ds, cold_start_split(ds, s.seed, s.split_ratios), 32, ServiceSettings(**over))
-    return {"items_per_s": r["items_per_s"], "ms_per_item": r["ms_per_item"], "cold_recall@20": r["cold"]["recall@20"],
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {
+        "items_per_s": r["items_per_s"],
+        "ms_per_item": r["ms_per_item"],
+        "cold_recall@20": r["cold"]["recall@20"],
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
 
 
 def main() -> None:
@@ -51,13 +55,17 @@ def main() -> None:
         return
     out = {}
     for name, over in SETTINGS.items():
-        r = subprocess.run([sys.executable, __file__, "--one", json.dumps(over)], capture_output=True, text=True,
-                           check=True)
+        r = subprocess.run(
+            [sys.executable, __file__, "--one", json.dumps(over)], capture_output=True, text=True, check=True
+        )
         out[name] = json.loads(r.stdout.strip().splitlines()[-1])
         m = out[name]
-        print(f"{name:42s} {m['items_per_s']:6.1f} items/s  text {m['ms_per_item']['text_encoder']:.2f} ms  "
-              f"image {m['ms_per_item']['image_encoder']:.2f} ms  peak RSS {m['peak_rss_mb']:.0f} MB  "
-              f"cold R@20 {m['cold_recall@20']:.4f}", flush=True)
+        print(
+            f"{name:42s} {m['items_per_s']:6.1f} items/s  text {m['ms_per_item']['text_encoder']:.2f} ms  "
+            f"image {m['ms_per_item']['image_encoder']:.2f} ms  peak RSS {m['peak_rss_mb']:.0f} MB  "
+            f"cold R@20 {m['cold_recall@20']:.4f}",
+            flush=True,
+        )
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "ort_options.json").write_text(json.dumps(out, indent=2))
 

@@ -52,7 +52,7 @@ def run(kind: str, package, n: int, overwrites: int, queries: int, k: int, seed:
     for j in tqdm(range(overwrites), desc=f"{kind}: overwrites", unit="item", mininterval=2):
         before = index._ann
         t = time.perf_counter()
-        index.upsert([f"syn-{targets[j]}"], fresh[j: j + 1])
+        index.upsert([f"syn-{targets[j]}"], fresh[j : j + 1])
         times.append(time.perf_counter() - t)
         rebuilds += before is not None and index._ann is not before
     users = package.user_emb[rng.integers(0, len(package.user_emb), queries)]
@@ -68,14 +68,33 @@ def run(kind: str, package, n: int, overwrites: int, queries: int, k: int, seed:
         with index._lock:
             rows = index._rows()[: len(index)].copy()
         exact.upsert(index.ids(), rows)
-        recall = round(float(np.mean([len({i for i, _ in index.search(q, k)} & {i for i, _ in exact.search(q, k)}) / k
-                                      for q in users[:200]])), 4)
-    return {"index": kind, "items": n, "overwrites": overwrites, **built,
-            "overwrite_p50_ms": ms(times, 0.5), "overwrite_p99_ms": ms(times, 0.99), "overwrite_max_ms": ms(times, 1.0),
-            "recommend_k": k, "recommend_p50_ms": ms(search, 0.5), "recommend_p99_ms": ms(search, 0.99),
-            "stale_nodes_after": index.stale if kind == "hnsw" else None,
-            "graph_nodes_after": index._ann.ntotal if kind == "hnsw" else None,
-            "graph_rebuilds_seen": rebuilds if kind == "hnsw" else None, "recall_at_k_vs_exact": recall}
+        recall = round(
+            float(
+                np.mean(
+                    [
+                        len({i for i, _ in index.search(q, k)} & {i for i, _ in exact.search(q, k)}) / k
+                        for q in users[:200]
+                    ]
+                )
+            ),
+            4,
+        )
+    return {
+        "index": kind,
+        "items": n,
+        "overwrites": overwrites,
+        **built,
+        "overwrite_p50_ms": ms(times, 0.5),
+        "overwrite_p99_ms": ms(times, 0.99),
+        "overwrite_max_ms": ms(times, 1.0),
+        "recommend_k": k,
+        "recommend_p50_ms": ms(search, 0.5),
+        "recommend_p99_ms": ms(search, 0.99),
+        "stale_nodes_after": index.stale if kind == "hnsw" else None,
+        "graph_nodes_after": index._ann.ntotal if kind == "hnsw" else None,
+        "graph_rebuilds_seen": rebuilds if kind == "hnsw" else None,
+        "recall_at_k_vs_exact": recall,
+    }
 
 
 def main() -> None:
@@ -93,17 +112,22 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     command = " ".join(["python bench/overwrites.py", *sys.argv[1:]])
     (RESULTS / f"{a.name}.json").write_text(json.dumps({"command": command, "rows": rows}, indent=2))
-    lines = [f"# Overwrites at {a.items:,} items: one replica's index, this machine ({usable_cores()} cores)\n",
-             f"Command: `{command}`. Each of {a.overwrites:,} overwrites applied one at a time, as the event stream "
-             f"delivers them; then {a.queries:,} recommendations (top {a.k}) for the package's users.\n",
-             "| index | overwrite p50 / p99 / max (ms) | recommend p50 / p99 (ms) after | HNSW stale nodes after | "
-             "graph "
-             "rebuilds | recall@k vs exact |", "|---|---|---|---|---|---|"]
+    lines = [
+        f"# Overwrites at {a.items:,} items: one replica's index, this machine ({usable_cores()} cores)\n",
+        f"Command: `{command}`. Each of {a.overwrites:,} overwrites applied one at a time, as the event stream "
+        f"delivers them; then {a.queries:,} recommendations (top {a.k}) for the package's users.\n",
+        "| index | overwrite p50 / p99 / max (ms) | recommend p50 / p99 (ms) after | HNSW stale nodes after | "
+        "graph "
+        "rebuilds | recall@k vs exact |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['index']} | {r['overwrite_p50_ms']} / {r['overwrite_p99_ms']} / {r['overwrite_max_ms']} | "
-                     f"{r['recommend_p50_ms']} / {r['recommend_p99_ms']} | {r['stale_nodes_after'] or ''} | "
-                     f"{r['graph_rebuilds_seen'] if r['graph_rebuilds_seen'] is not None else ''} | "
-                     f"{r['recall_at_k_vs_exact'] or ''} |")
+        lines.append(
+            f"| {r['index']} | {r['overwrite_p50_ms']} / {r['overwrite_p99_ms']} / {r['overwrite_max_ms']} | "
+            f"{r['recommend_p50_ms']} / {r['recommend_p99_ms']} | {r['stale_nodes_after'] or ''} | "
+            f"{r['graph_rebuilds_seen'] if r['graph_rebuilds_seen'] is not None else ''} | "
+            f"{r['recall_at_k_vs_exact'] or ''} |"
+        )
     (RESULTS / f"{a.name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -52,21 +52,28 @@ def variants() -> dict[str, dict]:
     out = {"cpu": {"providers": [CPU]}}
     if CUDA in default_providers():
         cuda = {"providers": [CUDA, CPU], "cuda_conv_algo_search": "HEURISTIC", "cuda_tf32": False}
-        out |= {"cuda": cuda, "cuda-tf32": cuda | {"cuda_tf32": True},
-                "cuda-exhaustive": cuda | {"cuda_conv_algo_search": "EXHAUSTIVE"}}
+        out |= {
+            "cuda": cuda,
+            "cuda-tf32": cuda | {"cuda_tf32": True},
+            "cuda-exhaustive": cuda | {"cuda_conv_algo_search": "EXHAUSTIVE"},
+        }
     return out
 
 
-def run_variant(package, payload: list[tuple[str, bytes | None]], batches: list[int], ort_opts: dict,
-                max_pixels: int) -> dict:
+def run_variant(
+    package, payload: list[tuple[str, bytes | None]], batches: list[int], ort_opts: dict, max_pixels: int
+) -> dict:
     metrics = Metrics()
     t = time.perf_counter()
     pipe = ProxyPipeline(package, metrics, ort_opts, max_pixels)
-    out = {"load_s": time.perf_counter() - t,
-           "providers": {g: s.get_providers()[0] for g,
-                         s in (("text_encoder", pipe.text), ("image_encoder", pipe.image),
-                                                             ("proxy", pipe.proxy))},
-           "by_batch": {}}
+    out = {
+        "load_s": time.perf_counter() - t,
+        "providers": {
+            g: s.get_providers()[0]
+            for g, s in (("text_encoder", pipe.text), ("image_encoder", pipe.image), ("proxy", pipe.proxy))
+        },
+        "by_batch": {},
+    }
     vectors = None
     for b in batches:
         first = time.perf_counter()
@@ -78,18 +85,27 @@ def run_variant(package, payload: list[tuple[str, bytes | None]], batches: list[
             got += pipe.embed_many(payload[s : s + b])
         wall = time.perf_counter() - t
         after = metrics.stage_seconds()
-        out["by_batch"][b] = {"items_per_s": len(payload) / wall, "first_call_ms": 1000 * first,
-                              "ms_per_item": {k: 1000 * (after.get(k, 0.0) - before.get(k, 0.0)) / len(payload)
-                                              for k in STAGES if k in after}}
-        vectors = {"served": np.stack([r.embedding for r in got]),
-                   "proxy": np.stack([r.parts.get("proxy", r.embedding) for r in got])}
+        out["by_batch"][b] = {
+            "items_per_s": len(payload) / wall,
+            "first_call_ms": 1000 * first,
+            "ms_per_item": {
+                k: 1000 * (after.get(k, 0.0) - before.get(k, 0.0)) / len(payload) for k in STAGES if k in after
+            },
+        }
+        vectors = {
+            "served": np.stack([r.embedding for r in got]),
+            "proxy": np.stack([r.parts.get("proxy", r.embedding) for r in got]),
+        }
     return out, vectors
 
 
 def difference(a: np.ndarray, b: np.ndarray) -> dict:
     cos = np.sum(a * b, 1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
-    return {"max_abs_diff": float(np.abs(a - b).max()), "min_cosine": float(cos.min()),
-            "mean_cosine": float(cos.mean())}
+    return {
+        "max_abs_diff": float(np.abs(a - b).max()),
+        "min_cosine": float(cos.min()),
+        "mean_cosine": float(cos.mean()),
+    }
 
 
 def main() -> None:
@@ -104,9 +120,17 @@ def main() -> None:
     package = load_package(a.package_dir)
     items = [it for it in Payloads.from_movielens(a.data).items if it[2] is not None][: a.items]
     payload = [(text, poster.read_bytes()) for _, text, poster in items]
-    out = {"onnxruntime": ort.__version__, "available_providers": ort.get_available_providers(), "gpu": gpu_name(),
-           "cpu_count": usable_cores(), "machine": platform.node(), "package": package.manifest.version,
-           "items": len(payload), "batches": a.batches, "variants": {}}
+    out = {
+        "onnxruntime": ort.__version__,
+        "available_providers": ort.get_available_providers(),
+        "gpu": gpu_name(),
+        "cpu_count": usable_cores(),
+        "machine": platform.node(),
+        "package": package.manifest.version,
+        "items": len(payload),
+        "batches": a.batches,
+        "variants": {},
+    }
     cpu_vectors = None
     for label, extra in variants().items():
         print(f"== {label}")
@@ -115,21 +139,25 @@ def main() -> None:
             cpu_vectors = vectors
         res["vs_cpu"] = {k: difference(vectors[k], cpu_vectors[k]) for k in vectors}
         out["variants"][label] = res
-    lines = [f"# Execution providers on the serving pipeline (bench/providers.py, `{a.name}`)\n",
-             f"onnxruntime {out['onnxruntime']}, {out['cpu_count']} CPU cores, GPU: {out['gpu'] or 'none'}; "
-             f"{len(payload)} MovieLens items (poster + text)\n",
-             "| variant | providers got | batch | items/s | first call ms | ms/item text enc | ms/item image enc | "
-             "ms/item decode | max abs diff vs CPU: proxy, served | min cosine vs CPU: served |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# Execution providers on the serving pipeline (bench/providers.py, `{a.name}`)\n",
+        f"onnxruntime {out['onnxruntime']}, {out['cpu_count']} CPU cores, GPU: {out['gpu'] or 'none'}; "
+        f"{len(payload)} MovieLens items (poster + text)\n",
+        "| variant | providers got | batch | items/s | first call ms | ms/item text enc | ms/item image enc | "
+        "ms/item decode | max abs diff vs CPU: proxy, served | min cosine vs CPU: served |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for label, r in out["variants"].items():
         for b, x in r["by_batch"].items():
             ms = x["ms_per_item"]
-            lines.append(f"| {label} | {r['providers']['image_encoder']} | {b} | {x['items_per_s']:.1f} | "
-                         f"{x['first_call_ms']:.0f} | "
-                         f"{ms.get('text_encoder', 0):.2f} | {ms.get('image_encoder', 0):.2f} | "
-                         f"{ms.get('decode', 0):.2f} | "
-                         f"{r['vs_cpu']['proxy']['max_abs_diff']:.1e}, {r['vs_cpu']['served']['max_abs_diff']:.1e} | "
-                         f"{r['vs_cpu']['served']['min_cosine']:.4f} |")
+            lines.append(
+                f"| {label} | {r['providers']['image_encoder']} | {b} | {x['items_per_s']:.1f} | "
+                f"{x['first_call_ms']:.0f} | "
+                f"{ms.get('text_encoder', 0):.2f} | {ms.get('image_encoder', 0):.2f} | "
+                f"{ms.get('decode', 0):.2f} | "
+                f"{r['vs_cpu']['proxy']['max_abs_diff']:.1e}, {r['vs_cpu']['served']['max_abs_diff']:.1e} | "
+                f"{r['vs_cpu']['served']['min_cosine']:.4f} |"
+            )
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{a.name}.json").write_text(json.dumps(out, indent=2))
     (RESULTS / f"{a.name}.md").write_text("\n".join(lines) + "\n")

@@ -90,17 +90,33 @@ def export_splits(out: Path, seeds: list[int], data: dict) -> None:
         d = out / f"seed{seed}"
         d.mkdir(parents=True, exist_ok=True)
         for name, part in (("train", sp.train), ("warm_val", sp.warm_val)):
-            pq.write_table(pa.table({"user_id": [ds.user_ids[u] for u in part.users],
-                                     "item_id": [ds.item_ids[i] for i in part.items]}), d / f"{name}.parquet")
+            pq.write_table(
+                pa.table(
+                    {"user_id": [ds.user_ids[u] for u in part.users], "item_id": [ds.item_ids[i] for i in part.items]}
+                ),
+                d / f"{name}.parquet",
+            )
         pq.write_table(pa.table({"item_id": [ds.item_ids[i] for i in sp.warm_items]}), d / "warm_items.parquet")
         pq.write_table(pa.table({"user_id": ds.user_ids}), d / "user_ids.parquet")
-        (d / "split.json").write_text(json.dumps({
-            "dataset": ds.name, "seed": seed, "ratios": list(s.split_ratios), "warm_items": len(sp.warm_items),
-            "users": ds.n_users, "train_interactions": len(sp.train), "warm_val_interactions": len(sp.warm_val),
-            "held_out": "validation-cold and test-cold items and their interactions; warm-test interactions"},
-                                                 indent=2))
-        print(f"seed {seed}: {len(sp.train)} training interactions over {len(sp.warm_items)} warm items, "
-              f"{ds.n_users} users -> {d}")
+        (d / "split.json").write_text(
+            json.dumps(
+                {
+                    "dataset": ds.name,
+                    "seed": seed,
+                    "ratios": list(s.split_ratios),
+                    "warm_items": len(sp.warm_items),
+                    "users": ds.n_users,
+                    "train_interactions": len(sp.train),
+                    "warm_val_interactions": len(sp.warm_val),
+                    "held_out": "validation-cold and test-cold items and their interactions; warm-test interactions",
+                },
+                indent=2,
+            )
+        )
+        print(
+            f"seed {seed}: {len(sp.train)} training interactions over {len(sp.warm_items)} warm items, "
+            f"{ds.n_users} users -> {d}"
+        )
 
 
 def space_settings(space_dir: Path | None, seed: int) -> dict:
@@ -119,12 +135,15 @@ def check_no_cold_vectors(result) -> None:
     cold = np.concatenate([result.split.val_items, result.split.test_items])
     seen = cold[result.space.has_vector[cold]]
     if len(seen):
-        raise SystemExit(f"the given space has vectors for {len(seen)} validation/test-cold items (e.g. "
-                         f"{[result.dataset.item_ids[i] for i in seen[:3]]}): it was not made from this seed's split")
+        raise SystemExit(
+            f"the given space has vectors for {len(seen)} validation/test-cold items (e.g. "
+            f"{[result.dataset.item_ids[i] for i in seen[:3]]}): it was not made from this seed's split"
+        )
 
 
-def run_seed(seed: int, only: set[str] | None, data: dict,
-             space_dir: Path | None = None) -> tuple[dict[str, dict], str]:
+def run_seed(
+    seed: int, only: set[str] | None, data: dict, space_dir: Path | None = None
+) -> tuple[dict[str, dict], str]:
     """Every method's scenarios on one seed, and the dataset's name; with ``space_dir``, in the seed's given space."""
     s = TrainSettings(seed=seed, **data, **space_settings(space_dir, seed))
     want = lambda m: (only is None or m in only) and not (space_dir is not None and m == LIGHTGCN)  # noqa: E731
@@ -138,19 +157,26 @@ def run_seed(seed: int, only: set[str] | None, data: dict,
     def score(name, emb, users=U):
         res[name] = evaluate_split(users, emb, sp)
         every = res[name]["all"]
-        print(f"seed {seed} {name}: cold R@20 {res[name]['cold']['recall@20']:.4f} NDCG@20 "
-              f"{res[name]['cold']['ndcg@20']:.4f}"
-              f" | all R@20 {every['recall@20']:.4f} NDCG@20 {every['ndcg@20']:.4f}"
-              f" new-item hit@20 {every['new_item_hit_rate@20']:.4f} (all {every['hit_rate@20']:.4f})", flush=True)
+        print(
+            f"seed {seed} {name}: cold R@20 {res[name]['cold']['recall@20']:.4f} NDCG@20 "
+            f"{res[name]['cold']['ndcg@20']:.4f}"
+            f" | all R@20 {every['recall@20']:.4f} NDCG@20 {every['ndcg@20']:.4f}"
+            f" new-item hit@20 {every['new_item_hit_rate@20']:.4f} (all {every['hit_rate@20']:.4f})",
+            flush=True,
+        )
 
     score(CALIBRATED, r.served_item_emb())  # what the package serves
-    res["_choices"] = {"selection": r.metrics["selection"], "id_model": r.metrics["id_model"]["type"],
-                       "id_fallback": r.metrics["id_model"].get("fallback"),
-                       "calibration": {k: v for k, v in r.metrics.get("calibration", {}).items() if k != "grid"}}
+    res["_choices"] = {
+        "selection": r.metrics["selection"],
+        "id_model": r.metrics["id_model"]["type"],
+        "id_fallback": r.metrics["id_model"].get("fallback"),
+        "calibration": {k: v for k, v in r.metrics.get("calibration", {}).items() if k != "grid"},
+    }
     if space_dir is not None:  # what made the space, as its maker recorded it
         made = space_dir / f"seed{seed}" / "space.json"
-        res["_choices"]["id_space"] = r.metrics["id_space"] | {"made_by": json.loads(made.read_text()) if made.exists()
-                                                                else None}
+        res["_choices"]["id_space"] = r.metrics["id_space"] | {
+            "made_by": json.loads(made.read_text()) if made.exists() else None
+        }
     print(f"seed {seed} chose on validation: {res['_choices']}", flush=True)
     score(FULL, served(r.proxy, f, I, cold))  # the (validation-chosen) generator's proxy alone
     if want("random"):
@@ -164,6 +190,7 @@ def run_seed(seed: int, only: set[str] | None, data: dict,
         if want(name):
             score(name, fn(f, sp, U, I, cold, s)[0])
     if want("skeleton MLP (BPR+MSE)"):
+
         def build():
             return ProxyMLP(f.text.shape[1], f.image.shape[1], U.shape[1], s.proxy_hidden, s.proxy_dropout)
 
@@ -217,8 +244,9 @@ def diffusion_rows(result, cold, score, want) -> None:
     score(DIFFUSION[1], with_cold(served_cold(replace(ex, choice="gate"), cold)[0]))
     if want(DIFFUSION[2]):
         stacked, available = ex.stacked(I, sp.warm_items, n)
-        gate, _ = train_gate(stacked, available, ex.features, U, sp, s.model_copy(update={"gate_aug_ratio": 0.0}),
-                             desc="gate w/o aug")
+        gate, _ = train_gate(
+            stacked, available, ex.features, U, sp, s.model_copy(update={"gate_aug_ratio": 0.0}), desc="gate w/o aug"
+        )
         score(DIFFUSION[2], with_cold(served_cold(replace(ex, gate=gate), cold)[0]))
     if want(DIFFUSION[3]):
         kw = sampler_kwargs(s) | {"from_noise": True, "seed": s.seed}
@@ -233,16 +261,31 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--only", nargs="+", help="method names to run besides the full generator")
     p.add_argument("--out", default="quality_movielens", help="results file stem under bench/results")
-    p.add_argument("--merge", action="store_true",
-                   help="add the rows run now to the existing results file (same seeds)")
+    p.add_argument(
+        "--merge", action="store_true", help="add the rows run now to the existing results file (same seeds)"
+    )
     p.add_argument("--data", type=Path, help="dataset directory (default: COLDPROXY_DATA_DIR, MovieLens-posters)")
     p.add_argument("--format", choices=["movielens", "generic"], help="dataset format (COLDPROXY_DATA_FORMAT)")
-    p.add_argument("--combine", type=Path, nargs="+", help="write --out from these results files (e.g. one per "
-                   "seed, each run on a core of its own) instead of running")
-    p.add_argument("--export-splits", type=Path, metavar="DIR", help="write each seed's warm training interactions "
-                   "for an external recommender to DIR/seed{N}/ and stop")
-    p.add_argument("--id-space-dir", type=Path, metavar="DIR", help="score every method in the ID space each seed's "
-                   "DIR/seed{N}/items.parquet and users.parquet give (made from --export-splits DIR)")
+    p.add_argument(
+        "--combine",
+        type=Path,
+        nargs="+",
+        help="write --out from these results files (e.g. one per "
+        "seed, each run on a core of its own) instead of running",
+    )
+    p.add_argument(
+        "--export-splits",
+        type=Path,
+        metavar="DIR",
+        help="write each seed's warm training interactions for an external recommender to DIR/seed{N}/ and stop",
+    )
+    p.add_argument(
+        "--id-space-dir",
+        type=Path,
+        metavar="DIR",
+        help="score every method in the ID space each seed's "
+        "DIR/seed{N}/items.parquet and users.parquet give (made from --export-splits DIR)",
+    )
     a = p.parse_args()
     data = {k: v for k, v in (("data_dir", a.data), ("data_format", a.format)) if v is not None}
     t = time.time()
@@ -271,9 +314,13 @@ def main() -> None:
     summary = summarise(per_seed)
     RESULTS.mkdir(parents=True, exist_ok=True)
     table = markdown(summary, seeds)
-    (RESULTS / f"{a.out}.json").write_text(json.dumps(
-        {"dataset": dataset, "seeds": seeds, "seconds": time.time() - t, "summary": summary,
-         "per_seed": per_seed}, indent=2, default=float))
+    (RESULTS / f"{a.out}.json").write_text(
+        json.dumps(
+            {"dataset": dataset, "seeds": seeds, "seconds": time.time() - t, "summary": summary, "per_seed": per_seed},
+            indent=2,
+            default=float,
+        )
+    )
     (RESULTS / f"{a.out}.md").write_text(f"# Cold-start quality, {dataset}\n" + space_note(per_seed) + table)
     plot(summary, RESULTS / f"{a.out}.png", dataset)
     print(table)

@@ -49,8 +49,10 @@ def run(package_dir: Path, ds, split, batch: int, settings: ServiceSettings | No
         if it in warm_row:
             served[i] = b.item_emb[warm_row[it]]
     t = time.perf_counter()
-    for s in tqdm(range(0, len(items), batch),
-                  desc=f"ingest test-cold items ({b.manifest.encoders.get('quantization', 'float32')[:12]})"):
+    for s in tqdm(
+        range(0, len(items), batch),
+        desc=f"ingest test-cold items ({b.manifest.encoders.get('quantization', 'float32')[:12]})",
+    ):
         rows = items[s : s + batch]
         payload = [(ds.item_texts[i], ds.item_images[i].read_bytes() if ds.item_images[i] else None) for i in rows]
         for i, r in zip(rows, pipe.embed_many(payload)):
@@ -60,12 +62,17 @@ def run(package_dir: Path, ds, split, batch: int, settings: ServiceSettings | No
     U = np.stack([b.user_emb[user_row[u]] for u in ds.user_ids])
     m = evaluate_split(U, served, split)
     stages = metrics.stage_seconds()
-    return {"bundle": b.manifest.version, "quantization": b.manifest.encoders.get("quantization", "none (float32)"),
-            "cold": {k: float(m["cold"][k]) for k in ("recall@20", "ndcg@20")},
-            "all": {k: float(m["all"][k]) for k in ("recall@20", "ndcg@20")},
-            "items": len(items), "wall_s": wall, "items_per_s": len(items) / wall,
-            "ms_per_item": {k: 1000 * stages.get(k, 0.0) / len(items) for k in STAGES},
-            "graph_bytes": {c: b.file(c).stat().st_size for c in ("text_encoder", "image_encoder")}}
+    return {
+        "bundle": b.manifest.version,
+        "quantization": b.manifest.encoders.get("quantization", "none (float32)"),
+        "cold": {k: float(m["cold"][k]) for k in ("recall@20", "ndcg@20")},
+        "all": {k: float(m["all"][k]) for k in ("recall@20", "ndcg@20")},
+        "items": len(items),
+        "wall_s": wall,
+        "items_per_s": len(items) / wall,
+        "ms_per_item": {k: 1000 * stages.get(k, 0.0) / len(items) for k in STAGES},
+        "graph_bytes": {c: b.file(c).stat().st_size for c in ("text_encoder", "image_encoder")},
+    }
 
 
 def main() -> None:
@@ -76,30 +83,39 @@ def main() -> None:
     a = p.parse_args()
     variants = {"float32": a.package_dir}
     for name, comps in (("int8 text", ("text_encoder",)), ("int8 text+image", ENCODERS)):
-        variants[name] = quantize_package(a.package_dir, a.package_dir.with_name(
-            f"{a.package_dir.name}-{name.replace(' ', '-')}"), s, comps)
+        variants[name] = quantize_package(
+            a.package_dir, a.package_dir.with_name(f"{a.package_dir.name}-{name.replace(' ', '-')}"), s, comps
+        )
     ds = load_dataset(s)
     split = cold_start_split(ds, s.seed, s.split_ratios)
     out = {name: run(path, ds, split, a.batch) for name, path in variants.items()}
     f = out["float32"]
-    out["change_vs_float32"] = {name: {"cold_recall@20": r["cold"]["recall@20"] - f["cold"]["recall@20"],
-                                       "all_recall@20": r["all"]["recall@20"] - f["all"]["recall@20"],
-                                       "speedup_items_per_s": r["items_per_s"] / f["items_per_s"]}
-                                for name, r in out.items() if name != "float32"}
+    out["change_vs_float32"] = {
+        name: {
+            "cold_recall@20": r["cold"]["recall@20"] - f["cold"]["recall@20"],
+            "all_recall@20": r["all"]["recall@20"] - f["all"]["recall@20"],
+            "speedup_items_per_s": r["items_per_s"] / f["items_per_s"],
+        }
+        for name, r in out.items()
+        if name != "float32"
+    }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "quantize.json").write_text(json.dumps(out, indent=2))
-    lines = ["# int8 dynamic quantisation of the encoders (bench/quantize.py)\n",
-             f"test-cold items of the default split ({f['items']}), through the serving pipeline, batches of "
-             f"{a.batch}\n",
-             "| encoders | cold R@20 | cold N@20 | all R@20 | items/s | ms/item text enc | ms/item image enc | graph "
-             "MB (text, image) |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "# int8 dynamic quantisation of the encoders (bench/quantize.py)\n",
+        f"test-cold items of the default split ({f['items']}), through the serving pipeline, batches of {a.batch}\n",
+        "| encoders | cold R@20 | cold N@20 | all R@20 | items/s | ms/item text enc | ms/item image enc | graph "
+        "MB (text, image) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for name, r in ((n, out[n]) for n in variants):
-        lines.append(f"| {name} | {r['cold']['recall@20']:.4f} | {r['cold']['ndcg@20']:.4f} | "
-                     f"{r['all']['recall@20']:.4f} | "
-                     f"{r['items_per_s']:.1f} | {r['ms_per_item']['text_encoder']:.2f} | "
-                     f"{r['ms_per_item']['image_encoder']:.2f} | "
-                     f"{r['graph_bytes']['text_encoder'] / 1e6:.1f}, {r['graph_bytes']['image_encoder'] / 1e6:.1f} |")
+        lines.append(
+            f"| {name} | {r['cold']['recall@20']:.4f} | {r['cold']['ndcg@20']:.4f} | "
+            f"{r['all']['recall@20']:.4f} | "
+            f"{r['items_per_s']:.1f} | {r['ms_per_item']['text_encoder']:.2f} | "
+            f"{r['ms_per_item']['image_encoder']:.2f} | "
+            f"{r['graph_bytes']['text_encoder'] / 1e6:.1f}, {r['graph_bytes']['image_encoder'] / 1e6:.1f} |"
+        )
     (RESULTS / "quantize.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     print(json.dumps(out["change_vs_float32"], indent=2))

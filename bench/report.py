@@ -31,17 +31,29 @@ DEFAULT = "default: validation-chosen + calibration"  # what a package serves (b
 GENERATOR = "proxy generator"
 BASELINES = ("popularity", "random", "content-kNN", "CB2CF", "DropoutNet", "CLCRec")
 ITEM_RUNS = (  # file, title, what differs from the others
-    ("quality_movielens", "MovieLens-posters, coldproxy's own ID model (LightGCN)",
-     "`python bench/quality.py --only random popularity content-kNN CB2CF DropoutNet CLCRec`; item text is title "
-     "and genres, without the users' tags (interaction data: [Models](models.md))"),
-    ("quality_movielens_als", "MovieLens-posters, in an ALS space coldproxy did not make",
-     "implicit's ALS fitted on each seed's warm training interactions (`bench/external_space.py`); see "
-     "[Your recommender's space](your-space.md); item text without tags"),
-    ("quality_sparse_catalogue", "Generated sparse catalogue, coldproxy's own ID model",
-     "`python -m models.synthetic_catalogue DIR`, then `python bench/quality.py --data DIR --format generic --only "
-     "random popularity content-kNN CB2CF DropoutNet CLCRec --out quality_sparse_catalogue`"),
-    ("quality_sparse_catalogue_als", "Generated sparse catalogue, in an ALS space",
-     "`python -m models.synthetic_catalogue`, the same ALS protocol"),
+    (
+        "quality_movielens",
+        "MovieLens-posters, coldproxy's own ID model (LightGCN)",
+        "`python bench/quality.py --only random popularity content-kNN CB2CF DropoutNet CLCRec`; item text is title "
+        "and genres, without the users' tags (interaction data: [Models](models.md))",
+    ),
+    (
+        "quality_movielens_als",
+        "MovieLens-posters, in an ALS space coldproxy did not make",
+        "implicit's ALS fitted on each seed's warm training interactions (`bench/external_space.py`); see "
+        "[Your recommender's space](your-space.md); item text without tags",
+    ),
+    (
+        "quality_sparse_catalogue",
+        "Generated sparse catalogue, coldproxy's own ID model",
+        "`python -m models.synthetic_catalogue DIR`, then `python bench/quality.py --data DIR --format generic --only "
+        "random popularity content-kNN CB2CF DropoutNet CLCRec --out quality_sparse_catalogue`",
+    ),
+    (
+        "quality_sparse_catalogue_als",
+        "Generated sparse catalogue, in an ALS space",
+        "`python -m models.synthetic_catalogue`, the same ALS protocol",
+    ),
 )
 
 
@@ -54,10 +66,16 @@ def load(name: str) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-SERVING_RUNS = (("serving", "`python bench/serving.py`"), ("serving-recheck", "the same, a second run"),
-                ("serving-soak200", "`--soak-rate 200 --name serving-soak200`"))
-SCALE_RUNS = (("scale", "sizes 10k–1M, before the Lua reads"), ("scale-1m-script", "1M, with the Lua reads"),
-              ("scale-5m", "5M, with the Lua reads"))
+SERVING_RUNS = (
+    ("serving", "`python bench/serving.py`"),
+    ("serving-recheck", "the same, a second run"),
+    ("serving-soak200", "`--soak-rate 200 --name serving-soak200`"),
+)
+SCALE_RUNS = (
+    ("scale", "sizes 10k–1M, before the Lua reads"),
+    ("scale-1m-script", "1M, with the Lua reads"),
+    ("scale-5m", "5M, with the Lua reads"),
+)
 
 
 def runs(names: tuple[tuple[str, str], ...]) -> list[tuple[str, dict, str]]:
@@ -76,15 +94,21 @@ def item_section(name: str, title: str, how: str) -> list[str]:
     if run is None:
         return [f"## {title}", "", f"Not measured yet (`bench/results/{name}.json` is missing).", ""]
     seeds = run["seeds"]
-    out = [f"## {title}", "", f"Seeds {', '.join(map(str, seeds))}; test split, reported only; {how}. Source: "
-           f"`bench/results/{name}.json`.", "",
-           "| method | cold Recall@20 | cold NDCG@20 | all-items Recall@20 | all-items NDCG@20 | cold Recall@20 per "
-           "seed |",
-           "|---|---|---|---|---|---|"]
+    out = [
+        f"## {title}",
+        "",
+        f"Seeds {', '.join(map(str, seeds))}; test split, reported only; {how}. Source: `bench/results/{name}.json`.",
+        "",
+        "| method | cold Recall@20 | cold NDCG@20 | all-items Recall@20 | all-items NDCG@20 | cold Recall@20 per "
+        "seed |",
+        "|---|---|---|---|---|---|",
+    ]
     methods = [m for m in (DEFAULT, GENERATOR, *BASELINES) if metric(run, m, "cold", "recall@20") is not None]
     for m in methods:
-        cells = [metric(run, m, s, k) for s, k in (("cold", "recall@20"), ("cold", "ndcg@20"), ("all", "recall@20"),
-                                                     ("all", "ndcg@20"))]
+        cells = [
+            metric(run, m, s, k)
+            for s, k in (("cold", "recall@20"), ("cold", "ndcg@20"), ("all", "recall@20"), ("all", "ndcg@20"))
+        ]
         label = f"**{m}**" if m == DEFAULT else m
         out.append(f"| {label} | " + " | ".join(stats(c) if c else "–" for c in cells) + f" | {seeds_of(cells[0])} |")
     out += ["", paired(run, [m for m in methods if m in BASELINES]), ""]
@@ -105,8 +129,10 @@ def paired(run: dict, baselines: list[str]) -> str:
     best = best_baseline(run, baselines)
     diffs = [d - b for d, (b, _) in zip(default, best)]
     per_seed = ", ".join(f"{d:+.4f} ({name})" for d, (_, name) in zip(diffs, best))
-    return (f"Paired against each seed's best baseline on cold Recall@20: {per_seed}; mean {np.mean(diffs):+.4f}, "
-            f"ratio {np.mean(default) / np.mean([b for b, _ in best]):.2f}x.")
+    return (
+        f"Paired against each seed's best baseline on cold Recall@20: {per_seed}; mean {np.mean(diffs):+.4f}, "
+        f"ratio {np.mean(default) / np.mean([b for b, _ in best]):.2f}x."
+    )
 
 
 def catalogue_section() -> list[str]:
@@ -116,30 +142,38 @@ def catalogue_section() -> list[str]:
     if s is None or "items_served" not in s:
         return out + ["Not measured yet (`bench/results/seen_check.json` is missing).", ""]
     by = s["items_served_by_source"]
-    out += [f"`python bench/up.py --seen-check`: `bash scripts/main.sh` on a fresh clone, timed to its first package "
-            "and to its refit's, then `bench/seen_check.py` on the package it serves after the refit "
-            f"({s['package']}, {'refit on all the data' if s['refit'] else 'the evaluation split'}), through HTTP, "
-            "against the dataset read afresh; sources `bench/results/up.json`, `bench/results/seen_check.json`.", "",
-            "| what | measured |", "|---|---|",
-            f"| items with an interaction (any rating) answered by `GET /v1/items/{{id}}/embedding` | "
-            f"{s['items_served']:,} / {s['items_with_interactions']:,} (by ID vector {by.get('id', 0):,}, by proxy "
-            f"{by.get('proxy', 0):,}) |",
-            f"| catalogue items answered | {s['catalogue_items_served']:,} / {s['catalogue_items']:,} |",
-            f"| recommendations of an item the user rated, {s['users']} users x k = "
-            f"{' and '.join(map(str, s['ks']))} (and {s.get('users_without_a_positive', 0)} without a positive, "
-            f"who have no ID vector) | {s['recommendations_of_rated_items']} |"]
+    out += [
+        f"`python bench/up.py --seen-check`: `bash scripts/main.sh` on a fresh clone, timed to its first package "
+        "and to its refit's, then `bench/seen_check.py` on the package it serves after the refit "
+        f"({s['package']}, {'refit on all the data' if s['refit'] else 'the evaluation split'}), through HTTP, "
+        "against the dataset read afresh; sources `bench/results/up.json`, `bench/results/seen_check.json`.",
+        "",
+        "| what | measured |",
+        "|---|---|",
+        f"| items with an interaction (any rating) answered by `GET /v1/items/{{id}}/embedding` | "
+        f"{s['items_served']:,} / {s['items_with_interactions']:,} (by ID vector {by.get('id', 0):,}, by proxy "
+        f"{by.get('proxy', 0):,}) |",
+        f"| catalogue items answered | {s['catalogue_items_served']:,} / {s['catalogue_items']:,} |",
+        f"| recommendations of an item the user rated, {s['users']} users x k = "
+        f"{' and '.join(map(str, s['ks']))} (and {s.get('users_without_a_positive', 0)} without a positive, "
+        f"who have no ID vector) | {s['recommendations_of_rated_items']} |",
+    ]
     if up is not None:
-        out += [f"| fresh clone to the first package served (`bash scripts/main.sh`, {up['cores']} cores) | "
-                f"{up['ready_s']:.0f} s (virtualenv {up['venv_s']:.0f} s) |",
-                f"| the refit on all the data, in the background, to its package serving | {up['refit_s']:.0f} s |"]
+        out += [
+            f"| fresh clone to the first package served (`bash scripts/main.sh`, {up['cores']} cores) | "
+            f"{up['ready_s']:.0f} s (virtualenv {up['venv_s']:.0f} s) |",
+            f"| the refit on all the data, in the background, to its package serving | {up['refit_s']:.0f} s |",
+        ]
     return out + [""]
 
 
 def readme_block() -> list[str]:
     """The README's results: one row per item run, the default against each seed's best baseline, and the headline
     serving numbers; written between README_MARKERS so that no number there is typed by hand."""
-    out = ["| dataset, ID space | coldproxy cold Recall@20 | best baseline per seed | paired gain per seed |",
-           "|---|---|---|---|"]
+    out = [
+        "| dataset, ID space | coldproxy cold Recall@20 | best baseline per seed | paired gain per seed |",
+        "|---|---|---|---|",
+    ]
     for name, title, _ in ITEM_RUNS:
         run = load(name)
         baselines = [b for b in BASELINES if run is not None and metric(run, b, "cold", "recall@20") is not None]
@@ -147,27 +181,39 @@ def readme_block() -> list[str]:
             continue
         default, best = metric(run, DEFAULT, "cold", "recall@20"), best_baseline(run, baselines)
         names = list(dict.fromkeys(n for _, n in best))
-        who = (f"{names[0]} on every seed ({stats(metric(run, names[0], 'cold', 'recall@20'))})" if len(names) == 1
-               else ", ".join(names[:-1]) + f" or {names[-1]}")
+        who = (
+            f"{names[0]} on every seed ({stats(metric(run, names[0], 'cold', 'recall@20'))})"
+            if len(names) == 1
+            else ", ".join(names[:-1]) + f" or {names[-1]}"
+        )
         gains = " / ".join(f"{d - b:+.4f}" for d, (b, _) in zip(default, best))
         ratio = np.mean(default) / np.mean([b for b, _ in best])
         out.append(f"| {title} | {stats(default)} | {who} | {gains} ({ratio:.2f}x) |")
     run = load("quality_movielens")
     if run is not None and metric(run, DEFAULT, "all", "recall@20") is not None:
-        base = max((np.mean(metric(run, b, "all", "recall@20")), b) for b in BASELINES
-                   if metric(run, b, "all", "recall@20") is not None)
-        out += ["", f"Among all items (warm and new ranked together) the default's Recall@20 on MovieLens is "
-                f"{np.mean(metric(run, DEFAULT, 'all', 'recall@20')):.4f} against {base[0]:.4f} for the best baseline "
-                f"({base[1]}): most of that gain is the calibration of new items to the warm items' score scale, since "
-                f"the uncalibrated generator scores {np.mean(metric(run, GENERATOR, 'all', 'recall@20')):.4f}."]
+        base = max(
+            (np.mean(metric(run, b, "all", "recall@20")), b)
+            for b in BASELINES
+            if metric(run, b, "all", "recall@20") is not None
+        )
+        out += [
+            "",
+            f"Among all items (warm and new ranked together) the default's Recall@20 on MovieLens is "
+            f"{np.mean(metric(run, DEFAULT, 'all', 'recall@20')):.4f} against {base[0]:.4f} for the best baseline "
+            f"({base[1]}): most of that gain is the calibration of new items to the warm items' score scale, since "
+            f"the uncalibrated generator scores {np.mean(metric(run, GENERATOR, 'all', 'recall@20')):.4f}.",
+        ]
     s = load("serving")
     if s is not None:
         top = max(s["ingest_service"], key=lambda r: r["concurrency"])
         get, rank = ({r["scenario"]: r for r in s["read_at_rate"]}[k] for k in ("get", "rank"))
-        out += ["", f"Serving on {s['machine']['cpus']} cores, the load generator on the same cores: `POST /v1/items` "
-                f"{top['throughput_rps']:.0f} items/s at concurrency {top['concurrency']}; at {get['rate']:.0f} "
-                f"requests/s GET embedding p99 {get['latency_ms']['p99']:.1f} ms and rank of 1,000 candidates p99 "
-                f"{rank['latency_ms']['p99']:.1f} ms, {get['errors'] + rank['errors']} errors."]
+        out += [
+            "",
+            f"Serving on {s['machine']['cpus']} cores, the load generator on the same cores: `POST /v1/items` "
+            f"{top['throughput_rps']:.0f} items/s at concurrency {top['concurrency']}; at {get['rate']:.0f} "
+            f"requests/s GET embedding p99 {get['latency_ms']['p99']:.1f} ms and rank of 1,000 candidates p99 "
+            f"{rank['latency_ms']['p99']:.1f} ms, {get['errors'] + rank['errors']} errors.",
+        ]
     return out
 
 
@@ -178,10 +224,14 @@ def readme_with_block(text: str) -> str:
 
 
 def render() -> str:
-    lines = ["# Results", "",
-             "Generated by `python bench/report.py` from the JSON under `bench/results/`; do not edit by hand. Every "
-             "setting behind these numbers was chosen on validation; the test split is only reported. "
-             "[Models](models.md) explains the method, [How the defaults were chosen](ablations.md) each choice.", ""]
+    lines = [
+        "# Results",
+        "",
+        "Generated by `python bench/report.py` from the JSON under `bench/results/`; do not edit by hand. Every "
+        "setting behind these numbers was chosen on validation; the test split is only reported. "
+        "[Models](models.md) explains the method, [How the defaults were chosen](ablations.md) each choice.",
+        "",
+    ]
     for name, title, how in ITEM_RUNS:
         lines += item_section(name, title, how)
     lines += catalogue_section() + bundle_section(load("bundles"), load("bundles_content_free"))
@@ -216,15 +266,21 @@ def plot() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--check", action="store_true", help="only compare docs/results.md and the README's results "
-                   "with what the JSON gives")
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="only compare docs/results.md and the README's results with what the JSON gives",
+    )
     a = p.parse_args(argv)
     page = render()
     readme = readme_with_block(README.read_text())
     if a.check:
         same = PAGE.exists() and PAGE.read_text() == page and README.read_text() == readme
-        print("docs/results.md and the README's results are current" if same else
-              "docs/results.md or the README's results differ: run python bench/report.py")
+        print(
+            "docs/results.md and the README's results are current"
+            if same
+            else "docs/results.md or the README's results differ: run python bench/report.py"
+        )
         return 0 if same else 1
     PAGE.write_text(page)
     README.write_text(readme)

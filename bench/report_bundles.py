@@ -9,13 +9,20 @@ MODIFFE = {"cold": (0.1210, 0.0890), "warm": (0.2846, 0.1697), "all": (0.1838, 0
 BUNDLE_ROWS = (  # bench/bundles.py row -> what it is
     ("w/o cold calibration", "the representation alone: like for like with MoDiffE"),
     ("size prior alone", "warm bundles by the model, new ones by log(members) alone: no content"),
-    ("calibration w/o per-user placement", "+ the cold calibration fitted on tune (view scales, source, size prior, "
-     "offset)"),
+    (
+        "calibration w/o per-user placement",
+        "+ the cold calibration fitted on tune (view scales, source, size prior, offset)",
+    ),
     ("served (variant chosen on tune)", "+ the per-user placement t_u (served): a serving policy; t_u fitted {pool}"),
-    ("placement fitted against every new bundle", "the full model, t_u fitted against every new bundle, the test "
-     "split's included (transductive, over their vectors)"),
-    ("placement fitted on tune's new bundles only", "the full model, t_u fitted on tune's new bundles only "
-     "(inductive: never against the test split's)"),
+    (
+        "placement fitted against every new bundle",
+        "the full model, t_u fitted against every new bundle, the test "
+        "split's included (transductive, over their vectors)",
+    ),
+    (
+        "placement fitted on tune's new bundles only",
+        "the full model, t_u fitted on tune's new bundles only (inductive: never against the test split's)",
+    ),
 )
 POOLS = {"all_new": "against every new bundle (transductive)", "tune_new": "on tune's new bundles only (inductive)"}
 
@@ -25,23 +32,30 @@ def bundle_section(run: dict | None, free: dict | None) -> list[str]:
     out = ["## Bundles: Youshu (MoDiffE's setting)", ""]
     if run is None:
         return out + ["Not measured yet (`bench/results/bundles.json` is missing).", ""]
-    out += ["Recall@20 / NDCG@20, mean ± sample std over seeds " + ", ".join(map(str, run["seeds"])) + "; source "
-            "`bench/results/bundles.json` (`python bench/bundles.py`). **Only the representation row is a "
-            "like-for-like "
-            "comparison with MoDiffE's published numbers.** The rows below it add a serving policy fitted on the tune "
-            "split: a size prior α·log(members)+β and a per-user placement t_u that reserves k of the top 20 for "
-            "bundles without interactions. t_u is fitted either against every bundle without training interactions, "
-            "the "
-            "test ones included (transductive: over their vectors, never their labels), or only against the tune "
-            "split's new bundles (inductive: what a served system has before new bundles arrive); each row says "
-            "which.", "",
-            "| row | what it is | cold | warm | all |", "|---|---|---|---|---|"]
+    out += [
+        "Recall@20 / NDCG@20, mean ± sample std over seeds " + ", ".join(map(str, run["seeds"])) + "; source "
+        "`bench/results/bundles.json` (`python bench/bundles.py`). **Only the representation row is a "
+        "like-for-like "
+        "comparison with MoDiffE's published numbers.** The rows below it add a serving policy fitted on the tune "
+        "split: a size prior α·log(members)+β and a per-user placement t_u that reserves k of the top 20 for "
+        "bundles without interactions. t_u is fitted either against every bundle without training interactions, "
+        "the "
+        "test ones included (transductive: over their vectors, never their labels), or only against the tune "
+        "split's new bundles (inductive: what a served system has before new bundles arrive); each row says "
+        "which.",
+        "",
+        "| row | what it is | cold | warm | all |",
+        "|---|---|---|---|---|",
+    ]
     for row, what in BUNDLE_ROWS:
         if not any(row in by_seed for seeds in run["runs"].values() for by_seed in seeds.values()):
             continue  # the row of the pool the served rows already have
-        pools = {by_seed["choices"].get("placement_pool", "all_new")  # runs before the option: every new bundle
-                 for sc, seeds in run["runs"].items() if sc != "warm"  # warm has no new bundles to place
-                 for by_seed in seeds.values()}
+        pools = {
+            by_seed["choices"].get("placement_pool", "all_new")  # runs before the option: every new bundle
+            for sc, seeds in run["runs"].items()
+            if sc != "warm"  # warm has no new bundles to place
+            for by_seed in seeds.values()
+        }
         what = what.format(pool=" / ".join(POOLS[p] for p in sorted(pools)))
         cells = []
         for scenario in ("cold", "warm", "all"):
@@ -53,15 +67,24 @@ def bundle_section(run: dict | None, free: dict | None) -> list[str]:
     for pool, fit in (("all_new", "t_u against every new bundle"), ("tune_new", "t_u on tune's new bundles only")):
         if free is not None:
             runs = free["runs"]
-            out.append(f"| content-free list ({fit}) | no model, no content: warm bundles by popularity, new ones by "
-                       "size, k of the top 20 (k on tune; `python bench/bundle_content_free.py`, "
-                       "`bench/results/bundles_content_free.json`) | " + " | ".join(
-                           f"{runs[s]['by_pool'][pool]['recall@20']:.4f} / {runs[s]['by_pool'][pool]['ndcg@20']:.4f} "
-                           f"(k = {runs[s]['by_pool'][pool]['k']})" if s in runs else "–"
-                           for s in ("cold", "warm", "all"))
-                       + " |")
-    out.append("| MoDiffE (published, Table 3) | their model, their split | "
-               + " | ".join(f"{r:.4f} / {n:.4f}" for r, n in MODIFFE.values()) + " |")
+            out.append(
+                f"| content-free list ({fit}) | no model, no content: warm bundles by popularity, new ones by "
+                "size, k of the top 20 (k on tune; `python bench/bundle_content_free.py`, "
+                "`bench/results/bundles_content_free.json`) | "
+                + " | ".join(
+                    f"{runs[s]['by_pool'][pool]['recall@20']:.4f} / {runs[s]['by_pool'][pool]['ndcg@20']:.4f} "
+                    f"(k = {runs[s]['by_pool'][pool]['k']})"
+                    if s in runs
+                    else "–"
+                    for s in ("cold", "warm", "all")
+                )
+                + " |"
+            )
+    out.append(
+        "| MoDiffE (published, Table 3) | their model, their split | "
+        + " | ".join(f"{r:.4f} / {n:.4f}" for r, n in MODIFFE.values())
+        + " |"
+    )
     return out + [""]
 
 
@@ -71,25 +94,31 @@ def exposure_section(served: dict | None, cold: dict | None) -> list[str]:
     out = ["### What a product shows: new bundles by their content", ""]
     if served is None:
         return out + ["Not measured yet (`python bench/bundle_exposure.py`).", ""]
-    out += ["Every tune user's top 20, their training bundles left out, after the real held-out new bundles and "
-            "content-free ones (random items at 3 members, the real ones' median and 90th percentile size, and "
-            "popular items at the median) are posted; *alone*: only the content-free ones, as on a fresh "
-            "deployment. Exposure ratio: a group's share of the slots over its share of the catalogue (the worst "
-            "content-free group); #1: users, per 60, whose first bundle is content-free. Source "
-            "`bench/results/bundle_exposure.{json,md}` (`python bench/bundle_exposure.py`), the cold package "
-            "`bundle_exposure_cold.*`.", "",
-            "| package (scenario, seed) | test Recall@20 | noise exposure ratio (beside real / alone) | "
-            "noise #1 per 60 (beside / alone) | real new bundles' exposure ratio |", "|---|---|---|---|---|"]
+    out += [
+        "Every tune user's top 20, their training bundles left out, after the real held-out new bundles and "
+        "content-free ones (random items at 3 members, the real ones' median and 90th percentile size, and "
+        "popular items at the median) are posted; *alone*: only the content-free ones, as on a fresh "
+        "deployment. Exposure ratio: a group's share of the slots over its share of the catalogue (the worst "
+        "content-free group); #1: users, per 60, whose first bundle is content-free. Source "
+        "`bench/results/bundle_exposure.{json,md}` (`python bench/bundle_exposure.py`), the cold package "
+        "`bundle_exposure_cold.*`.",
+        "",
+        "| package (scenario, seed) | test Recall@20 | noise exposure ratio (beside real / alone) | "
+        "noise #1 per 60 (beside / alone) | real new bundles' exposure ratio |",
+        "|---|---|---|---|---|",
+    ]
     for runs in (served["runs"], cold["runs"] if cold else []):
         for r in runs:
             beside, alone = (r["pools"][p]["groups"] for p in r["pools"])
             noise = [g for g in alone if not g.startswith("warm")]
             real = next(g for g in beside if g.startswith("real"))
-            out.append(f"| {r['package_version']} ({r['scenario']}, {r['training_seed']}) | "
-                       f"{r['test_metrics']['recall@20']:.4f} | "
-                       f"{max(beside[g]['exposure_ratio'] for g in noise):.2f} / "
-                       f"{max(alone[g]['exposure_ratio'] for g in noise):.2f} | "
-                       f"{sum(beside[g]['first_per_60_users'] for g in noise):.2f} / "
-                       f"{sum(alone[g]['first_per_60_users'] for g in noise):.2f} | "
-                       f"{beside[real]['exposure_ratio']:.2f} |")
+            out.append(
+                f"| {r['package_version']} ({r['scenario']}, {r['training_seed']}) | "
+                f"{r['test_metrics']['recall@20']:.4f} | "
+                f"{max(beside[g]['exposure_ratio'] for g in noise):.2f} / "
+                f"{max(alone[g]['exposure_ratio'] for g in noise):.2f} | "
+                f"{sum(beside[g]['first_per_60_users'] for g in noise):.2f} / "
+                f"{sum(alone[g]['first_per_60_users'] for g in noise):.2f} | "
+                f"{beside[real]['exposure_ratio']:.2f} |"
+            )
     return out + [""]

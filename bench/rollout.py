@@ -77,8 +77,9 @@ def main() -> None:
     shutil.copytree(args.package, live_dir)
     base = Manifest.model_validate_json((args.package / "manifest.json").read_text()).version
     to = args.to or as_version(args.package, work / "to", base + "-next")
-    offline = as_version(to, work / "offline", Manifest.model_validate_json((to / "manifest.json").read_text()).version
-                         + "-offline")
+    offline = as_version(
+        to, work / "offline", Manifest.model_validate_json((to / "manifest.json").read_text()).version + "-offline"
+    )
     prefix = f"coldproxy-bench-rollout-{uuid.uuid4().hex[:8]}"
     port = 18000 + random.Random().randrange(1000)
     os.environ |= {"COLDPROXY_ROLLOUT_WAIT_S": "3600", "COLDPROXY_BUNDLES_PACKAGE_DIR": ""}
@@ -91,16 +92,24 @@ def main() -> None:
             t = time.perf_counter()
             acked: list[str] = []
             for start in range(0, args.items, 64):
-                batch = [item_json(f"seed-{n}", *pool[n % len(pool)][1:])
-                         for n in range(start, min(args.items, start + 64))]
+                batch = [
+                    item_json(f"seed-{n}", *pool[n % len(pool)][1:]) for n in range(start, min(args.items, start + 64))
+                ]
                 res = c.post("/v1/items:batch", json={"items": batch}).json()
                 acked += [x["item_id"] for x in res["results"] if x["status"] == 200]
             out["seed_items_per_s"] = round(len(acked) / (time.perf_counter() - t), 1)
             print(f"stored {len(acked)} items ({out['seed_items_per_s']} items/s)")
 
             stop, lock = threading.Event(), threading.Lock()
-            counts = {"posts": 0, "post_failed": 0, "ranks": 0, "rank_failed": 0, "gaps": 0, "missing_ids": 0,
-                      "failed_statuses": {}}
+            counts = {
+                "posts": 0,
+                "post_failed": 0,
+                "ranks": 0,
+                "rank_failed": 0,
+                "gaps": 0,
+                "missing_ids": 0,
+                "failed_statuses": {},
+            }
             versions: dict[str, int] = {}
 
             def writer(k: int) -> None:
@@ -115,8 +124,9 @@ def main() -> None:
                             counts["posts"] += 1
                             counts["post_failed"] += not ok
                             if not ok:
-                                counts["failed_statuses"][f"post {status}"] = counts["failed_statuses"].get(
-                                    f"post {status}", 0) + 1
+                                counts["failed_statuses"][f"post {status}"] = (
+                                    counts["failed_statuses"].get(f"post {status}", 0) + 1
+                                )
                             if ok:
                                 acked.append(i)
 
@@ -158,49 +168,60 @@ def main() -> None:
             out["load"] = counts | {"rank_versions": versions}
             out["server_rss_mb"] = round(rss_mb(server.pid), 1)
             new_version = res.json()["package_version"]
-            unavailable = [i for i in acked
-                           if c.get(f"/v1/items/{i}/embedding").json().get("package_version") != new_version]
+            unavailable = [
+                i for i in acked if c.get(f"/v1/items/{i}/embedding").json().get("package_version") != new_version
+            ]
             out["acknowledged_items"] = len(acked)
             out["unavailable_after_rollout"] = len(unavailable)
         features = r.memory_usage(next(r.scan_iter(f"{prefix}:features:*:item:*", count=1000))) or 0
         out["redis_bytes_per_item_features"] = int(features)
         env = os.environ | {"COLDPROXY_REDIS_PREFIX": prefix}
         t = time.perf_counter()
-        cli = subprocess.run([sys.executable, "-m", "coldproxy_cli", "reembed", "--to-package", str(offline)], env=env,
-                             capture_output=True, text=True, check=True)
-        out["offline"] = json.loads(cli.stdout.strip().splitlines()[-1]) | {"wall_seconds": round(
-            time.perf_counter() - t, 1)}
+        cli = subprocess.run(
+            [sys.executable, "-m", "coldproxy_cli", "reembed", "--to-package", str(offline)],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        out["offline"] = json.loads(cli.stdout.strip().splitlines()[-1]) | {
+            "wall_seconds": round(time.perf_counter() - t, 1)
+        }
     finally:
         server.terminate()
         server.wait(30)
         keys = list(r.scan_iter(f"{prefix}:*", count=10_000))
         for k in range(0, len(keys), 10_000):
-            r.delete(*keys[k: k + 10_000])
+            r.delete(*keys[k : k + 10_000])
         shutil.rmtree(work, ignore_errors=True)
 
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{args.name}.json").write_text(json.dumps(out, indent=2))
     b, o, load = out["reload"]["rollout"]["backfill"], out["offline"], out["load"]
-    md = [f"# Rollout: {args.items} stored items, {args.writers} writers + {args.rankers} rankers during the rollout",
-          "",
-          f"Command: `python bench/rollout.py --package {args.package} --items {args.items} --writers {args.writers} "
-          f"--rankers {args.rankers}`", "",
-          "| measure | value |", "|---|---|",
-          f"| backfill in the service, under load | {b['reembedded']} items in {b['seconds']:.1f} s = "
-          f"{b['items_per_s']} items/s |",
-          f"| items already there (POSTed during the backfill) | {b['present']} |",
-          f"| POST /v1/admin/reload until switched | {out['reload_seconds']} s |",
-          f"| offline `coldproxy reembed` (no load) | {o['reembedded']} items, {o['items_per_s']} items/s "
-          f"re-embedding, {o['wall_seconds']} s with start-up |",
-          f"| POSTs during the run / failed | {load['posts']} / {load['post_failed']} |",
-          f"| rank requests / failed / with a missing acknowledged item | {load['ranks']} / {load['rank_failed']} / "
-          f"{load['gaps']} |",
-          f"| rankings by version | {load['rank_versions']} |",
-          f"| failed requests by status | {load['failed_statuses'] or 'none'} |",
-          f"| acknowledged items not served by the new version afterwards | {out['unavailable_after_rollout']} of "
-          f"{out['acknowledged_items']} |",
-          f"| kept content features per item in Redis (MEMORY USAGE) | {out['redis_bytes_per_item_features']} bytes |",
-          f"| service RSS at the end | {out['server_rss_mb']} MB |"]
+    md = [
+        f"# Rollout: {args.items} stored items, {args.writers} writers + {args.rankers} rankers during the rollout",
+        "",
+        f"Command: `python bench/rollout.py --package {args.package} --items {args.items} --writers {args.writers} "
+        f"--rankers {args.rankers}`",
+        "",
+        "| measure | value |",
+        "|---|---|",
+        f"| backfill in the service, under load | {b['reembedded']} items in {b['seconds']:.1f} s = "
+        f"{b['items_per_s']} items/s |",
+        f"| items already there (POSTed during the backfill) | {b['present']} |",
+        f"| POST /v1/admin/reload until switched | {out['reload_seconds']} s |",
+        f"| offline `coldproxy reembed` (no load) | {o['reembedded']} items, {o['items_per_s']} items/s "
+        f"re-embedding, {o['wall_seconds']} s with start-up |",
+        f"| POSTs during the run / failed | {load['posts']} / {load['post_failed']} |",
+        f"| rank requests / failed / with a missing acknowledged item | {load['ranks']} / {load['rank_failed']} / "
+        f"{load['gaps']} |",
+        f"| rankings by version | {load['rank_versions']} |",
+        f"| failed requests by status | {load['failed_statuses'] or 'none'} |",
+        f"| acknowledged items not served by the new version afterwards | {out['unavailable_after_rollout']} of "
+        f"{out['acknowledged_items']} |",
+        f"| kept content features per item in Redis (MEMORY USAGE) | {out['redis_bytes_per_item_features']} bytes |",
+        f"| service RSS at the end | {out['server_rss_mb']} MB |",
+    ]
     (RESULTS / f"{args.name}.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
 

@@ -57,7 +57,7 @@ def write_items(r: redis.Redis, prefix: str, package, n: int) -> float:
         for s in range(0, len(vecs), 10_000):
             pipe = r.pipeline(transaction=False)
             ids = [f"syn-{start + s + k}" for k in range(min(10_000, len(vecs) - s))]
-            for i, v in zip(ids, vecs[s: s + 10_000]):
+            for i, v in zip(ids, vecs[s : s + 10_000]):
                 pipe.hset(f"{base}:item:{i}", mapping={"emb": v.tobytes(), "modalities": "text"})
             pipe.sadd(f"{base}:items", *ids)
             pipe.execute()
@@ -83,8 +83,10 @@ def load(url: str, scenario: str, scenarios: Scenarios, rate: float, duration: f
 
 def top_k(url: str, users: list[str], k: int) -> dict[str, list[str]]:
     with httpx.Client(base_url=url, timeout=60) as c:
-        return {u: [i["item_id"] for i in c.get(f"/v1/users/{u}/recommendations", params={"k": k}).json()["items"]]
-                for u in users}
+        return {
+            u: [i["item_id"] for i in c.get(f"/v1/users/{u}/recommendations", params={"k": k}).json()["items"]]
+            for u in users
+        }
 
 
 def real_recall(package, k: int = 100) -> dict:
@@ -97,8 +99,11 @@ def real_recall(package, k: int = 100) -> dict:
         index.upsert(package.item_ids, package.item_emb)
     hnsw.build_ann(os.cpu_count() or 1)
     recall = [len({i for i, _ in hnsw.search(u, k)} & {i for i, _ in flat.search(u, k)}) / k for u in package.user_emb]
-    return {"items": len(package.item_ids), "queries": len(package.user_emb),
-            "recall_at_100": round(float(np.mean(recall)), 4)}
+    return {
+        "items": len(package.item_ids),
+        "queries": len(package.user_emb),
+        "recall_at_100": round(float(np.mean(recall)), 4),
+    }
 
 
 def plot(rows: list[dict], out: Path) -> None:
@@ -107,9 +112,13 @@ def plot(rows: list[dict], out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    measures = (("start_s", "replica start (s)"), ("rss_mb", "replica RSS (MB)"),
-                ("recommend_p99_ms", "recommend k=100 p99 (ms)"), ("filtered_p99_ms", "+ 100 exclude_ids p99 (ms)"),
-                ("rank_p99_ms", "rank 1,000 p99 (ms)"))
+    measures = (
+        ("start_s", "replica start (s)"),
+        ("rss_mb", "replica RSS (MB)"),
+        ("recommend_p99_ms", "recommend k=100 p99 (ms)"),
+        ("filtered_p99_ms", "+ 100 exclude_ids p99 (ms)"),
+        ("rank_p99_ms", "rank 1,000 p99 (ms)"),
+    )
     fig, axes = plt.subplots(1, len(measures) + 1, figsize=(4 * (len(measures) + 1), 3.6))
     for ax, (key, label) in zip(axes, measures):
         for kind in sorted({r["index"] for r in rows}):
@@ -142,7 +151,8 @@ def main() -> None:
     package = load_package(args.package)
     real = real_recall(package)
     print(
-        f"HNSW recall@100 on the package's own {real['items']} items, {real['queries']} users: {real['recall_at_100']}")
+        f"HNSW recall@100 on the package's own {real['items']} items, {real['queries']} users: {real['recall_at_100']}"
+    )
     if args.real_only:
         (RESULTS / f"{args.name}-real.json").write_text(json.dumps(real, indent=2))
         return
@@ -162,8 +172,13 @@ def main() -> None:
                 os.environ["COLDPROXY_INDEX"] = kind
                 port = 18000 + random.Random().randrange(1000)
                 t = time.perf_counter()
-                server = start_server(port, prefix, args.package,
-                                      Path(tempfile.gettempdir()) / f"coldproxy-{args.name}-server.log", timeout=900)
+                server = start_server(
+                    port,
+                    prefix,
+                    args.package,
+                    Path(tempfile.gettempdir()) / f"coldproxy-{args.name}-server.log",
+                    timeout=900,
+                )
                 start_s = time.perf_counter() - t
                 url = f"http://127.0.0.1:{port}"
                 try:
@@ -188,18 +203,25 @@ def main() -> None:
                     flat_top = tops
                 elif flat_top is not None:
                     recall = float(np.mean([len(set(tops[u]) & set(flat_top[u])) / 100 for u in users]))
-                row = {"items": n, "index": kind, "start_s": round(start_s, 2),
-                       "ann_ready_s": None if ann_s is None else round(ann_s, 1), "rss_mb": round(rss, 1),
-                       "redis_mb": round(redis_mb, 1), "redis_write_s": round(write_s, 1),
-                       "recommend_p50_ms": round(rec["latency_ms"]["p50"], 2),
-                       "recommend_p99_ms": round(rec["latency_ms"]["p99"], 2),
-                       "recommend_errors": rec["errors"],
-                       "filtered_p50_ms": round(filtered["latency_ms"]["p50"], 2),
-                       "filtered_p99_ms": round(filtered["latency_ms"]["p99"], 2),
-                       "filtered_errors": filtered["errors"],
-                       "rank_p50_ms": round(rank["latency_ms"]["p50"], 2),
-                       "rank_p99_ms": round(rank["latency_ms"]["p99"], 2), "rank_errors": rank["errors"],
-                       "recall_at_100": None if recall is None else round(recall, 4)}
+                row = {
+                    "items": n,
+                    "index": kind,
+                    "start_s": round(start_s, 2),
+                    "ann_ready_s": None if ann_s is None else round(ann_s, 1),
+                    "rss_mb": round(rss, 1),
+                    "redis_mb": round(redis_mb, 1),
+                    "redis_write_s": round(write_s, 1),
+                    "recommend_p50_ms": round(rec["latency_ms"]["p50"], 2),
+                    "recommend_p99_ms": round(rec["latency_ms"]["p99"], 2),
+                    "recommend_errors": rec["errors"],
+                    "filtered_p50_ms": round(filtered["latency_ms"]["p50"], 2),
+                    "filtered_p99_ms": round(filtered["latency_ms"]["p99"], 2),
+                    "filtered_errors": filtered["errors"],
+                    "rank_p50_ms": round(rank["latency_ms"]["p50"], 2),
+                    "rank_p99_ms": round(rank["latency_ms"]["p99"], 2),
+                    "rank_errors": rank["errors"],
+                    "recall_at_100": None if recall is None else round(recall, 4),
+                }
                 rows.append(row)
                 print(json.dumps(row))
         finally:
@@ -207,33 +229,49 @@ def main() -> None:
 
     RESULTS.mkdir(exist_ok=True)
     hnsw = {k: v for k, v in ServiceSettings().index_options().items() if k.startswith("hnsw_")}  # COLDPROXY_HNSW_*
-    out = {"package": str(args.package), "rate_rps": args.rate, "duration_s": args.duration, "cores": os.cpu_count(),
-           "hnsw": hnsw, "real_catalogue": real, "rows": rows}
+    out = {
+        "package": str(args.package),
+        "rate_rps": args.rate,
+        "duration_s": args.duration,
+        "cores": os.cpu_count(),
+        "hnsw": hnsw,
+        "real_catalogue": real,
+        "rows": rows,
+    }
     (RESULTS / f"{args.name}.json").write_text(json.dumps(out, indent=2))
     plot(rows, RESULTS / f"{args.name}.png")
-    md = [f"# Catalogue size: one replica on this machine ({os.cpu_count()} cores)", "",
-          f"Command: `python bench/scale.py --package {args.package} --sizes {args.sizes} --indexes {args.indexes} "
-          f"--rate {args.rate:g} --duration {args.duration:g}`; loads open-loop at {args.rate:g} requests/s.", "",
-          "Replica start: process start to ready (package loaded, every item indexed, exact search); HNSW graph: "
-          "process start until the graph serves (built on a background thread); the loads ran after that. HNSW "
-          f"settings: M {hnsw['hnsw_m']}, efConstruction {hnsw['hnsw_ef_construction']}, efSearch "
-          f"{hnsw['hnsw_ef_search']} (`COLDPROXY_HNSW_M`, `COLDPROXY_HNSW_EF_CONSTRUCTION`, "
-          "`COLDPROXY_HNSW_EF_SEARCH`).", "",
-          f"On the package's own items ({real['items']} warm items, all {real['queries']} users as queries) HNSW's "
-          f"recall@100 against flat is {real['recall_at_100']}.", "",
-          "Recommend leaves out the user's training interactions (the default); + exclude_ids also leaves out 100 "
-          "IDs the client shows (POST /v1/recommendations).", "",
-          "| new items | index | replica start (s) | HNSW graph (s) | RSS (MB) | Redis (MB) | recommend k=100 p50 / "
-          "p99 (ms) | "
-          "+ 100 exclude_ids p50 / p99 (ms) | rank 1,000 p50 / p99 (ms) | recall@100 vs flat |",
-          "|---|---|---|---|---|---|---|---|---|---|"]
+    md = [
+        f"# Catalogue size: one replica on this machine ({os.cpu_count()} cores)",
+        "",
+        f"Command: `python bench/scale.py --package {args.package} --sizes {args.sizes} --indexes {args.indexes} "
+        f"--rate {args.rate:g} --duration {args.duration:g}`; loads open-loop at {args.rate:g} requests/s.",
+        "",
+        "Replica start: process start to ready (package loaded, every item indexed, exact search); HNSW graph: "
+        "process start until the graph serves (built on a background thread); the loads ran after that. HNSW "
+        f"settings: M {hnsw['hnsw_m']}, efConstruction {hnsw['hnsw_ef_construction']}, efSearch "
+        f"{hnsw['hnsw_ef_search']} (`COLDPROXY_HNSW_M`, `COLDPROXY_HNSW_EF_CONSTRUCTION`, "
+        "`COLDPROXY_HNSW_EF_SEARCH`).",
+        "",
+        f"On the package's own items ({real['items']} warm items, all {real['queries']} users as queries) HNSW's "
+        f"recall@100 against flat is {real['recall_at_100']}.",
+        "",
+        "Recommend leaves out the user's training interactions (the default); + exclude_ids also leaves out 100 "
+        "IDs the client shows (POST /v1/recommendations).",
+        "",
+        "| new items | index | replica start (s) | HNSW graph (s) | RSS (MB) | Redis (MB) | recommend k=100 p50 / "
+        "p99 (ms) | "
+        "+ 100 exclude_ids p50 / p99 (ms) | rank 1,000 p50 / p99 (ms) | recall@100 vs flat |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for x in rows:
-        md.append(f"| {x['items']:,} | {x['index']} | {x['start_s']} | {x['ann_ready_s'] or ''} | {x['rss_mb']} | "
-                  f"{x['redis_mb']} | "
-                  f"{x['recommend_p50_ms']} / {x['recommend_p99_ms']} | {x['filtered_p50_ms']} / "
-                  f"{x['filtered_p99_ms']} | "
-                  f"{x['rank_p50_ms']} / {x['rank_p99_ms']} | "
-                  f"{'' if x['recall_at_100'] is None else x['recall_at_100']} |")
+        md.append(
+            f"| {x['items']:,} | {x['index']} | {x['start_s']} | {x['ann_ready_s'] or ''} | {x['rss_mb']} | "
+            f"{x['redis_mb']} | "
+            f"{x['recommend_p50_ms']} / {x['recommend_p99_ms']} | {x['filtered_p50_ms']} / "
+            f"{x['filtered_p99_ms']} | "
+            f"{x['rank_p50_ms']} / {x['rank_p99_ms']} | "
+            f"{'' if x['recall_at_100'] is None else x['recall_at_100']} |"
+        )
     (RESULTS / f"{args.name}.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
 

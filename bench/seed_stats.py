@@ -10,6 +10,6 @@ def mean_sd(values) -> tuple[float, float]:
 
 
 def mean_sd_text(values) -> str:
-    """"mean ± sd" to four decimals."""
+    """ "mean ± sd" to four decimals."""
     mean, sd = mean_sd(values)
     return f"{mean:.4f} ± {sd:.4f}"

@@ -54,8 +54,12 @@ def serve(package: Path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    settings = ServiceSettings(package_dir=package, redis_prefix=f"coldproxy-seen-check-{uuid.uuid4().hex[:8]}",
-                               port=port, bundle_package_dir=None)
+    settings = ServiceSettings(
+        package_dir=package,
+        redis_prefix=f"coldproxy-seen-check-{uuid.uuid4().hex[:8]}",
+        port=port,
+        bundle_package_dir=None,
+    )
     server = uvicorn.Server(uvicorn_config(create_app(settings), settings, host="127.0.0.1", log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -84,13 +88,20 @@ def check(c: httpx.Client, ds, ks: list[int], progress: bool) -> dict:
             shown = {x["item_id"] for x in r.json()["items"]}
             hits = len(shown & by_user.get(u, set()))
             rated, answers, requests = rated + hits, answers + bool(hits), requests + 1
-    return {"items_with_interactions": len(interacted),
-            "items_served": sum(v for (has, _), v in served.items() if has),
-            "items_served_by_source": {src: v for (has, src), v in served.items() if has},
-            "catalogue_items": ds.n_items, "catalogue_items_served": sum(served.values()),
-            "users": ds.n_users, "users_without_a_positive": ds.provenance.get("users_without_a_positive", 0),
-            "ks": ks, "requests": requests, "unknown_users": unknown_users // len(ks),
-            "recommendations_of_rated_items": rated, "answers_with_a_rated_item": answers}
+    return {
+        "items_with_interactions": len(interacted),
+        "items_served": sum(v for (has, _), v in served.items() if has),
+        "items_served_by_source": {src: v for (has, src), v in served.items() if has},
+        "catalogue_items": ds.n_items,
+        "catalogue_items_served": sum(served.values()),
+        "users": ds.n_users,
+        "users_without_a_positive": ds.provenance.get("users_without_a_positive", 0),
+        "ks": ks,
+        "requests": requests,
+        "unknown_users": unknown_users // len(ks),
+        "recommendations_of_rated_items": rated,
+        "answers_with_a_rated_item": answers,
+    }
 
 
 def main() -> None:
@@ -103,8 +114,11 @@ def main() -> None:
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args()
     package = load_package(args.package)
-    over = {k: v for k, v in {"data_dir": args.data, "data_format": args.format, "max_items": args.max_items}.items()
-            if v is not None}
+    over = {
+        k: v
+        for k, v in {"data_dir": args.data, "data_format": args.format, "max_items": args.max_items}.items()
+        if v is not None
+    }
     ds = load_dataset(TrainSettings(**over))
     url, server, thread, settings = serve(args.package)
     try:
@@ -114,8 +128,11 @@ def main() -> None:
                 if time.time() > deadline or not thread.is_alive():
                     raise SystemExit("the service did not become ready")
                 time.sleep(0.2)
-            out = {"package": package.manifest.version, "refit": bool((package.manifest.served or {}).get("refit")),
-                   "dataset": ds.name} | check(c, ds, [int(k) for k in args.ks.split(",")], not args.quiet)
+            out = {
+                "package": package.manifest.version,
+                "refit": bool((package.manifest.served or {}).get("refit")),
+                "dataset": ds.name,
+            } | check(c, ds, [int(k) for k in args.ks.split(",")], not args.quiet)
     finally:
         server.should_exit = True
         thread.join(10)

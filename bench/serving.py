@@ -55,13 +55,18 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def start_server(port: int, prefix: str, package: Path, log: Path | None = None,
-                 timeout: float = 180) -> subprocess.Popen:
+def start_server(
+    port: int, prefix: str, package: Path, log: Path | None = None, timeout: float = 180
+) -> subprocess.Popen:
     """``coldproxy serve`` as its own process; its output goes to ``log`` when given."""
     env = os.environ | {"COLDPROXY_REDIS_PREFIX": prefix, "COLDPROXY_PACKAGE_DIR": str(package)}
     out = open(log, "ab") if log is not None else subprocess.DEVNULL
-    proc = subprocess.Popen([sys.executable, "-m", "coldproxy_cli.commands", "serve", "--port", str(port)], env=env,
-                            stdout=out, stderr=subprocess.STDOUT if log is not None else subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "coldproxy_cli.commands", "serve", "--port", str(port)],
+        env=env,
+        stdout=out,
+        stderr=subprocess.STDOUT if log is not None else subprocess.DEVNULL,
+    )
     deadline = time.time() + timeout
     while time.time() < deadline:
         try:
@@ -106,8 +111,9 @@ class TorchEager:
         self.experts, self.content_vectors = load_experts(work_dir), content_vectors
         if self.experts is not None:  # the same served path: anchor -> DPM-Solver++ -> gate
             z = np.load(Path(work_dir) / "embeddings.npz")
-            self.anchors = AnchorIndex(content_vectors(z["item_text"], z["item_image"], z["item_mask"]), z["item_emb"],
-                                       self.experts[3])
+            self.anchors = AnchorIndex(
+                content_vectors(z["item_text"], z["item_image"], z["item_mask"]), z["item_emb"], self.experts[3]
+            )
 
     def __call__(self, text: str, poster: Path):
         from coldproxy.preprocess import load_image_file
@@ -130,8 +136,14 @@ class TorchEager:
             # as the service serves a new item: count 0, both modalities, every content expert available
             feats = torch.from_numpy(cold_features(np.zeros(1), np.ones((1, 2), np.float32)))
             available = torch.tensor([[0.0] + [1.0] * len(CONTENT_EXPERTS)])
-            return gate(feats, available, torch.zeros_like(proxy), proxy, diffusion,
-                        torch.from_numpy(np.ascontiguousarray(anchor, dtype=np.float32)))[0][0].numpy()
+            return gate(
+                feats,
+                available,
+                torch.zeros_like(proxy),
+                proxy,
+                diffusion,
+                torch.from_numpy(np.ascontiguousarray(anchor, dtype=np.float32)),
+            )[0][0].numpy()
 
     def flops(self, text: str, poster: Path) -> int:
         from torch.utils.flop_counter import FlopCounterMode
@@ -156,9 +168,15 @@ def torch_eager_levels(pipe: TorchEager, items: list, levels: list[int], count: 
         with ThreadPoolExecutor(c) as pool:
             list(pool.map(one, range(count)))
         wall = time.perf_counter() - t0
-        out.append({"concurrency": c, "items": count, "items_per_s": count / wall,
-                    "p50_ms": 1000 * float(np.percentile(lat, 50)),
-                    "p99_ms": 1000 * float(np.percentile(lat, 99))})
+        out.append(
+            {
+                "concurrency": c,
+                "items": count,
+                "items_per_s": count / wall,
+                "p50_ms": 1000 * float(np.percentile(lat, 50)),
+                "p99_ms": 1000 * float(np.percentile(lat, 99)),
+            }
+        )
         print("torch eager", json.dumps(out[-1]), flush=True)
     return out
 
@@ -172,9 +190,16 @@ def load(url: str, scenario: str, scenarios: Scenarios, server_pid: int, **kw) -
     cpu = cpu_seconds(server_pid) - cpu0
     wall = max(x.start + x.latency for x in samples)  # from the first request, after the untimed discovery
     o = summarise(samples, wall)["overall"]
-    row = {"scenario": scenario, **kw, "requests": o["requests"], "throughput_rps": o["throughput_rps"],
-           "latency_ms": o["latency_ms"],
-           "errors": o["errors"], "status": o["status"], "server_cpu_ms_per_request": 1000 * cpu / o["requests"]}
+    row = {
+        "scenario": scenario,
+        **kw,
+        "requests": o["requests"],
+        "throughput_rps": o["throughput_rps"],
+        "latency_ms": o["latency_ms"],
+        "errors": o["errors"],
+        "status": o["status"],
+        "server_cpu_ms_per_request": 1000 * cpu / o["requests"],
+    }
     print(json.dumps(row), flush=True)
     return row
 
@@ -203,11 +228,25 @@ def main() -> None:
     server = start_server(a.port, prefix, a.package)
     try:
         report["rss_mb_after_start"] = rss_mb(server.pid)
-        report["ingest_service"] = [dict(load(url, "ingest", scenarios, server.pid, requests=a.ingest_items,
-                                              duration=600, concurrency=c),
-                                         concurrency=c) for c in a.levels]
-        report["read_at_rate"] = [load(url, sc, scenarios, server.pid, requests=int(a.rate * a.read_seconds),
-                                       duration=a.read_seconds, rate=a.rate) for sc in ("get", "rank")]
+        report["ingest_service"] = [
+            dict(
+                load(url, "ingest", scenarios, server.pid, requests=a.ingest_items, duration=600, concurrency=c),
+                concurrency=c,
+            )
+            for c in a.levels
+        ]
+        report["read_at_rate"] = [
+            load(
+                url,
+                sc,
+                scenarios,
+                server.pid,
+                requests=int(a.rate * a.read_seconds),
+                duration=a.read_seconds,
+                rate=a.rate,
+            )
+            for sc in ("get", "rank")
+        ]
         if a.soak > 0:
             rss, stop = [], threading.Event()
 
@@ -219,8 +258,15 @@ def main() -> None:
 
             th = threading.Thread(target=sample)
             th.start()
-            report["soak"] = load(url, "mix", scenarios, server.pid, requests=int(a.soak * a.soak_rate) + 1,
-                                  duration=a.soak, rate=a.soak_rate)
+            report["soak"] = load(
+                url,
+                "mix",
+                scenarios,
+                server.pid,
+                requests=int(a.soak * a.soak_rate) + 1,
+                duration=a.soak,
+                rate=a.soak_rate,
+            )
             stop.set()
             th.join()
             warm = [m for t, m in rss if t >= min(30.0, a.soak / 4)]
@@ -246,20 +292,37 @@ def main() -> None:
     report["ingest_achieved_flops_per_s"] = best * report["flops_per_item"]
     report["ingest_fraction_of_matmul_bound"] = report["ingest_achieved_flops_per_s"] / report["matmul_flops_per_s"]
     by_c = {r["concurrency"]: r for r in report["ingest_torch_eager"]}
-    report["ratios"] = {f"service_c{r['concurrency']}_over_torch_c{r['concurrency']}": r["throughput_rps"] / by_c[r[
-        "concurrency"]]["items_per_s"]
-                        for r in report["ingest_service"] if r["concurrency"] in by_c}
+    report["ratios"] = {
+        f"service_c{r['concurrency']}_over_torch_c{r['concurrency']}": r["throughput_rps"]
+        / by_c[r["concurrency"]]["items_per_s"]
+        for r in report["ingest_service"]
+        if r["concurrency"] in by_c
+    }
     report["ratios"]["service_c32_over_torch_c1"] = (
-        next(r["throughput_rps"] for r in report["ingest_service"]
-             if r["concurrency"] == max(a.levels)) / by_c[1]["items_per_s"]
-        if 1 in by_c else None)
+        next(r["throughput_rps"] for r in report["ingest_service"] if r["concurrency"] == max(a.levels))
+        / by_c[1]["items_per_s"]
+        if 1 in by_c
+        else None
+    )
     report["seconds"] = time.time() - t_all
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{a.name}.json").write_text(json.dumps(report, indent=2))
     plot(report, RESULTS / f"{a.name}.png")
-    print(json.dumps({k: report[k]
-                      for k in ("ratios", "flops_per_item", "matmul_flops_per_s", "ingest_fraction_of_matmul_bound",
-                                            "peak_rss_mb")}, indent=2))
+    print(
+        json.dumps(
+            {
+                k: report[k]
+                for k in (
+                    "ratios",
+                    "flops_per_item",
+                    "matmul_flops_per_s",
+                    "ingest_fraction_of_matmul_bound",
+                    "peak_rss_mb",
+                )
+            },
+            indent=2,
+        )
+    )
     print(f"wrote {RESULTS}/{a.name}.{{json,png}} in {report['seconds']:.0f}s")
 
 
@@ -274,8 +337,13 @@ def plot(report: dict, path: Path) -> None:
     eager = {r["concurrency"]: r["items_per_s"] for r in report["ingest_torch_eager"]}
     x = np.arange(len(svc))
     a.bar(x - 0.2, [r["throughput_rps"] for r in svc], 0.4, label="service (ONNX Runtime, micro-batched)", color="#e73")
-    a.bar(x + 0.2, [eager.get(r["concurrency"], 0) for r in svc], 0.4, label="torch eager, one item per call",
-          color="#aaa")
+    a.bar(
+        x + 0.2,
+        [eager.get(r["concurrency"], 0) for r in svc],
+        0.4,
+        label="torch eager, one item per call",
+        color="#aaa",
+    )
     a.set_xticks(x, [f"c={r['concurrency']}" for r in svc])
     a.set_ylabel("items/s")
     a.set_title("ingestion throughput")

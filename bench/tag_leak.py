@@ -37,13 +37,18 @@ def main() -> None:
     for seed in args.seeds:
         sp = cold_start_split(ds, seed, s.split_ratios, s.selection_holdout)
         scores = (tags + 1e-3 * jitter)[:, None]
-        metrics = evaluate_candidates(np.ones((ds.n_users, 1), np.float32), scores, sp.test_items, sp.cold_test,
-                                      None, (20,))
+        metrics = evaluate_candidates(
+            np.ones((ds.n_users, 1), np.float32), scores, sp.test_items, sp.cold_test, None, (20,)
+        )
         tagged = tags[sp.test_items] > 0
         positives_on_tagged = float((tags[sp.cold_test.items] > 0).mean())
-        row = {"seed": seed, "cold_recall@20": metrics["recall@20"], "cold_ndcg@20": metrics["ndcg@20"],
-               "tagged_share_of_test_cold_items": float(tagged.mean()),
-               "tagged_share_of_their_positives": positives_on_tagged}
+        row = {
+            "seed": seed,
+            "cold_recall@20": metrics["recall@20"],
+            "cold_ndcg@20": metrics["ndcg@20"],
+            "tagged_share_of_test_cold_items": float(tagged.mean()),
+            "tagged_share_of_their_positives": positives_on_tagged,
+        }
         out["per_seed"].append(row)
         print(json.dumps(row))
     RESULTS.mkdir(exist_ok=True)

@@ -91,10 +91,15 @@ def latent_log(positives: int, seed: int = 0, n_items: int = 3000, per_user: int
         top = np.argpartition(-scores, per_user, axis=1)[:, :per_user]
         users.append(np.repeat(np.arange(start, start + len(U)), per_user))
         items.append(top.ravel())
-    return Dataset(name=f"latent-{positives}", item_ids=[str(i) for i in range(n_items)],
-                   item_texts=[f"item {i}" for i in range(n_items)], item_images=[None] * n_items,
-                   user_ids=[str(u) for u in range(n_users)], users=np.concatenate(users).astype(np.int64),
-                   items=np.concatenate(items).astype(np.int64))
+    return Dataset(
+        name=f"latent-{positives}",
+        item_ids=[str(i) for i in range(n_items)],
+        item_texts=[f"item {i}" for i in range(n_items)],
+        item_images=[None] * n_items,
+        user_ids=[str(u) for u in range(n_users)],
+        users=np.concatenate(users).astype(np.int64),
+        items=np.concatenate(items).astype(np.int64),
+    )
 
 
 def catalogue(positives: int, root: Path = SCALE_DIR) -> Path:
@@ -122,13 +127,17 @@ def run(ds: Dataset, seed: int, update: dict, epochs: int | None) -> dict:
     _, _, log = train_id_model(ds.n_users, ds.n_items, split, settings, progress=False)
     total = time.perf_counter() - t
     best = max(log["history"], key=lambda h: h["warm_val_ndcg@20"]) if log["history"] else {"epoch": None}
-    return {"train_positives": len(split.train), "batch": log["batch"], "lr": log["lr"],
-            "epochs_run": log["epochs_run"],
-            "best_epoch": best["epoch"], "seconds_per_epoch": round(log["train_s"] / log["epochs_run"], 3),
-            "total_s": round(total, 1), "warm_val_ndcg@20": round(float(log["best_warm_val_ndcg@20"]), 5),
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
-
-
+    return {
+        "train_positives": len(split.train),
+        "batch": log["batch"],
+        "lr": log["lr"],
+        "epochs_run": log["epochs_run"],
+        "best_epoch": best["epoch"],
+        "seconds_per_epoch": round(log["train_s"] / log["epochs_run"], 3),
+        "total_s": round(total, 1),
+        "warm_val_ndcg@20": round(float(log["best_warm_val_ndcg@20"]), 5),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
 
 
 def pipeline_run(positives: int, seed: int, update: dict) -> dict:
@@ -142,8 +151,15 @@ def pipeline_run(positives: int, seed: int, update: dict) -> dict:
 
     work = SCALE_DIR / f"run-{positives}-{seed}"
     shutil.rmtree(work, ignore_errors=True)
-    settings = TrainSettings(data_dir=catalogue(positives), data_format="generic", seed=seed, cache_dir=work / "cache",
-                             work_dir=work / "train", package_dir=work / "package", **update)
+    settings = TrainSettings(
+        data_dir=catalogue(positives),
+        data_format="generic",
+        seed=seed,
+        cache_dir=work / "cache",
+        work_dir=work / "train",
+        package_dir=work / "package",
+        **update,
+    )
     t = time.perf_counter()
     result = train(settings, encoder_graphs, progress=False)
     save_checkpoint(result, settings.work_dir)
@@ -152,24 +168,32 @@ def pipeline_run(positives: int, seed: int, update: dict) -> dict:
     m = result.metrics
     seconds = {k: round(v, 1) for k, v in m["seconds"].items() if k != "text_finetune"}
     seconds["export"] = round(time.perf_counter() - t_export, 1)
-    id_best = max(m["history"]["id_model"],
-                  key=lambda h: h["warm_val_ndcg@20"])["epoch"] if m["history"]["id_model"] else ""
-    epochs = {"id_model": f"{m['id_model']['epochs_run']} ({id_best})",  # its history holds the evaluated epochs only
-              "proxy": epochs_of(m["history"]["proxy"], "val_cold_ndcg@20")}
+    id_best = (
+        max(m["history"]["id_model"], key=lambda h: h["warm_val_ndcg@20"])["epoch"] if m["history"]["id_model"] else ""
+    )
+    epochs = {
+        "id_model": f"{m['id_model']['epochs_run']} ({id_best})",  # its history holds the evaluated epochs only
+        "proxy": epochs_of(m["history"]["proxy"], "val_cold_ndcg@20"),
+    }
     for stage, key in (("diffusion", "val_cold_ndcg@20"), ("gate", "val_cold_ndcg@20")):
         if stage in m["history"]:
             epochs[stage] = epochs_of(m["history"][stage], key)
     shutil.rmtree(work, ignore_errors=True)
     served = m["selection"]["served"]
-    return {"train_positives": m["split"]["train_interactions"], "users": m["dataset"]["users"],
-            "items": m["dataset"]["items"],
-            "seconds": seconds, "total_s": round(time.perf_counter() - t, 1), "epochs_run(best)": epochs,
-            "estimate_s": round(sum(estimate_cost(settings, result.dataset, result.split, None, cached=False).values()),
-                                1),
-            "id_batch": m["id_model"].get("batch"),
-            "warm_val_ndcg@20": round(float(m["id_model"]["best_warm_val_ndcg@20"]), 5),
-            "served": served, "val_cold_ndcg@20": round(float(m["selection"]["validation"][served]), 5),
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    return {
+        "train_positives": m["split"]["train_interactions"],
+        "users": m["dataset"]["users"],
+        "items": m["dataset"]["items"],
+        "seconds": seconds,
+        "total_s": round(time.perf_counter() - t, 1),
+        "epochs_run(best)": epochs,
+        "estimate_s": round(sum(estimate_cost(settings, result.dataset, result.split, None, cached=False).values()), 1),
+        "id_batch": m["id_model"].get("batch"),
+        "warm_val_ndcg@20": round(float(m["id_model"]["best_warm_val_ndcg@20"]), 5),
+        "served": served,
+        "val_cold_ndcg@20": round(float(m["selection"]["validation"][served]), 5),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
 
 
 def generator_caps(positives: int, caps: list[int], seeds: list[int], name: str) -> None:
@@ -202,10 +226,15 @@ def generator_caps(positives: int, caps: list[int], seeds: list[int], name: str)
             gen, log = fit_generator(feats, split, U, I, s_c, progress=False)
             probe = np.zeros_like(I)
             probe[split.val_items] = predict(gen, feats, split.val_items)
-            row = {"positives": positives, "train_positives": len(split.train), "cap": cap, "seed": seed,
-                   "seconds": round(time.perf_counter() - t, 1),
-                   "epochs_run(best)": epochs_of(log["history"], "val_cold_ndcg@20"),
-                   "val_select_ndcg@20": round(validation_cold_ndcg(U, probe, split, "select"), 5)}
+            row = {
+                "positives": positives,
+                "train_positives": len(split.train),
+                "cap": cap,
+                "seed": seed,
+                "seconds": round(time.perf_counter() - t, 1),
+                "epochs_run(best)": epochs_of(log["history"], "val_cold_ndcg@20"),
+                "val_select_ndcg@20": round(validation_cold_ndcg(U, probe, split, "select"), 5),
+            }
             rows.append(row)
             print(json.dumps(row), flush=True)
     RESULTS.mkdir(exist_ok=True)
@@ -216,24 +245,37 @@ def generator_caps(positives: int, caps: list[int], seeds: list[int], name: str)
         rows = [r for r in before["rows"] if (r["cap"], r["seed"]) not in ran] + rows
         commands = before.get("commands", [before.get("command")]) + commands
     caps = sorted({r["cap"] for r in rows})
-    means = {c: {k: float(np.mean([r[k] for r in rows if r["cap"] == c])) for k in ("val_select_ndcg@20", "seconds")}
-             for c in caps}
+    means = {
+        c: {k: float(np.mean([r[k] for r in rows if r["cap"] == c])) for k in ("val_select_ndcg@20", "seconds")}
+        for c in caps
+    }
     base = means[0]["val_select_ndcg@20"] if 0 in means else None
     out = {"commands": commands, "cores": os.cpu_count(), "means": means, "rows": rows}
     (RESULTS / f"{name}.json").write_text(json.dumps(out, indent=2))
-    md = [f"# Generator step budget at {positives:,} purchases: the selection (issue 40)", "",
-          "Commands (2 cores): " + ", then ".join(f"`{c}`" for c in commands), "",
-          "Rule (`bench/train_scale.py` docstring, committed before the runs): the cheapest budget whose mean "
-          "validation-cold NDCG@20 on the held-out half is within 2% of every click's, over seeds 0-2.", "",
-          "| cap (steps / epoch; 0 = every click) | seed | epochs run (best) | seconds | val-cold NDCG@20 (held-out "
-          "half) |",
-          "|---|---|---|---|---|"]
-    md += [f"| {r['cap']} | {r['seed']} | {r['epochs_run(best)']} | {r['seconds']} | {r['val_select_ndcg@20']} |"
-           for r in rows]
+    md = [
+        f"# Generator step budget at {positives:,} purchases: the selection (issue 40)",
+        "",
+        "Commands (2 cores): " + ", then ".join(f"`{c}`" for c in commands),
+        "",
+        "Rule (`bench/train_scale.py` docstring, committed before the runs): the cheapest budget whose mean "
+        "validation-cold NDCG@20 on the held-out half is within 2% of every click's, over seeds 0-2.",
+        "",
+        "| cap (steps / epoch; 0 = every click) | seed | epochs run (best) | seconds | val-cold NDCG@20 (held-out "
+        "half) |",
+        "|---|---|---|---|---|",
+    ]
+    md += [
+        f"| {r['cap']} | {r['seed']} | {r['epochs_run(best)']} | {r['seconds']} | {r['val_select_ndcg@20']} |"
+        for r in rows
+    ]
     md += ["", "| cap | mean val-cold NDCG@20 | vs every click | mean seconds |", "|---|---|---|---|"]
-    md += [f"| {c} | {v['val_select_ndcg@20']:.5f} | {(v['val_select_ndcg@20'] / base - 1) * 100:+.2f}% | "
-           f"{v['seconds']:.0f} |"
-           if base else f"| {c} | {v['val_select_ndcg@20']:.5f} | | {v['seconds']:.0f} |" for c, v in means.items()]
+    md += [
+        f"| {c} | {v['val_select_ndcg@20']:.5f} | {(v['val_select_ndcg@20'] / base - 1) * 100:+.2f}% | "
+        f"{v['seconds']:.0f} |"
+        if base
+        else f"| {c} | {v['val_select_ndcg@20']:.5f} | | {v['seconds']:.0f} |"
+        for c, v in means.items()
+    ]
     (RESULTS / f"{name}.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
 
@@ -245,8 +287,16 @@ def pipeline(sizes: list[int], modes: list[str], seed: int, name: str) -> None:
     for size in sizes:
         for mode in modes:
             update = {} if mode == "default" else BEFORE
-            cmd = [sys.executable, __file__, "--pipeline-child", str(size), "--seeds", str(seed), "--child-update",
-                   json.dumps(update)]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--pipeline-child",
+                str(size),
+                "--seeds",
+                str(seed),
+                "--child-update",
+                json.dumps(update),
+            ]
             out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout.strip().splitlines()[-1]
             row = {"positives": size, "mode": mode, "seed": seed} | json.loads(out)
             rows.append(row)
@@ -269,8 +319,9 @@ def main() -> None:
     ap.add_argument("--timing-epochs", type=int, default=2)
     ap.add_argument("--name", default="train_scale")
     ap.add_argument("--pipeline", action="store_true", help="the whole training pipeline at each of --sizes")
-    ap.add_argument("--pipeline-modes", default="default,before",
-                    help="default (today's settings), before (no budgets)")
+    ap.add_argument(
+        "--pipeline-modes", default="default,before", help="default (today's settings), before (no budgets)"
+    )
     ap.add_argument("--pipeline-rows", type=Path, help="rewrite the pipeline's results from the rows a run printed")
     ap.add_argument("--pipeline-child", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--child-update", default="{}", help=argparse.SUPPRESS)
@@ -282,14 +333,19 @@ def main() -> None:
         return
     if args.pipeline_rows:
         rows = [json.loads(line) for line in args.pipeline_rows.read_text().splitlines() if line.startswith("{")]
-        return write_pipeline(rows, args.name, f"python bench/train_scale.py --pipeline --sizes "
-                              f"{','.join(str(r['positives']) for r in rows)} --pipeline-modes "
-                              f"{','.join(dict.fromkeys(r['mode'] for r in rows))}")
+        return write_pipeline(
+            rows,
+            args.name,
+            f"python bench/train_scale.py --pipeline --sizes "
+            f"{','.join(str(r['positives']) for r in rows)} --pipeline-modes "
+            f"{','.join(dict.fromkeys(r['mode'] for r in rows))}",
+        )
     if args.pipeline:
         return pipeline([int(x) for x in args.sizes.split(",")], args.pipeline_modes.split(","), seeds[0], args.name)
     if args.generator_caps:
-        return generator_caps(int(args.sizes.split(",")[0]), [int(x) for x in args.generator_caps.split(",")], seeds,
-                              args.name)
+        return generator_caps(
+            int(args.sizes.split(",")[0]), [int(x) for x in args.generator_caps.split(",")], seeds, args.name
+        )
     timing_only = {int(x) for x in args.timing_only.split(",") if x}
     rows = []
     for size in [int(x) for x in args.sizes.split(",")]:
@@ -302,22 +358,34 @@ def main() -> None:
                 print(json.dumps(row), flush=True)
     RESULTS.mkdir(exist_ok=True)
     exponents = {m: exponent([r for r in rows if r["mode"] == m]) for m in dict.fromkeys(r["mode"] for r in rows)}
-    out = {"command": "python bench/train_scale.py " + " ".join(sys.argv[1:]), "cores": os.cpu_count(),
-           "exponents_seconds_per_epoch": exponents, "rows": rows}
+    out = {
+        "command": "python bench/train_scale.py " + " ".join(sys.argv[1:]),
+        "cores": os.cpu_count(),
+        "exponents_seconds_per_epoch": exponents,
+        "rows": rows,
+    }
     (RESULTS / f"{args.name}.json").write_text(json.dumps(out, indent=2))
     plot(rows, RESULTS / f"{args.name}.png")
-    md = [f"# ID-model training cost against the log's size ({os.cpu_count()} cores)", "",
-          f"Command: `{out['command']}`", "",
-          "Fitted exponent of seconds per epoch against training positives: "
-          + ", ".join(f"{m} {e}" for m, e in exponents.items()) + ".", "",
-          "| positives | mode | seed | batch | s / epoch | epochs run (best) | total (s) | warm-val NDCG@20 | peak RSS "
-          "(MB) |",
-          "|---|---|---|---|---|---|---|---|---|"]
+    md = [
+        f"# ID-model training cost against the log's size ({os.cpu_count()} cores)",
+        "",
+        f"Command: `{out['command']}`",
+        "",
+        "Fitted exponent of seconds per epoch against training positives: "
+        + ", ".join(f"{m} {e}" for m, e in exponents.items())
+        + ".",
+        "",
+        "| positives | mode | seed | batch | s / epoch | epochs run (best) | total (s) | warm-val NDCG@20 | peak RSS "
+        "(MB) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         conv = "timing only" if r["timing_only"] else f"{r['epochs_run']} ({r['best_epoch']})"
         ndcg = "" if r["timing_only"] else r["warm_val_ndcg@20"]
-        md.append(f"| {r['train_positives']:,} | {r['mode']} | {r['seed']} | {r['batch']} | {r['seconds_per_epoch']} | "
-                  f"{conv} | {r['total_s']} | {ndcg} | {r['peak_rss_mb']} |")
+        md.append(
+            f"| {r['train_positives']:,} | {r['mode']} | {r['seed']} | {r['batch']} | {r['seconds_per_epoch']} | "
+            f"{conv} | {r['total_s']} | {ndcg} | {r['peak_rss_mb']} |"
+        )
     (RESULTS / f"{args.name}.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
 

@@ -19,31 +19,50 @@ def write_pipeline(rows: list[dict], name: str, command: str) -> None:
     run printed, one JSON object a line)."""
     rows = sorted((r | {"seconds": r["seconds"] | {"total": r["total_s"]}} for r in rows), key=lambda r: r["positives"])
     modes = list(dict.fromkeys(r["mode"] for r in rows))
-    stage_exp = {m: {st: fit([(r["train_positives"], r["seconds"][st]) for r in rows if r["mode"] == m])
-                     for st in STAGES + ("total",)} for m in modes}
+    stage_exp = {
+        m: {
+            st: fit([(r["train_positives"], r["seconds"][st]) for r in rows if r["mode"] == m])
+            for st in STAGES + ("total",)
+        }
+        for m in modes
+    }
     out = {"command": command, "cores": os.cpu_count(), "exponents": stage_exp, "rows": rows}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps(out, indent=2))
     plot_pipeline(rows, RESULTS / f"{name}.png")
-    md = [f"# Whole training pipeline against the log's size ({os.cpu_count()} cores)", "",
-          f"Command: `{out['command']}`", "",
-          "The generated catalogue (`models/synthetic_catalogue.py`, about 3,100 articles with text and a picture, 50 "
-          "purchases a user) at each size; `coldproxy train` + `coldproxy export` in-process, a fresh feature cache "
-          "each "
-          "run. `before`: no step budget in any stage (`" + json.dumps(BEFORE) + "`); `default`: today's settings.", "",
-          "Fitted exponent of seconds against training positives (log-log slope):", "",
-          "| mode | " + " | ".join(STAGES) + " | total |", "|---|" + "---|" * (len(STAGES) + 1)]
+    md = [
+        f"# Whole training pipeline against the log's size ({os.cpu_count()} cores)",
+        "",
+        f"Command: `{out['command']}`",
+        "",
+        "The generated catalogue (`models/synthetic_catalogue.py`, about 3,100 articles with text and a picture, 50 "
+        "purchases a user) at each size; `coldproxy train` + `coldproxy export` in-process, a fresh feature cache "
+        "each "
+        "run. `before`: no step budget in any stage (`" + json.dumps(BEFORE) + "`); `default`: today's settings.",
+        "",
+        "Fitted exponent of seconds against training positives (log-log slope):",
+        "",
+        "| mode | " + " | ".join(STAGES) + " | total |",
+        "|---|" + "---|" * (len(STAGES) + 1),
+    ]
     md += [f"| {m} | " + " | ".join(str(e[st]) for st in STAGES + ("total",)) + " |" for m, e in stage_exp.items()]
-    md += ["", "| positives (train) | mode | " + " | ".join(f"{st} (s)" for st in STAGES)
-           + " | total (s) | epochs run (best) | "
-           "peak RSS (MB) | warm-val NDCG@20 | val-cold NDCG@20 (served) | `coldproxy train`'s estimate (s) |",
-           "|" + "---|" * (len(STAGES) + 8)]
+    md += [
+        "",
+        "| positives (train) | mode | "
+        + " | ".join(f"{st} (s)" for st in STAGES)
+        + " | total (s) | epochs run (best) | "
+        "peak RSS (MB) | warm-val NDCG@20 | val-cold NDCG@20 (served) | `coldproxy train`'s estimate (s) |",
+        "|" + "---|" * (len(STAGES) + 8),
+    ]
     for r in rows:
         ep = ", ".join(f"{k} {v}" for k, v in r["epochs_run(best)"].items())
-        md.append(f"| {r['train_positives']:,} | {r['mode']} | " + " | ".join(str(r["seconds"][st]) for st in STAGES)
-                  + f" | {r['total_s']} | {ep} | {r['peak_rss_mb']} | {r['warm_val_ndcg@20']} | "
-                    f"{r['val_cold_ndcg@20']} ({r['served']}) "
-                  f"| {r['estimate_s']} |")
+        md.append(
+            f"| {r['train_positives']:,} | {r['mode']} | "
+            + " | ".join(str(r["seconds"][st]) for st in STAGES)
+            + f" | {r['total_s']} | {ep} | {r['peak_rss_mb']} | {r['warm_val_ndcg@20']} | "
+            f"{r['val_cold_ndcg@20']} ({r['served']}) "
+            f"| {r['estimate_s']} |"
+        )
     (RESULTS / f"{name}.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
 
@@ -100,7 +119,7 @@ def plot(rows: list[dict], out: Path) -> None:
 
 
 def epochs_of(history: list[dict], key: str) -> str:
-    """"run (best)" of a stage's log."""
+    """ "run (best)" of a stage's log."""
     scored = [h for h in history if key in h]  # the diffusion expert is validated every eval_every epochs
     if not scored:
         return ""

@@ -38,8 +38,13 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--generator-seeds", type=int, default=1, help="generators averaged per override and seed")
     p.add_argument("--out", default="tune_generator", help="results' file name under bench/results, no suffix")
-    p.add_argument("--selection-holdout", type=float, default=0.0, help="share of the validation-cold items kept "
-                   "from early stopping; when > 0 the score reported is theirs (COLDPROXY_SELECTION_HOLDOUT)")
+    p.add_argument(
+        "--selection-holdout",
+        type=float,
+        default=0.0,
+        help="share of the validation-cold items kept "
+        "from early stopping; when > 0 the score reported is theirs (COLDPROXY_SELECTION_HOLDOUT)",
+    )
     a = p.parse_args()
     base = TrainSettings()
     ds = load_dataset(base)
@@ -63,13 +68,28 @@ def main() -> None:
                 best.append(max(log["history"], key=lambda r: r["val_cold_ndcg@20"])["epoch"])
             vals.append(validation_cold_ndcg(U, emb, sp, "select"))
             epochs.append(best)
-        rows.append({"override": over, "val_cold_ndcg@20": vals, "val_mean": float(np.mean(vals)),
-                     "best_epochs": epochs, "seconds": time.time() - t})
+        rows.append(
+            {
+                "override": over,
+                "val_cold_ndcg@20": vals,
+                "val_mean": float(np.mean(vals)),
+                "best_epochs": epochs,
+                "seconds": time.time() - t,
+            }
+        )
         print(json.dumps(over), f"val NDCG@20 {np.mean(vals):.4f}", flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{a.out}.json").write_text(json.dumps({"seeds": a.seeds, "generator_seeds": a.generator_seeds,
-                                                      "selection_holdout": a.selection_holdout,
-                                                      "rows": rows}, indent=2))
+    (RESULTS / f"{a.out}.json").write_text(
+        json.dumps(
+            {
+                "seeds": a.seeds,
+                "generator_seeds": a.generator_seeds,
+                "selection_holdout": a.selection_holdout,
+                "rows": rows,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

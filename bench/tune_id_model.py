@@ -39,10 +39,23 @@ def main() -> None:
             log = train_id_model(ds.n_users, ds.n_items, sp, s, progress=False)[2]
             vals.append(log["best_warm_val_ndcg@20"])
             epochs.append(max(log["history"], key=lambda r: r["warm_val_ndcg@20"])["epoch"])
-        rows.append({"override": over, "warm_val_ndcg@20": vals, "mean": float(np.mean(vals)), "best_epochs": epochs,
-                     "seconds": time.time() - t})
-        print(json.dumps(over), f"warm-val NDCG@20 {np.mean(vals):.4f}", [round(v, 4) for v in vals], epochs,
-              f"{time.time() - t:.0f}s", flush=True)
+        rows.append(
+            {
+                "override": over,
+                "warm_val_ndcg@20": vals,
+                "mean": float(np.mean(vals)),
+                "best_epochs": epochs,
+                "seconds": time.time() - t,
+            }
+        )
+        print(
+            json.dumps(over),
+            f"warm-val NDCG@20 {np.mean(vals):.4f}",
+            [round(v, 4) for v in vals],
+            epochs,
+            f"{time.time() - t:.0f}s",
+            flush=True,
+        )
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{a.out}.json").write_text(json.dumps({"seeds": a.seeds, "rows": rows}, indent=2))
 

@@ -75,11 +75,20 @@ def main() -> None:
     log_path = clone / "up.log"
     stamp, url = venv / ".coldproxy-installed", f"http://127.0.0.1:{port}"
     t0 = time.time()
-    job = subprocess.Popen(["bash", "scripts/main.sh", "--port", str(port)] + ["--no-bundles"] * args.no_bundles,
-                           cwd=clone, env=env,
-                           stdout=log_path.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
-    out: dict = {"cores": len(os.sched_getaffinity(0)), "venv_reused": args.venv is not None,
-                 "max_items": args.max_items, "env": args.env}
+    job = subprocess.Popen(
+        ["bash", "scripts/main.sh", "--port", str(port)] + ["--no-bundles"] * args.no_bundles,
+        cwd=clone,
+        env=env,
+        stdout=log_path.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    out: dict = {
+        "cores": len(os.sched_getaffinity(0)),
+        "venv_reused": args.venv is not None,
+        "max_items": args.max_items,
+        "env": args.env,
+    }
 
     def installed() -> None:  # the virtualenv is done once its install stamp is written
         if "venv_s" not in out and stamp.exists():
@@ -88,18 +97,39 @@ def main() -> None:
     try:
         with httpx.Client(base_url=url, timeout=10) as c:
             first = wait(lambda: model(c), job, log_path, args.timeout, installed)
-            out |= {"ready_s": time.time() - t0, "first_package": first["package_version"],
-                    "first_served": first["served"], "refit_announced": first["refit"]}
+            out |= {
+                "ready_s": time.time() - t0,
+                "first_package": first["package_version"],
+                "first_served": first["served"],
+                "refit_announced": first["refit"],
+            }
             t1 = time.time()
-            second = wait(lambda: (m := model(c)) is not None and m["served"] and m["served"]["refit"] and m, job,
-                          log_path, args.timeout)
-            out |= {"refit_s": time.time() - t1, "refit_package": second["package_version"],
-                    "refit_served": second["served"], "evaluation_test_cold": second["evaluation"]["test"]["cold"]}
+            second = wait(
+                lambda: (m := model(c)) is not None and m["served"] and m["served"]["refit"] and m,
+                job,
+                log_path,
+                args.timeout,
+            )
+            out |= {
+                "refit_s": time.time() - t1,
+                "refit_package": second["package_version"],
+                "refit_served": second["served"],
+                "evaluation_test_cold": second["evaluation"]["test"]["cold"],
+            }
         print(json.dumps(out, indent=2))
         if args.seen_check:
-            subprocess.run([sys.executable, str(ROOT / "bench" / "seen_check.py"), "--package",
-                            str(clone / "artifacts" / "package"), "--quiet"]
-                           + ["--max-items", str(args.max_items)] * bool(args.max_items), check=True, env=env)
+            subprocess.run(
+                [
+                    sys.executable,
+                    str(ROOT / "bench" / "seen_check.py"),
+                    "--package",
+                    str(clone / "artifacts" / "package"),
+                    "--quiet",
+                ]
+                + ["--max-items", str(args.max_items)] * bool(args.max_items),
+                check=True,
+                env=env,
+            )
     finally:
         os.killpg(job.pid, signal.SIGTERM)
         job.wait(60)

@@ -19,8 +19,9 @@ def status_path(package_dir: Path, suffix: str) -> Path:
 
 def announce(path: Path, estimate_s: float, pid: int, log_file: Path) -> None:
     """Process ``pid`` trains the package, for about ``estimate_s``, logging to ``log_file``."""
-    Path(path).write_text(json.dumps({"started_at": time.time(), "estimate_s": round(estimate_s), "pid": pid,
-                                      "log": str(log_file)}))
+    Path(path).write_text(
+        json.dumps({"started_at": time.time(), "estimate_s": round(estimate_s), "pid": pid, "log": str(log_file)})
+    )
 
 
 def finish(path: Path, error: str | None = None) -> None:

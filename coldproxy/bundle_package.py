@@ -47,8 +47,19 @@ VIEWS = ("bundle", "item")
 VIEW_EXPERTS = ("prior", "diffusion")
 B_FEATURES = ("log1p_bundle_count",)
 I_FEATURES = ("warm_item_fraction", "mean_log1p_item_count")
-ARRAYS = ("user_ids", "user_emb", "item_ids", "item_prior", "item_diffusion", "item_composition", "item_counts",
-          "bundle_ids", "bundle_emb", "bundle_condition", "bundle_prior")
+ARRAYS = (
+    "user_ids",
+    "user_emb",
+    "item_ids",
+    "item_prior",
+    "item_diffusion",
+    "item_composition",
+    "item_counts",
+    "bundle_ids",
+    "bundle_emb",
+    "bundle_condition",
+    "bundle_prior",
+)
 
 
 class ColdCalibration(BaseModel):
@@ -143,10 +154,16 @@ def load_bundle_package(path: Path) -> BundlePackage:
         if a[k].dtype.kind == "f":
             a[k] = a[k].astype(np.float32)
     d = m.dim
-    shapes = {"user_emb": (len(a["user_ids"]), m.served_dim), "item_prior": (len(a["item_ids"]), d),
-              "item_diffusion": (len(a["item_ids"]), d), "item_composition": (len(a["item_ids"]), d),
-              "item_counts": (len(a["item_ids"]),), "bundle_emb": (len(a["bundle_ids"]), m.served_dim),
-              "bundle_condition": (len(a["bundle_ids"]), 2 * d), "bundle_prior": (len(a["bundle_ids"]), d)}
+    shapes = {
+        "user_emb": (len(a["user_ids"]), m.served_dim),
+        "item_prior": (len(a["item_ids"]), d),
+        "item_diffusion": (len(a["item_ids"]), d),
+        "item_composition": (len(a["item_ids"]), d),
+        "item_counts": (len(a["item_ids"]),),
+        "bundle_emb": (len(a["bundle_ids"]), m.served_dim),
+        "bundle_condition": (len(a["bundle_ids"]), 2 * d),
+        "bundle_prior": (len(a["bundle_ids"]), d),
+    }
     for k, shape in shapes.items():
         if a[k].shape != shape:
             raise PackageError(f"embeddings.npz: {k} is {a[k].shape}, the manifest and id lists say {shape}")
@@ -170,8 +187,11 @@ class BundleEmbedder:
     def __init__(self, rec: BundlePackage, ort: dict | None = None):
         """``ort``: ``coldproxy.ort.make_session`` options."""
         a, self.dim = rec.arrays, rec.manifest.dim
-        self.item_prior, self.item_diffusion, self.item_comp = a["item_prior"], a["item_diffusion"], a[
-            "item_composition"]
+        self.item_prior, self.item_diffusion, self.item_comp = (
+            a["item_prior"],
+            a["item_diffusion"],
+            a["item_composition"],
+        )
         self.log_counts = np.log1p(a["item_counts"].astype(np.float32))
         self.clicked = (a["item_counts"] > 0).astype(np.float32)
         self.anchors = AnchorIndex(unit_rows(a["bundle_condition"]), a["bundle_prior"], rec.manifest.anchor_n)
@@ -188,11 +208,21 @@ class BundleEmbedder:
         anchor = self.anchors.anchors(unit_rows(cond))
         diffusion = self.sampler.run(None, dict(zip(SAMPLER_INPUTS, (anchor, cond))))[0]
         n = len(members)
-        feeds = dict(zip(BUNDLE_GATE_INPUTS, (
-            np.zeros((n, len(B_FEATURES)), np.float32),  # bundle features: a new bundle has no interactions
-            np.stack([mean(self.clicked[:, None])[:, 0], mean(self.log_counts[:, None])[:, 0]], 1),  # item features
-            np.zeros((n, self.dim), np.float32),  # bundle-view prior: masked out by the gate for count 0
-            diffusion, item_prior, item_diff)))
+        feeds = dict(
+            zip(
+                BUNDLE_GATE_INPUTS,
+                (
+                    np.zeros((n, len(B_FEATURES)), np.float32),  # bundle features: a new bundle has no interactions
+                    np.stack(
+                        [mean(self.clicked[:, None])[:, 0], mean(self.log_counts[:, None])[:, 0]], 1
+                    ),  # item features
+                    np.zeros((n, self.dim), np.float32),  # bundle-view prior: masked out by the gate for count 0
+                    diffusion,
+                    item_prior,
+                    item_diff,
+                ),
+            )
+        )
         gated, *weights = self.gate.run(BUNDLE_GATE_OUTPUTS, feeds)
         sizes = np.array([len(m) for m in members])
         return BundleVectors(self.calibration.cold(gated, anchor, sizes), *weights)

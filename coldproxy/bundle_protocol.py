@@ -20,8 +20,11 @@ class BundleVersioned(BaseModel):
     """An answer from the bundle model package: ``package_version``; ``model_version`` is its deprecated old name."""
 
     package_version: str = Field(description="the bundle model package's version")
-    model_version: str | None = Field(None, deprecated="use package_version; model_version goes in the next release",
-                                      description="deprecated: the same as package_version")
+    model_version: str | None = Field(
+        None,
+        deprecated="use package_version; model_version goes in the next release",
+        description="deprecated: the same as package_version",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -32,9 +35,11 @@ class BundleVersioned(BaseModel):
 class BundleIn(BaseModel):
     bundle_id: str = Field(pattern=ID_PATTERN)
     item_ids: list[Annotated[str, Field(pattern=ID_PATTERN)]] = Field(
-        min_length=1, max_length=MAX_LIST,
+        min_length=1,
+        max_length=MAX_LIST,
         description="member item IDs of the bundle recommender's catalogue, with or without interactions; "
-                                  "repeats count once")
+        "repeats count once",
+    )
     overwrite: bool = False
 
 
@@ -42,10 +47,12 @@ class BundleOut(BundleVersioned):
     bundle_id: str
     source: str = Field(description="'proxy' (computed from the members)")
     members: int = Field(description="distinct member items")
-    view_weights: dict[str,
-                       float] = Field(description="output-layer gate: weight of the bundle-level and item-level view")
+    view_weights: dict[str, float] = Field(
+        description="output-layer gate: weight of the bundle-level and item-level view"
+    )
     expert_weights: dict[str, dict[str, float]] = Field(
-        description="per view, the view-layer gate's weights over the prior and the diffusion expert")
+        description="per view, the view-layer gate's weights over the prior and the diffusion expert"
+    )
     embedding: list[float]
 
 

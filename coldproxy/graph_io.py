@@ -27,6 +27,12 @@ SAMPLER_INPUTS = ["anchor", "condition"]
 SAMPLER_OUTPUTS = ["diffusion"]
 GATE_INPUTS = ["gate_features", "expert_available", "id_embedding", "proxy", "diffusion", "anchor"]
 GATE_OUTPUTS = ["embedding", "expert_weights"]
-BUNDLE_GATE_INPUTS = ["bundle_features", "item_features", "bundle_prior", "bundle_diffusion", "item_prior",
-                      "item_diffusion"]
+BUNDLE_GATE_INPUTS = [
+    "bundle_features",
+    "item_features",
+    "bundle_prior",
+    "bundle_diffusion",
+    "item_prior",
+    "item_diffusion",
+]
 BUNDLE_GATE_OUTPUTS = ["embedding", "view_weights", "bundle_view_weights", "item_view_weights"]

@@ -58,8 +58,9 @@ def _read_parquet(path: Path, id_column: str) -> tuple[list[str], list]:
     try:
         import pyarrow.parquet as pq
     except ImportError as exc:  # the serving image has no pyarrow; training and the CLI's sync-ids do
-        raise InvalidVectors(f"{path}: reading Parquet needs pyarrow (pip install 'coldproxy[train]'); "
-                             "or give NAME.npy + NAME.ids.txt") from exc
+        raise InvalidVectors(
+            f"{path}: reading Parquet needs pyarrow (pip install 'coldproxy[train]'); or give NAME.npy + NAME.ids.txt"
+        ) from exc
     try:
         table = pq.read_table(path)
     except Exception as exc:
@@ -67,8 +68,9 @@ def _read_parquet(path: Path, id_column: str) -> tuple[list[str], list]:
     missing = [c for c in (id_column, "embedding") if c not in table.column_names]
     if missing:
         raise InvalidVectors(f"{path}: missing column(s) {missing}; it has {table.column_names}")
-    return [None if v is None else str(v) for v in table.column(id_column).to_pylist()], \
-        table.column("embedding").to_pylist()
+    return [None if v is None else str(v) for v in table.column(id_column).to_pylist()], table.column(
+        "embedding"
+    ).to_pylist()
 
 
 def _read_npy(path: Path) -> tuple[list[str], np.ndarray]:
@@ -123,8 +125,10 @@ def read_vectors(path: Path, id_column: str) -> Vectors:
         matrix = np.asarray(raw, dtype=np.float32)
     bad = np.flatnonzero(~np.isfinite(matrix).all(axis=1))
     if len(bad):
-        raise InvalidVectors(f"{path}: row {bad[0] + 1}: non-finite values (NaN or infinity; {len(bad)} rows in all, "
-                             "or values beyond float32's range)")
+        raise InvalidVectors(
+            f"{path}: row {bad[0] + 1}: non-finite values (NaN or infinity; {len(bad)} rows in all, "
+            "or values beyond float32's range)"
+        )
     if matrix.shape[1] == 0:
         raise InvalidVectors(f"{path}: embeddings have no values")
     return Vectors(ids, np.ascontiguousarray(matrix), path.name)
@@ -132,8 +136,10 @@ def read_vectors(path: Path, id_column: str) -> Vectors:
 
 def same_dimension(items: Vectors, users: Vectors | None) -> None:
     if users is not None and users.dim != items.dim:
-        raise InvalidVectors(f"{users.source}: user vectors have {users.dim} values, the item vectors "
-                             f"({items.source}) {items.dim}: one space has one dimension")
+        raise InvalidVectors(
+            f"{users.source}: user vectors have {users.dim} values, the item vectors "
+            f"({items.source}) {items.dim}: one space has one dimension"
+        )
 
 
 def normalise_rows(matrix: np.ndarray) -> np.ndarray:
@@ -170,8 +176,10 @@ def check_client_vector(values, dim: int, max_norm: float, field: str, unit: boo
     if not np.isfinite(norm):
         raise InvalidInput(f"{field} is too long to measure (its norm overflows)")
     if norm > max_norm:
-        raise InvalidInput(f"{field} has norm {norm:.4g}, above {max_norm:.4g} (the bound for this ID space): "
-                           "not a vector of this space")
+        raise InvalidInput(
+            f"{field} has norm {norm:.4g}, above {max_norm:.4g} (the bound for this ID space): "
+            "not a vector of this space"
+        )
     if unit and norm > 0:
         vec = vec / norm
     if np.abs(vec).max(initial=0.0) > np.finfo(np.float32).max:

@@ -43,9 +43,16 @@ def load_cuda_libraries() -> None:
         log.warning("could not preload the CUDA libraries for ONNX Runtime: %s", exc)
 
 
-def make_session(path: Path, providers: list[str] | None = None, intra_threads: int = 0,
-                 graph_optimization: str = "all", cpu_mem_arena: bool = True, mem_pattern: bool = True,
-                 cuda_conv_algo_search: str = "HEURISTIC", cuda_tf32: bool = False) -> ort.InferenceSession:
+def make_session(
+    path: Path,
+    providers: list[str] | None = None,
+    intra_threads: int = 0,
+    graph_optimization: str = "all",
+    cpu_mem_arena: bool = True,
+    mem_pattern: bool = True,
+    cuda_conv_algo_search: str = "HEURISTIC",
+    cuda_tf32: bool = False,
+) -> ort.InferenceSession:
     """``intra_threads`` 0: ONNX Runtime's default (one per core); ``graph_optimization`` one of
     GRAPH_OPTIMIZATION; ``cpu_mem_arena`` / ``mem_pattern``: ONNX Runtime's allocator arena and
     shape-pattern planning (faster repeated runs, more resident memory); ``cuda_conv_algo_search``:

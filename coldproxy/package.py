@@ -36,8 +36,6 @@ COMPONENTS = {
 EXPERT_COMPONENTS = {"sampler": "sampler.onnx", "gate": "gate.onnx"}  # present when manifest.experts is set
 
 
-
-
 class Dims(BaseModel):
     id_dim: int
     text_dim: int
@@ -52,8 +50,11 @@ class IdSpace(BaseModel):
 
     fingerprint: str = Field(description="identifies the space; packages with another one serve another space")
     source: Literal["trained", "given"]
-    score: Literal["dot", "cosine"] = Field("dot", description="how the recommender scores a user against an item; "
-                                            "a cosine space's vectors are kept unit-length, so an inner product is it")
+    score: Literal["dot", "cosine"] = Field(
+        "dot",
+        description="how the recommender scores a user against an item; "
+        "a cosine space's vectors are kept unit-length, so an inner product is it",
+    )
     dim: int
     item_file: str | None = Field(None, description="the given item vectors' file name")
     user_file: str | None = Field(None, description="the given user vectors' file name; none: items only")
@@ -158,8 +159,15 @@ class ModelPackage:
         """Identifies the encoders and their preprocessing: packages that share it compute the same content
         features for an item, so one's stored features feed the other's graphs."""
         m = self.manifest
-        blob = json.dumps({"files": [m.files[c] for c in ("text_encoder", "image_encoder", "tokenizer")],
-                           "preprocessing": m.preprocessing, "dims": m.dims.model_dump()}, sort_keys=True, default=str)
+        blob = json.dumps(
+            {
+                "files": [m.files[c] for c in ("text_encoder", "image_encoder", "tokenizer")],
+                "preprocessing": m.preprocessing,
+                "dims": m.dims.model_dump(),
+            },
+            sort_keys=True,
+            default=str,
+        )
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -202,11 +210,21 @@ def load_package(path: Path) -> ModelPackage:
         raise PackageError(f"proxy_item_emb is {proxy_emb.shape}, not one {d}-dim row per proxy item")
     if proxy_ids and not set(proxy_ids).isdisjoint(z["item_ids"].tolist()):
         raise PackageError("an item is both in item_ids and proxy_item_ids")
-    package = ModelPackage(path, manifest, [str(x) for x in z["user_ids"]], user_emb, [str(x) for x in z["item_ids"]],
-                           item_emb, seen_of(z, len(user_emb), len(item_emb) + len(proxy_ids)), proxy_ids, proxy_emb)
+    package = ModelPackage(
+        path,
+        manifest,
+        [str(x) for x in z["user_ids"]],
+        user_emb,
+        [str(x) for x in z["item_ids"]],
+        item_emb,
+        seen_of(z, len(user_emb), len(item_emb) + len(proxy_ids)),
+        proxy_ids,
+        proxy_emb,
+    )
     if manifest.id_fingerprint is not None and package.id_fingerprint != manifest.id_fingerprint:
         raise PackageError(
-            f"the ID tables' fingerprint {package.id_fingerprint} is not the manifest's {manifest.id_fingerprint}")
+            f"the ID tables' fingerprint {package.id_fingerprint} is not the manifest's {manifest.id_fingerprint}"
+        )
     if manifest.id_space is not None and manifest.id_space.dim != d:
         raise PackageError(f"the ID space's dimension {manifest.id_space.dim} is not the manifest's id_dim {d}")
     return package
@@ -231,8 +249,13 @@ def seen_of(z, n_users: int, n_items: int) -> tuple[np.ndarray, np.ndarray] | No
     if "seen_indptr" not in z.files:
         return None
     indptr, items = z["seen_indptr"].astype(np.int64), z["seen_items"].astype(np.int64)
-    if (len(indptr) != n_users + 1 or indptr[0] != 0 or indptr[-1] != len(items) or (np.diff(indptr) < 0).any()
-            or (len(items) and (items.min() < 0 or items.max() >= n_items))):
+    if (
+        len(indptr) != n_users + 1
+        or indptr[0] != 0
+        or indptr[-1] != len(items)
+        or (np.diff(indptr) < 0).any()
+        or (len(items) and (items.min() < 0 or items.max() >= n_items))
+    ):
         raise PackageError("seen_indptr / seen_items do not index the package's users and items")
     return indptr, items
 

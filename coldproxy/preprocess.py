@@ -103,8 +103,10 @@ class TextTokenizer:
     def __call__(self, texts: list[str]) -> dict[str, np.ndarray]:
         enc = self._tok.encode_batch(texts)
         ids, mask = TEXT_INPUTS
-        return {ids: np.array([e.ids for e in enc], dtype=np.int64),
-                mask: np.array([e.attention_mask for e in enc], dtype=np.int64)}
+        return {
+            ids: np.array([e.ids for e in enc], dtype=np.int64),
+            mask: np.array([e.attention_mask for e in enc], dtype=np.int64),
+        }
 
 
 def preprocessing_manifest(text_max_len: int) -> dict:

@@ -24,13 +24,25 @@ are what they are, with the measurements, is in [Models](models.md) and [Benchma
 """
 
 SECTIONS = (
-    (ServiceSettings, "The service", "What `coldproxy serve` (and `up`) reads: where the package and Redis are, "
-     "HTTP limits, keys, batching, ONNX Runtime, the index, rollouts."),
-    (TrainSettings, "Training the item model", "What `coldproxy train` and `coldproxy export` read: the data and its "
-     "split, the ID model or your own ID space, the generators, diffusion and gate, calibration, export checks."),
-    (BundleSettings, "Training the bundle model", "What `coldproxy train-bundles` reads, under its own prefix "
-     "(`COLDPROXY_BUNDLES_...`): its own settings, and the seed, diffusion, sampler and gate settings it shares "
-     "with the item model (its own defaults where they differ)."),
+    (
+        ServiceSettings,
+        "The service",
+        "What `coldproxy serve` (and `up`) reads: where the package and Redis are, "
+        "HTTP limits, keys, batching, ONNX Runtime, the index, rollouts.",
+    ),
+    (
+        TrainSettings,
+        "Training the item model",
+        "What `coldproxy train` and `coldproxy export` read: the data and its "
+        "split, the ID model or your own ID space, the generators, diffusion and gate, calibration, export checks.",
+    ),
+    (
+        BundleSettings,
+        "Training the bundle model",
+        "What `coldproxy train-bundles` reads, under its own prefix "
+        "(`COLDPROXY_BUNDLES_...`): its own settings, and the seed, diffusion, sampler and gate settings it shares "
+        "with the item model (its own defaults where they differ).",
+    ),
 )
 
 

@@ -13,8 +13,14 @@ from pathlib import Path
 
 from coldproxy.config import BundleSettings, TrainSettings
 
-DATA_FLAGS = {"data": "--data", "format": "--format", "seed": "--seed", "max_items": "--max-items",
-              "work_dir": "--work-dir", "package_dir": "--package-dir"}
+DATA_FLAGS = {
+    "data": "--data",
+    "format": "--format",
+    "seed": "--seed",
+    "max_items": "--max-items",
+    "work_dir": "--work-dir",
+    "package_dir": "--package-dir",
+}
 
 
 def stale_bundle_package(package: Path) -> bool:
@@ -27,8 +33,12 @@ def stale_bundle_package(package: Path) -> bool:
     except (OSError, ValueError):
         return False  # unreadable: load_bundle_package says what is wrong when the service starts
     if found != SCHEMA_VERSION:
-        logging.getLogger("coldproxy").warning("bundle package at %s has schema %s, this release serves %s: training "
-                                               "a new one", package, found, SCHEMA_VERSION)
+        logging.getLogger("coldproxy").warning(
+            "bundle package at %s has schema %s, this release serves %s: training a new one",
+            package,
+            found,
+            SCHEMA_VERSION,
+        )
     return found != SCHEMA_VERSION
 
 
@@ -50,16 +60,21 @@ def refit_in_background(args, s: TrainSettings) -> float:
     from service import refit_wait
 
     evaluation = read_metrics(s.work_dir) or {}
-    flags = [x for k, flag in DATA_FLAGS.items() if getattr(args, k, None) is not None
-             for x in (flag, str(getattr(args, k)))]
+    flags = [
+        x for k, flag in DATA_FLAGS.items() if getattr(args, k, None) is not None for x in (flag, str(getattr(args, k)))
+    ]
     log_file = Path(s.package_dir).with_name(Path(s.package_dir).name + ".refit.log")
     status = refit_wait.status_path(s.package_dir)
-    child = spawn(["refit", *flags], log_file, lambda code: background.finish(
-        status, None if code == 0 else f"exit status {code}"))
+    child = spawn(
+        ["refit", *flags],
+        log_file,
+        lambda code: background.finish(status, None if code == 0 else f"exit status {code}"),
+    )
     estimate = refit_estimate(evaluation, evaluation.get("dataset", {}).get("interactions", 0))
     background.announce(status, estimate, child.pid, log_file)
-    logging.getLogger("coldproxy").info("refitting on all the data in the background (pid %d, ~%.0f s, log %s)",
-                                        child.pid, estimate, log_file)
+    logging.getLogger("coldproxy").info(
+        "refitting on all the data in the background (pid %d, ~%.0f s, log %s)", child.pid, estimate, log_file
+    )
     return estimate
 
 
@@ -67,8 +82,12 @@ def spawn(argv: list[str], log_file: Path, on_exit, nice: int = 0) -> subprocess
     """``coldproxy <argv>`` as a child process logging to ``log_file``, ``nice`` below this process's CPU priority;
     ``on_exit(exit code)`` on a thread when it ends."""
     out = log_file.open("w")
-    child = subprocess.Popen([sys.executable, "-m", "coldproxy_cli", *argv], stdout=out, stderr=subprocess.STDOUT,
-                             preexec_fn=(lambda: os.nice(nice)) if nice else None)
+    child = subprocess.Popen(
+        [sys.executable, "-m", "coldproxy_cli", *argv],
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        preexec_fn=(lambda: os.nice(nice)) if nice else None,
+    )
 
     def reap() -> None:
         code = child.wait()
@@ -94,11 +113,18 @@ def bundles_in_background(package: Path, behind_s: float = 0.0) -> None:
     if package.exists():  # a package of an older schema: the service would refuse it
         shutil.rmtree(package)
     log_file = package.with_name(package.name + ".training.log")
-    child = spawn(["train-bundles", "--bundle-package-dir", str(package)], log_file,
-                  lambda code: bundle_wait.finish(package, None if code == 0 else f"exit status {code}"),
-                  nice=19 if behind_s else 0)
-    bundle_wait.announce(package, behind_s + bundle_estimate(BundleSettings().scenario, usable_cores()), child.pid,
-                         log_file)
-    logging.getLogger("coldproxy").info("training the bundle model in the background%s (pid %d, log %s)",
-                                        " after the refit, at the lowest CPU priority" if behind_s else "", child.pid,
-                                        log_file)
+    child = spawn(
+        ["train-bundles", "--bundle-package-dir", str(package)],
+        log_file,
+        lambda code: bundle_wait.finish(package, None if code == 0 else f"exit status {code}"),
+        nice=19 if behind_s else 0,
+    )
+    bundle_wait.announce(
+        package, behind_s + bundle_estimate(BundleSettings().scenario, usable_cores()), child.pid, log_file
+    )
+    logging.getLogger("coldproxy").info(
+        "training the bundle model in the background%s (pid %d, log %s)",
+        " after the refit, at the lowest CPU priority" if behind_s else "",
+        child.pid,
+        log_file,
+    )

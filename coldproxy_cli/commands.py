@@ -26,12 +26,21 @@ from coldproxy_cli.flags import parser
 
 
 def _train_settings(args: argparse.Namespace) -> TrainSettings:
-    over = {k: v for k, v in {
-        "data_dir": args.data, "data_format": args.format, "seed": args.seed, "max_items": args.max_items,
-        "work_dir": args.work_dir, "package_dir": getattr(args, "package_dir", None),
-        "feature_engine": getattr(args, "engine", None), "ray_address": getattr(args, "address", None),
-        "refit": False if getattr(args, "no_refit", False) else None,
-    }.items() if v is not None}
+    over = {
+        k: v
+        for k, v in {
+            "data_dir": args.data,
+            "data_format": args.format,
+            "seed": args.seed,
+            "max_items": args.max_items,
+            "work_dir": args.work_dir,
+            "package_dir": getattr(args, "package_dir", None),
+            "feature_engine": getattr(args, "engine", None),
+            "ray_address": getattr(args, "address", None),
+            "refit": False if getattr(args, "no_refit", False) else None,
+        }.items()
+        if v is not None
+    }
     return TrainSettings(**over)
 
 
@@ -97,10 +106,16 @@ def cmd_train_bundles(args) -> None:
     from models.bundles.data import load_youshu
     from models.bundles.train import train_bundle_model
 
-    over = {k: v for k,
-            v in {"data_dir": getattr(args, "bundles_data", None), "scenario": getattr(args, "scenario", None),
-                              "seed": args.seed, "package_dir": getattr(args, "bundle_package_dir", None)}.items()
-            if v is not None}
+    over = {
+        k: v
+        for k, v in {
+            "data_dir": getattr(args, "bundles_data", None),
+            "scenario": getattr(args, "scenario", None),
+            "seed": args.seed,
+            "package_dir": getattr(args, "bundle_package_dir", None),
+        }.items()
+        if v is not None
+    }
     s = BundleSettings(**over)
     t = time.time()
     m = train_bundle_model(load_youshu(s.data_dir, s.scenario), s)
@@ -115,8 +130,11 @@ def cmd_serve(args) -> None:
     from service.app import create_app
     from service.server import uvicorn_config
 
-    over = {k: v for k, v in {"package_dir": args.package_dir, "host": args.host, "port": args.port}.items()
-            if v is not None}
+    over = {
+        k: v
+        for k, v in {"package_dir": args.package_dir, "host": args.host, "port": args.port}.items()
+        if v is not None
+    }
     if args.allow_memory_store:
         over["allow_memory_store"] = True
     settings = ServiceSettings(**over)
@@ -140,9 +158,11 @@ def cmd_reembed(args) -> None:
         target = await Serving.open(settings, Metrics(), args.to_package, bundles=False)
         try:
             with tqdm(unit="item", desc=f"re-embedding for {target.version}") as bar:
+
                 def progress(n: int, total: int) -> None:
                     bar.total = total
                     bar.update(n)
+
                 report = await backfill(target, args.batch or settings.reembed_batch, progress)
             return report.as_dict() | {"version": target.version}
         finally:
@@ -163,9 +183,19 @@ def cmd_embed(args) -> None:
     settings = with_catalogue_root(settings, args.data)
     movielens = args.format == "movielens" or (args.format is None and (args.data / "movies.csv").exists())
     table = catalogue_table(*movielens_items(args.data)) if movielens else read_catalogue(args.data, args.format)
-    report = embed_catalogue(settings, table, out=args.out, redis=args.to == "redis",
-                             overwrite=args.overwrite, batch=args.batch, engine=args.engine, address=args.address,
-                             actors=args.actors, cpus_per_actor=args.cpus_per_actor, errors=args.errors)
+    report = embed_catalogue(
+        settings,
+        table,
+        out=args.out,
+        redis=args.to == "redis",
+        overwrite=args.overwrite,
+        batch=args.batch,
+        engine=args.engine,
+        address=args.address,
+        actors=args.actors,
+        cpus_per_actor=args.cpus_per_actor,
+        errors=args.errors,
+    )
     print(json.dumps(report))
 
 
@@ -179,17 +209,28 @@ def cmd_sync_ids(args) -> None:
     totals, refused = {"stored": 0, "unchanged": 0, "failed": 0}, []
     with Client(args.url, api_key=args.api_key, timeout=120) as client:
         for start in range(0, len(vectors), args.chunk):
-            chunk = dict(zip(vectors.ids[start: start + args.chunk], vectors.matrix[start: start + args.chunk]))
+            chunk = dict(zip(vectors.ids[start : start + args.chunk], vectors.matrix[start : start + args.chunk]))
             try:
                 out = client.put_id_embeddings(chunk, id_space=args.id_space, add_unknown=args.add_unknown)
             except ServiceError as exc:
-                raise SystemExit(f"coldproxy sync-ids: {exc.status} from {args.url} after {start} vectors: "
-                                 f"{str(exc.detail)[:500]}") from None
+                raise SystemExit(
+                    f"coldproxy sync-ids: {exc.status} from {args.url} after {start} vectors: {str(exc.detail)[:500]}"
+                ) from None
             for k in totals:
                 totals[k] += getattr(out, k)
             refused += [r.model_dump(exclude_none=True) for r in out.results if r.status != 200]
-    print(json.dumps(totals | {"file": vectors.source, "vectors": len(vectors), "version": out.package_version,
-                               "id_fingerprint": out.id_fingerprint, "refused": refused[:20]}))
+    print(
+        json.dumps(
+            totals
+            | {
+                "file": vectors.source,
+                "vectors": len(vectors),
+                "version": out.package_version,
+                "id_fingerprint": out.id_fingerprint,
+                "refused": refused[:20],
+            }
+        )
+    )
     if refused:
         raise SystemExit(1)
 
@@ -216,9 +257,17 @@ def cmd_up(args) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    handlers = {"train": cmd_train, "refit": cmd_refit, "export": cmd_export, "serve": cmd_serve, "up": cmd_up,
-                "train-bundles": cmd_train_bundles, "embed": cmd_embed, "reembed": cmd_reembed,
-                "sync-ids": cmd_sync_ids}
+    handlers = {
+        "train": cmd_train,
+        "refit": cmd_refit,
+        "export": cmd_export,
+        "serve": cmd_serve,
+        "up": cmd_up,
+        "train-bundles": cmd_train_bundles,
+        "embed": cmd_embed,
+        "reembed": cmd_reembed,
+        "sync-ids": cmd_sync_ids,
+    }
     p = parser(handlers, __doc__)
     a = p.parse_args(argv)
     try:
@@ -232,8 +281,9 @@ def main(argv: list[str] | None = None) -> None:
 def refusal(exc: Exception) -> str:
     """One line saying what was refused: a settings error's fields and reasons, else the exception's message."""
     if isinstance(exc, ValidationError):
-        return "invalid settings: " + "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}"
-                                                for e in exc.errors())
+        return "invalid settings: " + "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors()
+        )
     return " ".join(str(exc).split()) or type(exc).__name__
 
 

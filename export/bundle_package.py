@@ -40,19 +40,30 @@ def build_bundle_package(model: BundleModel, settings: BundleSettings, out: Path
     d, vd, ex = model.data, model.diffusion, model.experts
     warm = d.warm_bundles
     den_b = vd.denoisers[0]
-    sampler = UnrolledSampler(den_b,
-                              make_plan(NoiseSchedule(den_b.cfg.schedule, den_b.cfg.T), kw["method"], kw["steps"],
-                                               kw["t_start"], kw["spacing"]))
+    sampler = UnrolledSampler(
+        den_b,
+        make_plan(
+            NoiseSchedule(den_b.cfg.schedule, den_b.cfg.T), kw["method"], kw["steps"], kw["t_start"], kw["spacing"]
+        ),
+    )
     export_sampler(sampler, stage / FILES["sampler"])
     export_bundle_gate(model.gate, settings.dim, stage / FILES["gate"])
     served = model.bundle_vectors()
-    np.savez(stage / FILES["embeddings"],
-             user_ids=np.arange(d.n_users).astype(str), user_emb=model.user_vectors(),
-             item_ids=np.arange(d.n_items).astype(str), item_prior=model.prior.iI.astype(np.float32),
-             item_diffusion=vd.item_diffusion, item_composition=model.comp.astype(np.float32),
-             item_counts=d.item_counts(), bundle_ids=warm.astype(str), bundle_emb=served[warm],
-             bundle_condition=vd.condition[warm], bundle_prior=model.prior.bB[warm].astype(np.float32),
-             **dict(zip(("seen_indptr", "seen_items"), seen_table(d.n_users, d.n_bundles, warm, d.train))))
+    np.savez(
+        stage / FILES["embeddings"],
+        user_ids=np.arange(d.n_users).astype(str),
+        user_emb=model.user_vectors(),
+        item_ids=np.arange(d.n_items).astype(str),
+        item_prior=model.prior.iI.astype(np.float32),
+        item_diffusion=vd.item_diffusion,
+        item_composition=model.comp.astype(np.float32),
+        item_counts=d.item_counts(),
+        bundle_ids=warm.astype(str),
+        bundle_emb=served[warm],
+        bundle_condition=vd.condition[warm],
+        bundle_prior=model.prior.bB[warm].astype(np.float32),
+        **dict(zip(("seen_indptr", "seen_items"), seen_table(d.n_users, d.n_bundles, warm, d.train))),
+    )
 
     rng = np.random.default_rng(settings.seed)
     new = np.setdiff1d(np.arange(d.n_bundles), warm)
@@ -60,35 +71,61 @@ def build_bundle_package(model: BundleModel, settings: BundleSettings, out: Path
     known = rng.choice(warm, min(settings.parity_bundles, len(warm)), replace=False)
     probe = np.concatenate([new, known])
     report = {
-        "sampler": parity(sampler, stage / FILES["sampler"],
-                          dict(zip(SAMPLER_INPUTS, (vd.anchor[probe], vd.condition[probe])))),
-        "gate": parity(model.gate, stage / FILES["gate"], dict(zip(
-            BUNDLE_GATE_INPUTS, (ex.aB[probe], ex.aI[probe], ex.eB[probe], ex.dB[probe], ex.eI[probe], ex.dI[probe])))),
+        "sampler": parity(
+            sampler, stage / FILES["sampler"], dict(zip(SAMPLER_INPUTS, (vd.anchor[probe], vd.condition[probe])))
+        ),
+        "gate": parity(
+            model.gate,
+            stage / FILES["gate"],
+            dict(
+                zip(
+                    BUNDLE_GATE_INPUTS,
+                    (ex.aB[probe], ex.aI[probe], ex.eB[probe], ex.dB[probe], ex.eI[probe], ex.dI[probe]),
+                )
+            ),
+        ),
     }
     files = {c: sha256_file(stage / n) for c, n in FILES.items()}
     now = datetime.now(timezone.utc)
     with torch.no_grad():
         metrics = {k: float(v) for k, v in model.test_metrics().items()}
     manifest = BundlePackageManifest(
-        version=package_version(files, now), created_at=now.isoformat(), dim=settings.dim, scenario=d.scenario,
-        anchor_n=settings.anchor_n, calibration=model.calibration, sampler=kw, files=files, parity=report,
-        metrics={"test": metrics,
-                 "prior": {k: model.log["prior"].get(k) for k in ("best_tune_ndcg@20", "epochs_run", "fixed_epochs")},
-                 "gate": {"best_tune_ndcg@20": model.log["gate"]["best_tune_ndcg@20"],
-                          "variant": model.log["gate"].get("variant")},
-                 "gate_selection": model.log.get("gate_selection"), "calibration": model.log.get("calibration")},
-        provenance={"data_dir": str(settings.data_dir), "scenario": d.scenario, "seed": settings.seed,
-                    "sizes": {"users": d.n_users, "bundles": d.n_bundles, "items": d.n_items},
-                    "settings": settings.model_dump(mode="json",
-                                                    exclude={"data_dir", "package_dir", "cache_dir", "work_dir",
-                                                                   "package_dir"})},
+        version=package_version(files, now),
+        created_at=now.isoformat(),
+        dim=settings.dim,
+        scenario=d.scenario,
+        anchor_n=settings.anchor_n,
+        calibration=model.calibration,
+        sampler=kw,
+        files=files,
+        parity=report,
+        metrics={
+            "test": metrics,
+            "prior": {k: model.log["prior"].get(k) for k in ("best_tune_ndcg@20", "epochs_run", "fixed_epochs")},
+            "gate": {
+                "best_tune_ndcg@20": model.log["gate"]["best_tune_ndcg@20"],
+                "variant": model.log["gate"].get("variant"),
+            },
+            "gate_selection": model.log.get("gate_selection"),
+            "calibration": model.log.get("calibration"),
+        },
+        provenance={
+            "data_dir": str(settings.data_dir),
+            "scenario": d.scenario,
+            "seed": settings.seed,
+            "sizes": {"users": d.n_users, "bundles": d.n_bundles, "items": d.n_items},
+            "settings": settings.model_dump(
+                mode="json", exclude={"data_dir", "package_dir", "cache_dir", "work_dir", "package_dir"}
+            ),
+        },
         counts={"users": d.n_users, "items": d.n_items, "warm_bundles": len(warm)},
     )
     write_manifest(stage, manifest)
     if len(new):  # the package end to end, through the service's code, on bundles without interactions
         members = d.members()
-        got = BundleEmbedder(load_bundle_package(stage),
-                             {"providers": ["CPUExecutionProvider"]}).embed([members[b] for b in new])
+        got = BundleEmbedder(load_bundle_package(stage), {"providers": ["CPUExecutionProvider"]}).embed(
+            [members[b] for b in new]
+        )
         report["end_to_end"] = float(np.abs(got.embedding - served[new]).max())
         write_manifest(stage, manifest.model_copy(update={"parity": report}))
     bad = {k: v for k, v in report.items() if not v < settings.parity_tolerance}

@@ -17,15 +17,27 @@ from models.features import FEATURES_VERSION
 def export_text_encoder(encoder, path: Path) -> Path:
     ids = torch.ones(2, 8, dtype=torch.int64)
     return export_graph(
-        encoder, (ids, torch.ones_like(ids)), path, TEXT_INPUTS, TEXT_OUTPUTS,
-        {"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"}, "text_features": {0: "batch"},
-         "text_layers": {0: "batch"}},
+        encoder,
+        (ids, torch.ones_like(ids)),
+        path,
+        TEXT_INPUTS,
+        TEXT_OUTPUTS,
+        {
+            "input_ids": {0: "batch", 1: "seq"},
+            "attention_mask": {0: "batch", 1: "seq"},
+            "text_features": {0: "batch"},
+            "text_layers": {0: "batch"},
+        },
     )
 
 
 def export_image_encoder(encoder, path: Path) -> Path:
     return export_graph(
-        encoder, (torch.zeros(2, 3, 224, 224),), path, IMAGE_INPUTS, IMAGE_OUTPUTS,
+        encoder,
+        (torch.zeros(2, 3, 224, 224),),
+        path,
+        IMAGE_INPUTS,
+        IMAGE_OUTPUTS,
         {"pixels": {0: "batch"}, "image_features": {0: "batch"}, "image_stages": {0: "batch"}},
     )
 

@@ -104,26 +104,48 @@ def build_package(settings, checkpoint: Path | None = None) -> Path:
     if bad:
         raise ParityError(f"ONNX vs torch max |delta| over {settings.parity_tolerance}: {bad}")
 
-    metrics_keys = ("test", "test_protocol", "test_uncalibrated", "id_space", "calibration", "id_model",
-                    "text_finetune", "proxy", "selection", "split", "refit") + (("diffusion", "gate") if experts
-                                                                                 else ())
+    metrics_keys = (
+        "test",
+        "test_protocol",
+        "test_uncalibrated",
+        "id_space",
+        "calibration",
+        "id_model",
+        "text_finetune",
+        "proxy",
+        "selection",
+        "split",
+        "refit",
+    ) + (("diffusion", "gate") if experts else ())
     files = {c: sha256_file(stage / n) for c, n in (COMPONENTS | (EXPERT_COMPONENTS if experts else {})).items()}
     now = datetime.now(timezone.utc)
     space = id_space(metrics, z, proxy.out_dim)
     manifest = Manifest(
         version=package_version(files, now),
         created_at=now.isoformat(),
-        dims=Dims(id_dim=proxy.out_dim, text_dim=TEXT_DIM, image_dim=IMAGE_DIM, text_layers=TEXT_LAYERS,
-                  image_stage_dim=IMAGE_STAGE_DIM),
-        encoders={"text": TEXT_ENCODER + (" (last layer fine-tuned)" if (work / LAYER_FILE).exists() else ""),
-                  "image": IMAGE_ENCODER, "proxy": generator_name(proxy), "id_model": id_model_name(metrics)},
+        dims=Dims(
+            id_dim=proxy.out_dim,
+            text_dim=TEXT_DIM,
+            image_dim=IMAGE_DIM,
+            text_layers=TEXT_LAYERS,
+            image_stage_dim=IMAGE_STAGE_DIM,
+        ),
+        encoders={
+            "text": TEXT_ENCODER + (" (last layer fine-tuned)" if (work / LAYER_FILE).exists() else ""),
+            "image": IMAGE_ENCODER,
+            "proxy": generator_name(proxy),
+            "id_model": id_model_name(metrics),
+        },
         preprocessing=preprocessing_manifest(settings.text_max_len),
         files=files,
         parity=report,
         metrics={k: metrics[k] for k in metrics_keys if k in metrics},
         provenance=metrics["dataset"],
-        counts={"users": int(len(z["user_ids"])), "warm_items": int(len(z["item_ids"])),
-                "proxy_items": int(len(z["proxy_item_ids"])) if "proxy_item_ids" in z.files else 0},
+        counts={
+            "users": int(len(z["user_ids"])),
+            "warm_items": int(len(z["item_ids"])),
+            "proxy_items": int(len(z["proxy_item_ids"])) if "proxy_item_ids" in z.files else 0,
+        },
         evaluation=metrics.get("evaluation") or evaluation_record(metrics),
         served=metrics.get("served"),
         experts=experts,
@@ -141,10 +163,20 @@ def id_space(metrics: dict, tables, dim: int) -> IdSpace:
     record = {k: v for k, v in metrics.get("id_space", {}).items() if k in IdSpace.model_fields}
     if record.get("source") == "given":
         return IdSpace(**record)
-    fingerprint = id_fingerprint([str(x) for x in tables["user_ids"]], tables["user_emb"],
-                                 [str(x) for x in tables["item_ids"]], tables["item_emb"])
-    return IdSpace(fingerprint=fingerprint, source="trained", score="dot", dim=dim,
-                   item_vectors=int(len(tables["item_ids"])), user_vectors=int(len(tables["user_ids"])))
+    fingerprint = id_fingerprint(
+        [str(x) for x in tables["user_ids"]],
+        tables["user_emb"],
+        [str(x) for x in tables["item_ids"]],
+        tables["item_emb"],
+    )
+    return IdSpace(
+        fingerprint=fingerprint,
+        source="trained",
+        score="dot",
+        dim=dim,
+        item_vectors=int(len(tables["item_ids"])),
+        user_vectors=int(len(tables["user_ids"])),
+    )
 
 
 def id_model_name(metrics: dict) -> str:
@@ -178,8 +210,9 @@ def package_version(files: dict[str, str], now: datetime) -> str:
     return f"{now:%Y%m%d}-{digest}"
 
 
-def _export_experts(work: Path, stage: Path, dim: int, report: dict, calibration: Calibration | None,
-                    cosine: bool = False) -> dict | None:
+def _export_experts(
+    work: Path, stage: Path, dim: int, report: dict, calibration: Calibration | None, cosine: bool = False
+) -> dict | None:
     """Sampler (DPM-Solver++ steps unrolled) and gate graphs, parity-checked into ``report``; the gate
     calibrates its content experts when a calibration was fitted, and serves unit vectors in a cosine space."""
     loaded = load_experts(work)
@@ -193,18 +226,26 @@ def _export_experts(work: Path, stage: Path, dim: int, report: dict, calibration
         gate = UnitLength(gate).eval()
     if kw["method"] == "ddpm":
         raise ValueError("the ancestral DDPM sampler is stochastic; export a DPM-Solver++ sampler")
-    sampler = UnrolledSampler(den, make_plan(NoiseSchedule(den.cfg.schedule, den.cfg.T), kw["method"], kw["steps"],
-                                             kw["t_start"], kw["spacing"]))
+    sampler = UnrolledSampler(
+        den,
+        make_plan(NoiseSchedule(den.cfg.schedule, den.cfg.T), kw["method"], kw["steps"], kw["t_start"], kw["spacing"]),
+    )
     export_sampler(sampler, stage / EXPERT_COMPONENTS["sampler"])
     export_gate(gate, dim, stage / EXPERT_COMPONENTS["gate"])
     real = np.load(work / "parity_experts.npz")
     report["sampler"] = parity(sampler, stage / EXPERT_COMPONENTS["sampler"], {k: real[k] for k in SAMPLER_INPUTS})
     gate_feeds = {k: real[k] for k in GATE_INPUTS}
     report["gate"] = parity(gate, stage / EXPERT_COMPONENTS["gate"], gate_feeds)
-    cold = gate_feeds | {"expert_available": gate_feeds["expert_available"] * np.array([0] + [1] * len(
-        CONTENT_EXPERTS), np.float32)}
+    cold = gate_feeds | {
+        "expert_available": gate_feeds["expert_available"] * np.array([0] + [1] * len(CONTENT_EXPERTS), np.float32)
+    }
     report["gate_without_id"] = parity(gate, stage / EXPERT_COMPONENTS["gate"], cold)
-    return {"sampler": kw, "denoiser": den.cfg.to_dict(), "anchor_n": anchor_n, "experts": list(EXPERTS),
-            "served": served,
-            "gate_features": list(GATE_FEATURES),
-            "calibration": None if calibration is None else {"scale": calibration.scale, "shift": calibration.shift}}
+    return {
+        "sampler": kw,
+        "denoiser": den.cfg.to_dict(),
+        "anchor_n": anchor_n,
+        "experts": list(EXPERTS),
+        "served": served,
+        "gate_features": list(GATE_FEATURES),
+        "calibration": None if calibration is None else {"scale": calibration.scale, "shift": calibration.shift},
+    }

@@ -30,8 +30,9 @@ from export.package import package_version, parity_inputs
 ENCODERS = ("text_encoder", "image_encoder")
 
 
-def quantize_package(src: Path, out: Path, settings: TrainSettings | None = None,
-                     components: tuple[str, ...] = ("text_encoder",)) -> Path:
+def quantize_package(
+    src: Path, out: Path, settings: TrainSettings | None = None, components: tuple[str, ...] = ("text_encoder",)
+) -> Path:
     settings = settings or TrainSettings()
     b = load_package(src)
     stage = staging_dir(Path(out))
@@ -53,20 +54,25 @@ def quantize_package(src: Path, out: Path, settings: TrainSettings | None = None
     files = {c: sha256_file(stage / b.file(c).name) for c in b.manifest.files}
     now = datetime.now(timezone.utc)
     m = b.manifest
-    manifest = m.model_copy(update={
-        "version": package_version(files, now), "created_at": now.isoformat(), "files": files,
-        "encoders": m.encoders | {
-            "quantization": f"int8 dynamic ({', '.join(components)}) of model package {m.version}"},
-        "parity": m.parity | deltas,
-    })
+    manifest = m.model_copy(
+        update={
+            "version": package_version(files, now),
+            "created_at": now.isoformat(),
+            "files": files,
+            "encoders": m.encoders
+            | {"quantization": f"int8 dynamic ({', '.join(components)}) of model package {m.version}"},
+            "parity": m.parity | deltas,
+        }
+    )
     write_manifest(stage, manifest)
     load_package(stage)
     return replace_dir(stage, Path(out))
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m export.quantize", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m export.quantize", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     s = TrainSettings()
     p.add_argument("--package-dir", "--bundle-dir", type=Path, default=s.package_dir)
     p.add_argument("--out", type=Path, default=s.package_dir.with_name(s.package_dir.name + "-int8"))
@@ -74,8 +80,10 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
     out = quantize_package(a.package_dir, a.out, s, ENCODERS if a.image else ("text_encoder",))
     m = load_package(out).manifest
-    print(f"int8 model package {m.version} written to {out}; max |int8 - fp32|: "
-          f"{ {k: v for k, v in m.parity.items() if k.endswith('_int8')} }")
+    print(
+        f"int8 model package {m.version} written to {out}; max |int8 - fp32|: "
+        f"{ {k: v for k, v in m.parity.items() if k.endswith('_int8')} }"
+    )
 
 
 if __name__ == "__main__":

@@ -115,14 +115,16 @@ class Scenarios:
         self.known_users = [u for u in self.payloads.users[:probes] if await client.recommend(user_id=u, k=1) == 200]
         if not self.known_items or not self.known_users:
             raise RuntimeError(
-                "the service knows none of the dataset's items or users: wrong --data for this model package?")
+                "the service knows none of the dataset's items or users: wrong --data for this model package?"
+            )
 
     async def get(self, client: StatusClient) -> int:
         return await client.embedding(pick_one(self.known_items, self.ingested))
 
     async def rank(self, client: StatusClient) -> int:
-        return await client.rank(draw_candidates(self.known_items, self.ingested, self.candidates),
-                                 user_id=random.choice(self.known_users))
+        return await client.rank(
+            draw_candidates(self.known_items, self.ingested, self.candidates), user_id=random.choice(self.known_users)
+        )
 
     async def recommend(self, client: StatusClient) -> int:
         """POST /v1/recommendations with the default filters (the user's training items left out)."""
@@ -130,8 +132,11 @@ class Scenarios:
 
     async def recommend_filtered(self, client: StatusClient) -> int:
         """As ``recommend``, also leaving out 100 IDs the client shows."""
-        return await client.recommend(user_id=random.choice(self.known_users), k=self.recommend_k,
-                                      exclude_ids=draw_candidates(self.known_items, self.ingested, 100))
+        return await client.recommend(
+            user_id=random.choice(self.known_users),
+            k=self.recommend_k,
+            exclude_ids=draw_candidates(self.known_items, self.ingested, 100),
+        )
 
     bundles: BundlePayloads | None = None
     known_bundles: list[str] = field(default_factory=list)
@@ -145,8 +150,9 @@ class Scenarios:
         if self.bundles is None:
             raise RuntimeError("bundle scenarios need Youshu payloads (--bundles-data)")
         self.known_bundles = [b for b, _ in self.bundles.bundles[:probes] if await client.bundle_embedding(b) == 200]
-        self.bundle_users = [u for u in self.bundles.users[:probes]
-                             if await client.recommend_bundles(user_id=u, k=1) == 200]
+        self.bundle_users = [
+            u for u in self.bundles.users[:probes] if await client.recommend_bundles(user_id=u, k=1) == 200
+        ]
         if not self.known_bundles or not self.bundle_users:
             raise RuntimeError("the service serves none of Youshu's bundles or users: no bundle recommender loaded?")
 
@@ -163,8 +169,10 @@ class Scenarios:
         return await client.bundle_embedding(pick_one(self.known_bundles, self.posted_bundles))
 
     async def bundle_rank(self, client: StatusClient) -> int:
-        return await client.rank_bundles(draw_candidates(self.known_bundles, self.posted_bundles, self.candidates),
-                                         user_id=random.choice(self.bundle_users))
+        return await client.rank_bundles(
+            draw_candidates(self.known_bundles, self.posted_bundles, self.candidates),
+            user_id=random.choice(self.bundle_users),
+        )
 
     async def bundle_recommend(self, client: StatusClient) -> int:
         return await client.recommend_bundles(user_id=random.choice(self.bundle_users), k=20)
@@ -175,8 +183,16 @@ class Scenarios:
         return random.choices([s for s, _ in MIX], weights=[w for _, w in MIX])[0]
 
 
-async def run_load(url: str, scenario: str, scenarios: Scenarios, requests: int, duration: float,
-                   concurrency: int = 8, rate: float | None = None, api_key: str | None = None) -> list[Sample]:
+async def run_load(
+    url: str,
+    scenario: str,
+    scenarios: Scenarios,
+    requests: int,
+    duration: float,
+    concurrency: int = 8,
+    rate: float | None = None,
+    api_key: str | None = None,
+) -> list[Sample]:
     require_loopback(url)
     if scenario not in SCENARIOS:
         raise ValueError(f"unknown scenario {scenario!r}; choose from {SCENARIOS}")
@@ -219,6 +235,7 @@ async def run_load(url: str, scenario: str, scenarios: Scenarios, requests: int,
                     task.add_done_callback(in_flight.discard)
                 await asyncio.gather(*in_flight)
             else:
+
                 async def worker() -> None:
                     while time.perf_counter() < deadline and next(issued) < requests:
                         await one(c)

@@ -41,23 +41,41 @@ def _steps(n: int, batch: int, cap: int) -> int:
     return min(steps, cap) if cap else steps
 
 
-def estimate(settings, n_items: int, n_users: int, n_train: int, n_warm_val: int, n_warm: int, encode_items: int,
-             generators: int, cores: int, unit: UnitCosts = UnitCosts()) -> dict[str, float]:
+def estimate(
+    settings,
+    n_items: int,
+    n_users: int,
+    n_train: int,
+    n_warm_val: int,
+    n_warm: int,
+    encode_items: int,
+    generators: int,
+    cores: int,
+    unit: UnitCosts = UnitCosts(),
+) -> dict[str, float]:
     """Seconds per stage for a run of ``settings`` on data of these sizes; ``encode_items``: items whose features the
     cache lacks, ``generators``: how many generators train."""
     id_steps = _steps(n_train, id_batch_and_lr(n_train, settings)[0], 0)  # the ID model's own budget: its batch grows
     scores = n_users * n_items * unit.score_pair
     out = {
         "features": encode_items * unit.feature_item,
-        "id_model": unit.id_epochs * (id_steps * (unit.id_step + unit.id_step_positive * n_train)
-                                      + scores / settings.eval_every),
-        "generators": generators * (unit.generator_best_epoch + settings.proxy_patience) * (
-            _steps(n_train, settings.proxy_batch,
-                   settings.proxy_steps_per_epoch) * unit.generator_step * settings.proxy_batch / 1024
-            + scores / 10),
-        "diffusion+gate": (unit.diffusion_epochs * n_warm * unit.diffusion_item_epoch
-                           + unit.gate_epochs * _steps(n_warm_val, settings.gate_batch, settings.gate_steps_per_epoch)
-                           * unit.gate_step) if settings.diffusion else 0.0,
+        "id_model": unit.id_epochs
+        * (id_steps * (unit.id_step + unit.id_step_positive * n_train) + scores / settings.eval_every),
+        "generators": generators
+        * (unit.generator_best_epoch + settings.proxy_patience)
+        * (
+            _steps(n_train, settings.proxy_batch, settings.proxy_steps_per_epoch)
+            * unit.generator_step
+            * settings.proxy_batch
+            / 1024
+            + scores / 10
+        ),
+        "diffusion+gate": (
+            unit.diffusion_epochs * n_warm * unit.diffusion_item_epoch
+            + unit.gate_epochs * _steps(n_warm_val, settings.gate_batch, settings.gate_steps_per_epoch) * unit.gate_step
+        )
+        if settings.diffusion
+        else 0.0,
         "calibration+evaluation": unit.calibration_scores * scores,
         "export": unit.export,
     }

@@ -64,8 +64,9 @@ class Dataset:
         """Every interaction the data holds: the positives and the seen-only ones."""
         if self.seen_only is None or not len(self.seen_only):
             return Interactions(self.users, self.items)
-        return Interactions(np.concatenate([self.users, self.seen_only.users]),
-                            np.concatenate([self.items, self.seen_only.items]))
+        return Interactions(
+            np.concatenate([self.users, self.seen_only.users]), np.concatenate([self.items, self.seen_only.items])
+        )
 
     def _seen_only_kept(self, user_map: np.ndarray, item_map: np.ndarray) -> Interactions | None:
         """``seen_only`` with users and items renumbered by ``user_map`` / ``item_map`` (-1: dropped)."""
@@ -84,8 +85,19 @@ class Dataset:
         return h.hexdigest()[:16]
 
     @classmethod
-    def from_rows(cls, name, item_ids, texts, images, user_of_row, item_of_row, ts, provenance,
-                  weights=None, seen_rows: tuple[list, list] = ((), ())) -> "Dataset":
+    def from_rows(
+        cls,
+        name,
+        item_ids,
+        texts,
+        images,
+        user_of_row,
+        item_of_row,
+        ts,
+        provenance,
+        weights=None,
+        seen_rows: tuple[list, list] = ((), ()),
+    ) -> "Dataset":
         """Build from per-interaction rows: external user IDs and item indices; users indexed in order of appearance.
         ``seen_rows``: (external user IDs, item indices) of the seen-only interactions; those of a user without a
         positive are dropped (such users are counted in the provenance: without an ID vector they are not users)."""
@@ -95,13 +107,20 @@ class Dataset:
         seen_items = np.array(seen_rows[1], dtype=np.int64)
         known = seen_users >= 0
         return cls(
-            name=name, item_ids=item_ids, item_texts=texts, item_images=images, user_ids=user_ids,
+            name=name,
+            item_ids=item_ids,
+            item_texts=texts,
+            item_images=images,
+            user_ids=user_ids,
             users=np.array([index[u] for u in user_of_row], dtype=np.int64),
             items=np.array(item_of_row, dtype=np.int64),
             timestamps=np.array(ts, dtype=np.int64),
             weights=None if weights is None else np.array(weights, dtype=np.float32),
-            provenance=provenance | {"seen_only_interactions": int(known.sum()),
-                                     "users_without_a_positive": len(set(seen_rows[0]) - index.keys())},
+            provenance=provenance
+            | {
+                "seen_only_interactions": int(known.sum()),
+                "users_without_a_positive": len(set(seen_rows[0]) - index.keys()),
+            },
             seen_only=Interactions(seen_users[known], seen_items[known]),
         )
 
@@ -113,10 +132,16 @@ class Dataset:
         new = remap[self.users] if len(self.users) else np.zeros(0, np.int64)
         keep = new >= 0
         return Dataset(
-            name=self.name, item_ids=self.item_ids, item_texts=self.item_texts, item_images=self.item_images,
-            user_ids=list(user_ids), users=new[keep], items=self.items[keep],
+            name=self.name,
+            item_ids=self.item_ids,
+            item_texts=self.item_texts,
+            item_images=self.item_images,
+            user_ids=list(user_ids),
+            users=new[keep],
+            items=self.items[keep],
             timestamps=None if self.timestamps is None else self.timestamps[keep],
-            weights=None if self.weights is None else self.weights[keep], provenance=self.provenance,
+            weights=None if self.weights is None else self.weights[keep],
+            provenance=self.provenance,
             seen_only=self._seen_only_kept(remap, np.arange(self.n_items)),
         ), int((~keep).sum())
 
@@ -194,14 +219,24 @@ def load_movielens(path: Path, positive_threshold: float = 4.0, tags: bool = Fal
             else:
                 seen_u.append(row["userId"])
                 seen_i.append(item_index[row["movieId"]])
-    return Dataset.from_rows("movielens-posters", item_ids, texts, images, u_raw, i_raw, ts, {
-        "dataset": "movielens-posters",
-        "path": str(path),
-        "positive_threshold": positive_threshold,
-        "item_text": "title, genres" + (", users' tags" if tags else ""),
-        "ratings_sha256": _file_sha(path / "ratings.csv"),
-        "movies_sha256": _file_sha(path / "movies.csv"),
-    }, seen_rows=(seen_u, seen_i))
+    return Dataset.from_rows(
+        "movielens-posters",
+        item_ids,
+        texts,
+        images,
+        u_raw,
+        i_raw,
+        ts,
+        {
+            "dataset": "movielens-posters",
+            "path": str(path),
+            "positive_threshold": positive_threshold,
+            "item_text": "title, genres" + (", users' tags" if tags else ""),
+            "ratings_sha256": _file_sha(path / "ratings.csv"),
+            "movies_sha256": _file_sha(path / "movies.csv"),
+        },
+        seen_rows=(seen_u, seen_i),
+    )
 
 
 def generic_items(path: Path) -> tuple[list[str], list[str], list[Path | None]]:
@@ -233,8 +268,17 @@ def load_generic(path: Path, require_interactions: bool = True) -> Dataset:
     item_index = {m: i for i, m in enumerate(item_ids)}
     u_raw, i_raw, ts, ws, seen_u, seen_i = [], [], [], [], [], []
     if not require_interactions and not (path / "interactions.csv").exists():
-        return Dataset.from_rows(path.name, item_ids, texts, images, [], [], [], {
-            "dataset": "generic", "path": str(path), "items_sha256": _file_sha(path / "items.csv")}, weights=[])
+        return Dataset.from_rows(
+            path.name,
+            item_ids,
+            texts,
+            images,
+            [],
+            [],
+            [],
+            {"dataset": "generic", "path": str(path), "items_sha256": _file_sha(path / "items.csv")},
+            weights=[],
+        )
     with (path / "interactions.csv").open(newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         has_ts = "timestamp" in (reader.fieldnames or [])
@@ -251,12 +295,23 @@ def load_generic(path: Path, require_interactions: bool = True) -> Dataset:
             i_raw.append(item_index[row["item_id"]])
             ts.append(int(float(row["timestamp"])) if has_ts and row["timestamp"] else 0)
             ws.append(w)
-    return Dataset.from_rows(path.name, item_ids, texts, images, u_raw, i_raw, ts, {
-        "dataset": "generic",
-        "path": str(path),
-        "interactions_sha256": _file_sha(path / "interactions.csv"),
-        "items_sha256": _file_sha(path / "items.csv"),
-    }, weights=ws, seen_rows=(seen_u, seen_i))
+    return Dataset.from_rows(
+        path.name,
+        item_ids,
+        texts,
+        images,
+        u_raw,
+        i_raw,
+        ts,
+        {
+            "dataset": "generic",
+            "path": str(path),
+            "interactions_sha256": _file_sha(path / "interactions.csv"),
+            "items_sha256": _file_sha(path / "items.csv"),
+        },
+        weights=ws,
+        seen_rows=(seen_u, seen_i),
+    )
 
 
 def load_dataset(settings, require_interactions: bool = True) -> Dataset:

@@ -26,8 +26,14 @@ from models.training import EarlyStopping, fit, seed_everything
 class NoiseSchedule:
     """ᾱ on integer steps 0..T (ᾱ_0 = 1) and α, σ, λ at any real t in [0, T]."""
 
-    def __init__(self, kind: str = "linear", T: int = 500, beta_start: float = 1e-4, beta_end: float = 0.02,
-                 cosine_s: float = 0.008):
+    def __init__(
+        self,
+        kind: str = "linear",
+        T: int = 500,
+        beta_start: float = 1e-4,
+        beta_end: float = 0.02,
+        cosine_s: float = 0.008,
+    ):
         self.kind, self.T = kind, T
         if kind == "linear":
             betas = np.linspace(beta_start, beta_end, T, dtype=np.float64)
@@ -99,8 +105,14 @@ class Denoiser(nn.Module):
         self.cfg = cfg
         self.inp = nn.Linear(cfg.dim + cfg.cond_dim, cfg.hidden)
         self.time = nn.Sequential(nn.Linear(cfg.time_dim, cfg.hidden), nn.SiLU(), nn.Linear(cfg.hidden, cfg.hidden))
-        self.body = nn.Sequential(nn.SiLU(), nn.Linear(cfg.hidden, cfg.hidden), nn.SiLU(),
-                                  nn.Linear(cfg.hidden, cfg.hidden), nn.SiLU(), nn.Linear(cfg.hidden, cfg.dim))
+        self.body = nn.Sequential(
+            nn.SiLU(),
+            nn.Linear(cfg.hidden, cfg.hidden),
+            nn.SiLU(),
+            nn.Linear(cfg.hidden, cfg.hidden),
+            nn.SiLU(),
+            nn.Linear(cfg.hidden, cfg.dim),
+        )
         # condition -> x₀ shortcut: the network learns a correction on top of a linear map of c
         self.skip = nn.Linear(cfg.cond_dim, cfg.dim)
 
@@ -109,16 +121,28 @@ class Denoiser(nn.Module):
         return self.body(h) + self.skip(c)
 
 
-def train_diffusion(x0: np.ndarray, cond: np.ndarray, settings, validate=None, progress: bool = True,
-                    desc: str = "diffusion", epochs: int | None = None) -> tuple[Denoiser, dict]:
+def train_diffusion(
+    x0: np.ndarray,
+    cond: np.ndarray,
+    settings,
+    validate=None,
+    progress: bool = True,
+    desc: str = "diffusion",
+    epochs: int | None = None,
+) -> tuple[Denoiser, dict]:
     """Algorithm 1: fit f_θ on (warm ID embedding x₀, condition c) pairs with the x₀-prediction loss.
 
     ``validate(model) -> float`` (higher is better) drives early stopping every ``s.eval_every``
     epochs when given; otherwise the last epoch is kept, after ``epochs`` (a refit) or ``s.diffusion_epochs``.
     """
     rng = seed_everything(settings.seed)
-    cfg = DenoiserConfig(dim=x0.shape[1], cond_dim=cond.shape[1], hidden=settings.diffusion_hidden,
-                         T=settings.diffusion_T, schedule=settings.diffusion_schedule)
+    cfg = DenoiserConfig(
+        dim=x0.shape[1],
+        cond_dim=cond.shape[1],
+        hidden=settings.diffusion_hidden,
+        T=settings.diffusion_T,
+        schedule=settings.diffusion_schedule,
+    )
     model = Denoiser(cfg)
     sched = NoiseSchedule(cfg.schedule, cfg.T)
     opt = torch.optim.AdamW(model.parameters(), lr=settings.diffusion_lr, weight_decay=settings.diffusion_weight_decay)
@@ -153,8 +177,16 @@ def train_diffusion(x0: np.ndarray, cond: np.ndarray, settings, validate=None, p
     def snapshot():
         return {k: v.clone() for k, v in model.state_dict().items()}
 
-    log = fit(settings.diffusion_epochs, step, score, stopper, snapshot, desc=desc, progress=progress,
-              eval_every=settings.eval_every)
+    log = fit(
+        settings.diffusion_epochs,
+        step,
+        score,
+        stopper,
+        snapshot,
+        desc=desc,
+        progress=progress,
+        eval_every=settings.eval_every,
+    )
     if stopper.state is not None:
         model.load_state_dict(stopper.state)
     model.eval()

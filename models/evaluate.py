@@ -23,8 +23,9 @@ def top_columns(scores: np.ndarray, k: int) -> np.ndarray:
     return np.take_along_axis(top, order, axis=1)
 
 
-def ranking_metrics(scores: np.ndarray, relevant: list[np.ndarray], ks=KS,
-                    top: np.ndarray | None = None) -> dict[str, float]:
+def ranking_metrics(
+    scores: np.ndarray, relevant: list[np.ndarray], ks=KS, top: np.ndarray | None = None
+) -> dict[str, float]:
     """scores [U, C] (higher is better), relevant[u] = candidate columns relevant to row u; ``top``:
     ``top_columns(scores, max(ks))`` when the caller has it already."""
     kmax = min(max(ks), scores.shape[1])
@@ -41,8 +42,11 @@ def ranking_metrics(scores: np.ndarray, relevant: list[np.ndarray], ks=KS,
     out = {}
     for k in ks:
         out[f"recall@{k}"] = float((hits[:, :k].sum(1) / sizes).sum() / n) if n else 0.0
-        out[f"ndcg@{k}"] = float(((hits[:, :k] * discounts[:k]).sum(1) / ideal[np.minimum(sizes, min(
-            k, kmax))]).sum() / n) if n else 0.0
+        out[f"ndcg@{k}"] = (
+            float(((hits[:, :k] * discounts[:k]).sum(1) / ideal[np.minimum(sizes, min(k, kmax))]).sum() / n)
+            if n
+            else 0.0
+        )
     return {f"{m}@{k}": out[f"{m}@{k}"] for k in ks for m in ("recall", "ndcg")} | {"users": n}
 
 
@@ -52,9 +56,11 @@ def hit_rates(top: np.ndarray, relevant: list[np.ndarray], marked: list[np.ndarr
     get into the lists at their share of the positives."""
     found = [np.isin(rel, row[:k]) for row, rel in zip(top, relevant)]
     hits, flags = np.concatenate(found), np.concatenate(marked)
-    return {f"hit_rate@{k}": float(hits.mean()) if len(hits) else 0.0,
-            f"new_item_hit_rate@{k}": float(hits[flags].mean()) if flags.any() else 0.0,
-            "new_item_share_of_positives": float(flags.mean()) if len(flags) else 0.0}
+    return {
+        f"hit_rate@{k}": float(hits.mean()) if len(hits) else 0.0,
+        f"new_item_hit_rate@{k}": float(hits[flags].mean()) if flags.any() else 0.0,
+        "new_item_share_of_positives": float(flags.mean()) if len(flags) else 0.0,
+    }
 
 
 def evaluate_candidates(
@@ -102,8 +108,13 @@ def evaluate_split(user_emb: np.ndarray, item_emb: np.ndarray, split: ColdStartS
         "cold": evaluate_candidates(user_emb, item_emb, split.test_items, split.cold_test, None, ks),
         "warm": evaluate_candidates(user_emb, item_emb, split.warm_items, split.warm_test, seen, ks),
         "all": evaluate_candidates(
-            user_emb, item_emb, np.concatenate([split.warm_items, split.test_items]),
-            _concat(split.warm_test, split.cold_test), seen, ks, new_items=split.test_items,
+            user_emb,
+            item_emb,
+            np.concatenate([split.warm_items, split.test_items]),
+            _concat(split.warm_test, split.cold_test),
+            seen,
+            ks,
+            new_items=split.test_items,
         ),
     }
 
@@ -116,8 +127,9 @@ def evaluate_decision(user_emb: np.ndarray, item_emb: np.ndarray, split: ColdSta
     return evaluate_candidates(user_emb, item_emb, split.decide_items, split.cold_decide, None, ks)
 
 
-def validation_cold_ndcg(user_emb: np.ndarray, item_emb: np.ndarray, split: ColdStartSplit,
-                         part: str = "stop") -> float:
+def validation_cold_ndcg(
+    user_emb: np.ndarray, item_emb: np.ndarray, split: ColdStartSplit, part: str = "stop"
+) -> float:
     """NDCG@20 on the validation-cold items of ``part`` (``ColdStartSplit.validation``): "stop" is the
     early-stopping signal for content models, "select" the score trained candidates are chosen by."""
     items, positives = split.validation(part)

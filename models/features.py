@@ -46,11 +46,14 @@ class Features:
         return Features(**({k: getattr(self, k) for k in FIELDS} | fields))
 
 
-def encode_local(encoders: Encoders, texts: list[str], images: list[Path], batch: int, progress: bool = True
-                 ) -> tuple[np.ndarray, ...]:
+def encode_local(
+    encoders: Encoders, texts: list[str], images: list[Path], batch: int, progress: bool = True
+) -> tuple[np.ndarray, ...]:
     """(text, text_layers) of ``texts`` and (image, image_stages) of ``images``, ``batch`` at a time, here."""
-    text, layers = np.zeros((len(texts), TEXT_DIM), np.float32), np.zeros((len(texts), TEXT_LAYERS, TEXT_DIM),
-                                                                          np.float32)
+    text, layers = (
+        np.zeros((len(texts), TEXT_DIM), np.float32),
+        np.zeros((len(texts), TEXT_LAYERS, TEXT_DIM), np.float32),
+    )
     # texts of similar length batched together: a batch is padded to its longest (a fifth less time on MovieLens)
     order = np.argsort([len(t) for t in texts], kind="stable")
     for s in tqdm(range(0, len(texts), batch), desc="text features", disable=not progress):
@@ -61,7 +64,7 @@ def encode_local(encoders: Encoders, texts: list[str], images: list[Path], batch
         upcoming = decoder.submit(encoders.decode, images[:batch])
         for s in tqdm(range(0, len(images), batch), desc="image features", disable=not progress):
             pixels = upcoming.result()
-            upcoming = decoder.submit(encoders.decode, images[s + batch: s + 2 * batch])
+            upcoming = decoder.submit(encoders.decode, images[s + batch : s + 2 * batch])
             image[s : s + batch], stages[s : s + batch] = encoders.run_images(pixels)
     return text, layers, image, stages
 
@@ -75,8 +78,16 @@ def cache_path(ds, cache_dir: Path, max_len: int = 128) -> Path:
     return Path(cache_dir) / f"features-{key}.npz"
 
 
-def extract_features(ds, encoder_graphs: EncoderGraphs, cache_dir: Path, max_len: int = 128, batch: int = 64,
-                     progress: bool = True, engine: str = "local", address: str | None = None) -> Features:
+def extract_features(
+    ds,
+    encoder_graphs: EncoderGraphs,
+    cache_dir: Path,
+    max_len: int = 128,
+    batch: int = 64,
+    progress: bool = True,
+    engine: str = "local",
+    address: str | None = None,
+) -> Features:
     """Encode every item's text and image; items without one get zeros and a false presence flag.
     ``encoder_graphs`` gives the encoders' ONNX graphs; it is called only when the cache misses. ``engine``: ``local``
     (this process) or ``ray`` (a Ray cluster's actors at ``address``, ``models.features_ray``): the same features."""

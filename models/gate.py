@@ -70,8 +70,11 @@ class PositivesByUser:
 
     def triples(self, rng: np.random.Generator, rows: np.ndarray, warm: np.ndarray):
         """BPR triples of a batch's interaction ``rows``: (users, positives, negatives drawn from ``warm``)."""
-        return (torch.from_numpy(self.inter.users[rows]), torch.from_numpy(self.inter.items[rows]),
-                torch.from_numpy(warm[rng.integers(0, len(warm), len(rows))]))
+        return (
+            torch.from_numpy(self.inter.users[rows]),
+            torch.from_numpy(self.inter.items[rows]),
+            torch.from_numpy(warm[rng.integers(0, len(warm), len(rows))]),
+        )
 
     def pseudo_cold(self, rng: np.random.Generator, rows: np.ndarray, warm: np.ndarray, count: int):
         """Draws for ``n`` pseudo-cold triples of a batch (mixup, IDProxy-style augmentation): ``n`` of its
@@ -83,9 +86,18 @@ class PositivesByUser:
         return r, p1, p2, n1, n2
 
 
-def train_gate(experts: np.ndarray, available: np.ndarray, features: np.ndarray, user_emb: np.ndarray,
-               split: ColdStartSplit, settings, progress: bool = True, desc: str = "cold-aware gate",
-               loss: str = "bpr", epochs: int | None = None) -> tuple[ColdAwareGate, dict]:
+def train_gate(
+    experts: np.ndarray,
+    available: np.ndarray,
+    features: np.ndarray,
+    user_emb: np.ndarray,
+    split: ColdStartSplit,
+    settings,
+    progress: bool = True,
+    desc: str = "cold-aware gate",
+    loss: str = "bpr",
+    epochs: int | None = None,
+) -> tuple[ColdAwareGate, dict]:
     """``experts`` [N, K, d] (the ID embedding first), ``available`` [N, K], ``features`` [N, 3] over all
     items (rows = item index). ``loss``: "bpr" against the users, or "mse" (a given space of item vectors only,
     no users to rank for): the mix regressed onto the item's vector, a pseudo-cold mix onto the same mix of its
@@ -152,15 +164,26 @@ def train_gate(experts: np.ndarray, available: np.ndarray, features: np.ndarray,
             for items in (split.val_items, warm):
                 val_probe[items] = embed(torch.from_numpy(items)).numpy()
         cold = validation_cold_ndcg(user_emb, val_probe, split)
-        known = evaluate_candidates(user_emb, val_probe, warm, inter, split.train,
-                                    (20,))["ndcg@20"] if inter is not split.train else cold
+        known = (
+            evaluate_candidates(user_emb, val_probe, warm, inter, split.train, (20,))["ndcg@20"]
+            if inter is not split.train
+            else cold
+        )
         return {"val_cold_ndcg@20": cold, "warm_val_ndcg@20": known}
 
     def snapshot():
         return {k: v.clone() for k, v in gate.state_dict().items()}
 
-    log = fit(settings.gate_epochs, step, score, stopper, snapshot, desc=desc, progress=progress,
-              criterion=lambda e: 0.5 * (e["val_cold_ndcg@20"] + e["warm_val_ndcg@20"]))
+    log = fit(
+        settings.gate_epochs,
+        step,
+        score,
+        stopper,
+        snapshot,
+        desc=desc,
+        progress=progress,
+        criterion=lambda e: 0.5 * (e["val_cold_ndcg@20"] + e["warm_val_ndcg@20"]),
+    )
     gate.load_state_dict(stopper.state)
     gate.eval()
     out = {"epochs_run": len(log), "best_epoch": stopper.best_epoch, "history": log}

@@ -72,8 +72,10 @@ def given_files(settings) -> tuple[Path | None, Path | None]:
     items = settings.item_embeddings or _default_file(settings, "item_id")
     users = settings.user_embeddings or _default_file(settings, "user_id")
     if users is not None and items is None:
-        raise InvalidVectors(f"{users}: user vectors were given without item vectors (COLDPROXY_ITEM_EMBEDDINGS); "
-                             "a space is aligned to through its items")
+        raise InvalidVectors(
+            f"{users}: user vectors were given without item vectors (COLDPROXY_ITEM_EMBEDDINGS); "
+            "a space is aligned to through its items"
+        )
     return items, users
 
 
@@ -84,8 +86,12 @@ def load_training_data(settings) -> tuple[Dataset, GivenSpace | None]:
     if items_file is None:
         return load_dataset(settings), None
     ds = load_dataset(settings, require_interactions=users_file is not None)
-    return align(ds, read_vectors(items_file, "item_id"),
-                 None if users_file is None else read_vectors(users_file, "user_id"), settings.score_function)
+    return align(
+        ds,
+        read_vectors(items_file, "item_id"),
+        None if users_file is None else read_vectors(users_file, "user_id"),
+        settings.score_function,
+    )
 
 
 def align(ds: Dataset, items: Vectors, users: Vectors | None, score: str) -> tuple[Dataset, GivenSpace]:
@@ -95,38 +101,63 @@ def align(ds: Dataset, items: Vectors, users: Vectors | None, score: str) -> tup
     rows = np.array([index.get(i, -1) for i in items.ids], np.int64)
     known = rows >= 0
     if not known.any():
-        raise InvalidVectors(f"{items.source}: none of its {len(items)} item IDs is an item of the dataset "
-                             f"({ds.name}, e.g. {ds.item_ids[:3]}); are the IDs the same?")
+        raise InvalidVectors(
+            f"{items.source}: none of its {len(items)} item IDs is an item of the dataset "
+            f"({ds.name}, e.g. {ds.item_ids[:3]}); are the IDs the same?"
+        )
     unknown = [items.ids[r] for r in np.flatnonzero(~known)]
     if unknown:
-        log.warning("%s: %d of %d item vectors are for items the dataset does not hold (e.g. %s); left out of training "
-                    "and of the package (coldproxy sync-ids serves them)", items.source, len(unknown), len(items),
-                    unknown[:5])
+        log.warning(
+            "%s: %d of %d item vectors are for items the dataset does not hold (e.g. %s); left out of training "
+            "and of the package (coldproxy sync-ids serves them)",
+            items.source,
+            len(unknown),
+            len(items),
+            unknown[:5],
+        )
     matrix = for_score(items.matrix, score)
     item_emb = np.zeros((ds.n_items, items.dim), np.float32)
     item_emb[rows[known]] = matrix[known]
     has_vector = np.zeros(ds.n_items, bool)
     has_vector[rows[known]] = True
-    info = {"source": "given", "fingerprint": space_fingerprint(items, score), "score": score, "dim": items.dim,
-            "item_file": items.source, "user_file": None if users is None else users.source,
-            "item_vectors": len(items), "user_vectors": 0 if users is None else len(users),
-            "report": {"unknown_item_rows": len(unknown), "unknown_item_examples": unknown[:5],
-                       "items_without_vector": int(ds.n_items - has_vector.sum())}}
+    info = {
+        "source": "given",
+        "fingerprint": space_fingerprint(items, score),
+        "score": score,
+        "dim": items.dim,
+        "item_file": items.source,
+        "user_file": None if users is None else users.source,
+        "item_vectors": len(items),
+        "user_vectors": 0 if users is None else len(users),
+        "report": {
+            "unknown_item_rows": len(unknown),
+            "unknown_item_examples": unknown[:5],
+            "items_without_vector": int(ds.n_items - has_vector.sum()),
+        },
+    }
     if users is None:
         vectored = np.flatnonzero(has_vector)
-        queries = Dataset(name=ds.name, item_ids=ds.item_ids, item_texts=ds.item_texts, item_images=ds.item_images,
-                          user_ids=[QUERY_PREFIX + ds.item_ids[i] for i in vectored],
-                          users=np.arange(len(vectored), dtype=np.int64), items=vectored.astype(np.int64),
-                          provenance=ds.provenance | {
-                              "interactions": "none: item vectors only, each item its own query"})
+        queries = Dataset(
+            name=ds.name,
+            item_ids=ds.item_ids,
+            item_texts=ds.item_texts,
+            item_images=ds.item_images,
+            user_ids=[QUERY_PREFIX + ds.item_ids[i] for i in vectored],
+            users=np.arange(len(vectored), dtype=np.int64),
+            items=vectored.astype(np.int64),
+            provenance=ds.provenance | {"interactions": "none: item vectors only, each item its own query"},
+        )
         return queries, GivenSpace(item_emb, has_vector, item_emb[vectored].copy(), False, info)
     aligned, dropped = ds.with_users(users.ids)
     if dropped:
-        log.warning("%d of %d interactions are by users without a vector in %s; dropped", dropped, len(ds.items),
-                    users.source)
+        log.warning(
+            "%d of %d interactions are by users without a vector in %s; dropped", dropped, len(ds.items), users.source
+        )
     if len(aligned.items) == 0:
-        raise InvalidVectors(f"{users.source}: no interaction is by a user of this file (e.g. {users.ids[:3]}); "
-                             f"the dataset's users look like {ds.user_ids[:3]}")
+        raise InvalidVectors(
+            f"{users.source}: no interaction is by a user of this file (e.g. {users.ids[:3]}); "
+            f"the dataset's users look like {ds.user_ids[:3]}"
+        )
     info["report"]["interactions_without_user_vector"] = dropped
     return aligned, GivenSpace(item_emb, has_vector, for_score(users.matrix, score), True, info)
 
@@ -140,11 +171,18 @@ def diagnostics(space: GivenSpace, split, seed: int) -> dict:
 
     if not space.ranking:
         return {"warning": None, "learnt": None, "note": "item vectors only: no users to rank for"}
-    ndcg = evaluate_candidates(space.user_emb, space.item_emb, split.warm_items, split.warm_val, split.train,
-                               (20,))["ndcg@20"]
-    return id_model_diagnostics(ndcg, space.user_emb.shape[0], space.item_emb.shape[0], split, seed,
-                                "the given vectors'", "check that the vector files' IDs are the interactions' IDs, "
-                                "and COLDPROXY_SCORE_FUNCTION")
+    ndcg = evaluate_candidates(space.user_emb, space.item_emb, split.warm_items, split.warm_val, split.train, (20,))[
+        "ndcg@20"
+    ]
+    return id_model_diagnostics(
+        ndcg,
+        space.user_emb.shape[0],
+        space.item_emb.shape[0],
+        split,
+        seed,
+        "the given vectors'",
+        "check that the vector files' IDs are the interactions' IDs, and COLDPROXY_SCORE_FUNCTION",
+    )
 
 
 def training_vectors(space: GivenSpace, warm: np.ndarray) -> np.ndarray:

@@ -21,6 +21,7 @@ from models.training import EarlyStopping, bpr_loss, fit, seed_everything
 
 log = logging.getLogger("coldproxy.train")
 
+
 class MF(nn.Module):
     def __init__(self, n_users: int, n_items: int, dim: int):
         super().__init__()
@@ -38,8 +39,9 @@ class LightGCN(MF):
     step than autograd through a COO product on a 1M-edge graph (issue 40); off, the COO product as before (the
     bundle model's composition features keep it until their benchmark is rerun)."""
 
-    def __init__(self, n_users: int, n_items: int, dim: int, users: np.ndarray, items: np.ndarray, layers: int,
-                 csr: bool = True):
+    def __init__(
+        self, n_users: int, n_items: int, dim: int, users: np.ndarray, items: np.ndarray, layers: int, csr: bool = True
+    ):
         super().__init__(n_users, n_items, dim)
         self.n_users, self.layers = n_users, layers
         self.adj = normalised_adjacency(n_users, n_items, users, items)
@@ -89,8 +91,9 @@ def normalised_adjacency(n_users: int, n_items: int, users: np.ndarray, items: n
     return torch.sparse_coo_tensor(torch.from_numpy(np.stack([rows, cols])), torch.from_numpy(vals), (n, n)).coalesce()
 
 
-def train_id_model(n_users: int, n_items: int, split: ColdStartSplit, settings,
-                   progress: bool = True, epochs: int | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+def train_id_model(
+    n_users: int, n_items: int, split: ColdStartSplit, settings, progress: bool = True, epochs: int | None = None
+) -> tuple[np.ndarray, np.ndarray, dict]:
     """``s.id_model`` ("mf" | "lightgcn"). Returns (user_emb [n_users, d], item_emb [n_items, d] with
     zero rows for cold items, log). With ``epochs`` (a refit): exactly that many, nothing validated."""
     rng = seed_everything(settings.seed)
@@ -138,15 +141,32 @@ def train_id_model(n_users: int, n_items: int, split: ColdStartSplit, settings,
         U, I = scored["tables"]
         return U.copy(), I.copy()
 
-    log = fit(settings.id_epochs, step, score, stopper, snapshot, desc=f"ID model ({settings.id_model}, BPR)",
-              progress=progress, eval_every=settings.eval_every, log_unscored=False)
+    log = fit(
+        settings.id_epochs,
+        step,
+        score,
+        stopper,
+        snapshot,
+        desc=f"ID model ({settings.id_model}, BPR)",
+        progress=progress,
+        eval_every=settings.eval_every,
+        log_unscored=False,
+    )
     U, I = stopper.state
     I[np.setdiff1d(np.arange(n_items), warm)] = 0.0
-    out = {"history": log, "batch": batch, "lr": lr, "epochs_run": stopper.epochs_run, "best_epoch": stopper.best_epoch,
-           "train_s": round(train_s, 3)}
+    out = {
+        "history": log,
+        "batch": batch,
+        "lr": lr,
+        "epochs_run": stopper.epochs_run,
+        "best_epoch": stopper.best_epoch,
+        "train_s": round(train_s, 3),
+    }
     if stopper.validating:
-        out |= {"best_warm_val_ndcg@20": stopper.best,
-                "diagnostics": id_model_diagnostics(stopper.best, n_users, n_items, split, settings.seed)}
+        out |= {
+            "best_warm_val_ndcg@20": stopper.best,
+            "diagnostics": id_model_diagnostics(stopper.best, n_users, n_items, split, settings.seed),
+        }
     return U.astype(np.float32), I.astype(np.float32), out
 
 
@@ -174,8 +194,15 @@ CLEARLY_BETTER = 1.1  # the ID model must beat the best trivial ranker by 10% on
 ID_MODEL_ADVICE = "try id_model=lightgcn, more data per user, or stronger regularisation"
 
 
-def id_model_diagnostics(ndcg: float, n_users: int, n_items: int, split: ColdStartSplit, seed: int,
-                         subject: str = "the ID model's", advice: str = ID_MODEL_ADVICE) -> dict:
+def id_model_diagnostics(
+    ndcg: float,
+    n_users: int,
+    n_items: int,
+    split: ColdStartSplit,
+    seed: int,
+    subject: str = "the ID model's",
+    advice: str = ID_MODEL_ADVICE,
+) -> dict:
     """Did the ID model learn anything that generalises? Its warm-validation NDCG@20 against the same
     ranking by popularity (training counts) and at random. Every proxy is trained to imitate the ID
     space, so when it is noise the whole package is: say so loudly (log, metrics.json, /v1/model).
@@ -186,23 +213,36 @@ def id_model_diagnostics(ndcg: float, n_users: int, n_items: int, split: ColdSta
     noise = np.random.default_rng(seed).random((n_items, 1)).astype(np.float32)
     # one score per item for every user: break the ties of a constant user vector with a tiny jitter
     pop = evaluate_candidates(ones, popularity + 1e-3 * noise, warm, split.warm_val, seen, (20,))["ndcg@20"]
-    rnd = evaluate_candidates(np.random.default_rng(seed + 1).standard_normal((n_users, 8)).astype(np.float32),
-                              np.random.default_rng(seed + 2).standard_normal((n_items, 8)).astype(np.float32),
-                              warm, split.warm_val, seen, (20,))["ndcg@20"]
+    rnd = evaluate_candidates(
+        np.random.default_rng(seed + 1).standard_normal((n_users, 8)).astype(np.float32),
+        np.random.default_rng(seed + 2).standard_normal((n_items, 8)).astype(np.float32),
+        warm,
+        split.warm_val,
+        seen,
+        (20,),
+    )["ndcg@20"]
     learnt = bool(ndcg >= CLEARLY_BETTER * max(pop, rnd))
-    out = {"warm_val_ndcg@20": float(ndcg), "popularity_ndcg@20": float(pop), "random_ndcg@20": float(rnd),
-           "learnt": learnt, "warning": None}
+    out = {
+        "warm_val_ndcg@20": float(ndcg),
+        "popularity_ndcg@20": float(pop),
+        "random_ndcg@20": float(rnd),
+        "learnt": learnt,
+        "warning": None,
+    }
     if not learnt:
-        out["warning"] = (f"{subject} warm-validation NDCG@20 ({ndcg:.4f}) is not clearly better than popularity "
-                          f"({pop:.4f}) or random ({rnd:.4f}): its space carries little that generalises, and every "
-                          "proxy "
-                          f"imitates it; {advice}")
+        out["warning"] = (
+            f"{subject} warm-validation NDCG@20 ({ndcg:.4f}) is not clearly better than popularity "
+            f"({pop:.4f}) or random ({rnd:.4f}): its space carries little that generalises, and every "
+            "proxy "
+            f"imitates it; {advice}"
+        )
         log.warning("%s", out["warning"])
     return out
 
 
-def train_id_model_checked(n_users: int, n_items: int, split: ColdStartSplit, settings, progress: bool = True
-                           ) -> tuple[np.ndarray, np.ndarray, dict]:
+def train_id_model_checked(
+    n_users: int, n_items: int, split: ColdStartSplit, settings, progress: bool = True
+) -> tuple[np.ndarray, np.ndarray, dict]:
     """``train_id_model``; when its diagnostics say it learnt nothing that generalises and
     ``settings.id_fallback`` is on, also the other architecture and the same one with 10x the L2,
     keeping the warm-validation best (the test split is never looked at). The log's ``type`` names
@@ -213,13 +253,18 @@ def train_id_model_checked(n_users: int, n_items: int, split: ColdStartSplit, se
         return U, I, first
     other = "lightgcn" if settings.id_model == "mf" else "mf"
     tried = {settings.id_model: (U, I, first)}
-    for name, update in ((other, {"id_model": other}),
-                         (f"{settings.id_model}-l2x10", {"id_reg": 10 * settings.id_reg})):
+    for name, update in (
+        (other, {"id_model": other}),
+        (f"{settings.id_model}-l2x10", {"id_reg": 10 * settings.id_reg}),
+    ):
         Un, In, lg = train_id_model(n_users, n_items, split, settings.model_copy(update=update), progress)
         tried[name] = (Un, In, lg | {"type": update.get("id_model", settings.id_model)})
     best = max(tried, key=lambda k: tried[k][2]["best_warm_val_ndcg@20"])
     U, I, chosen = tried[best]
-    chosen["fallback"] = {"chosen": best, "chosen_on": "warm-validation NDCG@20",
-                          "warm_val_ndcg@20": {k: v[2]["best_warm_val_ndcg@20"] for k, v in tried.items()}}
+    chosen["fallback"] = {
+        "chosen": best,
+        "chosen_on": "warm-validation NDCG@20",
+        "warm_val_ndcg@20": {k: v[2]["best_warm_val_ndcg@20"] for k, v in tried.items()},
+    }
     log.warning("ID model fallback: kept %s (warm-validation NDCG@20 %s)", best, chosen["fallback"]["warm_val_ndcg@20"])
     return U, I, chosen

@@ -51,8 +51,9 @@ class Step:
     std: float = 0.0  # ancestral noise (DDPM only)
 
 
-def dpm_solver_plan(sched: NoiseSchedule, steps: int, order: int = 2, t_start: float | None = None,
-                    spacing: str = "logsnr") -> list[Step]:
+def dpm_solver_plan(
+    sched: NoiseSchedule, steps: int, order: int = 2, t_start: float | None = None, spacing: str = "logsnr"
+) -> list[Step]:
     if order not in (1, 2):
         raise ValueError("DPM-Solver++ order must be 1 or 2")
     ts = time_grid(sched, steps, sched.T if t_start is None else t_start, spacing)
@@ -88,8 +89,9 @@ def ddpm_plan(sched: NoiseSchedule, steps: int, t_start: float | None = None) ->
     return plan
 
 
-def run_plan(denoiser, x: torch.Tensor, c: torch.Tensor, plan: list[Step],
-             generator: torch.Generator | None = None) -> torch.Tensor:
+def run_plan(
+    denoiser, x: torch.Tensor, c: torch.Tensor, plan: list[Step], generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Apply a plan; one denoiser call per step. Traceable (constants are Python floats)."""
     prev = None
     for st in plan:
@@ -102,8 +104,9 @@ def run_plan(denoiser, x: torch.Tensor, c: torch.Tensor, plan: list[Step],
     return x
 
 
-def make_plan(sched: NoiseSchedule, method: str, steps: int, t_start: float | None = None,
-              spacing: str = "logsnr") -> list[Step]:
+def make_plan(
+    sched: NoiseSchedule, method: str, steps: int, t_start: float | None = None, spacing: str = "logsnr"
+) -> list[Step]:
     """``method``: ``ddpm``, ``dpmpp1`` (DPM-Solver++ first order) or ``dpmpp2m``."""
     if method == "ddpm":
         return ddpm_plan(sched, steps, t_start)
@@ -117,14 +120,27 @@ SAMPLER_KEYS = ("method", "steps", "spacing", "t_start")  # what a package recor
 
 def sampler_kwargs(settings) -> dict:
     """``sample``'s method, steps, spacing and start from training settings (items' or bundles')."""
-    return {"method": settings.sampler, "steps": settings.sampler_steps, "spacing": settings.sampler_spacing,
-            "t_start": settings.sampler_start * settings.diffusion_T}
+    return {
+        "method": settings.sampler,
+        "steps": settings.sampler_steps,
+        "spacing": settings.sampler_spacing,
+        "t_start": settings.sampler_start * settings.diffusion_T,
+    }
 
 
 @torch.no_grad()
-def sample(denoiser, anchor: np.ndarray, cond: np.ndarray, method: str = "dpmpp2m", steps: int = 3,
-           t_start: float | None = None, spacing: str = "logsnr", from_noise: bool = False, seed: int = 0,
-           batch: int = 8192) -> np.ndarray:
+def sample(
+    denoiser,
+    anchor: np.ndarray,
+    cond: np.ndarray,
+    method: str = "dpmpp2m",
+    steps: int = 3,
+    t_start: float | None = None,
+    spacing: str = "logsnr",
+    from_noise: bool = False,
+    seed: int = 0,
+    batch: int = 8192,
+) -> np.ndarray:
     """Diffusion proxies for rows of (anchor, cond). ``from_noise``: start from N(0, I) at t = T."""
     denoiser.eval()
     sched = NoiseSchedule(denoiser.cfg.schedule, denoiser.cfg.T)
@@ -133,8 +149,11 @@ def sample(denoiser, anchor: np.ndarray, cond: np.ndarray, method: str = "dpmpp2
     out = []
     for s in range(0, len(cond), batch):
         c = torch.from_numpy(np.ascontiguousarray(cond[s : s + batch], dtype=np.float32))
-        x = (torch.randn(c.shape[0], denoiser.cfg.dim, generator=gen) if from_noise
-             else torch.from_numpy(np.ascontiguousarray(anchor[s : s + batch], dtype=np.float32)))
+        x = (
+            torch.randn(c.shape[0], denoiser.cfg.dim, generator=gen)
+            if from_noise
+            else torch.from_numpy(np.ascontiguousarray(anchor[s : s + batch], dtype=np.float32))
+        )
         out.append(run_plan(denoiser, x, c, plan, gen).numpy())
     return np.concatenate(out) if out else np.zeros((0, denoiser.cfg.dim), np.float32)
 

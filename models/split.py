@@ -51,7 +51,6 @@ class ColdStartSplit:
         keep = np.isin(self.cold_val.items, items)
         return items, Interactions(self.cold_val.users[keep], self.cold_val.items[keep])
 
-
     def restrict_warm(self, allowed: np.ndarray) -> "ColdStartSplit":
         """The same split with only the warm items where ``allowed`` (a bool per item) is set: the others (items a
         given ID space has no vector for) are neither warm nor cold, and their interactions leave every part."""
@@ -63,8 +62,13 @@ class ColdStartSplit:
             mask = ~np.isin(inter.items, dropped)
             return Interactions(inter.users[mask], inter.items[mask])
 
-        return replace(self, warm_items=self.warm_items[allowed[self.warm_items]], train=keep(self.train),
-                       warm_val=keep(self.warm_val), warm_test=keep(self.warm_test))
+        return replace(
+            self,
+            warm_items=self.warm_items[allowed[self.warm_items]],
+            train=keep(self.train),
+            warm_val=keep(self.warm_val),
+            warm_test=keep(self.warm_test),
+        )
 
 
 def _ratio_cuts(count: int, ratios: tuple[float, float, float]) -> tuple[int, int]:
@@ -74,8 +78,9 @@ def _ratio_cuts(count: int, ratios: tuple[float, float, float]) -> tuple[int, in
     return a, b
 
 
-def cold_start_split(ds: Dataset, seed: int, ratios=(0.8, 0.1, 0.1), select_share: float = 0.0,
-                     decide_share: float = 0.0) -> ColdStartSplit:
+def cold_start_split(
+    ds: Dataset, seed: int, ratios=(0.8, 0.1, 0.1), select_share: float = 0.0, decide_share: float = 0.0
+) -> ColdStartSplit:
     """Seeded split; the same (dataset, seed, ratios, select_share, decide_share) always gives the same split.
     ``select_share`` of the validation-cold items become its "select" part (0: none, choose on the
     early-stopping items); the rest of the split does not depend on it. ``decide_share`` of them are first
@@ -135,6 +140,14 @@ def all_data_split(ds: Dataset, warm: np.ndarray, seed: int) -> ColdStartSplit:
     indices) and every positive of theirs to train on; no validation, test or held-out interactions."""
     keep = np.isin(ds.items, warm)
     none, empty = Interactions(np.zeros(0, np.int64), np.zeros(0, np.int64)), np.zeros(0, np.int64)
-    return ColdStartSplit(warm_items=np.asarray(warm, np.int64), val_items=empty, test_items=empty,
-                          train=Interactions(ds.users[keep], ds.items[keep]), warm_val=none, warm_test=none,
-                          cold_val=none, cold_test=none, seed=seed)
+    return ColdStartSplit(
+        warm_items=np.asarray(warm, np.int64),
+        val_items=empty,
+        test_items=empty,
+        train=Interactions(ds.users[keep], ds.items[keep]),
+        warm_val=none,
+        warm_test=none,
+        cold_val=none,
+        cold_test=none,
+        seed=seed,
+    )

@@ -23,14 +23,35 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-CATEGORIES = ("dress", "shirt", "trousers", "sneakers", "boots", "handbag", "hat", "scarf", "jacket", "skirt",
-              "sweater", "backpack")
+CATEGORIES = (
+    "dress",
+    "shirt",
+    "trousers",
+    "sneakers",
+    "boots",
+    "handbag",
+    "hat",
+    "scarf",
+    "jacket",
+    "skirt",
+    "sweater",
+    "backpack",
+)
 STYLES = ("sporty", "formal", "casual", "vintage", "bohemian", "minimalist", "streetwear", "elegant")
 MATERIALS = ("cotton", "wool", "leather", "denim", "linen", "polyester")
 PATTERNS = ("plain", "striped", "dotted", "checked", "floral")
-COLOURS = {"black": (20, 20, 20), "white": (235, 235, 235), "red": (200, 30, 40), "navy": (20, 30, 110),
-           "green": (40, 140, 60), "beige": (215, 195, 160), "grey": (128, 128, 128), "pink": (235, 140, 170),
-           "yellow": (235, 200, 40), "brown": (120, 75, 40)}
+COLOURS = {
+    "black": (20, 20, 20),
+    "white": (235, 235, 235),
+    "red": (200, 30, 40),
+    "navy": (20, 30, 110),
+    "green": (40, 140, 60),
+    "beige": (215, 195, 160),
+    "grey": (128, 128, 128),
+    "pink": (235, 140, 170),
+    "yellow": (235, 200, 40),
+    "brown": (120, 75, 40),
+}
 SYLLABLES = ("al", "va", "no", "ri", "ka", "lu", "mi", "sa", "to", "ve", "ne", "or", "in", "da", "el", "ta")
 
 
@@ -53,21 +74,40 @@ def _draw(category: int, colour: tuple[int, int, int], pattern: int, size: int) 
     d = ImageDraw.Draw(img)
     s = size
     shapes = {
-        0: [(s * .5, s * .1), (s * .8, s * .9), (s * .2, s * .9)],
-        1: [(s * .2, s * .2), (s * .8, s * .2), (s * .8, s * .85), (s * .2, s * .85)],
-        2: [(s * .3, s * .1), (s * .7, s * .1), (s * .75, s * .9), (s * .55, s * .9), (s * .5, s * .4),
-            (s * .45, s * .9), (s * .25, s * .9)],
-        3: [(s * .1, s * .6), (s * .6, s * .5), (s * .9, s * .7), (s * .9, s * .8), (s * .1, s * .8)],
-        4: [(s * .3, s * .1), (s * .55, s * .1), (s * .55, s * .6), (s * .85, s * .7), (s * .85, s * .85),
-            (s * .3, s * .85)],
-        5: [(s * .2, s * .4), (s * .8, s * .4), (s * .75, s * .85), (s * .25, s * .85)],
-        6: [(s * .15, s * .65), (s * .3, s * .3), (s * .7, s * .3), (s * .85, s * .65)],
-        7: [(s * .1, s * .4), (s * .9, s * .3), (s * .9, s * .45), (s * .1, s * .55)],
-        8: [(s * .2, s * .15), (s * .8, s * .15), (s * .9, s * .9), (s * .1, s * .9)],
-        9: [(s * .35, s * .2), (s * .65, s * .2), (s * .85, s * .85), (s * .15, s * .85)],
-        10: [(s * .1, s * .3), (s * .3, s * .15), (s * .7, s * .15), (s * .9, s * .3), (s * .8, s * .85),
-             (s * .2, s * .85)],
-        11: [(s * .25, s * .15), (s * .75, s * .15), (s * .8, s * .9), (s * .2, s * .9)],
+        0: [(s * 0.5, s * 0.1), (s * 0.8, s * 0.9), (s * 0.2, s * 0.9)],
+        1: [(s * 0.2, s * 0.2), (s * 0.8, s * 0.2), (s * 0.8, s * 0.85), (s * 0.2, s * 0.85)],
+        2: [
+            (s * 0.3, s * 0.1),
+            (s * 0.7, s * 0.1),
+            (s * 0.75, s * 0.9),
+            (s * 0.55, s * 0.9),
+            (s * 0.5, s * 0.4),
+            (s * 0.45, s * 0.9),
+            (s * 0.25, s * 0.9),
+        ],
+        3: [(s * 0.1, s * 0.6), (s * 0.6, s * 0.5), (s * 0.9, s * 0.7), (s * 0.9, s * 0.8), (s * 0.1, s * 0.8)],
+        4: [
+            (s * 0.3, s * 0.1),
+            (s * 0.55, s * 0.1),
+            (s * 0.55, s * 0.6),
+            (s * 0.85, s * 0.7),
+            (s * 0.85, s * 0.85),
+            (s * 0.3, s * 0.85),
+        ],
+        5: [(s * 0.2, s * 0.4), (s * 0.8, s * 0.4), (s * 0.75, s * 0.85), (s * 0.25, s * 0.85)],
+        6: [(s * 0.15, s * 0.65), (s * 0.3, s * 0.3), (s * 0.7, s * 0.3), (s * 0.85, s * 0.65)],
+        7: [(s * 0.1, s * 0.4), (s * 0.9, s * 0.3), (s * 0.9, s * 0.45), (s * 0.1, s * 0.55)],
+        8: [(s * 0.2, s * 0.15), (s * 0.8, s * 0.15), (s * 0.9, s * 0.9), (s * 0.1, s * 0.9)],
+        9: [(s * 0.35, s * 0.2), (s * 0.65, s * 0.2), (s * 0.85, s * 0.85), (s * 0.15, s * 0.85)],
+        10: [
+            (s * 0.1, s * 0.3),
+            (s * 0.3, s * 0.15),
+            (s * 0.7, s * 0.15),
+            (s * 0.9, s * 0.3),
+            (s * 0.8, s * 0.85),
+            (s * 0.2, s * 0.85),
+        ],
+        11: [(s * 0.25, s * 0.15), (s * 0.75, s * 0.15), (s * 0.8, s * 0.9), (s * 0.2, s * 0.9)],
     }
     d.polygon(shapes[category], fill=colour)
     ink = tuple(255 - c for c in colour)
@@ -105,8 +145,7 @@ def generate(out_dir: Path, spec: CatalogueSpec = CatalogueSpec()) -> Path:
         name = _name(rng)
         for c in rng.choice(len(colours), size=int(rng.integers(1, 7)), replace=False):
             iid = f"a{p:05d}-{c}"
-            text = (f"{name} {PATTERNS[pat]} {MATERIALS[mat]} {CATEGORIES[cat]} in {colours[c]}, "
-                    f"{STYLES[sty]} style.")
+            text = f"{name} {PATTERNS[pat]} {MATERIALS[mat]} {CATEGORIES[cat]} in {colours[c]}, {STYLES[sty]} style."
             path = Path("images") / f"{iid}.png"
             _draw(cat, COLOURS[colours[c]], pat, spec.image_size).save(out / path, optimize=True)
             items.append((iid, text, str(path), p, cat, sty, mat, int(c)))
@@ -120,10 +159,13 @@ def generate(out_dir: Path, spec: CatalogueSpec = CatalogueSpec()) -> Path:
         w = csv.writer(f)
         w.writerow(["user_id", "item_id", "timestamp"])
         for u in range(spec.users):
-            taste = (np.log(rng.dirichlet(np.full(len(STYLES), 0.3)))[sty_of]
-                     + np.log(rng.dirichlet(np.full(len(CATEGORIES), 0.5)))[cat_of]
-                     + 0.5 * np.log(rng.dirichlet(np.full(len(MATERIALS), 1.0)))[mat_of]
-                     + 0.3 * np.log(rng.dirichlet(np.full(len(colours), 1.0)))[col_of] + pop)
+            taste = (
+                np.log(rng.dirichlet(np.full(len(STYLES), 0.3)))[sty_of]
+                + np.log(rng.dirichlet(np.full(len(CATEGORIES), 0.5)))[cat_of]
+                + 0.5 * np.log(rng.dirichlet(np.full(len(MATERIALS), 1.0)))[mat_of]
+                + 0.3 * np.log(rng.dirichlet(np.full(len(colours), 1.0)))[col_of]
+                + pop
+            )
             p = np.exp(taste - taste.max())
             n = min(max(2, int(rng.poisson(spec.purchases))), len(items))
             for t, i in enumerate(rng.choice(len(items), size=n, replace=False, p=p / p.sum())):

@@ -84,9 +84,19 @@ class EarlyStopping:
         return self._bad >= self.patience
 
 
-def fit(epochs: int, step: Callable[[int], dict], score: Callable[[], dict], stopper: EarlyStopping,
-        snapshot: Callable[[], object], *, desc: str, progress: bool = True, eval_every: int = 1,
-        criterion: Callable[[dict], float] | None = None, log_unscored: bool = True) -> list[dict]:
+def fit(
+    epochs: int,
+    step: Callable[[int], dict],
+    score: Callable[[], dict],
+    stopper: EarlyStopping,
+    snapshot: Callable[[], object],
+    *,
+    desc: str,
+    progress: bool = True,
+    eval_every: int = 1,
+    criterion: Callable[[dict], float] | None = None,
+    log_unscored: bool = True,
+) -> list[dict]:
     """The epoch loop the training stages share. ``step(epoch)`` trains one epoch (0-based) and returns its numbers
     for the log (``loss`` at least). While validating, every ``eval_every`` epochs and at the last of ``epochs``,
     ``score()`` returns the validation numbers; ``criterion`` makes one number of the entry the early stopping follows

@@ -51,8 +51,12 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         finally:
             await state.stop()
 
-    app = FastAPI(title="coldproxy", version="1", lifespan=lifespan,
-                  description="Proxy embeddings for cold-start items, aligned to the recommender's ID space.")
+    app = FastAPI(
+        title="coldproxy",
+        version="1",
+        lifespan=lifespan,
+        description="Proxy embeddings for cold-start items, aligned to the recommender's ID space.",
+    )
     app.state.coldproxy = state
     app.add_middleware(BodyLimit, settings=settings, dim=state.vector_dim)
     app.add_middleware(RequestMetrics, metrics=state.metrics)

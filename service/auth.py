@@ -147,17 +147,23 @@ def check_same_site(request: Request, settings: ServiceSettings) -> None:
     name, which the ``Host`` allow-list (loopback names, COLDPROXY_HOST, COLDPROXY_ALLOWED_HOSTS) refuses. 403."""
     site = request.headers.get("sec-fetch-site")
     if site is not None and site not in ("same-origin", "none"):
-        raise Forbidden(f"cross-site request refused (Sec-Fetch-Site: {site[:32]}): this service has no API keys, so "
-                        "it takes writes only from this machine's own clients")
+        raise Forbidden(
+            f"cross-site request refused (Sec-Fetch-Site: {site[:32]}): this service has no API keys, so "
+            "it takes writes only from this machine's own clients"
+        )
     allowed = LOOPBACK | {settings.host, *settings.allowed_hosts}
     origin, host = request.headers.get("origin"), request.headers.get("host", "")
     netloc = urlsplit(origin).netloc if origin is not None else None
     if netloc is not None and (host_name(netloc) not in allowed or netloc.lower() != host.strip().lower()):
-        raise Forbidden("cross-site request refused (Origin is not this service): this service has no API keys, so it "
-                        "takes writes only from this machine's own clients")
+        raise Forbidden(
+            "cross-site request refused (Origin is not this service): this service has no API keys, so it "
+            "takes writes only from this machine's own clients"
+        )
     if host_name(host) not in allowed:
-        raise Forbidden("unknown Host: add it to COLDPROXY_ALLOWED_HOSTS (a keyless service answers only the names "
-                        "it is served under, against DNS rebinding)")
+        raise Forbidden(
+            "unknown Host: add it to COLDPROXY_ALLOWED_HOSTS (a keyless service answers only the names "
+            "it is served under, against DNS rebinding)"
+        )
 
 
 def host_name(netloc: str) -> str:
@@ -180,4 +186,5 @@ def check_exposure(settings: ServiceSettings, keys_configured: bool) -> None:
         raise InsecureSettings(
             f"refusing to serve on {settings.host} without API keys: anyone who reaches the port could write items "
             "and reload the model. Set COLDPROXY_API_KEYS_FILE (and COLDPROXY_ADMIN_API_KEYS_FILE), or "
-            "COLDPROXY_ALLOW_ANONYMOUS_WRITES=true to accept that")
+            "COLDPROXY_ALLOW_ANONYMOUS_WRITES=true to accept that"
+        )

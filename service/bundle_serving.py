@@ -33,13 +33,24 @@ class BundleServing:
         self.metrics = metrics
         arrays = self.package.arrays
         self.item_row = {str(x): i for i, x in enumerate(arrays["item_ids"])}
-        store = await open_store(settings, f"{settings.redis_prefix}:bundles", self.version,
-                                 arrays["bundle_emb"].shape[1])
-        self.catalog = Catalog("bundles", [str(u) for u in arrays["user_ids"]], arrays["user_emb"],
-                               [str(b) for b in arrays["bundle_ids"]], arrays["bundle_emb"], store, metrics,
-                               settings.local_reads, space=self.version, max_user_norm=settings.max_user_norm,
-                               norm_slack=settings.vector_norm_slack,  # its own space: the package's version
-                               store_lookups=settings.max_store_lookups, seen=self.package.seen)
+        store = await open_store(
+            settings, f"{settings.redis_prefix}:bundles", self.version, arrays["bundle_emb"].shape[1]
+        )
+        self.catalog = Catalog(
+            "bundles",
+            [str(u) for u in arrays["user_ids"]],
+            arrays["user_emb"],
+            [str(b) for b in arrays["bundle_ids"]],
+            arrays["bundle_emb"],
+            store,
+            metrics,
+            settings.local_reads,
+            space=self.version,
+            max_user_norm=settings.max_user_norm,
+            norm_slack=settings.vector_norm_slack,  # its own space: the package's version
+            store_lookups=settings.max_store_lookups,
+            seen=self.package.seen,
+        )
         try:
             await self.catalog.start()
         except Exception:
@@ -76,11 +87,22 @@ class BundleServing:
             raise InvalidInput("the model produced a non-finite embedding for these members; nothing was stored")
         members = [str(x) for x in self.package.arrays["item_ids"][rows]]
         view_w = dict(zip(VIEWS, map(float, out.view_weights[0])))
-        experts = {view: dict(zip(VIEW_EXPERTS, map(float, w[0])))
-                   for view, w in zip(VIEWS, (out.bundle_view_weights, out.item_view_weights))}
+        experts = {
+            view: dict(zip(VIEW_EXPERTS, map(float, w[0])))
+            for view, w in zip(VIEWS, (out.bundle_view_weights, out.item_view_weights))
+        }
         fields = {"members": ",".join(members), "view_weights": ",".join(f"{w:.9g}" for w in view_w.values())}
         if not await self.catalog.put(bundle_id, StoredItem(emb, [], fields=fields), overwrite):
-            raise Conflict(f"bundle {bundle_id} already exists for bundle recommender {self.version}; "
-                           "send overwrite=true to replace it")
-        return BundleOut(bundle_id=bundle_id, package_version=self.version, source="proxy", members=len(rows),
-                         view_weights=view_w, expert_weights=experts, embedding=emb.tolist())
+            raise Conflict(
+                f"bundle {bundle_id} already exists for bundle recommender {self.version}; "
+                "send overwrite=true to replace it"
+            )
+        return BundleOut(
+            bundle_id=bundle_id,
+            package_version=self.version,
+            source="proxy",
+            members=len(rows),
+            view_weights=view_w,
+            expert_weights=experts,
+            embedding=emb.tolist(),
+        )

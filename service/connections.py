@@ -60,12 +60,25 @@ class Registry:
 
 def _response(status: bytes, text: str) -> bytes:
     body = ('{"detail":"%s"}' % text).encode()
-    return (b"HTTP/1.1 " + status + b"\r\ncontent-type: application/json\r\ncontent-length: " + str(len(body)).encode()
-            + b"\r\nconnection: close\r\n\r\n" + body)
+    return (
+        b"HTTP/1.1 "
+        + status
+        + b"\r\ncontent-type: application/json\r\ncontent-length: "
+        + str(len(body)).encode()
+        + b"\r\nconnection: close\r\n\r\n"
+        + body
+    )
 
 
-def bounded_protocol(*, max_header_bytes: int, max_url_bytes: int, header_timeout_s: float, max_connections: int,
-                     max_per_client: int, max_probes: int) -> type[HttpToolsProtocol]:
+def bounded_protocol(
+    *,
+    max_header_bytes: int,
+    max_url_bytes: int,
+    header_timeout_s: float,
+    max_connections: int,
+    max_per_client: int,
+    max_probes: int,
+) -> type[HttpToolsProtocol]:
     registry = Registry()
     head_cap = max_header_bytes + max_url_bytes + 1024  # the request line and its CRLFs besides
 
@@ -141,8 +154,7 @@ def bounded_protocol(*, max_header_bytes: int, max_url_bytes: int, header_timeou
                 return
             self._head_raw += len(data)
             if self._head_raw > head_cap:
-                self._close_with(b"431 Request Header Fields Too Large",
-                                 f"request head larger than {head_cap} bytes")
+                self._close_with(b"431 Request Header Fields Too Large", f"request head larger than {head_cap} bytes")
 
         def on_url(self, url: bytes) -> None:
             if len(self.url) + len(url) > max_url_bytes:
@@ -153,8 +165,10 @@ def bounded_protocol(*, max_header_bytes: int, max_url_bytes: int, header_timeou
         def on_header(self, name: bytes, value: bytes) -> None:
             self._head_bytes += len(name) + len(value) + 4
             if self._head_bytes > max_header_bytes:
-                self._refusal = (b"431 Request Header Fields Too Large",
-                                 f"request headers larger than {max_header_bytes} bytes")
+                self._refusal = (
+                    b"431 Request Header Fields Too Large",
+                    f"request headers larger than {max_header_bytes} bytes",
+                )
                 raise HeadTooLarge()
             super().on_header(name, value)
 

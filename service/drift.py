@@ -16,8 +16,9 @@ SCORE_SAMPLE_USERS = 1000
 
 
 class DriftMonitor:
-    def __init__(self, metrics: Metrics, version: str, user_emb: np.ndarray, warm_emb: np.ndarray,
-                 experts: tuple[str, ...]):
+    def __init__(
+        self, metrics: Metrics, version: str, user_emb: np.ndarray, warm_emb: np.ndarray, experts: tuple[str, ...]
+    ):
         self.metrics, self.version, self.experts = metrics, version, experts
         norms = np.linalg.norm(warm_emb, axis=1)
         self.warm_norm = float(norms.mean()) if len(norms) else 1.0

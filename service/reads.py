@@ -43,8 +43,7 @@ async def rank(st, catalog: Catalog, query: UserQuery, ids: list[str], row) -> t
     return await to_thread.run_sync(work, limiter=st.heavy_reads)
 
 
-async def top_k(st, catalog: Catalog, query: UserQuery, k: int, filters: RecommendFilters,
-                   exclude_ids: list[str] = ()):
+async def top_k(st, catalog: Catalog, query: UserQuery, k: int, filters: RecommendFilters, exclude_ids: list[str] = ()):
     """The ``k`` best entries for the query's user that pass ``filters`` (with ``exclude_seen``, none of the user's
     interactions in the package's data nor of the items posted as seen by them since; ``only`` warm, new or all entries;
     ``created_after``) and none of ``exclude_ids`` (``Catalog.top_k``)."""
@@ -60,5 +59,6 @@ async def top_k(st, catalog: Catalog, query: UserQuery, k: int, filters: Recomme
         return catalog.top_k(user, k, exclude, filters.only, filters.after)
     # an exact scan (a filter: a selector over the flat index) or a large index: on a worker thread, as a long
     # ranking is, so the event loop -- and the probes -- never wait on it
-    return await to_thread.run_sync(catalog.top_k, user, k, exclude, filters.only, filters.after,
-                                    limiter=st.heavy_reads)
+    return await to_thread.run_sync(
+        catalog.top_k, user, k, exclude, filters.only, filters.after, limiter=st.heavy_reads
+    )

@@ -54,14 +54,23 @@ async def watch(state, poll_s: float = POLL_S) -> None:
     package_dir = state.settings.package_dir
     st = status(package_dir)
     if st is not None and "failed" not in st:
-        log.info("serving the evaluated package %s; the refit on all the data trains in the background, expected in "
-                 "~%d s (log: %s)", state.serving.version, max(0, background.seconds_left(st)), st.get("log"))
+        log.info(
+            "serving the evaluated package %s; the refit on all the data trains in the background, expected in "
+            "~%d s (log: %s)",
+            state.serving.version,
+            max(0, background.seconds_left(st)),
+            st.get("log"),
+        )
     while True:
         if state.serving is not None and refit_written(package_dir, state.serving.version):
             try:
                 previous, version, rollout = await state.reload()
-                log.info("the refit's package %s rolled out (was %s): %s", version, previous,
-                         rollout["state"] if rollout else "switched")
+                log.info(
+                    "the refit's package %s rolled out (was %s): %s",
+                    version,
+                    previous,
+                    rollout["state"] if rollout else "switched",
+                )
             except Exception as exc:  # noqa: BLE001 -- a bad package or a failed rollout: logged, the old one serves
                 log.error("the refit's package at %s was not rolled out: %s", package_dir, exc)
             return
@@ -69,7 +78,11 @@ async def watch(state, poll_s: float = POLL_S) -> None:
         if st is None:
             return
         if "failed" in st:
-            log.error("the refit on all the data failed: %s; its log: %s; still serving %s", st["failed"],
-                      st.get("log"), state.serving.version if state.serving else None)
+            log.error(
+                "the refit on all the data failed: %s; its log: %s; still serving %s",
+                st["failed"],
+                st.get("log"),
+                state.serving.version if state.serving else None,
+            )
             return
         await asyncio.sleep(poll_s)

@@ -62,6 +62,7 @@ class Served(Protocol):
 
     async def close(self) -> None: ...
 
+
 log = logging.getLogger("coldproxy.rollout")
 CLOCK_SKEW_S = 60.0  # how far replicas' clocks may disagree: a catch-up looks this much further back
 
@@ -92,8 +93,10 @@ class BackfillReport:
         return min(1.0, (self.reembedded + self.present + self.graduated) / self.total)
 
     def as_dict(self) -> dict:
-        return asdict(self) | {"covered": round(self.covered, 6),
-                               "items_per_s": round(self.reembedded / self.seconds, 1) if self.seconds else None}
+        return asdict(self) | {
+            "covered": round(self.covered, 6),
+            "items_per_s": round(self.reembedded / self.seconds, 1) if self.seconds else None,
+        }
 
 
 def reembed(target: Served, ids: list[str], kept: dict[str, KeptFeatures]) -> dict[str, object]:
@@ -112,9 +115,14 @@ def reembed(target: Served, ids: list[str], kept: dict[str, KeptFeatures]) -> di
             k = kept[i]
             if k.interactions and record.proxy is not None:
                 id_emb = k.id_embedding if k.id_fingerprint == same_space else None
-                emb, _ = target.pipeline.regate(record.proxy[None], record.diffusion[None],
-                                                None if record.anchor is None else record.anchor[None], mask[None],
-                                                np.array([k.interactions]), None if id_emb is None else id_emb[None])
+                emb, _ = target.pipeline.regate(
+                    record.proxy[None],
+                    record.diffusion[None],
+                    None if record.anchor is None else record.anchor[None],
+                    mask[None],
+                    np.array([k.interactions]),
+                    None if id_emb is None else id_emb[None],
+                )
                 record = replace(record, embedding=emb[0], interactions=k.interactions, id_embedding=id_emb)
             if k.posted_at is not None:  # first stored then, not now: created_after answers alike in both packages
                 record = replace(record, fields=record.fields | {"posted_at": k.posted_at})
@@ -162,7 +170,7 @@ async def _refresh(target: Served, changed: dict[str, float], batch: int, report
     ids = [i for i, mark in zip(ids, marks) if mark is not None and mark[0] < changed[i] and not mark[1]]
     features = target.items.store.features
     for start in range(0, len(ids), batch):
-        chunk, written = ids[start: start + batch], []
+        chunk, written = ids[start : start + batch], []
         kept = await features.get_many(chunk)
         for item_id, record in (await target.graphs.run(reembed, target, chunk, kept)).items():
             if isinstance(record, Exception):
@@ -175,8 +183,13 @@ async def _refresh(target: Served, changed: dict[str, float], batch: int, report
         await _keep_takedowns(target, written)
 
 
-async def backfill(target: Served, batch: int = 256, progress: Callable[[int, int], None] | None = None,
-                   max_passes: int = 5, changed_since: float | None = None) -> BackfillReport:
+async def backfill(
+    target: Served,
+    batch: int = 256,
+    progress: Callable[[int, int], None] | None = None,
+    max_passes: int = 5,
+    changed_since: float | None = None,
+) -> BackfillReport:
     """Re-embed every item with kept features that ``target`` does not hold (see the module docstring); with
     ``changed_since`` (a Unix time), also those it holds whose content or warm-up was written since then -- an
     overwrite or a warm-up whose shadow write failed, or that a replica without the shadow took -- so a switch
@@ -195,7 +208,7 @@ async def backfill(target: Served, batch: int = 256, progress: Callable[[int, in
         todo = [i for i in cold if position is None or i > position]
         held, acted, report.no_features, written_before = len(cold) - len(todo), 0, 0, report.reembedded
         for start in range(0, len(todo), batch):
-            chunk = todo[start: start + batch]
+            chunk = todo[start : start + batch]
             present = await store.exists_many(chunk)
             need = [i for i, h in zip(chunk, present) if not h]
             held += len(chunk) - len(need)
@@ -230,10 +243,15 @@ async def carry_given(source: Served, target: Served, report: BackfillReport) ->
     given = await source.items.given_entries()
     if source.package.id_fingerprint != target.package.id_fingerprint:
         report.id_space_changed, report.id_vectors_dropped = True, len(given)
-        log.warning("model package %s serves another ID space (%s, was %s): its stored new items are re-embedded into "
-                    "it from their content; the %d item vectors synced from the old recommender are not carried over "
-                    "-- sync the new recommender's export (coldproxy sync-ids)", target.version,
-                    target.package.id_fingerprint, source.package.id_fingerprint, len(given))
+        log.warning(
+            "model package %s serves another ID space (%s, was %s): its stored new items are re-embedded into "
+            "it from their content; the %d item vectors synced from the old recommender are not carried over "
+            "-- sync the new recommender's export (coldproxy sync-ids)",
+            target.version,
+            target.package.id_fingerprint,
+            source.package.id_fingerprint,
+            len(given),
+        )
         return
     for item_id, vector in given.items():
         if item_id not in target.items.warm:
@@ -312,8 +330,9 @@ class Rollout:
     """A package rolled out beside the serving one: shadow writes and a backfill, then (unless ``shadow_only``)
     the switch through ``switch(target)`` once it holds ``switch_fraction`` of the items."""
 
-    def __init__(self, source: Served, target: Served, switch: Callable, batch: int, switch_fraction: float,
-                 shadow_only: bool):
+    def __init__(
+        self, source: Served, target: Served, switch: Callable, batch: int, switch_fraction: float, shadow_only: bool
+    ):
         self.source, self.target, self.switch = source, target, switch
         self.batch, self.switch_fraction, self.shadow_only = batch, switch_fraction, shadow_only
         self.state, self.report, self.error = "backfilling", BackfillReport(), None
@@ -335,9 +354,14 @@ class Rollout:
             if self.shadow_only:
                 self.state = "shadow"
             elif self.report.covered + 1e-9 < self.switch_fraction:
-                self.state, self.error = "failed", (f"the new package holds {self.report.covered:.4f} of the stored "
-                                                    "items, below COLDPROXY_ROLLOUT_SWITCH_FRACTION "
-                                                    f"{self.switch_fraction}")
+                self.state, self.error = (
+                    "failed",
+                    (
+                        f"the new package holds {self.report.covered:.4f} of the stored "
+                        "items, below COLDPROXY_ROLLOUT_SWITCH_FRACTION "
+                        f"{self.switch_fraction}"
+                    ),
+                )
             else:
                 self.state = "switching"
                 await self.switch(self)
@@ -353,8 +377,12 @@ class Rollout:
             self.done.set()
 
     def status(self) -> dict:
-        return {"version": self.target.version, "state": self.state, "error": self.error,
-                "backfill": self.report.as_dict()}
+        return {
+            "version": self.target.version,
+            "state": self.state,
+            "error": self.error,
+            "backfill": self.report.as_dict(),
+        }
 
     async def cancel(self) -> None:
         if self.task is not None and not self.task.done():

@@ -14,9 +14,20 @@ from service.connections import bounded_protocol
 
 def uvicorn_config(app, settings: ServiceSettings, **overrides) -> uvicorn.Config:
     s = settings
-    http = bounded_protocol(max_header_bytes=s.max_header_bytes, max_url_bytes=s.max_url_bytes,
-                            header_timeout_s=s.header_timeout_s, max_connections=s.max_connections,
-                            max_per_client=s.max_connections_per_client, max_probes=s.max_probes_in_flight)
-    options = dict(host=s.host, port=s.port, log_level="info", access_log=s.access_log,
-                   timeout_graceful_shutdown=s.shutdown_grace_s, http=http)
+    http = bounded_protocol(
+        max_header_bytes=s.max_header_bytes,
+        max_url_bytes=s.max_url_bytes,
+        header_timeout_s=s.header_timeout_s,
+        max_connections=s.max_connections,
+        max_per_client=s.max_connections_per_client,
+        max_probes=s.max_probes_in_flight,
+    )
+    options = dict(
+        host=s.host,
+        port=s.port,
+        log_level="info",
+        access_log=s.access_log,
+        timeout_graceful_shutdown=s.shutdown_grace_s,
+        http=http,
+    )
     return uvicorn.Config(app, **(options | overrides))

@@ -40,8 +40,9 @@ class Serving:
     """
 
     @classmethod
-    async def open(cls, settings: ServiceSettings, metrics: Metrics, package_dir: Path | None = None,
-                   bundles: bool = True) -> "Serving":
+    async def open(
+        cls, settings: ServiceSettings, metrics: Metrics, package_dir: Path | None = None, bundles: bool = True
+    ) -> "Serving":
         """``package_dir`` (default: the settings') opened as a ``Serving``; ``bundles``: with the bundle
         recommender when one is configured (a candidate package in shadow goes without)."""
         self = cls()
@@ -58,8 +59,14 @@ class Serving:
         experts = tuple(self.package.manifest.experts["experts"]) if self.package.has_experts else ()
         self.drift = DriftMonitor(metrics, self.version, self.package.user_emb, self.package.item_emb, experts)
         self.pipeline = await to_thread.run_sync(
-            lambda: ProxyPipeline(self.package, metrics, settings.ort_options(), settings.max_image_pixels,
-                                  {"auto": None, "on": True, "off": False}[settings.pad_image_batches]))
+            lambda: ProxyPipeline(
+                self.package,
+                metrics,
+                settings.ort_options(),
+                settings.max_image_pixels,
+                {"auto": None, "on": True, "off": False}[settings.pad_image_batches],
+            )
+        )
         # OpenMP's thread count is per calling thread: set here on every graph thread too, or the anchor
         # searches there run multi-threaded FAISS beside the encoders (bench/results/design_measurements.md)
         self.graphs = GraphThreads(settings.batch_workers, lambda: faiss.omp_set_num_threads(settings.faiss_threads))
@@ -67,25 +74,51 @@ class Serving:
         t = time.perf_counter()
         largest = max(settings.batch_max_size, settings.max_batch_items)
         shapes = await self.graphs.on_every_thread(lambda: self.pipeline.warm_up(largest))
-        log.info("graphs warmed up on %d threads (%d image batch shapes) in %.1f s", self.graphs.n, shapes[0],
-                 time.perf_counter() - t)
+        log.info(
+            "graphs warmed up on %d threads (%d image batch shapes) in %.1f s",
+            self.graphs.n,
+            shapes[0],
+            time.perf_counter() - t,
+        )
         self.batcher = None
         if settings.micro_batching:
-            self.batcher = MicroBatcher(self.pipeline.infer, metrics, settings.batch_max_size,
-                                        settings.batch_max_wait_ms / 1000, settings.batch_queue_max,
-                                        settings.batch_workers, self.graphs.run, settings.batch_deadline_s)
+            self.batcher = MicroBatcher(
+                self.pipeline.infer,
+                metrics,
+                settings.batch_max_size,
+                settings.batch_max_wait_ms / 1000,
+                settings.batch_queue_max,
+                settings.batch_workers,
+                self.graphs.run,
+                settings.batch_deadline_s,
+            )
             self.batcher.start()
         self.bundles = None
         try:
-            store = await open_item_store(settings, self.version, dim, self.package.encoder_fingerprint,
-                                          feature_width(self.package.manifest.dims))
+            store = await open_item_store(
+                settings, self.version, dim, self.package.encoder_fingerprint, feature_width(self.package.manifest.dims)
+            )
             faiss.omp_set_num_threads(settings.faiss_threads)
             package = self.package
-            self.items = Catalog("items", package.user_ids, package.user_emb, package.item_ids, package.item_emb, store,
-                                 metrics, settings.local_reads, settings.index_options(), package.id_fingerprint,
-                                 package.score, settings.max_user_norm, settings.vector_norm_slack,
-                                 settings.max_store_lookups, package.seen, package.proxy_ids,
-                                 self.boosted(package.proxy_emb))
+            self.items = Catalog(
+                "items",
+                package.user_ids,
+                package.user_emb,
+                package.item_ids,
+                package.item_emb,
+                store,
+                metrics,
+                settings.local_reads,
+                settings.index_options(),
+                package.id_fingerprint,
+                package.score,
+                settings.max_user_norm,
+                settings.vector_norm_slack,
+                settings.max_store_lookups,
+                package.seen,
+                package.proxy_ids,
+                self.boosted(package.proxy_emb),
+            )
             self.items.history = user_history(settings, store)
             n_cold = await self.items.start()
             if bundles and settings.bundle_package_dir is not None and Path(settings.bundle_package_dir).exists():
@@ -94,10 +127,17 @@ class Serving:
         except Exception:
             await self.close()
             raise
-        log.info("model package %s loaded: %d users, %d items by ID vector, %d by the package's proxies, %d new items "
-                 "from the store, providers %s; %s", self.version, len(self.items.users), self.items.n_id,
-                 len(self.package.proxy_ids), n_cold, self.pipeline.providers,
-                 f"bundle recommender {self.bundles.version}" if self.bundles else "no bundle recommender")
+        log.info(
+            "model package %s loaded: %d users, %d items by ID vector, %d by the package's proxies, %d new items "
+            "from the store, providers %s; %s",
+            self.version,
+            len(self.items.users),
+            self.items.n_id,
+            len(self.package.proxy_ids),
+            n_cold,
+            self.pipeline.providers,
+            f"bundle recommender {self.bundles.version}" if self.bundles else "no bundle recommender",
+        )
         return self
 
     def boosted(self, vectors: np.ndarray) -> np.ndarray:
@@ -111,8 +151,15 @@ class Serving:
         if not np.isfinite(emb).all():
             raise InvalidInput("the model produced a non-finite embedding for this input; nothing was stored")
         if result.parts:
-            return StoredItem(emb, result.modalities, result.parts["proxy"], result.parts["diffusion"],
-                              [float(a) for a in result.fusion_weights], 0, anchor=result.parts.get("anchor"))
+            return StoredItem(
+                emb,
+                result.modalities,
+                result.parts["proxy"],
+                result.parts["diffusion"],
+                [float(a) for a in result.fusion_weights],
+                0,
+                anchor=result.parts.get("anchor"),
+            )
         return StoredItem(emb, result.modalities, fusion_weights=[float(a) for a in result.fusion_weights])
 
     async def close(self) -> None:

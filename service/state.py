@@ -70,8 +70,9 @@ class State:
         if refit_wait.status(self.settings.package_dir) is not None:
             self._keep(asyncio.create_task(refit_wait.watch(self)))
         if self.settings.candidate_package_dir is not None:
-            candidate = await Serving.open(self.settings, self.metrics, self.settings.candidate_package_dir,
-                                           bundles=False)
+            candidate = await Serving.open(
+                self.settings, self.metrics, self.settings.candidate_package_dir, bundles=False
+            )
             why_not = self._can_reembed(self.serving, candidate)
             if why_not is not None:
                 await candidate.close()
@@ -150,8 +151,10 @@ class State:
         promotes one switches and the other gets 409 (a second switch would retire the package now serving)."""
         rollout = self.rollout
         if rollout is None or rollout.state != "shadow" or not rollout.shadow_only:
-            raise Conflict("no candidate package with a complete backfill to promote "
-                           f"({'state ' + rollout.state if rollout else 'none configured'})")
+            raise Conflict(
+                "no candidate package with a complete backfill to promote "
+                f"({'state ' + rollout.state if rollout else 'none configured'})"
+            )
         previous, rollout.state = self.serving.version, "switching"
         try:
             await self._switch_rollout(rollout)
@@ -177,10 +180,16 @@ class State:
             if self.rollout is not rollout or rollout.target is self.serving:
                 raise Conflict(f"the rollout to {rollout.target.version} was replaced or is serving already")
             await persist_version(rollout.target.items.store)  # a roll-back: its keys had been set to expire
-            caught = await backfill(rollout.target, self.settings.reembed_batch,
-                                    changed_since=rollout.started_at - CLOCK_SKEW_S)
-            log.info("catch-up before switching to %s: %d items re-embedded, %d changed since the backfill began "
-                     "re-embedded again", rollout.target.version, caught.reembedded, caught.refreshed)
+            caught = await backfill(
+                rollout.target, self.settings.reembed_batch, changed_since=rollout.started_at - CLOCK_SKEW_S
+            )
+            log.info(
+                "catch-up before switching to %s: %d items re-embedded, %d changed since the backfill began "
+                "re-embedded again",
+                rollout.target.version,
+                caught.reembedded,
+                caught.refreshed,
+            )
             rollout.report.refreshed += caught.refreshed
             self.metrics.serving_version.remove(rollout.target.version, "candidate")
             await self._switch(rollout.target, expire_old=True)
@@ -204,8 +213,14 @@ class State:
                 old.shadow = None  # what those requests wrote:
                 caught = await backfill(new, self.settings.reembed_batch, changed_since=switched_at - CLOCK_SKEW_S)
                 n = await expire_version(old.items.store, self.settings.rollout_keep_old_s)
-                log.info("the %d items of %s expire in %.0f s (%d written meanwhile re-embedded for %s)", n,
-                         old.version, self.settings.rollout_keep_old_s, caught.reembedded, new.version)
+                log.info(
+                    "the %d items of %s expire in %.0f s (%d written meanwhile re-embedded for %s)",
+                    n,
+                    old.version,
+                    self.settings.rollout_keep_old_s,
+                    caught.reembedded,
+                    new.version,
+                )
         except Exception:
             log.exception("retiring %s", old.version)
         finally:
@@ -230,12 +245,17 @@ class State:
         serving, rollout = self.serving, self.rollout
         if serving is None:
             raise NotReady("no model package loaded yet")
-        if (user_id is not None and rollout is not None and rollout.state == "shadow"
-                and self.settings.canary_fraction > 0 and canary_bucket(user_id) < self.settings.canary_fraction):
+        if (
+            user_id is not None
+            and rollout is not None
+            and rollout.state == "shadow"
+            and self.settings.canary_fraction > 0
+            and canary_bucket(user_id) < self.settings.canary_fraction
+        ):
             return rollout.target
         return serving
 
 
 def canary_bucket(user_id: str) -> float:
     """A user's place in [0, 1), the same on every replica and every restart."""
-    return int.from_bytes(hashlib.blake2b(user_id.encode(), digest_size=8).digest(), "big") / 2 ** 64
+    return int.from_bytes(hashlib.blake2b(user_id.encode(), digest_size=8).digest(), "big") / 2**64

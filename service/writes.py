@@ -39,8 +39,15 @@ class NewItem:
     idempotency_key: str | None = None  # stored with the item: a retry with the same key gets the item back
 
     @classmethod
-    def checked(cls, item_id: str, text: str | None, image: bytes | None, overwrite: bool,
-                settings: ServiceSettings, idempotency_key: str | None = None) -> "NewItem":
+    def checked(
+        cls,
+        item_id: str,
+        text: str | None,
+        image: bytes | None,
+        overwrite: bool,
+        settings: ServiceSettings,
+        idempotency_key: str | None = None,
+    ) -> "NewItem":
         """The checks every ingested item passes, whatever its transport; a ``ColdproxyError`` on the first failure."""
         check_id(item_id)
         if idempotency_key is not None:
@@ -62,20 +69,35 @@ def refuse_warm(serving: Serving, item_id: str) -> None:
     """``Conflict`` for an item the model package holds: by its ID vector, or by the package's own proxy (an item of
     its catalogue without interactions, which the next package's training sees)."""
     if item_id in serving.items.proxies:
-        raise Conflict(f"item {item_id} is in model package {serving.version}'s catalogue, served by the package's "
-                       "proxy: the next package trained on its interactions serves it by its ID vector (a changed "
-                       "item needs a new ID)")
+        raise Conflict(
+            f"item {item_id} is in model package {serving.version}'s catalogue, served by the package's "
+            "proxy: the next package trained on its interactions serves it by its ID vector (a changed "
+            "item needs a new ID)"
+        )
     if item_id in serving.items.warm:
         raise Conflict(f"item {item_id} is warm: it is served from the ID model")
 
 
-def item_out(serving: Serving, item_id: str, emb: np.ndarray, modalities: list[str], alpha, experts,
-             interactions: int | None = None) -> ItemOut:
+def item_out(
+    serving: Serving,
+    item_id: str,
+    emb: np.ndarray,
+    modalities: list[str],
+    alpha,
+    experts,
+    interactions: int | None = None,
+) -> ItemOut:
     names = serving.package.manifest.experts["experts"] if experts is not None else None
-    return ItemOut(item_id=item_id, package_version=serving.version, source="proxy", modalities=modalities,
-                   fusion_weights={"text": float(alpha[0]), "image": float(alpha[1])},
-                   expert_weights=None if experts is None else dict(zip(names, map(float, experts))),
-                   interactions=interactions, embedding=emb.tolist())
+    return ItemOut(
+        item_id=item_id,
+        package_version=serving.version,
+        source="proxy",
+        modalities=modalities,
+        fusion_weights={"text": float(alpha[0]), "image": float(alpha[1])},
+        expert_weights=None if experts is None else dict(zip(names, map(float, experts))),
+        interactions=interactions,
+        embedding=emb.tolist(),
+    )
 
 
 async def replay(serving: Serving, item: NewItem) -> ItemOut | None:
@@ -86,8 +108,9 @@ async def replay(serving: Serving, item: NewItem) -> ItemOut | None:
     rec = await serving.items.store.get_record(item.item_id)
     if rec is None or rec.fields.get(IDEMPOTENCY_FIELD) != item.idempotency_key:
         return None
-    return item_out(serving, item.item_id, rec.embedding, rec.modalities, rec.fusion_weights or [0.0, 0.0], None,
-                    rec.interactions)
+    return item_out(
+        serving, item.item_id, rec.embedding, rec.modalities, rec.fusion_weights or [0.0, 0.0], None, rec.interactions
+    )
 
 
 async def store_embedded(serving: Serving, item: NewItem, result: Embedded | ImageError) -> ItemOut:
@@ -103,7 +126,8 @@ async def store_embedded(serving: Serving, item: NewItem, result: Embedded | Ima
         if (again := await replay(serving, item)) is not None:  # the same request, twice at once
             return again
         raise Conflict(
-            f"item {item_id} already exists for model package {serving.version}; send overwrite=true to replace it")
+            f"item {item_id} already exists for model package {serving.version}; send overwrite=true to replace it"
+        )
     serving.drift.observe(record.embedding, result.fusion_weights, result.expert_weights)
     if serving.shadow is not None and result.features is not None:
         await serving.shadow.write(item_id, overwrite, result.features)
@@ -164,8 +188,7 @@ async def ingest_many(serving: Serving, items: list[NewItem | ColdproxyError]) -
     return results
 
 
-async def sync_id_vector(serving: Serving, item_id: str, values: list[float], add: bool = True
-                         ) -> str | ColdproxyError:
+async def sync_id_vector(serving: Serving, item_id: str, values: list[float], add: bool = True) -> str | ColdproxyError:
     """Serve the recommender's own vector for one item from now on, on every replica: a warm item's replaces the
     package's, a stored new item graduates (its experts' outputs are kept for the warm-up path), an item the service
     did not know is added when ``add`` (else 404). The vector is checked like any input
@@ -185,14 +208,18 @@ async def sync_id_vector(serving: Serving, item_id: str, values: list[float], ad
     return outcome
 
 
-def check_plausible(serving: Serving, items: list[tuple[str, list[float]]], min_anchors: int, min_cosine: float
-                    ) -> None:
+def check_plausible(
+    serving: Serving, items: list[tuple[str, list[float]]], min_anchors: int, min_cosine: float
+) -> None:
     """409 when the items among ``items`` served by an ID vector (at least ``min_anchors`` of them) point elsewhere
     than the vectors served for them (mean cosine below ``min_cosine``): vectors of another space of the same
     dimension -- a retrain from scratch, a wrong export -- whatever space they are labelled with."""
     catalog = serving.items
-    anchors = [(catalog.warm[i], v) for i, v in items  # served by an ID vector (a proxy is only near its item's)
-               if i in catalog.warm and (i not in catalog.proxies or i in catalog.given) and len(v) == catalog.dim]
+    anchors = [
+        (catalog.warm[i], v)
+        for i, v in items  # served by an ID vector (a proxy is only near its item's)
+        if i in catalog.warm and (i not in catalog.proxies or i in catalog.given) and len(v) == catalog.dim
+    ]
     if len(anchors) < min_anchors:
         return
     sent = np.asarray([v for _, v in anchors], dtype=np.float64)
@@ -202,14 +229,21 @@ def check_plausible(serving: Serving, items: list[tuple[str, list[float]]], min_
         return  # such vectors fail alone, with their own 422
     cosine = float(np.mean(np.sum(sent * served, axis=1) / norms))
     if cosine < min_cosine:
-        raise Conflict(f"the {len(anchors)} warm items sent have mean cosine {cosine:.3f} to the vectors served for "
-                       f"them (COLDPROXY_ID_SYNC_MIN_COSINE {min_cosine:g}): not this ID space; nothing stored. A new "
-                       "space is a new model package and a rollout")
+        raise Conflict(
+            f"the {len(anchors)} warm items sent have mean cosine {cosine:.3f} to the vectors served for "
+            f"them (COLDPROXY_ID_SYNC_MIN_COSINE {min_cosine:g}): not this ID space; nothing stored. A new "
+            "space is a new model package and a rollout"
+        )
 
 
-async def sync_id_vectors(serving: Serving, items: list[tuple[str, list[float]]], space: str | None,
-                          add_unknown: bool = False, min_anchors: int = 3, min_cosine: float = 0.3
-                          ) -> list[str | ColdproxyError]:
+async def sync_id_vectors(
+    serving: Serving,
+    items: list[tuple[str, list[float]]],
+    space: str | None,
+    add_unknown: bool = False,
+    min_anchors: int = 3,
+    min_cosine: float = 0.3,
+) -> list[str | ColdproxyError]:
     """``sync_id_vector`` for each item, its outcome in order (one bad vector fails alone); the package being rolled out
     gets them too
     when it serves the same ID space (a package of another space needs its own recommender's vectors).
@@ -217,8 +251,10 @@ async def sync_id_vectors(serving: Serving, items: list[tuple[str, list[float]]]
     agree with it (``check_plausible``): else 409, nothing stored."""
     fingerprint = serving.package.id_fingerprint
     if space is not None and space != fingerprint:
-        raise Conflict(f"these vectors are of ID space {space}; this service serves {fingerprint} (GET /v1/model): "
-                       "a new space is a new model package and a rollout")
+        raise Conflict(
+            f"these vectors are of ID space {space}; this service serves {fingerprint} (GET /v1/model): "
+            "a new space is a new model package and a rollout"
+        )
     check_plausible(serving, items, min_anchors, min_cosine)
     warm, stored = serving.items.warm, set()
     if not add_unknown:
@@ -232,8 +268,11 @@ async def sync_id_vectors(serving: Serving, items: list[tuple[str, list[float]]]
                 if isinstance(r, str) and r != "unchanged":
                     await sync_id_vector(target, i, v)
         else:
-            log.info("the package being rolled out (%s) serves another ID space: %d synced vectors not written to it",
-                     target.version, len(items))
+            log.info(
+                "the package being rolled out (%s) serves another ID space: %d synced vectors not written to it",
+                target.version,
+                len(items),
+            )
     return results
 
 
@@ -242,7 +281,8 @@ async def record_interactions(serving: Serving, item_id: str, count: int, id_emb
     refuse_warm(serving, item_id)
     if not serving.package.has_experts:
         raise Conflict(
-            f"model package {serving.version} has no cold-aware gate; interaction counts do not change its proxies")
+            f"model package {serving.version} has no cold-aware gate; interaction counts do not change its proxies"
+        )
     dim = serving.package.manifest.dims.id_dim
     id_emb = None
     if id_embedding is not None:  # no longer than any warm item's: one with a huge norm would top every ranking
@@ -256,15 +296,25 @@ async def record_interactions(serving: Serving, item_id: str, count: int, id_emb
         mask = np.array([[float("text" in rec.modalities), float("image" in rec.modalities)]], np.float32)
         anchor = rec.anchor[None] if rec.anchor is not None else None
         async with serving.admission.admit(1):
-            emb, weights = await serving.graphs.run(serving.pipeline.regate, rec.proxy[None], rec.diffusion[None],
-                                                    anchor, mask, np.array([count]),
-                                                    None if id_emb is None else id_emb[None])
+            emb, weights = await serving.graphs.run(
+                serving.pipeline.regate,
+                rec.proxy[None],
+                rec.diffusion[None],
+                anchor,
+                mask,
+                np.array([count]),
+                None if id_emb is None else id_emb[None],
+            )
         emb, weights = emb[0], weights[0]
         # the gate's mix is served from now on, also for an item the recommender had given its own vector (no
         # longer "id")
-        regated = replace(rec, embedding=emb, interactions=count,
-                          id_embedding=rec.id_embedding if id_emb is None else id_emb,
-                          fields={k: v for k, v in rec.fields.items() if k != "src"})
+        regated = replace(
+            rec,
+            embedding=emb,
+            interactions=count,
+            id_embedding=rec.id_embedding if id_emb is None else id_emb,
+            fields={k: v for k, v in rec.fields.items() if k != "src"},
+        )
         if await serving.items.put(item_id, regated, True, expect=rec):
             break
     else:

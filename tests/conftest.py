@@ -28,6 +28,8 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+
+
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
@@ -42,9 +44,18 @@ def movielens_dir() -> Path:
 def train_settings(tmp_path_factory, movielens_dir) -> TrainSettings:
     root = tmp_path_factory.mktemp("coldproxy")
     return TrainSettings(
-        data_dir=movielens_dir, max_items=400, seed=0, id_epochs=20, proxy_epochs=8, eval_every=5, diffusion=True,
-        diffusion_epochs=20, gate_epochs=5,
-        cache_dir=root / "cache", work_dir=root / "train", package_dir=root / "package",
+        data_dir=movielens_dir,
+        max_items=400,
+        seed=0,
+        id_epochs=20,
+        proxy_epochs=8,
+        eval_every=5,
+        diffusion=True,
+        diffusion_epochs=20,
+        gate_epochs=5,
+        cache_dir=root / "cache",
+        work_dir=root / "train",
+        package_dir=root / "package",
     )
 
 
@@ -138,8 +149,13 @@ def replica(package_dir, redis_prefix):
     """``with replica(**overrides) as live:`` starts one more server on the test model package and Redis prefix."""
 
     def make(**overrides) -> LiveServer:
-        base = {"package_dir": package_dir, "redis_url": REDIS_URL, "redis_prefix": redis_prefix, "port": _free_port(),
-                "bundle_package_dir": None}
+        base = {
+            "package_dir": package_dir,
+            "redis_url": REDIS_URL,
+            "redis_prefix": redis_prefix,
+            "port": _free_port(),
+            "bundle_package_dir": None,
+        }
         return LiveServer(ServiceSettings(**(base | overrides)))
 
     return make
@@ -161,8 +177,13 @@ def tiny_package_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_server(tiny_package_dir, redis_prefix):
-    settings = ServiceSettings(package_dir=tiny_package_dir, redis_url=REDIS_URL, redis_prefix=f"{redis_prefix}:tiny",
-                               port=_free_port(), bundle_package_dir=None)
+    settings = ServiceSettings(
+        package_dir=tiny_package_dir,
+        redis_url=REDIS_URL,
+        redis_prefix=f"{redis_prefix}:tiny",
+        port=_free_port(),
+        bundle_package_dir=None,
+    )
     with LiveServer(settings) as live:
         yield live
 

@@ -13,15 +13,19 @@ ENV = {k: v for k, v in os.environ.items() if not k.startswith("COLDPROXY_")}
 
 
 def coldproxy(*args: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "coldproxy_cli", *args], capture_output=True, text=True, timeout=120,
-                          env=ENV | env)
+    return subprocess.run(
+        [sys.executable, "-m", "coldproxy_cli", *args], capture_output=True, text=True, timeout=120, env=ENV | env
+    )
 
 
-@pytest.mark.parametrize("args, env, says", [
-    (("serve", "--host", "0.0.0.0"), {}, "refusing to serve on 0.0.0.0 without API keys"),
-    (("serve",), {"COLDPROXY_MAX_BATCH_ITEMS": "many"}, "invalid settings: max_batch_items"),
-    (("export", "--work-dir", "/nonexistent/work"), {}, "no checkpoint in /nonexistent/work"),
-])
+@pytest.mark.parametrize(
+    "args, env, says",
+    [
+        (("serve", "--host", "0.0.0.0"), {}, "refusing to serve on 0.0.0.0 without API keys"),
+        (("serve",), {"COLDPROXY_MAX_BATCH_ITEMS": "many"}, "invalid settings: max_batch_items"),
+        (("export", "--work-dir", "/nonexistent/work"), {}, "no checkpoint in /nonexistent/work"),
+    ],
+)
 def test_a_refusal_is_one_line_and_a_non_zero_exit(args, env, says):
     run = coldproxy(*args, **env)
     last = run.stderr.strip().splitlines()[-1]

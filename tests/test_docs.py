@@ -19,22 +19,29 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_the_site_builds_strictly(tmp_path):
     pytest.importorskip("mkdocs", reason="mkdocs-material comes with the test extra")
-    run = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
-                         cwd=ROOT, capture_output=True, text=True, env={"NO_MKDOCS_2_WARNING": "1", "PATH": ""})
+    run = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={"NO_MKDOCS_2_WARNING": "1", "PATH": ""},
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     assert (tmp_path / "site" / "configuration" / "index.html").exists()
 
 
 def test_the_configuration_page_is_what_the_settings_generate():
     assert (ROOT / "docs" / "configuration.md").read_text() == render(), (
-        "docs/configuration.md is out of date: python -m coldproxy.settings_reference > docs/configuration.md")
+        "docs/configuration.md is out of date: python -m coldproxy.settings_reference > docs/configuration.md"
+    )
 
 
 def test_the_layout_names_every_module_by_its_docstring():
     """docs/development.md's layout is generated from the modules' docstrings (scripts/layout.py): a module added,
     moved or re-described without regenerating it fails here (issue 58)."""
-    run = subprocess.run([sys.executable, str(ROOT / "scripts" / "layout.py"), "--check"], capture_output=True,
-                         text=True)
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "layout.py"), "--check"], capture_output=True, text=True
+    )
     assert run.returncode == 0, run.stderr
     page = (ROOT / "docs" / "development.md").read_text()
     for package in ("coldproxy", "coldproxy_cli", "models", "export", "service", "loadtest", "bench"):
@@ -55,7 +62,8 @@ def test_the_results_page_is_what_the_result_files_give():
     finally:
         sys.path.pop(0)
     assert (ROOT / "docs" / "results.md").read_text() == report.render(), (
-        "docs/results.md is out of date: python bench/report.py")
+        "docs/results.md is out of date: python bench/report.py"
+    )
     readme = (ROOT / "README.md").read_text()
     assert readme == report.readme_with_block(readme), "the README's results are out of date: python bench/report.py"
 
@@ -70,8 +78,9 @@ def test_the_readme_is_a_front_door():
 
 def test_no_work_log_wording_in_the_docs():
     pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-    found = [f"{p.name}: {m.group(0)}" for p in pages
-             for m in re.finditer(r"\b[Ss]tops? \d+\b|stop-\d+", p.read_text())]
+    found = [
+        f"{p.name}: {m.group(0)}" for p in pages for m in re.finditer(r"\b[Ss]tops? \d+\b|stop-\d+", p.read_text())
+    ]
     assert found == []
 
 

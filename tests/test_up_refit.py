@@ -17,18 +17,44 @@ from tests.conftest import REDIS_URL, _free_port
 
 
 @pytest.mark.slow
-def test_up_serves_the_evaluation_then_rolls_out_the_refit_keeping_a_posted_item(tmp_path, train_settings,
-                                                                                  redis_client):
+def test_up_serves_the_evaluation_then_rolls_out_the_refit_keeping_a_posted_item(
+    tmp_path, train_settings, redis_client
+):
     port, prefix = _free_port(), f"coldproxy-test-{uuid.uuid4().hex[:8]}"
-    env = os.environ | {"COLDPROXY_CACHE_DIR": str(train_settings.cache_dir), "COLDPROXY_ID_EPOCHS": "10",
-                        "COLDPROXY_PROXY_EPOCHS": "3", "COLDPROXY_GENERATOR_SEEDS": "1", "COLDPROXY_EVAL_EVERY": "1",
-                        "COLDPROXY_DIFFUSION_EPOCHS": "10", "COLDPROXY_GATE_EPOCHS": "3", "REDIS_URL": REDIS_URL,
-                        "COLDPROXY_REDIS_PREFIX": prefix, "COLDPROXY_BUNDLES_PACKAGE_DIR": str(tmp_path / "bundles")}
+    env = os.environ | {
+        "COLDPROXY_CACHE_DIR": str(train_settings.cache_dir),
+        "COLDPROXY_ID_EPOCHS": "10",
+        "COLDPROXY_PROXY_EPOCHS": "3",
+        "COLDPROXY_GENERATOR_SEEDS": "1",
+        "COLDPROXY_EVAL_EVERY": "1",
+        "COLDPROXY_DIFFUSION_EPOCHS": "10",
+        "COLDPROXY_GATE_EPOCHS": "3",
+        "REDIS_URL": REDIS_URL,
+        "COLDPROXY_REDIS_PREFIX": prefix,
+        "COLDPROXY_BUNDLES_PACKAGE_DIR": str(tmp_path / "bundles"),
+    }
     package = tmp_path / "package"
     log = (tmp_path / "up.log").open("w")
-    up = subprocess.Popen([sys.executable, "-m", "coldproxy_cli", "up", "--no-bundles", "--port", str(port),
-                           "--max-items", "150", "--work-dir", str(tmp_path / "work"), "--package-dir", str(package)],
-                          env=env, stdout=log, stderr=subprocess.STDOUT)
+    up = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "coldproxy_cli",
+            "up",
+            "--no-bundles",
+            "--port",
+            str(port),
+            "--max-items",
+            "150",
+            "--work-dir",
+            str(tmp_path / "work"),
+            "--package-dir",
+            str(package),
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         with httpx.Client(base_url=url, timeout=30) as c:

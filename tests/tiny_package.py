@@ -64,27 +64,58 @@ def build_tiny_package(out: Path, seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
     export_text_encoder(TinyText(), out / COMPONENTS["text_encoder"])
     export_image_encoder(TinyImage(), out / COMPONENTS["image_encoder"])
-    generator = ProxyGenerator(GeneratorConfig(text_dim=TEXT_DIM, image_dim=IMAGE_DIM, n_text_layers=TEXT_LAYERS,
-                                               image_stage_dim=STAGE_DIM, out_dim=ID_DIM, hidden=16, experts=2,
-                                               dropout=0.0)).eval()
+    generator = ProxyGenerator(
+        GeneratorConfig(
+            text_dim=TEXT_DIM,
+            image_dim=IMAGE_DIM,
+            n_text_layers=TEXT_LAYERS,
+            image_stage_dim=STAGE_DIM,
+            out_dim=ID_DIM,
+            hidden=16,
+            experts=2,
+            dropout=0.0,
+        )
+    ).eval()
     export_proxy(generator, out / COMPONENTS["proxy"])
     shutil.copy(text_model_dir() / "tokenizer.json", out / COMPONENTS["tokenizer"])
-    np.savez(out / COMPONENTS["embeddings"], user_ids=np.array([str(u) for u in range(USERS)]),
-             user_emb=rng.standard_normal((USERS, ID_DIM)).astype(np.float32),
-             item_ids=np.array([f"warm-{i}" for i in range(WARM_ITEMS)]),
-             item_emb=rng.standard_normal((WARM_ITEMS, ID_DIM)).astype(np.float32),
-             # user u's training interactions: warm items u, u + 1, ..., u + 4 (mod 30)
-             seen_indptr=np.arange(0, 5 * USERS + 1, 5), seen_items=np.array(
-                 [(u + j) % WARM_ITEMS for u in range(USERS) for j in range(5)]))
+    np.savez(
+        out / COMPONENTS["embeddings"],
+        user_ids=np.array([str(u) for u in range(USERS)]),
+        user_emb=rng.standard_normal((USERS, ID_DIM)).astype(np.float32),
+        item_ids=np.array([f"warm-{i}" for i in range(WARM_ITEMS)]),
+        item_emb=rng.standard_normal((WARM_ITEMS, ID_DIM)).astype(np.float32),
+        # user u's training interactions: warm items u, u + 1, ..., u + 4 (mod 30)
+        seen_indptr=np.arange(0, 5 * USERS + 1, 5),
+        seen_items=np.array([(u + j) % WARM_ITEMS for u in range(USERS) for j in range(5)]),
+    )
     files = {name: sha256_file(out / file) for name, file in COMPONENTS.items()}
     digest = hashlib.sha256("".join(files[c] for c in sorted(files)).encode()).hexdigest()[:12]
-    write_manifest(out, Manifest(
-        version=f"tiny-{digest}", created_at=datetime.now(timezone.utc).isoformat(),
-        dims=Dims(id_dim=ID_DIM, text_dim=TEXT_DIM, image_dim=IMAGE_DIM, text_layers=TEXT_LAYERS,
-                  image_stage_dim=STAGE_DIM),
-        encoders={"text": "tiny-text", "image": "tiny-image", "proxy": "moe-fusion-coarse-fine", "id_model": "random"},
-        preprocessing=preprocessing_manifest(32), files=files, parity={}, metrics={}, provenance={"name": "synthetic"},
-        counts={"users": USERS, "warm_items": WARM_ITEMS}))
+    write_manifest(
+        out,
+        Manifest(
+            version=f"tiny-{digest}",
+            created_at=datetime.now(timezone.utc).isoformat(),
+            dims=Dims(
+                id_dim=ID_DIM,
+                text_dim=TEXT_DIM,
+                image_dim=IMAGE_DIM,
+                text_layers=TEXT_LAYERS,
+                image_stage_dim=STAGE_DIM,
+            ),
+            encoders={
+                "text": "tiny-text",
+                "image": "tiny-image",
+                "proxy": "moe-fusion-coarse-fine",
+                "id_model": "random",
+            },
+            preprocessing=preprocessing_manifest(32),
+            files=files,
+            parity={},
+            metrics={},
+            provenance={"name": "synthetic"},
+            counts={"users": USERS, "warm_items": WARM_ITEMS},
+        ),
+    )
     load_package(out)
     return out
 
@@ -97,9 +128,18 @@ def retrain_tiny_package(src: Path, out: Path, seed: int, new_space: bool = True
     shutil.copytree(src, out)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    generator = ProxyGenerator(GeneratorConfig(text_dim=TEXT_DIM, image_dim=IMAGE_DIM, n_text_layers=TEXT_LAYERS,
-                                               image_stage_dim=STAGE_DIM, out_dim=ID_DIM, hidden=16, experts=2,
-                                               dropout=0.0)).eval()
+    generator = ProxyGenerator(
+        GeneratorConfig(
+            text_dim=TEXT_DIM,
+            image_dim=IMAGE_DIM,
+            n_text_layers=TEXT_LAYERS,
+            image_stage_dim=STAGE_DIM,
+            out_dim=ID_DIM,
+            hidden=16,
+            experts=2,
+            dropout=0.0,
+        )
+    ).eval()
     export_proxy(generator, out / COMPONENTS["proxy"])
     z = dict(np.load(src / COMPONENTS["embeddings"]))
     if new_space:

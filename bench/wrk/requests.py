@@ -41,8 +41,10 @@ def main() -> None:
             f.write(f"GET /v1/items/{pick_one(sc.known_items, sc.ingested)}/embedding\n")
     with (a.out / "rank.txt").open("w") as f:
         for _ in range(500):
-            body = {"user_id": random.choice(sc.known_users),
-                    "item_ids": draw_candidates(sc.known_items, sc.ingested, a.candidates)}
+            body = {
+                "user_id": random.choice(sc.known_users),
+                "item_ids": draw_candidates(sc.known_items, sc.ingested, a.candidates),
+            }
             f.write(f"POST /v1/rank {orjson.dumps(body).decode()}\n")
     print(f"{len(sc.ingested)} items ingested; wrote {a.out / 'get.txt'} and {a.out / 'rank.txt'}")
 

@@ -94,8 +94,9 @@ def user_body(user_id: str | None, user_embedding: Sequence[float] | None, id_sp
     return body
 
 
-def filters_body(exclude_seen: bool, only: str, created_after: datetime | float | None,
-                 exclude_ids: Sequence[str]) -> dict:
+def filters_body(
+    exclude_seen: bool, only: str, created_after: datetime | float | None, exclude_ids: Sequence[str]
+) -> dict:
     body: dict = {"exclude_seen": exclude_seen, "only": only, "exclude_ids": list(exclude_ids)}
     if created_after is not None:
         body["created_after"] = created_after.isoformat() if isinstance(created_after, datetime) else created_after
@@ -104,8 +105,11 @@ def filters_body(exclude_seen: bool, only: str, created_after: datetime | float 
 
 def merge_batches(outs: list[BatchOut]) -> BatchOut:
     """The answers to one ``post_items`` sent in several requests, as one."""
-    return BatchOut(package_version=outs[-1].package_version, stored=sum(o.stored for o in outs),
-                    results=[r for o in outs for r in o.results])
+    return BatchOut(
+        package_version=outs[-1].package_version,
+        stored=sum(o.stored for o in outs),
+        results=[r for o in outs for r in o.results],
+    )
 
 
 class Api:
@@ -121,16 +125,31 @@ class Api:
         raise NotImplementedError
 
     # items
-    def post_item(self, item_id: str, *, text: str | None = None, image: ImageLike = None, overwrite: bool = False,
-                  idempotency_key: str | None = None) -> ItemOut:
+    def post_item(
+        self,
+        item_id: str,
+        *,
+        text: str | None = None,
+        image: ImageLike = None,
+        overwrite: bool = False,
+        idempotency_key: str | None = None,
+    ) -> ItemOut:
         """Embed and store a new item from its text and/or image. Sent with an ``Idempotency-Key`` (one is made when
         none is given), so a retry after a lost answer gets the stored item back instead of a 409."""
         data = {"item_id": item_id, "overwrite": "true" if overwrite else "false"}
         if text is not None:
             data["text"] = text
         files = {"image": image_file(image)} if image is not None else None  # without one: a url-encoded form
-        return self._send(Call("POST", "/v1/items", ItemOut, data=data, files=files,
-                               headers={"Idempotency-Key": idempotency_key or uuid.uuid4().hex}))
+        return self._send(
+            Call(
+                "POST",
+                "/v1/items",
+                ItemOut,
+                data=data,
+                files=files,
+                headers={"Idempotency-Key": idempotency_key or uuid.uuid4().hex},
+            )
+        )
 
     def post_items(self, items: Iterable[Item | dict], *, batch_size: int | None = None) -> BatchOut:
         """Embed and store many items, ``batch_size`` per request. Each item gets its own result (200, or the status
@@ -145,8 +164,10 @@ class Api:
         if not rows:
             raise ValueError("post_items needs at least one item")
         size = batch_size or self.batch_size
-        calls = [Call("POST", "/v1/items:batch", BatchOut, json={"items": rows[i:i + size]}, resend=False)
-                 for i in range(0, len(rows), size)]
+        calls = [
+            Call("POST", "/v1/items:batch", BatchOut, json={"items": rows[i : i + size]}, resend=False)
+            for i in range(0, len(rows), size)
+        ]
         return self._send_all(calls, merge_batches)
 
     def embedding(self, item_id: str) -> EmbeddingOut:
@@ -160,12 +181,15 @@ class Api:
             body["id_embedding"] = floats(id_embedding)
         return self._send(Call("POST", f"/v1/items/{segment(item_id)}/interactions", ItemOut, json=body))
 
-    def put_id_embeddings(self, vectors: dict[str, Sequence[float]], *, id_space: str | None = None,
-                          add_unknown: bool = False) -> IdVectorsOut:
+    def put_id_embeddings(
+        self, vectors: dict[str, Sequence[float]], *, id_space: str | None = None, add_unknown: bool = False
+    ) -> IdVectorsOut:
         """Your recommender's own vectors for items (warm ones replaced, new ones graduated; ones the service does not
         know added only with ``add_unknown``). Needs an admin key."""
-        body: dict = {"items": [{"item_id": i, "embedding": floats(v)} for i, v in vectors.items()],
-                      "add_unknown": add_unknown}
+        body: dict = {
+            "items": [{"item_id": i, "embedding": floats(v)} for i, v in vectors.items()],
+            "add_unknown": add_unknown,
+        }
         if id_space is not None:
             body["id_space"] = id_space
         return self._send(Call("PUT", "/v1/items:id-embeddings", IdVectorsOut, json=body))
@@ -178,25 +202,48 @@ class Api:
         return self._send(Call("POST", f"/v1/items/{segment(item_id)}/restore", None))
 
     # ranking
-    def rank(self, item_ids: Sequence[str], *, user_id: str | None = None,
-             user_embedding: Sequence[float] | None = None, id_space: str | None = None) -> RankOut:
+    def rank(
+        self,
+        item_ids: Sequence[str],
+        *,
+        user_id: str | None = None,
+        user_embedding: Sequence[float] | None = None,
+        id_space: str | None = None,
+    ) -> RankOut:
         """Scores of candidate items for a user of the package, or for a user vector of its ID space."""
         body = user_body(user_id, user_embedding, id_space) | {"item_ids": list(item_ids)}
         return self._send(Call("POST", "/v1/rank", RankOut, json=body))
 
-    def recommend(self, *, user_id: str | None = None, user_embedding: Sequence[float] | None = None, k: int = 10,
-                  exclude_seen: bool = True, only: Literal["new", "warm", "all"] = "all",
-                  created_after: datetime | float | None = None, exclude_ids: Sequence[str] = (),
-                  id_space: str | None = None) -> RecommendOut:
+    def recommend(
+        self,
+        *,
+        user_id: str | None = None,
+        user_embedding: Sequence[float] | None = None,
+        k: int = 10,
+        exclude_seen: bool = True,
+        only: Literal["new", "warm", "all"] = "all",
+        created_after: datetime | float | None = None,
+        exclude_ids: Sequence[str] = (),
+        id_space: str | None = None,
+    ) -> RecommendOut:
         """The k best items for a user ID or a user vector, with the service's filters."""
-        body = (user_body(user_id, user_embedding, id_space) | {"k": k}
-                | filters_body(exclude_seen, only, created_after, exclude_ids))
+        body = (
+            user_body(user_id, user_embedding, id_space)
+            | {"k": k}
+            | filters_body(exclude_seen, only, created_after, exclude_ids)
+        )
         return self._send(Call("POST", "/v1/recommendations", RecommendOut, json=body))
 
     def add_user_interactions(self, user_id: str, item_ids: Sequence[str]) -> UserInteractionsOut:
         """Items a user has seen since the package was trained: their recommendations leave them out."""
-        return self._send(Call("POST", f"/v1/users/{segment(user_id)}/interactions", UserInteractionsOut,
-                               json={"item_ids": list(item_ids)}))
+        return self._send(
+            Call(
+                "POST",
+                f"/v1/users/{segment(user_id)}/interactions",
+                UserInteractionsOut,
+                json={"item_ids": list(item_ids)},
+            )
+        )
 
     def forget_user(self, user_id: str) -> None:
         """Forget the items kept for a user (a privacy request)."""
@@ -211,17 +258,34 @@ class Api:
     def bundle_embedding(self, bundle_id: str) -> BundleEmbeddingOut:
         return self._send(Call("GET", f"/v1/bundles/{segment(bundle_id)}/embedding", BundleEmbeddingOut))
 
-    def rank_bundles(self, bundle_ids: Sequence[str], *, user_id: str | None = None,
-                     user_embedding: Sequence[float] | None = None, id_space: str | None = None) -> BundleRankOut:
+    def rank_bundles(
+        self,
+        bundle_ids: Sequence[str],
+        *,
+        user_id: str | None = None,
+        user_embedding: Sequence[float] | None = None,
+        id_space: str | None = None,
+    ) -> BundleRankOut:
         body = user_body(user_id, user_embedding, id_space) | {"bundle_ids": list(bundle_ids)}
         return self._send(Call("POST", "/v1/bundles/rank", BundleRankOut, json=body))
 
-    def recommend_bundles(self, *, user_id: str | None = None, user_embedding: Sequence[float] | None = None,
-                          k: int = 10, exclude_seen: bool = True, only: Literal["new", "warm", "all"] = "all",
-                          created_after: datetime | float | None = None, exclude_ids: Sequence[str] = (),
-                          id_space: str | None = None) -> BundleRecommendOut:
-        body = (user_body(user_id, user_embedding, id_space) | {"k": k}
-                | filters_body(exclude_seen, only, created_after, exclude_ids))
+    def recommend_bundles(
+        self,
+        *,
+        user_id: str | None = None,
+        user_embedding: Sequence[float] | None = None,
+        k: int = 10,
+        exclude_seen: bool = True,
+        only: Literal["new", "warm", "all"] = "all",
+        created_after: datetime | float | None = None,
+        exclude_ids: Sequence[str] = (),
+        id_space: str | None = None,
+    ) -> BundleRecommendOut:
+        body = (
+            user_body(user_id, user_embedding, id_space)
+            | {"k": k}
+            | filters_body(exclude_seen, only, created_after, exclude_ids)
+        )
         return self._send(Call("POST", "/v1/bundles/recommendations", BundleRecommendOut, json=body))
 
     def delete_bundle(self, bundle_id: str) -> None:

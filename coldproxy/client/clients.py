@@ -24,8 +24,15 @@ def settings(base_url: str | None, api_key: str | None) -> tuple[str, str | None
 class Client(Api):
     """A coldproxy service, called synchronously. ``with Client(url, api_key=...) as cp: cp.post_item(...)``"""
 
-    def __init__(self, base_url: str | None = None, *, api_key: str | None = None, timeout: float = 30.0,
-                 retry: Retry = Retry(), **http_options):
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        api_key: str | None = None,
+        timeout: float = 30.0,
+        retry: Retry = Retry(),
+        **http_options,
+    ):
         """``http_options`` go to ``httpx.Client`` (``limits``, ``verify``, ``transport``, ...)."""
         url, key = settings(base_url, api_key)
         self.retry = retry
@@ -71,8 +78,15 @@ class AsyncClient(Api):
     """A coldproxy service, called from asyncio: the same methods as ``Client``, each awaited.
     ``async with AsyncClient(url) as cp: await cp.rank([...], user_id="42")``"""
 
-    def __init__(self, base_url: str | None = None, *, api_key: str | None = None, timeout: float = 30.0,
-                 retry: Retry = Retry(), **http_options):
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        api_key: str | None = None,
+        timeout: float = 30.0,
+        retry: Retry = Retry(),
+        **http_options,
+    ):
         url, key = settings(base_url, api_key)
         self.retry = retry
         self.http = httpx.AsyncClient(base_url=url, timeout=timeout, headers=auth_headers(key), **http_options)

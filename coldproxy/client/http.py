@@ -53,7 +53,7 @@ class Retry:
         if status not in ALWAYS_RETRIED and not (call.resend and (status is None or status in RETRIED_IF_RESENDABLE)):
             return None
         told = retry_after(response.headers.get("retry-after")) if response is not None else None
-        wait = told if told is not None else self.backoff_s * 2 ** attempt * random.uniform(0.5, 1.0)
+        wait = told if told is not None else self.backoff_s * 2**attempt * random.uniform(0.5, 1.0)
         return min(wait, self.max_wait_s)
 
 

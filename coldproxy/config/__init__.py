@@ -8,5 +8,12 @@ from coldproxy.config.bundles import BundleSettings
 from coldproxy.config.service import ServiceSettings
 from coldproxy.config.train import TrainSettings
 
-__all__ = ["BundleSettings", "DEFAULT_DATASETS", "MEASURED", "REPO_ROOT", "ServiceSettings", "TrainSettings",
-           "usable_cores"]
+__all__ = [
+    "BundleSettings",
+    "DEFAULT_DATASETS",
+    "MEASURED",
+    "REPO_ROOT",
+    "ServiceSettings",
+    "TrainSettings",
+    "usable_cores",
+]

@@ -13,4 +13,3 @@ DEFAULT_DATASETS = (REPO_ROOT / ".." / "shared" / "datasets").resolve()
 def usable_cores() -> int:
     """Cores this process may run on: its CPU affinity (taskset, a container's cpuset), not the host's count."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-

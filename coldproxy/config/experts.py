@@ -21,17 +21,20 @@ class ExpertSettings(BaseSettings):
     diffusion_T: int = Field(500, description="training noise steps T")
     diffusion_schedule: Literal["linear", "cosine"] = Field("linear", description="noise schedule")
     diffusion_hidden: int = Field(256, description="denoiser hidden width")
-    diffusion_epochs: int = Field(200,
-                                  description="most denoiser epochs; early stopping on validation-cold NDCG@20 decides")
+    diffusion_epochs: int = Field(
+        200, description="most denoiser epochs; early stopping on validation-cold NDCG@20 decides"
+    )
     diffusion_lr: float = Field(1e-3, description="denoiser Adam learning rate")
     diffusion_weight_decay: float = Field(1e-5, description="denoiser Adam weight decay")
     diffusion_batch: int = Field(256, description="warm items per denoiser step")
     diffusion_cond_dropout: float = Field(0.1, description="Gaussian noise on the condition in training, x its std")
-    sampler: Literal["ddpm", "dpmpp1", "dpmpp2m"] = Field("dpmpp2m",
-                                                          description="DPM-Solver++ 2M, first order, or DDPM")
+    sampler: Literal["ddpm", "dpmpp1", "dpmpp2m"] = Field(
+        "dpmpp2m", description="DPM-Solver++ 2M, first order, or DDPM"
+    )
     sampler_steps: int = Field(3, description="denoiser calls per item (S)")
     sampler_spacing: Literal["time", "logsnr"] = Field(
-        "logsnr", description="the sampler's time grid: even in log-SNR or in time")
+        "logsnr", description="the sampler's time grid: even in log-SNR or in time"
+    )
     sampler_start: float = Field(0.5, description="anchor's noise level, as a fraction of T")
     anchor_n: int = Field(5, description="warm items averaged into the anchor (eq. 14)")
     gate_epochs: int = Field(30, description="most cold-aware gate epochs")

@@ -71,13 +71,16 @@ class DualView(nn.Module):
                 nn.init.normal_(t.weight, std=0.1)
         return tables
 
-    def graphs(self, rng: np.random.Generator | None,
-               dropout: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def graphs(
+        self, rng: np.random.Generator | None, dropout: float
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         d = self.data
         ub, ui, bi = (_kept(x, rng, dropout) for x in (d.train, d.user_item, d.bundle_item))
-        return (normalised_adjacency(d.n_users, d.n_bundles, ub.users, ub.items),
-                normalised_adjacency(d.n_users, d.n_items, ui.users, ui.items),
-                mean_matrix(bi, d.n_bundles, d.n_items))
+        return (
+            normalised_adjacency(d.n_users, d.n_bundles, ub.users, ub.items),
+            normalised_adjacency(d.n_users, d.n_items, ui.users, ui.items),
+            mean_matrix(bi, d.n_bundles, d.n_items),
+        )
 
     def resample(self, rng: np.random.Generator, dropout: float) -> None:
         """New training graphs with each edge dropped with probability ``dropout`` (CrossCBR's ED)."""
@@ -174,8 +177,10 @@ def train_prior(data: BundleData, settings: BundleSettings, progress: bool = Tru
                 loss = loss + settings.item_bpr_weight * bpr_loss((uu * ii).sum(-1), (uu * jj).sum(-1))
             if settings.contrast_weight > 0:
                 uu, pp = torch.unique(u), torch.unique(p)
-                loss = loss + settings.contrast_weight * (_info_nce(uB[uu], uI[uu], settings.contrast_temp)
-                                                          + _info_nce(bB[pp], bI[pp], settings.contrast_temp))
+                loss = loss + settings.contrast_weight * (
+                    _info_nce(uB[uu], uI[uu], settings.contrast_temp)
+                    + _info_nce(bB[pp], bI[pp], settings.contrast_temp)
+                )
             base = model.user_b(u).pow(2).sum() + model.bundle(p).pow(2).sum()
             if model.user_i is not model.user_b:
                 base = base + model.user_i(u).pow(2).sum()
@@ -194,5 +199,9 @@ def train_prior(data: BundleData, settings: BundleSettings, progress: bool = Tru
                 stopper.best, stopper.state = ndcg, emb  # the last epoch's, whatever tune says
             elif stopper.step(ndcg, lambda: emb):
                 break
-    return Prior(*stopper.state), {"best_tune_ndcg@20": stopper.best, "history": log, "epochs_run": log[-1]["epoch"],
-                                   "fixed_epochs": n_epochs if fixed else None}
+    return Prior(*stopper.state), {
+        "best_tune_ndcg@20": stopper.best,
+        "history": log,
+        "epochs_run": log[-1]["epoch"],
+        "fixed_epochs": n_epochs if fixed else None,
+    }

@@ -51,8 +51,14 @@ def served_users(users: np.ndarray, placement: np.ndarray | float = 0.0) -> np.n
     return with_columns(users, 1.0, placement)
 
 
-def placement_tops(data: BundleData, users: np.ndarray, served: np.ndarray, length: int, chunk: int = 2048,
-                   pool: np.ndarray | None = None):
+def placement_tops(
+    data: BundleData,
+    users: np.ndarray,
+    served: np.ndarray,
+    length: int,
+    chunk: int = 2048,
+    pool: np.ndarray | None = None,
+):
     """Each user's ``length`` best scores (descending) of warm bundles outside their training ones, and of
     bundles without interactions (of ``pool``, a mask, when given): two [n_users, length] arrays (-inf where a
     pool runs out)."""
@@ -86,19 +92,29 @@ def placement_offsets(warm_top: np.ndarray, cold_top: np.ndarray, k: int) -> np.
     return np.where(np.isfinite(t), t, 0.0).astype(np.float32)
 
 
-def calibrate_cold(data: BundleData, users: np.ndarray, gated: np.ndarray, anchor: np.ndarray,
-                   settings: BundleSettings, progress: bool = True) -> tuple[ColdCalibration, np.ndarray, dict]:
+def calibrate_cold(
+    data: BundleData,
+    users: np.ndarray,
+    gated: np.ndarray,
+    anchor: np.ndarray,
+    settings: BundleSettings,
+    progress: bool = True,
+) -> tuple[ColdCalibration, np.ndarray, dict]:
     """Stage 4: the ``ColdCalibration`` with the best tune NDCG@20 over the settings' grids (sources x
     per-view scales x size priors), then over the offsets with the rest fixed, then over the per-user
     placement's k, and every user's placement offset [n_users] (zeros when off). In each pass the
     identity is tried first and only a strictly better candidate replaces the best so far (offset 0,
     placement off), so the result is never below the gate alone on tune. ``users``: [n_users, 2·dim]."""
     identity = ColdCalibration()
-    grid = [identity] + [ColdCalibration(bundle_source=src, bundle_view=b, item_view=i, log_size=a)
-                         for src, b, i,
-                         a in itertools.product(settings.calibration_sources, settings.calibration_view_grid,
-                                                               settings.calibration_view_grid,
-                                                settings.calibration_size_grid)]
+    grid = [identity] + [
+        ColdCalibration(bundle_source=src, bundle_view=b, item_view=i, log_size=a)
+        for src, b, i, a in itertools.product(
+            settings.calibration_sources,
+            settings.calibration_view_grid,
+            settings.calibration_view_grid,
+            settings.calibration_size_grid,
+        )
+    ]
     # each candidate's scores on the tune users are a combination of a few products, computed once
     d, cold = anchor.shape[1], np.flatnonzero(data.bundle_counts() == 0)
     tune_users = np.unique(data.tune.users)
@@ -119,32 +135,53 @@ def calibrate_cold(data: BundleData, users: np.ndarray, gated: np.ndarray, ancho
         def scores(us):
             r = row[us]
             out = base[r].copy()
-            out[:, cold] = (c.bundle_view * parts[c.bundle_source][r] + c.item_view * item_part[r]
-                            + c.log_size * log_size + c.offset + t[us, None])
+            out[:, cold] = (
+                c.bundle_view * parts[c.bundle_source][r]
+                + c.item_view * item_part[r]
+                + c.log_size * log_size
+                + c.offset
+                + t[us, None]
+            )
             return out
+
         return scores
 
     def search(candidates: list[ColdCalibration], desc: str) -> tuple[ColdCalibration, list[float]]:
-        tried = [float(evaluate(data, data.tune, scorer(c))["ndcg@20"])
-                 for c in tqdm(candidates, desc=desc, disable=not progress)]
+        tried = [
+            float(evaluate(data, data.tune, scorer(c))["ndcg@20"])
+            for c in tqdm(candidates, desc=desc, disable=not progress)
+        ]
         return candidates[int(np.argmax(tried))], tried  # the first maximum: an earlier candidate wins a tie
 
     best, tried = search(grid, f"cold calibration ({data.scenario}, tune)")
     warm_scores = base[:, np.setdiff1d(np.arange(data.n_bundles), cold)]
     spread = float(warm_scores.std()) if warm_scores.size else 1.0
-    offsets = [best] + [best.model_copy(update={"offset": round(k * spread, 6)})
-                        for k in settings.calibration_offset_grid if k != 0]
+    offsets = [best] + [
+        best.model_copy(update={"offset": round(k * spread, 6)}) for k in settings.calibration_offset_grid if k != 0
+    ]
     best, tried_offsets = search(offsets, f"cold offset ({data.scenario}, tune)")
     slots = list(settings.calibration_cold_slots_grid)  # each in 1..length - 1 (BundleSettings checks)
     if slots:
-        warm_top, cold_top = placement_tops(data, users, served_vectors(data, gated, anchor, best), length,
-                                            pool=placement_pool(data, settings.calibration_placement_pool))
+        warm_top, cold_top = placement_tops(
+            data,
+            users,
+            served_vectors(data, gated, anchor, best),
+            length,
+            pool=placement_pool(data, settings.calibration_placement_pool),
+        )
         placements |= {k: placement_offsets(warm_top, cold_top, k) for k in slots}
     placed = [best] + [best.model_copy(update={"cold_slots": k, "list_length": length}) for k in slots]
     best, tried_placed = search(placed, f"cold placement ({data.scenario}, tune)")
-    return best, placements[best.cold_slots], {
-        "tune_ndcg@20": max(tried_placed), "identity_tune_ndcg@20": tried[0], "tried": len(grid) + len(offsets)
-        + len(placed),
-        "offset_unit": spread, "tune_ndcg@20_without_offset": tried_offsets[0],
-        "tune_ndcg@20_without_placement": tried_placed[0],
-        "tune_ndcg@20_by_cold_slots": dict(zip([0] + slots, tried_placed))}
+    return (
+        best,
+        placements[best.cold_slots],
+        {
+            "tune_ndcg@20": max(tried_placed),
+            "identity_tune_ndcg@20": tried[0],
+            "tried": len(grid) + len(offsets) + len(placed),
+            "offset_unit": spread,
+            "tune_ndcg@20_without_offset": tried_offsets[0],
+            "tune_ndcg@20_without_placement": tried_placed[0],
+            "tune_ndcg@20_by_cold_slots": dict(zip([0] + slots, tried_placed)),
+        },
+    )

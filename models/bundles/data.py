@@ -62,12 +62,22 @@ def load_youshu(path: Path, scenario: str = "cold") -> BundleData:
         raise ValueError(f"unknown Youshu scenario {scenario!r}; one of {SCENARIOS}")
     path = Path(path)
     n_users, n_bundles, n_items = (int(x) for x in (path / "Youshu_data_size.txt").read_text().split()[:3])
-    d = BundleData(scenario, n_users, n_bundles, n_items, _pairs(path / "bundle_item.txt"),
-                   _pairs(path / "user_item.txt"),
-                   *(_pairs(path / scenario / f"user_bundle_{part}.txt") for part in ("train", "tune", "test")))
-    for name, x, n_a, n_b in (("bundle_item", d.bundle_item, n_bundles, n_items),
-                              ("user_item", d.user_item, n_users, n_items), ("train", d.train, n_users, n_bundles),
-                              ("tune", d.tune, n_users, n_bundles), ("test", d.test, n_users, n_bundles)):
+    d = BundleData(
+        scenario,
+        n_users,
+        n_bundles,
+        n_items,
+        _pairs(path / "bundle_item.txt"),
+        _pairs(path / "user_item.txt"),
+        *(_pairs(path / scenario / f"user_bundle_{part}.txt") for part in ("train", "tune", "test")),
+    )
+    for name, x, n_a, n_b in (
+        ("bundle_item", d.bundle_item, n_bundles, n_items),
+        ("user_item", d.user_item, n_users, n_items),
+        ("train", d.train, n_users, n_bundles),
+        ("tune", d.tune, n_users, n_bundles),
+        ("test", d.test, n_users, n_bundles),
+    ):
         if len(x) and (x.users.min() < 0 or x.users.max() >= n_a or x.items.min() < 0 or x.items.max() >= n_b):
             raise ValueError(f"{name}: an index is outside the sizes in Youshu_data_size.txt")
     return d

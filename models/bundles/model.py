@@ -42,12 +42,14 @@ from models.training import EarlyStopping, bpr_loss, fit, seed_everything
 def composition_features(data: BundleData, settings: BundleSettings, progress: bool = True) -> np.ndarray:
     """Item embeddings [n_items, dim] from LightGCN + BPR on the bundle-item graph (which bundle holds which item)."""
     rng = seed_everything(settings.seed)
-    model = LightGCN(data.n_bundles, data.n_items, settings.dim, data.bundle_item.users, data.bundle_item.items, 1,
-                     csr=False)
+    model = LightGCN(
+        data.n_bundles, data.n_items, settings.dim, data.bundle_item.users, data.bundle_item.items, 1, csr=False
+    )
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     bs, its = torch.from_numpy(data.bundle_item.users), torch.from_numpy(data.bundle_item.items)
-    for _ in tqdm(range(settings.composition_epochs), desc="composition features (bundle-item BPR)",
-                  disable=not progress):
+    for _ in tqdm(
+        range(settings.composition_epochs), desc="composition features (bundle-item BPR)", disable=not progress
+    ):
         perm = torch.from_numpy(rng.permutation(len(bs)))
         for b in range(0, len(perm), 8192):
             idx = perm[b : b + 8192]
@@ -128,8 +130,9 @@ class ViewDiffusion:
     log: dict
 
 
-def fit_view_experts(data: BundleData, prior: Prior, comp: np.ndarray, settings: BundleSettings,
-                     progress: bool = True) -> ViewDiffusion:
+def fit_view_experts(
+    data: BundleData, prior: Prior, comp: np.ndarray, settings: BundleSettings, progress: bool = True
+) -> ViewDiffusion:
     """Stage 2: the two diffusion experts and every bundle's diffusion representation per view."""
     warm_b = data.warm_bundles
     agg = mean_matrix(data.bundle_item, data.n_bundles, data.n_items)
@@ -160,16 +163,29 @@ def fit_view_experts(data: BundleData, prior: Prior, comp: np.ndarray, settings:
         iI[cold_i] = sample(model, anchors_i[cold_i], comp[cold_i], **kw)
         return aggd @ iI, iI
 
-    den_i, log_i = train_diffusion(prior.iI[warm_i], comp[warm_i], settings,
-                                   lambda m: tune_ndcg(prior.bB, items_to_bundles(m)[0]), progress,
-                                   desc="diffusion I view")
+    den_i, log_i = train_diffusion(
+        prior.iI[warm_i],
+        comp[warm_i],
+        settings,
+        lambda m: tune_ndcg(prior.bB, items_to_bundles(m)[0]),
+        progress,
+        desc="diffusion I view",
+    )
     dI, dI_items = items_to_bundles(den_i)
-    return ViewDiffusion((den_b, den_i), dB.astype(np.float32), dI.astype(np.float32), dI_items.astype(np.float32),
-                         cond_b, anchors_b.astype(np.float32), {"B": log_b, "I": log_i})
+    return ViewDiffusion(
+        (den_b, den_i),
+        dB.astype(np.float32),
+        dI.astype(np.float32),
+        dI_items.astype(np.float32),
+        cond_b,
+        anchors_b.astype(np.float32),
+        {"B": log_b, "I": log_i},
+    )
 
 
-def train_gates(data: BundleData, prior: Prior, ex: ViewExperts, settings: BundleSettings, eta: float,
-                progress: bool = True):
+def train_gates(
+    data: BundleData, prior: Prior, ex: ViewExperts, settings: BundleSettings, eta: float, progress: bool = True
+):
     """Stage 3: BPR over the scenario's training triples plus η pseudo-cold triples per real one."""
     rng = seed_everything(settings.seed)
     gate = HierarchicalGate(ex.aB.shape[1], ex.aI.shape[1], settings.output_gate)
@@ -210,8 +226,9 @@ def train_gates(data: BundleData, prior: Prior, ex: ViewExperts, settings: Bundl
                 lam = beta.sample((n_aug,))
                 pseudo = (ua * embed(p1, p2, lam)).sum(-1)
                 # against pseudo-cold negatives (cold vs cold) and real warm ones (cold vs warm, as at test time)
-                loss = loss + eta * (bpr_loss(pseudo, (ua * embed(n1, n2, lam)).sum(-1))
-                                     + bpr_loss(pseudo, (ua * embed(n1)).sum(-1)))
+                loss = loss + eta * (
+                    bpr_loss(pseudo, (ua * embed(n1, n2, lam)).sum(-1)) + bpr_loss(pseudo, (ua * embed(n1)).sum(-1))
+                )
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -222,8 +239,15 @@ def train_gates(data: BundleData, prior: Prior, ex: ViewExperts, settings: Bundl
         emb = served()
         return {"tune_ndcg@20": evaluate(data, data.tune, lambda us: Un[us] @ emb.T)["ndcg@20"]}
 
-    log = fit(settings.gate_epochs, step, score, stopper, lambda: {k: v.clone() for k, v in gate.state_dict().items()},
-              desc=f"hierarchical gate ({data.scenario}, eta={eta})", progress=progress)
+    log = fit(
+        settings.gate_epochs,
+        step,
+        score,
+        stopper,
+        lambda: {k: v.clone() for k, v in gate.state_dict().items()},
+        desc=f"hierarchical gate ({data.scenario}, eta={eta})",
+        progress=progress,
+    )
     gate.load_state_dict(stopper.state)
     gate.eval()
     return gate, {"best_tune_ndcg@20": stopper.best, "epochs_run": len(log), "history": log}

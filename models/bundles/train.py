@@ -84,9 +84,9 @@ def train_bundle_model(data: BundleData, settings: BundleSettings, progress: boo
         model = BundleModel(data, prior, comp, ex, vd, gate, log)
         tune = log_g["best_tune_ndcg@20"]
         if settings.cold_calibration:
-            model.calibration, model.placement, log[
-                "calibration"] = calibrate_cold(data, prior.users(), model.gated_vectors(),
-                                                                                    vd.anchor, settings, progress)
+            model.calibration, model.placement, log["calibration"] = calibrate_cold(
+                data, prior.users(), model.gated_vectors(), vd.anchor, settings, progress
+            )
             tune = model.log["calibration"]["tune_ndcg@20"]
         candidates[name] = (tune, model)
     chosen = max(candidates, key=lambda k: candidates[k][0])  # the first listed wins a tie

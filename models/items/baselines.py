@@ -36,8 +36,9 @@ def popularity_embeddings(n_users: int, n_items: int, train, seed: int) -> tuple
     return np.ones((n_users, 1), np.float32), items[:, None]
 
 
-def knn_embeddings(features: Features, item_emb: np.ndarray, warm: np.ndarray, items: np.ndarray,
-                   neighbours: int = 5) -> np.ndarray:
+def knn_embeddings(
+    features: Features, item_emb: np.ndarray, warm: np.ndarray, items: np.ndarray, neighbours: int = 5
+) -> np.ndarray:
     """Each item in ``items`` gets the mean ID embedding of its ``n`` nearest warm items by content
     (FAISS, IP on unit vectors): the similarity anchor on its own."""
     vec = content_vectors(features)
@@ -48,12 +49,28 @@ def knn_embeddings(features: Features, item_emb: np.ndarray, warm: np.ndarray, i
 
 def cb2cf_embeddings(features: Features, split: ColdStartSplit, user_emb, item_emb, items, settings, progress=True):
     """CB2CF-style: an MLP regressing content onto ID embeddings with MSE only."""
-    def build():
-        return ProxyMLP(features.text.shape[1], features.image.shape[1], user_emb.shape[1], settings.proxy_hidden,
-                        settings.proxy_dropout)
 
-    model, log = train_proxy(build, features, split, user_emb, item_emb, settings, bpr_weight=0.0, mse_weight=1.0,
-                             desc="CB2CF", progress=progress)
+    def build():
+        return ProxyMLP(
+            features.text.shape[1],
+            features.image.shape[1],
+            user_emb.shape[1],
+            settings.proxy_hidden,
+            settings.proxy_dropout,
+        )
+
+    model, log = train_proxy(
+        build,
+        features,
+        split,
+        user_emb,
+        item_emb,
+        settings,
+        bpr_weight=0.0,
+        mse_weight=1.0,
+        desc="CB2CF",
+        progress=progress,
+    )
     out = item_emb.copy()
     out[items] = predict(model, features, items)
     return out, log
@@ -77,12 +94,28 @@ class CLCRecMLP(ProxyMLP):
 
 def clcrec_embeddings(features: Features, split: ColdStartSplit, user_emb, item_emb, items, settings, progress=True):
     scale = float(np.linalg.norm(item_emb[split.warm_items], axis=1).mean())
-    def build():
-        return CLCRecMLP(features.text.shape[1], features.image.shape[1], user_emb.shape[1], settings.proxy_hidden,
-                         settings.proxy_dropout, scale=scale)
 
-    model, log = train_proxy(build, features, split, user_emb, item_emb, settings, weights={"contrast": 1.0},
-                             desc="CLCRec", progress=progress)
+    def build():
+        return CLCRecMLP(
+            features.text.shape[1],
+            features.image.shape[1],
+            user_emb.shape[1],
+            settings.proxy_hidden,
+            settings.proxy_dropout,
+            scale=scale,
+        )
+
+    model, log = train_proxy(
+        build,
+        features,
+        split,
+        user_emb,
+        item_emb,
+        settings,
+        weights={"contrast": 1.0},
+        desc="CLCRec",
+        progress=progress,
+    )
     out = item_emb.copy()
     out[items] = predict(model, features, items)
     return out, log
@@ -102,12 +135,21 @@ class DropoutNetItem(nn.Module):
         return self.mix(torch.cat([pref, self.content(*x)["proxy"]], dim=-1))
 
 
-def dropoutnet_embeddings(features: Features, split: ColdStartSplit, user_emb, item_emb, items, settings, progress=True,
-                          drop_rate: float = 0.5):
+def dropoutnet_embeddings(
+    features: Features,
+    split: ColdStartSplit,
+    user_emb,
+    item_emb,
+    items,
+    settings,
+    progress=True,
+    drop_rate: float = 0.5,
+):
     rng = seed_everything(settings.seed)
     d = user_emb.shape[1]
-    content = ProxyMLP(features.text.shape[1], features.image.shape[1], d, settings.proxy_hidden,
-                       settings.proxy_dropout)
+    content = ProxyMLP(
+        features.text.shape[1], features.image.shape[1], d, settings.proxy_hidden, settings.proxy_dropout
+    )
     content.fit_normalisation(features.rows(split.warm_items))
     model = DropoutNetItem(content, d, settings.proxy_hidden)
     opt = torch.optim.AdamW(model.parameters(), lr=settings.proxy_lr, weight_decay=settings.proxy_weight_decay)
@@ -141,8 +183,15 @@ def dropoutnet_embeddings(features: Features, split: ColdStartSplit, user_emb, i
         probe[split.val_items] = cold(split.val_items)
         return {"val_cold_ndcg@20": validation_cold_ndcg(user_emb, probe, split)}
 
-    fit(settings.proxy_epochs, step, score, stopper, lambda: {k: v.clone() for k, v in model.state_dict().items()},
-        desc="DropoutNet", progress=progress)
+    fit(
+        settings.proxy_epochs,
+        step,
+        score,
+        stopper,
+        lambda: {k: v.clone() for k, v in model.state_dict().items()},
+        desc="DropoutNet",
+        progress=progress,
+    )
     model.load_state_dict(stopper.state)
     out = item_emb.copy()
     out[items] = cold(items)

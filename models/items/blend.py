@@ -18,8 +18,9 @@ from typing import Callable
 import numpy as np
 
 
-def greedy_blend(outputs: dict[str, np.ndarray], score: Callable[[np.ndarray], float], rounds: int,
-                 prefer: str) -> tuple[dict[str, float], float, dict[str, float]]:
+def greedy_blend(
+    outputs: dict[str, np.ndarray], score: Callable[[np.ndarray], float], rounds: int, prefer: str
+) -> tuple[dict[str, float], float, dict[str, float]]:
     """``outputs``: each candidate's vectors for the validation items; ``score``: validation score of
     such vectors; ``rounds``: candidates averaged at most (1: the single best); ties go to ``prefer``.
     Returns (weights by candidate, summing to 1, without zero weights; the blend's score; every single

@@ -53,14 +53,17 @@ class Calibration:
 
 def validation_all_ndcg(user_emb: np.ndarray, item_emb: np.ndarray, split: ColdStartSplit) -> float:
     """NDCG@20 of the validation all-items ranking: warm + validation-cold candidates."""
-    positives = Interactions(np.concatenate([split.warm_val.users, split.cold_val.users]),
-                             np.concatenate([split.warm_val.items, split.cold_val.items]))
+    positives = Interactions(
+        np.concatenate([split.warm_val.users, split.cold_val.users]),
+        np.concatenate([split.warm_val.items, split.cold_val.items]),
+    )
     candidates = np.concatenate([split.warm_items, split.val_items])
     return evaluate_candidates(user_emb, item_emb, candidates, positives, split.train, (20,))["ndcg@20"]
 
 
-def fit_calibration(user_emb: np.ndarray, item_emb: np.ndarray, cold_emb: np.ndarray,
-                    split: ColdStartSplit) -> tuple[Calibration, dict]:
+def fit_calibration(
+    user_emb: np.ndarray, item_emb: np.ndarray, cold_emb: np.ndarray, split: ColdStartSplit
+) -> tuple[Calibration, dict]:
     """(a, b) on the validation split. ``cold_emb``: the uncalibrated served vectors, read at the
     validation-cold rows; ``item_emb``: the ID embeddings (warm rows used)."""
     direction = item_emb[split.warm_items].mean(0).astype(np.float32)
@@ -73,9 +76,14 @@ def fit_calibration(user_emb: np.ndarray, item_emb: np.ndarray, cold_emb: np.nda
             grid[(scale, shift)] = validation_all_ndcg(user_emb, served, split)
     # ties go to the smaller change
     scale, shift = max(grid, key=lambda k: (grid[k], -abs(k[0] - 1.0) - k[1]))
-    log = {"scale": scale, "shift": shift, "chosen_on": "validation all-items NDCG@20",
-           "val_all_ndcg20": grid[(scale, shift)], "val_all_ndcg20_uncalibrated": grid[(1.0, 0.0)],
-           "grid": {f"{a:g},{b:g}": v for (a, b), v in grid.items()}}
+    log = {
+        "scale": scale,
+        "shift": shift,
+        "chosen_on": "validation all-items NDCG@20",
+        "val_all_ndcg20": grid[(scale, shift)],
+        "val_all_ndcg20_uncalibrated": grid[(1.0, 0.0)],
+        "grid": {f"{a:g},{b:g}": v for (a, b), v in grid.items()},
+    }
     return Calibration(float(scale), float(shift), direction.tolist()), log
 
 

@@ -42,8 +42,11 @@ def refit_dir(work_dir: Path) -> Path:
 def has_refit(work_dir: Path) -> bool:
     """Whether ``work_dir`` holds a refit made from the evaluation checkpoint it holds."""
     evaluation, refit = read_metrics(work_dir), read_metrics(refit_dir(work_dir))
-    return (evaluation is not None and refit is not None
-            and refit.get("evaluation", {}).get("run_id") == evaluation.get("run_id"))
+    return (
+        evaluation is not None
+        and refit is not None
+        and refit.get("evaluation", {}).get("run_id") == evaluation.get("run_id")
+    )
 
 
 def served_checkpoint(work_dir: Path) -> Path:
@@ -66,29 +69,56 @@ def save_checkpoint(result: TrainResult, work_dir: Path) -> Path:
     user_ids, user_emb, served, served_emb = result.package_tables()
     proxy_rows, proxy_emb = result.package_proxies()
     # every interaction the data holds, as rows of the package's items (ID-served first, then proxy-served)
-    seen_indptr, seen_items = seen_table(len(user_ids), result.dataset.n_items, np.concatenate([served, proxy_rows]),
-                                         result.dataset.seen())
+    seen_indptr, seen_items = seen_table(
+        len(user_ids), result.dataset.n_items, np.concatenate([served, proxy_rows]), result.dataset.seen()
+    )
     np.savez(
         work_dir / "embeddings.npz",
-        user_ids=np.array(user_ids, dtype=str), user_emb=user_emb.astype(np.float32),
+        user_ids=np.array(user_ids, dtype=str),
+        user_emb=user_emb.astype(np.float32),
         item_ids=np.array([result.dataset.item_ids[i] for i in served], dtype=str),
-        item_emb=served_emb.astype(np.float32), item_text=f.text[served], item_image=f.image[served],
-        item_mask=f.mask[served], seen_indptr=seen_indptr, seen_items=seen_items,
+        item_emb=served_emb.astype(np.float32),
+        item_text=f.text[served],
+        item_image=f.image[served],
+        item_mask=f.mask[served],
+        seen_indptr=seen_indptr,
+        seen_items=seen_items,
         proxy_item_ids=np.array([result.dataset.item_ids[i] for i in proxy_rows], dtype=str),
         proxy_item_emb=proxy_emb.astype(np.float32),
     )
     k = warm[: result.settings.parity_items]
-    np.savez(work_dir / "parity_inputs.npz", text_features=f.text[k], image_features=f.image[k],
-             text_layers=f.text_layers[k], image_stages=f.image_stages[k], modality_mask=f.mask[k])
+    np.savez(
+        work_dir / "parity_inputs.npz",
+        text_features=f.text[k],
+        image_features=f.image[k],
+        text_layers=f.text_layers[k],
+        image_stages=f.image_stages[k],
+        modality_mask=f.mask[k],
+    )
     if result.experts is not None:
         ex, s = result.experts, result.settings
-        torch.save({"denoiser": ex.denoiser.state_dict(), "denoiser_config": ex.denoiser.cfg.to_dict(),
-                    "gate": ex.gate.state_dict(), "sampler": ex.sampler, "anchor_n": s.anchor_n, "served": ex.choice},
-                   work_dir / "experts.pt")
+        torch.save(
+            {
+                "denoiser": ex.denoiser.state_dict(),
+                "denoiser_config": ex.denoiser.cfg.to_dict(),
+                "gate": ex.gate.state_dict(),
+                "sampler": ex.sampler,
+                "anchor_n": s.anchor_n,
+                "served": ex.choice,
+            },
+            work_dir / "experts.pt",
+        )
         stacked, available = ex.stacked(result.item_emb, warm, result.dataset.n_items)
-        np.savez(work_dir / "parity_experts.npz", anchor=ex.anchor[k], condition=ex.proxy[k],
-                 gate_features=ex.features[k], expert_available=available[k], id_embedding=stacked[k, 0],
-                 proxy=stacked[k, 1], diffusion=stacked[k, 2])
+        np.savez(
+            work_dir / "parity_experts.npz",
+            anchor=ex.anchor[k],
+            condition=ex.proxy[k],
+            gate_features=ex.features[k],
+            expert_available=available[k],
+            id_embedding=stacked[k, 0],
+            proxy=stacked[k, 1],
+            diffusion=stacked[k, 2],
+        )
     (work_dir / METRICS).write_text(json.dumps(result.metrics, indent=2, default=float))
     return replace_dir(work_dir, final)
 

@@ -78,9 +78,19 @@ def anchors_for(features: Features, item_emb: np.ndarray, warm: np.ndarray, neig
     return AnchorIndex(vec[warm], item_emb[warm], neighbours).anchors(vec, exclude)
 
 
-def fit_experts(features: Features, split: ColdStartSplit, user_emb: np.ndarray, item_emb: np.ndarray,
-                proxy_emb: np.ndarray, settings, progress: bool = True, gate: bool = True, from_noise: bool = False,
-                ranking: bool = True, chosen: dict | None = None) -> Experts:
+def fit_experts(
+    features: Features,
+    split: ColdStartSplit,
+    user_emb: np.ndarray,
+    item_emb: np.ndarray,
+    proxy_emb: np.ndarray,
+    settings,
+    progress: bool = True,
+    gate: bool = True,
+    from_noise: bool = False,
+    ranking: bool = True,
+    chosen: dict | None = None,
+) -> Experts:
     """``proxy_emb``: the generator's output for every item. Without ``ranking`` (a given space of item vectors
     only) the gate trains on MSE to the items' vectors instead of BPR (``models.gate.train_gate``). ``chosen`` (a
     refit on all the data: ``models.items.refit``): the evaluation's choices -- "diffusion_epochs", "gate_epochs",
@@ -97,37 +107,64 @@ def fit_experts(features: Features, split: ColdStartSplit, user_emb: np.ndarray,
 
     if chosen is not None:
         kw |= chosen["sampler"]
-        denoiser, dlog = train_diffusion(item_emb[warm], proxy_emb[warm], settings, None, progress,
-                                         epochs=chosen["diffusion_epochs"])
+        denoiser, dlog = train_diffusion(
+            item_emb[warm], proxy_emb[warm], settings, None, progress, epochs=chosen["diffusion_epochs"]
+        )
     else:
         denoiser, dlog = train_diffusion(item_emb[warm], proxy_emb[warm], settings, validate, progress)
     if chosen is None and settings.sampler_select and settings.sampler != "ddpm" and not from_noise:
         kw, dlog["sampler_validation"] = choose_sampler(denoiser, anchor, proxy_emb, user_emb, split, settings, kw)
     diffusion = sample(denoiser, anchor, proxy_emb, **kw)
     counts = np.bincount(split.train.items, minlength=n).astype(np.float32)
-    ex = Experts(proxy_emb, anchor, diffusion, counts, cold_features(counts, features.mask), denoiser, None,
-                 {"diffusion": dlog}, sampler={k: kw[k] for k in SAMPLER_KEYS})
+    ex = Experts(
+        proxy_emb,
+        anchor,
+        diffusion,
+        counts,
+        cold_features(counts, features.mask),
+        denoiser,
+        None,
+        {"diffusion": dlog},
+        sampler={k: kw[k] for k in SAMPLER_KEYS},
+    )
     if gate:
         stacked, available = ex.stacked(item_emb, warm, n)
-        ex.gate, ex.logs["gate"] = train_gate(stacked, available, ex.features, user_emb, split, settings, progress,
-                                              loss="bpr" if ranking else "mse",
-                                              epochs=None if chosen is None else chosen["gate_epochs"])
+        ex.gate, ex.logs["gate"] = train_gate(
+            stacked,
+            available,
+            ex.features,
+            user_emb,
+            split,
+            settings,
+            progress,
+            loss="bpr" if ranking else "mse",
+            epochs=None if chosen is None else chosen["gate_epochs"],
+        )
     return ex
 
 
-def choose_sampler(denoiser: Denoiser, anchor: np.ndarray, proxy_emb: np.ndarray, user_emb: np.ndarray,
-                   split: ColdStartSplit, settings, kw: dict) -> tuple[dict, dict[str, float]]:
+def choose_sampler(
+    denoiser: Denoiser,
+    anchor: np.ndarray,
+    proxy_emb: np.ndarray,
+    user_emb: np.ndarray,
+    split: ColdStartSplit,
+    settings,
+    kw: dict,
+) -> tuple[dict, dict[str, float]]:
     """The sampler's steps S and start (fraction of T) from the settings' grids, chosen by validation-cold
     NDCG@20 of the diffusion expert on the split's "select" part; ties go to the configured ones.
     Returns (the chosen ``sample`` keywords, every grid point's score)."""
     v, probe = split.val_items, np.zeros_like(proxy_emb)
     configured = (kw["steps"], kw["t_start"] / settings.diffusion_T)
-    grid = [configured] + [(s, t) for s in settings.sampler_steps_grid for t in settings.sampler_start_grid
-                           if (s, t) != configured]
+    grid = [configured] + [
+        (s, t) for s in settings.sampler_steps_grid for t in settings.sampler_start_grid if (s, t) != configured
+    ]
     scores = {}
     for steps, start in grid:
-        probe[v] = sample(denoiser, anchor[v], proxy_emb[v],
-                          **(kw | {"steps": steps, "t_start": start * settings.diffusion_T}))
+        probe[v] = sample(
+            denoiser, anchor[v], proxy_emb[v], **(kw | {"steps": steps, "t_start": start * settings.diffusion_T})
+        )
         scores[(steps, start)] = validation_cold_ndcg(user_emb, probe, split, "select")
     steps, start = max(grid, key=scores.__getitem__)
     tried = {f"S={s} start={t:g}": v for (s, t), v in scores.items()}
@@ -139,13 +176,25 @@ def served_cold(ex: Experts, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     the gate's graph with ``ex.choice``; without a gate, the plain average of the two proxies
     (MoDiffE's "w/o moe")."""
     if ex.gate is None:
-        return 0.5 * (ex.proxy[items] + ex.diffusion[items]), np.tile([0.0, 0.5, 0.5, 0.0],
-                                                                      (len(items), 1)).astype(np.float32)
+        return 0.5 * (ex.proxy[items] + ex.diffusion[items]), np.tile([0.0, 0.5, 0.5, 0.0], (len(items), 1)).astype(
+            np.float32
+        )
     feats = cold_features(np.zeros(len(items)), ex.features[items, 1:])
     avail = np.tile(np.array([0.0] + [1.0] * len(CONTENT_EXPERTS), np.float32), (len(items), 1))
     with torch.no_grad():
-        emb, w = ServedGate(ex.gate, ex.choice)(*(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)) for x in (
-            feats, avail, np.zeros_like(ex.proxy[items]), ex.proxy[items], ex.diffusion[items], ex.anchor[items])))
+        emb, w = ServedGate(ex.gate, ex.choice)(
+            *(
+                torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+                for x in (
+                    feats,
+                    avail,
+                    np.zeros_like(ex.proxy[items]),
+                    ex.proxy[items],
+                    ex.diffusion[items],
+                    ex.anchor[items],
+                )
+            )
+        )
     return emb.numpy(), w.numpy()
 
 

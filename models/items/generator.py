@@ -108,12 +108,17 @@ class ProxyGenerator(nn.Module):
             avg[g, layer] = 1.0
         self.register_buffer("group_avg", avg / avg.sum(1, keepdim=True))
         self.register_buffer("enabled", torch.tensor(c.modalities, dtype=torch.float32))
-        for name, shape in (("text", (c.text_dim,)), ("image", (c.image_dim,)),
-                            ("text_layers", (c.n_text_layers, c.text_dim)), ("image_stages", (c.image_stage_dim,))):
+        for name, shape in (
+            ("text", (c.text_dim,)),
+            ("image", (c.image_dim,)),
+            ("text_layers", (c.n_text_layers, c.text_dim)),
+            ("image_stages", (c.image_stage_dim,)),
+        ):
             self.register_buffer(f"{name}_mean", torch.zeros(shape))
             self.register_buffer(f"{name}_std", torch.ones(shape))
         self.adapters = nn.ModuleList(
-            [MoEAdapter(d, c.hidden, c.experts, c.top_k, c.expert_type) for d in (c.text_dim, c.image_dim)])
+            [MoEAdapter(d, c.hidden, c.experts, c.top_k, c.expert_type) for d in (c.text_dim, c.image_dim)]
+        )
         self.fusion_gate = nn.Linear(2 * c.hidden, 2)
         self.coarse = nn.Linear(c.hidden, c.out_dim)
         self.w_c = nn.Linear(c.out_dim, c.out_dim, bias=False)
@@ -122,14 +127,19 @@ class ProxyGenerator(nn.Module):
             self.w_c.weight.mul_(c.init_scale)
         if c.fine:
             fine_in = n_groups * c.text_dim + c.image_stage_dim + 2
-            self.adaptor = nn.Sequential(nn.Linear(fine_in, c.hidden), nn.GELU(), nn.Dropout(c.dropout),
-                                         nn.Linear(c.hidden, c.out_dim))
+            self.adaptor = nn.Sequential(
+                nn.Linear(fine_in, c.hidden), nn.GELU(), nn.Dropout(c.dropout), nn.Linear(c.hidden, c.out_dim)
+            )
             self.w_g = nn.Linear(2 * c.out_dim, c.out_dim)
 
     def fit_normalisation(self, features) -> None:
         """Standardisation statistics from (warm) training items, baked into the graph as buffers."""
-        for name, present in (("text", features.has_text), ("image", features.has_image),
-                              ("text_layers", features.has_text), ("image_stages", features.has_image)):
+        for name, present in (
+            ("text", features.has_text),
+            ("image", features.has_image),
+            ("text_layers", features.has_text),
+            ("image_stages", features.has_image),
+        ):
             x = getattr(features, name)
             x = x[present] if present.any() else x
             getattr(self, f"{name}_mean").copy_(torch.from_numpy(x.mean(0)))
@@ -152,10 +162,13 @@ class ProxyGenerator(nn.Module):
         raw = torch.from_numpy(features.text_layers)
         chunks = [self.grouped_layers(raw[s : s + batch]) for s in range(0, len(raw), batch)]
         layers = torch.cat(chunks) if chunks else raw
-        return {"text": self._norm("text", torch.from_numpy(features.text)),
-                "image": self._norm("image", torch.from_numpy(features.image)), "text_layers": layers,
-                "image_stages": self._norm("image_stages", torch.from_numpy(features.image_stages)),
-                "mask": torch.from_numpy(features.mask)}
+        return {
+            "text": self._norm("text", torch.from_numpy(features.text)),
+            "image": self._norm("image", torch.from_numpy(features.image)),
+            "text_layers": layers,
+            "image_stages": self._norm("image_stages", torch.from_numpy(features.image_stages)),
+            "mask": torch.from_numpy(features.mask),
+        }
 
     def forward(self, text, image, text_layers, image_stages, mask, prepared: bool = False) -> dict[str, torch.Tensor]:
         """``prepared``: the inputs are already ``training_inputs``' rows (training); otherwise the raw features."""
@@ -167,10 +180,16 @@ class ProxyGenerator(nn.Module):
         # zero row, broadcast, and the fine stage's first layer skips its columns (the same outputs, a fifth to a
         # third of a single-modality generator's step; issue 40). Export traces the full graph (eval mode)
         skip = self.training and 0 in c.modalities
-        z_t, probs_t = (self.adapters[0](norm("text", text) * mt) if not (skip and not c.modalities[0])
-                        else self._unused(0, len(mask)))
-        z_i, probs_i = (self.adapters[1](norm("image", image) * mi) if not (skip and not c.modalities[1])
-                        else self._unused(1, len(mask)))
+        z_t, probs_t = (
+            self.adapters[0](norm("text", text) * mt)
+            if not (skip and not c.modalities[0])
+            else self._unused(0, len(mask))
+        )
+        z_i, probs_i = (
+            self.adapters[1](norm("image", image) * mi)
+            if not (skip and not c.modalities[1])
+            else self._unused(1, len(mask))
+        )
         if c.fusion == "gate":
             logits = self.fusion_gate(torch.cat([z_t, z_i], dim=-1)) / c.fusion_temperature + (1.0 - mask) * NEG
             alpha = logits.softmax(-1) * (mask.sum(1, keepdim=True) > 0).to(logits.dtype)
@@ -183,17 +202,26 @@ class ProxyGenerator(nn.Module):
             layers = text_layers if prepared else self.grouped_layers(text_layers)
             if skip:
                 parts = ([layers.flatten(1) * mt] if c.modalities[0] else []) + (
-                    [norm("image_stages", image_stages) * mi] if c.modalities[1] else [])
+                    [norm("image_stages", image_stages) * mi] if c.modalities[1] else []
+                )
                 first = self.adaptor[0]
                 cols = self.fine_columns()
                 raw = self.adaptor[1:](F.linear(torch.cat([*parts, mask], dim=-1), first.weight[:, cols], first.bias))
             else:
-                raw = self.adaptor(torch.cat([layers.flatten(1) * mt, norm("image_stages", image_stages) * mi, mask],
-                                             dim=-1))
+                raw = self.adaptor(
+                    torch.cat([layers.flatten(1) * mt, norm("image_stages", image_stages) * mi, mask], dim=-1)
+                )
             r = torch.sigmoid(self.w_g(torch.cat([p_coarse, raw], dim=-1)))
             proxy = proxy + r * raw
-        return {"proxy": proxy, "coarse": p_coarse, "alpha": alpha, "e": e, "z": (z_t, z_i),
-                "router": (probs_t, probs_i), "mask": mask}
+        return {
+            "proxy": proxy,
+            "coarse": p_coarse,
+            "alpha": alpha,
+            "e": e,
+            "z": (z_t, z_i),
+            "router": (probs_t, probs_i),
+            "mask": mask,
+        }
 
     def _unused(self, m: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Modality ``m``'s adapter on a zero input, for ``n`` rows: what it gives every row when unused."""
@@ -205,19 +233,31 @@ class ProxyGenerator(nn.Module):
         c = self.cfg
         text = c.text_dim * self.group_avg.shape[0]
         keep = ([torch.arange(text)] if c.modalities[0] else []) + (
-            [torch.arange(text, text + c.image_stage_dim)] if c.modalities[1] else [])
+            [torch.arange(text, text + c.image_stage_dim)] if c.modalities[1] else []
+        )
         return torch.cat([*keep, torch.arange(text + c.image_stage_dim, text + c.image_stage_dim + 2)])
 
     def aux_losses(self, out: dict, targets: torch.Tensor | None, pal_temperature: float) -> dict[str, torch.Tensor]:
         """Eq. 4 (adapter balance), eq. 7 (fusion balance), eq. 8 (alignment), IDProxy eq. 1 (PAL)."""
         mask = out["mask"]
-        losses = {"adapter": sum((kl_to_uniform(p[mask[:, m] > 0].mean(0)) for m, p in enumerate(out["router"])
-                                  if (mask[:, m] > 0).any()), torch.zeros(()))}  # a tensor when no modality is present
+        losses = {
+            "adapter": sum(
+                (
+                    kl_to_uniform(p[mask[:, m] > 0].mean(0))
+                    for m, p in enumerate(out["router"])
+                    if (mask[:, m] > 0).any()
+                ),
+                torch.zeros(()),
+            )
+        }  # a tensor when no modality is present
         both = mask.sum(1) == 2
-        losses["fusion"] = (kl_to_uniform(out["alpha"][both].mean(0)) if self.cfg.fusion == "gate" and both.any()
-                            else torch.zeros(()))
-        losses["align"] = sum((((out["e"] - z) ** 2).mean(-1) * mask[:, m]).sum() / mask[:, m].sum().clamp_min(1.0)
-                              for m, z in enumerate(out["z"]))
+        losses["fusion"] = (
+            kl_to_uniform(out["alpha"][both].mean(0)) if self.cfg.fusion == "gate" and both.any() else torch.zeros(())
+        )
+        losses["align"] = sum(
+            (((out["e"] - z) ** 2).mean(-1) * mask[:, m]).sum() / mask[:, m].sum().clamp_min(1.0)
+            for m, z in enumerate(out["z"])
+        )
         losses["pal"] = pal_loss(out["coarse"], targets, pal_temperature) if targets is not None else torch.zeros(())
         return losses
 
@@ -319,11 +359,13 @@ def layer_groups(text_layers: np.ndarray, n_groups: int = 3, seed: int = 0) -> l
     n_layers = text_layers.shape[1]
     if n_layers <= n_groups:
         return list(range(n_layers))
-    sim = np.array([[linear_cka(text_layers[:, i], text_layers[:, j]) for j in range(n_layers)]
-                    for i in range(n_layers)],
-                   dtype=np.float32)
-    km = faiss.Kmeans(n_layers, n_groups, niter=50, seed=seed, min_points_per_centroid=1,
-                      max_points_per_centroid=10_000)
+    sim = np.array(
+        [[linear_cka(text_layers[:, i], text_layers[:, j]) for j in range(n_layers)] for i in range(n_layers)],
+        dtype=np.float32,
+    )
+    km = faiss.Kmeans(
+        n_layers, n_groups, niter=50, seed=seed, min_points_per_centroid=1, max_points_per_centroid=10_000
+    )
     km.train(np.ascontiguousarray(sim))
     _, assign = km.index.search(np.ascontiguousarray(sim), 1)
     assign = assign[:, 0]

@@ -35,14 +35,20 @@ class ProxyMLP(nn.Module):
             self.register_buffer(f"{name}_mean", torch.zeros(dim))
             self.register_buffer(f"{name}_std", torch.ones(dim))
         self.net = nn.Sequential(
-            nn.Linear(text_dim + image_dim + 2, hidden), nn.GELU(), nn.Dropout(dropout),
-            nn.Linear(hidden, hidden), nn.GELU(), nn.Dropout(dropout),
+            nn.Linear(text_dim + image_dim + 2, hidden),
+            nn.GELU(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, hidden),
+            nn.GELU(),
+            nn.Dropout(dropout),
             nn.Linear(hidden, out_dim),
         )
 
     def fit_normalisation(self, features: Features) -> None:
-        for name, x, present in (("text", features.text, features.has_text),
-                                 ("image", features.image, features.has_image)):
+        for name, x, present in (
+            ("text", features.text, features.has_text),
+            ("image", features.image, features.has_image),
+        ):
             x = x[present] if present.any() else x
             getattr(self, f"{name}_mean").copy_(torch.from_numpy(x.mean(0)))
             getattr(self, f"{name}_std").copy_(torch.from_numpy(x.std(0) + 1e-4))
@@ -56,18 +62,24 @@ class ProxyMLP(nn.Module):
         return {}
 
 
-def tensors(features: Features, idx: np.ndarray, mask: np.ndarray | None = None,
-            prepared: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, ...]:
+def tensors(
+    features: Features, idx: np.ndarray, mask: np.ndarray | None = None, prepared: dict[str, torch.Tensor] | None = None
+) -> tuple[torch.Tensor, ...]:
     """Model inputs for rows ``idx``: text, image, text_layers, image_stages, modality mask; with ``prepared`` (a
     generator's ``training_inputs`` of every item) its rows instead, gathered by torch."""
     if prepared is not None:
         rows = torch.from_numpy(np.asarray(idx, dtype=np.int64))
-        return tuple(prepared[k].index_select(0, rows) for k in ("text", "image", "text_layers", "image_stages",
-                                                                  "mask"))
+        return tuple(
+            prepared[k].index_select(0, rows) for k in ("text", "image", "text_layers", "image_stages", "mask")
+        )
     m = features.mask[idx] if mask is None else mask
-    return (torch.from_numpy(features.text[idx]), torch.from_numpy(features.image[idx]),
-            torch.from_numpy(features.text_layers[idx]), torch.from_numpy(features.image_stages[idx]),
-            torch.from_numpy(np.ascontiguousarray(m, dtype=np.float32)))
+    return (
+        torch.from_numpy(features.text[idx]),
+        torch.from_numpy(features.image[idx]),
+        torch.from_numpy(features.text_layers[idx]),
+        torch.from_numpy(features.image_stages[idx]),
+        torch.from_numpy(np.ascontiguousarray(m, dtype=np.float32)),
+    )
 
 
 @torch.no_grad()
@@ -92,9 +104,18 @@ def _drop_modality(mask: torch.Tensor, p: float, gen: torch.Generator) -> torch.
 
 
 def train_proxy(
-    build: Callable[[], nn.Module], features: Features, split: ColdStartSplit, user_emb: np.ndarray,
-    item_emb: np.ndarray, settings, bpr_weight: float = 1.0, mse_weight: float = 0.0,
-    weights: dict[str, float] | None = None, desc: str = "proxy", progress: bool = True, epochs: int | None = None,
+    build: Callable[[], nn.Module],
+    features: Features,
+    split: ColdStartSplit,
+    user_emb: np.ndarray,
+    item_emb: np.ndarray,
+    settings,
+    bpr_weight: float = 1.0,
+    mse_weight: float = 0.0,
+    weights: dict[str, float] | None = None,
+    desc: str = "proxy",
+    progress: bool = True,
+    epochs: int | None = None,
 ) -> tuple[nn.Module, dict]:
     """Seed, ``build()`` the model (so its initialisation depends on ``s.seed`` only), fit it
     (normalisation from warm items); early stopping on val-cold NDCG@20, or exactly ``epochs`` epochs without
@@ -112,10 +133,14 @@ def train_proxy(
     # a generator's standardised inputs and text-layer groups, computed once (its statistics are fixed now)
     prepared = model.training_inputs(features) if hasattr(model, "training_inputs") else None
     ready = {"prepared": True} if prepared is not None else {}
-    opt = torch.optim.AdamW(model.parameters(), lr=settings.proxy_lr, weight_decay=settings.proxy_weight_decay,
-                            foreach=True)  # one kernel a step for all weights: the same values, 6 ms less a step
-    ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(settings.proxy_ema_decay), use_buffers=True)
-           if settings.proxy_ema_decay > 0 else None)
+    opt = torch.optim.AdamW(
+        model.parameters(), lr=settings.proxy_lr, weight_decay=settings.proxy_weight_decay, foreach=True
+    )  # one kernel a step for all weights: the same values, 6 ms less a step
+    ema = (
+        AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(settings.proxy_ema_decay), use_buffers=True)
+        if settings.proxy_ema_decay > 0
+        else None
+    )
     scored = ema.module if ema is not None else model  # what validation sees and training returns
     U, I = torch.from_numpy(user_emb), torch.from_numpy(item_emb)
     warm = split.warm_items
@@ -146,8 +171,9 @@ def train_proxy(
             if weights:
                 _, first = np.unique(both, return_index=True)  # PAL: each item once, others are in-batch negatives
                 sel = torch.from_numpy(np.sort(first))
-                aux = model.aux_losses({k: _rows(v, sel) for k, v in out.items()}, I[torch.from_numpy(both)][sel],
-                                       settings.pal_temperature)
+                aux = model.aux_losses(
+                    {k: _rows(v, sel) for k, v in out.items()}, I[torch.from_numpy(both)][sel], settings.pal_temperature
+                )
                 for k, w in weights.items():
                     if w > 0 and k in aux:
                         loss = loss + w * aux[k]

@@ -49,12 +49,36 @@ from models.training import use_usable_cores
 
 # settings that say where things are, how fast they are computed or what happens after training, not what is
 # trained: they may differ
-PLACES = frozenset({"data_dir", "cache_dir", "work_dir", "package_dir", "feature_engine", "ray_address",
-                    "encode_batch", "item_embeddings", "user_embeddings", "refit", "parity_items",
-                    "parity_tolerance"})
+PLACES = frozenset(
+    {
+        "data_dir",
+        "cache_dir",
+        "work_dir",
+        "package_dir",
+        "feature_engine",
+        "ray_address",
+        "encode_batch",
+        "item_embeddings",
+        "user_embeddings",
+        "refit",
+        "parity_items",
+        "parity_tolerance",
+    }
+)
 # what the refit's metrics carry over from the evaluation: the package reports them as the evaluation's
-EVALUATION_KEYS = ("run_id", "dataset", "split", "choices", "selection", "test", "test_protocol", "test_uncalibrated",
-                   "decision", "served", "calibration")
+EVALUATION_KEYS = (
+    "run_id",
+    "dataset",
+    "split",
+    "choices",
+    "selection",
+    "test",
+    "test_protocol",
+    "test_uncalibrated",
+    "decision",
+    "served",
+    "calibration",
+)
 
 
 def evaluation_record(metrics: dict) -> dict:
@@ -67,13 +91,16 @@ def check_settings(settings, evaluation: dict) -> None:
     """``PackageError`` when ``settings`` differ from those the evaluation ran with on anything but ``PLACES``."""
     recorded = evaluation.get("settings")
     if recorded is None:
-        raise PackageError("the evaluation checkpoint records no settings (an older release's): run `coldproxy train` "
-                           "again")
+        raise PackageError(
+            "the evaluation checkpoint records no settings (an older release's): run `coldproxy train` again"
+        )
     now = settings.model_dump(mode="json")
     changed = sorted(k for k in recorded.keys() | now.keys() if k not in PLACES and recorded.get(k) != now.get(k))
     if changed:
-        raise PackageError(f"the settings differ from the evaluation's on {', '.join(changed)}: its choices were made "
-                           "for those; run `coldproxy train` again to evaluate these")
+        raise PackageError(
+            f"the settings differ from the evaluation's on {', '.join(changed)}: its choices were made "
+            "for those; run `coldproxy train` again to evaluate these"
+        )
 
 
 def refit_estimate(evaluation: dict, training_interactions: int) -> float:
@@ -83,8 +110,13 @@ def refit_estimate(evaluation: dict, training_interactions: int) -> float:
     sec, generators = evaluation.get("seconds", {}), evaluation.get("choices", {}).get("generator", {})
     grown = training_interactions / max(1, evaluation.get("split", {}).get("train_interactions", 1))
     share = min(1.0, len(generators.get("members", {})) / max(1, generators.get("candidates", 1)))
-    return (0.8 * grown * sec.get("id_model", 0.0) + sec.get("text_finetune", 0.0) + share * sec.get("proxy", 0.0)
-            + grown * sec.get("diffusion+gate", 0.0) + 10.0)
+    return (
+        0.8 * grown * sec.get("id_model", 0.0)
+        + sec.get("text_finetune", 0.0)
+        + share * sec.get("proxy", 0.0)
+        + grown * sec.get("diffusion+gate", 0.0)
+        + 10.0
+    )
 
 
 def refit(settings, evaluation: dict, encoder_graphs, progress: bool = True) -> TrainResult:
@@ -98,51 +130,95 @@ def refit(settings, evaluation: dict, encoder_graphs, progress: bool = True) -> 
     split = all_data_split(ds, warm, settings.seed)
     if progress:
         expected = refit_estimate(evaluation, len(split.train))
-        tqdm.write(f"refit on all the data: {len(split.train):,} interactions, {len(warm):,} warm items, "
-                   f"{ds.n_items - len(warm):,} served by proxy; expected ~{expected:.0f} s", file=sys.stderr)
-    feats = extract_features(ds, encoder_graphs, settings.cache_dir, settings.text_max_len, settings.encode_batch,
-                             progress, settings.feature_engine, settings.ray_address)
+        tqdm.write(
+            f"refit on all the data: {len(split.train):,} interactions, {len(warm):,} warm items, "
+            f"{ds.n_items - len(warm):,} served by proxy; expected ~{expected:.0f} s",
+            file=sys.stderr,
+        )
+    feats = extract_features(
+        ds,
+        encoder_graphs,
+        settings.cache_dir,
+        settings.text_max_len,
+        settings.encode_batch,
+        progress,
+        settings.feature_engine,
+        settings.ray_address,
+    )
     t_feat = time.time()
     if space is None:
         c = choices["id_model"]
-        U, I, id_log = train_id_model(ds.n_users, ds.n_items, split,
-                                      settings.model_copy(update={"id_model": c["id_model"], "id_reg": c["id_reg"]}),
-                                      progress, epochs=c["epochs"])
+        U, I, id_log = train_id_model(
+            ds.n_users,
+            ds.n_items,
+            split,
+            settings.model_copy(update={"id_model": c["id_model"], "id_reg": c["id_reg"]}),
+            progress,
+            epochs=c["epochs"],
+        )
     else:
         U, I, id_log = space.user_emb, training_vectors(space, warm), {"history": []}
     ranking = space is None or space.ranking
     t_id = time.time()
     text_layer = finetune_log = None
     if choices.get("text_finetune"):
-        feats, text_layer, finetune_log = finetune_text_layer(ds.item_texts, feats, split, U, I, settings, progress,
-                                                              epochs=choices["text_finetune"]["epochs"])
+        feats, text_layer, finetune_log = finetune_text_layer(
+            ds.item_texts, feats, split, U, I, settings, progress, epochs=choices["text_finetune"]["epochs"]
+        )
     t_text = time.time()
     proxy, generator_logs = refit_generators(feats, split, U, I, settings, choices["generator"], progress, ranking)
     t_proxy = time.time()
     experts = None
     if choices.get("experts"):
-        experts = fit_experts(feats, split, U, I, predict(proxy, feats, np.arange(ds.n_items)), settings, progress,
-                              ranking=ranking, chosen=choices["experts"])
+        experts = fit_experts(
+            feats,
+            split,
+            U,
+            I,
+            predict(proxy, feats, np.arange(ds.n_items)),
+            settings,
+            progress,
+            ranking=ranking,
+            chosen=choices["experts"],
+        )
         experts.choice = choices["experts"]["served"]
-    result = TrainResult(settings, ds, split, feats, U, I, proxy, {}, experts, text_layer=text_layer, space=space,
-                         refit=True)
+    result = TrainResult(
+        settings, ds, split, feats, U, I, proxy, {}, experts, text_layer=text_layer, space=space, refit=True
+    )
     if choices.get("calibration"):
-        result.calibration = Calibration(choices["calibration"]["scale"], choices["calibration"]["shift"],
-                                         I[warm].mean(0).astype(np.float32).tolist())
-    logs = {"id_model": id_log, "text_finetune": finetune_log, **{f"generator {m}": lg for m, lg in
-                                                                  generator_logs.items()},
-            **(experts.logs if experts is not None else {})}
-    kept = {k: v for k, v in evaluation.items() if k in ("id_model", "proxy", "diffusion", "gate", "text_finetune",
-                                                        "id_space")}
+        result.calibration = Calibration(
+            choices["calibration"]["scale"],
+            choices["calibration"]["shift"],
+            I[warm].mean(0).astype(np.float32).tolist(),
+        )
+    logs = {
+        "id_model": id_log,
+        "text_finetune": finetune_log,
+        **{f"generator {m}": lg for m, lg in generator_logs.items()},
+        **(experts.logs if experts is not None else {}),
+    }
+    kept = {
+        k: v
+        for k, v in evaluation.items()
+        if k in ("id_model", "proxy", "diffusion", "gate", "text_finetune", "id_space")
+    }
     result.metrics = kept | {
         "run_id": uuid.uuid4().hex,
         "dataset": dataset_record(ds),
         "evaluation": evaluation_record(evaluation),
-        "served": served_record(result, "all the data: every positive interaction, every item with one (a given "
-                                "space: every item with a vector), with the evaluation's choices"),
+        "served": served_record(
+            result,
+            "all the data: every positive interaction, every item with one (a given "
+            "space: every item with a vector), with the evaluation's choices",
+        ),
         "refit": {stage: {k: v for k, v in lg.items() if k != "history"} for stage, lg in logs.items() if lg},
-        "seconds": {"features": t_feat - t0, "id_model": t_id - t_feat, "text_finetune": t_text - t_id,
-                    "proxy": t_proxy - t_text, "diffusion+gate": time.time() - t_proxy},
+        "seconds": {
+            "features": t_feat - t0,
+            "id_model": t_id - t_feat,
+            "text_finetune": t_text - t_id,
+            "proxy": t_proxy - t_text,
+            "diffusion+gate": time.time() - t_proxy,
+        },
         "history": {stage: lg["history"] for stage, lg in logs.items() if lg},
     }
     if space is not None:

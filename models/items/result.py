@@ -47,8 +47,9 @@ class TrainResult:
         when a calibration was fitted (and ``calibrated``), unit-length in a cosine space."""
         out = self.item_emb.copy()
         cold = np.setdiff1d(np.arange(self.dataset.n_items), self.split.warm_items)
-        out[cold] = predict(self.proxy, self.features,
-                            cold) if self.experts is None else served_cold(self.experts, cold)[0]
+        out[cold] = (
+            predict(self.proxy, self.features, cold) if self.experts is None else served_cold(self.experts, cold)[0]
+        )
         if calibrated and self.calibration is not None:
             out[cold] = self.calibration.apply(out[cold])
         if self.score == "cosine":

@@ -50,8 +50,9 @@ class LastLayer(nn.Module):
         return pooled, self.head(F.normalize(pooled, dim=-1))
 
 
-def penultimate_states(encoder: nn.Module, texts: list[str], max_len: int, batch: int = 64,
-                       progress: bool = True) -> list[torch.Tensor]:
+def penultimate_states(
+    encoder: nn.Module, texts: list[str], max_len: int, batch: int = 64, progress: bool = True
+) -> list[torch.Tensor]:
     """Every text's hidden states entering ``models.encoders.TextEncoder``'s last layer, [tokens, 384]
     each (no padding)."""
     from models.encoders import tokenizer
@@ -76,8 +77,9 @@ def padded(states: list[torch.Tensor], rows: np.ndarray) -> tuple[torch.Tensor, 
     return x, mask
 
 
-def batches(rows: np.ndarray, lengths: np.ndarray, size: int,
-            rng: np.random.Generator | None = None) -> list[np.ndarray]:
+def batches(
+    rows: np.ndarray, lengths: np.ndarray, size: int, rng: np.random.Generator | None = None
+) -> list[np.ndarray]:
     """``rows`` in batches of similar length (little padding); with ``rng``, jittered and shuffled."""
     key = lengths[rows] + (rng.uniform(0, 4, len(rows)) if rng is not None else 0)
     ordered = rows[np.argsort(key, kind="stable")]
@@ -87,8 +89,9 @@ def batches(rows: np.ndarray, lengths: np.ndarray, size: int,
     return out
 
 
-def run(model: LastLayer, states: list[torch.Tensor], rows: np.ndarray, lengths: np.ndarray,
-        size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+def run(
+    model: LastLayer, states: list[torch.Tensor], rows: np.ndarray, lengths: np.ndarray, size: int = 256
+) -> tuple[np.ndarray, np.ndarray]:
     """(pooled states, head vectors) for ``rows``, in their order."""
     model.eval()
     pooled = np.zeros((len(rows), model.head.in_features), np.float32)
@@ -102,9 +105,16 @@ def run(model: LastLayer, states: list[torch.Tensor], rows: np.ndarray, lengths:
     return pooled, vec
 
 
-def finetune_text_layer(texts: list[str], features: Features, split: ColdStartSplit, user_emb: np.ndarray,
-                        item_emb: np.ndarray, settings, progress: bool = True, epochs: int | None = None
-                        ) -> tuple[Features, dict, dict]:
+def finetune_text_layer(
+    texts: list[str],
+    features: Features,
+    split: ColdStartSplit,
+    user_emb: np.ndarray,
+    item_emb: np.ndarray,
+    settings,
+    progress: bool = True,
+    epochs: int | None = None,
+) -> tuple[Features, dict, dict]:
     """Fine-tune the last layer; returns (features recomputed with it, the layer's state dict, log). Early stopping
     on validation-cold NDCG@20, or exactly ``epochs`` epochs without validation (a refit)."""
     from models.encoders import TextEncoder
@@ -113,13 +123,20 @@ def finetune_text_layer(texts: list[str], features: Features, split: ColdStartSp
     encoder = TextEncoder()
     states = [torch.zeros(1, features.text.shape[1])] * len(texts)
     rows = np.flatnonzero(features.has_text)
-    for r, st in zip(rows, penultimate_states(encoder, [texts[r] for r in rows], settings.text_max_len,
-                                              settings.encode_batch, progress)):
+    for r, st in zip(
+        rows,
+        penultimate_states(encoder, [texts[r] for r in rows], settings.text_max_len, settings.encode_batch, progress),
+    ):
         states[r] = st
     lengths = np.array([len(s) for s in states])
     model = LastLayer(encoder.bert.encoder.layer[-1], item_emb.shape[1])
-    opt = torch.optim.AdamW([{"params": model.layer.parameters(), "lr": settings.text_finetune_lr},
-                             {"params": model.head.parameters(), "lr": HEAD_LR}], weight_decay=0.01)
+    opt = torch.optim.AdamW(
+        [
+            {"params": model.layer.parameters(), "lr": settings.text_finetune_lr},
+            {"params": model.head.parameters(), "lr": HEAD_LR},
+        ],
+        weight_decay=0.01,
+    )
     warm = np.intersect1d(split.warm_items, rows)
     val = np.intersect1d(split.val_items, rows)
     targets = torch.from_numpy(item_emb)
@@ -144,8 +161,15 @@ def finetune_text_layer(texts: list[str], features: Features, split: ColdStartSp
         probe[val] = run(model, states, val, lengths)[1]
         return {"val_cold_ndcg@20": validation_cold_ndcg(user_emb, probe, split)}
 
-    history = fit(settings.text_finetune_epochs, step, score, stopper, lambda: copy.deepcopy(model.state_dict()),
-                  desc="text encoder, last layer", progress=progress)
+    history = fit(
+        settings.text_finetune_epochs,
+        step,
+        score,
+        stopper,
+        lambda: copy.deepcopy(model.state_dict()),
+        desc="text encoder, last layer",
+        progress=progress,
+    )
     model.load_state_dict(stopper.state)
     pooled, _ = run(model, states, rows, lengths)
     text_layers = features.text_layers.copy()

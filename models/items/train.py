@@ -47,20 +47,33 @@ def check_selection(selection: dict) -> None:
     is refused, not shipped (issue 21)."""
     served, best = selection["validation"][selection["served"]], max(selection["validation"].values())
     if served < best - 1e-9:
-        raise RuntimeError(f"the served choice {selection['served']} scores {served:.5f} validation-cold NDCG@20, "
-                           f"below a candidate's {best:.5f}: {selection['validation']}")
+        raise RuntimeError(
+            f"the served choice {selection['served']} scores {served:.5f} validation-cold NDCG@20, "
+            f"below a candidate's {best:.5f}: {selection['validation']}"
+        )
 
 
-def estimate_cost(settings, ds: Dataset, split: ColdStartSplit, space: GivenSpace | None, cached: bool | None = None
-                  ) -> dict[str, float]:
+def estimate_cost(
+    settings, ds: Dataset, split: ColdStartSplit, space: GivenSpace | None, cached: bool | None = None
+) -> dict[str, float]:
     """``models.cost.estimate`` for this run, before it starts (``cached``: whether the features are; by default
     whether the cache holds them now)."""
     cached = cache_path(ds, settings.cache_dir, settings.text_max_len).exists() if cached is None else cached
     both = any(ds.item_texts) and any(p is not None for p in ds.item_images)
-    generators = settings.generator_seeds * (3 if settings.select_modalities and settings.proxy_modalities == "both"
-                                             and both else 1)
-    seconds = estimate(settings, ds.n_items, ds.n_users, len(split.train), len(split.warm_val), len(split.warm_items),
-                       0 if cached else ds.n_items, generators, usable_cores())
+    generators = settings.generator_seeds * (
+        3 if settings.select_modalities and settings.proxy_modalities == "both" and both else 1
+    )
+    seconds = estimate(
+        settings,
+        ds.n_items,
+        ds.n_users,
+        len(split.train),
+        len(split.warm_val),
+        len(split.warm_items),
+        0 if cached else ds.n_items,
+        generators,
+        usable_cores(),
+    )
     if space is not None:
         seconds["id_model"] = 0.0
     return seconds
@@ -72,12 +85,21 @@ def train(settings, encoder_graphs, progress: bool = True) -> TrainResult:
     t0 = time.time()
     use_usable_cores()
     ds, space = load_training_data(settings)
-    split = cold_start_split(ds, settings.seed, settings.split_ratios, settings.selection_holdout,
-                             settings.decision_holdout)
+    split = cold_start_split(
+        ds, settings.seed, settings.split_ratios, settings.selection_holdout, settings.decision_holdout
+    )
     if progress:
         tqdm.write(describe_cost(estimate_cost(settings, ds, split, space)), file=sys.stderr)
-    feats = extract_features(ds, encoder_graphs, settings.cache_dir, settings.text_max_len, settings.encode_batch,
-                             progress, settings.feature_engine, settings.ray_address)
+    feats = extract_features(
+        ds,
+        encoder_graphs,
+        settings.cache_dir,
+        settings.text_max_len,
+        settings.encode_batch,
+        progress,
+        settings.feature_engine,
+        settings.ray_address,
+    )
     t_feat = time.time()
     if space is None:
         U, I, id_log = train_id_model_checked(ds.n_users, ds.n_items, split, settings, progress)
@@ -92,33 +114,56 @@ def train(settings, encoder_graphs, progress: bool = True) -> TrainResult:
         feats, text_layer, finetune_log = finetune_text_layer(ds.item_texts, feats, split, U, I, settings, progress)
     t_text = time.time()
     chosen = generator_candidates(feats, split, U, I, settings, progress, ranking)
-    choices = {"id_model": id_choice(id_log, settings) if space is None else None,
-               "text_finetune": None if finetune_log is None else {"epochs": finetune_log["best_epoch"]},
-               "generator": chosen.chosen()}
+    choices = {
+        "id_model": id_choice(id_log, settings) if space is None else None,
+        "text_finetune": None if finetune_log is None else {"epochs": finetune_log["best_epoch"]},
+        "generator": chosen.chosen(),
+    }
     proxy, proxy_log = chosen.model, chosen.log
-    selection = {"chosen_on": "validation-cold NDCG@20 on the part held out from early stopping"
-                 if split.val_select_items is not None else "validation-cold NDCG@20",
-                 "validation": dict(chosen.scores),
-                 "generator": describe(chosen.weights), "generator_weights": chosen.weights, "served": "proxy",
-                 "fusion_temperature": chosen.fusion_temperature}
+    selection = {
+        "chosen_on": "validation-cold NDCG@20 on the part held out from early stopping"
+        if split.val_select_items is not None
+        else "validation-cold NDCG@20",
+        "validation": dict(chosen.scores),
+        "generator": describe(chosen.weights),
+        "generator_weights": chosen.weights,
+        "served": "proxy",
+        "fusion_temperature": chosen.fusion_temperature,
+    }
     selection["validation"]["proxy"] = max(chosen.scores.values())
     t_proxy = time.time()
     experts = None
     if settings.diffusion:
-        experts = fit_experts(feats, split, U, I, predict(proxy, feats, np.arange(ds.n_items)), settings, progress,
-                              ranking=ranking)
+        experts = fit_experts(
+            feats, split, U, I, predict(proxy, feats, np.arange(ds.n_items)), settings, progress, ranking=ranking
+        )
         choice, scores = select_served(experts, U, split)
         experts.choice = choice if settings.served == "auto" else settings.served
         selection["validation"] |= scores
         selection["served"] = experts.choice
         selection["sampler"] = experts.sampler
-        choices["experts"] = {"diffusion_epochs": experts.logs["diffusion"]["best_epoch"],
-                              "gate_epochs": experts.logs["gate"]["best_epoch"], "sampler": experts.sampler,
-                              "served": experts.choice}
+        choices["experts"] = {
+            "diffusion_epochs": experts.logs["diffusion"]["best_epoch"],
+            "gate_epochs": experts.logs["gate"]["best_epoch"],
+            "sampler": experts.sampler,
+            "served": experts.choice,
+        }
     if settings.served == "auto":
         check_selection(selection)
-    result = TrainResult(settings, ds, split, feats, U, I, proxy, {}, experts, generators=chosen.candidates,
-                         text_layer=text_layer, space=space)
+    result = TrainResult(
+        settings,
+        ds,
+        split,
+        feats,
+        U,
+        I,
+        proxy,
+        {},
+        experts,
+        generators=chosen.candidates,
+        text_layer=text_layer,
+        space=space,
+    )
     calibration_log, t_experts = None, time.time()
     if settings.calibration and ranking and result.score == "dot":  # nothing to calibrate against / after unit length
         result.calibration, calibration_log = fit_calibration(U, I, result.served_item_emb(), split)
@@ -130,24 +175,40 @@ def train(settings, encoder_graphs, progress: bool = True) -> TrainResult:
         "settings": settings.model_dump(mode="json"),
         "dataset": dataset_record(ds),
         "split": {
-            "seed": settings.seed, "ratios": list(settings.split_ratios), "warm_items": len(split.warm_items),
-            "val_cold_items": len(split.val_items), "test_cold_items": len(split.test_items),
+            "seed": settings.seed,
+            "ratios": list(settings.split_ratios),
+            "warm_items": len(split.warm_items),
+            "val_cold_items": len(split.val_items),
+            "test_cold_items": len(split.test_items),
             "train_interactions": len(split.train),
         },
-        "id_model": {**{k: v for k, v in id_log.items() if k != "history"},
-                     "type": f"{id_log['type']}-bpr" if space is None else "given"},
-        "proxy": {"type": "generator", "config": proxy.cfg.to_dict(),
-                  **{k: v for k, v in proxy_log.items() if k != "history"}},
+        "id_model": {
+            **{k: v for k, v in id_log.items() if k != "history"},
+            "type": f"{id_log['type']}-bpr" if space is None else "given",
+        },
+        "proxy": {
+            "type": "generator",
+            "config": proxy.cfg.to_dict(),
+            **{k: v for k, v in proxy_log.items() if k != "history"},
+        },
         "selection": selection,
         "choices": choices,
-        "served": served_record(result, "the evaluation split's training part: its warm items and their training "
-                                "interactions (coldproxy train --no-refit, or the package served before the refit)"),
+        "served": served_record(
+            result,
+            "the evaluation split's training part: its warm items and their training "
+            "interactions (coldproxy train --no-refit, or the package served before the refit)",
+        ),
         "test": evaluate_split(U, served, split),  # items only: U holds the items' queries
         "test_protocol": "users" if ranking else "self-retrieval: each test item is found by its own given vector",
         "test_uncalibrated": evaluate_split(U, result.served_item_emb(calibrated=False), split)["all"],
-        "seconds": {"features": t_feat - t0, "id_model": t_id - t_feat, "text_finetune": t_text - t_id,
-                    "proxy": t_proxy - t_text,
-                    "diffusion+gate": t_experts - t_proxy, "calibration": t_cal - t_experts},
+        "seconds": {
+            "features": t_feat - t0,
+            "id_model": t_id - t_feat,
+            "text_finetune": t_text - t_id,
+            "proxy": t_proxy - t_text,
+            "diffusion+gate": t_experts - t_proxy,
+            "calibration": t_cal - t_experts,
+        },
         "history": {"id_model": id_log["history"], "proxy": proxy_log["history"]},
     }
     if split.decide_items is not None:  # only to decide a default between trainings (bench/decide_defaults.py)
@@ -171,8 +232,11 @@ def train(settings, encoder_graphs, progress: bool = True) -> TrainResult:
 def id_choice(id_log: dict, settings) -> dict:
     """The ID model the evaluation kept (a fallback's architecture and L2 when one won) and its epoch count."""
     kept = id_log.get("fallback", {}).get("chosen", settings.id_model)
-    return {"id_model": id_log["type"], "id_reg": settings.id_reg * (10 if kept.endswith("-l2x10") else 1),
-            "epochs": id_log["best_epoch"]}
+    return {
+        "id_model": id_log["type"],
+        "id_reg": settings.id_reg * (10 if kept.endswith("-l2x10") else 1),
+        "epochs": id_log["best_epoch"],
+    }
 
 
 def dataset_record(ds: Dataset) -> dict:
@@ -184,8 +248,12 @@ def served_record(result: TrainResult, fit_on: str) -> dict:
     on, the items it serves by their ID vector and by their proxy, its users, and the interactions it leaves out of
     recommendations."""
     user_ids, _, rows, _ = result.package_tables()
-    return {"refit": result.refit, "fit_on": fit_on, "training_interactions": len(result.split.train),
-            "users": len(user_ids), "items_by_id": len(rows), "items_by_proxy": result.dataset.n_items - len(rows),
-            "seen_interactions": len(result.dataset.seen())}
-
-
+    return {
+        "refit": result.refit,
+        "fit_on": fit_on,
+        "training_interactions": len(result.split.train),
+        "users": len(user_ids),
+        "items_by_id": len(rows),
+        "items_by_proxy": result.dataset.n_items - len(rows),
+        "seen_interactions": len(result.dataset.seen()),
+    }

@@ -37,8 +37,10 @@ def bundles_of(sv: Serving, st: AppState) -> BundleServing:
         wait = bundle_wait.waiting(st)
         if wait is not None:  # `coldproxy up` is training it in the background
             raise Unavailable(*wait)
-        raise NotFound("this deployment serves no bundle recommender (COLDPROXY_BUNDLES_PACKAGE_DIR; "
-                       "build one with `coldproxy train-bundles`)")
+        raise NotFound(
+            "this deployment serves no bundle recommender (COLDPROXY_BUNDLES_PACKAGE_DIR; "
+            "build one with `coldproxy train-bundles`)"
+        )
     return sv.bundles
 
 
@@ -59,33 +61,53 @@ async def get_bundle_embedding(bundle_id: str, st: AppState, sv: Live) -> Respon
     bundles = bundles_of(sv, st)
     check_id(bundle_id, "bundle_id")
     emb, source = await reads.fetch(bundles.catalog, bundle_id, "bundle")
-    return fast_json({"bundle_id": bundle_id, **bundle_versions(bundles.version), "source": source,
-                      "embedding": emb.tolist()})
+    return fast_json(
+        {"bundle_id": bundle_id, **bundle_versions(bundles.version), "source": source, "embedding": emb.tolist()}
+    )
 
 
-@router.post("/v1/bundles/rank", response_model=BundleRankOut, openapi_extra=json_body(BundleRankIn),
-             dependencies=[access(READ)])
+@router.post(
+    "/v1/bundles/rank", response_model=BundleRankOut, openapi_extra=json_body(BundleRankIn), dependencies=[access(READ)]
+)
 async def rank_bundles(request: Request, st: AppState, sv: Live) -> Response:
     bundles = bundles_of(sv, st)
     body = await read_json(request, BundleRankIn)
-    scores, missing = await reads.rank(st, bundles.catalog, body, body.bundle_ids,
-                                    lambda b, sc, src: {"bundle_id": b, "score": sc, "source": src})
-    return fast_json({"user_id": body.user_id, **bundle_versions(bundles.version), "missing": missing,
-                      "scores": scores})
+    scores, missing = await reads.rank(
+        st, bundles.catalog, body, body.bundle_ids, lambda b, sc, src: {"bundle_id": b, "score": sc, "source": src}
+    )
+    return fast_json(
+        {"user_id": body.user_id, **bundle_versions(bundles.version), "missing": missing, "scores": scores}
+    )
 
 
-async def bundle_recommendations(request: Request, st: AppState, sv: Serving, query: UserQuery, k: int,
-                                 filters: RecommendFilters, exclude_ids: list[str] = ()) -> Response:
+async def bundle_recommendations(
+    request: Request,
+    st: AppState,
+    sv: Serving,
+    query: UserQuery,
+    k: int,
+    filters: RecommendFilters,
+    exclude_ids: list[str] = (),
+) -> Response:
     if query.user_id is not None and not filters.exclude_seen:
         check_private_read(request, st)
     bundles = bundles_of(sv, st)
     hits = await reads.top_k(st, bundles.catalog, query, k, filters, exclude_ids)
-    return fast_json({"user_id": query.user_id, **bundle_versions(bundles.version),
-                      "bundles": [{"bundle_id": b, "score": sc, "source": src} for b, sc, src in hits]})
+    return fast_json(
+        {
+            "user_id": query.user_id,
+            **bundle_versions(bundles.version),
+            "bundles": [{"bundle_id": b, "score": sc, "source": src} for b, sc, src in hits],
+        }
+    )
 
 
-@router.post("/v1/bundles/recommendations", response_model=BundleRecommendOut,
-             openapi_extra=json_body(BundleRecommendIn), dependencies=[access(READ)])
+@router.post(
+    "/v1/bundles/recommendations",
+    response_model=BundleRecommendOut,
+    openapi_extra=json_body(BundleRecommendIn),
+    dependencies=[access(READ)],
+)
 async def recommend_bundles_post(request: Request, st: AppState, sv: Live) -> Response:
     """The k best bundles for a user ID or a user vector of the bundle package's space (its own users' form,
     which ends in the placement terms: see docs/bundles.md); id_space names that package's version. The
@@ -94,17 +116,27 @@ async def recommend_bundles_post(request: Request, st: AppState, sv: Live) -> Re
     return await bundle_recommendations(request, st, sv, body, body.k, body, body.exclude_ids)
 
 
-@router.get("/v1/users/{user_id}/bundle-recommendations", response_model=BundleRecommendOut,
-            dependencies=[access(READ)])
-async def recommend_bundles(user_id: str, request: Request, st: AppState, sv: Live,
-                            filters: Annotated[RecommendFilters, Query()], k: Annotated[int, Query(ge=1)] = 10
-                            ) -> Response:
+@router.get(
+    "/v1/users/{user_id}/bundle-recommendations", response_model=BundleRecommendOut, dependencies=[access(READ)]
+)
+async def recommend_bundles(
+    user_id: str,
+    request: Request,
+    st: AppState,
+    sv: Live,
+    filters: Annotated[RecommendFilters, Query()],
+    k: Annotated[int, Query(ge=1)] = 10,
+) -> Response:
     query = UserQuery.model_construct(user_id=user_id, user_embedding=None, id_space=None)
     return await bundle_recommendations(request, st, sv, query, k, filters)
 
 
-@router.delete("/v1/bundles/{bundle_id}", status_code=204, dependencies=[access(WRITE)],
-               responses={404: {"description": "no such bundle, or already taken down"}})
+@router.delete(
+    "/v1/bundles/{bundle_id}",
+    status_code=204,
+    dependencies=[access(WRITE)],
+    responses={404: {"description": "no such bundle, or already taken down"}},
+)
 async def delete_bundle(bundle_id: str, st: AppState, sv: Live) -> Response:
     """Take a bundle down, as ``DELETE /v1/items/{id}`` an item: a posted bundle is deleted, a warm one of the package
     hidden (``POST /v1/bundles/{id}/restore``). 204; a second DELETE answers 404."""
@@ -118,8 +150,12 @@ async def delete_bundle(bundle_id: str, st: AppState, sv: Live) -> Response:
     return Response(status_code=204)
 
 
-@router.post("/v1/bundles/{bundle_id}/restore", status_code=204, dependencies=[access(WRITE)],
-             responses={404: {"description": "not a hidden warm bundle"}})
+@router.post(
+    "/v1/bundles/{bundle_id}/restore",
+    status_code=204,
+    dependencies=[access(WRITE)],
+    responses={404: {"description": "not a hidden warm bundle"}},
+)
 async def restore_bundle(bundle_id: str, st: AppState, sv: Live) -> Response:
     bundles = bundles_of(sv, st)
     check_id(bundle_id, "bundle_id")

@@ -45,8 +45,9 @@ def access(level: str):
             client = f"key:{who}" if who else f"addr:{request.client.host if request.client else 'unknown'}"
             wait = st.limiter.acquire(client)
             if wait > 0:
-                raise RateLimited(f"rate limit of {st.settings.rate_limit_rps:g} requests/s exceeded",
-                                  RateLimiter.retry_after(wait))
+                raise RateLimited(
+                    f"rate limit of {st.settings.rate_limit_rps:g} requests/s exceeded", RateLimiter.retry_after(wait)
+                )
         authorize(request, st, level, who, admin)
 
     return Depends(check)
@@ -65,8 +66,10 @@ def authorize(request: Request, st: State, level: str, who: str | None, admin: b
     key's."""
     if not (st.keys.enabled or st.admin_keys.enabled):  # no keys at all
         if level == ADMIN and st.settings.allow_anonymous_writes:
-            raise Forbidden("admin routes need an admin key (COLDPROXY_ADMIN_API_KEYS_FILE): "
-                            "COLDPROXY_ALLOW_ANONYMOUS_WRITES opens writes only")
+            raise Forbidden(
+                "admin routes need an admin key (COLDPROXY_ADMIN_API_KEYS_FILE): "
+                "COLDPROXY_ALLOW_ANONYMOUS_WRITES opens writes only"
+            )
         if level != READ and st.settings.host in LOOPBACK:
             check_same_site(request, st.settings)
         return

@@ -28,8 +28,17 @@ from coldproxy.protocol import BatchResult, IdVectorResult, IdVectorsOut, ItemOu
 log = logging.getLogger("coldproxy")
 
 STATUS: dict[type[ColdproxyError], int] = {
-    BadRequest: 400, Unauthorized: 401, Forbidden: 403, NotFound: 404, TimedOut: 408, Conflict: 409, TooLarge: 413,
-    UnsupportedMediaType: 415, InvalidInput: 422, RateLimited: 429, Unavailable: 503,
+    BadRequest: 400,
+    Unauthorized: 401,
+    Forbidden: 403,
+    NotFound: 404,
+    TimedOut: 408,
+    Conflict: 409,
+    TooLarge: 413,
+    UnsupportedMediaType: 415,
+    InvalidInput: 422,
+    RateLimited: 429,
+    Unavailable: 503,
 }
 
 
@@ -65,11 +74,18 @@ def id_vector_result(item_id: str, outcome: str | ColdproxyError) -> IdVectorRes
     return IdVectorResult(item_id=item_id, status=200, outcome=outcome)
 
 
-def id_vectors_out(version: str, fingerprint: str, item_ids: list[str], outcomes: list[str | ColdproxyError]
-                   ) -> IdVectorsOut:
+def id_vectors_out(
+    version: str, fingerprint: str, item_ids: list[str], outcomes: list[str | ColdproxyError]
+) -> IdVectorsOut:
     """``PUT /v1/items:id-embeddings``'s answer: each item's result, in order, and the counts."""
     results = [id_vector_result(i, r) for i, r in zip(item_ids, outcomes)]
     ok = [r for r in results if r.status == 200]
     unchanged = sum(r.outcome == "unchanged" for r in ok)
-    return IdVectorsOut(package_version=version, id_fingerprint=fingerprint, stored=len(ok) - unchanged,
-                        unchanged=unchanged, failed=len(results) - len(ok), results=results)
+    return IdVectorsOut(
+        package_version=version,
+        id_fingerprint=fingerprint,
+        stored=len(ok) - unchanged,
+        unchanged=unchanged,
+        failed=len(results) - len(ok),
+        results=results,
+    )

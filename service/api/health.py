@@ -32,8 +32,11 @@ async def readyz(st: AppState):
     if sv is None:
         return JSONResponse({"status": "loading"}, status_code=503)
     if not await sv.items.store.ping():
-        return {"status": "degraded", **versions(sv.version),
-                "detail": "store unavailable: warm items are served; writes and new items' reads answer 503"}
+        return {
+            "status": "degraded",
+            **versions(sv.version),
+            "detail": "store unavailable: warm items are served; writes and new items' reads answer 503",
+        }
     wait = bundle_wait.waiting(st) if sv.bundles is None else None
     if wait is not None:  # items are served; the bundle routes answer 503 until the package is loaded
         return {"status": "ready", **versions(sv.version), "detail": wait[0]}

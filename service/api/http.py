@@ -70,8 +70,10 @@ def check_values(raw: bytes, limit: int) -> None:
     if raw.count(b",") < limit:
         return
     if commas_outside_strings(raw, stop_at=limit) >= limit:
-        raise TooLarge(f"request holds more than {limit} JSON values (list elements and fields): this route takes "
-                       "no more (service/api/limits.py)")
+        raise TooLarge(
+            f"request holds more than {limit} JSON values (list elements and fields): this route takes "
+            "no more (service/api/limits.py)"
+        )
 
 
 OFFLOAD_BODY = 256 * 1024  # a body this large is counted and parsed on a worker thread, not on the event loop

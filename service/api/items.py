@@ -46,9 +46,18 @@ ITEM_BODY = {
     "requestBody": {
         "required": True,
         "content": {
-            "multipart/form-data": {"schema": {"type": "object", "required": ["item_id"], "properties": {
-                "item_id": {"type": "string", "pattern": ID_PATTERN}, "text": {"type": "string"},
-                "image": {"type": "string", "format": "binary"}, "overwrite": {"type": "boolean"}}}},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["item_id"],
+                    "properties": {
+                        "item_id": {"type": "string", "pattern": ID_PATTERN},
+                        "text": {"type": "string"},
+                        "image": {"type": "string", "format": "binary"},
+                        "overwrite": {"type": "boolean"},
+                    },
+                }
+            },
             "application/json": {"schema": ItemJSON.model_json_schema()},
         },
     }
@@ -57,9 +66,15 @@ ITEM_BODY = {
 BATCH_BODY = {  # documented by hand: the handler reads the body itself, to bound its size before parsing
     "requestBody": {
         "required": True,
-        "content": {"application/json": {"schema": {
-            "type": "object", "required": ["items"],
-            "properties": {"items": {"type": "array", "minItems": 1, "items": ItemJSON.model_json_schema()}}}}},
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["items"],
+                    "properties": {"items": {"type": "array", "minItems": 1, "items": ItemJSON.model_json_schema()}},
+                }
+            }
+        },
     }
 }
 
@@ -72,8 +87,7 @@ async def read_new_item(request: Request, settings: ServiceSettings) -> NewItem:
         return json_item(await read_json(request, ItemJSON), settings, key)
     check_length(request, settings.max_request_bytes)
     if not ctype.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
-        raise UnsupportedMediaType(
-            "send multipart/form-data (or a url-encoded form without image) or application/json")
+        raise UnsupportedMediaType("send multipart/form-data (or a url-encoded form without image) or application/json")
     try:
         form = await request.form(max_files=1, max_fields=10, max_part_size=settings.max_request_bytes)
     except (HTTPException, ColdproxyError):  # Starlette's answer to too many parts or fields; our 413
@@ -112,8 +126,12 @@ async def post_item(request: Request, st: AppState, sv: Live) -> Response:
     return fast_json(out.model_dump())
 
 
-@router.post("/v1/items/{item_id}/interactions", response_model=ItemOut, openapi_extra=json_body(InteractionsIn),
-             dependencies=[access(WRITE)])
+@router.post(
+    "/v1/items/{item_id}/interactions",
+    response_model=ItemOut,
+    openapi_extra=json_body(InteractionsIn),
+    dependencies=[access(WRITE)],
+)
 async def post_interactions(item_id: str, request: Request, st: AppState, sv: Live) -> ItemOut:
     """Warm-up path: tell the service how many interactions a new item has had (and, optionally, the
     ID embedding your recommender has learnt for it so far); the cold-aware gate re-mixes the
@@ -133,8 +151,7 @@ async def post_items_batch(request: Request, st: AppState, sv: Live) -> BatchOut
     """
     settings = st.settings
     if not request.headers.get("content-type", "").startswith("application/json"):
-        raise UnsupportedMediaType(
-            "send application/json: {\"items\": [{\"item_id\", \"text\", \"image_base64\"}, ...]}")
+        raise UnsupportedMediaType('send application/json: {"items": [{"item_id", "text", "image_base64"}, ...]}')
     body = await read_json(request, ItemsBatchIn)
     if len(body.items) > settings.max_batch_items:
         raise TooLarge(f"at most {settings.max_batch_items} items per batch")
@@ -148,8 +165,12 @@ async def post_items_batch(request: Request, st: AppState, sv: Live) -> BatchOut
     return BatchOut(package_version=sv.version, stored=sum(r.status == 200 for r in results), results=results)
 
 
-@router.put("/v1/items:id-embeddings", response_model=IdVectorsOut, openapi_extra=json_body(IdVectorsIn),
-            dependencies=[access(ADMIN)])
+@router.put(
+    "/v1/items:id-embeddings",
+    response_model=IdVectorsOut,
+    openapi_extra=json_body(IdVectorsIn),
+    dependencies=[access(ADMIN)],
+)
 async def put_id_embeddings(request: Request, st: AppState, sv: Live) -> IdVectorsOut:
     """Follow the recommender as it retrains: its latest vectors for items, served from now on by every replica
     (``coldproxy sync-ids FILE`` sends an export in chunks). A warm item's vector replaces the package's; a new item
@@ -164,8 +185,14 @@ async def put_id_embeddings(request: Request, st: AppState, sv: Live) -> IdVecto
     if len(body.items) > st.settings.max_id_vectors:
         raise TooLarge(f"at most {st.settings.max_id_vectors} vectors per request (COLDPROXY_MAX_ID_VECTORS)")
     s = st.settings
-    outcomes = await sync_id_vectors(sv, [(it.item_id, it.embedding) for it in body.items], body.id_space,
-                                     body.add_unknown, s.id_sync_min_anchors, s.id_sync_min_cosine)
+    outcomes = await sync_id_vectors(
+        sv,
+        [(it.item_id, it.embedding) for it in body.items],
+        body.id_space,
+        body.add_unknown,
+        s.id_sync_min_anchors,
+        s.id_sync_min_cosine,
+    )
     return id_vectors_out(sv.version, sv.package.id_fingerprint, [it.item_id for it in body.items], outcomes)
 
 
@@ -176,8 +203,12 @@ async def get_embedding(item_id: str, sv: Live) -> Response:
     return fast_json({"item_id": item_id, **versions(sv.version), "source": source, "embedding": emb.tolist()})
 
 
-@router.delete("/v1/items/{item_id}", status_code=204, dependencies=[access(WRITE)],
-               responses={404: {"description": "no such item, or already taken down"}})
+@router.delete(
+    "/v1/items/{item_id}",
+    status_code=204,
+    dependencies=[access(WRITE)],
+    responses={404: {"description": "no such item, or already taken down"}},
+)
 async def delete_item(item_id: str, sv: Live) -> Response:
     """Take an item down (out of stock, posted by mistake, a policy or privacy request): a new item's stored vector
     and kept content features are deleted (a rollout will not re-embed it; POST it again to bring it back); a warm
@@ -189,8 +220,12 @@ async def delete_item(item_id: str, sv: Live) -> Response:
     return Response(status_code=204)
 
 
-@router.post("/v1/items/{item_id}/restore", status_code=204, dependencies=[access(WRITE)],
-             responses={404: {"description": "not a hidden warm item"}})
+@router.post(
+    "/v1/items/{item_id}/restore",
+    status_code=204,
+    dependencies=[access(WRITE)],
+    responses={404: {"description": "not a hidden warm item"}},
+)
 async def restore_item(item_id: str, sv: Live) -> Response:
     """Show a warm item that ``DELETE /v1/items/{id}`` hid again, on every replica. 404 when it is not hidden (a
     deleted new item has no vector left: POST it again)."""

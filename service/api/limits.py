@@ -44,8 +44,9 @@ def route_limits(path: str, settings: ServiceSettings, dim: int) -> RouteLimits:
     if path in ("/v1/rank", "/v1/bundles/rank"):
         return RouteLimits(s.max_candidates * ID_BYTES + vector, s.max_candidates + dim + FIELDS)
     if path == "/v1/items:id-embeddings":
-        return RouteLimits(s.max_id_vectors * (dim * FLOAT_BYTES + 2 * ID_BYTES) + SMALL,
-                           s.max_id_vectors * (dim + 4) + FIELDS)
+        return RouteLimits(
+            s.max_id_vectors * (dim * FLOAT_BYTES + 2 * ID_BYTES) + SMALL, s.max_id_vectors * (dim + 4) + FIELDS
+        )
     if path == "/v1/bundles":
         return RouteLimits(s.max_bundle_members * ID_BYTES + SMALL, s.max_bundle_members + FIELDS)
     if path.endswith("recommendations"):  # a vector, and the IDs to leave out

@@ -21,20 +21,40 @@ async def model(st: AppState, sv: Live) -> ModelOut:
     bundles = None
     if sv.bundles is not None:
         bm = sv.bundles.package.manifest
-        bundles = {"package_version": bm.version, "version": bm.version,  # version: deprecated, one release
-                   "created_at": bm.created_at, "scenario": bm.scenario, "dim": bm.served_dim,
-                   "calibration": bm.calibration.model_dump(), "counts": bm.counts,
-                   "cold_bundles_indexed": sv.bundles.catalog.cold_indexed,
-                   "test_metrics": bm.metrics.get("test", {}), "test_protocol": bundle_test_protocol(bm)}
-    return ModelOut(package_version=manifest.version, created_at=manifest.created_at, dims=manifest.dims.model_dump(),
-                    encoders=manifest.encoders, counts=manifest.counts, cold_items_indexed=sv.items.cold_indexed,
-                    providers=sv.pipeline.providers, evaluation=manifest.evaluation, served=manifest.served,
-                    refit=refit_wait.describe(st.settings.package_dir), test_metrics=manifest.evaluated("test", {}),
-                    calibration=calibration_of(manifest), selection=manifest.evaluated("selection"),
-                    cold_boost=sv.cold_boost, bundle_recommender=bundles,
-                    warnings=warnings_of(manifest), id_fingerprint=sv.package.id_fingerprint, id_space=space_of(sv),
-                    encoder_fingerprint=sv.package.encoder_fingerprint,
-                    rollout=st.rollout.status() if st.rollout is not None else None)
+        bundles = {
+            "package_version": bm.version,
+            "version": bm.version,  # version: deprecated, one release
+            "created_at": bm.created_at,
+            "scenario": bm.scenario,
+            "dim": bm.served_dim,
+            "calibration": bm.calibration.model_dump(),
+            "counts": bm.counts,
+            "cold_bundles_indexed": sv.bundles.catalog.cold_indexed,
+            "test_metrics": bm.metrics.get("test", {}),
+            "test_protocol": bundle_test_protocol(bm),
+        }
+    return ModelOut(
+        package_version=manifest.version,
+        created_at=manifest.created_at,
+        dims=manifest.dims.model_dump(),
+        encoders=manifest.encoders,
+        counts=manifest.counts,
+        cold_items_indexed=sv.items.cold_indexed,
+        providers=sv.pipeline.providers,
+        evaluation=manifest.evaluation,
+        served=manifest.served,
+        refit=refit_wait.describe(st.settings.package_dir),
+        test_metrics=manifest.evaluated("test", {}),
+        calibration=calibration_of(manifest),
+        selection=manifest.evaluated("selection"),
+        cold_boost=sv.cold_boost,
+        bundle_recommender=bundles,
+        warnings=warnings_of(manifest),
+        id_fingerprint=sv.package.id_fingerprint,
+        id_space=space_of(sv),
+        encoder_fingerprint=sv.package.encoder_fingerprint,
+        rollout=st.rollout.status() if st.rollout is not None else None,
+    )
 
 
 def bundle_test_protocol(bm) -> dict:
@@ -43,12 +63,18 @@ def bundle_test_protocol(bm) -> dict:
     the per-user placement, both fitted on tune), so they are not the representation's alone."""
     c = bm.calibration
     pool = bm.provenance.get("settings", {}).get("calibration_placement_pool")
-    return {"split": f"Youshu {bm.scenario} test", "metrics_at": c.list_length,
-            "candidates": "every bundle, the user's training bundles left out (all-unrated)",
-            "policy": {"size_prior": {"log_size": c.log_size, "offset": c.offset},
-                       "new_bundle_slots": c.cold_slots, "placement_fitted_on": pool,
-                       "chosen_on": "tune"},
-            "includes_serving_policy": bool(c.log_size or c.offset or c.cold_slots)}
+    return {
+        "split": f"Youshu {bm.scenario} test",
+        "metrics_at": c.list_length,
+        "candidates": "every bundle, the user's training bundles left out (all-unrated)",
+        "policy": {
+            "size_prior": {"log_size": c.log_size, "offset": c.offset},
+            "new_bundle_slots": c.cold_slots,
+            "placement_fitted_on": pool,
+            "chosen_on": "tune",
+        },
+        "includes_serving_policy": bool(c.log_size or c.offset or c.cold_slots),
+    }
 
 
 def space_of(sv: Live) -> dict:
@@ -57,9 +83,14 @@ def space_of(sv: Live) -> dict:
     if package.manifest.id_space is not None:  # with what loading the given files left out, when it was recorded
         report = package.manifest.metrics.get("id_space", {}).get("report")
         return package.manifest.id_space.model_dump() | {"report": report}
-    return {"fingerprint": package.id_fingerprint, "source": "trained", "score": "dot",
-            "dim": package.manifest.dims.id_dim, "item_vectors": len(package.item_ids),
-            "user_vectors": len(package.user_ids)}
+    return {
+        "fingerprint": package.id_fingerprint,
+        "source": "trained",
+        "score": "dot",
+        "dim": package.manifest.dims.id_dim,
+        "item_vectors": len(package.item_ids),
+        "user_vectors": len(package.user_ids),
+    }
 
 
 def warnings_of(manifest) -> list[str]:
@@ -68,8 +99,10 @@ def warnings_of(manifest) -> list[str]:
     if "fallback" in id_model:
         f = id_model["fallback"]
         scores = ", ".join(f"{k} {v:.4f}" for k, v in f["warm_val_ndcg@20"].items())
-        out.append(f"the configured ID model learnt nothing that generalises; training kept {f['chosen']} instead, "
-                   f"chosen on {f['chosen_on']} ({scores})")
+        out.append(
+            f"the configured ID model learnt nothing that generalises; training kept {f['chosen']} instead, "
+            f"chosen on {f['chosen_on']} ({scores})"
+        )
     return out
 
 
@@ -77,12 +110,19 @@ def calibration_of(manifest) -> dict | None:
     fitted = manifest.evaluated("calibration")
     if not fitted:
         return None
-    return {k: fitted[k] for k in ("scale", "shift", "chosen_on", "val_all_ndcg20", "val_all_ndcg20_uncalibrated")
-            if k in fitted}
+    return {
+        k: fitted[k]
+        for k in ("scale", "shift", "chosen_on", "val_all_ndcg20", "val_all_ndcg20_uncalibrated")
+        if k in fitted
+    }
 
 
-@router.post("/v1/admin/reload", response_model=ReloadOut, dependencies=[access(ADMIN)],
-             responses={202: {"model": ReloadOut, "description": "the new package's rollout is still backfilling"}})
+@router.post(
+    "/v1/admin/reload",
+    response_model=ReloadOut,
+    dependencies=[access(ADMIN)],
+    responses={202: {"model": ReloadOut, "description": "the new package's rollout is still backfilling"}},
+)
 async def reload(st: AppState) -> JSONResponse:
     """Load the model package directory again. With the serving package's encoders, the new one is rolled out:
     every stored new item is re-embedded for it while the old one serves, then it is switched to (200); if that

@@ -28,8 +28,17 @@ log = logging.getLogger("coldproxy.batcher")
 
 
 class MicroBatcher:
-    def __init__(self, infer, metrics: Metrics, max_batch: int, max_wait_s: float, max_queue: int, workers: int,
-                 run=to_thread.run_sync, deadline_s: float = 30.0):
+    def __init__(
+        self,
+        infer,
+        metrics: Metrics,
+        max_batch: int,
+        max_wait_s: float,
+        max_queue: int,
+        workers: int,
+        run=to_thread.run_sync,
+        deadline_s: float = 30.0,
+    ):
         """``run``: how a batch's ``infer`` call is run off the event loop (the service: ``GraphThreads.run``)."""
         self.infer, self.metrics, self.run, self.deadline_s = infer, metrics, run, deadline_s
         self.dead: str | None = None  # why a worker ended, when one did without being stopped

@@ -23,11 +23,15 @@ class DecodeBudget:
         """Hold ``need`` bytes of the budget; ``QueueFull`` (503) when they are not free within ``wait_s``."""
         async with self._changed:
             try:
-                await asyncio.wait_for(self._changed.wait_for(
-                    lambda: self.in_flight == 0 or self.in_flight + need <= self.max_bytes), self.wait_s)
+                await asyncio.wait_for(
+                    self._changed.wait_for(lambda: self.in_flight == 0 or self.in_flight + need <= self.max_bytes),
+                    self.wait_s,
+                )
             except TimeoutError:
-                raise QueueFull(f"images being decoded hold the decode budget (COLDPROXY_MAX_DECODE_BYTES); waited "
-                                f"{self.wait_s:g} s") from None
+                raise QueueFull(
+                    f"images being decoded hold the decode budget (COLDPROXY_MAX_DECODE_BYTES); waited "
+                    f"{self.wait_s:g} s"
+                ) from None
             self.in_flight += need
         try:
             yield

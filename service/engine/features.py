@@ -29,18 +29,21 @@ class ContentFeatures:
     @classmethod
     def zeros(cls, n: int, dims) -> "ContentFeatures":
         z = lambda *shape: np.zeros((n, *shape), np.float32)  # noqa: E731
-        return cls(z(dims.text_dim), z(dims.image_dim), z(dims.text_layers, dims.text_dim), z(dims.image_stage_dim),
-                   z(2))
+        return cls(
+            z(dims.text_dim), z(dims.image_dim), z(dims.text_layers, dims.text_dim), z(dims.image_stage_dim), z(2)
+        )
 
     def take(self, rows: list[int]) -> "ContentFeatures":
-        return ContentFeatures(self.text[rows], self.image[rows], self.text_layers[rows], self.image_stages[rows],
-                               self.mask[rows])
+        return ContentFeatures(
+            self.text[rows], self.image[rows], self.text_layers[rows], self.image_stages[rows], self.mask[rows]
+        )
 
     def pack(self) -> np.ndarray:
         """(n, feature_width) float32: one flat row per item."""
         n = len(self.mask)
-        return np.concatenate([self.text, self.image, self.text_layers.reshape(n, -1), self.image_stages, self.mask],
-                              axis=1).astype(np.float32)
+        return np.concatenate(
+            [self.text, self.image, self.text_layers.reshape(n, -1), self.image_stages, self.mask], axis=1
+        ).astype(np.float32)
 
     @classmethod
     def unpack(cls, rows: np.ndarray, dims) -> "ContentFeatures":

@@ -37,8 +37,9 @@ def padded_batch(size: int) -> int:
 
 
 class ProxyPipeline:
-    def __init__(self, package: ModelPackage, metrics: Metrics, ort: dict, max_pixels: int,
-                 pad_images: bool | None = None):
+    def __init__(
+        self, package: ModelPackage, metrics: Metrics, ort: dict, max_pixels: int, pad_images: bool | None = None
+    ):
         """``ort``: ``coldproxy.ort.make_session`` options (``ServiceSettings.ort_options()``).
         ``pad_images``: run the image encoder only at power-of-two batch sizes (zero rows added, their
         outputs dropped), each size in a session of its own. On the CUDA provider, cuDNN finalises
@@ -152,19 +153,26 @@ class ProxyPipeline:
         them) over a batch of items' content features: what a POST runs after its encoders, and what re-embedding
         a stored item for a new package with the same encoders runs alone."""
         with self._metrics.time_stage("proxy"):
-            out, alpha = self.proxy.run(None, dict(zip(PROXY_INPUTS, (
-                f.text, f.image, f.text_layers, f.image_stages, f.mask))))
+            out, alpha = self.proxy.run(
+                None, dict(zip(PROXY_INPUTS, (f.text, f.image, f.text_layers, f.image_stages, f.mask)))
+            )
         self._metrics.batch_size.labels("proxy").observe(len(out))
         if self.sampler is None:
             served, weights, diffusion, anchor = out, None, None, None
         else:
             served, weights, diffusion, anchor = self._experts(out, f.text, f.image, f.mask)
         packed = f.pack()
-        return [Embedded(served[j], [m for m, k in (("text", 0), ("image", 1)) if f.mask[j, k] > 0], alpha[j],
-                         None if weights is None else weights[j],
-                         {} if diffusion is None else {"proxy": out[j], "diffusion": diffusion[j], "anchor": anchor[j]},
-                         packed[j])
-                for j in range(len(out))]
+        return [
+            Embedded(
+                served[j],
+                [m for m, k in (("text", 0), ("image", 1)) if f.mask[j, k] > 0],
+                alpha[j],
+                None if weights is None else weights[j],
+                {} if diffusion is None else {"proxy": out[j], "diffusion": diffusion[j], "anchor": anchor[j]},
+                packed[j],
+            )
+            for j in range(len(out))
+        ]
 
     def _experts(self, proxy: np.ndarray, text_f: np.ndarray, image_f: np.ndarray, mask: np.ndarray):
         """anchor -> diffusion proxy -> gated embedding and expert weights (id, proxy, diffusion, anchor)."""
@@ -176,16 +184,29 @@ class ProxyPipeline:
         emb, weights = self.regate(proxy, diffusion, anchor, mask, np.zeros(len(proxy)), None)
         return emb, weights, diffusion, anchor
 
-    def regate(self, proxy: np.ndarray, diffusion: np.ndarray, anchor: np.ndarray | None, mask: np.ndarray,
-               counts: np.ndarray, id_emb: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    def regate(
+        self,
+        proxy: np.ndarray,
+        diffusion: np.ndarray,
+        anchor: np.ndarray | None,
+        mask: np.ndarray,
+        counts: np.ndarray,
+        id_emb: np.ndarray | None,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """The cold-aware gate graph: features (log1p count, modalities), the ID expert only when given;
         ``anchor`` is fed only to a gate that has that expert."""
         n = len(proxy)
         features = cold_features(counts, mask)
         available = np.ones((n, len(self.experts)), np.float32)
         available[:, 0] = 0.0 if id_emb is None else 1.0
-        values = (features, available, np.zeros_like(proxy) if id_emb is None else id_emb.astype(np.float32),
-                  proxy, diffusion, anchor)
+        values = (
+            features,
+            available,
+            np.zeros_like(proxy) if id_emb is None else id_emb.astype(np.float32),
+            proxy,
+            diffusion,
+            anchor,
+        )
         with self._metrics.time_stage("gate"):
             return self.gate.run(None, dict(zip(GATE_INPUTS[: 2 + len(self.experts)], values)))
 

@@ -26,10 +26,20 @@ from service.offline.worker import EmbedWorker
 SKIP_CHUNK = 10_000  # IDs per store lookup when working out what an earlier run wrote
 
 
-def embed_catalogue(settings: ServiceSettings, catalogue: pa.Table, out: Path | None = None, redis: bool = False,
-                    overwrite: bool = False, batch: int = 64, engine: str = "local", address: str | None = None,
-                    actors: int | None = None, cpus_per_actor: int = 1, errors: Path | None = None,
-                    progress: bool = True) -> dict:
+def embed_catalogue(
+    settings: ServiceSettings,
+    catalogue: pa.Table,
+    out: Path | None = None,
+    redis: bool = False,
+    overwrite: bool = False,
+    batch: int = 64,
+    engine: str = "local",
+    address: str | None = None,
+    actors: int | None = None,
+    cpus_per_actor: int = 1,
+    errors: Path | None = None,
+    progress: bool = True,
+) -> dict:
     """Embed ``catalogue`` (``service.offline.inputs.read_catalogue``) into ``out`` (a Parquet dataset) or, with
     ``redis``, the settings' store. Returns the report; the failed rows go to ``errors`` (default: beside ``out``,
     or ``embed.errors.parquet`` in the working directory for Redis)."""
@@ -52,13 +62,14 @@ def embed_catalogue(settings: ServiceSettings, catalogue: pa.Table, out: Path | 
         skipped: dict[str, str] = {}
         unique = [ids[r] for r in keep]
         for start in range(0, len(unique), SKIP_CHUNK):
-            skipped |= sink.skip(unique[start: start + SKIP_CHUNK])
+            skipped |= sink.skip(unique[start : start + SKIP_CHUNK])
         todo = catalogue.take(pa.array([r for r in keep if ids[r] not in skipped], pa.int64()))
         report = {"engine": engine, "version": sink.version, "rows": len(ids), "todo": len(todo)}
         counts, write_s, first = Counter(dict.fromkeys(sink.COUNTS, 0)), 0.0, None
         runs = _ray if engine == "ray" else _local
-        with tqdm(total=len(todo), unit="item", desc=f"embedding with {sink.version} ({engine})",
-                  disable=not progress) as bar:
+        with tqdm(
+            total=len(todo), unit="item", desc=f"embedding with {sink.version} ({engine})", disable=not progress
+        ) as bar:
             for cols in runs(settings, todo, batch, keep=redis, address=address, actors=actors, cpus=cpus_per_actor):
                 cols |= {k: np.array(cols[k], dtype=object) for k in ("item_id", "error", "modalities")}  # writable
                 if first is None:  # start-up (sessions loaded, actors started) and the first batch's own work
@@ -73,26 +84,46 @@ def embed_catalogue(settings: ServiceSettings, catalogue: pa.Table, out: Path | 
     write_errors(errors_file, failed)
     seconds = time.perf_counter() - t0
     done = counts.get("embedded", 0) + counts.get("stored", 0)
-    return report | counts | {"skipped": dict(Counter(skipped.values())), "failed": len(failed),
-                              "errors": str(errors_file), "seconds": round(seconds, 2), "write_s": round(write_s, 2),
-                              "items_per_s": round(done / seconds, 1) if seconds else None,
-                              **_after_first(first, len(todo), seconds),
-                              **({"out": str(out)} if out is not None else {})}
+    return (
+        report
+        | counts
+        | {
+            "skipped": dict(Counter(skipped.values())),
+            "failed": len(failed),
+            "errors": str(errors_file),
+            "seconds": round(seconds, 2),
+            "write_s": round(write_s, 2),
+            "items_per_s": round(done / seconds, 1) if seconds else None,
+            **_after_first(first, len(todo), seconds),
+            **({"out": str(out)} if out is not None else {}),
+        }
+    )
 
 
 def _after_first(first: tuple[float, int] | None, rows: int, seconds: float) -> dict:
     """Seconds to the first batch out (start-up included) and the rows/s after it: a long backfill's rate."""
     if first is None or rows <= first[1] or seconds <= first[0]:
         return {"first_batch_s": None if first is None else round(first[0], 2), "after_first_rows_per_s": None}
-    return {"first_batch_s": round(first[0], 2),
-            "after_first_rows_per_s": round((rows - first[1]) / (seconds - first[0]), 1)}
+    return {
+        "first_batch_s": round(first[0], 2),
+        "after_first_rows_per_s": round((rows - first[1]) / (seconds - first[0]), 1),
+    }
 
 
 def _worker_args(settings: ServiceSettings, threads: int, keep: bool) -> dict:
-    images = ImagePolicy(tuple(str(r) for r in settings.embed_image_roots), tuple(settings.embed_image_schemes),
-                         settings.max_request_bytes)
-    return {"package_dir": str(settings.package_dir), "ort": settings.ort_options() | {"intra_threads": threads},
-            "max_pixels": settings.max_image_pixels, "decode_threads": threads, "keep": keep, "images": images}
+    images = ImagePolicy(
+        tuple(str(r) for r in settings.embed_image_roots),
+        tuple(settings.embed_image_schemes),
+        settings.max_request_bytes,
+    )
+    return {
+        "package_dir": str(settings.package_dir),
+        "ort": settings.ort_options() | {"intra_threads": threads},
+        "max_pixels": settings.max_image_pixels,
+        "decode_threads": threads,
+        "keep": keep,
+        "images": images,
+    }
 
 
 def _columns(table: pa.Table) -> dict[str, np.ndarray]:
@@ -114,8 +145,15 @@ def _local(settings: ServiceSettings, todo: pa.Table, batch: int, keep: bool, **
             yield worker.finish(current, prepared)
 
 
-def _ray(settings: ServiceSettings, todo: pa.Table, batch: int, keep: bool, address: str | None, actors: int | None,
-         cpus: int) -> Iterator[dict[str, np.ndarray]]:
+def _ray(
+    settings: ServiceSettings,
+    todo: pa.Table,
+    batch: int,
+    keep: bool,
+    address: str | None,
+    actors: int | None,
+    cpus: int,
+) -> Iterator[dict[str, np.ndarray]]:
     try:
         import ray
     except ImportError as exc:
@@ -128,6 +166,11 @@ def _ray(settings: ServiceSettings, todo: pa.Table, batch: int, keep: bool, addr
     # one block a batch: spread over the pool
     blocks = [todo.slice(start, batch) for start in range(0, len(todo), batch)]
     ds = ray.data.from_arrow(blocks).map_batches(
-        EmbedWorker, fn_constructor_kwargs=_worker_args(settings, cpus, keep), batch_size=batch, batch_format="numpy",
-        concurrency=pool, num_cpus=cpus)
+        EmbedWorker,
+        fn_constructor_kwargs=_worker_args(settings, cpus, keep),
+        batch_size=batch,
+        batch_format="numpy",
+        concurrency=pool,
+        num_cpus=cpus,
+    )
     yield from ds.iter_batches(batch_size=None, batch_format="numpy")

@@ -27,8 +27,9 @@ def read_catalogue(path: Path, data_format: str | None = None) -> pa.Table:
         missing = [c for c in COLUMNS if c not in table.column_names and c != "image"]
         if missing:
             raise ValueError(f"{path}: a catalogue table needs the columns item_id, text and image (missing {missing})")
-        return pa.table({c: _strings(table[c] if c in table.column_names else pa.nulls(len(table)), len(table))
-                         for c in COLUMNS})
+        return pa.table(
+            {c: _strings(table[c] if c in table.column_names else pa.nulls(len(table)), len(table)) for c in COLUMNS}
+        )
     if data_format == "movielens":
         raise ValueError("a MovieLens directory is read by the CLI (models.data), then given as catalogue_table(...)")
     rows = {c: [] for c in COLUMNS}
@@ -54,8 +55,11 @@ def catalogue_table(ids: list[str], texts: list[str], images: list[Path | None])
 
 
 def _strings(column, n: int) -> pa.Array:
-    return pa.array(["" if v is None else str(v) for v in column.to_pylist()],
-                    pa.string()) if n else pa.array([], pa.string())
+    return (
+        pa.array(["" if v is None else str(v) for v in column.to_pylist()], pa.string())
+        if n
+        else pa.array([], pa.string())
+    )
 
 
 @dataclass(frozen=True)

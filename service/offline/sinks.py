@@ -29,8 +29,15 @@ def errors_path(out: Path) -> Path:
 def write_errors(path: Path, errors: list[tuple[str, str]]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(pa.table({"item_id": pa.array([i for i, _ in errors], pa.string()),
-                             "reason": pa.array([r for _, r in errors], pa.string())}), tmp)
+    pq.write_table(
+        pa.table(
+            {
+                "item_id": pa.array([i for i, _ in errors], pa.string()),
+                "reason": pa.array([r for _, r in errors], pa.string()),
+            }
+        ),
+        tmp,
+    )
     tmp.replace(path)
 
 
@@ -39,9 +46,16 @@ class ParquetSink:
 
     def __init__(self, out: Path, version: str, dim: int):
         self.out, self.version, self.dim = Path(out), version, dim
-        self.schema = pa.schema([("item_id", pa.string()), ("version", pa.string()), ("modalities", pa.string()),
-                                 ("fusion_text", pa.float32()), ("fusion_image", pa.float32()),
-                                 ("embedding", pa.list_(pa.float32(), dim))])
+        self.schema = pa.schema(
+            [
+                ("item_id", pa.string()),
+                ("version", pa.string()),
+                ("modalities", pa.string()),
+                ("fusion_text", pa.float32()),
+                ("fusion_image", pa.float32()),
+                ("embedding", pa.list_(pa.float32(), dim)),
+            ]
+        )
         if self.out.is_file():
             raise ColdproxyError(f"{self.out} is a file; the output is a Parquet dataset directory: give a new path")
         self.out.mkdir(parents=True, exist_ok=True)
@@ -49,8 +63,10 @@ class ParquetSink:
         done = pq.read_table(self.parts, columns=["item_id", "version"]) if self.parts else None
         versions = set(done["version"].to_pylist()) if done is not None else set()
         if versions - {version}:
-            raise ColdproxyError(f"{self.out} holds vectors of package {sorted(versions - {version})}, not {version}: "
-                                 "give another output directory, or remove it")
+            raise ColdproxyError(
+                f"{self.out} holds vectors of package {sorted(versions - {version})}, not {version}: "
+                "give another output directory, or remove it"
+            )
         self.done = set(done["item_id"].to_pylist()) if done is not None else set()
 
     def skip(self, item_ids: list[str]) -> dict[str, str]:
@@ -61,11 +77,17 @@ class ParquetSink:
         ok = [r for r, e in enumerate(cols["error"]) if not e]
         if ok:
             emb = np.ascontiguousarray(cols["embedding"][ok], np.float32)
-            table = pa.table({"item_id": [str(cols["item_id"][r]) for r in ok], "version": [self.version] * len(ok),
-                              "modalities": [str(cols["modalities"][r]) for r in ok],
-                              "fusion_text": cols["fusion"][ok, 0], "fusion_image": cols["fusion"][ok, 1],
-                              "embedding": pa.FixedSizeListArray.from_arrays(pa.array(emb.ravel()), self.dim)},
-                             schema=self.schema)
+            table = pa.table(
+                {
+                    "item_id": [str(cols["item_id"][r]) for r in ok],
+                    "version": [self.version] * len(ok),
+                    "modalities": [str(cols["modalities"][r]) for r in ok],
+                    "fusion_text": cols["fusion"][ok, 0],
+                    "fusion_image": cols["fusion"][ok, 1],
+                    "embedding": pa.FixedSizeListArray.from_arrays(pa.array(emb.ravel()), self.dim),
+                },
+                schema=self.schema,
+            )
             path = self.out / f"part-{len(self.parts):05d}.parquet"
             tmp = path.with_name(path.name + ".tmp")
             pq.write_table(table, tmp)

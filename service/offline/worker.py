@@ -24,8 +24,9 @@ PARTS = ("proxy", "diffusion", "anchor")
 class EmbedWorker:
     """``keep``: also return what the Redis store keeps (the experts' outputs, the packed content features)."""
 
-    def __init__(self, package_dir: str, ort: dict, max_pixels: int, decode_threads: int, keep: bool,
-                 images: ImagePolicy):
+    def __init__(
+        self, package_dir: str, ort: dict, max_pixels: int, decode_threads: int, keep: bool, images: ImagePolicy
+    ):
         package = load_package(Path(package_dir))
         self.images = images
         self.pipeline = ProxyPipeline(package, Metrics(), ort, max_pixels)
@@ -67,20 +68,29 @@ class EmbedWorker:
         except Exception:  # one row the graphs cannot take must not fail the batch: run them one by one
             results = [self._alone(prepared[r]) for r in ok]
         n = len(ids)
-        out = {"item_id": np.array(ids, dtype=object), "error": np.array(errors, dtype=object),
-               "embedding": np.zeros((n, self.dim), np.float32), "modalities": np.array([""] * n, dtype=object),
-               "fusion": np.zeros((n, 2), np.float32)}
+        out = {
+            "item_id": np.array(ids, dtype=object),
+            "error": np.array(errors, dtype=object),
+            "embedding": np.zeros((n, self.dim), np.float32),
+            "modalities": np.array([""] * n, dtype=object),
+            "fusion": np.zeros((n, 2), np.float32),
+        }
         if self.keep:
             width = max(1, len(self.pipeline.experts))  # all NaN without a gate (a zero-width column trips Arrow)
-            out |= {"expert_weights": np.full((n, width), np.nan, np.float32),
-                    **{k: np.full((n, self.dim), np.nan, np.float32) for k in PARTS},
-                    "features": np.zeros((n, feature_width(self.pipeline.dims)), np.float32)}
+            out |= {
+                "expert_weights": np.full((n, width), np.nan, np.float32),
+                **{k: np.full((n, self.dim), np.nan, np.float32) for k in PARTS},
+                "features": np.zeros((n, feature_width(self.pipeline.dims)), np.float32),
+            }
         for r, result in zip(ok, results):
             if isinstance(result, (ImageError, str)):  # a bad image, or the graphs' failure on this row alone
                 out["error"][r] = str(result)
                 continue
-            out["embedding"][r], out["modalities"][r], out["fusion"][r] = result.embedding, ",".join(
-                result.modalities), result.fusion_weights
+            out["embedding"][r], out["modalities"][r], out["fusion"][r] = (
+                result.embedding,
+                ",".join(result.modalities),
+                result.fusion_weights,
+            )
             if self.keep:
                 if result.expert_weights is not None:
                     out["expert_weights"][r] = result.expert_weights
@@ -100,6 +110,11 @@ def embedded(columns: dict[str, np.ndarray], r: int) -> Embedded:
     """Row ``r`` of a kept result batch as the pipeline's ``Embedded`` (what ``store_embedded`` writes)."""
     weights = columns["expert_weights"][r]
     parts = {k: columns[k][r] for k in PARTS if not np.isnan(columns[k][r]).any()}
-    return Embedded(columns["embedding"][r], [m for m in str(columns["modalities"][r]).split(",") if m],
-                    columns["fusion"][r], None if np.isnan(weights).any() else weights, parts,
-                    columns["features"][r])
+    return Embedded(
+        columns["embedding"][r],
+        [m for m in str(columns["modalities"][r]).split(",") if m],
+        columns["fusion"][r],
+        None if np.isnan(weights).any() else weights,
+        parts,
+        columns["features"][r],
+    )

@@ -55,11 +55,26 @@ def largest_norm(vectors: np.ndarray) -> float:
 
 
 class Catalog:
-    def __init__(self, name: str, user_ids: list[str], user_emb: np.ndarray, warm_ids: list[str], warm_emb: np.ndarray,
-                 store: RedisStore, metrics: Metrics, local_reads: bool, index_options: dict | None = None,
-                 space: str = "", score: str = "dot", max_user_norm: float | None = None, norm_slack: float = 1.5,
-                 store_lookups: int = 0, seen: tuple[np.ndarray, np.ndarray] | None = None,
-                 proxy_ids: list[str] = (), proxy_emb: np.ndarray | None = None):
+    def __init__(
+        self,
+        name: str,
+        user_ids: list[str],
+        user_emb: np.ndarray,
+        warm_ids: list[str],
+        warm_emb: np.ndarray,
+        store: RedisStore,
+        metrics: Metrics,
+        local_reads: bool,
+        index_options: dict | None = None,
+        space: str = "",
+        score: str = "dot",
+        max_user_norm: float | None = None,
+        norm_slack: float = 1.5,
+        store_lookups: int = 0,
+        seen: tuple[np.ndarray, np.ndarray] | None = None,
+        proxy_ids: list[str] = (),
+        proxy_emb: np.ndarray | None = None,
+    ):
         """``proxy_ids``, ``proxy_emb``: the package's entries without an ID vector, served by their proxy (answered
         with source "proxy", among the "new" ones of ``top_k``), after the warm ones; ``space``: the ID space's
         fingerprint; ``score``: its score function (cosine: vectors unit-length);
@@ -118,21 +133,25 @@ class Catalog:
         row = self.users.get(user_id)
         return None if row is None else self.user_emb[row]
 
-    def query_vector(self, user_id: str | None, user_embedding: list[float] | None, space: str | None = None
-                     ) -> np.ndarray:
+    def query_vector(
+        self, user_id: str | None, user_embedding: list[float] | None, space: str | None = None
+    ) -> np.ndarray:
         """The vector a ranking is for: the package's user ``user_id`` (404 when unknown), or ``user_embedding``
         checked (422: dimension, finiteness, norm; unit length in a cosine space). ``space``, when a client names
         the space its vector is of, must be this one's (409)."""
         if space is not None and space != self.space:
-            raise Conflict(f"the vector is of ID space {space}; this {self.name} package serves {self.space} "
-                           "(GET /v1/model): never rank one space's user against another's entries")
+            raise Conflict(
+                f"the vector is of ID space {space}; this {self.name} package serves {self.space} "
+                "(GET /v1/model): never rank one space's user against another's entries"
+            )
         if user_embedding is None:
             vector = self.user_vector(user_id)
             if vector is None:
                 raise NotFound(f"unknown user {user_id}")
             return vector
-        return check_client_vector(user_embedding, self.dim, self.max_user_norm, "user_embedding",
-                                   unit=self.score == "cosine")
+        return check_client_vector(
+            user_embedding, self.dim, self.max_user_norm, "user_embedding", unit=self.score == "cosine"
+        )
 
     def entry_vector(self, values: list[float], field: str, max_norm: float | None = None) -> np.ndarray:
         """A vector a client sends for an entry, checked (422: dimension, finiteness, a norm within ``max_norm``,
@@ -178,8 +197,10 @@ class Catalog:
         """Show a hidden warm entry again on every replica; False when it was not hidden. Raises ``NotFound`` for
         an ID that is not one of the package's (a deleted new entry has no vector left: POST it again)."""
         if key not in self.warm:
-            raise NotFound(f"{key} is not one of the model package's {self.name}: only those can be restored "
-                           "(post a deleted new one again)")
+            raise NotFound(
+                f"{key} is not one of the model package's {self.name}: only those can be restored "
+                "(post a deleted new one again)"
+            )
         changed = await self.store.set_hidden(key, False)
         self.show([key], [False])
         return changed
@@ -228,10 +249,14 @@ class Catalog:
         flat = [k for p in pos for k in p]
         given = frozenset()
         if self.given or any(v[1] for v in cold.values()):
-            given = frozenset(r for r in range(len(warm_pos), len(flat))
-                              if ids[flat[r]] in self.given or (ids[flat[r]] in cold and cold[ids[flat[r]]][1]))
-        proxied = frozenset(r for r, k in enumerate(warm_pos) if ids[k] in self.proxies) if self.proxies else \
-            frozenset()
+            given = frozenset(
+                r
+                for r in range(len(warm_pos), len(flat))
+                if ids[flat[r]] in self.given or (ids[flat[r]] in cold and cold[ids[flat[r]]][1])
+            )
+        proxied = (
+            frozenset(r for r, k in enumerate(warm_pos) if ids[k] in self.proxies) if self.proxies else frozenset()
+        )
         found = Found(np.array(flat, np.int64), np.concatenate(parts), len(warm_pos), given, proxied)
         m = self.metrics.lookups
         m.labels(self.name, "id").inc(found.warm)
@@ -260,8 +285,9 @@ class Catalog:
     def _ranked(ids: list[str], f: Found, user: np.ndarray) -> tuple[list[tuple[str, float, str]], list[str]]:
         scores = f.vectors @ user
         order = np.lexsort((f.pos, -scores))
-        ranked = [(ids[k], sc, f.source(j))
-                  for j, k, sc in zip(order.tolist(), f.pos[order].tolist(), scores[order].tolist())]
+        ranked = [
+            (ids[k], sc, f.source(j)) for j, k, sc in zip(order.tolist(), f.pos[order].tolist(), scores[order].tolist())
+        ]
         unknown = np.ones(len(ids), bool)
         unknown[f.pos] = False
         return ranked, [ids[k] for k in np.flatnonzero(unknown).tolist()]
@@ -273,7 +299,7 @@ class Catalog:
         if row is None or self.seen is None:
             return frozenset()
         indptr, rows = self.seen
-        return frozenset(rows[indptr[row]: indptr[row + 1]].tolist())
+        return frozenset(rows[indptr[row] : indptr[row + 1]].tolist())
 
     async def seen_since(self, user_id: str | None) -> frozenset[int]:
         """The index rows of the items ``user_id`` was posted to have seen since the package (``history``); none for a
@@ -286,17 +312,23 @@ class Catalog:
         """The index rows of those of ``ids`` it holds."""
         return frozenset(self.index.row_numbers(ids))
 
-    def top_k(self, user: np.ndarray, k: int, exclude: frozenset[int] = frozenset(), only: str = "all",
-              after: float | None = None) -> list[tuple[str, float, str]]:
+    def top_k(
+        self,
+        user: np.ndarray,
+        k: int,
+        exclude: frozenset[int] = frozenset(),
+        only: str = "all",
+        after: float | None = None,
+    ) -> list[tuple[str, float, str]]:
         """The ``k`` best entries for ``user`` without the rows in ``exclude``; ``only``: "warm" (the package's entries
         with an ID vector, the index's first rows), "new" (every other: the package's proxies, and entries posted or
         added since) or "all"; ``after``: only entries first stored after that time (epoch seconds; never the
         package's own)."""
-        within = {"all": None, "warm": (0, self.n_id), "new": (self.n_id, 2 ** 62)}[only]
+        within = {"all": None, "warm": (0, self.n_id), "new": (self.n_id, 2**62)}[only]
         return [(i, s, self.source_of(i)) for i, s in self.index.search(user, k, exclude, within, after)]
 
     def source_of(self, entry_id: str) -> str:
-        """"id" for an entry served by an ID vector (the package's, or the recommender's since), else "proxy"."""
+        """ "id" for an entry served by an ID vector (the package's, or the recommender's since), else "proxy"."""
         return "id" if (entry_id in self.warm and entry_id not in self.proxies) or entry_id in self.given else "proxy"
 
     async def give(self, key: str, vector: np.ndarray) -> tuple[str, StoredItem | None]:
@@ -316,8 +348,9 @@ class Catalog:
             elif previous.fields.get("src") == "id":
                 if np.array_equal(previous.embedding, vector):
                     return "unchanged", previous
-                record = replace(previous, embedding=vector,
-                                 id_embedding=vector if previous.id_embedding is not None else None)
+                record = replace(
+                    previous, embedding=vector, id_embedding=vector if previous.id_embedding is not None else None
+                )
                 outcome = "updated"
             else:
                 record = replace(previous, embedding=vector, id_embedding=vector, fields=previous.fields | given)
@@ -329,12 +362,21 @@ class Catalog:
         """Every stored entry whose vector the recommender gave, and that vector. Raises ``StoreUnavailable``."""
         ids, out = await self.store.all_ids(), {}
         for start in range(0, len(ids), chunk):
-            out |= {i: e.vector for i, e in (await self.store.get_many_sourced(ids[start: start + chunk])).items()
-                    if e.given}
+            out |= {
+                i: e.vector
+                for i, e in (await self.store.get_many_sourced(ids[start : start + chunk])).items()
+                if e.given
+            }
         return out
 
-    async def put(self, key: str, record: StoredItem, overwrite: bool, features: np.ndarray | None = None,
-                  expect: StoredItem | None = None) -> bool:
+    async def put(
+        self,
+        key: str,
+        record: StoredItem,
+        overwrite: bool,
+        features: np.ndarray | None = None,
+        expect: StoredItem | None = None,
+    ) -> bool:
         """Store in Redis (acknowledged write; with the item's content features when given), then index on this
         replica (others hear of it through the store); False, and nothing written, when ``key`` exists and
         ``overwrite`` is off, or it is no longer the record ``expect`` (see ``RedisStore.put``). Raises
@@ -344,6 +386,10 @@ class Catalog:
         if stored:
             with self.metrics.time_stage("index"):
                 posted = record.fields.get("posted_at")  # a re-embedded item's first-stored time; else now, if new
-                self.sync.add([key], record.embedding[None], [record.fields.get("src") == "id"],
-                              None if posted is None else np.array([float(posted)]))
+                self.sync.add(
+                    [key],
+                    record.embedding[None],
+                    [record.fields.get("src") == "id"],
+                    None if posted is None else np.array([float(posted)]),
+                )
         return stored

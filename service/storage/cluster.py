@@ -35,8 +35,9 @@ def partition_tag(item_id: str, partitions: int) -> str:
 
 
 class ClusterStore(RedisStore):
-    def __init__(self, url: str, prefix: str, version: str, dim: int, stream_maxlen: int = 100_000,
-                 partitions: int = 16):
+    def __init__(
+        self, url: str, prefix: str, version: str, dim: int, stream_maxlen: int = 100_000, partitions: int = 16
+    ):
         self.url, self.prefix, self.version, self.dim, self.partitions = url, prefix, version, dim, partitions
         self.client = RedisCluster.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
         self.base = f"{prefix}:{version}"
@@ -80,7 +81,7 @@ class ClusterStore(RedisStore):
         out: list[tuple[bytes | None, ...]] = []
         for start in range(0, len(item_ids), chunk):
             async with self.client.pipeline(transaction=False) as pipe:
-                for i in item_ids[start: start + chunk]:
+                for i in item_ids[start : start + chunk]:
                     pipe.hmget(self.item_key(i), "emb", "src", "posted_at")
                 out += [tuple(r) for r in await pipe.execute()]
         return out
@@ -117,8 +118,9 @@ class ClusterStore(RedisStore):
     def follower(self, block_ms: int) -> RedisCluster:
         return RedisCluster.from_url(self.url, socket_connect_timeout=2.0, socket_timeout=10.0)
 
-    async def read_events(self, follower: RedisCluster, position: dict[str, str], block_ms: int,
-                          count: int = 1000) -> list[tuple[tuple[str, str], bytes, bytes]]:
+    async def read_events(
+        self, follower: RedisCluster, position: dict[str, str], block_ms: int, count: int = 1000
+    ) -> list[tuple[tuple[str, str], bytes, bytes]]:
         """Events after ``position`` on every partition's stream ((stream, event ID), origin, raw item ID),
         polling until there is one or ``block_ms`` has passed."""
         loop = asyncio.get_running_loop()
@@ -128,8 +130,12 @@ class ClusterStore(RedisStore):
                 for stream in self.streams:
                     pipe.xread({stream: position.get(stream, "0-0")}, count=count)
                 replies = await pipe.execute()
-            events = [((stream.decode(), eid.decode()), fields.get(b"origin", b""), fields.get(b"id", b""))
-                      for reply in replies for stream, entries in reply or [] for eid, fields in entries]
+            events = [
+                ((stream.decode(), eid.decode()), fields.get(b"origin", b""), fields.get(b"id", b""))
+                for reply in replies
+                for stream, entries in reply or []
+                for eid, fields in entries
+            ]
             if events or loop.time() >= deadline:
                 return events
             await asyncio.sleep(POLL_S)

@@ -35,8 +35,15 @@ log = logging.getLogger("coldproxy.index")
 
 
 class ItemIndex:
-    def __init__(self, dim: int, kind: str = "flat", hnsw_m: int = 32, hnsw_ef_construction: int = 40,
-                 hnsw_ef_search: int = 512, compact_share: float = 0.2):
+    def __init__(
+        self,
+        dim: int,
+        kind: str = "flat",
+        hnsw_m: int = 32,
+        hnsw_ef_construction: int = 40,
+        hnsw_ef_search: int = 512,
+        compact_share: float = 0.2,
+    ):
         if kind not in ("flat", "hnsw"):
             raise ValueError(f"unknown index kind {kind!r}: flat or hnsw")
         self.kind, self.dim, self.compact_share = kind, dim, compact_share
@@ -130,8 +137,9 @@ class ItemIndex:
     def _claim_compaction(self) -> bool:
         """Whether stale nodes have passed ``compact_share`` of the graph and no rebuild runs: then this caller
         claims the rebuild (under the lock: one at a time)."""
-        compact = (self._ann is not None and self._dirty is None
-                   and self.stale > self.compact_share * max(1, self._ann.ntotal))
+        compact = (
+            self._ann is not None and self._dirty is None and self.stale > self.compact_share * max(1, self._ann.ntotal)
+        )
         if compact:
             self._dirty = []
         return compact
@@ -157,7 +165,7 @@ class ItemIndex:
 
     def _augment(self, emb: np.ndarray, bound: float | None = None) -> np.ndarray:
         bound = self._bound if bound is None else bound
-        extra = np.sqrt(np.maximum(bound ** 2 - np.einsum("ij,ij->i", emb, emb), 0.0))
+        extra = np.sqrt(np.maximum(bound**2 - np.einsum("ij,ij->i", emb, emb), 0.0))
         return np.ascontiguousarray(np.concatenate([emb, extra[:, None]], axis=1), dtype=np.float32)
 
     def _ann_add(self, rows: list[int], emb: np.ndarray) -> None:
@@ -201,8 +209,12 @@ class ItemIndex:
             if dirty:
                 self._ann_add(dirty, self._rows()[dirty])
         seconds = time.perf_counter() - t
-        log.info("HNSW graph over %d items %s in %.1f s; searches use it now", n + len(dirty),
-                 "rebuilt without its stale nodes" if rebuilt else "built", seconds)
+        log.info(
+            "HNSW graph over %d items %s in %.1f s; searches use it now",
+            n + len(dirty),
+            "rebuilt without its stale nodes" if rebuilt else "built",
+            seconds,
+        )
         return seconds
 
     def vectors(self, item_ids: list[str]) -> tuple[list[int], np.ndarray]:
@@ -235,14 +247,20 @@ class ItemIndex:
         mask = self._alive[:n].copy()
         if within is not None:
             mask[: within[0]] = False
-            mask[within[1]:] = False
+            mask[within[1] :] = False
         if after is not None:
             mask &= self._posted[:n] > after
         bitmap = np.packbits(mask, bitorder="little")
         return bitmap, faiss.IDSelectorBitmap(bitmap)
 
-    def search(self, query: np.ndarray, k: int, exclude: frozenset[int] = frozenset(),
-               within: tuple[int, int] | None = None, after: float | None = None) -> list[tuple[str, float]]:
+    def search(
+        self,
+        query: np.ndarray,
+        k: int,
+        exclude: frozenset[int] = frozenset(),
+        within: tuple[int, int] | None = None,
+        after: float | None = None,
+    ) -> list[tuple[str, float]]:
         """The ``k`` best live rows for ``query`` (inner product), leaving out the rows in ``exclude`` (the exact
         search fetches k + len(exclude) and drops them; the graph search skips them), so k come back whenever the
         index holds that many others.
@@ -254,8 +272,7 @@ class ItemIndex:
                 selector = self._selector(within, after)  # (the bitmap kept referenced for the search)
                 params = None if selector is None else faiss.SearchParameters(sel=selector[1])
                 scores, rows = self._flat.search(q, k + len(exclude), params=params)
-                return [(self._ids[r], float(s)) for s, r in zip(scores[0], rows[0])
-                        if r >= 0 and r not in exclude][:k]
+                return [(self._ids[r], float(s)) for s, r in zip(scores[0], rows[0]) if r >= 0 and r not in exclude][:k]
             # stale nodes take about their share of any neighbourhood: fetch k over the live share (not k + every
             # stale node, which grew each search with the overwrites), and more only if too few came back live.
             # Excluded rows are left out by the graph search itself (an ID selector over their nodes), so a long
@@ -269,8 +286,11 @@ class ItemIndex:
             while True:
                 params = faiss.SearchParametersHNSW(efSearch=max(self._ann_params[2], fetch), sel=skip)
                 _, nodes = self._ann.search(qa, fetch, params=params)
-                rows = [self._node_row[n] for n in nodes[0] if n >= 0 and self._row_node.get(self._node_row[n]) == n
-                        and self._node_row[n] not in exclude]
+                rows = [
+                    self._node_row[n]
+                    for n in nodes[0]
+                    if n >= 0 and self._row_node.get(self._node_row[n]) == n and self._node_row[n] not in exclude
+                ]
                 if len(rows) >= min(k, len(self._row) - len(exclude)) or fetch >= total:
                     break
                 fetch = min(total, 2 * fetch)

@@ -43,8 +43,15 @@ return 0
 class FeatureStore:
     """Items' content features under one encoder fingerprint (see the module docstring), on a store's client."""
 
-    def __init__(self, client: aioredis.Redis, prefix: str, fingerprint: str, width: int, dtype: str = "float16",
-                 partitions: int = 0):
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        prefix: str,
+        fingerprint: str,
+        width: int,
+        dtype: str = "float16",
+        partitions: int = 0,
+    ):
         """``partitions``: on a Redis Cluster, the store's partition count (``service.storage.cluster``): each
         item's features then share its proxy's hash slot, so both are written in one transaction."""
         self.client, self.width, self.dtype, self.partitions = client, width, np.dtype(dtype), partitions
@@ -95,8 +102,9 @@ class FeatureStore:
                 pipe.exists(self.key(i))
             return [bool(n) for n in await pipe.execute()]
 
-    async def note_warm_up(self, item_id: str, interactions: int, id_embedding: np.ndarray | None,
-                           id_fingerprint: str) -> bool:
+    async def note_warm_up(
+        self, item_id: str, interactions: int, id_embedding: np.ndarray | None, id_fingerprint: str
+    ) -> bool:
         """Record the item's interaction count (and ID embedding) beside its features, if it has any."""
         args: list = ["interactions", int(interactions)]
         if id_embedding is not None:
@@ -141,12 +149,16 @@ class FeatureStore:
                     log.error("content features of %s are unreadable; it cannot be re-embedded", i)
                 continue
             if f.shape != (self.width,) or not np.isfinite(f).all():
-                log.error("content features of %s have %d values, not %d; it cannot be re-embedded", i, f.size,
-                          self.width)
+                log.error(
+                    "content features of %s have %d values, not %d; it cannot be re-embedded", i, f.size, self.width
+                )
                 continue
             id_emb = r.get(b"id_embedding")
-            out[i] = KeptFeatures(f, int(r.get(b"interactions", 0)),
-                                  None if id_emb is None else np.frombuffer(id_emb, np.float32),
-                                  r[b"id_fingerprint"].decode() if b"id_fingerprint" in r else None,
-                                  r[b"posted_at"].decode() if b"posted_at" in r else None)
+            out[i] = KeptFeatures(
+                f,
+                int(r.get(b"interactions", 0)),
+                None if id_emb is None else np.frombuffer(id_emb, np.float32),
+                r[b"id_fingerprint"].decode() if b"id_fingerprint" in r else None,
+                r[b"posted_at"].decode() if b"posted_at" in r else None,
+            )
         return out

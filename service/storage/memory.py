@@ -55,8 +55,15 @@ class MemoryStore(RedisStore):
         return self.records.get(item_id)
 
     async def get_many_sourced(self, item_ids):
-        return {i: Entry(self.records[i].embedding, self.records[i].fields.get("src") == FROM_RECOMMENDER.decode(),
-                         self.posted[i]) for i in item_ids if i in self.records}
+        return {
+            i: Entry(
+                self.records[i].embedding,
+                self.records[i].fields.get("src") == FROM_RECOMMENDER.decode(),
+                self.posted[i],
+            )
+            for i in item_ids
+            if i in self.records
+        }
 
     async def all_ids(self):
         return sorted(self.records)

@@ -21,8 +21,9 @@ async def open_store(settings, prefix: str, version: str, dim: int) -> RedisStor
     in-process one when Redis does not answer (demo only), else ``StoreUnavailable``."""
     if settings.redis_cluster:
         try:
-            store = ClusterStore(settings.redis_url, prefix, version, dim, settings.sync_stream_maxlen,
-                                 settings.redis_cluster_partitions)
+            store = ClusterStore(
+                settings.redis_url, prefix, version, dim, settings.sync_stream_maxlen, settings.redis_cluster_partitions
+            )
             await store.client.initialize()
         except Exception as exc:
             raise StoreUnavailable(f"Redis Cluster at {redact_url(settings.redis_url)} does not answer: {exc}") from exc
@@ -32,22 +33,31 @@ async def open_store(settings, prefix: str, version: str, dim: int) -> RedisStor
         return store
     await store.close()
     if not settings.allow_memory_store:
-        raise StoreUnavailable(f"Redis at {redact_url(settings.redis_url)} does not answer "
-                               "(set COLDPROXY_ALLOW_MEMORY_STORE=1 for a demo without it)")
-    log.warning("Redis at %s does not answer: using an in-process store for %s; nothing will persist",
-                redact_url(settings.redis_url), prefix)
+        raise StoreUnavailable(
+            f"Redis at {redact_url(settings.redis_url)} does not answer "
+            "(set COLDPROXY_ALLOW_MEMORY_STORE=1 for a demo without it)"
+        )
+    log.warning(
+        "Redis at %s does not answer: using an in-process store for %s; nothing will persist",
+        redact_url(settings.redis_url),
+        prefix,
+    )
     return MemoryStore(version, dim)
 
 
-async def open_item_store(settings, version: str, dim: int, encoder_fingerprint: str, feature_width: int
-                          ) -> RedisStore:
+async def open_item_store(settings, version: str, dim: int, encoder_fingerprint: str, feature_width: int) -> RedisStore:
     """``open_store`` for the item package under the deployment's prefix, keeping content features (unless
     ``COLDPROXY_KEEP_FEATURES=off``) when the store is durable."""
     store = await open_store(settings, settings.redis_prefix, version, dim)
     if settings.keep_features != "off" and store.durable:
-        store.features = FeatureStore(store.client, settings.redis_prefix, encoder_fingerprint, feature_width,
-                                      settings.keep_features,
-                                      settings.redis_cluster_partitions if settings.redis_cluster else 0)
+        store.features = FeatureStore(
+            store.client,
+            settings.redis_prefix,
+            encoder_fingerprint,
+            feature_width,
+            settings.keep_features,
+            settings.redis_cluster_partitions if settings.redis_cluster else 0,
+        )
     return store
 
 
@@ -55,5 +65,10 @@ def user_history(settings, store: RedisStore) -> UserHistory | None:
     """The users' seen items on ``store``'s client, when kept (``COLDPROXY_USER_HISTORY``) and the store is durable."""
     if not settings.user_history or not store.durable:
         return None
-    return UserHistory(store.client, settings.redis_prefix, settings.user_history, settings.user_history_max_users,
-                       settings.user_history_ttl_s)
+    return UserHistory(
+        store.client,
+        settings.redis_prefix,
+        settings.user_history,
+        settings.user_history_max_users,
+        settings.user_history_ttl_s,
+    )

@@ -25,6 +25,7 @@ class Entry(NamedTuple):
     given: bool
     posted: float
 
+
 VECTOR_FIELDS = ("emb", "proxy", "diffusion", "id_embedding", "anchor")
 # what one record may carry and the next may not: an overwrite deletes those its record lacks (a re-gated item
 # is no longer "src": "id", a re-POSTed one has no interactions); "posted_at" and other fields stay
@@ -50,8 +51,13 @@ class StoredItem:
 
     def vectors(self) -> dict[str, np.ndarray]:
         """The hash's vector fields that are set, by field name."""
-        return {name: v for name, v in zip(VECTOR_FIELDS, (self.embedding, self.proxy, self.diffusion,
-                                                           self.id_embedding, self.anchor)) if v is not None}
+        return {
+            name: v
+            for name, v in zip(
+                VECTOR_FIELDS, (self.embedding, self.proxy, self.diffusion, self.id_embedding, self.anchor)
+            )
+            if v is not None
+        }
 
     def to_hash(self) -> dict[str, bytes | str | int]:
         """The Redis hash: vectors as float32 bytes, lists comma-joined, ``fields`` as given."""
@@ -69,21 +75,32 @@ class StoredItem:
         vec = {name: np.frombuffer(values.pop(name), dtype=np.float32) for name in VECTOR_FIELDS if name in values}
         modalities = values.pop("modalities", b"").decode()
         weights, interactions = values.pop("fusion_weights", None), values.pop("interactions", None)
-        return cls(vec["emb"], [m for m in modalities.split(",") if m], vec.get("proxy"), vec.get("diffusion"),
-                   None if weights is None else [float(w) for w in weights.decode().split(",")],
-                   None if interactions is None else int(interactions), vec.get("id_embedding"),
-                   {k: v.decode() for k, v in values.items()}, vec.get("anchor"))
+        return cls(
+            vec["emb"],
+            [m for m in modalities.split(",") if m],
+            vec.get("proxy"),
+            vec.get("diffusion"),
+            None if weights is None else [float(w) for w in weights.decode().split(",")],
+            None if interactions is None else int(interactions),
+            vec.get("id_embedding"),
+            {k: v.decode() for k, v in values.items()},
+            vec.get("anchor"),
+        )
 
     def has_experts(self, dim: int, anchor: bool = True) -> bool:
         """Whether the experts' outputs needed to re-gate the item are here, finite and of ``dim`` (the
         anchor only for a package whose gate has that expert)."""
         parts = (self.proxy, self.diffusion) + ((self.anchor,) if anchor else ())
         return self.fusion_weights is not None and all(
-            v is not None and v.shape == (dim,) and bool(np.isfinite(v).all()) for v in parts)
+            v is not None and v.shape == (dim,) and bool(np.isfinite(v).all()) for v in parts
+        )
 
 
 def same_write(stored: list[bytes | None], expect: StoredItem) -> bool:
     """Whether a hash's (created_at, emb) are still those of the record ``expect`` was read as."""
     created, emb = stored
-    return (created is not None and created.decode() == expect.fields.get("created_at")
-            and emb == expect.embedding.astype(np.float32).tobytes())
+    return (
+        created is not None
+        and created.decode() == expect.fields.get("created_at")
+        and emb == expect.embedding.astype(np.float32).tobytes()
+    )

@@ -138,8 +138,7 @@ class RedisStore:
             async with self.client.pipeline(transaction=False) as pipe:
                 for i in item_ids:
                     pipe.hmget(self.item_key(i), "created_at", "src")
-                return [None if t is None else (float(t), src == FROM_RECOMMENDER)
-                        for t, src in await pipe.execute()]
+                return [None if t is None else (float(t), src == FROM_RECOMMENDER) for t, src in await pipe.execute()]
         except Exception as exc:
             raise StoreUnavailable(str(exc)) from exc
 
@@ -168,8 +167,14 @@ class RedisStore:
         except Exception:
             return False
 
-    async def put(self, item_id: str, record: StoredItem, overwrite: bool, features: np.ndarray | None = None,
-                  expect: StoredItem | None = None) -> bool:
+    async def put(
+        self,
+        item_id: str,
+        record: StoredItem,
+        overwrite: bool,
+        features: np.ndarray | None = None,
+        expect: StoredItem | None = None,
+    ) -> bool:
         """Store; returns False (and writes nothing) when the item exists and ``overwrite`` is off, or, with
         ``expect`` (the record a read-modify-write read), when the hash is no longer that one (another write landed
         since: its ``created_at`` or vector differ). With ``features`` and a feature store set, the item's content
@@ -225,7 +230,7 @@ class RedisStore:
         replica's start-up; a call holds Redis for a few milliseconds."""
         out: list[bytes | None] = []
         for start in range(0, len(item_ids), chunk):
-            out += await self._hget_emb(keys=[self.item_key(i) for i in item_ids[start: start + chunk]])
+            out += await self._hget_emb(keys=[self.item_key(i) for i in item_ids[start : start + chunk]])
         return list(zip(out[0::3], out[1::3], out[2::3]))
 
     async def get_many(self, item_ids: list[str]) -> dict[str, np.ndarray]:
@@ -278,8 +283,12 @@ class RedisStore:
             raise StoreUnavailable(str(exc)) from exc
 
     def _announce(self, pipe, item_id: str) -> None:
-        pipe.xadd(self.stream_key(item_id), {"id": item_id, "origin": self.origin}, maxlen=self.stream_maxlen,
-                  approximate=True)
+        pipe.xadd(
+            self.stream_key(item_id),
+            {"id": item_id, "origin": self.origin},
+            maxlen=self.stream_maxlen,
+            approximate=True,
+        )
 
     @property
     def hidden_key(self) -> str:
@@ -345,15 +354,23 @@ class RedisStore:
         """A connection for blocking reads of the event stream (its read timeout outlasts a block of
         ``block_ms``; redis-py's default, 5 s here, would not), named so that operators (and tests) can
         find it in CLIENT LIST."""
-        return aioredis.from_url(self.url, socket_connect_timeout=2.0, socket_timeout=block_ms / 1000 + 10.0,
-                                 client_name=f"coldproxy-sync-{self.origin[:8]}")
+        return aioredis.from_url(
+            self.url,
+            socket_connect_timeout=2.0,
+            socket_timeout=block_ms / 1000 + 10.0,
+            client_name=f"coldproxy-sync-{self.origin[:8]}",
+        )
 
-    async def read_events(self, follower: aioredis.Redis, position: str, block_ms: int,
-                          count: int = 1000) -> list[tuple[str, bytes, bytes]]:
+    async def read_events(
+        self, follower: aioredis.Redis, position: str, block_ms: int, count: int = 1000
+    ) -> list[tuple[str, bytes, bytes]]:
         """Events after ``position``, waiting up to ``block_ms`` for one: (event ID, origin, raw item ID)."""
         reply = await follower.xread({self.stream: position}, count=count, block=block_ms)
-        return [(eid.decode(), fields.get(b"origin", b""), fields.get(b"id", b"")) for _, entries in reply or []
-                for eid, fields in entries]
+        return [
+            (eid.decode(), fields.get(b"origin", b""), fields.get(b"id", b""))
+            for _, entries in reply or []
+            for eid, fields in entries
+        ]
 
     async def close(self) -> None:
         await self.client.aclose()

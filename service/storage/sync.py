@@ -31,8 +31,16 @@ log = logging.getLogger("coldproxy.sync")
 
 
 class IndexSync:
-    def __init__(self, store: RedisStore, index: ItemIndex, metrics: Metrics, warm: dict[str, int],
-                 catalog: str = "items", owner=None, block_ms: int = 5000):
+    def __init__(
+        self,
+        store: RedisStore,
+        index: ItemIndex,
+        metrics: Metrics,
+        warm: dict[str, int],
+        catalog: str = "items",
+        owner=None,
+        block_ms: int = 5000,
+    ):
         """``owner``: the ``Catalog`` whose warm entries take the recommender's new vectors (``update_warm``) and
         which tracks the entries the recommender gave (``given``)."""
         self.store, self.index, self.metrics, self.warm, self.catalog = store, index, metrics, warm, catalog
@@ -44,8 +52,9 @@ class IndexSync:
         self._task: asyncio.Task | None = None
         self._reader = None
 
-    def add(self, item_ids: list[str], emb: np.ndarray, given: list[bool] | None = None,
-            posted: np.ndarray | None = None) -> None:
+    def add(
+        self, item_ids: list[str], emb: np.ndarray, given: list[bool] | None = None, posted: np.ndarray | None = None
+    ) -> None:
         """Upsert items into this replica's index (its own writes, and what the store announces): warm ones take
         the recommender's new vector; ``given`` says which vectors the recommender gave, ``posted`` when each item was
         first stored (None: now, for one new here)."""
@@ -54,8 +63,9 @@ class IndexSync:
             self.owner.update_warm([item_ids[k] for k in warm], emb[warm])
         cold = [k for k, i in enumerate(item_ids) if i not in self.warm] if warm else range(len(item_ids))
         if len(cold):
-            self.index.upsert([item_ids[k] for k in cold], emb[list(cold)],
-                              None if posted is None else posted[list(cold)])
+            self.index.upsert(
+                [item_ids[k] for k in cold], emb[list(cold)], None if posted is None else posted[list(cold)]
+            )
         if given is not None and self.owner is not None:
             for k in cold:
                 (self.owner.given.add if given[k] else self.owner.given.discard)(item_ids[k])
@@ -79,12 +89,16 @@ class IndexSync:
         A warm item is in the store only when the recommender gave it a new vector."""
         n = 0
         for start in range(0, len(item_ids), chunk):
-            ids = item_ids[start: start + chunk]
+            ids = item_ids[start : start + chunk]
             found = await self.store.get_many_sourced(ids)
             if found:
                 entries = list(found.values())
-                self.add(list(found), np.stack([e.vector for e in entries]), [e.given for e in entries],
-                         np.array([e.posted for e in entries]))
+                self.add(
+                    list(found),
+                    np.stack([e.vector for e in entries]),
+                    [e.given for e in entries],
+                    np.array([e.posted for e in entries]),
+                )
             self.drop([i for i in ids if i not in found])
             warm = [i for i in ids if i in self.warm]
             if warm and self.owner is not None:
@@ -148,8 +162,9 @@ class IndexSync:
             except Exception as exc:
                 if self._stopping:
                     break
-                log.warning("index sync lost the store (%s); retrying in %.1fs from event %s", exc, delay,
-                            self.position)
+                log.warning(
+                    "index sync lost the store (%s); retrying in %.1fs from event %s", exc, delay, self.position
+                )
                 await self._close_reader()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)

@@ -28,10 +28,10 @@ async def _each_item_key(store, command: str, batch: int, *args) -> int:
     ids, n = await store.all_ids(), 0
     for start in range(0, len(ids), batch):
         async with store.client.pipeline(transaction=False) as pipe:
-            for i in ids[start: start + batch]:
+            for i in ids[start : start + batch]:
                 getattr(pipe, command)(store.item_key(i), *args)
             await pipe.execute()
-        n += len(ids[start: start + batch])
+        n += len(ids[start : start + batch])
     for key in (*store.version_keys(), _resume_key(store)):
         await getattr(store.client, command)(key, *args)
     return n

@@ -15,8 +15,12 @@ from tests.bench.conftest import BENCH, bench
 
 @pytest.mark.slow
 def test_tune_id_model_scores_each_override_on_warm_validation(tmp_path, movielens_dir):
-    small = {"COLDPROXY_DATA_DIR": str(movielens_dir), "COLDPROXY_MAX_ITEMS": "150", "COLDPROXY_ID_EPOCHS": "2",
-             "COLDPROXY_EVAL_EVERY": "1"}
+    small = {
+        "COLDPROXY_DATA_DIR": str(movielens_dir),
+        "COLDPROXY_MAX_ITEMS": "150",
+        "COLDPROXY_ID_EPOCHS": "2",
+        "COLDPROXY_EVAL_EVERY": "1",
+    }
     bench("tune_id_model.py", "{}", '{"lightgcn_layers": 1}', "--seeds", "0", "--out", "t", results=tmp_path, env=small)
     rows = json.loads((tmp_path / "t.json").read_text())["rows"]
     assert [r["override"] for r in rows] == [{}, {"lightgcn_layers": 1}]
@@ -25,8 +29,17 @@ def test_tune_id_model_scores_each_override_on_warm_validation(tmp_path, moviele
 
 @pytest.mark.slow
 def test_tune_generator_scores_each_override_on_validation(small_training, tmp_path):
-    bench("tune_generator.py", "{}", '{"proxy_modalities": "text"}', "--seeds", "0", "--out", "g", results=tmp_path,
-          env=small_training)
+    bench(
+        "tune_generator.py",
+        "{}",
+        '{"proxy_modalities": "text"}',
+        "--seeds",
+        "0",
+        "--out",
+        "g",
+        results=tmp_path,
+        env=small_training,
+    )
     rows = json.loads((tmp_path / "g.json").read_text())["rows"]
     assert [r["override"] for r in rows] == [{}, {"proxy_modalities": "text"}]
     assert all(0 <= r["val_mean"] <= 1 and len(r["best_epochs"]) == 1 for r in rows)
@@ -42,8 +55,18 @@ def test_diffusion_scores_every_sampler(small_training, tmp_path):
 
 @pytest.mark.slow
 def test_quality_writes_the_default_beside_the_baselines(small_training, tmp_path):
-    bench("quality.py", "--seeds", "0", "--only", "random", "popularity", "--out", "q", results=tmp_path,
-          env=small_training)
+    bench(
+        "quality.py",
+        "--seeds",
+        "0",
+        "--only",
+        "random",
+        "popularity",
+        "--out",
+        "q",
+        results=tmp_path,
+        env=small_training,
+    )
     summary = json.loads((tmp_path / "q.json").read_text())["summary"]
     default = next(m for m in summary if m.startswith("default"))
     assert {"random", "popularity"} <= set(summary)
@@ -76,8 +99,19 @@ def test_external_space_fits_als_on_the_exported_splits(small_training, tmp_path
 
 @pytest.mark.slow
 def test_bundles_writes_every_row_and_merges_shards(tiny_youshu, tmp_path):
-    bench("bundles.py", "--seeds", "0", "1", "--scenarios", "cold", "--name", "shard", "--quiet", results=tmp_path,
-          env=tiny_youshu)
+    bench(
+        "bundles.py",
+        "--seeds",
+        "0",
+        "1",
+        "--scenarios",
+        "cold",
+        "--name",
+        "shard",
+        "--quiet",
+        results=tmp_path,
+        env=tiny_youshu,
+    )
     bench("bundles.py", "--merge", str(tmp_path / "shard.json"), results=tmp_path, env=tiny_youshu)
     out = json.loads((tmp_path / "bundles.json").read_text())
     runs = out["runs"]["cold"]
@@ -87,8 +121,18 @@ def test_bundles_writes_every_row_and_merges_shards(tiny_youshu, tmp_path):
 
 @pytest.mark.slow
 def test_bundle_backbone_scores_a_variant_on_tune(tiny_youshu, tmp_path):
-    bench("bundle_backbone.py", "--seeds", "0", "--variants", next(iter(_backbone_variants())), "--out",
-          str(tmp_path / "runs.jsonl"), "--quiet", results=tmp_path, env=tiny_youshu)
+    bench(
+        "bundle_backbone.py",
+        "--seeds",
+        "0",
+        "--variants",
+        next(iter(_backbone_variants())),
+        "--out",
+        str(tmp_path / "runs.jsonl"),
+        "--quiet",
+        results=tmp_path,
+        env=tiny_youshu,
+    )
     runs = [json.loads(line) for line in (tmp_path / "runs.jsonl").read_text().splitlines()]
     assert len(runs) == 1 and runs[0]["epochs_run"] == 1 and 0 <= runs[0]["tune_ndcg@20"] <= 1
 
@@ -102,11 +146,24 @@ def _backbone_variants() -> list[str]:
 
 @pytest.mark.slow
 def test_train_scale_times_the_id_model_at_two_sizes(tmp_path):
-    bench("train_scale.py", "--sizes", "20000,40000", "--modes", "bounded:48:0", "--timing-only", "20000,40000",
-          "--timing-epochs", "1", "--name", "t", results=tmp_path)
+    bench(
+        "train_scale.py",
+        "--sizes",
+        "20000,40000",
+        "--modes",
+        "bounded:48:0",
+        "--timing-only",
+        "20000,40000",
+        "--timing-epochs",
+        "1",
+        "--name",
+        "t",
+        results=tmp_path,
+    )
     out = json.loads((tmp_path / "t.json").read_text())
-    assert [r["positives"] for r in out["rows"]] == [20000, 40000] and all(r["seconds_per_epoch"] > 0
-                                                                            for r in out["rows"])
+    assert [r["positives"] for r in out["rows"]] == [20000, 40000] and all(
+        r["seconds_per_epoch"] > 0 for r in out["rows"]
+    )
 
 
 @pytest.mark.slow
@@ -122,11 +179,33 @@ def test_up_times_the_main_job_on_a_fresh_clone_to_its_refit(small_training, tmp
     """The committed tree, cloned, its main job run with this virtualenv on 150 items: the first package, the refit's,
     then the seen check on it."""
     env = ["--env", f"COLDPROXY_CACHE_DIR={small_training['COLDPROXY_CACHE_DIR']}"] + [
-        x for k in ("COLDPROXY_ID_EPOCHS", "COLDPROXY_EVAL_EVERY", "COLDPROXY_PROXY_EPOCHS",
-                    "COLDPROXY_GENERATOR_SEEDS", "COLDPROXY_DIFFUSION_EPOCHS", "COLDPROXY_GATE_EPOCHS")
-        for x in ("--env", f"{k}={small_training[k]}")]
-    bench("up.py", "--venv", sys.prefix, "--max-items", "150", "--no-bundles", "--seen-check", "--timeout", "600",
-          *env, "--name", "u", results=tmp_path, timeout=900)
+        x
+        for k in (
+            "COLDPROXY_ID_EPOCHS",
+            "COLDPROXY_EVAL_EVERY",
+            "COLDPROXY_PROXY_EPOCHS",
+            "COLDPROXY_GENERATOR_SEEDS",
+            "COLDPROXY_DIFFUSION_EPOCHS",
+            "COLDPROXY_GATE_EPOCHS",
+        )
+        for x in ("--env", f"{k}={small_training[k]}")
+    ]
+    bench(
+        "up.py",
+        "--venv",
+        sys.prefix,
+        "--max-items",
+        "150",
+        "--no-bundles",
+        "--seen-check",
+        "--timeout",
+        "600",
+        *env,
+        "--name",
+        "u",
+        results=tmp_path,
+        timeout=900,
+    )
     out = json.loads((tmp_path / "u.json").read_text())
     assert out["ready_s"] > 0 and out["refit_s"] > 0 and not out["first_served"]["refit"]
     assert out["refit_served"]["refit"] and out["refit_served"]["items_by_id"] == 150

@@ -51,19 +51,25 @@ def test_items_are_posted_read_ranked_and_taken_down_typed(cp, tmp_path):
     by_pil, by_bytes, by_path = _id(), _id(), _id()
     out = cp.post_item(by_pil, text="a quiet thriller", image=image)
     assert isinstance(out, ItemOut) and out.item_id == by_pil and set(out.modalities) == {"text", "image"}
-    same = [cp.post_item(by_bytes, text="a quiet thriller", image=_png(image)),
-            cp.post_item(by_path, text="a quiet thriller", image=path)]
+    same = [
+        cp.post_item(by_bytes, text="a quiet thriller", image=_png(image)),
+        cp.post_item(by_path, text="a quiet thriller", image=path),
+    ]
     assert all(np.allclose(s.embedding, out.embedding, atol=1e-6) for s in same)
     got = cp.embedding(by_pil)
     assert isinstance(got, EmbeddingOut) and got.source == "proxy" and np.allclose(got.embedding, out.embedding)
     ranked = cp.rank([by_pil, "warm-0", "nope"], user_id="3")
-    assert isinstance(ranked, RankOut) and ranked.missing == ["nope"] and {s.item_id
-                                                                           for s in ranked.scores} == {by_pil, "warm-0"}
+    assert (
+        isinstance(ranked, RankOut)
+        and ranked.missing == ["nope"]
+        and {s.item_id for s in ranked.scores} == {by_pil, "warm-0"}
+    )
     by_vector = cp.rank([by_pil, "warm-0"], user_embedding=[0.1] * len(out.embedding))
     assert by_vector.user_id is None and len(by_vector.scores) == 2
     assert len(cp.recommend(user_id="3", k=3, only="new").items) == 3
     assert cp.recommend(user_id="3", k=50, exclude_ids=[by_pil]).items and by_pil not in {
-        s.item_id for s in cp.recommend(user_id="3", k=50, exclude_ids=[by_pil]).items}
+        s.item_id for s in cp.recommend(user_id="3", k=50, exclude_ids=[by_pil]).items
+    }
     assert cp.delete_item(by_pil) is None
     with pytest.raises(ServiceError) as gone:
         cp.embedding(by_pil)
@@ -91,8 +97,13 @@ def test_a_retried_post_with_the_same_key_gets_the_stored_item_back(cp):
 
 def test_a_batch_is_split_sent_and_merged_in_order(cp):
     ids = [_id() for _ in range(5)]
-    items = [Item(ids[0], text="one"), {"item_id": ids[1], "image": _png(_image(2))}, Item(ids[2]),
-             Item(ids[3], text="four", image=_image(3)), Item(ids[4], text="five")]
+    items = [
+        Item(ids[0], text="one"),
+        {"item_id": ids[1], "image": _png(_image(2))},
+        Item(ids[2]),
+        Item(ids[3], text="four", image=_image(3)),
+        Item(ids[4], text="five"),
+    ]
     out = cp.post_items(items, batch_size=2)
     assert isinstance(out, BatchOut) and [r.item_id for r in out.results] == ids
     assert [r.status for r in out.results] == [200, 200, 422, 200, 200] and out.stored == 4
@@ -100,8 +111,9 @@ def test_a_batch_is_split_sent_and_merged_in_order(cp):
 
 
 def test_the_key_goes_as_a_bearer_header_and_429s_are_waited_out(tiny_package_dir, redis_prefix):
-    settings = _settings(tiny_package_dir, f"{redis_prefix}:client", api_keys=[KEY], rate_limit_rps=2.0,
-                         rate_limit_burst=2)
+    settings = _settings(
+        tiny_package_dir, f"{redis_prefix}:client", api_keys=[KEY], rate_limit_rps=2.0, rate_limit_burst=2
+    )
     with LiveServer(settings) as live:
         with Client(live.url) as anonymous, pytest.raises(ServiceError) as refused:
             anonymous.post_item(_id(), text="no key")

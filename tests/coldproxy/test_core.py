@@ -29,8 +29,11 @@ def test_statuses_and_headers_of_the_cases_clients_retry_or_read():
     from service.api.errors import headers_of, status_of
 
     down = errors.StoreUnavailable("connection refused")
-    assert (status_of(down), headers_of(down), down.detail) == (503, {"Retry-After": "1"},
-                                                                 "store unavailable; retry shortly")
+    assert (status_of(down), headers_of(down), down.detail) == (
+        503,
+        {"Retry-After": "1"},
+        "store unavailable; retry shortly",
+    )
     assert str(down) == "store unavailable: connection refused"  # the reason, for the log
     assert errors.QueueFull("full").detail == "overloaded: full" and status_of(errors.QueueFull("x")) == 503
     limited = errors.RateLimited("slow down", "3")
@@ -55,10 +58,12 @@ def test_invalid_ids_are_a_422_naming_the_field(bad):
 
 
 def test_graph_names_are_distinct_per_graph():
-    for inputs, outputs in ((graph_io.PROXY_INPUTS, graph_io.PROXY_OUTPUTS),
-                            (graph_io.GATE_INPUTS, graph_io.GATE_OUTPUTS),
-                            (graph_io.SAMPLER_INPUTS, graph_io.SAMPLER_OUTPUTS),
-                            (graph_io.BUNDLE_GATE_INPUTS, graph_io.BUNDLE_GATE_OUTPUTS)):
+    for inputs, outputs in (
+        (graph_io.PROXY_INPUTS, graph_io.PROXY_OUTPUTS),
+        (graph_io.GATE_INPUTS, graph_io.GATE_OUTPUTS),
+        (graph_io.SAMPLER_INPUTS, graph_io.SAMPLER_OUTPUTS),
+        (graph_io.BUNDLE_GATE_INPUTS, graph_io.BUNDLE_GATE_OUTPUTS),
+    ):
         assert len(set(inputs)) == len(inputs) and not set(inputs) & set(outputs)
 
 
@@ -105,8 +110,9 @@ def test_features_do_not_depend_on_whether_an_image_is_resized_before_it_is_conv
 
     rng = np.random.default_rng(1)
     for mode, size in (("RGB", (640, 480)), ("L", (500, 700)), ("RGB", (90, 60))):
-        img = Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3 if mode == "RGB" else 1), np.uint8).squeeze(),
-                              mode)
+        img = Image.fromarray(
+            rng.integers(0, 256, (size[1], size[0], 3 if mode == "RGB" else 1), np.uint8).squeeze(), mode
+        )
         for fmt in ("JPEG", "PNG"):
             buf = io.BytesIO()
             img.save(buf, fmt)

@@ -21,8 +21,9 @@ def code() -> str:
     for package in CODE:
         for path in sorted((ROOT / package).rglob("*.py")):
             # declarations ("name: type = Field(...)") do not count as reads
-            text += [line for line in path.read_text().splitlines() if not re.match(r"\s+\w+: .*=", line)
-                     or "self." in line]
+            text += [
+                line for line in path.read_text().splitlines() if not re.match(r"\s+\w+: .*=", line) or "self." in line
+            ]
     return "\n".join(text)
 
 
@@ -31,8 +32,15 @@ def test_every_setting_is_read(cls, code):
     assert [n for n in cls.model_fields if not re.search(rf"\.{n}\b|[\"']{n}[\"']", code)] == []
 
 
-BUNDLE_CODE = ("models/bundles", "export/bundle_package.py", "models/diffusion.py", "models/samplers.py",
-               "models/training.py", "coldproxy_cli", "coldproxy/package.py")
+BUNDLE_CODE = (
+    "models/bundles",
+    "export/bundle_package.py",
+    "models/diffusion.py",
+    "models/samplers.py",
+    "models/training.py",
+    "coldproxy_cli",
+    "coldproxy/package.py",
+)
 
 
 def test_the_bundle_settings_hold_only_what_the_bundle_code_reads():

@@ -16,8 +16,11 @@ from coldproxy.settings_reference import env_names
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "coldproxy"
-SETTINGS = {env for name, field in ServiceSettings.model_fields.items()  # every name the service reads a setting by
-            for env in env_names(ServiceSettings, name, field)}
+SETTINGS = {
+    env
+    for name, field in ServiceSettings.model_fields.items()  # every name the service reads a setting by
+    for env in env_names(ServiceSettings, name, field)
+}
 
 
 def tool(name: str) -> str:
@@ -59,9 +62,19 @@ def test_dockerfile_passes_hadolint_and_is_slim_non_root_with_healthcheck():
 
 def test_helm_chart_lints_in_each_mode():
     helm("lint", "--strict", str(CHART))
-    helm("lint", "--strict", str(CHART), "--set", "redis.internal.enabled=true", "--set",
-         "redis.internal.persistence=true",
-         "--set", "apiKeys.keys={ranker:abcdefgh123}", "--set", "autoscaling.enabled=false")
+    helm(
+        "lint",
+        "--strict",
+        str(CHART),
+        "--set",
+        "redis.internal.enabled=true",
+        "--set",
+        "redis.internal.persistence=true",
+        "--set",
+        "apiKeys.keys={ranker:abcdefgh123}",
+        "--set",
+        "autoscaling.enabled=false",
+    )
 
 
 def test_helm_renders_probes_security_config_and_hpa():
@@ -99,7 +112,8 @@ def test_helm_renders_probes_security_config_and_hpa():
     assert to_redis["to"] == [{"namespaceSelector": {}}]  # pods in the cluster, never any IP (issue 59)
     (open_cm,) = render("allowAnonymousWrites=true")["ConfigMap"]
     assert open_cm["data"]["COLDPROXY_ALLOW_ANONYMOUS_WRITES"] == "true" and "Secret" not in render(
-        "allowAnonymousWrites=true")
+        "allowAnonymousWrites=true"
+    )
 
 
 def test_helm_api_keys_secret_and_internal_redis():
@@ -148,8 +162,9 @@ def test_helm_mounts_a_bundle_package_only_when_given_one():
 
 def test_helm_ships_the_grafana_dashboard_only_when_asked():
     assert not [c for c in render().get("ConfigMap", []) if c["metadata"]["name"].endswith("-dashboard")]
-    maps = [c for c in render("grafana.dashboard.enabled=true")["ConfigMap"]
-            if c["metadata"]["name"].endswith("-dashboard")]
+    maps = [
+        c for c in render("grafana.dashboard.enabled=true")["ConfigMap"] if c["metadata"]["name"].endswith("-dashboard")
+    ]
     assert len(maps) == 1 and maps[0]["metadata"]["labels"]["grafana_dashboard"] == "1"
     shipped = json.loads(maps[0]["data"]["coldproxy.json"])
     assert shipped == json.loads((CHART / "dashboards" / "coldproxy.json").read_text())
@@ -165,8 +180,10 @@ def test_helm_keda_scales_on_queue_depth_and_ingestion_latency_instead_of_cpu():
     assert scaled["spec"]["scaleTargetRef"]["name"] == docs["Deployment"][0]["metadata"]["name"]
     queries = {t["metricType"]: t["metadata"]["query"] for t in scaled["spec"]["triggers"]}
     assert queries["AverageValue"].startswith("sum(coldproxy_batch_queue_depth{namespace=")
-    assert "coldproxy_request_seconds_bucket" in queries["Value"] and 'route=~"/v1/items|/v1/items:batch"' in queries[
-        "Value"]
+    assert (
+        "coldproxy_request_seconds_bucket" in queries["Value"]
+        and 'route=~"/v1/items|/v1/items:batch"' in queries["Value"]
+    )
     assert all(t["metadata"]["serverAddress"] == "http://prom.monitoring.svc" for t in scaled["spec"]["triggers"])
     # the queries use metrics the service exports, with those labels
     from prometheus_client import generate_latest
@@ -178,9 +195,17 @@ def test_helm_keda_scales_on_queue_depth_and_ingestion_latency_instead_of_cpu():
 
 
 def test_a_redis_password_never_lands_in_the_config_map():
-    for url in ("redis://:s3cret@ext:6379/0", "redis://ext:6379/0?password=s3cret", "redis://ext:6379/0?PassWord=s3cret"):
-        r = subprocess.run([tool("helm"), "template", "rel", str(CHART), "--set", f"redis.url={url}"],
-                           capture_output=True, text=True, timeout=120)
+    for url in (
+        "redis://:s3cret@ext:6379/0",
+        "redis://ext:6379/0?password=s3cret",
+        "redis://ext:6379/0?PassWord=s3cret",
+    ):
+        r = subprocess.run(
+            [tool("helm"), "template", "rel", str(CHART), "--set", f"redis.url={url}"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert r.returncode != 0 and "urlSecret" in r.stderr and "s3cret" not in r.stdout, url
     docs = render("redis.urlSecret.name=redis-url")
     (cm,) = docs["ConfigMap"]
@@ -203,8 +228,11 @@ def test_the_lock_pins_every_dependency_the_project_names():
     wanted = list(project["dependencies"])
     for extra in ("train", "test", "bench"):
         wanted += project["optional-dependencies"][extra]
-    names = {re.sub(r"[-_.]+", "-", re.match(r"[A-Za-z0-9_.\-]+", w).group()).lower() for w in wanted
-             if "platform_machine" not in w}
+    names = {
+        re.sub(r"[-_.]+", "-", re.match(r"[A-Za-z0-9_.\-]+", w).group()).lower()
+        for w in wanted
+        if "platform_machine" not in w
+    }
     missing = sorted(n for n in names if n not in lock)
     assert not missing, f"not in requirements.lock (rerun scripts/lock.sh): {missing}"
     assert lock["torch"] == "2.13.0"

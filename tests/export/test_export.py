@@ -22,11 +22,20 @@ def test_manifest_records_parity_and_dims(package_dir, train_settings):
     m = b.manifest
     assert m.dims.id_dim == train_settings.dim and m.dims.text_dim == 384 and m.dims.image_dim == 1280
     assert m.dims.text_layers == 7 and m.dims.image_stage_dim == 784
-    assert set(m.parity) == {"text_encoder", "image_encoder", "proxy", "proxy_text_only", "proxy_image_only",
-                             "sampler", "gate", "gate_without_id"}
+    assert set(m.parity) == {
+        "text_encoder",
+        "image_encoder",
+        "proxy",
+        "proxy_text_only",
+        "proxy_image_only",
+        "sampler",
+        "gate",
+        "gate_without_id",
+    }
     assert all(v < TOL for v in m.parity.values())
-    assert m.experts["experts"] == ["id", "proxy", "diffusion",
-                                    "anchor"] and m.experts["sampler"]["method"] == "dpmpp2m"
+    assert (
+        m.experts["experts"] == ["id", "proxy", "diffusion", "anchor"] and m.experts["sampler"]["method"] == "dpmpp2m"
+    )
     selection = m.metrics["selection"]  # what new items are served, chosen on validation, with every candidate's score
     assert m.experts["served"] == selection["served"] in ("gate", "proxy", "diffusion", "anchor")
     assert selection["validation"][selection["served"]] == max(selection["validation"].values())
@@ -50,9 +59,13 @@ def test_text_and_image_graphs_match_torch(package_dir, trained):
 def test_proxy_graph_matches_torch_with_missing_modalities(package_dir, trained, train_settings, mask):
     """The whole generator (adapters, fusion, coarse + fine, residual gate) is one graph; outputs proxy and α."""
     f = trained.features.rows(trained.split.test_items[:16])
-    feeds = {"text_features": f.text, "image_features": f.image, "text_layers": f.text_layers,
-             "image_stages": f.image_stages,
-             "modality_mask": (f.mask * np.array(mask, np.float32)).astype(np.float32)}
+    feeds = {
+        "text_features": f.text,
+        "image_features": f.image,
+        "text_layers": f.text_layers,
+        "image_stages": f.image_stages,
+        "modality_mask": (f.mask * np.array(mask, np.float32)).astype(np.float32),
+    }
     gen = load_proxy(train_settings.work_dir)
     assert parity(gen.serving(), package_dir / "proxy.onnx", feeds) < TOL
     alpha = make_session(package_dir / "proxy.onnx").run(["fusion_weights"], feeds)[0]
@@ -92,8 +105,9 @@ def test_sampler_graph_matches_torch_on_cold_items(package_dir, trained, train_s
     np.testing.assert_allclose(got, trained.experts.diffusion[cold], atol=TOL)  # what training scored
 
 
-def test_int8_bundle_is_a_new_verified_bundle_that_serves_close_to_float32(package_dir, trained, train_settings,
-                                                                           tmp_path):
+def test_int8_bundle_is_a_new_verified_bundle_that_serves_close_to_float32(
+    package_dir, trained, train_settings, tmp_path
+):
     from export.quantize import quantize_package
     from service.engine.pipeline import ProxyPipeline
     from service.metrics import Metrics
@@ -105,8 +119,10 @@ def test_int8_bundle_is_a_new_verified_bundle_that_serves_close_to_float32(packa
     assert bq.manifest.files["image_encoder"] == b.manifest.files["image_encoder"]  # text only by default
     assert 0 < bq.manifest.parity["text_encoder_int8"] < 1.0
     ds = trained.dataset
-    items = [(ds.item_texts[i], ds.item_images[i].read_bytes() if ds.item_images[i] else None)
-             for i in trained.split.test_items[:16]]
+    items = [
+        (ds.item_texts[i], ds.item_images[i].read_bytes() if ds.item_images[i] else None)
+        for i in trained.split.test_items[:16]
+    ]
     ort = {"providers": ["CPUExecutionProvider"]}
     out = ProxyPipeline(b, Metrics(), ort, 40_000_000).embed_many(items)
     outq = ProxyPipeline(bq, Metrics(), ort, 40_000_000).embed_many(items)
@@ -139,8 +155,9 @@ def test_padded_image_batches_serve_the_same_vectors(package_dir, trained):
     # auto: CPU -> no padding
     assert not plain.pad_images and not ProxyPipeline(b, Metrics(), ort, 40_000_000).pad_images
     got = padded.embed_many(items)
-    np.testing.assert_allclose(np.stack([r.embedding for r in got]),
-                               np.stack([r.embedding for r in plain.embed_many(items)]), atol=1e-5)
+    np.testing.assert_allclose(
+        np.stack([r.embedding for r in got]), np.stack([r.embedding for r in plain.embed_many(items)]), atol=1e-5
+    )
     assert got[-1].modalities == ["text"]
     assert padded.warm_up(32) == 6 and plain.warm_up(32) == 1
     # one shape each

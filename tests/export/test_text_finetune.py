@@ -14,8 +14,11 @@ from models.items.text_finetune import LastLayer, padded, penultimate_states
 
 
 def test_the_last_layer_on_the_frozen_states_reproduces_the_published_encoder(movielens_dir):
-    texts = ["Toy Story (1995). Genres: Adventure, Animation.", "Heat (1995). Genres: Action, Crime, Thriller.",
-             "A much longer description of a film, with tags: slow, moody, great soundtrack, rain."]
+    texts = [
+        "Toy Story (1995). Genres: Adventure, Animation.",
+        "Heat (1995). Genres: Action, Crime, Thriller.",
+        "A much longer description of a film, with tags: slow, moody, great soundtrack, rain.",
+    ]
     enc = TextEncoder()
     feeds = tokenizer(128)(texts)
     with torch.no_grad():
@@ -32,10 +35,22 @@ def test_a_fine_tuned_layer_is_served_by_the_package_text_encoder(tmp_path, movi
     from models.items.checkpoint import save_checkpoint
     from models.items.train import train
 
-    s = TrainSettings(data_dir=movielens_dir, max_items=200, seed=0, id_epochs=5, proxy_epochs=2, eval_every=5,
-                      diffusion=False, select_modalities=False, text_finetune=True, text_finetune_epochs=2,
-                      text_finetune_lr=1e-3, cache_dir=tmp_path / "cache", work_dir=tmp_path / "train",
-                      package_dir=tmp_path / "package")
+    s = TrainSettings(
+        data_dir=movielens_dir,
+        max_items=200,
+        seed=0,
+        id_epochs=5,
+        proxy_epochs=2,
+        eval_every=5,
+        diffusion=False,
+        select_modalities=False,
+        text_finetune=True,
+        text_finetune_epochs=2,
+        text_finetune_lr=1e-3,
+        cache_dir=tmp_path / "cache",
+        work_dir=tmp_path / "train",
+        package_dir=tmp_path / "package",
+    )
     r = train(s, encoder_graphs, progress=False)
     assert r.metrics["text_finetune"]["best_epoch"] >= 1 and r.text_layer is not None
     save_checkpoint(r, s.work_dir)
@@ -45,8 +60,9 @@ def test_a_fine_tuned_layer_is_served_by_the_package_text_encoder(tmp_path, movi
     served, layers = graph.run(None, tokenizer(128)([r.dataset.item_texts[i] for i in idx]))
     np.testing.assert_allclose(served, r.features.text[idx], atol=1e-4)  # training's features = the service's
     np.testing.assert_allclose(layers, r.features.text_layers[idx], atol=1e-4)
-    published = make_session(encoder_graphs(s.cache_dir)[0]).run(None, tokenizer(128)([r.dataset.item_texts[
-        i] for i in idx]))[0]
+    published = make_session(encoder_graphs(s.cache_dir)[0]).run(
+        None, tokenizer(128)([r.dataset.item_texts[i] for i in idx])
+    )[0]
     assert np.abs(published - served).max() > 1e-3  # the layer did move
     manifest = (package / "manifest.json").read_text()
     assert "last layer fine-tuned" in manifest

@@ -8,6 +8,11 @@ from models.features import Features
 
 def random_features(n: int, seed: int) -> Features:
     rng = np.random.default_rng(seed)
-    return Features(rng.standard_normal((n, 8), dtype=np.float32), rng.standard_normal((n, 6), dtype=np.float32),
-                    rng.standard_normal((n, 3, 8), dtype=np.float32), rng.standard_normal((n, 5), dtype=np.float32),
-                    np.ones(n, bool), np.ones(n, bool))
+    return Features(
+        rng.standard_normal((n, 8), dtype=np.float32),
+        rng.standard_normal((n, 6), dtype=np.float32),
+        rng.standard_normal((n, 3, 8), dtype=np.float32),
+        rng.standard_normal((n, 5), dtype=np.float32),
+        np.ones(n, bool),
+        np.ones(n, bool),
+    )

@@ -33,24 +33,39 @@ def test_a_blend_is_the_single_best_where_averaging_only_hurts_and_ties_go_to_th
     assert weights == {"good": 1.0} and score == singles["good"] == 0.0 and describe(weights) == "good"
     same = {"x": truth.copy(), "y": truth.copy()}
     assert greedy_blend(same, _score_against(truth), rounds=5, prefer="y")[0] == {"y": 1.0}
-    assert greedy_blend({"good": truth, "bad": -truth}, _score_against(-truth), rounds=1,
-                        prefer="good")[0] == {"bad": 1.0}
+    assert greedy_blend({"good": truth, "bad": -truth}, _score_against(-truth), rounds=1, prefer="good")[0] == {
+        "bad": 1.0
+    }
     with pytest.raises(ValueError):
         greedy_blend(outputs, _score_against(truth), rounds=0, prefer="good")
 
 
 def _generator(modalities, seed):
     torch.manual_seed(seed)
-    return ProxyGenerator(GeneratorConfig(text_dim=8, image_dim=6, n_text_layers=3, image_stage_dim=5, out_dim=4,
-                                          hidden=8, experts=2, modalities=modalities)).eval()
+    return ProxyGenerator(
+        GeneratorConfig(
+            text_dim=8,
+            image_dim=6,
+            n_text_layers=3,
+            image_stage_dim=5,
+            out_dim=4,
+            hidden=8,
+            experts=2,
+            modalities=modalities,
+        )
+    ).eval()
 
 
 def _feeds(seed: int) -> dict[str, np.ndarray]:
     """A proxy graph's inputs for 4 items: both modalities, text only, image only, both."""
     rng = np.random.default_rng(seed)
-    feeds = {"text_features": rng.standard_normal((4, 8)), "image_features": rng.standard_normal((4, 6)),
-             "text_layers": rng.standard_normal((4, 3, 8)), "image_stages": rng.standard_normal((4, 5)),
-             "modality_mask": np.array([[1, 1], [1, 0], [0, 1], [1, 1]])}
+    feeds = {
+        "text_features": rng.standard_normal((4, 8)),
+        "image_features": rng.standard_normal((4, 6)),
+        "text_layers": rng.standard_normal((4, 3, 8)),
+        "image_stages": rng.standard_normal((4, 5)),
+        "modality_mask": np.array([[1, 1], [1, 0], [0, 1], [1, 1]]),
+    }
     return {k: v.astype(np.float32) for k, v in feeds.items()}
 
 
@@ -64,8 +79,11 @@ def test_a_blended_generator_is_the_weighted_mix_of_its_routed_members_round_tri
     x = [torch.from_numpy(v) for v in feeds.values()]
     with torch.no_grad():
         got = blend(*x)["proxy"]
-        want = 0.5 * fused(*x)["proxy"] + 0.3 * RoutedGenerator(text, fused)(*x)["proxy"] + 0.2 * RoutedGenerator(
-            image, fused)(*x)["proxy"]
+        want = (
+            0.5 * fused(*x)["proxy"]
+            + 0.3 * RoutedGenerator(text, fused)(*x)["proxy"]
+            + 0.2 * RoutedGenerator(image, fused)(*x)["proxy"]
+        )
     torch.testing.assert_close(got, want)
     torch.save(generator_checkpoint(blend), tmp_path / "proxy.pt")
     loaded = load_proxy(tmp_path)
@@ -75,6 +93,7 @@ def test_a_blended_generator_is_the_weighted_mix_of_its_routed_members_round_tri
     path = export_proxy(loaded, tmp_path / "proxy.onnx")
     assert parity(loaded.serving(), path, feeds) < 1e-5
     from export.package import generator_name  # what the manifest calls it
+
     assert generator_name(loaded).endswith("blend of fused 0.50 + text-only 0.30 + image-only 0.20")
     with pytest.raises(ValueError):
         BlendedGenerator(fused, {"text": text}, {"text": 1.0})

@@ -69,8 +69,9 @@ def test_cold_aware_features_and_membership_mean(cold):
 
 
 def test_backbone_options_share_the_user_table_drop_edges_only_in_training_and_normalise_layers(cold):
-    s = BundleSettings(shared_user_table=True, layer_combine="normalised_sum", edge_dropout=0.3, lightgcn_layers=1,
-                       dim=8)
+    s = BundleSettings(
+        shared_user_table=True, layer_combine="normalised_sum", edge_dropout=0.3, lightgcn_layers=1, dim=8
+    )
     torch.manual_seed(0)
     model = DualView(cold, s)
     assert model.user_i is model.user_b and len(list(model.parameters())) == 3
@@ -97,15 +98,25 @@ def test_prior_xavier_init_weight_decay_and_fixed_epochs_where_tune_cannot_choos
     xavier = DualView(cold, BundleSettings(init="xavier", dim=8))
     assert xavier.bundle.weight.std().item() == pytest.approx((2 / (cold.n_bundles + 8)) ** 0.5, rel=0.05)
     new = np.unique(cold.test.items)
-    base = dict(init="xavier", dim=8, id_batch=16384, id_lr=1e-2, eval_every=1, patience=1, id_epochs=4,
-                layer_combine="normalised_sum", prior_fixed_epochs={"cold": 3})
+    base = dict(
+        init="xavier",
+        dim=8,
+        id_batch=16384,
+        id_lr=1e-2,
+        eval_every=1,
+        patience=1,
+        id_epochs=4,
+        layer_combine="normalised_sum",
+        prior_fixed_epochs={"cold": 3},
+    )
     norms = {}
     for wd in (0.0, 1e-4):
         prior, log = train_prior(cold, BundleSettings(id_weight_decay=wd, **base), progress=False)
         norms[wd] = np.linalg.norm(prior.bB[new], axis=1).mean()
     assert norms[1e-4] < 0.5 * norms[0.0]  # without decay a never-trained row keeps its initial norm
-    assert norms[0.0] == pytest.approx(np.linalg.norm(xavier.bundle.weight[new].detach().numpy(), axis=1).mean(),
-                                       rel=0.1)
+    assert norms[0.0] == pytest.approx(
+        np.linalg.norm(xavier.bundle.weight[new].detach().numpy(), axis=1).mean(), rel=0.1
+    )
     assert log["fixed_epochs"] == 3 and [r["epoch"] for r in log["history"]] == [1, 2, 3]
     assert log["best_tune_ndcg@20"] == log["history"][-1]["tune_ndcg@20"]
     capped = train_prior(cold, BundleSettings(**base | {"id_epochs": 2}), progress=False)[1]
@@ -165,7 +176,7 @@ def test_cold_calibration_serves_warm_bundles_as_trained_and_cold_ones_scaled_wi
     warm, new = cold.warm_bundles, int(np.unique(cold.test.items)[0])
     np.testing.assert_array_equal(out[warm], with_columns(gated[warm], 0.0, 0.0))
     np.testing.assert_allclose(out[new, :d], 3.0 * anchor[new], rtol=1e-6)
-    np.testing.assert_allclose(out[new, d:2 * d], 0.5 * gated[new, d:], rtol=1e-6)
+    np.testing.assert_allclose(out[new, d : 2 * d], 0.5 * gated[new, d:], rtol=1e-6)
     assert out[new, -2] == pytest.approx(2.0 * np.log(len(cold.members()[new])) - 0.5, rel=1e-6)
     assert out[new, -1] == 1.0  # met by the user's placement offset
     np.testing.assert_array_equal(served_vectors(cold, gated, anchor, ColdCalibration())[new, :-2], gated[new])
@@ -179,8 +190,12 @@ def test_calibration_is_the_tune_argmax_of_its_grid_and_never_below_the_gate_alo
     users = rng.normal(size=(cold.n_users, 2 * d)).astype(np.float32)
     gated = rng.normal(size=(cold.n_bundles, 2 * d)).astype(np.float32)
     anchor = rng.normal(size=(cold.n_bundles, d)).astype(np.float32)
-    s = BundleSettings(calibration_view_grid=[0.0, 1.0], calibration_size_grid=[0.0, 4.0],
-                       calibration_offset_grid=[0.0, -1.0], calibration_cold_slots_grid=[5])
+    s = BundleSettings(
+        calibration_view_grid=[0.0, 1.0],
+        calibration_size_grid=[0.0, 4.0],
+        calibration_offset_grid=[0.0, -1.0],
+        calibration_cold_slots_grid=[5],
+    )
     c, placement, log = calibrate_cold(cold, users, gated, anchor, s, progress=False)
     assert c.cold_slots == 0 and not placement.any()  # every tune positive is new: nothing to gain from warm ones
     U = served_users(users)
@@ -194,9 +209,13 @@ def test_calibration_is_the_tune_argmax_of_its_grid_and_never_below_the_gate_alo
     assert log["identity_tune_ndcg@20"] == pytest.approx(tune(ColdCalibration()), abs=1e-12)
     assert c.log_size == 4.0 and log["tune_ndcg@20"] > log["identity_tune_ndcg@20"]
     assert c.offset == 0.0  # on the cold split a negative offset only lets warm bundles in
-    only_identity = BundleSettings(calibration_view_grid=[1.0], calibration_size_grid=[0.0],
-                                   calibration_sources=["gate"], calibration_offset_grid=[0.0],
-                                   calibration_cold_slots_grid=[])
+    only_identity = BundleSettings(
+        calibration_view_grid=[1.0],
+        calibration_size_grid=[0.0],
+        calibration_sources=["gate"],
+        calibration_offset_grid=[0.0],
+        calibration_cold_slots_grid=[],
+    )
     assert calibrate_cold(cold, users, gated, anchor, only_identity, progress=False)[0] == ColdCalibration()
 
 
@@ -210,8 +229,13 @@ def test_the_calibration_offset_lifts_new_bundles_that_score_below_every_warm_on
     gated = rng.normal(scale=0.1, size=(cold.n_bundles, 2 * d)).astype(np.float32)
     gated[cold.warm_bundles] += 10.0
     anchor = gated[:, :d].copy()
-    s = BundleSettings(calibration_view_grid=[1.0], calibration_size_grid=[0.0], calibration_sources=["gate"],
-                       calibration_offset_grid=[0.0, 100.0], calibration_cold_slots_grid=[])
+    s = BundleSettings(
+        calibration_view_grid=[1.0],
+        calibration_size_grid=[0.0],
+        calibration_sources=["gate"],
+        calibration_offset_grid=[0.0, 100.0],
+        calibration_cold_slots_grid=[],
+    )
     c, _, log = calibrate_cold(cold, users, gated, anchor, s, progress=False)
     assert log["tune_ndcg@20_without_offset"] == 0.0 < log["tune_ndcg@20"]
     assert c.offset == pytest.approx(100.0 * log["offset_unit"], rel=1e-5)
@@ -235,15 +259,21 @@ def test_the_per_user_placement_puts_k_new_bundles_in_every_top_list_and_k_is_ch
     new = mixed.bundle_counts() == 0
     gated[new] *= 0.01 * rng.uniform(0.5, 2.0, size=(int(new.sum()), 1)).astype(np.float32)
     anchor = gated[:, :d].copy()
-    s = BundleSettings(calibration_view_grid=[1.0], calibration_size_grid=[0.0], calibration_sources=["gate"],
-                       calibration_offset_grid=[0.0], calibration_cold_slots_grid=[3, 10])
+    s = BundleSettings(
+        calibration_view_grid=[1.0],
+        calibration_size_grid=[0.0],
+        calibration_sources=["gate"],
+        calibration_offset_grid=[0.0],
+        calibration_cold_slots_grid=[3, 10],
+    )
     c, placement, log = calibrate_cold(mixed, users, gated, anchor, s, progress=False)
     assert log["tune_ndcg@20_by_cold_slots"][0] == log["tune_ndcg@20_without_placement"] < log["tune_ndcg@20"]
     assert c.cold_slots in (3, 10) and c.list_length == 20 and placement.shape == (mixed.n_users,)
     U, V = served_users(users, placement), served_vectors(mixed, gated, anchor, c)
     # float32, two summation orders: a near-tied pair may swap (a CI rehearsal saw 7e-7); a wrong offset moves far more
-    assert evaluate(mixed, mixed.tune,
-                    lambda us: U[us] @ V.T)["ndcg@20"] == pytest.approx(log["tune_ndcg@20"], abs=1e-5)
+    assert evaluate(mixed, mixed.tune, lambda us: U[us] @ V.T)["ndcg@20"] == pytest.approx(
+        log["tune_ndcg@20"], abs=1e-5
+    )
     tune_new = placement_pool(mixed, "tune_new")
     assert placement_pool(mixed, "all_new") is None and tune_new[np.unique(mixed.tune.items)].all()
     only_tune = placement_tops(mixed, users, V, 20, pool=tune_new)[1]
@@ -264,9 +294,18 @@ def test_placement_slots_outside_the_list_are_refused(grid):
 
 
 def test_the_served_gate_variant_is_the_calibrated_one_best_on_tune(cold):
-    s = BundleSettings(id_epochs=1, id_batch=16384, eval_every=1, composition_epochs=1, diffusion_epochs=1,
-                       gate_epochs=1, gate_variants=["full", "no_output_gate"], calibration_view_grid=[1.0],
-                       calibration_size_grid=[0.0, 2.0], calibration_sources=["gate"])
+    s = BundleSettings(
+        id_epochs=1,
+        id_batch=16384,
+        eval_every=1,
+        composition_epochs=1,
+        diffusion_epochs=1,
+        gate_epochs=1,
+        gate_variants=["full", "no_output_gate"],
+        calibration_view_grid=[1.0],
+        calibration_size_grid=[0.0, 2.0],
+        calibration_sources=["gate"],
+    )
     m = train_bundle_model(cold, s, progress=False)
     sel = m.log["gate_selection"]
     assert set(sel["tune_ndcg@20"]) == {"full", "no_output_gate"}

@@ -44,8 +44,11 @@ def test_the_validation_items_split_into_disjoint_stop_and_select_parts_without_
     """Issue 21: candidates are chosen on validation items no model early-stopped on; holding them out
     leaves every other part of the split as it was."""
     plain, held = cold_start_split(movielens, 3), cold_start_split(movielens, 3, select_share=0.5)
-    for a, b in ((plain.warm_items, held.warm_items), (plain.test_items, held.test_items),
-                 (plain.train.users, held.train.users)):
+    for a, b in (
+        (plain.warm_items, held.warm_items),
+        (plain.test_items, held.test_items),
+        (plain.train.users, held.train.users),
+    ):
         assert np.array_equal(a, b)
     stop, stop_pos = held.validation("stop")
     select, select_pos = held.validation("select")
@@ -64,7 +67,8 @@ def test_generic_format(tmp_path, movielens_dir):
     poster = movielens_dir / "posters" / "1.jpg"
     (tmp_path / "items.csv").write_text(f"item_id,text,image\na,first item,{poster}\nb,only text,\nc,third item,\n")
     (tmp_path / "interactions.csv").write_text(
-        "user_id,item_id,timestamp,weight\nu1,a,1,1\nu1,b,2,1\nu2,c,3,0\nu2,zzz,4,1\n")
+        "user_id,item_id,timestamp,weight\nu1,a,1,1\nu1,b,2,1\nu2,c,3,0\nu2,zzz,4,1\n"
+    )
     ds = load_generic(tmp_path)
     assert ds.item_ids == ["a", "b", "c"] and ds.item_images[0] == poster and ds.item_images[1] is None
     assert ds.item_texts[1] == "only text"
@@ -100,8 +104,9 @@ def test_id_model_diagnostics_warn_when_the_id_space_is_no_better_than_popularit
     pop = np.arange(n_items, 0, -1, dtype=float) ** 2  # a steep popularity curve, nothing else
     draw = lambda n: Interactions(rng.integers(0, n_users, n), rng.choice(n_items, n, p=pop / pop.sum()))  # noqa: E731
     empty = Interactions(np.zeros(0, int), np.zeros(0, int))
-    split = ColdStartSplit(np.arange(n_items), np.zeros(0, int), np.zeros(0, int), draw(4000), draw(600), empty,
-                           empty, empty, 0)
+    split = ColdStartSplit(
+        np.arange(n_items), np.zeros(0, int), np.zeros(0, int), draw(4000), draw(600), empty, empty, empty, 0
+    )
     weak = id_model_diagnostics(0.05, n_users, n_items, split, seed=0)
     assert weak["popularity_ndcg@20"] > weak["random_ndcg@20"] and not weak["learnt"]
     assert "not clearly better than popularity" in weak["warning"]
@@ -114,9 +119,13 @@ def test_the_decide_part_leaves_validation_and_training_and_moves_nothing_else(m
     calibration saw; setting them aside moves no warm item, test item or interaction split."""
     plain = cold_start_split(movielens, 3, select_share=0.5)
     held = cold_start_split(movielens, 3, select_share=0.5, decide_share=0.3)
-    for a, b in ((plain.warm_items, held.warm_items), (plain.test_items, held.test_items),
-                 (plain.train.users, held.train.users), (plain.warm_test.items, held.warm_test.items),
-                 (plain.cold_test.users, held.cold_test.users)):
+    for a, b in (
+        (plain.warm_items, held.warm_items),
+        (plain.test_items, held.test_items),
+        (plain.train.users, held.train.users),
+        (plain.warm_test.items, held.warm_test.items),
+        (plain.cold_test.users, held.cold_test.users),
+    ):
         assert np.array_equal(a, b)
     decide = held.decide_items
     assert abs(len(decide) - 0.3 * len(plain.val_items)) <= 1

@@ -41,8 +41,10 @@ def test_forward_process_is_alpha_x0_plus_sigma_noise():
     x0, noise = torch.randn(4, 8), torch.randn(4, 8)
     t = torch.tensor([1, 10, 250, 500])
     got = s.q_sample(x0, t, noise)
-    want = torch.from_numpy(s.alpha(t.numpy())).float()[:, None] * x0 + torch.from_numpy(s.sigma(t.numpy())).float()[
-        :, None] * noise
+    want = (
+        torch.from_numpy(s.alpha(t.numpy())).float()[:, None] * x0
+        + torch.from_numpy(s.sigma(t.numpy())).float()[:, None] * noise
+    )
     torch.testing.assert_close(got, want)
 
 
@@ -55,9 +57,17 @@ class Fixed(torch.nn.Module):
         return self.x0.expand_as(x)
 
 
-@pytest.mark.parametrize("method,steps,spacing", [("ddpm", 500, "time"), ("ddpm", 7, "time"), ("dpmpp1", 1, "logsnr"),
-                                                  ("dpmpp1", 5, "time"), ("dpmpp2m", 3, "logsnr"),
-                                                  ("dpmpp2m", 10, "time")])
+@pytest.mark.parametrize(
+    "method,steps,spacing",
+    [
+        ("ddpm", 500, "time"),
+        ("ddpm", 7, "time"),
+        ("dpmpp1", 1, "logsnr"),
+        ("dpmpp1", 5, "time"),
+        ("dpmpp2m", 3, "logsnr"),
+        ("dpmpp2m", 10, "time"),
+    ],
+)
 def test_a_denoiser_that_returns_a_fixed_x0_lands_on_it(method, steps, spacing):
     sched = NoiseSchedule("linear", 500)
     x0 = torch.randn(1, 6)
@@ -108,8 +118,10 @@ def test_onnx_sampler_graph_matches_torch(tmp_path):
     module = UnrolledSampler(den, plan)
     path = export_sampler(module, tmp_path / "sampler.onnx")
     rng = np.random.default_rng(0)
-    feeds = {"anchor": rng.standard_normal((5, 16)).astype(np.float32),
-             "condition": rng.standard_normal((5, 16)).astype(np.float32)}
+    feeds = {
+        "anchor": rng.standard_normal((5, 16)).astype(np.float32),
+        "condition": rng.standard_normal((5, 16)).astype(np.float32),
+    }
     assert parity(module, path, feeds) < 1e-4
 
 
@@ -133,7 +145,8 @@ def test_the_sampler_is_chosen_on_validation_from_the_grid_and_the_configured_on
     s = TrainSettings(sampler_steps=3, sampler_start=0.5)
     kw, scores = choose_sampler(den, anchor, cond, users, split, s, sampler_kwargs(s) | {"seed": 0})
     assert len(scores) == 9 and scores[f"S={kw['steps']} start={kw['t_start'] / s.diffusion_T:g}"] == max(
-        scores.values())
+        scores.values()
+    )
     probe = np.zeros_like(anchor)
     probe[val] = sample(den, anchor[val], cond[val], **kw)
     assert validation_cold_ndcg(users, probe, split) == pytest.approx(max(scores.values()))

@@ -45,8 +45,13 @@ def test_posters_embed_deterministically_and_distinctly(image_encoder, movielens
 @torch.no_grad()
 def test_text_encoder_is_pretrained_sentence_model():
     enc, tok = TextEncoder(), tokenizer(128)
-    t = tok(["A cowboy doll is jealous of a new spaceman toy.", "Toys come alive when their owner leaves the room.",
-             "Quarterly tax filing deadlines for small businesses."])
+    t = tok(
+        [
+            "A cowboy doll is jealous of a new spaceman toy.",
+            "Toys come alive when their owner leaves the room.",
+            "Quarterly tax filing deadlines for small businesses.",
+        ]
+    )
     e, layers = enc(torch.from_numpy(t["input_ids"]), torch.from_numpy(t["attention_mask"]))
     e = e.numpy()
     assert e.shape == (3, 384) and layers.shape == (3, 7, 384)

@@ -24,8 +24,15 @@ def test_the_ray_pass_gives_the_local_features(local_ray, tmp_path):
         else:
             images.append(None)
     texts = [f"Cotton shirt, size {n}" if n % 3 else "" for n in range(7)]
-    ds = Dataset(name="ray-features", item_ids=[str(n) for n in range(7)], item_texts=texts, item_images=images,
-                 user_ids=["u"], users=np.zeros(1, np.int64), items=np.zeros(1, np.int64))
+    ds = Dataset(
+        name="ray-features",
+        item_ids=[str(n) for n in range(7)],
+        item_texts=texts,
+        item_images=images,
+        user_ids=["u"],
+        users=np.zeros(1, np.int64),
+        items=np.zeros(1, np.int64),
+    )
     graphs = tmp_path / "graphs"
 
     def shared(_cache_dir):  # both passes run the same exported graphs

@@ -46,9 +46,17 @@ def _synthetic(seed=0, d=8, n_users=300, n_warm=240, n_val=30):
         return Interactions(np.repeat(np.arange(n_users), k), items[pick].ravel())
 
     warm, val = np.arange(n_warm), np.arange(n_warm, n_warm + n_val)
-    split = ColdStartSplit(warm, val, np.arange(n_warm + n_val, n), train, top(warm, 5),
-                           Interactions(np.zeros(0, int), np.zeros(0, int)), top(val, 3),
-                           top(np.arange(n_warm + n_val, n), 3), seed)
+    split = ColdStartSplit(
+        warm,
+        val,
+        np.arange(n_warm + n_val, n),
+        train,
+        top(warm, 5),
+        Interactions(np.zeros(0, int), np.zeros(0, int)),
+        top(val, 3),
+        top(np.arange(n_warm + n_val, n), 3),
+        seed,
+    )
     available = np.ones((n, 3), np.float32)
     available[n_warm:, 0] = 0.0
     experts = np.stack([id_emb, proxy, diffusion], axis=1).astype(np.float32)
@@ -59,8 +67,16 @@ def _synthetic(seed=0, d=8, n_users=300, n_warm=240, n_val=30):
 
 def test_training_makes_a_well_trained_warm_item_lean_on_its_id_embedding():
     experts, available, feats, users, split, many = _synthetic()
-    s = SimpleNamespace(seed=0, gate_lr=0.05, gate_batch=256, gate_aug_ratio=0.5, gate_aug_alpha=0.4, gate_epochs=40,
-                        patience=8, gate_steps_per_epoch=0)
+    s = SimpleNamespace(
+        seed=0,
+        gate_lr=0.05,
+        gate_batch=256,
+        gate_aug_ratio=0.5,
+        gate_aug_alpha=0.4,
+        gate_epochs=40,
+        patience=8,
+        gate_steps_per_epoch=0,
+    )
     gate, log = train_gate(experts, available, feats, users, split, s, progress=False)
     with torch.no_grad():
         w = gate.weights(torch.from_numpy(feats), torch.from_numpy(available)).numpy()
@@ -77,9 +93,16 @@ def test_onnx_gate_graph_matches_torch_with_and_without_the_id_expert(tmp_path):
     torch.nn.init.normal_(gate.lin.weight)
     path = export_gate(gate, 16, tmp_path / "gate.onnx")
     rng = np.random.default_rng(0)
-    feeds = dict(zip(GATE_INPUTS,
-                     [cold_features(rng.integers(0, 100, 6), np.ones((6, 2), np.float32)), np.ones((6, 4), np.float32),
-                                    *(rng.standard_normal((6, 16)).astype(np.float32) for _ in range(4))]))
+    feeds = dict(
+        zip(
+            GATE_INPUTS,
+            [
+                cold_features(rng.integers(0, 100, 6), np.ones((6, 2), np.float32)),
+                np.ones((6, 4), np.float32),
+                *(rng.standard_normal((6, 16)).astype(np.float32) for _ in range(4)),
+            ],
+        )
+    )
     assert parity(gate, path, feeds) < 1e-5
     feeds["expert_available"][:, 0] = 0.0
     assert parity(gate, path, feeds) < 1e-5

@@ -13,8 +13,9 @@ from models.items.proxy_training import ranking_loss, tensors
 from tests.models.random_features import random_features
 
 
-@pytest.mark.parametrize("experts, k, kind",
-                         [(4, 2, "linear"), (6, 3, "whitening"), (8, 4, "linear"), (4, 1, "linear")])
+@pytest.mark.parametrize(
+    "experts, k, kind", [(4, 2, "linear"), (6, 3, "whitening"), (8, 4, "linear"), (4, 1, "linear")]
+)
 def test_top_k_gating_selects_exactly_k_experts_and_gradients_flow(experts, k, kind):
     torch.manual_seed(0)
     moe = MoEAdapter(10, 5, experts, k, kind)
@@ -48,23 +49,31 @@ def test_pal_matches_a_hand_computed_case():
     tau = 0.5
     hn, en = F.normalize(h, dim=-1), F.normalize(e, dim=-1)
     s = hn @ en.T / tau  # [[1/0.5, 0.7071/0.5], [0, 0.7071/0.5]]
-    by_hand = -0.5 * (np.log(np.exp(2.0) / (np.exp(2.0) + np.exp(np.sqrt(0.5) / tau)))
-                      + np.log(np.exp(np.sqrt(0.5) / tau) / (np.exp(0.0) + np.exp(np.sqrt(0.5) / tau))))
+    by_hand = -0.5 * (
+        np.log(np.exp(2.0) / (np.exp(2.0) + np.exp(np.sqrt(0.5) / tau)))
+        + np.log(np.exp(np.sqrt(0.5) / tau) / (np.exp(0.0) + np.exp(np.sqrt(0.5) / tau)))
+    )
     assert float(s[0, 0]) == pytest.approx(2.0)
     assert float(pal_loss(h, e, tau)) == pytest.approx(by_hand, rel=1e-6)
 
 
 def small_generator(**kw) -> ProxyGenerator:
     torch.manual_seed(0)
-    cfg = GeneratorConfig(text_dim=6, image_dim=8, n_text_layers=4, image_stage_dim=5, out_dim=3, hidden=7,
-                          text_groups=[0, 0, 1, 2], **kw)
+    cfg = GeneratorConfig(
+        text_dim=6, image_dim=8, n_text_layers=4, image_stage_dim=5, out_dim=3, hidden=7, text_groups=[0, 0, 1, 2], **kw
+    )
     return ProxyGenerator(cfg).eval()
 
 
 def inputs(n=5, mask=(1, 1)):
     g = torch.Generator().manual_seed(1)
-    return (torch.randn(n, 6, generator=g), torch.randn(n, 8, generator=g), torch.randn(n, 4, 6, generator=g),
-            torch.randn(n, 5, generator=g), torch.tensor([mask] * n, dtype=torch.float32))
+    return (
+        torch.randn(n, 6, generator=g),
+        torch.randn(n, 8, generator=g),
+        torch.randn(n, 4, 6, generator=g),
+        torch.randn(n, 5, generator=g),
+        torch.tensor([mask] * n, dtype=torch.float32),
+    )
 
 
 @pytest.mark.parametrize("mask", [(1, 0), (0, 1)])
@@ -104,8 +113,18 @@ def test_layer_groups_by_kmeans_are_ordered_shallow_to_deep():
     rng = np.random.default_rng(0)
     base = [rng.normal(size=(300, 16)) for _ in range(3)]
     # 7 layers in three families: layers 0-1 alike, 2-4 alike, 5-6 alike
-    layers = np.stack([base[0], base[0] + 0.05 * rng.normal(size=(300, 16)), base[1], base[1] * 1.1, base[1] + 0.05,
-                       base[2], base[2] * 0.9], axis=1).astype(np.float32)
+    layers = np.stack(
+        [
+            base[0],
+            base[0] + 0.05 * rng.normal(size=(300, 16)),
+            base[1],
+            base[1] * 1.1,
+            base[1] + 0.05,
+            base[2],
+            base[2] * 0.9,
+        ],
+        axis=1,
+    ).astype(np.float32)
     assert layer_groups(layers, 3) == [0, 0, 1, 1, 1, 2, 2]
 
 
@@ -142,8 +161,15 @@ def _tiny_split_and_features(seed: int = 0):
     feats = random_features(n_items, seed)
     taste = rng.standard_normal((n_users, 8)).astype(np.float32)
     users, items = np.nonzero(taste @ feats.text.T > 1.0)
-    ds = Dataset("tiny", [str(i) for i in range(n_items)], [""] * n_items, [None] * n_items,
-                 [str(u) for u in range(n_users)], users.astype(np.int64), items.astype(np.int64))
+    ds = Dataset(
+        "tiny",
+        [str(i) for i in range(n_items)],
+        [""] * n_items,
+        [None] * n_items,
+        [str(u) for u in range(n_users)],
+        users.astype(np.int64),
+        items.astype(np.int64),
+    )
     user_emb = rng.standard_normal((n_users, d)).astype(np.float32)
     item_emb = rng.standard_normal((n_items, d)).astype(np.float32)
     return cold_start_split(ds, seed), feats, user_emb, item_emb

@@ -69,8 +69,10 @@ def test_items_and_users_align_to_the_dataset_and_report_what_they_leave_out(tmp
     np.testing.assert_allclose(space.item_emb[row], items[2] / np.linalg.norm(items[2]), rtol=1e-5)
     assert space.has_vector.sum() == 15 and not space.has_vector[ds.item_ids.index("it3")]
     report = space.info["report"]
-    assert report["unknown_item_rows"] == 2 and report["unknown_item_examples"] == ["not-in-catalogue-1",
-                                                                                 "not-in-catalogue-2"]
+    assert report["unknown_item_rows"] == 2 and report["unknown_item_examples"] == [
+        "not-in-catalogue-1",
+        "not-in-catalogue-2",
+    ]
     assert report["interactions_without_user_vector"] == 12  # users u10, u11 (6 clicks each) have no vector
     assert space.info["item_vectors"] == 17 and space.info["user_vectors"] == 11 and space.info["score"] == "cosine"
     # warm items are the ones with a vector: the others leave the split, their clicks with them
@@ -108,8 +110,9 @@ def test_train_refuses_a_bad_file_and_writes_no_checkpoint(tmp_path):
     from models.items.train import train
 
     root = catalogue(tmp_path / "data")
-    pq.write_table(pa.table({"item_id": ["it1", "it2", "it1"], "embedding": [[1.0, 2.0]] * 3}),
-                   root / "item_embeddings.parquet")
+    pq.write_table(
+        pa.table({"item_id": ["it1", "it2", "it1"], "embedding": [[1.0, 2.0]] * 3}), root / "item_embeddings.parquet"
+    )
     work = tmp_path / "work"
     with pytest.raises(InvalidVectors, match=r"item_embeddings.parquet: row 3: duplicate item_id 'it1'"):
         train(settings(root, work_dir=work, cache_dir=tmp_path / "cache"), lambda _: pytest.fail("no features"))

@@ -58,14 +58,28 @@ def test_a_refit_refuses_settings_its_evaluation_did_not_choose_for(tmp_path):
 def refit_package(catalogue, train_settings, tmp_path_factory):
     """``coldproxy train`` (evaluation, then refit) and ``coldproxy export`` on the catalogue, briefly trained."""
     root = tmp_path_factory.mktemp("refit-run")
-    env = {"COLDPROXY_CACHE_DIR": str(train_settings.cache_dir), "COLDPROXY_ID_EPOCHS": "10",
-           "COLDPROXY_PROXY_EPOCHS": "3", "COLDPROXY_GENERATOR_SEEDS": "2", "COLDPROXY_DIFFUSION_EPOCHS": "10",
-           "COLDPROXY_GATE_EPOCHS": "3", "COLDPROXY_EVAL_EVERY": "1"}
+    env = {
+        "COLDPROXY_CACHE_DIR": str(train_settings.cache_dir),
+        "COLDPROXY_ID_EPOCHS": "10",
+        "COLDPROXY_PROXY_EPOCHS": "3",
+        "COLDPROXY_GENERATOR_SEEDS": "2",
+        "COLDPROXY_DIFFUSION_EPOCHS": "10",
+        "COLDPROXY_GATE_EPOCHS": "3",
+        "COLDPROXY_EVAL_EVERY": "1",
+    }
     with pytest.MonkeyPatch.context() as mp:
         for k, v in env.items():
             mp.setenv(k, v)
-        flags = ["--format", "generic", "--data", str(catalogue), "--work-dir", str(root / "work"), "--package-dir",
-                 str(root / "package")]
+        flags = [
+            "--format",
+            "generic",
+            "--data",
+            str(catalogue),
+            "--work-dir",
+            str(root / "work"),
+            "--package-dir",
+            str(root / "package"),
+        ]
         cli_main(["train", *flags])
         cli_main(["export", *flags])
     return root
@@ -106,14 +120,20 @@ def test_the_refit_makes_every_item_with_a_positive_warm_and_serves_the_rest_by_
     assert set(evaluated["item_ids"]) | set(evaluated["proxy_item_ids"]) == set(ds.item_ids)
 
 
-def test_a_served_refit_answers_every_item_and_recommends_nothing_a_user_interacted_with(refit_package, catalogue,
-                                                                                         redis_prefix):
+def test_a_served_refit_answers_every_item_and_recommends_nothing_a_user_interacted_with(
+    refit_package, catalogue, redis_prefix
+):
     ds = load_generic(catalogue)
     seen = ds.seen()
     assert len(ds.seen_only) > 0 and len(seen) == len(ds.items) + len(ds.seen_only)
     with_positive = {ds.item_ids[i] for i in np.unique(ds.items)}
-    settings = ServiceSettings(package_dir=refit_package / "package", redis_url=REDIS_URL,
-                               redis_prefix=f"{redis_prefix}:refit", port=_free_port(), bundle_package_dir=None)
+    settings = ServiceSettings(
+        package_dir=refit_package / "package",
+        redis_url=REDIS_URL,
+        redis_prefix=f"{redis_prefix}:refit",
+        port=_free_port(),
+        bundle_package_dir=None,
+    )
     with LiveServer(settings) as live, httpx.Client(base_url=live.url, timeout=30) as c:
         for item_id in ds.item_ids:
             r = c.get(f"/v1/items/{item_id}/embedding")
@@ -128,9 +148,12 @@ def test_a_served_refit_answers_every_item_and_recommends_nothing_a_user_interac
         assert {x["source"] for x in news} == {"proxy"}
         for u, user_id in enumerate(ds.user_ids):  # k: every item, so only what is left out is missing
             interacted = {ds.item_ids[i] for i in seen.items[seen.users == u]}
-            shown = {x["item_id"] for x in c.get(f"/v1/users/{user_id}/recommendations",
-                                                 params={"k": ds.n_items}).json()["items"]}
+            shown = {
+                x["item_id"]
+                for x in c.get(f"/v1/users/{user_id}/recommendations", params={"k": ds.n_items}).json()["items"]
+            }
             assert shown == set(ds.item_ids) - interacted, user_id
-        everything = c.get(f"/v1/users/{ds.user_ids[0]}/recommendations",
-                           params={"k": ds.n_items, "exclude_seen": "false"}).json()["items"]
+        everything = c.get(
+            f"/v1/users/{ds.user_ids[0]}/recommendations", params={"k": ds.n_items, "exclude_seen": "false"}
+        ).json()["items"]
         assert len(everything) == ds.n_items

@@ -19,8 +19,18 @@ def test_a_served_choice_below_a_candidate_on_validation_fails_the_run_loudly():
 
 def _generator(modalities, seed):
     torch.manual_seed(seed)
-    return ProxyGenerator(GeneratorConfig(text_dim=8, image_dim=6, n_text_layers=3, image_stage_dim=5, out_dim=4,
-                                          hidden=8, experts=2, modalities=modalities)).eval()
+    return ProxyGenerator(
+        GeneratorConfig(
+            text_dim=8,
+            image_dim=6,
+            n_text_layers=3,
+            image_stage_dim=5,
+            out_dim=4,
+            hidden=8,
+            experts=2,
+            modalities=modalities,
+        )
+    ).eval()
 
 
 def test_a_routed_single_modality_generator_falls_back_to_the_fused_one_where_its_modality_is_absent():
@@ -47,9 +57,13 @@ def test_a_routed_generator_round_trips_through_its_checkpoint_and_exports_as_on
     loaded = load_proxy(tmp_path)
     assert isinstance(loaded, RoutedGenerator) and loaded.modality == 1
     rng = np.random.default_rng(1)
-    feeds = {"text_features": rng.standard_normal((4, 8)), "image_features": rng.standard_normal((4, 6)),
-             "text_layers": rng.standard_normal((4, 3, 8)), "image_stages": rng.standard_normal((4, 5)),
-             "modality_mask": np.array([[1, 1], [1, 0], [0, 1], [1, 1]])}
+    feeds = {
+        "text_features": rng.standard_normal((4, 8)),
+        "image_features": rng.standard_normal((4, 6)),
+        "text_layers": rng.standard_normal((4, 3, 8)),
+        "image_stages": rng.standard_normal((4, 5)),
+        "modality_mask": np.array([[1, 1], [1, 0], [0, 1], [1, 1]]),
+    }
     feeds = {k: v.astype(np.float32) for k, v in feeds.items()}
     with torch.no_grad():
         a = routed(*map(torch.from_numpy, feeds.values()))["proxy"]
@@ -82,6 +96,11 @@ def test_the_fusion_temperature_is_chosen_by_the_validation_score_and_exported_w
     loaded = load_proxy(tmp_path)
     assert loaded.cfg.fusion_temperature == 4.0
     np.testing.assert_allclose(predict(loaded, feats, items), target, atol=1e-6)
-    feeds = {"text_features": feats.text, "image_features": feats.image, "text_layers": feats.text_layers,
-             "image_stages": feats.image_stages, "modality_mask": feats.mask}
+    feeds = {
+        "text_features": feats.text,
+        "image_features": feats.image,
+        "text_layers": feats.text_layers,
+        "image_stages": feats.image_stages,
+        "modality_mask": feats.mask,
+    }
     assert parity(loaded.serving(), export_proxy(loaded, tmp_path / "proxy.onnx"), feeds) < 1e-5

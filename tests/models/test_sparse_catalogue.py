@@ -33,8 +33,15 @@ def train_seeds(catalogue, **overrides):
     root, data = catalogue
     runs = []
     for seed in SEEDS:
-        s = TrainSettings(data_dir=data, data_format="generic", seed=seed, cache_dir=root / "cache",
-                          work_dir=root / f"train{seed}", package_dir=root / f"package{seed}", **overrides)
+        s = TrainSettings(
+            data_dir=data,
+            data_format="generic",
+            seed=seed,
+            cache_dir=root / "cache",
+            work_dir=root / f"train{seed}",
+            package_dir=root / f"package{seed}",
+            **overrides,
+        )
         runs.append(train(s, encoder_graphs, progress=False))
     return runs
 
@@ -53,8 +60,10 @@ def cold_recall(result, emb) -> float:
 def rows(result) -> dict[str, float]:
     f, sp, I = result.features, result.split, result.item_emb
     cold = np.concatenate([sp.val_items, sp.test_items])
-    out = {"default": cold_recall(result, result.served_item_emb()),
-           "content-kNN": cold_recall(result, knn_embeddings(f, I, sp.warm_items, cold, neighbours=5))}
+    out = {
+        "default": cold_recall(result, result.served_item_emb()),
+        "content-kNN": cold_recall(result, knn_embeddings(f, I, sp.warm_items, cold, neighbours=5)),
+    }
     for m in ("text", "image"):  # fitted by training, as served (routed to the fused one where absent)
         model = result.generators[m]
         emb = I.copy()
@@ -81,8 +90,9 @@ def test_training_records_its_validation_choices_and_the_served_choice_is_valida
         assert m["id_model"]["type"] == "lightgcn-bpr" and m["id_model"]["diagnostics"]["learnt"], m["id_model"]
         assert "fallback" not in m["id_model"]
         sel = m["selection"]
-        assert {"generator:both", "generator:text", "generator:image", "gate", "proxy", "diffusion",
-                "anchor"} <= set(sel["validation"])
+        assert {"generator:both", "generator:text", "generator:image", "gate", "proxy", "diffusion", "anchor"} <= set(
+            sel["validation"]
+        )
         assert sel["validation"]["proxy"] == max(v for k, v in sel["validation"].items() if k.startswith("generator:"))
         assert sum(sel["generator_weights"].values()) == pytest.approx(1.0)
         assert sel["validation"][sel["served"]] == max(sel["validation"].values())

@@ -26,8 +26,17 @@ def test_the_estimate_grows_with_the_data_only_as_far_as_the_budgets_let_it():
     s = TrainSettings(id_steps_per_epoch=48, proxy_steps_per_epoch=48, gate_steps_per_epoch=48)
 
     def run(n_train: int, **kw) -> dict[str, float]:
-        return estimate(kw.pop("settings", s), n_items=3000, n_users=n_train // 50, n_train=n_train,
-                        n_warm_val=n_train // 10, n_warm=2400, encode_items=kw.pop("encode", 0), generators=9, cores=2)
+        return estimate(
+            kw.pop("settings", s),
+            n_items=3000,
+            n_users=n_train // 50,
+            n_train=n_train,
+            n_warm_val=n_train // 10,
+            n_warm=2400,
+            encode_items=kw.pop("encode", 0),
+            generators=9,
+            cores=2,
+        )
 
     small, big = run(100_000), run(1_000_000)
     assert big["generators"] < 1.1 * small["generators"] + 1  # 48 steps either way; only validation grows
@@ -63,11 +72,23 @@ def test_the_pipeline_report_fits_each_stages_growth(tmp_path, monkeypatch):
 
     monkeypatch.setattr(train_scale_report, "RESULTS", tmp_path)
     stages = dict.fromkeys(train_scale_report.STAGES, 10.0)
-    rows = [{"positives": n, "mode": "default", "seed": 0, "train_positives": n,
-             "seconds": stages | {"id_model": n / 1000},
-             "total_s": 60 + n / 1000, "epochs_run(best)": {"id_model": "50 (30)"}, "estimate_s": 1.0,
-             "peak_rss_mb": 1.0,
-             "warm_val_ndcg@20": 0.3, "served": "gate", "val_cold_ndcg@20": 0.4} for n in (100_000, 1_000_000)]
+    rows = [
+        {
+            "positives": n,
+            "mode": "default",
+            "seed": 0,
+            "train_positives": n,
+            "seconds": stages | {"id_model": n / 1000},
+            "total_s": 60 + n / 1000,
+            "epochs_run(best)": {"id_model": "50 (30)"},
+            "estimate_s": 1.0,
+            "peak_rss_mb": 1.0,
+            "warm_val_ndcg@20": 0.3,
+            "served": "gate",
+            "val_cold_ndcg@20": 0.4,
+        }
+        for n in (100_000, 1_000_000)
+    ]
     train_scale_report.write_pipeline(rows, "pipe", "python bench/train_scale.py --pipeline")
     out = json.loads((tmp_path / "pipe.json").read_text())
     assert out["exponents"]["default"]["id_model"] == 1.0 and out["exponents"]["default"]["features"] == 0.0

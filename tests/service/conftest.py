@@ -19,9 +19,19 @@ def trained_bundles(tmp_path_factory):
     from models.bundles.data import load_youshu
     from models.bundles.train import train_bundle_model
 
-    s = BundleSettings(data_dir=YOUSHU, scenario="cold", id_epochs=1, id_batch=16384, eval_every=1,
-                       composition_epochs=1, diffusion_epochs=1, gate_epochs=1, gate_variants=["full"],
-                       cold_calibration=False, package_dir=tmp_path_factory.mktemp("bundles") / "package")
+    s = BundleSettings(
+        data_dir=YOUSHU,
+        scenario="cold",
+        id_epochs=1,
+        id_batch=16384,
+        eval_every=1,
+        composition_epochs=1,
+        diffusion_epochs=1,
+        gate_epochs=1,
+        gate_variants=["full"],
+        cold_calibration=False,
+        package_dir=tmp_path_factory.mktemp("bundles") / "package",
+    )
     d = load_youshu(s.data_dir, s.scenario)
     m = train_bundle_model(d, s, progress=False)
     m.calibration = CALIBRATION  # its choice on tune is tested in tests/models/test_bundles.py
@@ -29,8 +39,9 @@ def trained_bundles(tmp_path_factory):
     return m, build_bundle_package(m, s)
 
 
-CALIBRATION = ColdCalibration(bundle_source="anchor", bundle_view=2.0, item_view=0.5, log_size=1.5, offset=-0.75,
-                              cold_slots=3)
+CALIBRATION = ColdCalibration(
+    bundle_source="anchor", bundle_view=2.0, item_view=0.5, log_size=1.5, offset=-0.75, cold_slots=3
+)
 
 
 @pytest.fixture(scope="session")

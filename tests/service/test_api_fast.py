@@ -25,12 +25,14 @@ def _new_id() -> str:
     return f"new-{uuid.uuid4().hex[:10]}"
 
 
-def test_a_posted_item_is_stored_served_and_ranked_on_the_warm_scale(tiny, tiny_package_dir, redis_client,
-                                                                      tiny_server):
+def test_a_posted_item_is_stored_served_and_ranked_on_the_warm_scale(tiny, tiny_package_dir, redis_client, tiny_server):
     package = load_package(tiny_package_dir)
     item_id = _new_id()
-    r = tiny.post("/v1/items", data={"item_id": item_id, "text": "a small red chair"},
-                  files={"image": ("chair.png", _png(1), "image/png")})
+    r = tiny.post(
+        "/v1/items",
+        data={"item_id": item_id, "text": "a small red chair"},
+        files={"image": ("chair.png", _png(1), "image/png")},
+    )
     assert r.status_code == 200, r.text
     out = r.json()
     assert out["package_version"] == package.manifest.version and out["modalities"] == ["text", "image"]
@@ -63,9 +65,18 @@ def test_text_only_json_item_masks_the_image(tiny):
 def test_batch_answers_each_item_on_its_own(tiny):
     good, taken = _new_id(), _new_id()
     assert tiny.post("/v1/items", json={"item_id": taken, "text": "first"}).status_code == 200
-    r = tiny.post("/v1/items:batch", json={"items": [
-        {"item_id": good, "text": "fine"}, {"item_id": taken, "text": "again"}, {"item_id": "warm-2", "text": "x"},
-        {"item_id": _new_id()}, {"item_id": _new_id(), "image_base64": "%%%"}]})
+    r = tiny.post(
+        "/v1/items:batch",
+        json={
+            "items": [
+                {"item_id": good, "text": "fine"},
+                {"item_id": taken, "text": "again"},
+                {"item_id": "warm-2", "text": "x"},
+                {"item_id": _new_id()},
+                {"item_id": _new_id(), "image_base64": "%%%"},
+            ]
+        },
+    )
     assert r.status_code == 200
     assert [x["status"] for x in r.json()["results"]] == [200, 409, 409, 422, 422] and r.json()["stored"] == 1
 
@@ -80,8 +91,13 @@ def test_each_bad_input_gets_its_own_status_and_message(tiny):
         (tiny.post("/v1/items", json={"item_id": _new_id(), "image_base64": "not base64!"}), 422, "base64"),
         (tiny.post("/v1/items", content=b"x", headers={"content-type": "text/plain"}), 415, "multipart"),
         (tiny.post("/v1/items", json={"item_id": _new_id(), "text": "x" * 10_001}), 413, "longer"),
-        (tiny.post("/v1/items", data={"item_id": _new_id()}, files={"image": ("a.png", b"not an image", "image/png")}),
-         422, "image"),
+        (
+            tiny.post(
+                "/v1/items", data={"item_id": _new_id()}, files={"image": ("a.png", b"not an image", "image/png")}
+            ),
+            422,
+            "image",
+        ),
         (tiny.get("/v1/items/unknown-item/embedding"), 404, "unknown item"),
         (tiny.get("/v1/items/bad id!/embedding"), 422, "item_id must match"),
         (tiny.post("/v1/rank", json={"user_id": "no-such-user", "item_ids": ["warm-0"]}), 404, "unknown user"),
@@ -100,8 +116,9 @@ def test_probes_model_and_metrics(tiny, tiny_package_dir):
     assert tiny.get("/healthz").json() == {"status": "alive"}
     assert tiny.get("/readyz").json() == {"status": "ready", "package_version": version, "bundle_version": version}
     model = tiny.get("/v1/model").json()
-    assert model["package_version"] == version and model["bundle_recommender"] is None and model["counts"][
-        "users"] == 20
+    assert (
+        model["package_version"] == version and model["bundle_recommender"] is None and model["counts"]["users"] == 20
+    )
     assert model["bundle_version"] == version  # the old name, deprecated, kept for one release
     assert model["warnings"] == [] and model["calibration"] is None
     metrics = tiny.get("/metrics").text
@@ -113,8 +130,14 @@ def test_cold_boost_scales_new_items_and_is_reported(tiny, tiny_package_dir, red
     from coldproxy.config import ServiceSettings
     from tests.conftest import REDIS_URL, LiveServer, _free_port
 
-    settings = ServiceSettings(package_dir=tiny_package_dir, redis_url=REDIS_URL, redis_prefix=f"{redis_prefix}:boost",
-                               port=_free_port(), bundle_package_dir=None, cold_boost=1.5)
+    settings = ServiceSettings(
+        package_dir=tiny_package_dir,
+        redis_url=REDIS_URL,
+        redis_prefix=f"{redis_prefix}:boost",
+        port=_free_port(),
+        bundle_package_dir=None,
+        cold_boost=1.5,
+    )
     with LiveServer(settings) as boosted:
         import httpx
 
@@ -133,7 +156,12 @@ def test_the_old_version_names_are_answered_and_marked_deprecated(tiny):
     posted = tiny.post("/v1/items", json={"item_id": _new_id(), "text": "named twice"}).json()
     assert posted["package_version"] == posted["bundle_version"]
     schemas = tiny.get("/openapi.json").json()["components"]["schemas"]
-    for name, old in (("ItemOut", "bundle_version"), ("RankOut", "bundle_version"), ("ModelOut", "bundle_version"),
-                      ("BundleOut", "model_version"), ("BundleRecommendOut", "model_version")):
+    for name, old in (
+        ("ItemOut", "bundle_version"),
+        ("RankOut", "bundle_version"),
+        ("ModelOut", "bundle_version"),
+        ("BundleOut", "model_version"),
+        ("BundleRecommendOut", "model_version"),
+    ):
         props = schemas[name]["properties"]
         assert props[old].get("deprecated") is True and "package_version" in schemas[name]["required"], name

@@ -57,14 +57,19 @@ def test_keys_from_file_guard_reads_when_asked(replica, tmp_path):
 
 
 def test_rate_limit_answers_429_with_retry_after_per_key(replica):
-    with replica(api_keys=["key-one-12345", "key-two-12345"], rate_limit_rps=1.0, rate_limit_burst=3) as live, \
-            httpx.Client(base_url=live.url, timeout=30) as c:
+    with (
+        replica(api_keys=["key-one-12345", "key-two-12345"], rate_limit_rps=1.0, rate_limit_burst=3) as live,
+        httpx.Client(base_url=live.url, timeout=30) as c,
+    ):
         one, two = {"X-API-Key": "key-one-12345"}, {"X-API-Key": "key-two-12345"}
         codes = [c.get("/v1/items/nothing-here/embedding", headers=one).status_code for _ in range(5)]
         assert codes[:3] == [404, 404, 404] and codes[3:] == [429, 429]
         limited = c.get("/v1/items/nothing-here/embedding", headers=one)
-        assert limited.status_code == 429 and int(limited.headers[
-            "Retry-After"]) >= 1 and "rate limit" in limited.json()["detail"]
+        assert (
+            limited.status_code == 429
+            and int(limited.headers["Retry-After"]) >= 1
+            and "rate limit" in limited.json()["detail"]
+        )
         # the other key has its own bucket
         assert c.get("/v1/items/nothing-here/embedding", headers=two).status_code == 404
         time.sleep(1.1)

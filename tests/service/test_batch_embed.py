@@ -39,8 +39,13 @@ def catalogue(tmp_path_factory):
 
 
 def embed(*args: str, **env: str) -> dict:
-    r = subprocess.run([sys.executable, "-m", "coldproxy_cli", "embed", *args], capture_output=True, text=True,
-                       timeout=300, env=os.environ | {"COLDPROXY_REDIS_URL": REDIS_URL} | env)
+    r = subprocess.run(
+        [sys.executable, "-m", "coldproxy_cli", "embed", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=os.environ | {"COLDPROXY_REDIS_URL": REDIS_URL} | env,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     return json.loads(r.stdout.strip().splitlines()[-1])
 
@@ -74,15 +79,38 @@ def test_embed_to_redis_stores_items_the_service_then_serves(tiny_package_dir, c
     d, rows = catalogue
     prefix = fresh_prefix
     env = {"COLDPROXY_REDIS_PREFIX": prefix, "COLDPROXY_BUNDLES_PACKAGE_DIR": ""}
-    first = embed("--data", str(d), "--package-dir", str(tiny_package_dir), "--to", "redis", "--errors",
-                  str(d / "redis.errors.parquet"), **env)
+    first = embed(
+        "--data",
+        str(d),
+        "--package-dir",
+        str(tiny_package_dir),
+        "--to",
+        "redis",
+        "--errors",
+        str(d / "redis.errors.parquet"),
+        **env,
+    )
     assert first["stored"] == 12 and first["failed"] == 1, first
-    again = embed("--data", str(d), "--package-dir", str(tiny_package_dir), "--to", "redis", "--errors",
-                  str(d / "redis.errors.parquet"), **env)
+    again = embed(
+        "--data",
+        str(d),
+        "--package-dir",
+        str(tiny_package_dir),
+        "--to",
+        "redis",
+        "--errors",
+        str(d / "redis.errors.parquet"),
+        **env,
+    )
     assert again["stored"] == 0 and again["skipped"] == {"exists": 12}, again  # nothing silently overwritten
     assert len(list(redis_client.scan_iter(f"{prefix}:features:*:item:*"))) == 12  # re-embeddable later
-    settings = ServiceSettings(package_dir=tiny_package_dir, redis_url=REDIS_URL, redis_prefix=prefix,
-                               port=_free_port(), bundle_package_dir=None)
+    settings = ServiceSettings(
+        package_dir=tiny_package_dir,
+        redis_url=REDIS_URL,
+        redis_prefix=prefix,
+        port=_free_port(),
+        bundle_package_dir=None,
+    )
     with LiveServer(settings) as live, httpx.Client(base_url=live.url, timeout=30) as c:
         assert c.get("/v1/model").json()["cold_items_indexed"] == 12
         assert c.get("/v1/items/cat-3/embedding").status_code == 200

@@ -101,21 +101,26 @@ def test_full_queue_is_refused_at_once_and_a_failing_batch_fails_only_its_reques
 
 def _post(url, item_id, text, poster):
     with httpx.Client(base_url=url, timeout=60) as c:
-        return c.post("/v1/items", data={"item_id": item_id, "text": text},
-                      files={"image": ("p.jpg", poster, "image/jpeg")})
+        return c.post(
+            "/v1/items", data={"item_id": item_id, "text": text}, files={"image": ("p.jpg", poster, "image/jpeg")}
+        )
 
 
 def test_concurrent_posts_are_batched_and_equal_to_unbatched(server, replica, movielens_dir):
     posters = [(movielens_dir / "posters" / f"{i}.jpg").read_bytes() for i in range(10, 22)]
-    texts = [f"Movie number {i}, a story about {w}." for i, w in enumerate("ships trains wolves rivers kings "
-                                                                             "robots gardens storms spies bakers maps "
-                                                                             "owls".split())]
+    texts = [
+        f"Movie number {i}, a story about {w}."
+        for i, w in enumerate("ships trains wolves rivers kings robots gardens storms spies bakers maps owls".split())
+    ]
     with ThreadPoolExecutor(12) as pool:
         batched = list(pool.map(lambda k: _post(server.url, f"mb-{k}", texts[k], posters[k]), range(12)))
     assert [r.status_code for r in batched] == [200] * 12
-    sizes = [l for l in httpx.get(server.url + "/metrics").text.splitlines()
-             if l.startswith('coldproxy_batch_size_bucket{graph="proxy",le="1.0"}')
-             or l.startswith('coldproxy_batch_size_count{graph="proxy"}')]
+    sizes = [
+        l
+        for l in httpx.get(server.url + "/metrics").text.splitlines()
+        if l.startswith('coldproxy_batch_size_bucket{graph="proxy",le="1.0"}')
+        or l.startswith('coldproxy_batch_size_count{graph="proxy"}')
+    ]
     le1, count = (float(l.split()[-1]) for l in sizes)
     assert count > le1  # at least one proxy run held more than one item
     with replica(micro_batching=False) as plain:
@@ -142,6 +147,7 @@ def test_batch_posts_and_re_gating_go_through_the_same_back_pressure(replica, mo
 
     poster = base64.b64encode((movielens_dir / "posters" / "30.jpg").read_bytes()).decode()
     with replica(batch_queue_max=4, batch_workers=1) as live:
+
         def post(k):
             items = [{"item_id": f"bp-{k}-{j}", "text": "A crowded night.", "image_base64": poster} for j in range(4)]
             return httpx.post(live.url + "/v1/items:batch", json={"items": items}, timeout=120)
@@ -150,8 +156,11 @@ def test_batch_posts_and_re_gating_go_through_the_same_back_pressure(replica, mo
             rs = list(pool.map(post, range(12)))
         codes = [r.status_code for r in rs]
         assert set(codes) <= {200, 503} and 503 in codes and 200 in codes, codes
-        assert all(r.headers.get("Retry-After") == "1" and "waiting for the model" in r.json()["detail"]
-                   for r in rs if r.status_code == 503)
+        assert all(
+            r.headers.get("Retry-After") == "1" and "waiting for the model" in r.json()["detail"]
+            for r in rs
+            if r.status_code == 503
+        )
         assert all(x["status"] == 200 for r in rs if r.status_code == 200 for x in r.json()["results"])
 
 
@@ -208,8 +217,9 @@ def test_every_submit_ends_on_a_stop_or_a_deadline_and_a_dead_worker_is_reported
         with pytest.raises(QueueFull):
             await b.submit("after stop")
         release.set()
-        dying = MicroBatcher(slow, Metrics(), max_batch=1, max_wait_s=0.0, max_queue=10, workers=1, deadline_s=0.5,
-                             run=crash)
+        dying = MicroBatcher(
+            slow, Metrics(), max_batch=1, max_wait_s=0.0, max_queue=10, workers=1, deadline_s=0.5, run=crash
+        )
         dying.start()
         with pytest.raises(Unavailable):
             await dying.submit("y")
@@ -232,8 +242,15 @@ def test_healthz_fails_when_a_batch_worker_died(tiny_package_dir, redis_prefix):
     async def crash(fn, items):
         raise Crash("Error 111 connecting to 10.0.0.5:6379")  # a raw message may hold an address
 
-    settings = ServiceSettings(package_dir=tiny_package_dir, redis_url=REDIS_URL, redis_prefix=f"{redis_prefix}:dead",
-                               port=_free_port(), bundle_package_dir=None, batch_workers=1, batch_deadline_s=1.0)
+    settings = ServiceSettings(
+        package_dir=tiny_package_dir,
+        redis_url=REDIS_URL,
+        redis_prefix=f"{redis_prefix}:dead",
+        port=_free_port(),
+        bundle_package_dir=None,
+        batch_workers=1,
+        batch_deadline_s=1.0,
+    )
     with LiveServer(settings) as live, httpx.Client(base_url=live.url, timeout=30) as c:
         assert c.get("/healthz").status_code == 200
         live.app.state.coldproxy.serving.batcher.run = crash  # what a bug in the loop would do to the worker
@@ -267,8 +284,10 @@ def test_decoded_image_bytes_in_flight_stay_within_the_budget():
     peak, order, left = asyncio.run(scenario())
     assert left == 0 and order.index("end a") < order.index("start b")  # b waited for a's bytes
     assert peak <= 500 and "start huge" in order  # an image alone always passes
-    assert all(order.index(f"end {x}") < order.index("start huge")
-               or order.index("end huge") < order.index(f"start {x}") for x in "abc")  # the huge one decoded alone
+    assert all(
+        order.index(f"end {x}") < order.index("start huge") or order.index("end huge") < order.index(f"start {x}")
+        for x in "abc"
+    )  # the huge one decoded alone
 
 
 def test_a_decode_waits_for_the_budget_only_so_long():

@@ -32,9 +32,13 @@ def test_content_free_bundles_reach_fewer_slots_than_real_new_ones(package):
 
 
 def test_the_benchmark_writes_its_table_and_the_results_page_reads_it(package, tmp_path):
-    run = subprocess.run([sys.executable, str(BENCH / "bundle_exposure.py"), "--package", str(package), str(package),
-                          "--per-size", "2"], capture_output=True, text=True, timeout=600,
-                         env=os.environ | {"COLDPROXY_BENCH_RESULTS": str(tmp_path)})
+    run = subprocess.run(
+        [sys.executable, str(BENCH / "bundle_exposure.py"), "--package", str(package), str(package), "--per-size", "2"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=os.environ | {"COLDPROXY_BENCH_RESULTS": str(tmp_path)},
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     report = json.loads((tmp_path / "bundle_exposure.json").read_text())
     assert len(report["runs"]) == 2 and report["runs"][0]["scenario"] == "cold"

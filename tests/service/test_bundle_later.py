@@ -34,8 +34,9 @@ def test_the_python_client_posts_ranks_recommends_and_takes_down_bundles(bundle_
         assert gone.value.status == 404
 
 
-def test_items_are_served_while_the_bundle_model_trains_and_bundles_as_soon_as_it_is_written(replica, package,
-                                                                                                 model, tmp_path):
+def test_items_are_served_while_the_bundle_model_trains_and_bundles_as_soon_as_it_is_written(
+    replica, package, model, tmp_path
+):
     """`coldproxy up` serves the items first: while the bundle package is announced but not written, bundle routes
     answer 503 with the wait and /readyz says so; once it is written the watcher loads it, no restart."""
     import os
@@ -71,7 +72,7 @@ def test_a_failed_bundle_training_is_reported_without_the_servers_paths(replica,
     from service import bundle_wait
 
     later = tmp_path / "bundle_package"
-    bundle_wait.announce(later, 300, 2 ** 22 + 12345, tmp_path / "training.log")  # no such process
+    bundle_wait.announce(later, 300, 2**22 + 12345, tmp_path / "training.log")  # no such process
     with replica(bundle_package_dir=later) as live, Client(live.url, retry=Retry(attempts=1)) as cp:
         with pytest.raises(ServiceError) as failed:
             cp.bundle_embedding("12")

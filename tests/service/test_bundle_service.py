@@ -51,6 +51,7 @@ def test_package_reproduces_the_trained_model_and_refuses_tampering(package, mod
     assert rec.manifest.metrics["prior"]["fixed_epochs"] == rec.manifest.metrics["prior"]["epochs_run"] == 1
 
     import shutil
+
     bad = tmp_path / "tampered"
     shutil.copytree(package, bad)
     with open(bad / FILES["gate"], "ab") as f:
@@ -59,8 +60,9 @@ def test_package_reproduces_the_trained_model_and_refuses_tampering(package, mod
         load_bundle_package(bad)
 
 
-def test_a_posted_cold_bundle_gets_the_models_vector_and_is_stored_fetched_and_ranked(bc, model, redis_client,
-                                                                                        redis_prefix, package):
+def test_a_posted_cold_bundle_gets_the_models_vector_and_is_stored_fetched_and_ranked(
+    bc, model, redis_client, redis_prefix, package
+):
     b = cold_bundles(model, 1)[0]
     members = members_of(model, b)
     # a repeat counts once
@@ -106,18 +108,23 @@ def test_a_posted_cold_bundle_gets_the_models_vector_and_is_stored_fetched_and_r
     user = int(np.argmin(above))
     k = int(above[user]) + 1
     assert k <= 1000
-    recs = bc.get(f"/v1/users/{user}/bundle-recommendations",
-                  params={"k": k, "exclude_seen": "false"}).json()["bundles"]
+    recs = bc.get(f"/v1/users/{user}/bundle-recommendations", params={"k": k, "exclude_seen": "false"}).json()[
+        "bundles"
+    ]
     assert f"cold-{b}" in [x["bundle_id"] for x in recs]
     # the same user as a vector of the bundle package's space (its own users' form) gets the same answers
-    by_vector = bc.post("/v1/bundles/recommendations", json={"user_embedding": U[user].tolist(), "k": k,
-                                                             "id_space": version})
+    by_vector = bc.post(
+        "/v1/bundles/recommendations", json={"user_embedding": U[user].tolist(), "k": k, "id_space": version}
+    )
     assert by_vector.status_code == 200 and by_vector.json()["bundles"] == recs, by_vector.text
     r = bc.post("/v1/bundles/rank", json={"user_embedding": U[7].tolist(), "bundle_ids": [f"cold-{b}", warm_id]})
     assert {s["bundle_id"]: s["score"] for s in r.json()["scores"]} == pytest.approx(
-        {k_: v for k_, v in scores.items() if k_ != "no-such-bundle"}, abs=1e-4)
-    assert bc.post("/v1/bundles/rank",
-                   json={"user_embedding": U[7][:-1].tolist(), "bundle_ids": [warm_id]}).status_code == 422
+        {k_: v for k_, v in scores.items() if k_ != "no-such-bundle"}, abs=1e-4
+    )
+    assert (
+        bc.post("/v1/bundles/rank", json={"user_embedding": U[7][:-1].tolist(), "bundle_ids": [warm_id]}).status_code
+        == 422
+    )
     assert 'coldproxy_item_lookups_total{catalog="bundles",source="proxy_local"}' in bc.get("/metrics").text
     info = bc.get("/v1/model").json()["bundle_recommender"]
     assert info["package_version"] == info["version"] == version  # "version": the deprecated name
@@ -137,14 +144,17 @@ def test_unknown_members_are_named_and_nothing_is_stored(bc, model):
     assert bc.get("/v1/bundles/with-strangers/embedding").status_code == 404
 
 
-@pytest.mark.parametrize("body, status", [
-    ({"bundle_id": "empty", "item_ids": []}, 422),
-    ({"bundle_id": "bad id!", "item_ids": ["1"]}, 422),
-    ({"bundle_id": "no-members"}, 422),
-    ({"bundle_id": "huge", "item_ids": [str(i) for i in range(1001)]}, 413),
-    ({"bundle_id": "x", "item_ids": "1,2"}, 422),
-    ({"bundle_id": "y", "item_ids": ["1", "not an id", "x" * 200]}, 422),
-])
+@pytest.mark.parametrize(
+    "body, status",
+    [
+        ({"bundle_id": "empty", "item_ids": []}, 422),
+        ({"bundle_id": "bad id!", "item_ids": ["1"]}, 422),
+        ({"bundle_id": "no-members"}, 422),
+        ({"bundle_id": "huge", "item_ids": [str(i) for i in range(1001)]}, 413),
+        ({"bundle_id": "x", "item_ids": "1,2"}, 422),
+        ({"bundle_id": "y", "item_ids": ["1", "not an id", "x" * 200]}, 422),
+    ],
+)
 def test_malformed_bundles_are_refused(bc, body, status):
     r = bc.post("/v1/bundles", json=body)
     assert r.status_code == status, r.text
@@ -160,8 +170,9 @@ def test_existing_bundles_are_not_overwritten_unless_asked(bc, model):
     assert bc.get("/v1/bundles/shelf/embedding").json()["embedding"] == first
     r = bc.post("/v1/bundles", json={"bundle_id": "shelf", "item_ids": members_of(model, b2), "overwrite": True})
     assert r.status_code == 200
-    np.testing.assert_allclose(bc.get("/v1/bundles/shelf/embedding").json()["embedding"], model.bundle_vectors()[b2],
-                               atol=1e-4)
+    np.testing.assert_allclose(
+        bc.get("/v1/bundles/shelf/embedding").json()["embedding"], model.bundle_vectors()[b2], atol=1e-4
+    )
     warm_id = str(int(model.data.warm_bundles[1]))
     assert bc.post("/v1/bundles", json={"bundle_id": warm_id, "item_ids": ["1"]}).status_code == 409
 
@@ -177,8 +188,9 @@ def test_unknown_users_and_a_deployment_without_bundles_answer_404(bc, client):
 def test_a_bundle_posted_on_one_replica_is_served_by_another(bundle_server, replica, package, model):
     b = cold_bundles(model, 5)[4]
     with replica(bundle_package_dir=package) as other, httpx.Client(timeout=30) as c:
-        r = c.post(bundle_server.url + "/v1/bundles",
-                   json={"bundle_id": "shared-shelf", "item_ids": members_of(model, b)})
+        r = c.post(
+            bundle_server.url + "/v1/bundles", json={"bundle_id": "shared-shelf", "item_ids": members_of(model, b)}
+        )
         assert r.status_code == 200
         deadline = time.time() + 5
         while time.time() < deadline:
@@ -204,7 +216,7 @@ def test_bundle_recommendations_leave_out_the_users_training_bundles(bc, package
     users = [u for u in range(len(indptr) - 1) if indptr[u + 1] > indptr[u]][:20]
     assert users
     for u in users:
-        seen = {ids[r] for r in rows[indptr[u]: indptr[u + 1]]}
+        seen = {ids[r] for r in rows[indptr[u] : indptr[u + 1]]}
         shown = bc.get(f"/v1/users/{u}/bundle-recommendations", params={"k": 50}).json()["bundles"]
         assert len(shown) == 50 and not seen & {b["bundle_id"] for b in shown}
         everything = bc.post("/v1/bundles/recommendations", json={"user_id": str(u), "k": 1000, "exclude_seen": False})
@@ -234,8 +246,9 @@ def test_a_bundle_taken_down_leaves_both_replicas(bundle_server, replica, packag
 
     with replica(bundle_package_dir=package) as other, httpx.Client(timeout=30) as c:
         urls = [bundle_server.url, other.url]
-        r = c.post(bundle_server.url + "/v1/bundles",
-                   json={"bundle_id": "gone-shelf", "item_ids": members_of(model, b)})
+        r = c.post(
+            bundle_server.url + "/v1/bundles", json={"bundle_id": "gone-shelf", "item_ids": members_of(model, b)}
+        )
         assert r.status_code == 200
         fan["gone-shelf"] = str(int(np.argmax(U @ np.array(r.json()["embedding"]))))
         fan[warm_id] = str(int(np.argmax(U @ model.bundle_vectors()[int(warm_id)])))
@@ -254,12 +267,32 @@ def test_load_generator_bundle_scenarios_run_without_errors(bundle_server, movie
     from loadtest.__main__ import main as loadtest_main
 
     for scenario in ("bundle_ingest", "bundle_rank", "bundle_get", "bundle_recommend"):
-        summary = loadtest_main(["--url", bundle_server.url, "--scenario", scenario, "--requests", "20", "--duration",
-                                 "60",
-                                 "--concurrency", "4", "--candidates", "100", "--data", str(movielens_dir),
-                                 "--bundles-data", str(YOUSHU), "--out", str(tmp_path / scenario)])
-        assert summary["overall"]["requests"] == 20 and summary["overall"]["errors"] == 0, (scenario, summary[
-            "overall"])
+        summary = loadtest_main(
+            [
+                "--url",
+                bundle_server.url,
+                "--scenario",
+                scenario,
+                "--requests",
+                "20",
+                "--duration",
+                "60",
+                "--concurrency",
+                "4",
+                "--candidates",
+                "100",
+                "--data",
+                str(movielens_dir),
+                "--bundles-data",
+                str(YOUSHU),
+                "--out",
+                str(tmp_path / scenario),
+            ]
+        )
+        assert summary["overall"]["requests"] == 20 and summary["overall"]["errors"] == 0, (
+            scenario,
+            summary["overall"],
+        )
 
 
 def test_an_empty_package_setting_means_no_bundles(monkeypatch):
@@ -281,8 +314,9 @@ def test_one_variable_names_the_bundle_package_for_training_and_serving(monkeypa
     assert str(ServiceSettings().bundle_package_dir) == str(BundleSettings().package_dir) == "/srv/old-name"
 
 
-def test_a_rollout_carries_posted_bundles_over_to_a_new_bundle_recommender(replica, package_dir, package, model,
-                                                                          tmp_path, fresh_prefix):
+def test_a_rollout_carries_posted_bundles_over_to_a_new_bundle_recommender(
+    replica, package_dir, package, model, tmp_path, fresh_prefix
+):
     """A reload to a new item package and a new bundle recommender: a bundle POSTed before the rollout is
     served by the new bundle recommender, with the vector it computes for its members."""
     import json
@@ -293,9 +327,12 @@ def test_a_rollout_carries_posted_bundles_over_to_a_new_bundle_recommender(repli
     shutil.copytree(package, bundles_dir)
     b1, b2 = cold_bundles(model, 7)[5:7]
     # keys of its own: in the full suite other tests' bundles share the session's prefix
-    with replica(package_dir=items_dir, bundle_package_dir=bundles_dir, reload_grace_s=0.2,
-                 redis_prefix=fresh_prefix) as live, \
-            httpx.Client(base_url=live.url, timeout=60) as c:
+    with (
+        replica(
+            package_dir=items_dir, bundle_package_dir=bundles_dir, reload_grace_s=0.2, redis_prefix=fresh_prefix
+        ) as live,
+        httpx.Client(base_url=live.url, timeout=60) as c,
+    ):
         old = c.get("/v1/model").json()
         first = c.post("/v1/bundles", json={"bundle_id": "carried-1", "item_ids": members_of(model, b1)})
         assert first.status_code == 200
@@ -307,8 +344,9 @@ def test_a_rollout_carries_posted_bundles_over_to_a_new_bundle_recommender(repli
         assert r.status_code == 200, r.text
         report = r.json()["rollout"]["backfill"]
         assert report["bundles_reembedded"] == 1 and report["bundles_failed"] == 0, report
-        assert c.get("/v1/model").json()["bundle_recommender"]["version"] == old["bundle_recommender"][
-            "version"] + "-r2"
+        assert (
+            c.get("/v1/model").json()["bundle_recommender"]["version"] == old["bundle_recommender"]["version"] + "-r2"
+        )
         got = c.get("/v1/bundles/carried-1/embedding")
         assert got.status_code == 200 and got.json()["package_version"].endswith("-r2")
         assert np.allclose(got.json()["embedding"], first.json()["embedding"], atol=1e-5)  # same model, same members

@@ -25,8 +25,16 @@ def test_rank_and_lookup_mix_warm_local_and_redis_rows_and_report_the_unknown(re
 
     async def scenario(local_reads: bool):
         metrics = Metrics()
-        cat = Catalog("items", ["u"], user[None], [f"w{k}" for k in range(5)], warm,
-                      RedisStore(REDIS_URL, prefix, "v1", DIM), metrics, local_reads)
+        cat = Catalog(
+            "items",
+            ["u"],
+            user[None],
+            [f"w{k}" for k in range(5)],
+            warm,
+            RedisStore(REDIS_URL, prefix, "v1", DIM),
+            metrics,
+            local_reads,
+        )
         try:
             assert await cat.put("c-local", StoredItem(local, ["text"]), overwrite=True)
             # another replica's write, not indexed here
@@ -38,8 +46,13 @@ def test_rank_and_lookup_mix_warm_local_and_redis_rows_and_report_the_unknown(re
 
             assert await to_thread.run_sync(cat.rank_blocking, user, asked) == (ranked, missing)
             found = await cat.lookup(["c-local", "w2", "c-remote", "nope"])
-            sources = {smp.labels["source"]: smp.value for fam in metrics.registry.collect()
-                       if fam.name == "coldproxy_item_lookups" for smp in fam.samples if smp.name.endswith("_total")}
+            sources = {
+                smp.labels["source"]: smp.value
+                for fam in metrics.registry.collect()
+                if fam.name == "coldproxy_item_lookups"
+                for smp in fam.samples
+                if smp.name.endswith("_total")
+            }
             return ranked, missing, found, sources
         finally:
             await cat.close()

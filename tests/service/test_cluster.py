@@ -39,9 +39,29 @@ def cluster(tmp_path_factory):
         pytest.skip("redis-server and redis-cli are needed to start a cluster")
     d = tmp_path_factory.mktemp("cluster")
     ports = _ports(3)
-    procs = [subprocess.Popen([server, "--port", str(p), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
-                               "--cluster-config-file", f"nodes-{p}.conf", "--save", "", "--appendonly", "no"],
-                              cwd=d, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for p in ports]
+    procs = [
+        subprocess.Popen(
+            [
+                server,
+                "--port",
+                str(p),
+                "--bind",
+                "127.0.0.1",
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                f"nodes-{p}.conf",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            cwd=d,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for p in ports
+    ]
     try:
         nodes = [redis.Redis(port=p) for p in ports]
         deadline = time.time() + 20
@@ -51,8 +71,20 @@ def cluster(tmp_path_factory):
                     break
             except redis.ConnectionError:
                 time.sleep(0.1)
-        r = subprocess.run([cli, "--cluster", "create", *[f"127.0.0.1:{p}" for p in ports], "--cluster-replicas", "0",
-                            "--cluster-yes"], capture_output=True, text=True, timeout=60)
+        r = subprocess.run(
+            [
+                cli,
+                "--cluster",
+                "create",
+                *[f"127.0.0.1:{p}" for p in ports],
+                "--cluster-replicas",
+                "0",
+                "--cluster-yes",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert r.returncode == 0, r.stdout + r.stderr
         while time.time() < deadline + 20 and not all(n.cluster("info")["cluster_state"] == "ok" for n in nodes):
             time.sleep(0.2)
@@ -65,9 +97,21 @@ def cluster(tmp_path_factory):
 
 
 def on_cluster(package_dir, url: str, **over) -> LiveServer:
-    return LiveServer(ServiceSettings(**{
-        "package_dir": package_dir, "redis_url": url, "redis_cluster": True, "redis_cluster_partitions": PARTITIONS,
-        "redis_prefix": "cp", "port": _free_port(), "bundle_package_dir": None, "reload_grace_s": 0.2} | over))
+    return LiveServer(
+        ServiceSettings(
+            **{
+                "package_dir": package_dir,
+                "redis_url": url,
+                "redis_cluster": True,
+                "redis_cluster_partitions": PARTITIONS,
+                "redis_prefix": "cp",
+                "port": _free_port(),
+                "bundle_package_dir": None,
+                "reload_grace_s": 0.2,
+            }
+            | over
+        )
+    )
 
 
 def indexed(c: httpx.Client) -> int:
@@ -79,8 +123,12 @@ def test_replicas_share_items_on_a_cluster_and_a_rollout_carries_them(cluster, t
     live_dir = tmp_path / "package"
     shutil.copytree(tiny_package_dir, live_dir)
     ids = [f"c-{n}" for n in range(40)]
-    with on_cluster(live_dir, url) as a, on_cluster(live_dir, url) as b, \
-            httpx.Client(base_url=a.url, timeout=30) as ca, httpx.Client(base_url=b.url, timeout=30) as cb:
+    with (
+        on_cluster(live_dir, url) as a,
+        on_cluster(live_dir, url) as b,
+        httpx.Client(base_url=a.url, timeout=30) as ca,
+        httpx.Client(base_url=b.url, timeout=30) as cb,
+    ):
         for i in ids:
             assert ca.post("/v1/items", data={"item_id": i, "text": f"Cotton scarf {i}"}).status_code == 200
         assert ca.post("/v1/items", data={"item_id": "c-1", "text": "again"}).status_code == 409  # no silent overwrite
@@ -105,8 +153,9 @@ def test_replicas_share_items_on_a_cluster_and_a_rollout_carries_them(cluster, t
         # other replica drops both from its partitions' streams
         assert ca.delete(f"/v1/items/{ids[-1]}").status_code == 204 and ca.delete("/v1/items/warm-1").status_code == 204
         deadline = time.time() + 10
-        while time.time() < deadline and any(cb.get(f"/v1/items/{i}/embedding").status_code == 200
-                                             for i in (ids[-1], "warm-1")):
+        while time.time() < deadline and any(
+            cb.get(f"/v1/items/{i}/embedding").status_code == 200 for i in (ids[-1], "warm-1")
+        ):
             time.sleep(0.1)
         assert all(cb.get(f"/v1/items/{i}/embedding").status_code == 404 for i in (ids[-1], "warm-1"))
         assert not [k for n in nodes for k in n.keys(f"cp:*:item:{ids[-1]}")]  # proxy and kept features

@@ -22,8 +22,18 @@ ROUTE_MAX = 1_400_000  # about what /v1/rank admits (10,000 IDs of 128 character
 
 
 def _settings(package_dir, prefix, **over) -> ServiceSettings:
-    return ServiceSettings(**({"package_dir": package_dir, "redis_url": REDIS_URL, "redis_prefix": prefix,
-                               "port": _free_port(), "bundle_package_dir": None} | over))
+    return ServiceSettings(
+        **(
+            {
+                "package_dir": package_dir,
+                "redis_url": REDIS_URL,
+                "redis_prefix": prefix,
+                "port": _free_port(),
+                "bundle_package_dir": None,
+            }
+            | over
+        )
+    )
 
 
 def _unclosed(size: int) -> bytes:
@@ -47,6 +57,7 @@ HOSTILE = {
 def test_the_value_counter_is_linear_in_the_body(shape):
     """At the route's maximum every shape is counted in milliseconds (the quadratic counter took 4 s at 31 KB);
     and eight times the body costs about eight times the time, not sixty-four."""
+
     def took(size: int) -> float:
         body, best = HOSTILE[shape](size), float("inf")
         for _ in range(3):
@@ -77,9 +88,11 @@ def _commas_outside_strings(text: str) -> int:
     return count
 
 
-JSONS = st.recursive(st.none() | st.booleans() | st.floats(allow_nan=False) | st.text(alphabet=',"\\ab\n\u00e9'),
-                     lambda inner: st.lists(inner, max_size=8) | st.dictionaries(st.text(',"\\a'), inner, max_size=5),
-                     max_leaves=60)
+JSONS = st.recursive(
+    st.none() | st.booleans() | st.floats(allow_nan=False) | st.text(alphabet=',"\\ab\n\u00e9'),
+    lambda inner: st.lists(inner, max_size=8) | st.dictionaries(st.text(',"\\a'), inner, max_size=5),
+    max_leaves=60,
+)
 
 
 @given(JSONS, st.integers(1, 40), st.sampled_from([1, 2, 3, 7, 1 << 20]))
@@ -106,8 +119,15 @@ def test_the_issues_body_is_answered_at_once_over_http(tiny_server):
 
 @pytest.fixture(scope="module")
 def capped(tiny_package_dir, redis_prefix):
-    with LiveServer(_settings(tiny_package_dir, f"{redis_prefix}:conns", max_connections=48,
-                              max_connections_per_client=32, header_timeout_s=1.5)) as live:
+    with LiveServer(
+        _settings(
+            tiny_package_dir,
+            f"{redis_prefix}:conns",
+            max_connections=48,
+            max_connections_per_client=32,
+            header_timeout_s=1.5,
+        )
+    ) as live:
         live.port = int(live.url.rsplit(":", 1)[1])
         yield live
 
@@ -188,8 +208,10 @@ def test_busy_connections_are_not_evicted_and_a_full_address_gets_503(tiny_packa
     busy, a fourth is answered 503 -- and the busy requests still complete."""
     settings = _settings(tiny_package_dir, f"{redis_prefix}:busy", max_connections_per_client=2, body_timeout_s=20)
     body = json.dumps({"user_id": "1", "item_ids": ["warm-1"]}).encode()
-    head = (b"POST /v1/rank HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            b"Content-Length: %d\r\n\r\n" % len(body))
+    head = (
+        b"POST /v1/rank HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n" % len(body)
+    )
     with LiveServer(settings) as live:
         port = int(live.url.rsplit(":", 1)[1])
         first = socket.create_connection(("127.0.0.1", port))

@@ -24,12 +24,21 @@ def test_every_dashboard_query_uses_an_exported_metric_and_its_labels(tiny):
     dashboard = json.loads(DASHBOARD.read_text())
     exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
     assert len(exprs) >= 12 and {p["title"].split(":")[0] for p in dashboard["panels"]} >= {
-        "Ingestion rate (new items stored)", "Drift", "Graduation"}
+        "Ingestion rate (new items stored)",
+        "Drift",
+        "Graduation",
+    }
     checked = 0
     for expr in exprs:
         for name, _, matchers in REFERENCE.findall(expr):
-            family = next((name[: len(name) - len(s)] if s else name for s in SUFFIXES
-                           if name.endswith(s) and (name[: len(name) - len(s)] if s else name) in families), None)
+            family = next(
+                (
+                    name[: len(name) - len(s)] if s else name
+                    for s in SUFFIXES
+                    if name.endswith(s) and (name[: len(name) - len(s)] if s else name) in families
+                ),
+                None,
+            )
             assert family is not None, f"{name} (in {expr}) is not on /metrics"
             for key in re.findall(r"([a-z_]+)\s*=~?", matchers):
                 assert key in labels[family] | {"le"}, f"{family} has no label {key} (in {expr})"

@@ -27,8 +27,12 @@ def assert_clean(r):
 
 
 @FUZZ
-@given(item_id=ids, text=st.one_of(st.none(), st.text(max_size=300)),
-       image=st.one_of(st.none(), st.binary(max_size=2000)), overwrite=st.sampled_from(["true", "false", "maybe", ""]))
+@given(
+    item_id=ids,
+    text=st.one_of(st.none(), st.text(max_size=300)),
+    image=st.one_of(st.none(), st.binary(max_size=2000)),
+    overwrite=st.sampled_from(["true", "false", "maybe", ""]),
+)
 def test_fuzz_post_item_multipart(client, item_id, text, image, overwrite):
     data = {"item_id": item_id, "overwrite": overwrite, **({"text": text} if text is not None else {})}
     files = {"image": ("x.bin", image, "application/octet-stream")} if image is not None else None
@@ -58,9 +62,19 @@ def test_fuzz_path_and_query(client, item_id, k):
 
 
 @FUZZ
-@given(raw=st.binary(max_size=3000), ctype=st.sampled_from(["multipart/form-data; boundary=xyz", "multipart/form-data",
-                                                           "application/json", "application/x-www-form-urlencoded",
-                                                            "image/png", ""]))
+@given(
+    raw=st.binary(max_size=3000),
+    ctype=st.sampled_from(
+        [
+            "multipart/form-data; boundary=xyz",
+            "multipart/form-data",
+            "application/json",
+            "application/x-www-form-urlencoded",
+            "image/png",
+            "",
+        ]
+    ),
+)
 def test_fuzz_raw_bodies(client, raw, ctype):
     assert_clean(client.post("/v1/items", content=raw, headers={"content-type": ctype}))
 
@@ -70,10 +84,16 @@ def test_candidate_list_limit(client):
     assert r.status_code == 413 and "10000" in r.json()["detail"]
 
 
-@pytest.mark.parametrize("body", ['{"user_id": "1", "item_ids": [NaN]}', '{"user_id": NaN, "item_ids": ["1"]}',
-                                  '{"item_id": "nan-item", "text": Infinity}'])
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"user_id": "1", "item_ids": [NaN]}',
+        '{"user_id": NaN, "item_ids": ["1"]}',
+        '{"item_id": "nan-item", "text": Infinity}',
+    ],
+)
 def test_nan_and_infinity_in_json_are_4xx(client, body):
-    path = "/v1/items" if "item_id\"" in body and "item_ids" not in body else "/v1/rank"
+    path = "/v1/items" if 'item_id"' in body and "item_ids" not in body else "/v1/rank"
     r = client.post(path, content=body, headers={"content-type": "application/json"})
     assert r.status_code == 422, r.text
     assert client.get("/healthz").status_code == 200

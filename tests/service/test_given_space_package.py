@@ -52,10 +52,20 @@ def test_a_package_serves_the_given_space(mode, train_settings, tmp_path, redis_
     with_users = mode.startswith("items+users")
     score = "dot" if with_users else "cosine"
     items_file, users_file = make_space(tmp_path / "space", train_settings, with_users)
-    s = train_settings.model_copy(update={
-        "item_embeddings": items_file, "user_embeddings": users_file, "score_function": score, "generator_seeds": 1,
-        "proxy_epochs": 3, "diffusion_epochs": 5, "gate_epochs": 2, "select_modalities": False,
-        "work_dir": tmp_path / "train", "package_dir": tmp_path / "package"})
+    s = train_settings.model_copy(
+        update={
+            "item_embeddings": items_file,
+            "user_embeddings": users_file,
+            "score_function": score,
+            "generator_seeds": 1,
+            "proxy_epochs": 3,
+            "diffusion_epochs": 5,
+            "gate_epochs": 2,
+            "select_modalities": False,
+            "work_dir": tmp_path / "train",
+            "package_dir": tmp_path / "package",
+        }
+    )
     result = train(s, encoder_graphs, progress=False)
     assert result.metrics["id_model"]["type"] == "given"
     assert ("calibration" in result.metrics) == with_users  # nothing to calibrate against without users
@@ -78,11 +88,17 @@ def test_a_package_serves_the_given_space(mode, train_settings, tmp_path, redis_
     assert len(again.split.train) > len(result.split.train) and len(again.package_proxies()[0]) == 40
     assert package.user_ids == (read_vectors(users_file, "user_id").ids if with_users else [])
     # random user vectors predict nothing: training says so instead of serving it quietly
-    assert ("not clearly better than popularity" in (result.metrics["id_model"]["diagnostics"]["warning"] or "")) \
-        == with_users
+    assert (
+        "not clearly better than popularity" in (result.metrics["id_model"]["diagnostics"]["warning"] or "")
+    ) == with_users
 
-    settings = ServiceSettings(package_dir=s.package_dir, redis_url=REDIS_URL, redis_prefix=f"{redis_prefix}:{score}",
-                               port=_free_port(), bundle_package_dir=None)
+    settings = ServiceSettings(
+        package_dir=s.package_dir,
+        redis_url=REDIS_URL,
+        redis_prefix=f"{redis_prefix}:{score}",
+        port=_free_port(),
+        bundle_package_dir=None,
+    )
     with LiveServer(settings) as server, httpx.Client(base_url=server.url, timeout=30) as c:
         model = c.get("/v1/model").json()
         assert model["id_fingerprint"] == space.fingerprint and model["id_space"]["source"] == "given"
@@ -92,8 +108,10 @@ def test_a_package_serves_the_given_space(mode, train_settings, tmp_path, redis_
             got = c.get(f"/v1/items/{given.ids[k]}/embedding").json()
             assert got["source"] == "id" and np.allclose(got["embedding"], want, atol=1e-6), given.ids[k]
 
-        new = c.post("/v1/items", json={"item_id": "brand-new-film", "text": "A heist thriller set in Lisbon. Genres: "
-                                        "Crime, Thriller."})
+        new = c.post(
+            "/v1/items",
+            json={"item_id": "brand-new-film", "text": "A heist thriller set in Lisbon. Genres: Crime, Thriller."},
+        )
         assert new.status_code == 200, new.text
         emb = np.array(new.json()["embedding"], np.float32)
         if score == "cosine":
@@ -108,8 +126,9 @@ def test_a_package_serves_the_given_space(mode, train_settings, tmp_path, redis_
             assert c.post("/v1/recommendations", json={"user_id": "signed-up-today", "k": 5}).status_code == 200
             # the recommender learns the new film: it graduates to its vector; interactions sent later re-gate it
             learnt = given.matrix[:2].mean(0)
-            out = c.put("/v1/items:id-embeddings", json={"items": [{"item_id": "brand-new-film",
-                                                                    "embedding": learnt.tolist()}]}).json()
+            out = c.put(
+                "/v1/items:id-embeddings", json={"items": [{"item_id": "brand-new-film", "embedding": learnt.tolist()}]}
+            ).json()
             assert out["results"][0]["outcome"] == "graduated"
             got = c.get("/v1/items/brand-new-film/embedding").json()
             assert got["source"] == "id" and np.allclose(got["embedding"], learnt, atol=1e-6)

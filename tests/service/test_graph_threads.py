@@ -11,12 +11,14 @@ from service.engine.graph_threads import GraphThreads
 
 def test_init_sets_faiss_threads_on_every_graph_thread_and_warm_up_visits_each_once():
     faiss.omp_set_num_threads(1)  # on this thread only, as the service does on its event loop's: a new
+
     # thread starts from OpenMP's default (the machine's cores) unless the initialiser sets it
     async def scenario():
         graphs = GraphThreads(3, lambda: faiss.omp_set_num_threads(1))
         try:
-            visits = await graphs.on_every_thread(lambda: (threading.current_thread().name,
-                                                           faiss.omp_get_max_threads()))
+            visits = await graphs.on_every_thread(
+                lambda: (threading.current_thread().name, faiss.omp_get_max_threads())
+            )
             later = await asyncio.gather(*(graphs.run(faiss.omp_get_max_threads) for _ in range(12)))
             return visits, later
         finally:

@@ -18,14 +18,25 @@ from tests.conftest import REDIS_URL, LiveServer, _free_port
 
 
 def _settings(package_dir, prefix, **over) -> ServiceSettings:
-    return ServiceSettings(**({"package_dir": package_dir, "redis_url": REDIS_URL, "redis_prefix": prefix,
-                               "port": _free_port(), "bundle_package_dir": None} | over))
+    return ServiceSettings(
+        **(
+            {
+                "package_dir": package_dir,
+                "redis_url": REDIS_URL,
+                "redis_prefix": prefix,
+                "port": _free_port(),
+                "bundle_package_dir": None,
+            }
+            | over
+        )
+    )
 
 
 @pytest.fixture(scope="module")
 def bounded(tiny_package_dir, redis_prefix):
-    with LiveServer(_settings(tiny_package_dir, f"{redis_prefix}:hostile", body_timeout_s=1.0,
-                              max_store_lookups=50)) as live:
+    with LiveServer(
+        _settings(tiny_package_dir, f"{redis_prefix}:hostile", body_timeout_s=1.0, max_store_lookups=50)
+    ) as live:
         yield live
 
 
@@ -80,8 +91,12 @@ def test_headers_and_urls_are_capped(bounded):
 def test_a_body_that_trickles_in_times_out(bounded):
     port = int(bounded.url.rsplit(":", 1)[1])
     t = time.monotonic()
-    head = _raw(port, b"POST /v1/rank HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                      b"Content-Length: 100\r\n\r\n{\"user_id\"", timeout=20)
+    head = _raw(
+        port,
+        b"POST /v1/rank HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b'Content-Length: 100\r\n\r\n{"user_id"',
+        timeout=20,
+    )
     assert head.split(b" ")[1] == b"408" and time.monotonic() - t < 10
 
 
@@ -126,9 +141,15 @@ def test_every_list_a_request_carries_has_a_ceiling_no_setting_raises():
     from coldproxy.limits import MAX_LIST
     from coldproxy.protocol import IdVectorsIn, InteractionsIn, ItemsBatchIn, RankIn
 
-    for model, field in ((RankIn, "item_ids"), (BundleIn, "item_ids"), (IdVectorsIn, "items"), (ItemsBatchIn, "items"),
-                         (InteractionsIn, "id_embedding")):
-        assert model.model_json_schema()["properties"][field].get("maxItems") or \
-            any(o.get("maxItems") for o in model.model_json_schema()["properties"][field].get("anyOf", [])), model
+    for model, field in (
+        (RankIn, "item_ids"),
+        (BundleIn, "item_ids"),
+        (IdVectorsIn, "items"),
+        (ItemsBatchIn, "items"),
+        (InteractionsIn, "id_embedding"),
+    ):
+        assert model.model_json_schema()["properties"][field].get("maxItems") or any(
+            o.get("maxItems") for o in model.model_json_schema()["properties"][field].get("anyOf", [])
+        ), model
     with pytest.raises(ValidationError):
         ServiceSettings(max_candidates=MAX_LIST + 1)

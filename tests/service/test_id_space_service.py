@@ -85,25 +85,40 @@ def test_every_bad_user_vector_gets_a_clear_4xx(tiny):
     assert r.status_code == 422 and "at most 4096" in r.text, r.text
     r = tiny.post("/v1/recommendations", json=too_long | {"k": 3})
     assert r.status_code == 413 and "JSON values" in r.text, r.text
-    nan = tiny.post("/v1/rank", content=b'{"user_embedding": [NaN' + b', 0.0' * (ID_DIM - 1)
-                    + b'], "item_ids": ["warm-1"]}', headers={"content-type": "application/json"})
+    nan = tiny.post(
+        "/v1/rank",
+        content=b'{"user_embedding": [NaN' + b", 0.0" * (ID_DIM - 1) + b'], "item_ids": ["warm-1"]}',
+        headers={"content-type": "application/json"},
+    )
     assert nan.status_code == 422, nan.text
 
 
 def test_the_recommenders_vectors_are_served_by_every_replica(tiny_package_dir, fresh_prefix, tmp_path):
     package = load_package(tiny_package_dir)
-    with live(tiny_package_dir, fresh_prefix) as a, live(tiny_package_dir, fresh_prefix) as b, \
-            httpx.Client(base_url=a.url, timeout=30) as ca, httpx.Client(base_url=b.url, timeout=30) as cb:
+    with (
+        live(tiny_package_dir, fresh_prefix) as a,
+        live(tiny_package_dir, fresh_prefix) as b,
+        httpx.Client(base_url=a.url, timeout=30) as ca,
+        httpx.Client(base_url=b.url, timeout=30) as cb,
+    ):
         assert ca.post("/v1/items", json={"item_id": "grad-1", "text": "a green lamp"}).status_code == 200
         proxy_before = cb.get("/v1/items/grad-1/embedding").json()
         assert proxy_before["source"] == "proxy"
         warm_new, added, graduated = vector(11), vector(12), vector(13)
-        r = ca.put("/v1/items:id-embeddings", json={"items": [
-            {"item_id": "warm-4", "embedding": warm_new}, {"item_id": "known-by-recommender", "embedding": added},
-            {"item_id": "grad-1", "embedding": graduated},
-            {"item_id": "warm-5", "embedding": package.item_emb[5].tolist()},
-            {"item_id": "bad-dim", "embedding": vector(14)[:3]},
-            {"item_id": "too-long", "embedding": vector(15, 1e6)}], "add_unknown": True})
+        r = ca.put(
+            "/v1/items:id-embeddings",
+            json={
+                "items": [
+                    {"item_id": "warm-4", "embedding": warm_new},
+                    {"item_id": "known-by-recommender", "embedding": added},
+                    {"item_id": "grad-1", "embedding": graduated},
+                    {"item_id": "warm-5", "embedding": package.item_emb[5].tolist()},
+                    {"item_id": "bad-dim", "embedding": vector(14)[:3]},
+                    {"item_id": "too-long", "embedding": vector(15, 1e6)},
+                ],
+                "add_unknown": True,
+            },
+        )
         assert r.status_code == 200, r.text
         out = r.json()
         assert [x["outcome"] for x in out["results"]] == ["updated", "added", "graduated", "unchanged", None, None]
@@ -121,8 +136,9 @@ def test_the_recommenders_vectors_are_served_by_every_replica(tiny_package_dir, 
                 assert status == 200 and source == "id" and emb == pytest.approx(want, abs=1e-6), (item_id, source)
             assert served(client, "bad-dim")[0] == 404 and served(client, "too-long")[0] == 404  # nothing stored
             user = package.user_emb[2]
-            ranked = client.post("/v1/rank",
-                                 json={"user_id": "2", "item_ids": ["warm-4", "known-by-recommender"]}).json()
+            ranked = client.post(
+                "/v1/rank", json={"user_id": "2", "item_ids": ["warm-4", "known-by-recommender"]}
+            ).json()
             scores = {s["item_id"]: (s["score"], s["source"]) for s in ranked["scores"]}
             assert scores["warm-4"] == (pytest.approx(float(user @ np.array(warm_new)), rel=1e-5), "id")
             assert scores["known-by-recommender"][1] == "id"
@@ -134,8 +150,10 @@ def test_the_recommenders_vectors_are_served_by_every_replica(tiny_package_dir, 
         assert r.status_code == 200 and r.json()["results"][0]["status"] == 404 and r.json()["stored"] == 0
         assert served(ca, "never-posted")[0] == 404
         # a space named by the client must be the served one: else nothing is stored
-        r = ca.put("/v1/items:id-embeddings", json={"id_space": "ffffffffffffffff",
-                                                    "items": [{"item_id": "other-space", "embedding": vector(16)}]})
+        r = ca.put(
+            "/v1/items:id-embeddings",
+            json={"id_space": "ffffffffffffffff", "items": [{"item_id": "other-space", "embedding": vector(16)}]},
+        )
         assert r.status_code == 409 and "ffffffffffffffff" in r.text
         assert served(ca, "other-space")[0] == 404
         assert ca.put("/v1/items:id-embeddings", json={"items": []}).status_code == 422
@@ -144,9 +162,23 @@ def test_the_recommenders_vectors_are_served_by_every_replica(tiny_package_dir, 
         ids = [f"cli-{n}" for n in range(7)] + ["warm-6"]
         matrix = np.random.default_rng(3).standard_normal((len(ids), ID_DIM)).astype(np.float32)
         pq.write_table(pa.table({"item_id": ids, "embedding": matrix.tolist()}), tmp_path / "items.parquet")
-        run = subprocess.run([sys.executable, "-m", "coldproxy_cli", "sync-ids", str(tmp_path / "items.parquet"),
-                              "--url", a.url, "--chunk", "3", "--add-unknown"],
-                             capture_output=True, text=True, timeout=120)
+        run = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "coldproxy_cli",
+                "sync-ids",
+                str(tmp_path / "items.parquet"),
+                "--url",
+                a.url,
+                "--chunk",
+                "3",
+                "--add-unknown",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert run.returncode == 0, run.stderr[-2000:]
         report = json.loads(run.stdout.strip().splitlines()[-1])
         assert report["stored"] == 8 and report["failed"] == 0 and report["vectors"] == 8
@@ -155,8 +187,9 @@ def test_the_recommenders_vectors_are_served_by_every_replica(tiny_package_dir, 
 
 
 @pytest.mark.parametrize("same_space", [True, False])
-def test_a_rollout_carries_the_recommenders_vectors_only_within_one_space(tiny_package_dir, fresh_prefix, tmp_path,
-                                                                          same_space):
+def test_a_rollout_carries_the_recommenders_vectors_only_within_one_space(
+    tiny_package_dir, fresh_prefix, tmp_path, same_space
+):
     second = retrain_tiny_package(tiny_package_dir, tmp_path / "second", seed=9, new_space=not same_space)
     v1, v2 = load_package(tiny_package_dir), load_package(second)
     assert (v1.id_fingerprint == v2.id_fingerprint) == same_space and v1.encoder_fingerprint == v2.encoder_fingerprint
@@ -166,8 +199,10 @@ def test_a_rollout_carries_the_recommenders_vectors_only_within_one_space(tiny_p
         assert c.post("/v1/items", json={"item_id": "posted-1", "text": "a blue teapot"}).status_code == 200
         assert c.post("/v1/items", json={"item_id": "posted-2", "text": "a red kettle"}).status_code == 200
         given = {"synced-only": vector(21), "posted-2": vector(22)}
-        r = c.put("/v1/items:id-embeddings", json={"items": [{"item_id": i, "embedding": v} for i, v in given.items()],
-                                                   "add_unknown": True})
+        r = c.put(
+            "/v1/items:id-embeddings",
+            json={"items": [{"item_id": i, "embedding": v} for i, v in given.items()], "add_unknown": True},
+        )
         assert r.json()["stored"] == 2, r.text
         for name in ("proxy.onnx", "embeddings.npz", "manifest.json"):
             shutil.copy(second / name, live_dir / name)
@@ -191,19 +226,25 @@ def test_a_rollout_carries_the_recommenders_vectors_only_within_one_space(tiny_p
 def test_the_recommenders_vectors_are_an_admin_write_and_ranking_by_vector_a_read(tiny_package_dir, fresh_prefix):
     """The recommender's vectors decide what every user is shown: a write key is not enough (issue 59)."""
     key, admin = "write-key-7654321", "admin-key-7654321"
-    with live(tiny_package_dir, fresh_prefix, api_keys=[key], admin_api_keys=[admin]) as server, \
-            httpx.Client(base_url=server.url) as c:
+    with (
+        live(tiny_package_dir, fresh_prefix, api_keys=[key], admin_api_keys=[admin]) as server,
+        httpx.Client(base_url=server.url) as c,
+    ):
         ids = {"items": [{"item_id": "by-recommender", "embedding": vector(31)}], "add_unknown": True}
         assert c.put("/v1/items:id-embeddings", json=ids).status_code == 401
         assert c.put("/v1/items:id-embeddings", json=ids, headers={"X-API-Key": key}).status_code == 401
         assert c.put("/v1/items:id-embeddings", json=ids, headers={"X-API-Key": admin}).status_code == 200
         r = c.post("/v1/rank", json={"user_embedding": vector(32), "item_ids": ["by-recommender"]})
         assert r.status_code == 200 and r.json()["scores"][0]["source"] == "id"
-    with live(tiny_package_dir, fresh_prefix, api_keys=[key], auth_reads=True) as server, \
-            httpx.Client(base_url=server.url) as c:
+    with (
+        live(tiny_package_dir, fresh_prefix, api_keys=[key], auth_reads=True) as server,
+        httpx.Client(base_url=server.url) as c,
+    ):
         assert c.post("/v1/recommendations", json={"user_embedding": vector(32)}).status_code == 401
-        assert c.post("/v1/recommendations", json={"user_embedding": vector(32)},
-                      headers={"X-API-Key": key}).status_code == 200
+        assert (
+            c.post("/v1/recommendations", json={"user_embedding": vector(32)}, headers={"X-API-Key": key}).status_code
+            == 200
+        )
 
 
 def test_vectors_of_another_space_are_refused_whatever_their_label(tiny_package_dir, fresh_prefix):
@@ -218,8 +259,10 @@ def test_vectors_of_another_space_are_refused_whatever_their_label(tiny_package_
         served = np.asarray(before)
         other = np.empty_like(served)  # each pair of axes turned a quarter: a cosine of exactly 0 to the served
         other[:, 0::2], other[:, 1::2] = -served[:, 1::2], served[:, 0::2]
-        body = {"items": [{"item_id": i, "embedding": v.tolist()} for i, v in zip(ids, other)],
-                "id_space": package.id_fingerprint}
+        body = {
+            "items": [{"item_id": i, "embedding": v.tolist()} for i, v in zip(ids, other)],
+            "id_space": package.id_fingerprint,
+        }
         r = c.put("/v1/items:id-embeddings", json=body)
         assert r.status_code == 409 and "cosine" in r.json()["detail"], r.text
         assert [c.get(f"/v1/items/{i}/embedding").json()["embedding"] for i in ids] == before

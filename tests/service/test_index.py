@@ -45,20 +45,22 @@ def test_hnsw_finds_what_flat_finds_and_skips_overwritten_nodes():
     builder.start()
     for start in range(3000, 4500, 100):
         for index in (flat, hnsw):
-            index.upsert(ids[start: start + 100], vecs[start: start + 100])
+            index.upsert(ids[start : start + 100], vecs[start : start + 100])
     builder.join()
     assert hnsw.ann_ready
     for index in (flat, hnsw):
         index.upsert(ids[4500:], vecs[4500:])
     queries = rng.standard_normal((50, 16)).astype(np.float32)
-    recall = np.mean([len({i for i, _ in hnsw.search(q, 10)} & {i for i, _ in flat.search(q, 10)}) / 10
-                      for q in queries])
+    recall = np.mean(
+        [len({i for i, _ in hnsw.search(q, 10)} & {i for i, _ in flat.search(q, 10)}) / 10 for q in queries]
+    )
     assert recall >= 0.95, recall
     for q in queries[:5]:  # scores are the exact inner products, best first
         hits = hnsw.search(q, 10)
         _, stored = hnsw.vectors([i for i, _ in hits])
-        assert np.allclose([s for _, s in hits], stored @ q,
-                           atol=1e-5) and [s for _, s in hits] == sorted((s for _, s in hits), reverse=True)
+        assert np.allclose([s for _, s in hits], stored @ q, atol=1e-5) and [s for _, s in hits] == sorted(
+            (s for _, s in hits), reverse=True
+        )
     # an overwritten item: its new vector is found, once, and its old node never comes back
     q = queries[0]
     top = flat.search(q, 1)[0][0]
@@ -105,15 +107,16 @@ def test_hnsw_compacts_its_stale_nodes_in_the_background():
     moved = rng.standard_normal((300, 16)).astype(np.float32)
     for k in range(300):  # 15% of the items overwritten, one at a time: past the share, a rebuild starts
         for index in (flat, hnsw):
-            index.upsert([ids[k]], moved[k: k + 1])
+            index.upsert([ids[k]], moved[k : k + 1])
     deadline = time.time() + 30
     while hnsw._ann.ntotal >= 2300 and time.time() < deadline:  # without a rebuild: a node per overwrite
         time.sleep(0.05)
     # rebuilt from the rows as they were when it began; what was overwritten meanwhile went in after, as new nodes
     assert hnsw._ann.ntotal < 2300 and hnsw.stale < 0.1 * hnsw._ann.ntotal
     queries = rng.standard_normal((30, 16)).astype(np.float32)
-    recall = np.mean([len({i for i, _ in hnsw.search(q, 10)} & {i for i, _ in flat.search(q, 10)}) / 10
-                      for q in queries])
+    recall = np.mean(
+        [len({i for i, _ in hnsw.search(q, 10)} & {i for i, _ in flat.search(q, 10)}) / 10 for q in queries]
+    )
     assert recall >= 0.95, recall
 
 
@@ -125,8 +128,14 @@ def test_a_service_on_hnsw_recommends_new_items(tiny_package_dir, fresh_prefix):
     from coldproxy.config import ServiceSettings
     from tests.conftest import REDIS_URL, LiveServer, _free_port
 
-    settings = ServiceSettings(package_dir=tiny_package_dir, redis_url=REDIS_URL, redis_prefix=fresh_prefix,
-                               port=_free_port(), bundle_package_dir=None, index="hnsw")
+    settings = ServiceSettings(
+        package_dir=tiny_package_dir,
+        redis_url=REDIS_URL,
+        redis_prefix=fresh_prefix,
+        port=_free_port(),
+        bundle_package_dir=None,
+        index="hnsw",
+    )
     with LiveServer(settings) as live, httpx.Client(base_url=live.url, timeout=30) as c:
         for n in range(5):
             assert c.post("/v1/items", data={"item_id": f"h-{n}", "text": f"Wool hat {n}"}).status_code == 200

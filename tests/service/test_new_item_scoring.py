@@ -41,13 +41,15 @@ def test_interaction_counts_re_gate_a_new_item_towards_its_id_embedding(client, 
     np.testing.assert_allclose(r.json()["embedding"], first["embedding"], atol=1e-5)
 
     warm_id = trained.dataset.item_ids[trained.split.warm_items[0]]
-    bad = [("/v1/items/warmup-1/interactions", {"count": -1}, 422),
-           ("/v1/items/warmup-1/interactions", {"count": 3, "id_embedding": [1.0, 2.0]}, 422),
-           # pushes to every top
-           ("/v1/items/warmup-1/interactions", {"count": 3, "id_embedding": [100.0] * train_settings.dim}, 422),
-           ("/v1/items/warmup-1/interactions", {"count": "many"}, 422),
-           ("/v1/items/never-posted/interactions", {"count": 3}, 404),
-           (f"/v1/items/{warm_id}/interactions", {"count": 3}, 409)]
+    bad = [
+        ("/v1/items/warmup-1/interactions", {"count": -1}, 422),
+        ("/v1/items/warmup-1/interactions", {"count": 3, "id_embedding": [1.0, 2.0]}, 422),
+        # pushes to every top
+        ("/v1/items/warmup-1/interactions", {"count": 3, "id_embedding": [100.0] * train_settings.dim}, 422),
+        ("/v1/items/warmup-1/interactions", {"count": "many"}, 422),
+        ("/v1/items/never-posted/interactions", {"count": 3}, 404),
+        (f"/v1/items/{warm_id}/interactions", {"count": 3}, 409),
+    ]
     for url, payload, status in bad:
         r = client.post(url, json=payload)
         assert r.status_code == status, (url, payload, r.text)
@@ -89,7 +91,7 @@ def test_no_users_default_recommendations_hold_their_interactions(client, traine
     bounds = np.searchsorted(users, np.arange(len(ds.user_ids) + 1))
     checked = 0
     for u, user in enumerate(ds.user_ids):
-        seen = {ds.item_ids[i] for i in items[bounds[u]: bounds[u + 1]]}
+        seen = {ds.item_ids[i] for i in items[bounds[u] : bounds[u + 1]]}
         r = client.get(f"/v1/users/{user}/recommendations", params={"k": 100})
         assert r.status_code == 200, user
         shown = [x["item_id"] for x in r.json()["items"]]

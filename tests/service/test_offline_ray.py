@@ -18,8 +18,13 @@ from service.offline.engines import embed_catalogue
 from service.offline.inputs import read_catalogue
 from tests.conftest import REDIS_URL, LiveServer, _free_port
 
-BAD = {"shop-missing": "image unreadable", "shop-broken": "image", "shop-empty": "neither text nor image",
-       "bad id!": "item_id must match", "shop-0": "duplicate item_id"}
+BAD = {
+    "shop-missing": "image unreadable",
+    "shop-broken": "image",
+    "shop-empty": "neither text nor image",
+    "bad id!": "item_id must match",
+    "shop-0": "duplicate item_id",
+}
 
 
 @pytest.fixture(scope="module")
@@ -34,11 +39,13 @@ def shop(tmp_path_factory):
             image = f"img/{n}.jpg" if n != 5 else (d / "img" / "5.jpg").as_uri()  # a URI, read through pyarrow.fs
         rows.append({"item_id": f"shop-{n}", "text": f"Wool scarf {n}" if n % 3 != 2 else "", "image": image})
     (d / "img" / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
-    rows += [{"item_id": "shop-missing", "text": "Lost", "image": "img/nowhere.jpg"},
-             {"item_id": "shop-broken", "text": "", "image": "img/broken.jpg"},
-             {"item_id": "shop-empty", "text": "", "image": ""},
-             {"item_id": "bad id!", "text": "Spaces", "image": ""},
-             {"item_id": "shop-0", "text": "the same ID again", "image": ""}]
+    rows += [
+        {"item_id": "shop-missing", "text": "Lost", "image": "img/nowhere.jpg"},
+        {"item_id": "shop-broken", "text": "", "image": "img/broken.jpg"},
+        {"item_id": "shop-empty", "text": "", "image": ""},
+        {"item_id": "bad id!", "text": "Spaces", "image": ""},
+        {"item_id": "shop-0", "text": "the same ID again", "image": ""},
+    ]
     with (d / "items.csv").open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=["item_id", "text", "image"])
         w.writeheader()
@@ -47,8 +54,15 @@ def shop(tmp_path_factory):
 
 
 def settings(package_dir, prefix: str = "unused", roots=()) -> ServiceSettings:
-    return ServiceSettings(package_dir=package_dir, redis_url=REDIS_URL, redis_prefix=prefix, bundle_package_dir=None,
-                           micro_batching=False, port=_free_port(), embed_image_roots=list(roots))
+    return ServiceSettings(
+        package_dir=package_dir,
+        redis_url=REDIS_URL,
+        redis_prefix=prefix,
+        bundle_package_dir=None,
+        micro_batching=False,
+        port=_free_port(),
+        embed_image_roots=list(roots),
+    )
 
 
 def vectors(out) -> dict[str, np.ndarray]:
@@ -108,25 +122,33 @@ def test_a_parquet_catalogue_with_uris_embeds_as_its_csv_does(tiny_package_dir, 
     pq.write_table(table.set_column(2, "image", pa.array(uris, pa.string())), tmp_path / "shop.parquet")
     s = settings(tiny_package_dir, roots=[shop])
     from_csv = embed_catalogue(s, table, out=tmp_path / "csv", batch=4, progress=False)
-    from_parquet = embed_catalogue(s, read_catalogue(tmp_path / "shop.parquet"), out=tmp_path / "pq", batch=4,
-                                   progress=False)
+    from_parquet = embed_catalogue(
+        s, read_catalogue(tmp_path / "shop.parquet"), out=tmp_path / "pq", batch=4, progress=False
+    )
     assert from_csv["embedded"] == from_parquet["embedded"] == 10
     a, b = vectors(tmp_path / "csv"), vectors(tmp_path / "pq")
     for item_id in a:
         np.testing.assert_allclose(b[item_id], a[item_id], rtol=1e-6, atol=1e-6)
 
 
-def test_an_untrusted_catalogue_reads_only_its_own_images_and_no_more_than_a_post_would(tiny_package_dir, shop,
-                                                                                       tmp_path):
+def test_an_untrusted_catalogue_reads_only_its_own_images_and_no_more_than_a_post_would(
+    tiny_package_dir, shop, tmp_path
+):
     """``../``, absolute paths elsewhere, devices, file:// URIs out of the roots, other schemes and oversized images
     each fail their row (issue 59: ``/dev/zero`` never ended)."""
     import pyarrow as pa
 
     outside = tmp_path / "outside.jpg"
     Image.new("RGB", (8, 8)).save(outside)
-    refs = {"dots": "img/../../" + outside.name, "absolute": str(outside), "device": "/dev/zero",
-            "file-uri": outside.as_uri(), "http": "http://127.0.0.1:1/x.jpg", "big": str(shop / "img" / "1.jpg"),
-            "fine": str(shop / "img" / "2.jpg")}
+    refs = {
+        "dots": "img/../../" + outside.name,
+        "absolute": str(outside),
+        "device": "/dev/zero",
+        "file-uri": outside.as_uri(),
+        "http": "http://127.0.0.1:1/x.jpg",
+        "big": str(shop / "img" / "1.jpg"),
+        "fine": str(shop / "img" / "2.jpg"),
+    }
     table = pa.table({"item_id": list(refs), "text": ["x"] * len(refs), "image": list(refs.values())})
     s = settings(tiny_package_dir, roots=[shop]).model_copy(update={"max_request_bytes": 10_000_000})
     small = (shop / "img" / "1.jpg").stat().st_size

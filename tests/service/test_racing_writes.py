@@ -15,8 +15,18 @@ from tests.conftest import REDIS_URL, LiveServer, _free_port
 
 
 def _settings(package_dir, prefix, **over) -> ServiceSettings:
-    return ServiceSettings(**({"package_dir": package_dir, "redis_url": REDIS_URL, "redis_prefix": prefix,
-                               "port": _free_port(), "bundle_package_dir": None} | over))
+    return ServiceSettings(
+        **(
+            {
+                "package_dir": package_dir,
+                "redis_url": REDIS_URL,
+                "redis_prefix": prefix,
+                "port": _free_port(),
+                "bundle_package_dir": None,
+            }
+            | over
+        )
+    )
 
 
 def test_a_reload_of_the_served_version_opens_nothing(tiny_package_dir, fresh_prefix, tmp_path):

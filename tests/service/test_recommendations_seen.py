@@ -15,10 +15,14 @@ def test_recommendations_leave_out_the_users_training_interactions(tiny, tiny_pa
     indptr, rows = package.seen
     for user in ("1", "7"):
         u = package.user_ids.index(user)
-        seen = {package.item_ids[r] for r in rows[indptr[u]: indptr[u + 1]]}
+        seen = {package.item_ids[r] for r in rows[indptr[u] : indptr[u + 1]]}
         assert len(seen) == 5
-        everything = {h["item_id"] for h in tiny.get(f"/v1/users/{user}/recommendations",
-                                                    params={"k": 1000, "exclude_seen": "false"}).json()["items"]}
+        everything = {
+            h["item_id"]
+            for h in tiny.get(f"/v1/users/{user}/recommendations", params={"k": 1000, "exclude_seen": "false"}).json()[
+                "items"
+            ]
+        }
         shown = tiny.get(f"/v1/users/{user}/recommendations", params={"k": 1000}).json()["items"]
         assert seen <= everything and {h["item_id"] for h in shown} == everything - seen
         top = tiny.get(f"/v1/users/{user}/recommendations", params={"k": 10}).json()["items"]
@@ -63,8 +67,11 @@ def test_recommendation_filters_do_what_they_say(tiny):
     shown = top[:3] + ["filter-new-0", "not-an-item"]
     after = tiny.post("/v1/recommendations", json={"user_id": "2", "k": 5, "exclude_ids": shown}).json()["items"]
     assert len(after) == 5 and not set(shown) & {h["item_id"] for h in after}
-    bad = [({"user_id": "2", "only": "old"}, 422), ({"user_id": "2", "exclude_ids": ["x"] * 1001}, 422),
-           ({"user_id": "2", "exclude_ids": ["x" * 200]}, 422)]
+    bad = [
+        ({"user_id": "2", "only": "old"}, 422),
+        ({"user_id": "2", "exclude_ids": ["x"] * 1001}, 422),
+        ({"user_id": "2", "exclude_ids": ["x" * 200]}, 422),
+    ]
     for body, status in bad:
         r = tiny.post("/v1/recommendations", json=body)
         assert r.status_code == status and r.json()["detail"], (body, r.text)
@@ -75,8 +82,10 @@ def test_items_posted_as_seen_by_a_user_leave_their_recommendations(tiny):
     top = [h["item_id"] for h in tiny.get("/v1/users/3/recommendations", params={"k": 5}).json()["items"]]
     r = tiny.post("/v1/users/3/interactions", json={"item_ids": top[:2] + ["not-served-yet"]})
     assert r.status_code == 200 and r.json() == {"user_id": "3", "kept": 3}
-    for shown in (tiny.get("/v1/users/3/recommendations", params={"k": 5}).json()["items"],
-                  tiny.post("/v1/recommendations", json={"user_id": "3", "k": 5}).json()["items"]):
+    for shown in (
+        tiny.get("/v1/users/3/recommendations", params={"k": 5}).json()["items"],
+        tiny.post("/v1/recommendations", json={"user_id": "3", "k": 5}).json()["items"],
+    ):
         assert [h["item_id"] for h in shown] == [h["item_id"] for h in shown if h["item_id"] not in top[:2]]
         assert len(shown) == 5 and not set(top[:2]) & {h["item_id"] for h in shown}
     everything = tiny.post("/v1/recommendations", json={"user_id": "3", "k": 5, "exclude_seen": False}).json()
@@ -84,8 +93,12 @@ def test_items_posted_as_seen_by_a_user_leave_their_recommendations(tiny):
     assert tiny.delete("/v1/users/3/interactions").status_code == 204  # forgotten (a privacy request)
     assert [h["item_id"] for h in tiny.get("/v1/users/3/recommendations", params={"k": 5}).json()["items"]] == top
     assert tiny.delete("/v1/users/3/interactions").status_code == 404
-    for body, status in (({"item_ids": []}, 422), ({"item_ids": ["bad id"]}, 422), ({}, 422),
-                         ({"item_ids": [f"i{n}" for n in range(1001)]}, 413)):
+    for body, status in (
+        ({"item_ids": []}, 422),
+        ({"item_ids": ["bad id"]}, 422),
+        ({}, 422),
+        ({"item_ids": [f"i{n}" for n in range(1001)]}, 413),
+    ):
         r = tiny.post("/v1/users/3/interactions", json=body)
         assert r.status_code == status and r.json()["detail"], (body, r.text)
 
@@ -137,5 +150,9 @@ def test_a_users_interactions_are_not_an_anonymous_read(tiny_package_dir, fresh_
         r = c.post("/v1/recommendations", json={"user_id": "1", "exclude_seen": False})
         assert r.status_code == 401
         assert c.get("/v1/users/1/recommendations").status_code == 200
-        assert c.get("/v1/users/1/recommendations", params={"exclude_seen": "false"},
-                     headers={"X-API-Key": key}).status_code == 200
+        assert (
+            c.get(
+                "/v1/users/1/recommendations", params={"exclude_seen": "false"}, headers={"X-API-Key": key}
+            ).status_code
+            == 200
+        )

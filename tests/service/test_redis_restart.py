@@ -36,9 +36,23 @@ class PrivateRedis:
             pytest.fail("redis-server is not on PATH")
         # the Helm chart's in-cluster Redis: append-only file, fsync per redis.internal.appendfsync
         self.proc = subprocess.Popen(
-            [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir), "--save", "",
-             "--appendonly", "yes", "--appendfsync", self.fsync],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                exe,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.dir),
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                self.fsync,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         client = redis.Redis(port=self.port)
         for _ in range(200):
@@ -107,8 +121,10 @@ def test_redis_killed_mid_load_loses_no_acknowledged_item(replica, trained, tmp_
         direct = redis.Redis(port=r.port)
         lost = [i for i in acked if direct.hget(f"restart-test:{version}:item:{i}", "emb") is None]
         assert not lost, f"{len(lost)} of {len(acked)} acknowledged items not in Redis after SIGKILL: {lost[:5]}"
-        with replica(redis_url=url, redis_prefix="restart-test") as fresh, \
-                httpx.Client(base_url=fresh.url, timeout=30) as c:
+        with (
+            replica(redis_url=url, redis_prefix="restart-test") as fresh,
+            httpx.Client(base_url=fresh.url, timeout=30) as c,
+        ):
             missing = [i for i in acked if c.get(f"/v1/items/{i}/embedding").status_code != 200]
         assert not missing, f"{len(missing)} acknowledged items not served by a fresh replica: {missing[:5]}"
     finally:

@@ -40,7 +40,10 @@ def test_reload_swaps_bundle_without_a_failed_request(replica, package_dir, tmp_
             assert r.status_code == 200, r.text
             out = r.json()
             assert {k: out[k] for k in ("previous_version", "package_version", "changed")} == {
-                "previous_version": v1, "package_version": v1 + "-r2", "changed": True}
+                "previous_version": v1,
+                "package_version": v1 + "-r2",
+                "changed": True,
+            }
             assert out["rollout"]["state"] == "switched" and out["rollout"]["backfill"]["reembedded"] >= 1, out
             assert c.post("/v1/admin/reload").json()["changed"] is False  # same directory, same version
         finally:
@@ -55,8 +58,9 @@ def test_reload_swaps_bundle_without_a_failed_request(replica, package_dir, tmp_
         served_after = np.array(got.json()["embedding"])  # same graphs and ID space: the same re-gated vector
         cos = served_after @ served_before / np.linalg.norm(served_after) / np.linalg.norm(served_before)
         assert cos > 0.999, cos
-        fresh = c.post("/v1/items",
-                       data={"item_id": "no-clicks-yet", "text": "A film about clocks."}).json()["embedding"]
+        fresh = c.post("/v1/items", data={"item_id": "no-clicks-yet", "text": "A film about clocks."}).json()[
+            "embedding"
+        ]
         # ... which the warm-up moved: the same content without clicks is served another vector
         assert np.linalg.norm(served_after - fresh) > 10 * np.linalg.norm(served_after - served_before)
         assert c.post("/v1/items", data={"item_id": "before-reload", "text": "A film about clocks."}).status_code == 409
@@ -71,8 +75,10 @@ def test_reload_swaps_bundle_without_a_failed_request(replica, package_dir, tmp_
 
 
 def test_reload_needs_an_admin_key(replica):
-    with replica(api_key="write-key-1234", admin_api_keys=["admin-key-1234"]) as live, \
-            httpx.Client(base_url=live.url, timeout=30) as c:
+    with (
+        replica(api_key="write-key-1234", admin_api_keys=["admin-key-1234"]) as live,
+        httpx.Client(base_url=live.url, timeout=30) as c,
+    ):
         assert c.post("/v1/admin/reload").status_code == 401
         assert c.post("/v1/admin/reload", headers={"X-API-Key": "write-key-1234"}).status_code == 401
         r = c.post("/v1/admin/reload", headers={"X-API-Key": "admin-key-1234"})

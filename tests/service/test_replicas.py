@@ -18,8 +18,11 @@ def test_restarted_server_rebuilds_index_from_redis(client, replica):
         with httpx.Client(base_url=other.url, timeout=30) as c:
             r = c.get("/v1/items/before-restart/embedding")
             assert r.status_code == 200 and r.json()["source"] == "proxy"
-            gauge = [l for l in c.get("/metrics").text.splitlines()
-                     if l.startswith('coldproxy_index_items{catalog="items",kind="cold"}')]
+            gauge = [
+                l
+                for l in c.get("/metrics").text.splitlines()
+                if l.startswith('coldproxy_index_items{catalog="items",kind="cold"}')
+            ]
             assert gauge and float(gauge[0].split()[-1]) >= 1
 
 

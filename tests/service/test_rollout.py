@@ -32,9 +32,19 @@ def prefix(fresh_prefix):
 
 
 def live(package_dir, prefix, **over) -> LiveServer:
-    return LiveServer(ServiceSettings(**{"package_dir": package_dir, "redis_url": REDIS_URL, "redis_prefix": prefix,
-                                         "port": _free_port(), "bundle_package_dir": None,
-                                         "reload_grace_s": 0.2} | over))
+    return LiveServer(
+        ServiceSettings(
+            **{
+                "package_dir": package_dir,
+                "redis_url": REDIS_URL,
+                "redis_prefix": prefix,
+                "port": _free_port(),
+                "bundle_package_dir": None,
+                "reload_grace_s": 0.2,
+            }
+            | over
+        )
+    )
 
 
 def text_of(item_id: str) -> str:
@@ -47,8 +57,9 @@ def stored_vector(redis_client, prefix: str, version: str, item_id: str) -> np.n
     return np.frombuffer(raw, np.float32)
 
 
-def test_a_rollout_under_load_keeps_every_item_and_never_mixes_id_spaces(tiny_package_dir, second_package, prefix,
-                                                                       redis_client, tmp_path):
+def test_a_rollout_under_load_keeps_every_item_and_never_mixes_id_spaces(
+    tiny_package_dir, second_package, prefix, redis_client, tmp_path
+):
     import shutil
 
     live_dir = tmp_path / "package"
@@ -130,14 +141,18 @@ def test_a_rollout_under_load_keeps_every_item_and_never_mixes_id_spaces(tiny_pa
             user = package.user_emb[package.user_ids.index(str(worker))]
             for s in body["scores"]:
                 i = s["item_id"]
-                vec = (package.item_emb[package.item_ids.index(i)] if i.startswith("warm-")
-                       else stored_vector(redis_client, prefix, package.manifest.version, i))
+                vec = (
+                    package.item_emb[package.item_ids.index(i)]
+                    if i.startswith("warm-")
+                    else stored_vector(redis_client, prefix, package.manifest.version, i)
+                )
                 assert s["score"] == pytest.approx(float(user @ vec), rel=1e-4, abs=1e-5), (body["package_version"], i)
 
         # a re-embedded item is what the new package computes for the same content (features kept as float16)
         kept = np.array(c.get("/v1/items/before-3/embedding").json()["embedding"])
-        fresh = np.array(c.post("/v1/items",
-                                data={"item_id": "fresh-3", "text": text_of("before-3")}).json()["embedding"])
+        fresh = np.array(
+            c.post("/v1/items", data={"item_id": "fresh-3", "text": text_of("before-3")}).json()["embedding"]
+        )
         assert float(kept @ fresh / np.linalg.norm(kept) / np.linalg.norm(fresh)) > 0.999
 
         # the old version's keys now expire; the metrics say how the rollout went
@@ -166,16 +181,21 @@ def test_a_package_with_other_encoders_is_switched_to_at_once(tiny_package_dir, 
 
 def test_shadow_candidate_serves_canary_users_then_is_promoted(tiny_package_dir, second_package, prefix):
     v1, v2 = (load_package(d).manifest.version for d in (tiny_package_dir, second_package))
-    with live(tiny_package_dir, prefix, candidate_package_dir=second_package, canary_fraction=0.5) as server, \
-            httpx.Client(base_url=server.url, timeout=30) as c:
+    with (
+        live(tiny_package_dir, prefix, candidate_package_dir=second_package, canary_fraction=0.5) as server,
+        httpx.Client(base_url=server.url, timeout=30) as c,
+    ):
         for n in range(10):
             assert c.post("/v1/items", data={"item_id": f"s-{n}", "text": text_of(f"s-{n}")}).status_code == 200
         deadline = time.time() + 30
         while c.get("/v1/model").json()["rollout"]["state"] != "shadow" and time.time() < deadline:
             time.sleep(0.1)
         model = c.get("/v1/model").json()
-        assert model["package_version"] == v1 and model["rollout"]["version"] == v2 and model["rollout"][
-            "state"] == "shadow"
+        assert (
+            model["package_version"] == v1
+            and model["rollout"]["version"] == v2
+            and model["rollout"]["state"] == "shadow"
+        )
         # every user's answers come from one version, the same every time; about half get the candidate
         seen = {}
         for u in range(20):
@@ -202,9 +222,12 @@ def test_promote_catches_up_on_what_was_written_after_the_backfill(tiny_package_
     """An item another replica (still without the shadow writes) stored after the candidate's backfill finished is
     re-embedded by the promote itself, not lost when the old version's keys expire."""
     v2 = load_package(second_package).manifest.version
-    with live(tiny_package_dir, prefix,
-              candidate_package_dir=second_package) as a, live(tiny_package_dir, prefix) as b, \
-            httpx.Client(base_url=a.url, timeout=30) as ca, httpx.Client(base_url=b.url, timeout=30) as cb:
+    with (
+        live(tiny_package_dir, prefix, candidate_package_dir=second_package) as a,
+        live(tiny_package_dir, prefix) as b,
+        httpx.Client(base_url=a.url, timeout=30) as ca,
+        httpx.Client(base_url=b.url, timeout=30) as cb,
+    ):
         deadline = time.time() + 30
         while ca.get("/v1/model").json()["rollout"]["state"] != "shadow" and time.time() < deadline:
             time.sleep(0.1)
@@ -214,21 +237,27 @@ def test_promote_catches_up_on_what_was_written_after_the_backfill(tiny_package_
         assert got.status_code == 200 and got.json()["package_version"] == v2, got.text
 
 
-def test_two_promotes_at_once_switch_once_and_keep_the_serving_package(tiny_package_dir, second_package, prefix,
-                                                                       redis_client):
+def test_two_promotes_at_once_switch_once_and_keep_the_serving_package(
+    tiny_package_dir, second_package, prefix, redis_client
+):
     """A client timeout and a rerun: two concurrent promotes. One switches, the other gets 409; the package now
     serving keeps its keys (no TTL) and takes writes (issue 59: the second switch retired the serving package)."""
     v2 = load_package(second_package).manifest.version
-    with live(tiny_package_dir, prefix, candidate_package_dir=second_package) as server, \
-            httpx.Client(base_url=server.url, timeout=30) as c:
+    with (
+        live(tiny_package_dir, prefix, candidate_package_dir=second_package) as server,
+        httpx.Client(base_url=server.url, timeout=30) as c,
+    ):
         assert c.post("/v1/items", json={"item_id": "p-1", "text": text_of("p-1")}).status_code == 200
         deadline = time.time() + 30
         while c.get("/v1/model").json()["rollout"]["state"] != "shadow" and time.time() < deadline:
             time.sleep(0.1)
         statuses = []
-        threads = [threading.Thread(target=lambda: statuses.append(httpx.post(server.url + "/v1/admin/promote",
-                                                                              timeout=60).status_code))
-                   for _ in range(2)]
+        threads = [
+            threading.Thread(
+                target=lambda: statuses.append(httpx.post(server.url + "/v1/admin/promote", timeout=60).status_code)
+            )
+            for _ in range(2)
+        ]
         for t in threads:
             t.start()
         for t in threads:
@@ -241,21 +270,26 @@ def test_two_promotes_at_once_switch_once_and_keep_the_serving_package(tiny_pack
         assert c.get("/v1/items/p-1/embedding").json()["package_version"] == v2
 
 
-def test_promote_refreshes_an_item_overwritten_after_the_backfill(tiny_package_dir, second_package, prefix,
-                                                                   redis_client):
+def test_promote_refreshes_an_item_overwritten_after_the_backfill(
+    tiny_package_dir, second_package, prefix, redis_client
+):
     """An overwrite the candidate missed (taken by a replica without the shadow writes) is re-embedded by the
     promote's catch-up, not promoted stale: the catch-up re-embeds what changed, not only what is missing."""
     v2 = load_package(second_package).manifest.version
-    with live(tiny_package_dir, prefix, candidate_package_dir=second_package) as a, \
-            live(tiny_package_dir, prefix) as b, \
-            httpx.Client(base_url=a.url, timeout=30) as ca, httpx.Client(base_url=b.url, timeout=30) as cb:
+    with (
+        live(tiny_package_dir, prefix, candidate_package_dir=second_package) as a,
+        live(tiny_package_dir, prefix) as b,
+        httpx.Client(base_url=a.url, timeout=30) as ca,
+        httpx.Client(base_url=b.url, timeout=30) as cb,
+    ):
         assert ca.post("/v1/items", json={"item_id": "o-1", "text": text_of("o-1")}).status_code == 200
         deadline = time.time() + 30
         while ca.get("/v1/model").json()["rollout"]["state"] != "shadow" and time.time() < deadline:
             time.sleep(0.1)
         stale = stored_vector(redis_client, prefix, v2, "o-1")
-        r = cb.post("/v1/items", json={"item_id": "o-1", "text": "a different article: a heavy iron anchor",
-                                       "overwrite": True})
+        r = cb.post(
+            "/v1/items", json={"item_id": "o-1", "text": "a different article: a heavy iron anchor", "overwrite": True}
+        )
         assert r.status_code == 200, r.text
         assert np.array_equal(stored_vector(redis_client, prefix, v2, "o-1"), stale)  # b wrote only its own version
         r = ca.post("/v1/admin/promote")
@@ -281,8 +315,11 @@ def test_reembed_command_backfills_offline_and_resumes(tiny_package_dir, second_
     for n in (0, 39):
         posted = redis_client.hget(f"{prefix}:{v1}:item:o-{n}", "posted_at")
         assert posted and redis_client.hget(f"{prefix}:{v2}:item:o-{n}", "posted_at") == posted
-    again = json.loads(subprocess.run(cmd, env=os.environ | env, capture_output=True, text=True,
-                                      timeout=300).stdout.strip().splitlines()[-1])
+    again = json.loads(
+        subprocess.run(cmd, env=os.environ | env, capture_output=True, text=True, timeout=300)
+        .stdout.strip()
+        .splitlines()[-1]
+    )
     assert again["reembedded"] == 0 and again["present"] == 40, again
 
 
@@ -295,11 +332,16 @@ def test_reloading_replicas_one_after_another_keeps_what_each_wrote(tiny_package
     for d in dirs:
         shutil.copytree(tiny_package_dir, d)
     v2 = load_package(second_package).manifest.version
-    with live(dirs[0], prefix) as a, live(dirs[1], prefix) as b, \
-            httpx.Client(base_url=a.url, timeout=30) as ca, httpx.Client(base_url=b.url, timeout=30) as cb:
+    with (
+        live(dirs[0], prefix) as a,
+        live(dirs[1], prefix) as b,
+        httpx.Client(base_url=a.url, timeout=30) as ca,
+        httpx.Client(base_url=b.url, timeout=30) as cb,
+    ):
         for n in range(10):
-            assert (ca if n % 2 else cb).post("/v1/items",
-                                              data={"item_id": f"m-{n}", "text": text_of(f"m-{n}")}).status_code == 200
+            assert (ca if n % 2 else cb).post(
+                "/v1/items", data={"item_id": f"m-{n}", "text": text_of(f"m-{n}")}
+            ).status_code == 200
         for name in ("proxy.onnx", "embeddings.npz", "manifest.json"):
             for d in dirs:
                 shutil.copy(second_package / name, d / name)

@@ -27,8 +27,13 @@ def test_every_operation_of_the_schema_answers_below_500_with_a_message(tiny_ser
     for operation, mode in ((op, mode) for op in operations for mode in GenerationMode):
         key = f"{operation.method.upper()} {operation.path} ({mode.value})"
 
-        @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True,
-                  database=None)
+        @settings(
+            max_examples=EXAMPLES,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+            derandomize=True,
+            database=None,
+        )
         @given(case=operation.as_strategy(mode))
         def fuzz(case):
             response = case.call(base_url=tiny_server.url, timeout=30)
@@ -46,8 +51,12 @@ def test_every_operation_of_the_schema_answers_below_500_with_a_message(tiny_ser
     # every route that reads a body documents it (POST /v1/items:batch read its body undocumented, so
     # it got one empty example), and every operation that takes input got more than one example
     for op in operations:
-        if op.method == "post" and op.path not in ("/v1/admin/reload", "/v1/admin/promote",  # no body
-                                                   "/v1/items/{item_id}/restore", "/v1/bundles/{bundle_id}/restore"):
+        if op.method == "post" and op.path not in (
+            "/v1/admin/reload",
+            "/v1/admin/promote",  # no body
+            "/v1/items/{item_id}/restore",
+            "/v1/bundles/{bundle_id}/restore",
+        ):
             assert len(op.body), f"{op.path}: request body not in the schema"
         if len(op.body) or len(op.path_parameters) or len(op.query):
             assert tried[f"{op.method.upper()} {op.path} (positive)"] > 1, op.path

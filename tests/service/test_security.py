@@ -22,8 +22,18 @@ WRITE, ADMIN = "write-key-123456", "admin-key-123456"
 
 
 def _settings(package_dir, prefix, **over) -> ServiceSettings:
-    return ServiceSettings(**({"package_dir": package_dir, "redis_url": REDIS_URL, "redis_prefix": prefix,
-                               "port": _free_port(), "bundle_package_dir": None} | over))
+    return ServiceSettings(
+        **(
+            {
+                "package_dir": package_dir,
+                "redis_url": REDIS_URL,
+                "redis_prefix": prefix,
+                "port": _free_port(),
+                "bundle_package_dir": None,
+            }
+            | over
+        )
+    )
 
 
 def test_a_service_beyond_loopback_without_keys_refuses_to_start(tiny_package_dir, redis_prefix):
@@ -35,16 +45,28 @@ def test_a_service_beyond_loopback_without_keys_refuses_to_start(tiny_package_di
 
 
 def test_admin_routes_need_an_admin_key_and_failed_keys_are_rate_limited(tiny_package_dir, redis_prefix):
-    settings = _settings(tiny_package_dir, f"{redis_prefix}:keys", api_keys=[WRITE], admin_api_keys=[ADMIN],
-                         rate_limit_rps=0.5, rate_limit_burst=3)
+    settings = _settings(
+        tiny_package_dir,
+        f"{redis_prefix}:keys",
+        api_keys=[WRITE],
+        admin_api_keys=[ADMIN],
+        rate_limit_rps=0.5,
+        rate_limit_burst=3,
+    )
     with LiveServer(settings) as live, httpx.Client(base_url=live.url, timeout=30) as c:
         assert c.post("/v1/admin/reload", headers={"X-API-Key": WRITE}).status_code == 401
         reloaded = c.post("/v1/admin/reload", headers={"X-API-Key": ADMIN})
         assert reloaded.status_code == 200 and reloaded.json()["changed"] is False
-        assert c.post("/v1/items", json={"item_id": "by-admin", "text": "x"},
-                      headers={"X-API-Key": ADMIN}).status_code == 200
-        codes = [c.post("/v1/items", json={"item_id": "guess", "text": "x"}, headers={"X-API-Key": f"guess-{n:08d}"}
-                        ).status_code for n in range(4)]
+        assert (
+            c.post("/v1/items", json={"item_id": "by-admin", "text": "x"}, headers={"X-API-Key": ADMIN}).status_code
+            == 200
+        )
+        codes = [
+            c.post(
+                "/v1/items", json={"item_id": "guess", "text": "x"}, headers={"X-API-Key": f"guess-{n:08d}"}
+            ).status_code
+            for n in range(4)
+        ]
         assert codes == [401, 401, 401, 429]  # guesses spend the address's bucket
 
 
@@ -76,8 +98,10 @@ def test_store_errors_keep_addresses_and_passwords_out_of_answers():
     assert "10.0.0.5" not in str(down.detail) and "10.0.0.5" in str(down)  # logged, not answered
     # a failed rollout's error, shown by the anonymous GET /v1/model, and a dead worker's, by /healthz
     assert public_reason(down) == "store unavailable; retry shortly"
-    assert public_reason(ConnectionError("Error 111 connecting to 10.0.0.5:6379")) == \
-        "ConnectionError (see the service log)"
+    assert (
+        public_reason(ConnectionError("Error 111 connecting to 10.0.0.5:6379"))
+        == "ConnectionError (see the service log)"
+    )
 
 
 def test_body_limits_hold_for_chunked_bodies_without_a_length(tiny_package_dir, redis_prefix):
@@ -95,18 +119,26 @@ def test_body_limits_hold_for_chunked_bodies_without_a_length(tiny_package_dir, 
         limit = route_limits("/v1/rank", settings, dim=live.app.state.coldproxy.vector_dim()).bytes
         big = c.post("/v1/rank", content=chunks(limit // 8), headers={"content-type": "application/json"})
         assert big.status_code == 413 and big.json()["detail"] == f"request larger than {limit} bytes"
-        form = httpx.Request("POST", live.url, data={"item_id": "chunky", "text": "t"},
-                             files={"image": ("a.png", b"\x89PNG" + b"0" * 5_000, "image/png")})
+        form = httpx.Request(
+            "POST",
+            live.url,
+            data={"item_id": "chunky", "text": "t"},
+            files={"image": ("a.png", b"\x89PNG" + b"0" * 5_000, "image/png")},
+        )
         body = form.read()
-        streamed = c.post("/v1/items", content=(body[i:i + 512] for i in range(0, len(body), 512)),
-                          headers={"content-type": form.headers["content-type"]})
+        streamed = c.post(
+            "/v1/items",
+            content=(body[i : i + 512] for i in range(0, len(body), 512)),
+            headers={"content-type": form.headers["content-type"]},
+        )
         # a multipart image part, chunked: cut off while it streams in (not by the image size check after parsing)
         assert streamed.status_code == 413 and streamed.json()["detail"] == "request larger than 2000 bytes"
         assert c.get("/healthz").status_code == 200
 
 
-def test_corrupt_ids_in_redis_neither_stop_a_replica_nor_its_sync(tiny, tiny_server, tiny_package_dir, redis_prefix,
-                                                                     redis_client):
+def test_corrupt_ids_in_redis_neither_stop_a_replica_nor_its_sync(
+    tiny, tiny_server, tiny_package_dir, redis_prefix, redis_client
+):
     from coldproxy.package import load_package
 
     version = load_package(tiny_package_dir).manifest.version

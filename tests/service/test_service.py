@@ -26,8 +26,12 @@ def held_out(trained):
     is posted as a new item under another ID."""
     ds = trained.dataset
     i = next(int(i) for i in trained.split.test_items if ds.item_images[i] is not None)
-    return {"item_id": f"posted-{ds.item_ids[i]}", "package_id": ds.item_ids[i], "text": ds.item_texts[i],
-            "poster": ds.item_images[i]}
+    return {
+        "item_id": f"posted-{ds.item_ids[i]}",
+        "package_id": ds.item_ids[i],
+        "text": ds.item_texts[i],
+        "poster": ds.item_images[i],
+    }
 
 
 @torch.no_grad()
@@ -51,9 +55,14 @@ def torch_proxy(work_dir, text, poster):
     anchor = index.anchors(content_vectors(tf.detach().numpy(), imf.detach().numpy(), np.ones((1, 2), np.float32)))
     diffusion = sample(den, anchor, proxy[None], **kw)
     with torch.no_grad():
-        emb, w = gate(torch.tensor([[0.0, 1.0, 1.0]]), torch.tensor([[0.0, 1.0, 1.0, 1.0]]), torch.zeros(1, len(proxy)),
-                      torch.from_numpy(proxy[None]), torch.from_numpy(diffusion),
-                      torch.from_numpy(anchor.astype(np.float32)))
+        emb, w = gate(
+            torch.tensor([[0.0, 1.0, 1.0]]),
+            torch.tensor([[0.0, 1.0, 1.0, 1.0]]),
+            torch.zeros(1, len(proxy)),
+            torch.from_numpy(proxy[None]),
+            torch.from_numpy(diffusion),
+            torch.from_numpy(anchor.astype(np.float32)),
+        )
     return calibrate(emb[0].numpy()), alpha, w[0].numpy()
 
 
@@ -71,8 +80,9 @@ def test_health_and_readiness(client, package_dir, train_settings):
     assert m["package_version"] == r.json()["package_version"] and m["dims"]["id_dim"] == train_settings.dim
     assert m["providers"][-1] == "CPUExecutionProvider" and "cold" in m["test_metrics"]
     sel = m["selection"]  # what new items are served and why: every candidate's validation score
-    assert sel["served"] in ("gate", "proxy", "diffusion",
-                             "anchor") and sel["validation"][sel["served"]] == max(sel["validation"].values())
+    assert sel["served"] in ("gate", "proxy", "diffusion", "anchor") and sel["validation"][sel["served"]] == max(
+        sel["validation"].values()
+    )
     # COLDPROXY_GC_FREEZE (default on): the loaded state sits in the collector's permanent generation
     assert gc.get_freeze_count() > 10_000
 
@@ -86,8 +96,11 @@ def test_post_get_rank_recommend_held_out_movie(client, held_out, train_settings
     want, alpha, expert_w = torch_proxy(train_settings.work_dir, held_out["text"], held_out["poster"])
     np.testing.assert_allclose(posted, want, atol=1e-4)
     ew = body["expert_weights"]  # the test package has the diffusion expert and the gate
-    assert list(ew) == ["id", "proxy", "diffusion",
-                        "anchor"] and ew["id"] == 0.0 and sum(ew.values()) == pytest.approx(1.0, abs=1e-5)
+    assert (
+        list(ew) == ["id", "proxy", "diffusion", "anchor"]
+        and ew["id"] == 0.0
+        and sum(ew.values()) == pytest.approx(1.0, abs=1e-5)
+    )
     np.testing.assert_allclose(list(ew.values()), expert_w, atol=1e-5)
     weights = body["fusion_weights"]
     np.testing.assert_allclose([weights["text"], weights["image"]], alpha, atol=1e-5)
@@ -194,8 +207,9 @@ def test_bad_items_get_clear_4xx(client, movielens_dir, kwargs, status):
 
 def test_wrong_content_type_and_bad_json(client):
     assert client.post("/v1/items", content=b"item_id=a", headers={"content-type": "text/plain"}).status_code == 415
-    assert client.post("/v1/items", content=b"{not json",
-                       headers={"content-type": "application/json"}).status_code == 422
+    assert (
+        client.post("/v1/items", content=b"{not json", headers={"content-type": "application/json"}).status_code == 422
+    )
     assert client.post("/v1/items", json={"item_id": "b64", "image_base64": "%%%"}).status_code == 422
 
 
@@ -242,10 +256,13 @@ def test_request_metrics_count_each_answer_by_route_and_status(client):
 def test_api_key_guards_writes(replica):
     with replica(api_key="s3cret-key") as live, httpx.Client(base_url=live.url, timeout=30) as c:
         assert c.post("/v1/items", data={"item_id": "k1", "text": "t"}).status_code == 401
-        assert c.post("/v1/items", data={"item_id": "k1", "text": "t"},
-                      headers={"X-API-Key": "wrong"}).status_code == 401
-        assert c.post("/v1/items", data={"item_id": "k1", "text": "t"},
-                      headers={"X-API-Key": "s3cret-key"}).status_code == 200
+        assert (
+            c.post("/v1/items", data={"item_id": "k1", "text": "t"}, headers={"X-API-Key": "wrong"}).status_code == 401
+        )
+        assert (
+            c.post("/v1/items", data={"item_id": "k1", "text": "t"}, headers={"X-API-Key": "s3cret-key"}).status_code
+            == 200
+        )
         assert c.get("/v1/items/k1/embedding").status_code == 200  # reads stay open
 
 
@@ -289,6 +306,10 @@ def test_batch_ingestion_stores_good_items_and_reports_bad_ones_each(client, mov
             got = client.get(f"/v1/items/{x['item_id']}/embedding").json()
             np.testing.assert_array_equal(got["embedding"], x["item"]["embedding"])
     assert client.post("/v1/items:batch", json={"items": []}).status_code == 422
-    assert client.post("/v1/items:batch",
-                       json={"items": [{"item_id": f"b{i}", "text": "t"} for i in range(65)]}).status_code == 413
+    assert (
+        client.post(
+            "/v1/items:batch", json={"items": [{"item_id": f"b{i}", "text": "t"} for i in range(65)]}
+        ).status_code
+        == 413
+    )
     assert client.post("/v1/items:batch", content=b"x", headers={"content-type": "text/plain"}).status_code == 415

@@ -17,10 +17,18 @@ from tests.conftest import REDIS_URL, _free_port
 
 def test_sigterm_drains_requests_in_flight(tiny_package_dir, redis_prefix):
     port = _free_port()
-    env = os.environ | {"COLDPROXY_REDIS_URL": REDIS_URL, "COLDPROXY_REDIS_PREFIX": f"{redis_prefix}:shutdown",
-                        "COLDPROXY_BUNDLES_PACKAGE_DIR": "", "COLDPROXY_SHUTDOWN_GRACE_S": "10"}
-    proc = subprocess.Popen([sys.executable, "-m", "coldproxy_cli", "serve", "--package-dir", str(tiny_package_dir),
-                             "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    env = os.environ | {
+        "COLDPROXY_REDIS_URL": REDIS_URL,
+        "COLDPROXY_REDIS_PREFIX": f"{redis_prefix}:shutdown",
+        "COLDPROXY_BUNDLES_PACKAGE_DIR": "",
+        "COLDPROXY_SHUTDOWN_GRACE_S": "10",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "coldproxy_cli", "serve", "--package-dir", str(tiny_package_dir), "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 60
@@ -39,8 +47,9 @@ def test_sigterm_drains_requests_in_flight(tiny_package_dir, redis_prefix):
                 yield b'"text": "a request in flight at SIGTERM"}'
 
             try:
-                r = httpx.post(url + "/v1/items", content=body(), headers={"content-type": "application/json"},
-                               timeout=30)
+                r = httpx.post(
+                    url + "/v1/items", content=body(), headers={"content-type": "application/json"}, timeout=30
+                )
                 results.append(r.status_code)
             except httpx.HTTPError as exc:
                 results.append(repr(exc))

@@ -19,8 +19,9 @@ def test_concurrent_first_writes_of_one_id_store_exactly_one(redis_client):
         store = RedisStore(REDIS_URL, prefix, "v1", 4)
         try:
             vectors = [np.full(4, k, np.float32) for k in range(8)]
-            won = await asyncio.gather(*(store.put("same-id", StoredItem(v, ["text"]), overwrite=False)
-                                         for v in vectors))
+            won = await asyncio.gather(
+                *(store.put("same-id", StoredItem(v, ["text"]), overwrite=False) for v in vectors)
+            )
             stored = (await store.get_many(["same-id"]))["same-id"]
             return won, vectors, stored
         finally:
@@ -42,8 +43,11 @@ def test_non_finite_or_wrong_dim_vectors_are_never_stored_and_corrupt_entries_re
     async def scenario():
         store = RedisStore(REDIS_URL, prefix, "v1", 4)
         try:
-            for bad in (np.array([1, np.nan, 0, 0], np.float32), np.array([np.inf, 0, 0, 0], np.float32),
-                        np.ones(3, np.float32)):
+            for bad in (
+                np.array([1, np.nan, 0, 0], np.float32),
+                np.array([np.inf, 0, 0, 0], np.float32),
+                np.ones(3, np.float32),
+            ):
                 with pytest.raises(ValueError):
                     await store.put("bad", StoredItem(bad, ["text"]), overwrite=True)
             redis_client.hset(f"{prefix}:v1:item:corrupt", "emb", np.array([1, np.nan, 0, 0], np.float32).tobytes())
@@ -72,8 +76,9 @@ def test_a_lost_watch_settles_by_what_redis_holds(redis_client):
         store = RedisStore(REDIS_URL, prefix, "v1", 4)
         try:
             same = np.full(4, 3, np.float32)
-            won = await asyncio.gather(*(store.put("same-id", StoredItem(same.copy(), ["text"]), overwrite=False)
-                                         for _ in range(6)))
+            won = await asyncio.gather(
+                *(store.put("same-id", StoredItem(same.copy(), ["text"]), overwrite=False) for _ in range(6))
+            )
             key = store.item_key("same-id")
             mine = await store._settle_conflict(key, same.tobytes())
             theirs = await store._settle_conflict(key, np.zeros(4, np.float32).tobytes())
@@ -111,8 +116,9 @@ def test_an_own_write_whose_reply_was_lost_is_still_indexed_from_its_announcemen
         await sync.start()
         try:
             emb = np.arange(4, dtype=np.float32)
-            redis_client.hset("own-origin-test:v1:item:lost-reply",
-                              mapping={"emb": emb.tobytes(), "modalities": "text"})
+            redis_client.hset(
+                "own-origin-test:v1:item:lost-reply", mapping={"emb": emb.tobytes(), "modalities": "text"}
+            )
             redis_client.sadd("own-origin-test:v1:items", "lost-reply")
             redis_client.xadd(store.stream, {"id": "lost-reply", "origin": store.origin})
             for _ in range(50):
@@ -187,7 +193,7 @@ def test_replica_index_matches_redis_after_its_sync_connection_is_killed_under_w
                 assert await writer.put(f"w{n}", StoredItem(v, ["text"]), overwrite=False)
                 if n % 50 == 25:
                     for _ in range(100):  # wait for the follower to be back from the last kill
-                        if (killed := kill_sync_connections(redis_client, f"coldproxy-sync-{store.origin[:8]}")):
+                        if killed := kill_sync_connections(redis_client, f"coldproxy-sync-{store.origin[:8]}"):
                             break
                         await asyncio.sleep(0.05)
                     kills += killed

@@ -22,11 +22,22 @@ def replicas(tiny_package_dir, fresh_prefix):
     """Two replicas of the tiny package on one Redis prefix of this test's own, and a way to start a third."""
 
     def start() -> LiveServer:
-        return LiveServer(ServiceSettings(package_dir=tiny_package_dir, redis_url=REDIS_URL, redis_prefix=fresh_prefix,
-                                          port=_free_port(), bundle_package_dir=None))
+        return LiveServer(
+            ServiceSettings(
+                package_dir=tiny_package_dir,
+                redis_url=REDIS_URL,
+                redis_prefix=fresh_prefix,
+                port=_free_port(),
+                bundle_package_dir=None,
+            )
+        )
 
-    with start() as a, start() as b, httpx.Client(base_url=a.url, timeout=30) as ca, \
-            httpx.Client(base_url=b.url, timeout=30) as cb:
+    with (
+        start() as a,
+        start() as b,
+        httpx.Client(base_url=a.url, timeout=30) as ca,
+        httpx.Client(base_url=b.url, timeout=30) as cb,
+    ):
         yield ca, cb, start
 
 
@@ -34,9 +45,11 @@ def visible(c: httpx.Client, item_id: str) -> dict[str, bool]:
     """Where ``item_id`` shows on one replica: GET, rank (not missing), user 0's recommendations over everything."""
     ranked = c.post("/v1/rank", json={"user_id": "0", "item_ids": [item_id, "warm-0"]}).json()
     recs = c.post("/v1/recommendations", json={"user_id": "0", "k": 1000, "exclude_seen": False}).json()["items"]
-    return {"get": c.get(f"/v1/items/{item_id}/embedding").status_code == 200,
-            "rank": item_id not in ranked["missing"],
-            "recommend": item_id in {h["item_id"] for h in recs}}
+    return {
+        "get": c.get(f"/v1/items/{item_id}/embedding").status_code == 200,
+        "rank": item_id not in ranked["missing"],
+        "recommend": item_id in {h["item_id"] for h in recs},
+    }
 
 
 def settles(clients, item_id: str, want: bool, within: float = SYNC_DELAY_S) -> dict:
@@ -93,9 +106,12 @@ def test_a_hidden_warm_item_leaves_every_replica_until_it_is_restored(replicas):
 def test_bad_take_downs_and_filters_get_clear_4xx(replicas):
     a, _, _ = replicas
     assert a.delete("/v1/items/bad id!").status_code in (404, 422)
-    for body in ({"user_id": "0", "created_after": "yesterday"}, {"user_id": "0", "only": "old"},
-                 {"user_id": "0", "exclude_ids": [f"x{n}" for n in range(1001)]},
-                 {"user_id": "0", "exclude_seen": "maybe"}):
+    for body in (
+        {"user_id": "0", "created_after": "yesterday"},
+        {"user_id": "0", "only": "old"},
+        {"user_id": "0", "exclude_ids": [f"x{n}" for n in range(1001)]},
+        {"user_id": "0", "exclude_seen": "maybe"},
+    ):
         r = a.post("/v1/recommendations", json=body)
         assert r.status_code == 422 and r.json()["detail"], body
     assert a.get("/v1/users/0/recommendations", params={"created_after": "soon"}).status_code == 422
@@ -109,8 +125,10 @@ def test_created_after_keeps_only_what_was_first_stored_after_it(replicas):
     time.sleep(0.05)
     assert a.post("/v1/items", json={"item_id": "newer", "text": "a linen skirt"}).status_code == 200
     # an overwrite does not make an item new again: it keeps when it was first stored
-    assert a.post("/v1/items",
-                  json={"item_id": "older", "text": "a linen shirt, blue", "overwrite": True}).status_code == 200
+    assert (
+        a.post("/v1/items", json={"item_id": "older", "text": "a linen shirt, blue", "overwrite": True}).status_code
+        == 200
+    )
     for c in (a, b):
         deadline = time.monotonic() + SYNC_DELAY_S
         while True:
@@ -119,8 +137,10 @@ def test_created_after_keeps_only_what_was_first_stored_after_it(replicas):
                 break
             time.sleep(0.05)
         assert [h["item_id"] for h in got["items"]] == ["newer"]
-        naive = c.get("/v1/users/0/recommendations",  # no zone: UTC
-                      params={"k": 50, "created_after": cut.replace(tzinfo=None).isoformat()}).json()["items"]
+        naive = c.get(
+            "/v1/users/0/recommendations",  # no zone: UTC
+            params={"k": 50, "created_after": cut.replace(tzinfo=None).isoformat()},
+        ).json()["items"]
         assert [h["item_id"] for h in naive] == ["newer"]
         epoch = c.post("/v1/recommendations", json={"user_id": "0", "k": 50, "created_after": cut.timestamp() - 3600})
         assert {h["item_id"] for h in epoch.json()["items"]} == {"older", "newer"}  # never the package's warm items
