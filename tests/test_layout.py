@@ -1,5 +1,5 @@
 """The house rules, as tests: the import-linter contracts of pyproject.toml (layers), a short app
-factory, ruff finding nothing, and no source file over 400 lines."""
+factory, ruff finding nothing and its formatter changing nothing, and no source file over 400 lines."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ PACKAGES = ("coldproxy", "coldproxy_cli", "models", "export", "service", "loadte
 
 def test_import_contracts_hold():
     lint = Path(sys.executable).with_name("lint-imports")
-    done = subprocess.run([str(lint), "--config", str(ROOT / "pyproject.toml")], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120)
+    done = subprocess.run(
+        [str(lint), "--config", str(ROOT / "pyproject.toml")], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert "0 broken" in done.stdout
 
@@ -28,19 +29,40 @@ def test_create_app_is_short():
 
 def test_ruff_finds_nothing():
     """pyflakes, pycodestyle and isort over the whole project ([tool.ruff] in pyproject.toml)."""
-    run = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", str(ROOT)], capture_output=True,
-                         text=True, cwd=ROOT)
+    run = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "--no-cache", str(ROOT)], capture_output=True, text=True, cwd=ROOT
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-1000:]
+
+
+def test_ruff_format_changes_nothing():
+    """``ruff format`` (the version pinned in pyproject.toml) was applied to the whole project once; every change
+    since keeps to it. Run ``ruff format .`` before committing."""
+    run = subprocess.run(
+        [sys.executable, "-m", "ruff", "format", "--check", "--no-cache", str(ROOT)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-1000:]
 
 
 def test_no_source_file_over_400_lines():
-    long = {str(p.relative_to(ROOT)): n for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")
-            if (n := len(p.read_text().splitlines())) > 400}
+    long = {
+        str(p.relative_to(ROOT)): n
+        for pkg in PACKAGES
+        for p in (ROOT / pkg).rglob("*.py")
+        if (n := len(p.read_text().splitlines())) > 400
+    }
     assert not long, long
 
 
 def test_domain_code_raises_no_http_exceptions():
     """One error vocabulary: below the routers, failures are ``coldproxy.errors`` types."""
-    offenders = [str(p.relative_to(ROOT)) for pkg in ("coldproxy", "service", "models", "export")
-                 for p in (ROOT / pkg).rglob("*.py") if "HTTPException(" in p.read_text()]
+    offenders = [
+        str(p.relative_to(ROOT))
+        for pkg in ("coldproxy", "service", "models", "export")
+        for p in (ROOT / pkg).rglob("*.py")
+        if "HTTPException(" in p.read_text()
+    ]
     assert not offenders, offenders
