@@ -37,6 +37,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # implicit's advice: its own
 
 import numpy as np  # noqa: E402
 from bundle_exposure import noise_groups  # noqa: E402
+from report_bundles import COHEAT, MODIFFE  # noqa: E402
 from results_dir import RESULTS  # noqa: E402
 from scipy.sparse import csr_matrix  # noqa: E402
 from seed_stats import mean_sd_text  # noqa: E402
@@ -49,8 +50,6 @@ from models.evaluate import top_columns  # noqa: E402
 
 REGULARISATION, ALPHA, POOLING = (0.01, 0.1, 1.0), (1.0, 10.0, 40.0), (0.0, 0.5, 1.0)
 FACTORS, ITERATIONS = 64, 15
-MODIFFE = {"cold": (0.1210, 0.0890), "warm": (0.2846, 0.1697), "all": (0.1838, 0.1090)}  # Table 3, Youshu
-COHEAT = {"cold": (0.0183, 0.0105), "warm": (0.2804, 0.1646), "all": (0.1247, 0.0833)}  # MoDiffE's Table 3
 
 
 def binary(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> csr_matrix:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from seed_stats import mean_sd_text as stats
 
 MODIFFE = {"cold": (0.1210, 0.0890), "warm": (0.2846, 0.1697), "all": (0.1838, 0.1090)}  # MoDiffE, Table 3 (Youshu)
+COHEAT = {"cold": (0.0183, 0.0105), "warm": (0.2804, 0.1646), "all": (0.1247, 0.0833)}  # in MoDiffE's Table 3
 BUNDLE_ROWS = (  # bench/bundles.py row -> what it is
     ("w/o cold calibration", "the representation alone: like for like with MoDiffE"),
     ("size prior alone", "warm bundles by the model, new ones by log(members) alone: no content"),
@@ -121,4 +122,81 @@ def exposure_section(served: dict | None, cold: dict | None) -> list[str]:
                 f"{sum(alone[g]['first_per_60_users'] for g in noise):.2f} | "
                 f"{beside[real]['exposure_ratio']:.2f} |"
             )
+    return out + [""]
+
+
+ITEM_VIEW_ROWS = {  # bundle_item_view.json row -> what differs from MoDiffE's protocol
+    "overlap": "no model: how many of the bundle's items the user interacted with (MoDiffE's Y), over "
+    "members^p, p on tune",
+    "als": "ALS on the user-item interactions instead of LightGCN, a bundle the sum of its items' vectors over "
+    "members^p (MoDiffE: the mean, p = 1), the cell chosen on tune",
+}
+
+
+def item_view_section(run: dict | None, bundles: dict | None) -> list[str]:
+    """Where the cold gap comes from (``bundle_item_view.json``): the item level alone, under the papers' pool and
+    with only new bundles as candidates, beside the model's representation row (``bundles.json``)."""
+    out = ["### Where the cold gap comes from: the item level alone", ""]
+    if run is None:
+        return out + ["Not measured yet (`python bench/bundle_item_view.py`).", ""]
+    out += [
+        "Test Recall@20 / NDCG@20 of item-level scorers that use only what a served system has when a bundle "
+        "arrives (its items, and users' interactions with those items), no bundle-level signal, no size prior "
+        f"and no quota; ALS rows: mean ± std over ALS seeds {', '.join(map(str, run['seeds']))}. *All bundles*: "
+        "the papers' all-unrated pool; *new only*: the warm bundles left out of the candidates (not the papers' "
+        "protocol: it shows how much of a cold number is placing new bundles above warm ones). Source "
+        "`bench/results/bundle_item_view.{json,md}` (`python bench/bundle_item_view.py`).",
+        "",
+        "| row | what differs from MoDiffE's protocol | pool | cold | warm | all |",
+        "|---|---|---|---|---|---|",
+    ]
+    scenarios = [s for s in ("cold", "warm", "all") if s in run["runs"]]
+    seeds = [str(s) for s in run["seeds"]]
+    for key, what in ITEM_VIEW_ROWS.items():
+        for pool, name in (("all_bundles", "all bundles"), ("new_only", "new only")):
+            cells = []
+            for sc in scenarios:
+                r = run["runs"][sc]
+                if key == "overlap":
+                    t = r["overlap"][str(r["chosen"]["overlap_p"])]["test"][pool]
+                    cells.append(f"{t['recall@20']:.4f} / {t['ndcg@20']:.4f}")
+                else:
+                    cell = r["als"][r["chosen"]["als"]]
+                    rec = [cell[s]["test"][pool]["recall@20"] for s in seeds]
+                    ndcg = [cell[s]["test"][pool]["ndcg@20"] for s in seeds]
+                    cells.append(f"{stats(rec)} / {stats(ndcg)}")
+            out.append(
+                f"| item {'overlap' if key == 'overlap' else 'view (ALS)'} | {what} | {name} | "
+                + " | ".join(cells)
+                + " |"
+            )
+    if bundles is not None:
+        row = "w/o cold calibration"
+        cells = []
+        for sc in scenarios:
+            by_seed = bundles["runs"].get(sc, {})
+            r = [by_seed[s][row]["recall@20"] for s in sorted(by_seed) if row in by_seed[s]]
+            n = [by_seed[s][row]["ndcg@20"] for s in sorted(by_seed) if row in by_seed[s]]
+            cells.append(f"{stats(r)} / {stats(n)}" if r else "–")
+        out.append(
+            "| coldproxy's bundle representation | like for like (the first row of the table above) | all "
+            "bundles | " + " | ".join(cells) + " |"
+        )
+    for name, ref in (("MoDiffE", MODIFFE), ("CoHeat (MoDiffE's Table 3)", COHEAT)):
+        out.append(
+            f"| {name}, published | their model, the same split files | all bundles | "
+            + " | ".join(f"{ref[sc][0]:.4f} / {ref[sc][1]:.4f}" for sc in scenarios)
+            + " |"
+        )
+    expo = {sc: run["runs"][sc]["chosen"]["exposure"] for sc in scenarios}
+    worst = {sc: max(v["exposure_ratio"] for k, v in e.items() if not k.startswith("real")) for sc, e in expo.items()}
+    out += [
+        "",
+        "The chosen ALS item view's exposure (tune users' top 20, real new bundles and content-free ones "
+        "posted beside the warm bundles): worst content-free group's exposure ratio "
+        + ", ".join(f"{sc} {w:.2f}" for sc, w in worst.items())
+        + "; real new bundles' "
+        + ", ".join(f"{sc} {expo[sc]['real new bundles']['exposure_ratio']:.2f}" for sc in scenarios)
+        + ".",
+    ]
     return out + [""]

@@ -211,3 +211,20 @@ def test_up_times_the_main_job_on_a_fresh_clone_to_its_refit(small_training, tmp
     assert out["refit_served"]["refit"] and out["refit_served"]["items_by_id"] == 150
     seen = json.loads((tmp_path / "seen_check.json").read_text())
     assert seen["items_served"] == seen["items_with_interactions"] and seen["recommendations_of_rated_items"] == 0
+
+
+@pytest.mark.slow
+def test_bundle_item_view_chooses_on_tune_and_reports_both_pools(tiny_youshu, tmp_path):
+    bench("bundle_item_view.py", "--scenarios", "cold", "--seeds", "0", results=tmp_path, env=tiny_youshu)
+    out = json.loads((tmp_path / "bundle_item_view.json").read_text())["runs"]["cold"]
+    chosen = out["chosen"]
+    tune = {k: v["0"]["tune"]["all_bundles"]["recall@20"] for k, v in out["als"].items()}
+    assert len(tune) == 27 and tune[chosen["als"]] == max(tune.values())  # the grid's best on tune, nothing else
+    test = out["als"][chosen["als"]]["0"]["test"]
+    assert set(test) == {"all_bundles", "new_only"} and all(0 <= v["recall@20"] <= 1 for v in test.values())
+    assert all(0 <= g["slot_share"] <= 1 for g in chosen["exposure"].values())
+    sys.path.insert(0, str(BENCH))
+    from report_bundles import item_view_section
+
+    page = "\n".join(item_view_section(json.loads((tmp_path / "bundle_item_view.json").read_text()), None))
+    assert "item view (ALS)" in page and "new only" in page
