@@ -64,15 +64,21 @@ VARIANTS = (
 )
 
 
-def run(scenario: str, seed: int, base: dict, progress: bool) -> dict:
-    s = BundleSettings(scenario=scenario, seed=seed, **base)
-    d = load_youshu(s.data_dir, scenario)
-    t = time.time()
+def stages(s: BundleSettings, progress: bool) -> tuple:
+    """Stages 1-2 on the settings' scenario, shared by every variant: (data, prior, its log, diffusion, experts)."""
+    d = load_youshu(s.data_dir, s.scenario)
     prior, log_p = train_prior(d, s, progress)
     comp = composition_features(d, s, progress)
     aB, aI = cold_aware_features(d, d.bundle_counts())
     vd = fit_view_experts(d, prior, comp, s, progress)
-    ex = ViewExperts(prior.bB, vd.dB, prior.bI, vd.dI, aB, aI)
+    return d, prior, log_p, vd, ViewExperts(prior.bB, vd.dB, prior.bI, vd.dI, aB, aI)
+
+
+def run(scenario: str, seed: int, base: dict, progress: bool) -> dict:
+    s = BundleSettings(scenario=scenario, seed=seed, **base)
+    t = time.time()
+    d, prior, log_p, vd, ex = stages(s, progress)
+    aB, aI = ex.aB, ex.aI
     users = prior.users()
 
     new = d.bundle_counts() == 0

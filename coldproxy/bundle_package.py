@@ -103,6 +103,7 @@ class BundlePackageManifest(BaseModel):
     dim: int  # per view; served vectors have ``served_dim``
     scenario: str
     anchor_n: int
+    item_pooling: float = 1.0  # the item view's bundle: its items' sum over members^p (1: the mean)
     calibration: ColdCalibration
     sampler: dict
     files: dict[str, str]  # component -> sha256
@@ -198,13 +199,16 @@ class BundleEmbedder:
         self.sampler = make_session(rec.file("sampler"), **(ort or {}))
         self.gate = make_session(rec.file("gate"), **(ort or {}))
         self.calibration = rec.manifest.calibration
+        self.pooling = rec.manifest.item_pooling
         self.providers = self.sampler.get_providers()
 
     def embed(self, members: list[np.ndarray]) -> BundleVectors:
         """``members``: per bundle, the row indices of its (distinct, non-empty) member items."""
         mean = lambda x: np.stack([x[m].mean(0) for m in members]).astype(np.float32)  # noqa: E731
-        item_prior, item_diff = mean(self.item_prior), mean(self.item_diffusion)
-        cond = np.concatenate([mean(self.item_comp), item_prior], axis=1)
+        p = self.pooling
+        pool = lambda x: np.stack([x[m].sum(0) / len(m) ** p for m in members]).astype(np.float32)  # noqa: E731
+        cond = np.concatenate([mean(self.item_comp), mean(self.item_prior)], axis=1)  # the condition: the mean
+        item_prior, item_diff = pool(self.item_prior), pool(self.item_diffusion)
         anchor = self.anchors.anchors(unit_rows(cond))
         diffusion = self.sampler.run(None, dict(zip(SAMPLER_INPUTS, (anchor, cond))))[0]
         n = len(members)

@@ -95,6 +95,7 @@ def build_bundle_package(model: BundleModel, settings: BundleSettings, out: Path
         dim=settings.dim,
         scenario=d.scenario,
         anchor_n=settings.anchor_n,
+        item_pooling=settings.item_pooling,
         calibration=model.calibration,
         sampler=kw,
         files=files,

@@ -76,6 +76,14 @@ class BundleSettings(ExpertSettings):
         0.0,
         description="BPR on user-item interactions in the item-level view (MoDiffE eq. 2: CF on Y); off as in CrossCBR",
     )
+    item_pooling: float = Field(
+        1.0,
+        ge=0.0,
+        le=1.0,
+        description="the item-level view's bundle: the sum of its items' vectors over members^p. 1: their mean "
+        "(MoDiffE eq. 5); 0.5 grows with how much the members agree, not with their number alone (random items' "
+        "vectors cancel); bench/results/bundle_item_view.md",
+    )
     composition_epochs: int = Field(20, description="bundle-item LightGCN epochs for the composition features")
     diffusion_epochs: int = Field(100, description="most denoiser epochs")
     anchor_n: int = Field(10, description="warm neighbours averaged into the anchor (MoDiffE: 10 on Youshu)")

@@ -2,7 +2,8 @@
 and the all-unrated-bundle evaluation every stage uses.
 
 The bundle-level view propagates users and bundles over the user-bundle graph; the item-level view
-propagates users and items over the user-item graph, a bundle being the mean of its items (eq. 5).
+propagates users and items over the user-item graph, a bundle being the mean of its items (eq. 5;
+``item_pooling`` below 1: their sum over members^p).
 y_ub = r_u^B·r_b^B + r_u^I·r_b^I, trained with BPR plus CrossCBR's cross-view contrastive loss and
 early-stopped on the scenario's tune split (the cold scenario's prior trains a fixed number of
 epochs: its tune split holds only bundles the prior never saw). The defaults are CrossCBR's
@@ -30,10 +31,10 @@ from models.idmodel import normalised_adjacency
 from models.training import EarlyStopping, bpr_loss, seed_everything
 
 
-def mean_matrix(groups: Interactions, n_groups: int, n_members: int) -> torch.Tensor:
-    """Sparse [n_groups, n_members] with 1/|group| at each (group, member)."""
+def mean_matrix(groups: Interactions, n_groups: int, n_members: int, power: float = 1.0) -> torch.Tensor:
+    """Sparse [n_groups, n_members] with 1/|group|^power at each (group, member): the mean for power 1."""
     size = np.bincount(groups.users, minlength=n_groups).astype(np.float32)
-    vals = 1.0 / np.maximum(size[groups.users], 1.0)
+    vals = 1.0 / np.maximum(size[groups.users], 1.0) ** power
     idx = torch.from_numpy(np.stack([groups.users, groups.items]))
     return torch.sparse_coo_tensor(idx, torch.from_numpy(vals), (n_groups, n_members)).coalesce()
 
@@ -51,6 +52,7 @@ class DualView(nn.Module):
     def __init__(self, data: BundleData, settings: BundleSettings):
         super().__init__()
         self.data, self.layers, self.combine = data, settings.lightgcn_layers, settings.layer_combine
+        self.pooling = settings.item_pooling
         # created and initialised view by view, users first (the order of the RNG draws is part of a seed's result)
         tables = partial(self._tables, dim=settings.dim, init=settings.init)
         self.user_b, self.bundle = tables(data.n_users, data.n_bundles)
@@ -79,7 +81,7 @@ class DualView(nn.Module):
         return (
             normalised_adjacency(d.n_users, d.n_bundles, ub.users, ub.items),
             normalised_adjacency(d.n_users, d.n_items, ui.users, ui.items),
-            mean_matrix(bi, d.n_bundles, d.n_items),
+            mean_matrix(bi, d.n_bundles, d.n_items, self.pooling),
         )
 
     def resample(self, rng: np.random.Generator, dropout: float) -> None:

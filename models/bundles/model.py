@@ -135,9 +135,9 @@ def fit_view_experts(
 ) -> ViewDiffusion:
     """Stage 2: the two diffusion experts and every bundle's diffusion representation per view."""
     warm_b = data.warm_bundles
-    agg = mean_matrix(data.bundle_item, data.n_bundles, data.n_items)
-    aggd = agg.to_dense().numpy()
-    cond_b = bundle_condition(aggd, comp, prior.iI)
+    aggd = mean_matrix(data.bundle_item, data.n_bundles, data.n_items).to_dense().numpy()
+    cond_b = bundle_condition(aggd, comp, prior.iI)  # the condition: the members' mean, whatever the pooling
+    pool = mean_matrix(data.bundle_item, data.n_bundles, data.n_items, settings.item_pooling).to_dense().numpy()
     warm_i = np.flatnonzero(data.item_counts() > 0)
     kw = sampler_kwargs(settings)
 
@@ -161,7 +161,7 @@ def fit_view_experts(
     def items_to_bundles(model):
         iI = prior.iI.copy()
         iI[cold_i] = sample(model, anchors_i[cold_i], comp[cold_i], **kw)
-        return aggd @ iI, iI
+        return pool @ iI, iI
 
     den_i, log_i = train_diffusion(
         prior.iI[warm_i],
