@@ -3,6 +3,8 @@ and the content-free list, each row saying what it adds."""
 
 from __future__ import annotations
 
+import json
+
 from seed_stats import mean_sd_text as stats
 
 MODIFFE = {"cold": (0.1210, 0.0890), "warm": (0.2846, 0.1697), "all": (0.1838, 0.1090)}  # MoDiffE, Table 3 (Youshu)
@@ -200,3 +202,65 @@ def item_view_section(run: dict | None, bundles: dict | None) -> list[str]:
         + ".",
     ]
     return out + [""]
+
+
+def item_pooling_section(runs: list[tuple[str, dict]]) -> list[str]:
+    """The item level inside the representation (``bundle_item_pooling*.json``, each with its file stem): each
+    override's tune and test Recall@20 / NDCG@20 per scenario over its seeds, the gain over the default paired per
+    seed on tune."""
+    rows = [r for _, run in runs for r in run["rows"]]
+    out = ["### The item level inside the representation", ""]
+    if not rows:
+        return out + ["Not measured yet (`python bench/bundle_item_pooling.py`).", ""]
+    out += [
+        "The gate's vectors as they are (no calibration: no size prior, no quota), all-unrated pool, after "
+        "training with an override of `BundleSettings`: `item_pooling` (the item-level view's bundle: its items' "
+        "sum over members^p; 1 is MoDiffE's mean) and `item_bpr_weight` (MoDiffE eq. 2: CF on the user-item "
+        "interactions). Chosen on tune only; test reported. Mean ± std over the seeds, and the tune Recall@20 "
+        "gain over the default per seed. Sources (`python bench/bundle_item_pooling.py`): "
+        + ", ".join(f"`bench/results/{name}.{{json,md}}`" for name, _ in runs)
+        + ".",
+        "",
+        "| scenario | override | seeds | tune Recall@20 / NDCG@20 | test Recall@20 / NDCG@20 | tune gain per seed |",
+        "|---|---|---|---|---|---|",
+    ]
+    key = lambda r: json.dumps(r["override"], sort_keys=True)  # noqa: E731
+    for sc in ("cold", "warm", "all"):
+        here = [r for r in rows if r["scenario"] == sc]
+        base = {r["seed"]: r["tune"]["recall@20"] for r in here if not r["override"]}
+        for k in dict.fromkeys(key(r) for r in here):
+            rs = sorted((r for r in here if key(r) == k), key=lambda r: r["seed"])
+            cell = lambda part: " / ".join(stats([r[part][m] for r in rs]) for m in ("recall@20", "ndcg@20"))  # noqa: E731
+            gain = " / ".join(f"{r['tune']['recall@20'] - base[r['seed']]:+.4f}" for r in rs if r["seed"] in base)
+            out.append(
+                f"| {sc} | `{k}` | {', '.join(str(r['seed']) for r in rs)} | {cell('tune')} | {cell('test')} | "
+                f"{gain if k != '{}' else '–'} |"
+            )
+    chosen = {sc: pooling_choice([r for r in rows if r["scenario"] == sc]) for sc in ("cold", "warm", "all")}
+    out += [
+        "",
+        "Chosen on tune (each override in the order run, the first the default, replaces the one chosen so far when "
+        "it is ahead on the mean and on at least 2 of 3 seeds, paired): "
+        + "; ".join(f"{sc} `{c}`" for sc, c in chosen.items() if c is not None)
+        + ". Not served yet: the served package trains with the defaults.",
+    ]
+    return out + [""]
+
+
+def pooling_choice(rows: list[dict]) -> str | None:
+    """The override the rule above chooses among ``rows`` (one scenario), by tune Recall@20; None without a
+    default run."""
+    key = lambda r: json.dumps(r["override"], sort_keys=True)  # noqa: E731
+    tune = {}
+    for r in rows:
+        tune.setdefault(key(r), {})[r["seed"]] = r["tune"]["recall@20"]
+    if "{}" not in tune:
+        return None
+    chosen = "{}"
+    for k, by_seed in tune.items():
+        seeds = sorted(set(by_seed) & set(tune[chosen]))
+        wins = sum(by_seed[s] > tune[chosen][s] for s in seeds)
+        ahead = sum(by_seed[s] for s in seeds) > sum(tune[chosen][s] for s in seeds)
+        if k != chosen and len(seeds) >= 3 and ahead and wins >= 2:
+            chosen = k
+    return chosen
