@@ -139,9 +139,10 @@ def run(scenarios: list[str], seeds: list[int]) -> dict:
     x = binary(d0.user_item.users, d0.user_item.items, (d0.n_users, d0.n_items))
     members = binary(d0.bundle_item.users, d0.bundle_item.items, (d0.n_bundles, d0.n_items))
     out: dict = {sc: {"overlap": {}, "als": {}} for sc in scenarios}
-    for p in POOLING:  # overlap: the user's own items in the bundle, over |b|^p; no fit, no seed
-        size = np.asarray(members.sum(1)).ravel().clip(1)
-        overlap = np.asarray((x @ members.T).todense()) / size[None, :] ** p
+    size = np.asarray(members.sum(1)).ravel().clip(1)
+    counts = np.asarray((x @ members.T).todense())  # users x bundles: the user's own items in each bundle
+    for p in POOLING:  # overlap: those counts over |b|^p; no fit, no seed
+        overlap = counts / size[None, :] ** p
         for sc, d in data.items():
             out[sc]["overlap"][str(p)] = {
                 part: both_pools(d, lambda u, o=overlap: o[u], part) for part in ("tune", "test")
