@@ -104,17 +104,15 @@ def noise_exposure(d: BundleData, users_vec, item_vectors, p: float, rng: np.ran
     groups = {"real new bundles": real} | noise_groups(d, np.array([len(m) for m in real]), 20, rng)
     warm = d.warm_bundles
 
-    def vec(items: np.ndarray) -> np.ndarray:
-        return item_vectors[np.unique(items)].sum(0) / len(np.unique(items)) ** p
-
-    posted = [vec(m) for g in groups.values() for m in g]
-    label = np.repeat(np.arange(len(groups)), [len(g) for g in groups.values()])
-    cand = np.concatenate(
-        [
-            pooled(binary(d.bundle_item.users, d.bundle_item.items, (d.n_bundles, d.n_items)), item_vectors, p)[warm],
-            np.stack(posted),
-        ]
+    sizes = [len(m) for g in groups.values() for m in g]
+    posted = binary(
+        np.repeat(np.arange(len(sizes)), sizes),
+        np.concatenate([m for g in groups.values() for m in g]),
+        (len(sizes), d.n_items),
     )
+    label = np.repeat(np.arange(len(groups)), [len(g) for g in groups.values()])
+    catalogue_members = binary(d.bundle_item.users, d.bundle_item.items, (d.n_bundles, d.n_items))
+    cand = np.concatenate([pooled(catalogue_members, item_vectors, p)[warm], pooled(posted, item_vectors, p)])
     users = np.unique(d.tune.users)
     seen = binary(d.train.users, d.train.items, (d.n_users, d.n_bundles))[:, warm]
     slots = np.zeros(len(groups))

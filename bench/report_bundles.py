@@ -204,6 +204,11 @@ def item_view_section(run: dict | None, bundles: dict | None) -> list[str]:
     return out + [""]
 
 
+def override_key(row: dict) -> str:
+    """A ``bundle_item_pooling`` row's settings override, as one comparable string."""
+    return json.dumps(row["override"], sort_keys=True)
+
+
 def item_pooling_section(runs: list[tuple[str, dict]]) -> list[str]:
     """The item level inside the representation (``bundle_item_pooling*.json``, each with its file stem): each
     override's tune and test Recall@20 / NDCG@20 per scenario over its seeds, the gain over the default paired per
@@ -224,12 +229,11 @@ def item_pooling_section(runs: list[tuple[str, dict]]) -> list[str]:
         "| scenario | override | seeds | tune Recall@20 / NDCG@20 | test Recall@20 / NDCG@20 | tune gain per seed |",
         "|---|---|---|---|---|---|",
     ]
-    key = lambda r: json.dumps(r["override"], sort_keys=True)  # noqa: E731
     for sc in ("cold", "warm", "all"):
         here = [r for r in rows if r["scenario"] == sc]
         base = {r["seed"]: r["tune"]["recall@20"] for r in here if not r["override"]}
-        for k in dict.fromkeys(key(r) for r in here):
-            rs = sorted((r for r in here if key(r) == k), key=lambda r: r["seed"])
+        for k in dict.fromkeys(override_key(r) for r in here):
+            rs = sorted((r for r in here if override_key(r) == k), key=lambda r: r["seed"])
             cell = lambda part: " / ".join(stats([r[part][m] for r in rs]) for m in ("recall@20", "ndcg@20"))  # noqa: E731
             gain = " / ".join(f"{r['tune']['recall@20'] - base[r['seed']]:+.4f}" for r in rs if r["seed"] in base)
             out.append(
@@ -250,10 +254,9 @@ def item_pooling_section(runs: list[tuple[str, dict]]) -> list[str]:
 def pooling_choice(rows: list[dict]) -> str | None:
     """The override the rule above chooses among ``rows`` (one scenario), by tune Recall@20; None without a
     default run."""
-    key = lambda r: json.dumps(r["override"], sort_keys=True)  # noqa: E731
     tune = {}
     for r in rows:
-        tune.setdefault(key(r), {})[r["seed"]] = r["tune"]["recall@20"]
+        tune.setdefault(override_key(r), {})[r["seed"]] = r["tune"]["recall@20"]
     if "{}" not in tune:
         return None
     chosen = "{}"
