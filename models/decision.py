@@ -1,0 +1,50 @@
+"""The decision rule with a floor (issue 57, item 2): when a costlier option, or a change to today's default, is
+adopted.
+
+The rule before it (mean ahead and ahead on at least 2 of 3 seeds) adopts an option that changes nothing about 42%
+of the time. This one asks the paired gain to clear a floor:
+
+- pairs are per seed (the same seed's split, ID model and initialisation on both sides), at least ``MIN_PAIRS``;
+- the floor is the larger of a relative margin (``RELATIVE_MARGIN`` of the cheaper option's mean: a gain too small
+  to matter is not bought with more training or serving) and the one-sided ``CONFIDENCE`` quantile of Student's t
+  times the standard error of the paired differences (a paired t-test: under no real difference it adopts at most
+  1 - ``CONFIDENCE`` of the time);
+- the costlier option (or, at equal cost, the change) is adopted only if the mean paired gain exceeds the floor;
+  otherwise the cheaper option (today's default) stays.
+
+``clears`` applies it; every benchmark that decides a default calls it, and ``docs/ablations.md`` says which defaults
+it changed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import stats
+
+RELATIVE_MARGIN = 0.01
+CONFIDENCE = 0.95
+MIN_PAIRS = 3
+
+
+def floor(cheaper, costlier, margin: float = RELATIVE_MARGIN, confidence: float = CONFIDENCE) -> float:
+    """The gain the costlier option must exceed, from the paired per-seed values."""
+    lo, hi = np.asarray(cheaper, dtype=float), np.asarray(costlier, dtype=float)
+    d = hi - lo
+    se = d.std(ddof=1) / np.sqrt(len(d))
+    return float(max(margin * abs(lo.mean()), stats.t.ppf(confidence, len(d) - 1) * se))
+
+
+def clears(cheaper, costlier, margin: float = RELATIVE_MARGIN, confidence: float = CONFIDENCE) -> dict:
+    """Whether ``costlier`` (per-seed values, paired with ``cheaper``'s, higher is better) is adopted: its mean
+    paired gain exceeds ``floor``. The answer carries the numbers a note or a manifest shows."""
+    lo, hi = np.asarray(cheaper, dtype=float), np.asarray(costlier, dtype=float)
+    if lo.shape != hi.shape or lo.ndim != 1:
+        raise ValueError(f"paired values of the same length expected, got {lo.shape} and {hi.shape}")
+    d = hi - lo
+    out = {"pairs": len(d), "gain": d.tolist(), "mean_gain": float(d.mean()) if len(d) else 0.0}
+    if len(d) < MIN_PAIRS:
+        return out | {"floor": None, "adopt": False, "why": f"{len(d)} pairs; the rule asks {MIN_PAIRS}"}
+    f = floor(lo, hi, margin, confidence)
+    adopt = bool(d.mean() > f)
+    why = f"mean gain {d.mean():+.4f} {'>' if adopt else '<='} floor {f:.4f}"
+    return out | {"floor": f, "adopt": adopt, "why": why}
