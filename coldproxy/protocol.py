@@ -279,7 +279,8 @@ class ModelOut(Versioned):
     selection: dict | None = Field(
         None,
         description="what a new item is served (served: the gate's mix or one expert; generator: the fused or a "
-        "single-modality generator), chosen on validation, with every candidate's validation-cold NDCG@20",
+        "single-modality generator), chosen on validation, with every candidate's validation-cold NDCG@20 and, in "
+        "margins, each costlier candidate's mean gain over the choice before it and the floor it had to clear",
     )
     warnings: list[str] = Field(
         default_factory=list,

@@ -48,3 +48,30 @@ def clears(cheaper, costlier, margin: float = RELATIVE_MARGIN, confidence: float
     adopt = bool(d.mean() > f)
     why = f"mean gain {d.mean():+.4f} {'>' if adopt else '<='} floor {f:.4f}"
     return out | {"floor": f, "adopt": adopt, "why": why}
+
+
+def bootstrap_clears(
+    cheaper,
+    costlier,
+    margin: float = RELATIVE_MARGIN,
+    confidence: float = CONFIDENCE,
+    resamples: int = 2000,
+    seed: int = 0,
+) -> dict:
+    """The same rule inside one training, where there is one seed but many validation users: ``cheaper`` and
+    ``costlier`` are per-user scores on the same users; the floor's second term is the one-sided ``confidence``
+    half-width of the mean paired gain, from ``resamples`` bootstrap draws of the users (a fixed ``seed``, so a
+    training's choice is reproducible)."""
+    lo, hi = np.asarray(cheaper, dtype=float), np.asarray(costlier, dtype=float)
+    if lo.shape != hi.shape or lo.ndim != 1:
+        raise ValueError(f"paired values of the same length expected, got {lo.shape} and {hi.shape}")
+    d = hi - lo
+    if len(d) < 2:
+        return {"users": len(d), "mean_gain": float(d.sum()), "floor": None, "adopt": False, "why": "too few users"}
+    draws = np.random.default_rng(seed).integers(0, len(d), (resamples, len(d)))
+    means = d[draws].mean(1)
+    half = float(d.mean() - np.quantile(means, 1.0 - confidence))
+    f = max(margin * abs(lo.mean()), half)
+    adopt = bool(d.mean() > f)
+    why = f"mean gain {d.mean():+.4f} {'>' if adopt else '<='} floor {f:.4f}"
+    return {"users": len(d), "mean_gain": float(d.mean()), "floor": f, "adopt": adopt, "why": why}

@@ -24,10 +24,11 @@ def top_columns(scores: np.ndarray, k: int) -> np.ndarray:
 
 
 def ranking_metrics(
-    scores: np.ndarray, relevant: list[np.ndarray], ks=KS, top: np.ndarray | None = None
-) -> dict[str, float]:
+    scores: np.ndarray, relevant: list[np.ndarray], ks=KS, top: np.ndarray | None = None, per_user: bool = False
+) -> dict:
     """scores [U, C] (higher is better), relevant[u] = candidate columns relevant to row u; ``top``:
-    ``top_columns(scores, max(ks))`` when the caller has it already."""
+    ``top_columns(scores, max(ks))`` when the caller has it already; ``per_user``: each user's values (arrays), not
+    their means."""
     kmax = min(max(ks), scores.shape[1])
     top = top_columns(scores, kmax) if top is None else top
     sizes = np.array([len(r) for r in relevant])
@@ -41,13 +42,13 @@ def ranking_metrics(
     ideal = np.concatenate([[1.0], np.cumsum(discounts)])  # ideal[j]: IDCG of j hits (0 unused)
     out = {}
     for k in ks:
-        out[f"recall@{k}"] = float((hits[:, :k].sum(1) / sizes).sum() / n) if n else 0.0
-        out[f"ndcg@{k}"] = (
-            float(((hits[:, :k] * discounts[:k]).sum(1) / ideal[np.minimum(sizes, min(k, kmax))]).sum() / n)
-            if n
-            else 0.0
-        )
-    return {f"{m}@{k}": out[f"{m}@{k}"] for k in ks for m in ("recall", "ndcg")} | {"users": n}
+        out[f"recall@{k}"] = hits[:, :k].sum(1) / sizes
+        out[f"ndcg@{k}"] = (hits[:, :k] * discounts[:k]).sum(1) / ideal[np.minimum(sizes, min(k, kmax))]
+    if per_user:  # each user's value, in the rows' order (users without a relevant candidate left out)
+        return {f"{m}@{k}": out[f"{m}@{k}"] for k in ks for m in ("recall", "ndcg")} | {"users": n}
+    return {f"{m}@{k}": float(out[f"{m}@{k}"].sum() / n) if n else 0.0 for k in ks for m in ("recall", "ndcg")} | {
+        "users": n
+    }
 
 
 def hit_rates(top: np.ndarray, relevant: list[np.ndarray], marked: list[np.ndarray], k: int) -> dict[str, float]:
@@ -71,9 +72,11 @@ def evaluate_candidates(
     exclude: Interactions | None = None,
     ks=KS,
     new_items: np.ndarray | None = None,
-) -> dict[str, float]:
+    per_user: bool = False,
+) -> dict:
     """Rank ``candidates`` (item indices; rows of ``item_emb``) for every user with a test positive among
-    them; with ``new_items``, also the hit rates of ``hit_rates`` at the largest K for those items."""
+    them; with ``new_items``, also the hit rates of ``hit_rates`` at the largest K for those items; ``per_user``:
+    each user's values (``ranking_metrics``), the users in ascending order."""
     col = -np.ones(item_emb.shape[0], dtype=np.int64)
     col[candidates] = np.arange(len(candidates))
     keep = col[test.items] >= 0
@@ -91,7 +94,7 @@ def evaluate_candidates(
         relevant[u].append(i)
     relevant_cols = [np.array(r, np.int64) for r in relevant]
     top = top_columns(scores, max(ks))  # once, for the metrics and the hit rates
-    out = ranking_metrics(scores, relevant_cols, ks, top)
+    out = ranking_metrics(scores, relevant_cols, ks, top, per_user)
     if new_items is not None:
         out |= hit_rates(top, relevant_cols, [np.isin(candidates[r], new_items) for r in relevant_cols], max(ks))
     return out
@@ -132,5 +135,14 @@ def validation_cold_ndcg(
 ) -> float:
     """NDCG@20 on the validation-cold items of ``part`` (``ColdStartSplit.validation``): "stop" is the
     early-stopping signal for content models, "select" the score trained candidates are chosen by."""
+    v = validation_cold_ndcg_per_user(user_emb, item_emb, split, part)
+    return float(v.sum() / len(v)) if len(v) else 0.0
+
+
+def validation_cold_ndcg_per_user(
+    user_emb: np.ndarray, item_emb: np.ndarray, split: ColdStartSplit, part: str = "stop"
+) -> np.ndarray:
+    """``validation_cold_ndcg``'s per-user values, the users in ascending order (the same users for any
+    ``item_emb``): what a paired choice between two candidates bootstraps over."""
     items, positives = split.validation(part)
-    return evaluate_candidates(user_emb, item_emb, items, positives, None, (20,))["ndcg@20"]
+    return evaluate_candidates(user_emb, item_emb, items, positives, None, (20,), per_user=True)["ndcg@20"]

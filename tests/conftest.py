@@ -47,6 +47,7 @@ def train_settings(tmp_path_factory, movielens_dir) -> TrainSettings:
         data_dir=movielens_dir,
         max_items=400,
         seed=0,
+        select_modalities=True,  # the blend of single-modality generators, off by default, covered here
         id_epochs=20,
         proxy_epochs=8,
         eval_every=5,

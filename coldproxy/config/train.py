@@ -209,10 +209,10 @@ class GeneratorSettings(BaseSettings):
     proxy_mse_weight: float = Field(1.0, description="MSE pull to ID embeddings (CB2CF baseline and skeleton MLP)")
     modality_dropout: float = Field(0.1, description="chance of hiding one modality of a training item")
     select_modalities: bool = Field(
-        True,
+        False,
         description="also train text-only and image-only generators and serve "
         "the validation-chosen blend of the three (false: the fused generator alone); "
-        "on by default, decided on held-out validation (docs/models.md)",
+        "off by default: on held-out validation its gain did not clear the decision floor (docs/ablations.md)",
     )
     generator_seeds: int = Field(
         3,
@@ -248,8 +248,9 @@ class ItemExpertSettings(ExpertSettings):
     gate_aug_ratio: float = Field(0.5, description="pseudo-cold triples per real one (eta, eq. 23)")
     served: Literal["auto", "gate", "proxy", "diffusion", "anchor"] = Field(
         "auto",
-        description="what a new item is served: the validation-best of the gate's mix and each single "
-        "expert (auto), or that one; the package records the choice and every candidate's validation score",
+        description="what a new item is served: auto, the generator's proxy unless a costlier expert or the "
+        "gate's mix clears the decision floor over it on validation (docs/ablations.md), or that one; the package "
+        "records the choice, every candidate's validation score and each one's margin over the floor",
     )
 
 

@@ -2,8 +2,9 @@
 the diffusion expert conditioned on the item's content proxy, started from its similarity anchor
 (with ``sampler_select``, the sampler's steps and start chosen on validation: ``choose_sampler``),
 then the cold-aware gate over {ID embedding, content proxy, diffusion proxy, similarity anchor}, and
-the choice of what a new item is served, made on validation (``select_served``): the gate's mix, or
-a single expert when one alone scores higher there (issue 21: the default must not lose to its parts).
+the choice of what a new item is served, made on validation (``select_served``): the generator's proxy, the
+simplest, unless a costlier expert or the gate's mix clears the floor of ``models.decision.bootstrap_clears`` over
+it (issue 57: on a few hundred validation-cold items, a choice inside the noise is not a gain).
 
 ``Experts`` holds every item's expert outputs (row = item index) so the benchmark can rescore
 variants (another sampler, no gate) without retraining.
@@ -19,8 +20,9 @@ from torch import nn
 
 from coldproxy.anchors import AnchorIndex, content_vectors
 from coldproxy.experts import CONTENT_EXPERTS, EXPERTS, cold_features
+from models.decision import bootstrap_clears
 from models.diffusion import Denoiser, train_diffusion
-from models.evaluate import validation_cold_ndcg
+from models.evaluate import validation_cold_ndcg, validation_cold_ndcg_per_user
 from models.features import Features
 from models.gate import ColdAwareGate, mix, train_gate
 from models.samplers import SAMPLER_KEYS, sample, sampler_kwargs
@@ -48,7 +50,7 @@ class Experts:
         return np.stack([item_emb, self.proxy, self.diffusion, self.anchor], axis=1), available
 
 
-CHOICES = ("gate",) + CONTENT_EXPERTS
+SIMPLEST_FIRST = ("proxy", "anchor", "diffusion", "gate")  # the generator alone, then what each adds to it
 
 
 class ServedGate(nn.Module):
@@ -198,13 +200,19 @@ def served_cold(ex: Experts, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return emb.numpy(), w.numpy()
 
 
-def select_served(ex: Experts, user_emb: np.ndarray, split: ColdStartSplit) -> tuple[str, dict[str, float]]:
-    """The validation-best of the gate's mix and each single content expert for new items
-    (validation-cold NDCG@20 on the split's "select" part); ties go to the gate. Returns (choice,
-    every choice's score)."""
+def select_served(ex: Experts, user_emb: np.ndarray, split: ColdStartSplit) -> tuple[str, dict[str, float], dict]:
+    """What a new item is served, on validation-cold NDCG@20 of the split's "select" part: the candidates in
+    ``SIMPLEST_FIRST`` order, each taking over from the choice so far only if its paired per-user gain clears
+    ``bootstrap_clears``' floor. Returns (choice, every candidate's score, each costlier candidate's margin)."""
     probe, v = np.zeros_like(ex.proxy), split.val_items
-    scores = {}
-    for choice in CHOICES:
+    per_user = {}
+    for choice in SIMPLEST_FIRST:
         probe[v] = served_cold(replace(ex, choice=choice), v)[0]
-        scores[choice] = validation_cold_ndcg(user_emb, probe, split, "select")
-    return max(CHOICES, key=lambda c: scores[c]), scores
+        per_user[choice] = validation_cold_ndcg_per_user(user_emb, probe, split, "select")
+    scores = {c: float(x.sum() / len(x)) if len(x) else 0.0 for c, x in per_user.items()}
+    chosen, margins = SIMPLEST_FIRST[0], {}
+    for c in SIMPLEST_FIRST[1:]:
+        margins[c] = {"against": chosen} | bootstrap_clears(per_user[chosen], per_user[c])
+        if margins[c]["adopt"]:
+            chosen = c
+    return chosen, scores, margins

@@ -5,9 +5,10 @@ Every choice is made on validation (issue 21): the ID model falls back to anothe
 nothing (``train_id_model_checked``); single-modality generators are trained beside the fused one
 (``select_modalities``) and the served generator is their validation-chosen blend
 (``models/items/candidates.py``); what a new item is served -- the gate's mix or one expert -- is the
-validation-best (``select_served``); and ``check_selection`` fails the run loudly if the served
-choice scores below any candidate on validation. The metrics record every choice (``choices``: epochs, weights,
-temperatures, sampler, served expert, calibration), which is what a refit on all the data trains with
+simplest unless a costlier one clears the decision floor on validation (``select_served``); and
+``check_selection`` fails the run loudly if the served choice scores below a candidate that the floor did not turn
+down. The metrics record every choice (``choices``: epochs, weights, temperatures, sampler, served expert,
+calibration), which is what a refit on all the data trains with
 (``models/items/refit.py``), and the test split's numbers, which decide nothing.
 
 ``train`` returns everything in memory (the benchmark uses it directly); ``models.items.checkpoint.save_checkpoint``
@@ -43,13 +44,21 @@ from models.training import use_usable_cores
 
 
 def check_selection(selection: dict) -> None:
-    """The served choice must score at least every candidate on validation; a run where it does not
-    is refused, not shipped (issue 21)."""
-    served, best = selection["validation"][selection["served"]], max(selection["validation"].values())
-    if served < best - 1e-9:
+    """The served choice must score at least every candidate on validation, except a costlier one whose gain the
+    decision floor turned down (``selection["margins"]``, issue 57); a run where it does not is refused, not
+    shipped (issue 21)."""
+    served = selection["validation"][selection["served"]]
+    margins = selection.get("margins", {})
+    above = {
+        c: v
+        for c, v in selection["validation"].items()
+        if v > served + 1e-9 and not (c in margins and not margins[c]["adopt"])
+    }
+    if above:
         raise RuntimeError(
             f"the served choice {selection['served']} scores {served:.5f} validation-cold NDCG@20, "
-            f"below a candidate's {best:.5f}: {selection['validation']}"
+            f"below a candidate's {max(above.values()):.5f} that no decision floor turned down: "
+            f"{selection['validation']}"
         )
 
 
@@ -137,9 +146,10 @@ def train(settings, encoder_graphs, progress: bool = True) -> TrainResult:
         experts = fit_experts(
             feats, split, U, I, predict(proxy, feats, np.arange(ds.n_items)), settings, progress, ranking=ranking
         )
-        choice, scores = select_served(experts, U, split)
+        choice, scores, margins = select_served(experts, U, split)
         experts.choice = choice if settings.served == "auto" else settings.served
         selection["validation"] |= scores
+        selection["margins"] = margins
         selection["served"] = experts.choice
         selection["sampler"] = experts.sampler
         choices["experts"] = {

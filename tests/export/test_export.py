@@ -13,6 +13,7 @@ from coldproxy.preprocess import load_image_file
 from export.graphs import parity
 from models.encoders import ImageEncoder, TextEncoder, tokenizer
 from models.items.checkpoint import load_proxy
+from models.items.train import check_selection
 
 TOL = 1e-4
 
@@ -38,7 +39,9 @@ def test_manifest_records_parity_and_dims(package_dir, train_settings):
     )
     selection = m.metrics["selection"]  # what new items are served, chosen on validation, with every candidate's score
     assert m.experts["served"] == selection["served"] in ("gate", "proxy", "diffusion", "anchor")
-    assert selection["validation"][selection["served"]] == max(selection["validation"].values())
+    check_selection(selection)  # the validation-best, or the simpler one where the floor turned a gain down
+    assert set(selection["margins"]) == {"anchor", "diffusion", "gate"}  # each costlier candidate's margin
+    assert all(m["floor"] > 0 and m["adopt"] == (m["mean_gain"] > m["floor"]) for m in selection["margins"].values())
     assert {"gate", "proxy", "diffusion", "anchor", "generator:both"} <= set(selection["validation"])
     assert m.experts["sampler"] == selection["sampler"]  # the sampler the package unrolls is the one training used
     assert {"sampler", "gate"} <= set(m.files) and b.has_experts

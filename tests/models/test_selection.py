@@ -1,6 +1,6 @@
-"""Validation choices in training (issue 21): a run whose served choice scores below a candidate is
-refused, a single-modality generator serves only the items that have its modality, and the fused
-generator's fusion temperature is the validation-best."""
+"""Validation choices in training (issue 21): a run whose served choice scores below a candidate that the decision
+floor did not turn down is refused, a single-modality generator serves only the items that have its modality, and
+the fused generator's fusion temperature is the validation-best."""
 
 import numpy as np
 import pytest
@@ -15,6 +15,12 @@ def test_a_served_choice_below_a_candidate_on_validation_fails_the_run_loudly():
     check_selection({"served": "gate", "validation": {"gate": 0.31, "anchor": 0.30, "generator:text": 0.31}})
     with pytest.raises(RuntimeError, match="below a candidate"):
         check_selection({"served": "gate", "validation": {"gate": 0.30, "anchor": 0.31}})
+    # below a costlier candidate whose gain the decision floor turned down (issue 57): the simpler one serves
+    turned_down = {"gate": {"against": "proxy", "adopt": False, "mean_gain": 0.002, "floor": 0.004}}
+    check_selection({"served": "proxy", "validation": {"proxy": 0.30, "gate": 0.302}, "margins": turned_down})
+    with pytest.raises(RuntimeError, match="below a candidate"):  # one the floor let through must be served
+        adopted = {"gate": turned_down["gate"] | {"adopt": True}}
+        check_selection({"served": "proxy", "validation": {"proxy": 0.30, "gate": 0.31}, "margins": adopted})
 
 
 def _generator(modalities, seed):

@@ -2,8 +2,8 @@
 variants, ~8 purchases per user) the default package must not lose to its parts or to the simplest
 baseline. Trained with the default settings on 3 seeds; judged on the validation-cold items (both parts: the
 early-stopping one and the selection one), never on the test split, which is only reported: the default beats
-content-kNN by 10% and both single-modality generators, and training says what it chose on validation (the ID-model
-fallback, the generators' blend, the served expert) and why."""
+content-kNN by 10% (and the single-modality generators where ``select_modalities`` trains them), and training says
+what it chose on validation (the ID-model fallback, the generators, the served expert and its margin) and why."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from coldproxy.config import TrainSettings
 from models.evaluate import evaluate_candidates
 from models.items.baselines import knn_embeddings
 from models.items.proxy_training import predict
+from models.items.train import check_selection
 from models.synthetic_catalogue import CatalogueSpec, generate
 
 SEEDS = (0, 1, 2)
@@ -65,6 +66,8 @@ def rows(result) -> dict[str, float]:
         "content-kNN": cold_recall(result, knn_embeddings(f, I, sp.warm_items, cold, neighbours=5)),
     }
     for m in ("text", "image"):  # fitted by training, as served (routed to the fused one where absent)
+        if m not in result.generators:  # select_modalities off (the default): the fused generator alone
+            continue
         model = result.generators[m]
         emb = I.copy()
         emb[cold] = predict(model, f, cold)
@@ -72,30 +75,29 @@ def rows(result) -> dict[str, float]:
     return out
 
 
-def test_the_default_beats_knn_by_ten_percent_and_both_single_modality_generators_on_validation(sparse_runs):
-    """Every seed: above kNN and image-only; over the seeds: above text-only and 1.10x kNN, on the validation-cold
-    items (the served choice was made on part of them, so this checks the choice, not how it generalises: the test
-    split's numbers are the benchmark's, bench/results/quality_sparse_catalogue*.md)."""
+def test_the_default_beats_knn_by_ten_percent_on_validation(sparse_runs):
+    """Every seed: above kNN (and image-only where trained); over the seeds: 1.10x kNN (and above text-only where
+    trained), on the validation-cold items (the served choice was made on part of them, so this checks the choice,
+    not how it generalises: the test split's numbers are the benchmark's, bench/results/quality_sparse_catalogue*.md).
+    """
     table = [rows(r) for r in sparse_runs]
     for seed, row in zip(SEEDS, table):
-        assert row["default"] >= max(row["content-kNN"], row["image only"]), (seed, row)
+        assert row["default"] >= max(row["content-kNN"], row.get("image only", 0.0)), (seed, row)
     mean = {k: float(np.mean([row[k] for row in table])) for k in table[0]}
-    assert mean["default"] >= max(1.10 * mean["content-kNN"], mean["text only"]), mean
+    assert mean["default"] >= max(1.10 * mean["content-kNN"], mean.get("text only", 0.0)), mean
 
 
-def test_training_records_its_validation_choices_and_the_served_choice_is_validation_best(sparse_runs):
+def test_training_records_its_validation_choices_and_serves_the_floor_checked_choice(sparse_runs):
     for r in sparse_runs:
         m = r.metrics
         # the default ID model (LightGCN) learns here: no fallback needed (MF's is tested below)
         assert m["id_model"]["type"] == "lightgcn-bpr" and m["id_model"]["diagnostics"]["learnt"], m["id_model"]
         assert "fallback" not in m["id_model"]
         sel = m["selection"]
-        assert {"generator:both", "generator:text", "generator:image", "gate", "proxy", "diffusion", "anchor"} <= set(
-            sel["validation"]
-        )
+        assert {"generator:both", "gate", "proxy", "diffusion", "anchor"} <= set(sel["validation"])
         assert sel["validation"]["proxy"] == max(v for k, v in sel["validation"].items() if k.startswith("generator:"))
         assert sum(sel["generator_weights"].values()) == pytest.approx(1.0)
-        assert sel["validation"][sel["served"]] == max(sel["validation"].values())
+        check_selection(sel)
         assert r.experts.choice == sel["served"]
 
 

@@ -29,6 +29,7 @@ def test_cli_trains_on_generic_format(tmp_path, movielens_dir, train_settings, t
     monkeypatch.setenv("COLDPROXY_CACHE_DIR", str(train_settings.cache_dir))
     monkeypatch.setenv("COLDPROXY_ID_EPOCHS", "5")
     monkeypatch.setenv("COLDPROXY_PROXY_EPOCHS", "2")
+    monkeypatch.setenv("COLDPROXY_SELECT_MODALITIES", "true")  # the single-modality generators too (default off)
     monkeypatch.setenv("COLDPROXY_GENERATOR_SEEDS", "2")  # and every candidate generator from a second seed
     work = tmp_path / "work"
     cli_main(["train", "--format", "generic", "--data", str(data), "--work-dir", str(work)])

@@ -17,6 +17,7 @@ from coldproxy.preprocess import load_image_file
 from models.encoders import ImageEncoder, TextEncoder, tokenizer
 from models.items.calibration import Calibration
 from models.items.checkpoint import load_experts, load_proxy
+from models.items.train import check_selection
 from models.samplers import sample
 
 
@@ -79,10 +80,13 @@ def test_health_and_readiness(client, package_dir, train_settings):
     m = client.get("/v1/model").json()
     assert m["package_version"] == r.json()["package_version"] and m["dims"]["id_dim"] == train_settings.dim
     assert m["providers"][-1] == "CPUExecutionProvider" and "cold" in m["test_metrics"]
-    sel = m["selection"]  # what new items are served and why: every candidate's validation score
-    assert sel["served"] in ("gate", "proxy", "diffusion", "anchor") and sel["validation"][sel["served"]] == max(
-        sel["validation"].values()
-    )
+    sel = m["selection"]  # what new items are served and why: every candidate's validation score and margin
+    assert sel["served"] in ("gate", "proxy", "diffusion", "anchor") and set(sel["margins"]) == {
+        "anchor",
+        "diffusion",
+        "gate",
+    }
+    check_selection(sel)
     # COLDPROXY_GC_FREEZE (default on): the loaded state sits in the collector's permanent generation
     assert gc.get_freeze_count() > 10_000
 
