@@ -18,7 +18,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from report_bundles import bundle_section, exposure_section, item_pooling_section, item_view_section
+from report_bundles import (
+    bundle_section,
+    exposure_section,
+    item_pooling_section,
+    item_view_section,
+    served_pooling_section,
+)
 from report_service import hostile_section, offline_section, scale_section, serving_section, training_section
 from seed_stats import mean_sd_text as stats
 
@@ -240,6 +246,7 @@ def render() -> str:
     lines += item_pooling_section(
         [(p.stem, json.loads(p.read_text())) for p in sorted(RESULTS.glob("bundle_item_pooling*.json"))]
     )
+    lines += served_pooling_section(load("decide_bundle_pooling"))
     lines += serving_section(runs(SERVING_RUNS)) + scale_section(runs(SCALE_RUNS))
     lines += hostile_section(load("attack"), load("defence_overhead")) + training_section(load("train_scale"))
     lines += offline_section(load("offline"))

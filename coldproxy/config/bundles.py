@@ -11,6 +11,13 @@ from pydantic_settings import SettingsConfigDict
 from coldproxy.config.base import DEFAULT_DATASETS, MEASURED, REPO_ROOT
 from coldproxy.config.experts import ExpertSettings
 
+# the item level's settings where they are not set, per scenario: chosen on each scenario's tune split by the rule
+# with a floor (models/decision.py; docs/ablations.md, "The decision rule")
+ITEM_LEVEL_DEFAULTS = {
+    "item_pooling": {"cold": 0.5, "warm": 1.0, "all": 1.0},
+    "item_bpr_weight": {"cold": 1.0, "warm": 0.0, "all": 0.0},
+}
+
 
 class BundleSettings(ExpertSettings):
     """The bundle model's own settings: MoDiffE on Youshu, its backbone, calibration and package"""
@@ -72,17 +79,20 @@ class BundleSettings(ExpertSettings):
         description="warm bundles sampled as negatives per (user, bundle) triple, "
         "the BPR loss averaged over them (CrossCBR: 1; why 4: docs/models.md)",
     )
-    item_bpr_weight: float = Field(
-        0.0,
-        description="BPR on user-item interactions in the item-level view (MoDiffE eq. 2: CF on Y); off as in CrossCBR",
+    item_bpr_weight: float | None = Field(
+        None,
+        ge=0.0,
+        description="BPR on user-item interactions in the item-level view (MoDiffE eq. 2: CF on Y); unset: the "
+        "scenario's default (ITEM_LEVEL_DEFAULTS: 1 for cold, off for warm and all as in CrossCBR; docs/ablations.md)",
     )
-    item_pooling: float = Field(
-        1.0,
+    item_pooling: float | None = Field(
+        None,
         ge=0.0,
         le=1.0,
         description="the item-level view's bundle: the sum of its items' vectors over members^p. 1: their mean "
         "(MoDiffE eq. 5); 0.5 grows with how much the members agree, not with their number alone (random items' "
-        "vectors cancel); bench/results/bundle_item_view.md",
+        "vectors cancel; bench/results/bundle_item_view.md); unset: the scenario's default (ITEM_LEVEL_DEFAULTS: "
+        "0.5 for cold, 1 for warm and all; docs/ablations.md)",
     )
     composition_epochs: int = Field(20, description="bundle-item LightGCN epochs for the composition features")
     diffusion_epochs: int = Field(100, description="most denoiser epochs")
@@ -151,6 +161,13 @@ class BundleSettings(ExpertSettings):
     parity_tolerance: float = Field(
         1e-4, description="largest difference export accepts between ONNX Runtime and torch"
     )
+
+    @model_validator(mode="after")
+    def _scenario_defaults(self):
+        for name, by_scenario in ITEM_LEVEL_DEFAULTS.items():
+            if getattr(self, name) is None:
+                setattr(self, name, by_scenario[self.scenario])
+        return self
 
     @model_validator(mode="after")
     def _slots_inside_the_list(self):

@@ -54,3 +54,20 @@ def test_the_bundle_settings_hold_only_what_the_bundle_code_reads():
     code = "\n".join(text)
     assert [n for n in BundleSettings.model_fields if not re.search(rf"\.{n}\b|[\"']{n}[\"']", code)] == []
     assert not {"proxy_epochs", "id_model", "text_finetune", "select_modalities"} & set(BundleSettings.model_fields)
+
+
+def test_the_bundle_item_level_defaults_follow_the_scenario_and_a_setting_wins(monkeypatch):
+    """``item_pooling`` and ``item_bpr_weight`` unset: each scenario's default, chosen on its tune split (issue 56);
+    set, by keyword or environment, they are what the user said in every scenario."""
+    from coldproxy.config.bundles import ITEM_LEVEL_DEFAULTS
+
+    for scenario in ("cold", "warm", "all"):
+        s = BundleSettings(scenario=scenario)
+        assert (s.item_pooling, s.item_bpr_weight) == (
+            ITEM_LEVEL_DEFAULTS["item_pooling"][scenario],
+            ITEM_LEVEL_DEFAULTS["item_bpr_weight"][scenario],
+        )
+    assert BundleSettings(scenario="all").item_pooling == 1.0 and BundleSettings(scenario="cold").item_pooling == 0.5
+    monkeypatch.setenv("COLDPROXY_BUNDLES_ITEM_POOLING", "0.7")
+    assert BundleSettings(scenario="cold").item_pooling == 0.7 == BundleSettings(scenario="warm").item_pooling
+    assert BundleSettings(scenario="cold", item_bpr_weight=0.0).item_bpr_weight == 0.0
