@@ -23,12 +23,19 @@ earlier test gave is kept beside it in the JSON and the table):
   gains +0.0139 on the mean, inside its floor 0.0332), so off is the default now. Those runs had the users' tags in
   the item text and the sampler fixed; the choice is confirmed under today's defaults (``--today``: no tags,
   ``sampler_select`` on, patience 2, the served expert chosen with the floor) by ``default`` (off) against
-  ``select_modalities_on``, 3 seeds, share 0.5, ``--name decide_defaults_modalities``: on is the default again only if
-  it clears the floor there. Those runs decide; the earlier ones were of a pipeline no longer served.
+  ``select_modalities_on``, 3 seeds, share 0.5, ``--name decide_defaults_today`` (below): on is the default again
+  only if it clears the floor there. Those runs decide; the earlier ones were of a pipeline no longer served.
+- Every other default the earlier rule adopted (issue 57, added before these runs): ``bench/redecide_defaults.py``
+  applies the floor to the recorded pairs (the served model's validation-cold NDCG@20 per seed, from the quality
+  runs that adopted it). Where a recorded pair does not clear, the default is re-decided under today's defaults by
+  the decide part, 3 seeds, share 0.5, one log for all (``--today --name decide_defaults_today``; the
+  ``select_modalities_on`` runs go there too): LightGCN against ``id_model_mf``, at most 200 ID epochs against
+  ``id_epochs_60``, the fusion temperature chosen on validation against ``fusion_fixed`` (1.0), 3 generator seeds
+  against ``generator_seeds_1``; in each the default is the costlier value and stays only if it clears the floor.
 
     python bench/decide_defaults.py [--seeds 0 1 2] [--share 0.5] [--candidates default select_modalities ...]
     python bench/decide_defaults.py --today --candidates default proxy_patience --name decide_defaults_patience
-    python bench/decide_defaults.py --today --candidates default select_modalities_on --name decide_defaults_modalities
+    python bench/decide_defaults.py --today --name decide_defaults_today --candidates default select_modalities_on ...
 
 Each run is appended to ``<results>/decide_defaults_runs.jsonl`` as it ends, so a rerun skips what is there; the
 table and the decisions go to ``decide_defaults.{json,md}``.
@@ -61,6 +68,10 @@ CANDIDATES = {
     "selection_holdout": ({"selection_holdout": 0.5}, None),
     "proxy_patience": ({"proxy_patience": 2}, "default"),
     "select_modalities_on": ({"select_modalities": True}, "candidate"),
+    "id_model_mf": ({"id_model": "mf"}, "default"),
+    "id_epochs_60": ({"id_epochs": 60}, "default"),
+    "fusion_fixed": ({"proxy_fusion_temperatures": [1.0]}, "default"),
+    "generator_seeds_1": ({"generator_seeds": 1}, "default"),
 }
 PRIMARY, SECONDARY = "ndcg@20", "recall@20"
 

@@ -292,7 +292,7 @@ def served_pooling_section(decision: dict | None) -> list[str]:
     numbers per seed beside the default's, and the exposure check on its packages."""
     out = ["### The item pooling in the served package", ""]
     if decision is None:
-        return out + ["Not decided yet (`python bench/decide_bundle_pooling.py`).", ""]
+        return out + ["Not decided yet (`python bench/decide_bundle_served.py`).", ""]
     out += [
         "The all scenario's package trained with `item_pooling` 0.5 (`coldproxy train-bundles`, 3 seeds), its "
         "served tune NDCG@20 against the default package's, paired per seed, by the decision rule with a floor; "

@@ -1,14 +1,16 @@
-"""Whether the served bundle package (all scenario) takes ``item_pooling`` 0.5 (issue 56, item 3; the rule in
-``docs/ablations.md``, "The decision rule", committed before the runs): its served tune NDCG@20 must clear the floor
-of ``models.decision.clears`` over the default's, paired per seed (the same cost either way, so the change must win),
-and ``bench/bundle_exposure.py`` on its packages must keep every content-free group at an exposure ratio of at most
-2 and #1 for at most 1 user in 60, the real held-out new bundles at least at their share. Test numbers are reported
-only.
+"""Whether the served bundle package (all scenario) takes a setting (issues 56 and 57; the rules in
+``docs/ablations.md``, "The decision rule", each committed before its runs): packages trained with it, one a seed,
+against the default packages' served tune NDCG@20, paired per seed, by ``models.decision.clears``. The costlier side
+must clear the floor: the candidate's (``--label``) when it costs the same or more (a change must win), the default's
+with ``--default-costlier`` (the default stays only if it clears over the candidate). A candidate served must keep
+``bench/bundle_exposure.py``'s bound on its packages: every content-free group at an exposure ratio of at most 2 and
+#1 for at most 1 user in 60, the real held-out new bundles at least at their share. Test numbers are reported only.
 
     COLDPROXY_BUNDLES_ITEM_POOLING=0.5 coldproxy train-bundles --scenario all --seed S --bundle-package-dir DIR_S
     python bench/bundle_exposure.py --package DIR_0 DIR_1 DIR_2 --name bundle_exposure_pooling
-    python bench/decide_bundle_pooling.py --package DIR_0 DIR_1 DIR_2
-    # -> bench/results/decide_bundle_pooling.{json,md}
+    python bench/decide_bundle_served.py --package DIR_0 DIR_1 DIR_2   # -> bench/results/decide_bundle_pooling.*
+    python bench/decide_bundle_served.py --package ... --label "bpr_negatives 1" --default-costlier \
+        --name decide_bundle_negatives --exposure bench/results/bundle_exposure_negatives.json
 
 The default's side is ``bench/results/bundles.json`` (the all scenario's served row and the tune NDCG@20 of the
 variant it served: the same training path as ``coldproxy train-bundles``).
@@ -70,21 +72,35 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--package", type=Path, nargs="+", required=True, help="the candidate's packages, one a seed")
     p.add_argument("--exposure", type=Path, default=RESULTS / "bundle_exposure_pooling.json")
+    p.add_argument("--label", default="item_pooling 0.5", help="the candidate setting, as the table names it")
+    p.add_argument("--default-costlier", action="store_true", help="the default costs more than the candidate")
+    p.add_argument("--name", default="decide_bundle_pooling", help="results file stem")
     a = p.parse_args()
     base = default_side(json.loads((RESULTS / "bundles.json").read_text()))
     cand = candidate_side(a.package)
     seeds = sorted(set(base) & set(cand))
-    verdict = clears([base[s]["tune_ndcg@20"] for s in seeds], [cand[s]["tune_ndcg@20"] for s in seeds])
+    b, c = [base[s]["tune_ndcg@20"] for s in seeds], [cand[s]["tune_ndcg@20"] for s in seeds]
+    verdict = clears(c, b) if a.default_costlier else clears(b, c)
+    take = not verdict["adopt"] if a.default_costlier else verdict["adopt"]
     expo = exposure_kept(json.loads(a.exposure.read_text())) if a.exposure.exists() else {"kept": None}
-    serve = bool(verdict["adopt"] and expo["kept"])
-    out = {"seeds": seeds, "default": base, "candidate": cand, "tune": verdict, "exposure": expo, "serve": serve}
-    (RESULTS / "decide_bundle_pooling.json").write_text(json.dumps(out, indent=2))
+    serve = bool(take and expo["kept"])
+    out = {
+        "label": a.label,
+        "default_costlier": a.default_costlier,
+        "seeds": seeds,
+        "default": base,
+        "candidate": cand,
+        "tune": verdict,
+        "exposure": expo,
+        "serve": serve,
+    }
+    (RESULTS / f"{a.name}.json").write_text(json.dumps(out, indent=2))
     lines = [
-        "The served bundle package (all scenario) with `item_pooling` 0.5 against the default (1), "
-        "`python bench/decide_bundle_pooling.py` (the rule: its docstring). Served tune NDCG@20 decides; test is "
+        f"The served bundle package (all scenario) with `{a.label}` against the default, "
+        "`python bench/decide_bundle_served.py` (the rule: its docstring). Served tune NDCG@20 decides; test is "
         "reported only.",
         "",
-        "| seed | default tune NDCG@20 | pooling 0.5 tune NDCG@20 | default test R@20 / N@20 | pooling 0.5 test R@20 "
+        f"| seed | default tune NDCG@20 | {a.label} tune NDCG@20 | default test R@20 / N@20 | {a.label} test R@20 "
         "/ N@20 |",
         "|---|---|---|---|---|",
     ]
@@ -97,11 +113,12 @@ def main() -> None:
     kept = {True: "kept", False: "broken: " + "; ".join(expo.get("breaches", [])), None: "not measured"}
     lines += [
         "",
-        f"Tune: {verdict['why']}. Exposure bound: {kept[expo['kept']]}. "
-        f"**{'Served' if serve else 'Not served'}**: the all scenario "
-        f"{'takes 0.5' if serve else 'keeps the mean (1)'}.",
+        f"Tune ({'the default over the candidate' if a.default_costlier else 'the candidate over the default'}): "
+        f"{verdict['why']}. Exposure bound: {kept[expo['kept']]}. "
+        f"**{'Served' if serve else 'Not served'}**: the all scenario {'takes' if serve else 'keeps'} "
+        f"{a.label if serve else 'the default'}.",
     ]
-    (RESULTS / "decide_bundle_pooling.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{a.name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
