@@ -35,7 +35,11 @@ earlier test gave is kept beside it in the JSON and the table):
 - ``served_gate`` (added before its runs, after the runs above showed the gate ahead of the proxy on the "select"
   validation part in 12 of 12 trainings while the per-package floor kept the proxy in 4): the gate forced
   (``served`` = gate) against the floored choice (auto). Both train and serve the same graphs, so the gate is the
-  default only if it clears the floor over auto on the decide part, 3 seeds, same log.
+  default only if it clears the floor over auto on the decide part, 3 seeds, same log. If it does, the three
+  candidates the floor adopted in that log (``id_epochs_60``, ``fusion_fixed``, ``generator_seeds_1``) are re-decided
+  under it in a fresh log (``--name decide_defaults_gate``, ``default`` = today's with the gate served): their first
+  runs are confounded by the served choice (seed 1's default served the proxy, each candidate the gate). If it does
+  not, the decisions of ``decide_defaults_today`` stand.
 
     python bench/decide_defaults.py [--seeds 0 1 2] [--share 0.5] [--candidates default select_modalities ...]
     python bench/decide_defaults.py --today --candidates default proxy_patience --name decide_defaults_patience
