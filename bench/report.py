@@ -23,7 +23,7 @@ from report_bundles import (
     exposure_section,
     item_pooling_section,
     item_view_section,
-    served_pooling_section,
+    served_decision_section,
 )
 from report_service import hostile_section, offline_section, scale_section, serving_section, training_section
 from seed_stats import mean_sd_text as stats
@@ -246,7 +246,20 @@ def render() -> str:
     lines += item_pooling_section(
         [(p.stem, json.loads(p.read_text())) for p in sorted(RESULTS.glob("bundle_item_pooling*.json"))]
     )
-    lines += served_pooling_section(load("decide_bundle_pooling"))
+    lines += served_decision_section(
+        load("decide_bundle_pooling"),
+        "decide_bundle_pooling",
+        "The item pooling in the served package",
+        "With the pooling, the calibration chosen on tune drops the size prior and the new-bundle slots on every "
+        "seed (log_size 0, 0 slots, against 2 and 5-6 by default) and serves lower on tune and on test: the gain of "
+        "the representation alone (the section above) does not survive the calibration that serves it. Exposure: "
+        "`bench/results/bundle_exposure_pooling.{json,md}`.",
+    )
+    lines += served_decision_section(
+        load("decide_bundle_negatives"),
+        "decide_bundle_negatives",
+        "One BPR negative in the served package (the default since issue 57)",
+    )
     lines += serving_section(runs(SERVING_RUNS)) + scale_section(runs(SCALE_RUNS))
     lines += hostile_section(load("attack"), load("defence_overhead")) + training_section(load("train_scale"))
     lines += offline_section(load("offline"))

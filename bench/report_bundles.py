@@ -287,39 +287,29 @@ def pooling_choice(rows: list[dict], floored: bool = True) -> str | None:
     return chosen
 
 
-def served_pooling_section(decision: dict | None) -> list[str]:
-    """Whether the served package takes the item pooling (``decide_bundle_pooling.json``): its served tune and test
-    numbers per seed beside the default's, and the exposure check on its packages."""
-    out = ["### The item pooling in the served package", ""]
+def served_decision_section(decision: dict | None, name: str, title: str, why_not: str = "") -> list[str]:
+    """Whether the served package takes a setting (``<name>.json`` of ``bench/decide_bundle_served.py``): its served
+    tune and test numbers per seed beside the default's, the rule's answer and the exposure check on its packages."""
+    out = [f"### {title}", ""]
     if decision is None:
         return out + ["Not decided yet (`python bench/decide_bundle_served.py`).", ""]
+    label = decision.get("label", "item_pooling 0.5")
+    side = "the default over the candidate" if decision.get("default_costlier") else "the candidate over the default"
     out += [
-        "The all scenario's package trained with `item_pooling` 0.5 (`coldproxy train-bundles`, 3 seeds), its "
-        "served tune NDCG@20 against the default package's, paired per seed, by the decision rule with a floor; "
-        "test reported only. Sources `bench/results/decide_bundle_pooling.{json,md}` and the exposure of its "
-        "packages, `bench/results/bundle_exposure_pooling.{json,md}`.",
+        f"The all scenario's package trained with `{label}` (`coldproxy train-bundles`, 3 seeds), its served tune "
+        "NDCG@20 against the default package's, paired per seed, by the decision rule with a floor "
+        f"({side}); test reported only. Sources `bench/results/{name}.{{json,md}}` "
+        "(`python bench/decide_bundle_served.py`) and the exposure of its packages.",
         "",
-        "| seed | default: tune NDCG@20 / test R@20 | pooling 0.5: tune NDCG@20 / test R@20 |",
+        f"| seed | default: tune NDCG@20 / test R@20 / N@20 | {label}: tune NDCG@20 / test R@20 / N@20 |",
         "|---|---|---|",
     ]
     for s in decision["seeds"]:
         b, c = decision["default"][str(s)], decision["candidate"][str(s)]
         out.append(
-            f"| {s} | {b['tune_ndcg@20']:.4f} / {b['test']['recall@20']:.4f} | "
-            f"{c['tune_ndcg@20']:.4f} / {c['test']['recall@20']:.4f} |"
+            f"| {s} | {b['tune_ndcg@20']:.4f} / {b['test']['recall@20']:.4f} / {b['test']['ndcg@20']:.4f} | "
+            f"{c['tune_ndcg@20']:.4f} / {c['test']['recall@20']:.4f} / {c['test']['ndcg@20']:.4f} |"
         )
     kept = {True: "kept", False: "broken", None: "not measured"}[decision["exposure"]["kept"]]
-    out += [
-        "",
-        f"Tune: {decision['tune']['why']}; exposure bound {kept}. "
-        + (
-            "Served: the all scenario takes 0.5."
-            if decision["serve"]
-            else "Not served: the all scenario keeps the mean. With the pooling, the calibration chosen on tune "
-            "drops the size prior and the new-bundle slots on every seed (log_size 0, 0 slots, against 2 and 5-6 "
-            "by default) and serves lower on tune and on test: the gain of the representation alone (the section "
-            "above) does not survive the calibration that serves it."
-        ),
-        "",
-    ]
-    return out
+    verdict = f"Served: the all scenario takes `{label}`." if decision["serve"] else f"Not served. {why_not}"
+    return out + ["", f"Tune: {decision['tune']['why']}; exposure bound {kept}. {verdict}".rstrip(), ""]

@@ -74,10 +74,10 @@ class BundleSettings(ExpertSettings):
     )
     contrast_temp: float = Field(0.25, description="cross-view InfoNCE temperature")
     bpr_negatives: int = Field(
-        4,
+        1,
         ge=1,
         description="warm bundles sampled as negatives per (user, bundle) triple, "
-        "the BPR loss averaged over them (CrossCBR: 1; why 4: docs/models.md)",
+        "the BPR loss averaged over them (CrossCBR: 1; 4 did not clear the decision floor: docs/ablations.md)",
     )
     item_bpr_weight: float | None = Field(
         None,
