@@ -36,9 +36,10 @@ from models.bundles.calibration import served_users, served_vectors
 from models.bundles.model import train_gates
 from models.bundles.train import gate_variant
 
-# the item level as it was when the rule was committed (MoDiffE's mean, no item BPR): every run pins it under its
-# override, so '{}' is that baseline after the scenario defaults moved (coldproxy.config.bundles.ITEM_LEVEL_DEFAULTS)
-BASELINE = {"item_pooling": 1.0, "item_bpr_weight": 0.0}
+# the settings when the rule was committed (MoDiffE's mean, no item BPR, 4 BPR negatives): every run pins them under
+# its override, so '{}' is that baseline after the defaults moved (coldproxy.config.bundles.ITEM_LEVEL_DEFAULTS, and
+# one negative since issue 57)
+BASELINE = {"item_pooling": 1.0, "item_bpr_weight": 0.0, "bpr_negatives": 4}
 
 
 def run(override: dict, scenario: str, seed: int, progress: bool) -> dict:
@@ -59,7 +60,7 @@ def run(override: dict, scenario: str, seed: int, progress: bool) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("overrides", nargs="+", help="JSON objects of BundleSettings overrides ('{}': the default)")
+    p.add_argument("overrides", nargs="+", help="JSON objects of BundleSettings overrides ('{}': BASELINE below)")
     p.add_argument("--scenario", default="cold", choices=["cold", "all", "warm"])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--name", default="bundle_item_pooling", help="results file stem")

@@ -40,6 +40,11 @@ earlier test gave is kept beside it in the JSON and the table):
   under it in a fresh log (``--name decide_defaults_gate``, ``default`` = today's with the gate served): their first
   runs are confounded by the served choice (seed 1's default served the proxy, each candidate the gate). If it does
   not, the decisions of ``decide_defaults_today`` stand.
+- The three decisions together (added before its runs, after the first headline seed showed test cold Recall@20
+  lower with all three than before): each was decided one at a time, so the combination is checked on the decide part
+  (``--today --name decide_defaults_combined --candidates default``, 3 seeds: today's default with all three) against
+  ``decide_defaults_today``'s default (200 epochs, the temperature chosen, 3 seeds), the costlier: that one is
+  restored, all three values together, if it clears the floor over the combination; otherwise the combination stands.
 
     python bench/decide_defaults.py [--seeds 0 1 2] [--share 0.5] [--candidates default select_modalities ...]
     python bench/decide_defaults.py --today --candidates default proxy_patience --name decide_defaults_patience
