@@ -42,9 +42,10 @@ earlier test gave is kept beside it in the JSON and the table):
   not, the decisions of ``decide_defaults_today`` stand.
 - The three decisions together (added before its runs, after the first headline seed showed test cold Recall@20
   lower with all three than before): each was decided one at a time, so the combination is checked on the decide part
-  (``--today --name decide_defaults_combined --candidates default``, 3 seeds: today's default with all three) against
-  ``decide_defaults_today``'s default (200 epochs, the temperature chosen, 3 seeds), the costlier: that one is
-  restored, all three values together, if it clears the floor over the combination; otherwise the combination stands.
+  (``--today --name decide_defaults_combined --candidates default replaced_defaults``, 3 seeds: today's default with
+  all three against the three values they replaced, 200 epochs, the temperature chosen, 3 seeds: the
+  ``decide_defaults_today`` default, trained again in this log so that the pairs share one). The replaced values are
+  the costlier: they are restored together if they clear the floor over the combination; otherwise it stands.
 
     python bench/decide_defaults.py [--seeds 0 1 2] [--share 0.5] [--candidates default select_modalities ...]
     python bench/decide_defaults.py --today --candidates default proxy_patience --name decide_defaults_patience
@@ -86,6 +87,10 @@ CANDIDATES = {
     "fusion_fixed": ({"proxy_fusion_temperatures": [1.0]}, "default"),
     "generator_seeds_1": ({"generator_seeds": 1}, "default"),
     "served_gate": ({"served": "gate"}, None),
+    "replaced_defaults": (
+        {"id_epochs": 200, "proxy_fusion_temperatures": [0.25, 0.5, 1.0, 2.0, 4.0], "generator_seeds": 3},
+        "candidate",
+    ),
 }
 PRIMARY, SECONDARY = "ndcg@20", "recall@20"
 
