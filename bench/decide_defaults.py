@@ -47,6 +47,16 @@ earlier test gave is kept beside it in the JSON and the table):
   ``decide_defaults_today`` default, trained again in this log so that the pairs share one). The replaced values are
   the costlier: they are restored together if they clear the floor over the combination; otherwise it stands.
 
+- Made again with the served choice fixed (added before its runs, after the combined check above): the runs of
+  ``decide_defaults_today`` and ``decide_defaults_combined`` chose the served expert by a chained floor (the gate had
+  to clear over the diffusion expert once that one had cleared over the proxy), which served the diffusion expert on
+  two of the combination's three seeds where the gate scored higher; ``select_served`` now compares each costlier
+  candidate with the proxy and serves the validation-best of those that clear. Every decision of those logs is
+  made again under it, same candidates, costs and floor, 3 seeds, in a fresh log (``--today --name
+  decide_defaults_served``; ``default``: 200 epochs, the temperature chosen, 3 generator seeds, ``select_modalities``
+  off), then the values adopted are checked together as above (``--name decide_defaults_served_combined``). These
+  runs decide; the earlier logs are kept as the record of the chained rule.
+
     python bench/decide_defaults.py [--seeds 0 1 2] [--share 0.5] [--candidates default select_modalities ...]
     python bench/decide_defaults.py --today --candidates default proxy_patience --name decide_defaults_patience
     python bench/decide_defaults.py --today --name decide_defaults_today --candidates default select_modalities_on ...

@@ -201,18 +201,20 @@ def served_cold(ex: Experts, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 
 
 def select_served(ex: Experts, user_emb: np.ndarray, split: ColdStartSplit) -> tuple[str, dict[str, float], dict]:
-    """What a new item is served, on validation-cold NDCG@20 of the split's "select" part: the candidates in
-    ``SIMPLEST_FIRST`` order, each taking over from the choice so far only if its paired per-user gain clears
-    ``bootstrap_clears``' floor. Returns (choice, every candidate's score, each costlier candidate's margin)."""
+    """What a new item is served, on validation-cold NDCG@20 of the split's "select" part: the simplest candidate
+    (``SIMPLEST_FIRST[0]``, the generator's proxy) unless a costlier one's paired per-user gain over it clears
+    ``bootstrap_clears``' floor; of those that clear, the validation-best serves. Each is compared with the simplest,
+    not with the one before it: chained, the gate had to clear over the diffusion expert when that one had cleared, and
+    the diffusion expert served where the gate, clear of the proxy by more, scored higher. Returns (choice, every
+    candidate's score, each costlier candidate's margin over the simplest)."""
     probe, v = np.zeros_like(ex.proxy), split.val_items
     per_user = {}
     for choice in SIMPLEST_FIRST:
         probe[v] = served_cold(replace(ex, choice=choice), v)[0]
         per_user[choice] = validation_cold_ndcg_per_user(user_emb, probe, split, "select")
     scores = {c: float(x.sum() / len(x)) if len(x) else 0.0 for c, x in per_user.items()}
-    chosen, margins = SIMPLEST_FIRST[0], {}
-    for c in SIMPLEST_FIRST[1:]:
-        margins[c] = {"against": chosen} | bootstrap_clears(per_user[chosen], per_user[c])
-        if margins[c]["adopt"]:
-            chosen = c
+    simplest = SIMPLEST_FIRST[0]
+    margins = {c: {"against": simplest} | bootstrap_clears(per_user[simplest], per_user[c]) for c in SIMPLEST_FIRST[1:]}
+    cleared = [simplest] + [c for c in SIMPLEST_FIRST[1:] if margins[c]["adopt"]]
+    chosen = max(cleared, key=lambda c: scores[c])  # the simpler one wins a tie
     return chosen, scores, margins

@@ -41,6 +41,7 @@ def test_manifest_records_parity_and_dims(package_dir, train_settings):
     assert m.experts["served"] == selection["served"] in ("gate", "proxy", "diffusion", "anchor")
     check_selection(selection)  # the validation-best, or the simpler one where the floor turned a gain down
     assert set(selection["margins"]) == {"anchor", "diffusion", "gate"}  # each costlier candidate's margin
+    assert {m["against"] for m in selection["margins"].values()} == {"proxy"}  # over the simplest, not chained
     assert all(m["floor"] > 0 and m["adopt"] == (m["mean_gain"] > m["floor"]) for m in selection["margins"].values())
     assert {"gate", "proxy", "diffusion", "anchor", "generator:both"} <= set(selection["validation"])
     assert m.experts["sampler"] == selection["sampler"]  # the sampler the package unrolls is the one training used
