@@ -106,7 +106,7 @@ class IDModelSettings(BaseSettings):
     )
     lightgcn_layers: int = Field(3, description="LightGCN propagation layers")
     id_epochs: int = Field(
-        200,
+        60,
         description="most ID-model epochs; early stopping on warm-validation NDCG@20 decides within them (60: 200 did "
         "not clear the decision floor, docs/ablations.md)",
     )
@@ -156,7 +156,7 @@ class GeneratorSettings(BaseSettings):
     )
     proxy_fusion: Literal["gate", "mean"] = Field("gate", description="adaptive gate, or the average (ablation)")
     proxy_fusion_temperatures: list[PositiveFloat] = Field(
-        [0.25, 0.5, 1.0, 2.0, 4.0],
+        [1.0],
         min_length=1,
         description="softmax temperatures of the fused generator's gate tried on validation after training (at 1); "
         "the validation-best is served, 1 winning ties. Only 1 by default: choosing among 0.25-4 did not clear the "
@@ -218,7 +218,7 @@ class GeneratorSettings(BaseSettings):
         "off by default: on held-out validation its gain did not clear the decision floor (docs/ablations.md)",
     )
     generator_seeds: int = Field(
-        3,
+        1,
         ge=1,
         description="each candidate generator (fused, text-only, image-only) trained from this many seeds and "
         "averaged uniformly over them before the blend; 1 by default: 3 did not clear the decision floor "
