@@ -173,6 +173,17 @@ def catalogue_section() -> list[str]:
     return out + [""]
 
 
+def headline_runs():
+    """Each item run with a default and a baseline: (file stem, title, the run, the default's cold Recall@20 per seed,
+    each seed's best baseline as (value, name))."""
+    for name, title, _ in ITEM_RUNS:
+        run = load(name)
+        baselines = [b for b in BASELINES if run is not None and metric(run, b, "cold", "recall@20") is not None]
+        if run is None or not baselines or metric(run, DEFAULT, "cold", "recall@20") is None:
+            continue
+        yield name, title, run, metric(run, DEFAULT, "cold", "recall@20"), best_baseline(run, baselines)
+
+
 # what each catalogue is (counted from the data: bench/quality.py's inputs), for "What to expect on your data"
 CATALOGUES = {
     "quality_movielens": "9,742 movies, 609 users, 48,580 positives (5.0 an item), title + genres and a poster for 98%",
@@ -186,12 +197,7 @@ def expectation_section() -> list[str]:
     ratio of the default's cold Recall@20 to that seed's best baseline, beside what the catalogue is."""
     out = ["## What to expect on your data", ""]
     rows = []
-    for name, title, _ in ITEM_RUNS:
-        run = load(name)
-        baselines = [b for b in BASELINES if run is not None and metric(run, b, "cold", "recall@20") is not None]
-        if run is None or not baselines or metric(run, DEFAULT, "cold", "recall@20") is None:
-            continue
-        default, best = metric(run, DEFAULT, "cold", "recall@20"), best_baseline(run, baselines)
+    for name, title, _, default, best in headline_runs():
         ratios = " / ".join(f"{d / b:.2f}x" for d, (b, _) in zip(default, best))
         what = CATALOGUES.get(name.removesuffix("_als"), "")
         rows.append(f"| {title} | {what} | {ratios} | {min(d - b for d, (b, _) in zip(default, best)):+.4f} |")
@@ -227,12 +233,7 @@ def readme_block() -> list[str]:
         "| dataset, ID space | coldproxy cold Recall@20 | best baseline per seed | paired gain per seed |",
         "|---|---|---|---|",
     ]
-    for name, title, _ in ITEM_RUNS:
-        run = load(name)
-        baselines = [b for b in BASELINES if run is not None and metric(run, b, "cold", "recall@20") is not None]
-        if run is None or not baselines or metric(run, DEFAULT, "cold", "recall@20") is None:
-            continue
-        default, best = metric(run, DEFAULT, "cold", "recall@20"), best_baseline(run, baselines)
+    for _, title, run, default, best in headline_runs():
         names = list(dict.fromkeys(n for _, n in best))
         who = (
             f"{names[0]} on every seed ({stats(metric(run, names[0], 'cold', 'recall@20'))})"
