@@ -22,7 +22,7 @@ import argparse
 import json
 from pathlib import Path
 
-from bundles import GATE_ROWS, SERVED
+from bundles import SERVED, served_variant
 from results_dir import RESULTS
 
 from models.decision import clears
@@ -35,7 +35,7 @@ def default_side(bundles: dict) -> dict[int, dict]:
     """Per seed: the served all-scenario package's tune NDCG@20 (its variant's) and test numbers."""
     out = {}
     for seed, run in bundles["runs"]["all"].items():
-        tune = max(run["choices"][row]["tune_ndcg@20"] for row in GATE_ROWS.values())
+        tune = run["choices"][served_variant(run)]["tune_ndcg@20"]
         out[int(seed)] = {"tune_ndcg@20": tune, "test": {k: run[SERVED][k] for k in ("recall@20", "ndcg@20")}}
     return out
 

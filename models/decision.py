@@ -26,28 +26,33 @@ CONFIDENCE = 0.95
 MIN_PAIRS = 3
 
 
-def floor(cheaper, costlier, margin: float = RELATIVE_MARGIN, confidence: float = CONFIDENCE) -> float:
-    """The gain the costlier option must exceed, from the paired per-seed values."""
+def _paired(cheaper, costlier) -> tuple[np.ndarray, np.ndarray]:
+    """(the cheaper option's values, the paired gains of the costlier one) as arrays; unpaired input is refused."""
     lo, hi = np.asarray(cheaper, dtype=float), np.asarray(costlier, dtype=float)
-    d = hi - lo
-    se = d.std(ddof=1) / np.sqrt(len(d))
-    return float(max(margin * abs(lo.mean()), stats.t.ppf(confidence, len(d) - 1) * se))
+    if lo.shape != hi.shape or lo.ndim != 1:
+        raise ValueError(f"paired values of the same length expected, got {lo.shape} and {hi.shape}")
+    return lo, hi - lo
+
+
+def _verdict(lo: np.ndarray, d: np.ndarray, half_width: float, margin: float) -> dict:
+    """The floor (the larger of ``margin`` of the cheaper mean and ``half_width``) and whether the mean gain clears
+    it."""
+    f = float(max(margin * abs(lo.mean()), half_width))
+    adopt = bool(d.mean() > f)
+    why = f"mean gain {d.mean():+.4f} {'>' if adopt else '<='} floor {f:.4f}"
+    return {"floor": f, "adopt": adopt, "why": why}
 
 
 def clears(cheaper, costlier, margin: float = RELATIVE_MARGIN, confidence: float = CONFIDENCE) -> dict:
     """Whether ``costlier`` (per-seed values, paired with ``cheaper``'s, higher is better) is adopted: its mean
-    paired gain exceeds ``floor``. The answer carries the numbers a note or a manifest shows."""
-    lo, hi = np.asarray(cheaper, dtype=float), np.asarray(costlier, dtype=float)
-    if lo.shape != hi.shape or lo.ndim != 1:
-        raise ValueError(f"paired values of the same length expected, got {lo.shape} and {hi.shape}")
-    d = hi - lo
+    paired gain exceeds the floor, whose second term is a one-sided paired t bound. The answer carries the numbers a
+    note or a manifest shows."""
+    lo, d = _paired(cheaper, costlier)
     out = {"pairs": len(d), "gain": d.tolist(), "mean_gain": float(d.mean()) if len(d) else 0.0}
     if len(d) < MIN_PAIRS:
         return out | {"floor": None, "adopt": False, "why": f"{len(d)} pairs; the rule asks {MIN_PAIRS}"}
-    f = floor(lo, hi, margin, confidence)
-    adopt = bool(d.mean() > f)
-    why = f"mean gain {d.mean():+.4f} {'>' if adopt else '<='} floor {f:.4f}"
-    return out | {"floor": f, "adopt": adopt, "why": why}
+    half = stats.t.ppf(confidence, len(d) - 1) * (d.std(ddof=1) / np.sqrt(len(d)))
+    return out | _verdict(lo, d, half, margin)
 
 
 def bootstrap_clears(
@@ -62,16 +67,9 @@ def bootstrap_clears(
     ``costlier`` are per-user scores on the same users; the floor's second term is the one-sided ``confidence``
     half-width of the mean paired gain, from ``resamples`` bootstrap draws of the users (a fixed ``seed``, so a
     training's choice is reproducible)."""
-    lo, hi = np.asarray(cheaper, dtype=float), np.asarray(costlier, dtype=float)
-    if lo.shape != hi.shape or lo.ndim != 1:
-        raise ValueError(f"paired values of the same length expected, got {lo.shape} and {hi.shape}")
-    d = hi - lo
+    lo, d = _paired(cheaper, costlier)
     if len(d) < 2:
         return {"users": len(d), "mean_gain": float(d.sum()), "floor": None, "adopt": False, "why": "too few users"}
     draws = np.random.default_rng(seed).integers(0, len(d), (resamples, len(d)))
-    means = d[draws].mean(1)
-    half = float(d.mean() - np.quantile(means, 1.0 - confidence))
-    f = max(margin * abs(lo.mean()), half)
-    adopt = bool(d.mean() > f)
-    why = f"mean gain {d.mean():+.4f} {'>' if adopt else '<='} floor {f:.4f}"
-    return {"users": len(d), "mean_gain": float(d.mean()), "floor": f, "adopt": adopt, "why": why}
+    half = float(d.mean() - np.quantile(d[draws].mean(1), 1.0 - confidence))
+    return {"users": len(d), "mean_gain": float(d.mean())} | _verdict(lo, d, half, margin)
