@@ -24,6 +24,7 @@ from scipy import stats
 RELATIVE_MARGIN = 0.01
 CONFIDENCE = 0.95
 MIN_PAIRS = 3
+BOOTSTRAP_CELLS = 1 << 22  # user indices drawn at once by bootstrap_clears (32 MiB of int64)
 
 
 def _paired(cheaper, costlier) -> tuple[np.ndarray, np.ndarray]:
@@ -70,6 +71,9 @@ def bootstrap_clears(
     lo, d = _paired(cheaper, costlier)
     if len(d) < 2:
         return {"users": len(d), "mean_gain": float(d.sum()), "floor": None, "adopt": False, "why": "too few users"}
-    draws = np.random.default_rng(seed).integers(0, len(d), (resamples, len(d)))
-    half = float(d.mean() - np.quantile(d[draws].mean(1), 1.0 - confidence))
+    rng, means = np.random.default_rng(seed), []
+    chunk = max(1, BOOTSTRAP_CELLS // len(d))  # draws at a time: memory bounded however many users validate
+    for start in range(0, resamples, chunk):  # the same stream as one (resamples, users) draw
+        means.append(d[rng.integers(0, len(d), (min(chunk, resamples - start), len(d)))].mean(1))
+    half = float(d.mean() - np.quantile(np.concatenate(means), 1.0 - confidence))
     return {"users": len(d), "mean_gain": float(d.mean())} | _verdict(lo, d, half, margin)

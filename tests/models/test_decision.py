@@ -36,3 +36,18 @@ def test_the_bootstrap_floor_over_users_adopts_a_real_gain_and_rarely_noise():
     assert np.mean(noise) < 0.1
     again = bootstrap_clears(users, users + 0.004)
     assert again == bootstrap_clears(users, users + 0.004) and not again["adopt"]  # reproducible; under 1%
+
+
+def test_the_bootstrap_draws_in_bounded_chunks_and_answers_as_one_draw_would(monkeypatch):
+    """Many validation users must not make the check itself allocate resamples x users at once: the draws come in
+    chunks of at most BOOTSTRAP_CELLS indices, from the same stream, so the answer is the same."""
+    import models.decision as decision
+
+    rng = np.random.default_rng(2)
+    users = rng.uniform(0, 1, 3000)
+    other = users + 0.01 + 0.2 * rng.standard_normal(3000)
+    whole = bootstrap_clears(users, other)
+    monkeypatch.setattr(decision, "BOOTSTRAP_CELLS", 3000 * 7)  # 7 draws a chunk, the last one shorter
+    assert bootstrap_clears(users, other) == whole
+    many = bootstrap_clears(np.zeros(200_000), np.full(200_000, 0.5), resamples=50)  # 10M indices, 32 MiB chunks
+    assert many["adopt"] and many["users"] == 200_000
