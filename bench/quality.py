@@ -38,6 +38,8 @@ from quality_methods import (
     FULL,
     LIGHTGCN,
     ROBUST,
+    TUNABLE,
+    TUNED_ROWS,
     markdown,
     plot,
     space_note,
@@ -50,6 +52,7 @@ from export.encoders import encoder_graphs
 from models.data import load_dataset
 from models.evaluate import evaluate_split
 from models.idmodel import train_id_model
+from models.items.baseline_tuning import ENSEMBLED, TUNED, tune
 from models.items.baselines import (
     cb2cf_embeddings,
     clcrec_embeddings,
@@ -60,7 +63,7 @@ from models.items.baselines import (
 )
 from models.items.candidates import fit_generator
 from models.items.proxy_training import ProxyMLP, predict, tensors, train_proxy
-from models.items.train import train
+from models.items.train import prepare, train
 from models.split import cold_start_split
 
 
@@ -141,13 +144,34 @@ def check_no_cold_vectors(result) -> None:
         )
 
 
+def default_rows(r, seed: int, space_dir: Path | None, res: dict, score) -> None:
+    """What the package serves and the generator's proxy alone, with the choices the training made."""
+    cold = np.concatenate([r.split.val_items, r.split.test_items])
+    score(CALIBRATED, r.served_item_emb())  # what the package serves
+    res["_choices"] = {
+        "selection": r.metrics["selection"],
+        "id_model": r.metrics["id_model"]["type"],
+        "id_fallback": r.metrics["id_model"].get("fallback"),
+        "calibration": {k: v for k, v in r.metrics.get("calibration", {}).items() if k != "grid"},
+    }
+    if space_dir is not None:  # what made the space, as its maker recorded it
+        made = space_dir / f"seed{seed}" / "space.json"
+        res["_choices"]["id_space"] = r.metrics["id_space"] | {
+            "made_by": json.loads(made.read_text()) if made.exists() else None
+        }
+    print(f"seed {seed} chose on validation: {res['_choices']}", flush=True)
+    score(FULL, served(r.proxy, r.features, r.item_emb, cold))  # the (validation-chosen) generator's proxy alone
+
+
 def run_seed(
     seed: int, only: set[str] | None, data: dict, space_dir: Path | None = None
 ) -> tuple[dict[str, dict], str]:
     """Every method's scenarios on one seed, and the dataset's name; with ``space_dir``, in the seed's given space."""
     s = TrainSettings(seed=seed, **data, **space_settings(space_dir, seed))
     want = lambda m: (only is None or m in only) and not (space_dir is not None and m == LIGHTGCN)  # noqa: E731
-    r = train(s, encoder_graphs)
+    # baselines only (e.g. tuned rows --merge'd into a run): no default to train, only what they are fitted on
+    baselines_only = only is not None and only <= {"random", "popularity", *TUNABLE, *TUNED_ROWS}
+    r = (prepare if baselines_only else train)(s, encoder_graphs)
     if r.space is not None:
         check_no_cold_vectors(r)
     f, sp, U, I = r.features, r.split, r.user_emb, r.item_emb
@@ -165,20 +189,8 @@ def run_seed(
             flush=True,
         )
 
-    score(CALIBRATED, r.served_item_emb())  # what the package serves
-    res["_choices"] = {
-        "selection": r.metrics["selection"],
-        "id_model": r.metrics["id_model"]["type"],
-        "id_fallback": r.metrics["id_model"].get("fallback"),
-        "calibration": {k: v for k, v in r.metrics.get("calibration", {}).items() if k != "grid"},
-    }
-    if space_dir is not None:  # what made the space, as its maker recorded it
-        made = space_dir / f"seed{seed}" / "space.json"
-        res["_choices"]["id_space"] = r.metrics["id_space"] | {
-            "made_by": json.loads(made.read_text()) if made.exists() else None
-        }
-    print(f"seed {seed} chose on validation: {res['_choices']}", flush=True)
-    score(FULL, served(r.proxy, f, I, cold))  # the (validation-chosen) generator's proxy alone
+    if not baselines_only:
+        default_rows(r, seed, space_dir, res, score)
     if want("random"):
         score("random", random_embeddings(I, cold, seed))
     if want("popularity"):
@@ -189,6 +201,13 @@ def run_seed(
     for name, fn in (("CB2CF", cb2cf_embeddings), ("DropoutNet", dropoutnet_embeddings), ("CLCRec", clcrec_embeddings)):
         if want(name):
             score(name, fn(f, sp, U, I, cold, s)[0])
+    for family in TUNABLE:
+        if want(family + TUNED) or want(family + ENSEMBLED):
+            tuned, ensembled, res.setdefault("_tuning", {})[family] = tune(family, r, cold)
+            print(f"seed {seed} {family} tuned on validation: {res['_tuning'][family]['chosen']}", flush=True)
+            score(family + TUNED, tuned)
+            if ensembled is not None:
+                score(family + ENSEMBLED, ensembled)
     if want("skeleton MLP (BPR+MSE)"):
 
         def build():

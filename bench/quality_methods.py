@@ -8,10 +8,23 @@ from pathlib import Path
 import numpy as np
 from seed_stats import mean_sd
 
+from models.items.baseline_tuning import ENSEMBLED, TUNED
+
 METRICS = ("recall@10", "ndcg@10", "recall@20", "ndcg@20")
 HIT_RATES = ("hit_rate@20", "new_item_hit_rate@20", "new_item_share_of_positives")  # all scenario only
 SCENARIOS = ("cold", "warm", "all")
-BASELINES = ("random", "popularity", "content-kNN", "CB2CF", "DropoutNet", "CLCRec", "skeleton MLP (BPR+MSE)")
+TUNABLE = ("content-kNN", "CB2CF", "DropoutNet", "CLCRec")  # tuned on validation by models.items.baseline_tuning
+TUNED_ROWS = tuple(f"{b}{suffix}" for b in TUNABLE for suffix in (TUNED, ENSEMBLED))
+BASELINES = (
+    "random",
+    "popularity",
+    "content-kNN",
+    "CB2CF",
+    "DropoutNet",
+    "CLCRec",
+    "skeleton MLP (BPR+MSE)",
+    *TUNED_ROWS,
+)
 FULL = "proxy generator"  # the validation-chosen generator, on the validation-chosen ID model
 ABLATIONS = {  # name -> settings changed from the full generator
     "w/o MoE (one linear expert)": {"proxy_experts": 1, "proxy_top_k": 1},

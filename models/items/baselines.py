@@ -37,13 +37,26 @@ def popularity_embeddings(n_users: int, n_items: int, train, seed: int) -> tuple
 
 
 def knn_embeddings(
-    features: Features, item_emb: np.ndarray, warm: np.ndarray, items: np.ndarray, neighbours: int = 5
+    features: Features,
+    item_emb: np.ndarray,
+    warm: np.ndarray,
+    items: np.ndarray,
+    neighbours: int = 5,
+    temperature: float | None = None,
 ) -> np.ndarray:
     """Each item in ``items`` gets the mean ID embedding of its ``n`` nearest warm items by content
-    (FAISS, IP on unit vectors): the similarity anchor on its own."""
+    (FAISS, IP on unit vectors): the similarity anchor on its own. With a ``temperature`` the mean is weighted by
+    softmax(cosine / temperature) over the neighbours instead of uniform."""
     vec = content_vectors(features)
     out = item_emb.copy()
-    out[items] = anchors.AnchorIndex(vec[warm], item_emb[warm], neighbours).anchors(vec[items])
+    index = anchors.AnchorIndex(vec[warm], item_emb[warm], neighbours)
+    if temperature is None:
+        out[items] = index.anchors(vec[items])
+        return out
+    rows = index.neighbours(vec[items])
+    sims = np.einsum("nd,nkd->nk", vec[items], vec[warm][rows]) / temperature
+    w = np.exp(sims - sims.max(axis=1, keepdims=True))
+    out[items] = np.einsum("nk,nkd->nd", w / w.sum(axis=1, keepdims=True), index.emb[rows])
     return out
 
 
@@ -79,21 +92,37 @@ def cb2cf_embeddings(features: Features, split: ColdStartSplit, user_emb, item_e
 class CLCRecMLP(ProxyMLP):
     """CLCRec-style (Wei et al., 2021): content encoder whose output is contrasted with the item's
     collaborative embedding (in-batch InfoNCE, the representation-embedding term) and ranked against
-    users (BPR, for the user-item term); served as the unit vector scaled to the warm items' mean norm."""
+    users (BPR, for the user-item term); served as the unit vector scaled to the warm items' mean norm, or, with
+    ``scale`` None, as the encoder's own output (its norm learnt by the BPR term)."""
 
-    def __init__(self, *args, scale: float = 1.0, **kw):
+    def __init__(self, *args, scale: float | None = 1.0, **kw):
         super().__init__(*args, **kw)
         self.scale = scale
 
     def forward(self, *x):
-        return {"proxy": F.normalize(super().forward(*x)["proxy"], dim=-1) * self.scale}
+        out = super().forward(*x)["proxy"]
+        return {"proxy": out if self.scale is None else F.normalize(out, dim=-1) * self.scale}
 
     def aux_losses(self, out, targets, pal_temperature):
         return {"contrast": pal_loss(out["proxy"], targets, pal_temperature)}
 
 
-def clcrec_embeddings(features: Features, split: ColdStartSplit, user_emb, item_emb, items, settings, progress=True):
-    scale = float(np.linalg.norm(item_emb[split.warm_items], axis=1).mean())
+def warm_norm(item_emb: np.ndarray, split: ColdStartSplit) -> float:
+    """The warm items' mean ID-embedding norm: the length a baseline with the warm norm serves its unit vectors at."""
+    return float(np.linalg.norm(item_emb[split.warm_items], axis=1).mean())
+
+
+def clcrec_embeddings(
+    features: Features,
+    split: ColdStartSplit,
+    user_emb,
+    item_emb,
+    items,
+    settings,
+    progress=True,
+    with_warm_norm: bool = True,
+):
+    scale = warm_norm(item_emb, split) if with_warm_norm else None
 
     def build():
         return CLCRecMLP(
@@ -144,8 +173,12 @@ def dropoutnet_embeddings(
     settings,
     progress=True,
     drop_rate: float = 0.5,
+    with_warm_norm: bool = False,
 ):
+    """DropoutNet's item side, fitted on the warm training clicks; with ``with_warm_norm`` a cold item's vector is
+    served at unit length times the warm items' mean norm (``warm_norm``), as CLCRec's is."""
     rng = seed_everything(settings.seed)
+    scale = warm_norm(item_emb, split) if with_warm_norm else None
     d = user_emb.shape[1]
     content = ProxyMLP(
         features.text.shape[1], features.image.shape[1], d, settings.proxy_hidden, settings.proxy_dropout
@@ -159,7 +192,8 @@ def dropoutnet_embeddings(
     @torch.no_grad()
     def cold(idx: np.ndarray) -> np.ndarray:
         model.eval()
-        return model(torch.zeros(len(idx), d), *tensors(features, idx)).numpy()
+        v = model(torch.zeros(len(idx), d), *tensors(features, idx))
+        return (v if scale is None else F.normalize(v, dim=-1) * scale).numpy()
 
     probe, stopper = np.zeros_like(item_emb), EarlyStopping(settings.patience)
 

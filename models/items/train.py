@@ -20,6 +20,7 @@ from __future__ import annotations
 import sys
 import time
 import uuid
+from dataclasses import dataclass
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -29,7 +30,7 @@ from models.cost import describe as describe_cost
 from models.cost import estimate
 from models.data import Dataset
 from models.evaluate import evaluate_decision, evaluate_split
-from models.features import cache_path, extract_features
+from models.features import Features, cache_path, extract_features
 from models.given_space import GivenSpace, diagnostics, load_training_data, training_vectors
 from models.idmodel import train_id_model_checked
 from models.items.blend import describe
@@ -88,9 +89,29 @@ def estimate_cost(
     return seconds
 
 
-def train(settings, encoder_graphs, progress: bool = True) -> TrainResult:
-    """Every stage on the settings' dataset; ``encoder_graphs`` (``export.encoders.encoder_graphs``) gives
-    the ONNX encoders the features are computed with, on a feature-cache miss."""
+@dataclass
+class Prepared:
+    """What every content model of a run is fitted on: the data, its split, the content features and the ID space
+    (trained, or the team's own), with the seconds each took."""
+
+    settings: object
+    dataset: Dataset
+    split: ColdStartSplit
+    features: Features
+    user_emb: np.ndarray
+    item_emb: np.ndarray
+    id_log: dict
+    space: GivenSpace | None
+    seconds: dict
+
+    @property
+    def ranking(self) -> bool:
+        return self.space is None or self.space.ranking
+
+
+def prepare(settings, encoder_graphs, progress: bool = True) -> Prepared:
+    """The split, the features and the ID model (or the given space) of a run: ``train``'s first stages, which
+    ``bench/quality.py`` also fits the baselines on."""
     t0 = time.time()
     use_usable_cores()
     ds, space = load_training_data(settings)
@@ -116,7 +137,18 @@ def train(settings, encoder_graphs, progress: bool = True) -> TrainResult:
         split = split.restrict_warm(space.has_vector)
         U, I = space.user_emb, training_vectors(space, split.warm_items)
         id_log = {"type": "given", "diagnostics": diagnostics(space, split, settings.seed), "history": []}
-    ranking = space is None or space.ranking
+    seconds = {"start": t0, "features": t_feat - t0, "id_model": time.time() - t_feat}
+    return Prepared(settings, ds, split, feats, U, I, id_log, space, seconds)
+
+
+def train(settings, encoder_graphs, progress: bool = True) -> TrainResult:
+    """Every stage on the settings' dataset; ``encoder_graphs`` (``export.encoders.encoder_graphs``) gives
+    the ONNX encoders the features are computed with, on a feature-cache miss."""
+    p = prepare(settings, encoder_graphs, progress)
+    ds, space, split, feats, U, I, id_log = p.dataset, p.space, p.split, p.features, p.user_emb, p.item_emb, p.id_log
+    t0 = p.seconds["start"]
+    t_feat = t0 + p.seconds["features"]
+    ranking = p.ranking
     t_id = time.time()
     text_layer = finetune_log = None
     if settings.text_finetune:
