@@ -10,7 +10,7 @@ from models.features import Features
 from models.idmodel import normalised_adjacency
 from models.items.generator import GeneratorConfig, MoEAdapter, ProxyGenerator, kl_to_uniform, layer_groups, pal_loss
 from models.items.proxy_training import ranking_loss, tensors
-from tests.models.random_features import random_features
+from tests.models.random_features import tiny_split_and_features
 
 
 @pytest.mark.parametrize(
@@ -151,36 +151,12 @@ def test_ranking_losses_pair_each_click_with_its_own_negatives(n):
     torch.testing.assert_close(one, -F.logsigmoid(s_pos[:1] - s_neg[:1, 0]).mean())
 
 
-def _tiny_split_and_features(seed: int = 0):
-    """60 items with random content, 40 users clicking the items whose text points their way."""
-    from models.data import Dataset
-    from models.split import cold_start_split
-
-    rng = np.random.default_rng(seed)
-    n_items, n_users, d = 60, 40, 4
-    feats = random_features(n_items, seed)
-    taste = rng.standard_normal((n_users, 8)).astype(np.float32)
-    users, items = np.nonzero(taste @ feats.text.T > 1.0)
-    ds = Dataset(
-        "tiny",
-        [str(i) for i in range(n_items)],
-        [""] * n_items,
-        [None] * n_items,
-        [str(u) for u in range(n_users)],
-        users.astype(np.int64),
-        items.astype(np.int64),
-    )
-    user_emb = rng.standard_normal((n_users, d)).astype(np.float32)
-    item_emb = rng.standard_normal((n_items, d)).astype(np.float32)
-    return cold_start_split(ds, seed), feats, user_emb, item_emb
-
-
 def test_the_weight_average_is_what_is_validated_and_returned_and_a_vanishing_decay_is_the_plain_run():
     from coldproxy.config import TrainSettings
     from models.evaluate import validation_cold_ndcg
     from models.items.proxy_training import ProxyMLP, predict, train_proxy
 
-    split, feats, U, I = _tiny_split_and_features()
+    split, feats, U, I = tiny_split_and_features()
 
     def run(decay: float):
         s = TrainSettings(proxy_ema_decay=decay, proxy_epochs=3, patience=10, proxy_batch=32, proxy_lr=1e-2)
