@@ -13,6 +13,7 @@ Writes bench/results/<out>.{json,md,png} (default quality_movielens), titled wit
     python bench/quality.py [--seeds 0 1 2] [--only full CB2CF ...] [--merge]   # --merge: more rows, or more seeds
     python bench/quality.py --data DIR --format generic --out quality_mydata   # your own catalogue
     python bench/quality.py --combine s0.json s1.json s2.json --out quality_x   # per-seed runs into one table
+    python bench/quality.py --merge --no-default --only "CB2CF tuned" ...   # baselines tuned on validation, added
 
 In a space coldproxy did not make (issue 38): ``--export-splits DIR`` writes each seed's warm training interactions
 (what an external recommender may see; never a cold item's) and stops; a recommender of your choice writes
@@ -33,6 +34,7 @@ from pathlib import Path
 import numpy as np
 from quality_methods import (
     ABLATIONS,
+    BASELINES,
     CALIBRATED,
     DIFFUSION,
     FULL,
@@ -164,13 +166,15 @@ def default_rows(r, seed: int, space_dir: Path | None, res: dict, score) -> None
 
 
 def run_seed(
-    seed: int, only: set[str] | None, data: dict, space_dir: Path | None = None
+    seed: int, only: set[str] | None, data: dict, space_dir: Path | None = None, no_default: bool = False
 ) -> tuple[dict[str, dict], str]:
-    """Every method's scenarios on one seed, and the dataset's name; with ``space_dir``, in the seed's given space."""
+    """Every method's scenarios on one seed, and the dataset's name; with ``space_dir``, in the seed's given space;
+    with ``no_default`` the baselines alone, fitted on the split and ID space without training the default."""
     s = TrainSettings(seed=seed, **data, **space_settings(space_dir, seed))
     want = lambda m: (only is None or m in only) and not (space_dir is not None and m == LIGHTGCN)  # noqa: E731
-    # baselines only (e.g. tuned rows --merge'd into a run): no default to train, only what they are fitted on
-    baselines_only = only is not None and only <= {"random", "popularity", *TUNABLE, *TUNED_ROWS}
+    baselines_only = no_default and only is not None and only <= {"random", "popularity", *TUNABLE, *TUNED_ROWS}
+    if no_default and not baselines_only:
+        raise SystemExit(f"--no-default fits baselines only ({', '.join(BASELINES)}); asked for {sorted(only or [])}")
     r = (prepare if baselines_only else train)(s, encoder_graphs)
     if r.space is not None:
         check_no_cold_vectors(r)
@@ -283,6 +287,11 @@ def main() -> None:
     p.add_argument(
         "--merge", action="store_true", help="add the rows run now to the existing results file (same seeds)"
     )
+    p.add_argument(
+        "--no-default",
+        action="store_true",
+        help="fit only the baselines in --only, without training the default (with --merge its rows are kept)",
+    )
     p.add_argument("--data", type=Path, help="dataset directory (default: COLDPROXY_DATA_DIR, MovieLens-posters)")
     p.add_argument("--format", choices=["movielens", "generic"], help="dataset format (COLDPROXY_DATA_FORMAT)")
     p.add_argument(
@@ -319,7 +328,7 @@ def main() -> None:
         per_seed, dataset = [run for f in files for run in f["per_seed"]], files[0]["dataset"]
         t -= sum(f["seconds"] for f in files)  # the runs' own time, not the combining's
     else:
-        runs = [run_seed(seed, set(a.only) if a.only else None, data, a.id_space_dir) for seed in a.seeds]
+        runs = [run_seed(seed, set(a.only) if a.only else None, data, a.id_space_dir, a.no_default) for seed in a.seeds]
         per_seed, dataset = [res for res, _ in runs], runs[0][1]
         seeds = a.seeds
     if a.merge and (RESULTS / f"{a.out}.json").exists():

@@ -71,6 +71,23 @@ def test_quality_writes_the_default_beside_the_baselines(small_training, tmp_pat
     default = next(m for m in summary if m.startswith("default"))
     assert {"random", "popularity"} <= set(summary)
     assert all(0 <= summary[m]["cold"]["recall@20"]["mean"] <= 1 for m in ("random", "popularity", default))
+    # a tuned baseline added to the run: fitted without training a default, the default's row kept
+    bench(
+        "quality.py",
+        "--seeds",
+        "0",
+        "--merge",
+        "--only",
+        "content-kNN tuned",
+        "--out",
+        "q",
+        results=tmp_path,
+        env=small_training,
+    )
+    again = json.loads((tmp_path / "q.json").read_text())
+    assert again["summary"][default] == summary[default] and "content-kNN tuned" in again["summary"]
+    record = again["per_seed"][0]["_tuning"]["content-kNN"]
+    assert len(record["grid"]) == 15 and record["chosen"] in [r["point"] for r in record["grid"]]
 
 
 @pytest.mark.slow
