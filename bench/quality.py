@@ -34,7 +34,6 @@ from pathlib import Path
 import numpy as np
 from quality_methods import (
     ABLATIONS,
-    BASELINES,
     CALIBRATED,
     DIFFUSION,
     FULL,
@@ -172,10 +171,10 @@ def run_seed(
     with ``no_default`` the baselines alone, fitted on the split and ID space without training the default."""
     s = TrainSettings(seed=seed, **data, **space_settings(space_dir, seed))
     want = lambda m: (only is None or m in only) and not (space_dir is not None and m == LIGHTGCN)  # noqa: E731
-    baselines_only = no_default and only is not None and only <= {"random", "popularity", *TUNABLE, *TUNED_ROWS}
-    if no_default and not baselines_only:
-        raise SystemExit(f"--no-default fits baselines only ({', '.join(BASELINES)}); asked for {sorted(only or [])}")
-    r = (prepare if baselines_only else train)(s, encoder_graphs)
+    fitted_alone = ("random", "popularity", *TUNABLE, *TUNED_ROWS)  # what needs no default
+    if no_default and not (only and only <= set(fitted_alone)):
+        raise SystemExit(f"--no-default fits only {', '.join(fitted_alone)}; asked for {sorted(only or [])}")
+    r = (prepare if no_default else train)(s, encoder_graphs)
     if r.space is not None:
         check_no_cold_vectors(r)
     f, sp, U, I = r.features, r.split, r.user_emb, r.item_emb
@@ -193,7 +192,7 @@ def run_seed(
             flush=True,
         )
 
-    if not baselines_only:
+    if not no_default:
         default_rows(r, seed, space_dir, res, score)
     if want("random"):
         score("random", random_embeddings(I, cold, seed))
