@@ -12,7 +12,7 @@ from coldproxy import anchors
 from models.evaluate import validation_cold_ndcg
 from models.features import Features
 from models.items.generator import pal_loss
-from models.items.proxy_training import ProxyMLP, predict, tensors, train_proxy
+from models.items.proxy_training import ProxyMLP, predict, tensors, train_proxy, warm_norm
 from models.split import ColdStartSplit
 from models.training import EarlyStopping, fit, seed_everything
 
@@ -105,11 +105,6 @@ class CLCRecMLP(ProxyMLP):
 
     def aux_losses(self, out, targets, pal_temperature):
         return {"contrast": pal_loss(out["proxy"], targets, pal_temperature)}
-
-
-def warm_norm(item_emb: np.ndarray, split: ColdStartSplit) -> float:
-    """The warm items' mean ID-embedding norm: the length a baseline with the warm norm serves its unit vectors at."""
-    return float(np.linalg.norm(item_emb[split.warm_items], axis=1).mean())
 
 
 def clcrec_embeddings(

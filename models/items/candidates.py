@@ -16,7 +16,7 @@ from models.evaluate import validation_cold_ndcg
 from models.features import Features
 from models.items.blend import greedy_blend
 from models.items.generator import BlendedGenerator, GeneratorConfig, ProxyGenerator, RoutedGenerator, layer_groups
-from models.items.proxy_training import predict, train_proxy
+from models.items.proxy_training import predict, train_proxy, warm_norm
 from models.split import ColdStartSplit
 from models.training import nth_seed
 
@@ -47,7 +47,7 @@ def build_generator(features: Features, split: ColdStartSplit, item_emb: np.ndar
         modalities=MODALITIES[settings.proxy_modalities],
         text_groups=groups,
         dropout=settings.proxy_dropout,
-        init_scale=float(np.linalg.norm(item_emb[warm], axis=1).mean()),
+        init_scale=warm_norm(item_emb, split),
     )
     return ProxyGenerator(cfg)
 

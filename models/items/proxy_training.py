@@ -62,6 +62,12 @@ class ProxyMLP(nn.Module):
         return {}
 
 
+def warm_norm(item_emb: np.ndarray, split: ColdStartSplit) -> float:
+    """The warm items' mean ID-embedding norm: the generator's initial output scale, and the length a baseline with
+    the warm norm serves its unit vectors at."""
+    return float(np.linalg.norm(item_emb[split.warm_items], axis=1).mean())
+
+
 def tensors(
     features: Features, idx: np.ndarray, mask: np.ndarray | None = None, prepared: dict[str, torch.Tensor] | None = None
 ) -> tuple[torch.Tensor, ...]:
