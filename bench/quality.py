@@ -53,15 +53,8 @@ from export.encoders import encoder_graphs
 from models.data import load_dataset
 from models.evaluate import evaluate_split
 from models.idmodel import train_id_model
-from models.items.baseline_tuning import ENSEMBLED, TUNED, tune
-from models.items.baselines import (
-    cb2cf_embeddings,
-    clcrec_embeddings,
-    dropoutnet_embeddings,
-    knn_embeddings,
-    popularity_embeddings,
-    random_embeddings,
-)
+from models.items.baseline_tuning import ENSEMBLED, FAMILIES, TUNED, tune
+from models.items.baselines import knn_embeddings, popularity_embeddings, random_embeddings
 from models.items.candidates import fit_generator
 from models.items.proxy_training import ProxyMLP, predict, tensors, train_proxy
 from models.items.train import prepare, train
@@ -201,7 +194,7 @@ def run_seed(
         score("popularity", pop_items, users=pop_users)
     if want("content-kNN"):
         score("content-kNN", knn_embeddings(f, I, sp.warm_items, cold, neighbours=5))
-    for name, fn in (("CB2CF", cb2cf_embeddings), ("DropoutNet", dropoutnet_embeddings), ("CLCRec", clcrec_embeddings)):
+    for name, (fn, _) in FAMILIES.items():
         if want(name):
             score(name, fn(f, sp, U, I, cold, s)[0])
     for family in TUNABLE:

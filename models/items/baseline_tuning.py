@@ -85,20 +85,20 @@ def fit_point(family: str, point: dict, prepared, items: np.ndarray, seed: int) 
 def tune(family: str, prepared, items: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, dict]:
     """The family's tuned vectors, its tuned + ensembled ones (None with one seed, or for kNN, which has no seed), and
     the record: every point's validation score, the one chosen."""
-    p, scores, fitted = prepared, [], []
+    p, scores, best = prepared, [], {}
 
     def run(point: dict) -> None:
-        fitted.append(fit_point(family, point, p, items, p.settings.seed))
-        scores.append(
-            {"point": point, "val_cold_ndcg@20": validation_cold_ndcg(p.user_emb, fitted[-1], p.split, "select")}
-        )
+        emb = fit_point(family, point, p, items, p.settings.seed)
+        score = validation_cold_ndcg(p.user_emb, emb, p.split, "select")
+        scores.append({"point": point, "val_cold_ndcg@20": score})
+        if not best or score > best["score"]:  # the first of equals: the untuned point before any
+            best.update(score=score, emb=emb, point=point)
 
     for point in grid(family):
         run(point)
     if (both := combined(family, [r["val_cold_ndcg@20"] for r in scores])) is not None:
         run(both)  # the second stage: the single moves that helped, together
-    i = int(np.argmax([r["val_cold_ndcg@20"] for r in scores]))  # the first of equals: the untuned point before any
-    best_emb, chosen = fitted[i], scores[i]["point"]
+    best_emb, chosen = best["emb"], best["point"]
     record = {"chosen": chosen, "chosen_is_untuned": chosen == grid(family)[0], "grid": scores}
     n = p.settings.generator_seeds
     if family == "content-kNN" or n == 1:

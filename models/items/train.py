@@ -137,16 +137,16 @@ def prepare(settings, encoder_graphs, progress: bool = True) -> Prepared:
         split = split.restrict_warm(space.has_vector)
         U, I = space.user_emb, training_vectors(space, split.warm_items)
         id_log = {"type": "given", "diagnostics": diagnostics(space, split, settings.seed), "history": []}
-    seconds = {"start": t0, "features": t_feat - t0, "id_model": time.time() - t_feat}
+    seconds = {"features": t_feat - t0, "id_model": time.time() - t_feat}
     return Prepared(settings, ds, split, feats, U, I, id_log, space, seconds)
 
 
 def train(settings, encoder_graphs, progress: bool = True) -> TrainResult:
     """Every stage on the settings' dataset; ``encoder_graphs`` (``export.encoders.encoder_graphs``) gives
     the ONNX encoders the features are computed with, on a feature-cache miss."""
+    t0 = time.time()
     p = prepare(settings, encoder_graphs, progress)
     ds, space, split, feats, U, I, id_log = p.dataset, p.space, p.split, p.features, p.user_emb, p.item_emb, p.id_log
-    t0 = p.seconds["start"]
     t_feat = t0 + p.seconds["features"]
     ranking = p.ranking
     t_id = time.time()
